@@ -1,0 +1,130 @@
+//! `ingest`: load a bucket's new files into PostgreSQL, once or on a timer.
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use bucketbench::bucket::BucketLocation;
+use bucketbench::cli::{self, ClientArgs, KnobArgs};
+use bucketbench::db::{EmbeddedPostgres, Flavor, embedded};
+use bucketbench::pass::{PassConfig, run_pass};
+use bucketbench::{models, secret};
+use clap::Parser;
+
+/// Loads the JSON files of a bucket into PostgreSQL, each key exactly once.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Bucket base URL (manifest mode: `<URL>/files_list.data` lists the keys).
+    #[arg(long, required_unless_present = "psql")]
+    bucket: Option<String>,
+    /// PostgreSQL URL. Without it, a private server runs from the installed
+    /// binaries with its data in --data-dir.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Data directory of the embedded PostgreSQL (kept between runs).
+    #[arg(long, default_value = ".bucketbench/postgres")]
+    data_dir: PathBuf,
+    /// Execution model.
+    #[arg(long, default_value = "sync")]
+    model: String,
+    /// Repeat passes until interrupted.
+    #[arg(long)]
+    watch: bool,
+    /// Seconds between the start of one pass and the next, with --watch.
+    #[arg(long, default_value_t = 60.0)]
+    interval: f64,
+    /// Print each pass's summary as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Open psql on the embedded database instead of ingesting.
+    #[arg(long)]
+    psql: bool,
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(flatten)]
+    knobs: KnobArgs,
+}
+
+fn main() {
+    cli::init_logging();
+    embedded::install_signal_handler();
+    let args = Args::parse();
+    if let Err(e) = run(args) {
+        cli::exit_with(e);
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let model = models::by_name(&args.model)?;
+    let mut server = None;
+    let database_url = match &args.database_url {
+        Some(url) => url.clone(),
+        None => {
+            let pg = EmbeddedPostgres::start(Flavor::Persistent(args.data_dir.clone()))
+                .context("starting the embedded PostgreSQL")?;
+            if !args.json {
+                eprintln!("using the embedded PostgreSQL in {} (port {})", pg.data_dir().display(), pg.port());
+            }
+            let url = pg.default_url();
+            server = Some(pg);
+            url
+        }
+    };
+    if args.psql {
+        return open_psql(&database_url, server.as_ref());
+    }
+    let bucket = BucketLocation::parse(args.bucket.as_deref().unwrap_or_default())?;
+    let cfg = PassConfig {
+        bucket,
+        database_url,
+        client: args.client.config(),
+        knobs: args.knobs.knobs(),
+        progress: !args.json && std::io::stderr().is_terminal(),
+    };
+    tracing::info!(database = %secret::redact_url(&cfg.database_url), "starting");
+    loop {
+        let started = std::time::Instant::now();
+        match run_pass(&cfg, model.as_ref()) {
+            Ok(summary) => {
+                if args.json {
+                    println!("{}", serde_json::to_string(&summary)?);
+                } else {
+                    println!("{}", summary.render());
+                }
+            }
+            // A daemon outlives a blip: report it and try again next time.
+            Err(e) if args.watch => eprintln!("error: pass failed, retrying next interval: {}", bucketbench::report::chain(&e)),
+            Err(e) => return Err(e),
+        }
+        if !args.watch {
+            break;
+        }
+        let wait = Duration::from_secs_f64(args.interval.max(0.0)).saturating_sub(started.elapsed());
+        std::thread::sleep(wait);
+    }
+    drop(server);
+    Ok(())
+}
+
+/// Runs `psql` on the database, passing the password in the environment so
+/// it never shows in the process list.
+fn open_psql(url: &str, server: Option<&EmbeddedPostgres>) -> anyhow::Result<()> {
+    let psql = server
+        .map(|s| s.bindir().join("psql"))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("psql"));
+    let parsed = url::Url::parse(url).context("parsing the database URL")?;
+    let mut cmd = std::process::Command::new(psql);
+    cmd.arg("-h").arg(parsed.host_str().unwrap_or("127.0.0.1"))
+        .arg("-p").arg(parsed.port().unwrap_or(5432).to_string())
+        .arg("-U").arg(parsed.username())
+        .arg("-d").arg(parsed.path().trim_start_matches('/'));
+    if let Some(pw) = parsed.password() {
+        cmd.env("PGPASSWORD", pw);
+    }
+    let status = cmd.status().context("running psql")?;
+    anyhow::ensure!(status.success(), "psql exited with {status}");
+    Ok(())
+}

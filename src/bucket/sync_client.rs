@@ -1,0 +1,136 @@
+//! The blocking HTTP client (ureq), used by the `sync` and `threads` models.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use super::location::BucketLocation;
+use super::manifest::parse_manifest;
+use super::{ClientConfig, FetchError, Fetched, NetStats, ObjectRef};
+
+/// One attempt's failure, classified for the retry loop.
+pub(crate) enum Attempt {
+    Retry(String),
+    Fail(FetchError),
+}
+
+/// A ureq agent with bucketbench's timeouts, TLS roots and retry policy.
+/// Cheap to clone; clones share the connection pool and the counters.
+#[derive(Clone)]
+pub struct SyncClient {
+    agent: ureq::Agent,
+    cfg: ClientConfig,
+    pub stats: Arc<NetStats>,
+}
+
+/// PEM certificates from `--ca-file`, added to the default roots' place.
+pub(crate) fn read_ca_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading --ca-file {}", path.display()))
+}
+
+impl SyncClient {
+    pub fn new(cfg: ClientConfig, stats: Arc<NetStats>) -> anyhow::Result<Self> {
+        let mut tls = ureq::tls::TlsConfig::builder();
+        if let Some(path) = &cfg.ca_file {
+            let pem = read_ca_file(path)?;
+            let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            if certs.is_empty() {
+                anyhow::bail!("--ca-file {} holds no PEM certificate", path.display());
+            }
+            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
+        }
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(cfg.connect_timeout))
+            .timeout_recv_response(Some(cfg.first_byte_timeout))
+            .timeout_per_read(Some(cfg.read_timeout))
+            .user_agent(concat!("bucketbench/", env!("CARGO_PKG_VERSION")))
+            .tls_config(tls.build())
+            .build()
+            .into();
+        Ok(SyncClient { agent, cfg, stats })
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.cfg
+    }
+
+    /// Lists a manifest-mode bucket. A missing manifest is an error: there
+    /// is nothing to process and the user pointed at the wrong place.
+    pub fn list(&self, bucket: &BucketLocation) -> anyhow::Result<Vec<ObjectRef>> {
+        let url = bucket.manifest_url();
+        match self.get(&url) {
+            Ok(Fetched::Object { bytes, .. }) => {
+                let text = String::from_utf8_lossy(&bytes);
+                Ok(parse_manifest(&text).into_iter().map(|key| ObjectRef { key, etag: None }).collect())
+            }
+            Ok(Fetched::Missing) => anyhow::bail!("cannot list bucket {}: {url} answered 404 (no files_list.data there)", bucket.base()),
+            Err(e) => anyhow::bail!("cannot list bucket {}: {e}", bucket.base()),
+        }
+    }
+
+    /// GETs one object with retries, reading at most `max_object_bytes`.
+    pub fn get(&self, url: &str) -> Result<Fetched, FetchError> {
+        let mut attempt = 1;
+        loop {
+            self.stats.add(&self.stats.requests, 1);
+            match self.try_get(url) {
+                Ok(f) => return Ok(f),
+                Err(Attempt::Fail(e)) => return Err(e),
+                Err(Attempt::Retry(why)) => {
+                    if attempt >= self.cfg.retry.max_attempts {
+                        return Err(FetchError::Transient(why, attempt));
+                    }
+                    attempt += 1;
+                    self.stats.add(&self.stats.retries, 1);
+                    tracing::debug!(url, attempt, why, "retrying");
+                    std::thread::sleep(self.cfg.retry.delay(attempt));
+                }
+            }
+        }
+    }
+
+    fn try_get(&self, url: &str) -> Result<Fetched, Attempt> {
+        let mut resp = self.agent.get(url).call().map_err(classify)?;
+        let status = resp.status().as_u16();
+        if let Some(fail) = status_failure(status, url) {
+            return Err(fail);
+        }
+        if status == 404 {
+            return Ok(Fetched::Missing);
+        }
+        let limit = self.cfg.max_object_bytes;
+        let declared = resp.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(Attempt::Fail(FetchError::TooLarge { limit }));
+        }
+        let etag = resp.headers().get("etag").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let bytes = resp.body_mut().with_config().limit(limit).read_to_vec().map_err(classify)?;
+        self.stats.add(&self.stats.bytes, bytes.len() as u64);
+        Ok(Fetched::Object { bytes, etag })
+    }
+}
+
+/// Maps a non-2xx status to an attempt outcome; `None` for 2xx and 404.
+pub(crate) fn status_failure(status: u16, url: &str) -> Option<Attempt> {
+    match status {
+        200..=299 | 404 => None,
+        401 | 403 => Some(Attempt::Fail(FetchError::Denied(format!("HTTP {status} for {url}")))),
+        408 | 429 | 500..=599 => Some(Attempt::Retry(format!("HTTP {status} for {url}"))),
+        _ => Some(Attempt::Fail(FetchError::Client(format!("HTTP {status} for {url}")))),
+    }
+}
+
+fn classify(e: ureq::Error) -> Attempt {
+    match e {
+        ureq::Error::BodyExceedsLimit(limit) => Attempt::Fail(FetchError::TooLarge { limit }),
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) => Attempt::Fail(FetchError::Client(format!("TLS error: {e}"))),
+        ureq::Error::BadUri(_) | ureq::Error::InvalidProxyUrl => Attempt::Fail(FetchError::Client(e.to_string())),
+        other => Attempt::Retry(other.to_string()),
+    }
+}

@@ -1,0 +1,176 @@
+//! From a file's bytes to typed rows, rejected records and a skipped count.
+
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use super::coerce::{self, Fields};
+use super::normalize::normalize_title;
+use super::record::{App, Movie, Record, Rejected, Song};
+
+/// The outcome of a file that parsed as a JSON array.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ParsedFile {
+    pub songs: Vec<Song>,
+    pub movies: Vec<Movie>,
+    pub apps: Vec<App>,
+    pub rejected: Vec<Rejected>,
+    /// Well-formed records of a type other than song, movie or app.
+    pub skipped: u64,
+}
+
+impl ParsedFile {
+    pub fn rows(&self) -> u64 {
+        (self.songs.len() + self.movies.len() + self.apps.len()) as u64
+    }
+}
+
+/// Why a whole file loads nothing. It goes into the ledger as `failed`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileError {
+    #[error("not valid JSON: {0}")]
+    NotJson(String),
+    #[error("top level is {0}, not an array of records")]
+    NotArray(&'static str),
+}
+
+/// Parses a bucket file. A file that is not JSON, or not an array, fails as
+/// a whole; inside an array each record stands or falls on its own.
+pub fn parse_file(bytes: &[u8]) -> Result<ParsedFile, FileError> {
+    // Editors on Windows write a BOM; it carries no meaning, so accept it.
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    // Borrowing each record as raw text validates the whole file first, so a
+    // syntax error fails the file before anything is half-parsed, and a
+    // record-level problem (a number beyond f64) rejects only that record.
+    let items: Vec<&RawValue> = match serde_json::from_slice(bytes) {
+        Ok(items) => items,
+        Err(e) => return Err(top_level_error(bytes, e)),
+    };
+    let mut out = ParsedFile::default();
+    for (index, raw) in items.iter().enumerate() {
+        let index = i32::try_from(index).unwrap_or(i32::MAX);
+        match serde_json::from_str::<Value>(raw.get()) {
+            Ok(value) => match parse_record(&value) {
+                Ok(Some(Record::Song(s))) => out.songs.push(s),
+                Ok(Some(Record::Movie(m))) => out.movies.push(m),
+                Ok(Some(Record::App(a))) => out.apps.push(a),
+                Ok(None) => out.skipped += 1,
+                Err(reason) => out.rejected.push(Rejected { index, reason, raw: jsonb_safe(value) }),
+            },
+            Err(e) => out.rejected.push(Rejected {
+                index,
+                reason: format!("record is not valid JSON: {e}"),
+                raw: Value::String(raw.get().replace('\0', "\u{FFFD}")),
+            }),
+        }
+    }
+    Ok(out)
+}
+
+fn top_level_error(bytes: &[u8], e: serde_json::Error) -> FileError {
+    // Tell "valid JSON of the wrong shape" from "not JSON at all": the former
+    // is a bucket layout problem, the latter a corrupt or foreign file.
+    if e.is_data() && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
+        {
+            let first = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();
+            let kind = match first {
+                Some(b'{') => "an object",
+                Some(b'"') => "a string",
+                Some(b't' | b'f') => "a boolean",
+                Some(b'n') => "null",
+                _ => "a number",
+            };
+            return FileError::NotArray(kind);
+        }
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return FileError::NotJson("the file is empty".into());
+    }
+    FileError::NotJson(e.to_string())
+}
+
+/// Validates one record. `Ok(None)` is a well-formed record of a type this
+/// contract does not load (counted as skipped).
+pub fn parse_record(value: &Value) -> Result<Option<Record>, String> {
+    let Value::Object(record) = value else {
+        return Err("record is not a JSON object".into());
+    };
+    let ty = match record.get("type") {
+        None | Some(Value::Null) => return Err("record has no \"type\"".into()),
+        Some(Value::String(t)) => t.as_str(),
+        Some(_) => return Err("\"type\" is not a string".into()),
+    };
+    let data = match record.get("data") {
+        None | Some(Value::Null) => return Err("record has no \"data\"".into()),
+        Some(Value::Object(d)) => d,
+        Some(_) => return Err("\"data\" is not an object".into()),
+    };
+    Ok(Some(match ty {
+        "song" => Record::Song(song(data)?),
+        "movie" => Record::Movie(movie(data)?),
+        "app" => Record::App(app(data)?),
+        _ => return Ok(None),
+    }))
+}
+
+fn song(d: &Fields) -> Result<Song, String> {
+    Ok(Song {
+        artist_name: coerce::text(d, "artist_name")?,
+        title: coerce::required_text(d, "title")?,
+        year: coerce::integer_i32(d, "year")?,
+        release: coerce::text(d, "release")?,
+    })
+}
+
+fn movie(d: &Fields) -> Result<Movie, String> {
+    // The original task's example spells the key `original_title:`.
+    let title_key = if d.get("original_title").is_some_and(|v| !v.is_null()) {
+        "original_title"
+    } else if d.contains_key("original_title:") {
+        "original_title:"
+    } else {
+        "original_title"
+    };
+    let original_title = coerce::required_text(d, title_key).map_err(|e| e.replace("original_title:", "original_title"))?;
+    Ok(Movie {
+        original_title_normalized: normalize_title(&original_title),
+        original_title,
+        original_language: coerce::text(d, "original_language")?,
+        budget: coerce::non_negative(d, "budget")?,
+        is_adult: coerce::boolean(d, "is_adult")?,
+        release_date: coerce::date(d, "release_date")?,
+    })
+}
+
+fn app(d: &Fields) -> Result<App, String> {
+    let rating = coerce::number(d, "rating")?;
+    Ok(App {
+        name: coerce::required_text(d, "name")?,
+        genre: coerce::text(d, "genre")?,
+        is_awesome: rating.is_some_and(|r| r >= 4.5),
+        rating,
+        version: coerce::text(d, "version")?,
+        size_bytes: coerce::non_negative(d, "size_bytes")?,
+    })
+}
+
+/// `jsonb` refuses U+0000 in strings, so a rejected record holding one would
+/// abort its file's transaction; U+2400 (␀) keeps it visible and storable.
+fn jsonb_safe(value: Value) -> Value {
+    fn has_nul(v: &Value) -> bool {
+        match v {
+            Value::String(s) => s.contains('\0'),
+            Value::Array(a) => a.iter().any(has_nul),
+            Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+            _ => false,
+        }
+    }
+    fn fix(v: Value) -> Value {
+        match v {
+            Value::String(s) => Value::String(s.replace('\0', "\u{2400}")),
+            Value::Array(a) => Value::Array(a.into_iter().map(fix).collect()),
+            Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k.replace('\0', "\u{2400}"), fix(v))).collect()),
+            other => other,
+        }
+    }
+    if has_nul(&value) { fix(value) } else { value }
+}

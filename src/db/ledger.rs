@@ -1,0 +1,116 @@
+//! The ledger (`processed_files`): the SQL that claims a key, the row that
+//! records a file's outcome, and the queries a pass uses to subtract what
+//! is already loaded. Sans-IO: text and parameters only.
+//!
+//! A file commits in one transaction: claim (insert the ledger row, which
+//! waits on any other worker's uncommitted claim of the same key and then
+//! finds it taken), COPY its rows and rejected records, commit. A crash at
+//! any instant leaves the file fully loaded or not at all.
+
+use postgres_types::ToSql;
+
+use super::copy::{self, CopyBatch};
+use crate::contract::ParsedFile;
+
+pub const CLAIM: &str = "INSERT INTO processed_files \
+    (key, etag, size_bytes, status, reason, songs_rows, movies_rows, apps_rows, rejected_count, skipped_count, model) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (key) DO NOTHING";
+
+/// Marks the listed keys the ledger holds as seen now, and returns them:
+/// the subtraction and the `last_seen_at` bookkeeping in one round trip.
+pub const SEEN: &str = "UPDATE processed_files SET last_seen_at = now() WHERE key = ANY($1) RETURNING key, etag";
+
+/// Keys per `SEEN` round trip: large enough to be few, small enough that a
+/// bucket of millions of keys never builds one enormous statement.
+pub const SEEN_CHUNK: usize = 10_000;
+
+/// What happened to one fetched file, ready to be written.
+#[derive(Debug)]
+pub enum FileOutcome {
+    Parsed(ParsedFile),
+    /// The whole file loads nothing; the reason goes into the ledger.
+    Failed(String),
+}
+
+/// Everything one file's transaction sends: the ledger row (bound
+/// parameters) and the COPY batches.
+#[derive(Debug)]
+pub struct WritePlan {
+    pub key: String,
+    pub etag: Option<String>,
+    pub size_bytes: i64,
+    pub status: &'static str,
+    pub reason: Option<String>,
+    pub songs: i32,
+    pub movies: i32,
+    pub apps: i32,
+    pub rejected: i32,
+    pub skipped: i32,
+    pub model: String,
+    pub copies: Vec<CopyBatch>,
+}
+
+fn count(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+impl WritePlan {
+    pub fn new(key: &str, etag: Option<&str>, size_bytes: u64, model: &str, outcome: &FileOutcome) -> Self {
+        let base = WritePlan {
+            key: key.to_string(),
+            etag: etag.map(str::to_string),
+            size_bytes: i64::try_from(size_bytes).unwrap_or(i64::MAX),
+            status: "loaded",
+            reason: None,
+            songs: 0,
+            movies: 0,
+            apps: 0,
+            rejected: 0,
+            skipped: 0,
+            model: model.to_string(),
+            copies: Vec::new(),
+        };
+        match outcome {
+            FileOutcome::Parsed(p) => WritePlan {
+                songs: count(p.songs.len()),
+                movies: count(p.movies.len()),
+                apps: count(p.apps.len()),
+                rejected: count(p.rejected.len()),
+                skipped: i32::try_from(p.skipped).unwrap_or(i32::MAX),
+                copies: copy::batches(key, p),
+                ..base
+            },
+            FileOutcome::Failed(e) => WritePlan { status: "failed", reason: Some(e.clone()), ..base },
+        }
+    }
+
+    /// The bound parameters of [`CLAIM`], in order.
+    pub fn claim_params(&self) -> [&(dyn ToSql + Sync); 11] {
+        [
+            &self.key,
+            &self.etag,
+            &self.size_bytes,
+            &self.status,
+            &self.reason,
+            &self.songs,
+            &self.movies,
+            &self.apps,
+            &self.rejected,
+            &self.skipped,
+            &self.model,
+        ]
+    }
+
+    pub fn rows(&self) -> u64 {
+        (self.songs + self.movies + self.apps) as u64
+    }
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteResult {
+    /// This worker claimed the key and committed the file.
+    Committed,
+    /// Another worker holds or committed the key; nothing was written.
+    AlreadyLoaded,
+}

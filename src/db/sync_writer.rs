@@ -1,0 +1,39 @@
+//! Sends a [`WritePlan`] over the synchronous `postgres` client, one
+//! transaction per file.
+
+use std::io::Write;
+
+use anyhow::Context;
+
+use super::ledger::{self, WritePlan, WriteResult};
+
+pub fn write_file(client: &mut postgres::Client, plan: &WritePlan) -> anyhow::Result<WriteResult> {
+    let mut tx = client.transaction().context("beginning a transaction")?;
+    let claimed = tx.execute(ledger::CLAIM, &plan.claim_params()).context("claiming the key in the ledger")?;
+    if claimed == 0 {
+        tx.rollback().context("rolling back")?;
+        return Ok(WriteResult::AlreadyLoaded);
+    }
+    for batch in &plan.copies {
+        let mut w = tx.copy_in(batch.sql).with_context(|| format!("starting {}", batch.sql))?;
+        w.write_all(&batch.data).context("sending COPY data")?;
+        w.finish().with_context(|| format!("finishing {}", batch.sql))?;
+    }
+    tx.commit().context("committing")?;
+    Ok(WriteResult::Committed)
+}
+
+/// Subtracts what the ledger holds from a listing, noting the keys as seen.
+/// Returns the keys already in the ledger with their stored ETags.
+pub fn seen_keys(
+    client: &mut postgres::Client,
+    keys: &[String],
+) -> anyhow::Result<std::collections::HashMap<String, Option<String>>> {
+    let mut seen = std::collections::HashMap::new();
+    for chunk in keys.chunks(ledger::SEEN_CHUNK) {
+        for row in client.query(ledger::SEEN, &[&chunk]).context("reading the ledger")? {
+            seen.insert(row.get(0), row.get(1));
+        }
+    }
+    Ok(seen)
+}

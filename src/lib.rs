@@ -1,0 +1,18 @@
+//! bucketbench: an ETL job that loads JSON files from an S3 bucket into
+//! PostgreSQL exactly once per key, and a harness that benchmarks that job
+//! under several execution models. See `README.md` and `../shared/SPEC.md`.
+//!
+//! The core is sans-IO: [`contract`] (parsing and coercion), [`db::copy`]
+//! and [`db::ledger`] (SQL text, parameters and COPY bytes) are plain
+//! functions over bytes and values. [`models`] are thin shells that move
+//! bytes between the bucket, those functions and the database.
+
+pub mod bucket;
+pub mod cli;
+pub mod contract;
+pub mod db;
+pub mod models;
+pub mod pass;
+pub mod report;
+pub mod secret;
+pub mod transform;

@@ -1,0 +1,48 @@
+//! `sync`: ureq and the `postgres` client, one file at a time. The baseline
+//! every other model is measured against.
+
+use super::{Ingestor, Job};
+use crate::bucket::ObjectRef;
+use crate::bucket::sync_client::SyncClient;
+use crate::db::{self, sync_writer};
+use crate::report::FileResult;
+
+pub struct Sync;
+
+impl Ingestor for Sync {
+    fn name(&self) -> &'static str {
+        "sync"
+    }
+
+    fn load(&self, job: &Job<'_>, todo: Vec<ObjectRef>) -> anyhow::Result<()> {
+        let http = SyncClient::new(job.client.clone(), job.stats.clone())?;
+        let mut pg = db::connect_sync(job.database_url)?;
+        for obj in todo {
+            let result = fetch_and_write(&http, &mut pg, job, &obj, self.name())?;
+            job.tally.record(&obj.key, result);
+        }
+        Ok(())
+    }
+}
+
+/// Fetch, transform and write one object on blocking clients. Shared with
+/// the `threads` model, which runs it on many threads at once.
+pub(crate) fn fetch_and_write(
+    http: &SyncClient,
+    pg: &mut postgres::Client,
+    job: &Job<'_>,
+    obj: &ObjectRef,
+    model: &str,
+) -> anyhow::Result<FileResult> {
+    let plan = match http.get(&job.bucket.object_url(&obj.key)) {
+        Ok(crate::bucket::Fetched::Object { bytes, etag }) => {
+            crate::transform::plan(&obj.key, etag.as_deref().or(obj.etag.as_deref()), &bytes, model)
+        }
+        Ok(crate::bucket::Fetched::Missing) => return Ok(FileResult::Missing),
+        Err(e) if e.is_object_fault() => crate::transform::plan_refused(&obj.key, obj.etag.as_deref(), e.to_string(), model),
+        Err(e) => return Ok(FileResult::FetchFailed(e.to_string())),
+    };
+    let written = sync_writer::write_file(pg, &plan)
+        .map_err(|e| anyhow::anyhow!("writing {}: {}", obj.key, crate::report::chain(&e)))?;
+    Ok(FileResult::from_write(&plan, written))
+}

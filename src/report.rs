@@ -1,0 +1,163 @@
+//! What a pass did: per-file results, the running tally behind the progress
+//! bar, and the summary printed (or emitted as JSON) at the end.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::db::WritePlan;
+use crate::db::ledger::WriteResult;
+
+/// The outcome of one listed key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FileResult {
+    /// Committed by this worker: rows (or a `failed` ledger row) written.
+    Written { failed: Option<String>, songs: u64, movies: u64, apps: u64, rejected: u64, skipped: u64 },
+    /// Another worker claimed it first.
+    AlreadyLoaded,
+    /// Listed, but the GET answered 404.
+    Missing,
+    /// The GET still failed after retries; left for the next pass.
+    FetchFailed(String),
+}
+
+impl FileResult {
+    pub fn from_write(plan: &WritePlan, result: WriteResult) -> Self {
+        match result {
+            WriteResult::AlreadyLoaded => FileResult::AlreadyLoaded,
+            WriteResult::Committed => FileResult::Written {
+                failed: plan.reason.clone().filter(|_| plan.status == "failed"),
+                songs: plan.songs as u64,
+                movies: plan.movies as u64,
+                apps: plan.apps as u64,
+                rejected: plan.rejected as u64,
+                skipped: plan.skipped as u64,
+            },
+        }
+    }
+}
+
+/// A key and why it did not load.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct KeyReason {
+    pub key: String,
+    pub reason: String,
+}
+
+/// The end-of-pass summary (SPEC, "Processing semantics").
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct PassSummary {
+    pub model: String,
+    pub listed: u64,
+    /// In the ledger before the pass, or claimed by another worker during it.
+    pub already_loaded: u64,
+    /// Files this pass committed with status `loaded`.
+    pub loaded: u64,
+    /// Files this pass committed with status `failed` (not JSON, not an array, too large).
+    pub failed: Vec<KeyReason>,
+    /// Listed keys that answered 404.
+    pub missing: Vec<String>,
+    /// Keys whose GET kept failing; not in the ledger, retried next pass.
+    pub fetch_errors: Vec<KeyReason>,
+    /// Keys whose ETag changed since they were loaded (reported, not reloaded).
+    pub etag_changed: Vec<String>,
+    pub songs: u64,
+    pub movies: u64,
+    pub apps: u64,
+    pub rejected: u64,
+    pub skipped: u64,
+    pub requests: u64,
+    pub retries: u64,
+    pub bytes: u64,
+    pub elapsed_secs: f64,
+}
+
+impl PassSummary {
+    pub fn rows(&self) -> u64 {
+        self.songs + self.movies + self.apps
+    }
+
+    /// Human-readable lines for the terminal.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let secs = self.elapsed_secs;
+        s.push_str(&format!(
+            "{} files listed: {} loaded, {} already loaded, {} failed, {} missing (404), {} fetch errors\n",
+            self.listed, self.loaded, self.already_loaded, self.failed.len(), self.missing.len(), self.fetch_errors.len()
+        ));
+        s.push_str(&format!(
+            "rows: {} songs, {} movies, {} apps; {} rejected records, {} skipped (other types)\n",
+            self.songs, self.movies, self.apps, self.rejected, self.skipped
+        ));
+        s.push_str(&format!(
+            "{} requests ({} retries), {:.1} MB in {:.2} s with model {}",
+            self.requests, self.retries, self.bytes as f64 / 1e6, secs, self.model
+        ));
+        if self.loaded == 0 && self.failed.is_empty() && self.fetch_errors.is_empty() {
+            s.push_str("\nnothing new to load");
+        }
+        for f in &self.failed {
+            s.push_str(&format!("\nfailed file {}: {}", f.key, f.reason));
+        }
+        for k in &self.missing {
+            s.push_str(&format!("\nmissing (404): {k}"));
+        }
+        for f in &self.fetch_errors {
+            s.push_str(&format!("\nnot fetched, will retry next pass: {}: {}", f.key, f.reason));
+        }
+        for k in &self.etag_changed {
+            s.push_str(&format!("\nchanged since loaded (not reloaded): {k}"));
+        }
+        s
+    }
+}
+
+/// Collects file results from any number of workers and drives the
+/// progress bar.
+pub struct Tally {
+    summary: Mutex<PassSummary>,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Tally {
+    pub fn new(summary: PassSummary, bar: Option<indicatif::ProgressBar>) -> Self {
+        Tally { summary: Mutex::new(summary), bar }
+    }
+
+    pub fn record(&self, key: &str, result: FileResult) {
+        let mut s = self.summary.lock().unwrap();
+        match result {
+            FileResult::Written { failed: Some(reason), .. } => s.failed.push(KeyReason { key: key.into(), reason }),
+            FileResult::Written { failed: None, songs, movies, apps, rejected, skipped } => {
+                s.loaded += 1;
+                s.songs += songs;
+                s.movies += movies;
+                s.apps += apps;
+                s.rejected += rejected;
+                s.skipped += skipped;
+            }
+            FileResult::AlreadyLoaded => s.already_loaded += 1,
+            FileResult::Missing => s.missing.push(key.into()),
+            FileResult::FetchFailed(reason) => s.fetch_errors.push(KeyReason { key: key.into(), reason }),
+        }
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+            bar.set_message(format!("{} rows", s.rows()));
+        }
+    }
+
+    pub fn finish(self, elapsed: Duration) -> PassSummary {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        let mut s = self.summary.into_inner().unwrap();
+        s.elapsed_secs = elapsed.as_secs_f64();
+        s
+    }
+}
+
+/// An error and its causes on one line.
+pub fn chain(e: &anyhow::Error) -> String {
+    format!("{e:#}").replace('\n', " ")
+}
