@@ -15,4 +15,5 @@ pub mod models;
 pub mod pass;
 pub mod report;
 pub mod secret;
+pub mod sim;
 pub mod transform;
