@@ -71,3 +71,59 @@ pub fn exit_with(e: anyhow::Error) -> ! {
     eprintln!("error: {}", crate::report::chain(&e));
     std::process::exit(1);
 }
+
+/// Which simulated bucket to generate.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SpecArgs {
+    /// Bucket profile.
+    #[arg(long, value_enum, default_value = "seed")]
+    pub profile: crate::sim::ProfileName,
+    /// Generator seed: the same profile and seed give byte-identical objects.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Override the profile's file count.
+    #[arg(long)]
+    pub files: Option<usize>,
+    /// Override the profile's median records per file.
+    #[arg(long)]
+    pub records: Option<usize>,
+}
+
+impl SpecArgs {
+    pub fn spec(&self) -> crate::sim::Spec {
+        crate::sim::Spec::new(self.profile, self.seed).with_overrides(self.files, self.records)
+    }
+}
+
+/// Network conditions the simulated bucket injects per request.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NetArgs {
+    /// Time to first byte, in milliseconds.
+    #[arg(long)]
+    pub latency_ms: Option<f64>,
+    /// Extra uniform random delay up to this many milliseconds.
+    #[arg(long)]
+    pub jitter_ms: Option<f64>,
+    /// Bandwidth per connection in megabits per second (0: unlimited).
+    #[arg(long)]
+    pub bandwidth_mbps: Option<f64>,
+    /// Share of requests answered 500/503 or cut mid-body (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub error_rate: f64,
+    /// Share of requests that never answer (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub stall_rate: f64,
+}
+
+impl NetArgs {
+    /// The conditions, with `defaults` filling what was not given.
+    pub fn conditions(&self, defaults: crate::sim::Conditions) -> crate::sim::Conditions {
+        crate::sim::Conditions {
+            latency_ms: self.latency_ms.unwrap_or(defaults.latency_ms),
+            jitter_ms: self.jitter_ms.unwrap_or(defaults.jitter_ms),
+            bandwidth_mbps: self.bandwidth_mbps.unwrap_or(defaults.bandwidth_mbps),
+            error_rate: self.error_rate.clamp(0.0, 1.0),
+            stall_rate: self.stall_rate.clamp(0.0, 1.0),
+        }
+    }
+}

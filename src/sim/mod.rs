@@ -2,9 +2,18 @@
 //! exact expected load result, an in-memory store, and a loopback server
 //! that speaks manifest mode and an S3 subset under network conditions.
 
+pub mod bucket;
+pub mod expected;
+pub mod generator;
 pub mod listing;
 pub mod server;
 pub mod store;
+pub mod verify;
+mod words;
 
 pub use server::{Conditions, SimServer};
 pub use store::{Object, Store};
+pub use bucket::SimBucket;
+pub use expected::Expected;
+pub use generator::{ProfileName, Spec};
+pub use verify::verify;

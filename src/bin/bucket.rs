@@ -1,0 +1,114 @@
+//! `bucket`: the simulated bucket as a server process or as files on disk.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bucketbench::cli::{self, NetArgs, SpecArgs};
+use bucketbench::sim::{Conditions, SimBucket};
+use clap::{Parser, Subcommand};
+
+/// A seeded, realistic S3-like bucket for tests and benchmarks.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve a generated bucket on loopback (manifest mode and an S3 subset).
+    /// Prints the base URL as the first line, then serves until killed.
+    Serve {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// Address to listen on (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        addr: SocketAddr,
+        #[command(flatten)]
+        net: NetArgs,
+        /// Every this many seconds, add new files and delete old ones.
+        #[arg(long)]
+        churn_every: Option<f64>,
+        /// Files added per churn step.
+        #[arg(long, default_value_t = 2)]
+        churn_add: usize,
+        /// Files deleted per churn step.
+        #[arg(long, default_value_t = 1)]
+        churn_delete: usize,
+        /// Write the expected load result (for the current listing) here.
+        #[arg(long)]
+        expected: Option<PathBuf>,
+    },
+    /// Write the objects, `files_list.data` and `expected.json` to a directory.
+    Generate {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write the expected result here.
+        #[arg(long)]
+        expected: Option<PathBuf>,
+    },
+}
+
+fn main() {
+    cli::init_logging();
+    if let Err(e) = run(Args::parse()) {
+        cli::exit_with(e);
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    match args.command {
+        Command::Generate { spec, out, expected } => {
+            let bucket = SimBucket::generate(spec.spec());
+            bucket.write_to_dir(&out)?;
+            if let Some(p) = expected {
+                bucket.write_expected(&p)?;
+            }
+            let e = bucket.expected();
+            eprintln!(
+                "wrote {} objects to {} ({} songs, {} movies, {} apps, {} rejected, {} skipped expected)",
+                bucket.store().len(),
+                out.display(),
+                e.songs,
+                e.movies,
+                e.apps,
+                e.rejected,
+                e.skipped
+            );
+            Ok(())
+        }
+        Command::Serve { spec, addr, net, churn_every, churn_add, churn_delete, expected } => {
+            let bucket = SimBucket::generate(spec.spec());
+            if let Some(p) = &expected {
+                bucket.write_expected(p)?;
+            }
+            let server = bucket.serve(net.conditions(Conditions::default()), addr)?;
+            println!("{}", server.base_url());
+            std::io::stdout().flush()?;
+            eprintln!(
+                "serving {} objects; manifest at {}/files_list.data; S3 endpoint {} bucket {}",
+                bucket.store().len(),
+                server.base_url(),
+                server.endpoint(),
+                bucketbench::sim::server::BUCKET
+            );
+            let _churn = churn_every.map(|secs| {
+                let every = Duration::from_secs_f64(secs.max(0.01));
+                bucket.start_churn(every, churn_add, churn_delete)
+            });
+            // Keep `--expected` current while churning.
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+                if let (Some(p), Some(_)) = (&expected, churn_every) {
+                    bucket.write_expected(p)?;
+                }
+            }
+        }
+    }
+}
