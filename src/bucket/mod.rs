@@ -8,6 +8,7 @@
 pub mod location;
 pub mod manifest;
 pub mod retry;
+pub mod async_client;
 pub mod sync_client;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -49,6 +49,9 @@ impl SyncClient {
             .timeout_connect(Some(cfg.connect_timeout))
             .timeout_recv_response(Some(cfg.first_byte_timeout))
             .timeout_per_read(Some(cfg.read_timeout))
+            // The threads model keeps one connection per thread alive.
+            .max_idle_connections(1024)
+            .max_idle_connections_per_host(1024)
             .user_agent(concat!("bucketbench/", env!("CARGO_PKG_VERSION")))
             .tls_config(tls.build())
             .build()

@@ -5,6 +5,7 @@
 //! bytes); `sync_writer` and `async_writer` are the thin shells that send
 //! them with the `postgres` and `tokio-postgres` clients.
 
+pub mod async_writer;
 pub mod copy;
 pub mod embedded;
 pub mod ledger;

@@ -2,12 +2,16 @@
 //! bucket client, the transform ([`crate::transform`]) and the write plan,
 //! and differ only in how they schedule IO.
 
+pub mod async_fetch;
+pub mod full_async;
 pub mod sync;
+pub mod threads;
 
 use std::sync::Arc;
 
-use crate::bucket::{BucketLocation, ClientConfig, NetStats, ObjectRef};
-use crate::report::Tally;
+use crate::bucket::{BucketLocation, ClientConfig, FetchError, Fetched, NetStats, ObjectRef};
+use crate::db::WritePlan;
+use crate::report::{FileResult, Tally};
 
 /// Concurrency knobs. Each model reads the ones that apply to it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -48,12 +52,45 @@ pub trait Ingestor: Send + Sync {
 }
 
 /// Every model name, in the order reports list them.
-pub const NAMES: &[&str] = &["sync"];
+pub const NAMES: &[&str] = &["sync", "async-fetch", "async", "threads"];
 
 /// Looks a model up by name.
 pub fn by_name(name: &str) -> anyhow::Result<Box<dyn Ingestor>> {
     match name {
         "sync" => Ok(Box::new(sync::Sync)),
+        "async-fetch" => Ok(Box::new(async_fetch::AsyncFetch)),
+        "async" => Ok(Box::new(full_async::Async)),
+        "threads" => Ok(Box::new(threads::Threads)),
         other => anyhow::bail!("unknown model {other:?}; choose one of: {}", NAMES.join(", ")),
     }
+}
+
+/// What to do with one fetched key: write a plan, or nothing more.
+pub(crate) enum Step {
+    Write(WritePlan),
+    Done(FileResult),
+}
+
+/// The shared, sans-IO part of every model: from a GET's outcome to the
+/// next step. Both HTTP clients feed it.
+pub(crate) fn step(obj: &ObjectRef, model: &str, fetched: Result<Fetched, FetchError>) -> Step {
+    match fetched {
+        Ok(Fetched::Object { bytes, etag }) => {
+            Step::Write(crate::transform::plan(&obj.key, etag.as_deref().or(obj.etag.as_deref()), &bytes, model))
+        }
+        Ok(Fetched::Missing) => Step::Done(FileResult::Missing),
+        // Too large: a property of the object, recorded so it is not refetched every pass.
+        Err(e) if e.is_object_fault() => Step::Write(crate::transform::plan_refused(&obj.key, obj.etag.as_deref(), e.to_string(), model)),
+        Err(e) => Step::Done(FileResult::FetchFailed(e.to_string())),
+    }
+}
+
+/// A tokio runtime with one worker per core: the async models' scheduler.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+/// Names the file a database error happened on.
+pub(crate) fn write_error(key: &str, e: anyhow::Error) -> anyhow::Error {
+    anyhow::anyhow!("writing {key}: {}", crate::report::chain(&e))
 }

@@ -1,7 +1,7 @@
 //! `sync`: ureq and the `postgres` client, one file at a time. The baseline
 //! every other model is measured against.
 
-use super::{Ingestor, Job};
+use super::{Ingestor, Job, Step, step, write_error};
 use crate::bucket::ObjectRef;
 use crate::bucket::sync_client::SyncClient;
 use crate::db::{self, sync_writer};
@@ -34,15 +34,11 @@ pub(crate) fn fetch_and_write(
     obj: &ObjectRef,
     model: &str,
 ) -> anyhow::Result<FileResult> {
-    let plan = match http.get(&job.bucket.object_url(&obj.key)) {
-        Ok(crate::bucket::Fetched::Object { bytes, etag }) => {
-            crate::transform::plan(&obj.key, etag.as_deref().or(obj.etag.as_deref()), &bytes, model)
+    match step(obj, model, http.get(&job.bucket.object_url(&obj.key))) {
+        Step::Done(r) => Ok(r),
+        Step::Write(plan) => {
+            let written = sync_writer::write_file(pg, &plan).map_err(|e| write_error(&obj.key, e))?;
+            Ok(FileResult::from_write(&plan, written))
         }
-        Ok(crate::bucket::Fetched::Missing) => return Ok(FileResult::Missing),
-        Err(e) if e.is_object_fault() => crate::transform::plan_refused(&obj.key, obj.etag.as_deref(), e.to_string(), model),
-        Err(e) => return Ok(FileResult::FetchFailed(e.to_string())),
-    };
-    let written = sync_writer::write_file(pg, &plan)
-        .map_err(|e| anyhow::anyhow!("writing {}: {}", obj.key, crate::report::chain(&e)))?;
-    Ok(FileResult::from_write(&plan, written))
+    }
 }

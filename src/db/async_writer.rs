@@ -1,0 +1,41 @@
+//! Sends a [`WritePlan`] over `tokio-postgres`, one transaction per file:
+//! the async twin of [`super::sync_writer`].
+
+use anyhow::Context;
+use futures::SinkExt as _;
+
+use super::ledger::{self, WritePlan, WriteResult};
+
+pub async fn write_file(client: &mut tokio_postgres::Client, plan: &WritePlan) -> anyhow::Result<WriteResult> {
+    let tx = client.transaction().await.context("beginning a transaction")?;
+    let claimed = tx.execute(ledger::CLAIM, &plan.claim_params()).await.context("claiming the key in the ledger")?;
+    if claimed == 0 {
+        tx.rollback().await.context("rolling back")?;
+        return Ok(WriteResult::AlreadyLoaded);
+    }
+    for batch in &plan.copies {
+        let sink = tx.copy_in(batch.sql).await.with_context(|| format!("starting {}", batch.sql))?;
+        futures::pin_mut!(sink);
+        sink.send(bytes::Bytes::copy_from_slice(&batch.data)).await.context("sending COPY data")?;
+        sink.finish().await.with_context(|| format!("finishing {}", batch.sql))?;
+    }
+    tx.commit().await.context("committing")?;
+    Ok(WriteResult::Committed)
+}
+
+/// A pool of `size` connections (deadpool-postgres).
+pub fn pool(url: &str, size: usize) -> anyhow::Result<deadpool_postgres::Pool> {
+    let cfg: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| anyhow::anyhow!("bad database URL {}: {e}", crate::secret::redact_url(url)))?;
+    let mgr = deadpool_postgres::Manager::from_config(
+        cfg,
+        tokio_postgres::NoTls,
+        deadpool_postgres::ManagerConfig { recycling_method: deadpool_postgres::RecyclingMethod::Fast },
+    );
+    deadpool_postgres::Pool::builder(mgr)
+        .max_size(size)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .context("building the connection pool")
+}

@@ -1,0 +1,63 @@
+//! `async-fetch`: reqwest on tokio fetches many files at once, and one
+//! synchronous `postgres` connection writes them in sequence, fed through
+//! a channel (the original project's "partially sync" model).
+
+use futures::StreamExt as _;
+
+use super::{Ingestor, Job, Step, runtime, step, write_error};
+use crate::bucket::ObjectRef;
+use crate::bucket::async_client::AsyncClient;
+use crate::db::{self, sync_writer};
+use crate::report::FileResult;
+
+pub struct AsyncFetch;
+
+impl Ingestor for AsyncFetch {
+    fn name(&self) -> &'static str {
+        "async-fetch"
+    }
+
+    fn load(&self, job: &Job<'_>, todo: Vec<ObjectRef>) -> anyhow::Result<()> {
+        let rt = runtime()?;
+        let http = AsyncClient::new(job.client.clone(), job.stats.clone())?;
+        let mut pg = db::connect_sync(job.database_url)?;
+        // Bounded: fetching runs at most `concurrency` files ahead of the writer.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(String, Step)>(job.knobs.concurrency);
+        std::thread::scope(|scope| {
+            let writer = scope.spawn(move || -> anyhow::Result<()> {
+                while let Some((key, next)) = rx.blocking_recv() {
+                    let result = match next {
+                        Step::Done(r) => r,
+                        Step::Write(plan) => {
+                            let written = sync_writer::write_file(&mut pg, &plan).map_err(|e| write_error(&key, e))?;
+                            FileResult::from_write(&plan, written)
+                        }
+                    };
+                    job.tally.record(&key, result);
+                }
+                Ok(())
+            });
+            rt.block_on(async {
+                let mut fetched = futures::stream::iter(todo)
+                    .map(|obj| {
+                        let http = http.clone();
+                        let url = job.bucket.object_url(&obj.key);
+                        tokio::spawn(async move {
+                            let next = step(&obj, "async-fetch", http.get(&url).await);
+                            (obj.key, next)
+                        })
+                    })
+                    .buffer_unordered(job.knobs.concurrency);
+                while let Some(done) = fetched.next().await {
+                    // A closed channel means the writer failed; its error is returned below.
+                    if tx.send(done?).await.is_err() {
+                        break;
+                    }
+                }
+                drop(tx);
+                Ok::<_, anyhow::Error>(())
+            })?;
+            writer.join().expect("writer thread panicked")
+        })
+    }
+}

@@ -1,0 +1,52 @@
+//! `async`: reqwest and tokio-postgres (through a deadpool-postgres pool),
+//! fetches and writes both concurrent and bounded.
+
+use futures::StreamExt as _;
+
+use super::{Ingestor, Job, Step, runtime, step, write_error};
+use crate::bucket::ObjectRef;
+use crate::bucket::async_client::AsyncClient;
+use crate::db::async_writer;
+use crate::report::FileResult;
+
+pub struct Async;
+
+impl Ingestor for Async {
+    fn name(&self) -> &'static str {
+        "async"
+    }
+
+    fn load(&self, job: &Job<'_>, todo: Vec<ObjectRef>) -> anyhow::Result<()> {
+        let rt = runtime()?;
+        let http = AsyncClient::new(job.client.clone(), job.stats.clone())?;
+        rt.block_on(async {
+            let pool = async_writer::pool(job.database_url, job.knobs.connections)?;
+            // Fail fast, in one line, if the database is gone.
+            drop(pool.get().await.map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {e}"))?);
+            let mut done = futures::stream::iter(todo)
+                .map(|obj| {
+                    let (http, pool) = (http.clone(), pool.clone());
+                    let url = job.bucket.object_url(&obj.key);
+                    // Spawned, so parsing runs on every core, not on the task
+                    // that polls the stream.
+                    tokio::spawn(async move {
+                        let result = match step(&obj, "async", http.get(&url).await) {
+                            Step::Done(r) => r,
+                            Step::Write(plan) => {
+                                let mut client = pool.get().await.map_err(|e| anyhow::anyhow!("getting a database connection: {e}"))?;
+                                let written = async_writer::write_file(&mut client, &plan).await.map_err(|e| write_error(&obj.key, e))?;
+                                FileResult::from_write(&plan, written)
+                            }
+                        };
+                        Ok::<_, anyhow::Error>((obj.key, result))
+                    })
+                })
+                .buffer_unordered(job.knobs.concurrency);
+            while let Some(joined) = done.next().await {
+                let (key, result) = joined??;
+                job.tally.record(&key, result);
+            }
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,53 @@
+//! `threads`: blocking ureq and `postgres` on a rayon pool of N threads,
+//! one database connection per thread. The classic answer to IO-bound work
+//! without async: as many files in flight as threads.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use super::sync::fetch_and_write;
+use super::{Ingestor, Job};
+use crate::bucket::ObjectRef;
+use crate::bucket::sync_client::SyncClient;
+use crate::db;
+
+pub struct Threads;
+
+impl Ingestor for Threads {
+    fn name(&self) -> &'static str {
+        "threads"
+    }
+
+    fn load(&self, job: &Job<'_>, todo: Vec<ObjectRef>) -> anyhow::Result<()> {
+        let threads = job.knobs.threads.min(todo.len()).max(1);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).thread_name(|i| format!("ingest-{i}")).build()?;
+        let http = SyncClient::new(job.client.clone(), job.stats.clone())?;
+        let next = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        let first_error = Mutex::new(None);
+        let fail = |e: anyhow::Error| {
+            stop.store(true, Ordering::Relaxed);
+            first_error.lock().unwrap().get_or_insert(e);
+        };
+        // Each pool thread opens its own connection and pulls keys from a
+        // shared cursor, so a slow file never holds up a queue behind it.
+        pool.broadcast(|_| {
+            let mut pg = match db::connect_sync(job.database_url) {
+                Ok(c) => c,
+                Err(e) => return fail(e),
+            };
+            while !stop.load(Ordering::Relaxed) {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(obj) = todo.get(i) else { break };
+                match fetch_and_write(&http, &mut pg, job, obj, "threads") {
+                    Ok(r) => job.tally.record(&obj.key, r),
+                    Err(e) => return fail(e),
+                }
+            }
+        });
+        match first_error.into_inner().unwrap() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}

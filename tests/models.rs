@@ -1,0 +1,67 @@
+//! Every execution model loads exactly the generator's expected result.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use bucketbench::sim::{Conditions, ProfileName, SimBucket, Spec, verify};
+use common::*;
+
+fn check(model: &str, profile: ProfileName, conditions: Conditions) {
+    let bucket = SimBucket::generate(Spec::new(profile, 11));
+    let server = bucket.serve(conditions, SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let db = fresh_db();
+    let s = pass(&server.base_url(), &db, model);
+    assert_eq!(s.model, model);
+    let want = bucket.expected();
+    assert_eq!(s.loaded + s.failed.len() as u64, want.files, "{model} {profile:?}");
+    assert_eq!(s.missing.len(), want.missing_keys.len());
+    let diffs = verify(&mut connect(&db), &want).unwrap();
+    assert!(diffs.is_empty(), "{model} on {profile:?}: {diffs:#?}");
+    let models: Vec<String> = connect(&db).query("SELECT DISTINCT model FROM processed_files", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(models, [model], "the ledger names the model");
+    // A second pass finds nothing new.
+    let again = pass(&server.base_url(), &db, model);
+    assert_eq!((again.loaded, again.already_loaded), (0, want.files));
+}
+
+macro_rules! model_tests {
+    ($($name:ident: $model:expr, $profile:ident;)*) => {$(
+        #[test]
+        fn $name() {
+            check($model, ProfileName::$profile, Conditions { latency_ms: 2.0, ..Default::default() });
+        }
+    )*};
+}
+
+model_tests! {
+    sync_small: "sync", Small;
+    sync_messy: "sync", Messy;
+    async_fetch_small: "async-fetch", Small;
+    async_fetch_messy: "async-fetch", Messy;
+    async_small: "async", Small;
+    async_messy: "async", Messy;
+    threads_small: "threads", Small;
+    threads_messy: "threads", Messy;
+}
+
+#[test]
+fn async_models_survive_injected_errors() {
+    for model in ["async-fetch", "async", "threads"] {
+        let bucket = SimBucket::generate(Spec::new(ProfileName::Small, 4));
+        let server = bucket.serve(Conditions { error_rate: 0.2, ..Default::default() }, SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let db = fresh_db();
+        let mut cfg = config(&server.base_url(), &db);
+        cfg.client.retry.max_attempts = 8;
+        let s = bucketbench::pass::run_pass(&cfg, bucketbench::models::by_name(model).unwrap().as_ref()).unwrap();
+        assert!(s.retries > 0, "{model}");
+        let diffs = verify(&mut connect(&db), &bucket.expected()).unwrap();
+        assert!(diffs.is_empty(), "{model}: {diffs:#?}");
+    }
+}
+
+#[test]
+fn an_unknown_model_is_a_clear_error() {
+    let err = bucketbench::models::by_name("turbo").err().unwrap().to_string();
+    assert!(err.contains("sync, async-fetch, async, threads"), "{err}");
+}
