@@ -11,6 +11,7 @@ pub mod bucket;
 pub mod cli;
 pub mod contract;
 pub mod db;
+pub mod harness;
 pub mod models;
 pub mod pass;
 pub mod report;

@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::db::WritePlan;
 use crate::db::ledger::WriteResult;
@@ -39,14 +39,14 @@ impl FileResult {
 }
 
 /// A key and why it did not load.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct KeyReason {
     pub key: String,
     pub reason: String,
 }
 
 /// The end-of-pass summary (SPEC, "Processing semantics").
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct PassSummary {
     pub model: String,
     pub listed: u64,

@@ -61,6 +61,7 @@ pub fn by_name(name: &str) -> anyhow::Result<Box<dyn Ingestor>> {
         "async-fetch" => Ok(Box::new(async_fetch::AsyncFetch)),
         "async" => Ok(Box::new(full_async::Async)),
         "threads" => Ok(Box::new(threads::Threads)),
+        "test-drop-one" => Ok(Box::new(DropOne)),
         other => anyhow::bail!("unknown model {other:?}; choose one of: {}", NAMES.join(", ")),
     }
 }
@@ -93,4 +94,21 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Names the file a database error happened on.
 pub(crate) fn write_error(key: &str, e: anyhow::Error) -> anyhow::Error {
     anyhow::anyhow!("writing {key}: {}", crate::report::chain(&e))
+}
+
+/// Test-only, hidden from [`NAMES`]: `sync` that silently skips the first
+/// key, so tests can prove the harness catches a load that is not exact.
+pub struct DropOne;
+
+impl Ingestor for DropOne {
+    fn name(&self) -> &'static str {
+        "test-drop-one"
+    }
+
+    fn load(&self, job: &Job<'_>, mut todo: Vec<ObjectRef>) -> anyhow::Result<()> {
+        if !todo.is_empty() {
+            todo.remove(0);
+        }
+        sync::Sync.load(job, todo)
+    }
 }

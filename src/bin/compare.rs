@@ -1,0 +1,230 @@
+//! `compare`: benchmark the execution models side by side on the same
+//! bucket and database, verify every run, and write CSVs and PNG charts.
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use bucketbench::bucket::BucketLocation;
+use bucketbench::cli::{self, ClientArgs, KnobArgs, NetArgs, SpecArgs};
+use bucketbench::db::{EmbeddedPostgres, Flavor, embedded};
+use bucketbench::harness::export::{self, Environment};
+use bucketbench::harness::runner::{self, Run, RunSettings, Target, WORKER};
+use bucketbench::harness::{charts, summary};
+use bucketbench::sim::{Conditions, SimBucket};
+use bucketbench::{models, pass, secret};
+use clap::Parser;
+
+/// Which execution model wins this IO-bound job, by how much, and why.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// Models to run, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "sync,async-fetch,async,threads")]
+    models: Vec<String>,
+    /// Measured runs per model.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Warm-up runs per model (not measured).
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    #[command(flatten)]
+    net: NetArgs,
+    #[command(flatten)]
+    knobs: KnobArgs,
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Output directory (default: results/<profile>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Benchmark this bucket instead of the simulated one (verification can
+    /// then only check the ledger against the listing and the rows).
+    #[arg(long)]
+    bucket: Option<String>,
+    /// Benchmark against this database instead of a throwaway one. Its
+    /// bucketbench tables are emptied before every run.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+}
+
+/// Network conditions of the default run: an S3 bucket in another region.
+/// S3 answers small GETs in tens of milliseconds; a cross-region round trip
+/// adds tens more, so 60 ms to first byte with 20 ms of jitter. AWS sizes
+/// one connection at 85–90 MB/s in-region; across regions a single TCP
+/// stream gets less, so 100 Mbit/s per connection.
+const DEFAULT_NETWORK: Conditions = Conditions { latency_ms: 60.0, jitter_ms: 20.0, bandwidth_mbps: 100.0, error_rate: 0.0, stall_rate: 0.0 };
+
+fn main() {
+    let mut argv = std::env::args();
+    let _ = argv.next();
+    let first = std::env::args().nth(1);
+    if first.as_deref() == Some(WORKER) {
+        let _ = argv.next();
+        cli::init_logging();
+        bucketbench::harness::worker::main(argv);
+    }
+    cli::init_logging();
+    embedded::install_signal_handler();
+    match run(Args::parse()) {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(e) => cli::exit_with(e),
+    }
+}
+
+/// Returns whether every run was verified.
+fn run(args: Args) -> anyhow::Result<bool> {
+    for m in &args.models {
+        models::by_name(m)?;
+    }
+    anyhow::ensure!(args.runs >= 1, "--runs must be at least 1");
+    let spec = args.spec.spec();
+    let conditions = args.net.conditions(DEFAULT_NETWORK);
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("results").join(spec.profile.as_str()));
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+
+    let mut _server_pg = None;
+    let database_url = match &args.database_url {
+        Some(u) => u.clone(),
+        None => {
+            let pg = EmbeddedPostgres::start(Flavor::Throwaway).context("starting a throwaway PostgreSQL")?;
+            let url = pg.default_url();
+            _server_pg = Some(pg);
+            url
+        }
+    };
+    let mut _sim_server = None;
+    let (bucket_url, expected, bucket_desc) = match &args.bucket {
+        Some(url) => {
+            BucketLocation::parse(url)?;
+            (url.clone(), None, serde_json::json!({ "url": url }))
+        }
+        None => {
+            let started = std::time::Instant::now();
+            let bucket = SimBucket::generate(spec.clone());
+            let server = bucket.serve(conditions.clone(), std::net::SocketAddr::from(([127, 0, 0, 1], 0)))?;
+            let url = server.base_url();
+            let expected = bucket.expected();
+            eprintln!(
+                "simulated bucket: {} profile, {} files, {} rows expected, generated in {:.1} s; serving at {url} with {} ms first byte (+{} ms jitter), {} Mbit/s per connection",
+                spec.profile.as_str(),
+                expected.files + expected.missing_keys.len() as u64,
+                expected.rows(),
+                started.elapsed().as_secs_f64(),
+                conditions.latency_ms,
+                conditions.jitter_ms,
+                conditions.bandwidth_mbps
+            );
+            _sim_server = Some(server);
+            (url, Some(expected), serde_json::to_value(&spec)?)
+        }
+    };
+
+    let mut db = pass::prepare_database(&database_url)?;
+    let postgres_version: String = db.query_one("SHOW server_version", &[])?.get(0);
+    let target = Target { bucket_url, database_url: database_url.clone(), expected };
+    let settings = RunSettings {
+        knobs: args.knobs.knobs(),
+        attempts: args.client.attempts,
+        first_byte_timeout: args.client.first_byte_timeout,
+        max_object_bytes: args.client.max_object_bytes,
+    };
+
+    // Warm-ups first, then the measured runs interleaved model by model, so
+    // a slow spell on a shared machine hits every model, not just one.
+    let mut schedule: Vec<(String, usize)> = Vec::new();
+    for m in &args.models {
+        schedule.extend((0..args.warmup).map(|_| (m.clone(), 0)));
+    }
+    for r in 1..=args.runs {
+        schedule.extend(args.models.iter().map(|m| (m.clone(), r)));
+    }
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new(schedule.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{prefix:>22} [{bar:30}] {pos}/{len} runs  {msg}  ({elapsed})")
+                .expect("template")
+                .progress_chars("=> "),
+        );
+        b.enable_steady_tick(std::time::Duration::from_millis(200));
+        b
+    });
+    let mut runs: Vec<Run> = Vec::new();
+    for (model, r) in &schedule {
+        if let Some(b) = &bar {
+            b.set_prefix(format!("{model} {}", if *r == 0 { "warm-up".to_string() } else { format!("run {r}") }));
+        }
+        let run = runner::run_once(&target, &settings, model, *r, &mut db, bar.as_ref())?;
+        if !run.verified {
+            let line = format!("FAILED VERIFICATION: {model} run {r}: {}", run.problems);
+            match &bar {
+                Some(b) => b.println(line),
+                None => eprintln!("{line}"),
+            }
+        }
+        runs.push(run);
+        if let Some(b) = &bar {
+            b.inc(1);
+        }
+    }
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+
+    let summaries = summary::summarize(&runs, &args.models);
+    let subtitle = match &args.bucket {
+        Some(_) => "your bucket".to_string(),
+        None => format!(
+            "{} profile, {} files, {:.0} ms first byte",
+            spec.profile.as_str(),
+            spec.files,
+            conditions.latency_ms
+        ),
+    };
+    export::write_runs_csv(&out.join("runs.csv"), &runs)?;
+    export::write_summary_csv(&out.join("summary.csv"), &summaries)?;
+    let table = export::summary_markdown(&summaries);
+    std::fs::write(out.join("summary.md"), format!("# bucketbench compare — {subtitle}\n\n{table}"))?;
+    let (cores, memory_gib, cpu_model, os) = export::machine();
+    let env = Environment {
+        bucketbench_version: env!("CARGO_PKG_VERSION"),
+        git_revision: export::git_revision(),
+        date: chrono::Utc::now().to_rfc3339(),
+        cores,
+        memory_gib,
+        cpu_model,
+        os,
+        postgres_version,
+        bucket: bucket_desc,
+        network: if args.bucket.is_some() { serde_json::json!("real network") } else { serde_json::to_value(&conditions)? },
+        settings: serde_json::to_value(&settings)?,
+        models: args.models.clone(),
+        runs: args.runs,
+        warmup: args.warmup,
+    };
+    export::write_json(&out.join("environment.json"), &env)?;
+    let charts_written = [
+        ("median_time.png", charts::median_time_bars(&out.join("median_time.png"), &summaries, &subtitle)),
+        ("launches.png", charts::launches_lines(&out.join("launches.png"), &runs, &args.models, &subtitle)),
+        ("throughput.png", charts::throughput_bars(&out.join("throughput.png"), &summaries, &subtitle)),
+    ];
+    for (name, r) in &charts_written {
+        if let Err(e) = r {
+            eprintln!("warning: {name} not drawn: {e:#}");
+        }
+    }
+
+    println!("{table}");
+    println!("database: {}", secret::redact_url(&database_url));
+    println!("wrote {}/{{runs.csv, summary.csv, summary.md, environment.json, median_time.png, launches.png, throughput.png}}", out.display());
+    let failed: Vec<&Run> = runs.iter().filter(|r| !r.verified).collect();
+    if failed.is_empty() {
+        println!("every run verified against the expected result");
+        Ok(true)
+    } else {
+        eprintln!("error: {} runs loaded something other than the expected result; their times are excluded (see runs.csv)", failed.len());
+        Ok(false)
+    }
+}

@@ -1,0 +1,236 @@
+//! PNG charts (plotters, bitmap backend). The font is compiled in (DejaVu
+//! Sans, free licence, `assets/fonts/`), so text renders on a machine with
+//! no fonts installed.
+
+use std::path::Path;
+use std::sync::Once;
+
+use anyhow::anyhow;
+use plotters::coord::Shift;
+use plotters::coord::combinators::BindKeyPoints as _;
+use plotters::prelude::*;
+
+use super::runner::Run;
+use super::summary::ModelSummary;
+
+static FONTS: Once = Once::new();
+
+fn register_fonts() {
+    FONTS.call_once(|| {
+        let regular: &'static [u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+        let bold: &'static [u8] = include_bytes!("../../assets/fonts/DejaVuSans-Bold.ttf");
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, regular);
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Bold, bold);
+    });
+}
+
+const SIZE: (u32, u32) = (1200, 720);
+/// Half the width of a bar, in category units.
+const BAR: f64 = 0.36;
+
+/// 1-2-5 steps between `lo` and `hi`: readable ticks on a log axis.
+fn one_two_five(lo: f64, hi: f64) -> Vec<f64> {
+    let mut out = Vec::new();
+    let mut decade = 10f64.powf(lo.log10().floor());
+    while decade <= hi {
+        for m in [1.0, 2.0, 5.0] {
+            let v = decade * m;
+            if v >= lo && v <= hi {
+                out.push(v);
+            }
+        }
+        decade *= 10.0;
+    }
+    out
+}
+
+/// The model name under a bar; nothing between bars.
+fn model_at(summaries: &[ModelSummary], x: f64) -> String {
+    let i = x.round();
+    if (x - i).abs() > 0.01 || i < 0.0 {
+        return String::new();
+    }
+    summaries.get(i as usize).map(|s| s.model.clone()).unwrap_or_default()
+}
+
+/// A stable colour per model, so every chart reads the same way.
+pub fn model_color(model: &str) -> RGBColor {
+    match model {
+        "sync" => RGBColor(214, 39, 40),
+        "async-fetch" => RGBColor(255, 127, 14),
+        "async" => RGBColor(44, 160, 44),
+        "threads" => RGBColor(31, 119, 180),
+        "fetch-only" | "load-only" => RGBColor(127, 127, 127),
+        _ => RGBColor(148, 103, 189),
+    }
+}
+
+fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow!("drawing a chart: {e:?}")
+}
+
+fn canvas(path: &Path) -> DrawingArea<BitMapBackend<'_>, Shift> {
+    register_fonts();
+    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+    let _ = root.fill(&WHITE);
+    root
+}
+
+/// Median time per model as bars, min–max whiskers, the speedup over
+/// `sync` written on each bar.
+pub fn median_time_bars(path: &Path, summaries: &[ModelSummary], subtitle: &str) -> anyhow::Result<()> {
+    let root = canvas(path);
+    let n = summaries.len();
+    let ymax = summaries.iter().map(|s| s.stats.max).fold(0.0, f64::max) * 1.18 + 1e-9;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("Median pass time per model — {subtitle}"), ("sans-serif", 28).into_font().style(FontStyle::Bold))
+        .margin(24)
+        .x_label_area_size(50)
+        .y_label_area_size(80)
+        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..ymax)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_desc("execution model")
+        .y_desc("seconds per pass (lower is better)")
+        .axis_desc_style(("sans-serif", 20))
+        .label_style(("sans-serif", 18))
+        .x_labels(n)
+        .x_label_formatter(&|v| model_at(summaries, *v))
+        .draw()
+        .map_err(err)?;
+    for (i, s) in summaries.iter().enumerate() {
+        let color = model_color(&s.model);
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(i as f64 - BAR, 0.0), (i as f64 + BAR, s.stats.median)],
+                color.mix(0.85).filled(),
+            )))
+            .map_err(err)?;
+        chart
+            .draw_series(std::iter::once(ErrorBar::new_vertical(
+                i as f64,
+                s.stats.min,
+                s.stats.median,
+                s.stats.max,
+                BLACK.stroke_width(2),
+                16,
+            )))
+            .map_err(err)?;
+        let label = match &s.speedup {
+            Some(x) => format!("{:.2} s  ·  {:.1}× faster", s.stats.median, x.median_ratio),
+            None => format!("{:.2} s  ·  baseline", s.stats.median),
+        };
+        chart
+            .draw_series(std::iter::once(Text::new(
+                label,
+                (i as f64, s.stats.max + ymax * 0.03),
+                ("sans-serif", 20).into_font().style(FontStyle::Bold).color(&BLACK).pos(plotters::style::text_anchor::Pos::new(
+                    plotters::style::text_anchor::HPos::Center,
+                    plotters::style::text_anchor::VPos::Bottom,
+                )),
+            )))
+            .map_err(err)?;
+    }
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+/// Throughput (rows per second) per model as bars.
+pub fn throughput_bars(path: &Path, summaries: &[ModelSummary], subtitle: &str) -> anyhow::Result<()> {
+    let root = canvas(path);
+    let n = summaries.len();
+    let ymax = summaries.iter().map(|s| s.rows_per_sec).fold(0.0, f64::max) * 1.15 + 1e-9;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("Throughput per model — {subtitle}"), ("sans-serif", 28).into_font().style(FontStyle::Bold))
+        .margin(24)
+        .x_label_area_size(50)
+        .y_label_area_size(100)
+        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..ymax)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_desc("execution model")
+        .y_desc("rows loaded per second (median; higher is better)")
+        .axis_desc_style(("sans-serif", 20))
+        .label_style(("sans-serif", 18))
+        .y_label_formatter(&|v| format!("{:.0}k", v / 1000.0))
+        .x_labels(n)
+        .x_label_formatter(&|v| model_at(summaries, *v))
+        .draw()
+        .map_err(err)?;
+    for (i, s) in summaries.iter().enumerate() {
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(i as f64 - BAR, 0.0), (i as f64 + BAR, s.rows_per_sec)],
+                model_color(&s.model).mix(0.85).filled(),
+            )))
+            .map_err(err)?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                format!("{:.0} rows/s", s.rows_per_sec),
+                (i as f64, s.rows_per_sec + ymax * 0.02),
+                ("sans-serif", 20).into_font().style(FontStyle::Bold).color(&BLACK).pos(plotters::style::text_anchor::Pos::new(
+                    plotters::style::text_anchor::HPos::Center,
+                    plotters::style::text_anchor::VPos::Bottom,
+                )),
+            )))
+            .map_err(err)?;
+    }
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+/// Time of every measured launch, one line per model (the original
+/// project's chart, with a log scale so fast and slow models both show).
+pub fn launches_lines(path: &Path, runs: &[Run], models: &[String], subtitle: &str) -> anyhow::Result<()> {
+    let root = canvas(path);
+    let measured: Vec<&Run> = runs.iter().filter(|r| r.run > 0 && r.verified).collect();
+    let max_run = measured.iter().map(|r| r.run).max().unwrap_or(1).max(2);
+    let ymax = measured.iter().map(|r| r.wall_secs).fold(0.0, f64::max) * 1.5 + 1e-6;
+    let ymin = measured.iter().map(|r| r.wall_secs).fold(f64::INFINITY, f64::min).min(ymax) / 1.5;
+    let ymin = if ymin.is_finite() && ymin > 0.0 { ymin } else { 0.01 };
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("Time of each launch — {subtitle}"), ("sans-serif", 28).into_font().style(FontStyle::Bold))
+        .margin(24)
+        .x_label_area_size(50)
+        .y_label_area_size(80)
+        .build_cartesian_2d(1usize..max_run, (ymin..ymax).log_scale().with_key_points(one_two_five(ymin, ymax)))
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("launch")
+        .y_desc("seconds per pass (log scale)")
+        .axis_desc_style(("sans-serif", 20))
+        .label_style(("sans-serif", 18))
+        .x_labels(max_run)
+        .light_line_style(WHITE)
+        .y_label_formatter(&|v| if *v >= 10.0 { format!("{v:.0}") } else if *v >= 1.0 { format!("{v:.1}") } else { format!("{v:.2}") })
+        .draw()
+        .map_err(err)?;
+    for m in models {
+        let color = model_color(m);
+        let pts: Vec<(usize, f64)> = measured.iter().filter(|r| &r.model == m).map(|r| (r.run, r.wall_secs)).collect();
+        if pts.is_empty() {
+            continue;
+        }
+        chart
+            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(3)))
+            .map_err(err)?
+            .label(m.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3)));
+        chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 5, color.filled()))).map_err(err)?;
+    }
+    chart
+        .configure_series_labels()
+        .label_font(("sans-serif", 20))
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::MiddleRight)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}

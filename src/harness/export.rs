@@ -1,0 +1,138 @@
+//! Writes the results: `runs.csv`, `summary.csv`, `summary.md` and
+//! `environment.json`.
+
+use std::path::Path;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use super::runner::Run;
+use super::summary::ModelSummary;
+
+pub fn write_runs_csv(path: &Path, runs: &[Run]) -> anyhow::Result<()> {
+    let mut w = csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
+    w.write_record([
+        "model", "run", "wall_seconds", "files", "rows", "rejected", "requests", "retries", "bytes", "cpu_seconds", "peak_rss_mb", "verified", "problems",
+    ])?;
+    for r in runs {
+        w.write_record([
+            r.model.clone(),
+            if r.run == 0 { "warmup".into() } else { r.run.to_string() },
+            format!("{:.4}", r.wall_secs),
+            r.files.to_string(),
+            r.rows.to_string(),
+            r.rejected.to_string(),
+            r.requests.to_string(),
+            r.retries.to_string(),
+            r.bytes.to_string(),
+            format!("{:.3}", r.cpu_secs),
+            format!("{:.1}", r.peak_rss_mb),
+            r.verified.to_string(),
+            r.problems.clone(),
+        ])?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+pub fn write_summary_csv(path: &Path, summaries: &[ModelSummary]) -> anyhow::Result<()> {
+    let mut w = csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
+    w.write_record([
+        "model", "runs", "median_s", "min_s", "max_s", "mean_s", "stddev_s", "rows_per_s", "speedup_vs_sync", "speedup_error", "speedup_of_medians",
+        "outlier_runs", "failed_runs", "median_cpu_s", "max_peak_rss_mb",
+    ])?;
+    for s in summaries {
+        let st = &s.stats;
+        let (ratio, err, med) = match s.speedup {
+            Some(x) => (format!("{:.3}", x.ratio), format!("{:.3}", x.error), format!("{:.3}", x.median_ratio)),
+            None if s.model == super::summary::REFERENCE => ("1.000".into(), "0.000".into(), "1.000".into()),
+            None => (String::new(), String::new(), String::new()),
+        };
+        w.write_record([
+            s.model.clone(),
+            st.runs.to_string(),
+            format!("{:.4}", st.median),
+            format!("{:.4}", st.min),
+            format!("{:.4}", st.max),
+            format!("{:.4}", st.mean),
+            format!("{:.4}", st.stddev),
+            format!("{:.0}", s.rows_per_sec),
+            ratio,
+            err,
+            med,
+            st.outliers.iter().map(|i| (i + 1).to_string()).collect::<Vec<_>>().join(" "),
+            s.failed_runs.to_string(),
+            format!("{:.3}", s.median_cpu_secs),
+            format!("{:.1}", s.max_peak_rss_mb),
+        ])?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// The Markdown table printed at the end and written to `summary.md`.
+pub fn summary_markdown(summaries: &[ModelSummary]) -> String {
+    let mut s = String::from(
+        "| model | runs | median | min | max | mean ± σ | rows/s | vs sync | CPU | peak RSS |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for m in summaries {
+        let st = &m.stats;
+        let rel = match m.speedup {
+            Some(x) => format!("{:.1}× ± {:.1}", x.ratio, x.error),
+            None if m.model == super::summary::REFERENCE => "1.0×".into(),
+            None => "–".into(),
+        };
+        let flags = if st.outliers.is_empty() { String::new() } else { format!(" ({} outlier)", st.outliers.len()) };
+        s.push_str(&format!(
+            "| {} | {}{} | {:.2} s | {:.2} s | {:.2} s | {:.2} ± {:.2} s | {:.0} | {} | {:.2} s | {:.0} MB |\n",
+            m.model, st.runs, flags, st.median, st.min, st.max, st.mean, st.stddev, m.rows_per_sec, rel, m.median_cpu_secs, m.max_peak_rss_mb
+        ));
+    }
+    s
+}
+
+/// The machine and settings a result was measured with.
+#[derive(Debug, Serialize)]
+pub struct Environment {
+    pub bucketbench_version: &'static str,
+    pub git_revision: String,
+    pub date: String,
+    pub cores: usize,
+    pub memory_gib: f64,
+    pub cpu_model: String,
+    pub os: String,
+    pub postgres_version: String,
+    pub bucket: serde_json::Value,
+    pub network: serde_json::Value,
+    pub settings: serde_json::Value,
+    pub models: Vec<String>,
+    pub runs: usize,
+    pub warmup: usize,
+}
+
+pub fn machine() -> (usize, f64, String, String) {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mem_kb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:"))?.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find(|l| l.starts_with("model name"))?.split(':').nth(1).map(|s| s.trim().to_string()))
+        .unwrap_or_else(|| "unknown".into());
+    let os = std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| format!("Linux {}", s.trim())).unwrap_or_else(|_| std::env::consts::OS.into());
+    (cores, mem_kb / 1024.0 / 1024.0, cpu, os)
+}
+
+pub fn git_revision() -> String {
+    let rev = std::process::Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).output().ok().filter(|o| o.status.success());
+    let dirty = std::process::Command::new("git").args(["status", "--porcelain", "--untracked-files=no"]).output().ok().is_some_and(|o| !o.stdout.is_empty());
+    match rev {
+        Some(o) => format!("{}{}", String::from_utf8_lossy(&o.stdout).trim(), if dirty { "-dirty" } else { "" }),
+        None => "unknown".into(),
+    }
+}
+
+pub fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
+    std::fs::write(path, serde_json::to_string_pretty(value)? + "\n").with_context(|| format!("writing {}", path.display()))
+}

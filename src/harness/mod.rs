@@ -1,0 +1,10 @@
+//! The benchmarking harness: runs the models (`runner`), computes
+//! statistics (`stats`, `summary`), and presents them (`export`, `charts`).
+//! Statistics are kept apart from presentation, as hyperfine does.
+
+pub mod charts;
+pub mod export;
+pub mod runner;
+pub mod stats;
+pub mod summary;
+pub mod worker;

@@ -1,0 +1,201 @@
+//! Runs each model as a child process on an emptied database, times it,
+//! measures its CPU and peak memory, and verifies what it loaded.
+//!
+//! A child process per run keeps the measurement honest: the simulated
+//! bucket (which holds the whole bucket in memory) and the harness live in
+//! this process, so the child's peak RSS and CPU time are the model's own.
+
+use std::io::Read as _;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+
+use crate::models::Knobs;
+use crate::report::PassSummary;
+use crate::sim::{Expected, verify};
+
+/// The hidden first argument that makes `compare` run one pass as a worker.
+pub const WORKER: &str = "__worker";
+
+/// Where the runs go.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub bucket_url: String,
+    /// Holds a password: only ever passed to children in the environment.
+    pub database_url: String,
+    /// The generator's expected result; `None` for a real bucket.
+    pub expected: Option<Expected>,
+}
+
+/// How the child passes are configured.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSettings {
+    pub knobs: Knobs,
+    pub attempts: u32,
+    pub first_byte_timeout: f64,
+    pub max_object_bytes: u64,
+}
+
+/// One timed run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    pub model: String,
+    /// 1-based; warm-up runs are numbered 0 and not kept in the statistics.
+    pub run: usize,
+    pub wall_secs: f64,
+    pub files: u64,
+    pub rows: u64,
+    pub rejected: u64,
+    pub requests: u64,
+    pub retries: u64,
+    pub bytes: u64,
+    pub cpu_secs: f64,
+    pub peak_rss_mb: f64,
+    pub verified: bool,
+    /// Why verification failed, if it did.
+    pub problems: String,
+}
+
+/// Empties bucketbench's tables and the ledger, so every run starts alike.
+pub fn empty_database(client: &mut postgres::Client) -> anyhow::Result<()> {
+    client
+        .batch_execute("TRUNCATE songs, movies, apps, rejected_records, processed_files RESTART IDENTITY")
+        .context("emptying the database between runs")
+}
+
+/// Runs one pass of `model` in a child process and verifies the result.
+pub fn run_once(
+    target: &Target,
+    settings: &RunSettings,
+    model: &str,
+    run: usize,
+    db: &mut postgres::Client,
+    progress: Option<&indicatif::ProgressBar>,
+) -> anyhow::Result<Run> {
+    empty_database(db)?;
+    let exe = std::env::current_exe().context("finding the compare executable")?;
+    let k = &settings.knobs;
+    let mut cmd = Command::new(exe);
+    cmd.arg(WORKER)
+        .args(["--model", model, "--bucket", &target.bucket_url])
+        .args(["--concurrency", &k.concurrency.to_string(), "--connections", &k.connections.to_string(), "--threads", &k.threads.to_string()])
+        .args(["--attempts", &settings.attempts.to_string(), "--first-byte-timeout", &settings.first_byte_timeout.to_string()])
+        .args(["--max-object-bytes", &settings.max_object_bytes.to_string()])
+        .env("DATABASE_URL", &target.database_url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().context("starting a worker process")?;
+    let pid = child.id() as libc::pid_t;
+    let mut out = child.stdout.take().expect("piped");
+    let mut err = child.stderr.take().expect("piped");
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = progress.cloned().map(|bar| spawn_progress_poller(target.database_url.clone(), bar, stop.clone()));
+    let started = Instant::now();
+    let (status, usage) = wait_with_rusage(pid)?;
+    let elapsed = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    if let Some(p) = poller {
+        let _ = p.join();
+    }
+    drop(child);
+    let stdout = out_reader.join().unwrap_or_default();
+    let stderr = err_reader.join().unwrap_or_default();
+    if !status_ok(status) {
+        bail!("{model} run {run} failed: {}", stderr.trim().lines().last().unwrap_or("no message"));
+    }
+    let summary: PassSummary = serde_json::from_str(stdout.trim())
+        .with_context(|| format!("reading the {model} worker's summary (stderr: {})", stderr.trim()))?;
+    let problems = match &target.expected {
+        Some(e) => verify(db, e)?,
+        None => consistency(db, &summary)?,
+    };
+    let cpu = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok(Run {
+        model: model.to_string(),
+        run,
+        // The pass's own clock: listing, subtraction and load, without the
+        // process start-up that no user of `ingest --watch` pays per pass.
+        wall_secs: if summary.elapsed_secs > 0.0 { summary.elapsed_secs } else { elapsed },
+        files: summary.loaded + summary.failed.len() as u64,
+        rows: summary.rows(),
+        rejected: summary.rejected,
+        requests: summary.requests,
+        retries: summary.retries,
+        bytes: summary.bytes,
+        cpu_secs: cpu(usage.ru_utime) + cpu(usage.ru_stime),
+        peak_rss_mb: usage.ru_maxrss as f64 / 1024.0,
+        verified: problems.is_empty(),
+        problems: problems.join("; "),
+    })
+}
+
+/// For a real bucket there is no generator to compare with: check that the
+/// ledger holds every fetched key and agrees with the rows, and no more.
+fn consistency(db: &mut postgres::Client, s: &PassSummary) -> anyhow::Result<Vec<String>> {
+    let mut problems = Vec::new();
+    let ledger: i64 = db.query_one("SELECT count(*) FROM processed_files", &[])?.get(0);
+    let want = s.listed - s.missing.len() as u64 - s.fetch_errors.len() as u64;
+    if ledger as u64 != want {
+        problems.push(format!("ledger holds {ledger} files, the listing has {want} fetchable keys"));
+    }
+    let rows: i64 = db
+        .query_one("SELECT (SELECT count(*) FROM songs) + (SELECT count(*) FROM movies) + (SELECT count(*) FROM apps)", &[])?
+        .get(0);
+    let ledger_rows: i64 = db.query_one("SELECT coalesce(sum(songs_rows + movies_rows + apps_rows), 0)::bigint FROM processed_files", &[])?.get(0);
+    if rows != ledger_rows {
+        problems.push(format!("tables hold {rows} rows, the ledger says {ledger_rows}"));
+    }
+    Ok(problems)
+}
+
+fn status_ok(status: i32) -> bool {
+    libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+}
+
+/// Waits for the child and returns its resource usage (CPU time, peak RSS),
+/// which `std::process::Child::wait` does not expose.
+fn wait_with_rusage(pid: libc::pid_t) -> anyhow::Result<(i32, libc::rusage)> {
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: pid is a child we spawned and have not reaped.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r == pid {
+            return Ok((status, usage));
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e).context("waiting for a worker");
+        }
+    }
+}
+
+/// Shows files done by reading the ledger every 250 ms: the child needs no
+/// progress protocol, and the ledger is the truth anyway.
+fn spawn_progress_poller(url: String, bar: indicatif::ProgressBar, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let Ok(mut c) = postgres::Client::connect(&url, postgres::NoTls) else { return };
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok(row) = c.query_one("SELECT count(*) FROM processed_files", &[]) {
+                bar.set_message(format!("{} files done", row.get::<_, i64>(0)));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    })
+}

@@ -1,0 +1,52 @@
+//! Per-model summaries of the measured (non-warm-up, verified) runs.
+
+use serde::Serialize;
+
+use super::runner::Run;
+use super::stats::{Speedup, Stats, median, speedup};
+
+/// The reference every speedup is relative to.
+pub const REFERENCE: &str = "sync";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelSummary {
+    pub model: String,
+    /// Statistics of wall seconds over verified measured runs.
+    pub stats: Stats,
+    /// Median rows loaded per second.
+    pub rows_per_sec: f64,
+    /// Relative to `sync`; `None` for `sync` itself or when it did not run.
+    pub speedup: Option<Speedup>,
+    pub failed_runs: usize,
+    pub median_cpu_secs: f64,
+    pub max_peak_rss_mb: f64,
+}
+
+/// Summarises each model that has at least one verified measured run.
+pub fn summarize(runs: &[Run], models: &[String]) -> Vec<ModelSummary> {
+    let mut out: Vec<ModelSummary> = models
+        .iter()
+        .filter_map(|m| {
+            let measured: Vec<&Run> = runs.iter().filter(|r| &r.model == m && r.run > 0).collect();
+            let good: Vec<&Run> = measured.iter().copied().filter(|r| r.verified).collect();
+            let times: Vec<f64> = good.iter().map(|r| r.wall_secs).collect();
+            let stats = Stats::of(&times)?;
+            let rates: Vec<f64> = good.iter().map(|r| r.rows as f64 / r.wall_secs.max(1e-9)).collect();
+            Some(ModelSummary {
+                model: m.clone(),
+                stats,
+                rows_per_sec: median(&rates),
+                speedup: None,
+                failed_runs: measured.len() - good.len(),
+                median_cpu_secs: median(&good.iter().map(|r| r.cpu_secs).collect::<Vec<_>>()),
+                max_peak_rss_mb: good.iter().map(|r| r.peak_rss_mb).fold(0.0, f64::max),
+            })
+        })
+        .collect();
+    if let Some(reference) = out.iter().find(|s| s.model == REFERENCE).map(|s| s.stats.clone()) {
+        for s in out.iter_mut().filter(|s| s.model != REFERENCE) {
+            s.speedup = Some(speedup(&reference, &s.stats));
+        }
+    }
+    out
+}
