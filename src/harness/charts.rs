@@ -15,7 +15,9 @@ use super::summary::ModelSummary;
 
 static FONTS: Once = Once::new();
 
-fn register_fonts() {
+/// Registers the bundled font as "sans-serif" (criterion's reports use it too).
+
+pub fn register_fonts() {
     FONTS.call_once(|| {
         let regular: &'static [u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
         let bold: &'static [u8] = include_bytes!("../../assets/fonts/DejaVuSans-Bold.ttf");

@@ -1,0 +1,45 @@
+//! The write path alone: one file's transaction (ledger claim plus COPY),
+//! rows per second into PostgreSQL, no network.
+
+use std::time::{Duration, Instant};
+
+use bucketbench::db::{EmbeddedPostgres, Flavor, sync_writer};
+use bucketbench::harness::runner::empty_database;
+use bucketbench::pass::prepare_database;
+use bucketbench::sim::generator::{self, ProfileName, Spec};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+fn write_path(c: &mut Criterion) {
+    let pg = EmbeddedPostgres::start(Flavor::Throwaway).expect("PostgreSQL (apt-get install postgresql)");
+    let mut db = prepare_database(&pg.default_url()).unwrap();
+    let spec = Spec::new(ProfileName::Seed, 42);
+    let plans: Vec<_> = (0..10)
+        .map(|i| generator::file(&spec, i))
+        .map(|f| bucketbench::transform::plan(&f.key, None, f.body.as_deref().unwrap(), "bench"))
+        .collect();
+    let rows: u64 = plans.iter().map(|p| p.rows()).sum();
+    let mut group = c.benchmark_group("write");
+    group.throughput(Throughput::Elements(rows));
+    group.bench_function("copy_10_seed_files", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                empty_database(&mut db).unwrap();
+                let started = Instant::now();
+                for p in &plans {
+                    sync_writer::write_file(&mut db, p).unwrap();
+                }
+                total += started.elapsed();
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = { bucketbench::harness::charts::register_fonts(); Criterion::default().sample_size(10).measurement_time(Duration::from_secs(8)) };
+    targets = write_path
+}
+criterion_main!(benches);

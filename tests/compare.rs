@@ -1,0 +1,97 @@
+//! The `compare` harness end to end: files written, charts decodable, and a
+//! wrong load caught.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+fn compare(out: &Path, db: &str, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_compare"))
+        .args(["--profile", "tiny", "--latency-ms", "5", "--jitter-ms", "1", "--bandwidth-mbps", "0", "--database-url", db, "--out"])
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn csv_rows(path: &Path) -> (Vec<String>, Vec<csv::StringRecord>) {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    let headers = r.headers().unwrap().iter().map(str::to_string).collect();
+    (headers, r.records().map(Result::unwrap).collect())
+}
+
+fn png_size(path: &Path) -> (u32, u32) {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    // A blank canvas would be one colour; a chart has many.
+    let distinct: std::collections::HashSet<&[u8]> = buf[..info.buffer_size()].chunks(3).collect();
+    assert!(distinct.len() > 20, "{} looks blank", path.display());
+    (info.width, info.height)
+}
+
+#[test]
+fn compare_on_tiny_writes_every_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_db();
+    let out = compare(dir.path(), &db, &["--runs", "2", "--warmup", "1"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("| model | runs | median"), "{stdout}");
+    assert!(stdout.contains("every run verified"), "{stdout}");
+
+    let (headers, runs) = csv_rows(&dir.path().join("runs.csv"));
+    assert_eq!(
+        headers,
+        ["model", "run", "wall_seconds", "files", "rows", "rejected", "requests", "retries", "bytes", "cpu_seconds", "peak_rss_mb", "verified", "problems"]
+    );
+    assert_eq!(runs.len(), 4 * 3, "4 models × (1 warm-up + 2 runs)");
+    assert!(runs.iter().all(|r| &r[11] == "true"));
+    assert!(runs.iter().all(|r| r[2].parse::<f64>().unwrap() > 0.0 && r[9].parse::<f64>().unwrap() > 0.0 && r[10].parse::<f64>().unwrap() > 1.0));
+    assert_eq!(runs.iter().filter(|r| &r[1] == "warmup").count(), 4);
+
+    let (headers, summary) = csv_rows(&dir.path().join("summary.csv"));
+    for col in ["model", "runs", "median_s", "min_s", "max_s", "mean_s", "stddev_s", "rows_per_s", "speedup_vs_sync", "speedup_error", "outlier_runs"] {
+        assert!(headers.iter().any(|h| h == col), "summary.csv lacks {col}: {headers:?}");
+    }
+    let models: Vec<&str> = summary.iter().map(|r| r.get(0).unwrap()).collect();
+    assert_eq!(models, ["sync", "async-fetch", "async", "threads"]);
+    assert!(summary.iter().all(|r| &r[1] == "2"));
+    assert_eq!(&summary[0][8], "1.000", "sync is the reference");
+
+    let md = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    assert!(md.contains("| threads |"), "{md}");
+    let env: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("environment.json")).unwrap()).unwrap();
+    for key in ["cores", "memory_gib", "postgres_version", "bucket", "network", "settings", "git_revision", "runs", "warmup"] {
+        assert!(env.get(key).is_some(), "environment.json lacks {key}");
+    }
+    assert_eq!(env["bucket"]["profile"], "tiny");
+    assert_eq!(env["network"]["latency_ms"], 5.0);
+    let all_files = std::fs::read_dir(dir.path()).unwrap().map(|e| std::fs::read(e.unwrap().path()).unwrap()).collect::<Vec<_>>();
+    assert!(all_files.iter().all(|f| !String::from_utf8_lossy(f).contains(db.split(':').nth(2).unwrap().split('@').next().unwrap())), "the database password leaked into a result file");
+
+    for png in ["median_time.png", "launches.png", "throughput.png"] {
+        assert_eq!(png_size(&dir.path().join(png)), (1200, 720), "{png}");
+    }
+}
+
+#[test]
+fn a_model_that_drops_a_file_fails_verification_and_compare_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_db();
+    let out = compare(dir.path(), &db, &["--runs", "1", "--warmup", "0", "--models", "sync,test-drop-one"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("runs loaded something other than the expected result"), "{stderr}");
+    let (_, runs) = csv_rows(&dir.path().join("runs.csv"));
+    let broken: Vec<_> = runs.iter().filter(|r| &r[0] == "test-drop-one").collect();
+    assert_eq!(broken.len(), 1);
+    assert_eq!(&broken[0][11], "false");
+    assert!(broken[0][12].contains("ledger rows (files): expected"), "{:?}", &broken[0][12]);
+    let sync: Vec<_> = runs.iter().filter(|r| &r[0] == "sync").collect();
+    assert_eq!(&sync[0][11], "true");
+}
