@@ -217,7 +217,9 @@ fn run(args: Args) -> anyhow::Result<bool> {
     }
 
     println!("{table}");
-    println!("database: {}", secret::redact_url(&database_url));
+    if args.database_url.is_some() {
+        println!("database: {}", secret::redact_url(&database_url));
+    }
     println!("wrote {}/{{runs.csv, summary.csv, summary.md, environment.json, median_time.png, launches.png, throughput.png}}", out.display());
     let failed: Vec<&Run> = runs.iter().filter(|r| !r.verified).collect();
     if failed.is_empty() {

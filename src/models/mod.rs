@@ -26,7 +26,7 @@ pub struct Knobs {
 
 impl Default for Knobs {
     fn default() -> Self {
-        Knobs { concurrency: 64, connections: 8, threads: 16 }
+        Knobs { concurrency: 64, connections: 4, threads: 32 }
     }
 }
 
