@@ -127,3 +127,53 @@ impl NetArgs {
         }
     }
 }
+
+/// S3 API mode options (for `--bucket s3://NAME[/PREFIX]`). Credentials come
+/// from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`;
+/// without them requests are anonymous.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct S3Args {
+    /// S3 endpoint for S3-compatible stores (MinIO, Ceph, R2, moto); default
+    /// AWS_ENDPOINT_URL, then AWS itself.
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// Region; default AWS_REGION, then AWS_DEFAULT_REGION, then us-east-1.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Path-style URLs even on AWS (always used for custom endpoints).
+    #[arg(long)]
+    pub path_style: bool,
+    /// Only load keys ending with this (S3 listing).
+    #[arg(long, default_value = ".json")]
+    pub suffix: String,
+    /// List keys from this manifest object instead of ListObjectsV2.
+    #[arg(long)]
+    pub manifest: Option<String>,
+}
+
+impl S3Args {
+    pub fn options(&self) -> crate::bucket::S3Options {
+        crate::bucket::S3Options {
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            path_style: self.path_style,
+            suffix: Some(self.suffix.clone()),
+            manifest: self.manifest.clone(),
+        }
+    }
+
+    /// The same options as command-line flags, for a child process.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut a = vec!["--suffix".to_string(), self.suffix.clone()];
+        for (flag, v) in [("--endpoint", &self.endpoint), ("--region", &self.region), ("--manifest", &self.manifest)] {
+            if let Some(v) = v {
+                a.push(flag.into());
+                a.push(v.clone());
+            }
+        }
+        if self.path_style {
+            a.push("--path-style".into());
+        }
+        a
+    }
+}

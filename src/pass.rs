@@ -1,16 +1,25 @@
 //! A pass: list the bucket, subtract what the ledger holds, hand the rest to
 //! an execution model, and summarise (SPEC, "Processing semantics").
+//!
+//! Listing runs in its own thread, a page at a time: each page is
+//! subtracted from the ledger and its new keys are streamed to the model
+//! through a bounded channel, so loading starts with the first page and a
+//! bucket of millions of keys is never held in memory.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 
+use crate::bucket::list::{self, PAGE};
 use crate::bucket::sync_client::SyncClient;
-use crate::bucket::{BucketLocation, ClientConfig, NetStats};
+use crate::bucket::{BucketLocation, ClientConfig, NetStats, ObjectRef};
 use crate::db::{self, schema, sync_writer};
 use crate::models::{Ingestor, Job, Knobs};
 use crate::report::{PassSummary, Tally};
+
+/// The keys a model is to load, in listing order; closed when the listing ends.
+pub type Todo = tokio::sync::mpsc::Receiver<ObjectRef>;
 
 /// What a pass runs against.
 #[derive(Debug, Clone)]
@@ -37,22 +46,10 @@ pub fn run_pass(cfg: &PassConfig, model: &dyn Ingestor) -> anyhow::Result<PassSu
     let mut pg = prepare_database(&cfg.database_url)?;
     let stats = Arc::new(NetStats::default());
     let lister = SyncClient::new(cfg.client.clone(), stats.clone())?;
-    let listed = lister.list(&cfg.bucket)?;
-    let keys: Vec<String> = listed.iter().map(|o| o.key.clone()).collect();
-    let seen = sync_writer::seen_keys(&mut pg, &keys).context("subtracting the ledger from the listing")?;
-    drop(pg);
-
-    let mut summary = PassSummary { model: model.name().to_string(), listed: listed.len() as u64, ..Default::default() };
-    summary.already_loaded = seen.len() as u64;
-    summary.etag_changed = listed
-        .iter()
-        .filter(|o| matches!((seen.get(&o.key), &o.etag), (Some(Some(old)), Some(new)) if old != new))
-        .map(|o| o.key.clone())
-        .collect();
-    let todo: Vec<_> = listed.into_iter().filter(|o| !seen.contains_key(&o.key)).collect();
-
-    let bar = (cfg.progress && !todo.is_empty()).then(|| progress_bar(todo.len() as u64, model.name()));
+    let summary = PassSummary { model: model.name().to_string(), ..Default::default() };
+    let bar = cfg.progress.then(|| progress_bar(model.name()));
     let tally = Tally::new(summary, bar);
+    let (tx, todo) = tokio::sync::mpsc::channel::<ObjectRef>(2 * PAGE);
     let job = Job {
         bucket: &cfg.bucket,
         database_url: &cfg.database_url,
@@ -61,7 +58,34 @@ pub fn run_pass(cfg: &PassConfig, model: &dyn Ingestor) -> anyhow::Result<PassSu
         stats: stats.clone(),
         tally: &tally,
     };
-    model.load(&job, todo)?;
+    let (listed, loaded) = std::thread::scope(|s| {
+        let listing = s.spawn(|| {
+            // Owned by this thread, so the model's stream ends when listing does.
+            let tx = tx;
+            list::list(&lister, &cfg.bucket, &mut |page| {
+                let keys: Vec<String> = page.iter().map(|o| o.key.clone()).collect();
+                let seen = sync_writer::seen_keys(&mut pg, &keys).context("subtracting the ledger from the listing")?;
+                let changed = page
+                    .iter()
+                    .filter(|o| matches!((seen.get(&o.key), &o.etag), (Some(Some(old)), Some(new)) if old != new))
+                    .map(|o| o.key.clone())
+                    .collect();
+                let new: Vec<ObjectRef> = page.into_iter().filter(|o| !seen.contains_key(&o.key)).collect();
+                tally.listed(keys.len() as u64, seen.len() as u64, new.len() as u64, changed);
+                for obj in new {
+                    // The model stopped (it failed): its error is the one to report.
+                    if tx.blocking_send(obj).is_err() {
+                        return Ok(());
+                    }
+                }
+                Ok(())
+            })
+        });
+        let loaded = model.load(&job, todo);
+        (listing.join().expect("lister thread panicked"), loaded)
+    });
+    loaded?;
+    listed?;
     let mut summary = tally.finish(started.elapsed());
     summary.requests = NetStats::get(&stats.requests);
     summary.retries = NetStats::get(&stats.retries);
@@ -69,8 +93,8 @@ pub fn run_pass(cfg: &PassConfig, model: &dyn Ingestor) -> anyhow::Result<PassSu
     Ok(summary)
 }
 
-fn progress_bar(total: u64, model: &str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(total);
+fn progress_bar(model: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} files, {msg} ({per_sec}, {elapsed})")
             .expect("valid template")

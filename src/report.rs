@@ -125,6 +125,18 @@ impl Tally {
         Tally { summary: Mutex::new(summary), bar }
     }
 
+    /// Notes a listed page: `listed` keys, `already` of them in the ledger,
+    /// `new` handed to the model, and keys whose ETag changed since loaded.
+    pub fn listed(&self, listed: u64, already: u64, new: u64, etag_changed: Vec<String>) {
+        let mut s = self.summary.lock().unwrap();
+        s.listed += listed;
+        s.already_loaded += already;
+        s.etag_changed.extend(etag_changed);
+        if let Some(bar) = &self.bar {
+            bar.inc_length(new);
+        }
+    }
+
     pub fn record(&self, key: &str, result: FileResult) {
         let mut s = self.summary.lock().unwrap();
         match result {

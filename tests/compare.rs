@@ -10,7 +10,8 @@ use common::*;
 
 fn compare(out: &Path, db: &str, extra: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_compare"))
-        .args(["--profile", "tiny", "--latency-ms", "5", "--jitter-ms", "1", "--bandwidth-mbps", "0", "--database-url", db, "--out"])
+        .env("DATABASE_URL", db)
+        .args(["--profile", "tiny", "--latency-ms", "5", "--jitter-ms", "1", "--bandwidth-mbps", "0", "--out"])
         .arg(out)
         .args(extra)
         .output()

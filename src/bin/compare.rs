@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use bucketbench::bucket::BucketLocation;
-use bucketbench::cli::{self, ClientArgs, KnobArgs, NetArgs, SpecArgs};
+use bucketbench::cli::{self, ClientArgs, KnobArgs, NetArgs, S3Args, SpecArgs};
 use bucketbench::db::{EmbeddedPostgres, Flavor, embedded};
 use bucketbench::harness::export::{self, Environment};
 use bucketbench::harness::runner::{self, Run, RunSettings, Target, WORKER};
@@ -39,10 +39,13 @@ struct Args {
     /// Output directory (default: results/<profile>).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Benchmark this bucket instead of the simulated one (verification can
-    /// then only check the ledger against the listing and the rows).
+    /// Benchmark this bucket (a base URL or s3://BUCKET[/PREFIX]) instead of
+    /// the simulated one (verification can then only check the ledger
+    /// against the listing and the rows).
     #[arg(long)]
     bucket: Option<String>,
+    #[command(flatten)]
+    s3: S3Args,
     /// Benchmark against this database instead of a throwaway one. Its
     /// bucketbench tables are emptied before every run.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
@@ -98,8 +101,8 @@ fn run(args: Args) -> anyhow::Result<bool> {
     let mut _sim_server = None;
     let (bucket_url, expected, bucket_desc) = match &args.bucket {
         Some(url) => {
-            BucketLocation::parse(url)?;
-            (url.clone(), None, serde_json::json!({ "url": url }))
+            let loc = BucketLocation::parse_with(url, &args.s3.options())?;
+            (url.clone(), None, serde_json::json!({ "bucket": loc.describe() }))
         }
         None => {
             let started = std::time::Instant::now();
@@ -130,6 +133,7 @@ fn run(args: Args) -> anyhow::Result<bool> {
         attempts: args.client.attempts,
         first_byte_timeout: args.client.first_byte_timeout,
         max_object_bytes: args.client.max_object_bytes,
+        s3_args: args.s3.to_args(),
     };
 
     // Warm-ups first, then the measured runs interleaved model by model, so

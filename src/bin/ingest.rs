@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bucketbench::bucket::BucketLocation;
-use bucketbench::cli::{self, ClientArgs, KnobArgs};
+use bucketbench::cli::{self, ClientArgs, KnobArgs, S3Args};
 use bucketbench::db::{EmbeddedPostgres, Flavor, embedded};
 use bucketbench::pass::{PassConfig, run_pass};
 use bucketbench::{models, secret};
@@ -16,7 +16,8 @@ use clap::Parser;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// Bucket base URL (manifest mode: `<URL>/files_list.data` lists the keys).
+    /// Bucket: a base URL (manifest mode: `<URL>/files_list.data` lists the
+    /// keys) or `s3://BUCKET[/PREFIX]` (S3 API mode).
     #[arg(long, required_unless_present = "psql")]
     bucket: Option<String>,
     /// PostgreSQL URL. Without it, a private server runs from the installed
@@ -42,6 +43,8 @@ struct Args {
     #[arg(long)]
     psql: bool,
     #[command(flatten)]
+    s3: S3Args,
+    #[command(flatten)]
     client: ClientArgs,
     #[command(flatten)]
     knobs: KnobArgs,
@@ -58,6 +61,11 @@ fn main() {
 
 fn run(args: Args) -> anyhow::Result<()> {
     let model = models::by_name(&args.model)?;
+    // A bad bucket URL should fail before a database is started for nothing.
+    let bucket = match &args.bucket {
+        Some(b) if !args.psql => Some(BucketLocation::parse_with(b, &args.s3.options())?),
+        _ => None,
+    };
     let mut server = None;
     let database_url = match &args.database_url {
         Some(url) => url.clone(),
@@ -75,9 +83,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     if args.psql {
         return open_psql(&database_url, server.as_ref());
     }
-    let bucket = BucketLocation::parse(args.bucket.as_deref().unwrap_or_default())?;
     let cfg = PassConfig {
-        bucket,
+        bucket: bucket.expect("--bucket is required without --psql"),
         database_url,
         client: args.client.config(),
         knobs: args.knobs.knobs(),

@@ -46,7 +46,7 @@ impl AsyncClient {
                     }
                     attempt += 1;
                     self.stats.add(&self.stats.retries, 1);
-                    tracing::debug!(url, attempt, why, "retrying");
+                    tracing::debug!(url = super::location::shown(url), attempt, why, "retrying");
                     tokio::time::sleep(self.cfg.retry.delay(attempt)).await;
                 }
             }
@@ -56,7 +56,7 @@ impl AsyncClient {
     async fn try_get(&self, url: &str) -> Result<Fetched, Attempt> {
         let ttfb = self.cfg.first_byte_timeout;
         let mut resp = match tokio::time::timeout(ttfb, self.http.get(url).send()).await {
-            Err(_) => return Err(Attempt::Retry(format!("no response from {url} within {ttfb:?}"))),
+            Err(_) => return Err(Attempt::Retry(format!("no response from {} within {ttfb:?}", super::location::shown(url)))),
             Ok(r) => r.map_err(classify)?,
         };
         let status = resp.status().as_u16();
@@ -84,6 +84,8 @@ impl AsyncClient {
 }
 
 fn classify(e: reqwest::Error) -> Attempt {
+    // reqwest puts the URL in its messages; a presigned URL holds secrets.
+    let e = e.without_url();
     let text = crate::db::one_line(&e);
     if e.is_builder() || text.contains("certificate") || text.contains("InvalidCertificate") {
         return Attempt::Fail(FetchError::Client(text));

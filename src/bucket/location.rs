@@ -1,7 +1,13 @@
-//! Where a bucket is and how its objects are addressed.
+//! Where a bucket is and how its objects are addressed: manifest mode (a
+//! base URL) or the S3 API (`s3://NAME[/PREFIX]`, SigV4-signed with
+//! rusty-s3 when credentials are in the environment).
 
-use anyhow::bail;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use rusty_s3::{Credentials, S3Action as _, UrlStyle};
 
 /// Everything except RFC 3986 unreserved characters and `/` is escaped in a
 /// key, which is also what S3 signs.
@@ -9,41 +15,150 @@ const KEY: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').
 
 pub const MANIFEST_KEY: &str = "files_list.data";
 
-/// A bucket in manifest mode: a base URL holding `files_list.data`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BucketLocation {
-    base: String,
+/// How long a presigned request stays valid. Requests are signed just
+/// before they are sent, so this only has to cover retries.
+const SIGNATURE_TTL: Duration = Duration::from_secs(3600);
+
+/// S3 settings, from flags or the usual AWS environment variables.
+#[derive(Debug, Clone, Default)]
+pub struct S3Options {
+    /// Custom endpoint (MinIO, Ceph, R2, moto…); `AWS_ENDPOINT_URL` if unset.
+    pub endpoint: Option<String>,
+    /// `AWS_REGION` / `AWS_DEFAULT_REGION` if unset, then `us-east-1`.
+    pub region: Option<String>,
+    /// Force path-style URLs (the default for custom endpoints).
+    pub path_style: bool,
+    /// Only keys ending with this are loaded (default `.json`).
+    pub suffix: Option<String>,
+    /// List keys from this manifest object instead of ListObjectsV2.
+    pub manifest: Option<String>,
+}
+
+/// A bucket in S3 API mode.
+#[derive(Clone)]
+pub struct S3Bucket {
+    pub bucket: rusty_s3::Bucket,
+    /// `None`: anonymous requests (a public bucket).
+    pub credentials: Option<Arc<Credentials>>,
+    pub prefix: String,
+    pub suffix: String,
+    pub manifest: Option<String>,
+    pub endpoint: String,
+}
+
+impl std::fmt::Debug for S3Bucket {
+    // Never print credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Bucket")
+            .field("name", &self.bucket.name())
+            .field("region", &self.bucket.region())
+            .field("endpoint", &self.endpoint)
+            .field("prefix", &self.prefix)
+            .field("signed", &self.credentials.is_some())
+            .finish()
+    }
+}
+
+/// A bucket: manifest mode or S3 API mode.
+#[derive(Debug, Clone)]
+pub enum BucketLocation {
+    /// A base URL holding `files_list.data`.
+    Http { base: String },
+    S3(S3Bucket),
+}
+
+fn env_nonempty(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
 impl BucketLocation {
+    /// Parses a bucket URL with S3 settings from the environment only.
     pub fn parse(url: &str) -> anyhow::Result<Self> {
+        Self::parse_with(url, &S3Options::default())
+    }
+
+    pub fn parse_with(url: &str, s3: &S3Options) -> anyhow::Result<Self> {
+        if let Some(rest) = url.strip_prefix("s3://") {
+            return Ok(BucketLocation::S3(s3_bucket(url, rest, s3)?));
+        }
         let parsed = match url::Url::parse(url) {
             Ok(u) => u,
-            Err(e) => bail!("bad bucket URL {url:?}: {e} (expected http://HOST[:PORT][/PATH])"),
+            Err(e) => bail!("bad bucket URL {url:?}: {e} (expected http(s)://HOST[:PORT][/PATH] or s3://BUCKET[/PREFIX])"),
         };
         match parsed.scheme() {
             "http" | "https" => {}
-            "s3" => bail!("s3:// buckets are not supported yet; use the bucket's HTTP base URL"),
-            other => bail!("bad bucket URL {url:?}: scheme {other:?} is not http or https"),
+            other => bail!("bad bucket URL {url:?}: scheme {other:?} is not http, https or s3"),
         }
         if parsed.host_str().is_none() {
             bail!("bad bucket URL {url:?}: no host");
         }
-        Ok(BucketLocation { base: url.trim_end_matches('/').to_string() })
+        Ok(BucketLocation::Http { base: url.trim_end_matches('/').to_string() })
     }
 
-    pub fn base(&self) -> &str {
-        &self.base
+    /// A short name for messages: the base URL, or `s3://NAME/PREFIX`.
+    pub fn describe(&self) -> String {
+        match self {
+            BucketLocation::Http { base } => base.clone(),
+            BucketLocation::S3(b) => format!("s3://{}/{}", b.bucket.name(), b.prefix).trim_end_matches('/').to_string(),
+        }
     }
 
-    /// `GET <base>/<key>`, the key percent-encoded segment by segment.
+    /// The URL of a GET for `key`: the key percent-encoded segment by
+    /// segment; in S3 mode presigned now when credentials are present.
     pub fn object_url(&self, key: &str) -> String {
-        format!("{}/{}", self.base, utf8_percent_encode(key, KEY))
+        match self {
+            BucketLocation::Http { base } => format!("{base}/{}", utf8_percent_encode(key, KEY)),
+            BucketLocation::S3(b) => b.bucket.get_object(b.credentials.as_deref(), key).sign(SIGNATURE_TTL).to_string(),
+        }
     }
 
     pub fn manifest_url(&self) -> String {
-        self.object_url(MANIFEST_KEY)
+        match self {
+            BucketLocation::S3(b) => self.object_url(b.manifest.as_deref().unwrap_or(MANIFEST_KEY)),
+            BucketLocation::Http { .. } => self.object_url(MANIFEST_KEY),
+        }
     }
+}
+
+fn s3_bucket(url: &str, rest: &str, o: &S3Options) -> anyhow::Result<S3Bucket> {
+    let (name, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if name.is_empty() {
+        bail!("bad bucket URL {url:?}: no bucket name (expected s3://BUCKET[/PREFIX])");
+    }
+    let region = o
+        .region
+        .clone()
+        .or_else(|| env_nonempty("AWS_REGION"))
+        .or_else(|| env_nonempty("AWS_DEFAULT_REGION"))
+        .unwrap_or_else(|| "us-east-1".to_string());
+    let custom = o.endpoint.clone().or_else(|| env_nonempty("AWS_ENDPOINT_URL"));
+    let (endpoint, style) = match &custom {
+        // Custom endpoints rarely have per-bucket DNS: path style.
+        Some(e) => (e.clone(), UrlStyle::Path),
+        None => (
+            format!("https://s3.{region}.amazonaws.com"),
+            if o.path_style || name.contains('.') { UrlStyle::Path } else { UrlStyle::VirtualHost },
+        ),
+    };
+    let style = if o.path_style { UrlStyle::Path } else { style };
+    let endpoint_url = url::Url::parse(&endpoint).with_context(|| format!("bad S3 endpoint {endpoint:?} (expected http(s)://HOST[:PORT])"))?;
+    let bucket = rusty_s3::Bucket::new(endpoint_url, style, name.to_string(), region)
+        .map_err(|e| anyhow::anyhow!("bad S3 bucket {name:?} at {endpoint}: {e}"))?;
+    Ok(S3Bucket {
+        bucket,
+        credentials: Credentials::from_env().map(Arc::new),
+        prefix: prefix.to_string(),
+        suffix: o.suffix.clone().unwrap_or_else(|| ".json".to_string()),
+        manifest: o.manifest.clone(),
+        endpoint,
+    })
+}
+
+/// A URL fit for messages and logs: without its query string, which holds
+/// the access key ID, the signature and any session token of a presigned
+/// request.
+pub fn shown(url: &str) -> &str {
+    url.split('?').next().unwrap_or(url)
 }
 
 #[cfg(test)]
@@ -57,5 +172,17 @@ mod tests {
         assert_eq!(b.object_url("é.json"), "http://127.0.0.1:9000/%C3%A9.json");
         assert!(BucketLocation::parse("ftp://x").is_err());
         assert!(BucketLocation::parse("not a url").is_err());
+        assert!(BucketLocation::parse("s3://").is_err());
+    }
+
+    #[test]
+    fn s3_urls_path_style_for_custom_endpoints() {
+        let o = S3Options { endpoint: Some("http://127.0.0.1:5000".into()), region: Some("eu-west-1".into()), ..Default::default() };
+        let b = BucketLocation::parse_with("s3://data/2021/06", &o).unwrap();
+        let BucketLocation::S3(s3) = &b else { panic!() };
+        assert_eq!((s3.prefix.as_str(), s3.suffix.as_str()), ("2021/06", ".json"));
+        assert!(b.object_url("a b.json").starts_with("http://127.0.0.1:5000/data/a%20b.json"));
+        assert_eq!(b.describe(), "s3://data/2021/06");
+        assert_eq!(shown("http://h/k?X-Amz-Credential=AKIA"), "http://h/k");
     }
 }

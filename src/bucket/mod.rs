@@ -5,6 +5,7 @@
 //! `manifest`, `location` and `retry` are sans-IO; `sync_client` (ureq) and
 //! `async_client` (reqwest) are the two HTTP shells the models use.
 
+pub mod list;
 pub mod location;
 pub mod manifest;
 pub mod retry;
@@ -14,7 +15,7 @@ pub mod sync_client;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-pub use location::BucketLocation;
+pub use location::{BucketLocation, S3Options};
 pub use retry::RetryPolicy;
 
 /// One object to process.

@@ -4,9 +4,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use super::location::BucketLocation;
-use super::manifest::parse_manifest;
-use super::{ClientConfig, FetchError, Fetched, NetStats, ObjectRef};
+use super::location::shown;
+use super::{ClientConfig, FetchError, Fetched, NetStats};
 
 /// One attempt's failure, classified for the retry loop.
 pub(crate) enum Attempt {
@@ -63,26 +62,27 @@ impl SyncClient {
         &self.cfg
     }
 
-    /// Lists a manifest-mode bucket. A missing manifest is an error: there
-    /// is nothing to process and the user pointed at the wrong place.
-    pub fn list(&self, bucket: &BucketLocation) -> anyhow::Result<Vec<ObjectRef>> {
-        let url = bucket.manifest_url();
-        match self.get(&url) {
-            Ok(Fetched::Object { bytes, .. }) => {
-                let text = String::from_utf8_lossy(&bytes);
-                Ok(parse_manifest(&text).into_iter().map(|key| ObjectRef { key, etag: None }).collect())
+    /// GETs `url` with retries on transient failures only, returning any
+    /// other answer's status and body for the caller to interpret (the
+    /// listing turns S3's XML errors into words).
+    pub fn get_raw(&self, url: &str) -> Result<(u16, Vec<u8>), FetchError> {
+        self.with_retries(url, || {
+            let mut resp = self.agent.get(url).call().map_err(classify)?;
+            let status = resp.status().as_u16();
+            if matches!(status, 408 | 429 | 500..=599) {
+                return Err(Attempt::Retry(format!("HTTP {status} for {}", shown(url))));
             }
-            Ok(Fetched::Missing) => anyhow::bail!("cannot list bucket {}: {url} answered 404 (no files_list.data there)", bucket.base()),
-            Err(e) => anyhow::bail!("cannot list bucket {}: {e}", bucket.base()),
-        }
+            let body = resp.body_mut().with_config().limit(self.cfg.max_object_bytes).read_to_vec().map_err(classify)?;
+            self.stats.add(&self.stats.bytes, body.len() as u64);
+            Ok((status, body))
+        })
     }
 
-    /// GETs one object with retries, reading at most `max_object_bytes`.
-    pub fn get(&self, url: &str) -> Result<Fetched, FetchError> {
+    fn with_retries<T>(&self, url: &str, mut attempt_once: impl FnMut() -> Result<T, Attempt>) -> Result<T, FetchError> {
         let mut attempt = 1;
         loop {
             self.stats.add(&self.stats.requests, 1);
-            match self.try_get(url) {
+            match attempt_once() {
                 Ok(f) => return Ok(f),
                 Err(Attempt::Fail(e)) => return Err(e),
                 Err(Attempt::Retry(why)) => {
@@ -91,11 +91,16 @@ impl SyncClient {
                     }
                     attempt += 1;
                     self.stats.add(&self.stats.retries, 1);
-                    tracing::debug!(url, attempt, why, "retrying");
+                    tracing::debug!(url = shown(url), attempt, why, "retrying");
                     std::thread::sleep(self.cfg.retry.delay(attempt));
                 }
             }
         }
+    }
+
+    /// GETs one object with retries, reading at most `max_object_bytes`.
+    pub fn get(&self, url: &str) -> Result<Fetched, FetchError> {
+        self.with_retries(url, || self.try_get(url))
     }
 
     fn try_get(&self, url: &str) -> Result<Fetched, Attempt> {
@@ -121,6 +126,7 @@ impl SyncClient {
 
 /// Maps a non-2xx status to an attempt outcome; `None` for 2xx and 404.
 pub(crate) fn status_failure(status: u16, url: &str) -> Option<Attempt> {
+    let url = shown(url);
     match status {
         200..=299 | 404 => None,
         401 | 403 => Some(Attempt::Fail(FetchError::Denied(format!("HTTP {status} for {url}")))),

@@ -38,6 +38,10 @@ pub struct RunSettings {
     pub attempts: u32,
     pub first_byte_timeout: f64,
     pub max_object_bytes: u64,
+    /// S3 flags passed on to each worker (never credentials: those travel
+    /// in the environment).
+    #[serde(skip)]
+    pub s3_args: Vec<String>,
 }
 
 /// One timed run.
@@ -85,6 +89,7 @@ pub fn run_once(
         .args(["--concurrency", &k.concurrency.to_string(), "--connections", &k.connections.to_string(), "--threads", &k.threads.to_string()])
         .args(["--attempts", &settings.attempts.to_string(), "--first-byte-timeout", &settings.first_byte_timeout.to_string()])
         .args(["--max-object-bytes", &settings.max_object_bytes.to_string()])
+        .args(&settings.s3_args)
         .env("DATABASE_URL", &target.database_url)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

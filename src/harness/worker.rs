@@ -3,7 +3,7 @@
 use clap::Parser;
 
 use crate::bucket::BucketLocation;
-use crate::cli::{ClientArgs, KnobArgs};
+use crate::cli::{ClientArgs, KnobArgs, S3Args};
 use crate::pass::{PassConfig, run_pass};
 
 #[derive(Parser, Debug)]
@@ -14,6 +14,8 @@ struct WorkerArgs {
     bucket: String,
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
+    #[command(flatten)]
+    s3: S3Args,
     #[command(flatten)]
     client: ClientArgs,
     #[command(flatten)]
@@ -26,7 +28,7 @@ pub fn main(args: impl Iterator<Item = String>) -> ! {
     let result = (|| {
         let model = crate::models::by_name(&args.model)?;
         let cfg = PassConfig {
-            bucket: BucketLocation::parse(&args.bucket)?,
+            bucket: BucketLocation::parse_with(&args.bucket, &args.s3.options())?,
             database_url: args.database_url.clone(),
             client: args.client.config(),
             knobs: args.knobs.knobs(),

@@ -4,8 +4,7 @@
 
 use futures::StreamExt as _;
 
-use super::{Ingestor, Job, Step, runtime, step, write_error};
-use crate::bucket::ObjectRef;
+use super::{Ingestor, Job, Step, Todo, runtime, step, todo_stream, write_error};
 use crate::bucket::async_client::AsyncClient;
 use crate::db::{self, sync_writer};
 use crate::report::FileResult;
@@ -17,7 +16,7 @@ impl Ingestor for AsyncFetch {
         "async-fetch"
     }
 
-    fn load(&self, job: &Job<'_>, todo: Vec<ObjectRef>) -> anyhow::Result<()> {
+    fn load(&self, job: &Job<'_>, todo: Todo) -> anyhow::Result<()> {
         let rt = runtime()?;
         let http = AsyncClient::new(job.client.clone(), job.stats.clone())?;
         let mut pg = db::connect_sync(job.database_url)?;
@@ -38,7 +37,7 @@ impl Ingestor for AsyncFetch {
                 Ok(())
             });
             rt.block_on(async {
-                let mut fetched = futures::stream::iter(todo)
+                let mut fetched = todo_stream(todo)
                     .map(|obj| {
                         let http = http.clone();
                         let url = job.bucket.object_url(&obj.key);

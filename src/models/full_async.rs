@@ -3,8 +3,7 @@
 
 use futures::StreamExt as _;
 
-use super::{Ingestor, Job, Step, runtime, step, write_error};
-use crate::bucket::ObjectRef;
+use super::{Ingestor, Job, Step, Todo, runtime, step, todo_stream, write_error};
 use crate::bucket::async_client::AsyncClient;
 use crate::db::async_writer;
 use crate::report::FileResult;
@@ -16,14 +15,14 @@ impl Ingestor for Async {
         "async"
     }
 
-    fn load(&self, job: &Job<'_>, todo: Vec<ObjectRef>) -> anyhow::Result<()> {
+    fn load(&self, job: &Job<'_>, todo: Todo) -> anyhow::Result<()> {
         let rt = runtime()?;
         let http = AsyncClient::new(job.client.clone(), job.stats.clone())?;
         rt.block_on(async {
             let pool = async_writer::pool(job.database_url, job.knobs.connections)?;
             // Fail fast, in one line, if the database is gone.
             drop(pool.get().await.map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {e}"))?);
-            let mut done = futures::stream::iter(todo)
+            let mut done = todo_stream(todo)
                 .map(|obj| {
                     let (http, pool) = (http.clone(), pool.clone());
                     let url = job.bucket.object_url(&obj.key);

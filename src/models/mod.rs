@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::bucket::{BucketLocation, ClientConfig, FetchError, Fetched, NetStats, ObjectRef};
 use crate::db::WritePlan;
+pub use crate::pass::Todo;
 use crate::report::{FileResult, Tally};
 
 /// Concurrency knobs. Each model reads the ones that apply to it.
@@ -46,9 +47,10 @@ pub struct Job<'a> {
 pub trait Ingestor: Send + Sync {
     /// The name used on the command line and in reports.
     fn name(&self) -> &'static str;
-    /// Processes `todo`, recording each file's outcome in `job.tally`.
-    /// An error means the pass cannot go on (the database is gone).
-    fn load(&self, job: &Job<'_>, todo: Vec<ObjectRef>) -> anyhow::Result<()>;
+    /// Processes the keys `todo` yields until it closes, recording each
+    /// file's outcome in `job.tally`. An error means the pass cannot go on
+    /// (the database is gone).
+    fn load(&self, job: &Job<'_>, todo: Todo) -> anyhow::Result<()>;
 }
 
 /// Every model name, in the order reports list them.
@@ -105,10 +107,13 @@ impl Ingestor for DropOne {
         "test-drop-one"
     }
 
-    fn load(&self, job: &Job<'_>, mut todo: Vec<ObjectRef>) -> anyhow::Result<()> {
-        if !todo.is_empty() {
-            todo.remove(0);
-        }
+    fn load(&self, job: &Job<'_>, mut todo: Todo) -> anyhow::Result<()> {
+        let _dropped = todo.blocking_recv();
         sync::Sync.load(job, todo)
     }
+}
+
+/// The keys of `todo` as a stream, for the async models.
+pub(crate) fn todo_stream(todo: Todo) -> impl futures::Stream<Item = ObjectRef> + Unpin {
+    Box::pin(futures::stream::unfold(todo, |mut rx| async move { rx.recv().await.map(|obj| (obj, rx)) }))
 }

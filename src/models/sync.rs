@@ -1,7 +1,7 @@
 //! `sync`: ureq and the `postgres` client, one file at a time. The baseline
 //! every other model is measured against.
 
-use super::{Ingestor, Job, Step, step, write_error};
+use super::{Ingestor, Job, Step, Todo, step, write_error};
 use crate::bucket::ObjectRef;
 use crate::bucket::sync_client::SyncClient;
 use crate::db::{self, sync_writer};
@@ -14,10 +14,10 @@ impl Ingestor for Sync {
         "sync"
     }
 
-    fn load(&self, job: &Job<'_>, todo: Vec<ObjectRef>) -> anyhow::Result<()> {
+    fn load(&self, job: &Job<'_>, mut todo: Todo) -> anyhow::Result<()> {
         let http = SyncClient::new(job.client.clone(), job.stats.clone())?;
         let mut pg = db::connect_sync(job.database_url)?;
-        for obj in todo {
+        while let Some(obj) = todo.blocking_recv() {
             let result = fetch_and_write(&http, &mut pg, job, &obj, self.name())?;
             job.tally.record(&obj.key, result);
         }

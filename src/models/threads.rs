@@ -3,11 +3,10 @@
 //! without async: as many files in flight as threads.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::sync::fetch_and_write;
-use super::{Ingestor, Job};
-use crate::bucket::ObjectRef;
+use super::{Ingestor, Job, Todo};
 use crate::bucket::sync_client::SyncClient;
 use crate::db;
 
@@ -18,28 +17,27 @@ impl Ingestor for Threads {
         "threads"
     }
 
-    fn load(&self, job: &Job<'_>, todo: Vec<ObjectRef>) -> anyhow::Result<()> {
-        let threads = job.knobs.threads.min(todo.len()).max(1);
+    fn load(&self, job: &Job<'_>, todo: Todo) -> anyhow::Result<()> {
+        let threads = job.knobs.threads.max(1);
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).thread_name(|i| format!("ingest-{i}")).build()?;
         let http = SyncClient::new(job.client.clone(), job.stats.clone())?;
-        let next = AtomicUsize::new(0);
+        let todo = Mutex::new(todo);
         let stop = AtomicBool::new(false);
         let first_error = Mutex::new(None);
         let fail = |e: anyhow::Error| {
             stop.store(true, Ordering::Relaxed);
             first_error.lock().unwrap().get_or_insert(e);
         };
-        // Each pool thread opens its own connection and pulls keys from a
-        // shared cursor, so a slow file never holds up a queue behind it.
+        // Each pool thread opens its own connection and pulls keys from the
+        // shared queue, so a slow file never holds up keys behind it.
         pool.broadcast(|_| {
             let mut pg = match db::connect_sync(job.database_url) {
                 Ok(c) => c,
                 Err(e) => return fail(e),
             };
             while !stop.load(Ordering::Relaxed) {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(obj) = todo.get(i) else { break };
-                match fetch_and_write(&http, &mut pg, job, obj, "threads") {
+                let Some(obj) = todo.lock().unwrap().blocking_recv() else { break };
+                match fetch_and_write(&http, &mut pg, job, &obj, "threads") {
                     Ok(r) => job.tally.record(&obj.key, r),
                     Err(e) => return fail(e),
                 }
