@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bucketbench::cli::{self, NetArgs, SpecArgs};
-use bucketbench::sim::{Conditions, SimBucket};
+use bucketbench::sim::{Conditions, ServeOptions, SimAuth, SimBucket};
 use clap::{Parser, Subcommand};
 
 /// A seeded, realistic S3-like bucket for tests and benchmarks.
@@ -41,6 +41,16 @@ enum Command {
         /// Write the expected load result (for the current listing) here.
         #[arg(long)]
         expected: Option<PathBuf>,
+        /// Bucket name in S3 paths (the base URL ends with it).
+        #[arg(long, default_value = bucketbench::sim::server::BUCKET)]
+        bucket_name: String,
+        /// Check SigV4 signatures against AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY
+        /// (from the environment) and refuse anonymous requests.
+        #[arg(long)]
+        require_auth: bool,
+        /// With --require-auth, still let anonymous requests read (a public bucket).
+        #[arg(long, requires = "require_auth")]
+        public_read: bool,
     },
     /// Write the objects, `files_list.data` and `expected.json` to a directory.
     Generate {
@@ -83,12 +93,20 @@ fn run(args: Args) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Serve { spec, addr, net, churn_every, churn_add, churn_delete, expected } => {
+        Command::Serve { spec, addr, net, churn_every, churn_add, churn_delete, expected, bucket_name, require_auth, public_read } => {
+            let auth = if require_auth {
+                let creds = rusty_s3::Credentials::from_env()
+                    .ok_or_else(|| anyhow::anyhow!("--require-auth needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment"))?;
+                Some(SimAuth { access_key: creds.key().to_string(), secret_key: creds.secret().to_string(), public_read })
+            } else {
+                None
+            };
             let bucket = SimBucket::generate(spec.spec());
             if let Some(p) = &expected {
                 bucket.write_expected(p)?;
             }
-            let server = bucket.serve(net.conditions(Conditions::default()), addr)?;
+            let options = ServeOptions { bucket: bucket_name.clone(), auth };
+            let server = bucket.serve_with(net.conditions(Conditions::default()), addr, options)?;
             println!("{}", server.base_url());
             std::io::stdout().flush()?;
             eprintln!(
@@ -96,7 +114,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 bucket.store().len(),
                 server.base_url(),
                 server.endpoint(),
-                bucketbench::sim::server::BUCKET
+                bucket_name
             );
             let _churn = churn_every.map(|secs| {
                 let every = Duration::from_secs_f64(secs.max(0.01));

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 use super::expected::{Expected, FileExpect};
 use super::generator::{self, GeneratedFile, Spec};
-use super::server::{Conditions, SimServer};
+use super::server::{Conditions, ServeOptions, SimServer};
 use super::store::{MANIFEST_KEY, Object, Store};
 
 /// Fixed so that listings and exports are byte-identical run to run.
@@ -140,6 +140,11 @@ impl SimBucket {
     /// Serves this bucket on `addr` (port 0: any free port).
     pub fn serve(&self, conditions: Conditions, addr: std::net::SocketAddr) -> anyhow::Result<SimServer> {
         SimServer::start(self.store.clone(), conditions, addr)
+    }
+
+    /// Serves this bucket with a bucket name and access control.
+    pub fn serve_with(&self, conditions: Conditions, addr: std::net::SocketAddr, options: ServeOptions) -> anyhow::Result<SimServer> {
+        SimServer::start_with(self.store.clone(), conditions, addr, options)
     }
 
     /// Writes every object (the manifest too) under `dir`, plus

@@ -11,7 +11,8 @@ use super::store::Store;
 
 const URL_KEY: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
 
-fn params(query: &str) -> Vec<(String, String)> {
+/// Decoded query parameters, in order.
+pub(crate) fn params(query: &str) -> Vec<(String, String)> {
     query
         .split('&')
         .filter(|p| !p.is_empty())

@@ -2,6 +2,7 @@
 //! exact expected load result, an in-memory store, and a loopback server
 //! that speaks manifest mode and an S3 subset under network conditions.
 
+pub mod auth;
 pub mod bucket;
 pub mod expected;
 pub mod generator;
@@ -11,7 +12,8 @@ pub mod store;
 pub mod verify;
 mod words;
 
-pub use server::{Conditions, SimServer};
+pub use auth::SimAuth;
+pub use server::{Conditions, ServeOptions, SimServer};
 pub use store::{Object, Store};
 pub use bucket::SimBucket;
 pub use expected::Expected;

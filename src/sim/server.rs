@@ -20,6 +20,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use percent_encoding::percent_decode_str;
 
+use super::auth::SimAuth;
 use super::store::Store;
 
 /// Per-request network conditions.
@@ -49,7 +50,22 @@ struct App {
     store: Store,
     bucket: String,
     conditions: Conditions,
+    auth: Option<SimAuth>,
     stats: Arc<ServerStats>,
+}
+
+/// Who the server is: its bucket name and, optionally, who may read it.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub bucket: String,
+    /// `None`: anyone may read (no signature checked).
+    pub auth: Option<SimAuth>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions { bucket: BUCKET.to_string(), auth: None }
+    }
 }
 
 /// A running server. Stops when dropped.
@@ -68,10 +84,16 @@ impl SimServer {
     /// Serves `store` on `addr` (port 0 for any free port) from a thread of
     /// its own, so sync callers can use it too.
     pub fn start(store: Store, conditions: Conditions, addr: SocketAddr) -> anyhow::Result<Self> {
+        Self::start_with(store, conditions, addr, ServeOptions::default())
+    }
+
+    /// As [`SimServer::start`], with a bucket name and access control.
+    pub fn start_with(store: Store, conditions: Conditions, addr: SocketAddr, options: ServeOptions) -> anyhow::Result<Self> {
         let std_listener = bind(addr)?;
         let addr = std_listener.local_addr()?;
         let stats = Arc::new(ServerStats::default());
-        let app = Arc::new(App { store, bucket: BUCKET.to_string(), conditions, stats: stats.clone() });
+        let bucket = options.bucket.clone();
+        let app = Arc::new(App { store, bucket: options.bucket, conditions, auth: options.auth, stats: stats.clone() });
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new().name("sim-bucket".into()).spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -91,7 +113,7 @@ impl SimServer {
             // Stalled requests hold tasks for a long time; do not wait on them.
             rt.shutdown_timeout(Duration::from_millis(100));
         })?;
-        Ok(SimServer { addr, bucket: BUCKET.to_string(), stats, shutdown: Some(tx), thread: Some(thread) })
+        Ok(SimServer { addr, bucket, stats, shutdown: Some(tx), thread: Some(thread) })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -195,6 +217,14 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         return s3_error(StatusCode::NOT_FOUND, "NoSuchBucket", "The specified bucket does not exist", &path);
     }
     let key = percent_decode_str(key_enc).decode_utf8_lossy().into_owned();
+    if let Some(auth) = &app.auth {
+        let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+        let params = super::listing::params(&query);
+        let request = super::auth::Request { host, bucket: &app.bucket, head: *req.method() == Method::HEAD, key: &key, query: &params };
+        if let Err((code, message)) = super::auth::check(auth, &request) {
+            return s3_error(StatusCode::FORBIDDEN, code, &message, &path);
+        }
+    }
     if key.is_empty() {
         if *req.method() != Method::GET {
             return s3_error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "The specified method is not allowed against this resource.", &path);
