@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bucketbench::cli::{self, NetArgs, SpecArgs};
+use bucketbench::cli::{self, NetArgs, S3Args, SpecArgs};
 use bucketbench::sim::{Conditions, ServeOptions, SimAuth, SimBucket};
 use clap::{Parser, Subcommand};
 
@@ -52,6 +52,19 @@ enum Command {
         #[arg(long, requires = "require_auth")]
         public_read: bool,
     },
+    /// Upload a generated bucket to an S3 API (moto, MinIO, AWS) with the
+    /// credentials in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY.
+    Upload {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// Destination, s3://BUCKET[/PREFIX] (created if missing).
+        to: String,
+        #[command(flatten)]
+        s3: S3Args,
+        /// Also write the expected result here.
+        #[arg(long)]
+        expected: Option<PathBuf>,
+    },
     /// Write the objects, `files_list.data` and `expected.json` to a directory.
     Generate {
         #[command(flatten)]
@@ -74,6 +87,16 @@ fn main() {
 
 fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
+        Command::Upload { spec, to, s3, expected } => {
+            let to = bucketbench::bucket::BucketLocation::parse_with(&to, &s3.options())?;
+            let bucket = SimBucket::generate(spec.spec());
+            let n = bucketbench::sim::upload::upload(&bucket, &to)?;
+            if let Some(p) = expected {
+                bucket.write_expected(&p)?;
+            }
+            eprintln!("uploaded {n} objects to {}", to.describe());
+            Ok(())
+        }
         Command::Generate { spec, out, expected } => {
             let bucket = SimBucket::generate(spec.spec());
             bucket.write_to_dir(&out)?;

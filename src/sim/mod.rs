@@ -9,6 +9,7 @@ pub mod generator;
 pub mod listing;
 pub mod server;
 pub mod store;
+pub mod upload;
 pub mod verify;
 mod words;
 
