@@ -23,6 +23,28 @@ pub async fn write_file(client: &mut tokio_postgres::Client, plan: &WritePlan) -
     Ok(WriteResult::Committed)
 }
 
+/// Writes a file on a pooled connection, retrying on a fresh one with
+/// backoff when the connection is lost (the pool drops closed clients).
+pub async fn write_with_reconnect(pool: &deadpool_postgres::Pool, plan: &WritePlan) -> anyhow::Result<WriteResult> {
+    let mut attempt = 0;
+    loop {
+        let result = match pool.get().await {
+            Ok(mut client) => write_file(&mut client, plan).await,
+            Err(e) => Err(anyhow::anyhow!("getting a database connection: {e}")),
+        };
+        match result {
+            Ok(r) => return Ok(r),
+            Err(e) if super::is_connection_lost(&e) || e.to_string().starts_with("getting a database connection") => {
+                attempt += 1;
+                let Some(delay) = super::reconnect_delay(attempt) else { return Err(e) };
+                tracing::warn!("database connection lost ({}); reconnecting", crate::report::chain(&e));
+                tokio::time::sleep(delay).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// A pool of `size` connections (deadpool-postgres).
 pub fn pool(url: &str, size: usize) -> anyhow::Result<deadpool_postgres::Pool> {
     let cfg: tokio_postgres::Config = url

@@ -368,6 +368,20 @@ impl EmbeddedPostgres {
         Ok(self.url(&ident))
     }
 
+    /// Stops the server (fast shutdown, as `pg_ctl restart -m fast` does)
+    /// and starts it again on the same port and data. Clients see their
+    /// connections dropped; tests use this to prove the models recover.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        let throwaway = self.tempdir.is_some();
+        self.shutdown();
+        let (pid, exited) = Self::launch(&self.bindir, &self.data_dir, self.port, owner()?, throwaway)?;
+        live().lock().unwrap().push((pid, self.tempdir.as_ref().map(|t| t.path().to_path_buf())));
+        self.pid = pid;
+        self.exited = exited;
+        self.stopped = false;
+        self.wait_ready()
+    }
+
     /// Stops the server cleanly and waits for it.
     pub fn stop(mut self) {
         self.shutdown();

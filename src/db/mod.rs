@@ -37,3 +37,25 @@ pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
     }
     msg.replace('\n', " ")
 }
+
+/// Whether an error means the database connection is gone (server
+/// restarted, network dropped), so reconnecting and retrying the file is
+/// both safe (its transaction was rolled back with the connection) and
+/// useful.
+pub fn is_connection_lost(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| match cause.downcast_ref::<tokio_postgres::Error>() {
+        Some(pe) => {
+            pe.is_closed()
+                || pe.code().is_some_and(|c| c.code().starts_with("08") || c.code().starts_with("57P"))
+                || std::error::Error::source(pe).is_some_and(|s| s.is::<std::io::Error>())
+        }
+        None => cause.is::<std::io::Error>(),
+    })
+}
+
+/// Waits before reconnection attempt `attempt` (1-based): 0.5, 1, 2, 4, 8 s.
+/// About 15 s in all: long enough for a restart, short enough to give up
+/// on a database that is really gone.
+pub fn reconnect_delay(attempt: u32) -> Option<std::time::Duration> {
+    (attempt <= 5).then(|| std::time::Duration::from_millis(500 << (attempt - 1)))
+}

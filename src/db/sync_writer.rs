@@ -23,6 +23,27 @@ pub fn write_file(client: &mut postgres::Client, plan: &WritePlan) -> anyhow::Re
     Ok(WriteResult::Committed)
 }
 
+/// Writes a file, reconnecting and retrying when the connection is lost
+/// (a restarted server), with backoff; other errors are returned at once.
+pub fn write_with_reconnect(client: &mut postgres::Client, url: &str, plan: &WritePlan) -> anyhow::Result<WriteResult> {
+    let mut attempt = 0;
+    loop {
+        match write_file(client, plan) {
+            Ok(r) => return Ok(r),
+            Err(e) if super::is_connection_lost(&e) || client.is_closed() => {
+                attempt += 1;
+                let Some(delay) = super::reconnect_delay(attempt) else { return Err(e) };
+                tracing::warn!("database connection lost ({}); reconnecting", crate::report::chain(&e));
+                std::thread::sleep(delay);
+                if let Ok(c) = super::connect_sync(url) {
+                    *client = c;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Subtracts what the ledger holds from a listing, noting the keys as seen.
 /// Returns the keys already in the ledger with their stored ETags.
 pub fn seen_keys(

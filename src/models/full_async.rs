@@ -32,8 +32,7 @@ impl Ingestor for Async {
                         let result = match step(&obj, "async", http.get(&url).await) {
                             Step::Done(r) => r,
                             Step::Write(plan) => {
-                                let mut client = pool.get().await.map_err(|e| anyhow::anyhow!("getting a database connection: {e}"))?;
-                                let written = async_writer::write_file(&mut client, &plan).await.map_err(|e| write_error(&obj.key, e))?;
+                                let written = async_writer::write_with_reconnect(&pool, &plan).await.map_err(|e| write_error(&obj.key, e))?;
                                 FileResult::from_write(&plan, written)
                             }
                         };

@@ -37,7 +37,7 @@ pub(crate) fn fetch_and_write(
     match step(obj, model, http.get(&job.bucket.object_url(&obj.key))) {
         Step::Done(r) => Ok(r),
         Step::Write(plan) => {
-            let written = sync_writer::write_file(pg, &plan).map_err(|e| write_error(&obj.key, e))?;
+            let written = sync_writer::write_with_reconnect(pg, job.database_url, &plan).map_err(|e| write_error(&obj.key, e))?;
             Ok(FileResult::from_write(&plan, written))
         }
     }
