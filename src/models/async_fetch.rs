@@ -4,7 +4,7 @@
 
 use futures::StreamExt as _;
 
-use super::{Ingestor, Job, Step, Todo, runtime, step, todo_stream, write_error};
+use super::{Ingestor, Job, Step, Todo, refuse_key, runtime, step, todo_stream, write_error};
 use crate::bucket::async_client::AsyncClient;
 use crate::db::{self, sync_writer};
 use crate::report::FileResult;
@@ -42,7 +42,10 @@ impl Ingestor for AsyncFetch {
                         let http = http.clone();
                         let url = job.bucket.object_url(&obj.key);
                         tokio::spawn(async move {
-                            let next = step(&obj, "async-fetch", http.get(&url).await);
+                            let next = match refuse_key(&obj, "async-fetch") {
+                                Some(refused) => refused,
+                                None => step(&obj, "async-fetch", http.get(&url).await),
+                            };
                             (obj.key, next)
                         })
                     })

@@ -3,7 +3,7 @@
 
 use futures::StreamExt as _;
 
-use super::{Ingestor, Job, Step, Todo, runtime, step, todo_stream, write_error};
+use super::{Ingestor, Job, Step, Todo, refuse_key, runtime, step, todo_stream, write_error};
 use crate::bucket::async_client::AsyncClient;
 use crate::db::async_writer;
 use crate::report::FileResult;
@@ -29,7 +29,11 @@ impl Ingestor for Async {
                     // Spawned, so parsing runs on every core, not on the task
                     // that polls the stream.
                     tokio::spawn(async move {
-                        let result = match step(&obj, "async", http.get(&url).await) {
+                        let next = match refuse_key(&obj, "async") {
+                            Some(refused) => refused,
+                            None => step(&obj, "async", http.get(&url).await),
+                        };
+                        let result = match next {
                             Step::Done(r) => r,
                             Step::Write(plan) => {
                                 let written = async_writer::write_with_reconnect(&pool, &plan).await.map_err(|e| write_error(&obj.key, e))?;

@@ -88,6 +88,17 @@ pub(crate) fn step(obj: &ObjectRef, model: &str, fetched: Result<Fetched, FetchE
     }
 }
 
+/// Keys that HTTP cannot address faithfully: clients normalize `.` and `..`
+/// path segments away, so `a/../b.json` would fetch `b.json` and load it
+/// under the wrong key. Such keys are never fetched; the ledger records
+/// them as failed with the reason.
+pub(crate) fn refuse_key(obj: &ObjectRef, model: &str) -> Option<Step> {
+    obj.key.split('/').any(|seg| seg == "." || seg == "..").then(|| {
+        let reason = "key has a \".\" or \"..\" path segment, which HTTP clients normalize away; not fetched, so no other object is loaded in its place";
+        Step::Write(crate::transform::plan_refused(&obj.key, obj.etag.as_deref(), reason.to_string(), model))
+    })
+}
+
 /// A tokio runtime with one worker per core: the async models' scheduler.
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)

@@ -1,7 +1,7 @@
 //! `sync`: ureq and the `postgres` client, one file at a time. The baseline
 //! every other model is measured against.
 
-use super::{Ingestor, Job, Step, Todo, step, write_error};
+use super::{Ingestor, Job, Step, Todo, refuse_key, step, write_error};
 use crate::bucket::ObjectRef;
 use crate::bucket::sync_client::SyncClient;
 use crate::db::{self, sync_writer};
@@ -34,7 +34,11 @@ pub(crate) fn fetch_and_write(
     obj: &ObjectRef,
     model: &str,
 ) -> anyhow::Result<FileResult> {
-    match step(obj, model, http.get(&job.bucket.object_url(&obj.key))) {
+    let next = match refuse_key(obj, model) {
+        Some(refused) => refused,
+        None => step(obj, model, http.get(&job.bucket.object_url(&obj.key))),
+    };
+    match next {
         Step::Done(r) => Ok(r),
         Step::Write(plan) => {
             let written = sync_writer::write_with_reconnect(pg, job.database_url, &plan).map_err(|e| write_error(&obj.key, e))?;

@@ -1,0 +1,183 @@
+//! Hostile buckets: endless and oversized bodies, decompression bombs,
+//! unstorable text, odd encodings and keys. The program says what happened,
+//! stores what it refused, keeps going, and its memory stays flat.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+
+use bucketbench::models;
+use common::*;
+
+const LIMIT: u64 = 1_000_000;
+
+/// A deliberately hostile HTTP/1.1 server: `big.json` streams chunks
+/// forever (no Content-Length), `bomb.json` is 64 MB of zeros gzipped to
+/// ~64 kB, `ok.json` is a normal file.
+fn hostile_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let bomb = {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![b' '; 1 << 20];
+        for _ in 0..64 {
+            enc.write_all(&zeros).unwrap();
+        }
+        enc.finish().unwrap()
+    };
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let bomb = bomb.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut first = String::new();
+                if reader.read_line(&mut first).is_err() {
+                    return;
+                }
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let path = first.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let send = |stream: &mut std::net::TcpStream, ctype: &str, extra: &str, body: &[u8]| {
+                    let head = format!("HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                    let _ = stream.write_all(head.as_bytes());
+                    let _ = stream.write_all(body);
+                };
+                match path.rsplit('/').next().unwrap_or("") {
+                    "files_list.data" => send(&mut stream, "text/plain", "", b"ok.json\nbig.json\nbomb.json\n"),
+                    "ok.json" => send(&mut stream, "application/json", "", br#"[{"type":"song","data":{"title":"fine"}}]"#),
+                    "bomb.json" => send(&mut stream, "application/json", "Content-Encoding: gzip\r\n", &bomb),
+                    "big.json" => {
+                        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
+                        let chunk = vec![b'['; 64 * 1024];
+                        // Up to 1 GiB; a client that stops reading ends it sooner.
+                        for _ in 0..16_384 {
+                            if stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).is_err()
+                                || stream.write_all(&chunk).is_err()
+                                || stream.write_all(b"\r\n").is_err()
+                            {
+                                return;
+                            }
+                        }
+                    }
+                    _ => {
+                        let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    }
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// Runs `ingest` and returns its summary and peak RSS in MB.
+fn run_measured(bucket: &str, db: &str, model: &str) -> (serde_json::Value, f64) {
+    let child = Command::new(env!("CARGO_BIN_EXE_ingest"))
+        .args(["--bucket", bucket, "--model", model, "--json", "--max-object-bytes", &LIMIT.to_string()])
+        .env("DATABASE_URL", db)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let mut out = child.stdout.unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut out, &mut s).unwrap();
+        s
+    });
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 on our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut usage) }, pid);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{model}: ingest failed");
+    let summary = serde_json::from_str(reader.join().unwrap().trim()).unwrap();
+    (summary, usage.ru_maxrss as f64 / 1024.0)
+}
+
+#[test]
+fn endless_and_bomb_bodies_are_refused_while_streaming_and_memory_stays_flat() {
+    let url = hostile_server();
+    for model in models::NAMES {
+        let db = fresh_db();
+        let (summary, rss_mb) = run_measured(&url, &db, model);
+        assert_eq!(summary["loaded"], 1, "{model}: {summary}");
+        let failed = summary["failed"].as_array().unwrap();
+        assert_eq!(failed.len(), 2, "{model}: {summary}");
+        for f in failed {
+            assert!(f["reason"].as_str().unwrap().contains("larger than the 1000000-byte limit"), "{model}: {f}");
+        }
+        let mut c = connect(&db);
+        let rows: Vec<(String, String)> = c
+            .query("SELECT key, status FROM processed_files ORDER BY key", &[])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        assert_eq!(rows, [("big.json".into(), "failed".into()), ("bomb.json".into(), "failed".into()), ("ok.json".into(), "loaded".into())]);
+        // The server offered 1 GiB and 64 MiB; the client kept at most about the limit.
+        assert!(rss_mb < 120.0, "{model}: peak RSS {rss_mb:.0} MB");
+    }
+}
+
+#[test]
+fn unstorable_text_odd_encodings_and_odd_keys_are_handled_per_record_and_per_file() {
+    let nul = br#"[{"type":"song","data":{"title":"bad\u0000title"}},{"type":"song","data":{"title":"good"}}]"#;
+    let bom = b"\xEF\xBB\xBF[{\"type\":\"song\",\"data\":{\"title\":\"bom\"}}]";
+    let bad_utf8 = b"[{\"type\":\"song\",\"data\":{\"title\":\"\xff\xfe\"}}]";
+    let huge_numbers = br#"[{"type":"app","data":{"name":"n","size_bytes":123456789012345678901234567890}},{"type":"app","data":{"name":"m","rating":1e400}},{"type":"song","data":{"title":"after"}}]"#;
+    let ok = br#"[{"type":"song","data":{"title":"odd key"}}]"#;
+    let files: Vec<(&str, &[u8])> = vec![
+        ("nul.json", nul),
+        ("bom.json", bom),
+        ("bad-utf8.json", bad_utf8),
+        ("numbers.json", huge_numbers),
+        ("dir/a b?c#d.json", ok),
+        ("dir/../escape.json", ok),
+        ("./dot.json", ok),
+    ];
+    let manifest: String = files.iter().map(|(k, _)| format!("{k}\n")).collect();
+    let store = store_with(&files, &manifest);
+    let server = serve(store);
+    for model in models::NAMES {
+        let db = fresh_db();
+        let s = pass(&server.base_url(), &db, model);
+        assert_eq!(s.listed, 7, "{model}");
+        let mut c = connect(&db);
+        let ledger: Vec<(String, String, Option<String>)> = c
+            .query("SELECT key, status, reason FROM processed_files ORDER BY key", &[])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        let status = |k: &str| ledger.iter().find(|r| r.0 == k).map(|r| (r.1.clone(), r.2.clone().unwrap_or_default())).unwrap();
+        assert_eq!(status("nul.json").0, "loaded");
+        assert_eq!(status("bom.json").0, "loaded");
+        assert_eq!(status("bad-utf8.json").0, "failed");
+        assert!(status("bad-utf8.json").1.starts_with("not valid JSON"), "{:?}", status("bad-utf8.json"));
+        assert_eq!(status("numbers.json").0, "loaded");
+        assert_eq!(status("dir/a b?c#d.json").0, "loaded", "{model}: spaces, ? and # reach the server encoded");
+        for dotted in ["dir/../escape.json", "./dot.json"] {
+            let (st, reason) = status(dotted);
+            assert_eq!(st, "failed", "{model}: {dotted}");
+            assert!(reason.contains("path segment"), "{reason}");
+        }
+        let titles: Vec<String> = c.query("SELECT title FROM songs ORDER BY title", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+        assert_eq!(titles, ["after", "bom", "good", "odd key"], "{model}");
+        let rejected: Vec<(String, String, serde_json::Value)> = c
+            .query("SELECT source_key, reason, raw FROM rejected_records ORDER BY source_key, record_index", &[])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        assert_eq!(rejected.len(), 3, "{model}: {rejected:?}");
+        assert_eq!(rejected[0].0, "nul.json");
+        assert!(rejected[0].1.contains("NUL"), "{}", rejected[0].1);
+        assert_eq!(rejected[0].2["data"]["title"], "bad\u{2400}title", "the raw record is kept, made storable");
+        assert!(rejected[1].1.contains("size_bytes") && rejected[2].1.contains("rating"), "{rejected:?}");
+    }
+}
