@@ -1,0 +1,93 @@
+//! A bounded, stable-toolchain fuzz of the parser that runs in every
+//! `cargo test`: arbitrary bytes, arbitrary record-shaped JSON, and random
+//! mutations of valid files. No input may panic; every record of a parsed
+//! file is accounted for; the COPY data is always storable. (The
+//! coverage-guided target is `fuzz/`, run with cargo-fuzz on nightly.)
+
+use bucketbench::contract::parse_file;
+use bucketbench::db::{FileOutcome, WritePlan};
+use proptest::prelude::*;
+use serde_json::{Map, Value, json};
+
+fn check(bytes: &[u8]) {
+    if let Ok(parsed) = parse_file(bytes) {
+        let plan = WritePlan::new("fuzz.json", None, bytes.len() as u64, "fuzz", &FileOutcome::Parsed(parsed));
+        for batch in &plan.copies {
+            assert!(!batch.data.contains(&0), "NUL byte in COPY data");
+            assert!(batch.data.ends_with(b"\n"));
+        }
+    }
+}
+
+fn leaf() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)),
+        "\\PC{0,12}".prop_map(Value::String),
+        "[0-9]{1,30}(\\.[0-9]{0,3})?(e[0-9]{1,3})?".prop_map(|s| serde_json::from_str(&s).unwrap_or(Value::String(s))),
+        Just(Value::String("a\u{0}b".into())),
+        Just(Value::String("2021-02-29".into())),
+        Just(Value::String(" TRUE ".into())),
+    ]
+}
+
+fn value() -> impl Strategy<Value = Value> {
+    leaf().prop_recursive(3, 16, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map("[a-z_:]{1,8}", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+const FIELDS: &[&str] = &[
+    "artist_name", "title", "year", "release", "original_title", "original_title:", "original_language", "budget", "is_adult",
+    "release_date", "name", "genre", "rating", "version", "size_bytes",
+];
+
+fn record() -> impl Strategy<Value = Value> {
+    let ty = prop_oneof![Just(json!("song")), Just(json!("movie")), Just(json!("app")), Just(json!("book")), leaf()];
+    let data = prop::collection::vec((prop::sample::select(FIELDS), leaf()), 0..8)
+        .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect::<Map<_, _>>()));
+    prop_oneof![
+        8 => (ty, data).prop_map(|(t, d)| json!({"type": t, "data": d})),
+        1 => value(),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        check(&bytes);
+    }
+
+    #[test]
+    fn every_record_is_loaded_skipped_or_rejected(records in prop::collection::vec(record(), 0..12)) {
+        let bytes = serde_json::to_vec(&Value::Array(records.clone())).unwrap();
+        let parsed = parse_file(&bytes).expect("a JSON array always parses");
+        prop_assert_eq!(parsed.rows() + parsed.skipped + parsed.rejected.len() as u64, records.len() as u64);
+        check(&bytes);
+    }
+
+    #[test]
+    fn mutated_files_never_panic(
+        records in prop::collection::vec(record(), 1..6),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0..3u8), 1..8),
+    ) {
+        let mut bytes = serde_json::to_vec(&Value::Array(records)).unwrap();
+        for (at, byte, op) in edits {
+            let i = at.index(bytes.len().max(1)).min(bytes.len());
+            match op {
+                0 if i < bytes.len() => bytes[i] = byte,
+                1 => bytes.insert(i, byte),
+                _ if i < bytes.len() => { bytes.remove(i); }
+                _ => {}
+            }
+        }
+        check(&bytes);
+    }
+}
