@@ -177,3 +177,21 @@ impl S3Args {
         a
     }
 }
+
+/// `--db-ca-file`: a PEM CA to trust for the database's TLS certificate.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DbTlsArgs {
+    /// PEM file of the CA that signed the PostgreSQL server's certificate
+    /// (default PGSSLROOTCERT). TLS is used whenever the server offers it
+    /// and always verified.
+    #[arg(long)]
+    pub db_ca_file: Option<PathBuf>,
+}
+
+impl DbTlsArgs {
+    pub fn apply(&self) {
+        if let Some(p) = &self.db_ca_file {
+            crate::db::tls::set_ca_file(p);
+        }
+    }
+}

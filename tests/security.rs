@@ -181,3 +181,64 @@ fn sql_is_never_built_from_values() {
     }
     assert!(offenders.is_empty(), "SQL built with format!: {offenders:#?}");
 }
+
+/// A PostgreSQL that accepts the test role only over TLS, with a
+/// self-signed certificate: `sslmode=require` works with rustls when the CA
+/// is given, and is refused (certificate unverified) when it is not.
+#[test]
+fn database_tls_with_sslmode_require_is_verified() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    let (crt, key, hba) = (dir.path().join("server.crt"), dir.path().join("server.key"), dir.path().join("pg_hba.conf"));
+    std::fs::write(&crt, cert.cert.pem()).unwrap();
+    std::fs::write(&key, cert.signing_key.serialize_pem()).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // The test role over TLS only; the superuser (used by the harness to
+    // start and check the server) over either.
+    std::fs::write(&hba, "hostssl all all 127.0.0.1/32 scram-sha-256\nhost all postgres 127.0.0.1/32 scram-sha-256\n").unwrap();
+    let probe = bucketbench::db::EmbeddedPostgres::start(bucketbench::db::Flavor::Throwaway).unwrap();
+    for f in [&crt, &key, &hba] {
+        probe.give_to_server(f).unwrap();
+    }
+    drop(probe);
+    let (crt_s, key_s, hba_s) = (crt.display().to_string(), key.display().to_string(), hba.display().to_string());
+    let pg = bucketbench::db::EmbeddedPostgres::start_with_settings(
+        bucketbench::db::Flavor::Throwaway,
+        &[("ssl", "on"), ("ssl_cert_file", &crt_s), ("ssl_key_file", &key_s), ("hba_file", &hba_s)],
+    )
+    .unwrap();
+    let mut admin = connect(&pg.url("postgres"));
+    admin.batch_execute("CREATE ROLE bb_tls LOGIN PASSWORD 'tls-pass'").unwrap();
+    let url = format!("postgres://bb_tls:tls-pass@127.0.0.1:{}/tlsdb", pg.port());
+    let bucket = bucketbench::sim::SimBucket::generate(bucketbench::sim::Spec::new(bucketbench::sim::ProfileName::Tiny, 4));
+    let server = bucket.serve(Default::default(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let ingest = |db: &str, model: &str, ca: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ingest"));
+        cmd.args(["--bucket", &server.base_url(), "--model", model]).env("DATABASE_URL", db).env_remove("PGSSLROOTCERT");
+        if ca {
+            cmd.arg("--db-ca-file").arg(&crt);
+        }
+        cmd.output().unwrap()
+    };
+    admin.batch_execute("CREATE DATABASE tlsdb OWNER bb_tls").unwrap();
+    // Plain text is refused by the server: what follows really is TLS.
+    let plain = ingest(&format!("{url}?sslmode=disable"), "sync", true);
+    assert!(!plain.status.success());
+    // Unverified: refused by us, in one line, with the way out.
+    let unverified = ingest(&format!("{url}?sslmode=require"), "sync", false);
+    let stderr = String::from_utf8_lossy(&unverified.stderr);
+    assert!(!unverified.status.success());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("certificate") && stderr.contains("--db-ca-file"), "{stderr}");
+    assert!(!stderr.contains("tls-pass"));
+    for model in models::NAMES {
+        admin.batch_execute("DROP DATABASE IF EXISTS tlsdb WITH (FORCE)").unwrap();
+        admin.batch_execute("CREATE DATABASE tlsdb OWNER bb_tls").unwrap();
+        let out = ingest(&format!("{url}?sslmode=require"), model, true);
+        assert!(out.status.success(), "{model}: {}", String::from_utf8_lossy(&out.stderr));
+        let diffs = bucketbench::sim::verify(&mut connect(&pg.url("tlsdb")), &bucket.expected()).unwrap();
+        assert!(diffs.is_empty(), "{model}: {diffs:#?}");
+    }
+}

@@ -35,6 +35,8 @@ struct Args {
     #[command(flatten)]
     knobs: KnobArgs,
     #[command(flatten)]
+    db_tls: cli::DbTlsArgs,
+    #[command(flatten)]
     client: ClientArgs,
     /// Output directory (default: results/<profile>).
     #[arg(long)]
@@ -79,6 +81,7 @@ fn main() {
 
 /// Returns whether every run was verified.
 fn run(args: Args) -> anyhow::Result<bool> {
+    args.db_tls.apply();
     for m in &args.models {
         models::by_name(m)?;
     }

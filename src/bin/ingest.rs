@@ -48,6 +48,8 @@ struct Args {
     client: ClientArgs,
     #[command(flatten)]
     knobs: KnobArgs,
+    #[command(flatten)]
+    db_tls: cli::DbTlsArgs,
 }
 
 fn main() {
@@ -60,6 +62,7 @@ fn main() {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    args.db_tls.apply();
     let model = models::by_name(&args.model)?;
     // A bad bucket URL should fail before a database is started for nothing.
     let bucket = match &args.bucket {

@@ -52,7 +52,7 @@ pub fn pool(url: &str, size: usize) -> anyhow::Result<deadpool_postgres::Pool> {
         .map_err(|e| anyhow::anyhow!("bad database URL {}: {e}", crate::secret::redact_url(url)))?;
     let mgr = deadpool_postgres::Manager::from_config(
         cfg,
-        tokio_postgres::NoTls,
+        super::tls::connector()?,
         deadpool_postgres::ManagerConfig { recycling_method: deadpool_postgres::RecyclingMethod::Fast },
     );
     deadpool_postgres::Pool::builder(mgr)

@@ -39,6 +39,8 @@ pub struct EmbeddedPostgres {
     tempdir: Option<tempfile::TempDir>,
     exited: Arc<Mutex<Option<std::process::ExitStatus>>>,
     stopped: bool,
+    /// Extra `-c name=value` server settings.
+    settings: Vec<(String, String)>,
 }
 
 const PASSWORD_FILE: &str = "bucketbench_password";
@@ -198,6 +200,13 @@ impl EmbeddedPostgres {
     /// Starts a server of the given flavour, creating its cluster if needed,
     /// and makes sure the `bucketbench` database exists.
     pub fn start(flavor: Flavor) -> anyhow::Result<Self> {
+        Self::start_with_settings(flavor, &[])
+    }
+
+    /// As [`EmbeddedPostgres::start`], with extra server settings (for
+    /// example `ssl=on` and its certificate files).
+    pub fn start_with_settings(flavor: Flavor, settings: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let settings: Vec<(String, String)> = settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let bindir = find_bindir()?;
         let own = owner()?;
         let (tempdir, data_dir) = match &flavor {
@@ -228,9 +237,19 @@ impl EmbeddedPostgres {
         let mut last_err = None;
         for _ in 0..5 {
             let port = free_port()?;
-            let (pid, exited) = Self::launch(&bindir, &data_dir, port, own, throwaway)?;
+            let (pid, exited) = Self::launch(&bindir, &data_dir, port, own, throwaway, &settings)?;
             live().lock().unwrap().push((pid, tempdir.as_ref().map(|t| t.path().to_path_buf())));
-            let mut pg = EmbeddedPostgres { pid, port, password: password.clone(), data_dir: data_dir.clone(), bindir: bindir.clone(), tempdir: None, exited, stopped: false };
+            let mut pg = EmbeddedPostgres {
+                pid,
+                port,
+                password: password.clone(),
+                data_dir: data_dir.clone(),
+                bindir: bindir.clone(),
+                tempdir: None,
+                exited,
+                stopped: false,
+                settings: settings.clone(),
+            };
             match pg.wait_ready() {
                 Ok(()) => {
                     pg.tempdir = tempdir;
@@ -253,7 +272,14 @@ impl EmbeddedPostgres {
     /// Runs `postgres` as a child of a thread that lives as long as the
     /// server, so the parent-death signal fires when this process dies (it
     /// is tied to the creating thread, not the process).
-    fn launch(bindir: &Path, data_dir: &Path, port: u16, own: Owner, throwaway: bool) -> anyhow::Result<(i32, Arc<Mutex<Option<std::process::ExitStatus>>>)> {
+    fn launch(
+        bindir: &Path,
+        data_dir: &Path,
+        port: u16,
+        own: Owner,
+        throwaway: bool,
+        settings: &[(String, String)],
+    ) -> anyhow::Result<(i32, Arc<Mutex<Option<std::process::ExitStatus>>>)> {
         let log = fs::OpenOptions::new().create(true).append(true).open(data_dir.join(LOG_FILE))
             .with_context(|| format!("opening the server log in {}", data_dir.display()))?;
         let mut cmd = Command::new(bindir.join("postgres"));
@@ -263,6 +289,9 @@ impl EmbeddedPostgres {
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log));
+        for (k, v) in settings {
+            cmd.arg("-c").arg(format!("{k}={v}"));
+        }
         if throwaway {
             // Durability buys nothing for data deleted on exit.
             cmd.args(["-F", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]);
@@ -352,6 +381,11 @@ impl EmbeddedPostgres {
         self.port
     }
 
+    /// Gives a file to the user the server runs as (it must own its key file).
+    pub fn give_to_server(&self, path: &Path) -> anyhow::Result<()> {
+        chown(path, owner()?)
+    }
+
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
@@ -374,7 +408,7 @@ impl EmbeddedPostgres {
     pub fn restart(&mut self) -> anyhow::Result<()> {
         let throwaway = self.tempdir.is_some();
         self.shutdown();
-        let (pid, exited) = Self::launch(&self.bindir, &self.data_dir, self.port, owner()?, throwaway)?;
+        let (pid, exited) = Self::launch(&self.bindir, &self.data_dir, self.port, owner()?, throwaway, &self.settings)?;
         live().lock().unwrap().push((pid, self.tempdir.as_ref().map(|t| t.path().to_path_buf())));
         self.pid = pid;
         self.exited = exited;

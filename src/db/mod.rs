@@ -11,14 +11,17 @@ pub mod embedded;
 pub mod ledger;
 pub mod schema;
 pub mod sync_writer;
+pub mod tls;
 
 pub use embedded::{EmbeddedPostgres, Flavor};
 pub use ledger::{FileOutcome, WritePlan};
 
 /// Opens a synchronous connection, with the password kept out of the error.
 pub fn connect_sync(url: &str) -> anyhow::Result<postgres::Client> {
-    postgres::Client::connect(url, postgres::NoTls).map_err(|e| {
-        anyhow::anyhow!("cannot connect to PostgreSQL at {}: {}", crate::secret::redact_url(url), one_line(&e))
+    postgres::Client::connect(url, tls::connector()?).map_err(|e| {
+        let msg = one_line(&e);
+        let hint = if msg.contains("certificate") { " (trust the server's CA with --db-ca-file or PGSSLROOTCERT)" } else { "" };
+        anyhow::anyhow!("cannot connect to PostgreSQL at {}: {msg}{hint}", crate::secret::redact_url(url))
     })
 }
 

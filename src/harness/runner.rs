@@ -91,6 +91,7 @@ pub fn run_once(
         .args(["--max-object-bytes", &settings.max_object_bytes.to_string()])
         .args(&settings.s3_args)
         .env("DATABASE_URL", &target.database_url)
+        .envs(crate::db::tls::ca_file().map(|p| ("PGSSLROOTCERT", p)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -195,7 +196,7 @@ fn wait_with_rusage(pid: libc::pid_t) -> anyhow::Result<(i32, libc::rusage)> {
 /// progress protocol, and the ledger is the truth anyway.
 fn spawn_progress_poller(url: String, bar: indicatif::ProgressBar, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let Ok(mut c) = postgres::Client::connect(&url, postgres::NoTls) else { return };
+        let Ok(mut c) = crate::db::connect_sync(&url) else { return };
         while !stop.load(Ordering::Relaxed) {
             if let Ok(row) = c.query_one("SELECT count(*) FROM processed_files", &[]) {
                 bar.set_message(format!("{} files done", row.get::<_, i64>(0)));
