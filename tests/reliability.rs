@@ -44,6 +44,17 @@ fn ledger_files(db: &str) -> i64 {
 
 #[test]
 fn killed_at_ten_moments_then_rerun_loads_exactly_the_expected_result() {
+    crash_and_rerun(10);
+}
+
+/// Soak: `cargo test --release --test reliability -- --ignored`.
+#[test]
+#[ignore = "soak: a few minutes"]
+fn soak_killed_at_sixty_moments_then_rerun_loads_exactly_the_expected_result() {
+    crash_and_rerun(60);
+}
+
+fn crash_and_rerun(kills: u64) {
     let messy = SimBucket::generate(Spec::new(ProfileName::Messy, 8));
     let small = SimBucket::generate(Spec::new(ProfileName::Small, 8));
     // Slow enough that every model's pass spans many moments to kill it at.
@@ -51,7 +62,7 @@ fn killed_at_ten_moments_then_rerun_loads_exactly_the_expected_result() {
     let messy_srv = messy.serve(slow.clone(), any_port()).unwrap();
     let small_srv = small.serve(slow, any_port()).unwrap();
     let mut mid_pass = 0;
-    for i in 0..10u64 {
+    for i in 0..kills {
         let (bucket, url) = if i % 2 == 0 { (&messy, messy_srv.base_url()) } else { (&small, small_srv.base_url()) };
         let model = models::NAMES[i as usize % models::NAMES.len()];
         let db = fresh_db();
@@ -60,12 +71,12 @@ fn killed_at_ten_moments_then_rerun_loads_exactly_the_expected_result() {
         // Kill once a growing share of the files is committed, plus a few
         // milliseconds, so the kills land at different points of a pass
         // (inside transactions, between them, before any).
-        let target = (want.files as i64 * i as i64) / 10;
+        let target = (want.files as i64 * (i % 10) as i64) / 10;
         let deadline = Instant::now() + Duration::from_secs(30);
         while ledger_files(&db) < target && child.try_wait().unwrap().is_none() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(3));
         }
-        std::thread::sleep(Duration::from_millis(i * 7 % 20));
+        std::thread::sleep(Duration::from_millis(i * 7 % 20 + i / 10));
         kill9(&mut child);
         let partial = ledger_files(&db);
         if (partial as u64) < want.files {
@@ -76,7 +87,7 @@ fn killed_at_ten_moments_then_rerun_loads_exactly_the_expected_result() {
         let diffs = verify(&mut connect(&db), &want).unwrap();
         assert!(diffs.is_empty(), "{model} killed with {partial} files committed: {diffs:#?}");
     }
-    assert!(mid_pass >= 8, "only {mid_pass} of 10 kills landed before the pass ended; the test is not testing crashes");
+    assert!(mid_pass >= kills * 8 / 10, "only {mid_pass} of {kills} kills landed before the pass ended; the test is not testing crashes");
 }
 
 #[test]
@@ -160,6 +171,17 @@ fn a_database_restart_mid_pass_is_survived_or_reported_in_one_line() {
 
 #[test]
 fn watch_on_a_churning_bucket_loads_every_lasting_file_once() {
+    churn_and_watch(Duration::from_secs(30));
+}
+
+/// Soak: `cargo test --release --test reliability -- --ignored`.
+#[test]
+#[ignore = "soak: five minutes"]
+fn soak_watch_on_a_churning_bucket_for_five_minutes() {
+    churn_and_watch(Duration::from_secs(300));
+}
+
+fn churn_and_watch(duration: Duration) {
     let bucket = SimBucket::generate(Spec::new(ProfileName::Tiny, 13));
     let server = bucket.serve(Conditions { latency_ms: 5.0, ..Default::default() }, any_port()).unwrap();
     let db = fresh_db();
@@ -174,7 +196,7 @@ fn watch_on_a_churning_bucket_loads_every_lasting_file_once() {
     let churn = bucket.start_churn(Duration::from_secs(1), 2, 1);
     // When each key was first and last seen in the bucket.
     let mut seen: HashMap<String, (Instant, Instant)> = HashMap::new();
-    while started.elapsed() < Duration::from_secs(30) {
+    while started.elapsed() < duration {
         let now = Instant::now();
         for k in bucket.listed_keys() {
             seen.entry(k).and_modify(|e| e.1 = now).or_insert((now, now));
