@@ -18,7 +18,7 @@ fn transform(c: &mut Criterion) {
             b.iter(|| {
                 let mut rows = 0;
                 for (key, body) in &files {
-                    rows += bucketbench::transform::plan(key, None, body, "bench").rows();
+                    rows += bucketbench::transform::plan(key, None, body, "bench", bucketbench::db::WriteStrategy::Copy).rows();
                 }
                 rows
             })

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use bucketbench::db::{EmbeddedPostgres, Flavor, sync_writer};
+use bucketbench::db::{EmbeddedPostgres, Flavor, WriteStrategy, sync_writer};
 use bucketbench::harness::runner::empty_database;
 use bucketbench::pass::prepare_database;
 use bucketbench::sim::generator::{self, ProfileName, Spec};
@@ -13,27 +13,27 @@ fn write_path(c: &mut Criterion) {
     let pg = EmbeddedPostgres::start(Flavor::Throwaway).expect("PostgreSQL (apt-get install postgresql)");
     let mut db = prepare_database(&pg.default_url()).unwrap();
     let spec = Spec::new(ProfileName::Seed, 42);
-    let plans: Vec<_> = (0..10)
-        .map(|i| generator::file(&spec, i))
-        .map(|f| bucketbench::transform::plan(&f.key, None, f.body.as_deref().unwrap(), "bench"))
-        .collect();
-    let rows: u64 = plans.iter().map(|p| p.rows()).sum();
+    let files: Vec<_> = (0..4).map(|i| generator::file(&spec, i)).collect();
     let mut group = c.benchmark_group("write");
-    group.throughput(Throughput::Elements(rows));
-    group.bench_function("copy_10_seed_files", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                empty_database(&mut db).unwrap();
-                let started = Instant::now();
-                for p in &plans {
-                    sync_writer::write_file(&mut db, p).unwrap();
+    for strategy in [WriteStrategy::Insert, WriteStrategy::Batch, WriteStrategy::Copy] {
+        let plans: Vec<_> = files.iter().map(|f| bucketbench::transform::plan(&f.key, None, f.body.as_deref().unwrap(), "bench", strategy)).collect();
+        let rows: u64 = plans.iter().map(|p| p.rows()).sum();
+        group.throughput(Throughput::Elements(rows));
+        group.bench_function(format!("{}_4_seed_files", strategy.as_str()), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    empty_database(&mut db).unwrap();
+                    let started = Instant::now();
+                    for p in &plans {
+                        sync_writer::write_file(&mut db, p).unwrap();
+                    }
+                    total += started.elapsed();
                 }
-                total += started.elapsed();
-            }
-            total
-        })
-    });
+                total
+            })
+        });
+    }
     group.finish();
 }
 

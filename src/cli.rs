@@ -51,11 +51,14 @@ pub struct KnobArgs {
     /// Worker threads in the `threads` model.
     #[arg(long, default_value_t = Knobs::default().threads)]
     pub threads: usize,
+    /// How rows are written: a prepared INSERT per row, UNNEST batches, or COPY.
+    #[arg(long, value_enum, default_value = "copy")]
+    pub write: crate::db::WriteStrategy,
 }
 
 impl KnobArgs {
     pub fn knobs(&self) -> Knobs {
-        Knobs { concurrency: self.concurrency.max(1), connections: self.connections.max(1), threads: self.threads.max(1) }
+        Knobs { concurrency: self.concurrency.max(1), connections: self.connections.max(1), threads: self.threads.max(1), write: self.write }
     }
 }
 

@@ -5,13 +5,13 @@
 //! coverage-guided target is `fuzz/`, run with cargo-fuzz on nightly.)
 
 use bucketbench::contract::parse_file;
-use bucketbench::db::{FileOutcome, WritePlan};
+use bucketbench::db::{FileOutcome, WritePlan, WriteStrategy};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
 fn check(bytes: &[u8]) {
     if let Ok(parsed) = parse_file(bytes) {
-        let plan = WritePlan::new("fuzz.json", None, bytes.len() as u64, "fuzz", &FileOutcome::Parsed(parsed));
+        let plan = WritePlan::new("fuzz.json", None, bytes.len() as u64, "fuzz", &FileOutcome::Parsed(parsed), WriteStrategy::Copy);
         for batch in &plan.copies {
             assert!(!batch.data.contains(&0), "NUL byte in COPY data");
             assert!(batch.data.ends_with(b"\n"));

@@ -65,3 +65,18 @@ fn an_unknown_model_is_a_clear_error() {
     let err = bucketbench::models::by_name("turbo").err().unwrap().to_string();
     assert!(err.contains("sync, async-fetch, async, threads"), "{err}");
 }
+
+#[test]
+fn every_write_strategy_loads_exactly_the_expected_result() {
+    use bucketbench::db::WriteStrategy;
+    let bucket = SimBucket::generate(Spec::new(ProfileName::Messy, 17));
+    let server = bucket.serve(Conditions::default(), SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    for (model, write) in [("sync", WriteStrategy::Insert), ("async", WriteStrategy::Insert), ("async-fetch", WriteStrategy::Batch), ("threads", WriteStrategy::Batch)] {
+        let db = fresh_db();
+        let mut cfg = config(&server.base_url(), &db);
+        cfg.knobs.write = write;
+        bucketbench::pass::run_pass(&cfg, bucketbench::models::by_name(model).unwrap().as_ref()).unwrap();
+        let diffs = verify(&mut connect(&db), &bucket.expected()).unwrap();
+        assert!(diffs.is_empty(), "{model} with {write:?}: {diffs:#?}");
+    }
+}

@@ -84,7 +84,7 @@ fn run(loc: BucketLocation, db: &str, model: &str) -> anyhow::Result<PassSummary
         bucket: loc,
         database_url: db.to_string(),
         client: bucketbench::bucket::ClientConfig { retry: bucketbench::bucket::RetryPolicy { max_attempts: 2, ..Default::default() }, ..Default::default() },
-        knobs: Knobs { concurrency: 16, connections: 4, threads: 8 },
+        knobs: Knobs { concurrency: 16, connections: 4, threads: 8, ..Knobs::default() },
         progress: false,
     };
     run_pass(&cfg, models::by_name(model).unwrap().as_ref())

@@ -19,6 +19,12 @@ pub async fn write_file(client: &mut tokio_postgres::Client, plan: &WritePlan) -
         sink.send(bytes::Bytes::copy_from_slice(&batch.data)).await.context("sending COPY data")?;
         sink.finish().await.with_context(|| format!("finishing {}", batch.sql))?;
     }
+    for st in &plan.statements {
+        let prepared = tx.prepare(st.sql).await.with_context(|| format!("preparing {}", st.sql))?;
+        for row in &st.rows {
+            tx.execute(&prepared, &super::statements::refs(row)).await.with_context(|| format!("executing {}", st.sql))?;
+        }
+    }
     tx.commit().await.context("committing")?;
     Ok(WriteResult::Committed)
 }

@@ -10,6 +10,7 @@
 use postgres_types::ToSql;
 
 use super::copy::{self, CopyBatch};
+use super::statements::{self, Prepared};
 use crate::contract::ParsedFile;
 
 pub const CLAIM: &str = "INSERT INTO processed_files \
@@ -23,6 +24,30 @@ pub const SEEN: &str = "UPDATE processed_files SET last_seen_at = now() WHERE ke
 /// Keys per `SEEN` round trip: large enough to be few, small enough that a
 /// bucket of millions of keys never builds one enormous statement.
 pub const SEEN_CHUNK: usize = 10_000;
+
+/// How a file's rows are sent to PostgreSQL, a knob orthogonal to the
+/// execution model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteStrategy {
+    /// A prepared INSERT per row (what the original project did).
+    Insert,
+    /// Multi-row INSERT from UNNEST of arrays, a few thousand rows a statement.
+    Batch,
+    /// COPY FROM STDIN (text format): the fastest, the default.
+    #[default]
+    Copy,
+}
+
+impl WriteStrategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteStrategy::Insert => "insert",
+            WriteStrategy::Batch => "batch",
+            WriteStrategy::Copy => "copy",
+        }
+    }
+}
 
 /// What happened to one fetched file, ready to be written.
 #[derive(Debug)]
@@ -47,7 +72,10 @@ pub struct WritePlan {
     pub rejected: i32,
     pub skipped: i32,
     pub model: String,
+    /// The rows as COPY data (strategy `copy`)...
     pub copies: Vec<CopyBatch>,
+    /// ...or as prepared statements (`insert`, `batch`).
+    pub statements: Vec<Prepared>,
 }
 
 fn count(n: usize) -> i32 {
@@ -55,7 +83,7 @@ fn count(n: usize) -> i32 {
 }
 
 impl WritePlan {
-    pub fn new(key: &str, etag: Option<&str>, size_bytes: u64, model: &str, outcome: &FileOutcome) -> Self {
+    pub fn new(key: &str, etag: Option<&str>, size_bytes: u64, model: &str, outcome: &FileOutcome, strategy: WriteStrategy) -> Self {
         let base = WritePlan {
             key: key.to_string(),
             etag: etag.map(str::to_string),
@@ -69,6 +97,7 @@ impl WritePlan {
             skipped: 0,
             model: model.to_string(),
             copies: Vec::new(),
+            statements: Vec::new(),
         };
         match outcome {
             FileOutcome::Parsed(p) => WritePlan {
@@ -77,7 +106,12 @@ impl WritePlan {
                 apps: count(p.apps.len()),
                 rejected: count(p.rejected.len()),
                 skipped: i32::try_from(p.skipped).unwrap_or(i32::MAX),
-                copies: copy::batches(key, p),
+                copies: if strategy == WriteStrategy::Copy { copy::batches(key, p) } else { Vec::new() },
+                statements: match strategy {
+                    WriteStrategy::Insert => statements::inserts(key, p),
+                    WriteStrategy::Batch => statements::batches(key, p),
+                    WriteStrategy::Copy => Vec::new(),
+                },
                 ..base
             },
             FileOutcome::Failed(e) => WritePlan { status: "failed", reason: Some(e.clone()), ..base },

@@ -10,11 +10,12 @@ pub mod copy;
 pub mod embedded;
 pub mod ledger;
 pub mod schema;
+pub mod statements;
 pub mod sync_writer;
 pub mod tls;
 
 pub use embedded::{EmbeddedPostgres, Flavor};
-pub use ledger::{FileOutcome, WritePlan};
+pub use ledger::{FileOutcome, WritePlan, WriteStrategy};
 
 /// Opens a synchronous connection, with the password kept out of the error.
 pub fn connect_sync(url: &str) -> anyhow::Result<postgres::Client> {

@@ -19,6 +19,12 @@ pub fn write_file(client: &mut postgres::Client, plan: &WritePlan) -> anyhow::Re
         w.write_all(&batch.data).context("sending COPY data")?;
         w.finish().with_context(|| format!("finishing {}", batch.sql))?;
     }
+    for st in &plan.statements {
+        let prepared = tx.prepare(st.sql).with_context(|| format!("preparing {}", st.sql))?;
+        for row in &st.rows {
+            tx.execute(&prepared, &super::statements::refs(row)).with_context(|| format!("executing {}", st.sql))?;
+        }
+    }
     tx.commit().context("committing")?;
     Ok(WriteResult::Committed)
 }

@@ -87,6 +87,7 @@ pub fn run_once(
     cmd.arg(WORKER)
         .args(["--model", model, "--bucket", &target.bucket_url])
         .args(["--concurrency", &k.concurrency.to_string(), "--connections", &k.connections.to_string(), "--threads", &k.threads.to_string()])
+        .args(["--write", k.write.as_str()])
         .args(["--attempts", &settings.attempts.to_string(), "--first-byte-timeout", &settings.first_byte_timeout.to_string()])
         .args(["--max-object-bytes", &settings.max_object_bytes.to_string()])
         .args(&settings.s3_args)

@@ -41,10 +41,11 @@ impl Ingestor for AsyncFetch {
                     .map(|obj| {
                         let http = http.clone();
                         let url = job.bucket.object_url(&obj.key);
+                        let write = job.knobs.write;
                         tokio::spawn(async move {
                             let next = match refuse_key(&obj, "async-fetch") {
                                 Some(refused) => refused,
-                                None => step(&obj, "async-fetch", http.get(&url).await),
+                                None => step(&obj, "async-fetch", write, http.get(&url).await),
                             };
                             (obj.key, next)
                         })

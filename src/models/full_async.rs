@@ -26,12 +26,13 @@ impl Ingestor for Async {
                 .map(|obj| {
                     let (http, pool) = (http.clone(), pool.clone());
                     let url = job.bucket.object_url(&obj.key);
+                    let write = job.knobs.write;
                     // Spawned, so parsing runs on every core, not on the task
                     // that polls the stream.
                     tokio::spawn(async move {
                         let next = match refuse_key(&obj, "async") {
                             Some(refused) => refused,
-                            None => step(&obj, "async", http.get(&url).await),
+                            None => step(&obj, "async", write, http.get(&url).await),
                         };
                         let result = match next {
                             Step::Done(r) => r,

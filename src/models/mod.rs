@@ -23,11 +23,13 @@ pub struct Knobs {
     pub connections: usize,
     /// Worker threads (`threads`).
     pub threads: usize,
+    /// How rows are written.
+    pub write: crate::db::WriteStrategy,
 }
 
 impl Default for Knobs {
     fn default() -> Self {
-        Knobs { concurrency: 64, connections: 4, threads: 32 }
+        Knobs { concurrency: 64, connections: 4, threads: 32, write: crate::db::WriteStrategy::Copy }
     }
 }
 
@@ -76,10 +78,10 @@ pub(crate) enum Step {
 
 /// The shared, sans-IO part of every model: from a GET's outcome to the
 /// next step. Both HTTP clients feed it.
-pub(crate) fn step(obj: &ObjectRef, model: &str, fetched: Result<Fetched, FetchError>) -> Step {
+pub(crate) fn step(obj: &ObjectRef, model: &str, write: crate::db::WriteStrategy, fetched: Result<Fetched, FetchError>) -> Step {
     match fetched {
         Ok(Fetched::Object { bytes, etag }) => {
-            Step::Write(crate::transform::plan(&obj.key, etag.as_deref().or(obj.etag.as_deref()), &bytes, model))
+            Step::Write(crate::transform::plan(&obj.key, etag.as_deref().or(obj.etag.as_deref()), &bytes, model, write))
         }
         Ok(Fetched::Missing) => Step::Done(FileResult::Missing),
         // Too large: a property of the object, recorded so it is not refetched every pass.

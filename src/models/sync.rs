@@ -36,7 +36,7 @@ pub(crate) fn fetch_and_write(
 ) -> anyhow::Result<FileResult> {
     let next = match refuse_key(obj, model) {
         Some(refused) => refused,
-        None => step(obj, model, http.get(&job.bucket.object_url(&obj.key))),
+        None => step(obj, model, job.knobs.write, http.get(&job.bucket.object_url(&obj.key))),
     };
     match next {
         Step::Done(r) => Ok(r),

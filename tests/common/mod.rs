@@ -64,7 +64,7 @@ pub fn config(bucket: &str, db: &str) -> PassConfig {
         bucket: BucketLocation::parse(bucket).unwrap(),
         database_url: db.to_string(),
         client,
-        knobs: Knobs { concurrency: 8, connections: 4, threads: 4 },
+        knobs: Knobs { concurrency: 8, connections: 4, threads: 4, ..Knobs::default() },
         progress: false,
     }
 }
