@@ -48,15 +48,16 @@ fn compare_on_tiny_writes_every_output() {
     let (headers, runs) = csv_rows(&dir.path().join("runs.csv"));
     assert_eq!(
         headers,
-        ["model", "run", "wall_seconds", "files", "rows", "rejected", "requests", "retries", "bytes", "cpu_seconds", "peak_rss_mb", "verified", "problems"]
+        ["model", "write", "run", "wall_seconds", "files", "rows", "rejected", "requests", "retries", "bytes", "cpu_seconds", "peak_rss_mb", "verified", "problems"]
     );
     assert_eq!(runs.len(), 4 * 3, "4 models × (1 warm-up + 2 runs)");
-    assert!(runs.iter().all(|r| &r[11] == "true"));
-    assert!(runs.iter().all(|r| r[2].parse::<f64>().unwrap() > 0.0 && r[9].parse::<f64>().unwrap() > 0.0 && r[10].parse::<f64>().unwrap() > 1.0));
-    assert_eq!(runs.iter().filter(|r| &r[1] == "warmup").count(), 4);
+    assert!(runs.iter().all(|r| &r[12] == "true"));
+    assert!(runs.iter().all(|r| &r[1] == "copy"));
+    assert!(runs.iter().all(|r| r[3].parse::<f64>().unwrap() > 0.0 && r[10].parse::<f64>().unwrap() > 0.0 && r[11].parse::<f64>().unwrap() > 1.0));
+    assert_eq!(runs.iter().filter(|r| &r[2] == "warmup").count(), 4);
 
     let (headers, summary) = csv_rows(&dir.path().join("summary.csv"));
-    for col in ["model", "runs", "median_s", "min_s", "max_s", "mean_s", "stddev_s", "rows_per_s", "speedup_vs_sync", "speedup_error", "outlier_runs"] {
+    for col in ["model", "runs", "median_s", "min_s", "max_s", "mean_s", "stddev_s", "rows_per_s", "speedup", "speedup_error", "outlier_runs"] {
         assert!(headers.iter().any(|h| h == col), "summary.csv lacks {col}: {headers:?}");
     }
     let models: Vec<&str> = summary.iter().map(|r| r.get(0).unwrap()).collect();
@@ -91,8 +92,8 @@ fn a_model_that_drops_a_file_fails_verification_and_compare_exits_non_zero() {
     let (_, runs) = csv_rows(&dir.path().join("runs.csv"));
     let broken: Vec<_> = runs.iter().filter(|r| &r[0] == "test-drop-one").collect();
     assert_eq!(broken.len(), 1);
-    assert_eq!(&broken[0][11], "false");
-    assert!(broken[0][12].contains("ledger rows (files): expected"), "{:?}", &broken[0][12]);
+    assert_eq!(&broken[0][12], "false");
+    assert!(broken[0][13].contains("ledger rows (files): expected"), "{:?}", &broken[0][13]);
     let sync: Vec<_> = runs.iter().filter(|r| &r[0] == "sync").collect();
-    assert_eq!(&sync[0][11], "true");
+    assert_eq!(&sync[0][12], "true");
 }

@@ -11,6 +11,7 @@ use bucketbench::db::{EmbeddedPostgres, Flavor, embedded};
 use bucketbench::harness::export::{self, Environment};
 use bucketbench::harness::runner::{self, Run, RunSettings, Target, WORKER};
 use bucketbench::harness::{charts, summary};
+use bucketbench::db::WriteStrategy;
 use bucketbench::sim::{Conditions, SimBucket};
 use bucketbench::{models, pass, secret};
 use clap::Parser;
@@ -30,6 +31,10 @@ struct Args {
     /// Warm-up runs per model (not measured).
     #[arg(long, default_value_t = 1)]
     warmup: usize,
+    /// Run every model with every write strategy (insert, batch, copy) and
+    /// draw them as grouped bars (matrix.png).
+    #[arg(long)]
+    matrix: bool,
     #[command(flatten)]
     net: NetArgs,
     #[command(flatten)]
@@ -141,13 +146,19 @@ fn run(args: Args) -> anyhow::Result<bool> {
 
     // Warm-ups first, then the measured runs interleaved model by model, so
     // a slow spell on a shared machine hits every model, not just one.
-    let mut schedule: Vec<(String, usize)> = Vec::new();
-    for m in &args.models {
-        schedule.extend((0..args.warmup).map(|_| (m.clone(), 0)));
+    let writes: Vec<WriteStrategy> =
+        if args.matrix { vec![WriteStrategy::Insert, WriteStrategy::Batch, WriteStrategy::Copy] } else { vec![args.knobs.write] };
+    let combos: Vec<(String, WriteStrategy)> = args.models.iter().flat_map(|m| writes.iter().map(move |w| (m.clone(), *w))).collect();
+    let mut schedule: Vec<(String, WriteStrategy, usize)> = Vec::new();
+    for (m, w) in &combos {
+        schedule.extend((0..args.warmup).map(|_| (m.clone(), *w, 0)));
     }
     for r in 1..=args.runs {
-        schedule.extend(args.models.iter().map(|m| (m.clone(), r)));
+        schedule.extend(combos.iter().map(|(m, w)| (m.clone(), *w, r)));
     }
+    let labels: Vec<String> = combos.iter().map(|(m, w)| if args.matrix { format!("{m}+{}", w.as_str()) } else { m.clone() }).collect();
+    let reference = if args.matrix { "sync+insert" } else { summary::REFERENCE };
+    let reference = if labels.iter().any(|l| l == reference) { reference.to_string() } else { labels[0].clone() };
     let bar = std::io::stderr().is_terminal().then(|| {
         let b = indicatif::ProgressBar::new(schedule.len() as u64);
         b.set_style(
@@ -159,13 +170,14 @@ fn run(args: Args) -> anyhow::Result<bool> {
         b
     });
     let mut runs: Vec<Run> = Vec::new();
-    for (model, r) in &schedule {
+    for (model, write, r) in &schedule {
+        let label = if args.matrix { format!("{model}+{}", write.as_str()) } else { model.clone() };
         if let Some(b) = &bar {
-            b.set_prefix(format!("{model} {}", if *r == 0 { "warm-up".to_string() } else { format!("run {r}") }));
+            b.set_prefix(format!("{label} {}", if *r == 0 { "warm-up".to_string() } else { format!("run {r}") }));
         }
-        let run = runner::run_once(&target, &settings, model, *r, &mut db, bar.as_ref())?;
+        let run = runner::run_once(&target, &settings, model, *write, *r, &mut db, bar.as_ref())?;
         if !run.verified {
-            let line = format!("FAILED VERIFICATION: {model} run {r}: {}", run.problems);
+            let line = format!("FAILED VERIFICATION: {label} run {r}: {}", run.problems);
             match &bar {
                 Some(b) => b.println(line),
                 None => eprintln!("{line}"),
@@ -180,7 +192,7 @@ fn run(args: Args) -> anyhow::Result<bool> {
         b.finish_and_clear();
     }
 
-    let summaries = summary::summarize(&runs, &args.models);
+    let summaries = summary::summarize(&runs, &labels, args.matrix, &reference);
     let subtitle = match &args.bucket {
         Some(_) => "your bucket".to_string(),
         None => format!(
@@ -191,8 +203,8 @@ fn run(args: Args) -> anyhow::Result<bool> {
         ),
     };
     export::write_runs_csv(&out.join("runs.csv"), &runs)?;
-    export::write_summary_csv(&out.join("summary.csv"), &summaries)?;
-    let table = export::summary_markdown(&summaries);
+    export::write_summary_csv(&out.join("summary.csv"), &summaries, &reference)?;
+    let table = export::summary_markdown(&summaries, &reference);
     std::fs::write(out.join("summary.md"), format!("# bucketbench compare — {subtitle}\n\n{table}"))?;
     let (cores, memory_gib, cpu_model, os) = export::machine();
     let env = Environment {
@@ -212,11 +224,14 @@ fn run(args: Args) -> anyhow::Result<bool> {
         warmup: args.warmup,
     };
     export::write_json(&out.join("environment.json"), &env)?;
-    let charts_written = [
+    let mut charts_written = vec![
         ("median_time.png", charts::median_time_bars(&out.join("median_time.png"), &summaries, &subtitle)),
-        ("launches.png", charts::launches_lines(&out.join("launches.png"), &runs, &args.models, &subtitle)),
+        ("launches.png", charts::launches_lines(&out.join("launches.png"), &runs, &labels, args.matrix, &subtitle)),
         ("throughput.png", charts::throughput_bars(&out.join("throughput.png"), &summaries, &subtitle)),
     ];
+    if args.matrix {
+        charts_written.push(("matrix.png", charts::matrix_bars(&out.join("matrix.png"), &summaries, &args.models, &writes, &subtitle)));
+    }
     for (name, r) in &charts_written {
         if let Err(e) = r {
             eprintln!("warning: {name} not drawn: {e:#}");
@@ -227,7 +242,11 @@ fn run(args: Args) -> anyhow::Result<bool> {
     if args.database_url.is_some() {
         println!("database: {}", secret::redact_url(&database_url));
     }
-    println!("wrote {}/{{runs.csv, summary.csv, summary.md, environment.json, median_time.png, launches.png, throughput.png}}", out.display());
+    println!(
+        "wrote {}/{{runs.csv, summary.csv, summary.md, environment.json, median_time.png, launches.png, throughput.png{}}}",
+        out.display(),
+        if args.matrix { ", matrix.png" } else { "" }
+    );
     let failed: Vec<&Run> = runs.iter().filter(|r| !r.verified).collect();
     if failed.is_empty() && args.bucket.is_some() {
         println!("every run passed the consistency check (the ledger holds every fetchable listed key and agrees with the rows); with no generator behind this bucket, no more can be checked");

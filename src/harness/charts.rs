@@ -187,7 +187,7 @@ pub fn throughput_bars(path: &Path, summaries: &[ModelSummary], subtitle: &str) 
 
 /// Time of every measured launch, one line per model (the original
 /// project's chart, with a log scale so fast and slow models both show).
-pub fn launches_lines(path: &Path, runs: &[Run], models: &[String], subtitle: &str) -> anyhow::Result<()> {
+pub fn launches_lines(path: &Path, runs: &[Run], models: &[String], matrix: bool, subtitle: &str) -> anyhow::Result<()> {
     let root = canvas(path);
     let measured: Vec<&Run> = runs.iter().filter(|r| r.run > 0 && r.verified).collect();
     let max_run = measured.iter().map(|r| r.run).max().unwrap_or(1).max(2);
@@ -212,9 +212,9 @@ pub fn launches_lines(path: &Path, runs: &[Run], models: &[String], subtitle: &s
         .y_label_formatter(&|v| if *v >= 10.0 { format!("{v:.0}") } else if *v >= 1.0 { format!("{v:.1}") } else { format!("{v:.2}") })
         .draw()
         .map_err(err)?;
-    for m in models {
-        let color = model_color(m);
-        let pts: Vec<(usize, f64)> = measured.iter().filter(|r| &r.model == m).map(|r| (r.run, r.wall_secs)).collect();
+    for (i, m) in models.iter().enumerate() {
+        let color = if matrix { Palette99::pick(i).to_rgba().into_rgb() } else { model_color(m) };
+        let pts: Vec<(usize, f64)> = measured.iter().filter(|r| &r.label(matrix) == m).map(|r| (r.run, r.wall_secs)).collect();
         if pts.is_empty() {
             continue;
         }
@@ -231,6 +231,101 @@ pub fn launches_lines(path: &Path, runs: &[Run], models: &[String], subtitle: &s
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK)
         .position(SeriesLabelPosition::MiddleRight)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+trait IntoRgb {
+    fn into_rgb(self) -> RGBColor;
+}
+
+impl IntoRgb for RGBAColor {
+    fn into_rgb(self) -> RGBColor {
+        RGBColor(self.0, self.1, self.2)
+    }
+}
+
+fn write_color(w: crate::db::WriteStrategy) -> RGBColor {
+    match w {
+        crate::db::WriteStrategy::Insert => RGBColor(214, 39, 40),
+        crate::db::WriteStrategy::Batch => RGBColor(255, 127, 14),
+        crate::db::WriteStrategy::Copy => RGBColor(44, 160, 44),
+    }
+}
+
+/// Models × write strategies as grouped bars of median time (log scale:
+/// per-row INSERTs and COPY differ by an order of magnitude).
+pub fn matrix_bars(path: &Path, summaries: &[ModelSummary], models: &[String], writes: &[crate::db::WriteStrategy], subtitle: &str) -> anyhow::Result<()> {
+    let root = canvas(path);
+    let find = |m: &str, w: crate::db::WriteStrategy| summaries.iter().find(|s| s.model == format!("{m}+{}", w.as_str()));
+    let ymax = summaries.iter().map(|s| s.stats.median).fold(0.0, f64::max) * 2.0 + 1e-6;
+    let ymin = summaries.iter().map(|s| s.stats.median).fold(f64::INFINITY, f64::min).min(ymax) / 2.0;
+    let ymin = if ymin.is_finite() && ymin > 0.0 { ymin } else { 0.01 };
+    let n = models.len();
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("Model × write strategy, median pass time — {subtitle}"), ("sans-serif", 26).into_font().style(FontStyle::Bold))
+        .margin(24)
+        .x_label_area_size(50)
+        .y_label_area_size(80)
+        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), (ymin..ymax).log_scale().with_key_points(one_two_five(ymin, ymax)))
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .light_line_style(WHITE)
+        .x_desc("execution model")
+        .y_desc("seconds per pass (log scale, lower is better)")
+        .axis_desc_style(("sans-serif", 20))
+        .label_style(("sans-serif", 18))
+        .x_labels(n)
+        .x_label_formatter(&|v| {
+            let i = v.round();
+            if (v - i).abs() > 0.01 || i < 0.0 { String::new() } else { models.get(i as usize).cloned().unwrap_or_default() }
+        })
+        .y_label_formatter(&|v| if *v >= 1.0 { format!("{v:.0}") } else { format!("{v:.2}") })
+        .draw()
+        .map_err(err)?;
+    let width = 0.8 / writes.len() as f64;
+    for (j, w) in writes.iter().enumerate() {
+        let color = write_color(*w);
+        let bars: Vec<_> = models
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| {
+                let s = find(m, *w)?;
+                let x0 = i as f64 - 0.4 + j as f64 * width;
+                Some(Rectangle::new([(x0 + 0.01, ymin), (x0 + width - 0.01, s.stats.median)], color.mix(0.85).filled()))
+            })
+            .collect();
+        chart
+            .draw_series(bars)
+            .map_err(err)?
+            .label(w.as_str())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 16, y + 6)], color.filled()));
+        for (i, m) in models.iter().enumerate() {
+            if let Some(s) = find(m, *w) {
+                let x = i as f64 - 0.4 + (j as f64 + 0.5) * width;
+                chart
+                    .draw_series(std::iter::once(Text::new(
+                        format!("{:.2}", s.stats.median),
+                        (x, s.stats.median * 1.08),
+                        ("sans-serif", 15).into_font().color(&BLACK).pos(plotters::style::text_anchor::Pos::new(
+                            plotters::style::text_anchor::HPos::Center,
+                            plotters::style::text_anchor::VPos::Bottom,
+                        )),
+                    )))
+                    .map_err(err)?;
+            }
+        }
+    }
+    chart
+        .configure_series_labels()
+        .label_font(("sans-serif", 20))
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
         .draw()
         .map_err(err)?;
     root.present().map_err(err)?;

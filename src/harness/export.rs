@@ -12,11 +12,12 @@ use super::summary::ModelSummary;
 pub fn write_runs_csv(path: &Path, runs: &[Run]) -> anyhow::Result<()> {
     let mut w = csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
     w.write_record([
-        "model", "run", "wall_seconds", "files", "rows", "rejected", "requests", "retries", "bytes", "cpu_seconds", "peak_rss_mb", "verified", "problems",
+        "model", "write", "run", "wall_seconds", "files", "rows", "rejected", "requests", "retries", "bytes", "cpu_seconds", "peak_rss_mb", "verified", "problems",
     ])?;
     for r in runs {
         w.write_record([
             r.model.clone(),
+            r.write.clone(),
             if r.run == 0 { "warmup".into() } else { r.run.to_string() },
             format!("{:.4}", r.wall_secs),
             r.files.to_string(),
@@ -35,17 +36,17 @@ pub fn write_runs_csv(path: &Path, runs: &[Run]) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn write_summary_csv(path: &Path, summaries: &[ModelSummary]) -> anyhow::Result<()> {
+pub fn write_summary_csv(path: &Path, summaries: &[ModelSummary], reference: &str) -> anyhow::Result<()> {
     let mut w = csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
     w.write_record([
-        "model", "runs", "median_s", "min_s", "max_s", "mean_s", "stddev_s", "rows_per_s", "speedup_vs_sync", "speedup_error", "speedup_of_medians",
+        "model", "runs", "median_s", "min_s", "max_s", "mean_s", "stddev_s", "rows_per_s", "speedup", "speedup_error", "speedup_of_medians",
         "outlier_runs", "failed_runs", "median_cpu_s", "max_peak_rss_mb",
     ])?;
     for s in summaries {
         let st = &s.stats;
         let (ratio, err, med) = match s.speedup {
             Some(x) => (format!("{:.3}", x.ratio), format!("{:.3}", x.error), format!("{:.3}", x.median_ratio)),
-            None if s.model == super::summary::REFERENCE => ("1.000".into(), "0.000".into(), "1.000".into()),
+            None if s.model == reference => ("1.000".into(), "0.000".into(), "1.000".into()),
             None => (String::new(), String::new(), String::new()),
         };
         w.write_record([
@@ -71,15 +72,15 @@ pub fn write_summary_csv(path: &Path, summaries: &[ModelSummary]) -> anyhow::Res
 }
 
 /// The Markdown table printed at the end and written to `summary.md`.
-pub fn summary_markdown(summaries: &[ModelSummary]) -> String {
-    let mut s = String::from(
-        "| model | runs | median | min | max | mean ± σ | rows/s | vs sync | CPU | peak RSS |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+pub fn summary_markdown(summaries: &[ModelSummary], reference: &str) -> String {
+    let mut s = format!(
+        "| model | runs | median | min | max | mean ± σ | rows/s | vs {reference} | CPU | peak RSS |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     );
     for m in summaries {
         let st = &m.stats;
         let rel = match m.speedup {
             Some(x) => format!("{:.1}× ± {:.1}", x.ratio, x.error),
-            None if m.model == super::summary::REFERENCE => "1.0×".into(),
+            None if m.model == reference => "1.0×".into(),
             None => "–".into(),
         };
         let flags = if st.outliers.is_empty() { String::new() } else { format!(" ({} outlier)", st.outliers.len()) };

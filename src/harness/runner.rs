@@ -48,6 +48,8 @@ pub struct RunSettings {
 #[derive(Debug, Clone, Serialize)]
 pub struct Run {
     pub model: String,
+    /// The write strategy of this run.
+    pub write: String,
     /// 1-based; warm-up runs are numbered 0 and not kept in the statistics.
     pub run: usize,
     pub wall_secs: f64,
@@ -64,6 +66,14 @@ pub struct Run {
     pub problems: String,
 }
 
+impl Run {
+    /// The name a run is summarised under: the model, or `model+write` in
+    /// a matrix of models and write strategies.
+    pub fn label(&self, matrix: bool) -> String {
+        if matrix { format!("{}+{}", self.model, self.write) } else { self.model.clone() }
+    }
+}
+
 /// Empties bucketbench's tables and the ledger, so every run starts alike.
 pub fn empty_database(client: &mut postgres::Client) -> anyhow::Result<()> {
     client
@@ -76,6 +86,7 @@ pub fn run_once(
     target: &Target,
     settings: &RunSettings,
     model: &str,
+    write: crate::db::WriteStrategy,
     run: usize,
     db: &mut postgres::Client,
     progress: Option<&indicatif::ProgressBar>,
@@ -87,7 +98,7 @@ pub fn run_once(
     cmd.arg(WORKER)
         .args(["--model", model, "--bucket", &target.bucket_url])
         .args(["--concurrency", &k.concurrency.to_string(), "--connections", &k.connections.to_string(), "--threads", &k.threads.to_string()])
-        .args(["--write", k.write.as_str()])
+        .args(["--write", write.as_str()])
         .args(["--attempts", &settings.attempts.to_string(), "--first-byte-timeout", &settings.first_byte_timeout.to_string()])
         .args(["--max-object-bytes", &settings.max_object_bytes.to_string()])
         .args(&settings.s3_args)
@@ -134,6 +145,7 @@ pub fn run_once(
     let cpu = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Ok(Run {
         model: model.to_string(),
+        write: write.as_str().to_string(),
         run,
         // The pass's own clock: listing, subtraction and load, without the
         // process start-up that no user of `ingest --watch` pays per pass.

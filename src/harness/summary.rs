@@ -5,7 +5,7 @@ use serde::Serialize;
 use super::runner::Run;
 use super::stats::{Speedup, Stats, median, speedup};
 
-/// The reference every speedup is relative to.
+/// The reference every speedup is relative to, when it ran.
 pub const REFERENCE: &str = "sync";
 
 #[derive(Debug, Clone, Serialize)]
@@ -22,12 +22,13 @@ pub struct ModelSummary {
     pub max_peak_rss_mb: f64,
 }
 
-/// Summarises each model that has at least one verified measured run.
-pub fn summarize(runs: &[Run], models: &[String]) -> Vec<ModelSummary> {
-    let mut out: Vec<ModelSummary> = models
+/// Summarises each label (model, or model+write in a matrix) that has at
+/// least one verified measured run; speedups are relative to `reference`.
+pub fn summarize(runs: &[Run], labels: &[String], matrix: bool, reference: &str) -> Vec<ModelSummary> {
+    let mut out: Vec<ModelSummary> = labels
         .iter()
         .filter_map(|m| {
-            let measured: Vec<&Run> = runs.iter().filter(|r| &r.model == m && r.run > 0).collect();
+            let measured: Vec<&Run> = runs.iter().filter(|r| &r.label(matrix) == m && r.run > 0).collect();
             let good: Vec<&Run> = measured.iter().copied().filter(|r| r.verified).collect();
             let times: Vec<f64> = good.iter().map(|r| r.wall_secs).collect();
             let stats = Stats::of(&times)?;
@@ -43,9 +44,9 @@ pub fn summarize(runs: &[Run], models: &[String]) -> Vec<ModelSummary> {
             })
         })
         .collect();
-    if let Some(reference) = out.iter().find(|s| s.model == REFERENCE).map(|s| s.stats.clone()) {
-        for s in out.iter_mut().filter(|s| s.model != REFERENCE) {
-            s.speedup = Some(speedup(&reference, &s.stats));
+    if let Some(base) = out.iter().find(|s| s.model == reference).map(|s| s.stats.clone()) {
+        for s in out.iter_mut().filter(|s| s.model != reference) {
+            s.speedup = Some(speedup(&base, &s.stats));
         }
     }
     out
