@@ -35,6 +35,11 @@ struct Args {
     /// draw them as grouped bars (matrix.png).
     #[arg(long)]
     matrix: bool,
+    /// Repeat the comparison over a parameter: `latency=0,5,20,60,150`
+    /// (ms to first byte), `concurrency=1,4,16,64,256` (files in flight and
+    /// threads), or `files=67,670,6700`. Writes sweep_<param>.csv and .png.
+    #[arg(long)]
+    sweep: Option<String>,
     #[command(flatten)]
     net: NetArgs,
     #[command(flatten)]
@@ -77,7 +82,15 @@ fn main() {
     }
     cli::init_logging();
     embedded::install_signal_handler();
-    match run(Args::parse()) {
+    let args = Args::parse();
+    if let Some(sweep) = args.sweep.clone() {
+        match bucketbench::harness::sweep::run(&sweep, args.out.clone(), &args.spec.profile.as_str().to_string()) {
+            Ok(true) => std::process::exit(0),
+            Ok(false) => std::process::exit(1),
+            Err(e) => cli::exit_with(e),
+        }
+    }
+    match run(args) {
         Ok(true) => {}
         Ok(false) => std::process::exit(1),
         Err(e) => cli::exit_with(e),

@@ -34,21 +34,12 @@ impl AsyncClient {
 
     /// GETs one object with retries, reading at most `max_object_bytes`.
     pub async fn get(&self, url: &str) -> Result<Fetched, FetchError> {
-        let mut attempt = 1;
+        let mut retrier = super::retry::Retrier::new(&self.cfg.retry, &self.stats, url);
         loop {
-            self.stats.add(&self.stats.requests, 1);
+            retrier.begin();
             match self.try_get(url).await {
                 Ok(f) => return Ok(f),
-                Err(Attempt::Fail(e)) => return Err(e),
-                Err(Attempt::Retry(why)) => {
-                    if attempt >= self.cfg.retry.max_attempts {
-                        return Err(FetchError::Transient(why, attempt));
-                    }
-                    attempt += 1;
-                    self.stats.add(&self.stats.retries, 1);
-                    tracing::debug!(url = super::location::shown(url), attempt, why, "retrying");
-                    tokio::time::sleep(self.cfg.retry.delay(attempt)).await;
-                }
+                Err(failure) => tokio::time::sleep(retrier.failed(failure)?).await,
             }
         }
     }

@@ -43,6 +43,43 @@ impl RetryPolicy {
     }
 }
 
+/// One request's retry bookkeeping, shared by both HTTP clients so that
+/// they count, give up and wait alike; only the sleeping differs.
+pub(crate) struct Retrier<'a> {
+    policy: &'a RetryPolicy,
+    stats: &'a super::NetStats,
+    url: &'a str,
+    attempt: u32,
+}
+
+impl<'a> Retrier<'a> {
+    pub(crate) fn new(policy: &'a RetryPolicy, stats: &'a super::NetStats, url: &'a str) -> Self {
+        Retrier { policy, stats, url, attempt: 0 }
+    }
+
+    /// Counts a request about to be sent.
+    pub(crate) fn begin(&mut self) {
+        self.attempt += 1;
+        self.stats.add(&self.stats.requests, 1);
+    }
+
+    /// After a failed attempt: how long to wait before the next one, or the
+    /// final error when the attempts are used up or the failure is permanent.
+    pub(crate) fn failed(&self, outcome: super::sync_client::Attempt) -> Result<Duration, super::FetchError> {
+        match outcome {
+            super::sync_client::Attempt::Fail(e) => Err(e),
+            super::sync_client::Attempt::Retry(why) if self.attempt >= self.policy.max_attempts => {
+                Err(super::FetchError::Transient(why, self.attempt))
+            }
+            super::sync_client::Attempt::Retry(why) => {
+                self.stats.add(&self.stats.retries, 1);
+                tracing::debug!(url = super::location::shown(self.url), attempt = self.attempt + 1, why, "retrying");
+                Ok(self.policy.delay(self.attempt + 1))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

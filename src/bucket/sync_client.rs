@@ -79,21 +79,12 @@ impl SyncClient {
     }
 
     fn with_retries<T>(&self, url: &str, mut attempt_once: impl FnMut() -> Result<T, Attempt>) -> Result<T, FetchError> {
-        let mut attempt = 1;
+        let mut retrier = super::retry::Retrier::new(&self.cfg.retry, &self.stats, url);
         loop {
-            self.stats.add(&self.stats.requests, 1);
+            retrier.begin();
             match attempt_once() {
                 Ok(f) => return Ok(f),
-                Err(Attempt::Fail(e)) => return Err(e),
-                Err(Attempt::Retry(why)) => {
-                    if attempt >= self.cfg.retry.max_attempts {
-                        return Err(FetchError::Transient(why, attempt));
-                    }
-                    attempt += 1;
-                    self.stats.add(&self.stats.retries, 1);
-                    tracing::debug!(url = shown(url), attempt, why, "retrying");
-                    std::thread::sleep(self.cfg.retry.delay(attempt));
-                }
+                Err(failure) => std::thread::sleep(retrier.failed(failure)?),
             }
         }
     }

@@ -46,15 +46,6 @@ fn one_two_five(lo: f64, hi: f64) -> Vec<f64> {
     out
 }
 
-/// The model name under a bar; nothing between bars.
-fn model_at(summaries: &[ModelSummary], x: f64) -> String {
-    let i = x.round();
-    if (x - i).abs() > 0.01 || i < 0.0 {
-        return String::new();
-    }
-    summaries.get(i as usize).map(|s| s.model.clone()).unwrap_or_default()
-}
-
 /// A stable colour per model, so every chart reads the same way.
 pub fn model_color(model: &str) -> RGBColor {
     match model {
@@ -62,7 +53,6 @@ pub fn model_color(model: &str) -> RGBColor {
         "async-fetch" => RGBColor(255, 127, 14),
         "async" => RGBColor(44, 160, 44),
         "threads" => RGBColor(31, 119, 180),
-        "fetch-only" | "load-only" => RGBColor(127, 127, 127),
         _ => RGBColor(148, 103, 189),
     }
 }
@@ -78,56 +68,59 @@ fn canvas(path: &Path) -> DrawingArea<BitMapBackend<'_>, Shift> {
     root
 }
 
-/// Median time per model as bars, min–max whiskers, the speedup over
-/// `sync` written on each bar.
-pub fn median_time_bars(path: &Path, summaries: &[ModelSummary], subtitle: &str) -> anyhow::Result<()> {
+/// One bar of a bar chart.
+struct Bar {
+    label: String,
+    color: RGBColor,
+    value: f64,
+    /// Min–max whisker.
+    range: Option<(f64, f64)>,
+    /// Written above the bar.
+    note: String,
+}
+
+/// Bars with optional whiskers and a note above each: the shape of the
+/// median-time and throughput charts.
+fn bar_chart(path: &Path, caption: &str, y_desc: &str, bars: &[Bar], y_fmt: &dyn Fn(&f64) -> String) -> anyhow::Result<()> {
     let root = canvas(path);
-    let n = summaries.len();
-    let ymax = summaries.iter().map(|s| s.stats.max).fold(0.0, f64::max) * 1.18 + 1e-9;
+    let n = bars.len();
+    let top = bars.iter().map(|b| b.range.map_or(b.value, |r| r.1)).fold(0.0, f64::max);
+    let ymax = top * 1.18 + 1e-9;
     let mut chart = ChartBuilder::on(&root)
-        .caption(format!("Median pass time per model — {subtitle}"), ("sans-serif", 28).into_font().style(FontStyle::Bold))
+        .caption(caption, ("sans-serif", 28).into_font().style(FontStyle::Bold))
         .margin(24)
         .x_label_area_size(50)
-        .y_label_area_size(80)
+        .y_label_area_size(100)
         .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..ymax)
         .map_err(err)?;
     chart
         .configure_mesh()
         .disable_x_mesh()
         .x_desc("execution model")
-        .y_desc("seconds per pass (lower is better)")
+        .y_desc(y_desc)
         .axis_desc_style(("sans-serif", 20))
         .label_style(("sans-serif", 18))
         .x_labels(n)
-        .x_label_formatter(&|v| model_at(summaries, *v))
+        .x_label_formatter(&|v| {
+            let i = v.round();
+            if (v - i).abs() > 0.01 || i < 0.0 { String::new() } else { bars.get(i as usize).map(|b| b.label.clone()).unwrap_or_default() }
+        })
+        .y_label_formatter(y_fmt)
         .draw()
         .map_err(err)?;
-    for (i, s) in summaries.iter().enumerate() {
-        let color = model_color(&s.model);
+    for (i, b) in bars.iter().enumerate() {
+        let x = i as f64;
         chart
-            .draw_series(std::iter::once(Rectangle::new(
-                [(i as f64 - BAR, 0.0), (i as f64 + BAR, s.stats.median)],
-                color.mix(0.85).filled(),
-            )))
+            .draw_series(std::iter::once(Rectangle::new([(x - BAR, 0.0), (x + BAR, b.value)], b.color.mix(0.85).filled())))
             .map_err(err)?;
-        chart
-            .draw_series(std::iter::once(ErrorBar::new_vertical(
-                i as f64,
-                s.stats.min,
-                s.stats.median,
-                s.stats.max,
-                BLACK.stroke_width(2),
-                16,
-            )))
-            .map_err(err)?;
-        let label = match &s.speedup {
-            Some(x) => format!("{:.2} s  ·  {:.1}× faster", s.stats.median, x.median_ratio),
-            None => format!("{:.2} s  ·  baseline", s.stats.median),
-        };
+        if let Some((lo, hi)) = b.range {
+            chart.draw_series(std::iter::once(ErrorBar::new_vertical(x, lo, b.value, hi, BLACK.stroke_width(2), 16))).map_err(err)?;
+        }
+        let above = b.range.map_or(b.value, |r| r.1) + ymax * 0.03;
         chart
             .draw_series(std::iter::once(Text::new(
-                label,
-                (i as f64, s.stats.max + ymax * 0.03),
+                b.note.clone(),
+                (x, above),
                 ("sans-serif", 20).into_font().style(FontStyle::Bold).color(&BLACK).pos(plotters::style::text_anchor::Pos::new(
                     plotters::style::text_anchor::HPos::Center,
                     plotters::style::text_anchor::VPos::Bottom,
@@ -139,50 +132,40 @@ pub fn median_time_bars(path: &Path, summaries: &[ModelSummary], subtitle: &str)
     Ok(())
 }
 
+/// Median time per model as bars, min–max whiskers, the speedup over the
+/// reference written on each bar.
+pub fn median_time_bars(path: &Path, summaries: &[ModelSummary], subtitle: &str) -> anyhow::Result<()> {
+    let bars: Vec<Bar> = summaries
+        .iter()
+        .map(|s| Bar {
+            label: s.model.clone(),
+            color: model_color(&s.model),
+            value: s.stats.median,
+            range: Some((s.stats.min, s.stats.max)),
+            note: match &s.speedup {
+                Some(x) => format!("{:.2} s  ·  {:.1}× faster", s.stats.median, x.median_ratio),
+                None => format!("{:.2} s  ·  baseline", s.stats.median),
+            },
+        })
+        .collect();
+    let fmt = |v: &f64| format!("{v:.1}");
+    bar_chart(path, &format!("Median pass time per model — {subtitle}"), "seconds per pass (lower is better)", &bars, &fmt)
+}
+
 /// Throughput (rows per second) per model as bars.
 pub fn throughput_bars(path: &Path, summaries: &[ModelSummary], subtitle: &str) -> anyhow::Result<()> {
-    let root = canvas(path);
-    let n = summaries.len();
-    let ymax = summaries.iter().map(|s| s.rows_per_sec).fold(0.0, f64::max) * 1.15 + 1e-9;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(format!("Throughput per model — {subtitle}"), ("sans-serif", 28).into_font().style(FontStyle::Bold))
-        .margin(24)
-        .x_label_area_size(50)
-        .y_label_area_size(100)
-        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..ymax)
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_desc("execution model")
-        .y_desc("rows loaded per second (median; higher is better)")
-        .axis_desc_style(("sans-serif", 20))
-        .label_style(("sans-serif", 18))
-        .y_label_formatter(&|v| format!("{:.0}k", v / 1000.0))
-        .x_labels(n)
-        .x_label_formatter(&|v| model_at(summaries, *v))
-        .draw()
-        .map_err(err)?;
-    for (i, s) in summaries.iter().enumerate() {
-        chart
-            .draw_series(std::iter::once(Rectangle::new(
-                [(i as f64 - BAR, 0.0), (i as f64 + BAR, s.rows_per_sec)],
-                model_color(&s.model).mix(0.85).filled(),
-            )))
-            .map_err(err)?;
-        chart
-            .draw_series(std::iter::once(Text::new(
-                format!("{:.0} rows/s", s.rows_per_sec),
-                (i as f64, s.rows_per_sec + ymax * 0.02),
-                ("sans-serif", 20).into_font().style(FontStyle::Bold).color(&BLACK).pos(plotters::style::text_anchor::Pos::new(
-                    plotters::style::text_anchor::HPos::Center,
-                    plotters::style::text_anchor::VPos::Bottom,
-                )),
-            )))
-            .map_err(err)?;
-    }
-    root.present().map_err(err)?;
-    Ok(())
+    let bars: Vec<Bar> = summaries
+        .iter()
+        .map(|s| Bar {
+            label: s.model.clone(),
+            color: model_color(&s.model),
+            value: s.rows_per_sec,
+            range: None,
+            note: format!("{:.0} rows/s", s.rows_per_sec),
+        })
+        .collect();
+    let fmt = |v: &f64| format!("{:.0}k", v / 1000.0);
+    bar_chart(path, &format!("Throughput per model — {subtitle}"), "rows loaded per second (median; higher is better)", &bars, &fmt)
 }
 
 /// Time of every measured launch, one line per model (the original

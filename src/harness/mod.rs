@@ -7,4 +7,5 @@ pub mod export;
 pub mod runner;
 pub mod stats;
 pub mod summary;
+pub mod sweep;
 pub mod worker;

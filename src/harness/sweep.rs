@@ -1,0 +1,191 @@
+//! `compare --sweep PARAM=V1,V2,…`: the whole comparison repeated for each
+//! value (each in a `compare` child process of its own, with its own
+//! throwaway database and bucket), then one CSV and one line chart of
+//! median time per model against the parameter.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use plotters::prelude::*;
+
+use super::charts::{model_color, register_fonts};
+
+/// One model's result at one value of the swept parameter.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Point {
+    pub param: String,
+    pub value: f64,
+    pub model: String,
+    pub median_s: f64,
+    pub min_s: f64,
+    pub max_s: f64,
+    pub rows_per_s: f64,
+    pub peak_rss_mb: f64,
+}
+
+/// The flags that set the parameter in a child `compare`.
+fn flags(param: &str, value: &str) -> anyhow::Result<Vec<String>> {
+    Ok(match param {
+        "latency" => vec!["--latency-ms".into(), value.into()],
+        "concurrency" => vec!["--concurrency".into(), value.into(), "--threads".into(), value.into()],
+        "files" => vec!["--files".into(), value.into()],
+        other => bail!("cannot sweep {other:?}: choose latency, concurrency or files"),
+    })
+}
+
+/// The command line without `--sweep X` and `--out Y`, to pass on.
+fn passthrough() -> Vec<String> {
+    let mut out = Vec::new();
+    let mut skip = false;
+    for a in std::env::args().skip(1) {
+        if skip {
+            skip = false;
+            continue;
+        }
+        if a == "--sweep" || a == "--out" {
+            skip = true;
+            continue;
+        }
+        if a.starts_with("--sweep=") || a.starts_with("--out=") {
+            continue;
+        }
+        out.push(a);
+    }
+    out
+}
+
+/// Runs the sweep; returns whether every run of every value was verified.
+pub fn run(sweep: &str, out: Option<PathBuf>, profile: &str) -> anyhow::Result<bool> {
+    let (param, values) = sweep.split_once('=').context("--sweep takes PARAM=V1,V2,… (for example latency=0,5,20,60,150)")?;
+    let values: Vec<&str> = values.split(',').map(str::trim).filter(|v| !v.is_empty()).collect();
+    anyhow::ensure!(!values.is_empty(), "--sweep {param}= needs at least one value");
+    for v in &values {
+        v.parse::<f64>().with_context(|| format!("--sweep value {v:?} is not a number"))?;
+        flags(param, v)?;
+    }
+    let out = out.unwrap_or_else(|| PathBuf::from("results").join(format!("{profile}-sweep-{param}")));
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let exe = std::env::current_exe()?;
+    let mut points = Vec::new();
+    let mut all_ok = true;
+    for v in &values {
+        let dir = out.join(format!("{param}-{v}"));
+        eprintln!("sweep {param}={v}: comparing (results in {})", dir.display());
+        let status = Command::new(&exe).args(passthrough()).args(flags(param, v)?).arg("--out").arg(&dir).status()?;
+        all_ok &= status.success();
+        points.extend(read_summary(&dir.join("summary.csv"), param, v.parse()?)?);
+    }
+    let csv_path = out.join(format!("sweep_{param}.csv"));
+    let mut w = csv::Writer::from_path(&csv_path)?;
+    for p in &points {
+        w.serialize(p)?;
+    }
+    w.flush()?;
+    let png = out.join(format!("sweep_{param}.png"));
+    chart(&png, &points, param)?;
+    println!("{}", table(&points, param));
+    println!("wrote {} and {}", csv_path.display(), png.display());
+    Ok(all_ok)
+}
+
+fn read_summary(path: &Path, param: &str, value: f64) -> anyhow::Result<Vec<Point>> {
+    let mut r = csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    let h = r.headers()?.clone();
+    let col = |name: &str| h.iter().position(|c| c == name).with_context(|| format!("{} lacks {name}", path.display()));
+    let (m, med, min, max, rps, rss) = (col("model")?, col("median_s")?, col("min_s")?, col("max_s")?, col("rows_per_s")?, col("max_peak_rss_mb")?);
+    let mut out = Vec::new();
+    for rec in r.records() {
+        let rec = rec?;
+        let f = |i: usize| rec[i].parse::<f64>().unwrap_or(f64::NAN);
+        out.push(Point {
+            param: param.into(),
+            value,
+            model: rec[m].to_string(),
+            median_s: f(med),
+            min_s: f(min),
+            max_s: f(max),
+            rows_per_s: f(rps),
+            peak_rss_mb: f(rss),
+        });
+    }
+    Ok(out)
+}
+
+fn table(points: &[Point], param: &str) -> String {
+    let mut models: Vec<&str> = points.iter().map(|p| p.model.as_str()).collect();
+    models.dedup();
+    let mut values: Vec<f64> = points.iter().map(|p| p.value).collect();
+    values.dedup();
+    let mut s = format!("| {param} | {} |\n|---:|{}\n", models.join(" | "), "---:|".repeat(models.len()));
+    for v in values {
+        let cells: Vec<String> = models
+            .iter()
+            .map(|m| points.iter().find(|p| p.value == v && p.model == *m).map(|p| format!("{:.2} s", p.median_s)).unwrap_or_default())
+            .collect();
+        s.push_str(&format!("| {v} | {} |\n", cells.join(" | ")));
+    }
+    s
+}
+
+fn chart(path: &Path, points: &[Point], param: &str) -> anyhow::Result<()> {
+    register_fonts();
+    let err = |e: &dyn std::fmt::Debug| anyhow::anyhow!("drawing {}: {e:?}", path.display());
+    let root = BitMapBackend::new(path, (1200, 720)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let xs: Vec<f64> = points.iter().map(|p| p.value).collect();
+    let (xmin, xmax) = (xs.iter().copied().fold(f64::INFINITY, f64::min), xs.iter().copied().fold(0.0, f64::max));
+    let ymax = points.iter().map(|p| p.max_s).fold(0.0, f64::max) * 1.5;
+    let ymin = points.iter().map(|p| p.min_s).fold(f64::INFINITY, f64::min) / 1.5;
+    let unit = match param {
+        "latency" => "first-byte latency (ms)",
+        "concurrency" => "files in flight / threads (log scale)",
+        _ => "files in the bucket (log scale)",
+    };
+    let caption = format!("Median pass time as {param} grows");
+    let mut models: Vec<String> = points.iter().map(|p| p.model.clone()).collect();
+    models.dedup();
+    // Latency starts at 0, so its axis is linear; the others span decades.
+    macro_rules! draw {
+        ($x:expr) => {{
+            let mut c = ChartBuilder::on(&root)
+                .caption(&caption, ("sans-serif", 28).into_font().style(FontStyle::Bold))
+                .margin(24)
+                .x_label_area_size(50)
+                .y_label_area_size(80)
+                .build_cartesian_2d($x, (ymin.max(1e-3)..ymax.max(1e-2)).log_scale())
+                .map_err(|e| err(&e))?;
+            c.configure_mesh()
+                .x_desc(unit)
+                .y_desc("median seconds per pass (log scale)")
+                .axis_desc_style(("sans-serif", 20))
+                .label_style(("sans-serif", 18))
+                .light_line_style(WHITE)
+                .draw()
+                .map_err(|e| err(&e))?;
+            for m in &models {
+                let color = model_color(m);
+                let pts: Vec<(f64, f64)> = points.iter().filter(|p| &p.model == m).map(|p| (p.value, p.median_s)).collect();
+                c.draw_series(LineSeries::new(pts.clone(), color.stroke_width(3)))
+                    .map_err(|e| err(&e))?
+                    .label(m.clone())
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3)));
+                c.draw_series(pts.into_iter().map(|p| Circle::new(p, 5, color.filled()))).map_err(|e| err(&e))?;
+            }
+            c.configure_series_labels()
+                .label_font(("sans-serif", 20))
+                .background_style(WHITE.mix(0.9))
+                .border_style(BLACK)
+                .position(SeriesLabelPosition::UpperLeft)
+                .draw()
+                .map_err(|e| err(&e))?;
+        }};
+    }
+    if param == "latency" {
+        draw!(xmin.min(0.0)..xmax * 1.05);
+    } else {
+        draw!((xmin / 1.3..xmax * 1.3).log_scale());
+    }
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
