@@ -40,6 +40,10 @@ struct Args {
     /// threads), or `files=67,670,6700`. Writes sweep_<param>.csv and .png.
     #[arg(long)]
     sweep: Option<String>,
+    /// With --sweep, keep the values whose results are already in the
+    /// output directory (continue an interrupted sweep).
+    #[arg(long, requires = "sweep")]
+    resume: bool,
     #[command(flatten)]
     net: NetArgs,
     #[command(flatten)]
@@ -84,7 +88,7 @@ fn main() {
     embedded::install_signal_handler();
     let args = Args::parse();
     if let Some(sweep) = args.sweep.clone() {
-        match bucketbench::harness::sweep::run(&sweep, args.out.clone(), &args.spec.profile.as_str().to_string()) {
+        match bucketbench::harness::sweep::run(&sweep, args.out.clone(), args.spec.profile.as_str(), args.resume) {
             Ok(true) => std::process::exit(0),
             Ok(false) => std::process::exit(1),
             Err(e) => cli::exit_with(e),

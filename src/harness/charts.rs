@@ -31,7 +31,7 @@ const SIZE: (u32, u32) = (1200, 720);
 const BAR: f64 = 0.36;
 
 /// 1-2-5 steps between `lo` and `hi`: readable ticks on a log axis.
-fn one_two_five(lo: f64, hi: f64) -> Vec<f64> {
+pub(crate) fn one_two_five(lo: f64, hi: f64) -> Vec<f64> {
     let mut out = Vec::new();
     let mut decade = 10f64.powf(lo.log10().floor());
     while decade <= hi {

@@ -9,7 +9,8 @@ use std::process::Command;
 use anyhow::{Context, bail};
 use plotters::prelude::*;
 
-use super::charts::{model_color, register_fonts};
+
+use super::charts::{model_color, one_two_five, register_fonts};
 
 /// One model's result at one value of the swept parameter.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -43,6 +44,9 @@ fn passthrough() -> Vec<String> {
             skip = false;
             continue;
         }
+        if a == "--resume" {
+            continue;
+        }
         if a == "--sweep" || a == "--out" {
             skip = true;
             continue;
@@ -56,7 +60,7 @@ fn passthrough() -> Vec<String> {
 }
 
 /// Runs the sweep; returns whether every run of every value was verified.
-pub fn run(sweep: &str, out: Option<PathBuf>, profile: &str) -> anyhow::Result<bool> {
+pub fn run(sweep: &str, out: Option<PathBuf>, profile: &str, resume: bool) -> anyhow::Result<bool> {
     let (param, values) = sweep.split_once('=').context("--sweep takes PARAM=V1,V2,… (for example latency=0,5,20,60,150)")?;
     let values: Vec<&str> = values.split(',').map(str::trim).filter(|v| !v.is_empty()).collect();
     anyhow::ensure!(!values.is_empty(), "--sweep {param}= needs at least one value");
@@ -71,9 +75,13 @@ pub fn run(sweep: &str, out: Option<PathBuf>, profile: &str) -> anyhow::Result<b
     let mut all_ok = true;
     for v in &values {
         let dir = out.join(format!("{param}-{v}"));
-        eprintln!("sweep {param}={v}: comparing (results in {})", dir.display());
-        let status = Command::new(&exe).args(passthrough()).args(flags(param, v)?).arg("--out").arg(&dir).status()?;
-        all_ok &= status.success();
+        if resume && dir.join("summary.csv").is_file() {
+            eprintln!("sweep {param}={v}: kept the results already in {}", dir.display());
+        } else {
+            eprintln!("sweep {param}={v}: comparing (results in {})", dir.display());
+            let status = Command::new(&exe).args(passthrough()).args(flags(param, v)?).arg("--out").arg(&dir).status()?;
+            all_ok &= status.success();
+        }
         points.extend(read_summary(&dir.join("summary.csv"), param, v.parse()?)?);
     }
     let csv_path = out.join(format!("sweep_{param}.csv"));
@@ -112,11 +120,20 @@ fn read_summary(path: &Path, param: &str, value: f64) -> anyhow::Result<Vec<Poin
     Ok(out)
 }
 
+/// Distinct items in first-seen order.
+fn unique<T: PartialEq + Clone>(items: impl Iterator<Item = T>) -> Vec<T> {
+    let mut out: Vec<T> = Vec::new();
+    for i in items {
+        if !out.contains(&i) {
+            out.push(i);
+        }
+    }
+    out
+}
+
 fn table(points: &[Point], param: &str) -> String {
-    let mut models: Vec<&str> = points.iter().map(|p| p.model.as_str()).collect();
-    models.dedup();
-    let mut values: Vec<f64> = points.iter().map(|p| p.value).collect();
-    values.dedup();
+    let models = unique(points.iter().map(|p| p.model.as_str()));
+    let values = unique(points.iter().map(|p| p.value));
     let mut s = format!("| {param} | {} |\n|---:|{}\n", models.join(" | "), "---:|".repeat(models.len()));
     for v in values {
         let cells: Vec<String> = models
@@ -143,8 +160,7 @@ fn chart(path: &Path, points: &[Point], param: &str) -> anyhow::Result<()> {
         _ => "files in the bucket (log scale)",
     };
     let caption = format!("Median pass time as {param} grows");
-    let mut models: Vec<String> = points.iter().map(|p| p.model.clone()).collect();
-    models.dedup();
+    let models = unique(points.iter().map(|p| p.model.clone()));
     // Latency starts at 0, so its axis is linear; the others span decades.
     macro_rules! draw {
         ($x:expr) => {{
@@ -153,7 +169,7 @@ fn chart(path: &Path, points: &[Point], param: &str) -> anyhow::Result<()> {
                 .margin(24)
                 .x_label_area_size(50)
                 .y_label_area_size(80)
-                .build_cartesian_2d($x, (ymin.max(1e-3)..ymax.max(1e-2)).log_scale())
+                .build_cartesian_2d($x, (ymin.max(1e-3)..ymax.max(1e-2)).log_scale().with_key_points(one_two_five(ymin.max(1e-3), ymax.max(1e-2))))
                 .map_err(|e| err(&e))?;
             c.configure_mesh()
                 .x_desc(unit)
@@ -161,6 +177,7 @@ fn chart(path: &Path, points: &[Point], param: &str) -> anyhow::Result<()> {
                 .axis_desc_style(("sans-serif", 20))
                 .label_style(("sans-serif", 18))
                 .light_line_style(WHITE)
+                .y_label_formatter(&|v| if *v >= 1.0 { format!("{v:.0}") } else { format!("{v:.1}") })
                 .draw()
                 .map_err(|e| err(&e))?;
             for m in &models {
