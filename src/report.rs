@@ -71,6 +71,10 @@ pub struct PassSummary {
     pub retries: u64,
     pub bytes: u64,
     pub elapsed_secs: f64,
+    /// The part of the pass a ceiling measures (`load-only`: the writes),
+    /// when it is not the whole pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timed_secs: Option<f64>,
 }
 
 impl PassSummary {
@@ -157,6 +161,11 @@ impl Tally {
             bar.inc(1);
             bar.set_message(format!("{} rows", s.rows()));
         }
+    }
+
+    /// Notes the time of the measured phase (see [`PassSummary::timed_secs`]).
+    pub fn timed(&self, secs: f64) {
+        self.summary.lock().unwrap().timed_secs = Some(secs);
     }
 
     pub fn finish(self, elapsed: Duration) -> PassSummary {

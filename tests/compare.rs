@@ -97,3 +97,19 @@ fn a_model_that_drops_a_file_fails_verification_and_compare_exits_non_zero() {
     let sync: Vec<_> = runs.iter().filter(|r| &r[0] == "sync").collect();
     assert_eq!(&sync[0][12], "true");
 }
+
+#[test]
+fn ceilings_are_measured_beside_the_models_with_an_efficiency_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_db();
+    let out = compare(dir.path(), &db, &["--runs", "1", "--warmup", "0", "--models", "sync,async", "--ceilings"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let md = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    for row in ["| fetch-only |", "| load-only |", "Ceiling:", "| async |", "efficiency"] {
+        assert!(md.contains(row), "summary.md lacks {row}: {md}");
+    }
+    let (_, runs) = csv_rows(&dir.path().join("runs.csv"));
+    let load_only: Vec<_> = runs.iter().filter(|r| &r[0] == "load-only").collect();
+    assert_eq!(&load_only[0][12], "true", "load-only loads everything and is verified");
+}

@@ -31,6 +31,11 @@ struct Args {
     /// Warm-up runs per model (not measured).
     #[arg(long, default_value_t = 1)]
     warmup: usize,
+    /// Also measure the ceilings: fetch-only (network and parsing, no
+    /// database) and load-only (the writes alone, no network), and give
+    /// each model's efficiency against the larger of the two.
+    #[arg(long)]
+    ceilings: bool,
     /// Run every model with every write strategy (insert, batch, copy) and
     /// draw them as grouped bars (matrix.png).
     #[arg(long)]
@@ -102,7 +107,10 @@ fn main() {
 }
 
 /// Returns whether every run was verified.
-fn run(args: Args) -> anyhow::Result<bool> {
+fn run(mut args: Args) -> anyhow::Result<bool> {
+    if args.ceilings {
+        args.models.extend(models::CEILINGS.iter().map(|m| m.to_string()));
+    }
     args.db_tls.apply();
     for m in &args.models {
         models::by_name(m)?;
@@ -222,6 +230,7 @@ fn run(args: Args) -> anyhow::Result<bool> {
     export::write_runs_csv(&out.join("runs.csv"), &runs)?;
     export::write_summary_csv(&out.join("summary.csv"), &summaries, &reference)?;
     let table = export::summary_markdown(&summaries, &reference);
+    let table = if args.ceilings { format!("{table}\n{}", summary::efficiency(&summaries)) } else { table };
     std::fs::write(out.join("summary.md"), format!("# bucketbench compare — {subtitle}\n\n{table}"))?;
     let (cores, memory_gib, cpu_model, os) = export::machine();
     let env = Environment {

@@ -138,7 +138,9 @@ pub fn run_once(
     }
     let summary: PassSummary = serde_json::from_str(stdout.trim())
         .with_context(|| format!("reading the {model} worker's summary (stderr: {})", stderr.trim()))?;
+    // fetch-only writes nothing by design: there is nothing to verify.
     let problems = match &target.expected {
+        _ if model == "fetch-only" => Vec::new(),
         Some(e) => verify(db, e)?,
         None => consistency(db, &summary)?,
     };
@@ -149,7 +151,7 @@ pub fn run_once(
         run,
         // The pass's own clock: listing, subtraction and load, without the
         // process start-up that no user of `ingest --watch` pays per pass.
-        wall_secs: if summary.elapsed_secs > 0.0 { summary.elapsed_secs } else { elapsed },
+        wall_secs: summary.timed_secs.unwrap_or(if summary.elapsed_secs > 0.0 { summary.elapsed_secs } else { elapsed }),
         files: summary.loaded + summary.failed.len() as u64,
         rows: summary.rows(),
         rejected: summary.rejected,

@@ -51,3 +51,20 @@ pub fn summarize(runs: &[Run], labels: &[String], matrix: bool, reference: &str)
     }
     out
 }
+
+/// Each model's median against the ceiling (the larger median of
+/// `fetch-only` and `load-only`), as Markdown lines.
+pub fn efficiency(summaries: &[ModelSummary]) -> String {
+    let median = |name: &str| summaries.iter().find(|s| s.model == name).map(|s| s.stats.median);
+    let (Some(fetch), Some(load)) = (median("fetch-only"), median("load-only")) else {
+        return String::new();
+    };
+    let ceiling = fetch.max(load);
+    let mut s = format!(
+        "Ceiling: {ceiling:.2} s (fetch-only {fetch:.2} s: the network and parsing alone; load-only {load:.2} s: the writes alone).\n\n| model | median | × ceiling | efficiency |\n|---|---:|---:|---:|\n"
+    );
+    for m in summaries.iter().filter(|m| !crate::models::CEILINGS.contains(&m.model.as_str())) {
+        s.push_str(&format!("| {} | {:.2} s | {:.2}× | {:.0} % |\n", m.model, m.stats.median, m.stats.median / ceiling, 100.0 * ceiling / m.stats.median));
+    }
+    s
+}

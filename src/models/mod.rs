@@ -3,6 +3,7 @@
 //! and differ only in how they schedule IO.
 
 pub mod async_fetch;
+pub mod ceilings;
 pub mod full_async;
 pub mod sync;
 pub mod threads;
@@ -55,6 +56,9 @@ pub trait Ingestor: Send + Sync {
     fn load(&self, job: &Job<'_>, todo: Todo) -> anyhow::Result<()>;
 }
 
+/// The ceilings `compare --ceilings` measures beside the models.
+pub const CEILINGS: &[&str] = &["fetch-only", "load-only"];
+
 /// Every model name, in the order reports list them.
 pub const NAMES: &[&str] = &["sync", "async-fetch", "async", "threads"];
 
@@ -65,6 +69,8 @@ pub fn by_name(name: &str) -> anyhow::Result<Box<dyn Ingestor>> {
         "async-fetch" => Ok(Box::new(async_fetch::AsyncFetch)),
         "async" => Ok(Box::new(full_async::Async)),
         "threads" => Ok(Box::new(threads::Threads)),
+        "fetch-only" => Ok(Box::new(ceilings::FetchOnly)),
+        "load-only" => Ok(Box::new(ceilings::LoadOnly)),
         "test-drop-one" => Ok(Box::new(DropOne)),
         other => anyhow::bail!("unknown model {other:?}; choose one of: {}", NAMES.join(", ")),
     }

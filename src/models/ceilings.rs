@@ -1,0 +1,104 @@
+//! The two ceilings `compare --ceilings` measures beside the models, so a
+//! reader sees how close each model is to the limit of the network and of
+//! the database:
+//!
+//! * `fetch-only`: download, parse and plan every file at the configured
+//!   concurrency, write nothing: the network (and parsing) alone.
+//! * `load-only`: fetch and parse everything first (not timed), then time
+//!   only the writes on a pool of `--connections`: the database alone.
+
+use std::time::Instant;
+
+use futures::StreamExt as _;
+
+use super::{Ingestor, Job, Step, Todo, refuse_key, runtime, step, todo_stream, write_error};
+use crate::bucket::async_client::AsyncClient;
+use crate::db::WritePlan;
+use crate::db::async_writer;
+use crate::db::ledger::WriteResult;
+use crate::report::FileResult;
+
+/// Fetches and plans every key concurrently; returns (key, step) pairs.
+async fn fetch_all(job: &Job<'_>, todo: Todo, model: &'static str) -> anyhow::Result<Vec<(String, Step)>> {
+    let http = AsyncClient::new(job.client.clone(), job.stats.clone())?;
+    let mut out = Vec::new();
+    let mut fetched = todo_stream(todo)
+        .map(|obj| {
+            let http = http.clone();
+            let url = job.bucket.object_url(&obj.key);
+            let write = job.knobs.write;
+            tokio::spawn(async move {
+                let next = match refuse_key(&obj, model) {
+                    Some(refused) => refused,
+                    None => step(&obj, model, write, http.get(&url).await),
+                };
+                (obj.key, next)
+            })
+        })
+        .buffer_unordered(job.knobs.concurrency);
+    while let Some(done) = fetched.next().await {
+        out.push(done?);
+    }
+    Ok(out)
+}
+
+pub struct FetchOnly;
+
+impl Ingestor for FetchOnly {
+    fn name(&self) -> &'static str {
+        "fetch-only"
+    }
+
+    fn load(&self, job: &Job<'_>, todo: Todo) -> anyhow::Result<()> {
+        let steps = runtime()?.block_on(fetch_all(job, todo, "fetch-only"))?;
+        for (key, next) in steps {
+            let result = match next {
+                Step::Done(r) => r,
+                // Counted as if written, so the summary shows what would load.
+                Step::Write(plan) => FileResult::from_write(&plan, WriteResult::Committed),
+            };
+            job.tally.record(&key, result);
+        }
+        Ok(())
+    }
+}
+
+pub struct LoadOnly;
+
+impl Ingestor for LoadOnly {
+    fn name(&self) -> &'static str {
+        "load-only"
+    }
+
+    fn load(&self, job: &Job<'_>, todo: Todo) -> anyhow::Result<()> {
+        let rt = runtime()?;
+        let steps = rt.block_on(fetch_all(job, todo, "load-only"))?;
+        rt.block_on(async {
+            let pool = async_writer::pool(job.database_url, job.knobs.connections)?;
+            drop(pool.get().await.map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {e}"))?);
+            let started = Instant::now();
+            let mut plans: Vec<(String, WritePlan)> = Vec::new();
+            for (key, next) in steps {
+                match next {
+                    Step::Done(r) => job.tally.record(&key, r),
+                    Step::Write(plan) => plans.push((key, plan)),
+                }
+            }
+            let mut written = futures::stream::iter(plans)
+                .map(|(key, plan)| {
+                    let pool = pool.clone();
+                    tokio::spawn(async move {
+                        let w = async_writer::write_with_reconnect(&pool, &plan).await.map_err(|e| write_error(&key, e))?;
+                        Ok::<_, anyhow::Error>((key, FileResult::from_write(&plan, w)))
+                    })
+                })
+                .buffer_unordered(job.knobs.connections);
+            while let Some(joined) = written.next().await {
+                let (key, result) = joined??;
+                job.tally.record(&key, result);
+            }
+            job.tally.timed(started.elapsed().as_secs_f64());
+            Ok(())
+        })
+    }
+}
