@@ -90,6 +90,7 @@ pub fn run_pass(cfg: &PassConfig, model: &dyn Ingestor) -> anyhow::Result<PassSu
     summary.requests = NetStats::get(&stats.requests);
     summary.retries = NetStats::get(&stats.retries);
     summary.bytes = NetStats::get(&stats.bytes);
+    summary.peak_rss_mb = crate::report::peak_rss_mb();
     Ok(summary)
 }
 

@@ -75,6 +75,19 @@ pub struct PassSummary {
     /// when it is not the whole pass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timed_secs: Option<f64>,
+    /// This process's peak resident memory so far (VmHWM), in MB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_mb: Option<f64>,
+}
+
+/// The process's own peak RSS (Linux `VmHWM`). `getrusage`/`wait4` cannot
+/// be used for a child: Linux carries the parent's high-water mark across
+/// fork and exec into the child's `ru_maxrss`, so a child of a harness
+/// holding a 2 GB bucket would report 2 GB.
+pub fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 impl PassSummary {

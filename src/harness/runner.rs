@@ -159,7 +159,9 @@ pub fn run_once(
         retries: summary.retries,
         bytes: summary.bytes,
         cpu_secs: cpu(usage.ru_utime) + cpu(usage.ru_stime),
-        peak_rss_mb: usage.ru_maxrss as f64 / 1024.0,
+        // The worker's own VmHWM; ru_maxrss would include this process's
+        // memory (see `report::peak_rss_mb`).
+        peak_rss_mb: summary.peak_rss_mb.unwrap_or(usage.ru_maxrss as f64 / 1024.0),
         verified: problems.is_empty(),
         problems: problems.join("; "),
     })
