@@ -113,3 +113,17 @@ fn ceilings_are_measured_beside_the_models_with_an_efficiency_table() {
     let load_only: Vec<_> = runs.iter().filter(|r| &r[0] == "load-only").collect();
     assert_eq!(&load_only[0][12], "true", "load-only loads everything and is verified");
 }
+
+#[test]
+fn several_workers_per_run_share_the_bucket_through_the_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_db();
+    let out = compare(dir.path(), &db, &["--runs", "1", "--warmup", "0", "--models", "sync,async", "--workers", "3"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let (_, runs) = csv_rows(&dir.path().join("runs.csv"));
+    for r in &runs {
+        assert_eq!(&r[12], "true", "{r:?}");
+        assert_eq!(&r[4], "5", "three workers loaded the five tiny files once between them: {r:?}");
+    }
+}

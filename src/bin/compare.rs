@@ -31,6 +31,10 @@ struct Args {
     /// Warm-up runs per model (not measured).
     #[arg(long, default_value_t = 1)]
     warmup: usize,
+    /// Worker processes per run, started together on the same bucket and
+    /// database (scale-out; the ledger coordinates them).
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
     /// Also measure the ceilings: fetch-only (network and parsing, no
     /// database) and load-only (the writes alone, no network), and give
     /// each model's efficiency against the larger of the two.
@@ -167,6 +171,7 @@ fn run(mut args: Args) -> anyhow::Result<bool> {
         first_byte_timeout: args.client.first_byte_timeout,
         max_object_bytes: args.client.max_object_bytes,
         s3_args: args.s3.to_args(),
+        workers: args.workers.max(1),
     };
 
     // Warm-ups first, then the measured runs interleaved model by model, so

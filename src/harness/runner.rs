@@ -38,6 +38,8 @@ pub struct RunSettings {
     pub attempts: u32,
     pub first_byte_timeout: f64,
     pub max_object_bytes: u64,
+    /// Worker processes per run, all at once (scale-out).
+    pub workers: usize,
     /// S3 flags passed on to each worker (never credentials: those travel
     /// in the environment).
     #[serde(skip)]
@@ -107,64 +109,87 @@ pub fn run_once(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd.spawn().context("starting a worker process")?;
-    let pid = child.id() as libc::pid_t;
-    let mut out = child.stdout.take().expect("piped");
-    let mut err = child.stderr.take().expect("piped");
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
+    // Several workers at once on the same bucket and database: scale-out, as
+    // separate machines would run it; the ledger coordinates them.
+    let workers: Vec<Worker> = (0..settings.workers.max(1)).map(|_| Worker::spawn(&mut cmd)).collect::<anyhow::Result<_>>()?;
     let stop = Arc::new(AtomicBool::new(false));
     let poller = progress.cloned().map(|bar| spawn_progress_poller(target.database_url.clone(), bar, stop.clone()));
     let started = Instant::now();
-    let (status, usage) = wait_with_rusage(pid)?;
+    let finished: Vec<(i32, libc::rusage, String, String)> = workers.into_iter().map(Worker::wait).collect::<anyhow::Result<_>>()?;
     let elapsed = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     if let Some(p) = poller {
         let _ = p.join();
     }
-    drop(child);
-    let stdout = out_reader.join().unwrap_or_default();
-    let stderr = err_reader.join().unwrap_or_default();
-    if !status_ok(status) {
-        bail!("{model} run {run} failed: {}", stderr.trim().lines().last().unwrap_or("no message"));
+    let mut summaries = Vec::new();
+    for (status, _, stdout, stderr) in &finished {
+        if !status_ok(*status) {
+            bail!("{model} run {run} failed: {}", stderr.trim().lines().last().unwrap_or("no message"));
+        }
+        let summary: PassSummary = serde_json::from_str(stdout.trim())
+            .with_context(|| format!("reading the {model} worker's summary (stderr: {})", stderr.trim()))?;
+        summaries.push(summary);
     }
-    let summary: PassSummary = serde_json::from_str(stdout.trim())
-        .with_context(|| format!("reading the {model} worker's summary (stderr: {})", stderr.trim()))?;
+    let summary = &summaries[0];
     // fetch-only writes nothing by design: there is nothing to verify.
     let problems = match &target.expected {
         _ if model == "fetch-only" => Vec::new(),
         Some(e) => verify(db, e)?,
-        None => consistency(db, &summary)?,
+        None => consistency(db, summary)?,
     };
     let cpu = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let sum = |f: &dyn Fn(&PassSummary) -> u64| summaries.iter().map(f).sum::<u64>();
+    let max = |f: &dyn Fn(&PassSummary) -> Option<f64>| summaries.iter().filter_map(f).reduce(f64::max);
     Ok(Run {
         model: model.to_string(),
         write: write.as_str().to_string(),
         run,
-        // The pass's own clock: listing, subtraction and load, without the
-        // process start-up that no user of `ingest --watch` pays per pass.
-        wall_secs: summary.timed_secs.unwrap_or(if summary.elapsed_secs > 0.0 { summary.elapsed_secs } else { elapsed }),
-        files: summary.loaded + summary.failed.len() as u64,
-        rows: summary.rows(),
-        rejected: summary.rejected,
-        requests: summary.requests,
-        retries: summary.retries,
-        bytes: summary.bytes,
-        cpu_secs: cpu(usage.ru_utime) + cpu(usage.ru_stime),
-        // The worker's own VmHWM; ru_maxrss would include this process's
+        // The pass's own clock (the slowest worker's): listing, subtraction
+        // and load, without the process start-up that no user of
+        // `ingest --watch` pays per pass.
+        wall_secs: max(&|s| s.timed_secs).or(max(&|s| (s.elapsed_secs > 0.0).then_some(s.elapsed_secs))).unwrap_or(elapsed),
+        files: sum(&|s| s.loaded + s.failed.len() as u64),
+        rows: sum(&|s| s.rows()),
+        rejected: sum(&|s| s.rejected),
+        requests: sum(&|s| s.requests),
+        retries: sum(&|s| s.retries),
+        bytes: sum(&|s| s.bytes),
+        cpu_secs: finished.iter().map(|(_, u, _, _)| cpu(u.ru_utime) + cpu(u.ru_stime)).sum(),
+        // Each worker's own VmHWM; ru_maxrss would include this process's
         // memory (see `report::peak_rss_mb`).
-        peak_rss_mb: summary.peak_rss_mb.unwrap_or(usage.ru_maxrss as f64 / 1024.0),
+        peak_rss_mb: max(&|s| s.peak_rss_mb).unwrap_or(0.0),
         verified: problems.is_empty(),
         problems: problems.join("; "),
     })
+}
+
+/// A running worker process and the threads draining its output.
+struct Worker {
+    pid: libc::pid_t,
+    _child: std::process::Child,
+    out: std::thread::JoinHandle<String>,
+    err: std::thread::JoinHandle<String>,
+}
+
+impl Worker {
+    fn spawn(cmd: &mut Command) -> anyhow::Result<Self> {
+        let mut child = cmd.spawn().context("starting a worker process")?;
+        let drain = |mut r: Box<dyn std::io::Read + Send>| {
+            std::thread::spawn(move || {
+                let mut s = String::new();
+                let _ = r.read_to_string(&mut s);
+                s
+            })
+        };
+        let out = drain(Box::new(child.stdout.take().expect("piped")));
+        let err = drain(Box::new(child.stderr.take().expect("piped")));
+        Ok(Worker { pid: child.id() as libc::pid_t, _child: child, out, err })
+    }
+
+    fn wait(self) -> anyhow::Result<(i32, libc::rusage, String, String)> {
+        let (status, usage) = wait_with_rusage(self.pid)?;
+        Ok((status, usage, self.out.join().unwrap_or_default(), self.err.join().unwrap_or_default()))
+    }
 }
 
 /// For a real bucket there is no generator to compare with: check that the

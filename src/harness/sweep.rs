@@ -31,7 +31,8 @@ fn flags(param: &str, value: &str) -> anyhow::Result<Vec<String>> {
         "latency" => vec!["--latency-ms".into(), value.into()],
         "concurrency" => vec!["--concurrency".into(), value.into(), "--threads".into(), value.into()],
         "files" => vec!["--files".into(), value.into()],
-        other => bail!("cannot sweep {other:?}: choose latency, concurrency or files"),
+        "workers" => vec!["--workers".into(), value.into()],
+        other => bail!("cannot sweep {other:?}: choose latency, concurrency, files or workers"),
     })
 }
 
@@ -157,6 +158,7 @@ fn chart(path: &Path, points: &[Point], param: &str) -> anyhow::Result<()> {
     let unit = match param {
         "latency" => "first-byte latency (ms)",
         "concurrency" => "files in flight / threads (log scale)",
+        "workers" => "ingest processes at once (log scale)",
         _ => "files in the bucket (log scale)",
     };
     let caption = format!("Median pass time as {param} grows");
