@@ -70,7 +70,12 @@ pub fn run_pass(cfg: &PassConfig, model: &dyn Ingestor) -> anyhow::Result<PassSu
                     .filter(|o| matches!((seen.get(&o.key), &o.etag), (Some(Some(old)), Some(new)) if old != new))
                     .map(|o| o.key.clone())
                     .collect();
-                let new: Vec<ObjectRef> = page.into_iter().filter(|o| !seen.contains_key(&o.key)).collect();
+                let mut new: Vec<ObjectRef> = page.into_iter().filter(|o| !seen.contains_key(&o.key)).collect();
+                // Each worker takes a page's keys in its own random order: workers
+                // started together on one bucket would otherwise fetch the same
+                // key at the same moment, and all but one would find it claimed,
+                // so adding workers would add no speed.
+                rand::seq::SliceRandom::shuffle(new.as_mut_slice(), &mut rand::rng());
                 tally.listed(keys.len() as u64, seen.len() as u64, new.len() as u64, changed);
                 for obj in new {
                     // The model stopped (it failed): its error is the one to report.

@@ -51,6 +51,14 @@ pub async fn write_with_reconnect(pool: &deadpool_postgres::Pool, plan: &WritePl
     }
 }
 
+/// See [`ledger::LOADED`].
+pub async fn already_loaded(pool: &deadpool_postgres::Pool, key: &str) -> bool {
+    match pool.get().await {
+        Ok(c) => c.query_one(ledger::LOADED, &[&key]).await.is_ok_and(|r| r.get(0)),
+        Err(_) => false,
+    }
+}
+
 /// A pool of `size` connections (deadpool-postgres).
 pub fn pool(url: &str, size: usize) -> anyhow::Result<deadpool_postgres::Pool> {
     let cfg: tokio_postgres::Config = url

@@ -21,6 +21,11 @@ pub const CLAIM: &str = "INSERT INTO processed_files \
 /// the subtraction and the `last_seen_at` bookkeeping in one round trip.
 pub const SEEN: &str = "UPDATE processed_files SET last_seen_at = now() WHERE key = ANY($1) RETURNING key, etag";
 
+/// Whether another worker has committed the key since the listing was
+/// subtracted: checked before fetching, so workers sharing a bucket do not
+/// download what one of them already loaded.
+pub const LOADED: &str = "SELECT EXISTS (SELECT 1 FROM processed_files WHERE key = $1)";
+
 /// Keys per `SEEN` round trip: large enough to be few, small enough that a
 /// bucket of millions of keys never builds one enormous statement.
 pub const SEEN_CHUNK: usize = 10_000;

@@ -50,6 +50,12 @@ pub fn write_with_reconnect(client: &mut postgres::Client, url: &str, plan: &Wri
     }
 }
 
+/// See [`ledger::LOADED`]. A lost connection is not an error here: the
+/// write that follows reconnects or reports it.
+pub fn already_loaded(client: &mut postgres::Client, key: &str) -> bool {
+    client.query_one(ledger::LOADED, &[&key]).is_ok_and(|r| r.get(0))
+}
+
 /// Subtracts what the ledger holds from a listing, noting the keys as seen.
 /// Returns the keys already in the ledger with their stored ETags.
 pub fn seen_keys(

@@ -30,6 +30,9 @@ impl Ingestor for Async {
                     // Spawned, so parsing runs on every core, not on the task
                     // that polls the stream.
                     tokio::spawn(async move {
+                        if async_writer::already_loaded(&pool, &obj.key).await {
+                            return Ok((obj.key, FileResult::AlreadyLoaded));
+                        }
                         let next = match refuse_key(&obj, "async") {
                             Some(refused) => refused,
                             None => step(&obj, "async", write, http.get(&url).await),

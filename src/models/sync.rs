@@ -34,6 +34,9 @@ pub(crate) fn fetch_and_write(
     obj: &ObjectRef,
     model: &str,
 ) -> anyhow::Result<FileResult> {
+    if sync_writer::already_loaded(pg, &obj.key) {
+        return Ok(FileResult::AlreadyLoaded);
+    }
     let next = match refuse_key(obj, model) {
         Some(refused) => refused,
         None => step(obj, model, job.knobs.write, http.get(&job.bucket.object_url(&obj.key))),
