@@ -20,17 +20,20 @@ impl Ingestor for Async {
         let http = AsyncClient::new(job.client.clone(), job.stats.clone())?;
         rt.block_on(async {
             let pool = async_writer::pool(job.database_url, job.knobs.connections)?;
+            // One connection of its own for the cheap "loaded meanwhile?" checks,
+            // so they never queue behind the writers for a pooled connection.
+            let checks = async_writer::pool(job.database_url, 1)?;
             // Fail fast, in one line, if the database is gone.
             drop(pool.get().await.map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {e}"))?);
             let mut done = todo_stream(todo)
                 .map(|obj| {
-                    let (http, pool) = (http.clone(), pool.clone());
+                    let (http, pool, checks) = (http.clone(), pool.clone(), checks.clone());
                     let url = job.bucket.object_url(&obj.key);
                     let write = job.knobs.write;
                     // Spawned, so parsing runs on every core, not on the task
                     // that polls the stream.
                     tokio::spawn(async move {
-                        if async_writer::already_loaded(&pool, &obj.key).await {
+                        if async_writer::already_loaded(&checks, &obj.key).await {
                             return Ok((obj.key, FileResult::AlreadyLoaded));
                         }
                         let next = match refuse_key(&obj, "async") {
