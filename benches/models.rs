@@ -14,9 +14,18 @@ use bucketbench::sim::{Conditions, ProfileName, SimBucket, Spec};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn models_end_to_end(c: &mut Criterion) {
-    let pg = EmbeddedPostgres::start(Flavor::Throwaway).expect("PostgreSQL (apt-get install postgresql)");
+    let pg = EmbeddedPostgres::start(Flavor::Throwaway)
+        .expect("PostgreSQL (apt-get install postgresql)");
     let bucket = SimBucket::generate(Spec::new(ProfileName::Small, 42));
-    let server = bucket.serve(Conditions { latency_ms: 20.0, ..Default::default() }, SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let server = bucket
+        .serve(
+            Conditions {
+                latency_ms: 20.0,
+                ..Default::default()
+            },
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+        )
+        .unwrap();
     let url = pg.default_url();
     let mut db = prepare_database(&url).unwrap();
     let cfg = PassConfig {

@@ -10,13 +10,29 @@ use bucketbench::sim::generator::{self, ProfileName, Spec};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn write_path(c: &mut Criterion) {
-    let pg = EmbeddedPostgres::start(Flavor::Throwaway).expect("PostgreSQL (apt-get install postgresql)");
+    let pg = EmbeddedPostgres::start(Flavor::Throwaway)
+        .expect("PostgreSQL (apt-get install postgresql)");
     let mut db = prepare_database(&pg.default_url()).unwrap();
     let spec = Spec::new(ProfileName::Seed, 42);
     let files: Vec<_> = (0..4).map(|i| generator::file(&spec, i)).collect();
     let mut group = c.benchmark_group("write");
-    for strategy in [WriteStrategy::Insert, WriteStrategy::Batch, WriteStrategy::Copy] {
-        let plans: Vec<_> = files.iter().map(|f| bucketbench::transform::plan(&f.key, None, f.body.as_deref().unwrap(), "bench", strategy)).collect();
+    for strategy in [
+        WriteStrategy::Insert,
+        WriteStrategy::Batch,
+        WriteStrategy::Copy,
+    ] {
+        let plans: Vec<_> = files
+            .iter()
+            .map(|f| {
+                bucketbench::transform::plan(
+                    &f.key,
+                    None,
+                    f.body.as_deref().unwrap(),
+                    "bench",
+                    strategy,
+                )
+            })
+            .collect();
         let rows: u64 = plans.iter().map(|p| p.rows()).sum();
         group.throughput(Throughput::Elements(rows));
         group.bench_function(format!("{}_4_seed_files", strategy.as_str()), |b| {

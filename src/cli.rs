@@ -32,7 +32,10 @@ impl ClientArgs {
         ClientConfig {
             max_object_bytes: self.max_object_bytes,
             first_byte_timeout: Duration::from_secs_f64(self.first_byte_timeout.max(0.001)),
-            retry: RetryPolicy { max_attempts: self.attempts.max(1), ..RetryPolicy::default() },
+            retry: RetryPolicy {
+                max_attempts: self.attempts.max(1),
+                ..RetryPolicy::default()
+            },
             ca_file: self.ca_file.clone(),
             ..ClientConfig::default()
         }
@@ -58,15 +61,24 @@ pub struct KnobArgs {
 
 impl KnobArgs {
     pub fn knobs(&self) -> Knobs {
-        Knobs { concurrency: self.concurrency.max(1), connections: self.connections.max(1), threads: self.threads.max(1), write: self.write }
+        Knobs {
+            concurrency: self.concurrency.max(1),
+            connections: self.connections.max(1),
+            threads: self.threads.max(1),
+            write: self.write,
+        }
     }
 }
 
 /// Logs go to stderr, at `warn` unless `RUST_LOG` says otherwise, so they
 /// never mix with `--json` on stdout.
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Prints `error: <cause chain on one line>` and exits non-zero.
@@ -168,7 +180,11 @@ impl S3Args {
     /// The same options as command-line flags, for a child process.
     pub fn to_args(&self) -> Vec<String> {
         let mut a = vec!["--suffix".to_string(), self.suffix.clone()];
-        for (flag, v) in [("--endpoint", &self.endpoint), ("--region", &self.region), ("--manifest", &self.manifest)] {
+        for (flag, v) in [
+            ("--endpoint", &self.endpoint),
+            ("--region", &self.region),
+            ("--manifest", &self.manifest),
+        ] {
             if let Some(v) = v {
                 a.push(flag.into());
                 a.push(v.clone());

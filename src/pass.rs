@@ -46,7 +46,10 @@ pub fn run_pass(cfg: &PassConfig, model: &dyn Ingestor) -> anyhow::Result<PassSu
     let mut pg = prepare_database(&cfg.database_url)?;
     let stats = Arc::new(NetStats::default());
     let lister = SyncClient::new(cfg.client.clone(), stats.clone())?;
-    let summary = PassSummary { model: model.name().to_string(), ..Default::default() };
+    let summary = PassSummary {
+        model: model.name().to_string(),
+        ..Default::default()
+    };
     let bar = cfg.progress.then(|| progress_bar(model.name()));
     let tally = Tally::new(summary, bar);
     let (tx, todo) = tokio::sync::mpsc::channel::<ObjectRef>(2 * PAGE);
@@ -102,9 +105,11 @@ pub fn run_pass(cfg: &PassConfig, model: &dyn Ingestor) -> anyhow::Result<PassSu
 fn progress_bar(model: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} files, {msg} ({per_sec}, {elapsed})")
-            .expect("valid template")
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} files, {msg} ({per_sec}, {elapsed})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     bar.set_prefix(model.to_string());
     bar.enable_steady_tick(std::time::Duration::from_millis(200));

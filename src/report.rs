@@ -13,7 +13,14 @@ use crate::db::ledger::WriteResult;
 #[derive(Debug, Clone, PartialEq)]
 pub enum FileResult {
     /// Committed by this worker: rows (or a `failed` ledger row) written.
-    Written { failed: Option<String>, songs: u64, movies: u64, apps: u64, rejected: u64, skipped: u64 },
+    Written {
+        failed: Option<String>,
+        songs: u64,
+        movies: u64,
+        apps: u64,
+        rejected: u64,
+        skipped: u64,
+    },
     /// Another worker claimed it first.
     AlreadyLoaded,
     /// Listed, but the GET answered 404.
@@ -86,7 +93,13 @@ pub struct PassSummary {
 /// holding a 2 GB bucket would report 2 GB.
 pub fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
     Some(kb / 1024.0)
 }
 
@@ -109,7 +122,11 @@ impl PassSummary {
         ));
         s.push_str(&format!(
             "{} requests ({} retries), {:.1} MB in {:.2} s with model {}",
-            self.requests, self.retries, self.bytes as f64 / 1e6, secs, self.model
+            self.requests,
+            self.retries,
+            self.bytes as f64 / 1e6,
+            secs,
+            self.model
         ));
         if self.loaded == 0 && self.failed.is_empty() && self.fetch_errors.is_empty() {
             s.push_str("\nnothing new to load");
@@ -121,7 +138,10 @@ impl PassSummary {
             s.push_str(&format!("\nmissing (404): {k}"));
         }
         for f in &self.fetch_errors {
-            s.push_str(&format!("\nnot fetched, will retry next pass: {}: {}", f.key, f.reason));
+            s.push_str(&format!(
+                "\nnot fetched, will retry next pass: {}: {}",
+                f.key, f.reason
+            ));
         }
         for k in &self.etag_changed {
             s.push_str(&format!("\nchanged since loaded (not reloaded): {k}"));
@@ -139,7 +159,10 @@ pub struct Tally {
 
 impl Tally {
     pub fn new(summary: PassSummary, bar: Option<indicatif::ProgressBar>) -> Self {
-        Tally { summary: Mutex::new(summary), bar }
+        Tally {
+            summary: Mutex::new(summary),
+            bar,
+        }
     }
 
     /// Notes a listed page: `listed` keys, `already` of them in the ledger,
@@ -157,8 +180,21 @@ impl Tally {
     pub fn record(&self, key: &str, result: FileResult) {
         let mut s = self.summary.lock().unwrap();
         match result {
-            FileResult::Written { failed: Some(reason), .. } => s.failed.push(KeyReason { key: key.into(), reason }),
-            FileResult::Written { failed: None, songs, movies, apps, rejected, skipped } => {
+            FileResult::Written {
+                failed: Some(reason),
+                ..
+            } => s.failed.push(KeyReason {
+                key: key.into(),
+                reason,
+            }),
+            FileResult::Written {
+                failed: None,
+                songs,
+                movies,
+                apps,
+                rejected,
+                skipped,
+            } => {
                 s.loaded += 1;
                 s.songs += songs;
                 s.movies += movies;
@@ -168,7 +204,10 @@ impl Tally {
             }
             FileResult::AlreadyLoaded => s.already_loaded += 1,
             FileResult::Missing => s.missing.push(key.into()),
-            FileResult::FetchFailed(reason) => s.fetch_errors.push(KeyReason { key: key.into(), reason }),
+            FileResult::FetchFailed(reason) => s.fetch_errors.push(KeyReason {
+                key: key.into(),
+                reason,
+            }),
         }
         if let Some(bar) = &self.bar {
             bar.inc(1);

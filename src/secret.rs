@@ -8,11 +8,20 @@ pub fn redact_url(url: &str) -> String {
         if u.password().is_some() {
             let _ = u.set_password(Some("***"));
         }
-        let query: Vec<(String, String)> = u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        let query: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
         if query.iter().any(|(k, _)| k == "password") {
             let redacted: Vec<String> = query
                 .iter()
-                .map(|(k, v)| if k == "password" { format!("{k}=***") } else { format!("{k}={v}") })
+                .map(|(k, v)| {
+                    if k == "password" {
+                        format!("{k}=***")
+                    } else {
+                        format!("{k}={v}")
+                    }
+                })
                 .collect();
             u.set_query(Some(&redacted.join("&")));
         }
@@ -33,8 +42,14 @@ mod tests {
 
     #[test]
     fn hides_passwords() {
-        assert_eq!(redact_url("postgres://u:s3cret@h:5432/db"), "postgres://u:***@h:5432/db");
-        assert_eq!(redact_url("host=h password=s3cret user=u"), "host=h password=*** user=u");
+        assert_eq!(
+            redact_url("postgres://u:s3cret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(
+            redact_url("host=h password=s3cret user=u"),
+            "host=h password=*** user=u"
+        );
         assert!(!redact_url("postgres://u@h/db?password=s3cret").contains("s3cret"));
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
     }

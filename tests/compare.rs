@@ -11,7 +11,17 @@ use common::*;
 fn compare(out: &Path, db: &str, extra: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_compare"))
         .env("DATABASE_URL", db)
-        .args(["--profile", "tiny", "--latency-ms", "5", "--jitter-ms", "1", "--bandwidth-mbps", "0", "--out"])
+        .args([
+            "--profile",
+            "tiny",
+            "--latency-ms",
+            "5",
+            "--jitter-ms",
+            "1",
+            "--bandwidth-mbps",
+            "0",
+            "--out",
+        ])
         .arg(out)
         .args(extra)
         .output()
@@ -41,24 +51,60 @@ fn compare_on_tiny_writes_every_output() {
     let db = fresh_db();
     let out = compare(dir.path(), &db, &["--runs", "2", "--warmup", "1"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("| model | runs | median"), "{stdout}");
     assert!(stdout.contains("every run verified"), "{stdout}");
 
     let (headers, runs) = csv_rows(&dir.path().join("runs.csv"));
     assert_eq!(
         headers,
-        ["model", "write", "run", "wall_seconds", "files", "rows", "rejected", "requests", "retries", "bytes", "cpu_seconds", "peak_rss_mb", "verified", "problems"]
+        [
+            "model",
+            "write",
+            "run",
+            "wall_seconds",
+            "files",
+            "rows",
+            "rejected",
+            "requests",
+            "retries",
+            "bytes",
+            "cpu_seconds",
+            "peak_rss_mb",
+            "verified",
+            "problems"
+        ]
     );
     assert_eq!(runs.len(), 4 * 3, "4 models × (1 warm-up + 2 runs)");
     assert!(runs.iter().all(|r| &r[12] == "true"));
     assert!(runs.iter().all(|r| &r[1] == "copy"));
-    assert!(runs.iter().all(|r| r[3].parse::<f64>().unwrap() > 0.0 && r[10].parse::<f64>().unwrap() > 0.0 && r[11].parse::<f64>().unwrap() > 1.0));
+    assert!(runs.iter().all(|r| r[3].parse::<f64>().unwrap() > 0.0
+        && r[10].parse::<f64>().unwrap() > 0.0
+        && r[11].parse::<f64>().unwrap() > 1.0));
     assert_eq!(runs.iter().filter(|r| &r[2] == "warmup").count(), 4);
 
     let (headers, summary) = csv_rows(&dir.path().join("summary.csv"));
-    for col in ["model", "runs", "median_s", "min_s", "max_s", "mean_s", "stddev_s", "rows_per_s", "speedup", "speedup_error", "outlier_runs"] {
-        assert!(headers.iter().any(|h| h == col), "summary.csv lacks {col}: {headers:?}");
+    for col in [
+        "model",
+        "runs",
+        "median_s",
+        "min_s",
+        "max_s",
+        "mean_s",
+        "stddev_s",
+        "rows_per_s",
+        "speedup",
+        "speedup_error",
+        "outlier_runs",
+    ] {
+        assert!(
+            headers.iter().any(|h| h == col),
+            "summary.csv lacks {col}: {headers:?}"
+        );
     }
     let models: Vec<&str> = summary.iter().map(|r| r.get(0).unwrap()).collect();
     assert_eq!(models, ["sync", "async-fetch", "async", "threads"]);
@@ -67,14 +113,33 @@ fn compare_on_tiny_writes_every_output() {
 
     let md = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
     assert!(md.contains("| threads |"), "{md}");
-    let env: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("environment.json")).unwrap()).unwrap();
-    for key in ["cores", "memory_gib", "postgres_version", "bucket", "network", "settings", "git_revision", "runs", "warmup"] {
+    let env: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("environment.json")).unwrap())
+            .unwrap();
+    for key in [
+        "cores",
+        "memory_gib",
+        "postgres_version",
+        "bucket",
+        "network",
+        "settings",
+        "git_revision",
+        "runs",
+        "warmup",
+    ] {
         assert!(env.get(key).is_some(), "environment.json lacks {key}");
     }
     assert_eq!(env["bucket"]["profile"], "tiny");
     assert_eq!(env["network"]["latency_ms"], 5.0);
-    let all_files = std::fs::read_dir(dir.path()).unwrap().map(|e| std::fs::read(e.unwrap().path()).unwrap()).collect::<Vec<_>>();
-    assert!(all_files.iter().all(|f| !String::from_utf8_lossy(f).contains(db.split(':').nth(2).unwrap().split('@').next().unwrap())), "the database password leaked into a result file");
+    let all_files = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect::<Vec<_>>();
+    assert!(
+        all_files.iter().all(|f| !String::from_utf8_lossy(f)
+            .contains(db.split(':').nth(2).unwrap().split('@').next().unwrap())),
+        "the database password leaked into a result file"
+    );
 
     for png in ["median_time.png", "launches.png", "throughput.png"] {
         assert_eq!(png_size(&dir.path().join(png)), (1200, 720), "{png}");
@@ -85,15 +150,33 @@ fn compare_on_tiny_writes_every_output() {
 fn a_model_that_drops_a_file_fails_verification_and_compare_exits_non_zero() {
     let dir = tempfile::tempdir().unwrap();
     let db = fresh_db();
-    let out = compare(dir.path(), &db, &["--runs", "1", "--warmup", "0", "--models", "sync,test-drop-one"]);
+    let out = compare(
+        dir.path(),
+        &db,
+        &[
+            "--runs",
+            "1",
+            "--warmup",
+            "0",
+            "--models",
+            "sync,test-drop-one",
+        ],
+    );
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("runs loaded something other than the expected result"), "{stderr}");
+    assert!(
+        stderr.contains("runs loaded something other than the expected result"),
+        "{stderr}"
+    );
     let (_, runs) = csv_rows(&dir.path().join("runs.csv"));
     let broken: Vec<_> = runs.iter().filter(|r| &r[0] == "test-drop-one").collect();
     assert_eq!(broken.len(), 1);
     assert_eq!(&broken[0][12], "false");
-    assert!(broken[0][13].contains("ledger rows (files): expected"), "{:?}", &broken[0][13]);
+    assert!(
+        broken[0][13].contains("ledger rows (files): expected"),
+        "{:?}",
+        &broken[0][13]
+    );
     let sync: Vec<_> = runs.iter().filter(|r| &r[0] == "sync").collect();
     assert_eq!(&sync[0][12], "true");
 }
@@ -102,28 +185,73 @@ fn a_model_that_drops_a_file_fails_verification_and_compare_exits_non_zero() {
 fn ceilings_are_measured_beside_the_models_with_an_efficiency_table() {
     let dir = tempfile::tempdir().unwrap();
     let db = fresh_db();
-    let out = compare(dir.path(), &db, &["--runs", "1", "--warmup", "0", "--models", "sync,async", "--ceilings"]);
+    let out = compare(
+        dir.path(),
+        &db,
+        &[
+            "--runs",
+            "1",
+            "--warmup",
+            "0",
+            "--models",
+            "sync,async",
+            "--ceilings",
+        ],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let md = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
-    for row in ["| fetch-only |", "| load-only |", "Ceiling:", "| async |", "efficiency"] {
+    for row in [
+        "| fetch-only |",
+        "| load-only |",
+        "Ceiling:",
+        "| async |",
+        "efficiency",
+    ] {
         assert!(md.contains(row), "summary.md lacks {row}: {md}");
     }
     let (_, runs) = csv_rows(&dir.path().join("runs.csv"));
     let load_only: Vec<_> = runs.iter().filter(|r| &r[0] == "load-only").collect();
-    assert_eq!(&load_only[0][12], "true", "load-only loads everything and is verified");
+    assert_eq!(
+        &load_only[0][12], "true",
+        "load-only loads everything and is verified"
+    );
 }
 
 #[test]
 fn several_workers_per_run_share_the_bucket_through_the_ledger() {
     let dir = tempfile::tempdir().unwrap();
     let db = fresh_db();
-    let out = compare(dir.path(), &db, &["--runs", "1", "--warmup", "0", "--models", "sync,async", "--workers", "3"]);
+    let out = compare(
+        dir.path(),
+        &db,
+        &[
+            "--runs",
+            "1",
+            "--warmup",
+            "0",
+            "--models",
+            "sync,async",
+            "--workers",
+            "3",
+        ],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (_, runs) = csv_rows(&dir.path().join("runs.csv"));
     for r in &runs {
         assert_eq!(&r[12], "true", "{r:?}");
-        assert_eq!(&r[4], "5", "three workers loaded the five tiny files once between them: {r:?}");
+        assert_eq!(
+            &r[4], "5",
+            "three workers loaded the five tiny files once between them: {r:?}"
+        );
     }
 }

@@ -11,7 +11,14 @@ use serde_json::{Map, Value, json};
 
 fn check(bytes: &[u8]) {
     if let Ok(parsed) = parse_file(bytes) {
-        let plan = WritePlan::new("fuzz.json", None, bytes.len() as u64, "fuzz", &FileOutcome::Parsed(parsed), WriteStrategy::Copy);
+        let plan = WritePlan::new(
+            "fuzz.json",
+            None,
+            bytes.len() as u64,
+            "fuzz",
+            &FileOutcome::Parsed(parsed),
+            WriteStrategy::Copy,
+        );
         for batch in &plan.copies {
             assert!(!batch.data.contains(&0), "NUL byte in COPY data");
             assert!(batch.data.ends_with(b"\n"));
@@ -24,9 +31,12 @@ fn leaf() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)),
+        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null)),
         "\\PC{0,12}".prop_map(Value::String),
-        "[0-9]{1,30}(\\.[0-9]{0,3})?(e[0-9]{1,3})?".prop_map(|s| serde_json::from_str(&s).unwrap_or(Value::String(s))),
+        "[0-9]{1,30}(\\.[0-9]{0,3})?(e[0-9]{1,3})?"
+            .prop_map(|s| serde_json::from_str(&s).unwrap_or(Value::String(s))),
         Just(Value::String("a\u{0}b".into())),
         Just(Value::String("2021-02-29".into())),
         Just(Value::String(" TRUE ".into())),
@@ -37,20 +47,45 @@ fn value() -> impl Strategy<Value = Value> {
     leaf().prop_recursive(3, 16, 4, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::btree_map("[a-z_:]{1,8}", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
+            prop::collection::btree_map("[a-z_:]{1,8}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
 }
 
 const FIELDS: &[&str] = &[
-    "artist_name", "title", "year", "release", "original_title", "original_title:", "original_language", "budget", "is_adult",
-    "release_date", "name", "genre", "rating", "version", "size_bytes",
+    "artist_name",
+    "title",
+    "year",
+    "release",
+    "original_title",
+    "original_title:",
+    "original_language",
+    "budget",
+    "is_adult",
+    "release_date",
+    "name",
+    "genre",
+    "rating",
+    "version",
+    "size_bytes",
 ];
 
 fn record() -> impl Strategy<Value = Value> {
-    let ty = prop_oneof![Just(json!("song")), Just(json!("movie")), Just(json!("app")), Just(json!("book")), leaf()];
-    let data = prop::collection::vec((prop::sample::select(FIELDS), leaf()), 0..8)
-        .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect::<Map<_, _>>()));
+    let ty = prop_oneof![
+        Just(json!("song")),
+        Just(json!("movie")),
+        Just(json!("app")),
+        Just(json!("book")),
+        leaf()
+    ];
+    let data = prop::collection::vec((prop::sample::select(FIELDS), leaf()), 0..8).prop_map(|kv| {
+        Value::Object(
+            kv.into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect::<Map<_, _>>(),
+        )
+    });
     prop_oneof![
         8 => (ty, data).prop_map(|(t, d)| json!({"type": t, "data": d})),
         1 => value(),

@@ -42,21 +42,44 @@ fn hostile_server() -> String {
                     line.clear();
                 }
                 let path = first.split_whitespace().nth(1).unwrap_or("/").to_string();
-                let send = |stream: &mut std::net::TcpStream, ctype: &str, extra: &str, body: &[u8]| {
-                    let head = format!("HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                let send = |stream: &mut std::net::TcpStream,
+                            ctype: &str,
+                            extra: &str,
+                            body: &[u8]| {
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
                     let _ = stream.write_all(head.as_bytes());
                     let _ = stream.write_all(body);
                 };
                 match path.rsplit('/').next().unwrap_or("") {
-                    "files_list.data" => send(&mut stream, "text/plain", "", b"ok.json\nbig.json\nbomb.json\n"),
-                    "ok.json" => send(&mut stream, "application/json", "", br#"[{"type":"song","data":{"title":"fine"}}]"#),
-                    "bomb.json" => send(&mut stream, "application/json", "Content-Encoding: gzip\r\n", &bomb),
+                    "files_list.data" => send(
+                        &mut stream,
+                        "text/plain",
+                        "",
+                        b"ok.json\nbig.json\nbomb.json\n",
+                    ),
+                    "ok.json" => send(
+                        &mut stream,
+                        "application/json",
+                        "",
+                        br#"[{"type":"song","data":{"title":"fine"}}]"#,
+                    ),
+                    "bomb.json" => send(
+                        &mut stream,
+                        "application/json",
+                        "Content-Encoding: gzip\r\n",
+                        &bomb,
+                    ),
                     "big.json" => {
                         let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
                         let chunk = vec![b'['; 64 * 1024];
                         // Up to 1 GiB; a client that stops reading ends it sooner.
                         for _ in 0..16_384 {
-                            if stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).is_err()
+                            if stream
+                                .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                                .is_err()
                                 || stream.write_all(&chunk).is_err()
                                 || stream.write_all(b"\r\n").is_err()
                             {
@@ -77,7 +100,15 @@ fn hostile_server() -> String {
 /// Runs `ingest` and returns its summary and peak RSS in MB.
 fn run_measured(bucket: &str, db: &str, model: &str) -> (serde_json::Value, f64) {
     let child = Command::new(env!("CARGO_BIN_EXE_ingest"))
-        .args(["--bucket", bucket, "--model", model, "--json", "--max-object-bytes", &LIMIT.to_string()])
+        .args([
+            "--bucket",
+            bucket,
+            "--model",
+            model,
+            "--json",
+            "--max-object-bytes",
+            &LIMIT.to_string(),
+        ])
         .env("DATABASE_URL", db)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -94,10 +125,15 @@ fn run_measured(bucket: &str, db: &str, model: &str) -> (serde_json::Value, f64)
     // SAFETY: rusage is plain data; wait4 on our own child.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut usage) }, pid);
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{model}: ingest failed");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{model}: ingest failed"
+    );
     let summary: serde_json::Value = serde_json::from_str(reader.join().unwrap().trim()).unwrap();
     // The process's own high-water mark (ru_maxrss would include this test's).
-    let rss = summary["peak_rss_mb"].as_f64().unwrap_or(usage.ru_maxrss as f64 / 1024.0);
+    let rss = summary["peak_rss_mb"]
+        .as_f64()
+        .unwrap_or(usage.ru_maxrss as f64 / 1024.0);
     (summary, rss)
 }
 
@@ -111,7 +147,13 @@ fn endless_and_bomb_bodies_are_refused_while_streaming_and_memory_stays_flat() {
         let failed = summary["failed"].as_array().unwrap();
         assert_eq!(failed.len(), 2, "{model}: {summary}");
         for f in failed {
-            assert!(f["reason"].as_str().unwrap().contains("larger than the 1000000-byte limit"), "{model}: {f}");
+            assert!(
+                f["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("larger than the 1000000-byte limit"),
+                "{model}: {f}"
+            );
         }
         let mut c = connect(&db);
         let rows: Vec<(String, String)> = c
@@ -120,7 +162,14 @@ fn endless_and_bomb_bodies_are_refused_while_streaming_and_memory_stays_flat() {
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();
-        assert_eq!(rows, [("big.json".into(), "failed".into()), ("bomb.json".into(), "failed".into()), ("ok.json".into(), "loaded".into())]);
+        assert_eq!(
+            rows,
+            [
+                ("big.json".into(), "failed".into()),
+                ("bomb.json".into(), "failed".into()),
+                ("ok.json".into(), "loaded".into())
+            ]
+        );
         // The server offered 1 GiB and 64 MiB; the client kept at most about the limit.
         assert!(rss_mb < 120.0, "{model}: peak RSS {rss_mb:.0} MB");
     }
@@ -151,24 +200,46 @@ fn unstorable_text_odd_encodings_and_odd_keys_are_handled_per_record_and_per_fil
         assert_eq!(s.listed, 7, "{model}");
         let mut c = connect(&db);
         let ledger: Vec<(String, String, Option<String>)> = c
-            .query("SELECT key, status, reason FROM processed_files ORDER BY key", &[])
+            .query(
+                "SELECT key, status, reason FROM processed_files ORDER BY key",
+                &[],
+            )
             .unwrap()
             .iter()
             .map(|r| (r.get(0), r.get(1), r.get(2)))
             .collect();
-        let status = |k: &str| ledger.iter().find(|r| r.0 == k).map(|r| (r.1.clone(), r.2.clone().unwrap_or_default())).unwrap();
+        let status = |k: &str| {
+            ledger
+                .iter()
+                .find(|r| r.0 == k)
+                .map(|r| (r.1.clone(), r.2.clone().unwrap_or_default()))
+                .unwrap()
+        };
         assert_eq!(status("nul.json").0, "loaded");
         assert_eq!(status("bom.json").0, "loaded");
         assert_eq!(status("bad-utf8.json").0, "failed");
-        assert!(status("bad-utf8.json").1.starts_with("not valid JSON"), "{:?}", status("bad-utf8.json"));
+        assert!(
+            status("bad-utf8.json").1.starts_with("not valid JSON"),
+            "{:?}",
+            status("bad-utf8.json")
+        );
         assert_eq!(status("numbers.json").0, "loaded");
-        assert_eq!(status("dir/a b?c#d.json").0, "loaded", "{model}: spaces, ? and # reach the server encoded");
+        assert_eq!(
+            status("dir/a b?c#d.json").0,
+            "loaded",
+            "{model}: spaces, ? and # reach the server encoded"
+        );
         for dotted in ["dir/../escape.json", "./dot.json"] {
             let (st, reason) = status(dotted);
             assert_eq!(st, "failed", "{model}: {dotted}");
             assert!(reason.contains("path segment"), "{reason}");
         }
-        let titles: Vec<String> = c.query("SELECT title FROM songs ORDER BY title", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+        let titles: Vec<String> = c
+            .query("SELECT title FROM songs ORDER BY title", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
         assert_eq!(titles, ["after", "bom", "good", "odd key"], "{model}");
         let rejected: Vec<(String, String, serde_json::Value)> = c
             .query("SELECT source_key, reason, raw FROM rejected_records ORDER BY source_key, record_index", &[])
@@ -179,7 +250,13 @@ fn unstorable_text_odd_encodings_and_odd_keys_are_handled_per_record_and_per_fil
         assert_eq!(rejected.len(), 3, "{model}: {rejected:?}");
         assert_eq!(rejected[0].0, "nul.json");
         assert!(rejected[0].1.contains("NUL"), "{}", rejected[0].1);
-        assert_eq!(rejected[0].2["data"]["title"], "bad\u{2400}title", "the raw record is kept, made storable");
-        assert!(rejected[1].1.contains("size_bytes") && rejected[2].1.contains("rating"), "{rejected:?}");
+        assert_eq!(
+            rejected[0].2["data"]["title"], "bad\u{2400}title",
+            "the raw record is kept, made storable"
+        );
+        assert!(
+            rejected[1].1.contains("size_bytes") && rejected[2].1.contains("rating"),
+            "{rejected:?}"
+        );
     }
 }

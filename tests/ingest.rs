@@ -29,14 +29,23 @@ const FIXTURE: &str = r#"[
 #[test]
 fn loads_every_value_of_the_contract_fixture() {
     let db = fresh_db();
-    let server = serve(store_with(&[("2021/06/01/part-00001.json", FIXTURE.as_bytes())], "2021/06/01/part-00001.json\n"));
+    let server = serve(store_with(
+        &[("2021/06/01/part-00001.json", FIXTURE.as_bytes())],
+        "2021/06/01/part-00001.json\n",
+    ));
     let s = pass(&server.base_url(), &db, "sync");
-    assert_eq!((s.loaded, s.songs, s.movies, s.apps, s.rejected, s.skipped), (1, 3, 3, 3, 5, 2));
+    assert_eq!(
+        (s.loaded, s.songs, s.movies, s.apps, s.rejected, s.skipped),
+        (1, 3, 3, 3, 5, 2)
+    );
     let key = "2021/06/01/part-00001.json";
     let mut c = connect(&db);
 
     let songs: Vec<(String, Option<String>, String, Option<i32>, Option<String>)> = c
-        .query("SELECT source_key, artist_name, title, year, release FROM songs ORDER BY id", &[])
+        .query(
+            "SELECT source_key, artist_name, title, year, release FROM songs ORDER BY id",
+            &[],
+        )
         .unwrap()
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
@@ -44,12 +53,36 @@ fn loads_every_value_of_the_contract_fixture() {
     assert_eq!(
         songs,
         vec![
-            (key.into(), Some("Nirvana".into()), "Come as You Are".into(), Some(1992), Some("Nevermind".into())),
-            (key.into(), None, "Tab\tand\\backslash".into(), Some(1994), None),
-            (key.into(), None, "Whole float".into(), Some(1994), Some("7".into())),
+            (
+                key.into(),
+                Some("Nirvana".into()),
+                "Come as You Are".into(),
+                Some(1992),
+                Some("Nevermind".into())
+            ),
+            (
+                key.into(),
+                None,
+                "Tab\tand\\backslash".into(),
+                Some(1994),
+                None
+            ),
+            (
+                key.into(),
+                None,
+                "Whole float".into(),
+                Some(1994),
+                Some("7".into())
+            ),
         ]
     );
-    let fresh: bool = c.query_one("SELECT bool_and(ingestion_time > now() - interval '1 minute') FROM songs", &[]).unwrap().get(0);
+    let fresh: bool = c
+        .query_one(
+            "SELECT bool_and(ingestion_time > now() - interval '1 minute') FROM songs",
+            &[],
+        )
+        .unwrap()
+        .get(0);
     assert!(fresh, "ingestion_time is when the record was processed");
 
     let movies: Vec<(String, Option<String>, Option<i64>, Option<bool>, Option<NaiveDate>, String)> = c
@@ -61,14 +94,45 @@ fn loads_every_value_of_the_contract_fixture() {
     assert_eq!(
         movies,
         vec![
-            ("Star Wars: The Force Awakens".into(), Some("en".into()), Some(245_000_000), Some(false), NaiveDate::from_ymd_opt(2015, 12, 18), "star_wars_the_force_awakens".into()),
-            ("Amélie".into(), None, Some(10_000_000_000), Some(true), None, "amélie".into()),
-            ("Spider-Man:  No Way Home".into(), None, Some(200_000_000), None, None, "spiderman_no_way_home".into()),
+            (
+                "Star Wars: The Force Awakens".into(),
+                Some("en".into()),
+                Some(245_000_000),
+                Some(false),
+                NaiveDate::from_ymd_opt(2015, 12, 18),
+                "star_wars_the_force_awakens".into()
+            ),
+            (
+                "Amélie".into(),
+                None,
+                Some(10_000_000_000),
+                Some(true),
+                None,
+                "amélie".into()
+            ),
+            (
+                "Spider-Man:  No Way Home".into(),
+                None,
+                Some(200_000_000),
+                None,
+                None,
+                "spiderman_no_way_home".into()
+            ),
         ]
     );
 
-    let apps: Vec<(String, Option<String>, Option<f64>, Option<String>, Option<i64>, bool)> = c
-        .query("SELECT name, genre, rating, version, size_bytes, is_awesome FROM apps ORDER BY id", &[])
+    let apps: Vec<(
+        String,
+        Option<String>,
+        Option<f64>,
+        Option<String>,
+        Option<i64>,
+        bool,
+    )> = c
+        .query(
+            "SELECT name, genre, rating, version, size_bytes, is_awesome FROM apps ORDER BY id",
+            &[],
+        )
         .unwrap()
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
@@ -76,8 +140,22 @@ fn loads_every_value_of_the_contract_fixture() {
     assert_eq!(
         apps,
         vec![
-            ("Notes".into(), Some("Productivity".into()), Some(4.5), Some("2.10".into()), Some(3_000_000_000), true),
-            ("Calc".into(), None, Some(4.49), Some("1.10.3".into()), None, false),
+            (
+                "Notes".into(),
+                Some("Productivity".into()),
+                Some(4.5),
+                Some("2.10".into()),
+                Some(3_000_000_000),
+                true
+            ),
+            (
+                "Calc".into(),
+                None,
+                Some(4.49),
+                Some("1.10.3".into()),
+                None,
+                false
+            ),
             ("Bare".into(), None, None, None, None, false),
         ]
     );
@@ -96,17 +174,32 @@ fn loads_every_value_of_the_contract_fixture() {
     assert!(rejected[2].2.contains("size_bytes"));
     assert!(rejected[4].2.contains("is_adult"));
     assert_eq!(rejected[3].3, serde_json::json!("just a string"));
-    assert_eq!(rejected[2].3, serde_json::json!({"type": "app", "data": {"name": "Neg", "size_bytes": -1}}));
+    assert_eq!(
+        rejected[2].3,
+        serde_json::json!({"type": "app", "data": {"name": "Neg", "size_bytes": -1}})
+    );
 
     let ledger = c
         .query_one("SELECT status, reason, songs_rows, movies_rows, apps_rows, rejected_count, skipped_count, model, etag, size_bytes FROM processed_files WHERE key = $1", &[&key])
         .unwrap();
     assert_eq!(ledger.get::<_, String>(0), "loaded");
     assert_eq!(ledger.get::<_, Option<String>>(1), None);
-    assert_eq!((ledger.get::<_, i32>(2), ledger.get::<_, i32>(3), ledger.get::<_, i32>(4)), (3, 3, 3));
+    assert_eq!(
+        (
+            ledger.get::<_, i32>(2),
+            ledger.get::<_, i32>(3),
+            ledger.get::<_, i32>(4)
+        ),
+        (3, 3, 3)
+    );
     assert_eq!((ledger.get::<_, i32>(5), ledger.get::<_, i32>(6)), (5, 2));
     assert_eq!(ledger.get::<_, String>(7), "sync");
-    assert!(ledger.get::<_, Option<String>>(8).is_some_and(|e| e.starts_with('"')), "ETag from the GET");
+    assert!(
+        ledger
+            .get::<_, Option<String>>(8)
+            .is_some_and(|e| e.starts_with('"')),
+        "ETag from the GET"
+    );
     assert_eq!(ledger.get::<_, i64>(9), FIXTURE.len() as i64);
 }
 
@@ -125,21 +218,51 @@ fn a_second_pass_loads_only_new_files_and_vanished_files_keep_their_rows() {
 
     // b vanishes, c appears.
     store.delete("b.json");
-    store.put("c.json", bucketbench::sim::Object::new(c_, "2021-06-02T00:00:00.000Z"));
-    store.put("files_list.data", bucketbench::sim::Object::new(b"a.json\nc.json\n".to_vec(), "2021-06-02T00:00:00.000Z"));
+    store.put(
+        "c.json",
+        bucketbench::sim::Object::new(c_, "2021-06-02T00:00:00.000Z"),
+    );
+    store.put(
+        "files_list.data",
+        bucketbench::sim::Object::new(b"a.json\nc.json\n".to_vec(), "2021-06-02T00:00:00.000Z"),
+    );
     let second = pass(&server.base_url(), &db, "sync");
-    assert_eq!((second.listed, second.already_loaded, second.loaded, second.songs), (2, 1, 1, 1));
+    assert_eq!(
+        (
+            second.listed,
+            second.already_loaded,
+            second.loaded,
+            second.songs
+        ),
+        (2, 1, 1, 1)
+    );
 
     let mut c = connect(&db);
-    let titles: Vec<String> = c.query("SELECT title FROM songs ORDER BY title", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    let titles: Vec<String> = c
+        .query("SELECT title FROM songs ORDER BY title", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     assert_eq!(titles, ["a", "b", "c"], "b keeps its rows");
     let seen: Vec<(String, bool)> = c
-        .query("SELECT key, last_seen_at > processed_at FROM processed_files ORDER BY key", &[])
+        .query(
+            "SELECT key, last_seen_at > processed_at FROM processed_files ORDER BY key",
+            &[],
+        )
         .unwrap()
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    assert_eq!(seen, [("a.json".into(), true), ("b.json".into(), false), ("c.json".into(), false)], "last_seen_at follows the listing");
+    assert_eq!(
+        seen,
+        [
+            ("a.json".into(), true),
+            ("b.json".into(), false),
+            ("c.json".into(), false)
+        ],
+        "last_seen_at follows the listing"
+    );
 
     let third = pass(&server.base_url(), &db, "sync");
     assert_eq!((third.loaded, third.already_loaded), (0, 2));
@@ -151,24 +274,56 @@ fn failed_files_are_recorded_with_their_reason_and_load_nothing() {
     let db = fresh_db();
     let ok = song_file("ok");
     let server = serve(store_with(
-        &[("ok.json", &ok), ("garbage.json", b"this is not json"), ("object.json", br#"{"type":"song","data":{"title":"x"}}"#), ("empty.json", b"[]")],
+        &[
+            ("ok.json", &ok),
+            ("garbage.json", b"this is not json"),
+            ("object.json", br#"{"type":"song","data":{"title":"x"}}"#),
+            ("empty.json", b"[]"),
+        ],
         "ok.json\ngarbage.json\nobject.json\nempty.json\n",
     ));
     let s = pass(&server.base_url(), &db, "sync");
     assert_eq!((s.loaded, s.failed.len(), s.songs), (2, 2, 1));
     let mut c = connect(&db);
     let rows: Vec<(String, String, Option<String>)> = c
-        .query("SELECT key, status, reason FROM processed_files ORDER BY key", &[])
+        .query(
+            "SELECT key, status, reason FROM processed_files ORDER BY key",
+            &[],
+        )
         .unwrap()
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
     assert_eq!(rows[0], ("empty.json".into(), "loaded".into(), None));
-    assert_eq!((rows[1].0.as_str(), rows[1].1.as_str()), ("garbage.json", "failed"));
-    assert!(rows[1].2.as_deref().unwrap().starts_with("not valid JSON"), "{:?}", rows[1].2);
-    assert_eq!((rows[2].0.as_str(), rows[2].1.as_str()), ("object.json", "failed"));
-    assert!(rows[2].2.as_deref().unwrap().contains("an object, not an array"), "{:?}", rows[2].2);
-    assert_eq!(count(&mut c, "SELECT count(*) FROM songs WHERE source_key <> 'ok.json'"), 0);
+    assert_eq!(
+        (rows[1].0.as_str(), rows[1].1.as_str()),
+        ("garbage.json", "failed")
+    );
+    assert!(
+        rows[1].2.as_deref().unwrap().starts_with("not valid JSON"),
+        "{:?}",
+        rows[1].2
+    );
+    assert_eq!(
+        (rows[2].0.as_str(), rows[2].1.as_str()),
+        ("object.json", "failed")
+    );
+    assert!(
+        rows[2]
+            .2
+            .as_deref()
+            .unwrap()
+            .contains("an object, not an array"),
+        "{:?}",
+        rows[2].2
+    );
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM songs WHERE source_key <> 'ok.json'"
+        ),
+        0
+    );
     // Failed files are in the ledger, so the next pass does not refetch them.
     let again = pass(&server.base_url(), &db, "sync");
     assert_eq!((again.already_loaded, again.requests), (4, 1));
@@ -180,21 +335,40 @@ fn a_listed_key_that_404s_is_skipped_and_reported() {
     let ok = song_file("ok");
     let server = serve(store_with(&[("ok.json", &ok)], "ok.json\ngone.json\n"));
     let s = pass(&server.base_url(), &db, "sync");
-    assert_eq!((s.loaded, s.missing.clone()), (1, vec!["gone.json".to_string()]));
+    assert_eq!(
+        (s.loaded, s.missing.clone()),
+        (1, vec!["gone.json".to_string()])
+    );
     assert!(s.render().contains("missing (404): gone.json"));
     let mut c = connect(&db);
-    assert_eq!(count(&mut c, "SELECT count(*) FROM processed_files WHERE key = 'gone.json'"), 0, "a 404 is retried next pass");
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM processed_files WHERE key = 'gone.json'"
+        ),
+        0,
+        "a 404 is retried next pass"
+    );
 }
 
 #[test]
 fn a_crlf_manifest_with_blanks_duplicates_and_spaces_loads_each_key_once() {
     let db = fresh_db();
     let (a, b) = (song_file("a"), song_file("b"));
-    let server = serve(store_with(&[("a.json", &a), ("dir/b c.json", &b)], "\r\n a.json \r\n\r\ndir/b c.json\r\na.json\r\n\t\r\n"));
+    let server = serve(store_with(
+        &[("a.json", &a), ("dir/b c.json", &b)],
+        "\r\n a.json \r\n\r\ndir/b c.json\r\na.json\r\n\t\r\n",
+    ));
     let s = pass(&server.base_url(), &db, "sync");
     assert_eq!((s.listed, s.loaded, s.songs), (2, 2, 2));
     let mut c = connect(&db);
-    assert_eq!(count(&mut c, "SELECT count(*) FROM songs WHERE source_key = 'dir/b c.json'"), 1);
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM songs WHERE source_key = 'dir/b c.json'"
+        ),
+        1
+    );
 }
 
 fn ingest() -> Command {
@@ -206,13 +380,34 @@ fn ingest() -> Command {
 #[test]
 fn two_ingest_processes_at_once_load_every_key_exactly_once() {
     let db = fresh_db();
-    let bodies: Vec<(String, Vec<u8>)> = (0..40).map(|i| (format!("k{i:03}.json"), song_file(&format!("s{i}")))).collect();
-    let files: Vec<(&str, &[u8])> = bodies.iter().map(|(k, b)| (k.as_str(), b.as_slice())).collect();
+    let bodies: Vec<(String, Vec<u8>)> = (0..40)
+        .map(|i| (format!("k{i:03}.json"), song_file(&format!("s{i}"))))
+        .collect();
+    let files: Vec<(&str, &[u8])> = bodies
+        .iter()
+        .map(|(k, b)| (k.as_str(), b.as_slice()))
+        .collect();
     let manifest: String = bodies.iter().map(|(k, _)| format!("{k}\n")).collect();
-    let server = serve_with(store_with(&files, &manifest), bucketbench::sim::Conditions { latency_ms: 5.0, ..Default::default() });
+    let server = serve_with(
+        store_with(&files, &manifest),
+        bucketbench::sim::Conditions {
+            latency_ms: 5.0,
+            ..Default::default()
+        },
+    );
     let children: Vec<_> = (0..2)
         .map(|_| {
-            ingest().args(["--bucket", &server.base_url(), "--database-url", &db, "--json"]).stdout(std::process::Stdio::piped()).spawn().unwrap()
+            ingest()
+                .args([
+                    "--bucket",
+                    &server.base_url(),
+                    "--database-url",
+                    &db,
+                    "--json",
+                ])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
         })
         .collect();
     let outputs: Vec<serde_json::Value> = children
@@ -224,7 +419,10 @@ fn two_ingest_processes_at_once_load_every_key_exactly_once() {
         })
         .collect();
     let loaded: u64 = outputs.iter().map(|o| o["loaded"].as_u64().unwrap()).sum();
-    assert_eq!(loaded, 40, "between them they loaded every file once: {outputs:?}");
+    assert_eq!(
+        loaded, 40,
+        "between them they loaded every file once: {outputs:?}"
+    );
     let mut c = connect(&db);
     assert_eq!(count(&mut c, "SELECT count(*) FROM songs"), 40);
     assert_eq!(count(&mut c, "SELECT count(DISTINCT title) FROM songs"), 40);
@@ -234,23 +432,44 @@ fn two_ingest_processes_at_once_load_every_key_exactly_once() {
 #[test]
 fn an_unreachable_database_exits_non_zero_with_one_clear_line() {
     let server = serve(store_with(&[], ""));
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let url = format!("postgres://u:hunter2secret@127.0.0.1:{port}/db");
-    let out = ingest().args(["--bucket", &server.base_url(), "--database-url", &url]).output().unwrap();
+    let out = ingest()
+        .args(["--bucket", &server.base_url(), "--database-url", &url])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 1, "{err}");
-    assert!(lines[0].starts_with("error: cannot connect to PostgreSQL"), "{err}");
+    assert!(
+        lines[0].starts_with("error: cannot connect to PostgreSQL"),
+        "{err}"
+    );
     assert!(!err.contains("hunter2secret"), "the password leaked: {err}");
 }
 
 #[test]
 fn an_unreachable_bucket_exits_non_zero_with_one_clear_line() {
     let db = fresh_db();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let out = ingest()
-        .args(["--bucket", &format!("http://127.0.0.1:{port}"), "--database-url", &db, "--attempts", "2"])
+        .args([
+            "--bucket",
+            &format!("http://127.0.0.1:{port}"),
+            "--database-url",
+            &db,
+            "--attempts",
+            "2",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -261,7 +480,10 @@ fn an_unreachable_bucket_exits_non_zero_with_one_clear_line() {
 
 #[test]
 fn the_embedded_persistent_database_keeps_the_ledger_between_runs() {
-    let dir = tempfile::Builder::new().prefix("bucketbench-test-data").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("bucketbench-test-data")
+        .tempdir()
+        .unwrap();
     let data_dir = dir.path().join("pg");
     let a = song_file("a");
     let server = serve(store_with(&[("a.json", &a)], "a.json\n"));
@@ -271,13 +493,20 @@ fn the_embedded_persistent_database_keeps_the_ledger_between_runs() {
             .arg(&data_dir)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
     };
     let first = run();
     assert_eq!(first["loaded"], 1);
     let second = run();
-    assert_eq!((second["loaded"].as_u64(), second["already_loaded"].as_u64()), (Some(0), Some(1)));
+    assert_eq!(
+        (second["loaded"].as_u64(), second["already_loaded"].as_u64()),
+        (Some(0), Some(1))
+    );
     let dir_path = dir.path().to_path_buf();
     drop(dir);
     assert!(!dir_path.exists());

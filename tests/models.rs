@@ -9,16 +9,27 @@ use common::*;
 
 fn check(model: &str, profile: ProfileName, conditions: Conditions) {
     let bucket = SimBucket::generate(Spec::new(profile, 11));
-    let server = bucket.serve(conditions, SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let server = bucket
+        .serve(conditions, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .unwrap();
     let db = fresh_db();
     let s = pass(&server.base_url(), &db, model);
     assert_eq!(s.model, model);
     let want = bucket.expected();
-    assert_eq!(s.loaded + s.failed.len() as u64, want.files, "{model} {profile:?}");
+    assert_eq!(
+        s.loaded + s.failed.len() as u64,
+        want.files,
+        "{model} {profile:?}"
+    );
     assert_eq!(s.missing.len(), want.missing_keys.len());
     let diffs = verify(&mut connect(&db), &want).unwrap();
     assert!(diffs.is_empty(), "{model} on {profile:?}: {diffs:#?}");
-    let models: Vec<String> = connect(&db).query("SELECT DISTINCT model FROM processed_files", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    let models: Vec<String> = connect(&db)
+        .query("SELECT DISTINCT model FROM processed_files", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     assert_eq!(models, [model], "the ledger names the model");
     // A second pass finds nothing new.
     let again = pass(&server.base_url(), &db, model);
@@ -49,11 +60,23 @@ model_tests! {
 fn async_models_survive_injected_errors() {
     for model in ["async-fetch", "async", "threads"] {
         let bucket = SimBucket::generate(Spec::new(ProfileName::Small, 4));
-        let server = bucket.serve(Conditions { error_rate: 0.2, ..Default::default() }, SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let server = bucket
+            .serve(
+                Conditions {
+                    error_rate: 0.2,
+                    ..Default::default()
+                },
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+            )
+            .unwrap();
         let db = fresh_db();
         let mut cfg = config(&server.base_url(), &db);
         cfg.client.retry.max_attempts = 8;
-        let s = bucketbench::pass::run_pass(&cfg, bucketbench::models::by_name(model).unwrap().as_ref()).unwrap();
+        let s = bucketbench::pass::run_pass(
+            &cfg,
+            bucketbench::models::by_name(model).unwrap().as_ref(),
+        )
+        .unwrap();
         assert!(s.retries > 0, "{model}");
         let diffs = verify(&mut connect(&db), &bucket.expected()).unwrap();
         assert!(diffs.is_empty(), "{model}: {diffs:#?}");
@@ -62,7 +85,10 @@ fn async_models_survive_injected_errors() {
 
 #[test]
 fn an_unknown_model_is_a_clear_error() {
-    let err = bucketbench::models::by_name("turbo").err().unwrap().to_string();
+    let err = bucketbench::models::by_name("turbo")
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("sync, async-fetch, async, threads"), "{err}");
 }
 
@@ -70,12 +96,20 @@ fn an_unknown_model_is_a_clear_error() {
 fn every_write_strategy_loads_exactly_the_expected_result() {
     use bucketbench::db::WriteStrategy;
     let bucket = SimBucket::generate(Spec::new(ProfileName::Messy, 17));
-    let server = bucket.serve(Conditions::default(), SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
-    for (model, write) in [("sync", WriteStrategy::Insert), ("async", WriteStrategy::Insert), ("async-fetch", WriteStrategy::Batch), ("threads", WriteStrategy::Batch)] {
+    let server = bucket
+        .serve(Conditions::default(), SocketAddr::from(([127, 0, 0, 1], 0)))
+        .unwrap();
+    for (model, write) in [
+        ("sync", WriteStrategy::Insert),
+        ("async", WriteStrategy::Insert),
+        ("async-fetch", WriteStrategy::Batch),
+        ("threads", WriteStrategy::Batch),
+    ] {
         let db = fresh_db();
         let mut cfg = config(&server.base_url(), &db);
         cfg.knobs.write = write;
-        bucketbench::pass::run_pass(&cfg, bucketbench::models::by_name(model).unwrap().as_ref()).unwrap();
+        bucketbench::pass::run_pass(&cfg, bucketbench::models::by_name(model).unwrap().as_ref())
+            .unwrap();
         let diffs = verify(&mut connect(&db), &bucket.expected()).unwrap();
         assert!(diffs.is_empty(), "{model} with {write:?}: {diffs:#?}");
     }

@@ -36,7 +36,11 @@ fn kill9(child: &mut Child) {
 /// Files committed so far; 0 if killed before the schema was created.
 fn ledger_files(db: &str) -> i64 {
     let mut c = connect(db);
-    if count(&mut c, "SELECT count(*) FROM pg_tables WHERE tablename = 'processed_files'") == 0 {
+    if count(
+        &mut c,
+        "SELECT count(*) FROM pg_tables WHERE tablename = 'processed_files'",
+    ) == 0
+    {
         return 0;
     }
     count(&mut c, "SELECT count(*) FROM processed_files")
@@ -58,12 +62,20 @@ fn crash_and_rerun(kills: u64) {
     let messy = SimBucket::generate(Spec::new(ProfileName::Messy, 8));
     let small = SimBucket::generate(Spec::new(ProfileName::Small, 8));
     // Slow enough that every model's pass spans many moments to kill it at.
-    let slow = Conditions { latency_ms: 40.0, bandwidth_mbps: 4.0, ..Default::default() };
+    let slow = Conditions {
+        latency_ms: 40.0,
+        bandwidth_mbps: 4.0,
+        ..Default::default()
+    };
     let messy_srv = messy.serve(slow.clone(), any_port()).unwrap();
     let small_srv = small.serve(slow, any_port()).unwrap();
     let mut mid_pass = 0;
     for i in 0..kills {
-        let (bucket, url) = if i % 2 == 0 { (&messy, messy_srv.base_url()) } else { (&small, small_srv.base_url()) };
+        let (bucket, url) = if i % 2 == 0 {
+            (&messy, messy_srv.base_url())
+        } else {
+            (&small, small_srv.base_url())
+        };
         let model = models::NAMES[i as usize % models::NAMES.len()];
         let db = fresh_db();
         let want = bucket.expected();
@@ -73,7 +85,10 @@ fn crash_and_rerun(kills: u64) {
         // (inside transactions, between them, before any).
         let target = (want.files as i64 * (i % 10) as i64) / 10;
         let deadline = Instant::now() + Duration::from_secs(30);
-        while ledger_files(&db) < target && child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        while ledger_files(&db) < target
+            && child.try_wait().unwrap().is_none()
+            && Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(3));
         }
         std::thread::sleep(Duration::from_millis(i * 7 % 20 + i / 10));
@@ -83,44 +98,90 @@ fn crash_and_rerun(kills: u64) {
             mid_pass += 1;
         }
         let out = ingest(&url, &db, model).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let diffs = verify(&mut connect(&db), &want).unwrap();
-        assert!(diffs.is_empty(), "{model} killed with {partial} files committed: {diffs:#?}");
+        assert!(
+            diffs.is_empty(),
+            "{model} killed with {partial} files committed: {diffs:#?}"
+        );
     }
-    assert!(mid_pass >= kills * 8 / 10, "only {mid_pass} of {kills} kills landed before the pass ended; the test is not testing crashes");
+    assert!(
+        mid_pass >= kills * 8 / 10,
+        "only {mid_pass} of {kills} kills landed before the pass ended; the test is not testing crashes"
+    );
 }
 
 #[test]
 fn four_workers_with_mixed_models_load_each_key_exactly_once() {
-    let bucket = SimBucket::generate(Spec::new(ProfileName::Small, 9).with_overrides(Some(60), Some(50)));
-    let server = bucket.serve(Conditions { latency_ms: 15.0, jitter_ms: 10.0, ..Default::default() }, any_port()).unwrap();
+    let bucket =
+        SimBucket::generate(Spec::new(ProfileName::Small, 9).with_overrides(Some(60), Some(50)));
+    let server = bucket
+        .serve(
+            Conditions {
+                latency_ms: 15.0,
+                jitter_ms: 10.0,
+                ..Default::default()
+            },
+            any_port(),
+        )
+        .unwrap();
     let db = fresh_db();
     // Migrations are applied under an advisory lock, so starting together is fine.
-    let children: Vec<Child> = models::NAMES.iter().map(|m| ingest(&server.base_url(), &db, m).spawn().unwrap()).collect();
+    let children: Vec<Child> = models::NAMES
+        .iter()
+        .map(|m| ingest(&server.base_url(), &db, m).spawn().unwrap())
+        .collect();
     let mut loaded = 0;
     for c in children {
         let out = c.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         loaded += s["loaded"].as_u64().unwrap();
     }
     let want = bucket.expected();
-    assert_eq!(loaded, want.loaded_files, "between them the workers loaded each file once");
+    assert_eq!(
+        loaded, want.loaded_files,
+        "between them the workers loaded each file once"
+    );
     let diffs = verify(&mut connect(&db), &want).unwrap();
     assert!(diffs.is_empty(), "{diffs:#?}");
     let by_model: Vec<(String, i64)> = connect(&db)
-        .query("SELECT model, count(*) FROM processed_files GROUP BY model ORDER BY model", &[])
+        .query(
+            "SELECT model, count(*) FROM processed_files GROUP BY model ORDER BY model",
+            &[],
+        )
         .unwrap()
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    assert_eq!(by_model.iter().map(|(_, n)| n).sum::<i64>() as u64, want.files, "the ledger names one loader per key: {by_model:?}");
+    assert_eq!(
+        by_model.iter().map(|(_, n)| n).sum::<i64>() as u64,
+        want.files,
+        "the ledger names one loader per key: {by_model:?}"
+    );
 }
 
 #[test]
 fn errors_and_stalls_reach_the_exact_result_within_two_passes() {
     let bucket = SimBucket::generate(Spec::new(ProfileName::Small, 10));
-    let server = bucket.serve(Conditions { error_rate: 0.2, stall_rate: 0.05, ..Default::default() }, any_port()).unwrap();
+    let server = bucket
+        .serve(
+            Conditions {
+                error_rate: 0.2,
+                stall_rate: 0.05,
+                ..Default::default()
+            },
+            any_port(),
+        )
+        .unwrap();
     for model in ["sync", "async"] {
         let db = fresh_db();
         let mut cfg = config(&server.base_url(), &db);
@@ -140,7 +201,10 @@ fn errors_and_stalls_reach_the_exact_result_within_two_passes() {
             }
             assert!(passes < 2, "{model}: not complete after two passes");
         }
-        assert!(retries > 0, "{model}: faults were injected, the summary must count retries");
+        assert!(
+            retries > 0,
+            "{model}: faults were injected, the summary must count retries"
+        );
         let diffs = verify(&mut connect(&db), &bucket.expected()).unwrap();
         assert!(diffs.is_empty(), "{model}: {diffs:#?}");
     }
@@ -150,7 +214,15 @@ fn errors_and_stalls_reach_the_exact_result_within_two_passes() {
 fn a_database_restart_mid_pass_is_survived_or_reported_in_one_line() {
     let mut pg = EmbeddedPostgres::start(Flavor::Throwaway).expect("PostgreSQL");
     let bucket = SimBucket::generate(Spec::new(ProfileName::Small, 12));
-    let server = bucket.serve(Conditions { latency_ms: 40.0, ..Default::default() }, any_port()).unwrap();
+    let server = bucket
+        .serve(
+            Conditions {
+                latency_ms: 40.0,
+                ..Default::default()
+            },
+            any_port(),
+        )
+        .unwrap();
     for (i, model) in models::NAMES.iter().enumerate() {
         let db = pg.create_database(&format!("restart{i}")).unwrap();
         let child = ingest(&server.base_url(), &db, model).spawn().unwrap();
@@ -163,7 +235,11 @@ fn a_database_restart_mid_pass_is_survived_or_reported_in_one_line() {
             assert!(stderr.starts_with("error: "), "{model}: {stderr}");
         }
         let out = ingest(&server.base_url(), &db, model).output().unwrap();
-        assert!(out.status.success(), "{model}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{model}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let diffs = verify(&mut connect(&db), &bucket.expected()).unwrap();
         assert!(diffs.is_empty(), "{model}: {diffs:#?}");
     }
@@ -183,11 +259,26 @@ fn soak_watch_on_a_churning_bucket_for_five_minutes() {
 
 fn churn_and_watch(duration: Duration) {
     let bucket = SimBucket::generate(Spec::new(ProfileName::Tiny, 13));
-    let server = bucket.serve(Conditions { latency_ms: 5.0, ..Default::default() }, any_port()).unwrap();
+    let server = bucket
+        .serve(
+            Conditions {
+                latency_ms: 5.0,
+                ..Default::default()
+            },
+            any_port(),
+        )
+        .unwrap();
     let db = fresh_db();
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_ingest"))
-        .args(["--bucket", &server.base_url(), "--watch", "--interval", "1", "--json"])
+        .args([
+            "--bucket",
+            &server.base_url(),
+            "--watch",
+            "--interval",
+            "1",
+            "--json",
+        ])
         .env("DATABASE_URL", &db)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -199,7 +290,9 @@ fn churn_and_watch(duration: Duration) {
     while started.elapsed() < duration {
         let now = Instant::now();
         for k in bucket.listed_keys() {
-            seen.entry(k).and_modify(|e| e.1 = now).or_insert((now, now));
+            seen.entry(k)
+                .and_modify(|e| e.1 = now)
+                .or_insert((now, now));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -210,20 +303,36 @@ fn churn_and_watch(duration: Duration) {
     kill9(&mut child);
     let final_listing: HashSet<String> = bucket.listed_keys().into_iter().collect();
     for k in &final_listing {
-        seen.entry(k.clone()).and_modify(|e| e.1 = end).or_insert((end, end));
+        seen.entry(k.clone())
+            .and_modify(|e| e.1 = end)
+            .or_insert((end, end));
     }
 
     let mut c = connect(&db);
     let ledger: HashMap<String, f64> = c
-        .query("SELECT key, extract(epoch FROM now() - last_seen_at)::float8 FROM processed_files", &[])
+        .query(
+            "SELECT key, extract(epoch FROM now() - last_seen_at)::float8 FROM processed_files",
+            &[],
+        )
         .unwrap()
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    let lasting: Vec<&String> = seen.iter().filter(|(_, (a, b))| *b - *a >= Duration::from_secs(2)).map(|(k, _)| k).collect();
-    assert!(lasting.len() > 20, "the bucket churned: {} lasting keys", lasting.len());
+    let lasting: Vec<&String> = seen
+        .iter()
+        .filter(|(_, (a, b))| *b - *a >= Duration::from_secs(2))
+        .map(|(k, _)| k)
+        .collect();
+    assert!(
+        lasting.len() > 20,
+        "the bucket churned: {} lasting keys",
+        lasting.len()
+    );
     for k in &lasting {
-        assert!(ledger.contains_key(*k), "{k} was in the bucket for two intervals but never loaded");
+        assert!(
+            ledger.contains_key(*k),
+            "{k} was in the bucket for two intervals but never loaded"
+        );
     }
     // Exactly once, and vanished files keep their rows: the database is the
     // expected result of loading every key in the ledger.
@@ -235,9 +344,15 @@ fn churn_and_watch(duration: Duration) {
         let (_, last) = seen[k];
         let gone_for = end.duration_since(last).as_secs_f64();
         if final_listing.contains(k) {
-            assert!(*age < 4.0, "{k} is still listed but was last seen {age:.1} s ago");
+            assert!(
+                *age < 4.0,
+                "{k} is still listed but was last seen {age:.1} s ago"
+            );
         } else if gone_for > 5.0 {
-            assert!(*age > gone_for - 3.0, "{k} vanished {gone_for:.1} s ago but was last seen {age:.1} s ago");
+            assert!(
+                *age > gone_for - 3.0,
+                "{k} vanished {gone_for:.1} s ago but was last seen {age:.1} s ago"
+            );
         }
     }
 }

@@ -87,7 +87,12 @@ fn main() {
 
 fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
-        Command::Upload { spec, to, s3, expected } => {
+        Command::Upload {
+            spec,
+            to,
+            s3,
+            expected,
+        } => {
             let to = bucketbench::bucket::BucketLocation::parse_with(&to, &s3.options())?;
             let bucket = SimBucket::generate(spec.spec());
             let n = bucketbench::sim::upload::upload(&bucket, &to)?;
@@ -97,7 +102,11 @@ fn run(args: Args) -> anyhow::Result<()> {
             eprintln!("uploaded {n} objects to {}", to.describe());
             Ok(())
         }
-        Command::Generate { spec, out, expected } => {
+        Command::Generate {
+            spec,
+            out,
+            expected,
+        } => {
             let bucket = SimBucket::generate(spec.spec());
             bucket.write_to_dir(&out)?;
             if let Some(p) = expected {
@@ -116,11 +125,26 @@ fn run(args: Args) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Serve { spec, addr, net, churn_every, churn_add, churn_delete, expected, bucket_name, require_auth, public_read } => {
+        Command::Serve {
+            spec,
+            addr,
+            net,
+            churn_every,
+            churn_add,
+            churn_delete,
+            expected,
+            bucket_name,
+            require_auth,
+            public_read,
+        } => {
             let auth = if require_auth {
                 let creds = rusty_s3::Credentials::from_env()
                     .ok_or_else(|| anyhow::anyhow!("--require-auth needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment"))?;
-                Some(SimAuth { access_key: creds.key().to_string(), secret_key: creds.secret().to_string(), public_read })
+                Some(SimAuth {
+                    access_key: creds.key().to_string(),
+                    secret_key: creds.secret().to_string(),
+                    public_read,
+                })
             } else {
                 None
             };
@@ -128,7 +152,10 @@ fn run(args: Args) -> anyhow::Result<()> {
             if let Some(p) = &expected {
                 bucket.write_expected(p)?;
             }
-            let options = ServeOptions { bucket: bucket_name.clone(), auth };
+            let options = ServeOptions {
+                bucket: bucket_name.clone(),
+                auth,
+            };
             let server = bucket.serve_with(net.conditions(Conditions::default()), addr, options)?;
             println!("{}", server.base_url());
             std::io::stdout().flush()?;

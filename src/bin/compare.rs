@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 use bucketbench::bucket::BucketLocation;
 use bucketbench::cli::{self, ClientArgs, KnobArgs, NetArgs, S3Args, SpecArgs};
+use bucketbench::db::WriteStrategy;
 use bucketbench::db::{EmbeddedPostgres, Flavor, embedded};
 use bucketbench::harness::export::{self, Environment};
 use bucketbench::harness::runner::{self, Run, RunSettings, Target, WORKER};
 use bucketbench::harness::{charts, summary};
-use bucketbench::db::WriteStrategy;
 use bucketbench::sim::{Conditions, SimBucket};
 use bucketbench::{models, pass, secret};
 use clap::Parser;
@@ -23,7 +23,11 @@ struct Args {
     #[command(flatten)]
     spec: SpecArgs,
     /// Models to run, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "sync,async-fetch,async,threads")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "sync,async-fetch,async,threads"
+    )]
     models: Vec<String>,
     /// Measured runs per model.
     #[arg(long, default_value_t = 5)]
@@ -82,7 +86,13 @@ struct Args {
 /// adds tens more, so 60 ms to first byte with 20 ms of jitter. AWS sizes
 /// one connection at 85–90 MB/s in-region; across regions a single TCP
 /// stream gets less, so 100 Mbit/s per connection.
-const DEFAULT_NETWORK: Conditions = Conditions { latency_ms: 60.0, jitter_ms: 20.0, bandwidth_mbps: 100.0, error_rate: 0.0, stall_rate: 0.0 };
+const DEFAULT_NETWORK: Conditions = Conditions {
+    latency_ms: 60.0,
+    jitter_ms: 20.0,
+    bandwidth_mbps: 100.0,
+    error_rate: 0.0,
+    stall_rate: 0.0,
+};
 
 fn main() {
     let mut argv = std::env::args();
@@ -97,7 +107,12 @@ fn main() {
     embedded::install_signal_handler();
     let args = Args::parse();
     if let Some(sweep) = args.sweep.clone() {
-        match bucketbench::harness::sweep::run(&sweep, args.out.clone(), args.spec.profile.as_str(), args.resume) {
+        match bucketbench::harness::sweep::run(
+            &sweep,
+            args.out.clone(),
+            args.spec.profile.as_str(),
+            args.resume,
+        ) {
             Ok(true) => std::process::exit(0),
             Ok(false) => std::process::exit(1),
             Err(e) => cli::exit_with(e),
@@ -113,7 +128,8 @@ fn main() {
 /// Returns whether every run was verified.
 fn run(mut args: Args) -> anyhow::Result<bool> {
     if args.ceilings {
-        args.models.extend(models::CEILINGS.iter().map(|m| m.to_string()));
+        args.models
+            .extend(models::CEILINGS.iter().map(|m| m.to_string()));
     }
     args.db_tls.apply();
     for m in &args.models {
@@ -122,14 +138,18 @@ fn run(mut args: Args) -> anyhow::Result<bool> {
     anyhow::ensure!(args.runs >= 1, "--runs must be at least 1");
     let spec = args.spec.spec();
     let conditions = args.net.conditions(DEFAULT_NETWORK);
-    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("results").join(spec.profile.as_str()));
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("results").join(spec.profile.as_str()));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
 
     let mut _server_pg = None;
     let database_url = match &args.database_url {
         Some(u) => u.clone(),
         None => {
-            let pg = EmbeddedPostgres::start(Flavor::Throwaway).context("starting a throwaway PostgreSQL")?;
+            let pg = EmbeddedPostgres::start(Flavor::Throwaway)
+                .context("starting a throwaway PostgreSQL")?;
             let url = pg.default_url();
             _server_pg = Some(pg);
             url
@@ -139,12 +159,19 @@ fn run(mut args: Args) -> anyhow::Result<bool> {
     let (bucket_url, expected, bucket_desc) = match &args.bucket {
         Some(url) => {
             let loc = BucketLocation::parse_with(url, &args.s3.options())?;
-            (url.clone(), None, serde_json::json!({ "bucket": loc.describe() }))
+            (
+                url.clone(),
+                None,
+                serde_json::json!({ "bucket": loc.describe() }),
+            )
         }
         None => {
             let started = std::time::Instant::now();
             let bucket = SimBucket::generate(spec.clone());
-            let server = bucket.serve(conditions.clone(), std::net::SocketAddr::from(([127, 0, 0, 1], 0)))?;
+            let server = bucket.serve(
+                conditions.clone(),
+                std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            )?;
             let url = server.base_url();
             let expected = bucket.expected();
             eprintln!(
@@ -164,7 +191,11 @@ fn run(mut args: Args) -> anyhow::Result<bool> {
 
     let mut db = pass::prepare_database(&database_url)?;
     let postgres_version: String = db.query_one("SHOW server_version", &[])?.get(0);
-    let target = Target { bucket_url, database_url: database_url.clone(), expected };
+    let target = Target {
+        bucket_url,
+        database_url: database_url.clone(),
+        expected,
+    };
     let settings = RunSettings {
         knobs: args.knobs.knobs(),
         attempts: args.client.attempts,
@@ -176,9 +207,20 @@ fn run(mut args: Args) -> anyhow::Result<bool> {
 
     // Warm-ups first, then the measured runs interleaved model by model, so
     // a slow spell on a shared machine hits every model, not just one.
-    let writes: Vec<WriteStrategy> =
-        if args.matrix { vec![WriteStrategy::Insert, WriteStrategy::Batch, WriteStrategy::Copy] } else { vec![args.knobs.write] };
-    let combos: Vec<(String, WriteStrategy)> = args.models.iter().flat_map(|m| writes.iter().map(move |w| (m.clone(), *w))).collect();
+    let writes: Vec<WriteStrategy> = if args.matrix {
+        vec![
+            WriteStrategy::Insert,
+            WriteStrategy::Batch,
+            WriteStrategy::Copy,
+        ]
+    } else {
+        vec![args.knobs.write]
+    };
+    let combos: Vec<(String, WriteStrategy)> = args
+        .models
+        .iter()
+        .flat_map(|m| writes.iter().map(move |w| (m.clone(), *w)))
+        .collect();
     let mut schedule: Vec<(String, WriteStrategy, usize)> = Vec::new();
     for (m, w) in &combos {
         schedule.extend((0..args.warmup).map(|_| (m.clone(), *w, 0)));
@@ -186,24 +228,54 @@ fn run(mut args: Args) -> anyhow::Result<bool> {
     for r in 1..=args.runs {
         schedule.extend(combos.iter().map(|(m, w)| (m.clone(), *w, r)));
     }
-    let labels: Vec<String> = combos.iter().map(|(m, w)| if args.matrix { format!("{m}+{}", w.as_str()) } else { m.clone() }).collect();
-    let reference = if args.matrix { "sync+insert" } else { summary::REFERENCE };
-    let reference = if labels.iter().any(|l| l == reference) { reference.to_string() } else { labels[0].clone() };
+    let labels: Vec<String> = combos
+        .iter()
+        .map(|(m, w)| {
+            if args.matrix {
+                format!("{m}+{}", w.as_str())
+            } else {
+                m.clone()
+            }
+        })
+        .collect();
+    let reference = if args.matrix {
+        "sync+insert"
+    } else {
+        summary::REFERENCE
+    };
+    let reference = if labels.iter().any(|l| l == reference) {
+        reference.to_string()
+    } else {
+        labels[0].clone()
+    };
     let bar = std::io::stderr().is_terminal().then(|| {
         let b = indicatif::ProgressBar::new(schedule.len() as u64);
         b.set_style(
-            indicatif::ProgressStyle::with_template("{prefix:>22} [{bar:30}] {pos}/{len} runs  {msg}  ({elapsed})")
-                .expect("template")
-                .progress_chars("=> "),
+            indicatif::ProgressStyle::with_template(
+                "{prefix:>22} [{bar:30}] {pos}/{len} runs  {msg}  ({elapsed})",
+            )
+            .expect("template")
+            .progress_chars("=> "),
         );
         b.enable_steady_tick(std::time::Duration::from_millis(200));
         b
     });
     let mut runs: Vec<Run> = Vec::new();
     for (model, write, r) in &schedule {
-        let label = if args.matrix { format!("{model}+{}", write.as_str()) } else { model.clone() };
+        let label = if args.matrix {
+            format!("{model}+{}", write.as_str())
+        } else {
+            model.clone()
+        };
         if let Some(b) = &bar {
-            b.set_prefix(format!("{label} {}", if *r == 0 { "warm-up".to_string() } else { format!("run {r}") }));
+            b.set_prefix(format!(
+                "{label} {}",
+                if *r == 0 {
+                    "warm-up".to_string()
+                } else {
+                    format!("run {r}")
+                }
+            ));
         }
         let run = runner::run_once(&target, &settings, model, *write, *r, &mut db, bar.as_ref())?;
         if !run.verified {
@@ -235,8 +307,15 @@ fn run(mut args: Args) -> anyhow::Result<bool> {
     export::write_runs_csv(&out.join("runs.csv"), &runs)?;
     export::write_summary_csv(&out.join("summary.csv"), &summaries, &reference)?;
     let table = export::summary_markdown(&summaries, &reference);
-    let table = if args.ceilings { format!("{table}\n{}", summary::efficiency(&summaries)) } else { table };
-    std::fs::write(out.join("summary.md"), format!("# bucketbench compare — {subtitle}\n\n{table}"))?;
+    let table = if args.ceilings {
+        format!("{table}\n{}", summary::efficiency(&summaries))
+    } else {
+        table
+    };
+    std::fs::write(
+        out.join("summary.md"),
+        format!("# bucketbench compare — {subtitle}\n\n{table}"),
+    )?;
     let (cores, memory_gib, cpu_model, os) = export::machine();
     let env = Environment {
         bucketbench_version: env!("CARGO_PKG_VERSION"),
@@ -248,7 +327,11 @@ fn run(mut args: Args) -> anyhow::Result<bool> {
         os,
         postgres_version,
         bucket: bucket_desc,
-        network: if args.bucket.is_some() { serde_json::json!("real network") } else { serde_json::to_value(&conditions)? },
+        network: if args.bucket.is_some() {
+            serde_json::json!("real network")
+        } else {
+            serde_json::to_value(&conditions)?
+        },
         settings: serde_json::to_value(&settings)?,
         models: args.models.clone(),
         runs: args.runs,
@@ -256,12 +339,36 @@ fn run(mut args: Args) -> anyhow::Result<bool> {
     };
     export::write_json(&out.join("environment.json"), &env)?;
     let mut charts_written = vec![
-        ("median_time.png", charts::median_time_bars(&out.join("median_time.png"), &summaries, &subtitle)),
-        ("launches.png", charts::launches_lines(&out.join("launches.png"), &runs, &labels, args.matrix, &subtitle)),
-        ("throughput.png", charts::throughput_bars(&out.join("throughput.png"), &summaries, &subtitle)),
+        (
+            "median_time.png",
+            charts::median_time_bars(&out.join("median_time.png"), &summaries, &subtitle),
+        ),
+        (
+            "launches.png",
+            charts::launches_lines(
+                &out.join("launches.png"),
+                &runs,
+                &labels,
+                args.matrix,
+                &subtitle,
+            ),
+        ),
+        (
+            "throughput.png",
+            charts::throughput_bars(&out.join("throughput.png"), &summaries, &subtitle),
+        ),
     ];
     if args.matrix {
-        charts_written.push(("matrix.png", charts::matrix_bars(&out.join("matrix.png"), &summaries, &args.models, &writes, &subtitle)));
+        charts_written.push((
+            "matrix.png",
+            charts::matrix_bars(
+                &out.join("matrix.png"),
+                &summaries,
+                &args.models,
+                &writes,
+                &subtitle,
+            ),
+        ));
     }
     for (name, r) in &charts_written {
         if let Err(e) = r {
@@ -280,13 +387,18 @@ fn run(mut args: Args) -> anyhow::Result<bool> {
     );
     let failed: Vec<&Run> = runs.iter().filter(|r| !r.verified).collect();
     if failed.is_empty() && args.bucket.is_some() {
-        println!("every run passed the consistency check (the ledger holds every fetchable listed key and agrees with the rows); with no generator behind this bucket, no more can be checked");
+        println!(
+            "every run passed the consistency check (the ledger holds every fetchable listed key and agrees with the rows); with no generator behind this bucket, no more can be checked"
+        );
         Ok(true)
     } else if failed.is_empty() {
         println!("every run verified against the expected result");
         Ok(true)
     } else {
-        eprintln!("error: {} runs loaded something other than the expected result; their times are excluded (see runs.csv)", failed.len());
+        eprintln!(
+            "error: {} runs loaded something other than the expected result; their times are excluded (see runs.csv)",
+            failed.len()
+        );
         Ok(false)
     }
 }

@@ -76,7 +76,11 @@ fn run(args: Args) -> anyhow::Result<()> {
             let pg = EmbeddedPostgres::start(Flavor::Persistent(args.data_dir.clone()))
                 .context("starting the embedded PostgreSQL")?;
             if !args.json {
-                eprintln!("using the embedded PostgreSQL in {} (port {})", pg.data_dir().display(), pg.port());
+                eprintln!(
+                    "using the embedded PostgreSQL in {} (port {})",
+                    pg.data_dir().display(),
+                    pg.port()
+                );
             }
             let url = pg.default_url();
             server = Some(pg);
@@ -105,13 +109,17 @@ fn run(args: Args) -> anyhow::Result<()> {
                 }
             }
             // A daemon outlives a blip: report it and try again next time.
-            Err(e) if args.watch => eprintln!("error: pass failed, retrying next interval: {}", bucketbench::report::chain(&e)),
+            Err(e) if args.watch => eprintln!(
+                "error: pass failed, retrying next interval: {}",
+                bucketbench::report::chain(&e)
+            ),
             Err(e) => return Err(e),
         }
         if !args.watch {
             break;
         }
-        let wait = Duration::from_secs_f64(args.interval.max(0.0)).saturating_sub(started.elapsed());
+        let wait =
+            Duration::from_secs_f64(args.interval.max(0.0)).saturating_sub(started.elapsed());
         std::thread::sleep(wait);
     }
     drop(server);
@@ -127,10 +135,14 @@ fn open_psql(url: &str, server: Option<&EmbeddedPostgres>) -> anyhow::Result<()>
         .unwrap_or_else(|| PathBuf::from("psql"));
     let parsed = url::Url::parse(url).context("parsing the database URL")?;
     let mut cmd = std::process::Command::new(psql);
-    cmd.arg("-h").arg(parsed.host_str().unwrap_or("127.0.0.1"))
-        .arg("-p").arg(parsed.port().unwrap_or(5432).to_string())
-        .arg("-U").arg(parsed.username())
-        .arg("-d").arg(parsed.path().trim_start_matches('/'));
+    cmd.arg("-h")
+        .arg(parsed.host_str().unwrap_or("127.0.0.1"))
+        .arg("-p")
+        .arg(parsed.port().unwrap_or(5432).to_string())
+        .arg("-U")
+        .arg(parsed.username())
+        .arg("-d")
+        .arg(parsed.path().trim_start_matches('/'));
     if let Some(pw) = parsed.password() {
         cmd.env("PGPASSWORD", pw);
     }

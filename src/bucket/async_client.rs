@@ -25,10 +25,16 @@ impl AsyncClient {
             let pem = read_ca_file(path)?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
                 .map_err(|e| anyhow::anyhow!("--ca-file {}: {e}", path.display()))?;
-            anyhow::ensure!(!certs.is_empty(), "--ca-file {} holds no PEM certificate", path.display());
+            anyhow::ensure!(
+                !certs.is_empty(),
+                "--ca-file {} holds no PEM certificate",
+                path.display()
+            );
             b = b.tls_certs_only(certs);
         }
-        let http = b.build().map_err(|e| anyhow::anyhow!("building the HTTP client: {e}"))?;
+        let http = b
+            .build()
+            .map_err(|e| anyhow::anyhow!("building the HTTP client: {e}"))?;
         Ok(AsyncClient { http, cfg, stats })
     }
 
@@ -47,7 +53,12 @@ impl AsyncClient {
     async fn try_get(&self, url: &str) -> Result<Fetched, Attempt> {
         let ttfb = self.cfg.first_byte_timeout;
         let mut resp = match tokio::time::timeout(ttfb, self.http.get(url).send()).await {
-            Err(_) => return Err(Attempt::Retry(format!("no response from {} within {ttfb:?}", super::location::shown(url)))),
+            Err(_) => {
+                return Err(Attempt::Retry(format!(
+                    "no response from {} within {ttfb:?}",
+                    super::location::shown(url)
+                )));
+            }
             Ok(r) => r.map_err(classify)?,
         };
         let status = resp.status().as_u16();
@@ -61,7 +72,11 @@ impl AsyncClient {
         if resp.content_length().is_some_and(|n| n > limit) {
             return Err(Attempt::Fail(FetchError::TooLarge { limit }));
         }
-        let etag = resp.headers().get("etag").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let etag = resp
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let mut body = Vec::with_capacity(resp.content_length().unwrap_or(0).min(limit) as usize);
         while let Some(chunk) = resp.chunk().await.map_err(classify)? {
             if (body.len() + chunk.len()) as u64 > limit {

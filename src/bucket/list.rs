@@ -16,12 +16,24 @@ use super::{FetchError, ObjectRef};
 pub const PAGE: usize = 1000;
 
 /// Calls `on_page` with each page of keys, in listing order.
-pub fn list(client: &SyncClient, loc: &BucketLocation, on_page: &mut dyn FnMut(Vec<ObjectRef>) -> anyhow::Result<()>) -> anyhow::Result<()> {
+pub fn list(
+    client: &SyncClient,
+    loc: &BucketLocation,
+    on_page: &mut dyn FnMut(Vec<ObjectRef>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     match loc {
         BucketLocation::S3(b) if b.manifest.is_none() => list_objects_v2(client, b, on_page),
         _ => {
             for chunk in manifest_keys(client, loc)?.chunks(PAGE) {
-                on_page(chunk.iter().map(|key| ObjectRef { key: key.clone(), etag: None }).collect())?;
+                on_page(
+                    chunk
+                        .iter()
+                        .map(|key| ObjectRef {
+                            key: key.clone(),
+                            etag: None,
+                        })
+                        .collect(),
+                )?;
             }
             Ok(())
         }
@@ -34,12 +46,24 @@ fn manifest_keys(client: &SyncClient, loc: &BucketLocation) -> anyhow::Result<Ve
     match (status, loc) {
         (200..=299, _) => Ok(parse_manifest(&String::from_utf8_lossy(&body))),
         (_, BucketLocation::S3(b)) => Err(s3_error(b, status, &body)),
-        (404, _) => bail!("cannot list bucket {}: {} answered 404 (no files_list.data there)", loc.describe(), shown(&url)),
-        _ => bail!("cannot list bucket {}: HTTP {status} for {}", loc.describe(), shown(&url)),
+        (404, _) => bail!(
+            "cannot list bucket {}: {} answered 404 (no files_list.data there)",
+            loc.describe(),
+            shown(&url)
+        ),
+        _ => bail!(
+            "cannot list bucket {}: HTTP {status} for {}",
+            loc.describe(),
+            shown(&url)
+        ),
     }
 }
 
-fn list_objects_v2(client: &SyncClient, b: &S3Bucket, on_page: &mut dyn FnMut(Vec<ObjectRef>) -> anyhow::Result<()>) -> anyhow::Result<()> {
+fn list_objects_v2(
+    client: &SyncClient,
+    b: &S3Bucket,
+    on_page: &mut dyn FnMut(Vec<ObjectRef>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let loc = BucketLocation::S3(b.clone());
     let mut token: Option<String> = None;
     loop {
@@ -52,19 +76,30 @@ fn list_objects_v2(client: &SyncClient, b: &S3Bucket, on_page: &mut dyn FnMut(Ve
                 action.with_continuation_token(t.as_str());
             }
             action.with_max_keys(PAGE);
-            action.sign(std::time::Duration::from_secs(3600)).to_string()
+            action
+                .sign(std::time::Duration::from_secs(3600))
+                .to_string()
         };
         let (status, body) = client.get_raw(&url).map_err(|e| unreachable(&loc, &e))?;
         if !(200..300).contains(&status) {
             return Err(s3_error(b, status, &body));
         }
-        let text = std::str::from_utf8(&body).context("ListObjectsV2 answered with invalid UTF-8")?;
-        let page = ListObjectsV2::parse_response(text).map_err(|e| anyhow::anyhow!("cannot read the ListObjectsV2 answer of {}: {e}", loc.describe()))?;
+        let text =
+            std::str::from_utf8(&body).context("ListObjectsV2 answered with invalid UTF-8")?;
+        let page = ListObjectsV2::parse_response(text).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read the ListObjectsV2 answer of {}: {e}",
+                loc.describe()
+            )
+        })?;
         let refs = page
             .contents
             .into_iter()
             .filter(|o| o.key.ends_with(&b.suffix))
-            .map(|o| ObjectRef { key: o.key, etag: o.etag })
+            .map(|o| ObjectRef {
+                key: o.key,
+                etag: o.etag,
+            })
             .collect();
         on_page(refs)?;
         match page.next_continuation_token {
@@ -76,8 +111,14 @@ fn list_objects_v2(client: &SyncClient, b: &S3Bucket, on_page: &mut dyn FnMut(Ve
 
 fn unreachable(loc: &BucketLocation, e: &FetchError) -> anyhow::Error {
     match loc {
-        BucketLocation::S3(b) => anyhow::anyhow!("cannot reach the S3 endpoint {} for bucket {}: {e}", b.endpoint, b.bucket.name()),
-        BucketLocation::Http { .. } => anyhow::anyhow!("cannot list bucket {}: {e}", loc.describe()),
+        BucketLocation::S3(b) => anyhow::anyhow!(
+            "cannot reach the S3 endpoint {} for bucket {}: {e}",
+            b.endpoint,
+            b.bucket.name()
+        ),
+        BucketLocation::Http { .. } => {
+            anyhow::anyhow!("cannot list bucket {}: {e}", loc.describe())
+        }
     }
 }
 
@@ -96,19 +137,46 @@ pub fn s3_error(b: &S3Bucket, status: u16, body: &[u8]) -> anyhow::Error {
     let name = b.bucket.name();
     match (status, code) {
         (_, "NoSuchBucket") => anyhow::anyhow!("bucket {name} does not exist at {}", b.endpoint),
-        (_, "PermanentRedirect" | "AuthorizationHeaderMalformed" | "IllegalLocationConstraintException") | (301, _) => anyhow::anyhow!(
+        (
+            _,
+            "PermanentRedirect"
+            | "AuthorizationHeaderMalformed"
+            | "IllegalLocationConstraintException",
+        )
+        | (301, _) => anyhow::anyhow!(
             "bucket {name} is not in region {} (set --region or AWS_REGION to the bucket's region){}",
             b.bucket.region(),
-            if message.is_empty() { String::new() } else { format!(": S3 says \"{message}\"") }
+            if message.is_empty() {
+                String::new()
+            } else {
+                format!(": S3 says \"{message}\"")
+            }
         ),
         (401 | 403, _) | (_, "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch") => {
             if b.credentials.is_some() {
-                anyhow::anyhow!("access denied to bucket {name} (check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY){}", if code.is_empty() { String::new() } else { format!(": {code}") })
+                anyhow::anyhow!(
+                    "access denied to bucket {name} (check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY){}",
+                    if code.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {code}")
+                    }
+                )
             } else {
-                anyhow::anyhow!("access denied to bucket {name}: the request was anonymous (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY are not set) and the bucket is not public")
+                anyhow::anyhow!(
+                    "access denied to bucket {name}: the request was anonymous (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY are not set) and the bucket is not public"
+                )
             }
         }
-        (404, _) => anyhow::anyhow!("bucket {name} does not exist at {} (HTTP 404{})", b.endpoint, if code.is_empty() { String::new() } else { format!(" {code}") }),
+        (404, _) => anyhow::anyhow!(
+            "bucket {name} does not exist at {} (HTTP 404{})",
+            b.endpoint,
+            if code.is_empty() {
+                String::new()
+            } else {
+                format!(" {code}")
+            }
+        ),
         _ => anyhow::anyhow!("listing bucket {name} failed: HTTP {status} {code} {message}"),
     }
 }
@@ -120,11 +188,17 @@ mod tests {
     fn bucket(creds: bool) -> S3Bucket {
         let loc = BucketLocation::parse_with(
             "s3://data",
-            &super::super::location::S3Options { endpoint: Some("http://127.0.0.1:1".into()), ..Default::default() },
+            &super::super::location::S3Options {
+                endpoint: Some("http://127.0.0.1:1".into()),
+                ..Default::default()
+            },
         )
         .unwrap();
-        let BucketLocation::S3(mut b) = loc else { panic!() };
-        b.credentials = creds.then(|| std::sync::Arc::new(rusty_s3::Credentials::new("AKIDEXAMPLE", "secret")));
+        let BucketLocation::S3(mut b) = loc else {
+            panic!()
+        };
+        b.credentials =
+            creds.then(|| std::sync::Arc::new(rusty_s3::Credentials::new("AKIDEXAMPLE", "secret")));
         b
     }
 
@@ -135,11 +209,32 @@ mod tests {
             s3_error(&bucket(true), 403, denied).to_string(),
             "access denied to bucket data (check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY): SignatureDoesNotMatch"
         );
-        assert!(s3_error(&bucket(false), 403, b"<Error><Code>AccessDenied</Code></Error>").to_string().contains("anonymous"));
+        assert!(
+            s3_error(
+                &bucket(false),
+                403,
+                b"<Error><Code>AccessDenied</Code></Error>"
+            )
+            .to_string()
+            .contains("anonymous")
+        );
         assert_eq!(
-            s3_error(&bucket(true), 404, b"<Error><Code>NoSuchBucket</Code></Error>").to_string(),
+            s3_error(
+                &bucket(true),
+                404,
+                b"<Error><Code>NoSuchBucket</Code></Error>"
+            )
+            .to_string(),
             "bucket data does not exist at http://127.0.0.1:1"
         );
-        assert!(s3_error(&bucket(true), 301, b"<Error><Code>PermanentRedirect</Code></Error>").to_string().contains("not in region us-east-1"));
+        assert!(
+            s3_error(
+                &bucket(true),
+                301,
+                b"<Error><Code>PermanentRedirect</Code></Error>"
+            )
+            .to_string()
+            .contains("not in region us-east-1")
+        );
     }
 }

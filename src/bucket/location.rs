@@ -11,7 +11,12 @@ use rusty_s3::{Credentials, S3Action as _, UrlStyle};
 
 /// Everything except RFC 3986 unreserved characters and `/` is escaped in a
 /// key, which is also what S3 signs.
-const KEY: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
+const KEY: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
 
 pub const MANIFEST_KEY: &str = "files_list.data";
 
@@ -63,7 +68,9 @@ impl std::fmt::Debug for S3Bucket {
 #[derive(Debug, Clone)]
 pub enum BucketLocation {
     /// A base URL holding `files_list.data`.
-    Http { base: String },
+    Http {
+        base: String,
+    },
     S3(S3Bucket),
 }
 
@@ -83,7 +90,9 @@ impl BucketLocation {
         }
         let parsed = match url::Url::parse(url) {
             Ok(u) => u,
-            Err(e) => bail!("bad bucket URL {url:?}: {e} (expected http(s)://HOST[:PORT][/PATH] or s3://BUCKET[/PREFIX])"),
+            Err(e) => bail!(
+                "bad bucket URL {url:?}: {e} (expected http(s)://HOST[:PORT][/PATH] or s3://BUCKET[/PREFIX])"
+            ),
         };
         match parsed.scheme() {
             "http" | "https" => {}
@@ -92,14 +101,18 @@ impl BucketLocation {
         if parsed.host_str().is_none() {
             bail!("bad bucket URL {url:?}: no host");
         }
-        Ok(BucketLocation::Http { base: url.trim_end_matches('/').to_string() })
+        Ok(BucketLocation::Http {
+            base: url.trim_end_matches('/').to_string(),
+        })
     }
 
     /// A short name for messages: the base URL, or `s3://NAME/PREFIX`.
     pub fn describe(&self) -> String {
         match self {
             BucketLocation::Http { base } => base.clone(),
-            BucketLocation::S3(b) => format!("s3://{}/{}", b.bucket.name(), b.prefix).trim_end_matches('/').to_string(),
+            BucketLocation::S3(b) => format!("s3://{}/{}", b.bucket.name(), b.prefix)
+                .trim_end_matches('/')
+                .to_string(),
         }
     }
 
@@ -108,7 +121,11 @@ impl BucketLocation {
     pub fn object_url(&self, key: &str) -> String {
         match self {
             BucketLocation::Http { base } => format!("{base}/{}", utf8_percent_encode(key, KEY)),
-            BucketLocation::S3(b) => b.bucket.get_object(b.credentials.as_deref(), key).sign(SIGNATURE_TTL).to_string(),
+            BucketLocation::S3(b) => b
+                .bucket
+                .get_object(b.credentials.as_deref(), key)
+                .sign(SIGNATURE_TTL)
+                .to_string(),
         }
     }
 
@@ -131,17 +148,26 @@ fn s3_bucket(url: &str, rest: &str, o: &S3Options) -> anyhow::Result<S3Bucket> {
         .or_else(|| env_nonempty("AWS_REGION"))
         .or_else(|| env_nonempty("AWS_DEFAULT_REGION"))
         .unwrap_or_else(|| "us-east-1".to_string());
-    let custom = o.endpoint.clone().or_else(|| env_nonempty("AWS_ENDPOINT_URL"));
+    let custom = o
+        .endpoint
+        .clone()
+        .or_else(|| env_nonempty("AWS_ENDPOINT_URL"));
     let (endpoint, style) = match &custom {
         // Custom endpoints rarely have per-bucket DNS: path style.
         Some(e) => (e.clone(), UrlStyle::Path),
         None => (
             format!("https://s3.{region}.amazonaws.com"),
-            if o.path_style || name.contains('.') { UrlStyle::Path } else { UrlStyle::VirtualHost },
+            if o.path_style || name.contains('.') {
+                UrlStyle::Path
+            } else {
+                UrlStyle::VirtualHost
+            },
         ),
     };
     let style = if o.path_style { UrlStyle::Path } else { style };
-    let endpoint_url = url::Url::parse(&endpoint).with_context(|| format!("bad S3 endpoint {endpoint:?} (expected http(s)://HOST[:PORT])"))?;
+    let endpoint_url = url::Url::parse(&endpoint).with_context(|| {
+        format!("bad S3 endpoint {endpoint:?} (expected http(s)://HOST[:PORT])")
+    })?;
     let bucket = rusty_s3::Bucket::new(endpoint_url, style, name.to_string(), region)
         .map_err(|e| anyhow::anyhow!("bad S3 bucket {name:?} at {endpoint}: {e}"))?;
     Ok(S3Bucket {
@@ -168,7 +194,10 @@ mod tests {
     #[test]
     fn encodes_keys() {
         let b = BucketLocation::parse("http://127.0.0.1:9000/").unwrap();
-        assert_eq!(b.object_url("2021/06/a b+c%#?.json"), "http://127.0.0.1:9000/2021/06/a%20b%2Bc%25%23%3F.json");
+        assert_eq!(
+            b.object_url("2021/06/a b+c%#?.json"),
+            "http://127.0.0.1:9000/2021/06/a%20b%2Bc%25%23%3F.json"
+        );
         assert_eq!(b.object_url("é.json"), "http://127.0.0.1:9000/%C3%A9.json");
         assert!(BucketLocation::parse("ftp://x").is_err());
         assert!(BucketLocation::parse("not a url").is_err());
@@ -177,11 +206,21 @@ mod tests {
 
     #[test]
     fn s3_urls_path_style_for_custom_endpoints() {
-        let o = S3Options { endpoint: Some("http://127.0.0.1:5000".into()), region: Some("eu-west-1".into()), ..Default::default() };
+        let o = S3Options {
+            endpoint: Some("http://127.0.0.1:5000".into()),
+            region: Some("eu-west-1".into()),
+            ..Default::default()
+        };
         let b = BucketLocation::parse_with("s3://data/2021/06", &o).unwrap();
         let BucketLocation::S3(s3) = &b else { panic!() };
-        assert_eq!((s3.prefix.as_str(), s3.suffix.as_str()), ("2021/06", ".json"));
-        assert!(b.object_url("a b.json").starts_with("http://127.0.0.1:5000/data/a%20b.json"));
+        assert_eq!(
+            (s3.prefix.as_str(), s3.suffix.as_str()),
+            ("2021/06", ".json")
+        );
+        assert!(
+            b.object_url("a b.json")
+                .starts_with("http://127.0.0.1:5000/data/a%20b.json")
+        );
         assert_eq!(b.describe(), "s3://data/2021/06");
         assert_eq!(shown("http://h/k?X-Amz-Credential=AKIA"), "http://h/k");
     }

@@ -5,11 +5,11 @@
 //! `manifest`, `location` and `retry` are sans-IO; `sync_client` (ureq) and
 //! `async_client` (reqwest) are the two HTTP shells the models use.
 
+pub mod async_client;
 pub mod list;
 pub mod location;
 pub mod manifest;
 pub mod retry;
-pub mod async_client;
 pub mod sync_client;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,7 +59,10 @@ impl Default for ClientConfig {
 /// The result of a GET that did not fail.
 #[derive(Debug)]
 pub enum Fetched {
-    Object { bytes: Vec<u8>, etag: Option<String> },
+    Object {
+        bytes: Vec<u8>,
+        etag: Option<String>,
+    },
     /// 404: listed but gone. Skipped and reported, never fatal.
     Missing,
 }

@@ -39,7 +39,11 @@ impl RetryPolicy {
             exp.min(self.cap)
         };
         let ms = ceiling.as_millis() as u64;
-        Duration::from_millis(if ms == 0 { 0 } else { rand::rng().random_range(ms / 2..=ms) })
+        Duration::from_millis(if ms == 0 {
+            0
+        } else {
+            rand::rng().random_range(ms / 2..=ms)
+        })
     }
 }
 
@@ -54,7 +58,12 @@ pub(crate) struct Retrier<'a> {
 
 impl<'a> Retrier<'a> {
     pub(crate) fn new(policy: &'a RetryPolicy, stats: &'a super::NetStats, url: &'a str) -> Self {
-        Retrier { policy, stats, url, attempt: 0 }
+        Retrier {
+            policy,
+            stats,
+            url,
+            attempt: 0,
+        }
     }
 
     /// Counts a request about to be sent.
@@ -65,7 +74,10 @@ impl<'a> Retrier<'a> {
 
     /// After a failed attempt: how long to wait before the next one, or the
     /// final error when the attempts are used up or the failure is permanent.
-    pub(crate) fn failed(&self, outcome: super::sync_client::Attempt) -> Result<Duration, super::FetchError> {
+    pub(crate) fn failed(
+        &self,
+        outcome: super::sync_client::Attempt,
+    ) -> Result<Duration, super::FetchError> {
         match outcome {
             super::sync_client::Attempt::Fail(e) => Err(e),
             super::sync_client::Attempt::Retry(why) if self.attempt >= self.policy.max_attempts => {
@@ -73,7 +85,12 @@ impl<'a> Retrier<'a> {
             }
             super::sync_client::Attempt::Retry(why) => {
                 self.stats.add(&self.stats.retries, 1);
-                tracing::debug!(url = super::location::shown(self.url), attempt = self.attempt + 1, why, "retrying");
+                tracing::debug!(
+                    url = super::location::shown(self.url),
+                    attempt = self.attempt + 1,
+                    why,
+                    "retrying"
+                );
                 Ok(self.policy.delay(self.attempt + 1))
             }
         }

@@ -72,13 +72,22 @@ impl SyncClient {
             if matches!(status, 408 | 429 | 500..=599) {
                 return Err(Attempt::Retry(format!("HTTP {status} for {}", shown(url))));
             }
-            let body = resp.body_mut().with_config().limit(self.cfg.max_object_bytes).read_to_vec().map_err(classify)?;
+            let body = resp
+                .body_mut()
+                .with_config()
+                .limit(self.cfg.max_object_bytes)
+                .read_to_vec()
+                .map_err(classify)?;
             self.stats.add(&self.stats.bytes, body.len() as u64);
             Ok((status, body))
         })
     }
 
-    fn with_retries<T>(&self, url: &str, mut attempt_once: impl FnMut() -> Result<T, Attempt>) -> Result<T, FetchError> {
+    fn with_retries<T>(
+        &self,
+        url: &str,
+        mut attempt_once: impl FnMut() -> Result<T, Attempt>,
+    ) -> Result<T, FetchError> {
         let mut retrier = super::retry::Retrier::new(&self.cfg.retry, &self.stats, url);
         loop {
             retrier.begin();
@@ -104,12 +113,24 @@ impl SyncClient {
             return Ok(Fetched::Missing);
         }
         let limit = self.cfg.max_object_bytes;
-        let declared = resp.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let declared = resp
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit) {
             return Err(Attempt::Fail(FetchError::TooLarge { limit }));
         }
-        let etag = resp.headers().get("etag").and_then(|v| v.to_str().ok()).map(str::to_string);
-        let bytes = resp.body_mut().with_config().limit(limit).read_to_vec().map_err(classify)?;
+        let etag = resp
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let bytes = resp
+            .body_mut()
+            .with_config()
+            .limit(limit)
+            .read_to_vec()
+            .map_err(classify)?;
         self.stats.add(&self.stats.bytes, bytes.len() as u64);
         Ok(Fetched::Object { bytes, etag })
     }
@@ -120,17 +141,25 @@ pub(crate) fn status_failure(status: u16, url: &str) -> Option<Attempt> {
     let url = shown(url);
     match status {
         200..=299 | 404 => None,
-        401 | 403 => Some(Attempt::Fail(FetchError::Denied(format!("HTTP {status} for {url}")))),
+        401 | 403 => Some(Attempt::Fail(FetchError::Denied(format!(
+            "HTTP {status} for {url}"
+        )))),
         408 | 429 | 500..=599 => Some(Attempt::Retry(format!("HTTP {status} for {url}"))),
-        _ => Some(Attempt::Fail(FetchError::Client(format!("HTTP {status} for {url}")))),
+        _ => Some(Attempt::Fail(FetchError::Client(format!(
+            "HTTP {status} for {url}"
+        )))),
     }
 }
 
 fn classify(e: ureq::Error) -> Attempt {
     match e {
         ureq::Error::BodyExceedsLimit(limit) => Attempt::Fail(FetchError::TooLarge { limit }),
-        ureq::Error::Tls(_) | ureq::Error::Rustls(_) => Attempt::Fail(FetchError::Client(format!("TLS error: {e}"))),
-        ureq::Error::BadUri(_) | ureq::Error::InvalidProxyUrl => Attempt::Fail(FetchError::Client(e.to_string())),
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) => {
+            Attempt::Fail(FetchError::Client(format!("TLS error: {e}")))
+        }
+        ureq::Error::BadUri(_) | ureq::Error::InvalidProxyUrl => {
+            Attempt::Fail(FetchError::Client(e.to_string()))
+        }
         other => Attempt::Retry(other.to_string()),
     }
 }

@@ -15,7 +15,9 @@ fn present<'a>(data: &'a Fields, field: &str) -> Option<&'a Value> {
 /// stored as given; rejecting keeps the record whole in `rejected_records`.
 fn check_text(field: &str, s: &str) -> Result<(), String> {
     if s.contains('\0') {
-        return Err(format!("\"{field}\" contains a NUL character (\\u0000), which PostgreSQL text cannot store"));
+        return Err(format!(
+            "\"{field}\" contains a NUL character (\\u0000), which PostgreSQL text cannot store"
+        ));
     }
     Ok(())
 }
@@ -44,7 +46,10 @@ fn int_from_number(n: &Number) -> Option<i64> {
     // `1994.0` is an integer written as a float. The range check uses the
     // exact f64 bounds: i64::MAX itself is not representable.
     let f = n.as_f64()?;
-    (f.is_finite() && f.fract() == 0.0 && f >= -9.223_372_036_854_775_808e18 && f < 9.223_372_036_854_775_808e18)
+    (f.is_finite()
+        && f.fract() == 0.0
+        && f >= -9.223_372_036_854_775_808e18
+        && f < 9.223_372_036_854_775_808e18)
         .then_some(f as i64)
 }
 
@@ -94,7 +99,10 @@ pub fn number(data: &Fields, field: &str) -> Result<Option<f64>, String> {
     };
     match parsed {
         Some(f) if f.is_finite() => Ok(Some(f)),
-        _ => Err(format!("\"{field}\" must be a finite number, got {}", shown(value))),
+        _ => Err(format!(
+            "\"{field}\" must be a finite number, got {}",
+            shown(value)
+        )),
     }
 }
 
@@ -105,7 +113,10 @@ pub fn boolean(data: &Fields, field: &str) -> Result<Option<bool>, String> {
         Some(Value::Bool(b)) => Ok(Some(*b)),
         Some(Value::String(s)) if s.trim().eq_ignore_ascii_case("true") => Ok(Some(true)),
         Some(Value::String(s)) if s.trim().eq_ignore_ascii_case("false") => Ok(Some(false)),
-        Some(other) => Err(format!("\"{field}\" must be a boolean, got {}", shown(other))),
+        Some(other) => Err(format!(
+            "\"{field}\" must be a boolean, got {}",
+            shown(other)
+        )),
     }
 }
 
@@ -115,13 +126,22 @@ pub fn date(data: &Fields, field: &str) -> Result<Option<NaiveDate>, String> {
         None => return Ok(None),
         Some(v) => v,
     };
-    let bad = || format!("\"{field}\" must be a YYYY-MM-DD calendar date, got {}", shown(value));
-    let Value::String(s) = value else { return Err(bad()) };
+    let bad = || {
+        format!(
+            "\"{field}\" must be a YYYY-MM-DD calendar date, got {}",
+            shown(value)
+        )
+    };
+    let Value::String(s) = value else {
+        return Err(bad());
+    };
     let b = s.as_bytes();
     let shape = b.len() == 10
         && b[4] == b'-'
         && b[7] == b'-'
-        && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
     if !shape {
         return Err(bad());
     }

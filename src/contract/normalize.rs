@@ -30,9 +30,15 @@ mod tests {
 
     #[test]
     fn spec_examples() {
-        assert_eq!(normalize_title("Star Wars: The Force Awakens"), "star_wars_the_force_awakens");
+        assert_eq!(
+            normalize_title("Star Wars: The Force Awakens"),
+            "star_wars_the_force_awakens"
+        );
         assert_eq!(normalize_title("Amélie"), "amélie");
-        assert_eq!(normalize_title("Spider-Man:  No Way Home"), "spiderman_no_way_home");
+        assert_eq!(
+            normalize_title("Spider-Man:  No Way Home"),
+            "spiderman_no_way_home"
+        );
         assert_eq!(normalize_title("Ocean's Eleven"), "oceans_eleven");
     }
 

@@ -54,7 +54,11 @@ pub fn parse_file(bytes: &[u8]) -> Result<ParsedFile, FileError> {
                 Ok(Some(Record::Movie(m))) => out.movies.push(m),
                 Ok(Some(Record::App(a))) => out.apps.push(a),
                 Ok(None) => out.skipped += 1,
-                Err(reason) => out.rejected.push(Rejected { index, reason, raw: jsonb_safe(value) }),
+                Err(reason) => out.rejected.push(Rejected {
+                    index,
+                    reason,
+                    raw: jsonb_safe(value),
+                }),
             },
             Err(e) => out.rejected.push(Rejected {
                 index,
@@ -130,7 +134,8 @@ fn movie(d: &Fields) -> Result<Movie, String> {
     } else {
         "original_title"
     };
-    let original_title = coerce::required_text(d, title_key).map_err(|e| e.replace("original_title:", "original_title"))?;
+    let original_title = coerce::required_text(d, title_key)
+        .map_err(|e| e.replace("original_title:", "original_title"))?;
     Ok(Movie {
         original_title_normalized: normalize_title(&original_title),
         original_title,
@@ -168,7 +173,11 @@ fn jsonb_safe(value: Value) -> Value {
         match v {
             Value::String(s) => Value::String(s.replace('\0', "\u{2400}")),
             Value::Array(a) => Value::Array(a.into_iter().map(fix).collect()),
-            Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k.replace('\0', "\u{2400}"), fix(v))).collect()),
+            Value::Object(o) => Value::Object(
+                o.into_iter()
+                    .map(|(k, v)| (k.replace('\0', "\u{2400}"), fix(v)))
+                    .collect(),
+            ),
             other => other,
         }
     }

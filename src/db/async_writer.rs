@@ -6,23 +6,44 @@ use futures::SinkExt as _;
 
 use super::ledger::{self, WritePlan, WriteResult};
 
-pub async fn write_file(client: &mut tokio_postgres::Client, plan: &WritePlan) -> anyhow::Result<WriteResult> {
-    let tx = client.transaction().await.context("beginning a transaction")?;
-    let claimed = tx.execute(ledger::CLAIM, &plan.claim_params()).await.context("claiming the key in the ledger")?;
+pub async fn write_file(
+    client: &mut tokio_postgres::Client,
+    plan: &WritePlan,
+) -> anyhow::Result<WriteResult> {
+    let tx = client
+        .transaction()
+        .await
+        .context("beginning a transaction")?;
+    let claimed = tx
+        .execute(ledger::CLAIM, &plan.claim_params())
+        .await
+        .context("claiming the key in the ledger")?;
     if claimed == 0 {
         tx.rollback().await.context("rolling back")?;
         return Ok(WriteResult::AlreadyLoaded);
     }
     for batch in &plan.copies {
-        let sink = tx.copy_in(batch.sql).await.with_context(|| format!("starting {}", batch.sql))?;
+        let sink = tx
+            .copy_in(batch.sql)
+            .await
+            .with_context(|| format!("starting {}", batch.sql))?;
         futures::pin_mut!(sink);
-        sink.send(bytes::Bytes::copy_from_slice(&batch.data)).await.context("sending COPY data")?;
-        sink.finish().await.with_context(|| format!("finishing {}", batch.sql))?;
+        sink.send(bytes::Bytes::copy_from_slice(&batch.data))
+            .await
+            .context("sending COPY data")?;
+        sink.finish()
+            .await
+            .with_context(|| format!("finishing {}", batch.sql))?;
     }
     for st in &plan.statements {
-        let prepared = tx.prepare(st.sql).await.with_context(|| format!("preparing {}", st.sql))?;
+        let prepared = tx
+            .prepare(st.sql)
+            .await
+            .with_context(|| format!("preparing {}", st.sql))?;
         for row in &st.rows {
-            tx.execute(&prepared, &super::statements::refs(row)).await.with_context(|| format!("executing {}", st.sql))?;
+            tx.execute(&prepared, &super::statements::refs(row))
+                .await
+                .with_context(|| format!("executing {}", st.sql))?;
         }
     }
     tx.commit().await.context("committing")?;
@@ -31,7 +52,10 @@ pub async fn write_file(client: &mut tokio_postgres::Client, plan: &WritePlan) -
 
 /// Writes a file on a pooled connection, retrying on a fresh one with
 /// backoff when the connection is lost (the pool drops closed clients).
-pub async fn write_with_reconnect(pool: &deadpool_postgres::Pool, plan: &WritePlan) -> anyhow::Result<WriteResult> {
+pub async fn write_with_reconnect(
+    pool: &deadpool_postgres::Pool,
+    plan: &WritePlan,
+) -> anyhow::Result<WriteResult> {
     let mut attempt = 0;
     loop {
         let result = match pool.get().await {
@@ -40,10 +64,18 @@ pub async fn write_with_reconnect(pool: &deadpool_postgres::Pool, plan: &WritePl
         };
         match result {
             Ok(r) => return Ok(r),
-            Err(e) if super::is_connection_lost(&e) || e.to_string().starts_with("getting a database connection") => {
+            Err(e)
+                if super::is_connection_lost(&e)
+                    || e.to_string().starts_with("getting a database connection") =>
+            {
                 attempt += 1;
-                let Some(delay) = super::reconnect_delay(attempt) else { return Err(e) };
-                tracing::warn!("database connection lost ({}); reconnecting", crate::report::chain(&e));
+                let Some(delay) = super::reconnect_delay(attempt) else {
+                    return Err(e);
+                };
+                tracing::warn!(
+                    "database connection lost ({}); reconnecting",
+                    crate::report::chain(&e)
+                );
                 tokio::time::sleep(delay).await;
             }
             Err(e) => return Err(e),
@@ -54,7 +86,10 @@ pub async fn write_with_reconnect(pool: &deadpool_postgres::Pool, plan: &WritePl
 /// See [`ledger::LOADED`].
 pub async fn already_loaded(pool: &deadpool_postgres::Pool, key: &str) -> bool {
     match pool.get().await {
-        Ok(c) => c.query_one(ledger::LOADED, &[&key]).await.is_ok_and(|r| r.get(0)),
+        Ok(c) => c
+            .query_one(ledger::LOADED, &[&key])
+            .await
+            .is_ok_and(|r| r.get(0)),
         Err(_) => false,
     }
 }
@@ -67,7 +102,9 @@ pub fn pool(url: &str, size: usize) -> anyhow::Result<deadpool_postgres::Pool> {
     let mgr = deadpool_postgres::Manager::from_config(
         cfg,
         super::tls::connector()?,
-        deadpool_postgres::ManagerConfig { recycling_method: deadpool_postgres::RecyclingMethod::Fast },
+        deadpool_postgres::ManagerConfig {
+            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+        },
     );
     deadpool_postgres::Pool::builder(mgr)
         .max_size(size)

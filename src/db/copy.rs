@@ -7,8 +7,10 @@ use crate::contract::{App, Movie, ParsedFile, Rejected, Song};
 
 pub const SONGS: &str = "COPY songs (source_key, artist_name, title, year, release) FROM STDIN";
 pub const MOVIES: &str = "COPY movies (source_key, original_title, original_language, budget, is_adult, release_date, original_title_normalized) FROM STDIN";
-pub const APPS: &str = "COPY apps (source_key, name, genre, rating, version, size_bytes, is_awesome) FROM STDIN";
-pub const REJECTED: &str = "COPY rejected_records (source_key, record_index, reason, raw) FROM STDIN";
+pub const APPS: &str =
+    "COPY apps (source_key, name, genre, rating, version, size_bytes, is_awesome) FROM STDIN";
+pub const REJECTED: &str =
+    "COPY rejected_records (source_key, record_index, reason, raw) FROM STDIN";
 
 /// One COPY statement and its data.
 #[derive(Debug, Clone)]
@@ -22,15 +24,29 @@ pub fn batches(key: &str, file: &ParsedFile) -> Vec<CopyBatch> {
     let mut out = Vec::with_capacity(4);
     let mut push = |sql, rows: usize, encode: &dyn Fn(&mut Row)| {
         if rows > 0 {
-            let mut row = Row { buf: String::with_capacity(rows * 96), first: true };
+            let mut row = Row {
+                buf: String::with_capacity(rows * 96),
+                first: true,
+            };
             encode(&mut row);
-            out.push(CopyBatch { sql, data: row.buf.into_bytes() });
+            out.push(CopyBatch {
+                sql,
+                data: row.buf.into_bytes(),
+            });
         }
     };
-    push(SONGS, file.songs.len(), &|r| file.songs.iter().for_each(|s| song(r, key, s)));
-    push(MOVIES, file.movies.len(), &|r| file.movies.iter().for_each(|m| movie(r, key, m)));
-    push(APPS, file.apps.len(), &|r| file.apps.iter().for_each(|a| app(r, key, a)));
-    push(REJECTED, file.rejected.len(), &|r| file.rejected.iter().for_each(|x| rejected(r, key, x)));
+    push(SONGS, file.songs.len(), &|r| {
+        file.songs.iter().for_each(|s| song(r, key, s))
+    });
+    push(MOVIES, file.movies.len(), &|r| {
+        file.movies.iter().for_each(|m| movie(r, key, m))
+    });
+    push(APPS, file.apps.len(), &|r| {
+        file.apps.iter().for_each(|a| app(r, key, a))
+    });
+    push(REJECTED, file.rejected.len(), &|r| {
+        file.rejected.iter().for_each(|x| rejected(r, key, x))
+    });
     out
 }
 
@@ -128,11 +144,19 @@ mod tests {
     #[test]
     fn escapes_and_nulls() {
         let file = ParsedFile {
-            songs: vec![Song { artist_name: None, title: "a\tb\\c\nd".into(), year: Some(1994), release: Some("r".into()) }],
+            songs: vec![Song {
+                artist_name: None,
+                title: "a\tb\\c\nd".into(),
+                year: Some(1994),
+                release: Some("r".into()),
+            }],
             ..Default::default()
         };
         let b = batches("k", &file);
         assert_eq!(b.len(), 1);
-        assert_eq!(String::from_utf8(b[0].data.clone()).unwrap(), "k\t\\N\ta\\tb\\\\c\\nd\t1994\tr\n");
+        assert_eq!(
+            String::from_utf8(b[0].data.clone()).unwrap(),
+            "k\t\\N\ta\\tb\\\\c\\nd\t1994\tr\n"
+        );
     }
 }

@@ -63,7 +63,11 @@ fn owner() -> anyhow::Result<Owner> {
     let euid = unsafe { libc::geteuid() };
     if euid != 0 {
         // SAFETY: as above.
-        return Ok(Owner { uid: euid, gid: unsafe { libc::getegid() }, switch: false });
+        return Ok(Owner {
+            uid: euid,
+            gid: unsafe { libc::getegid() },
+            switch: false,
+        });
     }
     let name = std::ffi::CString::new("postgres").expect("no NUL");
     // SAFETY: getpwnam returns NULL or a pointer to static storage, read at once.
@@ -76,7 +80,11 @@ fn owner() -> anyhow::Result<Owner> {
     }
     // SAFETY: pw is non-null and points at a valid passwd entry.
     let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
-    Ok(Owner { uid, gid, switch: true })
+    Ok(Owner {
+        uid,
+        gid,
+        switch: true,
+    })
 }
 
 fn chown(path: &Path, o: Owner) -> anyhow::Result<()> {
@@ -125,7 +133,9 @@ pub fn find_bindir() -> anyhow::Result<PathBuf> {
 fn random_password() -> String {
     use rand::RngExt as _;
     let mut rng = rand::rng();
-    (0..32).map(|_| rng.sample(rand::distr::Alphanumeric) as char).collect()
+    (0..32)
+        .map(|_| rng.sample(rand::distr::Alphanumeric) as char)
+        .collect()
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -141,23 +151,34 @@ fn pid_alive(pid: i32) -> bool {
 /// Removes throwaway servers whose owning process died without cleaning up
 /// (a test binary's static server is never dropped).
 fn sweep_stale_throwaways() {
-    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else { return };
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
     for e in entries.flatten() {
         let path = e.path();
         if !e.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
             continue;
         }
-        let owner_pid = fs::read_to_string(path.join("owner.pid")).ok().and_then(|s| s.trim().parse().ok());
+        let owner_pid = fs::read_to_string(path.join("owner.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
         if owner_pid.is_some_and(pid_alive) {
             continue;
         }
         // Too new to have written its pid file yet: leave it.
-        let young = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok())
+        let young = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
             .is_some_and(|age| age < Duration::from_secs(60));
         if owner_pid.is_none() && young {
             continue;
         }
-        if let Some(pm) = fs::read_to_string(path.join("data/postmaster.pid")).ok().and_then(|s| s.lines().next()?.trim().parse::<i32>().ok()) {
+        if let Some(pm) = fs::read_to_string(path.join("data/postmaster.pid"))
+            .ok()
+            .and_then(|s| s.lines().next()?.trim().parse::<i32>().ok())
+        {
             // SAFETY: sending a signal to a pid read from postmaster.pid.
             unsafe { libc::kill(pm, libc::SIGQUIT) };
         }
@@ -206,13 +227,19 @@ impl EmbeddedPostgres {
     /// As [`EmbeddedPostgres::start`], with extra server settings (for
     /// example `ssl=on` and its certificate files).
     pub fn start_with_settings(flavor: Flavor, settings: &[(&str, &str)]) -> anyhow::Result<Self> {
-        let settings: Vec<(String, String)> = settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let settings: Vec<(String, String)> = settings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let bindir = find_bindir()?;
         let own = owner()?;
         let (tempdir, data_dir) = match &flavor {
             Flavor::Throwaway => {
                 sweep_stale_throwaways();
-                let t = tempfile::Builder::new().prefix(TEMP_PREFIX).tempdir().context("creating a temporary directory")?;
+                let t = tempfile::Builder::new()
+                    .prefix(TEMP_PREFIX)
+                    .tempdir()
+                    .context("creating a temporary directory")?;
                 fs::write(t.path().join("owner.pid"), std::process::id().to_string())?;
                 chown(t.path(), own)?;
                 let d = t.path().join("data");
@@ -238,7 +265,10 @@ impl EmbeddedPostgres {
         for _ in 0..5 {
             let port = free_port()?;
             let (pid, exited) = Self::launch(&bindir, &data_dir, port, own, throwaway, &settings)?;
-            live().lock().unwrap().push((pid, tempdir.as_ref().map(|t| t.path().to_path_buf())));
+            live()
+                .lock()
+                .unwrap()
+                .push((pid, tempdir.as_ref().map(|t| t.path().to_path_buf())));
             let mut pg = EmbeddedPostgres {
                 pid,
                 port,
@@ -280,11 +310,22 @@ impl EmbeddedPostgres {
         throwaway: bool,
         settings: &[(String, String)],
     ) -> anyhow::Result<(i32, Arc<Mutex<Option<std::process::ExitStatus>>>)> {
-        let log = fs::OpenOptions::new().create(true).append(true).open(data_dir.join(LOG_FILE))
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.join(LOG_FILE))
             .with_context(|| format!("opening the server log in {}", data_dir.display()))?;
         let mut cmd = Command::new(bindir.join("postgres"));
-        cmd.arg("-D").arg(data_dir)
-            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="])
+        cmd.arg("-D")
+            .arg(data_dir)
+            .args([
+                "-p",
+                &port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "unix_socket_directories=",
+            ])
             .args(["-c", "max_connections=300", "-c", "shared_buffers=256MB"])
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
@@ -294,14 +335,24 @@ impl EmbeddedPostgres {
         }
         if throwaway {
             // Durability buys nothing for data deleted on exit.
-            cmd.args(["-F", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]);
+            cmd.args([
+                "-F",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ]);
         }
         if own.switch {
             cmd.uid(own.uid).gid(own.gid);
         }
         // Persistent: SIGINT is a clean fast shutdown. Throwaway: SIGQUIT,
         // an immediate stop, since the data is about to be deleted anyway.
-        let death_signal = if throwaway { libc::SIGQUIT } else { libc::SIGINT };
+        let death_signal = if throwaway {
+            libc::SIGQUIT
+        } else {
+            libc::SIGINT
+        };
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
@@ -313,8 +364,9 @@ impl EmbeddedPostgres {
         let (tx, rx) = std::sync::mpsc::channel();
         let exited = Arc::new(Mutex::new(None));
         let exited2 = exited.clone();
-        std::thread::Builder::new().name("postgres-child".into()).spawn(move || {
-            match cmd.spawn() {
+        std::thread::Builder::new()
+            .name("postgres-child".into())
+            .spawn(move || match cmd.spawn() {
                 Ok(mut child) => {
                     let _ = tx.send(Ok(child.id() as i32));
                     let status = child.wait();
@@ -323,9 +375,11 @@ impl EmbeddedPostgres {
                 Err(e) => {
                     let _ = tx.send(Err(e));
                 }
-            }
-        })?;
-        let pid = rx.recv().context("starting postgres")?.with_context(|| format!("starting {}", bindir.join("postgres").display()))?;
+            })?;
+        let pid = rx
+            .recv()
+            .context("starting postgres")?
+            .with_context(|| format!("starting {}", bindir.join("postgres").display()))?;
         Ok((pid, exited))
     }
 
@@ -344,14 +398,20 @@ impl EmbeddedPostgres {
         let url = self.url("postgres");
         loop {
             if self.has_exited() {
-                bail!("PostgreSQL exited during start-up; its log ends: {}", self.log_tail());
+                bail!(
+                    "PostgreSQL exited during start-up; its log ends: {}",
+                    self.log_tail()
+                );
             }
             if let Ok(c) = postgres::Client::connect(&url, postgres::NoTls) {
                 drop(c);
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("PostgreSQL did not accept connections within 60 s; its log ends: {}", self.log_tail());
+                bail!(
+                    "PostgreSQL did not accept connections within 60 s; its log ends: {}",
+                    self.log_tail()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -359,7 +419,9 @@ impl EmbeddedPostgres {
 
     fn ensure_database(&self) -> anyhow::Result<()> {
         let mut c = postgres::Client::connect(&self.url("postgres"), postgres::NoTls)?;
-        let exists = c.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&DATABASE])?.is_some();
+        let exists = c
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&DATABASE])?
+            .is_some();
         if !exists {
             c.batch_execute(&format!("CREATE DATABASE {DATABASE}"))?;
         }
@@ -369,7 +431,10 @@ impl EmbeddedPostgres {
     /// Connection URL for a database on this server. It holds the password:
     /// pass it to clients, never print it (see [`crate::secret::redact_url`]).
     pub fn url(&self, database: &str) -> String {
-        format!("postgres://postgres:{}@127.0.0.1:{}/{}", self.password, self.port, database)
+        format!(
+            "postgres://postgres:{}@127.0.0.1:{}/{}",
+            self.password, self.port, database
+        )
     }
 
     /// The URL of the `bucketbench` database.
@@ -408,8 +473,18 @@ impl EmbeddedPostgres {
     pub fn restart(&mut self) -> anyhow::Result<()> {
         let throwaway = self.tempdir.is_some();
         self.shutdown();
-        let (pid, exited) = Self::launch(&self.bindir, &self.data_dir, self.port, owner()?, throwaway, &self.settings)?;
-        live().lock().unwrap().push((pid, self.tempdir.as_ref().map(|t| t.path().to_path_buf())));
+        let (pid, exited) = Self::launch(
+            &self.bindir,
+            &self.data_dir,
+            self.port,
+            owner()?,
+            throwaway,
+            &self.settings,
+        )?;
+        live()
+            .lock()
+            .unwrap()
+            .push((pid, self.tempdir.as_ref().map(|t| t.path().to_path_buf())));
         self.pid = pid;
         self.exited = exited;
         self.stopped = false;
@@ -448,7 +523,12 @@ impl Drop for EmbeddedPostgres {
     }
 }
 
-fn init_cluster(bindir: &Path, data_dir: &Path, own: Owner, throwaway: bool) -> anyhow::Result<String> {
+fn init_cluster(
+    bindir: &Path,
+    data_dir: &Path,
+    own: Owner,
+    throwaway: bool,
+) -> anyhow::Result<String> {
     if let Some(parent) = data_dir.parent() {
         fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
@@ -459,15 +539,35 @@ fn init_cluster(bindir: &Path, data_dir: &Path, own: Owner, throwaway: bool) -> 
         check_reachable_by_postgres(data_dir)?;
     }
     let password = random_password();
-    let pwfile = data_dir.with_file_name(format!(".{}-pwfile-{}", data_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), std::process::id()));
+    let pwfile = data_dir.with_file_name(format!(
+        ".{}-pwfile-{}",
+        data_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
     {
-        let mut f = fs::OpenOptions::new().create(true).write(true).truncate(true).mode_0600().open(&pwfile)?;
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode_0600()
+            .open(&pwfile)?;
         f.write_all(password.as_bytes())?;
     }
     chown(&pwfile, own)?;
     let mut cmd = Command::new(bindir.join("initdb"));
-    cmd.arg("-D").arg(data_dir)
-        .args(["-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8", "--auth=scram-sha-256"])
+    cmd.arg("-D")
+        .arg(data_dir)
+        .args([
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+            "--auth=scram-sha-256",
+        ])
         .arg(format!("--pwfile={}", pwfile.display()))
         .env("LC_ALL", "C.UTF-8");
     if throwaway {
@@ -476,16 +576,30 @@ fn init_cluster(bindir: &Path, data_dir: &Path, own: Owner, throwaway: bool) -> 
     if own.switch {
         cmd.uid(own.uid).gid(own.gid);
     }
-    let out = cmd.output().with_context(|| format!("running {}", bindir.join("initdb").display()));
+    let out = cmd
+        .output()
+        .with_context(|| format!("running {}", bindir.join("initdb").display()));
     let _ = fs::remove_file(&pwfile);
     let out = out?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        bail!("initdb failed in {}: {}", data_dir.display(), err.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or("no output"));
+        bail!(
+            "initdb failed in {}: {}",
+            data_dir.display(),
+            err.lines()
+                .filter(|l| !l.trim().is_empty())
+                .last()
+                .unwrap_or("no output")
+        );
     }
     let pw_path = data_dir.join(PASSWORD_FILE);
     {
-        let mut f = fs::OpenOptions::new().create(true).write(true).truncate(true).mode_0600().open(&pw_path)?;
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode_0600()
+            .open(&pw_path)?;
         f.write_all(password.as_bytes())?;
     }
     chown(&pw_path, own)?;

@@ -19,7 +19,8 @@ pub const CLAIM: &str = "INSERT INTO processed_files \
 
 /// Marks the listed keys the ledger holds as seen now, and returns them:
 /// the subtraction and the `last_seen_at` bookkeeping in one round trip.
-pub const SEEN: &str = "UPDATE processed_files SET last_seen_at = now() WHERE key = ANY($1) RETURNING key, etag";
+pub const SEEN: &str =
+    "UPDATE processed_files SET last_seen_at = now() WHERE key = ANY($1) RETURNING key, etag";
 
 /// Whether another worker has committed the key since the listing was
 /// subtracted: checked before fetching, so workers sharing a bucket do not
@@ -32,7 +33,17 @@ pub const SEEN_CHUNK: usize = 10_000;
 
 /// How a file's rows are sent to PostgreSQL, a knob orthogonal to the
 /// execution model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum WriteStrategy {
     /// A prepared INSERT per row (what the original project did).
@@ -88,7 +99,14 @@ fn count(n: usize) -> i32 {
 }
 
 impl WritePlan {
-    pub fn new(key: &str, etag: Option<&str>, size_bytes: u64, model: &str, outcome: &FileOutcome, strategy: WriteStrategy) -> Self {
+    pub fn new(
+        key: &str,
+        etag: Option<&str>,
+        size_bytes: u64,
+        model: &str,
+        outcome: &FileOutcome,
+        strategy: WriteStrategy,
+    ) -> Self {
         let base = WritePlan {
             key: key.to_string(),
             etag: etag.map(str::to_string),
@@ -111,7 +129,11 @@ impl WritePlan {
                 apps: count(p.apps.len()),
                 rejected: count(p.rejected.len()),
                 skipped: i32::try_from(p.skipped).unwrap_or(i32::MAX),
-                copies: if strategy == WriteStrategy::Copy { copy::batches(key, p) } else { Vec::new() },
+                copies: if strategy == WriteStrategy::Copy {
+                    copy::batches(key, p)
+                } else {
+                    Vec::new()
+                },
                 statements: match strategy {
                     WriteStrategy::Insert => statements::inserts(key, p),
                     WriteStrategy::Batch => statements::batches(key, p),
@@ -119,7 +141,11 @@ impl WritePlan {
                 },
                 ..base
             },
-            FileOutcome::Failed(e) => WritePlan { status: "failed", reason: Some(e.clone()), ..base },
+            FileOutcome::Failed(e) => WritePlan {
+                status: "failed",
+                reason: Some(e.clone()),
+                ..base
+            },
         }
     }
 

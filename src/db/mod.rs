@@ -21,8 +21,15 @@ pub use ledger::{FileOutcome, WritePlan, WriteStrategy};
 pub fn connect_sync(url: &str) -> anyhow::Result<postgres::Client> {
     postgres::Client::connect(url, tls::connector()?).map_err(|e| {
         let msg = one_line(&e);
-        let hint = if msg.contains("certificate") { " (trust the server's CA with --db-ca-file or PGSSLROOTCERT)" } else { "" };
-        anyhow::anyhow!("cannot connect to PostgreSQL at {}: {msg}{hint}", crate::secret::redact_url(url))
+        let hint = if msg.contains("certificate") {
+            " (trust the server's CA with --db-ca-file or PGSSLROOTCERT)"
+        } else {
+            ""
+        };
+        anyhow::anyhow!(
+            "cannot connect to PostgreSQL at {}: {msg}{hint}",
+            crate::secret::redact_url(url)
+        )
     })
 }
 
@@ -47,14 +54,18 @@ pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
 /// both safe (its transaction was rolled back with the connection) and
 /// useful.
 pub fn is_connection_lost(e: &anyhow::Error) -> bool {
-    e.chain().any(|cause| match cause.downcast_ref::<tokio_postgres::Error>() {
-        Some(pe) => {
-            pe.is_closed()
-                || pe.code().is_some_and(|c| c.code().starts_with("08") || c.code().starts_with("57P"))
-                || std::error::Error::source(pe).is_some_and(|s| s.is::<std::io::Error>())
-        }
-        None => cause.is::<std::io::Error>(),
-    })
+    e.chain().any(
+        |cause| match cause.downcast_ref::<tokio_postgres::Error>() {
+            Some(pe) => {
+                pe.is_closed()
+                    || pe
+                        .code()
+                        .is_some_and(|c| c.code().starts_with("08") || c.code().starts_with("57P"))
+                    || std::error::Error::source(pe).is_some_and(|s| s.is::<std::io::Error>())
+            }
+            None => cause.is::<std::io::Error>(),
+        },
+    )
 }
 
 /// Waits before reconnection attempt `attempt` (1-based): 0.5, 1, 2, 4, 8 s.

@@ -22,19 +22,26 @@ pub struct Prepared {
 
 impl std::fmt::Debug for Prepared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Prepared").field("sql", &self.sql).field("rows", &self.rows.len()).finish()
+        f.debug_struct("Prepared")
+            .field("sql", &self.sql)
+            .field("rows", &self.rows.len())
+            .finish()
     }
 }
 
 /// Parameter references in the form the clients take.
 pub fn refs(row: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
-    row.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect()
+    row.iter()
+        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+        .collect()
 }
 
-const INSERT_SONG: &str = "INSERT INTO songs (source_key, artist_name, title, year, release) VALUES ($1, $2, $3, $4, $5)";
+const INSERT_SONG: &str =
+    "INSERT INTO songs (source_key, artist_name, title, year, release) VALUES ($1, $2, $3, $4, $5)";
 const INSERT_MOVIE: &str = "INSERT INTO movies (source_key, original_title, original_language, budget, is_adult, release_date, original_title_normalized) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 const INSERT_APP: &str = "INSERT INTO apps (source_key, name, genre, rating, version, size_bytes, is_awesome) VALUES ($1, $2, $3, $4, $5, $6, $7)";
-const INSERT_REJECTED: &str = "INSERT INTO rejected_records (source_key, record_index, reason, raw) VALUES ($1, $2, $3, $4)";
+const INSERT_REJECTED: &str =
+    "INSERT INTO rejected_records (source_key, record_index, reason, raw) VALUES ($1, $2, $3, $4)";
 
 const BATCH_SONGS: &str = "INSERT INTO songs (source_key, artist_name, title, year, release) \
     SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::int4[], $5::text[])";
@@ -63,7 +70,18 @@ pub fn inserts(k: &str, f: &ParsedFile) -> Vec<Prepared> {
     };
     push(
         INSERT_SONG,
-        f.songs.iter().map(|s| vec![key(k), Box::new(s.artist_name.clone()) as Param, Box::new(s.title.clone()), Box::new(s.year), Box::new(s.release.clone())]).collect(),
+        f.songs
+            .iter()
+            .map(|s| {
+                vec![
+                    key(k),
+                    Box::new(s.artist_name.clone()) as Param,
+                    Box::new(s.title.clone()),
+                    Box::new(s.year),
+                    Box::new(s.release.clone()),
+                ]
+            })
+            .collect(),
     );
     push(
         INSERT_MOVIE,
@@ -101,7 +119,17 @@ pub fn inserts(k: &str, f: &ParsedFile) -> Vec<Prepared> {
     );
     push(
         INSERT_REJECTED,
-        f.rejected.iter().map(|r| vec![key(k), Box::new(r.index) as Param, Box::new(r.reason.clone()), Box::new(r.raw.clone())]).collect(),
+        f.rejected
+            .iter()
+            .map(|r| {
+                vec![
+                    key(k),
+                    Box::new(r.index) as Param,
+                    Box::new(r.reason.clone()),
+                    Box::new(r.raw.clone()),
+                ]
+            })
+            .collect(),
     );
     out
 }
@@ -156,7 +184,12 @@ pub fn batches(k: &str, f: &ParsedFile) -> Vec<Prepared> {
     for c in f.rejected.chunks(CHUNK) {
         out.push(Prepared {
             sql: BATCH_REJECTED,
-            rows: vec![vec![key(k), col(c, |r| r.index), col(c, |r| r.reason.clone()), col(c, |r| r.raw.clone())]],
+            rows: vec![vec![
+                key(k),
+                col(c, |r| r.index),
+                col(c, |r| r.reason.clone()),
+                col(c, |r| r.raw.clone()),
+            ]],
         });
     }
     out

@@ -81,13 +81,25 @@ struct Bar {
 
 /// Bars with optional whiskers and a note above each: the shape of the
 /// median-time and throughput charts.
-fn bar_chart(path: &Path, caption: &str, y_desc: &str, bars: &[Bar], y_fmt: &dyn Fn(&f64) -> String) -> anyhow::Result<()> {
+fn bar_chart(
+    path: &Path,
+    caption: &str,
+    y_desc: &str,
+    bars: &[Bar],
+    y_fmt: &dyn Fn(&f64) -> String,
+) -> anyhow::Result<()> {
     let root = canvas(path);
     let n = bars.len();
-    let top = bars.iter().map(|b| b.range.map_or(b.value, |r| r.1)).fold(0.0, f64::max);
+    let top = bars
+        .iter()
+        .map(|b| b.range.map_or(b.value, |r| r.1))
+        .fold(0.0, f64::max);
     let ymax = top * 1.18 + 1e-9;
     let mut chart = ChartBuilder::on(&root)
-        .caption(caption, ("sans-serif", 28).into_font().style(FontStyle::Bold))
+        .caption(
+            caption,
+            ("sans-serif", 28).into_font().style(FontStyle::Bold),
+        )
         .margin(24)
         .x_label_area_size(50)
         .y_label_area_size(100)
@@ -103,7 +115,13 @@ fn bar_chart(path: &Path, caption: &str, y_desc: &str, bars: &[Bar], y_fmt: &dyn
         .x_labels(n)
         .x_label_formatter(&|v| {
             let i = v.round();
-            if (v - i).abs() > 0.01 || i < 0.0 { String::new() } else { bars.get(i as usize).map(|b| b.label.clone()).unwrap_or_default() }
+            if (v - i).abs() > 0.01 || i < 0.0 {
+                String::new()
+            } else {
+                bars.get(i as usize)
+                    .map(|b| b.label.clone())
+                    .unwrap_or_default()
+            }
         })
         .y_label_formatter(y_fmt)
         .draw()
@@ -111,20 +129,36 @@ fn bar_chart(path: &Path, caption: &str, y_desc: &str, bars: &[Bar], y_fmt: &dyn
     for (i, b) in bars.iter().enumerate() {
         let x = i as f64;
         chart
-            .draw_series(std::iter::once(Rectangle::new([(x - BAR, 0.0), (x + BAR, b.value)], b.color.mix(0.85).filled())))
+            .draw_series(std::iter::once(Rectangle::new(
+                [(x - BAR, 0.0), (x + BAR, b.value)],
+                b.color.mix(0.85).filled(),
+            )))
             .map_err(err)?;
         if let Some((lo, hi)) = b.range {
-            chart.draw_series(std::iter::once(ErrorBar::new_vertical(x, lo, b.value, hi, BLACK.stroke_width(2), 16))).map_err(err)?;
+            chart
+                .draw_series(std::iter::once(ErrorBar::new_vertical(
+                    x,
+                    lo,
+                    b.value,
+                    hi,
+                    BLACK.stroke_width(2),
+                    16,
+                )))
+                .map_err(err)?;
         }
         let above = b.range.map_or(b.value, |r| r.1) + ymax * 0.03;
         chart
             .draw_series(std::iter::once(Text::new(
                 b.note.clone(),
                 (x, above),
-                ("sans-serif", 20).into_font().style(FontStyle::Bold).color(&BLACK).pos(plotters::style::text_anchor::Pos::new(
-                    plotters::style::text_anchor::HPos::Center,
-                    plotters::style::text_anchor::VPos::Bottom,
-                )),
+                ("sans-serif", 20)
+                    .into_font()
+                    .style(FontStyle::Bold)
+                    .color(&BLACK)
+                    .pos(plotters::style::text_anchor::Pos::new(
+                        plotters::style::text_anchor::HPos::Center,
+                        plotters::style::text_anchor::VPos::Bottom,
+                    )),
             )))
             .map_err(err)?;
     }
@@ -134,7 +168,11 @@ fn bar_chart(path: &Path, caption: &str, y_desc: &str, bars: &[Bar], y_fmt: &dyn
 
 /// Median time per model as bars, min–max whiskers, the speedup over the
 /// reference written on each bar.
-pub fn median_time_bars(path: &Path, summaries: &[ModelSummary], subtitle: &str) -> anyhow::Result<()> {
+pub fn median_time_bars(
+    path: &Path,
+    summaries: &[ModelSummary],
+    subtitle: &str,
+) -> anyhow::Result<()> {
     let bars: Vec<Bar> = summaries
         .iter()
         .map(|s| Bar {
@@ -149,11 +187,21 @@ pub fn median_time_bars(path: &Path, summaries: &[ModelSummary], subtitle: &str)
         })
         .collect();
     let fmt = |v: &f64| format!("{v:.1}");
-    bar_chart(path, &format!("Median pass time per model — {subtitle}"), "seconds per pass (lower is better)", &bars, &fmt)
+    bar_chart(
+        path,
+        &format!("Median pass time per model — {subtitle}"),
+        "seconds per pass (lower is better)",
+        &bars,
+        &fmt,
+    )
 }
 
 /// Throughput (rows per second) per model as bars.
-pub fn throughput_bars(path: &Path, summaries: &[ModelSummary], subtitle: &str) -> anyhow::Result<()> {
+pub fn throughput_bars(
+    path: &Path,
+    summaries: &[ModelSummary],
+    subtitle: &str,
+) -> anyhow::Result<()> {
     let bars: Vec<Bar> = summaries
         .iter()
         .map(|s| Bar {
@@ -165,24 +213,53 @@ pub fn throughput_bars(path: &Path, summaries: &[ModelSummary], subtitle: &str) 
         })
         .collect();
     let fmt = |v: &f64| format!("{:.0}k", v / 1000.0);
-    bar_chart(path, &format!("Throughput per model — {subtitle}"), "rows loaded per second (median; higher is better)", &bars, &fmt)
+    bar_chart(
+        path,
+        &format!("Throughput per model — {subtitle}"),
+        "rows loaded per second (median; higher is better)",
+        &bars,
+        &fmt,
+    )
 }
 
 /// Time of every measured launch, one line per model (the original
 /// project's chart, with a log scale so fast and slow models both show).
-pub fn launches_lines(path: &Path, runs: &[Run], models: &[String], matrix: bool, subtitle: &str) -> anyhow::Result<()> {
+pub fn launches_lines(
+    path: &Path,
+    runs: &[Run],
+    models: &[String],
+    matrix: bool,
+    subtitle: &str,
+) -> anyhow::Result<()> {
     let root = canvas(path);
     let measured: Vec<&Run> = runs.iter().filter(|r| r.run > 0 && r.verified).collect();
     let max_run = measured.iter().map(|r| r.run).max().unwrap_or(1).max(2);
     let ymax = measured.iter().map(|r| r.wall_secs).fold(0.0, f64::max) * 1.5 + 1e-6;
-    let ymin = measured.iter().map(|r| r.wall_secs).fold(f64::INFINITY, f64::min).min(ymax) / 1.5;
-    let ymin = if ymin.is_finite() && ymin > 0.0 { ymin } else { 0.01 };
+    let ymin = measured
+        .iter()
+        .map(|r| r.wall_secs)
+        .fold(f64::INFINITY, f64::min)
+        .min(ymax)
+        / 1.5;
+    let ymin = if ymin.is_finite() && ymin > 0.0 {
+        ymin
+    } else {
+        0.01
+    };
     let mut chart = ChartBuilder::on(&root)
-        .caption(format!("Time of each launch — {subtitle}"), ("sans-serif", 28).into_font().style(FontStyle::Bold))
+        .caption(
+            format!("Time of each launch — {subtitle}"),
+            ("sans-serif", 28).into_font().style(FontStyle::Bold),
+        )
         .margin(24)
         .x_label_area_size(50)
         .y_label_area_size(80)
-        .build_cartesian_2d(1usize..max_run, (ymin..ymax).log_scale().with_key_points(one_two_five(ymin, ymax)))
+        .build_cartesian_2d(
+            1usize..max_run,
+            (ymin..ymax)
+                .log_scale()
+                .with_key_points(one_two_five(ymin, ymax)),
+        )
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -192,12 +269,28 @@ pub fn launches_lines(path: &Path, runs: &[Run], models: &[String], matrix: bool
         .label_style(("sans-serif", 18))
         .x_labels(max_run)
         .light_line_style(WHITE)
-        .y_label_formatter(&|v| if *v >= 10.0 { format!("{v:.0}") } else if *v >= 1.0 { format!("{v:.1}") } else { format!("{v:.2}") })
+        .y_label_formatter(&|v| {
+            if *v >= 10.0 {
+                format!("{v:.0}")
+            } else if *v >= 1.0 {
+                format!("{v:.1}")
+            } else {
+                format!("{v:.2}")
+            }
+        })
         .draw()
         .map_err(err)?;
     for (i, m) in models.iter().enumerate() {
-        let color = if matrix { Palette99::pick(i).to_rgba().into_rgb() } else { model_color(m) };
-        let pts: Vec<(usize, f64)> = measured.iter().filter(|r| &r.label(matrix) == m).map(|r| (r.run, r.wall_secs)).collect();
+        let color = if matrix {
+            Palette99::pick(i).to_rgba().into_rgb()
+        } else {
+            model_color(m)
+        };
+        let pts: Vec<(usize, f64)> = measured
+            .iter()
+            .filter(|r| &r.label(matrix) == m)
+            .map(|r| (r.run, r.wall_secs))
+            .collect();
         if pts.is_empty() {
             continue;
         }
@@ -205,8 +298,12 @@ pub fn launches_lines(path: &Path, runs: &[Run], models: &[String], matrix: bool
             .draw_series(LineSeries::new(pts.clone(), color.stroke_width(3)))
             .map_err(err)?
             .label(m.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3)));
-        chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 5, color.filled()))).map_err(err)?;
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
+            });
+        chart
+            .draw_series(pts.into_iter().map(|p| Circle::new(p, 5, color.filled())))
+            .map_err(err)?;
     }
     chart
         .configure_series_labels()
@@ -240,19 +337,46 @@ fn write_color(w: crate::db::WriteStrategy) -> RGBColor {
 
 /// Models × write strategies as grouped bars of median time (log scale:
 /// per-row INSERTs and COPY differ by an order of magnitude).
-pub fn matrix_bars(path: &Path, summaries: &[ModelSummary], models: &[String], writes: &[crate::db::WriteStrategy], subtitle: &str) -> anyhow::Result<()> {
+pub fn matrix_bars(
+    path: &Path,
+    summaries: &[ModelSummary],
+    models: &[String],
+    writes: &[crate::db::WriteStrategy],
+    subtitle: &str,
+) -> anyhow::Result<()> {
     let root = canvas(path);
-    let find = |m: &str, w: crate::db::WriteStrategy| summaries.iter().find(|s| s.model == format!("{m}+{}", w.as_str()));
+    let find = |m: &str, w: crate::db::WriteStrategy| {
+        summaries
+            .iter()
+            .find(|s| s.model == format!("{m}+{}", w.as_str()))
+    };
     let ymax = summaries.iter().map(|s| s.stats.median).fold(0.0, f64::max) * 2.0 + 1e-6;
-    let ymin = summaries.iter().map(|s| s.stats.median).fold(f64::INFINITY, f64::min).min(ymax) / 2.0;
-    let ymin = if ymin.is_finite() && ymin > 0.0 { ymin } else { 0.01 };
+    let ymin = summaries
+        .iter()
+        .map(|s| s.stats.median)
+        .fold(f64::INFINITY, f64::min)
+        .min(ymax)
+        / 2.0;
+    let ymin = if ymin.is_finite() && ymin > 0.0 {
+        ymin
+    } else {
+        0.01
+    };
     let n = models.len();
     let mut chart = ChartBuilder::on(&root)
-        .caption(format!("Model × write strategy, median pass time — {subtitle}"), ("sans-serif", 26).into_font().style(FontStyle::Bold))
+        .caption(
+            format!("Model × write strategy, median pass time — {subtitle}"),
+            ("sans-serif", 26).into_font().style(FontStyle::Bold),
+        )
         .margin(24)
         .x_label_area_size(50)
         .y_label_area_size(80)
-        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), (ymin..ymax).log_scale().with_key_points(one_two_five(ymin, ymax)))
+        .build_cartesian_2d(
+            -0.5f64..(n as f64 - 0.5),
+            (ymin..ymax)
+                .log_scale()
+                .with_key_points(one_two_five(ymin, ymax)),
+        )
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -265,9 +389,19 @@ pub fn matrix_bars(path: &Path, summaries: &[ModelSummary], models: &[String], w
         .x_labels(n)
         .x_label_formatter(&|v| {
             let i = v.round();
-            if (v - i).abs() > 0.01 || i < 0.0 { String::new() } else { models.get(i as usize).cloned().unwrap_or_default() }
+            if (v - i).abs() > 0.01 || i < 0.0 {
+                String::new()
+            } else {
+                models.get(i as usize).cloned().unwrap_or_default()
+            }
         })
-        .y_label_formatter(&|v| if *v >= 1.0 { format!("{v:.0}") } else { format!("{v:.2}") })
+        .y_label_formatter(&|v| {
+            if *v >= 1.0 {
+                format!("{v:.0}")
+            } else {
+                format!("{v:.2}")
+            }
+        })
         .draw()
         .map_err(err)?;
     let width = 0.8 / writes.len() as f64;
@@ -279,7 +413,10 @@ pub fn matrix_bars(path: &Path, summaries: &[ModelSummary], models: &[String], w
             .filter_map(|(i, m)| {
                 let s = find(m, *w)?;
                 let x0 = i as f64 - 0.4 + j as f64 * width;
-                Some(Rectangle::new([(x0 + 0.01, ymin), (x0 + width - 0.01, s.stats.median)], color.mix(0.85).filled()))
+                Some(Rectangle::new(
+                    [(x0 + 0.01, ymin), (x0 + width - 0.01, s.stats.median)],
+                    color.mix(0.85).filled(),
+                ))
             })
             .collect();
         chart
@@ -294,10 +431,12 @@ pub fn matrix_bars(path: &Path, summaries: &[ModelSummary], models: &[String], w
                     .draw_series(std::iter::once(Text::new(
                         format!("{:.2}", s.stats.median),
                         (x, s.stats.median * 1.08),
-                        ("sans-serif", 15).into_font().color(&BLACK).pos(plotters::style::text_anchor::Pos::new(
-                            plotters::style::text_anchor::HPos::Center,
-                            plotters::style::text_anchor::VPos::Bottom,
-                        )),
+                        ("sans-serif", 15).into_font().color(&BLACK).pos(
+                            plotters::style::text_anchor::Pos::new(
+                                plotters::style::text_anchor::HPos::Center,
+                                plotters::style::text_anchor::VPos::Bottom,
+                            ),
+                        ),
                     )))
                     .map_err(err)?;
             }

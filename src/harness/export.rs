@@ -10,15 +10,33 @@ use super::runner::Run;
 use super::summary::ModelSummary;
 
 pub fn write_runs_csv(path: &Path, runs: &[Run]) -> anyhow::Result<()> {
-    let mut w = csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
+    let mut w =
+        csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
     w.write_record([
-        "model", "write", "run", "wall_seconds", "files", "rows", "rejected", "requests", "retries", "bytes", "cpu_seconds", "peak_rss_mb", "verified", "problems",
+        "model",
+        "write",
+        "run",
+        "wall_seconds",
+        "files",
+        "rows",
+        "rejected",
+        "requests",
+        "retries",
+        "bytes",
+        "cpu_seconds",
+        "peak_rss_mb",
+        "verified",
+        "problems",
     ])?;
     for r in runs {
         w.write_record([
             r.model.clone(),
             r.write.clone(),
-            if r.run == 0 { "warmup".into() } else { r.run.to_string() },
+            if r.run == 0 {
+                "warmup".into()
+            } else {
+                r.run.to_string()
+            },
             format!("{:.4}", r.wall_secs),
             r.files.to_string(),
             r.rows.to_string(),
@@ -36,16 +54,38 @@ pub fn write_runs_csv(path: &Path, runs: &[Run]) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn write_summary_csv(path: &Path, summaries: &[ModelSummary], reference: &str) -> anyhow::Result<()> {
-    let mut w = csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
+pub fn write_summary_csv(
+    path: &Path,
+    summaries: &[ModelSummary],
+    reference: &str,
+) -> anyhow::Result<()> {
+    let mut w =
+        csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
     w.write_record([
-        "model", "runs", "median_s", "min_s", "max_s", "mean_s", "stddev_s", "rows_per_s", "speedup", "speedup_error", "speedup_of_medians",
-        "outlier_runs", "failed_runs", "median_cpu_s", "max_peak_rss_mb",
+        "model",
+        "runs",
+        "median_s",
+        "min_s",
+        "max_s",
+        "mean_s",
+        "stddev_s",
+        "rows_per_s",
+        "speedup",
+        "speedup_error",
+        "speedup_of_medians",
+        "outlier_runs",
+        "failed_runs",
+        "median_cpu_s",
+        "max_peak_rss_mb",
     ])?;
     for s in summaries {
         let st = &s.stats;
         let (ratio, err, med) = match s.speedup {
-            Some(x) => (format!("{:.3}", x.ratio), format!("{:.3}", x.error), format!("{:.3}", x.median_ratio)),
+            Some(x) => (
+                format!("{:.3}", x.ratio),
+                format!("{:.3}", x.error),
+                format!("{:.3}", x.median_ratio),
+            ),
             None if s.model == reference => ("1.000".into(), "0.000".into(), "1.000".into()),
             None => (String::new(), String::new(), String::new()),
         };
@@ -61,7 +101,11 @@ pub fn write_summary_csv(path: &Path, summaries: &[ModelSummary], reference: &st
             ratio,
             err,
             med,
-            st.outliers.iter().map(|i| (i + 1).to_string()).collect::<Vec<_>>().join(" "),
+            st.outliers
+                .iter()
+                .map(|i| (i + 1).to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
             s.failed_runs.to_string(),
             format!("{:.3}", s.median_cpu_secs),
             format!("{:.1}", s.max_peak_rss_mb),
@@ -83,7 +127,11 @@ pub fn summary_markdown(summaries: &[ModelSummary], reference: &str) -> String {
             None if m.model == reference => "1.0×".into(),
             None => "–".into(),
         };
-        let flags = if st.outliers.is_empty() { String::new() } else { format!(" ({} outlier)", st.outliers.len()) };
+        let flags = if st.outliers.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} outlier)", st.outliers.len())
+        };
         s.push_str(&format!(
             "| {} | {}{} | {:.2} s | {:.2} s | {:.2} s | {:.2} ± {:.2} s | {:.0} | {} | {:.2} s | {:.0} MB |\n",
             m.model, st.runs, flags, st.median, st.min, st.max, st.mean, st.stddev, m.rows_per_sec, rel, m.median_cpu_secs, m.max_peak_rss_mb
@@ -112,28 +160,58 @@ pub struct Environment {
 }
 
 pub fn machine() -> (usize, f64, String, String) {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let mem_kb = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:"))?.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<f64>()
+                .ok()
+        })
         .unwrap_or(0.0);
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name"))?.split(':').nth(1).map(|s| s.trim().to_string()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))?
+                .split(':')
+                .nth(1)
+                .map(|s| s.trim().to_string())
+        })
         .unwrap_or_else(|| "unknown".into());
-    let os = std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| format!("Linux {}", s.trim())).unwrap_or_else(|_| std::env::consts::OS.into());
+    let os = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| format!("Linux {}", s.trim()))
+        .unwrap_or_else(|_| std::env::consts::OS.into());
     (cores, mem_kb / 1024.0 / 1024.0, cpu, os)
 }
 
 pub fn git_revision() -> String {
-    let rev = std::process::Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).output().ok().filter(|o| o.status.success());
-    let dirty = std::process::Command::new("git").args(["status", "--porcelain", "--untracked-files=no"]).output().ok().is_some_and(|o| !o.stdout.is_empty());
+    let rev = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success());
+    let dirty = std::process::Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .output()
+        .ok()
+        .is_some_and(|o| !o.stdout.is_empty());
     match rev {
-        Some(o) => format!("{}{}", String::from_utf8_lossy(&o.stdout).trim(), if dirty { "-dirty" } else { "" }),
+        Some(o) => format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout).trim(),
+            if dirty { "-dirty" } else { "" }
+        ),
         None => "unknown".into(),
     }
 }
 
 pub fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
-    std::fs::write(path, serde_json::to_string_pretty(value)? + "\n").with_context(|| format!("writing {}", path.display()))
+    std::fs::write(path, serde_json::to_string_pretty(value)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))
 }

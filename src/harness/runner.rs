@@ -72,14 +72,20 @@ impl Run {
     /// The name a run is summarised under: the model, or `model+write` in
     /// a matrix of models and write strategies.
     pub fn label(&self, matrix: bool) -> String {
-        if matrix { format!("{}+{}", self.model, self.write) } else { self.model.clone() }
+        if matrix {
+            format!("{}+{}", self.model, self.write)
+        } else {
+            self.model.clone()
+        }
     }
 }
 
 /// Empties bucketbench's tables and the ledger, so every run starts alike.
 pub fn empty_database(client: &mut postgres::Client) -> anyhow::Result<()> {
     client
-        .batch_execute("TRUNCATE songs, movies, apps, rejected_records, processed_files RESTART IDENTITY")
+        .batch_execute(
+            "TRUNCATE songs, movies, apps, rejected_records, processed_files RESTART IDENTITY",
+        )
         .context("emptying the database between runs")
 }
 
@@ -99,9 +105,21 @@ pub fn run_once(
     let mut cmd = Command::new(exe);
     cmd.arg(WORKER)
         .args(["--model", model, "--bucket", &target.bucket_url])
-        .args(["--concurrency", &k.concurrency.to_string(), "--connections", &k.connections.to_string(), "--threads", &k.threads.to_string()])
+        .args([
+            "--concurrency",
+            &k.concurrency.to_string(),
+            "--connections",
+            &k.connections.to_string(),
+            "--threads",
+            &k.threads.to_string(),
+        ])
         .args(["--write", write.as_str()])
-        .args(["--attempts", &settings.attempts.to_string(), "--first-byte-timeout", &settings.first_byte_timeout.to_string()])
+        .args([
+            "--attempts",
+            &settings.attempts.to_string(),
+            "--first-byte-timeout",
+            &settings.first_byte_timeout.to_string(),
+        ])
         .args(["--max-object-bytes", &settings.max_object_bytes.to_string()])
         .args(&settings.s3_args)
         .env("DATABASE_URL", &target.database_url)
@@ -111,11 +129,18 @@ pub fn run_once(
         .stderr(Stdio::piped());
     // Several workers at once on the same bucket and database: scale-out, as
     // separate machines would run it; the ledger coordinates them.
-    let workers: Vec<Worker> = (0..settings.workers.max(1)).map(|_| Worker::spawn(&mut cmd)).collect::<anyhow::Result<_>>()?;
+    let workers: Vec<Worker> = (0..settings.workers.max(1))
+        .map(|_| Worker::spawn(&mut cmd))
+        .collect::<anyhow::Result<_>>()?;
     let stop = Arc::new(AtomicBool::new(false));
-    let poller = progress.cloned().map(|bar| spawn_progress_poller(target.database_url.clone(), bar, stop.clone()));
+    let poller = progress
+        .cloned()
+        .map(|bar| spawn_progress_poller(target.database_url.clone(), bar, stop.clone()));
     let started = Instant::now();
-    let finished: Vec<(i32, libc::rusage, String, String)> = workers.into_iter().map(Worker::wait).collect::<anyhow::Result<_>>()?;
+    let finished: Vec<(i32, libc::rusage, String, String)> = workers
+        .into_iter()
+        .map(Worker::wait)
+        .collect::<anyhow::Result<_>>()?;
     let elapsed = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     if let Some(p) = poller {
@@ -124,10 +149,17 @@ pub fn run_once(
     let mut summaries = Vec::new();
     for (status, _, stdout, stderr) in &finished {
         if !status_ok(*status) {
-            bail!("{model} run {run} failed: {}", stderr.trim().lines().last().unwrap_or("no message"));
+            bail!(
+                "{model} run {run} failed: {}",
+                stderr.trim().lines().last().unwrap_or("no message")
+            );
         }
-        let summary: PassSummary = serde_json::from_str(stdout.trim())
-            .with_context(|| format!("reading the {model} worker's summary (stderr: {})", stderr.trim()))?;
+        let summary: PassSummary = serde_json::from_str(stdout.trim()).with_context(|| {
+            format!(
+                "reading the {model} worker's summary (stderr: {})",
+                stderr.trim()
+            )
+        })?;
         summaries.push(summary);
     }
     let summary = &summaries[0];
@@ -139,7 +171,8 @@ pub fn run_once(
     };
     let cpu = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     let sum = |f: &dyn Fn(&PassSummary) -> u64| summaries.iter().map(f).sum::<u64>();
-    let max = |f: &dyn Fn(&PassSummary) -> Option<f64>| summaries.iter().filter_map(f).reduce(f64::max);
+    let max =
+        |f: &dyn Fn(&PassSummary) -> Option<f64>| summaries.iter().filter_map(f).reduce(f64::max);
     Ok(Run {
         model: model.to_string(),
         write: write.as_str().to_string(),
@@ -147,14 +180,19 @@ pub fn run_once(
         // The pass's own clock (the slowest worker's): listing, subtraction
         // and load, without the process start-up that no user of
         // `ingest --watch` pays per pass.
-        wall_secs: max(&|s| s.timed_secs).or(max(&|s| (s.elapsed_secs > 0.0).then_some(s.elapsed_secs))).unwrap_or(elapsed),
+        wall_secs: max(&|s| s.timed_secs)
+            .or(max(&|s| (s.elapsed_secs > 0.0).then_some(s.elapsed_secs)))
+            .unwrap_or(elapsed),
         files: sum(&|s| s.loaded + s.failed.len() as u64),
         rows: sum(&|s| s.rows()),
         rejected: sum(&|s| s.rejected),
         requests: sum(&|s| s.requests),
         retries: sum(&|s| s.retries),
         bytes: sum(&|s| s.bytes),
-        cpu_secs: finished.iter().map(|(_, u, _, _)| cpu(u.ru_utime) + cpu(u.ru_stime)).sum(),
+        cpu_secs: finished
+            .iter()
+            .map(|(_, u, _, _)| cpu(u.ru_utime) + cpu(u.ru_stime))
+            .sum(),
         // Each worker's own VmHWM; ru_maxrss would include this process's
         // memory (see `report::peak_rss_mb`).
         peak_rss_mb: max(&|s| s.peak_rss_mb).unwrap_or(0.0),
@@ -183,12 +221,22 @@ impl Worker {
         };
         let out = drain(Box::new(child.stdout.take().expect("piped")));
         let err = drain(Box::new(child.stderr.take().expect("piped")));
-        Ok(Worker { pid: child.id() as libc::pid_t, _child: child, out, err })
+        Ok(Worker {
+            pid: child.id() as libc::pid_t,
+            _child: child,
+            out,
+            err,
+        })
     }
 
     fn wait(self) -> anyhow::Result<(i32, libc::rusage, String, String)> {
         let (status, usage) = wait_with_rusage(self.pid)?;
-        Ok((status, usage, self.out.join().unwrap_or_default(), self.err.join().unwrap_or_default()))
+        Ok((
+            status,
+            usage,
+            self.out.join().unwrap_or_default(),
+            self.err.join().unwrap_or_default(),
+        ))
     }
 }
 
@@ -196,17 +244,23 @@ impl Worker {
 /// ledger holds every fetched key and agrees with the rows, and no more.
 fn consistency(db: &mut postgres::Client, s: &PassSummary) -> anyhow::Result<Vec<String>> {
     let mut problems = Vec::new();
-    let ledger: i64 = db.query_one("SELECT count(*) FROM processed_files", &[])?.get(0);
+    let ledger: i64 = db
+        .query_one("SELECT count(*) FROM processed_files", &[])?
+        .get(0);
     let want = s.listed - s.missing.len() as u64 - s.fetch_errors.len() as u64;
     if ledger as u64 != want {
-        problems.push(format!("ledger holds {ledger} files, the listing has {want} fetchable keys"));
+        problems.push(format!(
+            "ledger holds {ledger} files, the listing has {want} fetchable keys"
+        ));
     }
     let rows: i64 = db
         .query_one("SELECT (SELECT count(*) FROM songs) + (SELECT count(*) FROM movies) + (SELECT count(*) FROM apps)", &[])?
         .get(0);
     let ledger_rows: i64 = db.query_one("SELECT coalesce(sum(songs_rows + movies_rows + apps_rows), 0)::bigint FROM processed_files", &[])?.get(0);
     if rows != ledger_rows {
-        problems.push(format!("tables hold {rows} rows, the ledger says {ledger_rows}"));
+        problems.push(format!(
+            "tables hold {rows} rows, the ledger says {ledger_rows}"
+        ));
     }
     Ok(problems)
 }
@@ -236,9 +290,15 @@ fn wait_with_rusage(pid: libc::pid_t) -> anyhow::Result<(i32, libc::rusage)> {
 
 /// Shows files done by reading the ledger every 250 ms: the child needs no
 /// progress protocol, and the ledger is the truth anyway.
-fn spawn_progress_poller(url: String, bar: indicatif::ProgressBar, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+fn spawn_progress_poller(
+    url: String,
+    bar: indicatif::ProgressBar,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let Ok(mut c) = crate::db::connect_sync(&url) else { return };
+        let Ok(mut c) = crate::db::connect_sync(&url) else {
+            return;
+        };
         while !stop.load(Ordering::Relaxed) {
             if let Ok(row) = c.query_one("SELECT count(*) FROM processed_files", &[]) {
                 bar.set_message(format!("{} files done", row.get::<_, i64>(0)));

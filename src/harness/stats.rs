@@ -23,7 +23,11 @@ pub fn median(xs: &[f64]) -> f64 {
     if n == 0 {
         return f64::NAN;
     }
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 impl Stats {
@@ -33,12 +37,20 @@ impl Stats {
         }
         let n = xs.len();
         let mean = xs.iter().sum::<f64>() / n as f64;
-        let stddev = if n > 1 { (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() } else { 0.0 };
+        let stddev = if n > 1 {
+            (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+        } else {
+            0.0
+        };
         let med = median(xs);
         let deviations: Vec<f64> = xs.iter().map(|x| (x - med).abs()).collect();
         let mad = median(&deviations);
         let outliers = if mad > 0.0 {
-            xs.iter().enumerate().filter(|(_, x)| 0.6745 * (*x - med).abs() / mad > 3.5).map(|(i, _)| i).collect()
+            xs.iter()
+                .enumerate()
+                .filter(|(_, x)| 0.6745 * (*x - med).abs() / mad > 3.5)
+                .map(|(i, _)| i)
+                .collect()
         } else {
             Vec::new()
         };
@@ -68,7 +80,11 @@ pub fn speedup(reference: &Stats, model: &Stats) -> Speedup {
     let ratio = reference.mean / model.mean;
     let rel = |s: &Stats| if s.mean > 0.0 { s.stddev / s.mean } else { 0.0 };
     let error = ratio * (rel(reference).powi(2) + rel(model).powi(2)).sqrt();
-    Speedup { ratio, error, median_ratio: reference.median / model.median }
+    Speedup {
+        ratio,
+        error,
+        median_ratio: reference.median / model.median,
+    }
 }
 
 #[cfg(test)]

@@ -24,15 +24,26 @@ pub struct ModelSummary {
 
 /// Summarises each label (model, or model+write in a matrix) that has at
 /// least one verified measured run; speedups are relative to `reference`.
-pub fn summarize(runs: &[Run], labels: &[String], matrix: bool, reference: &str) -> Vec<ModelSummary> {
+pub fn summarize(
+    runs: &[Run],
+    labels: &[String],
+    matrix: bool,
+    reference: &str,
+) -> Vec<ModelSummary> {
     let mut out: Vec<ModelSummary> = labels
         .iter()
         .filter_map(|m| {
-            let measured: Vec<&Run> = runs.iter().filter(|r| &r.label(matrix) == m && r.run > 0).collect();
+            let measured: Vec<&Run> = runs
+                .iter()
+                .filter(|r| &r.label(matrix) == m && r.run > 0)
+                .collect();
             let good: Vec<&Run> = measured.iter().copied().filter(|r| r.verified).collect();
             let times: Vec<f64> = good.iter().map(|r| r.wall_secs).collect();
             let stats = Stats::of(&times)?;
-            let rates: Vec<f64> = good.iter().map(|r| r.rows as f64 / r.wall_secs.max(1e-9)).collect();
+            let rates: Vec<f64> = good
+                .iter()
+                .map(|r| r.rows as f64 / r.wall_secs.max(1e-9))
+                .collect();
             Some(ModelSummary {
                 model: m.clone(),
                 stats,
@@ -44,7 +55,11 @@ pub fn summarize(runs: &[Run], labels: &[String], matrix: bool, reference: &str)
             })
         })
         .collect();
-    if let Some(base) = out.iter().find(|s| s.model == reference).map(|s| s.stats.clone()) {
+    if let Some(base) = out
+        .iter()
+        .find(|s| s.model == reference)
+        .map(|s| s.stats.clone())
+    {
         for s in out.iter_mut().filter(|s| s.model != reference) {
             s.speedup = Some(speedup(&base, &s.stats));
         }
@@ -55,7 +70,12 @@ pub fn summarize(runs: &[Run], labels: &[String], matrix: bool, reference: &str)
 /// Each model's median against the ceiling (the larger median of
 /// `fetch-only` and `load-only`), as Markdown lines.
 pub fn efficiency(summaries: &[ModelSummary]) -> String {
-    let median = |name: &str| summaries.iter().find(|s| s.model == name).map(|s| s.stats.median);
+    let median = |name: &str| {
+        summaries
+            .iter()
+            .find(|s| s.model == name)
+            .map(|s| s.stats.median)
+    };
     let (Some(fetch), Some(load)) = (median("fetch-only"), median("load-only")) else {
         return String::new();
     };
@@ -63,8 +83,17 @@ pub fn efficiency(summaries: &[ModelSummary]) -> String {
     let mut s = format!(
         "Ceiling: {ceiling:.2} s (fetch-only {fetch:.2} s: the network and parsing alone; load-only {load:.2} s: the writes alone).\n\n| model | median | × ceiling | efficiency |\n|---|---:|---:|---:|\n"
     );
-    for m in summaries.iter().filter(|m| !crate::models::CEILINGS.contains(&m.model.as_str())) {
-        s.push_str(&format!("| {} | {:.2} s | {:.2}× | {:.0} % |\n", m.model, m.stats.median, m.stats.median / ceiling, 100.0 * ceiling / m.stats.median));
+    for m in summaries
+        .iter()
+        .filter(|m| !crate::models::CEILINGS.contains(&m.model.as_str()))
+    {
+        s.push_str(&format!(
+            "| {} | {:.2} s | {:.2}× | {:.0} % |\n",
+            m.model,
+            m.stats.median,
+            m.stats.median / ceiling,
+            100.0 * ceiling / m.stats.median
+        ));
     }
     s
 }

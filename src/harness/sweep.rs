@@ -9,7 +9,6 @@ use std::process::Command;
 use anyhow::{Context, bail};
 use plotters::prelude::*;
 
-
 use super::charts::{model_color, one_two_five, register_fonts};
 
 /// One model's result at one value of the swept parameter.
@@ -29,7 +28,12 @@ pub struct Point {
 fn flags(param: &str, value: &str) -> anyhow::Result<Vec<String>> {
     Ok(match param {
         "latency" => vec!["--latency-ms".into(), value.into()],
-        "concurrency" => vec!["--concurrency".into(), value.into(), "--threads".into(), value.into()],
+        "concurrency" => vec![
+            "--concurrency".into(),
+            value.into(),
+            "--threads".into(),
+            value.into(),
+        ],
         "files" => vec!["--files".into(), value.into()],
         "workers" => vec!["--workers".into(), value.into()],
         other => bail!("cannot sweep {other:?}: choose latency, concurrency, files or workers"),
@@ -62,14 +66,25 @@ fn passthrough() -> Vec<String> {
 
 /// Runs the sweep; returns whether every run of every value was verified.
 pub fn run(sweep: &str, out: Option<PathBuf>, profile: &str, resume: bool) -> anyhow::Result<bool> {
-    let (param, values) = sweep.split_once('=').context("--sweep takes PARAM=V1,V2,… (for example latency=0,5,20,60,150)")?;
-    let values: Vec<&str> = values.split(',').map(str::trim).filter(|v| !v.is_empty()).collect();
-    anyhow::ensure!(!values.is_empty(), "--sweep {param}= needs at least one value");
+    let (param, values) = sweep
+        .split_once('=')
+        .context("--sweep takes PARAM=V1,V2,… (for example latency=0,5,20,60,150)")?;
+    let values: Vec<&str> = values
+        .split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    anyhow::ensure!(
+        !values.is_empty(),
+        "--sweep {param}= needs at least one value"
+    );
     for v in &values {
-        v.parse::<f64>().with_context(|| format!("--sweep value {v:?} is not a number"))?;
+        v.parse::<f64>()
+            .with_context(|| format!("--sweep value {v:?} is not a number"))?;
         flags(param, v)?;
     }
-    let out = out.unwrap_or_else(|| PathBuf::from("results").join(format!("{profile}-sweep-{param}")));
+    let out =
+        out.unwrap_or_else(|| PathBuf::from("results").join(format!("{profile}-sweep-{param}")));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let exe = std::env::current_exe()?;
     let mut points = Vec::new();
@@ -77,10 +92,21 @@ pub fn run(sweep: &str, out: Option<PathBuf>, profile: &str, resume: bool) -> an
     for v in &values {
         let dir = out.join(format!("{param}-{v}"));
         if resume && dir.join("summary.csv").is_file() {
-            eprintln!("sweep {param}={v}: kept the results already in {}", dir.display());
+            eprintln!(
+                "sweep {param}={v}: kept the results already in {}",
+                dir.display()
+            );
         } else {
-            eprintln!("sweep {param}={v}: comparing (results in {})", dir.display());
-            let status = Command::new(&exe).args(passthrough()).args(flags(param, v)?).arg("--out").arg(&dir).status()?;
+            eprintln!(
+                "sweep {param}={v}: comparing (results in {})",
+                dir.display()
+            );
+            let status = Command::new(&exe)
+                .args(passthrough())
+                .args(flags(param, v)?)
+                .arg("--out")
+                .arg(&dir)
+                .status()?;
             all_ok &= status.success();
         }
         points.extend(read_summary(&dir.join("summary.csv"), param, v.parse()?)?);
@@ -99,10 +125,22 @@ pub fn run(sweep: &str, out: Option<PathBuf>, profile: &str, resume: bool) -> an
 }
 
 fn read_summary(path: &Path, param: &str, value: f64) -> anyhow::Result<Vec<Point>> {
-    let mut r = csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut r =
+        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
     let h = r.headers()?.clone();
-    let col = |name: &str| h.iter().position(|c| c == name).with_context(|| format!("{} lacks {name}", path.display()));
-    let (m, med, min, max, rps, rss) = (col("model")?, col("median_s")?, col("min_s")?, col("max_s")?, col("rows_per_s")?, col("max_peak_rss_mb")?);
+    let col = |name: &str| {
+        h.iter()
+            .position(|c| c == name)
+            .with_context(|| format!("{} lacks {name}", path.display()))
+    };
+    let (m, med, min, max, rps, rss) = (
+        col("model")?,
+        col("median_s")?,
+        col("min_s")?,
+        col("max_s")?,
+        col("rows_per_s")?,
+        col("max_peak_rss_mb")?,
+    );
     let mut out = Vec::new();
     for rec in r.records() {
         let rec = rec?;
@@ -135,11 +173,21 @@ fn unique<T: PartialEq + Clone>(items: impl Iterator<Item = T>) -> Vec<T> {
 fn table(points: &[Point], param: &str) -> String {
     let models = unique(points.iter().map(|p| p.model.as_str()));
     let values = unique(points.iter().map(|p| p.value));
-    let mut s = format!("| {param} | {} |\n|---:|{}\n", models.join(" | "), "---:|".repeat(models.len()));
+    let mut s = format!(
+        "| {param} | {} |\n|---:|{}\n",
+        models.join(" | "),
+        "---:|".repeat(models.len())
+    );
     for v in values {
         let cells: Vec<String> = models
             .iter()
-            .map(|m| points.iter().find(|p| p.value == v && p.model == *m).map(|p| format!("{:.2} s", p.median_s)).unwrap_or_default())
+            .map(|m| {
+                points
+                    .iter()
+                    .find(|p| p.value == v && p.model == *m)
+                    .map(|p| format!("{:.2} s", p.median_s))
+                    .unwrap_or_default()
+            })
             .collect();
         s.push_str(&format!("| {v} | {} |\n", cells.join(" | ")));
     }
@@ -152,7 +200,10 @@ fn chart(path: &Path, points: &[Point], param: &str) -> anyhow::Result<()> {
     let root = BitMapBackend::new(path, (1200, 720)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let xs: Vec<f64> = points.iter().map(|p| p.value).collect();
-    let (xmin, xmax) = (xs.iter().copied().fold(f64::INFINITY, f64::min), xs.iter().copied().fold(0.0, f64::max));
+    let (xmin, xmax) = (
+        xs.iter().copied().fold(f64::INFINITY, f64::min),
+        xs.iter().copied().fold(0.0, f64::max),
+    );
     let ymax = points.iter().map(|p| p.max_s).fold(0.0, f64::max) * 1.5;
     let ymin = points.iter().map(|p| p.min_s).fold(f64::INFINITY, f64::min) / 1.5;
     let unit = match param {
@@ -167,11 +218,19 @@ fn chart(path: &Path, points: &[Point], param: &str) -> anyhow::Result<()> {
     macro_rules! draw {
         ($x:expr) => {{
             let mut c = ChartBuilder::on(&root)
-                .caption(&caption, ("sans-serif", 28).into_font().style(FontStyle::Bold))
+                .caption(
+                    &caption,
+                    ("sans-serif", 28).into_font().style(FontStyle::Bold),
+                )
                 .margin(24)
                 .x_label_area_size(50)
                 .y_label_area_size(80)
-                .build_cartesian_2d($x, (ymin.max(1e-3)..ymax.max(1e-2)).log_scale().with_key_points(one_two_five(ymin.max(1e-3), ymax.max(1e-2))))
+                .build_cartesian_2d(
+                    $x,
+                    (ymin.max(1e-3)..ymax.max(1e-2))
+                        .log_scale()
+                        .with_key_points(one_two_five(ymin.max(1e-3), ymax.max(1e-2))),
+                )
                 .map_err(|e| err(&e))?;
             c.configure_mesh()
                 .x_desc(unit)
@@ -179,17 +238,30 @@ fn chart(path: &Path, points: &[Point], param: &str) -> anyhow::Result<()> {
                 .axis_desc_style(("sans-serif", 20))
                 .label_style(("sans-serif", 18))
                 .light_line_style(WHITE)
-                .y_label_formatter(&|v| if *v >= 1.0 { format!("{v:.0}") } else { format!("{v:.1}") })
+                .y_label_formatter(&|v| {
+                    if *v >= 1.0 {
+                        format!("{v:.0}")
+                    } else {
+                        format!("{v:.1}")
+                    }
+                })
                 .draw()
                 .map_err(|e| err(&e))?;
             for m in &models {
                 let color = model_color(m);
-                let pts: Vec<(f64, f64)> = points.iter().filter(|p| &p.model == m).map(|p| (p.value, p.median_s)).collect();
+                let pts: Vec<(f64, f64)> = points
+                    .iter()
+                    .filter(|p| &p.model == m)
+                    .map(|p| (p.value, p.median_s))
+                    .collect();
                 c.draw_series(LineSeries::new(pts.clone(), color.stroke_width(3)))
                     .map_err(|e| err(&e))?
                     .label(m.clone())
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3)));
-                c.draw_series(pts.into_iter().map(|p| Circle::new(p, 5, color.filled()))).map_err(|e| err(&e))?;
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
+                    });
+                c.draw_series(pts.into_iter().map(|p| Circle::new(p, 5, color.filled())))
+                    .map_err(|e| err(&e))?;
             }
             c.configure_series_labels()
                 .label_font(("sans-serif", 20))

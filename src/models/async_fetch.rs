@@ -28,7 +28,9 @@ impl Ingestor for AsyncFetch {
                     let result = match next {
                         Step::Done(r) => r,
                         Step::Write(plan) => {
-                            let written = sync_writer::write_with_reconnect(&mut pg, job.database_url, &plan).map_err(|e| write_error(&key, e))?;
+                            let written =
+                                sync_writer::write_with_reconnect(&mut pg, job.database_url, &plan)
+                                    .map_err(|e| write_error(&key, e))?;
                             FileResult::from_write(&plan, written)
                         }
                     };

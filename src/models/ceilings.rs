@@ -19,7 +19,11 @@ use crate::db::ledger::WriteResult;
 use crate::report::FileResult;
 
 /// Fetches and plans every key concurrently; returns (key, step) pairs.
-async fn fetch_all(job: &Job<'_>, todo: Todo, model: &'static str) -> anyhow::Result<Vec<(String, Step)>> {
+async fn fetch_all(
+    job: &Job<'_>,
+    todo: Todo,
+    model: &'static str,
+) -> anyhow::Result<Vec<(String, Step)>> {
     let http = AsyncClient::new(job.client.clone(), job.stats.clone())?;
     let mut out = Vec::new();
     let mut fetched = todo_stream(todo)
@@ -75,7 +79,11 @@ impl Ingestor for LoadOnly {
         let steps = rt.block_on(fetch_all(job, todo, "load-only"))?;
         rt.block_on(async {
             let pool = async_writer::pool(job.database_url, job.knobs.connections)?;
-            drop(pool.get().await.map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {e}"))?);
+            drop(
+                pool.get()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {e}"))?,
+            );
             let started = Instant::now();
             let mut plans: Vec<(String, WritePlan)> = Vec::new();
             for (key, next) in steps {
@@ -88,7 +96,9 @@ impl Ingestor for LoadOnly {
                 .map(|(key, plan)| {
                     let pool = pool.clone();
                     tokio::spawn(async move {
-                        let w = async_writer::write_with_reconnect(&pool, &plan).await.map_err(|e| write_error(&key, e))?;
+                        let w = async_writer::write_with_reconnect(&pool, &plan)
+                            .await
+                            .map_err(|e| write_error(&key, e))?;
                         Ok::<_, anyhow::Error>((key, FileResult::from_write(&plan, w)))
                     })
                 })

@@ -24,7 +24,11 @@ impl Ingestor for Async {
             // so they never queue behind the writers for a pooled connection.
             let checks = async_writer::pool(job.database_url, 1)?;
             // Fail fast, in one line, if the database is gone.
-            drop(pool.get().await.map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {e}"))?);
+            drop(
+                pool.get()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {e}"))?,
+            );
             let mut done = todo_stream(todo)
                 .map(|obj| {
                     let (http, pool, checks) = (http.clone(), pool.clone(), checks.clone());
@@ -43,7 +47,9 @@ impl Ingestor for Async {
                         let result = match next {
                             Step::Done(r) => r,
                             Step::Write(plan) => {
-                                let written = async_writer::write_with_reconnect(&pool, &plan).await.map_err(|e| write_error(&obj.key, e))?;
+                                let written = async_writer::write_with_reconnect(&pool, &plan)
+                                    .await
+                                    .map_err(|e| write_error(&obj.key, e))?;
                                 FileResult::from_write(&plan, written)
                             }
                         };

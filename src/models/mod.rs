@@ -30,7 +30,12 @@ pub struct Knobs {
 
 impl Default for Knobs {
     fn default() -> Self {
-        Knobs { concurrency: 64, connections: 4, threads: 32, write: crate::db::WriteStrategy::Copy }
+        Knobs {
+            concurrency: 64,
+            connections: 4,
+            threads: 32,
+            write: crate::db::WriteStrategy::Copy,
+        }
     }
 }
 
@@ -72,7 +77,10 @@ pub fn by_name(name: &str) -> anyhow::Result<Box<dyn Ingestor>> {
         "fetch-only" => Ok(Box::new(ceilings::FetchOnly)),
         "load-only" => Ok(Box::new(ceilings::LoadOnly)),
         "test-drop-one" => Ok(Box::new(DropOne)),
-        other => anyhow::bail!("unknown model {other:?}; choose one of: {}", NAMES.join(", ")),
+        other => anyhow::bail!(
+            "unknown model {other:?}; choose one of: {}",
+            NAMES.join(", ")
+        ),
     }
 }
 
@@ -84,14 +92,28 @@ pub(crate) enum Step {
 
 /// The shared, sans-IO part of every model: from a GET's outcome to the
 /// next step. Both HTTP clients feed it.
-pub(crate) fn step(obj: &ObjectRef, model: &str, write: crate::db::WriteStrategy, fetched: Result<Fetched, FetchError>) -> Step {
+pub(crate) fn step(
+    obj: &ObjectRef,
+    model: &str,
+    write: crate::db::WriteStrategy,
+    fetched: Result<Fetched, FetchError>,
+) -> Step {
     match fetched {
-        Ok(Fetched::Object { bytes, etag }) => {
-            Step::Write(crate::transform::plan(&obj.key, etag.as_deref().or(obj.etag.as_deref()), &bytes, model, write))
-        }
+        Ok(Fetched::Object { bytes, etag }) => Step::Write(crate::transform::plan(
+            &obj.key,
+            etag.as_deref().or(obj.etag.as_deref()),
+            &bytes,
+            model,
+            write,
+        )),
         Ok(Fetched::Missing) => Step::Done(FileResult::Missing),
         // Too large: a property of the object, recorded so it is not refetched every pass.
-        Err(e) if e.is_object_fault() => Step::Write(crate::transform::plan_refused(&obj.key, obj.etag.as_deref(), e.to_string(), model)),
+        Err(e) if e.is_object_fault() => Step::Write(crate::transform::plan_refused(
+            &obj.key,
+            obj.etag.as_deref(),
+            e.to_string(),
+            model,
+        )),
         Err(e) => Step::Done(FileResult::FetchFailed(e.to_string())),
     }
 }
@@ -109,7 +131,9 @@ pub(crate) fn refuse_key(obj: &ObjectRef, model: &str) -> Option<Step> {
 
 /// A tokio runtime with one worker per core: the async models' scheduler.
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 /// Names the file a database error happened on.
@@ -134,5 +158,7 @@ impl Ingestor for DropOne {
 
 /// The keys of `todo` as a stream, for the async models.
 pub(crate) fn todo_stream(todo: Todo) -> impl futures::Stream<Item = ObjectRef> + Unpin {
-    Box::pin(futures::stream::unfold(todo, |mut rx| async move { rx.recv().await.map(|obj| (obj, rx)) }))
+    Box::pin(futures::stream::unfold(todo, |mut rx| async move {
+        rx.recv().await.map(|obj| (obj, rx))
+    }))
 }

@@ -39,12 +39,18 @@ pub(crate) fn fetch_and_write(
     }
     let next = match refuse_key(obj, model) {
         Some(refused) => refused,
-        None => step(obj, model, job.knobs.write, http.get(&job.bucket.object_url(&obj.key))),
+        None => step(
+            obj,
+            model,
+            job.knobs.write,
+            http.get(&job.bucket.object_url(&obj.key)),
+        ),
     };
     match next {
         Step::Done(r) => Ok(r),
         Step::Write(plan) => {
-            let written = sync_writer::write_with_reconnect(pg, job.database_url, &plan).map_err(|e| write_error(&obj.key, e))?;
+            let written = sync_writer::write_with_reconnect(pg, job.database_url, &plan)
+                .map_err(|e| write_error(&obj.key, e))?;
             Ok(FileResult::from_write(&plan, written))
         }
     }

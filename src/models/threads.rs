@@ -19,7 +19,10 @@ impl Ingestor for Threads {
 
     fn load(&self, job: &Job<'_>, todo: Todo) -> anyhow::Result<()> {
         let threads = job.knobs.threads.max(1);
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).thread_name(|i| format!("ingest-{i}")).build()?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("ingest-{i}"))
+            .build()?;
         let http = SyncClient::new(job.client.clone(), job.stats.clone())?;
         let todo = Mutex::new(todo);
         let stop = AtomicBool::new(false);
@@ -36,7 +39,9 @@ impl Ingestor for Threads {
                 Err(e) => return fail(e),
             };
             while !stop.load(Ordering::Relaxed) {
-                let Some(obj) = todo.lock().unwrap().blocking_recv() else { break };
+                let Some(obj) = todo.lock().unwrap().blocking_recv() else {
+                    break;
+                };
                 match fetch_and_write(&http, &mut pg, job, &obj, "threads") {
                     Ok(r) => job.tally.record(&obj.key, r),
                     Err(e) => return fail(e),

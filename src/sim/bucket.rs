@@ -38,7 +38,10 @@ pub struct SimBucket {
 impl SimBucket {
     /// Generates the bucket (in parallel: files are independent).
     pub fn generate(spec: Spec) -> Self {
-        let files: Vec<GeneratedFile> = (0..spec.files).into_par_iter().map(|i| generator::file(&spec, i)).collect();
+        let files: Vec<GeneratedFile> = (0..spec.files)
+            .into_par_iter()
+            .map(|i| generator::file(&spec, i))
+            .collect();
         let store = Store::new();
         let mut listed = VecDeque::new();
         let mut expects = BTreeMap::new();
@@ -55,10 +58,21 @@ impl SimBucket {
             expects.insert(k, FileExpect::Missing);
         }
         let manifest = generator::manifest(&spec, listed.make_contiguous());
-        puts.push((MANIFEST_KEY.to_string(), Object::new(manifest.into_bytes(), LAST_MODIFIED)));
+        puts.push((
+            MANIFEST_KEY.to_string(),
+            Object::new(manifest.into_bytes(), LAST_MODIFIED),
+        ));
         store.apply(puts, &[]);
         let next_index = spec.files;
-        SimBucket { spec, store, state: Arc::new(Mutex::new(State { listed, expects, next_index })) }
+        SimBucket {
+            spec,
+            store,
+            state: Arc::new(Mutex::new(State {
+                listed,
+                expects,
+                next_index,
+            })),
+        }
     }
 
     pub fn spec(&self) -> &Spec {
@@ -87,7 +101,10 @@ impl SimBucket {
         let mut uniq: Vec<&String> = keys.iter().collect();
         uniq.sort();
         uniq.dedup();
-        Expected::from_files(uniq.into_iter().filter_map(|k| st.expects.get(k).map(|e| (k.as_str(), e))))
+        Expected::from_files(
+            uniq.into_iter()
+                .filter_map(|k| st.expects.get(k).map(|e| (k.as_str(), e))),
+        )
     }
 
     /// Adds `add` new files and deletes the `delete` oldest, updating the
@@ -113,7 +130,10 @@ impl SimBucket {
             }
         }
         let manifest = generator::manifest(&self.spec, st.listed.make_contiguous());
-        puts.push((MANIFEST_KEY.to_string(), Object::new(manifest.into_bytes(), LAST_MODIFIED)));
+        puts.push((
+            MANIFEST_KEY.to_string(),
+            Object::new(manifest.into_bytes(), LAST_MODIFIED),
+        ));
         self.store.apply(puts, &deleted);
         (added, deleted)
     }
@@ -134,16 +154,28 @@ impl SimBucket {
                 b.churn(add, delete);
             }
         });
-        ChurnHandle { stop, thread: Some(thread) }
+        ChurnHandle {
+            stop,
+            thread: Some(thread),
+        }
     }
 
     /// Serves this bucket on `addr` (port 0: any free port).
-    pub fn serve(&self, conditions: Conditions, addr: std::net::SocketAddr) -> anyhow::Result<SimServer> {
+    pub fn serve(
+        &self,
+        conditions: Conditions,
+        addr: std::net::SocketAddr,
+    ) -> anyhow::Result<SimServer> {
         SimServer::start(self.store.clone(), conditions, addr)
     }
 
     /// Serves this bucket with a bucket name and access control.
-    pub fn serve_with(&self, conditions: Conditions, addr: std::net::SocketAddr, options: ServeOptions) -> anyhow::Result<SimServer> {
+    pub fn serve_with(
+        &self,
+        conditions: Conditions,
+        addr: std::net::SocketAddr,
+        options: ServeOptions,
+    ) -> anyhow::Result<SimServer> {
         SimServer::start_with(self.store.clone(), conditions, addr, options)
     }
 
@@ -155,9 +187,11 @@ impl SimBucket {
             let obj = self.store.get(&key).expect("listed key");
             let path = dir.join(&key);
             if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
             }
-            std::fs::write(&path, &obj.body).with_context(|| format!("writing {}", path.display()))?;
+            std::fs::write(&path, &obj.body)
+                .with_context(|| format!("writing {}", path.display()))?;
         }
         self.write_expected(&dir.join("expected.json"))
     }

@@ -27,9 +27,31 @@ pub fn row_hash(fields: &[String]) -> i64 {
 
 /// The column expressions whose canonical text makes a row, per table, in
 /// the order the generator writes them.
-pub const SONGS_COLUMNS: &[&str] = &["source_key", "artist_name", "title", "year::text", "release"];
-pub const MOVIES_COLUMNS: &[&str] = &["source_key", "original_title", "original_language", "budget::text", "is_adult::text", "release_date::text", "original_title_normalized"];
-pub const APPS_COLUMNS: &[&str] = &["source_key", "name", "genre", "round(rating::numeric, 6)::text", "version", "size_bytes::text", "is_awesome::text"];
+pub const SONGS_COLUMNS: &[&str] = &[
+    "source_key",
+    "artist_name",
+    "title",
+    "year::text",
+    "release",
+];
+pub const MOVIES_COLUMNS: &[&str] = &[
+    "source_key",
+    "original_title",
+    "original_language",
+    "budget::text",
+    "is_adult::text",
+    "release_date::text",
+    "original_title_normalized",
+];
+pub const APPS_COLUMNS: &[&str] = &[
+    "source_key",
+    "name",
+    "genre",
+    "round(rating::numeric, 6)::text",
+    "version",
+    "size_bytes::text",
+    "is_awesome::text",
+];
 /// Rejected records are checked by where they came from; the reason's
 /// wording is the loader's, not the generator's.
 pub const REJECTED_COLUMNS: &[&str] = &["source_key", "record_index::text"];
@@ -59,7 +81,13 @@ impl TableSum {
 /// What one generated key contributes to the expected result.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FileExpect {
-    Loaded { songs: TableSum, movies: TableSum, apps: TableSum, rejected: TableSum, skipped: u64 },
+    Loaded {
+        songs: TableSum,
+        movies: TableSum,
+        apps: TableSum,
+        rejected: TableSum,
+        skipped: u64,
+    },
     /// Not JSON or not an array: a `failed` ledger row, no rows.
     Failed,
     /// Listed in the manifest, but no object: a 404.
@@ -94,11 +122,22 @@ pub struct Checksums {
 impl Expected {
     /// Aggregates per-key contributions.
     pub fn from_files<'a>(files: impl IntoIterator<Item = (&'a str, &'a FileExpect)>) -> Self {
-        let (mut songs, mut movies, mut apps, mut rejected) = (TableSum::default(), TableSum::default(), TableSum::default(), TableSum::default());
+        let (mut songs, mut movies, mut apps, mut rejected) = (
+            TableSum::default(),
+            TableSum::default(),
+            TableSum::default(),
+            TableSum::default(),
+        );
         let mut e = Expected::default();
         for (key, f) in files {
             match f {
-                FileExpect::Loaded { songs: s, movies: m, apps: a, rejected: r, skipped } => {
+                FileExpect::Loaded {
+                    songs: s,
+                    movies: m,
+                    apps: a,
+                    rejected: r,
+                    skipped,
+                } => {
                     e.files += 1;
                     e.loaded_files += 1;
                     songs.merge(s);
@@ -116,7 +155,8 @@ impl Expected {
         }
         e.failed_files.sort();
         e.missing_keys.sort();
-        (e.songs, e.movies, e.apps, e.rejected) = (songs.rows, movies.rows, apps.rows, rejected.rows);
+        (e.songs, e.movies, e.apps, e.rejected) =
+            (songs.rows, movies.rows, apps.rows, rejected.rows);
         e.checksums = Checksums {
             songs: songs.sum.to_string(),
             movies: movies.sum.to_string(),

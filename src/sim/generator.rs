@@ -57,7 +57,12 @@ impl Spec {
             ProfileName::Seed => (67, 1500),
             ProfileName::Large => (10_000, 100),
         };
-        Spec { profile, files, records, seed }
+        Spec {
+            profile,
+            files,
+            records,
+            seed,
+        }
     }
 
     pub fn with_overrides(mut self, files: Option<usize>, records: Option<usize>) -> Self {
@@ -91,7 +96,8 @@ pub struct GeneratedFile {
 /// The bucket key of file `i`: ten files a day from 2021-06-01, as a
 /// date-partitioned export would write them.
 pub fn key_for(i: usize) -> String {
-    let day = NaiveDate::from_ymd_opt(2021, 6, 1).expect("valid") + chrono::Days::new((i / 10) as u64);
+    let day =
+        NaiveDate::from_ymd_opt(2021, 6, 1).expect("valid") + chrono::Days::new((i / 10) as u64);
     format!("{}/part-{i:05}.json", day.format("%Y/%m/%d"))
 }
 
@@ -105,15 +111,37 @@ pub fn file(spec: &Spec, i: usize) -> GeneratedFile {
     if spec.messy() {
         // Fixed positions, so every messy bucket holds each file-level fault.
         match i {
-            3 => return failed(key, b"{\"type\": \"song\", \"data\": {\"title\": \"truncated".to_vec()),
-            11 => return failed(key, b"song,title,year\nCome as You Are,Nirvana,1992\n".to_vec()),
-            7 => return failed(key, serde_json::to_vec(&json!({"type": "song", "data": {"title": "wrapped in an object"}})).expect("json")),
+            3 => {
+                return failed(
+                    key,
+                    b"{\"type\": \"song\", \"data\": {\"title\": \"truncated".to_vec(),
+                );
+            }
+            11 => {
+                return failed(
+                    key,
+                    b"song,title,year\nCome as You Are,Nirvana,1992\n".to_vec(),
+                );
+            }
+            7 => {
+                return failed(
+                    key,
+                    serde_json::to_vec(
+                        &json!({"type": "song", "data": {"title": "wrapped in an object"}}),
+                    )
+                    .expect("json"),
+                );
+            }
             15 => return loaded_empty(key),
             _ => {}
         }
     }
     // Most files are near the median; one in twenty is ten times larger.
-    let scale = if rng.random_bool(0.05) { 10.0 } else { rng.random_range(0.5..1.5) };
+    let scale = if rng.random_bool(0.05) {
+        10.0
+    } else {
+        rng.random_range(0.5..1.5)
+    };
     let n = ((spec.records as f64) * scale).round().max(1.0) as usize;
     let mut g = FileGen {
         rng,
@@ -131,12 +159,22 @@ pub fn file(spec: &Spec, i: usize) -> GeneratedFile {
     GeneratedFile {
         key,
         body: Some(body),
-        expect: FileExpect::Loaded { songs: g.songs, movies: g.movies, apps: g.apps, rejected: g.rejected, skipped: g.skipped },
+        expect: FileExpect::Loaded {
+            songs: g.songs,
+            movies: g.movies,
+            apps: g.apps,
+            rejected: g.rejected,
+            skipped: g.skipped,
+        },
     }
 }
 
 fn failed(key: String, body: Vec<u8>) -> GeneratedFile {
-    GeneratedFile { key, body: Some(body), expect: FileExpect::Failed }
+    GeneratedFile {
+        key,
+        body: Some(body),
+        expect: FileExpect::Failed,
+    }
 }
 
 fn loaded_empty(key: String) -> GeneratedFile {
@@ -155,7 +193,14 @@ fn loaded_empty(key: String) -> GeneratedFile {
 
 /// Keys a messy manifest lists that have no object (404).
 pub fn missing_keys(spec: &Spec) -> Vec<String> {
-    if spec.messy() { vec!["2021/05/31/part-99998.json".into(), "2021/05/31/part-99999.json".into()] } else { vec![] }
+    if spec.messy() {
+        vec![
+            "2021/05/31/part-99998.json".into(),
+            "2021/05/31/part-99999.json".into(),
+        ]
+    } else {
+        vec![]
+    }
 }
 
 /// The manifest for these keys. A messy one has CRLF line ends, blank and
@@ -173,7 +218,10 @@ pub fn manifest(spec: &Spec, keys: &[String]) -> String {
             _ => out.push_str(&format!("{k}\n")),
         }
     }
-    out.push_str(&format!("{}\r\n   \r\n", keys.first().cloned().unwrap_or_default()));
+    out.push_str(&format!(
+        "{}\r\n   \r\n",
+        keys.first().cloned().unwrap_or_default()
+    ));
     out
 }
 
@@ -233,7 +281,8 @@ impl FileGen {
         if self.messy && self.chance(0.13) {
             let kind = self.rng.random_range(0..BAD_KINDS);
             let bad = self.bad_record(kind);
-            self.rejected.add(&[field(Some(&self.key)), field(Some(&index.to_string()))]);
+            self.rejected
+                .add(&[field(Some(&self.key)), field(Some(&index.to_string()))]);
             return bad;
         }
         if self.chance(self.other_share) {
@@ -269,7 +318,9 @@ impl FileGen {
         if self.messy {
             match self.rng.random_range(0..4) {
                 0 => return Value::String(i.to_string()),
-                1 if i.unsigned_abs() < (1 << 53) => return Value::Number(Number::from_f64(i as f64).expect("finite")),
+                1 if i.unsigned_abs() < (1 << 53) => {
+                    return Value::Number(Number::from_f64(i as f64).expect("finite"));
+                }
                 _ => {}
             }
         }
@@ -278,7 +329,10 @@ impl FileGen {
 
     fn extras(&mut self, data: &mut Map<String, Value>) {
         if self.chance(0.2) {
-            data.insert("id".into(), Value::from(self.rng.random_range(1..10_000_000u64)));
+            data.insert(
+                "id".into(),
+                Value::from(self.rng.random_range(1..10_000_000u64)),
+            );
         }
         if self.chance(0.1) {
             data.insert("tags".into(), json!(["imported", "2021"]));
@@ -288,7 +342,9 @@ impl FileGen {
     fn song(&mut self) -> Value {
         let artist = self.chance(0.9).then(|| self.pick(ARTISTS).to_string());
         let title = self.title();
-        let year = self.chance(0.85).then(|| self.rng.random_range(1950..=2024i64));
+        let year = self
+            .chance(0.85)
+            .then(|| self.rng.random_range(1950..=2024i64));
         let release = self.chance(0.7).then(|| self.title());
         let mut d = Map::new();
         self.put(&mut d, "artist_name", artist.clone().map(Value::String));
@@ -311,14 +367,20 @@ impl FileGen {
         let title = self.title();
         let lang = self.chance(0.8).then(|| self.pick(LANGUAGES).to_string());
         // Budgets reach past 2^31, as blockbusters' do (in cents or yen).
-        let budget = self.chance(0.8).then(|| self.rng.random_range(0..400_000_000_000i64));
+        let budget = self
+            .chance(0.8)
+            .then(|| self.rng.random_range(0..400_000_000_000i64));
         let adult = self.chance(0.8).then(|| self.chance(0.1));
         let date = self.chance(0.85).then(|| {
             let start = NaiveDate::from_ymd_opt(1925, 1, 1).expect("valid");
             start + chrono::Days::new(self.rng.random_range(0..36_500))
         });
         let mut d = Map::new();
-        let key = if self.messy && self.chance(0.2) { "original_title:" } else { "original_title" };
+        let key = if self.messy && self.chance(0.2) {
+            "original_title:"
+        } else {
+            "original_title"
+        };
         d.insert(key.into(), Value::String(title.clone()));
         self.put(&mut d, "original_language", lang.clone().map(Value::String));
         let bv = budget.map(|b| self.int_value(b));
@@ -331,7 +393,11 @@ impl FileGen {
             }
         });
         self.put(&mut d, "is_adult", av);
-        self.put(&mut d, "release_date", date.map(|x| Value::String(x.format("%Y-%m-%d").to_string())));
+        self.put(
+            &mut d,
+            "release_date",
+            date.map(|x| Value::String(x.format("%Y-%m-%d").to_string())),
+        );
         self.extras(&mut d);
         self.movies.add(&[
             field(Some(&self.key)),
@@ -348,21 +414,31 @@ impl FileGen {
     fn app(&mut self) -> Value {
         let name = format!("{}{}", self.title(), self.pick(APP_SUFFIXES));
         let genre = self.chance(0.8).then(|| self.pick(GENRES).to_string());
-        let rating = self.chance(0.85).then(|| f64::from(self.rng.random_range(0..=50u8)) / 10.0);
+        let rating = self
+            .chance(0.85)
+            .then(|| f64::from(self.rng.random_range(0..=50u8)) / 10.0);
         // A version is text; a messy bucket sometimes writes it as a JSON
         // number (2.1), which loads as its JSON text.
         let (version, version_value) = match self.rng.random_range(0..10) {
             0 | 1 => (None, None),
             2 if self.messy => {
-                let n = Number::from_f64(f64::from(self.rng.random_range(1..40u8)) / 10.0).expect("finite");
+                let n = Number::from_f64(f64::from(self.rng.random_range(1..40u8)) / 10.0)
+                    .expect("finite");
                 (Some(n.to_string()), Some(Value::Number(n)))
             }
             _ => {
-                let v = format!("{}.{}.{}", self.rng.random_range(0..5), self.rng.random_range(0..20), self.rng.random_range(0..30));
+                let v = format!(
+                    "{}.{}.{}",
+                    self.rng.random_range(0..5),
+                    self.rng.random_range(0..20),
+                    self.rng.random_range(0..30)
+                );
                 (Some(v.clone()), Some(Value::String(v)))
             }
         };
-        let size = self.chance(0.85).then(|| self.rng.random_range(10_000..10_000_000_000i64));
+        let size = self
+            .chance(0.85)
+            .then(|| self.rng.random_range(10_000..10_000_000_000i64));
         let mut d = Map::new();
         d.insert("name".into(), Value::String(name.clone()));
         self.put(&mut d, "genre", genre.clone().map(Value::String));
@@ -407,7 +483,9 @@ impl FileGen {
                 1 => json!({"type": "movie", "data": {"budget": 5}}),
                 _ => json!({"type": "app", "data": {"name": null, "rating": 4.0}}),
             },
-            5 => json!({"type": "song", "data": {"title": title, "year": if self.chance(0.5) { json!(1994.5) } else { json!("199x") }}}),
+            5 => {
+                json!({"type": "song", "data": {"title": title, "year": if self.chance(0.5) { json!(1994.5) } else { json!("199x") }}})
+            }
             6 => json!({"type": "song", "data": {"title": title, "year": 3_000_000_000i64}}),
             7 => {
                 if self.chance(0.5) {
@@ -418,10 +496,14 @@ impl FileGen {
             }
             8 => json!({"type": "app", "data": {"name": title, "rating": "excellent"}}),
             9 => json!({"type": "movie", "data": {"original_title": title, "is_adult": "yes"}}),
-            10 => json!({"type": "movie", "data": {"original_title": title, "release_date": if self.chance(0.5) { "2021-02-30" } else { "2021/02/03" }}}),
+            10 => {
+                json!({"type": "movie", "data": {"original_title": title, "release_date": if self.chance(0.5) { "2021-02-30" } else { "2021/02/03" }}})
+            }
             11 => match self.rng.random_range(0..3) {
                 0 => json!({"type": "song", "data": {"title": [title]}}),
-                1 => json!({"type": "song", "data": {"title": title, "artist_name": {"name": "x"}}}),
+                1 => {
+                    json!({"type": "song", "data": {"title": title, "artist_name": {"name": "x"}}})
+                }
                 _ => json!({"type": "app", "data": {"name": title, "genre": true}}),
             },
             _ => json!({"type": "song", "data": {"title": format!("{title}\u{0}")}}),

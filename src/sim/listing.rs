@@ -9,7 +9,12 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_perc
 use super::server::xml_escape;
 use super::store::Store;
 
-const URL_KEY: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
+const URL_KEY: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
 
 /// Decoded query parameters, in order.
 pub(crate) fn params(query: &str) -> Vec<(String, String)> {
@@ -18,7 +23,11 @@ pub(crate) fn params(query: &str) -> Vec<(String, String)> {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            let dec = |s: &str| percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+            let dec = |s: &str| {
+                percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
             (dec(k), dec(v))
         })
         .collect()
@@ -31,7 +40,10 @@ pub fn list_objects_v2(store: &Store, bucket: &str, query: &str) -> Response {
         return xml(StatusCode::NOT_IMPLEMENTED, "<Error><Code>NotImplemented</Code><Message>Only ListObjectsV2 (list-type=2) is implemented</Message></Error>".into());
     }
     let prefix = get("prefix").unwrap_or("");
-    let max_keys = get("max-keys").and_then(|m| m.parse::<usize>().ok()).unwrap_or(1000).min(1000);
+    let max_keys = get("max-keys")
+        .and_then(|m| m.parse::<usize>().ok())
+        .unwrap_or(1000)
+        .min(1000);
     let url_encode = get("encoding-type") == Some("url");
     let token = get("continuation-token");
     let after = match token {
@@ -42,19 +54,38 @@ pub fn list_objects_v2(store: &Store, bucket: &str, query: &str) -> Response {
         None => get("start-after").map(str::to_string),
     };
     let (page, more) = store.list(prefix, after.as_deref(), max_keys);
-    let enc = |s: &str| if url_encode { utf8_percent_encode(s, URL_KEY).to_string() } else { xml_escape(s) };
+    let enc = |s: &str| {
+        if url_encode {
+            utf8_percent_encode(s, URL_KEY).to_string()
+        } else {
+            xml_escape(s)
+        }
+    };
     let mut out = String::with_capacity(256 + page.len() * 200);
     out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
-    out.push_str(&format!("<Name>{}</Name><Prefix>{}</Prefix>", xml_escape(bucket), enc(prefix)));
-    out.push_str(&format!("<KeyCount>{}</KeyCount><MaxKeys>{max_keys}</MaxKeys><IsTruncated>{more}</IsTruncated>", page.len()));
+    out.push_str(&format!(
+        "<Name>{}</Name><Prefix>{}</Prefix>",
+        xml_escape(bucket),
+        enc(prefix)
+    ));
+    out.push_str(&format!(
+        "<KeyCount>{}</KeyCount><MaxKeys>{max_keys}</MaxKeys><IsTruncated>{more}</IsTruncated>",
+        page.len()
+    ));
     if url_encode {
         out.push_str("<EncodingType>url</EncodingType>");
     }
     if let Some(t) = token {
-        out.push_str(&format!("<ContinuationToken>{}</ContinuationToken>", xml_escape(t)));
+        out.push_str(&format!(
+            "<ContinuationToken>{}</ContinuationToken>",
+            xml_escape(t)
+        ));
     }
     if let (true, Some((last, _))) = (more, page.last()) {
-        out.push_str(&format!("<NextContinuationToken>{}</NextContinuationToken>", hex::encode(last)));
+        out.push_str(&format!(
+            "<NextContinuationToken>{}</NextContinuationToken>",
+            hex::encode(last)
+        ));
     }
     for (key, obj) in &page {
         out.push_str(&format!(

@@ -14,9 +14,9 @@ pub mod verify;
 mod words;
 
 pub use auth::SimAuth;
-pub use server::{Conditions, ServeOptions, SimServer};
-pub use store::{Object, Store};
 pub use bucket::SimBucket;
 pub use expected::Expected;
 pub use generator::{ProfileName, Spec};
+pub use server::{Conditions, ServeOptions, SimServer};
+pub use store::{Object, Store};
 pub use verify::verify;

@@ -64,7 +64,10 @@ pub struct ServeOptions {
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        ServeOptions { bucket: BUCKET.to_string(), auth: None }
+        ServeOptions {
+            bucket: BUCKET.to_string(),
+            auth: None,
+        }
     }
 }
 
@@ -88,32 +91,52 @@ impl SimServer {
     }
 
     /// As [`SimServer::start`], with a bucket name and access control.
-    pub fn start_with(store: Store, conditions: Conditions, addr: SocketAddr, options: ServeOptions) -> anyhow::Result<Self> {
+    pub fn start_with(
+        store: Store,
+        conditions: Conditions,
+        addr: SocketAddr,
+        options: ServeOptions,
+    ) -> anyhow::Result<Self> {
         let std_listener = bind(addr)?;
         let addr = std_listener.local_addr()?;
         let stats = Arc::new(ServerStats::default());
         let bucket = options.bucket.clone();
-        let app = Arc::new(App { store, bucket: options.bucket, conditions, auth: options.auth, stats: stats.clone() });
+        let app = Arc::new(App {
+            store,
+            bucket: options.bucket,
+            conditions,
+            auth: options.auth,
+            stats: stats.clone(),
+        });
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new().name("sim-bucket".into()).spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
-                let router = axum::Router::new().fallback(handle).with_state(app);
-                let _ = axum::serve(listener, router)
-                    .with_graceful_shutdown(async {
-                        let _ = rx.await;
-                    })
-                    .await;
-            });
-            // Stalled requests hold tasks for a long time; do not wait on them.
-            rt.shutdown_timeout(Duration::from_millis(100));
-        })?;
-        Ok(SimServer { addr, bucket, stats, shutdown: Some(tx), thread: Some(thread) })
+        let thread = std::thread::Builder::new()
+            .name("sim-bucket".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("tokio runtime");
+                rt.block_on(async move {
+                    let listener =
+                        tokio::net::TcpListener::from_std(std_listener).expect("listener");
+                    let router = axum::Router::new().fallback(handle).with_state(app);
+                    let _ = axum::serve(listener, router)
+                        .with_graceful_shutdown(async {
+                            let _ = rx.await;
+                        })
+                        .await;
+                });
+                // Stalled requests hold tasks for a long time; do not wait on them.
+                rt.shutdown_timeout(Duration::from_millis(100));
+            })?;
+        Ok(SimServer {
+            addr,
+            bucket,
+            stats,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -146,9 +169,15 @@ impl Drop for SimServer {
 /// connects must not turn into SYN retries (seconds of stall that would look
 /// like a slow model).
 fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
-    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
     socket.set_reuse_address(true)?;
-    socket.bind(&addr.into()).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    socket
+        .bind(&addr.into())
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     socket.listen(4096)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
@@ -193,9 +222,19 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         app.stats.stalls.fetch_add(1, Ordering::Relaxed);
         // Long enough for any client timeout; bounded so nothing hangs forever.
         tokio::time::sleep(Duration::from_secs(30)).await;
-        return s3_error(StatusCode::SERVICE_UNAVAILABLE, "SlowDown", "Stalled", req.uri().path());
+        return s3_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SlowDown",
+            "Stalled",
+            req.uri().path(),
+        );
     }
-    let delay = c.latency_ms + if c.jitter_ms > 0.0 { rand::random::<f64>() * c.jitter_ms } else { 0.0 };
+    let delay = c.latency_ms
+        + if c.jitter_ms > 0.0 {
+            rand::random::<f64>() * c.jitter_ms
+        } else {
+            0.0
+        };
     if delay > 0.0 {
         tokio::time::sleep(Duration::from_secs_f64(delay / 1000.0)).await;
     }
@@ -204,8 +243,22 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         app.stats.injected_errors.fetch_add(1, Ordering::Relaxed);
         // A third each: 500, 503 SlowDown, and a body cut short below.
         match rand::random::<u8>() % 3 {
-            0 => return s3_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "We encountered an internal error. Please try again.", req.uri().path()),
-            1 => return s3_error(StatusCode::SERVICE_UNAVAILABLE, "SlowDown", "Please reduce your request rate.", req.uri().path()),
+            0 => {
+                return s3_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalError",
+                    "We encountered an internal error. Please try again.",
+                    req.uri().path(),
+                );
+            }
+            1 => {
+                return s3_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "SlowDown",
+                    "Please reduce your request rate.",
+                    req.uri().path(),
+                );
+            }
             _ => {}
         }
     }
@@ -214,39 +267,77 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     let raw = path.trim_start_matches('/');
     let (bucket, key_enc) = raw.split_once('/').unwrap_or((raw, ""));
     if bucket != app.bucket {
-        return s3_error(StatusCode::NOT_FOUND, "NoSuchBucket", "The specified bucket does not exist", &path);
+        return s3_error(
+            StatusCode::NOT_FOUND,
+            "NoSuchBucket",
+            "The specified bucket does not exist",
+            &path,
+        );
     }
     let key = percent_decode_str(key_enc).decode_utf8_lossy().into_owned();
     if let Some(auth) = &app.auth {
-        let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
         let params = super::listing::params(&query);
-        let request = super::auth::Request { host, bucket: &app.bucket, head: *req.method() == Method::HEAD, key: &key, query: &params };
+        let request = super::auth::Request {
+            host,
+            bucket: &app.bucket,
+            head: *req.method() == Method::HEAD,
+            key: &key,
+            query: &params,
+        };
         if let Err((code, message)) = super::auth::check(auth, &request) {
             return s3_error(StatusCode::FORBIDDEN, code, &message, &path);
         }
     }
     if key.is_empty() {
         if *req.method() != Method::GET {
-            return s3_error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "The specified method is not allowed against this resource.", &path);
+            return s3_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                "The specified method is not allowed against this resource.",
+                &path,
+            );
         }
         return super::listing::list_objects_v2(&app.store, &app.bucket, &query);
     }
     let Some(obj) = app.store.get(&key) else {
-        return s3_error(StatusCode::NOT_FOUND, "NoSuchKey", "The specified key does not exist.", &key);
+        return s3_error(
+            StatusCode::NOT_FOUND,
+            "NoSuchKey",
+            "The specified key does not exist.",
+            &key,
+        );
     };
     let builder = Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_LENGTH, obj.body.len())
-        .header(header::ETAG, HeaderValue::from_str(&obj.etag).expect("hex etag"))
-        .header(header::LAST_MODIFIED, super::listing::http_date(&obj.last_modified))
+        .header(
+            header::ETAG,
+            HeaderValue::from_str(&obj.etag).expect("hex etag"),
+        )
+        .header(
+            header::LAST_MODIFIED,
+            super::listing::http_date(&obj.last_modified),
+        )
         .header(header::CONTENT_TYPE, "application/json");
     match *req.method() {
         Method::HEAD => builder.body(Body::empty()).expect("valid response"),
         Method::GET => {
             let cut = injected_error.then_some(obj.body.len() / 2);
-            builder.body(paced_body(obj.body, c.bandwidth_mbps, cut)).expect("valid response")
+            builder
+                .body(paced_body(obj.body, c.bandwidth_mbps, cut))
+                .expect("valid response")
         }
-        _ => s3_error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "The specified method is not allowed against this resource.", &path),
+        _ => s3_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "The specified method is not allowed against this resource.",
+            &path,
+        ),
     }
 }
 
@@ -257,7 +348,11 @@ fn paced_body(body: Bytes, mbps: f64, cut: Option<usize>) -> Body {
     if mbps <= 0.0 && cut.is_none() {
         return Body::from(body);
     }
-    let bytes_per_sec = if mbps > 0.0 { mbps * 1e6 / 8.0 } else { f64::INFINITY };
+    let bytes_per_sec = if mbps > 0.0 {
+        mbps * 1e6 / 8.0
+    } else {
+        f64::INFINITY
+    };
     // ~10 ms of data per chunk: smooth pacing without a wake-up per byte.
     let chunk = ((bytes_per_sec / 100.0) as usize).clamp(1024, 256 * 1024);
     let limit = cut.unwrap_or(body.len());
@@ -279,7 +374,13 @@ fn async_stream(
             if sent >= limit {
                 if fail_at_end && sent < body.len() {
                     // Returned once; the stream then ends with the error.
-                    return Some((Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected cut")), usize::MAX));
+                    return Some((
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::ConnectionReset,
+                            "injected cut",
+                        )),
+                        usize::MAX,
+                    ));
                 }
                 return None;
             }

@@ -23,7 +23,11 @@ impl Object {
     pub fn new(body: impl Into<Bytes>, last_modified: &str) -> Self {
         let body = body.into();
         let etag = format!("\"{}\"", hex::encode(md5::Md5::digest(&body)));
-        Object { body, etag, last_modified: last_modified.to_string() }
+        Object {
+            body,
+            etag,
+            last_modified: last_modified.to_string(),
+        }
     }
 }
 
@@ -63,7 +67,12 @@ impl Store {
 
     /// Up to `max` keys after `after` that start with `prefix`, in order,
     /// and whether more remain.
-    pub fn list(&self, prefix: &str, after: Option<&str>, max: usize) -> (Vec<(String, Object)>, bool) {
+    pub fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        max: usize,
+    ) -> (Vec<(String, Object)>, bool) {
         let map = self.inner.read().unwrap();
         let start = match after {
             Some(a) if a >= prefix => std::ops::Bound::Excluded(a.to_string()),

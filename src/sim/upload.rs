@@ -14,22 +14,38 @@ const TTL: Duration = Duration::from_secs(3600);
 /// Creates the bucket if needed and puts every object, eight at a time.
 /// Returns the number of objects written.
 pub fn upload(bucket: &SimBucket, to: &BucketLocation) -> anyhow::Result<usize> {
-    let BucketLocation::S3(b) = to else { bail!("upload needs an s3:// bucket") };
+    let BucketLocation::S3(b) = to else {
+        bail!("upload needs an s3:// bucket")
+    };
     let Some(creds) = b.credentials.as_deref() else {
         bail!("uploading needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment");
     };
-    let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
     let url = b.bucket.create_bucket(creds).sign(TTL);
-    let mut resp = agent.put(url.as_str()).send_empty().with_context(|| format!("creating bucket {} at {}", b.bucket.name(), b.endpoint))?;
+    let mut resp = agent
+        .put(url.as_str())
+        .send_empty()
+        .with_context(|| format!("creating bucket {} at {}", b.bucket.name(), b.endpoint))?;
     let status = resp.status().as_u16();
     let body = resp.body_mut().read_to_string().unwrap_or_default();
     // Already there (and ours) is fine: uploading again refreshes the objects.
-    if !(200..300).contains(&status) && !body.contains("BucketAlreadyOwnedByYou") && !body.contains("BucketAlreadyExists") {
-        return Err(crate::bucket::list::s3_error(b, status, body.as_bytes()).context("creating the bucket"));
+    if !(200..300).contains(&status)
+        && !body.contains("BucketAlreadyOwnedByYou")
+        && !body.contains("BucketAlreadyExists")
+    {
+        return Err(crate::bucket::list::s3_error(b, status, body.as_bytes())
+            .context("creating the bucket"));
     }
     let store = bucket.store();
     let keys = store.keys();
-    let prefix = if b.prefix.is_empty() || b.prefix.ends_with('/') { b.prefix.clone() } else { format!("{}/", b.prefix) };
+    let prefix = if b.prefix.is_empty() || b.prefix.ends_with('/') {
+        b.prefix.clone()
+    } else {
+        format!("{}/", b.prefix)
+    };
     std::thread::scope(|s| {
         let handles: Vec<_> = keys
             .chunks(keys.len().div_ceil(8).max(1))
@@ -40,18 +56,24 @@ pub fn upload(bucket: &SimBucket, to: &BucketLocation) -> anyhow::Result<usize> 
                         let body = store.get(key).expect("listed").body;
                         let full = format!("{prefix}{key}");
                         let url = b.bucket.put_object(Some(creds), &full).sign(TTL);
-                        let mut resp = agent.put(url.as_str()).send(&body[..]).with_context(|| format!("uploading {full}"))?;
+                        let mut resp = agent
+                            .put(url.as_str())
+                            .send(&body[..])
+                            .with_context(|| format!("uploading {full}"))?;
                         let status = resp.status().as_u16();
                         if !(200..300).contains(&status) {
                             let text = resp.body_mut().read_to_string().unwrap_or_default();
-                            return Err(crate::bucket::list::s3_error(b, status, text.as_bytes()).context(format!("uploading {full}")));
+                            return Err(crate::bucket::list::s3_error(b, status, text.as_bytes())
+                                .context(format!("uploading {full}")));
                         }
                     }
                     Ok(())
                 })
             })
             .collect();
-        handles.into_iter().try_for_each(|h| h.join().expect("upload thread panicked"))
+        handles
+            .into_iter()
+            .try_for_each(|h| h.join().expect("upload thread panicked"))
     })?;
     Ok(keys.len())
 }

@@ -17,15 +17,23 @@ pub fn checksum_sql(table: &str) -> String {
         "rejected_records" => REJECTED_COLUMNS,
         other => panic!("no checksum for table {other}"),
     };
-    let row = cols.iter().map(|c| format!("coalesce(length({c}) || ':' || {c}, 'N')")).collect::<Vec<_>>().join(" || ',' || ");
-    format!("SELECT count(*), coalesce(sum(('x' || substr(md5({row}), 1, 16))::bit(64)::bigint::numeric), 0)::text FROM {table}")
+    let row = cols
+        .iter()
+        .map(|c| format!("coalesce(length({c}) || ':' || {c}, 'N')"))
+        .collect::<Vec<_>>()
+        .join(" || ',' || ");
+    format!(
+        "SELECT count(*), coalesce(sum(('x' || substr(md5({row}), 1, 16))::bit(64)::bigint::numeric), 0)::text FROM {table}"
+    )
 }
 
 /// What the database holds, in the terms of [`Expected`].
 pub fn observe(client: &mut postgres::Client) -> anyhow::Result<Expected> {
     let mut e = Expected::default();
     for table in ["songs", "movies", "apps", "rejected_records"] {
-        let row = client.query_one(&checksum_sql(table), &[]).with_context(|| format!("checksumming {table}"))?;
+        let row = client
+            .query_one(&checksum_sql(table), &[])
+            .with_context(|| format!("checksumming {table}"))?;
         let (n, sum): (i64, String) = (row.get(0), row.get(1));
         match table {
             "songs" => (e.songs, e.checksums.songs) = (n as u64, sum),
@@ -42,7 +50,10 @@ pub fn observe(client: &mut postgres::Client) -> anyhow::Result<Expected> {
     e.loaded_files = l.get::<_, i64>(1) as u64;
     e.skipped = l.get::<_, i64>(2) as u64;
     e.failed_files = client
-        .query("SELECT key FROM processed_files WHERE status = 'failed' ORDER BY key", &[])?
+        .query(
+            "SELECT key FROM processed_files WHERE status = 'failed' ORDER BY key",
+            &[],
+        )?
         .iter()
         .map(|r| r.get(0))
         .collect();
@@ -70,10 +81,16 @@ pub fn verify(client: &mut postgres::Client, expected: &Expected) -> anyhow::Res
         ("songs", &expected.checksums.songs, &got.checksums.songs),
         ("movies", &expected.checksums.movies, &got.checksums.movies),
         ("apps", &expected.checksums.apps, &got.checksums.apps),
-        ("rejected_records", &expected.checksums.rejected_records, &got.checksums.rejected_records),
+        (
+            "rejected_records",
+            &expected.checksums.rejected_records,
+            &got.checksums.rejected_records,
+        ),
     ] {
         if want != have {
-            diffs.push(format!("{table} content checksum differs (expected {want}, found {have})"));
+            diffs.push(format!(
+                "{table} content checksum differs (expected {want}, found {have})"
+            ));
         }
     }
     let want: BTreeSet<_> = expected.failed_files.iter().collect();
@@ -85,10 +102,15 @@ pub fn verify(client: &mut postgres::Client, expected: &Expected) -> anyhow::Res
         diffs.push(format!("file {k} is recorded as failed but should not be"));
     }
     let missing_in_ledger: i64 = client
-        .query_one("SELECT count(*) FROM processed_files WHERE key = ANY($1)", &[&expected.missing_keys])?
+        .query_one(
+            "SELECT count(*) FROM processed_files WHERE key = ANY($1)",
+            &[&expected.missing_keys],
+        )?
         .get(0);
     if missing_in_ledger > 0 {
-        diffs.push(format!("{missing_in_ledger} keys that answer 404 are in the ledger"));
+        diffs.push(format!(
+            "{missing_in_ledger} keys that answer 404 are in the ledger"
+        ));
     }
     // The ledger and the rows must agree, file by file.
     let disagree: i64 = client
@@ -101,7 +123,9 @@ pub fn verify(client: &mut postgres::Client, expected: &Expected) -> anyhow::Res
         )?
         .get(0);
     if disagree > 0 {
-        diffs.push(format!("{disagree} ledger rows disagree with the rows loaded from their file"));
+        diffs.push(format!(
+            "{disagree} ledger rows disagree with the rows loaded from their file"
+        ));
     }
     let orphans: i64 = client
         .query_one(
@@ -113,7 +137,9 @@ pub fn verify(client: &mut postgres::Client, expected: &Expected) -> anyhow::Res
         )?
         .get(0);
     if orphans > 0 {
-        diffs.push(format!("{orphans} rows or rejected records belong to no ledger row"));
+        diffs.push(format!(
+            "{orphans} rows or rejected records belong to no ledger row"
+        ));
     }
     Ok(diffs)
 }

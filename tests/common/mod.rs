@@ -31,7 +31,8 @@ pub fn pg() -> &'static EmbeddedPostgres {
 /// A new, empty database; returns its URL.
 pub fn fresh_db() -> String {
     let n = NEXT_DB.fetch_add(1, Ordering::SeqCst);
-    pg().create_database(&format!("t{}_{n}", std::process::id())).expect("create database")
+    pg().create_database(&format!("t{}_{n}", std::process::id()))
+        .expect("create database")
 }
 
 pub fn connect(url: &str) -> postgres::Client {
@@ -44,7 +45,10 @@ pub fn store_with(files: &[(&str, &[u8])], manifest: &str) -> Store {
     for (k, body) in files {
         store.put(k, Object::new(body.to_vec(), "2021-06-01T00:00:00.000Z"));
     }
-    store.put("files_list.data", Object::new(manifest.as_bytes().to_vec(), "2021-06-01T00:00:00.000Z"));
+    store.put(
+        "files_list.data",
+        Object::new(manifest.as_bytes().to_vec(), "2021-06-01T00:00:00.000Z"),
+    );
     store
 }
 
@@ -53,7 +57,8 @@ pub fn serve(store: Store) -> SimServer {
 }
 
 pub fn serve_with(store: Store, conditions: Conditions) -> SimServer {
-    SimServer::start(store, conditions, SocketAddr::from(([127, 0, 0, 1], 0))).expect("start the simulated bucket")
+    SimServer::start(store, conditions, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("start the simulated bucket")
 }
 
 pub fn config(bucket: &str, db: &str) -> PassConfig {
@@ -64,13 +69,22 @@ pub fn config(bucket: &str, db: &str) -> PassConfig {
         bucket: BucketLocation::parse(bucket).unwrap(),
         database_url: db.to_string(),
         client,
-        knobs: Knobs { concurrency: 8, connections: 4, threads: 4, ..Knobs::default() },
+        knobs: Knobs {
+            concurrency: 8,
+            connections: 4,
+            threads: 4,
+            ..Knobs::default()
+        },
         progress: false,
     }
 }
 
 pub fn pass(bucket: &str, db: &str, model: &str) -> PassSummary {
-    run_pass(&config(bucket, db), models::by_name(model).unwrap().as_ref()).expect("pass")
+    run_pass(
+        &config(bucket, db),
+        models::by_name(model).unwrap().as_ref(),
+    )
+    .expect("pass")
 }
 
 pub fn count(db: &mut postgres::Client, sql: &str) -> i64 {

@@ -31,7 +31,11 @@ fn find_moto_server() -> PathBuf {
         return PathBuf::from(p);
     }
     let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("moto_server")).collect())
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("moto_server"))
+                .collect()
+        })
         .unwrap_or_default();
     candidates.push(manifest_dir().join(".venv/bin/moto_server"));
     let venv = manifest_dir().join("target/moto-venv");
@@ -39,11 +43,25 @@ fn find_moto_server() -> PathBuf {
     if let Some(found) = candidates.iter().find(|p| p.is_file()) {
         return found.clone();
     }
-    eprintln!("moto_server not found; installing moto[server] into {}", venv.display());
-    let ok = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().is_ok_and(|s| s.success())
-        && Command::new(venv.join("bin/pip")).args(["install", "--quiet", "moto[server]"]).status().is_ok_and(|s| s.success());
+    eprintln!(
+        "moto_server not found; installing moto[server] into {}",
+        venv.display()
+    );
+    let ok = Command::new("python3")
+        .arg("-m")
+        .arg("venv")
+        .arg(&venv)
+        .status()
+        .is_ok_and(|s| s.success())
+        && Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "moto[server]"])
+            .status()
+            .is_ok_and(|s| s.success());
     let bin = venv.join("bin/moto_server");
-    assert!(ok && bin.is_file(), "moto_server (a real S3 server) is needed for these tests and could not be installed; install it with: {INSTALL}");
+    assert!(
+        ok && bin.is_file(),
+        "moto_server (a real S3 server) is needed for these tests and could not be installed; install it with: {INSTALL}"
+    );
     bin
 }
 
@@ -58,11 +76,17 @@ static MOTO: OnceLock<Moto> = OnceLock::new();
 pub fn moto() -> &'static Moto {
     MOTO.get_or_init(|| {
         let bin = find_moto_server();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut cmd = Command::new(&bin);
-            cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null());
+            cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
             // SAFETY: prctl is async-signal-safe.
             unsafe {
                 cmd.pre_exec(|| {
@@ -78,18 +102,31 @@ pub fn moto() -> &'static Moto {
                 Err(e) => tx.send(Err(e)).unwrap(),
             }
         });
-        rx.recv().unwrap().unwrap_or_else(|e| panic!("cannot start moto_server ({e}); install it with: {INSTALL}"));
+        rx.recv().unwrap().unwrap_or_else(|e| {
+            panic!("cannot start moto_server ({e}); install it with: {INSTALL}")
+        });
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start listening within 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not start listening within 60 s"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
-        Moto { endpoint: format!("http://127.0.0.1:{port}") }
+        Moto {
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
     })
 }
 
 fn bucket(endpoint: &str, name: &str) -> Bucket {
-    Bucket::new(url::Url::parse(endpoint).unwrap(), UrlStyle::Path, name.to_string(), "us-east-1").unwrap()
+    Bucket::new(
+        url::Url::parse(endpoint).unwrap(),
+        UrlStyle::Path,
+        name.to_string(),
+        "us-east-1",
+    )
+    .unwrap()
 }
 
 const TTL: Duration = Duration::from_secs(600);
@@ -104,7 +141,11 @@ pub fn create_bucket(endpoint: &str, name: &str, public_read: bool) {
         req = req.header("x-amz-acl", "public-read");
     }
     let resp = req.send_empty().unwrap();
-    assert!(resp.status().is_success(), "create bucket {name}: {}", resp.status());
+    assert!(
+        resp.status().is_success(),
+        "create bucket {name}: {}",
+        resp.status()
+    );
 }
 
 /// Uploads objects with signed PUTs, eight at a time.
