@@ -4,7 +4,7 @@
 
 use futures::StreamExt as _;
 
-use super::{Ingestor, Job, Step, Todo, refuse_key, runtime, step, todo_stream, write_error};
+use super::{Ingestor, Job, Step, Todo, fetch_steps, runtime, write_error};
 use crate::bucket::async_client::AsyncClient;
 use crate::db::{self, sync_writer};
 use crate::report::FileResult;
@@ -39,20 +39,7 @@ impl Ingestor for AsyncFetch {
                 Ok(())
             });
             rt.block_on(async {
-                let mut fetched = todo_stream(todo)
-                    .map(|obj| {
-                        let http = http.clone();
-                        let url = job.bucket.object_url(&obj.key);
-                        let write = job.knobs.write;
-                        tokio::spawn(async move {
-                            let next = match refuse_key(&obj, "async-fetch") {
-                                Some(refused) => refused,
-                                None => step(&obj, "async-fetch", write, http.get(&url).await),
-                            };
-                            (obj.key, next)
-                        })
-                    })
-                    .buffer_unordered(job.knobs.concurrency);
+                let mut fetched = fetch_steps(job, &http, todo, "async-fetch");
                 while let Some(done) = fetched.next().await {
                     // A closed channel means the writer failed; its error is returned below.
                     if tx.send(done?).await.is_err() {

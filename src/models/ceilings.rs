@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use futures::StreamExt as _;
 
-use super::{Ingestor, Job, Step, Todo, refuse_key, runtime, step, todo_stream, write_error};
+use super::{Ingestor, Job, Step, Todo, fetch_steps, runtime, write_error};
 use crate::bucket::async_client::AsyncClient;
 use crate::db::WritePlan;
 use crate::db::async_writer;
@@ -26,20 +26,7 @@ async fn fetch_all(
 ) -> anyhow::Result<Vec<(String, Step)>> {
     let http = AsyncClient::new(job.client.clone(), job.stats.clone())?;
     let mut out = Vec::new();
-    let mut fetched = todo_stream(todo)
-        .map(|obj| {
-            let http = http.clone();
-            let url = job.bucket.object_url(&obj.key);
-            let write = job.knobs.write;
-            tokio::spawn(async move {
-                let next = match refuse_key(&obj, model) {
-                    Some(refused) => refused,
-                    None => step(&obj, model, write, http.get(&url).await),
-                };
-                (obj.key, next)
-            })
-        })
-        .buffer_unordered(job.knobs.concurrency);
+    let mut fetched = fetch_steps(job, &http, todo, model);
     while let Some(done) = fetched.next().await {
         out.push(done?);
     }

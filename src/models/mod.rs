@@ -162,3 +162,29 @@ pub(crate) fn todo_stream(todo: Todo) -> impl futures::Stream<Item = ObjectRef> 
         rx.recv().await.map(|obj| (obj, rx))
     }))
 }
+
+/// Fetches and plans the keys of `todo`, `concurrency` at a time, each on a
+/// spawned task (so parsing runs on every core); yields `(key, step)` as
+/// fetches finish. Shared by `async-fetch` and the ceilings.
+pub(crate) fn fetch_steps<'a>(
+    job: &'a Job<'_>,
+    http: &'a crate::bucket::async_client::AsyncClient,
+    todo: Todo,
+    model: &'static str,
+) -> impl futures::Stream<Item = Result<(String, Step), tokio::task::JoinError>> + Unpin + 'a {
+    use futures::StreamExt as _;
+    todo_stream(todo)
+        .map(move |obj| {
+            let http = http.clone();
+            let url = job.bucket.object_url(&obj.key);
+            let write = job.knobs.write;
+            tokio::spawn(async move {
+                let next = match refuse_key(&obj, model) {
+                    Some(refused) => refused,
+                    None => step(&obj, model, write, http.get(&url).await),
+                };
+                (obj.key, next)
+            })
+        })
+        .buffer_unordered(job.knobs.concurrency)
+}
