@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::sync_client::{Attempt, read_ca_file, status_failure};
+use super::sync_client::{Attempt, admit, read_ca_file};
 use super::{ClientConfig, FetchError, Fetched, NetStats};
 
 #[derive(Clone)]
@@ -61,22 +61,10 @@ impl AsyncClient {
             }
             Ok(r) => r.map_err(classify)?,
         };
-        let status = resp.status().as_u16();
-        if let Some(fail) = status_failure(status, url) {
-            return Err(fail);
-        }
-        if status == 404 {
-            return Ok(Fetched::Missing);
-        }
         let limit = self.cfg.max_object_bytes;
-        if resp.content_length().is_some_and(|n| n > limit) {
-            return Err(Attempt::Fail(FetchError::TooLarge { limit }));
-        }
-        let etag = resp
-            .headers()
-            .get("etag")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let Some(etag) = admit(resp.status().as_u16(), resp.headers(), url, limit)? else {
+            return Ok(Fetched::Missing);
+        };
         let mut body = Vec::with_capacity(resp.content_length().unwrap_or(0).min(limit) as usize);
         while let Some(chunk) = resp.chunk().await.map_err(classify)? {
             if (body.len() + chunk.len()) as u64 > limit {

@@ -105,26 +105,10 @@ impl SyncClient {
 
     fn try_get(&self, url: &str) -> Result<Fetched, Attempt> {
         let mut resp = self.agent.get(url).call().map_err(classify)?;
-        let status = resp.status().as_u16();
-        if let Some(fail) = status_failure(status, url) {
-            return Err(fail);
-        }
-        if status == 404 {
-            return Ok(Fetched::Missing);
-        }
         let limit = self.cfg.max_object_bytes;
-        let declared = resp
-            .headers()
-            .get("content-length")
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit) {
-            return Err(Attempt::Fail(FetchError::TooLarge { limit }));
-        }
-        let etag = resp
-            .headers()
-            .get("etag")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let Some(etag) = admit(resp.status().as_u16(), resp.headers(), url, limit)? else {
+            return Ok(Fetched::Missing);
+        };
         let bytes = resp
             .body_mut()
             .with_config()
@@ -134,6 +118,35 @@ impl SyncClient {
         self.stats.add(&self.stats.bytes, bytes.len() as u64);
         Ok(Fetched::Object { bytes, etag })
     }
+}
+
+/// What both clients decide from a GET's status and headers, before reading
+/// the body: `None` for a 404, else the ETag; a failure for other errors and
+/// for a declared length over `limit`.
+pub(crate) fn admit(
+    status: u16,
+    headers: &ureq::http::HeaderMap,
+    url: &str,
+    limit: u64,
+) -> Result<Option<Option<String>>, Attempt> {
+    if let Some(fail) = status_failure(status, url) {
+        return Err(fail);
+    }
+    if status == 404 {
+        return Ok(None);
+    }
+    let declared = headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(Attempt::Fail(FetchError::TooLarge { limit }));
+    }
+    Ok(Some(
+        headers
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+    ))
 }
 
 /// Maps a non-2xx status to an attempt outcome; `None` for 2xx and 404.
