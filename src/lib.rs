@@ -7,14 +7,22 @@
 //! functions over bytes and values. [`models`] are thin shells that move
 //! bytes between the bucket, those functions and the database.
 
+#[cfg(feature = "io")]
 pub mod bucket;
+#[cfg(feature = "io")]
 pub mod cli;
 pub mod contract;
 pub mod db;
+#[cfg(feature = "io")]
 pub mod harness;
+#[cfg(feature = "io")]
 pub mod models;
+#[cfg(feature = "io")]
 pub mod pass;
+#[cfg(feature = "io")]
 pub mod report;
+#[cfg(feature = "io")]
 pub mod secret;
+#[cfg(feature = "io")]
 pub mod sim;
 pub mod transform;

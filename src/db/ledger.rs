@@ -33,17 +33,8 @@ pub const SEEN_CHUNK: usize = 10_000;
 
 /// How a file's rows are sent to PostgreSQL, a knob orthogonal to the
 /// execution model.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "io", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum WriteStrategy {
     /// A prepared INSERT per row (what the original project did).

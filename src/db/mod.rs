@@ -5,18 +5,25 @@
 //! bytes); `sync_writer` and `async_writer` are the thin shells that send
 //! them with the `postgres` and `tokio-postgres` clients.
 
+#[cfg(feature = "io")]
 pub mod async_writer;
 pub mod copy;
+#[cfg(feature = "io")]
 pub mod embedded;
 pub mod ledger;
+#[cfg(feature = "io")]
 pub mod schema;
 pub mod statements;
+#[cfg(feature = "io")]
 pub mod sync_writer;
+#[cfg(feature = "io")]
 pub mod tls;
 
+#[cfg(feature = "io")]
 pub use embedded::{EmbeddedPostgres, Flavor};
 pub use ledger::{FileOutcome, WritePlan, WriteStrategy};
 
+#[cfg(feature = "io")]
 /// Opens a synchronous connection, with the password kept out of the error.
 pub fn connect_sync(url: &str) -> anyhow::Result<postgres::Client> {
     postgres::Client::connect(url, tls::connector()?).map_err(|e| {
@@ -49,6 +56,7 @@ pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
     msg.replace('\n', " ")
 }
 
+#[cfg(feature = "io")]
 /// Whether an error means the database connection is gone (server
 /// restarted, network dropped), so reconnecting and retrying the file is
 /// both safe (its transaction was rolled back with the connection) and
