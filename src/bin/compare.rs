@@ -9,6 +9,7 @@ use bucketbench::bucket::BucketLocation;
 use bucketbench::cli::{self, ClientArgs, KnobArgs, NetArgs, S3Args, SpecArgs};
 use bucketbench::db::WriteStrategy;
 use bucketbench::db::{EmbeddedPostgres, Flavor, embedded};
+use bucketbench::harness::bound::{self, BucketShape};
 use bucketbench::harness::export::{self, Environment};
 use bucketbench::harness::runner::{self, Run, RunSettings, Target, WORKER};
 use bucketbench::harness::{charts, summary};
@@ -156,13 +157,14 @@ fn run(mut args: Args) -> anyhow::Result<bool> {
         }
     };
     let mut _sim_server = None;
-    let (bucket_url, expected, bucket_desc) = match &args.bucket {
+    let (bucket_url, expected, bucket_desc, shape) = match &args.bucket {
         Some(url) => {
             let loc = BucketLocation::parse_with(url, &args.s3.options())?;
             (
                 url.clone(),
                 None,
                 serde_json::json!({ "bucket": loc.describe() }),
+                None,
             )
         }
         None => {
@@ -185,7 +187,13 @@ fn run(mut args: Args) -> anyhow::Result<bool> {
                 conditions.bandwidth_mbps
             );
             _sim_server = Some(server);
-            (url, Some(expected), serde_json::to_value(&spec)?)
+            let shape = BucketShape::of(&bucket);
+            (
+                url,
+                Some(expected),
+                serde_json::to_value(&spec)?,
+                Some(shape),
+            )
         }
     };
 
@@ -294,7 +302,14 @@ fn run(mut args: Args) -> anyhow::Result<bool> {
         b.finish_and_clear();
     }
 
-    let summaries = summary::summarize(&runs, &labels, args.matrix, &reference);
+    let mut summaries = summary::summarize(&runs, &labels, args.matrix, &reference);
+    if let Some(shape) = &shape {
+        for s in &mut summaries {
+            let model = s.model.split('+').next().unwrap_or_default();
+            s.bound_secs = bound::in_flight(model, &settings.knobs, settings.workers)
+                .map(|n| shape.secs(&conditions, n));
+        }
+    }
     let subtitle = match &args.bucket {
         Some(_) => "your bucket".to_string(),
         None => format!(

@@ -77,6 +77,8 @@ pub fn write_summary_csv(
         "failed_runs",
         "median_cpu_s",
         "max_peak_rss_mb",
+        "bound_s",
+        "x_bound",
     ])?;
     for s in summaries {
         let st = &s.stats;
@@ -109,6 +111,10 @@ pub fn write_summary_csv(
             s.failed_runs.to_string(),
             format!("{:.3}", s.median_cpu_secs),
             format!("{:.1}", s.max_peak_rss_mb),
+            s.bound_secs.map(|b| format!("{b:.4}")).unwrap_or_default(),
+            s.bound_secs
+                .map(|b| format!("{:.3}", st.median / b))
+                .unwrap_or_default(),
         ])?;
     }
     w.flush()?;
@@ -116,9 +122,14 @@ pub fn write_summary_csv(
 }
 
 /// The Markdown table printed at the end and written to `summary.md`.
+/// With a known network it also gives each model's median against its
+/// analytic bound (`bound`): near 1× the model is waiting on the network.
 pub fn summary_markdown(summaries: &[ModelSummary], reference: &str) -> String {
+    let bounds = summaries.iter().any(|m| m.bound_secs.is_some());
     let mut s = format!(
-        "| model | runs | median | min | max | mean ± σ | rows/s | vs {reference} | CPU | peak RSS |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        "| model | runs | median | min | max | mean ± σ | rows/s | vs {reference} | CPU | peak RSS |{}\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|{}\n",
+        if bounds { " network bound |" } else { "" },
+        if bounds { "---:|" } else { "" },
     );
     for m in summaries {
         let st = &m.stats;
@@ -132,10 +143,18 @@ pub fn summary_markdown(summaries: &[ModelSummary], reference: &str) -> String {
         } else {
             format!(" ({} outlier)", st.outliers.len())
         };
+        let bound = match (bounds, m.bound_secs) {
+            (false, _) => String::new(),
+            (true, Some(b)) => format!(" {b:.2} s ({:.2}×) |", st.median / b),
+            (true, None) => " – |".into(),
+        };
         s.push_str(&format!(
-            "| {} | {}{} | {:.2} s | {:.2} s | {:.2} s | {:.2} ± {:.2} s | {:.0} | {} | {:.2} s | {:.0} MB |\n",
+            "| {} | {}{} | {:.2} s | {:.2} s | {:.2} s | {:.2} ± {:.2} s | {:.0} | {} | {:.2} s | {:.0} MB |{bound}\n",
             m.model, st.runs, flags, st.median, st.min, st.max, st.mean, st.stddev, m.rows_per_sec, rel, m.median_cpu_secs, m.max_peak_rss_mb
         ));
+    }
+    if bounds {
+        s.push_str("\nNetwork bound: the listing plus ⌈files ÷ requests in flight⌉ GETs, each at the mean time to first byte plus the body at the per-connection bandwidth (see `harness/bound.rs`); the ratio is the median over it.\n");
     }
     s
 }

@@ -1,7 +1,9 @@
 //! The benchmarking harness: runs the models (`runner`), computes
-//! statistics (`stats`, `summary`), and presents them (`export`, `charts`).
+//! statistics (`stats`, `summary`, and the analytic `bound`), and presents
+//! them (`export`, `charts`, `sweep`).
 //! Statistics are kept apart from presentation, as hyperfine does.
 
+pub mod bound;
 pub mod charts;
 pub mod export;
 pub mod runner;

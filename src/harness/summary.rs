@@ -20,6 +20,9 @@ pub struct ModelSummary {
     pub failed_runs: usize,
     pub median_cpu_secs: f64,
     pub max_peak_rss_mb: f64,
+    /// The analytic network bound for this model's requests in flight
+    /// (`bound`), when the network is known (a simulated bucket).
+    pub bound_secs: Option<f64>,
 }
 
 /// Summarises each label (model, or model+write in a matrix) that has at
@@ -52,6 +55,7 @@ pub fn summarize(
                 failed_runs: measured.len() - good.len(),
                 median_cpu_secs: median(&good.iter().map(|r| r.cpu_secs).collect::<Vec<_>>()),
                 max_peak_rss_mb: good.iter().map(|r| r.peak_rss_mb).fold(0.0, f64::max),
+                bound_secs: None,
             })
         })
         .collect();

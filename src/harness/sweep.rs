@@ -1,7 +1,8 @@
 //! `compare --sweep PARAM=V1,V2,…`: the whole comparison repeated for each
 //! value (each in a `compare` child process of its own, with its own
-//! throwaway database and bucket), then one CSV and one line chart of
-//! median time per model against the parameter.
+//! throwaway database and bucket, and always with the ceilings), then one
+//! CSV and one line chart of median time per model against the parameter,
+//! the ceiling drawn dashed beneath.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,6 +11,7 @@ use anyhow::{Context, bail};
 use plotters::prelude::*;
 
 use super::charts::{model_color, one_two_five, register_fonts};
+use crate::models::CEILINGS;
 
 /// One model's result at one value of the swept parameter.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -22,6 +24,9 @@ pub struct Point {
     pub max_s: f64,
     pub rows_per_s: f64,
     pub peak_rss_mb: f64,
+    /// The analytic network bound (`bound`), empty for `load-only` and
+    /// for a real bucket.
+    pub bound_s: Option<f64>,
 }
 
 /// The flags that set the parameter in a child `compare`.
@@ -101,8 +106,14 @@ pub fn run(sweep: &str, out: Option<PathBuf>, profile: &str, resume: bool) -> an
                 "sweep {param}={v}: comparing (results in {})",
                 dir.display()
             );
+            // The ceilings are what each value's chart line is drawn
+            // against; they cost two short runs.
+            let mut args = passthrough();
+            if !args.iter().any(|a| a == "--ceilings") {
+                args.push("--ceilings".into());
+            }
             let status = Command::new(&exe)
-                .args(passthrough())
+                .args(args)
                 .args(flags(param, v)?)
                 .arg("--out")
                 .arg(&dir)
@@ -141,6 +152,8 @@ fn read_summary(path: &Path, param: &str, value: f64) -> anyhow::Result<Vec<Poin
         col("rows_per_s")?,
         col("max_peak_rss_mb")?,
     );
+    // Results written before the bound existed lack the column.
+    let bound = col("bound_s").ok();
     let mut out = Vec::new();
     for rec in r.records() {
         let rec = rec?;
@@ -154,6 +167,7 @@ fn read_summary(path: &Path, param: &str, value: f64) -> anyhow::Result<Vec<Poin
             max_s: f(max),
             rows_per_s: f(rps),
             peak_rss_mb: f(rss),
+            bound_s: bound.and_then(|i| rec[i].parse().ok()),
         });
     }
     Ok(out)
@@ -170,8 +184,38 @@ fn unique<T: PartialEq + Clone>(items: impl Iterator<Item = T>) -> Vec<T> {
     out
 }
 
+/// The models proper, without the ceilings.
+fn models(points: &[Point]) -> Vec<String> {
+    unique(
+        points
+            .iter()
+            .filter(|p| !CEILINGS.contains(&p.model.as_str()))
+            .map(|p| p.model.clone()),
+    )
+}
+
+/// The ceiling at each value: the larger median of `fetch-only` and
+/// `load-only`, as in `summary::efficiency`.
+fn ceilings(points: &[Point]) -> Vec<(f64, f64)> {
+    unique(points.iter().map(|p| p.value))
+        .into_iter()
+        .filter_map(|v| {
+            points
+                .iter()
+                .filter(|p| p.value == v && CEILINGS.contains(&p.model.as_str()))
+                .map(|p| p.median_s)
+                .reduce(f64::max)
+                .map(|c| (v, c))
+        })
+        .collect()
+}
+
 fn table(points: &[Point], param: &str) -> String {
-    let models = unique(points.iter().map(|p| p.model.as_str()));
+    let mut models = models(points);
+    let ceilings = ceilings(points);
+    if !ceilings.is_empty() {
+        models.push("ceiling".into());
+    }
     let values = unique(points.iter().map(|p| p.value));
     let mut s = format!(
         "| {param} | {} |\n|---:|{}\n",
@@ -182,11 +226,15 @@ fn table(points: &[Point], param: &str) -> String {
         let cells: Vec<String> = models
             .iter()
             .map(|m| {
-                points
-                    .iter()
-                    .find(|p| p.value == v && p.model == *m)
-                    .map(|p| format!("{:.2} s", p.median_s))
-                    .unwrap_or_default()
+                let median = if m == "ceiling" {
+                    ceilings.iter().find(|c| c.0 == v).map(|c| c.1)
+                } else {
+                    points
+                        .iter()
+                        .find(|p| p.value == v && &p.model == m)
+                        .map(|p| p.median_s)
+                };
+                median.map(|t| format!("{t:.2} s")).unwrap_or_default()
             })
             .collect();
         s.push_str(&format!("| {v} | {} |\n", cells.join(" | ")));
@@ -213,7 +261,8 @@ fn chart(path: &Path, points: &[Point], param: &str) -> anyhow::Result<()> {
         _ => "files in the bucket (log scale)",
     };
     let caption = format!("Median pass time as {param} grows");
-    let models = unique(points.iter().map(|p| p.model.clone()));
+    let models = models(points);
+    let ceiling = ceilings(points);
     // Latency starts at 0, so its axis is linear; the others span decades.
     macro_rules! draw {
         ($x:expr) => {{
@@ -262,6 +311,13 @@ fn chart(path: &Path, points: &[Point], param: &str) -> anyhow::Result<()> {
                     });
                 c.draw_series(pts.into_iter().map(|p| Circle::new(p, 5, color.filled())))
                     .map_err(|e| err(&e))?;
+            }
+            if !ceiling.is_empty() {
+                let style = BLACK.stroke_width(2);
+                c.draw_series(DashedLineSeries::new(ceiling.clone(), 10, 6, style))
+                    .map_err(|e| err(&e))?
+                    .label("ceiling (slower of fetch-only, load-only)")
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 10, y)], style));
             }
             c.configure_series_labels()
                 .label_font(("sans-serif", 20))
