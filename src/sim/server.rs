@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use axum::serve::ListenerExt as _;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
@@ -118,8 +119,15 @@ impl SimServer {
                     .build()
                     .expect("tokio runtime");
                 rt.block_on(async move {
-                    let listener =
-                        tokio::net::TcpListener::from_std(std_listener).expect("listener");
+                    // TCP_NODELAY, as real object stores set it: with Nagle
+                    // on, a body's last partial segment waits for the
+                    // client's delayed ACK, up to 40 ms a response, which
+                    // the benchmark would charge to the model.
+                    let listener = tokio::net::TcpListener::from_std(std_listener)
+                        .expect("listener")
+                        .tap_io(|tcp| {
+                            let _ = tcp.set_nodelay(true);
+                        });
                     let router = axum::Router::new().fallback(handle).with_state(app);
                     let _ = axum::serve(listener, router)
                         .with_graceful_shutdown(async {
