@@ -57,6 +57,10 @@ pub struct KnobArgs {
     /// How rows are written: a prepared INSERT per row, UNNEST batches, or COPY.
     #[arg(long, value_enum, default_value = "copy")]
     pub write: crate::db::WriteStrategy,
+    /// Files one transaction may carry in the `async` model (group commit:
+    /// each file still commits whole or not at all). 1: a transaction per file.
+    #[arg(long, default_value_t = Knobs::default().files_per_transaction)]
+    pub files_per_transaction: usize,
 }
 
 impl KnobArgs {
@@ -66,6 +70,7 @@ impl KnobArgs {
             connections: self.connections.max(1),
             threads: self.threads.max(1),
             write: self.write,
+            files_per_transaction: self.files_per_transaction.max(1),
         }
     }
 }

@@ -162,6 +162,28 @@ impl WritePlan {
     }
 }
 
+/// Rows one group transaction may carry: enough to amortise the
+/// per-transaction cost over many small files, small enough that a group
+/// of large files does not hold one enormous transaction open.
+pub const GROUP_ROWS: u64 = 50_000;
+
+/// The COPY batches of several files' plans, concatenated per table (COPY
+/// text rows carry their `source_key`, so rows of many files can travel in
+/// one COPY): one COPY per table per group instead of one per file.
+pub fn merged_copies(plans: &[&WritePlan]) -> Vec<CopyBatch> {
+    let mut out: Vec<CopyBatch> = Vec::new();
+    for batch in plans.iter().flat_map(|p| &p.copies) {
+        match out.iter_mut().find(|b| b.sql == batch.sql) {
+            Some(b) => b.data.extend_from_slice(&batch.data),
+            None => out.push(CopyBatch {
+                sql: batch.sql,
+                data: batch.data.clone(),
+            }),
+        }
+    }
+    out
+}
+
 /// What a write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteResult {
@@ -169,4 +191,36 @@ pub enum WriteResult {
     Committed,
     /// Another worker holds or committed the key; nothing was written.
     AlreadyLoaded,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transform::plan;
+
+    #[test]
+    fn a_group_sends_one_copy_per_table_with_every_files_rows() {
+        let a = plan(
+            "a.json",
+            None,
+            br#"[{"type":"song","data":{"title":"A"}},{"type":"app","data":{"name":"X"}}]"#,
+            "async",
+            WriteStrategy::Copy,
+        );
+        let b = plan(
+            "b.json",
+            None,
+            br#"[{"type":"song","data":{"title":"B"}}]"#,
+            "async",
+            WriteStrategy::Copy,
+        );
+        let merged = merged_copies(&[&a, &b]);
+        let songs = merged.iter().find(|c| c.sql == copy::SONGS).unwrap();
+        let text = String::from_utf8(songs.data.clone()).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        assert!(text.starts_with("a.json\t") && text.contains("\nb.json\t"), "{text}");
+        assert_eq!(merged.iter().filter(|c| c.sql == copy::SONGS).count(), 1);
+        assert!(merged.iter().any(|c| c.sql == copy::APPS));
+        assert!(!merged.iter().any(|c| c.sql == copy::MOVIES));
+    }
 }

@@ -112,6 +112,8 @@ pub fn run_once(
             &k.connections.to_string(),
             "--threads",
             &k.threads.to_string(),
+            "--files-per-transaction",
+            &k.files_per_transaction.to_string(),
         ])
         .args(["--write", write.as_str()])
         .args([

@@ -11,9 +11,8 @@ use std::time::Instant;
 
 use futures::StreamExt as _;
 
-use super::{Ingestor, Job, Step, Todo, fetch_steps, runtime, write_error};
+use super::{Ingestor, Job, Step, Todo, fetch_steps, runtime};
 use crate::bucket::async_client::AsyncClient;
-use crate::db::WritePlan;
 use crate::db::async_writer;
 use crate::db::ledger::WriteResult;
 use crate::report::FileResult;
@@ -72,28 +71,29 @@ impl Ingestor for LoadOnly {
                     .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {e}"))?,
             );
             let started = Instant::now();
-            let mut plans: Vec<(String, WritePlan)> = Vec::new();
+            let (tx, rx) = tokio::sync::mpsc::channel(steps.len().max(1));
             for (key, next) in steps {
                 match next {
                     Step::Done(r) => job.tally.record(&key, r),
-                    Step::Write(plan) => plans.push((key, plan)),
+                    Step::Write(plan) => {
+                        let _ = tx.try_send(plan);
+                    }
                 }
             }
-            let mut written = futures::stream::iter(plans)
-                .map(|(key, plan)| {
-                    let pool = pool.clone();
-                    tokio::spawn(async move {
-                        let w = async_writer::write_with_reconnect(&pool, &plan)
-                            .await
-                            .map_err(|e| write_error(&key, e))?;
-                        Ok::<_, anyhow::Error>((key, FileResult::from_write(&plan, w)))
-                    })
-                })
-                .buffer_unordered(job.knobs.connections);
-            while let Some(joined) = written.next().await {
-                let (key, result) = joined??;
-                job.tally.record(&key, result);
-            }
+            drop(tx);
+            // The same writers and group commit as `async`: the best the
+            // database can do, which is what a ceiling must measure.
+            async_writer::write_all(
+                &pool,
+                rx,
+                job.knobs.connections,
+                job.knobs.files_per_transaction,
+                |plan, w| {
+                    job.tally
+                        .record(&plan.key, FileResult::from_write(&plan, w))
+                },
+            )
+            .await?;
             job.tally.timed(started.elapsed().as_secs_f64());
             Ok(())
         })

@@ -1,9 +1,11 @@
 //! `async`: reqwest and tokio-postgres (through a deadpool-postgres pool),
-//! fetches and writes both concurrent and bounded.
+//! fetches and writes both concurrent and bounded. Fetched files queue for
+//! `connections` writers, each committing whatever has queued (up to
+//! `files_per_transaction`) in one transaction: group commit.
 
 use futures::StreamExt as _;
 
-use super::{Ingestor, Job, Step, Todo, refuse_key, runtime, step, todo_stream, write_error};
+use super::{Ingestor, Job, Step, Todo, refuse_key, runtime, step, todo_stream};
 use crate::bucket::async_client::AsyncClient;
 use crate::db::async_writer;
 use crate::report::FileResult;
@@ -29,39 +31,54 @@ impl Ingestor for Async {
                     .await
                     .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {e}"))?,
             );
-            let mut done = todo_stream(todo)
-                .map(|obj| {
-                    let (http, pool, checks) = (http.clone(), pool.clone(), checks.clone());
-                    let url = job.bucket.object_url(&obj.key);
-                    let write = job.knobs.write;
-                    // Spawned, so parsing runs on every core, not on the task
-                    // that polls the stream.
-                    tokio::spawn(async move {
-                        if async_writer::already_loaded(&checks, &obj.key).await {
-                            return Ok((obj.key, FileResult::AlreadyLoaded));
-                        }
-                        let next = match refuse_key(&obj, "async") {
-                            Some(refused) => refused,
-                            None => step(&obj, "async", write, http.get(&url).await),
-                        };
-                        let result = match next {
-                            Step::Done(r) => r,
-                            Step::Write(plan) => {
-                                let written = async_writer::write_with_reconnect(&pool, &plan)
-                                    .await
-                                    .map_err(|e| write_error(&obj.key, e))?;
-                                FileResult::from_write(&plan, written)
+            // Bounded: fetching runs at most `concurrency` files ahead of the writers.
+            let (tx, rx) = tokio::sync::mpsc::channel(job.knobs.concurrency);
+            let fetch = async move {
+                let mut done = todo_stream(todo)
+                    .map(|obj| {
+                        let (http, checks) = (http.clone(), checks.clone());
+                        let url = job.bucket.object_url(&obj.key);
+                        let write = job.knobs.write;
+                        // Spawned, so parsing runs on every core, not on the
+                        // task that polls the stream.
+                        tokio::spawn(async move {
+                            if async_writer::already_loaded(&checks, &obj.key).await {
+                                return (obj.key, Step::Done(FileResult::AlreadyLoaded));
                             }
-                        };
-                        Ok::<_, anyhow::Error>((obj.key, result))
+                            let next = match refuse_key(&obj, "async") {
+                                Some(refused) => refused,
+                                None => step(&obj, "async", write, http.get(&url).await),
+                            };
+                            (obj.key, next)
+                        })
                     })
-                })
-                .buffer_unordered(job.knobs.concurrency);
-            while let Some(joined) = done.next().await {
-                let (key, result) = joined??;
-                job.tally.record(&key, result);
-            }
-            Ok(())
+                    .buffer_unordered(job.knobs.concurrency);
+                while let Some(joined) = done.next().await {
+                    match joined? {
+                        (key, Step::Done(result)) => job.tally.record(&key, result),
+                        // A closed channel means a writer failed; its error is returned.
+                        (_, Step::Write(plan)) => {
+                            if tx.send(plan).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                Ok::<_, anyhow::Error>(())
+            };
+            let write = async_writer::write_all(
+                &pool,
+                rx,
+                job.knobs.connections,
+                job.knobs.files_per_transaction,
+                |plan, written| {
+                    job.tally
+                        .record(&plan.key, FileResult::from_write(&plan, written))
+                },
+            );
+            let (fetched, written) = tokio::join!(fetch, write);
+            written?;
+            fetched
         })
     }
 }

@@ -26,6 +26,9 @@ pub struct Knobs {
     pub threads: usize,
     /// How rows are written.
     pub write: crate::db::WriteStrategy,
+    /// Files a transaction may carry in `async` (group commit; 1: one
+    /// transaction per file).
+    pub files_per_transaction: usize,
 }
 
 impl Default for Knobs {
@@ -35,6 +38,7 @@ impl Default for Knobs {
             connections: 4,
             threads: 32,
             write: crate::db::WriteStrategy::Copy,
+            files_per_transaction: 32,
         }
     }
 }
