@@ -34,7 +34,7 @@ pub struct Knobs {
 impl Default for Knobs {
     fn default() -> Self {
         Knobs {
-            concurrency: 64,
+            concurrency: 256,
             connections: 4,
             threads: 32,
             write: crate::db::WriteStrategy::Copy,
