@@ -165,7 +165,7 @@ impl WritePlan {
 /// Rows one group transaction may carry: enough to amortise the
 /// per-transaction cost over many small files, small enough that a group
 /// of large files does not hold one enormous transaction open.
-pub const GROUP_ROWS: u64 = 50_000;
+pub const GROUP_ROWS: u64 = 10_000;
 
 /// The COPY batches of several files' plans, concatenated per table (COPY
 /// text rows carry their `source_key`, so rows of many files can travel in
