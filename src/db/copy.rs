@@ -85,17 +85,24 @@ impl Row {
 }
 
 /// COPY text format: backslash, newline, carriage return and tab are the
-/// only bytes that need escaping.
+/// only bytes that need escaping. Copies the runs between them whole (these
+/// are ASCII, so never inside a multi-byte character): most values have
+/// none, and a push per character was the top symbol of the transform.
 fn escape_into(buf: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '\\' => buf.push_str("\\\\"),
-            '\n' => buf.push_str("\\n"),
-            '\r' => buf.push_str("\\r"),
-            '\t' => buf.push_str("\\t"),
-            c => buf.push(c),
-        }
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escaped = match b {
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            _ => continue,
+        };
+        buf.push_str(&s[start..i]);
+        buf.push_str(escaped);
+        start = i + 1;
     }
+    buf.push_str(&s[start..]);
 }
 
 fn song(r: &mut Row, key: &str, s: &Song) {
@@ -140,6 +147,16 @@ fn rejected(r: &mut Row, key: &str, x: &Rejected) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escaping_keeps_multibyte_text_whole() {
+        let mut buf = String::new();
+        escape_into(&mut buf, "é\tü\\日本\n\r end");
+        assert_eq!(buf, "é\\tü\\\\日本\\n\\r end");
+        let mut plain = String::new();
+        escape_into(&mut plain, "Amélie");
+        assert_eq!(plain, "Amélie");
+    }
 
     #[test]
     fn escapes_and_nulls() {
