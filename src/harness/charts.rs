@@ -77,6 +77,14 @@ struct Bar {
     range: Option<(f64, f64)>,
     /// Written above the bar.
     note: String,
+    /// Drawn dashed across the bar: the model's analytic network bound.
+    mark: Option<f64>,
+}
+
+/// A dashed line across the whole chart, labelled at its right end.
+struct Level {
+    value: f64,
+    label: String,
 }
 
 /// Bars with optional whiskers and a note above each: the shape of the
@@ -86,6 +94,7 @@ fn bar_chart(
     caption: &str,
     y_desc: &str,
     bars: &[Bar],
+    level: Option<&Level>,
     y_fmt: &dyn Fn(&f64) -> String,
 ) -> anyhow::Result<()> {
     let root = canvas(path);
@@ -94,7 +103,7 @@ fn bar_chart(
         .iter()
         .map(|b| b.range.map_or(b.value, |r| r.1))
         .fold(0.0, f64::max);
-    let ymax = top * 1.18 + 1e-9;
+    let ymax = top * 1.3 + 1e-9;
     let mut chart = ChartBuilder::on(&root)
         .caption(
             caption,
@@ -146,6 +155,17 @@ fn bar_chart(
                 )))
                 .map_err(err)?;
         }
+        if let Some(m) = b.mark {
+            let dash = BLACK.stroke_width(3);
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(x - BAR, m), (x + BAR, m)],
+                    8,
+                    6,
+                    dash,
+                ))
+                .map_err(err)?;
+        }
         let above = b.range.map_or(b.value, |r| r.1) + ymax * 0.03;
         chart
             .draw_series(std::iter::once(Text::new(
@@ -162,8 +182,46 @@ fn bar_chart(
             )))
             .map_err(err)?;
     }
+    let mut legend: Vec<String> = Vec::new();
+    if bars.iter().any(|b| b.mark.is_some()) {
+        legend.push("short dashes across a bar: that model's network bound".into());
+    }
+    if let Some(l) = level {
+        let style = RGBColor(90, 90, 90).stroke_width(2);
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(-0.5, l.value), (n as f64 - 0.5, l.value)],
+                12,
+                8,
+                style,
+            ))
+            .map_err(err)?;
+        legend.push(format!("long grey dashes: {}", l.label));
+    }
+    // Top right, above the bars' notes: labels on the lines would collide.
+    for (i, line) in legend.iter().enumerate() {
+        chart
+            .draw_series(std::iter::once(Text::new(
+                line.clone(),
+                (n as f64 - 0.55, ymax * (0.985 - 0.045 * i as f64)),
+                ("sans-serif", 18).into_font().color(&BLACK).pos(
+                    plotters::style::text_anchor::Pos::new(
+                        plotters::style::text_anchor::HPos::Right,
+                        plotters::style::text_anchor::VPos::Top,
+                    ),
+                ),
+            )))
+            .map_err(err)?;
+    }
     root.present().map_err(err)?;
     Ok(())
+}
+
+/// The models proper: the ceilings are drawn as a level, not as bars.
+fn models_only(summaries: &[ModelSummary]) -> impl Iterator<Item = &ModelSummary> {
+    summaries
+        .iter()
+        .filter(|s| !crate::models::CEILINGS.contains(&s.model.as_str()))
 }
 
 /// Median time per model as bars, min–max whiskers, the speedup over the
@@ -173,8 +231,7 @@ pub fn median_time_bars(
     summaries: &[ModelSummary],
     subtitle: &str,
 ) -> anyhow::Result<()> {
-    let bars: Vec<Bar> = summaries
-        .iter()
+    let bars: Vec<Bar> = models_only(summaries)
         .map(|s| Bar {
             label: s.model.clone(),
             color: model_color(&s.model),
@@ -184,14 +241,22 @@ pub fn median_time_bars(
                 Some(x) => format!("{:.2} s  ·  {:.1}× faster", s.stats.median, x.median_ratio),
                 None => format!("{:.2} s  ·  baseline", s.stats.median),
             },
+            mark: s.bound_secs,
         })
         .collect();
+    let ceiling = crate::harness::summary::ceiling(summaries).map(|(c, fetch, load)| Level {
+        value: c,
+        label: format!(
+            "ceiling {c:.2} s, the slower of fetch-only ({fetch:.2} s) and load-only ({load:.2} s)"
+        ),
+    });
     let fmt = |v: &f64| format!("{v:.1}");
     bar_chart(
         path,
         &format!("Median pass time per model — {subtitle}"),
         "seconds per pass (lower is better)",
         &bars,
+        ceiling.as_ref(),
         &fmt,
     )
 }
@@ -202,14 +267,14 @@ pub fn throughput_bars(
     summaries: &[ModelSummary],
     subtitle: &str,
 ) -> anyhow::Result<()> {
-    let bars: Vec<Bar> = summaries
-        .iter()
+    let bars: Vec<Bar> = models_only(summaries)
         .map(|s| Bar {
             label: s.model.clone(),
             color: model_color(&s.model),
             value: s.rows_per_sec,
             range: None,
             note: format!("{:.0} rows/s", s.rows_per_sec),
+            mark: None,
         })
         .collect();
     let fmt = |v: &f64| format!("{:.0}k", v / 1000.0);
@@ -218,6 +283,7 @@ pub fn throughput_bars(
         &format!("Throughput per model — {subtitle}"),
         "rows loaded per second (median; higher is better)",
         &bars,
+        None,
         &fmt,
     )
 }

@@ -71,19 +71,24 @@ pub fn summarize(
     out
 }
 
-/// Each model's median against the ceiling (the larger median of
-/// `fetch-only` and `load-only`), as Markdown lines.
-pub fn efficiency(summaries: &[ModelSummary]) -> String {
+/// The ceiling, when both were measured: the larger median of
+/// `fetch-only` and `load-only`, then each of the two.
+pub fn ceiling(summaries: &[ModelSummary]) -> Option<(f64, f64, f64)> {
     let median = |name: &str| {
         summaries
             .iter()
             .find(|s| s.model == name)
             .map(|s| s.stats.median)
     };
-    let (Some(fetch), Some(load)) = (median("fetch-only"), median("load-only")) else {
+    let (fetch, load) = (median("fetch-only")?, median("load-only")?);
+    Some((fetch.max(load), fetch, load))
+}
+
+/// Each model's median against the ceiling, as Markdown lines.
+pub fn efficiency(summaries: &[ModelSummary]) -> String {
+    let Some((ceiling, fetch, load)) = ceiling(summaries) else {
         return String::new();
     };
-    let ceiling = fetch.max(load);
     let mut s = format!(
         "Ceiling: {ceiling:.2} s (fetch-only {fetch:.2} s: the network and parsing alone; load-only {load:.2} s: the writes alone).\n\n| model | median | × ceiling | efficiency |\n|---|---:|---:|---:|\n"
     );
