@@ -66,6 +66,10 @@ struct Args {
     db_tls: cli::DbTlsArgs,
     #[command(flatten)]
     client: ClientArgs,
+    /// Redraw the charts of an earlier comparison in DIR from its runs.csv
+    /// and summary.csv, without running anything.
+    #[arg(long, value_name = "DIR", conflicts_with = "sweep")]
+    replot: Option<PathBuf>,
     /// Output directory (default: results/<profile>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -107,6 +111,12 @@ fn main() {
     cli::init_logging();
     embedded::install_signal_handler();
     let args = Args::parse();
+    if let Some(dir) = &args.replot {
+        match replot(dir) {
+            Ok(()) => std::process::exit(0),
+            Err(e) => cli::exit_with(e),
+        }
+    }
     if let Some(sweep) = args.sweep.clone() {
         match bucketbench::harness::sweep::run(
             &sweep,
@@ -353,38 +363,14 @@ fn run(mut args: Args) -> anyhow::Result<bool> {
         warmup: args.warmup,
     };
     export::write_json(&out.join("environment.json"), &env)?;
-    let mut charts_written = vec![
-        (
-            "median_time.png",
-            charts::median_time_bars(&out.join("median_time.png"), &summaries, &subtitle),
-        ),
-        (
-            "launches.png",
-            charts::launches_lines(
-                &out.join("launches.png"),
-                &runs,
-                &labels,
-                args.matrix,
-                &subtitle,
-            ),
-        ),
-        (
-            "throughput.png",
-            charts::throughput_bars(&out.join("throughput.png"), &summaries, &subtitle),
-        ),
-    ];
-    if args.matrix {
-        charts_written.push((
-            "matrix.png",
-            charts::matrix_bars(
-                &out.join("matrix.png"),
-                &summaries,
-                &args.models,
-                &writes,
-                &subtitle,
-            ),
-        ));
-    }
+    let charts_written = charts::draw_all(
+        &out,
+        &runs,
+        &summaries,
+        &labels,
+        args.matrix.then_some((&args.models[..], &writes[..])),
+        &subtitle,
+    );
     for (name, r) in &charts_written {
         if let Err(e) = r {
             eprintln!("warning: {name} not drawn: {e:#}");
@@ -416,4 +402,76 @@ fn run(mut args: Args) -> anyhow::Result<bool> {
         );
         Ok(false)
     }
+}
+
+/// `--replot DIR`: the charts again from what a comparison wrote.
+fn replot(dir: &std::path::Path) -> anyhow::Result<()> {
+    let runs = export::read_runs_csv(&dir.join("runs.csv"))?;
+    anyhow::ensure!(
+        !runs.is_empty(),
+        "{} holds no runs",
+        dir.join("runs.csv").display()
+    );
+    let mut writes: Vec<WriteStrategy> = Vec::new();
+    let mut models: Vec<String> = Vec::new();
+    for r in &runs {
+        let w = match r.write.as_str() {
+            "insert" => WriteStrategy::Insert,
+            "batch" => WriteStrategy::Batch,
+            _ => WriteStrategy::Copy,
+        };
+        if !writes.contains(&w) {
+            writes.push(w);
+        }
+        if !models.contains(&r.model) {
+            models.push(r.model.clone());
+        }
+    }
+    let matrix = writes.len() > 1;
+    let mut labels: Vec<String> = Vec::new();
+    for r in &runs {
+        let l = r.label(matrix);
+        if !labels.contains(&l) {
+            labels.push(l);
+        }
+    }
+    let preferred = if matrix {
+        "sync+insert"
+    } else {
+        summary::REFERENCE
+    };
+    let reference = if labels.iter().any(|l| l == preferred) {
+        preferred.to_string()
+    } else {
+        labels[0].clone()
+    };
+    let mut summaries = summary::summarize(&runs, &labels, matrix, &reference);
+    let bounds = export::read_bounds(&dir.join("summary.csv")).unwrap_or_default();
+    for s in &mut summaries {
+        s.bound_secs = bounds.iter().find(|(m, _)| *m == s.model).map(|b| b.1);
+    }
+    // The title the comparison gave its charts: summary.md's first line.
+    let subtitle = std::fs::read_to_string(dir.join("summary.md"))
+        .ok()
+        .and_then(|md| {
+            md.lines()
+                .next()?
+                .split_once(" — ")
+                .map(|(_, t)| t.to_string())
+        })
+        .unwrap_or_else(|| dir.display().to_string());
+    for (name, r) in charts::draw_all(
+        dir,
+        &runs,
+        &summaries,
+        &labels,
+        matrix.then_some((&models[..], &writes[..])),
+        &subtitle,
+    ) {
+        match r {
+            Ok(()) => println!("drew {}", dir.join(name).display()),
+            Err(e) => eprintln!("warning: {name} not drawn: {e:#}"),
+        }
+    }
+    Ok(())
 }

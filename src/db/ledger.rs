@@ -218,7 +218,10 @@ mod tests {
         let songs = merged.iter().find(|c| c.sql == copy::SONGS).unwrap();
         let text = String::from_utf8(songs.data.clone()).unwrap();
         assert_eq!(text.lines().count(), 2);
-        assert!(text.starts_with("a.json\t") && text.contains("\nb.json\t"), "{text}");
+        assert!(
+            text.starts_with("a.json\t") && text.contains("\nb.json\t"),
+            "{text}"
+        );
         assert_eq!(merged.iter().filter(|c| c.sql == copy::SONGS).count(), 1);
         assert!(merged.iter().any(|c| c.sql == copy::APPS));
         assert!(!merged.iter().any(|c| c.sql == copy::MOVIES));

@@ -103,115 +103,157 @@ fn bar_chart(
         .iter()
         .map(|b| b.range.map_or(b.value, |r| r.1))
         .fold(0.0, f64::max);
-    let ymax = top * 1.3 + 1e-9;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            caption,
-            ("sans-serif", 28).into_font().style(FontStyle::Bold),
-        )
-        .margin(24)
-        .x_label_area_size(50)
-        .y_label_area_size(100)
-        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..ymax)
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_desc("execution model")
-        .y_desc(y_desc)
-        .axis_desc_style(("sans-serif", 20))
-        .label_style(("sans-serif", 18))
-        .x_labels(n)
-        .x_label_formatter(&|v| {
-            let i = v.round();
-            if (v - i).abs() > 0.01 || i < 0.0 {
-                String::new()
-            } else {
-                bars.get(i as usize)
-                    .map(|b| b.label.clone())
-                    .unwrap_or_default()
+    let bottom = bars
+        .iter()
+        .map(|b| b.range.map_or(b.value, |r| r.0))
+        .chain(bars.iter().filter_map(|b| b.mark))
+        .chain(level.map(|l| l.value))
+        .fold(f64::INFINITY, f64::min);
+    // Bars spanning more than 30× (sync against async on a large bucket)
+    // would leave the fast ones invisible on a linear axis.
+    let log = bottom > 0.0 && top / bottom > 30.0;
+    let ymax = if log { top * 4.0 } else { top * 1.3 + 1e-9 };
+    let floor = if log { bottom / 3.0 } else { 0.0 };
+    // Heights on the axis, for placing notes and the legend.
+    let up = |v: f64, frac: f64| {
+        if log {
+            v * (ymax / floor).powf(frac)
+        } else {
+            v + ymax * frac
+        }
+    };
+    let at = |frac: f64| {
+        if log {
+            floor * (ymax / floor).powf(frac)
+        } else {
+            ymax * frac
+        }
+    };
+    macro_rules! draw {
+        ($y:expr) => {{
+            let mut chart = ChartBuilder::on(&root)
+                .caption(
+                    caption,
+                    ("sans-serif", 28).into_font().style(FontStyle::Bold),
+                )
+                .margin(24)
+                .x_label_area_size(50)
+                .y_label_area_size(100)
+                .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), $y)
+                .map_err(err)?;
+            chart
+                .configure_mesh()
+                .disable_x_mesh()
+                .x_desc("execution model")
+                .y_desc(if log {
+                    format!("{y_desc}, log scale")
+                } else {
+                    y_desc.to_string()
+                })
+                .axis_desc_style(("sans-serif", 20))
+                .label_style(("sans-serif", 18))
+                .x_labels(n)
+                .x_label_formatter(&|v| {
+                    let i = v.round();
+                    if (v - i).abs() > 0.01 || i < 0.0 {
+                        String::new()
+                    } else {
+                        bars.get(i as usize)
+                            .map(|b| b.label.clone())
+                            .unwrap_or_default()
+                    }
+                })
+                .y_label_formatter(y_fmt)
+                .draw()
+                .map_err(err)?;
+            for (i, b) in bars.iter().enumerate() {
+                let x = i as f64;
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(
+                        [(x - BAR, floor), (x + BAR, b.value)],
+                        b.color.mix(0.85).filled(),
+                    )))
+                    .map_err(err)?;
+                if let Some((lo, hi)) = b.range {
+                    chart
+                        .draw_series(std::iter::once(ErrorBar::new_vertical(
+                            x,
+                            lo,
+                            b.value,
+                            hi,
+                            BLACK.stroke_width(2),
+                            16,
+                        )))
+                        .map_err(err)?;
+                }
+                if let Some(m) = b.mark {
+                    let dash = BLACK.stroke_width(3);
+                    chart
+                        .draw_series(DashedLineSeries::new(
+                            [(x - BAR, m), (x + BAR, m)],
+                            8,
+                            6,
+                            dash,
+                        ))
+                        .map_err(err)?;
+                }
+                let above = up(b.range.map_or(b.value, |r| r.1), 0.03);
+                chart
+                    .draw_series(std::iter::once(Text::new(
+                        b.note.clone(),
+                        (x, above),
+                        ("sans-serif", 20)
+                            .into_font()
+                            .style(FontStyle::Bold)
+                            .color(&BLACK)
+                            .pos(plotters::style::text_anchor::Pos::new(
+                                plotters::style::text_anchor::HPos::Center,
+                                plotters::style::text_anchor::VPos::Bottom,
+                            )),
+                    )))
+                    .map_err(err)?;
             }
-        })
-        .y_label_formatter(y_fmt)
-        .draw()
-        .map_err(err)?;
-    for (i, b) in bars.iter().enumerate() {
-        let x = i as f64;
-        chart
-            .draw_series(std::iter::once(Rectangle::new(
-                [(x - BAR, 0.0), (x + BAR, b.value)],
-                b.color.mix(0.85).filled(),
-            )))
-            .map_err(err)?;
-        if let Some((lo, hi)) = b.range {
-            chart
-                .draw_series(std::iter::once(ErrorBar::new_vertical(
-                    x,
-                    lo,
-                    b.value,
-                    hi,
-                    BLACK.stroke_width(2),
-                    16,
-                )))
-                .map_err(err)?;
-        }
-        if let Some(m) = b.mark {
-            let dash = BLACK.stroke_width(3);
-            chart
-                .draw_series(DashedLineSeries::new(
-                    [(x - BAR, m), (x + BAR, m)],
-                    8,
-                    6,
-                    dash,
-                ))
-                .map_err(err)?;
-        }
-        let above = b.range.map_or(b.value, |r| r.1) + ymax * 0.03;
-        chart
-            .draw_series(std::iter::once(Text::new(
-                b.note.clone(),
-                (x, above),
-                ("sans-serif", 20)
-                    .into_font()
-                    .style(FontStyle::Bold)
-                    .color(&BLACK)
-                    .pos(plotters::style::text_anchor::Pos::new(
-                        plotters::style::text_anchor::HPos::Center,
-                        plotters::style::text_anchor::VPos::Bottom,
-                    )),
-            )))
-            .map_err(err)?;
+            let mut legend: Vec<String> = Vec::new();
+            if bars.iter().any(|b| b.mark.is_some()) {
+                legend.push("short dashes across a bar: that model's network bound".into());
+            }
+            if let Some(l) = level {
+                let style = RGBColor(90, 90, 90).stroke_width(2);
+                chart
+                    .draw_series(DashedLineSeries::new(
+                        [(-0.5, l.value), (n as f64 - 0.5, l.value)],
+                        12,
+                        8,
+                        style,
+                    ))
+                    .map_err(err)?;
+                legend.push(format!("long grey dashes: {}", l.label));
+            }
+            // Top right, above the bars' notes: labels on the lines would collide.
+            for (i, line) in legend.iter().enumerate() {
+                chart
+                    .draw_series(std::iter::once(Text::new(
+                        line.clone(),
+                        (n as f64 - 0.55, at(0.985 - 0.045 * i as f64)),
+                        ("sans-serif", 18).into_font().color(&BLACK).pos(
+                            plotters::style::text_anchor::Pos::new(
+                                plotters::style::text_anchor::HPos::Right,
+                                plotters::style::text_anchor::VPos::Top,
+                            ),
+                        ),
+                    )))
+                    .map_err(err)?;
+            }
+        }};
     }
-    let mut legend: Vec<String> = Vec::new();
-    if bars.iter().any(|b| b.mark.is_some()) {
-        legend.push("short dashes across a bar: that model's network bound".into());
-    }
-    if let Some(l) = level {
-        let style = RGBColor(90, 90, 90).stroke_width(2);
-        chart
-            .draw_series(DashedLineSeries::new(
-                [(-0.5, l.value), (n as f64 - 0.5, l.value)],
-                12,
-                8,
-                style,
-            ))
-            .map_err(err)?;
-        legend.push(format!("long grey dashes: {}", l.label));
-    }
-    // Top right, above the bars' notes: labels on the lines would collide.
-    for (i, line) in legend.iter().enumerate() {
-        chart
-            .draw_series(std::iter::once(Text::new(
-                line.clone(),
-                (n as f64 - 0.55, ymax * (0.985 - 0.045 * i as f64)),
-                ("sans-serif", 18).into_font().color(&BLACK).pos(
-                    plotters::style::text_anchor::Pos::new(
-                        plotters::style::text_anchor::HPos::Right,
-                        plotters::style::text_anchor::VPos::Top,
-                    ),
-                ),
-            )))
-            .map_err(err)?;
+    if log {
+        draw!(
+            (floor..ymax)
+                .log_scale()
+                .with_key_points(one_two_five(floor, ymax))
+        );
+    } else {
+        draw!(0f64..ymax);
     }
     root.present().map_err(err)?;
     Ok(())
@@ -250,7 +292,13 @@ pub fn median_time_bars(
             "ceiling {c:.2} s, the slower of fetch-only ({fetch:.2} s) and load-only ({load:.2} s)"
         ),
     });
-    let fmt = |v: &f64| format!("{v:.1}");
+    let fmt = |v: &f64| {
+        if *v >= 10.0 {
+            format!("{v:.0}")
+        } else {
+            format!("{v:.1}")
+        }
+    };
     bar_chart(
         path,
         &format!("Median pass time per model — {subtitle}"),
@@ -518,4 +566,44 @@ pub fn matrix_bars(
         .map_err(err)?;
     root.present().map_err(err)?;
     Ok(())
+}
+
+/// Every chart of a comparison, in `out`: median time, each launch,
+/// throughput, and with a matrix the grouped bars. Returns each file's name
+/// and whether it was drawn (a chart that fails is a warning, not a lost run).
+pub fn draw_all(
+    out: &Path,
+    runs: &[Run],
+    summaries: &[ModelSummary],
+    labels: &[String],
+    matrix: Option<(&[String], &[crate::db::WriteStrategy])>,
+    subtitle: &str,
+) -> Vec<(&'static str, anyhow::Result<()>)> {
+    let mut drawn = vec![
+        (
+            "median_time.png",
+            median_time_bars(&out.join("median_time.png"), summaries, subtitle),
+        ),
+        (
+            "launches.png",
+            launches_lines(
+                &out.join("launches.png"),
+                runs,
+                labels,
+                matrix.is_some(),
+                subtitle,
+            ),
+        ),
+        (
+            "throughput.png",
+            throughput_bars(&out.join("throughput.png"), summaries, subtitle),
+        ),
+    ];
+    if let Some((models, writes)) = matrix {
+        drawn.push((
+            "matrix.png",
+            matrix_bars(&out.join("matrix.png"), summaries, models, writes, subtitle),
+        ));
+    }
+    drawn
 }

@@ -54,6 +54,50 @@ pub fn write_runs_csv(path: &Path, runs: &[Run]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Reads back a `runs.csv` written by [`write_runs_csv`] (for `--replot`).
+pub fn read_runs_csv(path: &Path) -> anyhow::Result<Vec<Run>> {
+    let mut r =
+        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut runs = Vec::new();
+    for rec in r.records() {
+        let rec = rec.with_context(|| format!("reading {}", path.display()))?;
+        let f = |i: usize| rec.get(i).unwrap_or_default();
+        let num = |i: usize| f(i).parse::<f64>().unwrap_or(f64::NAN);
+        let int = |i: usize| f(i).parse::<u64>().unwrap_or(0);
+        runs.push(Run {
+            model: f(0).to_string(),
+            write: f(1).to_string(),
+            run: f(2).parse().unwrap_or(0),
+            wall_secs: num(3),
+            files: int(4),
+            rows: int(5),
+            rejected: int(6),
+            requests: int(7),
+            retries: int(8),
+            bytes: int(9),
+            cpu_secs: num(10),
+            peak_rss_mb: num(11),
+            verified: f(12) == "true",
+            problems: f(13).to_string(),
+        });
+    }
+    Ok(runs)
+}
+
+/// The `bound_s` column of a `summary.csv`, by model (for `--replot`).
+pub fn read_bounds(path: &Path) -> anyhow::Result<Vec<(String, f64)>> {
+    let mut r =
+        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    let h = r.headers()?.clone();
+    let Some(col) = h.iter().position(|c| c == "bound_s") else {
+        return Ok(Vec::new());
+    };
+    Ok(r.records()
+        .filter_map(Result::ok)
+        .filter_map(|rec| Some((rec.get(0)?.to_string(), rec.get(col)?.parse().ok()?)))
+        .collect())
+}
+
 pub fn write_summary_csv(
     path: &Path,
     summaries: &[ModelSummary],

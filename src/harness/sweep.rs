@@ -287,12 +287,11 @@ fn chart(path: &Path, points: &[Point], param: &str) -> anyhow::Result<()> {
                 .axis_desc_style(("sans-serif", 20))
                 .label_style(("sans-serif", 18))
                 .light_line_style(WHITE)
-                .y_label_formatter(&|v| {
-                    if *v >= 1.0 {
-                        format!("{v:.0}")
-                    } else {
-                        format!("{v:.1}")
-                    }
+                .y_label_formatter(&|v| match *v {
+                    v if v >= 1.0 => format!("{v:.0}"),
+                    v if v >= 0.1 => format!("{v:.1}"),
+                    v if v >= 0.01 => format!("{v:.2}"),
+                    v => format!("{v:.3}"),
                 })
                 .draw()
                 .map_err(|e| err(&e))?;
