@@ -79,13 +79,17 @@ fn compare_on_tiny_writes_every_output() {
             "problems"
         ]
     );
-    assert_eq!(runs.len(), 4 * 3, "4 models × (1 warm-up + 2 runs)");
+    assert_eq!(
+        runs.len(),
+        6 * 3,
+        "4 models and the 2 ceilings (on by default) × (1 warm-up + 2 runs)"
+    );
     assert!(runs.iter().all(|r| &r[12] == "true"));
     assert!(runs.iter().all(|r| &r[1] == "copy"));
     assert!(runs.iter().all(|r| r[3].parse::<f64>().unwrap() > 0.0
         && r[10].parse::<f64>().unwrap() > 0.0
         && r[11].parse::<f64>().unwrap() > 1.0));
-    assert_eq!(runs.iter().filter(|r| &r[2] == "warmup").count(), 4);
+    assert_eq!(runs.iter().filter(|r| &r[2] == "warmup").count(), 6);
 
     let (headers, summary) = csv_rows(&dir.path().join("summary.csv"));
     for col in [
@@ -100,6 +104,8 @@ fn compare_on_tiny_writes_every_output() {
         "speedup",
         "speedup_error",
         "outlier_runs",
+        "bound_s",
+        "x_bound",
     ] {
         assert!(
             headers.iter().any(|h| h == col),
@@ -107,12 +113,32 @@ fn compare_on_tiny_writes_every_output() {
         );
     }
     let models: Vec<&str> = summary.iter().map(|r| r.get(0).unwrap()).collect();
-    assert_eq!(models, ["sync", "async-fetch", "async", "threads"]);
+    assert_eq!(
+        models,
+        [
+            "sync",
+            "async-fetch",
+            "async",
+            "threads",
+            "fetch-only",
+            "load-only"
+        ]
+    );
     assert!(summary.iter().all(|r| &r[1] == "2"));
     assert_eq!(&summary[0][8], "1.000", "sync is the reference");
+    // Every model that fetches has a network bound; the writes alone do not.
+    let bound = headers.iter().position(|h| h == "bound_s").unwrap();
+    for r in &summary {
+        let has_bound = r[bound].parse::<f64>().is_ok_and(|b| b > 0.0);
+        assert_eq!(has_bound, &r[0] != "load-only", "{r:?}");
+    }
 
     let md = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
     assert!(md.contains("| threads |"), "{md}");
+    assert!(
+        md.contains("network bound") && md.contains("Ceiling:"),
+        "{md}"
+    );
     let env: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("environment.json")).unwrap())
             .unwrap();
@@ -143,6 +169,28 @@ fn compare_on_tiny_writes_every_output() {
 
     for png in ["median_time.png", "launches.png", "throughput.png"] {
         assert_eq!(png_size(&dir.path().join(png)), (1200, 720), "{png}");
+    }
+
+    // --replot draws the same charts again from the CSVs alone.
+    for png in ["median_time.png", "launches.png", "throughput.png"] {
+        std::fs::remove_file(dir.path().join(png)).unwrap();
+    }
+    let replot = Command::new(env!("CARGO_BIN_EXE_compare"))
+        .arg("--replot")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        replot.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replot.stderr)
+    );
+    for png in ["median_time.png", "launches.png", "throughput.png"] {
+        assert_eq!(
+            png_size(&dir.path().join(png)),
+            (1200, 720),
+            "replotted {png}"
+        );
     }
 }
 
@@ -238,6 +286,8 @@ fn several_workers_per_run_share_the_bucket_through_the_ledger() {
             "sync,async",
             "--workers",
             "3",
+            // fetch-only writes no ledger, so its workers cannot share.
+            "--no-ceilings",
         ],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -40,11 +40,15 @@ struct Args {
     /// database (scale-out; the ledger coordinates them).
     #[arg(long, default_value_t = 1)]
     workers: usize,
-    /// Also measure the ceilings: fetch-only (network and parsing, no
-    /// database) and load-only (the writes alone, no network), and give
-    /// each model's efficiency against the larger of the two.
-    #[arg(long)]
+    /// Measure the ceilings beside the models (the default, except with
+    /// --matrix): fetch-only (network and parsing, no database) and
+    /// load-only (the writes alone, no network), and give each model's
+    /// efficiency against the larger of the two.
+    #[arg(long, overrides_with = "no_ceilings")]
     ceilings: bool,
+    /// Skip the ceilings (two short extra runs per round).
+    #[arg(long)]
+    no_ceilings: bool,
     /// Run every model with every write strategy (insert, batch, copy) and
     /// draw them as grouped bars (matrix.png).
     #[arg(long)]
@@ -138,6 +142,9 @@ fn main() {
 
 /// Returns whether every run was verified.
 fn run(mut args: Args) -> anyhow::Result<bool> {
+    // On by default: they are what explains the models' times. A matrix
+    // would run them once per write strategy, so there they are opt-in.
+    args.ceilings = !args.no_ceilings && (args.ceilings || !args.matrix);
     if args.ceilings {
         args.models
             .extend(models::CEILINGS.iter().map(|m| m.to_string()));
