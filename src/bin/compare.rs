@@ -263,16 +263,7 @@ fn run(mut args: Args) -> anyhow::Result<bool> {
             }
         })
         .collect();
-    let reference = if args.matrix {
-        "sync+insert"
-    } else {
-        summary::REFERENCE
-    };
-    let reference = if labels.iter().any(|l| l == reference) {
-        reference.to_string()
-    } else {
-        labels[0].clone()
-    };
+    let reference = summary::reference(&labels, args.matrix);
     let bar = std::io::stderr().is_terminal().then(|| {
         let b = indicatif::ProgressBar::new(schedule.len() as u64);
         b.set_style(
@@ -442,16 +433,7 @@ fn replot(dir: &std::path::Path) -> anyhow::Result<()> {
             labels.push(l);
         }
     }
-    let preferred = if matrix {
-        "sync+insert"
-    } else {
-        summary::REFERENCE
-    };
-    let reference = if labels.iter().any(|l| l == preferred) {
-        preferred.to_string()
-    } else {
-        labels[0].clone()
-    };
+    let reference = summary::reference(&labels, matrix);
     let mut summaries = summary::summarize(&runs, &labels, matrix, &reference);
     let bounds = export::read_bounds(&dir.join("summary.csv")).unwrap_or_default();
     for s in &mut summaries {

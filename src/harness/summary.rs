@@ -25,6 +25,17 @@ pub struct ModelSummary {
     pub bound_secs: Option<f64>,
 }
 
+/// The label speedups are relative to: `sync` (`sync+insert` in a matrix,
+/// the original project's way), or the first label when that did not run.
+pub fn reference(labels: &[String], matrix: bool) -> String {
+    let preferred = if matrix { "sync+insert" } else { REFERENCE };
+    if labels.iter().any(|l| l == preferred) {
+        preferred.to_string()
+    } else {
+        labels.first().cloned().unwrap_or_default()
+    }
+}
+
 /// Summarises each label (model, or model+write in a matrix) that has at
 /// least one verified measured run; speedups are relative to `reference`.
 pub fn summarize(
