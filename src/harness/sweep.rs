@@ -263,6 +263,13 @@ fn chart(path: &Path, points: &[Point], param: &str) -> anyhow::Result<()> {
     let caption = format!("Median pass time as {param} grows");
     let models = models(points);
     let ceiling = ceilings(points);
+    // The corner each chart's lines leave empty: sync falls to the right as
+    // workers grow and runs flat along the top as concurrency grows.
+    let legend_corner = match param {
+        "workers" => SeriesLabelPosition::UpperRight,
+        "concurrency" => SeriesLabelPosition::LowerLeft,
+        _ => SeriesLabelPosition::UpperLeft,
+    };
     // Latency starts at 0, so its axis is linear; the others span decades.
     macro_rules! draw {
         ($x:expr) => {{
@@ -322,7 +329,7 @@ fn chart(path: &Path, points: &[Point], param: &str) -> anyhow::Result<()> {
                 .label_font(("sans-serif", 20))
                 .background_style(WHITE.mix(0.9))
                 .border_style(BLACK)
-                .position(SeriesLabelPosition::UpperLeft)
+                .position(legend_corner)
                 .draw()
                 .map_err(|e| err(&e))?;
         }};
