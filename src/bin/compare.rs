@@ -12,7 +12,7 @@ use bucketbench::db::{EmbeddedPostgres, Flavor, embedded};
 use bucketbench::harness::bound::{self, BucketShape};
 use bucketbench::harness::export::{self, Environment};
 use bucketbench::harness::runner::{self, Run, RunSettings, Target, WORKER};
-use bucketbench::harness::{charts, summary};
+use bucketbench::harness::{charts, summary, unique};
 use bucketbench::sim::{Conditions, SimBucket};
 use bucketbench::{models, pass, secret};
 use clap::Parser;
@@ -410,29 +410,16 @@ fn replot(dir: &std::path::Path) -> anyhow::Result<()> {
         "{} holds no runs",
         dir.join("runs.csv").display()
     );
-    let mut writes: Vec<WriteStrategy> = Vec::new();
-    let mut models: Vec<String> = Vec::new();
-    for r in &runs {
-        let w = match r.write.as_str() {
-            "insert" => WriteStrategy::Insert,
-            "batch" => WriteStrategy::Batch,
-            _ => WriteStrategy::Copy,
-        };
-        if !writes.contains(&w) {
-            writes.push(w);
-        }
-        if !models.contains(&r.model) {
-            models.push(r.model.clone());
-        }
-    }
+    let writes: Vec<WriteStrategy> = unique(runs.iter().map(|r| r.write.as_str()))
+        .into_iter()
+        .map(|w| {
+            <WriteStrategy as clap::ValueEnum>::from_str(w, false)
+                .map_err(|_| anyhow::anyhow!("runs.csv names an unknown write strategy {w:?}"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let models: Vec<String> = unique(runs.iter().map(|r| r.model.clone()));
     let matrix = writes.len() > 1;
-    let mut labels: Vec<String> = Vec::new();
-    for r in &runs {
-        let l = r.label(matrix);
-        if !labels.contains(&l) {
-            labels.push(l);
-        }
-    }
+    let labels: Vec<String> = unique(runs.iter().map(|r| r.label(matrix)));
     let reference = summary::reference(&labels, matrix);
     let mut summaries = summary::summarize(&runs, &labels, matrix, &reference);
     let bounds = export::read_bounds(&dir.join("summary.csv")).unwrap_or_default();

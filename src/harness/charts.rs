@@ -11,7 +11,7 @@ use plotters::coord::combinators::BindKeyPoints as _;
 use plotters::prelude::*;
 
 use super::runner::Run;
-use super::summary::ModelSummary;
+use super::summary::{ModelSummary, models_only};
 
 static FONTS: Once = Once::new();
 
@@ -257,13 +257,6 @@ fn bar_chart(
     }
     root.present().map_err(err)?;
     Ok(())
-}
-
-/// The models proper: the ceilings are drawn as a level, not as bars.
-fn models_only(summaries: &[ModelSummary]) -> impl Iterator<Item = &ModelSummary> {
-    summaries
-        .iter()
-        .filter(|s| !crate::models::CEILINGS.contains(&s.model.as_str()))
 }
 
 /// Median time per model as bars, min–max whiskers, the speedup over the

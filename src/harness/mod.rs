@@ -11,3 +11,15 @@ pub mod stats;
 pub mod summary;
 pub mod sweep;
 pub mod worker;
+
+/// Distinct items in first-seen order (models, values, labels as runs
+/// list them).
+pub fn unique<T: PartialEq>(items: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut out: Vec<T> = Vec::new();
+    for i in items {
+        if !out.contains(&i) {
+            out.push(i);
+        }
+    }
+    out
+}

@@ -95,6 +95,14 @@ pub fn ceiling(summaries: &[ModelSummary]) -> Option<(f64, f64, f64)> {
     Some((fetch.max(load), fetch, load))
 }
 
+/// The models proper, without the ceilings (which reports show as limits,
+/// not as contenders).
+pub fn models_only(summaries: &[ModelSummary]) -> impl Iterator<Item = &ModelSummary> {
+    summaries
+        .iter()
+        .filter(|s| !crate::models::is_ceiling(&s.model))
+}
+
 /// Each model's median against the ceiling, as Markdown lines.
 pub fn efficiency(summaries: &[ModelSummary]) -> String {
     let Some((ceiling, fetch, load)) = ceiling(summaries) else {
@@ -103,10 +111,7 @@ pub fn efficiency(summaries: &[ModelSummary]) -> String {
     let mut s = format!(
         "Ceiling: {ceiling:.2} s (fetch-only {fetch:.2} s: the network and parsing alone; load-only {load:.2} s: the writes alone).\n\n| model | median | × ceiling | efficiency |\n|---|---:|---:|---:|\n"
     );
-    for m in summaries
-        .iter()
-        .filter(|m| !crate::models::CEILINGS.contains(&m.model.as_str()))
-    {
+    for m in models_only(summaries) {
         s.push_str(&format!(
             "| {} | {:.2} s | {:.2}× | {:.0} % |\n",
             m.model,

@@ -11,7 +11,8 @@ use anyhow::{Context, bail};
 use plotters::prelude::*;
 
 use super::charts::{model_color, one_two_five, register_fonts};
-use crate::models::CEILINGS;
+use super::unique;
+use crate::models::is_ceiling;
 
 /// One model's result at one value of the swept parameter.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -173,23 +174,12 @@ fn read_summary(path: &Path, param: &str, value: f64) -> anyhow::Result<Vec<Poin
     Ok(out)
 }
 
-/// Distinct items in first-seen order.
-fn unique<T: PartialEq + Clone>(items: impl Iterator<Item = T>) -> Vec<T> {
-    let mut out: Vec<T> = Vec::new();
-    for i in items {
-        if !out.contains(&i) {
-            out.push(i);
-        }
-    }
-    out
-}
-
 /// The models proper, without the ceilings.
 fn models(points: &[Point]) -> Vec<String> {
     unique(
         points
             .iter()
-            .filter(|p| !CEILINGS.contains(&p.model.as_str()))
+            .filter(|p| !is_ceiling(&p.model))
             .map(|p| p.model.clone()),
     )
 }
@@ -202,7 +192,7 @@ fn ceilings(points: &[Point]) -> Vec<(f64, f64)> {
         .filter_map(|v| {
             points
                 .iter()
-                .filter(|p| p.value == v && CEILINGS.contains(&p.model.as_str()))
+                .filter(|p| p.value == v && is_ceiling(&p.model))
                 .map(|p| p.median_s)
                 .reduce(f64::max)
                 .map(|c| (v, c))

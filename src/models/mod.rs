@@ -68,6 +68,11 @@ pub trait Ingestor: Send + Sync {
 /// The ceilings `compare --ceilings` measures beside the models.
 pub const CEILINGS: &[&str] = &["fetch-only", "load-only"];
 
+/// Whether `name` is one of the [`CEILINGS`] rather than a model proper.
+pub fn is_ceiling(name: &str) -> bool {
+    CEILINGS.contains(&name)
+}
+
 /// Every model name, in the order reports list them.
 pub const NAMES: &[&str] = &["sync", "async-fetch", "async", "threads"];
 
