@@ -9,25 +9,29 @@ use serde::Serialize;
 use super::runner::Run;
 use super::summary::ModelSummary;
 
+/// The columns of `runs.csv`, in order: written by [`write_runs_csv`] and
+/// required by [`read_runs_csv`], which reads them by position.
+const RUNS_COLUMNS: [&str; 14] = [
+    "model",
+    "write",
+    "run",
+    "wall_seconds",
+    "files",
+    "rows",
+    "rejected",
+    "requests",
+    "retries",
+    "bytes",
+    "cpu_seconds",
+    "peak_rss_mb",
+    "verified",
+    "problems",
+];
+
 pub fn write_runs_csv(path: &Path, runs: &[Run]) -> anyhow::Result<()> {
     let mut w =
         csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
-    w.write_record([
-        "model",
-        "write",
-        "run",
-        "wall_seconds",
-        "files",
-        "rows",
-        "rejected",
-        "requests",
-        "retries",
-        "bytes",
-        "cpu_seconds",
-        "peak_rss_mb",
-        "verified",
-        "problems",
-    ])?;
+    w.write_record(RUNS_COLUMNS)?;
     for r in runs {
         w.write_record([
             r.model.clone(),
@@ -58,6 +62,13 @@ pub fn write_runs_csv(path: &Path, runs: &[Run]) -> anyhow::Result<()> {
 pub fn read_runs_csv(path: &Path) -> anyhow::Result<Vec<Run>> {
     let mut r =
         csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    let headers = r.headers()?;
+    anyhow::ensure!(
+        headers.iter().eq(RUNS_COLUMNS),
+        "{} does not have the columns this version writes ({})",
+        path.display(),
+        RUNS_COLUMNS.join(", ")
+    );
     let mut runs = Vec::new();
     for rec in r.records() {
         let rec = rec.with_context(|| format!("reading {}", path.display()))?;

@@ -75,9 +75,9 @@ impl Ingestor for LoadOnly {
             for (key, next) in steps {
                 match next {
                     Step::Done(r) => job.tally.record(&key, r),
-                    Step::Write(plan) => {
-                        let _ = tx.try_send(plan);
-                    }
+                    Step::Write(plan) => tx
+                        .try_send(plan)
+                        .expect("the channel holds every step, and its receiver is alive"),
                 }
             }
             drop(tx);
