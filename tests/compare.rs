@@ -28,6 +28,19 @@ fn compare(out: &Path, db: &str, extra: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// Runs `compare` and fails the test, with its output, unless it succeeded;
+/// returns its stdout.
+fn compare_ok(out: &Path, db: &str, extra: &[&str]) -> String {
+    let run = compare(out, db, extra);
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(
+        run.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    stdout
+}
+
 fn csv_rows(path: &Path) -> (Vec<String>, Vec<csv::StringRecord>) {
     let mut r = csv::Reader::from_path(path).unwrap();
     let headers = r.headers().unwrap().iter().map(str::to_string).collect();
@@ -49,13 +62,7 @@ fn png_size(path: &Path) -> (u32, u32) {
 fn compare_on_tiny_writes_every_output() {
     let dir = tempfile::tempdir().unwrap();
     let db = fresh_db();
-    let out = compare(dir.path(), &db, &["--runs", "2", "--warmup", "1"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "stdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = compare_ok(dir.path(), &db, &["--runs", "2", "--warmup", "1"]);
     assert!(stdout.contains("| model | runs | median"), "{stdout}");
     assert!(stdout.contains("every run verified"), "{stdout}");
 
@@ -233,7 +240,7 @@ fn a_model_that_drops_a_file_fails_verification_and_compare_exits_non_zero() {
 fn ceilings_are_measured_beside_the_models_with_an_efficiency_table() {
     let dir = tempfile::tempdir().unwrap();
     let db = fresh_db();
-    let out = compare(
+    compare_ok(
         dir.path(),
         &db,
         &[
@@ -245,12 +252,6 @@ fn ceilings_are_measured_beside_the_models_with_an_efficiency_table() {
             "sync,async",
             "--ceilings",
         ],
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     let md = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
     for row in [
@@ -274,7 +275,7 @@ fn ceilings_are_measured_beside_the_models_with_an_efficiency_table() {
 fn several_workers_per_run_share_the_bucket_through_the_ledger() {
     let dir = tempfile::tempdir().unwrap();
     let db = fresh_db();
-    let out = compare(
+    compare_ok(
         dir.path(),
         &db,
         &[
@@ -289,12 +290,6 @@ fn several_workers_per_run_share_the_bucket_through_the_ledger() {
             // fetch-only writes no ledger, so its workers cannot share.
             "--no-ceilings",
         ],
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     let (_, runs) = csv_rows(&dir.path().join("runs.csv"));
     for r in &runs {
