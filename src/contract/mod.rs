@@ -10,6 +10,7 @@ mod normalize;
 mod parse;
 mod record;
 
+pub use coerce::numeric_fits;
 pub use normalize::normalize_title;
 pub use parse::{FileError, ParsedFile, parse_file, parse_record};
 pub use record::{App, Movie, Record, Rejected, Song};

@@ -145,9 +145,15 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// Names the file a database error happened on.
+/// Names the file a fatal database error happened on (the writers handle
+/// every other write error per file: only a database still unreachable
+/// after the reconnect attempts gets here), its key cut short.
 pub(crate) fn write_error(key: &str, e: anyhow::Error) -> anyhow::Error {
-    anyhow::anyhow!("writing {key}: {}", crate::report::chain(&e))
+    anyhow::anyhow!(
+        "writing {}: {}",
+        crate::report::short_key(key),
+        crate::report::chain(&e)
+    )
 }
 
 /// Test-only, hidden from [`NAMES`]: `sync` that silently skips the first
