@@ -61,6 +61,15 @@ pub struct KnobArgs {
     /// each file still commits whole or not at all). 1: a transaction per file.
     #[arg(long, default_value_t = Knobs::default().files_per_transaction)]
     pub files_per_transaction: usize,
+    /// Memory for files fetched but not yet written, all files of every
+    /// model together: each reserves 3.5 times its size (5 with `--write
+    /// insert`: body, parsed records and rows to send) before its body is
+    /// read, then keeps its rows' share until it commits. A larger file
+    /// still goes, alone; one without a Content-Length reserves as if it
+    /// were --max-object-bytes until it is in. Bytes, or with a unit
+    /// (512MiB, 2GiB); 0: unlimited.
+    #[arg(long, default_value = "512MiB", value_parser = crate::bucket::budget::parse_bytes)]
+    pub max_bytes_in_flight: u64,
 }
 
 impl KnobArgs {
@@ -71,6 +80,7 @@ impl KnobArgs {
             threads: self.threads.max(1),
             write: self.write,
             files_per_transaction: self.files_per_transaction.max(1),
+            max_bytes_in_flight: self.max_bytes_in_flight,
         }
     }
 }

@@ -43,6 +43,9 @@ pub fn prepare_database(url: &str) -> anyhow::Result<postgres::Client> {
 /// Runs one pass with the given model.
 pub fn run_pass(cfg: &PassConfig, model: &dyn Ingestor) -> anyhow::Result<PassSummary> {
     let started = Instant::now();
+    if cfg.knobs.max_bytes_in_flight > 0 {
+        crate::bucket::budget::return_freed_memory();
+    }
     let mut pg = prepare_database(&cfg.database_url)?;
     let stats = Arc::new(NetStats::default());
     let lister = SyncClient::new(cfg.client.clone(), stats.clone())?;

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use super::budget::Budget;
 use super::sync_client::{Attempt, admit, read_ca_file};
 use super::{ClientConfig, FetchError, Fetched, NetStats};
 
@@ -12,6 +13,7 @@ pub struct AsyncClient {
     http: reqwest::Client,
     cfg: ClientConfig,
     pub stats: Arc<NetStats>,
+    budget: Budget,
 }
 
 impl AsyncClient {
@@ -35,7 +37,18 @@ impl AsyncClient {
         let http = b
             .build()
             .map_err(|e| anyhow::anyhow!("building the HTTP client: {e}"))?;
-        Ok(AsyncClient { http, cfg, stats })
+        Ok(AsyncClient {
+            http,
+            cfg,
+            stats,
+            budget: Budget::unlimited(),
+        })
+    }
+
+    /// Bodies read by [`AsyncClient::get`] reserve their footprint from
+    /// `budget` first (unlimited by default).
+    pub fn with_budget(self, budget: Budget) -> Self {
+        AsyncClient { budget, ..self }
     }
 
     /// GETs one object with retries, reading at most `max_object_bytes`.
@@ -65,7 +78,14 @@ impl AsyncClient {
         let Some(etag) = admit(resp.status().as_u16(), resp.headers(), url, limit)? else {
             return Ok(Fetched::Missing);
         };
-        let mut body = Vec::with_capacity(resp.content_length().unwrap_or(0).min(limit) as usize);
+        // Held before the body is read; a body of unknown length may be as
+        // large as the limit until it is in.
+        let declared = resp.content_length();
+        let mut held = self
+            .budget
+            .reserve(self.budget.footprint(declared.unwrap_or(limit).min(limit)))
+            .await;
+        let mut body = Vec::with_capacity(declared.unwrap_or(0).min(limit) as usize);
         while let Some(chunk) = resp.chunk().await.map_err(classify)? {
             if (body.len() + chunk.len()) as u64 > limit {
                 return Err(Attempt::Fail(FetchError::TooLarge { limit }));
@@ -73,7 +93,12 @@ impl AsyncClient {
             body.extend_from_slice(&chunk);
         }
         self.stats.add(&self.stats.bytes, body.len() as u64);
-        Ok(Fetched::Object { bytes: body, etag })
+        held.shrink_to(self.budget.footprint(body.len() as u64));
+        Ok(Fetched::Object {
+            bytes: body,
+            etag,
+            held,
+        })
     }
 }
 

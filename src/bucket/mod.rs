@@ -6,6 +6,7 @@
 //! `async_client` (reqwest) are the two HTTP shells the models use.
 
 pub mod async_client;
+pub mod budget;
 pub mod list;
 pub mod location;
 pub mod manifest;
@@ -62,6 +63,9 @@ pub enum Fetched {
     Object {
         bytes: Vec<u8>,
         etag: Option<String>,
+        /// The body's share of the pass's byte budget, held until the
+        /// file is written.
+        held: budget::Reservation,
     },
     /// 404: listed but gone. Skipped and reported, never fatal.
     Missing,

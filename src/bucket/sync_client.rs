@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use super::budget::Budget;
 use super::location::shown;
 use super::{ClientConfig, FetchError, Fetched, NetStats};
 
@@ -20,6 +21,7 @@ pub struct SyncClient {
     agent: ureq::Agent,
     cfg: ClientConfig,
     pub stats: Arc<NetStats>,
+    budget: Budget,
 }
 
 /// PEM certificates from `--ca-file`, added to the default roots' place.
@@ -55,7 +57,18 @@ impl SyncClient {
             .tls_config(tls.build())
             .build()
             .into();
-        Ok(SyncClient { agent, cfg, stats })
+        Ok(SyncClient {
+            agent,
+            cfg,
+            stats,
+            budget: Budget::unlimited(),
+        })
+    }
+
+    /// Bodies read by [`SyncClient::get`] reserve their footprint from
+    /// `budget` first (unlimited by default).
+    pub fn with_budget(self, budget: Budget) -> Self {
+        SyncClient { budget, ..self }
     }
 
     pub fn config(&self) -> &ClientConfig {
@@ -109,6 +122,12 @@ impl SyncClient {
         let Some(etag) = admit(resp.status().as_u16(), resp.headers(), url, limit)? else {
             return Ok(Fetched::Missing);
         };
+        // Held before the body is read; a body of unknown length may be as
+        // large as the limit until it is in.
+        let declared = resp.body().content_length();
+        let mut held = self
+            .budget
+            .reserve_blocking(self.budget.footprint(declared.unwrap_or(limit).min(limit)));
         let bytes = resp
             .body_mut()
             .with_config()
@@ -116,7 +135,8 @@ impl SyncClient {
             .read_to_vec()
             .map_err(classify)?;
         self.stats.add(&self.stats.bytes, bytes.len() as u64);
-        Ok(Fetched::Object { bytes, etag })
+        held.shrink_to(self.budget.footprint(bytes.len() as u64));
+        Ok(Fetched::Object { bytes, etag, held })
     }
 }
 

@@ -114,6 +114,8 @@ pub fn run_once(
             &k.threads.to_string(),
             "--files-per-transaction",
             &k.files_per_transaction.to_string(),
+            "--max-bytes-in-flight",
+            &k.max_bytes_in_flight.to_string(),
         ])
         .args(["--write", write.as_str()])
         .args([
