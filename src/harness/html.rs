@@ -69,6 +69,7 @@ td.text{text-align:left;white-space:normal;min-width:16em}
 tr.ceiling td{color:#5a6270;font-style:italic}
 .swatch{display:inline-block;width:.8em;height:.8em;border-radius:2px;margin-right:.4em;vertical-align:-.05em}
 .chart svg{display:block;width:100%;max-width:620px;height:auto}
+.pair{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,360px),1fr));gap:0 14px}
 .note{color:#5a6270;font-size:.85rem;margin:.5em 0 0}
 .improved{color:#1b7a1b;font-weight:600}.regressed{color:#c0262d;font-weight:600}
 .warn{color:#8a5a00}
@@ -100,6 +101,8 @@ pub fn render(c: &Comparison) -> String {
     if let Some(b) = &c.baseline {
         let _ = writeln!(h, "<p>{}</p>", baseline_summary_line(b));
     }
+    // The two charts side by side where there is room.
+    h.push_str("<div class=\"pair\">\n");
     section(
         &mut h,
         "times",
@@ -126,6 +129,7 @@ pub fn render(c: &Comparison) -> String {
             "Reference mean over each model's mean, ± the error propagated from both standard deviations (as hyperfine reports it). The summary table also gives the ratio of medians.",
         );
     }
+    h.push_str("</div>\n");
     section(
         &mut h,
         "summary",
@@ -245,7 +249,7 @@ fn ticks(lo: f64, hi: f64) -> Vec<f64> {
 }
 
 fn tick_text(v: f64, unit: &str) -> String {
-    let s = if v == 0.0 || v.abs() >= 10.0 {
+    let s = if v.fract() == 0.0 || v.abs() >= 10.0 {
         format!("{v:.0}")
     } else if v.abs() >= 1.0 {
         format!("{v:.1}")
