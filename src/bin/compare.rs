@@ -1,5 +1,6 @@
 //! `compare`: benchmark the execution models side by side on the same
-//! bucket and database, verify every run, and write CSVs and PNG charts.
+//! bucket and database, verify every run, and write CSVs, PNG charts,
+//! `comparison.json` and `report.html` (and compare with a baseline).
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -12,7 +13,7 @@ use bucketbench::db::{EmbeddedPostgres, Flavor, embedded};
 use bucketbench::harness::bound::{self, BucketShape};
 use bucketbench::harness::export::{self, Environment};
 use bucketbench::harness::runner::{self, Run, RunSettings, Target, WORKER};
-use bucketbench::harness::{charts, summary, unique};
+use bucketbench::harness::{charts, publish, summary, unique};
 use bucketbench::sim::{Conditions, SimBucket};
 use bucketbench::{models, pass, secret};
 use clap::Parser;
@@ -74,6 +75,8 @@ struct Args {
     /// and summary.csv, without running anything.
     #[arg(long, value_name = "DIR", conflicts_with = "sweep")]
     replot: Option<PathBuf>,
+    #[command(flatten)]
+    publish: publish::PublishArgs,
     /// Output directory (default: results/<profile>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -116,8 +119,9 @@ fn main() {
     embedded::install_signal_handler();
     let args = Args::parse();
     if let Some(dir) = &args.replot {
-        match replot(dir) {
-            Ok(()) => std::process::exit(0),
+        match replot(dir, &args.publish) {
+            Ok(true) => std::process::exit(0),
+            Ok(false) => std::process::exit(1),
             Err(e) => cli::exit_with(e),
         }
     }
@@ -161,6 +165,7 @@ fn run(mut args: Args) -> anyhow::Result<bool> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("results").join(spec.profile.as_str()));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let baseline = args.publish.load_baseline(&out)?;
 
     let mut _server_pg = None;
     let database_url = match &args.database_url {
@@ -361,6 +366,7 @@ fn run(mut args: Args) -> anyhow::Result<bool> {
         warmup: args.warmup,
     };
     export::write_json(&out.join("environment.json"), &env)?;
+    let env = Some(serde_json::to_value(&env)?);
     let charts_written = charts::draw_all(
         &out,
         &runs,
@@ -376,6 +382,16 @@ fn run(mut args: Args) -> anyhow::Result<bool> {
     }
 
     println!("{table}");
+    let published = publish::publish(
+        &out,
+        &runs,
+        &summaries,
+        &reference,
+        &subtitle,
+        env,
+        &args.publish,
+        baseline,
+    )?;
     if args.database_url.is_some() {
         println!("database: {}", secret::redact_url(&database_url));
     }
@@ -385,25 +401,29 @@ fn run(mut args: Args) -> anyhow::Result<bool> {
         if args.matrix { ", matrix.png" } else { "" }
     );
     let failed: Vec<&Run> = runs.iter().filter(|r| !r.verified).collect();
-    if failed.is_empty() && args.bucket.is_some() {
+    let verified = if failed.is_empty() && args.bucket.is_some() {
         println!(
             "every run passed the consistency check (the ledger holds every fetchable listed key and agrees with the rows); with no generator behind this bucket, no more can be checked"
         );
-        Ok(true)
+        true
     } else if failed.is_empty() {
         println!("every run verified against the expected result");
-        Ok(true)
+        true
     } else {
         eprintln!(
             "error: {} runs loaded something other than the expected result; their times are excluded (see runs.csv)",
             failed.len()
         );
-        Ok(false)
-    }
+        false
+    };
+    Ok(published.passes(&args.publish) && verified)
 }
 
-/// `--replot DIR`: the charts again from what a comparison wrote.
-fn replot(dir: &std::path::Path) -> anyhow::Result<()> {
+/// `--replot DIR`: the charts, `comparison.json` and `report.html` again
+/// from what a comparison wrote; returns whether it passes
+/// `--fail-on-regression`.
+fn replot(dir: &std::path::Path, publish_args: &publish::PublishArgs) -> anyhow::Result<bool> {
+    let baseline = publish_args.load_baseline(dir)?;
     let runs = export::read_runs_csv(&dir.join("runs.csv"))?;
     anyhow::ensure!(
         !runs.is_empty(),
@@ -449,5 +469,18 @@ fn replot(dir: &std::path::Path) -> anyhow::Result<()> {
             Err(e) => eprintln!("warning: {name} not drawn: {e:#}"),
         }
     }
-    Ok(())
+    let env = std::fs::read(dir.join("environment.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let published = publish::publish(
+        dir,
+        &runs,
+        &summaries,
+        &reference,
+        &subtitle,
+        env,
+        publish_args,
+        baseline,
+    )?;
+    Ok(published.passes(publish_args))
 }

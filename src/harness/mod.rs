@@ -1,11 +1,16 @@
 //! The benchmarking harness: runs the models (`runner`), computes
 //! statistics (`stats`, `summary`, and the analytic `bound`), and presents
-//! them (`export`, `charts`, `sweep`).
+//! them (`export`, `charts`, `sweep`; `publish`: `comparison.json` from
+//! `json`, `report.html` from `html`, and `baseline` comparisons).
 //! Statistics are kept apart from presentation, as hyperfine does.
 
+pub mod baseline;
 pub mod bound;
 pub mod charts;
 pub mod export;
+pub mod html;
+pub mod json;
+pub mod publish;
 pub mod runner;
 pub mod stats;
 pub mod summary;
