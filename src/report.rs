@@ -69,6 +69,14 @@ pub struct PassSummary {
     pub fetch_errors: Vec<KeyReason>,
     /// Keys whose ETag changed since they were loaded (reported, not reloaded).
     pub etag_changed: Vec<String>,
+    /// Keys recorded `failed` that this pass tried again: their object
+    /// changed since, or `--retry-failed` asked for it.
+    #[serde(default)]
+    pub retried: Vec<String>,
+    /// Listed keys the ledger cannot hold (a NUL byte, invalid UTF-8):
+    /// never fetched nor stored, reported here each pass.
+    #[serde(default)]
+    pub refused: Vec<KeyReason>,
     pub songs: u64,
     pub movies: u64,
     pub apps: u64,
@@ -113,8 +121,9 @@ impl PassSummary {
         let mut s = String::new();
         let secs = self.elapsed_secs;
         s.push_str(&format!(
-            "{} files listed: {} loaded, {} already loaded, {} failed, {} missing (404), {} fetch errors\n",
-            self.listed, self.loaded, self.already_loaded, self.failed.len(), self.missing.len(), self.fetch_errors.len()
+            "{} files listed: {} loaded, {} already loaded, {} failed, {} missing (404), {} fetch errors{}\n",
+            self.listed, self.loaded, self.already_loaded, self.failed.len(), self.missing.len(), self.fetch_errors.len(),
+            if self.refused.is_empty() { String::new() } else { format!(", {} refused keys", self.refused.len()) }
         ));
         s.push_str(&format!(
             "rows: {} songs, {} movies, {} apps; {} rejected records, {} skipped (other types)\n",
@@ -130,6 +139,12 @@ impl PassSummary {
         ));
         if self.loaded == 0 && self.failed.is_empty() && self.fetch_errors.is_empty() {
             s.push_str("\nnothing new to load");
+        }
+        for f in &self.refused {
+            s.push_str(&format!("\nrefused key {}: {}", f.key, f.reason));
+        }
+        for k in &self.retried {
+            s.push_str(&format!("\nfailed before, tried again: {k}"));
         }
         for f in &self.failed {
             s.push_str(&format!("\nfailed file {}: {}", f.key, f.reason));
@@ -175,6 +190,21 @@ impl Tally {
         if let Some(bar) = &self.bar {
             bar.inc_length(new);
         }
+    }
+
+    /// Notes listed keys refused before the ledger (see [`PassSummary::refused`]).
+    pub fn refused(&self, refused: Vec<KeyReason>) {
+        if refused.is_empty() {
+            return;
+        }
+        let mut s = self.summary.lock().unwrap();
+        s.listed += refused.len() as u64;
+        s.refused.extend(refused);
+    }
+
+    /// Notes `failed` keys handed to the model again.
+    pub fn retried(&self, keys: Vec<String>) {
+        self.summary.lock().unwrap().retried.extend(keys);
     }
 
     pub fn record(&self, key: &str, result: FileResult) {
