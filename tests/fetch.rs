@@ -220,7 +220,7 @@ fn ledger_rows(db: &str) -> i64 {
 #[test]
 fn a_trickling_body_is_given_up_at_its_deadline_by_both_clients() {
     let server = RawServer::start();
-    let body = br#"[{"type":"song","data":{"title":"trickle"}}]  "#;
+    let body = br#"[{"type":"song","data":{"title":"trickle"}}] "#;
     assert_eq!(body.len(), 45);
     server.set(
         "slow.json",
