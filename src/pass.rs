@@ -227,7 +227,7 @@ fn head_versions(
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(key) = keys.get(i) else { break };
-                    match client.head_version(&bucket.object_url(key)) {
+                    match client.head_version(&bucket.head_url(key)) {
                         Ok(Some(v)) => {
                             found.lock().unwrap().insert(key.to_string(), v);
                         }

@@ -170,13 +170,18 @@ fn serve_one(mut conn: TcpStream, routes: &Mutex<HashMap<String, Reply>>) {
 /// A client that gives a body 1 s plus its size at 1000 bytes/s, and tries
 /// twice: quick to give up on purpose.
 fn quick_client() -> ClientConfig {
-    let mut c = ClientConfig::default();
-    c.download_timeout = Duration::from_secs(1);
-    c.min_download_rate = 1000;
-    c.retry.max_attempts = 2;
-    c.retry.first_delay = Duration::from_millis(10);
-    c.retry.base = Duration::from_millis(50);
-    c
+    let d = ClientConfig::default();
+    ClientConfig {
+        download_timeout: Duration::from_secs(1),
+        min_download_rate: 1000,
+        retry: bucketbench::bucket::RetryPolicy {
+            max_attempts: 2,
+            first_delay: Duration::from_millis(10),
+            base: Duration::from_millis(50),
+            ..d.retry.clone()
+        },
+        ..d
+    }
 }
 
 fn quick_config(bucket: &str, db: &str) -> PassConfig {
@@ -553,4 +558,30 @@ fn s3_mode_retries_a_failed_file_whose_etag_changed() {
     let s = run_pass(&cfg, m.as_ref()).unwrap();
     assert_eq!((s.loaded, s.songs), (1, 2), "{s:?}");
     assert_eq!(s.retried, ["bad.json"]);
+}
+
+#[test]
+fn s3_mode_with_a_manifest_reports_a_changed_object() {
+    let db = fresh_db();
+    let store = store_with(&[("a.json", &song_array(1))], "a.json\n");
+    let server = serve(store.clone());
+    let mut cfg = config(&server.base_url(), &db);
+    cfg.bucket = BucketLocation::parse_with(
+        &format!("s3://{BUCKET}"),
+        &bucketbench::bucket::S3Options {
+            endpoint: Some(server.endpoint()),
+            manifest: Some("files_list.data".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let m = models::by_name("sync").unwrap();
+    assert_eq!(run_pass(&cfg, m.as_ref()).unwrap().loaded, 1);
+    store.put(
+        "a.json",
+        Object::new(song_array(3), "2021-06-02T00:00:00.000Z"),
+    );
+    let s = run_pass(&cfg, m.as_ref()).unwrap();
+    assert_eq!(s.etag_changed, ["a.json"], "{s:?}");
+    assert_eq!(s.loaded, 0);
 }
