@@ -22,6 +22,16 @@ pub struct ClientArgs {
     /// connection.
     #[arg(long, default_value_t = 2.0)]
     pub first_byte_timeout: f64,
+    /// Seconds any object download may take whatever its size, headers
+    /// included; larger objects get more time at --min-download-rate. A
+    /// download past its deadline is retried like a stall.
+    #[arg(long, default_value_t = 30.0)]
+    pub download_timeout: f64,
+    /// Slowest average download rate, in KiB/s, allowed beyond
+    /// --download-timeout: an object of N KiB must arrive within
+    /// download-timeout + N / min-download-rate seconds.
+    #[arg(long, default_value_t = 64.0)]
+    pub min_download_rate: f64,
     /// PEM file of extra root certificates to trust (TLS is always verified).
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
@@ -32,6 +42,8 @@ impl ClientArgs {
         ClientConfig {
             max_object_bytes: self.max_object_bytes,
             first_byte_timeout: Duration::from_secs_f64(self.first_byte_timeout.max(0.001)),
+            download_timeout: Duration::from_secs_f64(self.download_timeout.max(0.001)),
+            min_download_rate: (self.min_download_rate.max(0.001) * 1024.0) as u64,
             retry: RetryPolicy {
                 max_attempts: self.attempts.max(1),
                 ..RetryPolicy::default()

@@ -88,7 +88,13 @@ pub struct PassSummary {
     /// Keys another worker held claimed past the lock timeout; left for a later pass.
     #[serde(default)]
     pub busy: Vec<String>,
-    /// Keys PostgreSQL refused even as a `failed` ledger row; not recorded.
+    /// Keys recorded `failed` that this pass tried again: their object
+    /// changed since, or `--retry-failed` asked for it.
+    #[serde(default)]
+    pub retried: Vec<String>,
+    /// Keys that cannot be recorded: listed keys the ledger cannot hold (a
+    /// NUL byte, invalid UTF-8), never fetched, and keys PostgreSQL refused
+    /// even as a `failed` ledger row. Reported each pass.
     #[serde(default)]
     pub refused: Vec<KeyReason>,
     pub songs: u64,
@@ -135,8 +141,9 @@ impl PassSummary {
         let mut s = String::new();
         let secs = self.elapsed_secs;
         s.push_str(&format!(
-            "{} files listed: {} loaded, {} already loaded, {} failed, {} missing (404), {} fetch errors\n",
-            self.listed, self.loaded, self.already_loaded, self.failed.len(), self.missing.len(), self.fetch_errors.len()
+            "{} files listed: {} loaded, {} already loaded, {} failed, {} missing (404), {} fetch errors{}\n",
+            self.listed, self.loaded, self.already_loaded, self.failed.len(), self.missing.len(), self.fetch_errors.len(),
+            if self.refused.is_empty() { String::new() } else { format!(", {} refused keys", self.refused.len()) }
         ));
         s.push_str(&format!(
             "rows: {} songs, {} movies, {} apps; {} rejected records, {} skipped (other types)\n",
@@ -157,6 +164,16 @@ impl PassSummary {
             && self.refused.is_empty()
         {
             s.push_str("\nnothing new to load");
+        }
+        for f in &self.refused {
+            s.push_str(&format!(
+                "\nrefused key {}: {}",
+                short_key(&f.key),
+                f.reason
+            ));
+        }
+        for k in &self.retried {
+            s.push_str(&format!("\nfailed before, tried again: {k}"));
         }
         for f in &self.failed {
             s.push_str(&format!(
@@ -179,13 +196,6 @@ impl PassSummary {
             s.push_str(&format!(
                 "\nbusy: another worker holds its claim, will retry next pass: {}",
                 short_key(k)
-            ));
-        }
-        for f in &self.refused {
-            s.push_str(&format!(
-                "\nrefused by PostgreSQL and not recorded: {}: {}",
-                short_key(&f.key),
-                f.reason
             ));
         }
         for k in &self.etag_changed {
@@ -223,6 +233,21 @@ impl Tally {
         if let Some(bar) = &self.bar {
             bar.inc_length(new);
         }
+    }
+
+    /// Notes listed keys refused before the ledger (see [`PassSummary::refused`]).
+    pub fn refused(&self, refused: Vec<KeyReason>) {
+        if refused.is_empty() {
+            return;
+        }
+        let mut s = self.summary.lock().unwrap();
+        s.listed += refused.len() as u64;
+        s.refused.extend(refused);
+    }
+
+    /// Notes `failed` keys handed to the model again.
+    pub fn retried(&self, keys: Vec<String>) {
+        self.summary.lock().unwrap().retried.extend(keys);
     }
 
     pub fn record(&self, key: &str, result: FileResult) {

@@ -8,7 +8,7 @@ use anyhow::Context;
 use bucketbench::bucket::BucketLocation;
 use bucketbench::cli::{self, ClientArgs, KnobArgs, S3Args};
 use bucketbench::db::{EmbeddedPostgres, Flavor, embedded};
-use bucketbench::pass::{PassConfig, run_pass};
+use bucketbench::pass::{PassConfig, PassOptions, run_pass_with};
 use bucketbench::{models, secret};
 use clap::Parser;
 
@@ -39,6 +39,11 @@ struct Args {
     /// Print each pass's summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// Try every key the ledger records as failed again, changed or not
+    /// (a failed key whose object changed is always tried again). With
+    /// --watch, on the first pass only.
+    #[arg(long)]
+    retry_failed: bool,
     /// Open psql on the embedded database instead of ingesting.
     #[arg(long)]
     psql: bool,
@@ -97,10 +102,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         knobs: args.knobs.knobs(),
         progress: !args.json && std::io::stderr().is_terminal(),
     };
+    let mut opts = PassOptions {
+        retry_failed: args.retry_failed,
+    };
     tracing::info!(database = %secret::redact_url(&cfg.database_url), "starting");
     loop {
         let started = std::time::Instant::now();
-        match run_pass(&cfg, model.as_ref()) {
+        match run_pass_with(&cfg, model.as_ref(), &opts) {
             Ok(summary) => {
                 if args.json {
                     println!("{}", serde_json::to_string(&summary)?);
@@ -118,6 +126,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         if !args.watch {
             break;
         }
+        opts.retry_failed = false;
         let wait =
             Duration::from_secs_f64(args.interval.max(0.0)).saturating_sub(started.elapsed());
         std::thread::sleep(wait);

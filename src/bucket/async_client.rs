@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::budget::Budget;
-use super::sync_client::{Attempt, admit, read_ca_file};
+use super::sync_client::{Attempt, admit, cut_short, declared_length, read_ca_file};
 use super::{ClientConfig, FetchError, Fetched, NetStats};
 
 #[derive(Clone)]
@@ -64,6 +64,7 @@ impl AsyncClient {
     }
 
     async fn try_get(&self, url: &str) -> Result<Fetched, Attempt> {
+        let started = tokio::time::Instant::now();
         let ttfb = self.cfg.first_byte_timeout;
         let mut resp = match tokio::time::timeout(ttfb, self.http.get(url).send()).await {
             Err(_) => {
@@ -78,21 +79,42 @@ impl AsyncClient {
         let Some(etag) = admit(resp.status().as_u16(), resp.headers(), url, limit)? else {
             return Ok(Fetched::Missing);
         };
+        let declared = declared_length(resp.headers());
+        let close_delimited = super::close_delimited(resp.headers());
         // Held before the body is read; a body of unknown length may be as
         // large as the limit until it is in.
-        let declared = resp.content_length();
         let mut held = self
             .budget
             .reserve(self.budget.footprint(declared.unwrap_or(limit).min(limit)))
             .await;
         let mut body = Vec::with_capacity(declared.unwrap_or(0).min(limit) as usize);
-        while let Some(chunk) = resp.chunk().await.map_err(classify)? {
+        loop {
+            let received = body.len() as u64;
+            let deadline = started
+                + self
+                    .cfg
+                    .download_deadline(declared.unwrap_or(0).max(received));
+            let chunk = match tokio::time::timeout_at(deadline, resp.chunk()).await {
+                Err(_) => {
+                    return Err(Attempt::Retry(self.cfg.too_slow(
+                        url,
+                        received,
+                        declared,
+                        started.elapsed(),
+                    )));
+                }
+                Ok(c) => c.map_err(classify)?,
+            };
+            let Some(chunk) = chunk else { break };
             if (body.len() + chunk.len()) as u64 > limit {
                 return Err(Attempt::Fail(FetchError::TooLarge { limit }));
             }
             body.extend_from_slice(&chunk);
         }
         self.stats.add(&self.stats.bytes, body.len() as u64);
+        if close_delimited && super::json_cut_short(&body) {
+            return Err(Attempt::Retry(cut_short(url, body.len())));
+        }
         held.shrink_to(self.budget.footprint(body.len() as u64));
         Ok(Fetched::Object {
             bytes: body,

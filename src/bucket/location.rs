@@ -129,6 +129,19 @@ impl BucketLocation {
         }
     }
 
+    /// The URL of a HEAD for `key` (a presigned URL names its method, so a
+    /// GET's will not do).
+    pub fn head_url(&self, key: &str) -> String {
+        match self {
+            BucketLocation::Http { .. } => self.object_url(key),
+            BucketLocation::S3(b) => b
+                .bucket
+                .head_object(b.credentials.as_deref(), key)
+                .sign(SIGNATURE_TTL)
+                .to_string(),
+        }
+    }
+
     pub fn manifest_url(&self) -> String {
         match self {
             BucketLocation::S3(b) => self.object_url(b.manifest.as_deref().unwrap_or(MANIFEST_KEY)),
