@@ -1,4 +1,4 @@
--- Keys of any length (SPEC, "No single thing stops a pass").
+-- Keys of any length (docs/contract.md, "A pass": nothing stops a pass).
 --
 -- A b-tree entry must fit in a third of a page (2,704 bytes), so the V1
 -- primary key on processed_files.key refused any longer key, and the

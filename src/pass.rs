@@ -1,5 +1,5 @@
 //! A pass: list the bucket, subtract what the ledger holds, hand the rest to
-//! an execution model, and summarise (SPEC, "Processing semantics").
+//! an execution model, and summarise (docs/contract.md, "A pass").
 //!
 //! Listing runs in its own thread, a page at a time: each page is
 //! subtracted from the ledger and its new keys are streamed to the model

@@ -68,7 +68,7 @@ pub struct KeyReason {
     pub reason: String,
 }
 
-/// The end-of-pass summary (SPEC, "Processing semantics").
+/// The end-of-pass summary (docs/contract.md, "A pass").
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct PassSummary {
     pub model: String,

@@ -58,7 +58,7 @@ pub fn key_fault(key: &str) -> Option<KeyFault> {
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Keys in first-seen order. Tolerates CRLF, blank lines, surrounding
-/// whitespace, duplicate lines and a UTF-8 byte-order mark (SPEC, "The
+/// whitespace, duplicate lines and a UTF-8 byte-order mark (docs/contract.md, "The
 /// bucket"); refuses lines the ledger cannot hold one by one; and refuses
 /// the whole answer, with why, when it is not a list of keys (an HTML sign-in
 /// page, a JSON document), so a wrong URL never turns a page into keys.

@@ -1,5 +1,5 @@
 //! The data contract: what a bucket file is, which records load into which
-//! table, and how messy values are coerced (SPEC, "The data contract").
+//! table, and how messy values are coerced (docs/contract.md).
 //!
 //! Everything here is sans-IO: plain functions over bytes and values, shared
 //! by every execution model so that the models differ only in how they

@@ -1,4 +1,4 @@
-//! `original_title_normalized` (SPEC, "The data contract").
+//! `original_title_normalized` (docs/contract.md).
 
 /// Lowercases, keeps only letters, digits and whitespace, trims, and joins
 /// the words with `_`.
