@@ -1,4 +1,5 @@
-//! The benchmarking harness: runs the models (`runner`), computes
+//! The benchmarking harness: runs the models (`runner`, in a schema of
+//! its own: `scratch`), computes
 //! statistics (`stats`, `summary`, and the analytic `bound`), and presents
 //! them (`export`, `charts`, `sweep`).
 //! Statistics are kept apart from presentation, as hyperfine does.
@@ -7,6 +8,7 @@ pub mod bound;
 pub mod charts;
 pub mod export;
 pub mod runner;
+pub mod scratch;
 pub mod stats;
 pub mod summary;
 pub mod sweep;
