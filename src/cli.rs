@@ -109,6 +109,7 @@ pub fn init_logging() {
         .with_default(LevelFilter::TRACE)
         .with_targets(CHATTY_CLIENTS.iter().map(|t| (*t, LevelFilter::INFO)));
     let layer = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(|| RedactingStderr(std::io::stderr()))
         .with_filter(wanted.and(cap));
     let _ = tracing_subscriber::registry().with(layer).try_init();
