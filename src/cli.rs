@@ -97,20 +97,70 @@ impl KnobArgs {
     }
 }
 
+/// Crates whose own logging prints request URLs (presigned: with the AWS
+/// key ID, session token and signature), headers or connection details at
+/// debug and trace. They are held at `info` whatever `RUST_LOG` asks.
+/// Targets match by prefix: `ureq` covers `ureq_proto`, `hyper` covers
+/// `hyper_util` and `hyper_rustls`.
+const CHATTY_CLIENTS: &[&str] = &[
+    "ureq",
+    "reqwest",
+    "hyper",
+    "h2",
+    "http",
+    "rustls",
+    "tokio_postgres",
+    "postgres",
+    "deadpool",
+    "tower",
+];
+
 /// Logs go to stderr, at `warn` unless `RUST_LOG` says otherwise, so they
-/// never mix with `--json` on stdout.
+/// never mix with `--json` on stdout. Two guards keep secrets out of them:
+/// the HTTP and database clients are capped at `info` (a second filter, so
+/// no `RUST_LOG` directive, however specific, lifts it), and every line is
+/// passed through [`crate::secret::redact_text`] on its way out.
 pub fn init_logging() {
-    let filter =
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::filter::{FilterExt as _, LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let wanted =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let cap = Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_targets(CHATTY_CLIENTS.iter().map(|t| (*t, LevelFilter::INFO)));
+    let layer = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(|| RedactingStderr(std::io::stderr()))
+        .with_filter(wanted.and(cap));
+    let _ = tracing_subscriber::registry().with(layer).try_init();
 }
 
-/// Prints `error: <cause chain on one line>` and exits non-zero.
+/// Standard error with secrets removed from each log line. The fmt layer
+/// formats an event whole and hands it over in one write, so a secret is
+/// never split between two writes.
+struct RedactingStderr(std::io::Stderr);
+
+impl std::io::Write for RedactingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let line = crate::secret::redact_text(&String::from_utf8_lossy(buf));
+        self.0.write_all(line.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// Prints `error: <cause chain on one line>`, secrets removed, and exits
+/// non-zero.
 pub fn exit_with(e: anyhow::Error) -> ! {
-    eprintln!("error: {}", crate::report::chain(&e));
+    eprintln!(
+        "error: {}",
+        crate::secret::redact_text(&crate::report::chain(&e))
+    );
     std::process::exit(1);
 }
 

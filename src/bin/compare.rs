@@ -13,6 +13,7 @@ use bucketbench::db::{EmbeddedPostgres, Flavor, embedded};
 use bucketbench::harness::bound::{self, BucketShape};
 use bucketbench::harness::export::{self, Environment};
 use bucketbench::harness::runner::{self, Run, RunSettings, Target, WORKER};
+use bucketbench::harness::scratch::{self, Scratch};
 use bucketbench::harness::{charts, publish, summary, unique};
 use bucketbench::sim::{Conditions, SimBucket};
 use bucketbench::{models, pass, secret};
@@ -87,8 +88,11 @@ struct Args {
     bucket: Option<String>,
     #[command(flatten)]
     s3: S3Args,
-    /// Benchmark against this database instead of a throwaway one. Its
-    /// bucketbench tables are emptied before every run.
+    /// Benchmark against this database instead of a throwaway one. The runs
+    /// load into a schema of compare's own (bucketbench_compare_<pid>_<id>),
+    /// created at start and dropped at the end: tables that `ingest` filled
+    /// in this database are never read or touched. Needs the CREATE
+    /// privilege on the database.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
 }
@@ -117,6 +121,10 @@ fn main() {
     }
     cli::init_logging();
     embedded::install_signal_handler();
+    embedded::on_interrupt(|| {
+        runner::kill_workers();
+        scratch::drop_live_schemas();
+    });
     let args = Args::parse();
     if let Some(dir) = &args.replot {
         match replot(dir, &args.publish) {
@@ -219,11 +227,14 @@ fn run(mut args: Args) -> anyhow::Result<bool> {
         }
     };
 
-    let mut db = pass::prepare_database(&database_url)?;
+    // Declared after the server, so dropped before it.
+    let scratch = Scratch::create(&database_url)?;
+    let mut db = pass::prepare_database(scratch.url())?;
     let postgres_version: String = db.query_one("SHOW server_version", &[])?.get(0);
     let target = Target {
         bucket_url,
-        database_url: database_url.clone(),
+        database_url: scratch.url().to_string(),
+        schema: scratch.schema().to_string(),
         expected,
     };
     let settings = RunSettings {
@@ -393,7 +404,11 @@ fn run(mut args: Args) -> anyhow::Result<bool> {
         baseline,
     )?;
     if args.database_url.is_some() {
-        println!("database: {}", secret::redact_url(&database_url));
+        println!(
+            "database: {} (runs loaded into a schema of their own, {}, dropped on exit; no other table touched)",
+            secret::redact_url(&database_url),
+            scratch.schema()
+        );
     }
     println!(
         "wrote {}/{{runs.csv, summary.csv, summary.md, environment.json, median_time.png, launches.png, throughput.png{}}}",

@@ -110,16 +110,19 @@ fn run(args: Args) -> anyhow::Result<()> {
         let started = std::time::Instant::now();
         match run_pass_with(&cfg, model.as_ref(), &opts) {
             Ok(summary) => {
-                if args.json {
-                    println!("{}", serde_json::to_string(&summary)?);
+                // Reasons quote the errors of HTTP clients, which may
+                // quote a URL: the one redaction, on everything printed.
+                let text = if args.json {
+                    serde_json::to_string(&summary)?
                 } else {
-                    println!("{}", summary.render());
-                }
+                    summary.render()
+                };
+                println!("{}", secret::redact_text(&text));
             }
             // A daemon outlives a blip: report it and try again next time.
             Err(e) if args.watch => eprintln!(
                 "error: pass failed, retrying next interval: {}",
-                bucketbench::report::chain(&e)
+                secret::redact_text(&bucketbench::report::chain(&e))
             ),
             Err(e) => return Err(e),
         }
