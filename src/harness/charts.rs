@@ -190,7 +190,7 @@ fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
 
 /// Round ticks from 0 to `hi`, about six of them.
 fn linear_ticks(hi: f64) -> Vec<f64> {
-    if !(hi > 0.0) {
+    if hi.is_nan() || hi <= 0.0 {
         return vec![0.0];
     }
     let raw = hi / 6.0;
