@@ -45,8 +45,7 @@ fn secs(s: f64) -> String {
 /// The charts' colour for a label (`model+write` takes the model's), the
 /// same as the PNG charts'.
 fn color(label: &str) -> String {
-    let model = label.split('+').next().unwrap_or(label);
-    let c = super::charts::model_color(model);
+    let (c, _) = super::charts::series_styles(&[label.to_string()])[0];
     format!("#{:02x}{:02x}{:02x}", c.0, c.1, c.2)
 }
 

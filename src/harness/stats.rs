@@ -69,7 +69,7 @@ impl Stats {
 
 /// How many times faster `model` is than `reference` (mean over mean), with
 /// its uncertainty propagated from both standard deviations, as hyperfine
-/// reports relative speed. Also the ratio of medians, which the charts use.
+/// reports relative speed. Also the ratio of medians, kept in the CSV and JSON exports; the charts, the tables, the verdict and the HTML report all show the mean ratio.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Speedup {
     pub ratio: f64,
