@@ -457,7 +457,10 @@ impl<'de> Visitor<'de> for RecordSeed {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Item<'de>, A::Error> {
         let mut ty: Option<&'de RawValue> = None;
-        let mut data: Option<Data<'de>> = None;
+        // Filled in place: moving this array of slots around per record
+        // showed up as memmove in profiles.
+        let mut fields = Fields::default();
+        let mut data: Option<bool> = None;
         let mut usual = true;
         let mut first = true;
         while let Some(key) = map.next_key_seed(KeySeed(record_key))? {
@@ -473,7 +476,8 @@ impl<'de> Visitor<'de> for RecordSeed {
                 }
                 RecordKey::Data => {
                     usual &= data.is_none();
-                    data = Some(map.next_value_seed(DataSeed)?);
+                    fields = Fields::default();
+                    data = Some(map.next_value_seed(DataSeed(&mut fields))?);
                 }
                 RecordKey::Private | RecordKey::Other => {
                     usual &= Val::classify(map.next_value()?).is_some();
@@ -484,7 +488,7 @@ impl<'de> Visitor<'de> for RecordSeed {
         if !usual {
             return Ok(Item::Pending);
         }
-        let (Some(ty), Some(Data::Object(fields))) = (ty, data) else {
+        let (Some(ty), Some(true)) = (ty, data) else {
             return Ok(Item::Pending);
         };
         if !fields.usual {
@@ -497,38 +501,33 @@ impl<'de> Visitor<'de> for RecordSeed {
     }
 }
 
-/// A record's `data`, if it is an object.
-enum Data<'a> {
-    Object(Fields<'a>),
-    Other,
-}
+/// Reads a record's `data` into the fields; `true` if it is an object.
+struct DataSeed<'f, 'de>(&'f mut Fields<'de>);
 
-struct DataSeed;
-
-impl<'de> DeserializeSeed<'de> for DataSeed {
-    type Value = Data<'de>;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Data<'de>, D::Error> {
+impl<'de> DeserializeSeed<'de> for DataSeed<'_, 'de> {
+    type Value = bool;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for DataSeed {
-    type Value = Data<'de>;
+impl<'de> Visitor<'de> for DataSeed<'_, 'de> {
+    type Value = bool;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a record's data")
     }
 
-    anything_else!(Data::Other);
+    anything_else!(false);
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Data<'de>, A::Error> {
-        let mut fields = Fields::default();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        let fields = self.0;
         let mut first = true;
         while let Some(key) = map.next_key_seed(KeySeed(field_key))? {
             if key == FieldKey::Private && first {
                 map.next_value::<IgnoredAny>()?;
                 while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                return Ok(Data::Other);
+                return Ok(false);
             }
             first = false;
             let val = Val::classify(map.next_value()?);
@@ -544,7 +543,7 @@ impl<'de> Visitor<'de> for DataSeed {
                 *slot = Some(val);
             }
         }
-        Ok(Data::Object(fields))
+        Ok(true)
     }
 }
 
@@ -727,7 +726,7 @@ impl<'a> Fields<'a> {
         self.slots[key as usize].take()
     }
 
-    fn into_item(mut self, ty: &str) -> Option<Item<'a>> {
+    fn into_item(&mut self, ty: &str) -> Option<Item<'a>> {
         use FieldKey as K;
         Some(match ty {
             "song" => Item::Song(SongRow {
