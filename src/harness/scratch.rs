@@ -38,7 +38,7 @@ impl Scratch {
         let mut c = crate::db::connect_sync(base_url)?;
         c.batch_execute(&format!("CREATE SCHEMA {schema}"))
             .with_context(|| {
-                format!("creating the schema {schema} that compare benchmarks in (compare needs the privilege to create schemas in the database)")
+                format!("making the schema {schema} that compare benchmarks in (compare needs permission to add a schema to the database)")
             })?;
         LIVE.lock()
             .unwrap_or_else(|p| p.into_inner())
