@@ -157,6 +157,14 @@ impl BucketLocation {
 
 fn s3_bucket(url: &str, rest: &str, o: &S3Options) -> anyhow::Result<S3Bucket> {
     let (name, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if name.contains('@') {
+        // `s3://user:secret@bucket`: whatever precedes the `@` may be a
+        // secret, so it is neither used nor shown.
+        bail!(
+            "bad bucket URL {:?}: an s3:// URL carries no credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY instead)",
+            shown(url)
+        );
+    }
     if name.is_empty() {
         bail!(
             "bad bucket URL {:?}: no bucket name (expected s3://BUCKET[/PREFIX])",
@@ -232,6 +240,8 @@ mod tests {
         assert!(BucketLocation::parse("ftp://x").is_err());
         assert!(BucketLocation::parse("not a url").is_err());
         assert!(BucketLocation::parse("s3://").is_err());
+        let e = BucketLocation::parse("s3://u:SECRET@b/x").unwrap_err();
+        assert!(!format!("{e:#}").contains("SECRET"), "{e:#}");
     }
 
     #[test]

@@ -115,6 +115,30 @@ fn not_a_manifest(body: &[u8]) -> Option<String> {
             return Some(format!("it is {what}, not a list of keys"));
         }
     }
+    // Binary files: their signatures, or the runs of NUL bytes no list of
+    // keys holds (a key with a NUL in it is refused on its own, below).
+    for (magic, what) in [
+        (&b"\x89PNG"[..], "a PNG image"),
+        (b"GIF8", "a GIF image"),
+        (b"\xFF\xD8\xFF", "a JPEG image"),
+        (b"%PDF-", "a PDF document"),
+        (b"\x1F\x8B", "gzip data"),
+        (b"PK\x03\x04", "a zip archive"),
+        (b"\x7FELF", "an executable"),
+    ] {
+        if start.starts_with(magic) || body.starts_with(magic) {
+            return Some(format!("it is {what}, not a list of keys"));
+        }
+    }
+    if let Some(n) = body
+        .split(|&b| b == b'\n')
+        .position(|l| l.windows(2).any(|w| w == b"\0\0"))
+    {
+        return Some(format!(
+            "line {} holds a run of NUL bytes: binary data, not a list of keys",
+            n + 1
+        ));
+    }
     if matches!(start.first(), Some(b'{' | b'['))
         && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
     {
@@ -147,6 +171,20 @@ mod tests {
 
     fn keys(body: &[u8]) -> Vec<String> {
         parse_manifest(body).unwrap().keys
+    }
+
+    #[test]
+    fn binary_answers_are_not_manifests() {
+        for body in [
+            &b"a.json\n\x89PNG\r\n\x1a\n\x00\x00"[..],
+            b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
+            b"\x1F\x8B\x08\x00\x00\x00",
+            b"%PDF-1.7\n",
+        ] {
+            assert!(parse_manifest(body).is_err(), "{body:?}");
+        }
+        // One NUL inside a key is that key's fault alone.
+        assert_eq!(keys(b"ok.json\nbad\0key.json\n"), ["ok.json"]);
     }
 
     #[test]

@@ -56,7 +56,9 @@ impl SyncClient {
             .http_status_as_error(false)
             .timeout_connect(Some(cfg.connect_timeout))
             .timeout_recv_response(Some(cfg.first_byte_timeout))
-            .timeout_per_read(Some(cfg.read_timeout))
+            // A silence longer than the whole download timeout is past any
+            // deadline already.
+            .timeout_per_read(Some(cfg.read_timeout.min(cfg.download_timeout)))
             // The threads model keeps one connection per thread alive.
             .max_idle_connections(1024)
             .max_idle_connections_per_host(1024)
@@ -88,6 +90,7 @@ impl SyncClient {
     /// an HTML page for a manifest).
     pub fn get_raw(&self, url: &str) -> Result<RawResponse, FetchError> {
         self.with_retries(url, || {
+            let started = std::time::Instant::now();
             let mut resp = self.agent.get(url).call().map_err(classify)?;
             let status = resp.status().as_u16();
             if matches!(status, 408 | 429 | 500..=599) {
@@ -98,13 +101,9 @@ impl SyncClient {
                 .get("content-type")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            let body = resp
-                .body_mut()
-                .with_config()
-                .limit(self.cfg.max_object_bytes)
-                .read_to_vec()
-                .map_err(classify)?;
-            self.stats.add(&self.stats.bytes, body.len() as u64);
+            let declared = declared_length(resp.headers());
+            let body =
+                self.read_body(&mut resp, url, started, declared, self.cfg.max_object_bytes)?;
             Ok(RawResponse {
                 status,
                 content_type,
@@ -128,31 +127,25 @@ impl SyncClient {
         }
     }
 
-    /// GETs one object with retries, reading at most `max_object_bytes`.
-    pub fn get(&self, url: &str) -> Result<Fetched, FetchError> {
-        self.with_retries(url, || self.try_get(url))
-    }
-
-    fn try_get(&self, url: &str) -> Result<Fetched, Attempt> {
-        let started = std::time::Instant::now();
-        let mut resp = self.agent.get(url).call().map_err(classify)?;
-        let limit = self.cfg.max_object_bytes;
-        let Some(etag) = admit(resp.status().as_u16(), resp.headers(), url, limit)? else {
-            return Ok(Fetched::Missing);
-        };
-        let declared = declared_length(resp.headers());
-        let close_delimited = super::close_delimited(resp.headers());
-        // Held before the body is read; a body of unknown length may be as
-        // large as the limit until it is in.
-        let mut held = self
-            .budget
-            .reserve_blocking(self.budget.footprint(declared.unwrap_or(limit).min(limit)));
+    /// Reads a body of at most `limit` bytes within its total deadline
+    /// (`ClientConfig::download_deadline`), counting the bytes. Objects and
+    /// listings alike: a listing trickled a byte a second must not hold a
+    /// pass any more than an object may.
+    fn read_body(
+        &self,
+        resp: &mut ureq::http::Response<ureq::Body>,
+        url: &str,
+        started: std::time::Instant,
+        declared: Option<u64>,
+        limit: u64,
+    ) -> Result<Vec<u8>, Attempt> {
         let mut reader = resp.body_mut().with_config().limit(limit).reader();
         let mut bytes = Vec::with_capacity(declared.unwrap_or(0).min(limit) as usize);
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            // A read waits at most the per-read timeout, so the deadline is
-            // overshot by at most that much.
+            // A read waits at most the per-read timeout (itself no longer
+            // than the download timeout), so the deadline is overshot by at
+            // most that much.
             let n = std::io::Read::read(&mut reader, &mut buf)
                 .map_err(|e| classify(ureq::Error::from(e)))?;
             if n == 0 {
@@ -172,6 +165,29 @@ impl SyncClient {
             }
         }
         self.stats.add(&self.stats.bytes, bytes.len() as u64);
+        Ok(bytes)
+    }
+
+    /// GETs one object with retries, reading at most `max_object_bytes`.
+    pub fn get(&self, url: &str) -> Result<Fetched, FetchError> {
+        self.with_retries(url, || self.try_get(url))
+    }
+
+    fn try_get(&self, url: &str) -> Result<Fetched, Attempt> {
+        let started = std::time::Instant::now();
+        let mut resp = self.agent.get(url).call().map_err(classify)?;
+        let limit = self.cfg.max_object_bytes;
+        let Some(etag) = admit(resp.status().as_u16(), resp.headers(), url, limit)? else {
+            return Ok(Fetched::Missing);
+        };
+        let declared = declared_length(resp.headers());
+        let close_delimited = super::close_delimited(resp.headers());
+        // Held before the body is read; a body of unknown length may be as
+        // large as the limit until it is in.
+        let mut held = self
+            .budget
+            .reserve_blocking(self.budget.footprint(declared.unwrap_or(limit).min(limit)));
+        let bytes = self.read_body(&mut resp, url, started, declared, limit)?;
         if close_delimited && super::json_cut_short(&bytes) {
             return Err(Attempt::Retry(cut_short(url, bytes.len())));
         }
