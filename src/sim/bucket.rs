@@ -179,6 +179,18 @@ impl SimBucket {
         SimServer::start_with(self.store.clone(), conditions, addr, options)
     }
 
+    /// Serves this bucket under a network model (HTTPS, latency shape,
+    /// round trips, rate limit).
+    pub fn serve_network(
+        &self,
+        conditions: Conditions,
+        addr: std::net::SocketAddr,
+        options: ServeOptions,
+        model: super::network::NetworkModel,
+    ) -> anyhow::Result<SimServer> {
+        SimServer::start_network(self.store.clone(), conditions, addr, options, model)
+    }
+
     /// Writes every object (the manifest too) under `dir`, plus
     /// `expected.json`, so a static web server, moto or a real S3 bucket
     /// can hold the same data.

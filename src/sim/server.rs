@@ -4,24 +4,29 @@
 //! both the manifest-mode object URL under base `http://HOST/B` and S3's
 //! path-style GetObject; `GET /B?list-type=2` is ListObjectsV2; HEAD is
 //! HeadObject. Network conditions (first-byte latency, jitter, bandwidth,
-//! errors, stalls) are injected per request. The server must never be what
+//! errors, stalls) are injected per request; a [`NetworkModel`] adds
+//! latency distributions, HTTPS, the round trips a new connection costs and
+//! S3's request-rate limit. The server serves each connection itself (not
+//! `axum::serve`) so it can count connections and handshakes and charge a
+//! connection's set-up to its first response. The server must never be what
 //! a benchmark measures: a deep listen backlog, bodies from memory, and
 //! little work per request.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
-use axum::serve::ListenerExt as _;
 use bytes::Bytes;
 use percent_encoding::percent_decode_str;
 
 use super::auth::SimAuth;
+use super::network::{LatencyHistogram, LatencyRng, NetworkModel, RateLimiter};
 use super::store::Store;
 
 /// Per-request network conditions.
@@ -45,6 +50,48 @@ pub struct ServerStats {
     pub requests: AtomicU64,
     pub injected_errors: AtomicU64,
     pub stalls: AtomicU64,
+    /// TCP connections accepted.
+    pub connections: AtomicU64,
+    /// TLS handshakes completed (resumed ones included).
+    pub tls_handshakes: AtomicU64,
+    /// Of those, resumed from a session ticket.
+    pub tls_resumed: AtomicU64,
+    /// TLS handshakes that failed or timed out (a client refusing the
+    /// certificate shows here).
+    pub tls_failures: AtomicU64,
+    /// Requests refused with `503 SlowDown` by the rate limit.
+    pub throttled: AtomicU64,
+    /// The first-byte latencies drawn (set-up round trips excluded).
+    pub first_byte_ms: LatencyHistogram,
+}
+
+/// A copy of the counters at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct StatsSnapshot {
+    pub requests: u64,
+    pub connections: u64,
+    pub tls_handshakes: u64,
+    pub tls_resumed: u64,
+    pub tls_failures: u64,
+    pub throttled: u64,
+    pub injected_errors: u64,
+    pub stalls: u64,
+}
+
+impl ServerStats {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StatsSnapshot {
+            requests: get(&self.requests),
+            connections: get(&self.connections),
+            tls_handshakes: get(&self.tls_handshakes),
+            tls_resumed: get(&self.tls_resumed),
+            tls_failures: get(&self.tls_failures),
+            throttled: get(&self.throttled),
+            injected_errors: get(&self.injected_errors),
+            stalls: get(&self.stalls),
+        }
+    }
 }
 
 struct App {
@@ -53,6 +100,17 @@ struct App {
     conditions: Conditions,
     auth: Option<SimAuth>,
     stats: Arc<ServerStats>,
+    model: NetworkModel,
+    rng: Mutex<LatencyRng>,
+    limiter: Option<Mutex<RateLimiter>>,
+    started: Instant,
+}
+
+/// One connection's state, seen by its requests.
+struct Conn {
+    /// The set-up round trips not yet charged (to the first response).
+    setup_pending: AtomicBool,
+    setup_ms: f64,
 }
 
 /// Who the server is: its bucket name and, optionally, who may read it.
@@ -77,6 +135,10 @@ pub struct SimServer {
     addr: SocketAddr,
     bucket: String,
     pub stats: Arc<ServerStats>,
+    model: NetworkModel,
+    /// Holds the CA file while the server runs.
+    tls_dir: Option<tempfile::TempDir>,
+    ca_file: Option<PathBuf>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -98,16 +160,47 @@ impl SimServer {
         addr: SocketAddr,
         options: ServeOptions,
     ) -> anyhow::Result<Self> {
+        Self::start_network(store, conditions, addr, options, NetworkModel::default())
+    }
+
+    /// As [`SimServer::start_with`], under a network model: latency shape,
+    /// round-trip time, HTTPS (a CA made for this server, see
+    /// [`SimServer::ca_file`]) and the request-rate limit.
+    pub fn start_network(
+        store: Store,
+        conditions: Conditions,
+        addr: SocketAddr,
+        options: ServeOptions,
+        model: NetworkModel,
+    ) -> anyhow::Result<Self> {
+        let (tls_dir, tls) = match model.tls {
+            Some(version) => {
+                let dir = tempfile::Builder::new()
+                    .prefix("sim-bucket-tls")
+                    .tempdir()?;
+                let tls = super::tls::generate(dir.path(), version)?;
+                (Some(dir), Some(tls))
+            }
+            None => (None, None),
+        };
+        let ca_file = tls.as_ref().map(|t| t.ca_file.clone());
+        let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.config));
         let std_listener = bind(addr)?;
         let addr = std_listener.local_addr()?;
         let stats = Arc::new(ServerStats::default());
         let bucket = options.bucket.clone();
+        let limiter = (model.get_rate_per_prefix > 0.0)
+            .then(|| Mutex::new(RateLimiter::new(model.get_rate_per_prefix)));
         let app = Arc::new(App {
             store,
             bucket: options.bucket,
             conditions,
             auth: options.auth,
             stats: stats.clone(),
+            rng: Mutex::new(LatencyRng::new(model.seed)),
+            limiter,
+            started: Instant::now(),
+            model: model.clone(),
         });
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -118,23 +211,7 @@ impl SimServer {
                     .enable_all()
                     .build()
                     .expect("tokio runtime");
-                rt.block_on(async move {
-                    // TCP_NODELAY, as real object stores set it: with Nagle
-                    // on, a body's last partial segment waits for the
-                    // client's delayed ACK, up to 40 ms a response, which
-                    // the benchmark would charge to the model.
-                    let listener = tokio::net::TcpListener::from_std(std_listener)
-                        .expect("listener")
-                        .tap_io(|tcp| {
-                            let _ = tcp.set_nodelay(true);
-                        });
-                    let router = axum::Router::new().fallback(handle).with_state(app);
-                    let _ = axum::serve(listener, router)
-                        .with_graceful_shutdown(async {
-                            let _ = rx.await;
-                        })
-                        .await;
-                });
+                rt.block_on(accept_loop(std_listener, app, acceptor, rx));
                 // Stalled requests hold tasks for a long time; do not wait on them.
                 rt.shutdown_timeout(Duration::from_millis(100));
             })?;
@@ -142,9 +219,48 @@ impl SimServer {
             addr,
             bucket,
             stats,
+            model,
+            tls_dir,
+            ca_file,
             shutdown: Some(tx),
             thread: Some(thread),
         })
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// The network model the server runs under.
+    pub fn model(&self) -> &NetworkModel {
+        &self.model
+    }
+
+    /// With HTTPS, the PEM file of the CA that signed the server's
+    /// certificate (for `--ca-file`); it lives as long as the server.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca_file.as_deref()
+    }
+
+    /// Copies the CA file to `path` (for a client started later, or after
+    /// the server's own directory is gone).
+    pub fn write_ca_file(&self, path: &Path) -> anyhow::Result<()> {
+        let src = self
+            .ca_file
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("the server is not serving HTTPS"))?;
+        std::fs::copy(src, path)
+            .map_err(|e| anyhow::anyhow!("cannot write the CA to {}: {e}", path.display()))?;
+        Ok(())
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls_dir.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -153,12 +269,12 @@ impl SimServer {
 
     /// The manifest-mode base URL (also the S3 path-style bucket URL).
     pub fn base_url(&self) -> String {
-        format!("http://{}/{}", self.addr, self.bucket)
+        format!("{}://{}/{}", self.scheme(), self.addr, self.bucket)
     }
 
     /// The S3 endpoint (for `--endpoint`).
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme(), self.addr)
     }
 }
 
@@ -189,6 +305,97 @@ fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
     socket.listen(4096)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
+}
+
+/// Longest a TLS handshake may take before the connection is dropped: a
+/// client that connects and says nothing must not hold a task forever.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts connections until `shutdown`, serving each in a task of its own
+/// (the TLS handshake included, so a slow handshake never holds back the
+/// next accept).
+async fn accept_loop(
+    std_listener: std::net::TcpListener,
+    app: Arc<App>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    mut shutdown: tokio::sync::oneshot::Receiver<()>,
+) {
+    let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
+    let router = axum::Router::new().fallback(handle).with_state(app.clone());
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                // Out of descriptors or a connection reset before accept:
+                // pause briefly rather than spin.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        app.stats.connections.fetch_add(1, Ordering::Relaxed);
+        // TCP_NODELAY, as real object stores set it: with Nagle on, a
+        // body's last partial segment waits for the client's delayed ACK,
+        // up to 40 ms a response, which the benchmark would charge to the
+        // model.
+        let _ = tcp.set_nodelay(true);
+        let router = router.clone();
+        let tls = tls.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let rtt = app.model.rtt_ms;
+            match tls {
+                None => {
+                    let setup = super::network::setup_rtts(None, false);
+                    serve_conn(tcp, router, conn_state(setup, rtt)).await;
+                }
+                Some(acceptor) => {
+                    let stream =
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                            Ok(Ok(stream)) => stream,
+                            _ => {
+                                app.stats.tls_failures.fetch_add(1, Ordering::Relaxed);
+                                return;
+                            }
+                        };
+                    app.stats.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+                    let resumed =
+                        stream.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+                    if resumed {
+                        app.stats.tls_resumed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let setup = super::network::setup_rtts(app.model.tls, resumed);
+                    serve_conn(stream, router, conn_state(setup, rtt)).await;
+                }
+            }
+        });
+    }
+}
+
+fn conn_state(setup_rtts: u32, rtt_ms: f64) -> Arc<Conn> {
+    Arc::new(Conn {
+        setup_pending: AtomicBool::new(rtt_ms > 0.0),
+        setup_ms: setup_rtts as f64 * rtt_ms,
+    })
+}
+
+/// HTTP/1.1 on one connection (S3 speaks no HTTP/2), each request tagged
+/// with the connection's state.
+async fn serve_conn<S>(io: S, router: axum::Router, conn: Arc<Conn>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let tower = hyper_util::service::TowerToHyperService::new(router);
+    let service =
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(conn.clone());
+            hyper::service::Service::call(&tower, req)
+        });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+        .await;
 }
 
 fn s3_error(status: StatusCode, code: &str, message: &str, resource: &str) -> Response {
@@ -237,14 +444,39 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
             req.uri().path(),
         );
     }
-    let delay = c.latency_ms
-        + if c.jitter_ms > 0.0 {
-            rand::random::<f64>() * c.jitter_ms
-        } else {
-            0.0
-        };
+    // Judged on arrival, answered after the latency like any response.
+    let throttled = match &app.limiter {
+        Some(limiter) if matches!(*req.method(), Method::GET | Method::HEAD) => {
+            let path = req.uri().path().trim_start_matches('/');
+            let key = path.split_once('/').map_or("", |(_, k)| k);
+            let prefix = super::network::rate_prefix(key);
+            let now = app.started.elapsed().as_secs_f64();
+            !limiter.lock().unwrap().admit(prefix, now)
+        }
+        _ => false,
+    };
+    let first_byte = {
+        let mut rng = app.rng.lock().unwrap();
+        app.model.latency.draw(&mut rng, c.latency_ms, c.jitter_ms)
+    };
+    app.stats.first_byte_ms.record(first_byte);
+    let setup = req
+        .extensions()
+        .get::<Arc<Conn>>()
+        .filter(|conn| conn.setup_pending.swap(false, Ordering::Relaxed))
+        .map_or(0.0, |conn| conn.setup_ms);
+    let delay = first_byte + setup;
     if delay > 0.0 {
         tokio::time::sleep(Duration::from_secs_f64(delay / 1000.0)).await;
+    }
+    if throttled {
+        app.stats.throttled.fetch_add(1, Ordering::Relaxed);
+        return s3_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SlowDown",
+            "Please reduce your request rate.",
+            req.uri().path(),
+        );
     }
     let injected_error = chance(c.error_rate);
     if injected_error {
