@@ -88,7 +88,7 @@ pub fn init_logging() {
 
 /// Prints `error: <cause chain on one line>` and exits non-zero.
 pub fn exit_with(e: anyhow::Error) -> ! {
-    eprintln!("error: {}", crate::report::chain(&e));
+    eprintln!("error: {}", crate::error::chain(&*e));
     std::process::exit(1);
 }
 

@@ -18,9 +18,6 @@ use crate::db::{self, schema, sync_writer};
 use crate::models::{Ingestor, Job, Knobs};
 use crate::report::{PassSummary, Tally};
 
-/// The keys a model is to load, in listing order; closed when the listing ends.
-pub type Todo = tokio::sync::mpsc::Receiver<ObjectRef>;
-
 /// What a pass runs against.
 #[derive(Debug, Clone)]
 pub struct PassConfig {

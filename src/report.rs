@@ -229,8 +229,3 @@ impl Tally {
         s
     }
 }
-
-/// An error and its causes on one line.
-pub fn chain(e: &anyhow::Error) -> String {
-    format!("{e:#}").replace('\n', " ")
-}

@@ -111,7 +111,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             // A daemon outlives a blip: report it and try again next time.
             Err(e) if args.watch => eprintln!(
                 "error: pass failed, retrying next interval: {}",
-                bucketbench::report::chain(&e)
+                bucketbench::error::chain(&*e)
             ),
             Err(e) => return Err(e),
         }

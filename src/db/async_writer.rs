@@ -91,13 +91,16 @@ pub async fn write_with_reconnect(
     loop {
         let result = match pool.get().await {
             Ok(mut client) => write_group(&mut client, plans).await,
-            Err(e) => Err(anyhow::anyhow!("getting a database connection: {e}")),
+            Err(e) => Err(crate::error::DbError::PoolExhausted(e.to_string()).into()),
         };
         match result {
             Ok(r) => return Ok(r),
             Err(e)
                 if super::is_connection_lost(&e)
-                    || e.to_string().starts_with("getting a database connection") =>
+                    || matches!(
+                        e.downcast_ref::<crate::error::DbError>(),
+                        Some(crate::error::DbError::PoolExhausted(_))
+                    ) =>
             {
                 attempt += 1;
                 let Some(delay) = super::reconnect_delay(attempt) else {
@@ -105,7 +108,7 @@ pub async fn write_with_reconnect(
                 };
                 tracing::warn!(
                     "database connection lost ({}); reconnecting",
-                    crate::report::chain(&e)
+                    crate::error::chain(&*e)
                 );
                 tokio::time::sleep(delay).await;
             }

@@ -55,7 +55,7 @@ pub fn write_with_reconnect(
                 };
                 tracing::warn!(
                     "database connection lost ({}); reconnecting",
-                    crate::report::chain(&e)
+                    crate::error::chain(&*e)
                 );
                 std::thread::sleep(delay);
                 if let Ok(c) = super::connect_sync(url) {

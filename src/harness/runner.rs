@@ -169,7 +169,10 @@ pub fn run_once(
     let problems = match &target.expected {
         _ if model == "fetch-only" => Vec::new(),
         Some(e) => verify(db, e)?,
-        None => consistency(db, summary)?,
+        None => verify::consistency(
+            db,
+            summary.listed - summary.missing.len() as u64 - summary.fetch_errors.len() as u64,
+        )?,
     };
     let cpu = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     let sum = |f: &dyn Fn(&PassSummary) -> u64| summaries.iter().map(f).sum::<u64>();
@@ -240,31 +243,6 @@ impl Worker {
             self.err.join().unwrap_or_default(),
         ))
     }
-}
-
-/// For a real bucket there is no generator to compare with: check that the
-/// ledger holds every fetched key and agrees with the rows, and no more.
-fn consistency(db: &mut postgres::Client, s: &PassSummary) -> anyhow::Result<Vec<String>> {
-    let mut problems = Vec::new();
-    let ledger: i64 = db
-        .query_one("SELECT count(*) FROM processed_files", &[])?
-        .get(0);
-    let want = s.listed - s.missing.len() as u64 - s.fetch_errors.len() as u64;
-    if ledger as u64 != want {
-        problems.push(format!(
-            "ledger holds {ledger} files, the listing has {want} fetchable keys"
-        ));
-    }
-    let rows: i64 = db
-        .query_one("SELECT (SELECT count(*) FROM songs) + (SELECT count(*) FROM movies) + (SELECT count(*) FROM apps)", &[])?
-        .get(0);
-    let ledger_rows: i64 = db.query_one("SELECT coalesce(sum(songs_rows + movies_rows + apps_rows), 0)::bigint FROM processed_files", &[])?.get(0);
-    if rows != ledger_rows {
-        problems.push(format!(
-            "tables hold {rows} rows, the ledger says {ledger_rows}"
-        ));
-    }
-    Ok(problems)
 }
 
 fn status_ok(status: i32) -> bool {

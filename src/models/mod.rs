@@ -12,8 +12,10 @@ use std::sync::Arc;
 
 use crate::bucket::{BucketLocation, ClientConfig, FetchError, Fetched, NetStats, ObjectRef};
 use crate::db::WritePlan;
-pub use crate::pass::Todo;
 use crate::report::{FileResult, Tally};
+
+/// The keys a model is to load, in listing order; closed when the listing ends.
+pub type Todo = tokio::sync::mpsc::Receiver<ObjectRef>;
 
 /// Concurrency knobs. Each model reads the ones that apply to it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -147,7 +149,7 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Names the file a database error happened on.
 pub(crate) fn write_error(key: &str, e: anyhow::Error) -> anyhow::Error {
-    anyhow::anyhow!("writing {key}: {}", crate::report::chain(&e))
+    anyhow::anyhow!("writing {key}: {}", crate::error::chain(&*e))
 }
 
 /// Test-only, hidden from [`NAMES`]: `sync` that silently skips the first
