@@ -9,12 +9,13 @@ use bucketbench::bucket::BucketLocation;
 use bucketbench::cli::{self, ClientArgs, KnobArgs, NetArgs, S3Args, SpecArgs};
 use bucketbench::db::WriteStrategy;
 use bucketbench::db::{EmbeddedPostgres, Flavor, embedded};
-use bucketbench::harness::bound::{self, BucketShape};
+use bucketbench::harness::bound::BucketShape;
 use bucketbench::harness::export::{self, Environment};
 use bucketbench::harness::runner::{self, Run, RunSettings, Target, WORKER};
 use bucketbench::harness::{charts, summary, unique};
+use bucketbench::models::{Label, Model};
 use bucketbench::sim::{Conditions, SimBucket};
-use bucketbench::{models, pass, secret};
+use bucketbench::{pass, secret};
 use clap::Parser;
 
 /// Which execution model wins this IO-bound job, by how much, and why.
@@ -24,12 +25,8 @@ struct Args {
     #[command(flatten)]
     spec: SpecArgs,
     /// Models to run, comma-separated.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "sync,async-fetch,async,threads"
-    )]
-    models: Vec<String>,
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = Model::MODELS)]
+    models: Vec<Model>,
     /// Measured runs per model.
     #[arg(long, default_value_t = 5)]
     runs: usize,
@@ -146,13 +143,9 @@ fn run(mut args: Args) -> anyhow::Result<bool> {
     // would run them once per write strategy, so there they are opt-in.
     args.ceilings = !args.no_ceilings && (args.ceilings || !args.matrix);
     if args.ceilings {
-        args.models
-            .extend(models::CEILINGS.iter().map(|m| m.to_string()));
+        args.models.extend(Model::CEILINGS);
     }
     args.db_tls.apply();
-    for m in &args.models {
-        models::by_name(m)?;
-    }
     anyhow::ensure!(args.runs >= 1, "--runs must be at least 1");
     let spec = args.spec.spec();
     let conditions = args.net.conditions(DEFAULT_NETWORK);
@@ -241,27 +234,21 @@ fn run(mut args: Args) -> anyhow::Result<bool> {
     } else {
         vec![args.knobs.write]
     };
-    let combos: Vec<(String, WriteStrategy)> = args
+    let combos: Vec<(Model, WriteStrategy)> = args
         .models
         .iter()
-        .flat_map(|m| writes.iter().map(move |w| (m.clone(), *w)))
+        .flat_map(|m| writes.iter().map(move |w| (*m, *w)))
         .collect();
-    let mut schedule: Vec<(String, WriteStrategy, usize)> = Vec::new();
+    let mut schedule: Vec<(Model, WriteStrategy, usize)> = Vec::new();
     for (m, w) in &combos {
-        schedule.extend((0..args.warmup).map(|_| (m.clone(), *w, 0)));
+        schedule.extend((0..args.warmup).map(|_| (*m, *w, 0)));
     }
     for r in 1..=args.runs {
-        schedule.extend(combos.iter().map(|(m, w)| (m.clone(), *w, r)));
+        schedule.extend(combos.iter().map(|(m, w)| (*m, *w, r)));
     }
-    let labels: Vec<String> = combos
+    let labels: Vec<Label> = combos
         .iter()
-        .map(|(m, w)| {
-            if args.matrix {
-                format!("{m}+{}", w.as_str())
-            } else {
-                m.clone()
-            }
-        })
+        .map(|(m, w)| Label::new(*m, *w, args.matrix))
         .collect();
     let reference = summary::reference(&labels, args.matrix);
     let bar = std::io::stderr().is_terminal().then(|| {
@@ -278,11 +265,7 @@ fn run(mut args: Args) -> anyhow::Result<bool> {
     });
     let mut runs: Vec<Run> = Vec::new();
     for (model, write, r) in &schedule {
-        let label = if args.matrix {
-            format!("{model}+{}", write.as_str())
-        } else {
-            model.clone()
-        };
+        let label = Label::new(*model, *write, args.matrix);
         if let Some(b) = &bar {
             b.set_prefix(format!(
                 "{label} {}",
@@ -293,7 +276,15 @@ fn run(mut args: Args) -> anyhow::Result<bool> {
                 }
             ));
         }
-        let run = runner::run_once(&target, &settings, model, *write, *r, &mut db, bar.as_ref())?;
+        let run = runner::run_once(
+            &target,
+            &settings,
+            *model,
+            *write,
+            *r,
+            &mut db,
+            bar.as_ref(),
+        )?;
         if !run.verified {
             let line = format!("FAILED VERIFICATION: {label} run {r}: {}", run.problems);
             match &bar {
@@ -310,11 +301,11 @@ fn run(mut args: Args) -> anyhow::Result<bool> {
         b.finish_and_clear();
     }
 
-    let mut summaries = summary::summarize(&runs, &labels, args.matrix, &reference);
+    let mut summaries = summary::summarize(&runs, &labels, args.matrix, reference);
     if let Some(shape) = &shape {
         for s in &mut summaries {
-            let model = s.model.split('+').next().unwrap_or_default();
-            s.bound_secs = bound::in_flight(model, &settings.knobs, settings.workers)
+            s.bound_secs = (s.label.model)
+                .in_flight(&settings.knobs, settings.workers)
                 .map(|n| shape.secs(&conditions, n));
         }
     }
@@ -328,8 +319,8 @@ fn run(mut args: Args) -> anyhow::Result<bool> {
         ),
     };
     export::write_runs_csv(&out.join("runs.csv"), &runs)?;
-    export::write_summary_csv(&out.join("summary.csv"), &summaries, &reference)?;
-    let table = export::summary_markdown(&summaries, &reference);
+    export::write_summary_csv(&out.join("summary.csv"), &summaries, reference)?;
+    let table = export::summary_markdown(&summaries, reference);
     let table = if args.ceilings {
         format!("{table}\n{}", summary::efficiency(&summaries))
     } else {
@@ -410,21 +401,15 @@ fn replot(dir: &std::path::Path) -> anyhow::Result<()> {
         "{} holds no runs",
         dir.join("runs.csv").display()
     );
-    let writes: Vec<WriteStrategy> = unique(runs.iter().map(|r| r.write.as_str()))
-        .into_iter()
-        .map(|w| {
-            <WriteStrategy as clap::ValueEnum>::from_str(w, false)
-                .map_err(|_| anyhow::anyhow!("runs.csv names an unknown write strategy {w:?}"))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let models: Vec<String> = unique(runs.iter().map(|r| r.model.clone()));
+    let writes: Vec<WriteStrategy> = unique(runs.iter().map(|r| r.write));
+    let models: Vec<Model> = unique(runs.iter().map(|r| r.model));
     let matrix = writes.len() > 1;
-    let labels: Vec<String> = unique(runs.iter().map(|r| r.label(matrix)));
+    let labels: Vec<Label> = unique(runs.iter().map(|r| r.label(matrix)));
     let reference = summary::reference(&labels, matrix);
-    let mut summaries = summary::summarize(&runs, &labels, matrix, &reference);
+    let mut summaries = summary::summarize(&runs, &labels, matrix, reference);
     let bounds = export::read_bounds(&dir.join("summary.csv")).unwrap_or_default();
     for s in &mut summaries {
-        s.bound_secs = bounds.iter().find(|(m, _)| *m == s.model).map(|b| b.1);
+        s.bound_secs = bounds.iter().find(|(l, _)| *l == s.label).map(|b| b.1);
     }
     // The title the comparison gave its charts: summary.md's first line.
     let subtitle = std::fs::read_to_string(dir.join("summary.md"))

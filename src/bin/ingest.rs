@@ -8,8 +8,9 @@ use anyhow::Context;
 use bucketbench::bucket::BucketLocation;
 use bucketbench::cli::{self, ClientArgs, KnobArgs, S3Args};
 use bucketbench::db::{EmbeddedPostgres, Flavor, embedded};
+use bucketbench::models::Model;
 use bucketbench::pass::{PassConfig, run_pass};
-use bucketbench::{models, secret};
+use bucketbench::secret;
 use clap::Parser;
 
 /// Loads the JSON files of a bucket into PostgreSQL, each key exactly once.
@@ -28,8 +29,8 @@ struct Args {
     #[arg(long, default_value = ".bucketbench/postgres")]
     data_dir: PathBuf,
     /// Execution model.
-    #[arg(long, default_value = "sync")]
-    model: String,
+    #[arg(long, value_enum, default_value_t = Model::Sync)]
+    model: Model,
     /// Repeat passes until interrupted.
     #[arg(long)]
     watch: bool,
@@ -63,7 +64,7 @@ fn main() {
 
 fn run(args: Args) -> anyhow::Result<()> {
     args.db_tls.apply();
-    let model = models::by_name(&args.model)?;
+    let model = args.model.ingestor();
     // A bad bucket URL should fail before a database is started for nothing.
     let bucket = match &args.bucket {
         Some(b) if !args.psql => Some(BucketLocation::parse_with(b, &args.s3.options())?),

@@ -12,6 +12,7 @@ use plotters::prelude::*;
 
 use super::runner::Run;
 use super::summary::{ModelSummary, models_only};
+use crate::models::{Label, Model};
 
 static FONTS: Once = Once::new();
 
@@ -47,14 +48,9 @@ pub(crate) fn one_two_five(lo: f64, hi: f64) -> Vec<f64> {
 }
 
 /// A stable colour per model, so every chart reads the same way.
-pub fn model_color(model: &str) -> RGBColor {
-    match model {
-        "sync" => RGBColor(214, 39, 40),
-        "async-fetch" => RGBColor(255, 127, 14),
-        "async" => RGBColor(44, 160, 44),
-        "threads" => RGBColor(31, 119, 180),
-        _ => RGBColor(148, 103, 189),
-    }
+pub fn model_color(model: Model) -> RGBColor {
+    let (r, g, b) = model.color();
+    RGBColor(r, g, b)
 }
 
 fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
@@ -268,8 +264,8 @@ pub fn median_time_bars(
 ) -> anyhow::Result<()> {
     let bars: Vec<Bar> = models_only(summaries)
         .map(|s| Bar {
-            label: s.model.clone(),
-            color: model_color(&s.model),
+            label: s.label.to_string(),
+            color: model_color(s.label.model),
             value: s.stats.median,
             range: Some((s.stats.min, s.stats.max)),
             note: match &s.speedup {
@@ -310,8 +306,8 @@ pub fn throughput_bars(
 ) -> anyhow::Result<()> {
     let bars: Vec<Bar> = models_only(summaries)
         .map(|s| Bar {
-            label: s.model.clone(),
-            color: model_color(&s.model),
+            label: s.label.to_string(),
+            color: model_color(s.label.model),
             value: s.rows_per_sec,
             range: None,
             note: format!("{:.0} rows/s", s.rows_per_sec),
@@ -334,7 +330,7 @@ pub fn throughput_bars(
 pub fn launches_lines(
     path: &Path,
     runs: &[Run],
-    models: &[String],
+    models: &[Label],
     matrix: bool,
     subtitle: &str,
 ) -> anyhow::Result<()> {
@@ -391,11 +387,11 @@ pub fn launches_lines(
         let color = if matrix {
             Palette99::pick(i).to_rgba().into_rgb()
         } else {
-            model_color(m)
+            model_color(m.model)
         };
         let pts: Vec<(usize, f64)> = measured
             .iter()
-            .filter(|r| &r.label(matrix) == m)
+            .filter(|r| r.label(matrix) == *m)
             .map(|r| (r.run, r.wall_secs))
             .collect();
         if pts.is_empty() {
@@ -404,7 +400,7 @@ pub fn launches_lines(
         chart
             .draw_series(LineSeries::new(pts.clone(), color.stroke_width(3)))
             .map_err(err)?
-            .label(m.clone())
+            .label(m.to_string())
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
             });
@@ -447,15 +443,13 @@ fn write_color(w: crate::db::WriteStrategy) -> RGBColor {
 pub fn matrix_bars(
     path: &Path,
     summaries: &[ModelSummary],
-    models: &[String],
+    models: &[Model],
     writes: &[crate::db::WriteStrategy],
     subtitle: &str,
 ) -> anyhow::Result<()> {
     let root = canvas(path);
-    let find = |m: &str, w: crate::db::WriteStrategy| {
-        summaries
-            .iter()
-            .find(|s| s.model == format!("{m}+{}", w.as_str()))
+    let find = |m: Model, w: crate::db::WriteStrategy| {
+        summaries.iter().find(|s| s.label == Label::new(m, w, true))
     };
     let ymax = summaries.iter().map(|s| s.stats.median).fold(0.0, f64::max) * 2.0 + 1e-6;
     let ymin = summaries
@@ -499,7 +493,10 @@ pub fn matrix_bars(
             if (v - i).abs() > 0.01 || i < 0.0 {
                 String::new()
             } else {
-                models.get(i as usize).cloned().unwrap_or_default()
+                models
+                    .get(i as usize)
+                    .map(Model::to_string)
+                    .unwrap_or_default()
             }
         })
         .y_label_formatter(&|v| {
@@ -518,7 +515,7 @@ pub fn matrix_bars(
             .iter()
             .enumerate()
             .filter_map(|(i, m)| {
-                let s = find(m, *w)?;
+                let s = find(*m, *w)?;
                 let x0 = i as f64 - 0.4 + j as f64 * width;
                 Some(Rectangle::new(
                     [(x0 + 0.01, ymin), (x0 + width - 0.01, s.stats.median)],
@@ -532,7 +529,7 @@ pub fn matrix_bars(
             .label(w.as_str())
             .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 16, y + 6)], color.filled()));
         for (i, m) in models.iter().enumerate() {
-            if let Some(s) = find(m, *w) {
+            if let Some(s) = find(*m, *w) {
                 let x = i as f64 - 0.4 + (j as f64 + 0.5) * width;
                 chart
                     .draw_series(std::iter::once(Text::new(
@@ -568,8 +565,8 @@ pub fn draw_all(
     out: &Path,
     runs: &[Run],
     summaries: &[ModelSummary],
-    labels: &[String],
-    matrix: Option<(&[String], &[crate::db::WriteStrategy])>,
+    labels: &[Label],
+    matrix: Option<(&[Model], &[crate::db::WriteStrategy])>,
     subtitle: &str,
 ) -> Vec<(&'static str, anyhow::Result<()>)> {
     let mut drawn = vec![

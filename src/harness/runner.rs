@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde::Serialize;
 
-use crate::models::Knobs;
+use crate::db::WriteStrategy;
+use crate::models::{Knobs, Label, Model};
 use crate::report::PassSummary;
 use crate::sim::{Expected, verify};
 
@@ -49,9 +50,9 @@ pub struct RunSettings {
 /// One timed run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Run {
-    pub model: String,
+    pub model: Model,
     /// The write strategy of this run.
-    pub write: String,
+    pub write: WriteStrategy,
     /// 1-based; warm-up runs are numbered 0 and not kept in the statistics.
     pub run: usize,
     pub wall_secs: f64,
@@ -71,12 +72,8 @@ pub struct Run {
 impl Run {
     /// The name a run is summarised under: the model, or `model+write` in
     /// a matrix of models and write strategies.
-    pub fn label(&self, matrix: bool) -> String {
-        if matrix {
-            format!("{}+{}", self.model, self.write)
-        } else {
-            self.model.clone()
-        }
+    pub fn label(&self, matrix: bool) -> Label {
+        Label::new(self.model, self.write, matrix)
     }
 }
 
@@ -93,8 +90,8 @@ pub fn empty_database(client: &mut postgres::Client) -> anyhow::Result<()> {
 pub fn run_once(
     target: &Target,
     settings: &RunSettings,
-    model: &str,
-    write: crate::db::WriteStrategy,
+    model: Model,
+    write: WriteStrategy,
     run: usize,
     db: &mut postgres::Client,
     progress: Option<&indicatif::ProgressBar>,
@@ -104,7 +101,7 @@ pub fn run_once(
     let k = &settings.knobs;
     let mut cmd = Command::new(exe);
     cmd.arg(WORKER)
-        .args(["--model", model, "--bucket", &target.bucket_url])
+        .args(["--model", model.name(), "--bucket", &target.bucket_url])
         .args([
             "--concurrency",
             &k.concurrency.to_string(),
@@ -167,7 +164,7 @@ pub fn run_once(
     let summary = &summaries[0];
     // fetch-only writes nothing by design: there is nothing to verify.
     let problems = match &target.expected {
-        _ if model == "fetch-only" => Vec::new(),
+        _ if !model.writes() => Vec::new(),
         Some(e) => verify(db, e)?,
         None => verify::consistency(
             db,
@@ -179,8 +176,8 @@ pub fn run_once(
     let max =
         |f: &dyn Fn(&PassSummary) -> Option<f64>| summaries.iter().filter_map(f).reduce(f64::max);
     Ok(Run {
-        model: model.to_string(),
-        write: write.as_str().to_string(),
+        model,
+        write,
         run,
         // The pass's own clock (the slowest worker's): listing, subtraction
         // and load, without the process start-up that no user of

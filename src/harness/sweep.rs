@@ -12,14 +12,14 @@ use plotters::prelude::*;
 
 use super::charts::{model_color, one_two_five, register_fonts};
 use super::unique;
-use crate::models::is_ceiling;
+use crate::models::Label;
 
 /// One model's result at one value of the swept parameter.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Point {
     pub param: String,
     pub value: f64,
-    pub model: String,
+    pub model: Label,
     pub median_s: f64,
     pub min_s: f64,
     pub max_s: f64,
@@ -162,7 +162,9 @@ fn read_summary(path: &Path, param: &str, value: f64) -> anyhow::Result<Vec<Poin
         out.push(Point {
             param: param.into(),
             value,
-            model: rec[m].to_string(),
+            model: rec[m]
+                .parse()
+                .with_context(|| format!("reading {}", path.display()))?,
             median_s: f(med),
             min_s: f(min),
             max_s: f(max),
@@ -175,12 +177,12 @@ fn read_summary(path: &Path, param: &str, value: f64) -> anyhow::Result<Vec<Poin
 }
 
 /// The models proper, without the ceilings.
-fn models(points: &[Point]) -> Vec<String> {
+fn models(points: &[Point]) -> Vec<Label> {
     unique(
         points
             .iter()
-            .filter(|p| !is_ceiling(&p.model))
-            .map(|p| p.model.clone()),
+            .filter(|p| !p.model.model.is_ceiling())
+            .map(|p| p.model),
     )
 }
 
@@ -192,7 +194,7 @@ fn ceilings(points: &[Point]) -> Vec<(f64, f64)> {
         .filter_map(|v| {
             points
                 .iter()
-                .filter(|p| p.value == v && is_ceiling(&p.model))
+                .filter(|p| p.value == v && p.model.model.is_ceiling())
                 .map(|p| p.median_s)
                 .reduce(f64::max)
                 .map(|c| (v, c))
@@ -201,7 +203,7 @@ fn ceilings(points: &[Point]) -> Vec<(f64, f64)> {
 }
 
 fn table(points: &[Point], param: &str) -> String {
-    let mut models = models(points);
+    let mut models: Vec<String> = models(points).iter().map(Label::to_string).collect();
     let ceilings = ceilings(points);
     if !ceilings.is_empty() {
         models.push("ceiling".into());
@@ -221,7 +223,7 @@ fn table(points: &[Point], param: &str) -> String {
                 } else {
                     points
                         .iter()
-                        .find(|p| p.value == v && &p.model == m)
+                        .find(|p| p.value == v && p.model.to_string() == *m)
                         .map(|p| p.median_s)
                 };
                 median.map(|t| format!("{t:.2} s")).unwrap_or_default()
@@ -293,15 +295,15 @@ fn chart(path: &Path, points: &[Point], param: &str) -> anyhow::Result<()> {
                 .draw()
                 .map_err(|e| err(&e))?;
             for m in &models {
-                let color = model_color(m);
+                let color = model_color(m.model);
                 let pts: Vec<(f64, f64)> = points
                     .iter()
-                    .filter(|p| &p.model == m)
+                    .filter(|p| p.model == *m)
                     .map(|p| (p.value, p.median_s))
                     .collect();
                 c.draw_series(LineSeries::new(pts.clone(), color.stroke_width(3)))
                     .map_err(|e| err(&e))?
-                    .label(m.clone())
+                    .label(m.to_string())
                     .legend(move |(x, y)| {
                         PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
                     });

@@ -8,8 +8,8 @@ use crate::pass::{PassConfig, run_pass};
 
 #[derive(Parser, Debug)]
 struct WorkerArgs {
-    #[arg(long)]
-    model: String,
+    #[arg(long, value_enum)]
+    model: crate::models::Model,
     #[arg(long)]
     bucket: String,
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
@@ -26,7 +26,7 @@ struct WorkerArgs {
 pub fn main(args: impl Iterator<Item = String>) -> ! {
     let args = WorkerArgs::parse_from(std::iter::once("compare-worker".to_string()).chain(args));
     let result = (|| {
-        let model = crate::models::by_name(&args.model)?;
+        let model = args.model.ingestor();
         let cfg = PassConfig {
             bucket: BucketLocation::parse_with(&args.bucket, &args.s3.options())?,
             database_url: args.database_url.clone(),
