@@ -20,8 +20,10 @@ use clap::Parser;
 
 /// Which execution model wins this IO-bound job, by how much, and why.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 struct Args {
+    #[command(subcommand)]
+    internal: Option<Internal>,
     #[command(flatten)]
     spec: SpecArgs,
     /// Models to run, comma-separated.
@@ -87,6 +89,15 @@ struct Args {
     database_url: Option<String>,
 }
 
+/// Subcommands compare runs itself with, never typed by a user.
+#[derive(clap::Subcommand, Debug)]
+enum Internal {
+    /// One pass as a timed run's worker; its settings come in the
+    /// environment (`runner::SETTINGS_ENV`).
+    #[command(name = WORKER, hide = true)]
+    Worker,
+}
+
 /// Network conditions of the default run: an S3 bucket in another region.
 /// S3 answers small GETs in tens of milliseconds; a cross-region round trip
 /// adds tens more, so 60 ms to first byte with 20 ms of jitter. AWS sizes
@@ -101,17 +112,12 @@ const DEFAULT_NETWORK: Conditions = Conditions {
 };
 
 fn main() {
-    let mut argv = std::env::args();
-    let _ = argv.next();
-    let first = std::env::args().nth(1);
-    if first.as_deref() == Some(WORKER) {
-        let _ = argv.next();
-        cli::init_logging();
-        bucketbench::harness::worker::main(argv);
-    }
     cli::init_logging();
-    embedded::install_signal_handler();
     let args = Args::parse();
+    if let Some(Internal::Worker) = args.internal {
+        bucketbench::harness::worker::main();
+    }
+    embedded::install_signal_handler();
     if let Some(dir) = &args.replot {
         match replot(dir) {
             Ok(()) => std::process::exit(0),
@@ -215,11 +221,9 @@ fn run(mut args: Args) -> anyhow::Result<bool> {
         expected,
     };
     let settings = RunSettings {
-        knobs: args.knobs.knobs(),
-        attempts: args.client.attempts,
-        first_byte_timeout: args.client.first_byte_timeout,
-        max_object_bytes: args.client.max_object_bytes,
-        s3_args: args.s3.to_args(),
+        knobs: args.knobs.clone(),
+        client: args.client.clone(),
+        s3: args.s3.clone(),
         workers: args.workers.max(1),
     };
 
@@ -305,7 +309,7 @@ fn run(mut args: Args) -> anyhow::Result<bool> {
     if let Some(shape) = &shape {
         for s in &mut summaries {
             s.bound_secs = (s.label.model)
-                .in_flight(&settings.knobs, settings.workers)
+                .in_flight(&settings.knobs.knobs(), settings.workers)
                 .map(|n| shape.secs(&conditions, n));
         }
     }

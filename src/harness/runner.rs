@@ -12,15 +12,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use crate::cli::{ClientArgs, KnobArgs, S3Args};
 use crate::db::WriteStrategy;
-use crate::models::{Knobs, Label, Model};
+use crate::models::{Label, Model};
 use crate::report::PassSummary;
 use crate::sim::{Expected, verify};
 
-/// The hidden first argument that makes `compare` run one pass as a worker.
+/// The hidden subcommand that makes `compare` run one pass as a worker.
 pub const WORKER: &str = "__worker";
+
+/// The environment variable that carries a worker's [`WorkerSettings`] as
+/// JSON: not argv, which `ps` shows to every user of the machine.
+pub const SETTINGS_ENV: &str = "BUCKETBENCH_WORKER_SETTINGS";
 
 /// Where the runs go.
 #[derive(Debug, Clone)]
@@ -32,19 +37,28 @@ pub struct Target {
     pub expected: Option<Expected>,
 }
 
-/// How the child passes are configured.
+/// How the child passes are configured: the command line's own option
+/// groups, so a new flag in one of them reaches the workers (and
+/// `environment.json`) with no code of its own. Never credentials: the
+/// database URL and AWS keys travel in their own environment variables.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunSettings {
-    pub knobs: Knobs,
-    pub attempts: u32,
-    pub first_byte_timeout: f64,
-    pub max_object_bytes: u64,
+    pub knobs: KnobArgs,
+    pub client: ClientArgs,
+    pub s3: S3Args,
     /// Worker processes per run, all at once (scale-out).
     pub workers: usize,
-    /// S3 flags passed on to each worker (never credentials: those travel
-    /// in the environment).
-    #[serde(skip)]
-    pub s3_args: Vec<String>,
+}
+
+/// Everything one worker process needs, serialised once by the runner and
+/// read back by the worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerSettings {
+    pub model: Model,
+    pub bucket: String,
+    pub knobs: KnobArgs,
+    pub client: ClientArgs,
+    pub s3: S3Args,
 }
 
 /// One timed run.
@@ -98,29 +112,19 @@ pub fn run_once(
 ) -> anyhow::Result<Run> {
     empty_database(db)?;
     let exe = std::env::current_exe().context("finding the compare executable")?;
-    let k = &settings.knobs;
+    let worker = WorkerSettings {
+        model,
+        bucket: target.bucket_url.clone(),
+        knobs: KnobArgs {
+            write,
+            ..settings.knobs.clone()
+        },
+        client: settings.client.clone(),
+        s3: settings.s3.clone(),
+    };
     let mut cmd = Command::new(exe);
     cmd.arg(WORKER)
-        .args(["--model", model.name(), "--bucket", &target.bucket_url])
-        .args([
-            "--concurrency",
-            &k.concurrency.to_string(),
-            "--connections",
-            &k.connections.to_string(),
-            "--threads",
-            &k.threads.to_string(),
-            "--files-per-transaction",
-            &k.files_per_transaction.to_string(),
-        ])
-        .args(["--write", write.as_str()])
-        .args([
-            "--attempts",
-            &settings.attempts.to_string(),
-            "--first-byte-timeout",
-            &settings.first_byte_timeout.to_string(),
-        ])
-        .args(["--max-object-bytes", &settings.max_object_bytes.to_string()])
-        .args(&settings.s3_args)
+        .env(SETTINGS_ENV, serde_json::to_string(&worker)?)
         .env("DATABASE_URL", &target.database_url)
         .envs(crate::db::tls::ca_file().map(|p| ("PGSSLROOTCERT", p)))
         .stdin(Stdio::null())
