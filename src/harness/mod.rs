@@ -5,6 +5,7 @@
 
 pub mod bound;
 pub mod charts;
+pub mod comparison;
 pub mod export;
 pub mod runner;
 pub mod stats;
