@@ -40,13 +40,8 @@ fn main() {
             Err(e) => cli::exit_with(e),
         }
     }
-    if let Some(sweep) = args.sweep.clone() {
-        match bucketbench::harness::sweep::run(
-            &sweep,
-            args.out.clone(),
-            args.spec.profile.as_str(),
-            args.resume,
-        ) {
+    if args.sweep.is_some() {
+        match bucketbench::harness::sweep::run(&args) {
             Ok(true) => std::process::exit(0),
             Ok(false) => std::process::exit(1),
             Err(e) => cli::exit_with(e),

@@ -1,16 +1,16 @@
 //! `compare --sweep PARAM=V1,V2,…`: the whole comparison repeated for each
-//! value (each in a `compare` child process of its own, with its own
+//! value (one call of [`super::comparison::run`] each, with its own
 //! throwaway database and bucket, and always with the ceilings), then one
 //! CSV and one line chart of median time per model against the parameter,
 //! the ceiling drawn dashed beneath.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{Context, bail};
 use plotters::prelude::*;
 
 use super::charts::{model_color, one_two_five, register_fonts};
+use super::comparison::{self, CompareArgs};
 use super::unique;
 use crate::models::Label;
 
@@ -30,48 +30,31 @@ pub struct Point {
     pub bound_s: Option<f64>,
 }
 
-/// The flags that set the parameter in a child `compare`.
-fn flags(param: &str, value: &str) -> anyhow::Result<Vec<String>> {
-    Ok(match param {
-        "latency" => vec!["--latency-ms".into(), value.into()],
-        "concurrency" => vec![
-            "--concurrency".into(),
-            value.into(),
-            "--threads".into(),
-            value.into(),
-        ],
-        "files" => vec!["--files".into(), value.into()],
-        "workers" => vec!["--workers".into(), value.into()],
+/// `base` with the swept parameter set to `value`.
+fn with_value(base: &CompareArgs, param: &str, value: &str) -> anyhow::Result<CompareArgs> {
+    let mut args = base.clone();
+    let parsed = || {
+        value
+            .parse::<usize>()
+            .with_context(|| format!("--sweep {param} takes whole numbers, not {value:?}"))
+    };
+    match param {
+        "latency" => args.net.latency_ms = Some(value.parse()?),
+        "concurrency" => {
+            args.knobs.concurrency = parsed()?;
+            args.knobs.threads = parsed()?;
+        }
+        "files" => args.spec.files = Some(parsed()?),
+        "workers" => args.workers = parsed()?,
         other => bail!("cannot sweep {other:?}: choose latency, concurrency, files or workers"),
-    })
-}
-
-/// The command line without `--sweep X` and `--out Y`, to pass on.
-fn passthrough() -> Vec<String> {
-    let mut out = Vec::new();
-    let mut skip = false;
-    for a in std::env::args().skip(1) {
-        if skip {
-            skip = false;
-            continue;
-        }
-        if a == "--resume" {
-            continue;
-        }
-        if a == "--sweep" || a == "--out" {
-            skip = true;
-            continue;
-        }
-        if a.starts_with("--sweep=") || a.starts_with("--out=") {
-            continue;
-        }
-        out.push(a);
     }
-    out
+    Ok(args)
 }
 
 /// Runs the sweep; returns whether every run of every value was verified.
-pub fn run(sweep: &str, out: Option<PathBuf>, profile: &str, resume: bool) -> anyhow::Result<bool> {
+pub fn run(base: &CompareArgs) -> anyhow::Result<bool> {
+    let sweep = base.sweep.as_deref().context("no --sweep to run")?;
+    let (profile, resume) = (base.spec.profile.as_str(), base.resume);
     let (param, values) = sweep
         .split_once('=')
         .context("--sweep takes PARAM=V1,V2,… (for example latency=0,5,20,60,150)")?;
@@ -87,12 +70,13 @@ pub fn run(sweep: &str, out: Option<PathBuf>, profile: &str, resume: bool) -> an
     for v in &values {
         v.parse::<f64>()
             .with_context(|| format!("--sweep value {v:?} is not a number"))?;
-        flags(param, v)?;
+        with_value(base, param, v)?;
     }
-    let out =
-        out.unwrap_or_else(|| PathBuf::from("results").join(format!("{profile}-sweep-{param}")));
+    let out = base
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("results").join(format!("{profile}-sweep-{param}")));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let exe = std::env::current_exe()?;
     let mut points = Vec::new();
     let mut all_ok = true;
     for v in &values {
@@ -109,17 +93,19 @@ pub fn run(sweep: &str, out: Option<PathBuf>, profile: &str, resume: bool) -> an
             );
             // The ceilings are what each value's chart line is drawn
             // against; they cost two short runs.
-            let mut args = passthrough();
-            if !args.iter().any(|a| a == "--ceilings") {
-                args.push("--ceilings".into());
+            let mut args = with_value(base, param, v)?;
+            args.ceilings = true;
+            args.no_ceilings = false;
+            args.sweep = None;
+            args.resume = false;
+            args.out = Some(dir.clone());
+            match comparison::run(args) {
+                Ok(ok) => all_ok &= ok,
+                Err(e) => {
+                    eprintln!("error: sweep {param}={v}: {}", crate::error::chain(&*e));
+                    all_ok = false;
+                }
             }
-            let status = Command::new(&exe)
-                .args(args)
-                .args(flags(param, v)?)
-                .arg("--out")
-                .arg(&dir)
-                .status()?;
-            all_ok &= status.success();
         }
         points.extend(read_summary(&dir.join("summary.csv"), param, v.parse()?)?);
     }
