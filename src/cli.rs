@@ -22,6 +22,16 @@ pub struct ClientArgs {
     /// connection.
     #[arg(long, default_value_t = 2.0)]
     pub first_byte_timeout: f64,
+    /// Seconds any object download may take whatever its size, headers
+    /// included; larger objects get more time at --min-download-rate. A
+    /// download past its deadline is retried like a stall.
+    #[arg(long, default_value_t = 30.0)]
+    pub download_timeout: f64,
+    /// Slowest average download rate, in KiB/s, allowed beyond
+    /// --download-timeout: an object of N KiB must arrive within
+    /// download-timeout + N / min-download-rate seconds.
+    #[arg(long, default_value_t = 64.0)]
+    pub min_download_rate: f64,
     /// PEM file of extra root certificates to trust (TLS is always verified).
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
@@ -32,6 +42,8 @@ impl ClientArgs {
         ClientConfig {
             max_object_bytes: self.max_object_bytes,
             first_byte_timeout: Duration::from_secs_f64(self.first_byte_timeout.max(0.001)),
+            download_timeout: Duration::from_secs_f64(self.download_timeout.max(0.001)),
+            min_download_rate: (self.min_download_rate.max(0.001) * 1024.0) as u64,
             retry: RetryPolicy {
                 max_attempts: self.attempts.max(1),
                 ..RetryPolicy::default()
@@ -61,6 +73,15 @@ pub struct KnobArgs {
     /// each file still commits whole or not at all). 1: a transaction per file.
     #[arg(long, default_value_t = Knobs::default().files_per_transaction)]
     pub files_per_transaction: usize,
+    /// Memory for files fetched but not yet written, all files of every
+    /// model together: each reserves 3.5 times its size (5 with `--write
+    /// insert`: body, parsed records and rows to send) before its body is
+    /// read, then keeps its rows' share until it commits. A larger file
+    /// still goes, alone; one without a Content-Length reserves as if it
+    /// were --max-object-bytes until it is in. Bytes, or with a unit
+    /// (512MiB, 2GiB); 0: unlimited.
+    #[arg(long, default_value = "512MiB", value_parser = crate::bucket::budget::parse_bytes)]
+    pub max_bytes_in_flight: u64,
 }
 
 impl KnobArgs {
@@ -71,24 +92,75 @@ impl KnobArgs {
             threads: self.threads.max(1),
             write: self.write,
             files_per_transaction: self.files_per_transaction.max(1),
+            max_bytes_in_flight: self.max_bytes_in_flight,
         }
     }
 }
 
+/// Crates whose own logging prints request URLs (presigned: with the AWS
+/// key ID, session token and signature), headers or connection details at
+/// debug and trace. They are held at `info` whatever `RUST_LOG` asks.
+/// Targets match by prefix: `ureq` covers `ureq_proto`, `hyper` covers
+/// `hyper_util` and `hyper_rustls`.
+const CHATTY_CLIENTS: &[&str] = &[
+    "ureq",
+    "reqwest",
+    "hyper",
+    "h2",
+    "http",
+    "rustls",
+    "tokio_postgres",
+    "postgres",
+    "deadpool",
+    "tower",
+];
+
 /// Logs go to stderr, at `warn` unless `RUST_LOG` says otherwise, so they
-/// never mix with `--json` on stdout.
+/// never mix with `--json` on stdout. Two guards keep secrets out of them:
+/// the HTTP and database clients are capped at `info` (a second filter, so
+/// no `RUST_LOG` directive, however specific, lifts it), and every line is
+/// passed through [`crate::secret::redact_text`] on its way out.
 pub fn init_logging() {
-    let filter =
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::filter::{FilterExt as _, LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let wanted =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let cap = Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_targets(CHATTY_CLIENTS.iter().map(|t| (*t, LevelFilter::INFO)));
+    let layer = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(|| RedactingStderr(std::io::stderr()))
+        .with_filter(wanted.and(cap));
+    let _ = tracing_subscriber::registry().with(layer).try_init();
 }
 
-/// Prints `error: <cause chain on one line>` and exits non-zero.
+/// Standard error with secrets removed from each log line. The fmt layer
+/// formats an event whole and hands it over in one write, so a secret is
+/// never split between two writes.
+struct RedactingStderr(std::io::Stderr);
+
+impl std::io::Write for RedactingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let line = crate::secret::redact_text(&String::from_utf8_lossy(buf));
+        self.0.write_all(line.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// Prints `error: <cause chain on one line>`, secrets removed, and exits
+/// non-zero.
 pub fn exit_with(e: anyhow::Error) -> ! {
-    eprintln!("error: {}", crate::error::chain(&*e));
+    eprintln!(
+        "error: {}",
+        crate::secret::redact_text(&crate::error::chain(&*e))
+    );
     std::process::exit(1);
 }
 

@@ -1,6 +1,6 @@
 //! bucketbench: an ETL job that loads JSON files from an S3 bucket into
 //! PostgreSQL exactly once per key, and a harness that benchmarks that job
-//! under several execution models. See `README.md` and `../shared/SPEC.md`.
+//! under several execution models. See `README.md`, `ARCHITECTURE.md` and `docs/contract.md`.
 //!
 //! The core is sans-IO: [`contract`] (parsing and coercion), [`db::copy`]
 //! and [`db::ledger`] (SQL text, parameters and COPY bytes) are plain

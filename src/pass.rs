@@ -1,11 +1,12 @@
 //! A pass: list the bucket, subtract what the ledger holds, hand the rest to
-//! an execution model, and summarise (SPEC, "Processing semantics").
+//! an execution model, and summarise (docs/contract.md, "A pass").
 //!
 //! Listing runs in its own thread, a page at a time: each page is
 //! subtracted from the ledger and its new keys are streamed to the model
 //! through a bounded channel, so loading starts with the first page and a
 //! bucket of millions of keys is never held in memory.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,9 +15,9 @@ use anyhow::Context;
 use crate::bucket::list::{self, PAGE};
 use crate::bucket::sync_client::SyncClient;
 use crate::bucket::{BucketLocation, ClientConfig, NetStats, ObjectRef};
-use crate::db::{self, schema, sync_writer};
+use crate::db::{self, ledger, schema, sync_writer};
 use crate::models::{Ingestor, Job, Knobs};
-use crate::report::{PassSummary, Tally};
+use crate::report::{KeyReason, PassSummary, Tally};
 
 /// What a pass runs against.
 #[derive(Debug, Clone)]
@@ -37,9 +38,28 @@ pub fn prepare_database(url: &str) -> anyhow::Result<postgres::Client> {
     Ok(pg)
 }
 
+/// What a pass does beyond the defaults (`ingest`'s own flags).
+#[derive(Debug, Clone, Default)]
+pub struct PassOptions {
+    /// Try every key recorded `failed` again, changed or not.
+    pub retry_failed: bool,
+}
+
 /// Runs one pass with the given model.
 pub fn run_pass(cfg: &PassConfig, model: &dyn Ingestor) -> anyhow::Result<PassSummary> {
+    run_pass_with(cfg, model, &PassOptions::default())
+}
+
+/// Runs one pass with the given model and options.
+pub fn run_pass_with(
+    cfg: &PassConfig,
+    model: &dyn Ingestor,
+    opts: &PassOptions,
+) -> anyhow::Result<PassSummary> {
     let started = Instant::now();
+    if cfg.knobs.max_bytes_in_flight > 0 {
+        crate::bucket::budget::return_freed_memory();
+    }
     let mut pg = prepare_database(&cfg.database_url)?;
     let stats = Arc::new(NetStats::default());
     let lister = SyncClient::new(cfg.client.clone(), stats.clone())?;
@@ -63,20 +83,37 @@ pub fn run_pass(cfg: &PassConfig, model: &dyn Ingestor) -> anyhow::Result<PassSu
             // Owned by this thread, so the model's stream ends when listing does.
             let tx = tx;
             list::list(&lister, &cfg.bucket, &mut |page| {
+                tally.refused(
+                    page.refused
+                        .into_iter()
+                        .map(|r| KeyReason {
+                            key: r.shown,
+                            reason: r.fault.to_string(),
+                        })
+                        .collect(),
+                );
+                let page = page.objects;
                 let keys: Vec<String> = page.iter().map(|o| o.key.clone()).collect();
-                let seen = sync_writer::seen_keys(&mut pg, &keys).context("subtracting the ledger from the listing")?;
-                let changed = page
-                    .iter()
-                    .filter(|o| matches!((seen.get(&o.key), &o.etag), (Some(Some(old)), Some(new)) if old != new))
-                    .map(|o| o.key.clone())
+                let seen = sync_writer::seen_keys(&mut pg, &keys)
+                    .context("subtracting the ledger from the listing")?;
+                let verdict = judge(&mut pg, &lister, &cfg.bucket, &page, &seen, opts)?;
+                let mut new: Vec<ObjectRef> = page
+                    .into_iter()
+                    .filter(|o| !seen.contains_key(&o.key) || verdict.retry.contains(&o.key))
                     .collect();
-                let mut new: Vec<ObjectRef> = page.into_iter().filter(|o| !seen.contains_key(&o.key)).collect();
                 // Each worker takes a page's keys in its own random order: workers
                 // started together on one bucket would otherwise fetch the same
                 // key at the same moment, and all but one would find it claimed,
                 // so adding workers would add no speed.
                 rand::seq::SliceRandom::shuffle(new.as_mut_slice(), &mut rand::rng());
-                tally.listed(keys.len() as u64, seen.len() as u64, new.len() as u64, changed);
+                let already = (seen.len() - verdict.retry.len()) as u64;
+                tally.listed(
+                    keys.len() as u64,
+                    already,
+                    new.len() as u64,
+                    verdict.changed,
+                );
+                tally.retried(verdict.retry.into_iter().collect());
                 for obj in new {
                     // The model stopped (it failed): its error is the one to report.
                     if tx.blocking_send(obj).is_err() {
@@ -97,6 +134,111 @@ pub fn run_pass(cfg: &PassConfig, model: &dyn Ingestor) -> anyhow::Result<PassSu
     summary.bytes = NetStats::get(&stats.bytes);
     summary.peak_rss_mb = crate::report::peak_rss_mb();
     Ok(summary)
+}
+
+/// What a page's keys already in the ledger call for.
+struct Verdict {
+    /// Loaded keys whose object changed since: reported, not reloaded.
+    changed: Vec<String>,
+    /// `failed` keys to try again, their ledger rows already deleted.
+    retry: std::collections::BTreeSet<String>,
+}
+
+/// Sorts a page's keys the ledger holds (`seen`: key → recorded version):
+/// a loaded key whose object changed is reported; a failed key whose object
+/// changed, or any failed key with `--retry-failed`, has its `failed` row
+/// deleted and goes back to the model, where the normal claim keeps it
+/// exactly-once even if another worker retries it too.
+fn judge(
+    pg: &mut postgres::Client,
+    lister: &SyncClient,
+    bucket: &BucketLocation,
+    page: &[ObjectRef],
+    seen: &HashMap<String, Option<String>>,
+    opts: &PassOptions,
+) -> anyhow::Result<Verdict> {
+    let mut verdict = Verdict {
+        changed: Vec::new(),
+        retry: Default::default(),
+    };
+    if seen.is_empty() {
+        return Ok(verdict);
+    }
+    let held: Vec<String> = seen.keys().cloned().collect();
+    let failed: HashSet<String> = pg
+        .query(ledger::FAILED_AMONG, &[&held])
+        .context("reading failed keys from the ledger")?
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect();
+    // A listing that names versions (ListObjectsV2) is compared as is; a
+    // manifest names none, so each held key's version comes from a HEAD.
+    let listed_versions = matches!(bucket, BucketLocation::S3(b) if b.manifest.is_none());
+    let current: HashMap<String, String> = if listed_versions {
+        page.iter()
+            .filter_map(|o| Some((o.key.clone(), o.etag.clone()?)))
+            .collect()
+    } else {
+        let to_check: Vec<&str> = page
+            .iter()
+            .map(|o| o.key.as_str())
+            .filter(|k| matches!(seen.get(*k), Some(Some(_))))
+            .filter(|k| !(opts.retry_failed && failed.contains(*k)))
+            .collect();
+        head_versions(lister, bucket, &to_check)
+    };
+    for o in page {
+        let Some(old) = seen.get(&o.key) else {
+            continue;
+        };
+        let changed = matches!((old, current.get(&o.key)), (Some(old), Some(new)) if old != new);
+        if failed.contains(&o.key) {
+            if changed || opts.retry_failed {
+                verdict.retry.insert(o.key.clone());
+            }
+        } else if changed {
+            verdict.changed.push(o.key.clone());
+        }
+    }
+    for key in &verdict.retry {
+        pg.execute(ledger::DELETE_FAILED, &[key])
+            .with_context(|| format!("clearing the failed ledger row of {key} to retry it"))?;
+    }
+    Ok(verdict)
+}
+
+/// HEAD requests in flight at once when checking a manifest's known keys.
+const HEAD_CONCURRENCY: usize = 8;
+
+/// The current version of each key, by HEAD, a few at a time. A key whose
+/// HEAD fails or names no version is left out (taken as unchanged this
+/// pass) with a warning: a change check never fails or holds up a pass
+/// beyond the client's bounded timeouts and two attempts.
+fn head_versions(
+    client: &SyncClient,
+    bucket: &BucketLocation,
+    keys: &[&str],
+) -> HashMap<String, String> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let found = std::sync::Mutex::new(HashMap::new());
+    std::thread::scope(|s| {
+        for _ in 0..HEAD_CONCURRENCY.min(keys.len()) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(key) = keys.get(i) else { break };
+                    match client.head_version(&bucket.head_url(key)) {
+                        Ok(Some(v)) => {
+                            found.lock().unwrap().insert(key.to_string(), v);
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(key, error = %e, "cannot tell whether the object changed; taken as unchanged this pass"),
+                    }
+                }
+            });
+        }
+    });
+    found.into_inner().unwrap()
 }
 
 fn progress_bar(model: &str) -> indicatif::ProgressBar {

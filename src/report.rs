@@ -27,12 +27,28 @@ pub enum FileResult {
     Missing,
     /// The GET still failed after retries; left for the next pass.
     FetchFailed(String),
+    /// Another worker held the key's claim past the lock timeout (a stalled
+    /// or slow worker); left out of the ledger for a later pass.
+    Busy,
+    /// PostgreSQL refused the file and then refused to record it as failed
+    /// too (a key text cannot hold); not in the ledger, reported.
+    Refused(String),
 }
 
 impl FileResult {
     pub fn from_write(plan: &WritePlan, result: WriteResult) -> Self {
         match result {
             WriteResult::AlreadyLoaded => FileResult::AlreadyLoaded,
+            WriteResult::Busy => FileResult::Busy,
+            WriteResult::Unrecorded(reason) => FileResult::Refused(reason),
+            WriteResult::Failed(reason) => FileResult::Written {
+                failed: Some(reason),
+                songs: 0,
+                movies: 0,
+                apps: 0,
+                rejected: 0,
+                skipped: 0,
+            },
             WriteResult::Committed => FileResult::Written {
                 failed: plan.reason.clone().filter(|_| plan.status == "failed"),
                 songs: plan.songs as u64,
@@ -52,7 +68,7 @@ pub struct KeyReason {
     pub reason: String,
 }
 
-/// The end-of-pass summary (SPEC, "Processing semantics").
+/// The end-of-pass summary (docs/contract.md, "A pass").
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct PassSummary {
     pub model: String,
@@ -69,6 +85,18 @@ pub struct PassSummary {
     pub fetch_errors: Vec<KeyReason>,
     /// Keys whose ETag changed since they were loaded (reported, not reloaded).
     pub etag_changed: Vec<String>,
+    /// Keys another worker held claimed past the lock timeout; left for a later pass.
+    #[serde(default)]
+    pub busy: Vec<String>,
+    /// Keys recorded `failed` that this pass tried again: their object
+    /// changed since, or `--retry-failed` asked for it.
+    #[serde(default)]
+    pub retried: Vec<String>,
+    /// Keys that cannot be recorded: listed keys the ledger cannot hold (a
+    /// NUL byte, invalid UTF-8), never fetched, and keys PostgreSQL refused
+    /// even as a `failed` ledger row. Reported each pass.
+    #[serde(default)]
+    pub refused: Vec<KeyReason>,
     pub songs: u64,
     pub movies: u64,
     pub apps: u64,
@@ -113,8 +141,9 @@ impl PassSummary {
         let mut s = String::new();
         let secs = self.elapsed_secs;
         s.push_str(&format!(
-            "{} files listed: {} loaded, {} already loaded, {} failed, {} missing (404), {} fetch errors\n",
-            self.listed, self.loaded, self.already_loaded, self.failed.len(), self.missing.len(), self.fetch_errors.len()
+            "{} files listed: {} loaded, {} already loaded, {} failed, {} missing (404), {} fetch errors{}\n",
+            self.listed, self.loaded, self.already_loaded, self.failed.len(), self.missing.len(), self.fetch_errors.len(),
+            if self.refused.is_empty() { String::new() } else { format!(", {} refused keys", self.refused.len()) }
         ));
         s.push_str(&format!(
             "rows: {} songs, {} movies, {} apps; {} rejected records, {} skipped (other types)\n",
@@ -128,23 +157,52 @@ impl PassSummary {
             secs,
             self.model
         ));
-        if self.loaded == 0 && self.failed.is_empty() && self.fetch_errors.is_empty() {
+        if self.loaded == 0
+            && self.failed.is_empty()
+            && self.fetch_errors.is_empty()
+            && self.busy.is_empty()
+            && self.refused.is_empty()
+        {
             s.push_str("\nnothing new to load");
         }
+        for f in &self.refused {
+            s.push_str(&format!(
+                "\nrefused key {}: {}",
+                short_key(&f.key),
+                f.reason
+            ));
+        }
+        for k in &self.retried {
+            s.push_str(&format!("\nfailed before, tried again: {k}"));
+        }
         for f in &self.failed {
-            s.push_str(&format!("\nfailed file {}: {}", f.key, f.reason));
+            s.push_str(&format!(
+                "\nfailed file {}: {}",
+                short_key(&f.key),
+                f.reason
+            ));
         }
         for k in &self.missing {
-            s.push_str(&format!("\nmissing (404): {k}"));
+            s.push_str(&format!("\nmissing (404): {}", short_key(k)));
         }
         for f in &self.fetch_errors {
             s.push_str(&format!(
                 "\nnot fetched, will retry next pass: {}: {}",
-                f.key, f.reason
+                short_key(&f.key),
+                f.reason
+            ));
+        }
+        for k in &self.busy {
+            s.push_str(&format!(
+                "\nbusy: another worker holds its claim, will retry next pass: {}",
+                short_key(k)
             ));
         }
         for k in &self.etag_changed {
-            s.push_str(&format!("\nchanged since loaded (not reloaded): {k}"));
+            s.push_str(&format!(
+                "\nchanged since loaded (not reloaded): {}",
+                short_key(k)
+            ));
         }
         s
     }
@@ -175,6 +233,21 @@ impl Tally {
         if let Some(bar) = &self.bar {
             bar.inc_length(new);
         }
+    }
+
+    /// Notes listed keys refused before the ledger (see [`PassSummary::refused`]).
+    pub fn refused(&self, refused: Vec<KeyReason>) {
+        if refused.is_empty() {
+            return;
+        }
+        let mut s = self.summary.lock().unwrap();
+        s.listed += refused.len() as u64;
+        s.refused.extend(refused);
+    }
+
+    /// Notes `failed` keys handed to the model again.
+    pub fn retried(&self, keys: Vec<String>) {
+        self.summary.lock().unwrap().retried.extend(keys);
     }
 
     pub fn record(&self, key: &str, result: FileResult) {
@@ -208,6 +281,11 @@ impl Tally {
                 key: key.into(),
                 reason,
             }),
+            FileResult::Busy => s.busy.push(key.into()),
+            FileResult::Refused(reason) => s.refused.push(KeyReason {
+                key: key.into(),
+                reason,
+            }),
         }
         if let Some(bar) = &self.bar {
             bar.inc(1);
@@ -227,5 +305,61 @@ impl Tally {
         let mut s = self.summary.into_inner().unwrap();
         s.elapsed_secs = elapsed.as_secs_f64();
         s
+    }
+}
+
+/// Characters of a key shown in an error or log line.
+const KEY_SHOWN: usize = 100;
+
+/// A key as an error or log line shows it: whole when short, else its first
+/// hundred characters and its length in bytes, so a 4 KB key cannot bury
+/// the message it is part of. Control characters are escaped so that a key
+/// holding a newline still yields one line.
+pub fn short_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len().min(4 * KEY_SHOWN) + 24);
+    for (i, c) in key.chars().enumerate() {
+        if i == KEY_SHOWN {
+            out.push_str(&format!("… ({} bytes)", key.len()));
+            return out;
+        }
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `s` cut to `max` characters, with an ellipsis when cut.
+pub fn clip(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_string(),
+        Some((at, _)) => format!("{}…", &s[..at]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_keys_stay_whole_and_long_ones_are_cut_with_their_length() {
+        assert_eq!(short_key("dir/a.json"), "dir/a.json");
+        let long = "日".repeat(1500);
+        let shown = short_key(&long);
+        assert!(shown.starts_with(&"日".repeat(100)), "{shown}");
+        assert!(shown.ends_with("… (4500 bytes)"), "{shown}");
+        assert_eq!(
+            shown.chars().count(),
+            100 + "… (4500 bytes)".chars().count()
+        );
+        assert_eq!(short_key("a\nb"), "a\\nb");
+    }
+
+    #[test]
+    fn clip_cuts_on_characters() {
+        assert_eq!(clip("abc", 5), "abc");
+        assert_eq!(clip("ééééé", 2), "éé…");
     }
 }

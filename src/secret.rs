@@ -1,56 +1,385 @@
-//! Keeping secrets out of output: every URL or connection string that may
-//! be printed, logged or written to a file passes through here first.
+//! Keeping secrets out of output: every URL, connection string or message
+//! that may be printed, logged or written to a file passes through here
+//! first.
+//!
+//! One redaction for every form a secret arrives in, none of which relies
+//! on the `url` crate accepting the string (a multi-host PostgreSQL URL or
+//! an invalid port is refused by it, and must still be hidden):
+//!
+//! * the password of a URL's userinfo (`postgres://u:PW@h1:1,h2:5432/db`
+//!   keeps the user; a bucket URL `http://user:pw@host/` loses the whole
+//!   userinfo, which may be a token on its own);
+//! * secret query parameters (`password`, `sslpassword`, and the
+//!   credential, token and signature of a presigned S3 request);
+//! * `password` in a libpq `key = value` connection string, with any
+//!   spacing and libpq's quoting (`password = 'a b\'c'`).
+//!
+//! Redaction keeps everything else byte for byte and puts `***` where a
+//! secret was.
 
-/// Replaces the password in a `postgres://user:pass@host/db` URL or a
-/// `key=value` connection string with `***`.
-pub fn redact_url(url: &str) -> String {
-    if let Ok(mut u) = url::Url::parse(url) {
-        if u.password().is_some() {
-            let _ = u.set_password(Some("***"));
-        }
-        let query: Vec<(String, String)> = u
-            .query_pairs()
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        if query.iter().any(|(k, _)| k == "password") {
-            let redacted: Vec<String> = query
-                .iter()
-                .map(|(k, v)| {
-                    if k == "password" {
-                        format!("{k}=***")
-                    } else {
-                        format!("{k}={v}")
-                    }
-                })
-                .collect();
-            u.set_query(Some(&redacted.join("&")));
-        }
-        return u.to_string();
+const HIDDEN: &str = "***";
+
+/// Query parameters whose values are secrets (compared case-insensitively
+/// after percent-decoding the name).
+const SECRET_PARAMS: &[&str] = &[
+    "password",
+    "sslpassword",
+    "x-amz-signature",
+    "x-amz-credential",
+    "x-amz-security-token",
+    "awsaccesskeyid",
+    "signature",
+];
+
+/// Keys of a libpq `key=value` connection string whose values are secrets.
+const SECRET_KEYS: &[&str] = &["password", "sslpassword"];
+
+/// A database URL, a `key=value` connection string or a bucket URL, with
+/// every secret in it replaced by `***`. Anything that is neither is still
+/// searched: a secret is hidden even in a string no parser accepts.
+pub fn redact_url(s: &str) -> String {
+    match s.find("://") {
+        Some(i) if is_scheme(&s[..i]) => redact_one_url(s, i),
+        _ if s.contains('=') => redact_conninfo(s, true),
+        // Neither a URL nor a connection string, yet shaped like userinfo
+        // (`user:pw@host`, a URL with a mistyped scheme): hide from the
+        // first colon to the last `@`.
+        _ => match (s.find(':'), s.rfind('@')) {
+            (Some(c), Some(a)) if c < a => format!("{}:{HIDDEN}{}", &s[..c], &s[a..]),
+            _ => s.to_string(),
+        },
     }
-    url.split_whitespace()
-        .map(|part| match part.split_once('=') {
-            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-            _ => part.to_string(),
+}
+
+/// A free-text message (an error chain, a log line, a JSON document) with
+/// every URL in it redacted as [`redact_url`] does, and every
+/// `password=...` outside URLs hidden too.
+pub fn redact_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let start = rest[..i]
+            .char_indices()
+            .rev()
+            .take_while(|(_, c)| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+            .last()
+            .map_or(i, |(j, _)| j);
+        // A URL in prose or JSON ends at white space or a quote; brackets
+        // and commas may be part of it (multi-host URLs), and keeping them
+        // in only ever hides more.
+        let end = rest[i..]
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>'))
+            .map_or(rest.len(), |e| i + e);
+        out.push_str(&rest[..start]);
+        if start < i {
+            out.push_str(&redact_one_url(&rest[start..end], i - start));
+        } else {
+            out.push_str(&rest[start..end]);
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    redact_conninfo(&out, false)
+}
+
+fn is_scheme(s: &str) -> bool {
+    s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+}
+
+/// Redacts the URL `s`, whose `://` is at `sep`.
+fn redact_one_url(s: &str, sep: usize) -> String {
+    let scheme = &s[..sep];
+    let rest = &s[sep + 3..];
+    let keep_user =
+        scheme.eq_ignore_ascii_case("postgres") || scheme.eq_ignore_ascii_case("postgresql");
+    let mut out = String::with_capacity(s.len());
+    out.push_str(&s[..sep + 3]);
+    // The userinfo ends at the LAST `@`: a password with an unescaped `@`,
+    // `/` or `?` must not end it early. An `@` later in the URL hides more
+    // than needed, never less.
+    let after_userinfo = match rest.rfind('@') {
+        Some(at) => {
+            let userinfo = &rest[..at];
+            match userinfo.find(':') {
+                Some(c) if keep_user => {
+                    out.push_str(&userinfo[..c]);
+                    out.push(':');
+                    out.push_str(HIDDEN);
+                }
+                None if keep_user => out.push_str(userinfo),
+                _ => out.push_str(HIDDEN),
+            }
+            out.push('@');
+            &rest[at + 1..]
+        }
+        None => rest,
+    };
+    match after_userinfo.find('?') {
+        Some(q) => {
+            out.push_str(&after_userinfo[..=q]);
+            let (query, fragment) = match after_userinfo[q + 1..].find('#') {
+                Some(h) => after_userinfo[q + 1..].split_at(h),
+                None => (&after_userinfo[q + 1..], ""),
+            };
+            out.push_str(&redact_query(query));
+            out.push_str(fragment);
+        }
+        None => out.push_str(after_userinfo),
+    }
+    out
+}
+
+fn redact_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) if is_secret_param(k) => format!("{k}={HIDDEN}"),
+            _ => pair.to_string(),
         })
         .collect::<Vec<_>>()
-        .join(" ")
+        .join("&")
+}
+
+fn is_secret_param(name: &str) -> bool {
+    let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+    SECRET_PARAMS
+        .iter()
+        .any(|p| name.trim().eq_ignore_ascii_case(p))
+}
+
+/// One `key = value` of a libpq connection string, located in its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Pair {
+    pub key: String,
+    /// The value with libpq's quoting and escapes undone.
+    pub value: String,
+    /// Byte range of the value as written (quotes included).
+    pub value_span: std::ops::Range<usize>,
+}
+
+/// The `key = value` pairs of a libpq connection string, by libpq's rules:
+/// white space around `=` is allowed; a value is single-quoted (with `\'`
+/// and `\\` escapes) or runs to the next white space (backslash escapes
+/// the next character). Words not followed by `=` are skipped: this never
+/// fails, so it can look for secrets in strings libpq would refuse.
+pub(crate) fn conninfo_pairs(s: &str) -> Vec<Pair> {
+    let b = s.as_bytes();
+    let mut pairs = Vec::new();
+    let mut i = 0;
+    let skip_ws = |mut i: usize| {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        i
+    };
+    while i < b.len() {
+        i = skip_ws(i);
+        let key_start = i;
+        while i < b.len() && !b[i].is_ascii_whitespace() && b[i] != b'=' {
+            i += 1;
+        }
+        // The key proper: the identifier ending the word (`(password` in
+        // prose is the key `password`).
+        let word = &s[key_start..i];
+        let key = word
+            .rsplit(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let j = skip_ws(i);
+        if j >= b.len() || b[j] != b'=' {
+            if i == key_start {
+                i += 1;
+            }
+            continue;
+        }
+        let v = skip_ws(j + 1);
+        let (value, end) = read_value(s, v);
+        pairs.push(Pair {
+            key,
+            value,
+            value_span: v..end,
+        });
+        i = end.max(j + 1);
+    }
+    pairs
+}
+
+/// Reads a libpq value starting at `start`; returns it unescaped and where
+/// it ends. An unterminated quote runs to the end of the string.
+fn read_value(s: &str, start: usize) -> (String, usize) {
+    let mut value = String::new();
+    let mut chars = s[start..]
+        .char_indices()
+        .map(|(k, c)| (start + k, c))
+        .peekable();
+    let quoted = s[start..].starts_with('\'');
+    if quoted {
+        chars.next();
+    }
+    while let Some((k, c)) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some((_, n)) = chars.next() {
+                    value.push(n);
+                }
+            }
+            '\'' if quoted => return (value, k + 1),
+            c if !quoted && c.is_whitespace() => return (value, k),
+            c => value.push(c),
+        }
+    }
+    (value, s.len())
+}
+
+/// Hides the value of every secret key. `whole`: `s` is meant to be one
+/// connection string, so a secret key left without `=` (`password PW`)
+/// hides the word after it too.
+fn redact_conninfo(s: &str, whole: bool) -> String {
+    let mut spans: Vec<std::ops::Range<usize>> = conninfo_pairs(s)
+        .into_iter()
+        .filter(|p| SECRET_KEYS.iter().any(|k| p.key.eq_ignore_ascii_case(k)))
+        .map(|p| p.value_span)
+        .collect();
+    if whole {
+        let words: Vec<(usize, &str)> = s
+            .split_whitespace()
+            .map(|w| (w.as_ptr() as usize - s.as_ptr() as usize, w))
+            .collect();
+        for pair in words.windows(2) {
+            let (_, w) = pair[0];
+            let (at, next) = pair[1];
+            if SECRET_KEYS.iter().any(|k| w.eq_ignore_ascii_case(k)) && !next.starts_with('=') {
+                spans.push(at..at + next.len());
+            }
+        }
+        spans.sort_by_key(|r| r.start);
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut pos = 0;
+    for r in spans {
+        if r.start < pos {
+            continue;
+        }
+        out.push_str(&s[pos..r.start]);
+        out.push_str(HIDDEN);
+        pos = r.end;
+    }
+    out.push_str(&s[pos..]);
+    out
 }
 
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::*;
+
+    fn hidden(s: &str, secret: &str) -> String {
+        let r = redact_url(s);
+        assert!(!r.contains(secret), "{secret} left in {r:?} (from {s:?})");
+        let t = redact_text(&format!("error: cannot connect to \"{s}\": refused"));
+        assert!(!t.contains(secret), "{secret} left in {t:?} (from {s:?})");
+        r
+    }
 
     #[test]
-    fn hides_passwords() {
+    fn hides_url_passwords_in_every_form() {
         assert_eq!(
-            redact_url("postgres://u:s3cret@h:5432/db"),
+            hidden("postgres://u:s3cret@h:5432/db", "s3cret"),
             "postgres://u:***@h:5432/db"
         );
         assert_eq!(
-            redact_url("host=h password=s3cret user=u"),
+            hidden("postgres://u:PW@h1:1,h2:5432/db", "PW"),
+            "postgres://u:***@h1:1,h2:5432/db"
+        );
+        assert_eq!(
+            hidden("postgresql://u:PW@h:99999/db", "PW"),
+            "postgresql://u:***@h:99999/db"
+        );
+        assert_eq!(
+            hidden("postgres://u:p@s/s?w@h/db", "p@s/s?w"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(
+            hidden(
+                "postgres://u@h/db?sslmode=require&password=s3cret",
+                "s3cret"
+            ),
+            "postgres://u@h/db?sslmode=require&password=***"
+        );
+        hidden("postgres://u@h/db?pass%77ord=s3cret", "s3cret");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            hidden("http://user:pw-Zx@host:9/bucket", "pw-Zx"),
+            "http://***@host:9/bucket"
+        );
+        assert_eq!(
+            hidden("s3://tok-Zx@bucket/pre", "tok-Zx"),
+            "s3://***@bucket/pre"
+        );
+        assert_eq!(redact_url("u:s3cret@h/db"), "u:***@h/db");
+    }
+
+    #[test]
+    fn hides_presigned_query_secrets() {
+        let url = "http://127.0.0.1:9/sim/a.json?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDX%2F2021&X-Amz-Date=1&X-Amz-Expires=3600&X-Amz-Security-Token=TOKZ&X-Amz-SignedHeaders=host&X-Amz-Signature=abc123";
+        let r = hidden(url, "AKIDX");
+        for s in ["TOKZ", "abc123"] {
+            assert!(!r.contains(s), "{r}");
+        }
+        assert!(r.contains("X-Amz-Date=1"), "{r}");
+    }
+
+    #[test]
+    fn hides_conninfo_passwords_with_libpq_quoting() {
+        assert_eq!(
+            hidden("host=h password=s3cret user=u", "s3cret"),
             "host=h password=*** user=u"
         );
-        assert!(!redact_url("postgres://u@h/db?password=s3cret").contains("s3cret"));
-        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            hidden("host=h password = PW user=u", "PW"),
+            "host=h password = *** user=u"
+        );
+        assert_eq!(
+            hidden("host=h password='PW tail' user=u", "tail"),
+            "host=h password=*** user=u"
+        );
+        let r = hidden(r"password = 'a b\'c' dbname=x", "b\\'c");
+        assert_eq!(r, "password = *** dbname=x");
+        hidden("PASSWORD=s3cret", "s3cret");
+        hidden("sslpassword=s3cret host=h", "s3cret");
+        assert_eq!(redact_url("host=h password s3cret"), "host=h password ***");
+    }
+
+    #[test]
+    fn text_keeps_what_is_not_secret() {
+        let msg = "password authentication failed for user \"bob\" at http://h:9/k";
+        assert_eq!(redact_text(msg), msg);
+        assert_eq!(
+            redact_text("error sending request for url (http://a:b-Zx@h/k): refused"),
+            "error sending request for url (http://***@h/k): refused"
+        );
+        assert_eq!(
+            redact_text(r#"{"reason":"HTTP 500 for postgres://u:PW@h/db","k":1}"#),
+            r#"{"reason":"HTTP 500 for postgres://u:***@h/db","k":1}"#
+        );
+    }
+
+    #[test]
+    fn parses_conninfo_pairs() {
+        let p = conninfo_pairs(r"host = h  options='-c search_path=s' password=a\ b");
+        let kv: Vec<(&str, &str)> = p
+            .iter()
+            .map(|p| (p.key.as_str(), p.value.as_str()))
+            .collect();
+        assert_eq!(
+            kv,
+            [
+                ("host", "h"),
+                ("options", "-c search_path=s"),
+                ("password", "a b")
+            ]
+        );
     }
 }

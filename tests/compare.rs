@@ -1,5 +1,5 @@
-//! The `compare` harness end to end: files written, charts decodable, and a
-//! wrong load caught.
+//! The `compare` harness end to end: files written, charts decodable, a
+//! wrong load caught, and baselines saved, compared with and enforced.
 
 mod common;
 
@@ -178,9 +178,40 @@ fn compare_on_tiny_writes_every_output() {
         assert_eq!(png_size(&dir.path().join(png)), (1200, 720), "{png}");
     }
 
-    // --replot draws the same charts again from the CSVs alone.
-    for png in ["median_time.png", "launches.png", "throughput.png"] {
-        std::fs::remove_file(dir.path().join(png)).unwrap();
+    // comparison.json: the same statistics, in the documented shape.
+    let c = json(&dir.path().join("comparison.json"));
+    assert_eq!(c["schema_version"], 1);
+    assert_eq!(c["reference"], "sync");
+    assert_eq!(c["runs"].as_array().unwrap().len(), 18);
+    assert_eq!(c["environment"]["bucket"]["profile"], "tiny");
+    let models = c["models"].as_array().unwrap();
+    assert_eq!(models.len(), 6);
+    for (m, row) in models.iter().zip(&summary) {
+        assert_eq!(m["model"], row[0]);
+        let median: f64 = row[2].parse().unwrap();
+        assert!((m["median_secs"].as_f64().unwrap() - median).abs() < 1e-4);
+        let ratio = &m["speedup"]["ratio_of_means"];
+        assert!((ratio.as_f64().unwrap() - row[8].parse::<f64>().unwrap()).abs() < 1e-3);
+        assert!(m["speedup"]["ratio_of_medians"].as_f64().unwrap() > 0.0);
+        assert_eq!(m["is_ceiling"], row[0].ends_with("-only"));
+    }
+    assert!(c["ceiling"]["secs"].as_f64().unwrap() > 0.0);
+    let verdict = c["verdict"]["text"].as_str().unwrap();
+    assert!(verdict.contains(" times faster than "), "{verdict}");
+    assert!(stdout.contains(verdict), "{stdout}");
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(html.contains(verdict) && html.contains("<svg"), "{html}");
+
+    // --replot draws the same charts, JSON and report again from the CSVs
+    // alone.
+    for f in [
+        "median_time.png",
+        "launches.png",
+        "throughput.png",
+        "comparison.json",
+        "report.html",
+    ] {
+        std::fs::remove_file(dir.path().join(f)).unwrap();
     }
     let replot = Command::new(env!("CARGO_BIN_EXE_compare"))
         .arg("--replot")
@@ -199,6 +230,164 @@ fn compare_on_tiny_writes_every_output() {
             "replotted {png}"
         );
     }
+    let again = json(&dir.path().join("comparison.json"));
+    assert_eq!(again["verdict"]["fastest"], c["verdict"]["fastest"]);
+    assert_eq!(again["environment"], c["environment"]);
+    assert!(dir.path().join("report.html").is_file());
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn replot(dir: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_compare"))
+        .arg("--replot")
+        .arg(dir)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_saved_baseline_is_compared_with_and_a_forced_regression_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_db();
+    let quick = [
+        "--runs",
+        "2",
+        "--warmup",
+        "0",
+        "--models",
+        "sync,async",
+        "--no-ceilings",
+    ];
+    let stdout = compare_ok(
+        dir.path(),
+        &db,
+        &[&quick[..], &["--save-baseline", "before"]].concat(),
+    );
+    let saved_path = dir.path().join("baselines/before.json");
+    assert!(
+        stdout.contains(&format!(
+            "saved baseline before to {}",
+            saved_path.display()
+        )),
+        "{stdout}"
+    );
+    let saved = json(&saved_path);
+    assert_eq!(saved["schema_version"], 1);
+    assert_eq!(saved["name"], "before");
+    let models = saved["models"].as_array().unwrap();
+    assert_eq!(models.len(), 2);
+    assert_eq!(models[0]["model"], "sync");
+    assert_eq!(models[1]["wall_secs"].as_array().unwrap().len(), 2);
+
+    // A hand-made baseline a hundred times faster than anything tiny can
+    // run: every model regressed, and --fail-on-regression fails the run.
+    let mut fast = saved.clone();
+    fast["name"] = "fast".into();
+    for m in fast["models"].as_array_mut().unwrap() {
+        for t in m["wall_secs"].as_array_mut().unwrap() {
+            *t = (t.as_f64().unwrap() / 100.0).into();
+        }
+    }
+    let fast_path = dir.path().join("fast.json");
+    std::fs::write(&fast_path, serde_json::to_vec(&fast).unwrap()).unwrap();
+    let exported = dir.path().join("elsewhere/export.json");
+    std::fs::create_dir_all(exported.parent().unwrap()).unwrap();
+    let run = compare(
+        dir.path(),
+        &db,
+        &[
+            &quick[..],
+            &[
+                "--baseline",
+                fast_path.to_str().unwrap(),
+                "--fail-on-regression",
+                "50",
+                "--export-json",
+                exported.to_str().unwrap(),
+            ],
+        ]
+        .concat(),
+    );
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        !run.status.success(),
+        "{stdout}
+{stderr}"
+    );
+    assert!(stdout.contains("Against baseline fast"), "{stdout}");
+    assert_eq!(stdout.matches(" regressed\n").count(), 2, "{stdout}");
+    for m in ["sync", "async"] {
+        assert!(
+            stderr.contains(&format!(
+                "error: {m} regressed by more than 50 % against baseline"
+            )),
+            "{stderr}"
+        );
+    }
+    assert!(stdout.contains("every run verified"), "{stdout}");
+    let c = json(&dir.path().join("comparison.json"));
+    assert_eq!(c, json(&exported), "--export-json writes the same JSON");
+    let b = &c["baseline"];
+    assert_eq!(b["name"], "fast");
+    assert_eq!(b["noise_threshold_pct"], 5.0);
+    for m in b["models"].as_array().unwrap() {
+        assert_eq!(m["verdict"], "regressed", "{m}");
+        assert!(m["change_pct"].as_f64().unwrap() > 1000.0, "{m}");
+        assert!(m["ci_low_pct"].as_f64().unwrap() > 0.0, "{m}");
+    }
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(
+        html.contains("Against baseline fast") && html.contains("id=\"chart-baseline\""),
+        "the report has the baseline section and chart"
+    );
+
+    // The second run against the first: real times, compared model by
+    // model (whatever the machine's noise makes of them), exit 0.
+    let out = replot(dir.path(), &["--baseline", "before"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("Against baseline before"), "{stdout}");
+    for m in ["sync", "async"] {
+        assert!(
+            stdout.lines().any(|l| l.trim_start().starts_with(m)
+                && l.contains('%')
+                && ["improved", "regressed", "no change"]
+                    .iter()
+                    .any(|v| l.ends_with(v))),
+            "no verdict for {m}: {stdout}"
+        );
+    }
+
+    // The same runs as their own baseline: no change, and nothing fails.
+    assert!(
+        replot(dir.path(), &["--save-baseline", "same"])
+            .status
+            .success()
+    );
+    let out = replot(
+        dir.path(),
+        &["--baseline", "same", "--fail-on-regression", "0"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert_eq!(stdout.matches(" +0.0 % [").count(), 2, "{stdout}");
+    assert_eq!(stdout.matches(" no change\n").count(), 2, "{stdout}");
+
+    // A baseline that does not exist fails at once, before any run.
+    let out = compare(dir.path(), &db, &["--baseline", "missing"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("save one first with --save-baseline missing"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("simulated bucket"), "{stderr}");
 }
 
 #[test]

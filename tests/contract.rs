@@ -1,4 +1,4 @@
-//! The data contract, rule by rule (SPEC, "The data contract").
+//! The data contract, rule by rule (docs/contract.md).
 
 use bucketbench::contract::{FileError, Record, parse_file, parse_record};
 use chrono::NaiveDate;

@@ -324,9 +324,15 @@ fn failed_files_are_recorded_with_their_reason_and_load_nothing() {
         ),
         0
     );
-    // Failed files are in the ledger, so the next pass does not refetch them.
+    // Failed files are in the ledger, so the next pass does not refetch
+    // them: it GETs the manifest and only HEADs each known key, to learn
+    // whether its object changed.
     let again = pass(&server.base_url(), &db, "sync");
-    assert_eq!((again.already_loaded, again.requests), (4, 1));
+    assert_eq!((again.already_loaded, again.requests), (4, 5));
+    assert_eq!(
+        again.bytes,
+        "ok.json\ngarbage.json\nobject.json\nempty.json\n".len() as u64
+    );
 }
 
 #[test]

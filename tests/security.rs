@@ -239,6 +239,401 @@ fn secrets_never_reach_output_logs_or_files() {
     );
 }
 
+const FAILING_BUCKET: &str = r#"
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path.endswith("/files_list.data"):
+            body, status = b"a.json\nb.json\n", 200
+        else:
+            body, status = b"try later", 500
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"#;
+
+/// A manifest-mode bucket whose manifest lists two keys and whose GETs all
+/// answer 500: every file ends in the summary's fetch errors.
+struct FailingBucket {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for FailingBucket {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn failing_bucket() -> FailingBucket {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("python3")
+        .args(["-c", FAILING_BUCKET])
+        .arg(port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 is needed for this test: apt-get install -y python3");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the test HTTP server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    FailingBucket { child, port }
+}
+
+/// Every file under `dir`, as text.
+fn files_under(dir: &std::path::Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
+                out.push((p.display().to_string(), text));
+            }
+        }
+    }
+    out
+}
+
+/// Where `secret` occurs in `text`, with some context, for the failure
+/// message.
+fn leak_of(text: &str, secret: &str) -> Option<String> {
+    let i = text.find(secret)?;
+    let start = text[..i].char_indices().rev().nth(80).map_or(0, |(j, _)| j);
+    let end = text[i..]
+        .char_indices()
+        .nth(80)
+        .map_or(text.len(), |(j, _)| i + j);
+    Some(text[start..end].to_string())
+}
+
+/// The adversarial pass's findings, at `RUST_LOG=trace`: database URLs
+/// with several hosts, an invalid port, `key = 'value'` connection strings
+/// with spaces and quotes, bucket URLs with userinfo (in errors and in the
+/// `--json` fetch errors), and an S3 bucket with AWS keys and a session
+/// token whose presigned URLs the HTTP clients would log. Each against a
+/// real server and against unreachable ones, through `ingest` and
+/// `compare`; stdout, stderr and every file written are searched.
+#[test]
+fn secrets_in_every_form_stay_out_of_output_logs_and_files_at_trace_level() {
+    let admin = fresh_db();
+    let parsed = url::Url::parse(&admin).unwrap();
+    let port = parsed.port().unwrap();
+    let dbname = parsed.path().trim_start_matches('/').to_string();
+    let (pw_url, pw_kv) = ("pg-url-Aq7x", "pg kv'Bq7x Tz9tail");
+    let mut c = connect(&admin);
+    c.batch_execute(&format!(
+        "DO $$ BEGIN
+           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'bb_url') THEN
+             CREATE ROLE bb_url LOGIN SUPERUSER PASSWORD '{pw_url}';
+           END IF;
+           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'bb_kv') THEN
+             CREATE ROLE bb_kv LOGIN SUPERUSER PASSWORD '{}';
+           END IF;
+         END $$",
+        pw_kv.replace('\'', "''")
+    ))
+    .unwrap();
+    let kv_quoted = pw_kv.replace('\\', "\\\\").replace('\'', "\\'");
+    let url_plain = format!("postgres://bb_url:{pw_url}@127.0.0.1:{port}/{dbname}");
+    // The first host refuses at once; the second is the real server.
+    let url_multi = format!("postgres://bb_url:{pw_url}@127.0.0.2:1,127.0.0.1:{port}/{dbname}");
+    let kv =
+        format!("host=127.0.0.1 port={port} user=bb_kv password = '{kv_quoted}' dbname={dbname}");
+    let unreachable = [
+        format!("postgres://bb_url:{pw_url}@127.0.0.1:1,127.0.0.2:1/{dbname}"),
+        format!("postgres://bb_url:{pw_url}@127.0.0.1:99999/{dbname}"),
+        format!("host=127.0.0.1 port=1 user=bb_kv password='{kv_quoted}' dbname={dbname}"),
+        format!("postgresql://bb_url@127.0.0.1:1/{dbname}?password={pw_url}"),
+    ];
+
+    let (bucket_pw, aws_key, aws_secret, aws_token) = (
+        "bucket-pw-Wq4x",
+        "AKIDTRACETEST0042",
+        "aws-secret-Jm5x",
+        "aws-session-token-Hy6x",
+    );
+    let failing = failing_bucket();
+    let tiny = bucketbench::sim::SimBucket::generate(bucketbench::sim::Spec::new(
+        bucketbench::sim::ProfileName::Tiny,
+        5,
+    ));
+    let plain_bucket = tiny
+        .serve(Default::default(), "127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    let s3 = bucketbench::sim::SimServer::start_with(
+        tiny.store(),
+        Default::default(),
+        "127.0.0.1:0".parse().unwrap(),
+        bucketbench::sim::ServeOptions {
+            bucket: "sim".into(),
+            auth: Some(bucketbench::sim::SimAuth {
+                access_key: aws_key.into(),
+                secret_key: aws_secret.into(),
+                public_read: false,
+            }),
+        },
+    )
+    .unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+
+    let traced = |bin: &str| {
+        let mut cmd = Command::new(bin);
+        cmd.env("RUST_LOG", "trace")
+            .env_remove("DATABASE_URL")
+            .env("AWS_ACCESS_KEY_ID", aws_key)
+            .env("AWS_SECRET_ACCESS_KEY", aws_secret)
+            .env("AWS_SESSION_TOKEN", aws_token)
+            .stdin(Stdio::null());
+        cmd
+    };
+    let ingest = env!("CARGO_BIN_EXE_ingest");
+    let compare = env!("CARGO_BIN_EXE_compare");
+    // (what, expected to succeed, output)
+    let mut runs: Vec<(String, bool, std::process::Output)> = Vec::new();
+    for (what, db) in [
+        ("url", &url_plain),
+        ("multi-host", &url_multi),
+        ("key=value", &kv),
+    ] {
+        db_pass(
+            &mut runs,
+            what,
+            traced(ingest).args([
+                "--bucket",
+                &plain_bucket.base_url(),
+                "--model",
+                "async",
+                "--database-url",
+                db,
+            ]),
+        );
+    }
+    for db in &unreachable {
+        runs.push((
+            format!(
+                "unreachable {}",
+                db.split('@').next_back().unwrap_or_default()
+            ),
+            false,
+            traced(ingest)
+                .args(["--bucket", &plain_bucket.base_url(), "--database-url", db])
+                .output()
+                .unwrap(),
+        ));
+    }
+    // A bucket URL with userinfo: in fetch errors (--json and text), and
+    // unreachable.
+    let with_userinfo = format!("http://bkuser:{bucket_pw}@127.0.0.1:{}", failing.port);
+    for json in [true, false] {
+        let mut cmd = traced(ingest);
+        cmd.args([
+            "--bucket",
+            &with_userinfo,
+            "--attempts",
+            "1",
+            "--database-url",
+            &url_plain,
+        ]);
+        if json {
+            cmd.arg("--json");
+        }
+        runs.push((
+            "bucket userinfo, fetch errors".into(),
+            true,
+            cmd.output().unwrap(),
+        ));
+    }
+    runs.push((
+        "bucket userinfo, unreachable".into(),
+        false,
+        traced(ingest)
+            .args([
+                "--bucket",
+                &format!("http://bkuser:{bucket_pw}@127.0.0.1:1/b"),
+                "--attempts",
+                "1",
+            ])
+            .args(["--database-url", &url_plain])
+            .output()
+            .unwrap(),
+    ));
+    runs.push((
+        "bucket userinfo, bad port".into(),
+        false,
+        traced(ingest)
+            .args([
+                "--bucket",
+                &format!("http://bkuser:{bucket_pw}@127.0.0.1:99999/b"),
+            ])
+            .args(["--database-url", &url_plain])
+            .output()
+            .unwrap(),
+    ));
+    // S3 mode, signed with a session token, through both HTTP clients.
+    for model in models::NAMES {
+        runs.push((
+            format!("s3 {model}"),
+            true,
+            traced(ingest)
+                .args([
+                    "--bucket",
+                    "s3://sim",
+                    "--endpoint",
+                    &s3.endpoint(),
+                    "--model",
+                    model,
+                ])
+                .args(["--database-url", &url_plain])
+                .output()
+                .unwrap(),
+        ));
+    }
+    // compare: on the S3 bucket with a multi-host URL, and on its simulated
+    // bucket with a key=value connection string in the environment.
+    let base = [
+        "--runs",
+        "1",
+        "--warmup",
+        "0",
+        "--no-ceilings",
+        "--latency-ms",
+        "1",
+        "--out",
+    ];
+    runs.push((
+        "compare s3, multi-host".into(),
+        true,
+        traced(compare)
+            .args([
+                "--bucket",
+                "s3://sim",
+                "--endpoint",
+                &s3.endpoint(),
+                "--models",
+                "sync,async",
+            ])
+            .args(base)
+            .arg(out_dir.path().join("s3"))
+            .args(["--database-url", &url_multi])
+            .output()
+            .unwrap(),
+    ));
+    runs.push((
+        "compare sim, key=value".into(),
+        true,
+        traced(compare)
+            .args(["--profile", "tiny", "--models", "async-fetch,threads"])
+            .args(base)
+            .arg(out_dir.path().join("sim"))
+            .env("DATABASE_URL", &kv)
+            .output()
+            .unwrap(),
+    ));
+    runs.push((
+        "compare unreachable".into(),
+        false,
+        traced(compare)
+            .args(["--profile", "tiny", "--models", "sync"])
+            .args(base)
+            .arg(out_dir.path().join("none"))
+            .args(["--database-url", &unreachable[0]])
+            .output()
+            .unwrap(),
+    ));
+
+    let mut texts: Vec<(String, String)> = Vec::new();
+    for (what, ok, out) in &runs {
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert_eq!(
+            out.status.success(),
+            *ok,
+            "{what}: stdout {stdout}\nstderr (last 3000 bytes) {}",
+            &stderr[stderr.len().saturating_sub(3000)..]
+        );
+        if !ok {
+            let last = stderr.lines().last().unwrap_or_default();
+            assert!(last.starts_with("error: "), "{what}: {last}");
+        }
+        texts.push((format!("{what} stdout"), stdout));
+        texts.push((format!("{what} stderr"), stderr));
+    }
+    // The runs really produced what is searched: a fetch error naming the
+    // bucket, the clients' trace logging, and the compare files.
+    let all: String = texts.iter().map(|(_, t)| t.as_str()).collect();
+    assert!(all.contains("fetch_errors"), "no --json summary");
+    assert!(
+        all.contains("HTTP 500 for http://"),
+        "no fetch error naming the bucket"
+    );
+    assert!(all.contains("TRACE"), "RUST_LOG=trace logged nothing");
+    let files = files_under(out_dir.path());
+    assert!(
+        files.iter().any(|(p, _)| p.ends_with("environment.json")),
+        "{files:?}"
+    );
+    texts.extend(files);
+
+    let mut leaks = Vec::new();
+    let secrets = [
+        pw_url, "Bq7x", "Tz9tail", bucket_pw, aws_key, aws_secret, aws_token,
+    ];
+    for (what, text) in &texts {
+        for secret in secrets {
+            if let Some(context) = leak_of(text, secret) {
+                leaks.push(format!("{secret} in {what}: …{context}…"));
+            }
+        }
+        // A presigned URL's signature is derived from the secret key: none
+        // may be shown either.
+        for param in [
+            "X-Amz-Signature=",
+            "X-Amz-Credential=",
+            "X-Amz-Security-Token=",
+        ] {
+            for (i, _) in text.match_indices(param) {
+                if !text[i + param.len()..].starts_with("***") {
+                    leaks.push(format!(
+                        "{param} in {what}: …{}…",
+                        &text[i..(i + 80).min(text.len())]
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        leaks.is_empty(),
+        "{} leaks:\n{}",
+        leaks.len(),
+        leaks.join("\n")
+    );
+}
+
+/// Runs an ingest that must succeed against the real database.
+fn db_pass(runs: &mut Vec<(String, bool, std::process::Output)>, what: &str, cmd: &mut Command) {
+    runs.push((format!("database {what}"), true, cmd.output().unwrap()));
+}
+
 /// Every SQL statement in the source is a constant or built from constant
 /// pieces: no `format!` puts a value into SQL. The two exceptions create
 /// databases from identifiers the program itself chooses.
@@ -269,6 +664,7 @@ fn sql_is_never_built_from_values() {
                     .iter()
                     .any(|k| l.contains(k));
                 let allowed = line.contains("CREATE DATABASE")
+                    || line.contains("CREATE SCHEMA {schema}")
                     || line.contains("FROM {table}")
                     || line.contains("coalesce(length({c})");
                 if builds_sql && !allowed {

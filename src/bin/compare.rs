@@ -1,10 +1,12 @@
 //! `compare`: benchmark the execution models side by side on the same
-//! bucket and database, verify every run, and write CSVs and PNG charts.
+//! bucket and database, verify every run, and write CSVs, PNG charts,
+//! `comparison.json` and `report.html` (and compare with a baseline).
 
 use bucketbench::cli;
 use bucketbench::db::embedded;
 use bucketbench::harness::comparison::{self, CompareArgs};
-use bucketbench::harness::runner::WORKER;
+use bucketbench::harness::runner::{self, WORKER};
+use bucketbench::harness::scratch;
 use clap::Parser;
 
 /// Which execution model wins this IO-bound job, by how much, and why.
@@ -33,10 +35,17 @@ fn main() {
         bucketbench::harness::worker::main();
     }
     embedded::install_signal_handler();
+    // On Ctrl-C: no worker may keep writing into compare's schema while it
+    // is dropped.
+    embedded::on_interrupt(|| {
+        runner::kill_workers();
+        scratch::drop_live_schemas();
+    });
     let args = args.compare;
     if let Some(dir) = &args.replot {
-        match comparison::replot(dir) {
-            Ok(()) => std::process::exit(0),
+        match comparison::replot(dir, &args.publish) {
+            Ok(true) => std::process::exit(0),
+            Ok(false) => std::process::exit(1),
             Err(e) => cli::exit_with(e),
         }
     }

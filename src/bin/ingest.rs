@@ -9,7 +9,7 @@ use bucketbench::bucket::BucketLocation;
 use bucketbench::cli::{self, ClientArgs, KnobArgs, S3Args};
 use bucketbench::db::{EmbeddedPostgres, Flavor, embedded};
 use bucketbench::models::Model;
-use bucketbench::pass::{PassConfig, run_pass};
+use bucketbench::pass::{PassConfig, PassOptions, run_pass_with};
 use bucketbench::secret;
 use clap::Parser;
 
@@ -40,6 +40,11 @@ struct Args {
     /// Print each pass's summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// Try every key the ledger records as failed again, changed or not
+    /// (a failed key whose object changed is always tried again). With
+    /// --watch, on the first pass only.
+    #[arg(long)]
+    retry_failed: bool,
     /// Open psql on the embedded database instead of ingesting.
     #[arg(long)]
     psql: bool,
@@ -98,27 +103,34 @@ fn run(args: Args) -> anyhow::Result<()> {
         knobs: args.knobs.knobs(),
         progress: !args.json && std::io::stderr().is_terminal(),
     };
+    let mut opts = PassOptions {
+        retry_failed: args.retry_failed,
+    };
     tracing::info!(database = %secret::redact_url(&cfg.database_url), "starting");
     loop {
         let started = std::time::Instant::now();
-        match run_pass(&cfg, model.as_ref()) {
+        match run_pass_with(&cfg, model.as_ref(), &opts) {
             Ok(summary) => {
-                if args.json {
-                    println!("{}", serde_json::to_string(&summary)?);
+                // Reasons quote the errors of HTTP clients, which may
+                // quote a URL: the one redaction, on everything printed.
+                let text = if args.json {
+                    serde_json::to_string(&summary)?
                 } else {
-                    println!("{}", summary.render());
-                }
+                    summary.render()
+                };
+                println!("{}", secret::redact_text(&text));
             }
             // A daemon outlives a blip: report it and try again next time.
             Err(e) if args.watch => eprintln!(
                 "error: pass failed, retrying next interval: {}",
-                bucketbench::error::chain(&*e)
+                secret::redact_text(&bucketbench::error::chain(&*e))
             ),
             Err(e) => return Err(e),
         }
         if !args.watch {
             break;
         }
+        opts.retry_failed = false;
         let wait =
             Duration::from_secs_f64(args.interval.max(0.0)).saturating_sub(started.elapsed());
         std::thread::sleep(wait);

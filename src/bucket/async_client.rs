@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use super::sync_client::{Attempt, admit, read_ca_file};
+use super::budget::Budget;
+use super::sync_client::{Attempt, admit, cut_short, declared_length, read_ca_file};
 use super::{ClientConfig, FetchError, Fetched, NetStats};
 
 #[derive(Clone)]
@@ -12,6 +13,7 @@ pub struct AsyncClient {
     http: reqwest::Client,
     cfg: ClientConfig,
     pub stats: Arc<NetStats>,
+    budget: Budget,
 }
 
 impl AsyncClient {
@@ -35,7 +37,18 @@ impl AsyncClient {
         let http = b
             .build()
             .map_err(|e| anyhow::anyhow!("building the HTTP client: {e}"))?;
-        Ok(AsyncClient { http, cfg, stats })
+        Ok(AsyncClient {
+            http,
+            cfg,
+            stats,
+            budget: Budget::unlimited(),
+        })
+    }
+
+    /// Bodies read by [`AsyncClient::get`] reserve their footprint from
+    /// `budget` first (unlimited by default).
+    pub fn with_budget(self, budget: Budget) -> Self {
+        AsyncClient { budget, ..self }
     }
 
     /// GETs one object with retries, reading at most `max_object_bytes`.
@@ -51,6 +64,7 @@ impl AsyncClient {
     }
 
     async fn try_get(&self, url: &str) -> Result<Fetched, Attempt> {
+        let started = tokio::time::Instant::now();
         let ttfb = self.cfg.first_byte_timeout;
         let mut resp = match tokio::time::timeout(ttfb, self.http.get(url).send()).await {
             Err(_) => {
@@ -65,15 +79,48 @@ impl AsyncClient {
         let Some(etag) = admit(resp.status().as_u16(), resp.headers(), url, limit)? else {
             return Ok(Fetched::Missing);
         };
-        let mut body = Vec::with_capacity(resp.content_length().unwrap_or(0).min(limit) as usize);
-        while let Some(chunk) = resp.chunk().await.map_err(classify)? {
+        let declared = declared_length(resp.headers());
+        let close_delimited = super::close_delimited(resp.headers());
+        // Held before the body is read; a body of unknown length may be as
+        // large as the limit until it is in.
+        let mut held = self
+            .budget
+            .reserve(self.budget.footprint(declared.unwrap_or(limit).min(limit)))
+            .await;
+        let mut body = Vec::with_capacity(declared.unwrap_or(0).min(limit) as usize);
+        loop {
+            let received = body.len() as u64;
+            let deadline = started
+                + self
+                    .cfg
+                    .download_deadline(declared.unwrap_or(0).max(received));
+            let chunk = match tokio::time::timeout_at(deadline, resp.chunk()).await {
+                Err(_) => {
+                    return Err(Attempt::Retry(self.cfg.too_slow(
+                        url,
+                        received,
+                        declared,
+                        started.elapsed(),
+                    )));
+                }
+                Ok(c) => c.map_err(classify)?,
+            };
+            let Some(chunk) = chunk else { break };
             if (body.len() + chunk.len()) as u64 > limit {
                 return Err(Attempt::Fail(FetchError::TooLarge { limit }));
             }
             body.extend_from_slice(&chunk);
         }
         self.stats.add(&self.stats.bytes, body.len() as u64);
-        Ok(Fetched::Object { bytes: body, etag })
+        if close_delimited && super::json_cut_short(&body) {
+            return Err(Attempt::Retry(cut_short(url, body.len())));
+        }
+        held.shrink_to(self.budget.footprint(body.len() as u64));
+        Ok(Fetched::Object {
+            bytes: body,
+            etag,
+            held,
+        })
     }
 }
 

@@ -8,43 +8,81 @@ use rusty_s3::S3Action as _;
 use rusty_s3::actions::ListObjectsV2;
 
 use super::location::{BucketLocation, S3Bucket, shown};
-use super::manifest::parse_manifest;
-use super::sync_client::SyncClient;
+use super::manifest::{Manifest, RefusedKey, key_fault, parse_manifest};
+use super::sync_client::{RawResponse, SyncClient};
 use super::{FetchError, ObjectRef};
 
 /// Keys per page handed on: S3's own page size.
 pub const PAGE: usize = 1000;
 
+/// One page of a listing: the keys to process, and the listed keys refused
+/// on their own (see [`KeyFault`]) that must never reach the ledger.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub objects: Vec<ObjectRef>,
+    pub refused: Vec<RefusedKey>,
+}
+
 /// Calls `on_page` with each page of keys, in listing order.
 pub fn list(
     client: &SyncClient,
     loc: &BucketLocation,
-    on_page: &mut dyn FnMut(Vec<ObjectRef>) -> anyhow::Result<()>,
+    on_page: &mut dyn FnMut(Page) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     match loc {
         BucketLocation::S3(b) if b.manifest.is_none() => list_objects_v2(client, b, on_page),
         _ => {
-            for chunk in manifest_keys(client, loc)?.chunks(PAGE) {
-                on_page(
-                    chunk
+            let Manifest { keys, refused } = manifest_keys(client, loc)?;
+            let mut refused = Some(refused);
+            let mut chunks = keys.chunks(PAGE).peekable();
+            if chunks.peek().is_none() {
+                return on_page(Page {
+                    objects: Vec::new(),
+                    refused: refused.take().unwrap_or_default(),
+                });
+            }
+            for chunk in chunks {
+                on_page(Page {
+                    objects: chunk
                         .iter()
                         .map(|key| ObjectRef {
                             key: key.clone(),
                             etag: None,
                         })
                         .collect(),
-                )?;
+                    refused: refused.take().unwrap_or_default(),
+                })?;
             }
             Ok(())
         }
     }
 }
 
-fn manifest_keys(client: &SyncClient, loc: &BucketLocation) -> anyhow::Result<Vec<String>> {
+fn manifest_keys(client: &SyncClient, loc: &BucketLocation) -> anyhow::Result<Manifest> {
     let url = loc.manifest_url();
-    let (status, body) = client.get_raw(&url).map_err(|e| unreachable(loc, &e))?;
+    let RawResponse {
+        status,
+        content_type,
+        body,
+    } = client.get_raw(&url).map_err(|e| unreachable(loc, &e))?;
     match (status, loc) {
-        (200..=299, _) => Ok(parse_manifest(&String::from_utf8_lossy(&body))),
+        (200..=299, _) => {
+            let html = content_type
+                .as_deref()
+                .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("text/html"));
+            let parsed = if html {
+                Err("it is an HTML page (Content-Type text/html), not a list of keys".to_string())
+            } else {
+                parse_manifest(&body)
+            };
+            parsed.map_err(|why| {
+                anyhow::anyhow!(
+                    "cannot list bucket {}: {} is not a manifest: {why}; is the bucket URL right? (nothing was loaded)",
+                    loc.describe(),
+                    shown(&url)
+                )
+            })
+        }
         (_, BucketLocation::S3(b)) => Err(s3_error(b, status, &body)),
         (404, _) => bail!(
             "cannot list bucket {}: {} answered 404 (no files_list.data there)",
@@ -62,7 +100,7 @@ fn manifest_keys(client: &SyncClient, loc: &BucketLocation) -> anyhow::Result<Ve
 fn list_objects_v2(
     client: &SyncClient,
     b: &S3Bucket,
-    on_page: &mut dyn FnMut(Vec<ObjectRef>) -> anyhow::Result<()>,
+    on_page: &mut dyn FnMut(Page) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let loc = BucketLocation::S3(b.clone());
     let mut token: Option<String> = None;
@@ -80,7 +118,8 @@ fn list_objects_v2(
                 .sign(std::time::Duration::from_secs(3600))
                 .to_string()
         };
-        let (status, body) = client.get_raw(&url).map_err(|e| unreachable(&loc, &e))?;
+        let RawResponse { status, body, .. } =
+            client.get_raw(&url).map_err(|e| unreachable(&loc, &e))?;
         if !(200..300).contains(&status) {
             return Err(s3_error(b, status, &body));
         }
@@ -92,16 +131,22 @@ fn list_objects_v2(
                 loc.describe()
             )
         })?;
-        let refs = page
-            .contents
-            .into_iter()
-            .filter(|o| o.key.ends_with(&b.suffix))
-            .map(|o| ObjectRef {
-                key: o.key,
-                etag: o.etag,
-            })
-            .collect();
-        on_page(refs)?;
+        let mut out = Page::default();
+        for o in page.contents {
+            if !o.key.ends_with(&b.suffix) {
+                continue;
+            }
+            // XML cannot carry NUL, but a key must never reach the ledger
+            // that cannot hold it, whatever the server sent.
+            match key_fault(&o.key) {
+                Some(fault) => out.refused.push(RefusedKey::new(o.key.as_bytes(), fault)),
+                None => out.objects.push(ObjectRef {
+                    key: o.key,
+                    etag: o.etag,
+                }),
+            }
+        }
+        on_page(out)?;
         match page.next_continuation_token {
             Some(t) => token = Some(t),
             None => return Ok(()),

@@ -57,7 +57,7 @@ impl std::fmt::Debug for S3Bucket {
         f.debug_struct("S3Bucket")
             .field("name", &self.bucket.name())
             .field("region", &self.bucket.region())
-            .field("endpoint", &self.endpoint)
+            .field("endpoint", &crate::secret::redact_url(&self.endpoint))
             .field("prefix", &self.prefix)
             .field("signed", &self.credentials.is_some())
             .finish()
@@ -91,25 +91,30 @@ impl BucketLocation {
         let parsed = match url::Url::parse(url) {
             Ok(u) => u,
             Err(e) => bail!(
-                "bad bucket URL {url:?}: {e} (expected http(s)://HOST[:PORT][/PATH] or s3://BUCKET[/PREFIX])"
+                "bad bucket URL {:?}: {e} (expected http(s)://HOST[:PORT][/PATH] or s3://BUCKET[/PREFIX])",
+                shown(url)
             ),
         };
         match parsed.scheme() {
             "http" | "https" => {}
-            other => bail!("bad bucket URL {url:?}: scheme {other:?} is not http, https or s3"),
+            other => bail!(
+                "bad bucket URL {:?}: scheme {other:?} is not http, https or s3",
+                shown(url)
+            ),
         }
         if parsed.host_str().is_none() {
-            bail!("bad bucket URL {url:?}: no host");
+            bail!("bad bucket URL {:?}: no host", shown(url));
         }
         Ok(BucketLocation::Http {
             base: url.trim_end_matches('/').to_string(),
         })
     }
 
-    /// A short name for messages: the base URL, or `s3://NAME/PREFIX`.
+    /// A short name for messages: the base URL (its userinfo hidden), or
+    /// `s3://NAME/PREFIX`.
     pub fn describe(&self) -> String {
         match self {
-            BucketLocation::Http { base } => base.clone(),
+            BucketLocation::Http { base } => shown(base),
             BucketLocation::S3(b) => format!("s3://{}/{}", b.bucket.name(), b.prefix)
                 .trim_end_matches('/')
                 .to_string(),
@@ -129,6 +134,19 @@ impl BucketLocation {
         }
     }
 
+    /// The URL of a HEAD for `key` (a presigned URL names its method, so a
+    /// GET's will not do).
+    pub fn head_url(&self, key: &str) -> String {
+        match self {
+            BucketLocation::Http { .. } => self.object_url(key),
+            BucketLocation::S3(b) => b
+                .bucket
+                .head_object(b.credentials.as_deref(), key)
+                .sign(SIGNATURE_TTL)
+                .to_string(),
+        }
+    }
+
     pub fn manifest_url(&self) -> String {
         match self {
             BucketLocation::S3(b) => self.object_url(b.manifest.as_deref().unwrap_or(MANIFEST_KEY)),
@@ -140,7 +158,10 @@ impl BucketLocation {
 fn s3_bucket(url: &str, rest: &str, o: &S3Options) -> anyhow::Result<S3Bucket> {
     let (name, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     if name.is_empty() {
-        bail!("bad bucket URL {url:?}: no bucket name (expected s3://BUCKET[/PREFIX])");
+        bail!(
+            "bad bucket URL {:?}: no bucket name (expected s3://BUCKET[/PREFIX])",
+            shown(url)
+        );
     }
     let region = o
         .region
@@ -166,10 +187,13 @@ fn s3_bucket(url: &str, rest: &str, o: &S3Options) -> anyhow::Result<S3Bucket> {
     };
     let style = if o.path_style { UrlStyle::Path } else { style };
     let endpoint_url = url::Url::parse(&endpoint).with_context(|| {
-        format!("bad S3 endpoint {endpoint:?} (expected http(s)://HOST[:PORT])")
+        format!(
+            "bad S3 endpoint {:?} (expected http(s)://HOST[:PORT])",
+            shown(&endpoint)
+        )
     })?;
     let bucket = rusty_s3::Bucket::new(endpoint_url, style, name.to_string(), region)
-        .map_err(|e| anyhow::anyhow!("bad S3 bucket {name:?} at {endpoint}: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("bad S3 bucket {name:?} at {}: {e}", shown(&endpoint)))?;
     Ok(S3Bucket {
         bucket,
         credentials: Credentials::from_env().map(Arc::new),
@@ -182,9 +206,15 @@ fn s3_bucket(url: &str, rest: &str, o: &S3Options) -> anyhow::Result<S3Bucket> {
 
 /// A URL fit for messages and logs: without its query string, which holds
 /// the access key ID, the signature and any session token of a presigned
-/// request.
-pub fn shown(url: &str) -> &str {
-    url.split('?').next().unwrap_or(url)
+/// request, and without any userinfo (see [`crate::secret::redact_url`]).
+pub fn shown(url: &str) -> String {
+    // Redacted first: a password may hold an unescaped `?`.
+    let mut r = crate::secret::redact_url(url);
+    let host = r.rfind('@').map_or(0, |a| a + 1);
+    if let Some(q) = r[host..].find('?') {
+        r.truncate(host + q);
+    }
+    r
 }
 
 #[cfg(test)]
@@ -223,5 +253,11 @@ mod tests {
         );
         assert_eq!(b.describe(), "s3://data/2021/06");
         assert_eq!(shown("http://h/k?X-Amz-Credential=AKIA"), "http://h/k");
+        assert_eq!(shown("http://u:pw@h/k"), "http://***@h/k");
+        assert_eq!(shown("http://u:p?w@h/k?a=b"), "http://***@h/k");
+        let b = BucketLocation::parse("http://u:pw@h:9/b/").unwrap();
+        assert_eq!(b.describe(), "http://***@h:9/b");
+        let e = BucketLocation::parse("http://u:pw@h:99999/b").unwrap_err();
+        assert!(!format!("{e:#}").contains("pw"), "{e:#}");
     }
 }

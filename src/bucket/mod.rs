@@ -6,6 +6,7 @@
 //! `async_client` (reqwest) are the two HTTP shells the models use.
 
 pub mod async_client;
+pub mod budget;
 pub mod list;
 pub mod location;
 pub mod manifest;
@@ -38,6 +39,13 @@ pub struct ClientConfig {
     pub first_byte_timeout: Duration,
     /// Longest silence allowed between two reads of a body.
     pub read_timeout: Duration,
+    /// The time any download may take, whatever its size: the floor of
+    /// its total deadline (see [`ClientConfig::download_deadline`]).
+    pub download_timeout: Duration,
+    /// The slowest average rate, in bytes a second, a download may keep
+    /// beyond the floor: a body trickling slower than this is given up on
+    /// and retried, since a per-read timeout never fires on a trickle.
+    pub min_download_rate: u64,
     pub retry: RetryPolicy,
     /// Extra PEM root certificates to trust (for a private CA).
     pub ca_file: Option<std::path::PathBuf>,
@@ -50,10 +58,69 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(5),
             first_byte_timeout: Duration::from_secs(2),
             read_timeout: Duration::from_secs(10),
+            download_timeout: Duration::from_secs(30),
+            min_download_rate: 64 * 1024,
             retry: RetryPolicy::default(),
             ca_file: None,
         }
     }
+}
+
+impl ClientConfig {
+    /// The total time a download of `bytes` may take, headers included:
+    /// the floor plus the size at the minimum rate. `bytes` is the declared
+    /// length or, for a body without one, what has arrived so far, so the
+    /// deadline of an unannounced body grows only as fast as the minimum
+    /// rate allows.
+    pub fn download_deadline(&self, bytes: u64) -> Duration {
+        let rate = self.min_download_rate.max(1) as f64;
+        self.download_timeout
+            .saturating_add(Duration::from_secs_f64(bytes as f64 / rate))
+    }
+
+    /// The one-line reason a download ran out of time.
+    pub(crate) fn too_slow(
+        &self,
+        url: &str,
+        received: u64,
+        declared: Option<u64>,
+        elapsed: Duration,
+    ) -> String {
+        let of = declared.map_or(String::new(), |n| format!(" of {n}"));
+        format!(
+            "download of {} too slow: {received}{of} bytes in {:.1} s, past its {:.1} s deadline ({:.0} s plus the size at {} bytes/s; see --download-timeout, --min-download-rate)",
+            location::shown(url),
+            elapsed.as_secs_f64(),
+            self.download_deadline(declared.unwrap_or(0).max(received))
+                .as_secs_f64(),
+            self.download_timeout.as_secs_f64(),
+            self.min_download_rate,
+        )
+    }
+}
+
+/// Whether a body that arrived whole by the transport's account still
+/// ended before its JSON value did. Only a close-delimited body (no
+/// Content-Length, not chunked) needs asking: there the end of the
+/// connection is the end of the body, so a connection dropped midway looks
+/// like a complete response. Such a body is retried, not recorded as a bad
+/// file. A body that is complete but not JSON is not cut short: it is the
+/// file's fault and the parser reports it.
+pub fn json_cut_short(body: &[u8]) -> bool {
+    match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+        Ok(_) => false,
+        Err(e) => e.classify() == serde_json::error::Category::Eof,
+    }
+}
+
+/// Whether a response's body is delimited by the connection closing: no
+/// Content-Length and no chunked transfer coding.
+pub(crate) fn close_delimited(headers: &ureq::http::HeaderMap) -> bool {
+    let chunked = headers.get_all("transfer-encoding").iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.to_ascii_lowercase().contains("chunked"))
+    });
+    !chunked && !headers.contains_key("content-length")
 }
 
 /// The result of a GET that did not fail.
@@ -61,7 +128,12 @@ impl Default for ClientConfig {
 pub enum Fetched {
     Object {
         bytes: Vec<u8>,
+        /// The object's version: its ETag or, without one, its
+        /// Last-Modified (what the ledger's `etag` column compares).
         etag: Option<String>,
+        /// The body's share of the pass's byte budget, held until the
+        /// file is written.
+        held: budget::Reservation,
     },
     /// 404: listed but gone. Skipped and reported, never fatal.
     Missing,

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use super::budget::Budget;
 use super::location::shown;
 use super::{ClientConfig, FetchError, Fetched, NetStats};
 
@@ -13,6 +14,13 @@ pub(crate) enum Attempt {
     Fail(FetchError),
 }
 
+/// An answer [`SyncClient::get_raw`] leaves to its caller to interpret.
+pub struct RawResponse {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
 /// A ureq agent with bucketbench's timeouts, TLS roots and retry policy.
 /// Cheap to clone; clones share the connection pool and the counters.
 #[derive(Clone)]
@@ -20,6 +28,7 @@ pub struct SyncClient {
     agent: ureq::Agent,
     cfg: ClientConfig,
     pub stats: Arc<NetStats>,
+    budget: Budget,
 }
 
 /// PEM certificates from `--ca-file`, added to the default roots' place.
@@ -55,7 +64,18 @@ impl SyncClient {
             .tls_config(tls.build())
             .build()
             .into();
-        Ok(SyncClient { agent, cfg, stats })
+        Ok(SyncClient {
+            agent,
+            cfg,
+            stats,
+            budget: Budget::unlimited(),
+        })
+    }
+
+    /// Bodies read by [`SyncClient::get`] reserve their footprint from
+    /// `budget` first (unlimited by default).
+    pub fn with_budget(self, budget: Budget) -> Self {
+        SyncClient { budget, ..self }
     }
 
     pub fn config(&self) -> &ClientConfig {
@@ -63,15 +83,21 @@ impl SyncClient {
     }
 
     /// GETs `url` with retries on transient failures only, returning any
-    /// other answer's status and body for the caller to interpret (the
-    /// listing turns S3's XML errors into words).
-    pub fn get_raw(&self, url: &str) -> Result<(u16, Vec<u8>), FetchError> {
+    /// other answer's status, Content-Type and body for the caller to
+    /// interpret (the listing turns S3's XML errors into words and refuses
+    /// an HTML page for a manifest).
+    pub fn get_raw(&self, url: &str) -> Result<RawResponse, FetchError> {
         self.with_retries(url, || {
             let mut resp = self.agent.get(url).call().map_err(classify)?;
             let status = resp.status().as_u16();
             if matches!(status, 408 | 429 | 500..=599) {
                 return Err(Attempt::Retry(format!("HTTP {status} for {}", shown(url))));
             }
+            let content_type = resp
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
             let body = resp
                 .body_mut()
                 .with_config()
@@ -79,7 +105,11 @@ impl SyncClient {
                 .read_to_vec()
                 .map_err(classify)?;
             self.stats.add(&self.stats.bytes, body.len() as u64);
-            Ok((status, body))
+            Ok(RawResponse {
+                status,
+                content_type,
+                body,
+            })
         })
     }
 
@@ -104,24 +134,98 @@ impl SyncClient {
     }
 
     fn try_get(&self, url: &str) -> Result<Fetched, Attempt> {
+        let started = std::time::Instant::now();
         let mut resp = self.agent.get(url).call().map_err(classify)?;
         let limit = self.cfg.max_object_bytes;
         let Some(etag) = admit(resp.status().as_u16(), resp.headers(), url, limit)? else {
             return Ok(Fetched::Missing);
         };
-        let bytes = resp
-            .body_mut()
-            .with_config()
-            .limit(limit)
-            .read_to_vec()
-            .map_err(classify)?;
+        let declared = declared_length(resp.headers());
+        let close_delimited = super::close_delimited(resp.headers());
+        // Held before the body is read; a body of unknown length may be as
+        // large as the limit until it is in.
+        let mut held = self
+            .budget
+            .reserve_blocking(self.budget.footprint(declared.unwrap_or(limit).min(limit)));
+        let mut reader = resp.body_mut().with_config().limit(limit).reader();
+        let mut bytes = Vec::with_capacity(declared.unwrap_or(0).min(limit) as usize);
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            // A read waits at most the per-read timeout, so the deadline is
+            // overshot by at most that much.
+            let n = std::io::Read::read(&mut reader, &mut buf)
+                .map_err(|e| classify(ureq::Error::from(e)))?;
+            if n == 0 {
+                break;
+            }
+            bytes.extend_from_slice(&buf[..n]);
+            let received = bytes.len() as u64;
+            let elapsed = started.elapsed();
+            if elapsed
+                > self
+                    .cfg
+                    .download_deadline(declared.unwrap_or(0).max(received))
+            {
+                return Err(Attempt::Retry(
+                    self.cfg.too_slow(url, received, declared, elapsed),
+                ));
+            }
+        }
         self.stats.add(&self.stats.bytes, bytes.len() as u64);
-        Ok(Fetched::Object { bytes, etag })
+        if close_delimited && super::json_cut_short(&bytes) {
+            return Err(Attempt::Retry(cut_short(url, bytes.len())));
+        }
+        held.shrink_to(self.budget.footprint(bytes.len() as u64));
+        Ok(Fetched::Object { bytes, etag, held })
+    }
+
+    /// The object's current version (ETag, else Last-Modified) from a HEAD,
+    /// `None` when it is gone or the server names no version. At most two
+    /// attempts: a change check must not hold a pass back.
+    pub fn head_version(&self, url: &str) -> Result<Option<String>, FetchError> {
+        let policy = super::RetryPolicy {
+            max_attempts: self.cfg.retry.max_attempts.min(2),
+            ..self.cfg.retry.clone()
+        };
+        let mut retrier = super::retry::Retrier::new(&policy, &self.stats, url);
+        loop {
+            retrier.begin();
+            let attempt =
+                self.agent
+                    .head(url)
+                    .call()
+                    .map_err(classify)
+                    .and_then(|resp| {
+                        match admit(resp.status().as_u16(), resp.headers(), url, u64::MAX)? {
+                            None => Ok(None),
+                            Some(version) => Ok(version),
+                        }
+                    });
+            match attempt {
+                Ok(v) => return Ok(v),
+                Err(failure) => std::thread::sleep(retrier.failed(failure)?),
+            }
+        }
     }
 }
 
+/// The declared body length, when the server gave one.
+pub(crate) fn declared_length(headers: &ureq::http::HeaderMap) -> Option<u64> {
+    headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+}
+
+/// The one-line reason a close-delimited body is taken as cut short.
+pub(crate) fn cut_short(url: &str, received: usize) -> String {
+    format!(
+        "response for {} cut short: the connection closed after {received} bytes, before the JSON value ended (no Content-Length)",
+        shown(url)
+    )
+}
+
 /// What both clients decide from a GET's status and headers, before reading
-/// the body: `None` for a 404, else the ETag; a failure for other errors and
+/// the body: `None` for a 404, else the object's [`version`]; a failure for other errors and
 /// for a declared length over `limit`.
 pub(crate) fn admit(
     status: u16,
@@ -135,18 +239,24 @@ pub(crate) fn admit(
     if status == 404 {
         return Ok(None);
     }
-    let declared = headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let declared = declared_length(headers);
     if declared.is_some_and(|n| n > limit) {
         return Err(Attempt::Fail(FetchError::TooLarge { limit }));
     }
-    Ok(Some(
+    Ok(Some(version(headers)))
+}
+
+/// An object's version as the ledger's `etag` column holds it: the ETag or,
+/// from a server that sends none, the Last-Modified date.
+pub(crate) fn version(headers: &ureq::http::HeaderMap) -> Option<String> {
+    ["etag", "last-modified"].iter().find_map(|h| {
         headers
-            .get("etag")
+            .get(*h)
             .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
-    ))
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    })
 }
 
 /// Maps a non-2xx status to an attempt outcome; `None` for 2xx and 404.

@@ -1,4 +1,4 @@
-//! `original_title_normalized` (SPEC, "The data contract").
+//! `original_title_normalized` (docs/contract.md).
 
 /// Lowercases, keeps only letters, digits and whitespace, trims, and joins
 /// the words with `_`.
@@ -8,24 +8,48 @@
 /// they are dropped too, so the result never holds an upper-case letter.
 pub fn normalize_title(title: &str) -> String {
     let mut out = String::with_capacity(title.len());
+    normalize_title_into(title, &mut out);
+    out
+}
+
+/// [`normalize_title`], appended to `out` (a COPY buffer, say). The result
+/// holds only letters, digits and `_`, so it never needs COPY escaping.
+pub fn normalize_title_into(title: &str, out: &mut String) {
+    let start = out.len();
     let mut pending_space = false;
-    for c in title.chars().flat_map(char::to_lowercase) {
-        if c.is_whitespace() {
-            pending_space = !out.is_empty();
-        } else if (c.is_alphabetic() || c.is_numeric()) && !c.is_uppercase() {
-            if pending_space {
-                out.push('_');
-                pending_space = false;
+    for c in title.chars() {
+        // Most titles are ASCII, where the Unicode tables reduce to this.
+        if c.is_ascii() {
+            if c.is_ascii_alphanumeric() {
+                if pending_space {
+                    out.push('_');
+                    pending_space = false;
+                }
+                out.push(c.to_ascii_lowercase());
+            } else if matches!(c, ' ' | '\t' | '\n' | '\u{b}' | '\u{c}' | '\r') {
+                // `char::is_whitespace` on ASCII (it includes the vertical
+                // tab, which `u8::is_ascii_whitespace` does not).
+                pending_space = out.len() > start;
             }
-            out.push(c);
+            continue;
+        }
+        for c in c.to_lowercase() {
+            if c.is_whitespace() {
+                pending_space = out.len() > start;
+            } else if (c.is_alphabetic() || c.is_numeric()) && !c.is_uppercase() {
+                if pending_space {
+                    out.push('_');
+                    pending_space = false;
+                }
+                out.push(c);
+            }
         }
     }
-    out
 }
 
 #[cfg(test)]
 mod tests {
-    use super::normalize_title;
+    use super::{normalize_title, normalize_title_into};
     use proptest::prelude::*;
 
     #[test]
@@ -51,7 +75,41 @@ mod tests {
         assert_eq!(normalize_title("a - b"), "a_b");
     }
 
+    /// The definition, one Unicode lookup per character.
+    fn reference(title: &str) -> String {
+        let mut out = String::new();
+        let mut pending_space = false;
+        for c in title.chars().flat_map(char::to_lowercase) {
+            if c.is_whitespace() {
+                pending_space = !out.is_empty();
+            } else if (c.is_alphabetic() || c.is_numeric()) && !c.is_uppercase() {
+                if pending_space {
+                    out.push('_');
+                    pending_space = false;
+                }
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_ascii_character_as_the_definition() {
+        for b in 0u8..128 {
+            let t = format!("a{}b {} c", b as char, b as char);
+            assert_eq!(normalize_title(&t), reference(&t), "byte {b}");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn ascii_fast_path_matches_the_definition(title in "(\\PC|[\\x00-\\x7f]|\u{130}|\u{212a})*") {
+            prop_assert_eq!(normalize_title(&title), reference(&title));
+            let mut appended = String::from("prefix\t");
+            normalize_title_into(&title, &mut appended);
+            prop_assert_eq!(&appended[7..], reference(&title));
+        }
+
         #[test]
         fn normalized_title_is_clean(title in "\\PC*") {
             let n = normalize_title(&title);

@@ -57,7 +57,7 @@ pub fn parse_file(bytes: &[u8]) -> Result<ParsedFile, FileError> {
                 Err(reason) => out.rejected.push(Rejected {
                     index,
                     reason,
-                    raw: jsonb_safe(value),
+                    raw: jsonb_safe(value, raw.get()),
                 }),
             },
             Err(e) => out.rejected.push(Rejected {
@@ -158,9 +158,23 @@ fn app(d: &Fields) -> Result<App, String> {
     })
 }
 
-/// `jsonb` refuses U+0000 in strings, so a rejected record holding one would
-/// abort its file's transaction; U+2400 (␀) keeps it visible and storable.
-fn jsonb_safe(value: Value) -> Value {
+/// A rejected record as `jsonb` can store it. `jsonb` refuses U+0000 in
+/// strings, so a rejected record holding one would abort its file's
+/// transaction; U+2400 (␀) keeps it visible and storable. A number beyond
+/// what `numeric` holds (`1e200000`) cannot be stored as a number at all,
+/// so such a record is stored as a JSON string of its original text.
+fn jsonb_safe(value: Value, original: &str) -> Value {
+    fn unfit_number(v: &Value) -> bool {
+        match v {
+            Value::Number(n) => !coerce::numeric_fits(&n.to_string()),
+            Value::Array(a) => a.iter().any(unfit_number),
+            Value::Object(o) => o.values().any(unfit_number),
+            _ => false,
+        }
+    }
+    if unfit_number(&value) {
+        return Value::String(original.to_string());
+    }
     fn has_nul(v: &Value) -> bool {
         match v {
             Value::String(s) => s.contains('\0'),

@@ -79,31 +79,37 @@ pub async fn write_group(
     Ok(results)
 }
 
-/// Writes a group on a pooled connection, retrying on a fresh one with
-/// backoff when the connection is lost (the pool drops closed clients).
-/// Any other error in a group of several is retried file by file, so it is
-/// reported against the one file that caused it.
-pub async fn write_with_reconnect(
+/// Writes a group on a pooled connection until it succeeds or fails for a
+/// reason retrying cannot fix: retries on a fresh connection with backoff
+/// when the connection is lost (the pool drops closed clients), retries a
+/// deadlock or serialization failure with a bounded backoff. Only a
+/// database still unreachable after the reconnect attempts is an error.
+async fn attempt(
     pool: &deadpool_postgres::Pool,
     plans: &[&WritePlan],
-) -> anyhow::Result<Vec<WriteResult>> {
-    let mut attempt = 0;
+) -> anyhow::Result<GroupAttempt> {
+    let (mut lost, mut contended) = (0, 0);
     loop {
         let result = match pool.get().await {
             Ok(mut client) => write_group(&mut client, plans).await,
             Err(e) => Err(crate::error::DbError::PoolExhausted(e.to_string()).into()),
         };
-        match result {
-            Ok(r) => return Ok(r),
-            Err(e)
-                if super::is_connection_lost(&e)
-                    || matches!(
-                        e.downcast_ref::<crate::error::DbError>(),
-                        Some(crate::error::DbError::PoolExhausted(_))
-                    ) =>
-            {
-                attempt += 1;
-                let Some(delay) = super::reconnect_delay(attempt) else {
+        let e = match result {
+            Ok(r) => return Ok(GroupAttempt::Done(r)),
+            Err(e) => e,
+        };
+        let fault = if matches!(
+            e.downcast_ref::<crate::error::DbError>(),
+            Some(crate::error::DbError::PoolExhausted(_))
+        ) {
+            super::WriteFault::ConnectionLost
+        } else {
+            super::classify(&e)
+        };
+        match fault {
+            super::WriteFault::ConnectionLost => {
+                lost += 1;
+                let Some(delay) = super::reconnect_delay(lost) else {
                     return Err(e);
                 };
                 tracing::warn!(
@@ -112,20 +118,76 @@ pub async fn write_with_reconnect(
                 );
                 tokio::time::sleep(delay).await;
             }
-            Err(e) if plans.len() > 1 => {
-                tracing::debug!("group write failed ({e:#}); retrying file by file");
-                let mut results = Vec::with_capacity(plans.len());
-                for p in plans {
-                    let r = Box::pin(write_with_reconnect(pool, &[*p]))
-                        .await
-                        .map_err(|e| e.context(format!("writing {}", p.key)))?;
-                    results.extend(r);
+            super::WriteFault::Retry => {
+                contended += 1;
+                match super::contention_delay(contended, rand::random()) {
+                    Some(delay) => tokio::time::sleep(delay).await,
+                    None => return Ok(GroupAttempt::Busy),
                 }
-                return Ok(results);
             }
-            Err(e) => return Err(e),
+            super::WriteFault::Busy => return Ok(GroupAttempt::Busy),
+            super::WriteFault::Refused(reason) => return Ok(GroupAttempt::Refused(reason)),
         }
     }
+}
+
+/// How a group's transaction ended, once lost connections and contention
+/// have been retried.
+enum GroupAttempt {
+    Done(Vec<WriteResult>),
+    /// A claim timed out on a lock, or kept deadlocking.
+    Busy,
+    /// PostgreSQL refused the data (see [`super::WriteFault::Refused`]).
+    Refused(String),
+}
+
+/// Writes a group of files, isolating failures: a group that fails for any
+/// reason but a lost connection is retried file by file, so good files
+/// commit and the failure is reported against the one file that caused it.
+/// A file PostgreSQL refuses on its own is recorded in the ledger as
+/// `failed` with the database's reason, in a transaction of its own; a file
+/// whose claim another worker holds is reported busy. An error means the
+/// database is unreachable.
+pub async fn write_with_reconnect(
+    pool: &deadpool_postgres::Pool,
+    plans: &[&WritePlan],
+) -> anyhow::Result<Vec<WriteResult>> {
+    let outcome = attempt(pool, plans).await?;
+    if let GroupAttempt::Done(results) = outcome {
+        return Ok(results);
+    }
+    if plans.len() > 1 {
+        tracing::debug!(
+            "a group of {} files failed; retrying file by file",
+            plans.len()
+        );
+        let mut results = Vec::with_capacity(plans.len());
+        for p in plans {
+            results.extend(Box::pin(write_with_reconnect(pool, &[*p])).await?);
+        }
+        return Ok(results);
+    }
+    let plan = plans[0];
+    let reason = match outcome {
+        GroupAttempt::Refused(reason) => reason,
+        _ => return Ok(vec![WriteResult::Busy]),
+    };
+    tracing::warn!(
+        "{}: {reason}; recording it as failed",
+        crate::report::short_key(&plan.key)
+    );
+    let failed = plan.as_failed(&reason);
+    Ok(vec![match attempt(pool, &[&failed]).await? {
+        GroupAttempt::Done(r) => match r.into_iter().next() {
+            Some(WriteResult::Committed) => WriteResult::Failed(reason),
+            Some(other) => other,
+            None => WriteResult::Busy,
+        },
+        GroupAttempt::Busy => WriteResult::Busy,
+        GroupAttempt::Refused(again) => WriteResult::Unrecorded(format!(
+            "{reason}; recording it as failed was refused too: {again}"
+        )),
+    }])
 }
 
 /// Writes every plan `plans` yields with `writers` concurrent writers,
@@ -165,7 +227,7 @@ pub async fn write_all(
             let results = write_with_reconnect(pool, &refs)
                 .await
                 .map_err(|e| match &refs[..] {
-                    [one] => e.context(format!("writing {}", one.key)),
+                    [one] => e.context(format!("writing {}", crate::report::short_key(&one.key))),
                     _ => e,
                 })?;
             for (plan, r) in group.into_iter().zip(results) {
@@ -188,11 +250,10 @@ pub async fn already_loaded(pool: &deadpool_postgres::Pool, key: &str) -> bool {
     }
 }
 
-/// A pool of `size` connections (deadpool-postgres).
+/// A pool of `size` connections (deadpool-postgres), each session
+/// starting with [`super::SESSION_OPTIONS`].
 pub fn pool(url: &str, size: usize) -> anyhow::Result<deadpool_postgres::Pool> {
-    let cfg: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e| anyhow::anyhow!("bad database URL {}: {e}", crate::secret::redact_url(url)))?;
+    let cfg = super::session_config(url)?;
     let mgr = deadpool_postgres::Manager::from_config(
         cfg,
         super::tls::connector()?,

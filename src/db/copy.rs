@@ -3,7 +3,12 @@
 
 use std::fmt::Write as _;
 
-use crate::contract::{App, Movie, ParsedFile, Rejected, Song};
+use chrono::{Datelike, NaiveDate};
+
+use crate::contract::{
+    App, AppRow, BorrowedFile, Item, Movie, MovieRow, Outcome, ParsedFile, Record, Rejected, Song,
+    SongRow, Text, normalize_title_into,
+};
 
 pub const SONGS: &str = "COPY songs (source_key, artist_name, title, year, release) FROM STDIN";
 pub const MOVIES: &str = "COPY movies (source_key, original_title, original_language, budget, is_adult, release_date, original_title_normalized) FROM STDIN";
@@ -21,66 +26,193 @@ pub struct CopyBatch {
 
 /// The COPY batches for a parsed file, empty tables left out.
 pub fn batches(key: &str, file: &ParsedFile) -> Vec<CopyBatch> {
-    let mut out = Vec::with_capacity(4);
-    let mut push = |sql, rows: usize, encode: &dyn Fn(&mut Row)| {
-        if rows > 0 {
-            let mut row = Row {
-                buf: String::with_capacity(rows * 96),
-                first: true,
-            };
-            encode(&mut row);
-            out.push(CopyBatch {
-                sql,
-                data: row.buf.into_bytes(),
-            });
+    let key = escaped(key);
+    let mut songs = Table::new(SONGS, file.songs.len());
+    file.songs.iter().for_each(|s| song(&mut songs, &key, s));
+    let mut movies = Table::new(MOVIES, file.movies.len());
+    file.movies.iter().for_each(|m| movie(&mut movies, &key, m));
+    let mut apps = Table::new(APPS, file.apps.len());
+    file.apps.iter().for_each(|a| app(&mut apps, &key, a));
+    let mut rejects = Table::new(REJECTED, file.rejected.len());
+    file.rejected
+        .iter()
+        .for_each(|x| rejected(&mut rejects, &key, x));
+    [songs, movies, apps, rejects]
+        .into_iter()
+        .filter_map(Table::finish)
+        .collect()
+}
+
+/// The COPY batches for a file parsed by the fast path, written straight
+/// from the rows borrowed from the file's bytes, empty tables left out.
+/// Same bytes as [`batches`] of the same file's [`ParsedFile`].
+pub fn borrowed_batches(key: &str, file: &BorrowedFile<'_>) -> Vec<CopyBatch> {
+    let key = escaped(key);
+    // Rows per table, to size each buffer once.
+    let mut n = [0usize; 4];
+    for item in &file.items {
+        let table = match item {
+            Item::Song(_) => 0,
+            Item::Movie(_) => 1,
+            Item::App(_) => 2,
+            Item::Owned(o) => match **o {
+                Outcome::Record(Record::Song(_)) => 0,
+                Outcome::Record(Record::Movie(_)) => 1,
+                Outcome::Record(Record::App(_)) => 2,
+                Outcome::Rejected(_) => 3,
+                Outcome::Skipped => continue,
+            },
+            Item::Skipped | Item::Pending => continue,
+        };
+        n[table] += 1;
+    }
+    let mut songs = Table::new(SONGS, n[0]);
+    let mut movies = Table::new(MOVIES, n[1]);
+    let mut apps = Table::new(APPS, n[2]);
+    let mut rejects = Table::new(REJECTED, n[3]);
+    for item in &file.items {
+        match item {
+            Item::Song(s) => song_row(&mut songs, &key, s),
+            Item::Movie(m) => movie_row(&mut movies, &key, m),
+            Item::App(a) => app_row(&mut apps, &key, a),
+            Item::Owned(o) => match &**o {
+                Outcome::Record(Record::Song(s)) => song(&mut songs, &key, s),
+                Outcome::Record(Record::Movie(m)) => movie(&mut movies, &key, m),
+                Outcome::Record(Record::App(a)) => app(&mut apps, &key, a),
+                Outcome::Rejected(x) => rejected(&mut rejects, &key, x),
+                Outcome::Skipped => {}
+            },
+            Item::Skipped | Item::Pending => {}
         }
-    };
-    push(SONGS, file.songs.len(), &|r| {
-        file.songs.iter().for_each(|s| song(r, key, s))
-    });
-    push(MOVIES, file.movies.len(), &|r| {
-        file.movies.iter().for_each(|m| movie(r, key, m))
-    });
-    push(APPS, file.apps.len(), &|r| {
-        file.apps.iter().for_each(|a| app(r, key, a))
-    });
-    push(REJECTED, file.rejected.len(), &|r| {
-        file.rejected.iter().for_each(|x| rejected(r, key, x))
-    });
+    }
+    [songs, movies, apps, rejects]
+        .into_iter()
+        .filter_map(Table::finish)
+        .collect()
+}
+
+/// The source key, escaped once per file rather than once per row.
+fn escaped(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    escape_into(&mut out, key);
     out
 }
 
-struct Row {
+/// One table's COPY data, a row at a time.
+struct Table {
+    sql: &'static str,
     buf: String,
-    first: bool,
+    rows: usize,
 }
 
-impl Row {
-    fn sep(&mut self) {
-        if !self.first {
-            self.buf.push('\t');
+impl Table {
+    fn new(sql: &'static str, rows: usize) -> Self {
+        Table {
+            sql,
+            buf: String::with_capacity(rows * 96),
+            rows: 0,
         }
-        self.first = false;
     }
+
+    /// Starts a row with its (already escaped) source key.
+    fn key(&mut self, key: &str) {
+        self.buf.push_str(key);
+        self.rows += 1;
+    }
+
+    fn null(&mut self) {
+        self.buf.push_str("\t\\N");
+    }
+
     fn text(&mut self, v: Option<&str>) {
-        self.sep();
         match v {
-            None => self.buf.push_str("\\N"),
-            Some(s) => escape_into(&mut self.buf, s),
-        }
-    }
-    fn display<T: std::fmt::Display>(&mut self, v: Option<T>) {
-        self.sep();
-        match v {
-            None => self.buf.push_str("\\N"),
-            Some(x) => {
-                let _ = write!(self.buf, "{x}");
+            None => self.null(),
+            Some(s) => {
+                self.buf.push('\t');
+                escape_into(&mut self.buf, s);
             }
         }
     }
+
+    fn borrowed(&mut self, v: Option<&Text<'_>>) {
+        match v {
+            None => self.null(),
+            Some(t) if t.needs_escaping() => self.text(Some(t.as_str())),
+            Some(t) => {
+                self.buf.push('\t');
+                self.buf.push_str(t.as_str());
+            }
+        }
+    }
+
+    fn int(&mut self, v: Option<impl itoa::Integer>) {
+        match v {
+            None => self.null(),
+            Some(i) => {
+                self.buf.push('\t');
+                self.buf.push_str(itoa::Buffer::new().format(i));
+            }
+        }
+    }
+
+    fn bool(&mut self, v: Option<bool>) {
+        match v {
+            None => self.null(),
+            Some(true) => self.buf.push_str("\ttrue"),
+            Some(false) => self.buf.push_str("\tfalse"),
+        }
+    }
+
+    /// `Display` of an f64 is its shortest round-trip form, which
+    /// PostgreSQL's float8 input reads back exactly.
+    fn float(&mut self, v: Option<f64>) {
+        match v {
+            None => self.null(),
+            Some(f) => {
+                let _ = write!(self.buf, "\t{f}");
+            }
+        }
+    }
+
+    /// `YYYY-MM-DD`, as chrono's `%Y-%m-%d` writes years 0–9999, without
+    /// its formatting machinery per row.
+    fn date(&mut self, v: Option<NaiveDate>) {
+        let Some(d) = v else {
+            return self.null();
+        };
+        let (y, m, day) = (d.year(), d.month(), d.day());
+        if !(0..=9999).contains(&y) {
+            let _ = write!(self.buf, "\t{}", d.format("%Y-%m-%d"));
+            return;
+        }
+        let y = y as u32;
+        let digit = |n: u32| char::from(b'0' + (n % 10) as u8);
+        for c in [
+            '\t',
+            digit(y / 1000),
+            digit(y / 100),
+            digit(y / 10),
+            digit(y),
+            '-',
+            digit(m / 10),
+            digit(m),
+            '-',
+            digit(day / 10),
+            digit(day),
+        ] {
+            self.buf.push(c);
+        }
+    }
+
     fn end(&mut self) {
         self.buf.push('\n');
-        self.first = true;
+    }
+
+    fn finish(self) -> Option<CopyBatch> {
+        (self.rows > 0).then(|| CopyBatch {
+            sql: self.sql,
+            data: self.buf.into_bytes(),
+        })
     }
 }
 
@@ -105,40 +237,72 @@ fn escape_into(buf: &mut String, s: &str) {
     buf.push_str(&s[start..]);
 }
 
-fn song(r: &mut Row, key: &str, s: &Song) {
-    r.text(Some(key));
+fn song(r: &mut Table, key: &str, s: &Song) {
+    r.key(key);
     r.text(s.artist_name.as_deref());
     r.text(Some(&s.title));
-    r.display(s.year);
+    r.int(s.year);
     r.text(s.release.as_deref());
     r.end();
 }
 
-fn movie(r: &mut Row, key: &str, m: &Movie) {
-    r.text(Some(key));
+fn song_row(r: &mut Table, key: &str, s: &SongRow<'_>) {
+    r.key(key);
+    r.borrowed(s.artist_name.as_ref());
+    r.borrowed(Some(&s.title));
+    r.int(s.year);
+    r.borrowed(s.release.as_ref());
+    r.end();
+}
+
+fn movie(r: &mut Table, key: &str, m: &Movie) {
+    r.key(key);
     r.text(Some(&m.original_title));
     r.text(m.original_language.as_deref());
-    r.display(m.budget);
-    r.display(m.is_adult);
-    r.display(m.release_date.map(|d| d.format("%Y-%m-%d")));
+    r.int(m.budget);
+    r.bool(m.is_adult);
+    r.date(m.release_date);
     r.text(Some(&m.original_title_normalized));
     r.end();
 }
 
-fn app(r: &mut Row, key: &str, a: &App) {
-    r.text(Some(key));
-    r.text(Some(&a.name));
-    r.text(a.genre.as_deref());
-    r.display(a.rating);
-    r.text(a.version.as_deref());
-    r.display(a.size_bytes);
-    r.display(Some(a.is_awesome));
+fn movie_row(r: &mut Table, key: &str, m: &MovieRow<'_>) {
+    r.key(key);
+    r.borrowed(Some(&m.original_title));
+    r.borrowed(m.original_language.as_ref());
+    r.int(m.budget);
+    r.bool(m.is_adult);
+    r.date(m.release_date);
+    r.buf.push('\t');
+    normalize_title_into(m.original_title.as_str(), &mut r.buf);
     r.end();
 }
 
-fn rejected(r: &mut Row, key: &str, x: &Rejected) {
-    r.text(Some(key));
-    r.display(Some(x.index));
+fn app(r: &mut Table, key: &str, a: &App) {
+    r.key(key);
+    r.text(Some(&a.name));
+    r.text(a.genre.as_deref());
+    r.float(a.rating);
+    r.text(a.version.as_deref());
+    r.int(a.size_bytes);
+    r.bool(Some(a.is_awesome));
+    r.end();
+}
+
+fn app_row(r: &mut Table, key: &str, a: &AppRow<'_>) {
+    r.key(key);
+    r.borrowed(Some(&a.name));
+    r.borrowed(a.genre.as_ref());
+    r.float(a.rating);
+    r.borrowed(a.version.as_ref());
+    r.int(a.size_bytes);
+    r.bool(Some(a.is_awesome()));
+    r.end();
+}
+
+fn rejected(r: &mut Table, key: &str, x: &Rejected) {
+    r.key(key);
+    r.int(Some(x.index));
     r.text(Some(&x.reason));
     r.text(Some(&x.raw.to_string()));
     r.end();

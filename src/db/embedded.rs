@@ -4,7 +4,16 @@
 //! Two flavours share one helper: `Persistent` keeps its data directory
 //! between runs (so `ingest`'s ledger survives), `Throwaway` lives in a
 //! temporary directory with durability off and is deleted on exit, on error
-//! and on Ctrl-C. The server listens on a free port on 127.0.0.1 only, with
+//! and on Ctrl-C.
+//!
+//! A persistent directory survives an interrupted first run: the cluster is
+//! initialised in a staging directory beside it (`.<name>.init-<pid>`),
+//! its password file written, and only then renamed into place, so the data
+//! directory is either absent or complete; a staging directory left by a
+//! killed run is removed by the next. One process at a time runs the server
+//! of a data directory: it holds an exclusive `flock` on `.<name>.lock`
+//! beside it for as long as the server runs, and a second process waits a
+//! bounded time, saying so, then gives up in one line. The server listens on a free port on 127.0.0.1 only, with
 //! a random password (scram-sha-256), and runs as the `postgres` system user
 //! when this process is root, because `initdb` refuses to run as root.
 
@@ -41,11 +50,18 @@ pub struct EmbeddedPostgres {
     stopped: bool,
     /// Extra `-c name=value` server settings.
     settings: Vec<(String, String)>,
+    /// The data directory's lock (persistent servers), released after the
+    /// server has stopped.
+    _lock: Option<fs::File>,
 }
 
 const PASSWORD_FILE: &str = "bucketbench_password";
 const LOG_FILE: &str = "bucketbench_server.log";
 const TEMP_PREFIX: &str = "bucketbench-pg-";
+/// How long a second process waits for the data directory's lock.
+const LOCK_WAIT: Duration = Duration::from_secs(60);
+/// How long a server left running by a dead process gets to stop.
+const STALE_SERVER_WAIT: Duration = Duration::from_secs(30);
 /// The database bucketbench creates and uses in its own server.
 pub const DATABASE: &str = "bucketbench";
 
@@ -193,11 +209,24 @@ fn live() -> &'static Mutex<Vec<(i32, Option<PathBuf>)>> {
     LIVE.get_or_init(|| Mutex::new(Vec::new()))
 }
 
-/// On Ctrl-C or SIGTERM: stop every embedded server cleanly (fast
-/// shutdown), delete throwaway data, then exit with status 130. Binaries
-/// call this once at start.
+/// Work to do first on Ctrl-C or SIGTERM (see [`on_interrupt`]).
+static HOOKS: Mutex<Vec<fn()>> = Mutex::new(Vec::new());
+
+/// Runs `hook` on Ctrl-C or SIGTERM, before the embedded servers stop
+/// (`compare` stops its workers and drops its schema).
+pub fn on_interrupt(hook: fn()) {
+    HOOKS.lock().unwrap_or_else(|p| p.into_inner()).push(hook);
+}
+
+/// On Ctrl-C or SIGTERM: run the [`on_interrupt`] hooks, stop every
+/// embedded server cleanly (fast shutdown), delete throwaway data, then
+/// exit with status 130. Binaries call this once at start.
 pub fn install_signal_handler() {
     let _ = ctrlc::set_handler(|| {
+        let hooks = HOOKS.lock().map(|h| h.clone()).unwrap_or_default();
+        for hook in hooks {
+            hook();
+        }
         let servers = live().lock().map(|l| l.clone()).unwrap_or_default();
         for (pid, _) in &servers {
             // SAFETY: pid is a postmaster we started.
@@ -251,14 +280,24 @@ impl EmbeddedPostgres {
             }
         };
         let throwaway = tempdir.is_some();
+        let lock = if throwaway {
+            None
+        } else {
+            let lock = lock_data_dir(&data_dir)?;
+            // Holding the lock: nobody else is initialising or running here.
+            remove_leftovers(&data_dir);
+            stop_stale_server(&data_dir)?;
+            Some(lock)
+        };
         let password = if data_dir.join("PG_VERSION").is_file() {
             fs::read_to_string(data_dir.join(PASSWORD_FILE))
-                .with_context(|| format!("{} holds a PostgreSQL cluster without bucketbench's password file; remove it or pass another --data-dir", data_dir.display()))?
+                .with_context(|| format!("{} holds a PostgreSQL cluster without bucketbench's password file (not made by this version of bucketbench); remove it or pass another --data-dir", data_dir.display()))?
                 .trim()
                 .to_string()
         } else {
             init_cluster(&bindir, &data_dir, own, throwaway)?
         };
+        let mut lock = lock;
 
         // A port found free can be taken before the server binds it; retry.
         let mut last_err = None;
@@ -279,10 +318,12 @@ impl EmbeddedPostgres {
                 exited,
                 stopped: false,
                 settings: settings.clone(),
+                _lock: None,
             };
             match pg.wait_ready() {
                 Ok(()) => {
                     pg.tempdir = tempdir;
+                    pg._lock = lock.take();
                     pg.ensure_database()?;
                     return Ok(pg);
                 }
@@ -523,43 +564,178 @@ impl Drop for EmbeddedPostgres {
     }
 }
 
+/// `<parent>/.<name>.<suffix>`: a file or directory beside `data_dir`.
+fn beside(data_dir: &Path, suffix: &str) -> PathBuf {
+    let name = data_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    data_dir.with_file_name(format!(".{name}.{suffix}"))
+}
+
+/// Takes the data directory's lock, waiting up to [`LOCK_WAIT`] for a
+/// process that holds it (saying so once), and writes our pid in it.
+fn lock_data_dir(data_dir: &Path) -> anyhow::Result<fs::File> {
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::fs::FileExt as _;
+    if let Some(parent) = data_dir.parent() {
+        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let path = beside(data_dir, "lock");
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening the lock file {}", path.display()))?;
+    let deadline = Instant::now() + LOCK_WAIT;
+    let mut said = false;
+    loop {
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            break;
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EWOULDBLOCK) | Some(libc::EINTR) => {}
+            _ => return Err(e).with_context(|| format!("locking {}", path.display())),
+        }
+        let holder = fs::read_to_string(&path)
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .map_or_else(
+                || "another process".to_string(),
+                |pid| format!("process {pid}"),
+            );
+        if Instant::now() >= deadline {
+            bail!(
+                "{holder} is running the embedded PostgreSQL in {} (waited {} s); stop it, pass another --data-dir, or set DATABASE_URL to share one server",
+                data_dir.display(),
+                LOCK_WAIT.as_secs()
+            );
+        }
+        if !said {
+            eprintln!(
+                "waiting up to {} s for {holder}, which is running the embedded PostgreSQL in {}",
+                LOCK_WAIT.as_secs(),
+                data_dir.display()
+            );
+            said = true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = format!("{}\n", std::process::id());
+    file.set_len(0)?;
+    file.write_at(pid.as_bytes(), 0)?;
+    Ok(file)
+}
+
+/// Removes what a killed first run leaves beside the data directory: its
+/// staging directory (and the password file older versions kept there).
+/// Only called with the lock held, so none of it is in use.
+fn remove_leftovers(data_dir: &Path) {
+    let Some(parent) = data_dir.parent() else {
+        return;
+    };
+    let name = data_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let staging = format!(".{name}.init-");
+    let old_pwfile = format!(".{name}-pwfile-");
+    for e in fs::read_dir(parent).into_iter().flatten().flatten() {
+        let f = e.file_name().to_string_lossy().into_owned();
+        if f.starts_with(&staging) {
+            let _ = fs::remove_dir_all(e.path());
+        } else if f.starts_with(&old_pwfile) {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
+/// A server left running in `data_dir` by a process that died (its
+/// parent-death signal asks it to stop, which takes a moment): wait for it
+/// to go, asking again, so that ours can start.
+fn stop_stale_server(data_dir: &Path) -> anyhow::Result<()> {
+    let Some(pid) = fs::read_to_string(data_dir.join("postmaster.pid"))
+        .ok()
+        .and_then(|s| s.lines().next()?.trim().parse::<i32>().ok())
+    else {
+        return Ok(());
+    };
+    let is_postgres = |pid: i32| {
+        pid_alive(pid)
+            && fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "postgres")
+    };
+    if !is_postgres(pid) {
+        return Ok(());
+    }
+    // SAFETY: a postmaster of this data directory, whose owner is gone (we
+    // hold the lock): a fast shutdown.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let deadline = Instant::now() + STALE_SERVER_WAIT;
+    while is_postgres(pid) {
+        if Instant::now() >= deadline {
+            bail!(
+                "a PostgreSQL server (pid {pid}) left by an earlier run is still running in {} after {} s; stop it and try again",
+                data_dir.display(),
+                STALE_SERVER_WAIT.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// Creates the cluster of `data_dir`: `initdb` in a staging directory
+/// beside it, the password file written and synced, then one rename into
+/// place, so an interruption at any instant leaves no half-made cluster
+/// where a later run would find it.
 fn init_cluster(
     bindir: &Path,
     data_dir: &Path,
     own: Owner,
     throwaway: bool,
 ) -> anyhow::Result<String> {
-    if let Some(parent) = data_dir.parent() {
-        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let parent = data_dir
+        .parent()
+        .with_context(|| format!("{} has no parent directory", data_dir.display()))?;
+    fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    if fs::read_dir(data_dir).is_ok_and(|mut d| d.next().is_some()) {
+        bail!(
+            "{} is not empty and holds no PostgreSQL cluster (no PG_VERSION); remove it or pass another --data-dir",
+            data_dir.display()
+        );
     }
-    fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-    fs::set_permissions(data_dir, fs::Permissions::from_mode(0o700))?;
-    chown(data_dir, own)?;
+    let stage = beside(data_dir, &format!("init-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&stage);
+    fs::create_dir(&stage).with_context(|| format!("creating {}", stage.display()))?;
+    let result = init_staged(bindir, data_dir, &stage, own, throwaway);
+    let _ = fs::remove_dir_all(&stage);
+    result
+}
+
+fn init_staged(
+    bindir: &Path,
+    data_dir: &Path,
+    stage: &Path,
+    own: Owner,
+    throwaway: bool,
+) -> anyhow::Result<String> {
+    fs::set_permissions(stage, fs::Permissions::from_mode(0o700))?;
+    chown(stage, own)?;
     if own.switch && !throwaway {
-        check_reachable_by_postgres(data_dir)?;
+        check_reachable_by_postgres(stage)?;
     }
     let password = random_password();
-    let pwfile = data_dir.with_file_name(format!(
-        ".{}-pwfile-{}",
-        data_dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    {
-        let mut f = fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .mode_0600()
-            .open(&pwfile)?;
-        f.write_all(password.as_bytes())?;
-    }
-    chown(&pwfile, own)?;
+    let pwfile = stage.join("pwfile");
+    write_secret(&pwfile, &password, own)?;
+    let staged = stage.join("data");
     let mut cmd = Command::new(bindir.join("initdb"));
     cmd.arg("-D")
-        .arg(data_dir)
+        .arg(&staged)
         .args([
             "-U",
             "postgres",
@@ -576,15 +752,21 @@ fn init_cluster(
     if own.switch {
         cmd.uid(own.uid).gid(own.gid);
     }
+    // SAFETY: only async-signal-safe calls between fork and exec. initdb
+    // dies with us instead of finishing a cluster nobody will rename.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+            Ok(())
+        });
+    }
     let out = cmd
         .output()
-        .with_context(|| format!("running {}", bindir.join("initdb").display()));
-    let _ = fs::remove_file(&pwfile);
-    let out = out?;
+        .with_context(|| format!("running {}", bindir.join("initdb").display()))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         bail!(
-            "initdb failed in {}: {}",
+            "initdb failed for {}: {}",
             data_dir.display(),
             err.lines()
                 .filter(|l| !l.trim().is_empty())
@@ -592,18 +774,35 @@ fn init_cluster(
                 .unwrap_or("no output")
         );
     }
-    let pw_path = data_dir.join(PASSWORD_FILE);
-    {
-        let mut f = fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .mode_0600()
-            .open(&pw_path)?;
-        f.write_all(password.as_bytes())?;
+    write_secret(&staged.join(PASSWORD_FILE), &password, own)?;
+    // An empty directory is replaced by rename(2) as a missing one is.
+    fs::rename(&staged, data_dir).with_context(|| {
+        format!(
+            "moving the new cluster from {} to {}",
+            staged.display(),
+            data_dir.display()
+        )
+    })?;
+    if !throwaway {
+        if let Some(parent) = data_dir.parent() {
+            fs::File::open(parent).and_then(|d| d.sync_all())?;
+        }
     }
-    chown(&pw_path, own)?;
     Ok(password)
+}
+
+/// Writes a file only its owner (the server's user) can read, and syncs it.
+fn write_secret(path: &Path, secret: &str, own: Owner) -> anyhow::Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode_0600()
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(secret.as_bytes())?;
+    f.sync_all()?;
+    chown(path, own)
 }
 
 /// `postgres` must be able to enter every parent of its data directory; a

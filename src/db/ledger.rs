@@ -6,6 +6,10 @@
 //! waits on any other worker's uncommitted claim of the same key and then
 //! finds it taken), COPY its rows and rejected records, commit. A crash at
 //! any instant leaves the file fully loaded or not at all.
+//!
+//! The ledger's uniqueness is on `key_sha256`, the SHA-256 of the full key
+//! (migration V2), so keys of any length load; `key = $1` and
+//! `key = ANY($1)` are served by a hash index on `key`.
 
 use postgres_types::ToSql;
 
@@ -15,12 +19,22 @@ use crate::contract::ParsedFile;
 
 pub const CLAIM: &str = "INSERT INTO processed_files \
     (key, etag, size_bytes, status, reason, songs_rows, movies_rows, apps_rows, rejected_count, skipped_count, model) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (key) DO NOTHING";
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (key_sha256) DO NOTHING";
 
-/// Marks the listed keys the ledger holds as seen now, and returns them:
-/// the subtraction and the `last_seen_at` bookkeeping in one round trip.
-pub const SEEN: &str =
-    "UPDATE processed_files SET last_seen_at = now() WHERE key = ANY($1) RETURNING key, etag";
+/// Returns the listed keys the ledger holds, with their ETags, and marks
+/// them as seen now: the subtraction and the `last_seen_at` bookkeeping in
+/// one round trip.
+///
+/// The bookkeeping cannot deadlock and never waits: it locks only the rows
+/// no one else holds (`SKIP LOCKED`), so two workers marking overlapping
+/// keys in different orders each take what is free instead of waiting on
+/// each other, and a row held by a stalled worker is simply marked by the
+/// next pass. The keys returned come from the statement's snapshot, locked
+/// or not, so the subtraction is whole.
+pub const SEEN: &str = "WITH marked AS (\
+    UPDATE processed_files SET last_seen_at = now() WHERE key_sha256 IN \
+    (SELECT key_sha256 FROM processed_files WHERE key = ANY($1) FOR UPDATE SKIP LOCKED)) \
+    SELECT key, etag FROM processed_files WHERE key = ANY($1)";
 
 /// Whether another worker has committed the key since the listing was
 /// subtracted: checked before fetching, so workers sharing a bucket do not
@@ -160,6 +174,27 @@ impl WritePlan {
     pub fn rows(&self) -> u64 {
         (self.songs + self.movies + self.apps) as u64
     }
+
+    /// The ledger row that records this file as `failed` with `reason` and
+    /// nothing else: what is written, in a transaction of its own, when
+    /// PostgreSQL refuses the file's data.
+    pub fn as_failed(&self, reason: &str) -> WritePlan {
+        WritePlan {
+            key: self.key.clone(),
+            etag: self.etag.clone(),
+            size_bytes: self.size_bytes,
+            status: "failed",
+            reason: Some(reason.to_string()),
+            songs: 0,
+            movies: 0,
+            apps: 0,
+            rejected: 0,
+            skipped: 0,
+            model: self.model.clone(),
+            copies: Vec::new(),
+            statements: Vec::new(),
+        }
+    }
 }
 
 /// Rows one group transaction may carry: enough to amortise the
@@ -185,13 +220,33 @@ pub fn merged_copies(plans: &[&WritePlan]) -> Vec<CopyBatch> {
 }
 
 /// What a write did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteResult {
     /// This worker claimed the key and committed the file.
     Committed,
-    /// Another worker holds or committed the key; nothing was written.
+    /// Another worker committed the key; nothing was written.
     AlreadyLoaded,
+    /// Another worker held the key's claim past the lock timeout (or the
+    /// claim kept deadlocking); nothing was written, a later pass retries.
+    Busy,
+    /// PostgreSQL refused the file's data; the ledger records it as
+    /// `failed` with this reason (a transaction of its own).
+    Failed(String),
+    /// PostgreSQL refused the file and its `failed` ledger row too (a key
+    /// text cannot hold); nothing was written.
+    Unrecorded(String),
 }
+
+/// The listed keys (already found in the ledger) that are recorded
+/// `failed`: the ones a pass may try again.
+pub const FAILED_AMONG: &str =
+    "SELECT key FROM processed_files WHERE key = ANY($1) AND status = 'failed'";
+
+/// Forgets a `failed` outcome so the key can be tried again through the
+/// normal claim. Only `failed` rows: a failed file has no data rows, so
+/// nothing else refers to it, and a key another worker has loaded since
+/// stays loaded.
+pub const DELETE_FAILED: &str = "DELETE FROM processed_files WHERE key = $1 AND status = 'failed'";
 
 #[cfg(test)]
 mod tests {

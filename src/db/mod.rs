@@ -23,24 +23,61 @@ pub mod tls;
 pub use embedded::{EmbeddedPostgres, Flavor};
 pub use ledger::{FileOutcome, WritePlan, WriteStrategy};
 
+/// Settings every session this program opens starts with (libpq startup
+/// options, so a pooled connection has them from its first statement, and
+/// anything the URL's own `options` sets afterwards wins).
+///
+/// * `lock_timeout=5s`: the only lock a worker normally waits on is another
+///   worker's uncommitted claim of the same key, held for one file's or one
+///   group's transaction (well under a second on a healthy server). A claim
+///   still waiting after 5 s belongs to a stalled or partitioned worker; the
+///   key is reported busy and left for a later pass instead of holding this
+///   worker up indefinitely.
+/// * `idle_in_transaction_session_timeout=60s`: our writers never pause
+///   inside a transaction except between pipelined statements, so a session
+///   idle in a transaction for a minute is a stalled process (stopped,
+///   swapped out, debugger): the server ends it and its claims are freed.
+/// * `tcp_keepalives_*`: a worker cut off by the network is noticed by the
+///   server in about two minutes (60 s idle, then 6 probes 10 s apart)
+///   instead of the kernel's two hours, and its transaction rolled back.
+pub const SESSION_OPTIONS: &str = "-c lock_timeout=5s -c idle_in_transaction_session_timeout=60s \
+    -c tcp_keepalives_idle=60 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=6";
+
+#[cfg(feature = "io")]
+/// The URL as a client configuration with [`SESSION_OPTIONS`] in front of
+/// its own options.
+pub fn session_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
+    let mut cfg: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| anyhow::anyhow!("bad database URL {}: {e}", crate::secret::redact_url(url)))?;
+    let options = match cfg.get_options() {
+        Some(own) if !own.trim().is_empty() => format!("{SESSION_OPTIONS} {own}"),
+        _ => SESSION_OPTIONS.to_string(),
+    };
+    cfg.options(options);
+    Ok(cfg)
+}
+
 #[cfg(feature = "io")]
 /// Opens a synchronous connection, with the password kept out of the error.
 pub fn connect_sync(url: &str) -> anyhow::Result<postgres::Client> {
-    postgres::Client::connect(url, tls::connector()?).map_err(|e| {
-        let msg = format!(
-            "cannot connect to PostgreSQL at {}: {}",
-            crate::secret::redact_url(url),
-            crate::error::chain(&e)
-        );
-        if crate::error::is_certificate_refused(&e) {
-            crate::error::DbError::CertificateRefused(format!(
-                "{msg} (trust the server's CA with --db-ca-file or PGSSLROOTCERT)"
-            ))
-            .into()
-        } else {
-            anyhow::anyhow!(msg)
-        }
-    })
+    postgres::Config::from(session_config(url)?)
+        .connect(tls::connector()?)
+        .map_err(|e| {
+            let msg = format!(
+                "cannot connect to PostgreSQL at {}: {}",
+                crate::secret::redact_url(url),
+                crate::error::chain(&e)
+            );
+            if crate::error::is_certificate_refused(&e) {
+                crate::error::DbError::CertificateRefused(format!(
+                    "{msg} (trust the server's CA with --db-ca-file or PGSSLROOTCERT)"
+                ))
+                .into()
+            } else {
+                anyhow::anyhow!(msg)
+            }
+        })
 }
 
 #[cfg(feature = "io")]
@@ -68,4 +105,63 @@ pub fn is_connection_lost(e: &anyhow::Error) -> bool {
 /// on a database that is really gone.
 pub fn reconnect_delay(attempt: u32) -> Option<std::time::Duration> {
     (attempt <= 5).then(|| std::time::Duration::from_millis(500 << (attempt - 1)))
+}
+
+#[cfg(feature = "io")]
+/// What a failed write means for the file, from the error's SQLSTATE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteFault {
+    /// The connection is gone: reconnect and retry the file.
+    ConnectionLost,
+    /// A lock wait timed out (55P03): another worker holds the claim.
+    Busy,
+    /// Deadlock (40P01) or serialization failure (40001): the transaction
+    /// was rolled back and retrying it may well succeed.
+    Retry,
+    /// Anything else: the database refused the data itself (classes 22, 23,
+    /// 54, XX, ...). Retrying it unchanged would fail again. The reason is
+    /// one line, without the server's DETAIL (which can quote whole rows).
+    Refused(String),
+}
+
+#[cfg(feature = "io")]
+pub fn classify(e: &anyhow::Error) -> WriteFault {
+    if is_connection_lost(e) {
+        return WriteFault::ConnectionLost;
+    }
+    let db = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<tokio_postgres::Error>())
+        .and_then(|pe| pe.as_db_error());
+    match db {
+        Some(d) if d.code() == &tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE => {
+            WriteFault::Busy
+        }
+        Some(d)
+            if d.code() == &tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED
+                || d.code() == &tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE =>
+        {
+            WriteFault::Retry
+        }
+        Some(d) => WriteFault::Refused(crate::report::clip(
+            &format!(
+                "PostgreSQL refused it ({}): {}",
+                d.code().code(),
+                d.message().replace('\n', " ")
+            ),
+            300,
+        )),
+        None => WriteFault::Refused(crate::report::clip(&crate::error::chain(&**e), 300)),
+    }
+}
+
+/// Waits before retry `attempt` (1-based) of a transaction that hit a
+/// deadlock or serialization failure: 50, 100, 200, 400, 800 ms, each with
+/// up to as much again of jitter so that the two losers of a deadlock do not
+/// collide again; `None` after five.
+pub fn contention_delay(attempt: u32, jitter: f64) -> Option<std::time::Duration> {
+    (attempt <= 5).then(|| {
+        let base = 50u64 << (attempt - 1);
+        std::time::Duration::from_millis(base + (base as f64 * jitter.clamp(0.0, 1.0)) as u64)
+    })
 }

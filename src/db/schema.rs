@@ -12,12 +12,31 @@ mod embedded {
 const MIGRATION_LOCK: i64 = 0x6275_636b_6574; // "bucket"
 
 pub fn migrate(client: &mut postgres::Client) -> anyhow::Result<()> {
+    migrate_to(client, None)
+}
+
+/// Applies the migrations up to `version` (all when `None`). Tests use a
+/// version to build a database at an older schema and prove the newer
+/// migrations upgrade it in place.
+pub fn migrate_to(client: &mut postgres::Client, version: Option<i32>) -> anyhow::Result<()> {
+    // Sessions start with a short lock timeout (see `SESSION_OPTIONS`), but
+    // waiting here for another worker's migration, or a migration waiting for
+    // a table lock, is expected and as long as the migration takes.
+    client
+        .batch_execute("SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0")
+        .context("preparing to migrate")?;
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .context("taking the migration lock")?;
-    let result = embedded::migrations::runner()
-        .run(client)
-        .context("applying migrations/");
+    let mut runner = embedded::migrations::runner();
+    if let Some(v) = version {
+        runner = runner.set_target(refinery::Target::Version(v));
+    }
+    let result = runner.run(client).context("applying migrations/");
     let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]);
+    // Back to the session's own settings.
+    client
+        .batch_execute("RESET lock_timeout; RESET idle_in_transaction_session_timeout")
+        .context("after migrating")?;
     result.map(|_| ())
 }

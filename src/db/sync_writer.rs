@@ -37,20 +37,35 @@ pub fn write_file(client: &mut postgres::Client, plan: &WritePlan) -> anyhow::Re
     Ok(WriteResult::Committed)
 }
 
-/// Writes a file, reconnecting and retrying when the connection is lost
-/// (a restarted server), with backoff; other errors are returned at once.
-pub fn write_with_reconnect(
-    client: &mut postgres::Client,
-    url: &str,
-    plan: &WritePlan,
-) -> anyhow::Result<WriteResult> {
-    let mut attempt = 0;
+/// What one attempt at a transaction ended as, once lost connections and
+/// contention have been retried.
+enum Attempt {
+    Done(WriteResult),
+    /// PostgreSQL refused the data (see [`super::WriteFault::Refused`]).
+    Refused(String),
+}
+
+/// Runs `write_file` until it succeeds or fails for a reason retrying
+/// cannot fix: reconnects (with backoff) when the connection is lost,
+/// retries deadlocks and serialization failures with a bounded backoff,
+/// reports a claim that timed out on a lock as busy. Only a database still
+/// unreachable after the reconnect attempts is an error.
+fn attempt(client: &mut postgres::Client, url: &str, plan: &WritePlan) -> anyhow::Result<Attempt> {
+    let (mut lost, mut contended) = (0, 0);
     loop {
-        match write_file(client, plan) {
-            Ok(r) => return Ok(r),
-            Err(e) if super::is_connection_lost(&e) || client.is_closed() => {
-                attempt += 1;
-                let Some(delay) = super::reconnect_delay(attempt) else {
+        let e = match write_file(client, plan) {
+            Ok(r) => return Ok(Attempt::Done(r)),
+            Err(e) => e,
+        };
+        let fault = if client.is_closed() {
+            super::WriteFault::ConnectionLost
+        } else {
+            super::classify(&e)
+        };
+        match fault {
+            super::WriteFault::ConnectionLost => {
+                lost += 1;
+                let Some(delay) = super::reconnect_delay(lost) else {
                     return Err(e);
                 };
                 tracing::warn!(
@@ -62,9 +77,49 @@ pub fn write_with_reconnect(
                     *client = c;
                 }
             }
-            Err(e) => return Err(e),
+            super::WriteFault::Retry => {
+                contended += 1;
+                let Some(delay) = super::contention_delay(contended, rand::random()) else {
+                    return Ok(Attempt::Done(WriteResult::Busy));
+                };
+                tracing::debug!(
+                    "{}: {}; retrying",
+                    crate::report::short_key(&plan.key),
+                    crate::error::chain(&*e)
+                );
+                std::thread::sleep(delay);
+            }
+            super::WriteFault::Busy => return Ok(Attempt::Done(WriteResult::Busy)),
+            super::WriteFault::Refused(reason) => return Ok(Attempt::Refused(reason)),
         }
     }
+}
+
+/// Writes a file in one transaction. A file whose data PostgreSQL refuses
+/// (a value, a constraint, a size limit: anything but a lost connection)
+/// is recorded in the ledger as `failed` with the database's reason, in a
+/// transaction of its own, so it never stops the pass; see [`attempt`] for
+/// the rest. An error means the database is unreachable.
+pub fn write_with_reconnect(
+    client: &mut postgres::Client,
+    url: &str,
+    plan: &WritePlan,
+) -> anyhow::Result<WriteResult> {
+    let reason = match attempt(client, url, plan)? {
+        Attempt::Done(r) => return Ok(r),
+        Attempt::Refused(reason) => reason,
+    };
+    tracing::warn!(
+        "{}: {reason}; recording it as failed",
+        crate::report::short_key(&plan.key)
+    );
+    Ok(match attempt(client, url, &plan.as_failed(&reason))? {
+        Attempt::Done(WriteResult::Committed) => WriteResult::Failed(reason),
+        Attempt::Done(other) => other,
+        Attempt::Refused(again) => WriteResult::Unrecorded(format!(
+            "{reason}; recording it as failed was refused too: {again}"
+        )),
+    })
 }
 
 /// See [`ledger::LOADED`]. A lost connection is not an error here: the
@@ -77,16 +132,41 @@ pub fn already_loaded(client: &mut postgres::Client, key: &str) -> bool {
 
 /// Subtracts what the ledger holds from a listing, noting the keys as seen.
 /// Returns the keys already in the ledger with their stored ETags.
+///
+/// A key holding U+0000 cannot be in the ledger (text cannot hold it) and
+/// would make PostgreSQL refuse the whole chunk, so it is left out here and
+/// refused on its own when the model tries to record it. [`ledger::SEEN`]
+/// cannot deadlock; a serialization failure or deadlock from elsewhere is
+/// still retried with a bounded backoff.
 pub fn seen_keys(
     client: &mut postgres::Client,
     keys: &[String],
 ) -> anyhow::Result<std::collections::HashMap<String, Option<String>>> {
     let mut seen = std::collections::HashMap::new();
-    for chunk in keys.chunks(ledger::SEEN_CHUNK) {
-        for row in client
-            .query(ledger::SEEN, &[&chunk])
-            .context("reading the ledger")?
-        {
+    let storable: Vec<&str> = keys
+        .iter()
+        .map(String::as_str)
+        .filter(|k| !k.contains('\0'))
+        .collect();
+    for chunk in storable.chunks(ledger::SEEN_CHUNK) {
+        let mut contended = 0;
+        let rows = loop {
+            match client.query(ledger::SEEN, &[&chunk]) {
+                Ok(rows) => break rows,
+                Err(e) => {
+                    let e = anyhow::Error::new(e);
+                    if super::classify(&e) == super::WriteFault::Retry {
+                        contended += 1;
+                        if let Some(delay) = super::contention_delay(contended, rand::random()) {
+                            std::thread::sleep(delay);
+                            continue;
+                        }
+                    }
+                    return Err(e.context("reading the ledger"));
+                }
+            }
+        };
+        for row in rows {
             seen.insert(row.get(0), row.get(1));
         }
     }

@@ -1,68 +1,654 @@
-//! PNG charts (plotters, bitmap backend). The font is compiled in (DejaVu
-//! Sans, free licence, `assets/fonts/`), so text renders on a machine with
-//! no fonts installed.
+//! PNG charts (plotters, on the bitmap backend of [`text::Canvas`], which
+//! lays text out correctly). One look for every chart: [`frame`] draws the
+//! caption and a legend panel to the right of the plot (a legend there
+//! covers no data), [`axes`] the mesh; [`line_chart`] draws every line chart
+//! (each launch here, every sweep in `sweep`), [`bar_chart`] the median-time
+//! and throughput bars. The font is compiled in (DejaVu Sans, free licence,
+//! `assets/fonts/`), so text renders on a machine with no fonts installed.
 
+mod text;
+
+use std::ops::Range;
 use std::path::Path;
 use std::sync::Once;
 
 use anyhow::anyhow;
 use plotters::coord::Shift;
-use plotters::coord::combinators::BindKeyPoints as _;
+use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use self::text::Canvas;
 use super::runner::Run;
 use super::summary::{ModelSummary, models_only};
+use crate::db::WriteStrategy;
 use crate::models::{Label, Model};
 
 static FONTS: Once = Once::new();
 
-/// Registers the bundled font as "sans-serif" (criterion's reports use it too).
-
+/// Registers the bundled font as plotters' "sans-serif", for the charts
+/// plotters draws itself (criterion's reports). Ours do not need it.
 pub fn register_fonts() {
     FONTS.call_once(|| {
-        let regular: &'static [u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
-        let bold: &'static [u8] = include_bytes!("../../assets/fonts/DejaVuSans-Bold.ttf");
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, regular);
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Bold, bold);
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, text::REGULAR);
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Bold, text::BOLD);
     });
 }
 
 const SIZE: (u32, u32) = (1200, 720);
+const MARGIN: u32 = 20;
 /// Half the width of a bar, in category units.
 const BAR: f64 = 0.36;
+const GRID: RGBColor = RGBColor(215, 215, 215);
+const CEILING: RGBColor = RGBColor(90, 90, 90);
 
-/// 1-2-5 steps between `lo` and `hi`: readable ticks on a log axis.
-pub(crate) fn one_two_five(lo: f64, hi: f64) -> Vec<f64> {
-    let mut out = Vec::new();
-    let mut decade = 10f64.powf(lo.log10().floor());
-    while decade <= hi {
-        for m in [1.0, 2.0, 5.0] {
-            let v = decade * m;
-            if v >= lo && v <= hi {
-                out.push(v);
-            }
-        }
-        decade *= 10.0;
-    }
-    out
+fn font(size: u32) -> TextStyle<'static> {
+    ("sans-serif", size).into_font().color(&BLACK)
 }
 
-/// A stable colour per model, so every chart reads the same way.
-pub fn model_color(model: Model) -> RGBColor {
-    let (r, g, b) = model.color();
-    RGBColor(r, g, b)
+fn bold(size: u32) -> TextStyle<'static> {
+    ("sans-serif", size)
+        .into_font()
+        .style(FontStyle::Bold)
+        .color(&BLACK)
 }
 
 fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("drawing a chart: {e:?}")
 }
 
-fn canvas(path: &Path) -> DrawingArea<BitMapBackend<'_>, Shift> {
-    register_fonts();
-    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
-    let _ = root.fill(&WHITE);
-    root
+type Area<'a> = DrawingArea<Canvas<'a>, Shift>;
+type Chart<'a, 'b> = ChartContext<'a, Canvas<'b>, Cartesian2d<Axis, Axis>>;
+
+// ---------------------------------------------------------------- axes
+
+/// One axis, linear or logarithmic, with its ticks given: one type for
+/// every chart, so one function draws every mesh.
+#[derive(Debug, Clone)]
+pub(crate) struct Axis {
+    range: Range<f64>,
+    log: bool,
+    ticks: Vec<f64>,
 }
+
+impl Axis {
+    fn linear(range: Range<f64>, ticks: Vec<f64>) -> Self {
+        Axis {
+            range,
+            log: false,
+            ticks,
+        }
+    }
+
+    fn log(range: Range<f64>, ticks: Vec<f64>) -> Self {
+        Axis {
+            range,
+            log: true,
+            ticks,
+        }
+    }
+
+    /// A log axis over `lo..hi` with readable ticks.
+    fn log_auto(lo: f64, hi: f64) -> Self {
+        Axis::log(lo..hi, log_ticks(lo, hi))
+    }
+
+    fn pos(&self, v: f64) -> f64 {
+        let Range { start, end } = self.range;
+        if self.log {
+            (v.max(f64::MIN_POSITIVE).ln() - start.ln()) / (end.ln() - start.ln())
+        } else {
+            (v - start) / (end - start)
+        }
+    }
+
+    /// The value `frac` of the way up the axis.
+    fn at(&self, frac: f64) -> f64 {
+        let Range { start, end } = self.range;
+        if self.log {
+            start * (end / start).powf(frac)
+        } else {
+            start + (end - start) * frac
+        }
+    }
+
+    /// `v` moved up the axis by `frac` of its length.
+    fn up(&self, v: f64, frac: f64) -> f64 {
+        self.at(self.pos(v) + frac)
+    }
+}
+
+impl Ranged for Axis {
+    type FormatOption = DefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, v: &f64, limit: (i32, i32)) -> i32 {
+        let p = self.pos(*v);
+        let p = if p.is_finite() {
+            p.clamp(-10.0, 10.0)
+        } else {
+            0.0
+        };
+        (f64::from(limit.0) + p * f64::from(limit.1 - limit.0)).round() as i32
+    }
+
+    fn key_points<H: KeyPointHint>(&self, hint: H) -> Vec<f64> {
+        // Bold lines only: no unlabelled light lines between the ticks.
+        if hint.weight().allow_light_points() {
+            Vec::new()
+        } else {
+            self.ticks.clone()
+        }
+    }
+
+    fn range(&self) -> Range<f64> {
+        self.range.clone()
+    }
+}
+
+/// 1-2-5 steps between `lo` and `hi`: readable ticks on a log axis.
+pub(crate) fn one_two_five(lo: f64, hi: f64) -> Vec<f64> {
+    steps(lo, hi, &[1.0, 2.0, 5.0])
+}
+
+fn steps(lo: f64, hi: f64, mantissas: &[f64]) -> Vec<f64> {
+    let mut out = Vec::new();
+    if !(lo > 0.0 && hi > lo) {
+        return out;
+    }
+    let mut exp = lo.log10().floor() as i32;
+    while 10f64.powi(exp) <= hi {
+        for m in mantissas {
+            // Rounded, so 0.1 × 3 is 0.3 and prints so.
+            let v = round_sig(m * 10f64.powi(exp));
+            if v >= lo && v <= hi {
+                out.push(v);
+            }
+        }
+        exp += 1;
+    }
+    out
+}
+
+/// Log ticks: 1-2-5, finer when the range is too narrow for three.
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let t = one_two_five(lo, hi);
+    if t.len() >= 3 {
+        return t;
+    }
+    for m in [
+        &[1.0, 1.5, 2.0, 3.0, 5.0, 7.0][..],
+        &[
+            1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0,
+        ][..],
+    ] {
+        let t = steps(lo, hi, m);
+        if t.len() >= 3 {
+            return t;
+        }
+    }
+    t
+}
+
+/// Round ticks from 0 to `hi`, about six of them.
+fn linear_ticks(hi: f64) -> Vec<f64> {
+    if hi.is_nan() || hi <= 0.0 {
+        return vec![0.0];
+    }
+    let raw = hi / 6.0;
+    let decade = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * decade)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * decade);
+    (0..)
+        .map(|i| round_sig(i as f64 * step))
+        .take_while(|v| *v <= hi)
+        .collect()
+}
+
+fn round_sig(v: f64) -> f64 {
+    if v == 0.0 || !v.is_finite() {
+        return v;
+    }
+    let scale = 10f64.powi(3 - v.abs().log10().floor() as i32);
+    (v * scale).round() / scale
+}
+
+/// A tick label: as few digits as the value needs (0.05, 0.5, 5, 50).
+fn number(v: &f64) -> String {
+    let v = round_sig(*v);
+    if v.abs() >= 1000.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v}")
+    }
+}
+
+/// What the mesh writes on its axes.
+struct AxisText<'a> {
+    x_desc: &'a str,
+    y_desc: &'a str,
+    x_fmt: &'a dyn Fn(&f64) -> String,
+    y_fmt: &'a dyn Fn(&f64) -> String,
+    /// Vertical grid lines at the x ticks (not through bars).
+    x_grid: bool,
+    /// Lines in the tallest x tick label.
+    x_lines: u32,
+}
+
+/// The plot on `area` with the one mesh style.
+fn axes<'a, 'b>(
+    area: &'a Area<'b>,
+    x: Axis,
+    y: Axis,
+    text: &AxisText<'_>,
+) -> anyhow::Result<Chart<'a, 'b>> {
+    let (nx, ny) = (x.ticks.len(), y.ticks.len());
+    let mut chart = ChartBuilder::on(area)
+        .margin(MARGIN)
+        .margin_left(MARGIN / 2)
+        .x_label_area_size(38 + 22 * text.x_lines)
+        .y_label_area_size(90)
+        .build_cartesian_2d(x, y)
+        .map_err(err)?;
+    let mut mesh = chart.configure_mesh();
+    mesh.x_desc(text.x_desc)
+        .y_desc(text.y_desc)
+        .axis_desc_style(font(20))
+        .label_style(font(18))
+        .x_labels(nx)
+        .y_labels(ny)
+        .bold_line_style(GRID)
+        .light_line_style(TRANSPARENT)
+        .axis_style(BLACK.stroke_width(1))
+        .x_label_formatter(text.x_fmt)
+        .y_label_formatter(text.y_fmt);
+    if !text.x_grid {
+        mesh.disable_x_mesh();
+    }
+    mesh.draw().map_err(err)?;
+    Ok(chart)
+}
+
+// ---------------------------------------------------------------- frame and legend
+
+/// What a legend line shows beside its text.
+#[derive(Clone, Copy)]
+enum Swatch {
+    Line(RGBColor, Marker),
+    /// Dashes: colour, dash length, width.
+    Dashes(RGBColor, i32, u32),
+    Box(RGBColor),
+    /// A min–max error bar.
+    Whisker,
+    /// Text only.
+    Note,
+}
+
+/// One legend entry; `\n` breaks its text into lines.
+struct Entry {
+    swatch: Swatch,
+    text: String,
+}
+
+const SWATCH: i32 = 40;
+const LEGEND_FONT: u32 = 18;
+const LEGEND_LINE: i32 = 23;
+
+/// A white canvas with the caption on top and, when `legend` has entries,
+/// the legend in a panel right of the plot; returns the plot's area.
+fn frame<'a>(path: &'a Path, caption: &str, legend: &[Entry]) -> anyhow::Result<Area<'a>> {
+    let root = Canvas(BitMapBackend::new(path, SIZE)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let body = root
+        .margin(MARGIN / 2, 0, 0, 0)
+        .titled(caption, bold(26))
+        .map_err(err)?;
+    if legend.is_empty() {
+        return Ok(body);
+    }
+    let style = font(LEGEND_FONT);
+    let text_w = legend
+        .iter()
+        .flat_map(|e| e.text.lines())
+        .map(|l| text::text_size(FontStyle::Normal, f64::from(LEGEND_FONT), l).0 as i32)
+        .max()
+        .unwrap_or(0);
+    let panel_w = SWATCH + 12 + text_w + 2 * MARGIN as i32;
+    let (w, _) = body.dim_in_pixel();
+    let (plot, panel) = body.split_horizontally(w as i32 - panel_w);
+    // Level with the top of the plot; a frame like the plot's.
+    let (x0, mut y) = (6, MARGIN as i32 + 4);
+    let lines: i32 = legend.iter().map(|e| e.text.lines().count() as i32).sum();
+    let height = lines * LEGEND_LINE + (legend.len() as i32 - 1) * 8 + 16;
+    panel
+        .draw(&Rectangle::new(
+            [(0, y - 8), (panel_w - MARGIN as i32, y - 8 + height)],
+            BLACK.mix(0.5).stroke_width(1),
+        ))
+        .map_err(err)?;
+    for e in legend {
+        let mid = y + LEGEND_LINE / 2;
+        let (a, b) = (x0 + 4, x0 + SWATCH - 4);
+        match e.swatch {
+            Swatch::Line(color, marker) => {
+                panel
+                    .draw(&PathElement::new(
+                        vec![(a, mid), (b, mid)],
+                        color.stroke_width(3),
+                    ))
+                    .map_err(err)?;
+                marker.draw_px(&panel, ((a + b) / 2, mid), color)?;
+            }
+            Swatch::Dashes(color, dash, width) => {
+                let mut s = a;
+                while s < b {
+                    panel
+                        .draw(&PathElement::new(
+                            vec![(s, mid), ((s + dash).min(b), mid)],
+                            color.stroke_width(width),
+                        ))
+                        .map_err(err)?;
+                    s += dash + dash / 2 + 1;
+                }
+            }
+            Swatch::Box(color) => {
+                panel
+                    .draw(&Rectangle::new(
+                        [(a + 6, mid - 8), (b - 6, mid + 8)],
+                        color.mix(0.85).filled(),
+                    ))
+                    .map_err(err)?;
+            }
+            Swatch::Whisker => {
+                let c = (a + b) / 2;
+                let style = BLACK.stroke_width(2);
+                for seg in [
+                    [(c, mid - 9), (c, mid + 9)],
+                    [(c - 7, mid - 9), (c + 7, mid - 9)],
+                    [(c - 7, mid + 9), (c + 7, mid + 9)],
+                ] {
+                    panel
+                        .draw(&PathElement::new(seg.to_vec(), style))
+                        .map_err(err)?;
+                }
+            }
+            Swatch::Note => {}
+        }
+        for (i, line) in e.text.lines().enumerate() {
+            panel
+                .draw(&Text::new(
+                    line.to_string(),
+                    (x0 + SWATCH + 8, mid + i as i32 * LEGEND_LINE),
+                    style.pos(Pos::new(HPos::Left, VPos::Center)),
+                ))
+                .map_err(err)?;
+        }
+        y += e.text.lines().count() as i32 * LEGEND_LINE + 8;
+    }
+    Ok(plot)
+}
+
+// ---------------------------------------------------------------- colours
+
+/// A point's shape, so series stay apart where colours are close.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Marker {
+    Circle,
+    Triangle,
+    Square,
+}
+
+impl Marker {
+    fn draw_px(self, area: &Area<'_>, at: (i32, i32), color: RGBColor) -> anyhow::Result<()> {
+        let fill = color.filled();
+        match self {
+            Marker::Circle => area.draw(&Circle::new(at, 5, fill)),
+            Marker::Triangle => area.draw(&TriangleMarker::new(at, 7, fill)),
+            Marker::Square => area.draw(&Rectangle::new(
+                [(at.0 - 5, at.1 - 5), (at.0 + 5, at.1 + 5)],
+                fill,
+            )),
+        }
+        .map_err(err)
+    }
+}
+
+/// The fixed colour of each model and ceiling ([`Model::color`], the one
+/// place it is set), so every chart reads the same way.
+fn known_color(model: Model) -> RGBColor {
+    let (r, g, b) = model.color();
+    RGBColor(r, g, b)
+}
+
+/// Colours for models no one named above, before Palette99's.
+const SPARE: [RGBColor; 4] = [
+    RGBColor(227, 119, 194),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+    RGBColor(127, 127, 127),
+];
+
+fn shade(c: RGBColor, f: f64) -> RGBColor {
+    let ch = |v: u8| {
+        let v = f64::from(v);
+        (if f < 1.0 {
+            v * f
+        } else {
+            v + (255.0 - v) * (f - 1.0)
+        })
+        .round()
+        .clamp(0.0, 255.0) as u8
+    };
+    RGBColor(ch(c.0), ch(c.1), ch(c.2))
+}
+
+/// A colour and marker per label, never two alike: each model its own
+/// colour; in a matrix (`model+write`) the model's colour, darker for
+/// insert and lighter for copy, with a marker per write strategy.
+pub(crate) fn series_styles(labels: &[String]) -> Vec<(RGBColor, Marker)> {
+    let mut used: Vec<RGBColor> = Vec::new();
+    let mut spare = SPARE
+        .into_iter()
+        .chain((0..99).map(|i| {
+            let c = Palette99::pick(i).to_rgba();
+            RGBColor(c.0, c.1, c.2)
+        }))
+        .filter(|c| {
+            !labels
+                .iter()
+                .any(|l| l.parse::<Label>().is_ok_and(|l| known_color(l.model) == *c))
+        });
+    labels
+        .iter()
+        .map(|label| {
+            // A label that names no model (a test's, a future one's) gets
+            // a spare colour.
+            let label = label.parse::<Label>().ok();
+            let (factor, marker) = match label.and_then(|l| l.write) {
+                Some(WriteStrategy::Insert) => (0.65, Marker::Square),
+                Some(WriteStrategy::Copy) => (1.45, Marker::Triangle),
+                _ => (1.0, Marker::Circle),
+            };
+            let mut color = label.map(|l| shade(known_color(l.model), factor));
+            while color.is_none_or(|c| used.contains(&c)) {
+                color = Some(spare.next().unwrap_or(BLACK));
+            }
+            let color = color.unwrap_or(BLACK);
+            used.push(color);
+            (color, marker)
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------- line charts
+
+/// One line of a line chart.
+pub(crate) struct Series {
+    pub label: String,
+    pub color: RGBColor,
+    pub marker: Marker,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// How a line chart's x axis runs.
+pub(crate) enum XScale {
+    /// Launch numbers 1, 2, 3…
+    Launches,
+    /// The swept values, spaced linearly.
+    Linear,
+    /// The swept values, spaced logarithmically (they span decades).
+    Log,
+}
+
+/// The one line chart: each launch, and every sweep. y is seconds on a log
+/// scale; one line per series; the ceiling, when given, dashed beneath.
+pub(crate) struct LineChart<'a> {
+    pub caption: &'a str,
+    pub x_desc: &'a str,
+    pub y_desc: &'a str,
+    pub x: XScale,
+    pub series: Vec<Series>,
+    /// Its legend text and points.
+    pub ceiling: Option<(String, Vec<(f64, f64)>)>,
+}
+
+pub(crate) fn line_chart(path: &Path, c: &LineChart<'_>) -> anyhow::Result<()> {
+    let all = || {
+        c.series
+            .iter()
+            .flat_map(|s| s.points.iter())
+            .chain(c.ceiling.iter().flat_map(|x| x.1.iter()))
+            .filter(|p| p.0.is_finite() && p.1.is_finite() && p.1 > 0.0)
+    };
+    let mut xs: Vec<f64> = all().map(|p| p.0).collect();
+    xs.sort_by(f64::total_cmp);
+    xs.dedup();
+    let (xlo, xhi) = match (xs.first(), xs.last()) {
+        (Some(a), Some(b)) => (*a, *b),
+        _ => (1.0, 1.0),
+    };
+    let x = match c.x {
+        XScale::Launches => {
+            let last = xhi.max(1.0).round();
+            Axis::linear(0.7..last + 0.3, (1..=last as u32).map(f64::from).collect())
+        }
+        XScale::Linear => {
+            let pad = ((xhi - xlo) * 0.04).max(0.5);
+            Axis::linear(xlo - pad..xhi + pad, xs.clone())
+        }
+        XScale::Log => {
+            let (lo, hi) = (xlo.max(1e-9), xhi.max(1e-9));
+            Axis::log(lo / 1.3..hi * 1.3, xs.clone())
+        }
+    };
+    let ymin = all().map(|p| p.1).fold(f64::INFINITY, f64::min);
+    let ymax = all().map(|p| p.1).fold(0.0, f64::max);
+    let (ymin, ymax) = if ymin.is_finite() && ymax > 0.0 {
+        (ymin / 1.4, ymax * 1.4)
+    } else {
+        (0.01, 1.0)
+    };
+    let y = Axis::log_auto(ymin, ymax);
+    let mut legend: Vec<Entry> = c
+        .series
+        .iter()
+        .map(|s| Entry {
+            swatch: Swatch::Line(s.color, s.marker),
+            text: s.label.clone(),
+        })
+        .collect();
+    if let Some((label, _)) = &c.ceiling {
+        legend.push(Entry {
+            swatch: Swatch::Dashes(BLACK, 8, 2),
+            text: label.clone(),
+        });
+    }
+    let area = frame(path, c.caption, &legend)?;
+    let mut chart = axes(
+        &area,
+        x,
+        y,
+        &AxisText {
+            x_desc: c.x_desc,
+            y_desc: c.y_desc,
+            x_fmt: &number,
+            y_fmt: &number,
+            x_grid: true,
+            x_lines: 1,
+        },
+    )?;
+    if let Some((_, pts)) = &c.ceiling {
+        chart
+            .draw_series(DashedLineSeries::new(
+                pts.clone(),
+                10,
+                6,
+                BLACK.stroke_width(2),
+            ))
+            .map_err(err)?;
+    }
+    for s in &c.series {
+        chart
+            .draw_series(LineSeries::new(s.points.clone(), s.color.stroke_width(3)))
+            .map_err(err)?;
+        let fill = s.color.filled();
+        let pts = s.points.iter().copied();
+        match s.marker {
+            Marker::Circle => chart.draw_series(pts.map(|p| Circle::new(p, 5, fill))),
+            Marker::Triangle => chart.draw_series(pts.map(|p| TriangleMarker::new(p, 7, fill))),
+            Marker::Square => chart.draw_series(
+                pts.map(|p| EmptyElement::at(p) + Rectangle::new([(-5, -5), (5, 5)], fill)),
+            ),
+        }
+        .map_err(err)?;
+    }
+    area.present().map_err(err)?;
+    Ok(())
+}
+
+/// Time of every measured launch, one line per model (the original
+/// project's chart, with a log scale so fast and slow models both show).
+pub fn launches_lines(
+    path: &Path,
+    runs: &[Run],
+    labels: &[Label],
+    matrix: bool,
+    subtitle: &str,
+) -> anyhow::Result<()> {
+    let measured: Vec<&Run> = runs.iter().filter(|r| r.run > 0 && r.verified).collect();
+    let names: Vec<String> = labels.iter().map(Label::to_string).collect();
+    let series = labels
+        .iter()
+        .zip(series_styles(&names))
+        .map(|(label, (color, marker))| Series {
+            label: label.to_string(),
+            color,
+            marker,
+            points: measured
+                .iter()
+                .filter(|r| r.label(matrix) == *label)
+                .map(|r| (r.run as f64, r.wall_secs))
+                .collect(),
+        })
+        .filter(|s| !s.points.is_empty())
+        .collect();
+    line_chart(
+        path,
+        &LineChart {
+            caption: &format!("Time of each launch — {subtitle}"),
+            x_desc: "launch",
+            y_desc: "seconds per pass (log scale)",
+            x: XScale::Launches,
+            series,
+            ceiling: None,
+        },
+    )
+}
+
+// ---------------------------------------------------------------- bar charts
 
 /// One bar of a bar chart.
 struct Bar {
@@ -71,29 +657,67 @@ struct Bar {
     value: f64,
     /// Min–max whisker.
     range: Option<(f64, f64)>,
-    /// Written above the bar.
-    note: String,
+    /// Written above the bar, one string a line, top line first.
+    note: Vec<String>,
     /// Drawn dashed across the bar: the model's analytic network bound.
     mark: Option<f64>,
 }
 
-/// A dashed line across the whole chart, labelled at its right end.
-struct Level {
-    value: f64,
-    label: String,
+/// More bars than this (a matrix's twelve) get smaller notes.
+const CROWDED: usize = 6;
+
+/// Each bar's axis label and colour. A matrix's `model+write` bars are
+/// labelled by write strategy, the model written once under the middle bar
+/// of its group (twelve full labels would overlap), and coloured as their
+/// lines in launches.png.
+fn bar_looks(shown: &[&ModelSummary]) -> Vec<(String, RGBColor)> {
+    let labels: Vec<Label> = shown.iter().map(|s| s.label).collect();
+    let names: Vec<String> = labels.iter().map(Label::to_string).collect();
+    labels
+        .iter()
+        .zip(series_styles(&names))
+        .enumerate()
+        .map(|(i, (label, (color, _)))| {
+            let Some(write) = label.write else {
+                return (label.to_string(), color);
+            };
+            let m = label.model;
+            let first = (0..=i)
+                .rev()
+                .take_while(|j| labels[*j].model == m)
+                .last()
+                .unwrap_or(i);
+            let last = (i..labels.len())
+                .take_while(|j| labels[*j].model == m)
+                .last()
+                .unwrap_or(i);
+            let text = if i == (first + last) / 2 {
+                format!("{}\n{m}", write.as_str())
+            } else {
+                write.as_str().to_string()
+            };
+            (text, color)
+        })
+        .collect()
 }
 
-/// Bars with optional whiskers and a note above each: the shape of the
-/// median-time and throughput charts.
+/// A dashed line across the whole chart.
+struct Level {
+    value: f64,
+    legend: String,
+}
+
+/// Bars with optional min–max whiskers, network-bound marks, a ceiling
+/// level and a note above each: the median-time and throughput charts.
 fn bar_chart(
     path: &Path,
     caption: &str,
     y_desc: &str,
     bars: &[Bar],
     level: Option<&Level>,
+    notes: &[String],
     y_fmt: &dyn Fn(&f64) -> String,
 ) -> anyhow::Result<()> {
-    let root = canvas(path);
     let n = bars.len();
     let top = bars
         .iter()
@@ -108,193 +732,182 @@ fn bar_chart(
     // Bars spanning more than 30× (sync against async on a large bucket)
     // would leave the fast ones invisible on a linear axis.
     let log = bottom > 0.0 && top / bottom > 30.0;
-    let ymax = if log { top * 4.0 } else { top * 1.3 + 1e-9 };
-    let floor = if log { bottom / 3.0 } else { 0.0 };
-    // Heights on the axis, for placing notes and the legend.
-    let up = |v: f64, frac: f64| {
-        if log {
-            v * (ymax / floor).powf(frac)
-        } else {
-            v + ymax * frac
-        }
-    };
-    let at = |frac: f64| {
-        if log {
-            floor * (ymax / floor).powf(frac)
-        } else {
-            ymax * frac
-        }
-    };
-    macro_rules! draw {
-        ($y:expr) => {{
-            let mut chart = ChartBuilder::on(&root)
-                .caption(
-                    caption,
-                    ("sans-serif", 28).into_font().style(FontStyle::Bold),
-                )
-                .margin(24)
-                .x_label_area_size(50)
-                .y_label_area_size(100)
-                .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), $y)
-                .map_err(err)?;
-            chart
-                .configure_mesh()
-                .disable_x_mesh()
-                .x_desc("execution model")
-                .y_desc(if log {
-                    format!("{y_desc}, log scale")
-                } else {
-                    y_desc.to_string()
-                })
-                .axis_desc_style(("sans-serif", 20))
-                .label_style(("sans-serif", 18))
-                .x_labels(n)
-                .x_label_formatter(&|v| {
-                    let i = v.round();
-                    if (v - i).abs() > 0.01 || i < 0.0 {
-                        String::new()
-                    } else {
-                        bars.get(i as usize)
-                            .map(|b| b.label.clone())
-                            .unwrap_or_default()
-                    }
-                })
-                .y_label_formatter(y_fmt)
-                .draw()
-                .map_err(err)?;
-            for (i, b) in bars.iter().enumerate() {
-                let x = i as f64;
-                chart
-                    .draw_series(std::iter::once(Rectangle::new(
-                        [(x - BAR, floor), (x + BAR, b.value)],
-                        b.color.mix(0.85).filled(),
-                    )))
-                    .map_err(err)?;
-                if let Some((lo, hi)) = b.range {
-                    chart
-                        .draw_series(std::iter::once(ErrorBar::new_vertical(
-                            x,
-                            lo,
-                            b.value,
-                            hi,
-                            BLACK.stroke_width(2),
-                            16,
-                        )))
-                        .map_err(err)?;
-                }
-                if let Some(m) = b.mark {
-                    let dash = BLACK.stroke_width(3);
-                    chart
-                        .draw_series(DashedLineSeries::new(
-                            [(x - BAR, m), (x + BAR, m)],
-                            8,
-                            6,
-                            dash,
-                        ))
-                        .map_err(err)?;
-                }
-                let above = up(b.range.map_or(b.value, |r| r.1), 0.03);
-                chart
-                    .draw_series(std::iter::once(Text::new(
-                        b.note.clone(),
-                        (x, above),
-                        ("sans-serif", 20)
-                            .into_font()
-                            .style(FontStyle::Bold)
-                            .color(&BLACK)
-                            .pos(plotters::style::text_anchor::Pos::new(
-                                plotters::style::text_anchor::HPos::Center,
-                                plotters::style::text_anchor::VPos::Bottom,
-                            )),
-                    )))
-                    .map_err(err)?;
-            }
-            let mut legend: Vec<String> = Vec::new();
-            if bars.iter().any(|b| b.mark.is_some()) {
-                legend.push("short dashes across a bar: that model's network bound".into());
-            }
-            if let Some(l) = level {
-                let style = RGBColor(90, 90, 90).stroke_width(2);
-                chart
-                    .draw_series(DashedLineSeries::new(
-                        [(-0.5, l.value), (n as f64 - 0.5, l.value)],
-                        12,
-                        8,
-                        style,
-                    ))
-                    .map_err(err)?;
-                legend.push(format!("long grey dashes: {}", l.label));
-            }
-            // Top right, above the bars' notes: labels on the lines would collide.
-            for (i, line) in legend.iter().enumerate() {
-                chart
-                    .draw_series(std::iter::once(Text::new(
-                        line.clone(),
-                        (n as f64 - 0.55, at(0.985 - 0.045 * i as f64)),
-                        ("sans-serif", 18).into_font().color(&BLACK).pos(
-                            plotters::style::text_anchor::Pos::new(
-                                plotters::style::text_anchor::HPos::Right,
-                                plotters::style::text_anchor::VPos::Top,
-                            ),
-                        ),
-                    )))
-                    .map_err(err)?;
-            }
-        }};
-    }
-    if log {
-        draw!(
-            (floor..ymax)
-                .log_scale()
-                .with_key_points(one_two_five(floor, ymax))
-        );
+    let y = if log {
+        Axis::log_auto(bottom / 3.0, top * 4.0)
     } else {
-        draw!(0f64..ymax);
+        let hi = top * 1.3 + 1e-9;
+        Axis::linear(0.0..hi, linear_ticks(hi))
+    };
+    let floor = y.range.start;
+    let mut legend = Vec::new();
+    if bars.iter().any(|b| b.range.is_some()) {
+        legend.push(Entry {
+            swatch: Swatch::Whisker,
+            text: "fastest to slowest run".into(),
+        });
     }
-    root.present().map_err(err)?;
+    if bars.iter().any(|b| b.mark.is_some()) {
+        legend.push(Entry {
+            swatch: Swatch::Dashes(BLACK, 8, 3),
+            text: "that model's\nnetwork bound".into(),
+        });
+    }
+    if let Some(l) = level {
+        legend.push(Entry {
+            swatch: Swatch::Dashes(CEILING, 10, 2),
+            text: l.legend.clone(),
+        });
+    }
+    legend.extend(notes.iter().map(|n| Entry {
+        swatch: Swatch::Note,
+        text: n.clone(),
+    }));
+    let area = frame(path, caption, &legend)?;
+    let x_fmt = |v: &f64| {
+        bars.get(v.round().max(0.0) as usize)
+            .map(|b| b.label.clone())
+            .unwrap_or_default()
+    };
+    let y_desc = if log {
+        format!("{y_desc}, log scale")
+    } else {
+        y_desc.to_string()
+    };
+    let mut chart = axes(
+        &area,
+        Axis::linear(-0.5..n as f64 - 0.5, (0..n).map(|i| i as f64).collect()),
+        y.clone(),
+        &AxisText {
+            x_desc: "execution model",
+            y_desc: &y_desc,
+            x_fmt: &x_fmt,
+            y_fmt,
+            x_grid: false,
+            x_lines: bars
+                .iter()
+                .map(|b| b.label.lines().count() as u32)
+                .max()
+                .unwrap_or(1),
+        },
+    )?;
+    for (i, b) in bars.iter().enumerate() {
+        let x = i as f64;
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(x - BAR, floor), (x + BAR, b.value)],
+                b.color.mix(0.85).filled(),
+            )))
+            .map_err(err)?;
+        if let Some(m) = b.mark {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(x - BAR, m), (x + BAR, m)],
+                    8,
+                    6,
+                    BLACK.stroke_width(3),
+                ))
+                .map_err(err)?;
+        }
+        if let Some((lo, hi)) = b.range {
+            // An error bar: the line from fastest to slowest, capped.
+            let cap = BAR / 5.0;
+            let style = BLACK.stroke_width(2);
+            for seg in [
+                [(x, lo), (x, hi)],
+                [(x - cap, lo), (x + cap, lo)],
+                [(x - cap, hi), (x + cap, hi)],
+            ] {
+                chart
+                    .draw_series(std::iter::once(PathElement::new(seg.to_vec(), style)))
+                    .map_err(err)?;
+            }
+        }
+        let above = y.up(b.range.map_or(b.value, |r| r.1), 0.02);
+        chart
+            .draw_series(std::iter::once(Text::new(
+                b.note.join("\n"),
+                (x, above),
+                bold(if n > CROWDED { 14 } else { 19 }).pos(Pos::new(HPos::Center, VPos::Bottom)),
+            )))
+            .map_err(err)?;
+    }
+    if let Some(l) = level {
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(-0.5, l.value), (n as f64 - 0.5, l.value)],
+                12,
+                8,
+                CEILING.stroke_width(2),
+            ))
+            .map_err(err)?;
+    }
+    area.present().map_err(err)?;
     Ok(())
 }
 
-/// Median time per model as bars, min–max whiskers, the speedup over the
-/// reference written on each bar.
+/// Median time per model as bars, min–max error bars, each model's speed
+/// relative to the reference written on its bar. The ratio is the one
+/// `summary.md` and `summary.csv` lead with (`Speedup::ratio`, mean over
+/// mean ± its propagated error), so chart and table never disagree.
 pub fn median_time_bars(
     path: &Path,
     summaries: &[ModelSummary],
     subtitle: &str,
 ) -> anyhow::Result<()> {
-    let bars: Vec<Bar> = models_only(summaries)
-        .map(|s| Bar {
-            label: s.label.to_string(),
-            color: model_color(s.label.model),
+    let reference = summaries
+        .iter()
+        .find(|s| s.speedup.is_none() && summaries.iter().any(|o| o.speedup.is_some()));
+    let shown: Vec<&ModelSummary> = models_only(summaries).collect();
+    let crowded = shown.len() > CROWDED;
+    let bars: Vec<Bar> = shown
+        .iter()
+        .zip(bar_looks(&shown))
+        .map(|(s, (label, color))| Bar {
+            label,
+            color,
             value: s.stats.median,
             range: Some((s.stats.min, s.stats.max)),
             note: match &s.speedup {
-                Some(x) => format!("{:.2} s  ·  {:.1}× faster", s.stats.median, x.median_ratio),
-                None => format!("{:.2} s  ·  baseline", s.stats.median),
+                Some(x) if crowded => vec![
+                    format!("{:.2} s", s.stats.median),
+                    format!("{:.1}×", x.ratio),
+                    format!("± {:.1}", x.error),
+                ],
+                Some(x) => vec![
+                    format!("{:.2} s", s.stats.median),
+                    format!("{:.1}× ± {:.1} faster", x.ratio, x.error),
+                ],
+                None if reference.is_some_and(|r| r.label == s.label) => {
+                    vec![format!("{:.2} s", s.stats.median), "baseline".into()]
+                }
+                None => vec![format!("{:.2} s", s.stats.median)],
             },
             mark: s.bound_secs,
         })
         .collect();
     let ceiling = crate::harness::summary::ceiling(summaries).map(|(c, fetch, load)| Level {
         value: c,
-        label: format!(
-            "ceiling {c:.2} s, the slower of fetch-only ({fetch:.2} s) and load-only ({load:.2} s)"
+        legend: format!(
+            "ceiling {c:.2} s: the slower of\nfetch-only ({fetch:.2} s) and\nload-only ({load:.2} s)"
         ),
     });
-    let fmt = |v: &f64| {
-        if *v >= 10.0 {
-            format!("{v:.0}")
-        } else {
-            format!("{v:.1}")
-        }
-    };
+    let notes: Vec<String> = reference
+        .map(|r| {
+            format!(
+                "bar: median of the runs\n“× faster”: {}'s mean time\nover the model's (± from\nboth spreads), as in\nsummary.md",
+                r.label
+            )
+        })
+        .into_iter()
+        .collect();
     bar_chart(
         path,
         &format!("Median pass time per model — {subtitle}"),
         "seconds per pass (lower is better)",
         &bars,
         ceiling.as_ref(),
-        &fmt,
+        &notes,
+        &number,
     )
 }
 
@@ -304,130 +917,40 @@ pub fn throughput_bars(
     summaries: &[ModelSummary],
     subtitle: &str,
 ) -> anyhow::Result<()> {
-    let bars: Vec<Bar> = models_only(summaries)
-        .map(|s| Bar {
-            label: s.label.to_string(),
-            color: model_color(s.label.model),
+    let shown: Vec<&ModelSummary> = models_only(summaries).collect();
+    let crowded = shown.len() > CROWDED;
+    let bars: Vec<Bar> = shown
+        .iter()
+        .zip(bar_looks(&shown))
+        .map(|(s, (label, color))| Bar {
+            label,
+            color,
             value: s.rows_per_sec,
             range: None,
-            note: format!("{:.0} rows/s", s.rows_per_sec),
+            note: if crowded {
+                vec![format!("{:.0}k", s.rows_per_sec / 1000.0), "rows/s".into()]
+            } else {
+                vec![format!("{:.0} rows/s", s.rows_per_sec)]
+            },
             mark: None,
         })
         .collect();
-    let fmt = |v: &f64| format!("{:.0}k", v / 1000.0);
+    let fmt = |v: &f64| {
+        if *v == 0.0 {
+            "0".into()
+        } else {
+            format!("{}k", number(&(v / 1000.0)))
+        }
+    };
     bar_chart(
         path,
         &format!("Throughput per model — {subtitle}"),
         "rows loaded per second (median; higher is better)",
         &bars,
         None,
+        &[],
         &fmt,
     )
-}
-
-/// Time of every measured launch, one line per model (the original
-/// project's chart, with a log scale so fast and slow models both show).
-pub fn launches_lines(
-    path: &Path,
-    runs: &[Run],
-    models: &[Label],
-    matrix: bool,
-    subtitle: &str,
-) -> anyhow::Result<()> {
-    let root = canvas(path);
-    let measured: Vec<&Run> = runs.iter().filter(|r| r.run > 0 && r.verified).collect();
-    let max_run = measured.iter().map(|r| r.run).max().unwrap_or(1).max(2);
-    let ymax = measured.iter().map(|r| r.wall_secs).fold(0.0, f64::max) * 1.5 + 1e-6;
-    let ymin = measured
-        .iter()
-        .map(|r| r.wall_secs)
-        .fold(f64::INFINITY, f64::min)
-        .min(ymax)
-        / 1.5;
-    let ymin = if ymin.is_finite() && ymin > 0.0 {
-        ymin
-    } else {
-        0.01
-    };
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("Time of each launch — {subtitle}"),
-            ("sans-serif", 28).into_font().style(FontStyle::Bold),
-        )
-        .margin(24)
-        .x_label_area_size(50)
-        .y_label_area_size(80)
-        .build_cartesian_2d(
-            1usize..max_run,
-            (ymin..ymax)
-                .log_scale()
-                .with_key_points(one_two_five(ymin, ymax)),
-        )
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc("launch")
-        .y_desc("seconds per pass (log scale)")
-        .axis_desc_style(("sans-serif", 20))
-        .label_style(("sans-serif", 18))
-        .x_labels(max_run)
-        .light_line_style(WHITE)
-        .y_label_formatter(&|v| {
-            if *v >= 10.0 {
-                format!("{v:.0}")
-            } else if *v >= 1.0 {
-                format!("{v:.1}")
-            } else {
-                format!("{v:.2}")
-            }
-        })
-        .draw()
-        .map_err(err)?;
-    for (i, m) in models.iter().enumerate() {
-        let color = if matrix {
-            Palette99::pick(i).to_rgba().into_rgb()
-        } else {
-            model_color(m.model)
-        };
-        let pts: Vec<(usize, f64)> = measured
-            .iter()
-            .filter(|r| r.label(matrix) == *m)
-            .map(|r| (r.run, r.wall_secs))
-            .collect();
-        if pts.is_empty() {
-            continue;
-        }
-        chart
-            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(3)))
-            .map_err(err)?
-            .label(m.to_string())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
-            });
-        chart
-            .draw_series(pts.into_iter().map(|p| Circle::new(p, 5, color.filled())))
-            .map_err(err)?;
-    }
-    chart
-        .configure_series_labels()
-        .label_font(("sans-serif", 20))
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::MiddleRight)
-        .draw()
-        .map_err(err)?;
-    root.present().map_err(err)?;
-    Ok(())
-}
-
-trait IntoRgb {
-    fn into_rgb(self) -> RGBColor;
-}
-
-impl IntoRgb for RGBAColor {
-    fn into_rgb(self) -> RGBColor {
-        RGBColor(self.0, self.1, self.2)
-    }
 }
 
 fn write_color(w: crate::db::WriteStrategy) -> RGBColor {
@@ -444,117 +967,73 @@ pub fn matrix_bars(
     path: &Path,
     summaries: &[ModelSummary],
     models: &[Model],
-    writes: &[crate::db::WriteStrategy],
+    writes: &[WriteStrategy],
     subtitle: &str,
 ) -> anyhow::Result<()> {
-    let root = canvas(path);
-    let find = |m: Model, w: crate::db::WriteStrategy| {
-        summaries.iter().find(|s| s.label == Label::new(m, w, true))
-    };
-    let ymax = summaries.iter().map(|s| s.stats.median).fold(0.0, f64::max) * 2.0 + 1e-6;
-    let ymin = summaries
-        .iter()
-        .map(|s| s.stats.median)
-        .fold(f64::INFINITY, f64::min)
-        .min(ymax)
-        / 2.0;
+    let find =
+        |m: Model, w: WriteStrategy| summaries.iter().find(|s| s.label == Label::new(m, w, true));
+    let medians = || summaries.iter().map(|s| s.stats.median);
+    let ymax = medians().fold(0.0, f64::max) * 2.0 + 1e-6;
+    let ymin = medians().fold(f64::INFINITY, f64::min).min(ymax) / 2.0;
     let ymin = if ymin.is_finite() && ymin > 0.0 {
         ymin
     } else {
         0.01
     };
+    let legend: Vec<Entry> = writes
+        .iter()
+        .map(|w| Entry {
+            swatch: Swatch::Box(write_color(*w)),
+            text: w.as_str().to_string(),
+        })
+        .collect();
+    let area = frame(
+        path,
+        &format!("Model × write strategy, median pass time — {subtitle}"),
+        &legend,
+    )?;
     let n = models.len();
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("Model × write strategy, median pass time — {subtitle}"),
-            ("sans-serif", 26).into_font().style(FontStyle::Bold),
-        )
-        .margin(24)
-        .x_label_area_size(50)
-        .y_label_area_size(80)
-        .build_cartesian_2d(
-            -0.5f64..(n as f64 - 0.5),
-            (ymin..ymax)
-                .log_scale()
-                .with_key_points(one_two_five(ymin, ymax)),
-        )
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .light_line_style(WHITE)
-        .x_desc("execution model")
-        .y_desc("seconds per pass (log scale, lower is better)")
-        .axis_desc_style(("sans-serif", 20))
-        .label_style(("sans-serif", 18))
-        .x_labels(n)
-        .x_label_formatter(&|v| {
-            let i = v.round();
-            if (v - i).abs() > 0.01 || i < 0.0 {
-                String::new()
-            } else {
-                models
-                    .get(i as usize)
-                    .map(Model::to_string)
-                    .unwrap_or_default()
-            }
-        })
-        .y_label_formatter(&|v| {
-            if *v >= 1.0 {
-                format!("{v:.0}")
-            } else {
-                format!("{v:.2}")
-            }
-        })
-        .draw()
-        .map_err(err)?;
+    let x_fmt = |v: &f64| {
+        models
+            .get(v.round().max(0.0) as usize)
+            .map(Model::to_string)
+            .unwrap_or_default()
+    };
+    let mut chart = axes(
+        &area,
+        Axis::linear(-0.5..n as f64 - 0.5, (0..n).map(|i| i as f64).collect()),
+        Axis::log_auto(ymin, ymax),
+        &AxisText {
+            x_desc: "execution model",
+            y_desc: "seconds per pass (log scale, lower is better)",
+            x_fmt: &x_fmt,
+            y_fmt: &number,
+            x_grid: false,
+            x_lines: 1,
+        },
+    )?;
     let width = 0.8 / writes.len() as f64;
     for (j, w) in writes.iter().enumerate() {
         let color = write_color(*w);
-        let bars: Vec<_> = models
-            .iter()
-            .enumerate()
-            .filter_map(|(i, m)| {
-                let s = find(*m, *w)?;
-                let x0 = i as f64 - 0.4 + j as f64 * width;
-                Some(Rectangle::new(
+        for (i, m) in models.iter().enumerate() {
+            let Some(s) = find(*m, *w) else { continue };
+            let x0 = i as f64 - 0.4 + j as f64 * width;
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
                     [(x0 + 0.01, ymin), (x0 + width - 0.01, s.stats.median)],
                     color.mix(0.85).filled(),
-                ))
-            })
-            .collect();
-        chart
-            .draw_series(bars)
-            .map_err(err)?
-            .label(w.as_str())
-            .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 16, y + 6)], color.filled()));
-        for (i, m) in models.iter().enumerate() {
-            if let Some(s) = find(*m, *w) {
-                let x = i as f64 - 0.4 + (j as f64 + 0.5) * width;
-                chart
-                    .draw_series(std::iter::once(Text::new(
-                        format!("{:.2}", s.stats.median),
-                        (x, s.stats.median * 1.08),
-                        ("sans-serif", 15).into_font().color(&BLACK).pos(
-                            plotters::style::text_anchor::Pos::new(
-                                plotters::style::text_anchor::HPos::Center,
-                                plotters::style::text_anchor::VPos::Bottom,
-                            ),
-                        ),
-                    )))
-                    .map_err(err)?;
-            }
+                )))
+                .map_err(err)?;
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    format!("{:.2}", s.stats.median),
+                    (x0 + width / 2.0, s.stats.median * 1.06),
+                    font(16).pos(Pos::new(HPos::Center, VPos::Bottom)),
+                )))
+                .map_err(err)?;
         }
     }
-    chart
-        .configure_series_labels()
-        .label_font(("sans-serif", 20))
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(err)?;
-    root.present().map_err(err)?;
+    area.present().map_err(err)?;
     Ok(())
 }
 
@@ -566,7 +1045,7 @@ pub fn draw_all(
     runs: &[Run],
     summaries: &[ModelSummary],
     labels: &[Label],
-    matrix: Option<(&[Model], &[crate::db::WriteStrategy])>,
+    matrix: Option<(&[Model], &[WriteStrategy])>,
     subtitle: &str,
 ) -> Vec<(&'static str, anyhow::Result<()>)> {
     let mut drawn = vec![
@@ -596,4 +1075,78 @@ pub fn draw_all(
         ));
     }
     drawn
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_series_gets_its_own_colour() {
+        let labels: Vec<String> = [
+            "sync",
+            "async-fetch",
+            "async",
+            "threads",
+            "fetch-only",
+            "load-only",
+            "mystery",
+            "another",
+        ]
+        .map(String::from)
+        .to_vec();
+        let styles = series_styles(&labels);
+        for (i, a) in styles.iter().enumerate() {
+            for b in &styles[i + 1..] {
+                assert_ne!(a.0, b.0, "{labels:?} share a colour: {styles:?}");
+            }
+        }
+        let matrix: Vec<String> = ["sync", "async-fetch", "async", "threads"]
+            .iter()
+            .flat_map(|m| ["insert", "batch", "copy"].map(|w| format!("{m}+{w}")))
+            .collect();
+        let styles = series_styles(&matrix);
+        for (i, a) in styles.iter().enumerate() {
+            for b in &styles[i + 1..] {
+                assert_ne!(a.0, b.0, "two matrix series share a colour");
+            }
+        }
+    }
+
+    #[test]
+    fn ticks_read_as_round_numbers() {
+        assert_eq!(
+            one_two_five(0.15, 25.0),
+            vec![0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0]
+        );
+        assert_eq!(number(&0.30000000000000004), "0.3");
+        assert_eq!(number(&20.0), "20");
+        assert_eq!(linear_ticks(13.0), vec![0.0, 2.5, 5.0, 7.5, 10.0, 12.5]);
+        assert!(log_ticks(0.5, 0.7).len() >= 3);
+    }
+
+    /// plotters' own layout draws each glyph at its caret, dropping its
+    /// left side bearing ("first b yte"): the ink of a word after a space
+    /// must start where the font puts it.
+    #[test]
+    fn text_is_placed_where_the_font_puts_it() {
+        use ab_glyph::{Font as _, FontRef, ScaleFont as _};
+        let (w, h) = (300u32, 50u32);
+        let mut buf = vec![255u8; (w * h * 3) as usize];
+        {
+            let root = Canvas(BitMapBackend::with_buffer(&mut buf, (w, h))).into_drawing_area();
+            root.draw(&Text::new("a byte", (10, 5), font(28))).unwrap();
+            root.present().unwrap();
+        }
+        let f = FontRef::try_from_slice(text::REGULAR).unwrap();
+        let s = f.as_scaled(28.0);
+        let after_a = 10.0 + s.h_advance(s.glyph_id('a'));
+        let b = after_a + s.h_advance(s.glyph_id(' ')) + s.h_side_bearing(s.glyph_id('b'));
+        let ink = |x: u32| (0..h).any(|y| buf[((y * w + x) * 3) as usize] < 128);
+        let first = (after_a.ceil() as u32 + 1..w).find(|x| ink(*x)).unwrap();
+        assert!(
+            (first as f32 - b).abs() <= 1.0,
+            "b's ink starts at column {first}; the font puts it at {b:.1}"
+        );
+    }
 }

@@ -1,8 +1,9 @@
 //! The comparison pipeline behind `compare`: plan the schedule (models ×
 //! write strategies, warm-ups then interleaved measured runs), run it in
-//! worker processes, summarise, and export (CSV, Markdown,
-//! `environment.json`, charts); and `--replot`, the export again from what
-//! an earlier comparison wrote.
+//! worker processes on a schema of compare's own, summarise, and export
+//! (CSV, Markdown, `environment.json`, charts, then `comparison.json`,
+//! `report.html` and the baseline comparison through [`super::publish`]);
+//! and `--replot`, the export again from what an earlier comparison wrote.
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -12,7 +13,8 @@ use anyhow::Context;
 use super::bound::BucketShape;
 use super::export::{self, Environment};
 use super::runner::{self, Run, RunSettings, Target};
-use super::{charts, summary, unique};
+use super::scratch::Scratch;
+use super::{charts, publish, summary, unique};
 use crate::bucket::BucketLocation;
 use crate::cli::{self, ClientArgs, KnobArgs, NetArgs, S3Args, SpecArgs};
 use crate::db::{EmbeddedPostgres, Flavor, WriteStrategy};
@@ -73,6 +75,8 @@ pub struct CompareArgs {
     /// and summary.csv, without running anything.
     #[arg(long, value_name = "DIR", conflicts_with = "sweep")]
     pub replot: Option<PathBuf>,
+    #[command(flatten)]
+    pub publish: publish::PublishArgs,
     /// Output directory (default: results/<profile>).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -83,8 +87,11 @@ pub struct CompareArgs {
     pub bucket: Option<String>,
     #[command(flatten)]
     pub s3: S3Args,
-    /// Benchmark against this database instead of a throwaway one. Its
-    /// bucketbench tables are emptied before every run.
+    /// Benchmark against this database instead of a throwaway one. The runs
+    /// load into a schema of compare's own (bucketbench_compare_<pid>_<id>),
+    /// created at start and dropped at the end: tables that `ingest` filled
+    /// in this database are never read or touched. Needs the CREATE
+    /// privilege on the database.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 }
@@ -102,7 +109,8 @@ const DEFAULT_NETWORK: Conditions = Conditions {
     stall_rate: 0.0,
 };
 
-/// Returns whether every run was verified.
+/// Returns whether every run was verified (and, with
+/// `--fail-on-regression`, none regressed against the baseline).
 pub fn run(mut args: CompareArgs) -> anyhow::Result<bool> {
     // On by default: they are what explains the models' times. A matrix
     // would run them once per write strategy, so there they are opt-in.
@@ -119,6 +127,7 @@ pub fn run(mut args: CompareArgs) -> anyhow::Result<bool> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("results").join(spec.profile.as_str()));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let baseline = args.publish.load_baseline(&out)?;
 
     let mut _server_pg = None;
     let database_url = match &args.database_url {
@@ -172,11 +181,14 @@ pub fn run(mut args: CompareArgs) -> anyhow::Result<bool> {
         }
     };
 
-    let mut db = pass::prepare_database(&database_url)?;
+    // Declared after the server, so dropped before it.
+    let scratch = Scratch::create(&database_url)?;
+    let mut db = pass::prepare_database(scratch.url())?;
     let postgres_version: String = db.query_one("SHOW server_version", &[])?.get(0);
     let target = Target {
         bucket_url,
-        database_url: database_url.clone(),
+        database_url: scratch.url().to_string(),
+        schema: scratch.schema().to_string(),
         expected,
     };
     let settings = RunSettings {
@@ -315,6 +327,7 @@ pub fn run(mut args: CompareArgs) -> anyhow::Result<bool> {
         warmup: args.warmup,
     };
     export::write_json(&out.join("environment.json"), &env)?;
+    let env = Some(serde_json::to_value(&env)?);
     let charts_written = charts::draw_all(
         &out,
         &runs,
@@ -330,8 +343,22 @@ pub fn run(mut args: CompareArgs) -> anyhow::Result<bool> {
     }
 
     println!("{table}");
+    let published = publish::publish(
+        &out,
+        &runs,
+        &summaries,
+        reference,
+        &subtitle,
+        env,
+        &args.publish,
+        baseline,
+    )?;
     if args.database_url.is_some() {
-        println!("database: {}", secret::redact_url(&database_url));
+        println!(
+            "database: {} (runs loaded into a schema of their own, {}, dropped on exit; no other table touched)",
+            secret::redact_url(&database_url),
+            scratch.schema()
+        );
     }
     println!(
         "wrote {}/{{runs.csv, summary.csv, summary.md, environment.json, median_time.png, launches.png, throughput.png{}}}",
@@ -339,25 +366,29 @@ pub fn run(mut args: CompareArgs) -> anyhow::Result<bool> {
         if args.matrix { ", matrix.png" } else { "" }
     );
     let failed: Vec<&Run> = runs.iter().filter(|r| !r.verified).collect();
-    if failed.is_empty() && args.bucket.is_some() {
+    let verified = if failed.is_empty() && args.bucket.is_some() {
         println!(
             "every run passed the consistency check (the ledger holds every fetchable listed key and agrees with the rows); with no generator behind this bucket, no more can be checked"
         );
-        Ok(true)
+        true
     } else if failed.is_empty() {
         println!("every run verified against the expected result");
-        Ok(true)
+        true
     } else {
         eprintln!(
             "error: {} runs loaded something other than the expected result; their times are excluded (see runs.csv)",
             failed.len()
         );
-        Ok(false)
-    }
+        false
+    };
+    Ok(published.passes(&args.publish) && verified)
 }
 
-/// `--replot DIR`: the charts again from what a comparison wrote.
-pub fn replot(dir: &std::path::Path) -> anyhow::Result<()> {
+/// `--replot DIR`: the charts, `comparison.json` and `report.html` again
+/// from what a comparison wrote; returns whether it passes
+/// `--fail-on-regression`.
+pub fn replot(dir: &std::path::Path, publish_args: &publish::PublishArgs) -> anyhow::Result<bool> {
+    let baseline = publish_args.load_baseline(dir)?;
     let runs = export::read_runs_csv(&dir.join("runs.csv"))?;
     anyhow::ensure!(
         !runs.is_empty(),
@@ -397,5 +428,18 @@ pub fn replot(dir: &std::path::Path) -> anyhow::Result<()> {
             Err(e) => eprintln!("warning: {name} not drawn: {e:#}"),
         }
     }
-    Ok(())
+    let env = std::fs::read(dir.join("environment.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let published = publish::publish(
+        dir,
+        &runs,
+        &summaries,
+        reference,
+        &subtitle,
+        env,
+        publish_args,
+        baseline,
+    )?;
+    Ok(published.passes(publish_args))
 }

@@ -1,13 +1,20 @@
-//! The benchmarking harness: runs the models (`runner`), computes
+//! The benchmarking harness: runs the models (`runner`, in a schema of
+//! its own: `scratch`), computes
 //! statistics (`stats`, `summary`, and the analytic `bound`), and presents
-//! them (`export`, `charts`, `sweep`).
+//! them (`export`, `charts`, `sweep`; `publish`: `comparison.json` from
+//! `json`, `report.html` from `html`, and `baseline` comparisons).
 //! Statistics are kept apart from presentation, as hyperfine does.
 
+pub mod baseline;
 pub mod bound;
 pub mod charts;
 pub mod comparison;
 pub mod export;
+pub mod html;
+pub mod json;
+pub mod publish;
 pub mod runner;
+pub mod scratch;
 pub mod stats;
 pub mod summary;
 pub mod sweep;

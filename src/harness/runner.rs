@@ -1,5 +1,6 @@
-//! Runs each model as a child process on an emptied database, times it,
-//! measures its CPU and peak memory, and verifies what it loaded.
+//! Runs each model as a child process on emptied tables (in compare's own
+//! schema, see [`super::scratch`]), times it, measures its CPU and peak
+//! memory, and verifies what it loaded.
 //!
 //! A child process per run keeps the measurement honest: the simulated
 //! bucket (which holds the whole bucket in memory) and the harness live in
@@ -32,7 +33,10 @@ pub const SETTINGS_ENV: &str = "BUCKETBENCH_WORKER_SETTINGS";
 pub struct Target {
     pub bucket_url: String,
     /// Holds a password: only ever passed to children in the environment.
+    /// Its `options` put every name in [`Target::schema`].
     pub database_url: String,
+    /// The schema of compare's own that the runs load into and empty.
+    pub schema: String,
     /// The generator's expected result; `None` for a real bucket.
     pub expected: Option<Expected>,
 }
@@ -92,6 +96,8 @@ impl Run {
 }
 
 /// Empties bucketbench's tables and the ledger, so every run starts alike.
+/// Names resolve through the connection's search path: `compare` calls it
+/// only on a connection [`super::scratch::ensure_inside`] has checked.
 pub fn empty_database(client: &mut postgres::Client) -> anyhow::Result<()> {
     client
         .batch_execute(
@@ -110,6 +116,7 @@ pub fn run_once(
     db: &mut postgres::Client,
     progress: Option<&indicatif::ProgressBar>,
 ) -> anyhow::Result<Run> {
+    super::scratch::ensure_inside(db, &target.schema)?;
     empty_database(db)?;
     let exe = std::env::current_exe().context("finding the compare executable")?;
     let worker = WorkerSettings {
@@ -170,9 +177,15 @@ pub fn run_once(
     let problems = match &target.expected {
         _ if !model.writes() => Vec::new(),
         Some(e) => verify(db, e)?,
+        // Keys that never reach the ledger: gone, unfetchable, refused by
+        // the client before a fetch, or left busy for a later pass.
         None => verify::consistency(
             db,
-            summary.listed - summary.missing.len() as u64 - summary.fetch_errors.len() as u64,
+            summary.listed
+                - summary.missing.len() as u64
+                - summary.fetch_errors.len() as u64
+                - summary.busy.len() as u64
+                - summary.refused.len() as u64,
         )?,
     };
     let cpu = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
@@ -218,6 +231,7 @@ struct Worker {
 impl Worker {
     fn spawn(cmd: &mut Command) -> anyhow::Result<Self> {
         let mut child = cmd.spawn().context("starting a worker process")?;
+        live_workers().push(child.id() as libc::pid_t);
         let drain = |mut r: Box<dyn std::io::Read + Send>| {
             std::thread::spawn(move || {
                 let mut s = String::new();
@@ -236,13 +250,31 @@ impl Worker {
     }
 
     fn wait(self) -> anyhow::Result<(i32, libc::rusage, String, String)> {
-        let (status, usage) = wait_with_rusage(self.pid)?;
+        let waited = wait_with_rusage(self.pid);
+        live_workers().retain(|p| *p != self.pid);
+        let (status, usage) = waited?;
         Ok((
             status,
             usage,
             self.out.join().unwrap_or_default(),
             self.err.join().unwrap_or_default(),
         ))
+    }
+}
+
+/// Worker processes running now, for [`kill_workers`].
+static LIVE_WORKERS: std::sync::Mutex<Vec<libc::pid_t>> = std::sync::Mutex::new(Vec::new());
+
+fn live_workers() -> std::sync::MutexGuard<'static, Vec<libc::pid_t>> {
+    LIVE_WORKERS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Kills every running worker (on Ctrl-C, before compare's schema is
+/// dropped under them).
+pub fn kill_workers() {
+    for pid in live_workers().iter() {
+        // SAFETY: pid is a worker we spawned and have not reaped yet.
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
     }
 }
 

@@ -1,5 +1,6 @@
 //! Statistics over measured runs, kept apart from presentation (as in
-//! hyperfine): medians, spread, outliers and speed relative to a reference.
+//! hyperfine): medians, spread, outliers, speed relative to a reference, and
+//! the change of a median against a saved baseline (as in criterion).
 
 /// Summary statistics of one model's measured wall times.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -68,7 +69,7 @@ impl Stats {
 
 /// How many times faster `model` is than `reference` (mean over mean), with
 /// its uncertainty propagated from both standard deviations, as hyperfine
-/// reports relative speed. Also the ratio of medians, which the charts use.
+/// reports relative speed. Also the ratio of medians, kept in the CSV and JSON exports; the charts, the tables, the verdict and the HTML report all show the mean ratio.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Speedup {
     pub ratio: f64,
@@ -84,6 +85,114 @@ pub fn speedup(reference: &Stats, model: &Stats) -> Speedup {
         ratio,
         error,
         median_ratio: reference.median / model.median,
+    }
+}
+
+/// Bootstrap resamples behind a [`MedianChange`]'s confidence interval.
+pub const RESAMPLES: usize = 10_000;
+/// The bootstrap's fixed seed: the same samples always give the same
+/// interval, so a verdict never flips between two looks at one result.
+pub const BOOTSTRAP_SEED: u64 = 0x6275_636b_6574;
+/// The confidence level of a [`MedianChange`]'s interval.
+pub const CONFIDENCE: f64 = 0.95;
+
+/// How a median moved from a baseline's samples to new ones.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MedianChange {
+    pub baseline_median: f64,
+    pub median: f64,
+    /// Relative change of the median, in percent: negative is faster.
+    pub change_pct: f64,
+    /// The [`CONFIDENCE`] bootstrap interval of `change_pct`, in percent;
+    /// `None` when a side has fewer than two samples (no spread to
+    /// resample).
+    pub ci_pct: Option<(f64, f64)>,
+}
+
+/// What a [`MedianChange`] amounts to against a noise threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeVerdict {
+    /// Faster by more than the threshold, and the interval excludes zero.
+    Improved,
+    /// Slower by more than the threshold, and the interval excludes zero.
+    Regressed,
+    /// Within the threshold, or an interval that includes zero.
+    NoChange,
+    /// Fewer than two runs on a side: no interval, no verdict.
+    Inconclusive,
+}
+
+impl ChangeVerdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeVerdict::Improved => "improved",
+            ChangeVerdict::Regressed => "regressed",
+            ChangeVerdict::NoChange => "no change",
+            ChangeVerdict::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+/// The change of the median from `baseline` to `new`, with a bootstrap
+/// confidence interval: both samples resampled with replacement
+/// [`RESAMPLES`] times (fixed seed), the relative change of the two
+/// resampled medians taken each time, and the central [`CONFIDENCE`] of
+/// those changes kept (percentile interval). Medians, not means, because a
+/// shared machine's slow spells are outliers that should not move the
+/// answer. `None` when either side is empty.
+pub fn median_change(baseline: &[f64], new: &[f64]) -> Option<MedianChange> {
+    use rand::{RngExt as _, SeedableRng as _};
+    if baseline.is_empty() || new.is_empty() {
+        return None;
+    }
+    let (base_med, new_med) = (median(baseline), median(new));
+    let rel = |b: f64, n: f64| 100.0 * (n - b) / b;
+    let ci_pct = (baseline.len() >= 2 && new.len() >= 2).then(|| {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(BOOTSTRAP_SEED);
+        let mut resample = |xs: &[f64], buf: &mut Vec<f64>| {
+            buf.clear();
+            buf.extend((0..xs.len()).map(|_| xs[rng.random_range(0..xs.len())]));
+            median(buf)
+        };
+        let (mut bb, mut nb) = (Vec::new(), Vec::new());
+        let mut changes: Vec<f64> = (0..RESAMPLES)
+            .map(|_| {
+                let b = resample(baseline, &mut bb);
+                let n = resample(new, &mut nb);
+                rel(b, n)
+            })
+            .collect();
+        changes.sort_by(f64::total_cmp);
+        let tail = (1.0 - CONFIDENCE) / 2.0;
+        let at = |q: f64| changes[((q * RESAMPLES as f64) as usize).min(RESAMPLES - 1)];
+        (at(tail), at(1.0 - tail))
+    });
+    Some(MedianChange {
+        baseline_median: base_med,
+        median: new_med,
+        change_pct: rel(base_med, new_med),
+        ci_pct,
+    })
+}
+
+impl MedianChange {
+    /// Improved or regressed when the median moved by more than
+    /// `noise_pct` percent and the interval lies wholly on that side of
+    /// zero; otherwise no change.
+    pub fn verdict(&self, noise_pct: f64) -> ChangeVerdict {
+        match self.ci_pct {
+            None => ChangeVerdict::Inconclusive,
+            Some((lo, _)) if lo > 0.0 && self.change_pct > noise_pct => ChangeVerdict::Regressed,
+            Some((_, hi)) if hi < 0.0 && self.change_pct < -noise_pct => ChangeVerdict::Improved,
+            Some(_) => ChangeVerdict::NoChange,
+        }
+    }
+
+    /// Whether the median regressed by more than `pct` percent with an
+    /// interval that excludes zero (`--fail-on-regression`).
+    pub fn regressed_beyond(&self, pct: f64) -> bool {
+        self.change_pct > pct && self.ci_pct.is_some_and(|(lo, _)| lo > 0.0)
     }
 }
 
@@ -115,5 +224,64 @@ mod tests {
         assert_eq!(s.ratio, 5.0);
         assert_eq!(s.median_ratio, 5.0);
         assert!((s.error - 5.0 * (2f64.sqrt() / 2.0)).abs() < 1e-9);
+    }
+
+    /// Run-to-run noise of a shared machine: a few percent either way.
+    const BASE: [f64; 8] = [1.00, 1.03, 0.98, 1.01, 0.97, 1.02, 0.99, 1.04];
+
+    #[test]
+    fn a_known_shift_is_detected_with_an_interval_around_it() {
+        let slower: Vec<f64> = BASE.iter().map(|x| x * 1.20).collect();
+        let c = median_change(&BASE, &slower).unwrap();
+        assert!((c.change_pct - 20.0).abs() < 1e-9, "{c:?}");
+        let (lo, hi) = c.ci_pct.unwrap();
+        assert!(lo > 10.0 && lo < 20.0 && hi > 20.0 && hi < 30.0, "{c:?}");
+        assert_eq!(c.verdict(5.0), ChangeVerdict::Regressed);
+        assert!(c.regressed_beyond(10.0));
+        assert!(!c.regressed_beyond(25.0));
+
+        let faster: Vec<f64> = BASE.iter().map(|x| x * 0.8).collect();
+        let c = median_change(&BASE, &faster).unwrap();
+        assert_eq!(c.verdict(5.0), ChangeVerdict::Improved);
+        assert!(!c.regressed_beyond(0.0));
+    }
+
+    #[test]
+    fn identical_samples_give_no_change() {
+        let c = median_change(&BASE, &BASE).unwrap();
+        assert_eq!(c.change_pct, 0.0);
+        let (lo, hi) = c.ci_pct.unwrap();
+        assert!(lo < 0.0 && hi > 0.0, "{c:?}");
+        assert_eq!(c.verdict(5.0), ChangeVerdict::NoChange);
+        assert!(!c.regressed_beyond(0.0));
+        let flat = median_change(&[2.0, 2.0, 2.0], &[2.0, 2.0]).unwrap();
+        assert_eq!(flat.verdict(0.0), ChangeVerdict::NoChange);
+    }
+
+    #[test]
+    fn a_shift_inside_the_noise_or_the_spread_is_no_change() {
+        // 3 % slower, on samples tight enough that the interval excludes
+        // zero: real, but under a 5 % threshold.
+        let tight: Vec<f64> = BASE.iter().map(|x| 1.0 + (x - 1.0) / 10.0).collect();
+        let slightly: Vec<f64> = tight.iter().map(|x| x * 1.03).collect();
+        let c = median_change(&tight, &slightly).unwrap();
+        assert!(c.ci_pct.unwrap().0 > 0.0, "{c:?}");
+        assert_eq!(c.verdict(5.0), ChangeVerdict::NoChange);
+        assert_eq!(c.verdict(2.0), ChangeVerdict::Regressed);
+        // 10 % slower in the median, but samples that overlap it widely.
+        let wide = [0.6, 1.4, 1.1, 0.7, 1.5, 1.1];
+        let c = median_change(&BASE, &wide).unwrap();
+        assert!(c.change_pct > 5.0 && c.ci_pct.unwrap().0 < 0.0, "{c:?}");
+        assert_eq!(c.verdict(5.0), ChangeVerdict::NoChange);
+    }
+
+    #[test]
+    fn the_interval_is_reproducible_and_needs_two_runs_a_side() {
+        let other: Vec<f64> = BASE.iter().map(|x| x * 1.1).collect();
+        assert_eq!(median_change(&BASE, &other), median_change(&BASE, &other));
+        let one = median_change(&[1.0], &BASE).unwrap();
+        assert_eq!(one.ci_pct, None);
+        assert_eq!(one.verdict(5.0), ChangeVerdict::Inconclusive);
+        assert!(median_change(&[], &BASE).is_none());
     }
 }

@@ -7,11 +7,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use plotters::prelude::*;
 
-use super::charts::{model_color, one_two_five, register_fonts};
+use super::charts::{LineChart, Series, XScale, line_chart, series_styles};
 use super::comparison::{self, CompareArgs};
-use super::unique;
+use super::{export, unique};
 use crate::models::Label;
 
 /// One model's result at one value of the swept parameter.
@@ -117,7 +116,7 @@ pub fn run(base: &CompareArgs) -> anyhow::Result<bool> {
     w.flush()?;
     let png = out.join(format!("sweep_{param}.png"));
     chart(&png, &points, param)?;
-    println!("{}", table(&points, param));
+    println!("{}", export::sweep_table(&points, param));
     println!("wrote {} and {}", csv_path.display(), png.display());
     Ok(all_ok)
 }
@@ -163,7 +162,7 @@ fn read_summary(path: &Path, param: &str, value: f64) -> anyhow::Result<Vec<Poin
 }
 
 /// The models proper, without the ceilings.
-fn models(points: &[Point]) -> Vec<Label> {
+pub(crate) fn models(points: &[Point]) -> Vec<Label> {
     unique(
         points
             .iter()
@@ -174,7 +173,7 @@ fn models(points: &[Point]) -> Vec<Label> {
 
 /// The ceiling at each value: the larger median of `fetch-only` and
 /// `load-only`, as in `summary::efficiency`.
-fn ceilings(points: &[Point]) -> Vec<(f64, f64)> {
+pub(crate) fn ceilings(points: &[Point]) -> Vec<(f64, f64)> {
     unique(points.iter().map(|p| p.value))
         .into_iter()
         .filter_map(|v| {
@@ -188,135 +187,47 @@ fn ceilings(points: &[Point]) -> Vec<(f64, f64)> {
         .collect()
 }
 
-fn table(points: &[Point], param: &str) -> String {
-    let mut models: Vec<String> = models(points).iter().map(Label::to_string).collect();
-    let ceilings = ceilings(points);
-    if !ceilings.is_empty() {
-        models.push("ceiling".into());
-    }
-    let values = unique(points.iter().map(|p| p.value));
-    let mut s = format!(
-        "| {param} | {} |\n|---:|{}\n",
-        models.join(" | "),
-        "---:|".repeat(models.len())
-    );
-    for v in values {
-        let cells: Vec<String> = models
-            .iter()
-            .map(|m| {
-                let median = if m == "ceiling" {
-                    ceilings.iter().find(|c| c.0 == v).map(|c| c.1)
-                } else {
-                    points
-                        .iter()
-                        .find(|p| p.value == v && p.model.to_string() == *m)
-                        .map(|p| p.median_s)
-                };
-                median.map(|t| format!("{t:.2} s")).unwrap_or_default()
-            })
-            .collect();
-        s.push_str(&format!("| {v} | {} |\n", cells.join(" | ")));
-    }
-    s
-}
-
+/// Median time per model against the swept value (the shared line chart),
+/// the ceiling dashed beneath.
 fn chart(path: &Path, points: &[Point], param: &str) -> anyhow::Result<()> {
-    register_fonts();
-    let err = |e: &dyn std::fmt::Debug| anyhow::anyhow!("drawing {}: {e:?}", path.display());
-    let root = BitMapBackend::new(path, (1200, 720)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(&e))?;
-    let xs: Vec<f64> = points.iter().map(|p| p.value).collect();
-    let (xmin, xmax) = (
-        xs.iter().copied().fold(f64::INFINITY, f64::min),
-        xs.iter().copied().fold(0.0, f64::max),
-    );
-    let ymax = points.iter().map(|p| p.max_s).fold(0.0, f64::max) * 1.5;
-    let ymin = points.iter().map(|p| p.min_s).fold(f64::INFINITY, f64::min) / 1.5;
-    let unit = match param {
-        "latency" => "first-byte latency (ms)",
-        "concurrency" => "files in flight / threads (log scale)",
-        "workers" => "ingest processes at once (log scale)",
-        _ => "files in the bucket (log scale)",
+    let (x_desc, x) = match param {
+        // Latency starts at 0, so its axis is linear; the others span decades.
+        "latency" => ("first-byte latency (ms)", XScale::Linear),
+        "concurrency" => ("files in flight / threads (log scale)", XScale::Log),
+        "workers" => ("ingest processes at once (log scale)", XScale::Log),
+        _ => ("files in the bucket (log scale)", XScale::Log),
     };
-    let caption = format!("Median pass time as {param} grows");
     let models = models(points);
+    let names: Vec<String> = models.iter().map(Label::to_string).collect();
+    let series = models
+        .iter()
+        .zip(series_styles(&names))
+        .map(|(m, (color, marker))| Series {
+            label: m.to_string(),
+            color,
+            marker,
+            points: points
+                .iter()
+                .filter(|p| p.model == *m)
+                .map(|p| (p.value, p.median_s))
+                .collect(),
+        })
+        .collect();
     let ceiling = ceilings(points);
-    // The corner each chart's lines leave empty: sync falls to the right as
-    // workers grow and runs flat along the top as concurrency grows.
-    let legend_corner = match param {
-        "workers" => SeriesLabelPosition::UpperRight,
-        "concurrency" => SeriesLabelPosition::LowerLeft,
-        _ => SeriesLabelPosition::UpperLeft,
-    };
-    // Latency starts at 0, so its axis is linear; the others span decades.
-    macro_rules! draw {
-        ($x:expr) => {{
-            let mut c = ChartBuilder::on(&root)
-                .caption(
-                    &caption,
-                    ("sans-serif", 28).into_font().style(FontStyle::Bold),
+    line_chart(
+        path,
+        &LineChart {
+            caption: &format!("Median pass time as {param} grows"),
+            x_desc,
+            y_desc: "median seconds per pass (log scale)",
+            x,
+            series,
+            ceiling: (!ceiling.is_empty()).then(|| {
+                (
+                    "ceiling: the slower of\nfetch-only and load-only".to_string(),
+                    ceiling,
                 )
-                .margin(24)
-                .x_label_area_size(50)
-                .y_label_area_size(80)
-                .build_cartesian_2d(
-                    $x,
-                    (ymin.max(1e-3)..ymax.max(1e-2))
-                        .log_scale()
-                        .with_key_points(one_two_five(ymin.max(1e-3), ymax.max(1e-2))),
-                )
-                .map_err(|e| err(&e))?;
-            c.configure_mesh()
-                .x_desc(unit)
-                .y_desc("median seconds per pass (log scale)")
-                .axis_desc_style(("sans-serif", 20))
-                .label_style(("sans-serif", 18))
-                .light_line_style(WHITE)
-                .y_label_formatter(&|v| match *v {
-                    v if v >= 1.0 => format!("{v:.0}"),
-                    v if v >= 0.1 => format!("{v:.1}"),
-                    v if v >= 0.01 => format!("{v:.2}"),
-                    v => format!("{v:.3}"),
-                })
-                .draw()
-                .map_err(|e| err(&e))?;
-            for m in &models {
-                let color = model_color(m.model);
-                let pts: Vec<(f64, f64)> = points
-                    .iter()
-                    .filter(|p| p.model == *m)
-                    .map(|p| (p.value, p.median_s))
-                    .collect();
-                c.draw_series(LineSeries::new(pts.clone(), color.stroke_width(3)))
-                    .map_err(|e| err(&e))?
-                    .label(m.to_string())
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
-                    });
-                c.draw_series(pts.into_iter().map(|p| Circle::new(p, 5, color.filled())))
-                    .map_err(|e| err(&e))?;
-            }
-            if !ceiling.is_empty() {
-                let style = BLACK.stroke_width(2);
-                c.draw_series(DashedLineSeries::new(ceiling.clone(), 10, 6, style))
-                    .map_err(|e| err(&e))?
-                    .label("ceiling (slower of fetch-only, load-only)")
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 10, y)], style));
-            }
-            c.configure_series_labels()
-                .label_font(("sans-serif", 20))
-                .background_style(WHITE.mix(0.9))
-                .border_style(BLACK)
-                .position(legend_corner)
-                .draw()
-                .map_err(|e| err(&e))?;
-        }};
-    }
-    if param == "latency" {
-        draw!(xmin.min(0.0)..xmax * 1.05);
-    } else {
-        draw!((xmin / 1.3..xmax * 1.3).log_scale());
-    }
-    root.present().map_err(|e| err(&e))?;
-    Ok(())
+            }),
+        },
+    )
 }

@@ -19,7 +19,8 @@ impl Ingestor for AsyncFetchModel {
 
     fn load(&self, job: &Job<'_>, todo: Todo) -> anyhow::Result<()> {
         let rt = runtime()?;
-        let http = AsyncClient::new(job.client.clone(), job.stats.clone())?;
+        let http = AsyncClient::new(job.client.clone(), job.stats.clone())?
+            .with_budget(job.knobs.budget());
         let mut pg = db::connect_sync(job.database_url)?;
         // Bounded: fetching runs at most `concurrency` files ahead of the writer.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<(String, Step)>(job.knobs.concurrency);

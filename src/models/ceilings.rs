@@ -14,6 +14,7 @@ use futures::StreamExt as _;
 use super::Model;
 use super::{Ingestor, Job, Step, Todo, fetch_steps, runtime};
 use crate::bucket::async_client::AsyncClient;
+use crate::bucket::budget::Held;
 use crate::db::async_writer;
 use crate::db::ledger::WriteResult;
 use crate::report::FileResult;
@@ -24,11 +25,18 @@ async fn fetch_all(
     todo: Todo,
     model: &'static str,
 ) -> anyhow::Result<Vec<(String, Step)>> {
-    let http = AsyncClient::new(job.client.clone(), job.stats.clone())?;
+    let http =
+        AsyncClient::new(job.client.clone(), job.stats.clone())?.with_budget(job.knobs.budget());
     let mut out = Vec::new();
     let mut fetched = fetch_steps(job, &http, todo, model);
     while let Some(done) = fetched.next().await {
-        out.push(done?);
+        // Every plan is kept, by design, so none may hold the budget: the
+        // fetches would wait for writes that only start once all are in.
+        let (key, step) = done?;
+        out.push(match step {
+            Step::Write(plan) => (key, Step::Write(Held::free(plan.value))),
+            done => (key, done),
+        });
     }
     Ok(out)
 }
@@ -77,7 +85,7 @@ impl Ingestor for LoadOnlyCeiling {
                 match next {
                     Step::Done(r) => job.tally.record(&key, r),
                     Step::Write(plan) => tx
-                        .try_send(plan)
+                        .try_send(plan.value)
                         .expect("the channel holds every step, and its receiver is alive"),
                 }
             }

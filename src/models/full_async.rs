@@ -3,11 +3,15 @@
 //! `connections` writers, each committing whatever has queued (up to
 //! `files_per_transaction`) in one transaction: group commit.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use futures::StreamExt as _;
 
 use super::Model;
 use super::{Ingestor, Job, Step, Todo, refuse_key, runtime, step, todo_stream};
 use crate::bucket::async_client::AsyncClient;
+use crate::bucket::budget::{Held, Reservation};
 use crate::db::async_writer;
 use crate::report::FileResult;
 
@@ -20,7 +24,11 @@ impl Ingestor for AsyncModel {
 
     fn load(&self, job: &Job<'_>, todo: Todo) -> anyhow::Result<()> {
         let rt = runtime()?;
-        let http = AsyncClient::new(job.client.clone(), job.stats.clone())?;
+        let http = AsyncClient::new(job.client.clone(), job.stats.clone())?
+            .with_budget(job.knobs.budget());
+        // The writers take bare plans: each plan's share of the budget waits
+        // here, by key, until its group commits.
+        let held: Mutex<HashMap<String, Reservation>> = Mutex::default();
         rt.block_on(async {
             let pool = async_writer::pool(job.database_url, job.knobs.connections)?;
             // One connection of its own for the cheap "loaded meanwhile?" checks,
@@ -34,6 +42,7 @@ impl Ingestor for AsyncModel {
             );
             // Bounded: fetching runs at most `concurrency` files ahead of the writers.
             let (tx, rx) = tokio::sync::mpsc::channel(job.knobs.concurrency);
+            let held = &held;
             let fetch = async move {
                 let mut done = todo_stream(todo)
                     .map(|obj| {
@@ -60,7 +69,12 @@ impl Ingestor for AsyncModel {
                     match joined? {
                         (key, Step::Done(result)) => job.tally.record(&key, result),
                         // A closed channel means a writer failed; its error is returned.
-                        (_, Step::Write(plan)) => {
+                        (key, Step::Write(planned)) => {
+                            let Held {
+                                value: plan,
+                                reservation,
+                            } = planned;
+                            held.lock().unwrap().insert(key, reservation);
                             if tx.send(plan).await.is_err() {
                                 break;
                             }
@@ -76,7 +90,8 @@ impl Ingestor for AsyncModel {
                 job.knobs.files_per_transaction,
                 |plan, written| {
                     job.tally
-                        .record(&plan.key, FileResult::from_write(&plan, written))
+                        .record(&plan.key, FileResult::from_write(&plan, written));
+                    held.lock().unwrap().remove(&plan.key);
                 },
             );
             let (fetched, written) = tokio::join!(fetch, write);

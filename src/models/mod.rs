@@ -13,6 +13,7 @@ pub use model::{Label, Model};
 
 use std::sync::Arc;
 
+use crate::bucket::budget::{self, Budget, Held};
 use crate::bucket::{BucketLocation, ClientConfig, FetchError, Fetched, NetStats, ObjectRef};
 use crate::db::WritePlan;
 use crate::report::{FileResult, Tally};
@@ -34,6 +35,16 @@ pub struct Knobs {
     /// Files a transaction may carry in `async` (group commit; 1: one
     /// transaction per file).
     pub files_per_transaction: usize,
+    /// Bytes of fetched files not yet written, all models (0: unlimited);
+    /// see [`crate::bucket::budget`].
+    pub max_bytes_in_flight: u64,
+}
+
+impl Knobs {
+    /// A fresh budget of `max_bytes_in_flight`, shared by a pass's files.
+    pub fn budget(&self) -> Budget {
+        Budget::new(self.max_bytes_in_flight, self.write)
+    }
 }
 
 impl Default for Knobs {
@@ -44,6 +55,7 @@ impl Default for Knobs {
             threads: 32,
             write: crate::db::WriteStrategy::Copy,
             files_per_transaction: 32,
+            max_bytes_in_flight: budget::DEFAULT_MAX_BYTES_IN_FLIGHT,
         }
     }
 }
@@ -87,9 +99,11 @@ pub fn by_name(name: &str) -> anyhow::Result<Box<dyn Ingestor>> {
     Ok(name.parse::<Model>()?.ingestor())
 }
 
-/// What to do with one fetched key: write a plan, or nothing more.
+/// What to do with one fetched key: write a plan, or nothing more. A plan
+/// holds its file's share of the byte budget until it is dropped, after
+/// its write.
 pub(crate) enum Step {
-    Write(WritePlan),
+    Write(Held<WritePlan>),
     Done(FileResult),
 }
 
@@ -102,21 +116,32 @@ pub(crate) fn step(
     fetched: Result<Fetched, FetchError>,
 ) -> Step {
     match fetched {
-        Ok(Fetched::Object { bytes, etag }) => Step::Write(crate::transform::plan(
-            &obj.key,
-            etag.as_deref().or(obj.etag.as_deref()),
-            &bytes,
-            model,
-            write,
-        )),
+        Ok(Fetched::Object {
+            bytes,
+            etag,
+            mut held,
+        }) => {
+            let plan = crate::transform::plan(
+                &obj.key,
+                etag.as_deref().or(obj.etag.as_deref()),
+                &bytes,
+                model,
+                write,
+            );
+            // The body and the parsed records are gone: keep only what the
+            // plan holds until it is written, so other files can start.
+            drop(bytes);
+            held.shrink_to(budget::retained(&plan));
+            Step::Write(Held::new(plan, held))
+        }
         Ok(Fetched::Missing) => Step::Done(FileResult::Missing),
         // Too large: a property of the object, recorded so it is not refetched every pass.
-        Err(e) if e.is_object_fault() => Step::Write(crate::transform::plan_refused(
+        Err(e) if e.is_object_fault() => Step::Write(Held::free(crate::transform::plan_refused(
             &obj.key,
             obj.etag.as_deref(),
             e.to_string(),
             model,
-        )),
+        ))),
         Err(e) => Step::Done(FileResult::FetchFailed(e.to_string())),
     }
 }
@@ -128,7 +153,7 @@ pub(crate) fn step(
 pub(crate) fn refuse_key(obj: &ObjectRef, model: &str) -> Option<Step> {
     obj.key.split('/').any(|seg| seg == "." || seg == "..").then(|| {
         let reason = "key has a \".\" or \"..\" path segment, which HTTP clients normalize away; not fetched, so no other object is loaded in its place";
-        Step::Write(crate::transform::plan_refused(&obj.key, obj.etag.as_deref(), reason.to_string(), model))
+        Step::Write(Held::free(crate::transform::plan_refused(&obj.key, obj.etag.as_deref(), reason.to_string(), model)))
     })
 }
 
@@ -139,9 +164,15 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// Names the file a database error happened on.
+/// Names the file a fatal database error happened on (the writers handle
+/// every other write error per file: only a database still unreachable
+/// after the reconnect attempts gets here), its key cut short.
 pub(crate) fn write_error(key: &str, e: anyhow::Error) -> anyhow::Error {
-    anyhow::anyhow!("writing {key}: {}", crate::error::chain(&*e))
+    anyhow::anyhow!(
+        "writing {}: {}",
+        crate::report::short_key(key),
+        crate::error::chain(&*e)
+    )
 }
 
 /// Test-only (the `test-models` feature): `sync` that silently skips the

@@ -80,14 +80,19 @@ impl Model {
         Some(per_worker * workers.max(1))
     }
 
-    /// The model's colour in every chart, as RGB.
+    /// The model's colour in every chart and in `report.html`, as RGB: the
+    /// one place it is set (`harness::charts::series_styles` shades it per
+    /// write strategy and keeps every series distinct).
     pub fn color(self) -> (u8, u8, u8) {
         match self {
             Model::Sync => (214, 39, 40),
             Model::AsyncFetch => (255, 127, 14),
             Model::Async => (44, 160, 44),
             Model::Threads => (31, 119, 180),
-            _ => (148, 103, 189),
+            Model::FetchOnly => (148, 103, 189),
+            Model::LoadOnly => (140, 86, 75),
+            #[cfg(feature = "test-models")]
+            Model::TestDropOne => (127, 127, 127),
         }
     }
 

@@ -16,7 +16,8 @@ impl Ingestor for SyncModel {
     }
 
     fn load(&self, job: &Job<'_>, mut todo: Todo) -> anyhow::Result<()> {
-        let http = SyncClient::new(job.client.clone(), job.stats.clone())?;
+        let http =
+            SyncClient::new(job.client.clone(), job.stats.clone())?.with_budget(job.knobs.budget());
         let mut pg = db::connect_sync(job.database_url)?;
         while let Some(obj) = todo.blocking_recv() {
             let result = fetch_and_write(&http, &mut pg, job, &obj, self.name())?;

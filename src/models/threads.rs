@@ -24,7 +24,9 @@ impl Ingestor for ThreadsModel {
             .num_threads(threads)
             .thread_name(|i| format!("ingest-{i}"))
             .build()?;
-        let http = SyncClient::new(job.client.clone(), job.stats.clone())?;
+        // One budget for every thread.
+        let http =
+            SyncClient::new(job.client.clone(), job.stats.clone())?.with_budget(job.knobs.budget());
         let todo = Mutex::new(todo);
         let stop = AtomicBool::new(false);
         let first_error = Mutex::new(None);

@@ -1,0 +1,254 @@
+//! Baselines, as in criterion: save a comparison's per-run times under a
+//! name (`--save-baseline`), and later set a new comparison against them
+//! (`--baseline`), model by model. The statistics are in `stats`
+//! ([`stats::median_change`]); this module reads and writes the files and
+//! words the result for the terminal.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use super::json::{
+    BaselineChange, BaselineFile, BaselineReport, BaselineSamples, SCHEMA_VERSION, is_matrix,
+    measured,
+};
+use super::runner::Run;
+use super::stats::{self, ChangeVerdict, MedianChange};
+
+/// Where a baseline lives: `<out>/baselines/NAME.json`, beside the
+/// results it is comparable with (the same profile, by default); a NAME
+/// that names a file (holds a `/` or ends in `.json`) is that file.
+pub fn path_for(out: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    if name.contains('/') || name.ends_with(".json") {
+        return Ok(PathBuf::from(name));
+    }
+    anyhow::ensure!(
+        !name.is_empty()
+            && !name.starts_with('.')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)),
+        "baseline name {name:?}: use letters, digits, '.', '_' and '-' (or give a path to a .json file)"
+    );
+    Ok(out.join("baselines").join(format!("{name}.json")))
+}
+
+/// The name a baseline is shown under: the NAME, or a file's stem.
+fn display_name(name: &str) -> String {
+    Path::new(name)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| name.to_string())
+}
+
+/// Reads baseline `name` (see [`path_for`]).
+pub fn load(out: &Path, name: &str) -> anyhow::Result<(BaselineFile, PathBuf)> {
+    let path = path_for(out, name)?;
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "reading baseline {name:?} ({}); save one first with --save-baseline {name}",
+            path.display()
+        )
+    })?;
+    let version: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("baseline {} is not JSON", path.display()))?;
+    let found = version.get("schema_version").and_then(|v| v.as_u64());
+    anyhow::ensure!(
+        found == Some(u64::from(SCHEMA_VERSION)),
+        "baseline {} has schema_version {found:?}; this version reads {SCHEMA_VERSION} (save the baseline again)",
+        path.display()
+    );
+    let file: BaselineFile = serde_json::from_value(version)
+        .with_context(|| format!("baseline {} has an unexpected shape", path.display()))?;
+    Ok((file, path))
+}
+
+/// Saves the verified measured wall times of every label in `runs` as
+/// baseline `name`; returns where.
+pub fn save(
+    out: &Path,
+    name: &str,
+    runs: &[Run],
+    title: &str,
+    environment: Option<&serde_json::Value>,
+) -> anyhow::Result<PathBuf> {
+    let path = path_for(out, name)?;
+    let matrix = is_matrix(runs);
+    let labels = super::unique(runs.iter().map(|r| r.label(matrix).to_string()));
+    let models = labels
+        .iter()
+        .map(|l| BaselineSamples {
+            model: l.clone(),
+            wall_secs: measured(runs, l, matrix)
+                .iter()
+                .map(|r| r.wall_secs)
+                .collect(),
+        })
+        .filter(|s| !s.wall_secs.is_empty())
+        .collect();
+    let file = BaselineFile {
+        schema_version: SCHEMA_VERSION,
+        name: display_name(name),
+        saved_at: chrono::Utc::now().to_rfc3339(),
+        git_revision: super::export::git_revision(),
+        title: title.to_string(),
+        environment: environment.cloned(),
+        models,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    super::export::write_json(&path, &file)?;
+    Ok(path)
+}
+
+/// Sets `runs` against the baseline, label by label.
+pub fn compare(
+    baseline: &BaselineFile,
+    path: &Path,
+    runs: &[Run],
+    environment: Option<&serde_json::Value>,
+    noise_threshold_pct: f64,
+) -> BaselineReport {
+    let matrix = is_matrix(runs);
+    let labels = super::unique(runs.iter().map(|r| r.label(matrix).to_string()));
+    let mut models = Vec::new();
+    let mut only_in_this_run = Vec::new();
+    for l in &labels {
+        let new: Vec<f64> = measured(runs, l, matrix)
+            .iter()
+            .map(|r| r.wall_secs)
+            .collect();
+        let old = baseline.models.iter().find(|m| &m.model == l);
+        let Some(c) = old.and_then(|o| stats::median_change(&o.wall_secs, &new)) else {
+            if !new.is_empty() {
+                only_in_this_run.push(l.clone());
+            }
+            continue;
+        };
+        models.push(BaselineChange {
+            model: l.clone(),
+            baseline_runs: old.map_or(0, |o| o.wall_secs.len()),
+            runs: new.len(),
+            baseline_median_secs: c.baseline_median,
+            median_secs: c.median,
+            change_pct: c.change_pct,
+            ci_low_pct: c.ci_pct.map(|ci| ci.0),
+            ci_high_pct: c.ci_pct.map(|ci| ci.1),
+            verdict: c.verdict(noise_threshold_pct),
+        });
+    }
+    let only_in_baseline = baseline
+        .models
+        .iter()
+        .filter(|m| !models.iter().any(|c| c.model == m.model))
+        .filter(|m| !only_in_this_run.contains(&m.model))
+        .map(|m| m.model.clone())
+        .collect();
+    let mut warnings = Vec::new();
+    if let (Some(old), Some(new)) = (&baseline.environment, environment) {
+        for key in ["bucket", "network", "settings"] {
+            if old.get(key) != new.get(key) {
+                warnings.push(format!(
+                    "the {key} differs from the baseline's: the times may not be comparable"
+                ));
+            }
+        }
+    }
+    BaselineReport {
+        name: baseline.name.clone(),
+        path: path.display().to_string(),
+        saved_at: baseline.saved_at.clone(),
+        git_revision: baseline.git_revision.clone(),
+        noise_threshold_pct,
+        confidence: stats::CONFIDENCE,
+        resamples: stats::RESAMPLES,
+        models,
+        only_in_baseline,
+        only_in_this_run,
+        warnings,
+    }
+}
+
+fn change_of(c: &BaselineChange) -> MedianChange {
+    MedianChange {
+        baseline_median: c.baseline_median_secs,
+        median: c.median_secs,
+        change_pct: c.change_pct,
+        ci_pct: c.ci_low_pct.zip(c.ci_high_pct),
+    }
+}
+
+/// The labels whose median regressed by more than `pct` percent with an
+/// interval excluding zero (`--fail-on-regression PCT`).
+pub fn regressions(report: &BaselineReport, pct: f64) -> Vec<&BaselineChange> {
+    report
+        .models
+        .iter()
+        .filter(|c| change_of(c).regressed_beyond(pct))
+        .collect()
+}
+
+/// "+3.1 % [+1.0 %, +5.2 %]".
+pub fn change_text(c: &BaselineChange) -> String {
+    match c.ci_low_pct.zip(c.ci_high_pct) {
+        Some((lo, hi)) => format!("{:+.1} % [{lo:+.1} %, {hi:+.1} %]", c.change_pct),
+        None => format!("{:+.1} % [no interval]", c.change_pct),
+    }
+}
+
+/// The comparison as the terminal shows it.
+pub fn terminal(r: &BaselineReport) -> String {
+    let mut s = format!(
+        "Against baseline {} (saved {}, revision {}): change in median, {:.0} % bootstrap interval, noise threshold {} %\n",
+        r.name,
+        r.saved_at.get(..19).unwrap_or(&r.saved_at),
+        r.git_revision,
+        100.0 * r.confidence,
+        r.noise_threshold_pct
+    );
+    let width = r.models.iter().map(|c| c.model.len()).max().unwrap_or(0);
+    for c in &r.models {
+        s.push_str(&format!(
+            "  {:width$}  {:>8.3} s -> {:>8.3} s  {:32}  {}\n",
+            c.model,
+            c.baseline_median_secs,
+            c.median_secs,
+            change_text(c),
+            match c.verdict {
+                ChangeVerdict::Inconclusive => "inconclusive (fewer than 2 runs on a side)",
+                v => v.as_str(),
+            }
+        ));
+    }
+    for m in &r.only_in_baseline {
+        s.push_str(&format!("  {m}: in the baseline only, not compared\n"));
+    }
+    for m in &r.only_in_this_run {
+        s.push_str(&format!("  {m}: not in the baseline, not compared\n"));
+    }
+    for w in &r.warnings {
+        s.push_str(&format!("  warning: {w}\n"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_files_under_baselines_unless_they_are_paths() {
+        let out = Path::new("results/seed");
+        assert_eq!(
+            path_for(out, "main").unwrap(),
+            Path::new("results/seed/baselines/main.json")
+        );
+        assert_eq!(
+            path_for(out, "/tmp/x.json").unwrap(),
+            Path::new("/tmp/x.json")
+        );
+        assert!(path_for(out, "..").is_err());
+        assert!(path_for(out, "a b").is_err());
+    }
+}

@@ -1,0 +1,331 @@
+//! The shape of `comparison.json` and of a saved baseline: every serde
+//! struct either file holds, in one place, versioned by
+//! [`SCHEMA_VERSION`] (documented in `docs/json-export.md`). Built from the
+//! runs and summaries; `html` renders a report from the same value.
+
+use serde::{Deserialize, Serialize};
+
+use super::runner::Run;
+use super::stats::{self, ChangeVerdict, Speedup};
+use super::summary::{self, ModelSummary};
+use crate::models::Label;
+
+/// Bumped on any change that renames, removes or retypes a field; adding
+/// a field does not bump it (readers must ignore fields they do not know).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Everything one comparison measured: `comparison.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Comparison {
+    pub schema_version: u32,
+    /// The program and version that wrote it, e.g. `bucketbench 0.1.0`.
+    pub generator: String,
+    /// What was compared, e.g. `seed profile, 67 files, 60 ms first byte`.
+    pub title: String,
+    /// The label every speed ratio is relative to.
+    pub reference: String,
+    /// The fastest model against the reference; `None` with one model.
+    pub verdict: Option<Verdict>,
+    /// One entry per label (model, or `model+write` in a matrix) with at
+    /// least one verified measured run, in the order they ran.
+    pub models: Vec<ModelStats>,
+    /// The larger of the two ceilings' medians, when both were measured.
+    pub ceiling: Option<Ceiling>,
+    /// The change against a saved baseline, with `--baseline`.
+    pub baseline: Option<BaselineReport>,
+    /// The machine and settings (`environment.json`), when known.
+    pub environment: Option<serde_json::Value>,
+    /// Every run, warm-ups (`run` 0) and failed ones included.
+    pub runs: Vec<RunRecord>,
+}
+
+/// "`fastest` ran `ratio` ± `error` times faster than `than`", the
+/// ratio of means with its propagated error (the headline definition).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Verdict {
+    pub fastest: String,
+    /// The reference, or the runner-up when the reference is fastest.
+    pub than: String,
+    pub ratio: f64,
+    pub error: f64,
+    pub text: String,
+}
+
+/// One label's statistics over its verified measured runs (seconds).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelStats {
+    pub model: String,
+    /// `fetch-only` or `load-only`: a limit, not a contender.
+    pub is_ceiling: bool,
+    pub runs: usize,
+    pub median_secs: f64,
+    pub mean_secs: f64,
+    /// Sample standard deviation (n − 1); 0 for a single run.
+    pub stddev_secs: f64,
+    pub min_secs: f64,
+    pub max_secs: f64,
+    /// Run numbers (as in `runs[].run`) whose modified z-score exceeds 3.5.
+    pub outlier_runs: Vec<usize>,
+    /// Measured runs that failed verification (their times are excluded).
+    pub failed_runs: usize,
+    /// Median rows loaded per second.
+    pub rows_per_sec: f64,
+    pub median_cpu_secs: f64,
+    pub max_peak_rss_mb: f64,
+    /// Speed relative to `reference` (1 for the reference itself); `None`
+    /// when the reference has no verified run.
+    pub speedup: Option<SpeedRatio>,
+    /// The analytic network bound, on a simulated bucket.
+    pub bound_secs: Option<f64>,
+    /// `median_secs / bound_secs`.
+    pub x_bound: Option<f64>,
+    /// `ceiling.secs / median_secs` (0–1, higher is closer to the limit),
+    /// for models proper when both ceilings ran.
+    pub efficiency: Option<f64>,
+}
+
+/// How many times faster than the reference, both ways of counting.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct SpeedRatio {
+    /// Reference mean over this mean: the headline figure (the verdict,
+    /// the tables, `summary.md`), as hyperfine reports it.
+    pub ratio_of_means: f64,
+    /// Its standard error, propagated from both standard deviations.
+    pub ratio_of_means_error: f64,
+    /// Reference median over this median: robust to outliers, no error.
+    pub ratio_of_medians: f64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Ceiling {
+    /// The larger of the two: no model can beat it.
+    pub secs: f64,
+    /// Median of `fetch-only`: the network and parsing alone.
+    pub fetch_only_secs: f64,
+    /// Median of `load-only`: the writes alone.
+    pub load_only_secs: f64,
+}
+
+/// One run, as `runs.csv` has it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub model: String,
+    pub write: String,
+    /// 1-based; 0 is a warm-up (not in the statistics).
+    pub run: usize,
+    pub wall_secs: f64,
+    pub files: u64,
+    pub rows: u64,
+    pub rejected: u64,
+    pub requests: u64,
+    pub retries: u64,
+    pub bytes: u64,
+    pub cpu_secs: f64,
+    pub peak_rss_mb: f64,
+    pub verified: bool,
+    pub problems: String,
+}
+
+/// The comparison against a saved baseline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BaselineReport {
+    pub name: String,
+    /// The file it was read from.
+    pub path: String,
+    /// When and at which revision the baseline was saved.
+    pub saved_at: String,
+    pub git_revision: String,
+    /// Changes smaller than this (percent) are "no change".
+    pub noise_threshold_pct: f64,
+    /// Of the intervals (0.95).
+    pub confidence: f64,
+    /// Bootstrap resamples behind each interval.
+    pub resamples: usize,
+    pub models: Vec<BaselineChange>,
+    /// Labels on one side only (not compared).
+    pub only_in_baseline: Vec<String>,
+    pub only_in_this_run: Vec<String>,
+    /// Differences in bucket, network or settings between the two.
+    pub warnings: Vec<String>,
+}
+
+/// One label's change in median against the baseline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BaselineChange {
+    pub model: String,
+    pub baseline_runs: usize,
+    pub runs: usize,
+    pub baseline_median_secs: f64,
+    pub median_secs: f64,
+    /// Relative change of the median, percent (negative is faster).
+    pub change_pct: f64,
+    /// Bootstrap interval of `change_pct`; `None` with fewer than two runs
+    /// on a side.
+    pub ci_low_pct: Option<f64>,
+    pub ci_high_pct: Option<f64>,
+    pub verdict: ChangeVerdict,
+}
+
+/// A saved baseline: `baselines/NAME.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BaselineFile {
+    pub schema_version: u32,
+    pub name: String,
+    pub saved_at: String,
+    pub git_revision: String,
+    pub title: String,
+    pub environment: Option<serde_json::Value>,
+    pub models: Vec<BaselineSamples>,
+}
+
+/// One label's verified measured wall times, in run order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BaselineSamples {
+    pub model: String,
+    pub wall_secs: Vec<f64>,
+}
+
+impl From<&Run> for RunRecord {
+    fn from(r: &Run) -> Self {
+        RunRecord {
+            model: r.model.to_string(),
+            write: r.write.as_str().to_string(),
+            run: r.run,
+            wall_secs: r.wall_secs,
+            files: r.files,
+            rows: r.rows,
+            rejected: r.rejected,
+            requests: r.requests,
+            retries: r.retries,
+            bytes: r.bytes,
+            cpu_secs: r.cpu_secs,
+            peak_rss_mb: r.peak_rss_mb,
+            verified: r.verified,
+            problems: r.problems.clone(),
+        }
+    }
+}
+
+/// The verified measured runs of `label`, in order: what its statistics
+/// (and a baseline) are computed over.
+pub fn measured<'a>(runs: &'a [Run], label: &'a str, matrix: bool) -> Vec<&'a Run> {
+    runs.iter()
+        .filter(|r| r.run > 0 && r.verified && r.label(matrix).to_string() == label)
+        .collect()
+}
+
+/// Whether `runs` form a matrix (more than one write strategy).
+pub fn is_matrix(runs: &[Run]) -> bool {
+    super::unique(runs.iter().map(|r| r.write.as_str())).len() > 1
+}
+
+impl Comparison {
+    pub fn build(
+        runs: &[Run],
+        summaries: &[ModelSummary],
+        reference: Option<Label>,
+        title: &str,
+        environment: Option<serde_json::Value>,
+    ) -> Comparison {
+        let matrix = is_matrix(runs);
+        let ceiling = summary::ceiling(summaries).map(|(secs, fetch, load)| Ceiling {
+            secs,
+            fetch_only_secs: fetch,
+            load_only_secs: load,
+        });
+        let has_reference = summaries.iter().any(|s| Some(s.label) == reference);
+        let models = summaries
+            .iter()
+            .map(|s| {
+                let st = &s.stats;
+                let name = s.label.to_string();
+                let good = measured(runs, &name, matrix);
+                let is_ceiling = s.label.model.is_ceiling();
+                let speedup = match s.speedup {
+                    Some(x) => Some(ratio(x)),
+                    None if has_reference && Some(s.label) == reference => Some(SpeedRatio {
+                        ratio_of_means: 1.0,
+                        ratio_of_means_error: 0.0,
+                        ratio_of_medians: 1.0,
+                    }),
+                    None => None,
+                };
+                ModelStats {
+                    model: name.clone(),
+                    is_ceiling,
+                    runs: st.runs,
+                    median_secs: st.median,
+                    mean_secs: st.mean,
+                    stddev_secs: st.stddev,
+                    min_secs: st.min,
+                    max_secs: st.max,
+                    outlier_runs: st
+                        .outliers
+                        .iter()
+                        .filter_map(|&i| good.get(i).map(|r| r.run))
+                        .collect(),
+                    failed_runs: s.failed_runs,
+                    rows_per_sec: s.rows_per_sec,
+                    median_cpu_secs: s.median_cpu_secs,
+                    max_peak_rss_mb: s.max_peak_rss_mb,
+                    speedup,
+                    bound_secs: s.bound_secs,
+                    x_bound: s.bound_secs.map(|b| st.median / b),
+                    efficiency: ceiling.filter(|_| !is_ceiling).map(|c| c.secs / st.median),
+                }
+            })
+            .collect::<Vec<_>>();
+        Comparison {
+            schema_version: SCHEMA_VERSION,
+            generator: format!("bucketbench {}", env!("CARGO_PKG_VERSION")),
+            title: title.to_string(),
+            reference: reference.map(|r| r.to_string()).unwrap_or_default(),
+            verdict: verdict(summaries, reference),
+            models,
+            ceiling,
+            baseline: None,
+            environment,
+            runs: runs.iter().map(RunRecord::from).collect(),
+        }
+    }
+}
+
+fn ratio(x: Speedup) -> SpeedRatio {
+    SpeedRatio {
+        ratio_of_means: x.ratio,
+        ratio_of_means_error: x.error,
+        ratio_of_medians: x.median_ratio,
+    }
+}
+
+/// The fastest model proper (by mean, the headline's measure) against the
+/// reference; when the reference is itself the fastest, against the
+/// runner-up.
+pub fn verdict(summaries: &[ModelSummary], reference: Option<Label>) -> Option<Verdict> {
+    let reference = reference?;
+    let contenders: Vec<&ModelSummary> = summary::models_only(summaries).collect();
+    let fastest = contenders
+        .iter()
+        .min_by(|a, b| a.stats.mean.total_cmp(&b.stats.mean))?;
+    let base = contenders.iter().find(|s| s.label == reference)?;
+    let (fast, slow) = if fastest.label == reference {
+        let runner_up = contenders
+            .iter()
+            .filter(|s| s.label != reference)
+            .min_by(|a, b| a.stats.mean.total_cmp(&b.stats.mean))?;
+        (*fastest, *runner_up)
+    } else {
+        (*fastest, *base)
+    };
+    let x = stats::speedup(&slow.stats, &fast.stats);
+    Some(Verdict {
+        fastest: fast.label.to_string(),
+        than: slow.label.to_string(),
+        ratio: x.ratio,
+        error: x.error,
+        text: format!(
+            "{} ran {:.2} ± {:.2} times faster than {}",
+            fast.label, x.ratio, x.error, slow.label
+        ),
+    })
+}

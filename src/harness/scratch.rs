@@ -1,0 +1,214 @@
+//! `compare`'s own schema: every run loads into a schema created for this
+//! comparison and dropped at its end, so pointing `compare` at a database
+//! that holds `ingest`'s real tables and ledger never touches them.
+//!
+//! The workers find it through their connection string: libpq's `options`
+//! parameter (`-c search_path=...`), which `postgres` and `tokio-postgres`
+//! both send at start-up, so every unqualified name (the tables, the
+//! ledger, refinery's history table) resolves inside it.
+
+use std::sync::Mutex;
+
+use anyhow::Context as _;
+
+/// Prefix of every schema `compare` creates.
+pub const PREFIX: &str = "bucketbench_compare_";
+
+/// A schema of this comparison's own, dropped on drop.
+pub struct Scratch {
+    base_url: String,
+    schema: String,
+    url: String,
+    dropped: bool,
+}
+
+/// Schemas to drop if the process is interrupted, with the URL to reach
+/// them (see [`Scratch::create`]).
+static LIVE: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+impl Scratch {
+    /// Creates `bucketbench_compare_<pid>_<random>` in the database at
+    /// `base_url`. Needs the CREATE privilege on that database.
+    pub fn create(base_url: &str) -> anyhow::Result<Self> {
+        let schema = format!(
+            "{PREFIX}{}_{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        let mut c = crate::db::connect_sync(base_url)?;
+        c.batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .with_context(|| {
+                format!("making the schema {schema} that compare benchmarks in (compare needs permission to add a schema to the database)")
+            })?;
+        LIVE.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((base_url.to_string(), schema.clone()));
+        Ok(Scratch {
+            url: with_search_path(base_url, &schema)?,
+            base_url: base_url.to_string(),
+            schema,
+            dropped: false,
+        })
+    }
+
+    /// The connection string that lands in this schema (it holds the
+    /// password: pass it on, never print it).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// Drops the schema and everything in it.
+    pub fn drop_now(&mut self) -> anyhow::Result<()> {
+        if self.dropped {
+            return Ok(());
+        }
+        self.dropped = true;
+        LIVE.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(_, s)| *s != self.schema);
+        drop_schema(&self.base_url, &self.schema)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Err(e) = self.drop_now() {
+            eprintln!(
+                "warning: could not drop compare's schema {s} ({}); drop it with: DROP SCHEMA {s} CASCADE",
+                crate::secret::redact_text(&format!("{e:#}")),
+                s = self.schema
+            );
+        }
+    }
+}
+
+fn drop_schema(base_url: &str, schema: &str) -> anyhow::Result<()> {
+    let mut c = crate::db::connect_sync(base_url)?;
+    // A worker killed mid-transaction may hold locks until its backend
+    // notices: wait for them a bounded time.
+    c.batch_execute("SET lock_timeout = '15s'")?;
+    c.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .with_context(|| format!("dropping the schema {schema}"))?;
+    Ok(())
+}
+
+/// On Ctrl-C: drops every schema still live (the binary calls this from
+/// its interrupt hook, after stopping the workers).
+pub fn drop_live_schemas() {
+    let live = std::mem::take(&mut *LIVE.lock().unwrap_or_else(|p| p.into_inner()));
+    for (url, schema) in live {
+        if let Err(e) = drop_schema(&url, &schema) {
+            eprintln!(
+                "warning: could not drop compare's schema {schema} ({}); drop it with: DROP SCHEMA {schema} CASCADE",
+                crate::secret::redact_text(&format!("{e:#}"))
+            );
+        }
+    }
+}
+
+/// `url` (a URL or a `key=value` connection string) with
+/// `-c search_path=<schema>` added to its `options`, keeping any options
+/// it already had.
+pub fn with_search_path(url: &str, schema: &str) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+        "schema name {schema:?} is not a plain identifier"
+    );
+    let setting = format!("-c search_path={schema}");
+    let is_url = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    if is_url {
+        use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+        // The query starts at the first `?` after the userinfo.
+        let host = url.rfind('@').map_or(0, |a| a + 1);
+        let (head, query) = match url[host..].find('?') {
+            Some(q) => (&url[..host + q], &url[host + q + 1..]),
+            None => (url, ""),
+        };
+        let mut pairs: Vec<String> = query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect();
+        let options = pairs
+            .iter()
+            .position(|p| p.split('=').next().is_some_and(|k| k == "options"));
+        let merged = match options {
+            Some(i) => {
+                let old = pairs.remove(i);
+                let old = old.split_once('=').map_or("", |(_, v)| v);
+                let old = percent_decode_str(old).decode_utf8_lossy().into_owned();
+                format!("{old} {setting}")
+            }
+            None => setting,
+        };
+        pairs.push(format!(
+            "options={}",
+            utf8_percent_encode(&merged, NON_ALPHANUMERIC)
+        ));
+        return Ok(format!("{head}?{}", pairs.join("&")));
+    }
+    let pairs = crate::secret::conninfo_pairs(url);
+    match pairs.iter().rev().find(|p| p.key == "options") {
+        Some(p) => {
+            let merged = format!("{} {setting}", p.value)
+                .replace('\\', "\\\\")
+                .replace('\'', "\\'");
+            Ok(format!(
+                "{}'{merged}'{}",
+                &url[..p.value_span.start],
+                &url[p.value_span.end..]
+            ))
+        }
+        None => Ok(format!("{url} options='{setting}'")),
+    }
+}
+
+/// Refuses to go on unless `client`'s unqualified names resolve in
+/// `schema`: what `compare` empties between runs must be its own.
+pub fn ensure_inside(client: &mut postgres::Client, schema: &str) -> anyhow::Result<()> {
+    let current: Option<String> = client
+        .query_one("SELECT current_schema()", &[])
+        .context("checking which schema compare writes in")?
+        .get(0);
+    anyhow::ensure!(
+        current.as_deref() == Some(schema),
+        "compare's connection resolves names in schema {current:?}, not its own {schema}: refusing to empty it"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_search_path;
+
+    #[test]
+    fn adds_the_search_path_to_every_form() {
+        assert_eq!(
+            with_search_path("postgres://u:p@h/db", "s1").unwrap(),
+            "postgres://u:p@h/db?options=%2Dc%20search%5Fpath%3Ds1"
+        );
+        assert_eq!(
+            with_search_path("postgres://u:p?x@h1:1,h2:2/db?sslmode=require", "s1").unwrap(),
+            "postgres://u:p?x@h1:1,h2:2/db?sslmode=require&options=%2Dc%20search%5Fpath%3Ds1"
+        );
+        assert_eq!(
+            with_search_path("postgres://h/db?options=-c%20work_mem%3D1MB", "s1").unwrap(),
+            "postgres://h/db?options=%2Dc%20work%5Fmem%3D1MB%20%2Dc%20search%5Fpath%3Ds1"
+        );
+        assert_eq!(
+            with_search_path("host=h password='a b'", "s1").unwrap(),
+            "host=h password='a b' options='-c search_path=s1'"
+        );
+        assert_eq!(
+            with_search_path("host=h options = '-c work_mem=1MB' user=u", "s1").unwrap(),
+            "host=h options = '-c work_mem=1MB -c search_path=s1' user=u"
+        );
+        assert!(with_search_path("host=h", "x; drop").is_err());
+    }
+}

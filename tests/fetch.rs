@@ -1,0 +1,587 @@
+//! Fetching and listing under hostile servers: a body that trickles, a
+//! body cut short, a manifest that is a web page or holds keys the ledger
+//! cannot store, objects that change under a key. Real HTTP over loopback:
+//! the simulated bucket, or a tiny raw TCP server where the misbehaviour is
+//! below what an HTTP framework will send.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bucketbench::bucket::async_client::AsyncClient;
+use bucketbench::bucket::sync_client::SyncClient;
+use bucketbench::bucket::{BucketLocation, ClientConfig, FetchError, Fetched, NetStats};
+use bucketbench::models;
+use bucketbench::pass::{PassConfig, PassOptions, run_pass, run_pass_with};
+use bucketbench::sim::Object;
+use bucketbench::sim::server::BUCKET;
+use common::*;
+
+/// How the raw server answers one path.
+#[derive(Clone)]
+enum Reply {
+    /// 200 and the whole body, with or without a Content-Length.
+    Whole {
+        body: Vec<u8>,
+        length: bool,
+        content_type: &'static str,
+    },
+    /// 200, then only the first `keep` bytes, then the connection closes;
+    /// with `length`, the Content-Length announces the whole body.
+    Cut {
+        body: Vec<u8>,
+        keep: usize,
+        length: bool,
+    },
+    /// 200 with a Content-Length, then one byte every `every`.
+    Trickle { body: Vec<u8>, every: Duration },
+}
+
+fn whole(body: &[u8]) -> Reply {
+    Reply::Whole {
+        body: body.to_vec(),
+        length: true,
+        content_type: "application/json",
+    }
+}
+
+/// A raw HTTP/1.1 server on loopback: one thread per connection, every
+/// answer `Connection: close`. Stops accepting when dropped.
+struct RawServer {
+    addr: std::net::SocketAddr,
+    routes: Arc<Mutex<HashMap<String, Reply>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl RawServer {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let routes: Arc<Mutex<HashMap<String, Reply>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (r, st) = (routes.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        let r = r.clone();
+                        std::thread::spawn(move || serve_one(conn, &r));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        RawServer { addr, routes, stop }
+    }
+
+    fn set(&self, key: &str, reply: Reply) {
+        self.routes
+            .lock()
+            .unwrap()
+            .insert(format!("/b/{key}"), reply);
+    }
+
+    fn base_url(&self) -> String {
+        format!("http://{}/b", self.addr)
+    }
+}
+
+impl Drop for RawServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn serve_one(mut conn: TcpStream, routes: &Mutex<HashMap<String, Reply>>) {
+    conn.set_nonblocking(false).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut req = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => req.extend_from_slice(&buf[..n]),
+        }
+    }
+    let line = String::from_utf8_lossy(&req);
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let reply = routes.lock().unwrap().get(path).cloned();
+    let head_only = method == "HEAD";
+    let _ = match reply {
+        None => conn
+            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+        Some(Reply::Whole {
+            body,
+            length,
+            content_type,
+        }) => {
+            let len = if length {
+                format!("Content-Length: {}\r\n", body.len())
+            } else {
+                String::new()
+            };
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n{len}Connection: close\r\n\r\n"
+            );
+            conn.write_all(head.as_bytes()).and_then(|_| {
+                if head_only {
+                    Ok(())
+                } else {
+                    conn.write_all(&body)
+                }
+            })
+        }
+        Some(Reply::Cut { body, keep, length }) => {
+            let len = if length {
+                format!("Content-Length: {}\r\n", body.len())
+            } else {
+                String::new()
+            };
+            let head = format!("HTTP/1.1 200 OK\r\n{len}Connection: close\r\n\r\n");
+            conn.write_all(head.as_bytes())
+                .and_then(|_| conn.write_all(&body[..keep]))
+        }
+        Some(Reply::Trickle { body, every }) => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            conn.write_all(head.as_bytes()).and_then(|_| {
+                for b in &body {
+                    conn.write_all(std::slice::from_ref(b))?;
+                    conn.flush()?;
+                    std::thread::sleep(every);
+                }
+                Ok(())
+            })
+        }
+    };
+    let _ = conn.flush();
+    let _ = conn.shutdown(std::net::Shutdown::Both);
+}
+
+/// A client that gives a body 1 s plus its size at 1000 bytes/s, and tries
+/// twice: quick to give up on purpose.
+fn quick_client() -> ClientConfig {
+    let d = ClientConfig::default();
+    ClientConfig {
+        download_timeout: Duration::from_secs(1),
+        min_download_rate: 1000,
+        retry: bucketbench::bucket::RetryPolicy {
+            max_attempts: 2,
+            first_delay: Duration::from_millis(10),
+            base: Duration::from_millis(50),
+            ..d.retry.clone()
+        },
+        ..d
+    }
+}
+
+fn quick_config(bucket: &str, db: &str) -> PassConfig {
+    let mut cfg = config(bucket, db);
+    cfg.client = quick_client();
+    cfg
+}
+
+fn get_both(cfg: &ClientConfig, url: &str) -> [(Result<Fetched, FetchError>, Duration); 2] {
+    let stats = Arc::new(NetStats::default());
+    let sync = SyncClient::new(cfg.clone(), stats.clone()).unwrap();
+    let t = Instant::now();
+    let a = sync.get(url);
+    let ta = t.elapsed();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = AsyncClient::new(cfg.clone(), stats).unwrap();
+    let t = Instant::now();
+    let b = rt.block_on(client.get(url));
+    [(a, ta), (b, t.elapsed())]
+}
+
+fn song_array(n: usize) -> Vec<u8> {
+    let records: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"type":"song","data":{{"title":"song {i}","year":{}}}}}"#,
+                1990 + i % 30
+            )
+        })
+        .collect();
+    format!("[{}]", records.join(",")).into_bytes()
+}
+
+fn ledger_rows(db: &str) -> i64 {
+    count(&mut connect(db), "SELECT count(*) FROM processed_files")
+}
+
+/// 45 bytes at one byte every 300 ms would take 13.5 s; the deadline is
+/// 1 s plus 45 bytes at 1000 bytes/s, so each of the two attempts must
+/// give up after about 1 s (the sync client may overshoot by one read).
+#[test]
+fn a_trickling_body_is_given_up_at_its_deadline_by_both_clients() {
+    let server = RawServer::start();
+    let body = br#"[{"type":"song","data":{"title":"trickle"}}] "#;
+    assert_eq!(body.len(), 45);
+    server.set(
+        "slow.json",
+        Reply::Trickle {
+            body: body.to_vec(),
+            every: Duration::from_millis(300),
+        },
+    );
+    let url = format!("{}/slow.json", server.base_url());
+    for (i, (result, took)) in get_both(&quick_client(), &url).into_iter().enumerate() {
+        let client = ["ureq", "reqwest"][i];
+        match result {
+            Err(FetchError::Transient(why, 2)) => {
+                assert!(why.contains("too slow"), "{client}: {why}");
+                assert!(!why.contains('\n'), "{client}: {why}");
+            }
+            other => panic!("{client}: expected a transient failure, got {other:?}"),
+        }
+        assert!(took < Duration::from_secs(5), "{client} took {took:?}");
+    }
+}
+
+#[test]
+fn a_trickling_object_is_a_fetch_error_and_loads_once_the_server_is_fixed() {
+    for model in ["sync", "async"] {
+        let db = fresh_db();
+        let server = RawServer::start();
+        let body = song_array(3);
+        server.set("files_list.data", whole(b"slow.json\n"));
+        server.set(
+            "slow.json",
+            Reply::Trickle {
+                body: body.clone(),
+                every: Duration::from_millis(300),
+            },
+        );
+        let cfg = quick_config(&server.base_url(), &db);
+        let m = models::by_name(model).unwrap();
+        let t = Instant::now();
+        let s = run_pass(&cfg, m.as_ref()).unwrap();
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{model}: {:?}",
+            t.elapsed()
+        );
+        assert_eq!(s.fetch_errors.len(), 1, "{model}: {s:?}");
+        assert_eq!(s.fetch_errors[0].key, "slow.json");
+        assert!(
+            s.fetch_errors[0].reason.contains("too slow"),
+            "{model}: {s:?}"
+        );
+        assert_eq!(ledger_rows(&db), 0, "{model}: not in the ledger");
+
+        server.set("slow.json", whole(&body));
+        let s = run_pass(&cfg, m.as_ref()).unwrap();
+        assert_eq!((s.loaded, s.songs), (1, 3), "{model}: {s:?}");
+    }
+}
+
+#[test]
+fn a_body_cut_short_is_retried_by_both_clients_and_a_whole_bad_body_is_not() {
+    let server = RawServer::start();
+    let body = song_array(10);
+    let keep = body.len() / 2;
+    server.set(
+        "unannounced.json",
+        Reply::Cut {
+            body: body.clone(),
+            keep,
+            length: false,
+        },
+    );
+    server.set(
+        "announced.json",
+        Reply::Cut {
+            body: body.clone(),
+            keep,
+            length: true,
+        },
+    );
+    server.set(
+        "whole.json",
+        Reply::Whole {
+            body: body.clone(),
+            length: false,
+            content_type: "application/json",
+        },
+    );
+    for key in ["unannounced.json", "announced.json"] {
+        let url = format!("{}/{key}", server.base_url());
+        for (i, (result, _)) in get_both(&quick_client(), &url).into_iter().enumerate() {
+            let client = ["ureq", "reqwest"][i];
+            assert!(
+                matches!(result, Err(FetchError::Transient(_, 2))),
+                "{client} {key}: {result:?}"
+            );
+        }
+    }
+    let url = format!("{}/whole.json", server.base_url());
+    for (i, (result, _)) in get_both(&quick_client(), &url).into_iter().enumerate() {
+        match result {
+            Ok(Fetched::Object { bytes, .. }) => assert_eq!(bytes, body),
+            other => panic!("{}: {other:?}", ["ureq", "reqwest"][i]),
+        }
+    }
+}
+
+#[test]
+fn a_truncated_response_is_a_fetch_error_not_a_failed_file_and_loads_next_pass() {
+    for model in ["sync", "async"] {
+        let db = fresh_db();
+        let server = RawServer::start();
+        let body = song_array(100);
+        server.set("files_list.data", whole(b"half.json\ngarbage.json\n"));
+        server.set(
+            "half.json",
+            Reply::Cut {
+                body: body.clone(),
+                keep: body.len() / 2,
+                length: false,
+            },
+        );
+        // Complete but not JSON: the file's own fault, recorded as failed.
+        server.set(
+            "garbage.json",
+            Reply::Whole {
+                body: b"this is not json".to_vec(),
+                length: false,
+                content_type: "application/json",
+            },
+        );
+        let cfg = quick_config(&server.base_url(), &db);
+        let m = models::by_name(model).unwrap();
+        let s = run_pass(&cfg, m.as_ref()).unwrap();
+        assert_eq!(s.fetch_errors.len(), 1, "{model}: {s:?}");
+        assert_eq!(s.fetch_errors[0].key, "half.json");
+        assert!(
+            s.fetch_errors[0].reason.contains("cut short"),
+            "{model}: {s:?}"
+        );
+        assert_eq!(s.failed.len(), 1, "{model}: {s:?}");
+        assert_eq!(s.failed[0].key, "garbage.json");
+        let mut c = connect(&db);
+        assert_eq!(
+            count(
+                &mut c,
+                "SELECT count(*) FROM processed_files WHERE key = 'half.json'"
+            ),
+            0,
+            "{model}"
+        );
+
+        server.set(
+            "half.json",
+            Reply::Whole {
+                body: body.clone(),
+                length: false,
+                content_type: "application/json",
+            },
+        );
+        let s = run_pass(&cfg, m.as_ref()).unwrap();
+        assert_eq!((s.loaded, s.songs), (1, 100), "{model}: {s:?}");
+        assert_eq!(count(&mut c, "SELECT count(*) FROM songs"), 100, "{model}");
+    }
+}
+
+fn sim_pass(server: &bucketbench::sim::SimServer, db: &str) -> bucketbench::report::PassSummary {
+    pass(&server.base_url(), db, "sync")
+}
+
+#[test]
+fn a_byte_order_mark_is_not_part_of_the_first_key() {
+    let db = fresh_db();
+    let (a, b) = (song_array(1), song_array(2));
+    let server = serve(store_with(
+        &[("first.json", &a), ("second.json", &b)],
+        "\u{feff}first.json\r\nsecond.json\r\n",
+    ));
+    let s = sim_pass(&server, &db);
+    assert_eq!((s.loaded, s.songs, s.missing.len()), (2, 3, 0), "{s:?}");
+}
+
+#[test]
+fn an_html_page_for_a_manifest_fails_the_pass_in_one_line_and_writes_nothing() {
+    let page = "<!DOCTYPE html>\n<html>\n<head><title>Sign in</title></head>\n<body>\n<h1>Please sign in</h1>\n</body>\n</html>\n";
+    let tags_only = "first.json\n<h1>Please sign in</h1>\n";
+    for manifest in [page, tags_only] {
+        let db = fresh_db();
+        let server = serve(store_with(&[("first.json", &song_array(1))], manifest));
+        let m = models::by_name("sync").unwrap();
+        let err = run_pass(&config(&server.base_url(), &db), m.as_ref()).unwrap_err();
+        let line = bucketbench::error::chain(&*err);
+        assert!(line.contains("not a manifest"), "{line}");
+        assert!(!line.contains('\n'), "{line}");
+        assert_eq!(ledger_rows(&db), 0);
+    }
+
+    // Content-Type text/html, whatever the body looks like; through the
+    // binary: exit 1 and one line.
+    let raw = RawServer::start();
+    raw.set(
+        "files_list.data",
+        Reply::Whole {
+            body: b"Please sign in\nto continue\n".to_vec(),
+            length: true,
+            content_type: "text/html; charset=utf-8",
+        },
+    );
+    let db = fresh_db();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ingest"))
+        .args(["--bucket", &raw.base_url(), "--database-url", &db])
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("HTML page"), "{stderr}");
+    assert_eq!(ledger_rows(&db), 0);
+}
+
+#[test]
+fn keys_with_nul_or_invalid_utf8_are_refused_one_by_one_and_the_rest_load() {
+    let db = fresh_db();
+    let store = store_with(
+        &[("ok.json", &song_array(1)), ("ok2.json", &song_array(2))],
+        "",
+    );
+    store.put(
+        "files_list.data",
+        Object::new(
+            b"ok.json\nbad\0key.json\n\xFF\xFEkey.json\nok2.json\n".to_vec(),
+            "2021-06-01T00:00:00.000Z",
+        ),
+    );
+    let server = serve(store);
+    let s = sim_pass(&server, &db);
+    assert_eq!((s.loaded, s.songs), (2, 3), "{s:?}");
+    assert_eq!(s.refused.len(), 2, "{s:?}");
+    assert!(s.refused[0].reason.contains("NUL"), "{s:?}");
+    assert!(s.refused[1].reason.contains("UTF-8"), "{s:?}");
+    assert!(
+        s.render().contains("refused key bad\\0key.json"),
+        "{}",
+        s.render()
+    );
+    let json = serde_json::to_string(&s).unwrap();
+    assert!(json.contains("\"refused\""), "{json}");
+    assert_eq!(ledger_rows(&db), 2);
+}
+
+#[test]
+fn manifest_mode_reports_a_changed_object_and_does_not_reload_it() {
+    let db = fresh_db();
+    let store = store_with(&[("a.json", &song_array(1))], "a.json\n");
+    let server = serve(store.clone());
+    assert_eq!(sim_pass(&server, &db).loaded, 1);
+    store.put(
+        "a.json",
+        Object::new(song_array(5), "2021-06-02T00:00:00.000Z"),
+    );
+    let s = sim_pass(&server, &db);
+    assert_eq!(s.etag_changed, ["a.json"], "{s:?}");
+    assert_eq!(s.loaded, 0);
+    assert_eq!(count(&mut connect(&db), "SELECT count(*) FROM songs"), 1);
+}
+
+#[test]
+fn a_failed_file_is_retried_when_its_object_changes_or_with_retry_failed() {
+    let db = fresh_db();
+    let store = store_with(&[("bad.json", b"not json")], "bad.json\n");
+    let server = serve(store.clone());
+    let first = sim_pass(&server, &db);
+    assert_eq!(first.failed.len(), 1, "{first:?}");
+
+    // Unchanged: left alone, unless asked.
+    let again = sim_pass(&server, &db);
+    assert_eq!(
+        (again.failed.len(), again.already_loaded),
+        (0, 1),
+        "{again:?}"
+    );
+    let m = models::by_name("sync").unwrap();
+    let cfg = config(&server.base_url(), &db);
+    let forced = run_pass_with(&cfg, m.as_ref(), &PassOptions { retry_failed: true }).unwrap();
+    assert_eq!(forced.retried, ["bad.json"], "{forced:?}");
+    assert_eq!(forced.failed.len(), 1, "{forced:?}");
+    assert_eq!(ledger_rows(&db), 1);
+
+    // Fixed in the bucket: the next pass loads it.
+    store.put(
+        "bad.json",
+        Object::new(song_array(4), "2021-06-02T00:00:00.000Z"),
+    );
+    let fixed = sim_pass(&server, &db);
+    assert_eq!((fixed.loaded, fixed.songs), (1, 4), "{fixed:?}");
+    assert_eq!(fixed.retried, ["bad.json"]);
+    assert!(fixed.etag_changed.is_empty());
+    let status: String = connect(&db)
+        .query_one(
+            "SELECT status FROM processed_files WHERE key = 'bad.json'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "loaded");
+}
+
+#[test]
+fn s3_mode_retries_a_failed_file_whose_etag_changed() {
+    let db = fresh_db();
+    let store = store_with(&[("bad.json", b"not json")], "");
+    let server = serve(store.clone());
+    let bucket = BucketLocation::parse_with(
+        &format!("s3://{BUCKET}"),
+        &bucketbench::bucket::S3Options {
+            endpoint: Some(server.endpoint()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut cfg = config(&server.base_url(), &db);
+    cfg.bucket = bucket;
+    let m = models::by_name("async").unwrap();
+    assert_eq!(run_pass(&cfg, m.as_ref()).unwrap().failed.len(), 1);
+    store.put(
+        "bad.json",
+        Object::new(song_array(2), "2021-06-02T00:00:00.000Z"),
+    );
+    let s = run_pass(&cfg, m.as_ref()).unwrap();
+    assert_eq!((s.loaded, s.songs), (1, 2), "{s:?}");
+    assert_eq!(s.retried, ["bad.json"]);
+}
+
+#[test]
+fn s3_mode_with_a_manifest_reports_a_changed_object() {
+    let db = fresh_db();
+    let store = store_with(&[("a.json", &song_array(1))], "a.json\n");
+    let server = serve(store.clone());
+    let mut cfg = config(&server.base_url(), &db);
+    cfg.bucket = BucketLocation::parse_with(
+        &format!("s3://{BUCKET}"),
+        &bucketbench::bucket::S3Options {
+            endpoint: Some(server.endpoint()),
+            manifest: Some("files_list.data".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let m = models::by_name("sync").unwrap();
+    assert_eq!(run_pass(&cfg, m.as_ref()).unwrap().loaded, 1);
+    store.put(
+        "a.json",
+        Object::new(song_array(3), "2021-06-02T00:00:00.000Z"),
+    );
+    let s = run_pass(&cfg, m.as_ref()).unwrap();
+    assert_eq!(s.etag_changed, ["a.json"], "{s:?}");
+    assert_eq!(s.loaded, 0);
+}

@@ -1,0 +1,556 @@
+//! Per-record and per-file isolation on the database side: a value, a key or
+//! a file PostgreSQL refuses fails alone and is recorded with the reason; a
+//! stalled worker delays the others by a bounded time; the ledger's
+//! bookkeeping cannot deadlock; keys of any length load; and a database at
+//! the V1 schema upgrades in place.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bucketbench::db::{WriteStrategy, schema, sync_writer};
+use bucketbench::models;
+use bucketbench::pass::{prepare_database, run_pass};
+use bucketbench::report::PassSummary;
+use bucketbench::sim::{ProfileName, SimBucket, Spec};
+use common::*;
+
+fn songs(prefix: &str, n: usize) -> Vec<u8> {
+    let records: Vec<String> = (0..n)
+        .map(|i| format!(r#"{{"type":"song","data":{{"title":"{prefix}-{i}"}}}}"#))
+        .collect();
+    format!("[{}]", records.join(",")).into_bytes()
+}
+
+fn run(bucket: &str, db: &str, model: &str, write: WriteStrategy, per_tx: usize) -> PassSummary {
+    let mut cfg = config(bucket, db);
+    cfg.knobs.write = write;
+    cfg.knobs.files_per_transaction = per_tx;
+    run_pass(&cfg, models::by_name(model).unwrap().as_ref())
+        .unwrap_or_else(|e| panic!("{model}/{}: pass failed: {e:#}", write.as_str()))
+}
+
+/// Every model, `async` both with group commit and without.
+const MODELS: &[(&str, usize)] = &[
+    ("sync", 1),
+    ("async-fetch", 1),
+    ("async", 32),
+    ("async", 1),
+    ("threads", 1),
+];
+
+const STRATEGIES: &[WriteStrategy] = &[
+    WriteStrategy::Copy,
+    WriteStrategy::Batch,
+    WriteStrategy::Insert,
+];
+
+#[test]
+fn numeric_fits_agrees_with_postgresql() {
+    let db = fresh_db();
+    let mut c = connect(&db);
+    let mut cases: Vec<String> = [
+        "0",
+        "-0",
+        "-0.0",
+        "1",
+        "1E+5",
+        "1e-5",
+        "0e200000",
+        "0e-200000",
+        "1e200000",
+        "1e-200000",
+        "-1e200000",
+        "1e99999999999999999999",
+        "0e99999999999999999999",
+        "0e1073741822",
+        "0e1073741823",
+        "0e-1073741822",
+        "1.5e-16383",
+        "123e-16381",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for e in [131_070i64, 131_071, 131_072, 131_073] {
+        for m in ["1", "9.99", "0.00001", "12345.678", "-7"] {
+            cases.push(format!("{m}e{e}"));
+            cases.push(format!("{m}e{}", e + 5));
+        }
+    }
+    for e in [16_380i64, 16_381, 16_382, 16_383, 16_384, 16_385] {
+        for m in ["1", "1.5", "0", "0.000", "123", "100", "-2.25"] {
+            cases.push(format!("{m}e-{e}"));
+        }
+    }
+    for n in [16_382usize, 16_383, 16_384] {
+        cases.push(format!("1.{}", "0".repeat(n)));
+        cases.push(format!("0.{}1", "0".repeat(n - 1)));
+    }
+    for n in [131_071usize, 131_072, 131_073] {
+        cases.push("9".repeat(n));
+        cases.push(format!("{}.5", "1".repeat(n)));
+    }
+    for case in &cases {
+        let pg = c
+            .query_one("SELECT $1::text::jsonb IS NOT NULL", &[case])
+            .is_ok();
+        assert_eq!(
+            bucketbench::contract::numeric_fits(case),
+            pg,
+            "{} (PostgreSQL {})",
+            bucketbench::report::clip(case, 40),
+            if pg { "accepts it" } else { "refuses it" }
+        );
+    }
+}
+
+#[test]
+fn a_file_postgresql_refuses_fails_alone_in_every_model_and_strategy() {
+    let mut files: Vec<(String, Vec<u8>)> = (0..10)
+        .map(|i| (format!("good-{i:02}.json"), songs(&format!("g{i}"), 20)))
+        .collect();
+    let mut poison = songs("p", 20);
+    poison.splice(
+        1..1,
+        br#"{"type":"song","data":{"title":"poison"}},"#.iter().copied(),
+    );
+    files.insert(4, ("poison.json".to_string(), poison));
+    let manifest: String = files.iter().map(|(k, _)| format!("{k}\n")).collect();
+    let refs: Vec<(&str, &[u8])> = files.iter().map(|(k, b)| (k.as_str(), &b[..])).collect();
+    let srv = serve(store_with(&refs, &manifest));
+    for &(model, per_tx) in MODELS {
+        for &write in STRATEGIES {
+            let what = format!("{model} (files per tx {per_tx}) / {}", write.as_str());
+            let db = fresh_db();
+            let mut c = connect(&db);
+            prepare_database(&db).unwrap();
+            // A poison the contract does not know about: only PostgreSQL refuses it.
+            c.batch_execute("ALTER TABLE songs ADD CONSTRAINT t CHECK (title <> 'poison')")
+                .unwrap();
+            let s = run(&srv.base_url(), &db, model, write, per_tx);
+            assert_eq!(s.loaded, 10, "{what}: {s:?}");
+            assert_eq!(s.failed.len(), 1, "{what}: {s:?}");
+            assert_eq!(s.failed[0].key, "poison.json", "{what}");
+            assert!(
+                s.failed[0].reason.contains("check constraint \"t\""),
+                "{what}: {}",
+                s.failed[0].reason
+            );
+            assert!(s.busy.is_empty() && s.refused.is_empty(), "{what}: {s:?}");
+            assert_eq!(count(&mut c, "SELECT count(*) FROM songs"), 200, "{what}");
+            let row = c
+                .query_one(
+                    "SELECT status, reason, songs_rows FROM processed_files WHERE key = 'poison.json'",
+                    &[],
+                )
+                .unwrap();
+            assert_eq!(row.get::<_, String>(0), "failed", "{what}");
+            assert!(
+                row.get::<_, String>(1).contains("check constraint"),
+                "{what}"
+            );
+            assert_eq!(row.get::<_, i32>(2), 0, "{what}");
+            assert_eq!(
+                count(
+                    &mut c,
+                    "SELECT count(*) FROM processed_files WHERE status = 'loaded'"
+                ),
+                10,
+                "{what}"
+            );
+            // Recorded, so the next pass neither retries nor fails on it.
+            let again = run(&srv.base_url(), &db, model, write, per_tx);
+            assert_eq!((again.loaded, again.already_loaded), (0, 11), "{what}");
+        }
+    }
+}
+
+#[test]
+fn seed_bucket_with_a_year_zero_record_loads_every_good_file_in_one_pass() {
+    let bucket = SimBucket::generate(Spec::new(ProfileName::Seed, 7));
+    let store = bucket.store();
+    let good = bucket.listed_keys();
+    assert_eq!(good.len(), 67);
+    store.put(
+        "poison.json",
+        bucketbench::sim::Object::new(
+            br#"[{"type":"movie","data":{"original_title":"Y0","release_date":"0000-06-15"}},
+                 {"type":"movie","data":{"original_title":"Y1","release_date":"0001-06-15"}}]"#
+                .to_vec(),
+            "2021-06-01T00:00:00.000Z",
+        ),
+    );
+    let manifest = format!("{}\npoison.json\n", good.join("\n"));
+    store.put(
+        "files_list.data",
+        bucketbench::sim::Object::new(manifest.into_bytes(), "2021-06-01T00:00:00.000Z"),
+    );
+    let srv = serve(store);
+    for &(model, per_tx) in MODELS {
+        let db = fresh_db();
+        let s = run(&srv.base_url(), &db, model, WriteStrategy::Copy, per_tx);
+        assert_eq!(s.loaded, 68, "{model}: {s:?}");
+        assert!(s.failed.is_empty() && s.busy.is_empty(), "{model}: {s:?}");
+        let mut c = connect(&db);
+        let row = c
+            .query_one(
+                "SELECT reason, raw->'data'->>'release_date' FROM rejected_records WHERE source_key = 'poison.json'",
+                &[],
+            )
+            .unwrap();
+        assert!(row.get::<_, String>(0).contains("0001 to 9999"), "{model}");
+        assert_eq!(row.get::<_, String>(1), "0000-06-15");
+        assert_eq!(
+            count(
+                &mut c,
+                "SELECT count(*) FROM movies WHERE source_key = 'poison.json'"
+            ),
+            1,
+            "{model}"
+        );
+    }
+}
+
+#[test]
+fn a_rejected_record_holding_a_number_jsonb_cannot_hold_is_stored_as_its_text() {
+    let body = br#"[{"type":"song","data":{"title":"big","year":1e200000}},
+        {"type":"song","data":{"title":"tiny","year":1e-200000}},
+        {"type":"song","data":{"title":"fine","year":1.5}},
+        {"type":"song","data":{"title":"ok","year":1994}}]"#;
+    let srv = serve(store_with(&[("n.json", body)], "n.json\n"));
+    for &write in STRATEGIES {
+        let db = fresh_db();
+        let s = run(&srv.base_url(), &db, "sync", write, 1);
+        assert_eq!((s.loaded, s.songs, s.rejected), (1, 1, 3), "{s:?}");
+        let mut c = connect(&db);
+        let rows = c
+            .query(
+                "SELECT jsonb_typeof(raw), raw #>> '{}' FROM rejected_records ORDER BY record_index",
+                &[],
+            )
+            .unwrap();
+        let got: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        assert_eq!(got[0].0, "string");
+        assert_eq!(
+            got[0].1,
+            r#"{"type":"song","data":{"title":"big","year":1e200000}}"#
+        );
+        assert_eq!(got[1].0, "string");
+        assert!(got[1].1.contains("1e-200000"));
+        assert_eq!(got[2].0, "object", "a storable record stays an object");
+    }
+}
+
+#[test]
+fn keys_of_any_length_load_once_and_error_lines_cut_them() {
+    let cjk = format!("{}.json", "日".repeat(1500));
+    let long_bad = format!("bad-{}.json", "x".repeat(5000));
+    let files: Vec<(&str, &[u8])> = vec![
+        (
+            cjk.as_str(),
+            &br#"[{"type":"song","data":{"title":"t"}},{"type":"song","data":{"year":"x"}}]"#[..],
+        ),
+        (long_bad.as_str(), &b"not json"[..]),
+        (
+            "short.json",
+            &br#"[{"type":"app","data":{"name":"a"}}]"#[..],
+        ),
+    ];
+    let manifest = format!("{cjk}\n{long_bad}\nshort.json\n");
+    let srv = serve(store_with(&files, &manifest));
+    for &(model, per_tx) in MODELS {
+        let db = fresh_db();
+        let s = run(&srv.base_url(), &db, model, WriteStrategy::Copy, per_tx);
+        assert_eq!((s.loaded, s.failed.len()), (2, 1), "{model}: {s:?}");
+        let rendered = s.render();
+        assert!(rendered.contains("(5009 bytes)"), "{rendered}");
+        assert!(rendered.lines().all(|l| l.len() < 1000), "{rendered}");
+        let mut c = connect(&db);
+        let got: i64 = c
+            .query_one(
+                "SELECT count(*) FROM songs s JOIN processed_files p ON p.key = s.source_key WHERE p.key = $1",
+                &[&cjk],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(got, 1, "{model}");
+        let again = run(&srv.base_url(), &db, model, WriteStrategy::Copy, per_tx);
+        assert_eq!((again.loaded, again.already_loaded), (0, 3), "{model}");
+        // Uniqueness holds on the full key.
+        let dup = c
+            .execute(
+                "INSERT INTO processed_files (key, status, model) VALUES ($1, 'loaded', 'x') ON CONFLICT DO NOTHING",
+                &[&cjk],
+            )
+            .unwrap();
+        assert_eq!(dup, 0);
+    }
+}
+
+#[test]
+fn a_v1_database_upgrades_in_place_with_its_rows_and_ledger() {
+    let db = fresh_db();
+    let mut pg = bucketbench::db::connect_sync(&db).unwrap();
+    schema::migrate_to(&mut pg, Some(1)).unwrap();
+    let mut c = connect(&db);
+    c.batch_execute(
+        "INSERT INTO processed_files (key, status, songs_rows, model) VALUES ('a.json', 'loaded', 1, 'sync'), ('b.json', 'failed', 0, 'sync');
+         INSERT INTO songs (source_key, title) VALUES ('a.json', 'from v1');
+         INSERT INTO rejected_records (source_key, record_index, reason, raw) VALUES ('a.json', 3, 'r', '{}')",
+    )
+    .unwrap();
+    let body: &[u8] = br#"[{"type":"song","data":{"title":"new"}}]"#;
+    let srv = serve(store_with(
+        &[("a.json", body), ("b.json", body), ("c.json", body)],
+        "a.json\nb.json\nc.json\n",
+    ));
+    let s = pass(&srv.base_url(), &db, "sync");
+    assert_eq!((s.loaded, s.already_loaded), (1, 2), "{s:?}");
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT max(version)::bigint FROM refinery_schema_history"
+        ),
+        2
+    );
+    let titles: Vec<(String, String)> = c
+        .query(
+            "SELECT source_key, title FROM songs ORDER BY source_key",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            ("a.json".to_string(), "from v1".to_string()),
+            ("c.json".to_string(), "new".to_string())
+        ]
+    );
+    assert_eq!(count(&mut c, "SELECT count(*) FROM rejected_records"), 1);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM processed_files"), 3);
+    // The ledger still prevents reloading, through the new unique key.
+    let again = pass(&srv.base_url(), &db, "async");
+    assert_eq!((again.loaded, again.already_loaded), (0, 3));
+    let claimed = c
+        .execute(
+            bucketbench::db::ledger::CLAIM,
+            &plan_params("a.json").refs(),
+        )
+        .unwrap();
+    assert_eq!(claimed, 0);
+    // Lookups by key are index-backed.
+    c.batch_execute("SET enable_seqscan = off").unwrap();
+    for sql in [
+        "EXPLAIN SELECT 1 FROM processed_files WHERE key = 'a.json'",
+        "EXPLAIN DELETE FROM processed_files WHERE key = 'a.json' AND status = 'failed'",
+        "EXPLAIN SELECT 1 FROM processed_files WHERE key = ANY('{a.json,b.json}')",
+        "EXPLAIN SELECT 1 FROM songs WHERE source_key = 'a.json'",
+    ] {
+        let plan: Vec<String> = c
+            .query(sql, &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert!(plan.iter().any(|l| l.contains("Index")), "{sql}: {plan:?}");
+    }
+}
+
+fn plan_params(key: &str) -> Vec<Box<dyn postgres::types::ToSql + Sync>> {
+    vec![
+        Box::new(key.to_string()),
+        Box::new(None::<String>),
+        Box::new(0i64),
+        Box::new("loaded"),
+        Box::new(None::<String>),
+        Box::new(0i32),
+        Box::new(0i32),
+        Box::new(0i32),
+        Box::new(0i32),
+        Box::new(0i32),
+        Box::new("test"),
+    ]
+}
+
+trait Params {
+    fn refs(&self) -> Vec<&(dyn postgres::types::ToSql + Sync)>;
+}
+
+impl Params for Vec<Box<dyn postgres::types::ToSql + Sync>> {
+    fn refs(&self) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
+        self.iter().map(|b| b.as_ref()).collect()
+    }
+}
+
+#[test]
+fn a_claim_held_by_a_stalled_worker_is_reported_busy_then_loaded_later() {
+    let files: Vec<(String, Vec<u8>)> = (0..8)
+        .map(|i| (format!("f{i}.json"), songs(&format!("f{i}"), 5)))
+        .collect();
+    let manifest: String = files.iter().map(|(k, _)| format!("{k}\n")).collect();
+    let refs: Vec<(&str, &[u8])> = files.iter().map(|(k, b)| (k.as_str(), &b[..])).collect();
+    let srv = serve(store_with(&refs, &manifest));
+    for &(model, per_tx) in MODELS {
+        let db = fresh_db();
+        prepare_database(&db).unwrap();
+        // The stalled worker: its claim of f3.json inserted, never committed.
+        let mut stalled = connect(&db);
+        let mut tx = stalled.transaction().unwrap();
+        let params = plan_params("f3.json");
+        tx.execute(bucketbench::db::ledger::CLAIM, &params.refs())
+            .unwrap();
+        let started = Instant::now();
+        let s = run(&srv.base_url(), &db, model, WriteStrategy::Copy, per_tx);
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(30), "{model}: took {took:?}");
+        assert_eq!(s.busy, ["f3.json"], "{model}: {s:?}");
+        assert_eq!(s.loaded, 7, "{model}: {s:?}");
+        assert!(s.render().contains("busy: another worker holds its claim"));
+        tx.rollback().unwrap();
+        let next = run(&srv.base_url(), &db, model, WriteStrategy::Copy, per_tx);
+        assert_eq!(
+            (next.loaded, next.already_loaded),
+            (1, 7),
+            "{model}: {next:?}"
+        );
+        assert_eq!(count(&mut connect(&db), "SELECT count(*) FROM songs"), 40);
+    }
+}
+
+#[test]
+fn ledger_bookkeeping_never_deadlocks() {
+    let db = fresh_db();
+    prepare_database(&db).unwrap();
+    let keys: Vec<String> = (0..3000).map(|i| format!("k/{i:05}.json")).collect();
+    connect(&db)
+        .execute(
+            "INSERT INTO processed_files (key, status, model) SELECT unnest($1::text[]), 'loaded', 'x'",
+            &[&keys],
+        )
+        .unwrap();
+    std::thread::scope(|s| {
+        for t in 0..6usize {
+            let (db, keys) = (&db, &keys);
+            s.spawn(move || {
+                let mut pg = bucketbench::db::connect_sync(db).unwrap();
+                for round in 0..40usize {
+                    // A different order per thread and round: strides coprime
+                    // with 3,000 give permutations.
+                    const STRIDES: [usize; 8] = [7, 11, 13, 17, 19, 23, 29, 31];
+                    let stride = STRIDES[(t + round) % STRIDES.len()];
+                    let offset = (t * 131 + round * 17) % keys.len();
+                    let mut mine: Vec<String> = (0..keys.len())
+                        .map(|i| keys[(offset + i * stride) % keys.len()].clone())
+                        .collect();
+                    if (t + round) % 2 == 1 {
+                        mine.reverse();
+                    }
+                    let seen = sync_writer::seen_keys(&mut pg, &mine)
+                        .unwrap_or_else(|e| panic!("thread {t} round {round}: {e:#}"));
+                    assert_eq!(seen.len(), 3000);
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn every_session_starts_with_bounded_waits() {
+    let db = fresh_db();
+    let mut pg = bucketbench::db::connect_sync(&db).unwrap();
+    let show = |pg: &mut postgres::Client, name: &str| -> String {
+        pg.query_one(&format!("SHOW {name}"), &[]).unwrap().get(0)
+    };
+    assert_eq!(show(&mut pg, "lock_timeout"), "5s");
+    assert_eq!(show(&mut pg, "idle_in_transaction_session_timeout"), "1min");
+    // The URL's own options win.
+    let sep = if db.contains('?') { '&' } else { '?' };
+    let own = format!("{db}{sep}options=-c%20lock_timeout%3D1500");
+    let mut pg = bucketbench::db::connect_sync(&own).unwrap();
+    assert_eq!(show(&mut pg, "lock_timeout"), "1500ms");
+    // Pooled connections too.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let pool = bucketbench::db::async_writer::pool(&db, 1).unwrap();
+        let c = pool.get().await.unwrap();
+        let v: String = c.query_one("SHOW lock_timeout", &[]).await.unwrap().get(0);
+        assert_eq!(v, "5s");
+    });
+}
+
+/// A real `ingest` process stopped with SIGSTOP in the middle of a file's
+/// transaction: another worker finishes its pass within the lock timeout,
+/// reporting that file busy, and once the server has ended the stopped
+/// session (idle in transaction for a minute) the file loads.
+/// `cargo test --test isolation -- --ignored`.
+#[test]
+#[ignore = "slow: waits out the idle-in-transaction timeout (about a minute)"]
+fn a_sigstopped_worker_delays_another_by_a_bounded_time() {
+    let mut files: Vec<(String, Vec<u8>)> = vec![("big.json".into(), songs("big", 100_000))];
+    files.extend((0..6).map(|i| (format!("s{i}.json"), songs(&format!("s{i}"), 5))));
+    let manifest: String = files.iter().map(|(k, _)| format!("{k}\n")).collect();
+    let refs: Vec<(&str, &[u8])> = files.iter().map(|(k, b)| (k.as_str(), &b[..])).collect();
+    let srv = serve(store_with(&refs, &manifest));
+    let db = fresh_db();
+    prepare_database(&db).unwrap();
+    let mut a = std::process::Command::new(env!("CARGO_BIN_EXE_ingest"))
+        .args([
+            "--bucket",
+            &srv.base_url(),
+            "--model",
+            "sync",
+            "--write",
+            "insert",
+        ])
+        .env("DATABASE_URL", &db)
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut c = connect(&db);
+    // Worker A is inside big.json's transaction once a session has been
+    // inserting songs for a while (a small file's transaction takes ms).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let busy = count(
+            &mut c,
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'INSERT INTO songs%' \
+             AND pid <> pg_backend_pid() AND now() - xact_start > interval '500 ms'",
+        );
+        if busy > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "worker A never reached big.json");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(a.id() as i32, libc::SIGSTOP) };
+    let started = Instant::now();
+    let s = pass(&srv.base_url(), &db, "sync");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(s.busy, ["big.json"], "{s:?}");
+    // The server ends A's session after a minute idle in its transaction.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let s = pass(&srv.base_url(), &db, "sync");
+        if s.loaded == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "big.json never loaded: {s:?}");
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(a.id() as i32, libc::SIGKILL) };
+    let _ = a.wait();
+    assert_eq!(count(&mut c, "SELECT count(*) FROM songs"), 100_030);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM processed_files"), 7);
+}
