@@ -8,7 +8,7 @@ use crate::bucket::{ClientConfig, RetryPolicy};
 use crate::models::Knobs;
 
 /// HTTP client options.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, clap::Args, serde::Serialize, serde::Deserialize)]
 pub struct ClientArgs {
     /// Largest object to download, in bytes; larger ones are refused while
     /// streaming and recorded as failed.
@@ -55,7 +55,7 @@ impl ClientArgs {
 }
 
 /// Concurrency knobs of the execution models.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, clap::Args, serde::Serialize, serde::Deserialize)]
 pub struct KnobArgs {
     /// Files in flight in the async models.
     #[arg(long, default_value_t = Knobs::default().concurrency)]
@@ -159,7 +159,7 @@ impl std::io::Write for RedactingStderr {
 pub fn exit_with(e: anyhow::Error) -> ! {
     eprintln!(
         "error: {}",
-        crate::secret::redact_text(&crate::report::chain(&e))
+        crate::secret::redact_text(&crate::error::chain(&*e))
     );
     std::process::exit(1);
 }
@@ -223,7 +223,7 @@ impl NetArgs {
 /// S3 API mode options (for `--bucket s3://NAME[/PREFIX]`). Credentials come
 /// from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`;
 /// without them requests are anonymous.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args, serde::Serialize, serde::Deserialize)]
 pub struct S3Args {
     /// S3 endpoint for S3-compatible stores (MinIO, Ceph, R2, moto); default
     /// AWS_ENDPOINT_URL, then AWS itself.
@@ -252,25 +252,6 @@ impl S3Args {
             suffix: Some(self.suffix.clone()),
             manifest: self.manifest.clone(),
         }
-    }
-
-    /// The same options as command-line flags, for a child process.
-    pub fn to_args(&self) -> Vec<String> {
-        let mut a = vec!["--suffix".to_string(), self.suffix.clone()];
-        for (flag, v) in [
-            ("--endpoint", &self.endpoint),
-            ("--region", &self.region),
-            ("--manifest", &self.manifest),
-        ] {
-            if let Some(v) = v {
-                a.push(flag.into());
-                a.push(v.clone());
-            }
-        }
-        if self.path_style {
-            a.push("--path-style".into());
-        }
-        a
     }
 }
 

@@ -13,6 +13,7 @@ pub mod bucket;
 pub mod cli;
 pub mod contract;
 pub mod db;
+pub mod error;
 #[cfg(feature = "io")]
 pub mod harness;
 #[cfg(feature = "io")]

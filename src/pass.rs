@@ -19,9 +19,6 @@ use crate::db::{self, ledger, schema, sync_writer};
 use crate::models::{Ingestor, Job, Knobs};
 use crate::report::{KeyReason, PassSummary, Tally};
 
-/// The keys a model is to load, in listing order; closed when the listing ends.
-pub type Todo = tokio::sync::mpsc::Receiver<ObjectRef>;
-
 /// What a pass runs against.
 #[derive(Debug, Clone)]
 pub struct PassConfig {

@@ -308,11 +308,6 @@ impl Tally {
     }
 }
 
-/// An error and its causes on one line.
-pub fn chain(e: &anyhow::Error) -> String {
-    format!("{e:#}").replace('\n', " ")
-}
-
 /// Characters of a key shown in an error or log line.
 const KEY_SHOWN: usize = 100;
 

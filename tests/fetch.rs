@@ -417,7 +417,7 @@ fn an_html_page_for_a_manifest_fails_the_pass_in_one_line_and_writes_nothing() {
         let server = serve(store_with(&[("first.json", &song_array(1))], manifest));
         let m = models::by_name("sync").unwrap();
         let err = run_pass(&config(&server.base_url(), &db), m.as_ref()).unwrap_err();
-        let line = bucketbench::report::chain(&err);
+        let line = bucketbench::error::chain(&*err);
         assert!(line.contains("not a manifest"), "{line}");
         assert!(!line.contains('\n'), "{line}");
         assert_eq!(ledger_rows(&db), 0);

@@ -2,500 +2,63 @@
 //! bucket and database, verify every run, and write CSVs, PNG charts,
 //! `comparison.json` and `report.html` (and compare with a baseline).
 
-use std::io::IsTerminal as _;
-use std::path::PathBuf;
-
-use anyhow::Context;
-use bucketbench::bucket::BucketLocation;
-use bucketbench::cli::{self, ClientArgs, KnobArgs, NetArgs, S3Args, SpecArgs};
-use bucketbench::db::WriteStrategy;
-use bucketbench::db::{EmbeddedPostgres, Flavor, embedded};
-use bucketbench::harness::bound::{self, BucketShape};
-use bucketbench::harness::export::{self, Environment};
-use bucketbench::harness::runner::{self, Run, RunSettings, Target, WORKER};
-use bucketbench::harness::scratch::{self, Scratch};
-use bucketbench::harness::{charts, publish, summary, unique};
-use bucketbench::sim::{Conditions, SimBucket};
-use bucketbench::{models, pass, secret};
+use bucketbench::cli;
+use bucketbench::db::embedded;
+use bucketbench::harness::comparison::{self, CompareArgs};
+use bucketbench::harness::runner::{self, WORKER};
+use bucketbench::harness::scratch;
 use clap::Parser;
 
 /// Which execution model wins this IO-bound job, by how much, and why.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 struct Args {
+    #[command(subcommand)]
+    internal: Option<Internal>,
     #[command(flatten)]
-    spec: SpecArgs,
-    /// Models to run, comma-separated.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "sync,async-fetch,async,threads"
-    )]
-    models: Vec<String>,
-    /// Measured runs per model.
-    #[arg(long, default_value_t = 5)]
-    runs: usize,
-    /// Warm-up runs per model (not measured).
-    #[arg(long, default_value_t = 1)]
-    warmup: usize,
-    /// Worker processes per run, started together on the same bucket and
-    /// database (scale-out; the ledger coordinates them).
-    #[arg(long, default_value_t = 1)]
-    workers: usize,
-    /// Measure the ceilings beside the models (the default, except with
-    /// --matrix): fetch-only (network and parsing, no database) and
-    /// load-only (the writes alone, no network), and give each model's
-    /// efficiency against the larger of the two.
-    #[arg(long, overrides_with = "no_ceilings")]
-    ceilings: bool,
-    /// Skip the ceilings (two short extra runs per round).
-    #[arg(long)]
-    no_ceilings: bool,
-    /// Run every model with every write strategy (insert, batch, copy) and
-    /// draw them as grouped bars (matrix.png).
-    #[arg(long)]
-    matrix: bool,
-    /// Repeat the comparison over a parameter: `latency=0,5,20,60,150`
-    /// (ms to first byte), `concurrency=1,4,16,64,256` (files in flight and
-    /// threads), or `files=67,670,6700`. Writes sweep_<param>.csv and .png.
-    #[arg(long)]
-    sweep: Option<String>,
-    /// With --sweep, keep the values whose results are already in the
-    /// output directory (continue an interrupted sweep).
-    #[arg(long, requires = "sweep")]
-    resume: bool,
-    #[command(flatten)]
-    net: NetArgs,
-    #[command(flatten)]
-    knobs: KnobArgs,
-    #[command(flatten)]
-    db_tls: cli::DbTlsArgs,
-    #[command(flatten)]
-    client: ClientArgs,
-    /// Redraw the charts of an earlier comparison in DIR from its runs.csv
-    /// and summary.csv, without running anything.
-    #[arg(long, value_name = "DIR", conflicts_with = "sweep")]
-    replot: Option<PathBuf>,
-    #[command(flatten)]
-    publish: publish::PublishArgs,
-    /// Output directory (default: results/<profile>).
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Benchmark this bucket (a base URL or s3://BUCKET[/PREFIX]) instead of
-    /// the simulated one (verification can then only check the ledger
-    /// against the listing and the rows).
-    #[arg(long)]
-    bucket: Option<String>,
-    #[command(flatten)]
-    s3: S3Args,
-    /// Benchmark against this database instead of a throwaway one. The runs
-    /// load into a schema of compare's own (bucketbench_compare_<pid>_<id>),
-    /// created at start and dropped at the end: tables that `ingest` filled
-    /// in this database are never read or touched. Needs the CREATE
-    /// privilege on the database.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: Option<String>,
+    compare: CompareArgs,
 }
 
-/// Network conditions of the default run: an S3 bucket in another region.
-/// S3 answers small GETs in tens of milliseconds; a cross-region round trip
-/// adds tens more, so 60 ms to first byte with 20 ms of jitter. AWS sizes
-/// one connection at 85–90 MB/s in-region; across regions a single TCP
-/// stream gets less, so 100 Mbit/s per connection.
-const DEFAULT_NETWORK: Conditions = Conditions {
-    latency_ms: 60.0,
-    jitter_ms: 20.0,
-    bandwidth_mbps: 100.0,
-    error_rate: 0.0,
-    stall_rate: 0.0,
-};
+/// Subcommands compare runs itself with, never typed by a user.
+#[derive(clap::Subcommand, Debug)]
+enum Internal {
+    /// One pass as a timed run's worker; its settings come in the
+    /// environment (`runner::SETTINGS_ENV`).
+    #[command(name = WORKER, hide = true)]
+    Worker,
+}
 
 fn main() {
-    let mut argv = std::env::args();
-    let _ = argv.next();
-    let first = std::env::args().nth(1);
-    if first.as_deref() == Some(WORKER) {
-        let _ = argv.next();
-        cli::init_logging();
-        bucketbench::harness::worker::main(argv);
-    }
     cli::init_logging();
+    let args = Args::parse();
+    if let Some(Internal::Worker) = args.internal {
+        bucketbench::harness::worker::main();
+    }
     embedded::install_signal_handler();
+    // On Ctrl-C: no worker may keep writing into compare's schema while it
+    // is dropped.
     embedded::on_interrupt(|| {
         runner::kill_workers();
         scratch::drop_live_schemas();
     });
-    let args = Args::parse();
+    let args = args.compare;
     if let Some(dir) = &args.replot {
-        match replot(dir, &args.publish) {
+        match comparison::replot(dir, &args.publish) {
             Ok(true) => std::process::exit(0),
             Ok(false) => std::process::exit(1),
             Err(e) => cli::exit_with(e),
         }
     }
-    if let Some(sweep) = args.sweep.clone() {
-        match bucketbench::harness::sweep::run(
-            &sweep,
-            args.out.clone(),
-            args.spec.profile.as_str(),
-            args.resume,
-        ) {
+    if args.sweep.is_some() {
+        match bucketbench::harness::sweep::run(&args) {
             Ok(true) => std::process::exit(0),
             Ok(false) => std::process::exit(1),
             Err(e) => cli::exit_with(e),
         }
     }
-    match run(args) {
+    match comparison::run(args) {
         Ok(true) => {}
         Ok(false) => std::process::exit(1),
         Err(e) => cli::exit_with(e),
     }
-}
-
-/// Returns whether every run was verified.
-fn run(mut args: Args) -> anyhow::Result<bool> {
-    // On by default: they are what explains the models' times. A matrix
-    // would run them once per write strategy, so there they are opt-in.
-    args.ceilings = !args.no_ceilings && (args.ceilings || !args.matrix);
-    if args.ceilings {
-        args.models
-            .extend(models::CEILINGS.iter().map(|m| m.to_string()));
-    }
-    args.db_tls.apply();
-    for m in &args.models {
-        models::by_name(m)?;
-    }
-    anyhow::ensure!(args.runs >= 1, "--runs must be at least 1");
-    let spec = args.spec.spec();
-    let conditions = args.net.conditions(DEFAULT_NETWORK);
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("results").join(spec.profile.as_str()));
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let baseline = args.publish.load_baseline(&out)?;
-
-    let mut _server_pg = None;
-    let database_url = match &args.database_url {
-        Some(u) => u.clone(),
-        None => {
-            let pg = EmbeddedPostgres::start(Flavor::Throwaway)
-                .context("starting a throwaway PostgreSQL")?;
-            let url = pg.default_url();
-            _server_pg = Some(pg);
-            url
-        }
-    };
-    let mut _sim_server = None;
-    let (bucket_url, expected, bucket_desc, shape) = match &args.bucket {
-        Some(url) => {
-            let loc = BucketLocation::parse_with(url, &args.s3.options())?;
-            (
-                url.clone(),
-                None,
-                serde_json::json!({ "bucket": loc.describe() }),
-                None,
-            )
-        }
-        None => {
-            let started = std::time::Instant::now();
-            let bucket = SimBucket::generate(spec.clone());
-            let server = bucket.serve(
-                conditions.clone(),
-                std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-            )?;
-            let url = server.base_url();
-            let expected = bucket.expected();
-            eprintln!(
-                "simulated bucket: {} profile, {} files, {} rows expected, generated in {:.1} s; serving at {url} with {} ms first byte (+{} ms jitter), {} Mbit/s per connection",
-                spec.profile.as_str(),
-                expected.files + expected.missing_keys.len() as u64,
-                expected.rows(),
-                started.elapsed().as_secs_f64(),
-                conditions.latency_ms,
-                conditions.jitter_ms,
-                conditions.bandwidth_mbps
-            );
-            _sim_server = Some(server);
-            let shape = BucketShape::of(&bucket);
-            (
-                url,
-                Some(expected),
-                serde_json::to_value(&spec)?,
-                Some(shape),
-            )
-        }
-    };
-
-    // Declared after the server, so dropped before it.
-    let scratch = Scratch::create(&database_url)?;
-    let mut db = pass::prepare_database(scratch.url())?;
-    let postgres_version: String = db.query_one("SHOW server_version", &[])?.get(0);
-    let target = Target {
-        bucket_url,
-        database_url: scratch.url().to_string(),
-        schema: scratch.schema().to_string(),
-        expected,
-    };
-    let settings = RunSettings {
-        knobs: args.knobs.knobs(),
-        attempts: args.client.attempts,
-        first_byte_timeout: args.client.first_byte_timeout,
-        max_object_bytes: args.client.max_object_bytes,
-        s3_args: args.s3.to_args(),
-        workers: args.workers.max(1),
-    };
-
-    // Warm-ups first, then the measured runs interleaved model by model, so
-    // a slow spell on a shared machine hits every model, not just one.
-    let writes: Vec<WriteStrategy> = if args.matrix {
-        vec![
-            WriteStrategy::Insert,
-            WriteStrategy::Batch,
-            WriteStrategy::Copy,
-        ]
-    } else {
-        vec![args.knobs.write]
-    };
-    let combos: Vec<(String, WriteStrategy)> = args
-        .models
-        .iter()
-        .flat_map(|m| writes.iter().map(move |w| (m.clone(), *w)))
-        .collect();
-    let mut schedule: Vec<(String, WriteStrategy, usize)> = Vec::new();
-    for (m, w) in &combos {
-        schedule.extend((0..args.warmup).map(|_| (m.clone(), *w, 0)));
-    }
-    for r in 1..=args.runs {
-        schedule.extend(combos.iter().map(|(m, w)| (m.clone(), *w, r)));
-    }
-    let labels: Vec<String> = combos
-        .iter()
-        .map(|(m, w)| {
-            if args.matrix {
-                format!("{m}+{}", w.as_str())
-            } else {
-                m.clone()
-            }
-        })
-        .collect();
-    let reference = summary::reference(&labels, args.matrix);
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let b = indicatif::ProgressBar::new(schedule.len() as u64);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{prefix:>22} [{bar:30}] {pos}/{len} runs  {msg}  ({elapsed})",
-            )
-            .expect("template")
-            .progress_chars("=> "),
-        );
-        b.enable_steady_tick(std::time::Duration::from_millis(200));
-        b
-    });
-    let mut runs: Vec<Run> = Vec::new();
-    for (model, write, r) in &schedule {
-        let label = if args.matrix {
-            format!("{model}+{}", write.as_str())
-        } else {
-            model.clone()
-        };
-        if let Some(b) = &bar {
-            b.set_prefix(format!(
-                "{label} {}",
-                if *r == 0 {
-                    "warm-up".to_string()
-                } else {
-                    format!("run {r}")
-                }
-            ));
-        }
-        let run = runner::run_once(&target, &settings, model, *write, *r, &mut db, bar.as_ref())?;
-        if !run.verified {
-            let line = format!("FAILED VERIFICATION: {label} run {r}: {}", run.problems);
-            match &bar {
-                Some(b) => b.println(line),
-                None => eprintln!("{line}"),
-            }
-        }
-        runs.push(run);
-        if let Some(b) = &bar {
-            b.inc(1);
-        }
-    }
-    if let Some(b) = &bar {
-        b.finish_and_clear();
-    }
-
-    let mut summaries = summary::summarize(&runs, &labels, args.matrix, &reference);
-    if let Some(shape) = &shape {
-        for s in &mut summaries {
-            let model = s.model.split('+').next().unwrap_or_default();
-            s.bound_secs = bound::in_flight(model, &settings.knobs, settings.workers)
-                .map(|n| shape.secs(&conditions, n));
-        }
-    }
-    let subtitle = match &args.bucket {
-        Some(_) => "your bucket".to_string(),
-        None => format!(
-            "{} profile, {} files, {:.0} ms first byte",
-            spec.profile.as_str(),
-            spec.files,
-            conditions.latency_ms
-        ),
-    };
-    export::write_runs_csv(&out.join("runs.csv"), &runs)?;
-    export::write_summary_csv(&out.join("summary.csv"), &summaries, &reference)?;
-    let table = export::summary_markdown(&summaries, &reference);
-    let table = if args.ceilings {
-        format!("{table}\n{}", summary::efficiency(&summaries))
-    } else {
-        table
-    };
-    std::fs::write(
-        out.join("summary.md"),
-        format!("# bucketbench compare — {subtitle}\n\n{table}"),
-    )?;
-    let (cores, memory_gib, cpu_model, os) = export::machine();
-    let env = Environment {
-        bucketbench_version: env!("CARGO_PKG_VERSION"),
-        git_revision: export::git_revision(),
-        date: chrono::Utc::now().to_rfc3339(),
-        cores,
-        memory_gib,
-        cpu_model,
-        os,
-        postgres_version,
-        bucket: bucket_desc,
-        network: if args.bucket.is_some() {
-            serde_json::json!("real network")
-        } else {
-            serde_json::to_value(&conditions)?
-        },
-        settings: serde_json::to_value(&settings)?,
-        models: args.models.clone(),
-        runs: args.runs,
-        warmup: args.warmup,
-    };
-    export::write_json(&out.join("environment.json"), &env)?;
-    let env = Some(serde_json::to_value(&env)?);
-    let charts_written = charts::draw_all(
-        &out,
-        &runs,
-        &summaries,
-        &labels,
-        args.matrix.then_some((&args.models[..], &writes[..])),
-        &subtitle,
-    );
-    for (name, r) in &charts_written {
-        if let Err(e) = r {
-            eprintln!("warning: {name} not drawn: {e:#}");
-        }
-    }
-
-    println!("{table}");
-    let published = publish::publish(
-        &out,
-        &runs,
-        &summaries,
-        &reference,
-        &subtitle,
-        env,
-        &args.publish,
-        baseline,
-    )?;
-    if args.database_url.is_some() {
-        println!(
-            "database: {} (runs loaded into a schema of their own, {}, dropped on exit; no other table touched)",
-            secret::redact_url(&database_url),
-            scratch.schema()
-        );
-    }
-    println!(
-        "wrote {}/{{runs.csv, summary.csv, summary.md, environment.json, median_time.png, launches.png, throughput.png{}}}",
-        out.display(),
-        if args.matrix { ", matrix.png" } else { "" }
-    );
-    let failed: Vec<&Run> = runs.iter().filter(|r| !r.verified).collect();
-    let verified = if failed.is_empty() && args.bucket.is_some() {
-        println!(
-            "every run passed the consistency check (the ledger holds every fetchable listed key and agrees with the rows); with no generator behind this bucket, no more can be checked"
-        );
-        true
-    } else if failed.is_empty() {
-        println!("every run verified against the expected result");
-        true
-    } else {
-        eprintln!(
-            "error: {} runs loaded something other than the expected result; their times are excluded (see runs.csv)",
-            failed.len()
-        );
-        false
-    };
-    Ok(published.passes(&args.publish) && verified)
-}
-
-/// `--replot DIR`: the charts, `comparison.json` and `report.html` again
-/// from what a comparison wrote; returns whether it passes
-/// `--fail-on-regression`.
-fn replot(dir: &std::path::Path, publish_args: &publish::PublishArgs) -> anyhow::Result<bool> {
-    let baseline = publish_args.load_baseline(dir)?;
-    let runs = export::read_runs_csv(&dir.join("runs.csv"))?;
-    anyhow::ensure!(
-        !runs.is_empty(),
-        "{} holds no runs",
-        dir.join("runs.csv").display()
-    );
-    let writes: Vec<WriteStrategy> = unique(runs.iter().map(|r| r.write.as_str()))
-        .into_iter()
-        .map(|w| {
-            <WriteStrategy as clap::ValueEnum>::from_str(w, false)
-                .map_err(|_| anyhow::anyhow!("runs.csv names an unknown write strategy {w:?}"))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let models: Vec<String> = unique(runs.iter().map(|r| r.model.clone()));
-    let matrix = writes.len() > 1;
-    let labels: Vec<String> = unique(runs.iter().map(|r| r.label(matrix)));
-    let reference = summary::reference(&labels, matrix);
-    let mut summaries = summary::summarize(&runs, &labels, matrix, &reference);
-    let bounds = export::read_bounds(&dir.join("summary.csv")).unwrap_or_default();
-    for s in &mut summaries {
-        s.bound_secs = bounds.iter().find(|(m, _)| *m == s.model).map(|b| b.1);
-    }
-    // The title the comparison gave its charts: summary.md's first line.
-    let subtitle = std::fs::read_to_string(dir.join("summary.md"))
-        .ok()
-        .and_then(|md| {
-            md.lines()
-                .next()?
-                .split_once(" — ")
-                .map(|(_, t)| t.to_string())
-        })
-        .unwrap_or_else(|| dir.display().to_string());
-    for (name, r) in charts::draw_all(
-        dir,
-        &runs,
-        &summaries,
-        &labels,
-        matrix.then_some((&models[..], &writes[..])),
-        &subtitle,
-    ) {
-        match r {
-            Ok(()) => println!("drew {}", dir.join(name).display()),
-            Err(e) => eprintln!("warning: {name} not drawn: {e:#}"),
-        }
-    }
-    let env = std::fs::read(dir.join("environment.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
-    let published = publish::publish(
-        dir,
-        &runs,
-        &summaries,
-        &reference,
-        &subtitle,
-        env,
-        publish_args,
-        baseline,
-    )?;
-    Ok(published.passes(publish_args))
 }

@@ -8,8 +8,9 @@ use anyhow::Context;
 use bucketbench::bucket::BucketLocation;
 use bucketbench::cli::{self, ClientArgs, KnobArgs, S3Args};
 use bucketbench::db::{EmbeddedPostgres, Flavor, embedded};
+use bucketbench::models::Model;
 use bucketbench::pass::{PassConfig, PassOptions, run_pass_with};
-use bucketbench::{models, secret};
+use bucketbench::secret;
 use clap::Parser;
 
 /// Loads the JSON files of a bucket into PostgreSQL, each key exactly once.
@@ -28,8 +29,8 @@ struct Args {
     #[arg(long, default_value = ".bucketbench/postgres")]
     data_dir: PathBuf,
     /// Execution model.
-    #[arg(long, default_value = "sync")]
-    model: String,
+    #[arg(long, value_enum, default_value_t = Model::Sync)]
+    model: Model,
     /// Repeat passes until interrupted.
     #[arg(long)]
     watch: bool,
@@ -68,7 +69,7 @@ fn main() {
 
 fn run(args: Args) -> anyhow::Result<()> {
     args.db_tls.apply();
-    let model = models::by_name(&args.model)?;
+    let model = args.model.ingestor();
     // A bad bucket URL should fail before a database is started for nothing.
     let bucket = match &args.bucket {
         Some(b) if !args.psql => Some(BucketLocation::parse_with(b, &args.s3.options())?),
@@ -122,7 +123,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             // A daemon outlives a blip: report it and try again next time.
             Err(e) if args.watch => eprintln!(
                 "error: pass failed, retrying next interval: {}",
-                secret::redact_text(&bucketbench::report::chain(&e))
+                secret::redact_text(&bucketbench::error::chain(&*e))
             ),
             Err(e) => return Err(e),
         }

@@ -127,8 +127,8 @@ impl AsyncClient {
 fn classify(e: reqwest::Error) -> Attempt {
     // reqwest puts the URL in its messages; a presigned URL holds secrets.
     let e = e.without_url();
-    let text = crate::db::one_line(&e);
-    if e.is_builder() || text.contains("certificate") || text.contains("InvalidCertificate") {
+    let text = crate::error::chain(&e);
+    if e.is_builder() || crate::error::is_certificate_refused(&e) {
         return Attempt::Fail(FetchError::Client(text));
     }
     Attempt::Retry(text)

@@ -92,13 +92,16 @@ async fn attempt(
     loop {
         let result = match pool.get().await {
             Ok(mut client) => write_group(&mut client, plans).await,
-            Err(e) => Err(anyhow::anyhow!("getting a database connection: {e}")),
+            Err(e) => Err(crate::error::DbError::PoolExhausted(e.to_string()).into()),
         };
         let e = match result {
             Ok(r) => return Ok(GroupAttempt::Done(r)),
             Err(e) => e,
         };
-        let fault = if e.to_string().starts_with("getting a database connection") {
+        let fault = if matches!(
+            e.downcast_ref::<crate::error::DbError>(),
+            Some(crate::error::DbError::PoolExhausted(_))
+        ) {
             super::WriteFault::ConnectionLost
         } else {
             super::classify(&e)
@@ -111,7 +114,7 @@ async fn attempt(
                 };
                 tracing::warn!(
                     "database connection lost ({}); reconnecting",
-                    crate::report::chain(&e)
+                    crate::error::chain(&*e)
                 );
                 tokio::time::sleep(delay).await;
             }

@@ -64,33 +64,20 @@ pub fn connect_sync(url: &str) -> anyhow::Result<postgres::Client> {
     postgres::Config::from(session_config(url)?)
         .connect(tls::connector()?)
         .map_err(|e| {
-            let msg = one_line(&e);
-            let hint = if msg.contains("certificate") {
-                " (trust the server's CA with --db-ca-file or PGSSLROOTCERT)"
+            let msg = format!(
+                "cannot connect to PostgreSQL at {}: {}",
+                crate::secret::redact_url(url),
+                crate::error::chain(&e)
+            );
+            if crate::error::is_certificate_refused(&e) {
+                crate::error::DbError::CertificateRefused(format!(
+                    "{msg} (trust the server's CA with --db-ca-file or PGSSLROOTCERT)"
+                ))
+                .into()
             } else {
-                ""
-            };
-            anyhow::anyhow!(
-                "cannot connect to PostgreSQL at {}: {msg}{hint}",
-                crate::secret::redact_url(url)
-            )
+                anyhow::anyhow!(msg)
+            }
         })
-}
-
-/// PostgreSQL errors carry detail on later lines and in their source; a
-/// one-line cause is what a user needs on the terminal.
-pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut msg = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        let s_msg = s.to_string();
-        if !msg.contains(&s_msg) {
-            msg.push_str(": ");
-            msg.push_str(&s_msg);
-        }
-        src = s.source();
-    }
-    msg.replace('\n', " ")
 }
 
 #[cfg(feature = "io")]
@@ -164,7 +151,7 @@ pub fn classify(e: &anyhow::Error) -> WriteFault {
             ),
             300,
         )),
-        None => WriteFault::Refused(crate::report::clip(&crate::report::chain(e), 300)),
+        None => WriteFault::Refused(crate::report::clip(&crate::error::chain(&**e), 300)),
     }
 }
 

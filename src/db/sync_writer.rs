@@ -70,7 +70,7 @@ fn attempt(client: &mut postgres::Client, url: &str, plan: &WritePlan) -> anyhow
                 };
                 tracing::warn!(
                     "database connection lost ({}); reconnecting",
-                    crate::report::chain(&e)
+                    crate::error::chain(&*e)
                 );
                 std::thread::sleep(delay);
                 if let Ok(c) = super::connect_sync(url) {
@@ -85,7 +85,7 @@ fn attempt(client: &mut postgres::Client, url: &str, plan: &WritePlan) -> anyhow
                 tracing::debug!(
                     "{}: {}; retrying",
                     crate::report::short_key(&plan.key),
-                    crate::report::chain(&e)
+                    crate::error::chain(&*e)
                 );
                 std::thread::sleep(delay);
             }

@@ -74,7 +74,7 @@ pub fn save(
 ) -> anyhow::Result<PathBuf> {
     let path = path_for(out, name)?;
     let matrix = is_matrix(runs);
-    let labels = super::unique(runs.iter().map(|r| r.label(matrix)));
+    let labels = super::unique(runs.iter().map(|r| r.label(matrix).to_string()));
     let models = labels
         .iter()
         .map(|l| BaselineSamples {
@@ -111,7 +111,7 @@ pub fn compare(
     noise_threshold_pct: f64,
 ) -> BaselineReport {
     let matrix = is_matrix(runs);
-    let labels = super::unique(runs.iter().map(|r| r.label(matrix)));
+    let labels = super::unique(runs.iter().map(|r| r.label(matrix).to_string()));
     let mut models = Vec::new();
     let mut only_in_this_run = Vec::new();
     for l in &labels {

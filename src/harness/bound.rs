@@ -11,7 +11,6 @@
 use serde::Serialize;
 
 use crate::bucket::location::MANIFEST_KEY;
-use crate::models::Knobs;
 use crate::sim::{Conditions, SimBucket};
 
 /// What the bound needs to know of a bucket.
@@ -82,21 +81,10 @@ pub fn request_secs(net: &Conditions, bytes: f64) -> f64 {
     first_byte + body
 }
 
-/// How many GETs a model has in flight at once, across all `workers`
-/// processes; `None` for `load-only`, which does not touch the network.
-pub fn in_flight(model: &str, knobs: &Knobs, workers: usize) -> Option<usize> {
-    let per_worker = match model {
-        "sync" => 1,
-        "async-fetch" | "async" | "fetch-only" => knobs.concurrency,
-        "threads" => knobs.threads,
-        _ => return None,
-    };
-    Some(per_worker * workers.max(1))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::{Knobs, Model};
 
     fn net(latency_ms: f64, jitter_ms: f64, bandwidth_mbps: f64) -> Conditions {
         Conditions {
@@ -129,10 +117,10 @@ mod tests {
     #[test]
     fn only_models_that_fetch_have_a_bound() {
         let k = Knobs::default();
-        assert_eq!(in_flight("sync", &k, 1), Some(1));
-        assert_eq!(in_flight("sync", &k, 4), Some(4));
-        assert_eq!(in_flight("async", &k, 1), Some(k.concurrency));
-        assert_eq!(in_flight("threads", &k, 2), Some(2 * k.threads));
-        assert_eq!(in_flight("load-only", &k, 1), None);
+        assert_eq!(Model::Sync.in_flight(&k, 1), Some(1));
+        assert_eq!(Model::Sync.in_flight(&k, 4), Some(4));
+        assert_eq!(Model::Async.in_flight(&k, 1), Some(k.concurrency));
+        assert_eq!(Model::Threads.in_flight(&k, 2), Some(2 * k.threads));
+        assert_eq!(Model::LoadOnly.in_flight(&k, 1), None);
     }
 }

@@ -21,6 +21,8 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use self::text::Canvas;
 use super::runner::Run;
 use super::summary::{ModelSummary, models_only};
+use crate::db::WriteStrategy;
+use crate::models::{Label, Model};
 
 static FONTS: Once = Once::new();
 
@@ -414,18 +416,11 @@ impl Marker {
     }
 }
 
-/// The fixed colour of each model and ceiling, so every chart reads the
-/// same way.
-fn known_color(model: &str) -> Option<RGBColor> {
-    Some(match model {
-        "sync" => RGBColor(214, 39, 40),
-        "async-fetch" => RGBColor(255, 127, 14),
-        "async" => RGBColor(44, 160, 44),
-        "threads" => RGBColor(31, 119, 180),
-        "fetch-only" => RGBColor(148, 103, 189),
-        "load-only" => RGBColor(140, 86, 75),
-        _ => return None,
-    })
+/// The fixed colour of each model and ceiling ([`Model::color`], the one
+/// place it is set), so every chart reads the same way.
+fn known_color(model: Model) -> RGBColor {
+    let (r, g, b) = model.color();
+    RGBColor(r, g, b)
 }
 
 /// Colours for models no one named above, before Palette99's.
@@ -461,20 +456,23 @@ pub(crate) fn series_styles(labels: &[String]) -> Vec<(RGBColor, Marker)> {
             let c = Palette99::pick(i).to_rgba();
             RGBColor(c.0, c.1, c.2)
         }))
-        .filter(|c| !labels.iter().any(|l| known_color(l) == Some(*c)));
+        .filter(|c| {
+            !labels
+                .iter()
+                .any(|l| l.parse::<Label>().is_ok_and(|l| known_color(l.model) == *c))
+        });
     labels
         .iter()
         .map(|label| {
-            let (model, write) = match label.split_once('+') {
-                Some((m, w)) => (m, Some(w)),
-                None => (label.as_str(), None),
-            };
-            let (factor, marker) = match write {
-                Some("insert") => (0.65, Marker::Square),
-                Some("copy") => (1.45, Marker::Triangle),
+            // A label that names no model (a test's, a future one's) gets
+            // a spare colour.
+            let label = label.parse::<Label>().ok();
+            let (factor, marker) = match label.and_then(|l| l.write) {
+                Some(WriteStrategy::Insert) => (0.65, Marker::Square),
+                Some(WriteStrategy::Copy) => (1.45, Marker::Triangle),
                 _ => (1.0, Marker::Circle),
             };
-            let mut color = known_color(model).map(|c| shade(c, factor));
+            let mut color = label.map(|l| shade(known_color(l.model), factor));
             while color.is_none_or(|c| used.contains(&c)) {
                 color = Some(spare.next().unwrap_or(BLACK));
             }
@@ -616,21 +614,22 @@ pub(crate) fn line_chart(path: &Path, c: &LineChart<'_>) -> anyhow::Result<()> {
 pub fn launches_lines(
     path: &Path,
     runs: &[Run],
-    labels: &[String],
+    labels: &[Label],
     matrix: bool,
     subtitle: &str,
 ) -> anyhow::Result<()> {
     let measured: Vec<&Run> = runs.iter().filter(|r| r.run > 0 && r.verified).collect();
+    let names: Vec<String> = labels.iter().map(Label::to_string).collect();
     let series = labels
         .iter()
-        .zip(series_styles(labels))
+        .zip(series_styles(&names))
         .map(|(label, (color, marker))| Series {
-            label: label.clone(),
+            label: label.to_string(),
             color,
             marker,
             points: measured
                 .iter()
-                .filter(|r| &r.label(matrix) == label)
+                .filter(|r| r.label(matrix) == *label)
                 .map(|r| (r.run as f64, r.wall_secs))
                 .collect(),
         })
@@ -672,32 +671,30 @@ const CROWDED: usize = 6;
 /// of its group (twelve full labels would overlap), and coloured as their
 /// lines in launches.png.
 fn bar_looks(shown: &[&ModelSummary]) -> Vec<(String, RGBColor)> {
-    let labels: Vec<String> = shown.iter().map(|s| s.model.clone()).collect();
-    let model = |l: &str| {
-        l.split_once('+')
-            .map_or(l.to_string(), |(m, _)| m.to_string())
-    };
+    let labels: Vec<Label> = shown.iter().map(|s| s.label).collect();
+    let names: Vec<String> = labels.iter().map(Label::to_string).collect();
     labels
         .iter()
-        .zip(series_styles(&labels))
+        .zip(series_styles(&names))
         .enumerate()
         .map(|(i, (label, (color, _)))| {
-            let Some((m, write)) = label.split_once('+') else {
-                return (label.clone(), color);
+            let Some(write) = label.write else {
+                return (label.to_string(), color);
             };
+            let m = label.model;
             let first = (0..=i)
                 .rev()
-                .take_while(|j| model(&labels[*j]) == m)
+                .take_while(|j| labels[*j].model == m)
                 .last()
                 .unwrap_or(i);
             let last = (i..labels.len())
-                .take_while(|j| model(&labels[*j]) == m)
+                .take_while(|j| labels[*j].model == m)
                 .last()
                 .unwrap_or(i);
             let text = if i == (first + last) / 2 {
-                format!("{write}\n{m}")
+                format!("{}\n{m}", write.as_str())
             } else {
-                write.to_string()
+                write.as_str().to_string()
             };
             (text, color)
         })
@@ -880,7 +877,7 @@ pub fn median_time_bars(
                     format!("{:.2} s", s.stats.median),
                     format!("{:.1}× ± {:.1} faster", x.ratio, x.error),
                 ],
-                None if reference.is_some_and(|r| r.model == s.model) => {
+                None if reference.is_some_and(|r| r.label == s.label) => {
                     vec![format!("{:.2} s", s.stats.median), "baseline".into()]
                 }
                 None => vec![format!("{:.2} s", s.stats.median)],
@@ -898,7 +895,7 @@ pub fn median_time_bars(
         .map(|r| {
             format!(
                 "bar: median of the runs\n“× faster”: {}'s mean time\nover the model's (± from\nboth spreads), as in\nsummary.md",
-                r.model
+                r.label
             )
         })
         .into_iter()
@@ -969,15 +966,12 @@ fn write_color(w: crate::db::WriteStrategy) -> RGBColor {
 pub fn matrix_bars(
     path: &Path,
     summaries: &[ModelSummary],
-    models: &[String],
-    writes: &[crate::db::WriteStrategy],
+    models: &[Model],
+    writes: &[WriteStrategy],
     subtitle: &str,
 ) -> anyhow::Result<()> {
-    let find = |m: &str, w: crate::db::WriteStrategy| {
-        summaries
-            .iter()
-            .find(|s| s.model == format!("{m}+{}", w.as_str()))
-    };
+    let find =
+        |m: Model, w: WriteStrategy| summaries.iter().find(|s| s.label == Label::new(m, w, true));
     let medians = || summaries.iter().map(|s| s.stats.median);
     let ymax = medians().fold(0.0, f64::max) * 2.0 + 1e-6;
     let ymin = medians().fold(f64::INFINITY, f64::min).min(ymax) / 2.0;
@@ -1002,7 +996,7 @@ pub fn matrix_bars(
     let x_fmt = |v: &f64| {
         models
             .get(v.round().max(0.0) as usize)
-            .cloned()
+            .map(Model::to_string)
             .unwrap_or_default()
     };
     let mut chart = axes(
@@ -1022,7 +1016,7 @@ pub fn matrix_bars(
     for (j, w) in writes.iter().enumerate() {
         let color = write_color(*w);
         for (i, m) in models.iter().enumerate() {
-            let Some(s) = find(m, *w) else { continue };
+            let Some(s) = find(*m, *w) else { continue };
             let x0 = i as f64 - 0.4 + j as f64 * width;
             chart
                 .draw_series(std::iter::once(Rectangle::new(
@@ -1050,8 +1044,8 @@ pub fn draw_all(
     out: &Path,
     runs: &[Run],
     summaries: &[ModelSummary],
-    labels: &[String],
-    matrix: Option<(&[String], &[crate::db::WriteStrategy])>,
+    labels: &[Label],
+    matrix: Option<(&[Model], &[WriteStrategy])>,
     subtitle: &str,
 ) -> Vec<(&'static str, anyhow::Result<()>)> {
     let mut drawn = vec![

@@ -10,6 +10,8 @@ use super::runner::Run;
 use super::summary::ModelSummary;
 use super::sweep::Point;
 use super::unique;
+use crate::db::WriteStrategy;
+use crate::models::Label;
 
 /// The columns of `runs.csv`, in order: written by [`write_runs_csv`] and
 /// required by [`read_runs_csv`], which reads them by position.
@@ -36,8 +38,8 @@ pub fn write_runs_csv(path: &Path, runs: &[Run]) -> anyhow::Result<()> {
     w.write_record(RUNS_COLUMNS)?;
     for r in runs {
         w.write_record([
-            r.model.clone(),
-            r.write.clone(),
+            r.model.to_string(),
+            r.write.as_str().to_string(),
             if r.run == 0 {
                 "warmup".into()
             } else {
@@ -78,8 +80,16 @@ pub fn read_runs_csv(path: &Path) -> anyhow::Result<Vec<Run>> {
         let num = |i: usize| f(i).parse::<f64>().unwrap_or(f64::NAN);
         let int = |i: usize| f(i).parse::<u64>().unwrap_or(0);
         runs.push(Run {
-            model: f(0).to_string(),
-            write: f(1).to_string(),
+            model: f(0)
+                .parse()
+                .with_context(|| format!("reading {}", path.display()))?,
+            write: <WriteStrategy as clap::ValueEnum>::from_str(f(1), false).map_err(|_| {
+                anyhow::anyhow!(
+                    "{} names an unknown write strategy {:?}",
+                    path.display(),
+                    f(1)
+                )
+            })?,
             run: f(2).parse().unwrap_or(0),
             wall_secs: num(3),
             files: int(4),
@@ -98,7 +108,7 @@ pub fn read_runs_csv(path: &Path) -> anyhow::Result<Vec<Run>> {
 }
 
 /// The `bound_s` column of a `summary.csv`, by model (for `--replot`).
-pub fn read_bounds(path: &Path) -> anyhow::Result<Vec<(String, f64)>> {
+pub fn read_bounds(path: &Path) -> anyhow::Result<Vec<(Label, f64)>> {
     let mut r =
         csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
     let h = r.headers()?.clone();
@@ -107,14 +117,14 @@ pub fn read_bounds(path: &Path) -> anyhow::Result<Vec<(String, f64)>> {
     };
     Ok(r.records()
         .filter_map(Result::ok)
-        .filter_map(|rec| Some((rec.get(0)?.to_string(), rec.get(col)?.parse().ok()?)))
+        .filter_map(|rec| Some((rec.get(0)?.parse().ok()?, rec.get(col)?.parse().ok()?)))
         .collect())
 }
 
 pub fn write_summary_csv(
     path: &Path,
     summaries: &[ModelSummary],
-    reference: &str,
+    reference: Option<Label>,
 ) -> anyhow::Result<()> {
     let mut w =
         csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
@@ -145,11 +155,11 @@ pub fn write_summary_csv(
                 format!("{:.3}", x.error),
                 format!("{:.3}", x.median_ratio),
             ),
-            None if s.model == reference => ("1.000".into(), "0.000".into(), "1.000".into()),
+            None if Some(s.label) == reference => ("1.000".into(), "0.000".into(), "1.000".into()),
             None => (String::new(), String::new(), String::new()),
         };
         w.write_record([
-            s.model.clone(),
+            s.label.to_string(),
             st.runs.to_string(),
             format!("{:.4}", st.median),
             format!("{:.4}", st.min),
@@ -181,10 +191,11 @@ pub fn write_summary_csv(
 /// The Markdown table printed at the end and written to `summary.md`.
 /// With a known network it also gives each model's median against its
 /// analytic bound (`bound`): near 1× the model is waiting on the network.
-pub fn summary_markdown(summaries: &[ModelSummary], reference: &str) -> String {
+pub fn summary_markdown(summaries: &[ModelSummary], reference: Option<Label>) -> String {
+    let reference_name = reference.map(|r| r.to_string()).unwrap_or_default();
     let bounds = summaries.iter().any(|m| m.bound_secs.is_some());
     let mut s = format!(
-        "| model | runs | median | min | max | mean ± σ | rows/s | vs {reference} | CPU | peak RSS |{}\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|{}\n",
+        "| model | runs | median | min | max | mean ± σ | rows/s | vs {reference_name} | CPU | peak RSS |{}\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|{}\n",
         if bounds { " network bound |" } else { "" },
         if bounds { "---:|" } else { "" },
     );
@@ -192,7 +203,7 @@ pub fn summary_markdown(summaries: &[ModelSummary], reference: &str) -> String {
         let st = &m.stats;
         let rel = match m.speedup {
             Some(x) => format!("{:.1}× ± {:.1}", x.ratio, x.error),
-            None if m.model == reference => "1.0×".into(),
+            None if Some(m.label) == reference => "1.0×".into(),
             None => "–".into(),
         };
         let flags = if st.outliers.is_empty() {
@@ -207,7 +218,7 @@ pub fn summary_markdown(summaries: &[ModelSummary], reference: &str) -> String {
         };
         s.push_str(&format!(
             "| {} | {}{} | {:.2} s | {:.2} s | {:.2} s | {:.2} ± {:.2} s | {:.0} | {} | {:.2} s | {:.0} MB |{bound}\n",
-            m.model, st.runs, flags, st.median, st.min, st.max, st.mean, st.stddev, m.rows_per_sec, rel, m.median_cpu_secs, m.max_peak_rss_mb
+            m.label, st.runs, flags, st.median, st.min, st.max, st.mean, st.stddev, m.rows_per_sec, rel, m.median_cpu_secs, m.max_peak_rss_mb
         ));
     }
     if bounds {
@@ -221,7 +232,7 @@ pub fn summary_markdown(summaries: &[ModelSummary], reference: &str) -> String {
 pub fn sweep_table(points: &[Point], param: &str) -> String {
     use super::sweep::{ceilings, models};
 
-    let mut models = models(points);
+    let mut models: Vec<String> = models(points).iter().map(ToString::to_string).collect();
     let ceilings = ceilings(points);
     if !ceilings.is_empty() {
         models.push("ceiling".into());
@@ -241,7 +252,7 @@ pub fn sweep_table(points: &[Point], param: &str) -> String {
                 } else {
                     points
                         .iter()
-                        .find(|p| p.value == v && &p.model == m)
+                        .find(|p| p.value == v && p.model.to_string() == *m)
                         .map(|p| p.median_s)
                 };
                 median.map(|t| format!("{t:.2} s")).unwrap_or_default()
@@ -266,7 +277,7 @@ pub struct Environment {
     pub bucket: serde_json::Value,
     pub network: serde_json::Value,
     pub settings: serde_json::Value,
-    pub models: Vec<String>,
+    pub models: Vec<crate::models::Model>,
     pub runs: usize,
     pub warmup: usize,
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::runner::Run;
 use super::stats::{self, ChangeVerdict, Speedup};
 use super::summary::{self, ModelSummary};
+use crate::models::Label;
 
 /// Bumped on any change that renames, removes or retypes a field; adding
 /// a field does not bump it (readers must ignore fields they do not know).
@@ -187,8 +188,8 @@ pub struct BaselineSamples {
 impl From<&Run> for RunRecord {
     fn from(r: &Run) -> Self {
         RunRecord {
-            model: r.model.clone(),
-            write: r.write.clone(),
+            model: r.model.to_string(),
+            write: r.write.as_str().to_string(),
             run: r.run,
             wall_secs: r.wall_secs,
             files: r.files,
@@ -209,7 +210,7 @@ impl From<&Run> for RunRecord {
 /// (and a baseline) are computed over.
 pub fn measured<'a>(runs: &'a [Run], label: &'a str, matrix: bool) -> Vec<&'a Run> {
     runs.iter()
-        .filter(|r| r.run > 0 && r.verified && r.label(matrix) == label)
+        .filter(|r| r.run > 0 && r.verified && r.label(matrix).to_string() == label)
         .collect()
 }
 
@@ -222,7 +223,7 @@ impl Comparison {
     pub fn build(
         runs: &[Run],
         summaries: &[ModelSummary],
-        reference: &str,
+        reference: Option<Label>,
         title: &str,
         environment: Option<serde_json::Value>,
     ) -> Comparison {
@@ -232,16 +233,17 @@ impl Comparison {
             fetch_only_secs: fetch,
             load_only_secs: load,
         });
-        let has_reference = summaries.iter().any(|s| s.model == reference);
+        let has_reference = summaries.iter().any(|s| Some(s.label) == reference);
         let models = summaries
             .iter()
             .map(|s| {
                 let st = &s.stats;
-                let good = measured(runs, &s.model, matrix);
-                let is_ceiling = crate::models::is_ceiling(&s.model);
+                let name = s.label.to_string();
+                let good = measured(runs, &name, matrix);
+                let is_ceiling = s.label.model.is_ceiling();
                 let speedup = match s.speedup {
                     Some(x) => Some(ratio(x)),
-                    None if has_reference && s.model == reference => Some(SpeedRatio {
+                    None if has_reference && Some(s.label) == reference => Some(SpeedRatio {
                         ratio_of_means: 1.0,
                         ratio_of_means_error: 0.0,
                         ratio_of_medians: 1.0,
@@ -249,7 +251,7 @@ impl Comparison {
                     None => None,
                 };
                 ModelStats {
-                    model: s.model.clone(),
+                    model: name.clone(),
                     is_ceiling,
                     runs: st.runs,
                     median_secs: st.median,
@@ -277,7 +279,7 @@ impl Comparison {
             schema_version: SCHEMA_VERSION,
             generator: format!("bucketbench {}", env!("CARGO_PKG_VERSION")),
             title: title.to_string(),
-            reference: reference.to_string(),
+            reference: reference.map(|r| r.to_string()).unwrap_or_default(),
             verdict: verdict(summaries, reference),
             models,
             ceiling,
@@ -299,16 +301,17 @@ fn ratio(x: Speedup) -> SpeedRatio {
 /// The fastest model proper (by mean, the headline's measure) against the
 /// reference; when the reference is itself the fastest, against the
 /// runner-up.
-pub fn verdict(summaries: &[ModelSummary], reference: &str) -> Option<Verdict> {
+pub fn verdict(summaries: &[ModelSummary], reference: Option<Label>) -> Option<Verdict> {
+    let reference = reference?;
     let contenders: Vec<&ModelSummary> = summary::models_only(summaries).collect();
     let fastest = contenders
         .iter()
         .min_by(|a, b| a.stats.mean.total_cmp(&b.stats.mean))?;
-    let base = contenders.iter().find(|s| s.model == reference)?;
-    let (fast, slow) = if fastest.model == reference {
+    let base = contenders.iter().find(|s| s.label == reference)?;
+    let (fast, slow) = if fastest.label == reference {
         let runner_up = contenders
             .iter()
-            .filter(|s| s.model != reference)
+            .filter(|s| s.label != reference)
             .min_by(|a, b| a.stats.mean.total_cmp(&b.stats.mean))?;
         (*fastest, *runner_up)
     } else {
@@ -316,13 +319,13 @@ pub fn verdict(summaries: &[ModelSummary], reference: &str) -> Option<Verdict> {
     };
     let x = stats::speedup(&slow.stats, &fast.stats);
     Some(Verdict {
-        fastest: fast.model.clone(),
-        than: slow.model.clone(),
+        fastest: fast.label.to_string(),
+        than: slow.label.to_string(),
         ratio: x.ratio,
         error: x.error,
         text: format!(
             "{} ran {:.2} ± {:.2} times faster than {}",
-            fast.model, x.ratio, x.error, slow.model
+            fast.label, x.ratio, x.error, slow.label
         ),
     })
 }

@@ -8,6 +8,7 @@
 pub mod baseline;
 pub mod bound;
 pub mod charts;
+pub mod comparison;
 pub mod export;
 pub mod html;
 pub mod json;

@@ -11,6 +11,7 @@ use super::json::{BaselineFile, Comparison};
 use super::runner::Run;
 use super::summary::ModelSummary;
 use super::{baseline, export, html};
+use crate::models::Label;
 
 /// The noise threshold's default, in percent. criterion's 2 % suits
 /// micro-benchmarks on a quiet machine; these are whole passes over a
@@ -91,7 +92,7 @@ pub fn publish(
     out: &Path,
     runs: &[Run],
     summaries: &[ModelSummary],
-    reference: &str,
+    reference: Option<Label>,
     title: &str,
     environment: Option<serde_json::Value>,
     args: &PublishArgs,

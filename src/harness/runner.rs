@@ -13,14 +13,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::models::Knobs;
+use crate::cli::{ClientArgs, KnobArgs, S3Args};
+use crate::db::WriteStrategy;
+use crate::models::{Label, Model};
 use crate::report::PassSummary;
 use crate::sim::{Expected, verify};
 
-/// The hidden first argument that makes `compare` run one pass as a worker.
+/// The hidden subcommand that makes `compare` run one pass as a worker.
 pub const WORKER: &str = "__worker";
+
+/// The environment variable that carries a worker's [`WorkerSettings`] as
+/// JSON: not argv, which `ps` shows to every user of the machine.
+pub const SETTINGS_ENV: &str = "BUCKETBENCH_WORKER_SETTINGS";
 
 /// Where the runs go.
 #[derive(Debug, Clone)]
@@ -35,27 +41,36 @@ pub struct Target {
     pub expected: Option<Expected>,
 }
 
-/// How the child passes are configured.
+/// How the child passes are configured: the command line's own option
+/// groups, so a new flag in one of them reaches the workers (and
+/// `environment.json`) with no code of its own. Never credentials: the
+/// database URL and AWS keys travel in their own environment variables.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunSettings {
-    pub knobs: Knobs,
-    pub attempts: u32,
-    pub first_byte_timeout: f64,
-    pub max_object_bytes: u64,
+    pub knobs: KnobArgs,
+    pub client: ClientArgs,
+    pub s3: S3Args,
     /// Worker processes per run, all at once (scale-out).
     pub workers: usize,
-    /// S3 flags passed on to each worker (never credentials: those travel
-    /// in the environment).
-    #[serde(skip)]
-    pub s3_args: Vec<String>,
+}
+
+/// Everything one worker process needs, serialised once by the runner and
+/// read back by the worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerSettings {
+    pub model: Model,
+    pub bucket: String,
+    pub knobs: KnobArgs,
+    pub client: ClientArgs,
+    pub s3: S3Args,
 }
 
 /// One timed run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Run {
-    pub model: String,
+    pub model: Model,
     /// The write strategy of this run.
-    pub write: String,
+    pub write: WriteStrategy,
     /// 1-based; warm-up runs are numbered 0 and not kept in the statistics.
     pub run: usize,
     pub wall_secs: f64,
@@ -75,12 +90,8 @@ pub struct Run {
 impl Run {
     /// The name a run is summarised under: the model, or `model+write` in
     /// a matrix of models and write strategies.
-    pub fn label(&self, matrix: bool) -> String {
-        if matrix {
-            format!("{}+{}", self.model, self.write)
-        } else {
-            self.model.clone()
-        }
+    pub fn label(&self, matrix: bool) -> Label {
+        Label::new(self.model, self.write, matrix)
     }
 }
 
@@ -99,8 +110,8 @@ pub fn empty_database(client: &mut postgres::Client) -> anyhow::Result<()> {
 pub fn run_once(
     target: &Target,
     settings: &RunSettings,
-    model: &str,
-    write: crate::db::WriteStrategy,
+    model: Model,
+    write: WriteStrategy,
     run: usize,
     db: &mut postgres::Client,
     progress: Option<&indicatif::ProgressBar>,
@@ -108,31 +119,19 @@ pub fn run_once(
     super::scratch::ensure_inside(db, &target.schema)?;
     empty_database(db)?;
     let exe = std::env::current_exe().context("finding the compare executable")?;
-    let k = &settings.knobs;
+    let worker = WorkerSettings {
+        model,
+        bucket: target.bucket_url.clone(),
+        knobs: KnobArgs {
+            write,
+            ..settings.knobs.clone()
+        },
+        client: settings.client.clone(),
+        s3: settings.s3.clone(),
+    };
     let mut cmd = Command::new(exe);
     cmd.arg(WORKER)
-        .args(["--model", model, "--bucket", &target.bucket_url])
-        .args([
-            "--concurrency",
-            &k.concurrency.to_string(),
-            "--connections",
-            &k.connections.to_string(),
-            "--threads",
-            &k.threads.to_string(),
-            "--files-per-transaction",
-            &k.files_per_transaction.to_string(),
-            "--max-bytes-in-flight",
-            &k.max_bytes_in_flight.to_string(),
-        ])
-        .args(["--write", write.as_str()])
-        .args([
-            "--attempts",
-            &settings.attempts.to_string(),
-            "--first-byte-timeout",
-            &settings.first_byte_timeout.to_string(),
-        ])
-        .args(["--max-object-bytes", &settings.max_object_bytes.to_string()])
-        .args(&settings.s3_args)
+        .env(SETTINGS_ENV, serde_json::to_string(&worker)?)
         .env("DATABASE_URL", &target.database_url)
         .envs(crate::db::tls::ca_file().map(|p| ("PGSSLROOTCERT", p)))
         .stdin(Stdio::null())
@@ -176,17 +175,26 @@ pub fn run_once(
     let summary = &summaries[0];
     // fetch-only writes nothing by design: there is nothing to verify.
     let problems = match &target.expected {
-        _ if model == "fetch-only" => Vec::new(),
+        _ if !model.writes() => Vec::new(),
         Some(e) => verify(db, e)?,
-        None => consistency(db, summary)?,
+        // Keys that never reach the ledger: gone, unfetchable, refused by
+        // the client before a fetch, or left busy for a later pass.
+        None => verify::consistency(
+            db,
+            summary.listed
+                - summary.missing.len() as u64
+                - summary.fetch_errors.len() as u64
+                - summary.busy.len() as u64
+                - summary.refused.len() as u64,
+        )?,
     };
     let cpu = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     let sum = |f: &dyn Fn(&PassSummary) -> u64| summaries.iter().map(f).sum::<u64>();
     let max =
         |f: &dyn Fn(&PassSummary) -> Option<f64>| summaries.iter().filter_map(f).reduce(f64::max);
     Ok(Run {
-        model: model.to_string(),
-        write: write.as_str().to_string(),
+        model,
+        write,
         run,
         // The pass's own clock (the slowest worker's): listing, subtraction
         // and load, without the process start-up that no user of
@@ -268,31 +276,6 @@ pub fn kill_workers() {
         // SAFETY: pid is a worker we spawned and have not reaped yet.
         unsafe { libc::kill(*pid, libc::SIGKILL) };
     }
-}
-
-/// For a real bucket there is no generator to compare with: check that the
-/// ledger holds every fetched key and agrees with the rows, and no more.
-fn consistency(db: &mut postgres::Client, s: &PassSummary) -> anyhow::Result<Vec<String>> {
-    let mut problems = Vec::new();
-    let ledger: i64 = db
-        .query_one("SELECT count(*) FROM processed_files", &[])?
-        .get(0);
-    let want = s.listed - s.missing.len() as u64 - s.fetch_errors.len() as u64;
-    if ledger as u64 != want {
-        problems.push(format!(
-            "ledger holds {ledger} files, the listing has {want} fetchable keys"
-        ));
-    }
-    let rows: i64 = db
-        .query_one("SELECT (SELECT count(*) FROM songs) + (SELECT count(*) FROM movies) + (SELECT count(*) FROM apps)", &[])?
-        .get(0);
-    let ledger_rows: i64 = db.query_one("SELECT coalesce(sum(songs_rows + movies_rows + apps_rows), 0)::bigint FROM processed_files", &[])?.get(0);
-    if rows != ledger_rows {
-        problems.push(format!(
-            "tables hold {rows} rows, the ledger says {ledger_rows}"
-        ));
-    }
-    Ok(problems)
 }
 
 fn status_ok(status: i32) -> bool {

@@ -4,13 +4,16 @@ use serde::Serialize;
 
 use super::runner::Run;
 use super::stats::{Speedup, Stats, median, speedup};
+use crate::db::WriteStrategy;
+use crate::models::{Label, Model};
 
 /// The reference every speedup is relative to, when it ran.
-pub const REFERENCE: &str = "sync";
+pub const REFERENCE: Model = Model::Sync;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelSummary {
-    pub model: String,
+    /// The model, or model and write strategy in a matrix.
+    pub label: Label,
     /// Statistics of wall seconds over verified measured runs.
     pub stats: Stats,
     /// Median rows loaded per second.
@@ -27,12 +30,12 @@ pub struct ModelSummary {
 
 /// The label speedups are relative to: `sync` (`sync+insert` in a matrix,
 /// the original project's way), or the first label when that did not run.
-pub fn reference(labels: &[String], matrix: bool) -> String {
-    let preferred = if matrix { "sync+insert" } else { REFERENCE };
-    if labels.iter().any(|l| l == preferred) {
-        preferred.to_string()
+pub fn reference(labels: &[Label], matrix: bool) -> Option<Label> {
+    let preferred = Label::new(REFERENCE, WriteStrategy::Insert, matrix);
+    if labels.contains(&preferred) {
+        Some(preferred)
     } else {
-        labels.first().cloned().unwrap_or_default()
+        labels.first().copied()
     }
 }
 
@@ -40,16 +43,16 @@ pub fn reference(labels: &[String], matrix: bool) -> String {
 /// least one verified measured run; speedups are relative to `reference`.
 pub fn summarize(
     runs: &[Run],
-    labels: &[String],
+    labels: &[Label],
     matrix: bool,
-    reference: &str,
+    reference: Option<Label>,
 ) -> Vec<ModelSummary> {
     let mut out: Vec<ModelSummary> = labels
         .iter()
         .filter_map(|m| {
             let measured: Vec<&Run> = runs
                 .iter()
-                .filter(|r| &r.label(matrix) == m && r.run > 0)
+                .filter(|r| r.label(matrix) == *m && r.run > 0)
                 .collect();
             let good: Vec<&Run> = measured.iter().copied().filter(|r| r.verified).collect();
             let times: Vec<f64> = good.iter().map(|r| r.wall_secs).collect();
@@ -59,7 +62,7 @@ pub fn summarize(
                 .map(|r| r.rows as f64 / r.wall_secs.max(1e-9))
                 .collect();
             Some(ModelSummary {
-                model: m.clone(),
+                label: *m,
                 stats,
                 rows_per_sec: median(&rates),
                 speedup: None,
@@ -72,10 +75,10 @@ pub fn summarize(
         .collect();
     if let Some(base) = out
         .iter()
-        .find(|s| s.model == reference)
+        .find(|s| Some(s.label) == reference)
         .map(|s| s.stats.clone())
     {
-        for s in out.iter_mut().filter(|s| s.model != reference) {
+        for s in out.iter_mut().filter(|s| Some(s.label) != reference) {
             s.speedup = Some(speedup(&base, &s.stats));
         }
     }
@@ -85,22 +88,20 @@ pub fn summarize(
 /// The ceiling, when both were measured: the larger median of
 /// `fetch-only` and `load-only`, then each of the two.
 pub fn ceiling(summaries: &[ModelSummary]) -> Option<(f64, f64, f64)> {
-    let median = |name: &str| {
+    let median = |model: Model| {
         summaries
             .iter()
-            .find(|s| s.model == name)
+            .find(|s| s.label.model == model)
             .map(|s| s.stats.median)
     };
-    let (fetch, load) = (median("fetch-only")?, median("load-only")?);
+    let (fetch, load) = (median(Model::FetchOnly)?, median(Model::LoadOnly)?);
     Some((fetch.max(load), fetch, load))
 }
 
 /// The models proper, without the ceilings (which reports show as limits,
 /// not as contenders).
 pub fn models_only(summaries: &[ModelSummary]) -> impl Iterator<Item = &ModelSummary> {
-    summaries
-        .iter()
-        .filter(|s| !crate::models::is_ceiling(&s.model))
+    summaries.iter().filter(|s| !s.label.model.is_ceiling())
 }
 
 /// Each model's median against the ceiling, as Markdown lines.
@@ -114,7 +115,7 @@ pub fn efficiency(summaries: &[ModelSummary]) -> String {
     for m in models_only(summaries) {
         s.push_str(&format!(
             "| {} | {:.2} s | {:.2}× | {:.0} % |\n",
-            m.model,
+            m.label,
             m.stats.median,
             m.stats.median / ceiling,
             100.0 * ceiling / m.stats.median

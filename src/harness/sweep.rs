@@ -1,23 +1,24 @@
 //! `compare --sweep PARAM=V1,V2,…`: the whole comparison repeated for each
-//! value (each in a `compare` child process of its own, with its own
+//! value (one call of [`super::comparison::run`] each, with its own
 //! throwaway database and bucket, and always with the ceilings), then one
 //! CSV and one line chart of median time per model against the parameter,
 //! the ceiling drawn dashed beneath.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use anyhow::{Context, bail};
 
 use super::charts::{LineChart, Series, XScale, line_chart, series_styles};
+use super::comparison::{self, CompareArgs};
 use super::{export, unique};
-use crate::models::is_ceiling;
-use anyhow::{Context, bail};
+use crate::models::Label;
 
 /// One model's result at one value of the swept parameter.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Point {
     pub param: String,
     pub value: f64,
-    pub model: String,
+    pub model: Label,
     pub median_s: f64,
     pub min_s: f64,
     pub max_s: f64,
@@ -28,48 +29,31 @@ pub struct Point {
     pub bound_s: Option<f64>,
 }
 
-/// The flags that set the parameter in a child `compare`.
-fn flags(param: &str, value: &str) -> anyhow::Result<Vec<String>> {
-    Ok(match param {
-        "latency" => vec!["--latency-ms".into(), value.into()],
-        "concurrency" => vec![
-            "--concurrency".into(),
-            value.into(),
-            "--threads".into(),
-            value.into(),
-        ],
-        "files" => vec!["--files".into(), value.into()],
-        "workers" => vec!["--workers".into(), value.into()],
+/// `base` with the swept parameter set to `value`.
+fn with_value(base: &CompareArgs, param: &str, value: &str) -> anyhow::Result<CompareArgs> {
+    let mut args = base.clone();
+    let parsed = || {
+        value
+            .parse::<usize>()
+            .with_context(|| format!("--sweep {param} takes whole numbers, not {value:?}"))
+    };
+    match param {
+        "latency" => args.net.latency_ms = Some(value.parse()?),
+        "concurrency" => {
+            args.knobs.concurrency = parsed()?;
+            args.knobs.threads = parsed()?;
+        }
+        "files" => args.spec.files = Some(parsed()?),
+        "workers" => args.workers = parsed()?,
         other => bail!("cannot sweep {other:?}: choose latency, concurrency, files or workers"),
-    })
-}
-
-/// The command line without `--sweep X` and `--out Y`, to pass on.
-fn passthrough() -> Vec<String> {
-    let mut out = Vec::new();
-    let mut skip = false;
-    for a in std::env::args().skip(1) {
-        if skip {
-            skip = false;
-            continue;
-        }
-        if a == "--resume" {
-            continue;
-        }
-        if a == "--sweep" || a == "--out" {
-            skip = true;
-            continue;
-        }
-        if a.starts_with("--sweep=") || a.starts_with("--out=") {
-            continue;
-        }
-        out.push(a);
     }
-    out
+    Ok(args)
 }
 
 /// Runs the sweep; returns whether every run of every value was verified.
-pub fn run(sweep: &str, out: Option<PathBuf>, profile: &str, resume: bool) -> anyhow::Result<bool> {
+pub fn run(base: &CompareArgs) -> anyhow::Result<bool> {
+    let sweep = base.sweep.as_deref().context("no --sweep to run")?;
+    let (profile, resume) = (base.spec.profile.as_str(), base.resume);
     let (param, values) = sweep
         .split_once('=')
         .context("--sweep takes PARAM=V1,V2,… (for example latency=0,5,20,60,150)")?;
@@ -85,12 +69,13 @@ pub fn run(sweep: &str, out: Option<PathBuf>, profile: &str, resume: bool) -> an
     for v in &values {
         v.parse::<f64>()
             .with_context(|| format!("--sweep value {v:?} is not a number"))?;
-        flags(param, v)?;
+        with_value(base, param, v)?;
     }
-    let out =
-        out.unwrap_or_else(|| PathBuf::from("results").join(format!("{profile}-sweep-{param}")));
+    let out = base
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("results").join(format!("{profile}-sweep-{param}")));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let exe = std::env::current_exe()?;
     let mut points = Vec::new();
     let mut all_ok = true;
     for v in &values {
@@ -107,17 +92,19 @@ pub fn run(sweep: &str, out: Option<PathBuf>, profile: &str, resume: bool) -> an
             );
             // The ceilings are what each value's chart line is drawn
             // against; they cost two short runs.
-            let mut args = passthrough();
-            if !args.iter().any(|a| a == "--ceilings") {
-                args.push("--ceilings".into());
+            let mut args = with_value(base, param, v)?;
+            args.ceilings = true;
+            args.no_ceilings = false;
+            args.sweep = None;
+            args.resume = false;
+            args.out = Some(dir.clone());
+            match comparison::run(args) {
+                Ok(ok) => all_ok &= ok,
+                Err(e) => {
+                    eprintln!("error: sweep {param}={v}: {}", crate::error::chain(&*e));
+                    all_ok = false;
+                }
             }
-            let status = Command::new(&exe)
-                .args(args)
-                .args(flags(param, v)?)
-                .arg("--out")
-                .arg(&dir)
-                .status()?;
-            all_ok &= status.success();
         }
         points.extend(read_summary(&dir.join("summary.csv"), param, v.parse()?)?);
     }
@@ -160,7 +147,9 @@ fn read_summary(path: &Path, param: &str, value: f64) -> anyhow::Result<Vec<Poin
         out.push(Point {
             param: param.into(),
             value,
-            model: rec[m].to_string(),
+            model: rec[m]
+                .parse()
+                .with_context(|| format!("reading {}", path.display()))?,
             median_s: f(med),
             min_s: f(min),
             max_s: f(max),
@@ -173,12 +162,12 @@ fn read_summary(path: &Path, param: &str, value: f64) -> anyhow::Result<Vec<Poin
 }
 
 /// The models proper, without the ceilings.
-pub(crate) fn models(points: &[Point]) -> Vec<String> {
+pub(crate) fn models(points: &[Point]) -> Vec<Label> {
     unique(
         points
             .iter()
-            .filter(|p| !is_ceiling(&p.model))
-            .map(|p| p.model.clone()),
+            .filter(|p| !p.model.model.is_ceiling())
+            .map(|p| p.model),
     )
 }
 
@@ -190,7 +179,7 @@ pub(crate) fn ceilings(points: &[Point]) -> Vec<(f64, f64)> {
         .filter_map(|v| {
             points
                 .iter()
-                .filter(|p| p.value == v && is_ceiling(&p.model))
+                .filter(|p| p.value == v && p.model.model.is_ceiling())
                 .map(|p| p.median_s)
                 .reduce(f64::max)
                 .map(|c| (v, c))
@@ -209,16 +198,17 @@ fn chart(path: &Path, points: &[Point], param: &str) -> anyhow::Result<()> {
         _ => ("files in the bucket (log scale)", XScale::Log),
     };
     let models = models(points);
+    let names: Vec<String> = models.iter().map(Label::to_string).collect();
     let series = models
         .iter()
-        .zip(series_styles(&models))
+        .zip(series_styles(&names))
         .map(|(m, (color, marker))| Series {
-            label: m.clone(),
+            label: m.to_string(),
             color,
             marker,
             points: points
                 .iter()
-                .filter(|p| &p.model == m)
+                .filter(|p| p.model == *m)
                 .map(|p| (p.value, p.median_s))
                 .collect(),
         })

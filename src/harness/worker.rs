@@ -1,35 +1,23 @@
 //! The child side of a timed run: one pass, its summary as JSON on stdout.
 
-use clap::Parser;
+use anyhow::Context;
 
+use super::runner::{SETTINGS_ENV, WorkerSettings};
 use crate::bucket::BucketLocation;
-use crate::cli::{ClientArgs, KnobArgs, S3Args};
 use crate::pass::{PassConfig, run_pass};
 
-#[derive(Parser, Debug)]
-struct WorkerArgs {
-    #[arg(long)]
-    model: String,
-    #[arg(long)]
-    bucket: String,
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: String,
-    #[command(flatten)]
-    s3: S3Args,
-    #[command(flatten)]
-    client: ClientArgs,
-    #[command(flatten)]
-    knobs: KnobArgs,
-}
-
-/// Runs the worker with `args` (the arguments after `__worker`).
-pub fn main(args: impl Iterator<Item = String>) -> ! {
-    let args = WorkerArgs::parse_from(std::iter::once("compare-worker".to_string()).chain(args));
+/// Runs one pass with the settings the runner put in the environment.
+pub fn main() -> ! {
     let result = (|| {
-        let model = crate::models::by_name(&args.model)?;
+        let json = std::env::var(SETTINGS_ENV)
+            .with_context(|| format!("a worker needs {SETTINGS_ENV} (set by compare's runner)"))?;
+        let args: WorkerSettings = serde_json::from_str(&json)
+            .with_context(|| format!("reading the worker settings in {SETTINGS_ENV}"))?;
+        let database_url = std::env::var("DATABASE_URL").context("a worker needs DATABASE_URL")?;
+        let model = args.model.ingestor();
         let cfg = PassConfig {
             bucket: BucketLocation::parse_with(&args.bucket, &args.s3.options())?,
-            database_url: args.database_url.clone(),
+            database_url,
             client: args.client.config(),
             knobs: args.knobs.knobs(),
             progress: false,

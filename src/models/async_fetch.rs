@@ -4,16 +4,17 @@
 
 use futures::StreamExt as _;
 
+use super::Model;
 use super::{Ingestor, Job, Step, Todo, fetch_steps, runtime, write_error};
 use crate::bucket::async_client::AsyncClient;
 use crate::db::{self, sync_writer};
 use crate::report::FileResult;
 
-pub struct AsyncFetch;
+pub struct AsyncFetchModel;
 
-impl Ingestor for AsyncFetch {
-    fn name(&self) -> &'static str {
-        "async-fetch"
+impl Ingestor for AsyncFetchModel {
+    fn model(&self) -> Model {
+        Model::AsyncFetch
     }
 
     fn load(&self, job: &Job<'_>, todo: Todo) -> anyhow::Result<()> {
@@ -40,7 +41,7 @@ impl Ingestor for AsyncFetch {
                 Ok(())
             });
             rt.block_on(async {
-                let mut fetched = fetch_steps(job, &http, todo, "async-fetch");
+                let mut fetched = fetch_steps(job, &http, todo, Model::AsyncFetch.name());
                 while let Some(done) = fetched.next().await {
                     // A closed channel means the writer failed; its error is returned below.
                     if tx.send(done?).await.is_err() {

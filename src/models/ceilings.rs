@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use futures::StreamExt as _;
 
+use super::Model;
 use super::{Ingestor, Job, Step, Todo, fetch_steps, runtime};
 use crate::bucket::async_client::AsyncClient;
 use crate::bucket::budget::Held;
@@ -40,15 +41,15 @@ async fn fetch_all(
     Ok(out)
 }
 
-pub struct FetchOnly;
+pub struct FetchOnlyCeiling;
 
-impl Ingestor for FetchOnly {
-    fn name(&self) -> &'static str {
-        "fetch-only"
+impl Ingestor for FetchOnlyCeiling {
+    fn model(&self) -> Model {
+        Model::FetchOnly
     }
 
     fn load(&self, job: &Job<'_>, todo: Todo) -> anyhow::Result<()> {
-        let steps = runtime()?.block_on(fetch_all(job, todo, "fetch-only"))?;
+        let steps = runtime()?.block_on(fetch_all(job, todo, Model::FetchOnly.name()))?;
         for (key, next) in steps {
             let result = match next {
                 Step::Done(r) => r,
@@ -61,16 +62,16 @@ impl Ingestor for FetchOnly {
     }
 }
 
-pub struct LoadOnly;
+pub struct LoadOnlyCeiling;
 
-impl Ingestor for LoadOnly {
-    fn name(&self) -> &'static str {
-        "load-only"
+impl Ingestor for LoadOnlyCeiling {
+    fn model(&self) -> Model {
+        Model::LoadOnly
     }
 
     fn load(&self, job: &Job<'_>, todo: Todo) -> anyhow::Result<()> {
         let rt = runtime()?;
-        let steps = rt.block_on(fetch_all(job, todo, "load-only"))?;
+        let steps = rt.block_on(fetch_all(job, todo, Model::LoadOnly.name()))?;
         rt.block_on(async {
             let pool = async_writer::pool(job.database_url, job.knobs.connections)?;
             drop(

@@ -8,17 +8,18 @@ use std::sync::Mutex;
 
 use futures::StreamExt as _;
 
+use super::Model;
 use super::{Ingestor, Job, Step, Todo, refuse_key, runtime, step, todo_stream};
 use crate::bucket::async_client::AsyncClient;
 use crate::bucket::budget::{Held, Reservation};
 use crate::db::async_writer;
 use crate::report::FileResult;
 
-pub struct Async;
+pub struct AsyncModel;
 
-impl Ingestor for Async {
-    fn name(&self) -> &'static str {
-        "async"
+impl Ingestor for AsyncModel {
+    fn model(&self) -> Model {
+        Model::Async
     }
 
     fn load(&self, job: &Job<'_>, todo: Todo) -> anyhow::Result<()> {
@@ -54,9 +55,11 @@ impl Ingestor for Async {
                             if async_writer::already_loaded(&checks, &obj.key).await {
                                 return (obj.key, Step::Done(FileResult::AlreadyLoaded));
                             }
-                            let next = match refuse_key(&obj, "async") {
+                            let next = match refuse_key(&obj, Model::Async.name()) {
                                 Some(refused) => refused,
-                                None => step(&obj, "async", write, http.get(&url).await),
+                                None => {
+                                    step(&obj, Model::Async.name(), write, http.get(&url).await)
+                                }
                             };
                             (obj.key, next)
                         })

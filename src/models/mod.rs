@@ -5,16 +5,21 @@
 pub mod async_fetch;
 pub mod ceilings;
 pub mod full_async;
+mod model;
 pub mod sync;
 pub mod threads;
+
+pub use model::{Label, Model};
 
 use std::sync::Arc;
 
 use crate::bucket::budget::{self, Budget, Held};
 use crate::bucket::{BucketLocation, ClientConfig, FetchError, Fetched, NetStats, ObjectRef};
 use crate::db::WritePlan;
-pub use crate::pass::Todo;
 use crate::report::{FileResult, Tally};
+
+/// The keys a model is to load, in listing order; closed when the listing ends.
+pub type Todo = tokio::sync::mpsc::Receiver<ObjectRef>;
 
 /// Concurrency knobs. Each model reads the ones that apply to it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -69,40 +74,29 @@ pub struct Job<'a> {
 /// Every implementation keeps the ledger's exactly-once guarantee by
 /// writing each file through [`crate::db::WritePlan`] in one transaction.
 pub trait Ingestor: Send + Sync {
-    /// The name used on the command line and in reports.
-    fn name(&self) -> &'static str;
+    /// Which model this is.
+    fn model(&self) -> Model;
+    /// The name used on the command line, in the ledger and in reports.
+    fn name(&self) -> &'static str {
+        self.model().name()
+    }
     /// Processes the keys `todo` yields until it closes, recording each
     /// file's outcome in `job.tally`. An error means the pass cannot go on
     /// (the database is gone).
     fn load(&self, job: &Job<'_>, todo: Todo) -> anyhow::Result<()>;
 }
 
-/// The ceilings `compare --ceilings` measures beside the models.
-pub const CEILINGS: &[&str] = &["fetch-only", "load-only"];
-
-/// Whether `name` is one of the [`CEILINGS`] rather than a model proper.
-pub fn is_ceiling(name: &str) -> bool {
-    CEILINGS.contains(&name)
-}
-
-/// Every model name, in the order reports list them.
-pub const NAMES: &[&str] = &["sync", "async-fetch", "async", "threads"];
+/// Every model's name, in the order reports list them.
+pub const NAMES: &[&str] = &[
+    Model::MODELS[0].name(),
+    Model::MODELS[1].name(),
+    Model::MODELS[2].name(),
+    Model::MODELS[3].name(),
+];
 
 /// Looks a model up by name.
 pub fn by_name(name: &str) -> anyhow::Result<Box<dyn Ingestor>> {
-    match name {
-        "sync" => Ok(Box::new(sync::Sync)),
-        "async-fetch" => Ok(Box::new(async_fetch::AsyncFetch)),
-        "async" => Ok(Box::new(full_async::Async)),
-        "threads" => Ok(Box::new(threads::Threads)),
-        "fetch-only" => Ok(Box::new(ceilings::FetchOnly)),
-        "load-only" => Ok(Box::new(ceilings::LoadOnly)),
-        "test-drop-one" => Ok(Box::new(DropOne)),
-        other => anyhow::bail!(
-            "unknown model {other:?}; choose one of: {}",
-            NAMES.join(", ")
-        ),
-    }
+    Ok(name.parse::<Model>()?.ingestor())
 }
 
 /// What to do with one fetched key: write a plan, or nothing more. A plan
@@ -177,22 +171,24 @@ pub(crate) fn write_error(key: &str, e: anyhow::Error) -> anyhow::Error {
     anyhow::anyhow!(
         "writing {}: {}",
         crate::report::short_key(key),
-        crate::report::chain(&e)
+        crate::error::chain(&*e)
     )
 }
 
-/// Test-only, hidden from [`NAMES`]: `sync` that silently skips the first
-/// key, so tests can prove the harness catches a load that is not exact.
-pub struct DropOne;
+/// Test-only (the `test-models` feature): `sync` that silently skips the
+/// first key, so tests can prove the harness catches a load that is not exact.
+#[cfg(feature = "test-models")]
+pub struct DropOneModel;
 
-impl Ingestor for DropOne {
-    fn name(&self) -> &'static str {
-        "test-drop-one"
+#[cfg(feature = "test-models")]
+impl Ingestor for DropOneModel {
+    fn model(&self) -> Model {
+        Model::TestDropOne
     }
 
     fn load(&self, job: &Job<'_>, mut todo: Todo) -> anyhow::Result<()> {
         let _dropped = todo.blocking_recv();
-        sync::Sync.load(job, todo)
+        sync::SyncModel.load(job, todo)
     }
 }
 

@@ -1,17 +1,18 @@
 //! `sync`: ureq and the `postgres` client, one file at a time. The baseline
 //! every other model is measured against.
 
+use super::Model;
 use super::{Ingestor, Job, Step, Todo, refuse_key, step, write_error};
 use crate::bucket::ObjectRef;
 use crate::bucket::sync_client::SyncClient;
 use crate::db::{self, sync_writer};
 use crate::report::FileResult;
 
-pub struct Sync;
+pub struct SyncModel;
 
-impl Ingestor for Sync {
-    fn name(&self) -> &'static str {
-        "sync"
+impl Ingestor for SyncModel {
+    fn model(&self) -> Model {
+        Model::Sync
     }
 
     fn load(&self, job: &Job<'_>, mut todo: Todo) -> anyhow::Result<()> {

@@ -5,16 +5,17 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::Model;
 use super::sync::fetch_and_write;
 use super::{Ingestor, Job, Todo};
 use crate::bucket::sync_client::SyncClient;
 use crate::db;
 
-pub struct Threads;
+pub struct ThreadsModel;
 
-impl Ingestor for Threads {
-    fn name(&self) -> &'static str {
-        "threads"
+impl Ingestor for ThreadsModel {
+    fn model(&self) -> Model {
+        Model::Threads
     }
 
     fn load(&self, job: &Job<'_>, todo: Todo) -> anyhow::Result<()> {
@@ -44,7 +45,7 @@ impl Ingestor for Threads {
                 let Some(obj) = todo.lock().unwrap().blocking_recv() else {
                     break;
                 };
-                match fetch_and_write(&http, &mut pg, job, &obj, "threads") {
+                match fetch_and_write(&http, &mut pg, job, &obj, Model::Threads.name()) {
                     Ok(r) => job.tally.record(&obj.key, r),
                     Err(e) => return fail(e),
                 }

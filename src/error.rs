@@ -1,0 +1,74 @@
+//! Errors callers branch on, as types rather than message text, and the one
+//! helper that puts an error and its causes on one line.
+
+/// A database failure a caller decides on: reconnect and retry, or tell the
+/// user how to trust the server. Anything else stays an `anyhow::Error`
+/// with context.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The pool could not hand out a connection (the server is down or
+    /// every connection is gone); worth waiting and retrying.
+    #[error("getting a database connection: {0}")]
+    PoolExhausted(String),
+    /// The server's TLS certificate was refused (unknown CA, wrong name,
+    /// expired).
+    #[error("{0}")]
+    CertificateRefused(String),
+}
+
+/// An error and its causes on one line, each cause once: PostgreSQL errors
+/// carry detail on later lines and in their source, and a one-line cause is
+/// what a user needs on the terminal.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let s_msg = s.to_string();
+        if !msg.contains(&s_msg) {
+            msg.push_str(": ");
+            msg.push_str(&s_msg);
+        }
+        src = s.source();
+    }
+    msg.replace('\n', " ")
+}
+
+/// Whether a TLS peer's certificate was refused somewhere in `e`'s causes.
+/// rustls errors reach us wrapped in `std::io::Error`, whose `source`
+/// skips the wrapped error itself, so each io error is opened too.
+#[cfg(feature = "io")]
+pub fn is_certificate_refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    let refused = |c: &(dyn std::error::Error + 'static)| {
+        c.downcast_ref::<rustls::Error>().is_some_and(|r| {
+            matches!(
+                r,
+                rustls::Error::InvalidCertificate(_)
+                    | rustls::Error::NoCertificatesPresented
+                    | rustls::Error::AlertReceived(
+                        rustls::AlertDescription::BadCertificate
+                            | rustls::AlertDescription::UnknownCA
+                            | rustls::AlertDescription::CertificateUnknown
+                    )
+            )
+        }) || matches!(
+            c.downcast_ref::<DbError>(),
+            Some(DbError::CertificateRefused(_))
+        )
+    };
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if refused(c) {
+            return true;
+        }
+        if let Some(inner) = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            if is_certificate_refused(inner) {
+                return true;
+            }
+        }
+        cause = c.source();
+    }
+    false
+}
