@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bucketbench::cli::{self, NetArgs, S3Args, SpecArgs};
-use bucketbench::sim::{Conditions, ServeOptions, SimAuth, SimBucket};
+use bucketbench::sim::{ServeOptions, SimAuth, SimBucket};
 use clap::{Parser, Subcommand};
 
 /// A seeded, realistic S3-like bucket for tests and benchmarks.
@@ -15,6 +15,36 @@ use clap::{Parser, Subcommand};
 struct Args {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    verbosity: cli::Verbosity,
+}
+
+/// S3 API options of `upload` (the listing options of [`S3Args`],
+/// `--suffix` and `--manifest`, mean nothing when writing).
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "S3 API")]
+struct UploadS3Args {
+    /// S3 endpoint for S3-compatible stores (MinIO, Ceph, R2, moto); default
+    /// AWS_ENDPOINT_URL, then AWS itself.
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// Region; default AWS_REGION, then AWS_DEFAULT_REGION, then us-east-1.
+    #[arg(long)]
+    region: Option<String>,
+    /// Path-style URLs even on AWS (always used for custom endpoints).
+    #[arg(long)]
+    path_style: bool,
+}
+
+impl UploadS3Args {
+    fn s3(&self) -> S3Args {
+        S3Args {
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            path_style: self.path_style,
+            ..S3Args::default()
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -30,13 +60,13 @@ enum Command {
         #[command(flatten)]
         net: NetArgs,
         /// Every this many seconds, add new files and delete old ones.
-        #[arg(long)]
+        #[arg(long, help_heading = "Churn", allow_negative_numbers = true, value_parser = cli::positive_f64)]
         churn_every: Option<f64>,
         /// Files added per churn step.
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = 2, help_heading = "Churn")]
         churn_add: usize,
         /// Files deleted per churn step.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, help_heading = "Churn")]
         churn_delete: usize,
         /// Write the expected load result (for the current listing) here.
         #[arg(long)]
@@ -60,7 +90,7 @@ enum Command {
         /// Destination, s3://BUCKET[/PREFIX] (created if missing).
         to: String,
         #[command(flatten)]
-        s3: S3Args,
+        s3: UploadS3Args,
         /// Also write the expected result here.
         #[arg(long)]
         expected: Option<PathBuf>,
@@ -79,8 +109,9 @@ enum Command {
 }
 
 fn main() {
-    cli::init_logging();
-    if let Err(e) = run(Args::parse()) {
+    let args = Args::parse();
+    args.verbosity.init_logging();
+    if let Err(e) = run(args) {
         cli::exit_with(e);
     }
 }
@@ -93,7 +124,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             s3,
             expected,
         } => {
-            let to = bucketbench::bucket::BucketLocation::parse_with(&to, &s3.options())?;
+            let to = bucketbench::bucket::BucketLocation::parse_with(&to, &s3.s3().options())?;
             let bucket = SimBucket::generate(spec.spec());
             let n = bucketbench::sim::upload::upload(&bucket, &to)?;
             if let Some(p) = expected {
@@ -156,7 +187,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 bucket: bucket_name.clone(),
                 auth,
             };
-            let server = bucket.serve_with(net.conditions(Conditions::default()), addr, options)?;
+            let server = bucket.serve_with(net.conditions(cli::DEFAULT_NETWORK), addr, options)?;
             println!("{}", server.base_url());
             std::io::stdout().flush()?;
             eprintln!(
