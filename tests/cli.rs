@@ -192,3 +192,25 @@ fn psql_passes_what_follows_it_to_psql() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), "4242");
 }
+
+#[test]
+fn completions_are_generated_for_each_shell() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        for (bin, args) in [
+            (env!("CARGO_BIN_EXE_ingest"), vec!["--completions", shell]),
+            (env!("CARGO_BIN_EXE_bucket"), vec!["completions", shell]),
+        ] {
+            let out = run(bin, &args);
+            assert!(
+                out.status.success(),
+                "{bin} {args:?}: {}",
+                text(&out.stderr)
+            );
+            let script = text(&out.stdout);
+            assert!(
+                script.contains("--bucket") || script.contains("serve"),
+                "{bin} {shell}: {script}"
+            );
+        }
+    }
+}

@@ -95,6 +95,12 @@ enum Command {
         #[arg(long)]
         expected: Option<PathBuf>,
     },
+    /// Print a completion script for this shell on stdout
+    /// (`bucket completions bash > /etc/bash_completion.d/bucket`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Write the objects, `files_list.data` and `expected.json` to a directory.
     Generate {
         #[command(flatten)]
@@ -118,6 +124,16 @@ fn main() {
 
 fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(
+                shell,
+                &mut Args::command(),
+                "bucket",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
         Command::Upload {
             spec,
             to,

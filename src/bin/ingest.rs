@@ -21,7 +21,7 @@ use clap::Parser;
 struct Args {
     /// Bucket: a base URL (manifest mode: `<URL>/files_list.data` lists the
     /// keys) or `s3://BUCKET[/PREFIX]` (S3 API mode).
-    #[arg(short, long, required_unless_present = "psql")]
+    #[arg(short, long, required_unless_present_any = ["psql", "completions"])]
     bucket: Option<String>,
     /// Execution model.
     #[arg(short, long, default_value = "sync", value_parser = clap::builder::PossibleValuesParser::new(models::NAMES))]
@@ -42,6 +42,10 @@ struct Args {
     retry_failed: bool,
     #[command(flatten)]
     verbosity: cli::Verbosity,
+    /// Print a completion script for this shell on stdout and exit
+    /// (`ingest --completions bash > /etc/bash_completion.d/ingest`).
+    #[arg(long, value_name = "SHELL", help_heading = "Output")]
+    completions: Option<clap_complete::Shell>,
     /// PostgreSQL URL. Without it, a private server runs from the installed
     /// binaries with its data in --data-dir.
     #[arg(
@@ -73,6 +77,16 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
+    if let Some(shell) = args.completions {
+        use clap::CommandFactory as _;
+        clap_complete::generate(
+            shell,
+            &mut Args::command(),
+            "ingest",
+            &mut std::io::stdout(),
+        );
+        return;
+    }
     args.verbosity.init_logging();
     embedded::install_signal_handler();
     if let Err(e) = run(args) {
