@@ -9,6 +9,7 @@ use crate::models::Knobs;
 
 /// HTTP client options.
 #[derive(Debug, Clone, clap::Args, serde::Serialize, serde::Deserialize)]
+#[command(next_help_heading = "HTTP client")]
 pub struct ClientArgs {
     /// Largest object to download, in bytes; larger ones are refused while
     /// streaming and recorded as failed.
@@ -16,21 +17,21 @@ pub struct ClientArgs {
     pub max_object_bytes: u64,
     /// Attempts per request, the first included (5xx, timeouts and resets
     /// are retried with exponential backoff and jitter).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..))]
     pub attempts: u32,
     /// Seconds to wait for response headers before retrying on a fresh
     /// connection.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 2.0, allow_negative_numbers = true, value_parser = positive_f64)]
     pub first_byte_timeout: f64,
     /// Seconds any object download may take whatever its size, headers
     /// included; larger objects get more time at --min-download-rate. A
     /// download past its deadline is retried like a stall.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = 30.0, allow_negative_numbers = true, value_parser = positive_f64)]
     pub download_timeout: f64,
     /// Slowest average download rate, in KiB/s, allowed beyond
     /// --download-timeout: an object of N KiB must arrive within
     /// download-timeout + N / min-download-rate seconds.
-    #[arg(long, default_value_t = 64.0)]
+    #[arg(long, default_value_t = 64.0, allow_negative_numbers = true, value_parser = positive_f64)]
     pub min_download_rate: f64,
     /// PEM file of extra root certificates to trust (TLS is always verified).
     #[arg(long)]
@@ -56,22 +57,23 @@ impl ClientArgs {
 
 /// Concurrency knobs of the execution models.
 #[derive(Debug, Clone, clap::Args, serde::Serialize, serde::Deserialize)]
+#[command(next_help_heading = "Execution model")]
 pub struct KnobArgs {
     /// Files in flight in the async models.
-    #[arg(long, default_value_t = Knobs::default().concurrency)]
+    #[arg(long, default_value_t = Knobs::default().concurrency, allow_negative_numbers = true, value_parser = at_least_one)]
     pub concurrency: usize,
     /// Database connections in the `async` model's pool.
-    #[arg(long, default_value_t = Knobs::default().connections)]
+    #[arg(long, default_value_t = Knobs::default().connections, allow_negative_numbers = true, value_parser = at_least_one)]
     pub connections: usize,
     /// Worker threads in the `threads` model.
-    #[arg(long, default_value_t = Knobs::default().threads)]
+    #[arg(long, default_value_t = Knobs::default().threads, allow_negative_numbers = true, value_parser = at_least_one)]
     pub threads: usize,
     /// How rows are written: a prepared INSERT per row, UNNEST batches, or COPY.
     #[arg(long, value_enum, default_value = "copy")]
     pub write: crate::db::WriteStrategy,
     /// Files one transaction may carry in the `async` model (group commit:
     /// each file still commits whole or not at all). 1: a transaction per file.
-    #[arg(long, default_value_t = Knobs::default().files_per_transaction)]
+    #[arg(long, default_value_t = Knobs::default().files_per_transaction, allow_negative_numbers = true, value_parser = at_least_one)]
     pub files_per_transaction: usize,
     /// Memory for files fetched but not yet written, all files of every
     /// model together: each reserves 3.5 times its size (5 with `--write
@@ -93,6 +95,86 @@ impl KnobArgs {
             write: self.write,
             files_per_transaction: self.files_per_transaction.max(1),
             max_bytes_in_flight: self.max_bytes_in_flight,
+        }
+    }
+}
+
+/// A count of at least one (`--concurrency 0` is refused, not read as 1).
+pub fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<i128>() {
+        Ok(n) if n >= 1 && n <= usize::MAX as i128 => Ok(n as usize),
+        Ok(_) => Err("must be at least 1".into()),
+        Err(_) => Err(format!("`{s}` is not a whole number")),
+    }
+}
+
+fn number(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err(format!("`{s}` is not a number")),
+    }
+}
+
+/// A number of seconds or a rate that must be above zero.
+pub fn positive_f64(s: &str) -> Result<f64, String> {
+    let v = number(s)?;
+    if v > 0.0 {
+        Ok(v)
+    } else {
+        Err("must be greater than 0".into())
+    }
+}
+
+/// A delay or a bandwidth: zero allowed, negative refused.
+pub fn non_negative_f64(s: &str) -> Result<f64, String> {
+    let v = number(s)?;
+    if v >= 0.0 {
+        Ok(v)
+    } else {
+        Err("must not be negative".into())
+    }
+}
+
+/// A share between 0 and 1.
+pub fn share(s: &str) -> Result<f64, String> {
+    let v = number(s)?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err("must be between 0 and 1".into())
+    }
+}
+
+/// `-v`/`-q`: how much is logged when `RUST_LOG` does not say.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Output")]
+pub struct Verbosity {
+    /// More logs: -v info (each retry, each pass), -vv debug.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Errors only: no warnings, no progress bar, no informational lines.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+impl Verbosity {
+    /// The log level these flags ask for.
+    pub fn level(&self) -> &'static str {
+        match (self.quiet, self.verbose) {
+            (true, _) => "error",
+            (false, 0) => "warn",
+            (false, 1) => "info",
+            (false, _) => "debug",
+        }
+    }
+
+    /// Starts logging: `RUST_LOG` when set and no flag was given, else the
+    /// flags' level.
+    pub fn init_logging(&self) {
+        if self.quiet || self.verbose > 0 {
+            init_logging_with(Some(self.level()));
+        } else {
+            init_logging();
         }
     }
 }
@@ -121,12 +203,21 @@ const CHATTY_CLIENTS: &[&str] = &[
 /// no `RUST_LOG` directive, however specific, lifts it), and every line is
 /// passed through [`crate::secret::redact_text`] on its way out.
 pub fn init_logging() {
+    init_logging_with(None)
+}
+
+/// [`init_logging`] at `level` whatever `RUST_LOG` says, when given.
+pub fn init_logging_with(level: Option<&str>) {
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::filter::{FilterExt as _, LevelFilter, Targets};
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
-    let wanted =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let wanted = match level {
+        Some(l) => l.into(),
+        None => {
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into())
+        }
+    };
     let cap = Targets::new()
         .with_default(LevelFilter::TRACE)
         .with_targets(CHATTY_CLIENTS.iter().map(|t| (*t, LevelFilter::INFO)));
@@ -144,6 +235,11 @@ struct RedactingStderr(std::io::Stderr);
 
 impl std::io::Write for RedactingStderr {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // Being interrupted: the servers are stopping under the workers,
+        // whose complaints would bury the one line that matters.
+        if crate::db::embedded::interrupted() {
+            return Ok(buf.len());
+        }
         let line = crate::secret::redact_text(&String::from_utf8_lossy(buf));
         self.0.write_all(line.as_bytes())?;
         Ok(buf.len())
@@ -155,8 +251,11 @@ impl std::io::Write for RedactingStderr {
 }
 
 /// Prints `error: <cause chain on one line>`, secrets removed, and exits
-/// non-zero.
+/// non-zero (130 when the run was interrupted, like a shell).
 pub fn exit_with(e: anyhow::Error) -> ! {
+    if crate::db::embedded::interrupted() {
+        crate::db::embedded::exit_interrupted();
+    }
     eprintln!(
         "error: {}",
         crate::secret::redact_text(&crate::error::chain(&*e))
@@ -166,6 +265,7 @@ pub fn exit_with(e: anyhow::Error) -> ! {
 
 /// Which simulated bucket to generate.
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Simulated bucket")]
 pub struct SpecArgs {
     /// Bucket profile.
     #[arg(long, value_enum, default_value = "seed")]
@@ -174,10 +274,10 @@ pub struct SpecArgs {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Override the profile's file count.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = at_least_one)]
     pub files: Option<usize>,
     /// Override the profile's median records per file.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = at_least_one)]
     pub records: Option<usize>,
 }
 
@@ -187,23 +287,37 @@ impl SpecArgs {
     }
 }
 
+/// Network conditions of the default run, shared by `compare` and `bucket
+/// serve`: an S3 bucket in another region. S3 answers small GETs in tens of
+/// milliseconds; a cross-region round trip adds tens more, so 60 ms to first
+/// byte with 20 ms of jitter, and 100 Mbit/s per connection.
+pub const DEFAULT_NETWORK: crate::sim::Conditions = crate::sim::Conditions {
+    latency_ms: 60.0,
+    jitter_ms: 20.0,
+    bandwidth_mbps: 100.0,
+    error_rate: 0.0,
+    stall_rate: 0.0,
+};
+
 /// Network conditions the simulated bucket injects per request.
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Simulated network")]
 pub struct NetArgs {
-    /// Time to first byte, in milliseconds.
-    #[arg(long)]
+    /// Time to first byte, in milliseconds [default: 60].
+    #[arg(long, allow_negative_numbers = true, value_parser = non_negative_f64)]
     pub latency_ms: Option<f64>,
-    /// Extra uniform random delay up to this many milliseconds.
-    #[arg(long)]
+    /// Extra uniform random delay up to this many milliseconds [default: 20].
+    #[arg(long, allow_negative_numbers = true, value_parser = non_negative_f64)]
     pub jitter_ms: Option<f64>,
-    /// Bandwidth per connection in megabits per second (0: unlimited).
-    #[arg(long)]
+    /// Bandwidth per connection in megabits per second (0: unlimited)
+    /// [default: 100].
+    #[arg(long, allow_negative_numbers = true, value_parser = non_negative_f64)]
     pub bandwidth_mbps: Option<f64>,
     /// Share of requests answered 500/503 or cut mid-body (0 to 1).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_parser = share)]
     pub error_rate: f64,
     /// Share of requests that never answer (0 to 1).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_parser = share)]
     pub stall_rate: f64,
 }
 
@@ -224,6 +338,7 @@ impl NetArgs {
 /// from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`;
 /// without them requests are anonymous.
 #[derive(Debug, Clone, Default, clap::Args, serde::Serialize, serde::Deserialize)]
+#[command(next_help_heading = "S3 API mode")]
 pub struct S3Args {
     /// S3 endpoint for S3-compatible stores (MinIO, Ceph, R2, moto); default
     /// AWS_ENDPOINT_URL, then AWS itself.
@@ -257,6 +372,7 @@ impl S3Args {
 
 /// `--db-ca-file`: a PEM CA to trust for the database's TLS certificate.
 #[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Database")]
 pub struct DbTlsArgs {
     /// PEM file of the CA that signed the PostgreSQL server's certificate
     /// (default PGSSLROOTCERT). TLS is used whenever the server offers it

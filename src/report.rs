@@ -73,8 +73,13 @@ pub struct KeyReason {
 pub struct PassSummary {
     pub model: String,
     pub listed: u64,
-    /// In the ledger before the pass, or claimed by another worker during it.
+    /// In the ledger as `loaded` before the pass, or claimed by another
+    /// worker during it.
     pub already_loaded: u64,
+    /// In the ledger as `failed` before the pass and not tried again (see
+    /// `retried` for those that were).
+    #[serde(default)]
+    pub failed_earlier: u64,
     /// Files this pass committed with status `loaded`.
     pub loaded: u64,
     /// Files this pass committed with status `failed` (not JSON, not an array, too large).
@@ -136,33 +141,91 @@ impl PassSummary {
         self.songs + self.movies + self.apps
     }
 
-    /// Human-readable lines for the terminal.
-    pub fn render(&self) -> String {
-        let mut s = String::new();
-        let secs = self.elapsed_secs;
-        s.push_str(&format!(
-            "{} files listed: {} loaded, {} already loaded, {} failed, {} missing (404), {} fetch errors{}\n",
-            self.listed, self.loaded, self.already_loaded, self.failed.len(), self.missing.len(), self.fetch_errors.len(),
-            if self.refused.is_empty() { String::new() } else { format!(", {} refused keys", self.refused.len()) }
-        ));
-        s.push_str(&format!(
-            "rows: {} songs, {} movies, {} apps; {} rejected records, {} skipped (other types)\n",
-            self.songs, self.movies, self.apps, self.rejected, self.skipped
-        ));
-        s.push_str(&format!(
-            "{} requests ({} retries), {:.1} MB in {:.2} s with model {}",
-            self.requests,
-            self.retries,
-            self.bytes as f64 / 1e6,
-            secs,
-            self.model
-        ));
-        if self.loaded == 0
+    /// Whether the pass found nothing to do and nothing to report.
+    pub fn nothing_new(&self) -> bool {
+        self.loaded == 0
             && self.failed.is_empty()
             && self.fetch_errors.is_empty()
             && self.busy.is_empty()
             && self.refused.is_empty()
-        {
+            && self.missing.is_empty()
+            && self.retried.is_empty()
+            && self.etag_changed.is_empty()
+    }
+
+    /// For `--watch`: one line with the time for a pass with nothing new
+    /// (a daemon's quiet hours stay readable), else the time and the full
+    /// summary.
+    pub fn render_timestamped<Tz: chrono::TimeZone>(&self, at: chrono::DateTime<Tz>) -> String
+    where
+        Tz::Offset: std::fmt::Display,
+    {
+        let ts = at.format("%Y-%m-%d %H:%M:%S");
+        if self.nothing_new() {
+            let mut held = vec![format!("{} already loaded", self.already_loaded)];
+            if self.failed_earlier > 0 {
+                held.push(format!("{} failed earlier", self.failed_earlier));
+            }
+            format!(
+                "{ts} nothing new: {} ({}) in {:.2} s",
+                plural(self.listed, "file listed", "files listed"),
+                held.join(", "),
+                self.elapsed_secs
+            )
+        } else {
+            format!("{ts}\n{}", self.render())
+        }
+    }
+
+    /// Human-readable lines for the terminal.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let secs = self.elapsed_secs;
+        let mut counts = vec![
+            format!("{} loaded", self.loaded),
+            format!("{} already loaded", self.already_loaded),
+        ];
+        if self.failed_earlier > 0 {
+            counts.push(format!("{} failed earlier", self.failed_earlier));
+        }
+        counts.extend([
+            format!("{} failed", self.failed.len()),
+            format!("{} missing (404)", self.missing.len()),
+            plural(
+                self.fetch_errors.len() as u64,
+                "fetch error",
+                "fetch errors",
+            ),
+        ]);
+        if !self.refused.is_empty() {
+            counts.push(plural(
+                self.refused.len() as u64,
+                "refused key",
+                "refused keys",
+            ));
+        }
+        s.push_str(&format!(
+            "{}: {}\n",
+            plural(self.listed, "file listed", "files listed"),
+            counts.join(", ")
+        ));
+        s.push_str(&format!(
+            "rows: {} songs, {} movies, {} apps; {}, {} skipped (other types)\n",
+            self.songs,
+            self.movies,
+            self.apps,
+            plural(self.rejected, "rejected record", "rejected records"),
+            self.skipped
+        ));
+        s.push_str(&format!(
+            "{} ({}), {:.1} MB in {:.2} s with model {}",
+            plural(self.requests, "request", "requests"),
+            plural(self.retries, "retry", "retries"),
+            self.bytes as f64 / 1e6,
+            secs,
+            self.model
+        ));
+        if self.nothing_new() {
             s.push_str("\nnothing new to load");
         }
         for f in &self.refused {
@@ -223,12 +286,21 @@ impl Tally {
         }
     }
 
-    /// Notes a listed page: `listed` keys, `already` of them in the ledger,
+    /// Notes a listed page: `listed` keys, `already` of them loaded before
+    /// and `failed_earlier` recorded failed before (and not retried),
     /// `new` handed to the model, and keys whose ETag changed since loaded.
-    pub fn listed(&self, listed: u64, already: u64, new: u64, etag_changed: Vec<String>) {
+    pub fn listed(
+        &self,
+        listed: u64,
+        already: u64,
+        failed_earlier: u64,
+        new: u64,
+        etag_changed: Vec<String>,
+    ) {
         let mut s = self.summary.lock().unwrap();
         s.listed += listed;
         s.already_loaded += already;
+        s.failed_earlier += failed_earlier;
         s.etag_changed.extend(etag_changed);
         if let Some(bar) = &self.bar {
             bar.inc_length(new);
@@ -289,7 +361,12 @@ impl Tally {
         }
         if let Some(bar) = &self.bar {
             bar.inc(1);
-            bar.set_message(format!("{} rows", s.rows()));
+            let secs = bar.elapsed().as_secs_f64().max(0.001);
+            bar.set_message(format!(
+                "{} rows, {}",
+                s.rows(),
+                crate::pass::rate(s.rows() as f64 / secs, "rows")
+            ));
         }
     }
 
@@ -306,6 +383,11 @@ impl Tally {
         s.elapsed_secs = elapsed.as_secs_f64();
         s
     }
+}
+
+/// `1 request`, `2 requests`.
+pub fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Characters of a key shown in an error or log line.
@@ -355,6 +437,54 @@ mod tests {
             100 + "… (4500 bytes)".chars().count()
         );
         assert_eq!(short_key("a\nb"), "a\\nb");
+    }
+
+    #[test]
+    fn counts_read_in_the_singular_and_the_plural() {
+        let one = PassSummary {
+            listed: 1,
+            loaded: 1,
+            requests: 1,
+            retries: 1,
+            rejected: 1,
+            ..Default::default()
+        };
+        let text = one.render();
+        assert!(text.starts_with("1 file listed: 1 loaded"), "{text}");
+        assert!(text.contains("1 rejected record,"), "{text}");
+        assert!(text.contains("1 request (1 retry)"), "{text}");
+        let two = PassSummary {
+            listed: 2,
+            requests: 2,
+            ..Default::default()
+        };
+        assert!(two.render().contains("2 requests (0 retries)"));
+    }
+
+    #[test]
+    fn a_quiet_watch_pass_is_one_timestamped_line() {
+        use chrono::TimeZone as _;
+        let at = chrono::Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+        let quiet = PassSummary {
+            listed: 3,
+            already_loaded: 2,
+            failed_earlier: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            quiet.render_timestamped(at),
+            "2026-01-02 03:04:05 nothing new: 3 files listed (2 already loaded, 1 failed earlier) in 0.00 s"
+        );
+        let busy = PassSummary {
+            listed: 1,
+            loaded: 1,
+            ..Default::default()
+        };
+        let text = busy.render_timestamped(at);
+        assert!(
+            text.starts_with("2026-01-02 03:04:05\n1 file listed"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -504,8 +504,12 @@ fn a_failed_file_is_retried_when_its_object_changes_or_with_retry_failed() {
     // Unchanged: left alone, unless asked.
     let again = sim_pass(&server, &db);
     assert_eq!(
-        (again.failed.len(), again.already_loaded),
-        (0, 1),
+        (
+            again.failed.len(),
+            again.already_loaded,
+            again.failed_earlier
+        ),
+        (0, 0, 1),
         "{again:?}"
     );
     let m = models::by_name("sync").unwrap();

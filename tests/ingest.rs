@@ -328,7 +328,15 @@ fn failed_files_are_recorded_with_their_reason_and_load_nothing() {
     // them: it GETs the manifest and only HEADs each known key, to learn
     // whether its object changed.
     let again = pass(&server.base_url(), &db, "sync");
-    assert_eq!((again.already_loaded, again.requests), (4, 5));
+    assert_eq!(
+        (again.already_loaded, again.failed_earlier, again.requests),
+        (2, 2, 5)
+    );
+    let text = again.render();
+    assert!(
+        text.starts_with("4 files listed: 0 loaded, 2 already loaded, 2 failed earlier,"),
+        "{text}"
+    );
     assert_eq!(
         again.bytes,
         "ok.json\ngarbage.json\nobject.json\nempty.json\n".len() as u64
@@ -480,8 +488,198 @@ fn an_unreachable_bucket_exits_non_zero_with_one_clear_line() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.lines().count(), 1, "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    // Each retry is said as it happens, then the one error line.
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].contains("attempt 1 of 2 failed, next try in"),
+        "{err}"
+    );
+    assert!(lines[1].starts_with("error: cannot list bucket"), "{err}");
+}
+
+/// A private data directory for the embedded server as root, reachable by
+/// the `postgres` user (like the default /var/lib/bucketbench/postgres).
+fn root_data_dir() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix("bucketbench-test-data")
+        .tempdir()
+        .unwrap();
+    let data = dir.path().join("pg");
+    (dir, data)
+}
+
+#[test]
+fn an_unreachable_bucket_is_found_before_the_embedded_server_starts() {
+    let (_dir, data) = root_data_dir();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = ingest()
+        .env(bucketbench::db::embedded::ROOT_DATA_DIR_ENV, &data)
+        .env("XDG_DATA_HOME", &data)
+        .args([
+            "--bucket",
+            &format!("http://127.0.0.1:{port}"),
+            "--attempts",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.starts_with("error: cannot list bucket"), "{err}");
+    assert!(!data.exists(), "a server was started for nothing: {err}");
+}
+
+#[test]
+fn the_default_data_dir_is_the_same_from_any_working_directory() {
+    let (dir, data) = root_data_dir();
+    let a = song_file("a");
+    let server = serve(store_with(&[("a.json", &a)], "a.json\n"));
+    let home = dir.path().join("home");
+    let run = |cwd: &std::path::Path| {
+        std::fs::create_dir_all(cwd).unwrap();
+        let out = ingest()
+            .current_dir(cwd)
+            .env(bucketbench::db::embedded::ROOT_DATA_DIR_ENV, &data)
+            .env("HOME", &home)
+            .env("XDG_DATA_HOME", home.join("xdg"))
+            .args(["--bucket", &server.base_url(), "--json"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{err}");
+        (
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(),
+            err,
+        )
+    };
+    let (first, err) = run(&dir.path().join("one"));
+    assert_eq!(first["loaded"], 1);
+    // Running as root (as the tests do): the root location, said on stderr.
+    let expected = if unsafe { libc_geteuid() } == 0 {
+        data.clone()
+    } else {
+        home.join("xdg/bucketbench/postgres")
+    };
+    assert_eq!(
+        err.trim(),
+        format!(
+            "using the embedded PostgreSQL in {} (port {})",
+            expected.display(),
+            err.trim()
+                .rsplit("port ")
+                .next()
+                .unwrap()
+                .trim_end_matches(')')
+        )
+    );
+    let (second, _) = run(&dir.path().join("two"));
+    assert_eq!(
+        (second["loaded"].as_u64(), second["already_loaded"].as_u64()),
+        (Some(0), Some(1))
+    );
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+#[test]
+fn ctrl_c_prints_one_line_and_exits_130() {
+    use std::io::BufRead as _;
+    let (_dir, data) = root_data_dir();
+    let bodies: Vec<(String, Vec<u8>)> = (0..200)
+        .map(|i| (format!("k{i:03}.json"), song_file(&format!("s{i}"))))
+        .collect();
+    let files: Vec<(&str, &[u8])> = bodies
+        .iter()
+        .map(|(k, b)| (k.as_str(), b.as_slice()))
+        .collect();
+    let manifest: String = bodies.iter().map(|(k, _)| format!("{k}\n")).collect();
+    let server = serve_with(
+        store_with(&files, &manifest),
+        bucketbench::sim::Conditions {
+            latency_ms: 200.0,
+            ..Default::default()
+        },
+    );
+    let mut child = ingest()
+        .env(bucketbench::db::embedded::ROOT_DATA_DIR_ENV, &data)
+        .env("XDG_DATA_HOME", &data)
+        .args([
+            "--bucket",
+            &server.base_url(),
+            "--model",
+            "async",
+            "--concurrency",
+            "4",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    stderr.read_line(&mut first).unwrap();
+    assert!(
+        first.starts_with("using the embedded PostgreSQL"),
+        "{first}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert_eq!(status.code(), Some(130), "{rest}");
+    assert_eq!(rest, "interrupted\n");
+}
+
+#[test]
+fn watch_says_a_pass_with_nothing_new_in_one_timestamped_line() {
+    use std::io::BufRead as _;
+    let db = fresh_db();
+    let server = serve(store_with(&[], ""));
+    let mut child = ingest()
+        .args([
+            "--bucket",
+            &server.base_url(),
+            "--database-url",
+            &db,
+            "-w",
+            "--interval",
+            "0.2",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    for _ in 0..2 {
+        let mut l = String::new();
+        out.read_line(&mut l).unwrap();
+        lines.push(l);
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for l in &lines {
+        let (date, rest) = l.split_at(19);
+        assert!(
+            chrono::NaiveDateTime::parse_from_str(date, "%Y-%m-%d %H:%M:%S").is_ok(),
+            "{lines:?}"
+        );
+        assert!(
+            rest.starts_with(" nothing new: 0 files listed"),
+            "{lines:?}"
+        );
+    }
 }
 
 #[test]

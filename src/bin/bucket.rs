@@ -18,6 +18,36 @@ use clap::{Parser, Subcommand};
 struct Args {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    verbosity: cli::Verbosity,
+}
+
+/// S3 API options of `upload` (the listing options of [`S3Args`],
+/// `--suffix` and `--manifest`, mean nothing when writing).
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "S3 API")]
+struct UploadS3Args {
+    /// S3 endpoint for S3-compatible stores (MinIO, Ceph, R2, moto); default
+    /// AWS_ENDPOINT_URL, then AWS itself.
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// Region; default AWS_REGION, then AWS_DEFAULT_REGION, then us-east-1.
+    #[arg(long)]
+    region: Option<String>,
+    /// Path-style URLs even on AWS (always used for custom endpoints).
+    #[arg(long)]
+    path_style: bool,
+}
+
+impl UploadS3Args {
+    fn s3(&self) -> S3Args {
+        S3Args {
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            path_style: self.path_style,
+            ..S3Args::default()
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -35,13 +65,13 @@ enum Command {
         #[command(flatten)]
         fidelity: FidelityArgs,
         /// Every this many seconds, add new files and delete old ones.
-        #[arg(long)]
+        #[arg(long, help_heading = "Churn", allow_negative_numbers = true, value_parser = cli::positive_f64)]
         churn_every: Option<f64>,
         /// Files added per churn step.
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = 2, help_heading = "Churn")]
         churn_add: usize,
         /// Files deleted per churn step.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, help_heading = "Churn")]
         churn_delete: usize,
         /// Write the expected load result (for the current listing) here.
         #[arg(long)]
@@ -65,10 +95,16 @@ enum Command {
         /// Destination, s3://BUCKET[/PREFIX] (created if missing).
         to: String,
         #[command(flatten)]
-        s3: S3Args,
+        s3: UploadS3Args,
         /// Also write the expected result here.
         #[arg(long)]
         expected: Option<PathBuf>,
+    },
+    /// Print a completion script for this shell on stdout
+    /// (`bucket completions bash > /etc/bash_completion.d/bucket`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
     /// Write the objects, `files_list.data` and `expected.json` to a directory.
     Generate {
@@ -132,7 +168,8 @@ impl FidelityArgs {
         let base = Conditions {
             error_rate: net.error_rate.clamp(0.0, 1.0),
             stall_rate: net.stall_rate.clamp(0.0, 1.0),
-            ..Conditions::default()
+            // `custom` starts from compare's default network.
+            ..cli::DEFAULT_NETWORK
         };
         let (preset_conditions, mut model) = self.network.apply(base, self.tls);
         let conditions = net.conditions(preset_conditions);
@@ -164,21 +201,32 @@ impl FidelityArgs {
 }
 
 fn main() {
-    cli::init_logging();
-    if let Err(e) = run(Args::parse()) {
+    let args = Args::parse();
+    args.verbosity.init_logging();
+    if let Err(e) = run(args) {
         cli::exit_with(e);
     }
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(
+                shell,
+                &mut Args::command(),
+                "bucket",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
         Command::Upload {
             spec,
             to,
             s3,
             expected,
         } => {
-            let to = bucketbench::bucket::BucketLocation::parse_with(&to, &s3.options())?;
+            let to = bucketbench::bucket::BucketLocation::parse_with(&to, &s3.s3().options())?;
             let bucket = SimBucket::generate(spec.spec());
             let n = bucketbench::sim::upload::upload(&bucket, &to)?;
             if let Some(p) = expected {

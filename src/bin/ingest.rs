@@ -14,57 +14,90 @@ use bucketbench::secret;
 use clap::Parser;
 
 /// Loads the JSON files of a bucket into PostgreSQL, each key exactly once.
+///
+/// Short flags: -b bucket, -m model, -w watch, -i interval, -j json,
+/// -v/-q more or fewer logs.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
     /// Bucket: a base URL (manifest mode: `<URL>/files_list.data` lists the
     /// keys) or `s3://BUCKET[/PREFIX]` (S3 API mode).
-    #[arg(long, required_unless_present = "psql")]
+    #[arg(short, long, required_unless_present_any = ["psql", "completions"])]
     bucket: Option<String>,
-    /// PostgreSQL URL. Without it, a private server runs from the installed
-    /// binaries with its data in --data-dir.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: Option<String>,
-    /// Data directory of the embedded PostgreSQL (kept between runs).
-    #[arg(long, default_value = ".bucketbench/postgres")]
-    data_dir: PathBuf,
     /// Execution model.
-    #[arg(long, value_enum, default_value_t = Model::Sync)]
+    #[arg(short, long, value_enum, default_value_t = Model::Sync)]
     model: Model,
     /// Repeat passes until interrupted.
-    #[arg(long)]
+    #[arg(short, long)]
     watch: bool,
     /// Seconds between the start of one pass and the next, with --watch.
-    #[arg(long, default_value_t = 60.0)]
+    #[arg(short, long, default_value_t = 60.0, allow_negative_numbers = true, value_parser = cli::positive_f64)]
     interval: f64,
     /// Print each pass's summary as one JSON object on stdout.
-    #[arg(long)]
+    #[arg(short, long)]
     json: bool,
     /// Try every key the ledger records as failed again, changed or not
     /// (a failed key whose object changed is always tried again). With
     /// --watch, on the first pass only.
     #[arg(long)]
     retry_failed: bool,
-    /// Open psql on the embedded database instead of ingesting.
-    #[arg(long)]
-    psql: bool,
+    #[command(flatten)]
+    verbosity: cli::Verbosity,
+    /// Print a completion script for this shell on stdout and exit
+    /// (`ingest --completions bash > /etc/bash_completion.d/ingest`).
+    #[arg(long, value_name = "SHELL", help_heading = "Output")]
+    completions: Option<clap_complete::Shell>,
+    /// PostgreSQL URL. Without it, a private server runs from the installed
+    /// binaries with its data in --data-dir.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        help_heading = "Database"
+    )]
+    database_url: Option<String>,
+    /// Data directory of the embedded PostgreSQL, kept between runs
+    /// [default: $XDG_DATA_HOME/bucketbench/postgres, else
+    /// ~/.local/share/bucketbench/postgres; as root
+    /// /var/lib/bucketbench/postgres].
+    #[arg(long, help_heading = "Database")]
+    data_dir: Option<PathBuf>,
+    /// Open psql on the database instead of ingesting; what follows is
+    /// passed to psql (`--psql -c 'select 1'`), so put it last.
+    #[arg(long, num_args = 0.., allow_hyphen_values = true, value_name = "PSQL_ARGS", help_heading = "Database")]
+    psql: Option<Vec<String>>,
+    #[command(flatten)]
+    db_tls: cli::DbTlsArgs,
     #[command(flatten)]
     s3: S3Args,
     #[command(flatten)]
     client: ClientArgs,
     #[command(flatten)]
     knobs: KnobArgs,
-    #[command(flatten)]
-    db_tls: cli::DbTlsArgs,
 }
 
 fn main() {
-    cli::init_logging();
-    embedded::install_signal_handler();
     let args = Args::parse();
+    if let Some(shell) = args.completions {
+        use clap::CommandFactory as _;
+        clap_complete::generate(
+            shell,
+            &mut Args::command(),
+            "ingest",
+            &mut std::io::stdout(),
+        );
+        return;
+    }
+    args.verbosity.init_logging();
+    embedded::install_signal_handler();
     if let Err(e) = run(args) {
         cli::exit_with(e);
     }
+}
+
+/// Whether informational lines (the data directory, spinners) are shown.
+fn chatty(args: &Args) -> bool {
+    !args.verbosity.quiet
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
@@ -72,16 +105,33 @@ fn run(args: Args) -> anyhow::Result<()> {
     let model = args.model.ingestor();
     // A bad bucket URL should fail before a database is started for nothing.
     let bucket = match &args.bucket {
-        Some(b) if !args.psql => Some(BucketLocation::parse_with(b, &args.s3.options())?),
+        Some(b) if args.psql.is_none() => Some(BucketLocation::parse_with(b, &args.s3.options())?),
         _ => None,
     };
+    let cfg_client = args.client.config();
     let mut server = None;
     let database_url = match &args.database_url {
         Some(url) => url.clone(),
         None => {
-            let pg = EmbeddedPostgres::start(Flavor::Persistent(args.data_dir.clone()))
-                .context("starting the embedded PostgreSQL")?;
-            if !args.json {
+            // An unreachable bucket is found (its retries said as they
+            // happen) before seconds go into starting a server for nothing.
+            // A daemon (--watch) starts anyway: the bucket may come back.
+            if let (Some(b), false) = (&bucket, args.watch) {
+                probe_bucket(b, &cfg_client)?;
+            }
+            let data_dir = match &args.data_dir {
+                Some(d) => d.clone(),
+                None => embedded::default_data_dir()?,
+            };
+            let spinner = (chatty(&args) && std::io::stderr().is_terminal())
+                .then(|| bucketbench::pass::spinner("starting the embedded PostgreSQL"));
+            let started = EmbeddedPostgres::start(Flavor::Persistent(data_dir))
+                .context("starting the embedded PostgreSQL");
+            if let Some(s) = spinner {
+                s.finish_and_clear();
+            }
+            let pg = started?;
+            if chatty(&args) {
                 eprintln!(
                     "using the embedded PostgreSQL in {} (port {})",
                     pg.data_dir().display(),
@@ -93,15 +143,15 @@ fn run(args: Args) -> anyhow::Result<()> {
             url
         }
     };
-    if args.psql {
-        return open_psql(&database_url, server.as_ref());
+    if let Some(psql_args) = &args.psql {
+        return open_psql(&database_url, server.as_ref(), psql_args);
     }
     let cfg = PassConfig {
         bucket: bucket.expect("--bucket is required without --psql"),
         database_url,
-        client: args.client.config(),
+        client: cfg_client,
         knobs: args.knobs.knobs(),
-        progress: !args.json && std::io::stderr().is_terminal(),
+        progress: !args.json && chatty(&args) && std::io::stderr().is_terminal(),
     };
     let mut opts = PassOptions {
         retry_failed: args.retry_failed,
@@ -115,6 +165,8 @@ fn run(args: Args) -> anyhow::Result<()> {
                 // quote a URL: the one redaction, on everything printed.
                 let text = if args.json {
                     serde_json::to_string(&summary)?
+                } else if args.watch {
+                    summary.render_timestamped(chrono::Local::now())
                 } else {
                     summary.render()
                 };
@@ -131,17 +183,35 @@ fn run(args: Args) -> anyhow::Result<()> {
             break;
         }
         opts.retry_failed = false;
-        let wait =
-            Duration::from_secs_f64(args.interval.max(0.0)).saturating_sub(started.elapsed());
+        let wait = Duration::from_secs_f64(args.interval).saturating_sub(started.elapsed());
         std::thread::sleep(wait);
     }
     drop(server);
     Ok(())
 }
 
+/// Lists the bucket's first page and stops: the bucket answers, or the
+/// run fails with the listing's error.
+fn probe_bucket(
+    bucket: &BucketLocation,
+    client: &bucketbench::bucket::ClientConfig,
+) -> anyhow::Result<()> {
+    let stats = std::sync::Arc::new(bucketbench::bucket::NetStats::default());
+    let lister = bucketbench::bucket::sync_client::SyncClient::new(client.clone(), stats)?;
+    let mut answered = false;
+    let listed = bucketbench::bucket::list::list(&lister, bucket, &mut |_| {
+        answered = true;
+        anyhow::bail!("probe: stop after the first page")
+    });
+    match listed {
+        Err(e) if !answered => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// Runs `psql` on the database, passing the password in the environment so
 /// it never shows in the process list.
-fn open_psql(url: &str, server: Option<&EmbeddedPostgres>) -> anyhow::Result<()> {
+fn open_psql(url: &str, server: Option<&EmbeddedPostgres>, extra: &[String]) -> anyhow::Result<()> {
     let psql = server
         .map(|s| s.bindir().join("psql"))
         .filter(|p| p.is_file())
@@ -155,7 +225,8 @@ fn open_psql(url: &str, server: Option<&EmbeddedPostgres>) -> anyhow::Result<()>
         .arg("-U")
         .arg(parsed.username())
         .arg("-d")
-        .arg(parsed.path().trim_start_matches('/'));
+        .arg(parsed.path().trim_start_matches('/'))
+        .args(extra);
     if let Some(pw) = parsed.password() {
         cmd.env("PGPASSWORD", pw);
     }

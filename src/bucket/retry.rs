@@ -54,6 +54,8 @@ pub(crate) struct Retrier<'a> {
     stats: &'a super::NetStats,
     url: &'a str,
     attempt: u32,
+    /// Say each retry at `warn` (see [`Retrier::announced`]).
+    announce: bool,
 }
 
 impl<'a> Retrier<'a> {
@@ -63,7 +65,16 @@ impl<'a> Retrier<'a> {
             stats,
             url,
             attempt: 0,
+            announce: false,
         }
+    }
+
+    /// Says each retry at `warn` instead of `info`: for requests nothing
+    /// else happens during (the listing), so that a bucket that does not
+    /// answer is not seconds of silence before the error.
+    pub(crate) fn announced(mut self) -> Self {
+        self.announce = true;
+        self
     }
 
     /// Counts a request about to be sent.
@@ -85,21 +96,40 @@ impl<'a> Retrier<'a> {
             }
             super::sync_client::Attempt::Retry(why) => {
                 self.stats.add(&self.stats.retries, 1);
-                tracing::debug!(
-                    url = super::location::shown(self.url),
-                    attempt = self.attempt + 1,
-                    why,
-                    "retrying"
-                );
-                Ok(self.policy.delay(self.attempt + 1))
+                let wait = self.policy.delay(self.attempt + 1);
+                let line = retry_line(&why, self.attempt, self.policy.max_attempts, wait);
+                let url = super::location::shown(self.url);
+                if self.announce {
+                    tracing::warn!(url, "{line}");
+                } else {
+                    tracing::info!(url, "{line}");
+                }
+                Ok(wait)
             }
         }
     }
 }
 
+/// What a retry says: what failed, which attempt of how many, and when
+/// the next one goes.
+pub fn retry_line(why: &str, attempt: u32, of: u32, wait: Duration) -> String {
+    format!(
+        "{why}: attempt {attempt} of {of} failed, next try in {:.1} s",
+        wait.as_secs_f64()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_retry_line_says_what_failed_the_attempt_and_the_wait() {
+        assert_eq!(
+            retry_line("HTTP 503 for x", 2, 5, Duration::from_millis(1500)),
+            "HTTP 503 for x: attempt 2 of 5 failed, next try in 1.5 s"
+        );
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

@@ -89,7 +89,7 @@ impl SyncClient {
     /// interpret (the listing turns S3's XML errors into words and refuses
     /// an HTML page for a manifest).
     pub fn get_raw(&self, url: &str) -> Result<RawResponse, FetchError> {
-        self.with_retries(url, || {
+        self.with_retries(url, true, || {
             let started = std::time::Instant::now();
             let mut resp = self.agent.get(url).call().map_err(classify)?;
             let status = resp.status().as_u16();
@@ -115,9 +115,13 @@ impl SyncClient {
     fn with_retries<T>(
         &self,
         url: &str,
+        announce: bool,
         mut attempt_once: impl FnMut() -> Result<T, Attempt>,
     ) -> Result<T, FetchError> {
         let mut retrier = super::retry::Retrier::new(&self.cfg.retry, &self.stats, url);
+        if announce {
+            retrier = retrier.announced();
+        }
         loop {
             retrier.begin();
             match attempt_once() {
@@ -170,7 +174,7 @@ impl SyncClient {
 
     /// GETs one object with retries, reading at most `max_object_bytes`.
     pub fn get(&self, url: &str) -> Result<Fetched, FetchError> {
-        self.with_retries(url, || self.try_get(url))
+        self.with_retries(url, false, || self.try_get(url))
     }
 
     fn try_get(&self, url: &str) -> Result<Fetched, Attempt> {

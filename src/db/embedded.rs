@@ -218,11 +218,34 @@ pub fn on_interrupt(hook: fn()) {
     HOOKS.lock().unwrap_or_else(|p| p.into_inner()).push(hook);
 }
 
-/// On Ctrl-C or SIGTERM: run the [`on_interrupt`] hooks, stop every
-/// embedded server cleanly (fast shutdown), delete throwaway data, then
+/// Set once Ctrl-C or SIGTERM arrived (see [`interrupted`]).
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the process is being interrupted: from then on, what fails
+/// fails because the servers are being stopped, so logs are held back
+/// (the user asked to stop; a lost connection is no news).
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// For a thread that fails while the signal handler is stopping the
+/// servers: waits for the handler to exit (bounded), so the only line
+/// printed is the handler's.
+pub fn exit_interrupted() -> ! {
+    std::thread::sleep(Duration::from_secs(30));
+    std::process::exit(130);
+}
+
+/// On Ctrl-C or SIGTERM: hold back logs, run the [`on_interrupt`] hooks
+/// (the progress bar is cleared there), stop every embedded server cleanly
+/// (fast shutdown), delete throwaway data, then print `interrupted` and
 /// exit with status 130. Binaries call this once at start.
 pub fn install_signal_handler() {
     let _ = ctrlc::set_handler(|| {
+        if INTERRUPTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            // A second Ctrl-C while stopping: the first is already at it.
+            return;
+        }
         let hooks = HOOKS.lock().map(|h| h.clone()).unwrap_or_default();
         for hook in hooks {
             hook();
@@ -244,6 +267,43 @@ pub fn install_signal_handler() {
         eprintln!("interrupted");
         std::process::exit(130);
     });
+}
+
+/// Environment variable naming the data directory used when running as
+/// root (default [`ROOT_DATA_DIR`]); tests point it at a temporary directory.
+pub const ROOT_DATA_DIR_ENV: &str = "BUCKETBENCH_ROOT_DATA_DIR";
+
+/// The embedded server's data directory when running as root: the server
+/// runs as the `postgres` system user, which cannot enter a home directory
+/// of mode 700, so the cluster lives where a system service's would.
+pub const ROOT_DATA_DIR: &str = "/var/lib/bucketbench/postgres";
+
+/// The default data directory of `ingest`'s embedded server, the same from
+/// any working directory (cron, systemd, another shell): as root
+/// [`ROOT_DATA_DIR`] (or `$BUCKETBENCH_ROOT_DATA_DIR`); otherwise
+/// `$XDG_DATA_HOME/bucketbench/postgres`, else
+/// `~/.local/share/bucketbench/postgres`.
+pub fn default_data_dir() -> anyhow::Result<PathBuf> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return Ok(std::env::var_os(ROOT_DATA_DIR_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(ROOT_DATA_DIR)));
+    }
+    user_data_dir()
+}
+
+/// The per-user data directory (XDG base directories).
+fn user_data_dir() -> anyhow::Result<PathBuf> {
+    let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").and_then(absolute) {
+        return Ok(xdg.join("bucketbench/postgres"));
+    }
+    let home = std::env::var_os("HOME")
+        .and_then(absolute)
+        .context("neither XDG_DATA_HOME nor HOME names an absolute directory; pass --data-dir")?;
+    Ok(home.join(".local/share/bucketbench/postgres"))
 }
 
 impl EmbeddedPostgres {

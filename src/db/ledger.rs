@@ -34,7 +34,7 @@ pub const CLAIM: &str = "INSERT INTO processed_files \
 pub const SEEN: &str = "WITH marked AS (\
     UPDATE processed_files SET last_seen_at = now() WHERE key_sha256 IN \
     (SELECT key_sha256 FROM processed_files WHERE key = ANY($1) FOR UPDATE SKIP LOCKED)) \
-    SELECT key, etag FROM processed_files WHERE key = ANY($1)";
+    SELECT key, etag, status FROM processed_files WHERE key = ANY($1)";
 
 /// Whether another worker has committed the key since the listing was
 /// subtracted: checked before fetching, so workers sharing a bucket do not

@@ -130,8 +130,18 @@ pub fn already_loaded(client: &mut postgres::Client, key: &str) -> bool {
         .is_ok_and(|r| r.get(0))
 }
 
+/// A listed key the ledger already holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// The ETag (version) recorded when it was processed.
+    pub etag: Option<String>,
+    /// Recorded `failed` (not JSON, too large…) rather than `loaded`.
+    pub failed: bool,
+}
+
 /// Subtracts what the ledger holds from a listing, noting the keys as seen.
-/// Returns the keys already in the ledger with their stored ETags.
+/// Returns the keys already in the ledger with their stored ETags and
+/// whether they were recorded as failed.
 ///
 /// A key holding U+0000 cannot be in the ledger (text cannot hold it) and
 /// would make PostgreSQL refuse the whole chunk, so it is left out here and
@@ -141,7 +151,7 @@ pub fn already_loaded(client: &mut postgres::Client, key: &str) -> bool {
 pub fn seen_keys(
     client: &mut postgres::Client,
     keys: &[String],
-) -> anyhow::Result<std::collections::HashMap<String, Option<String>>> {
+) -> anyhow::Result<std::collections::HashMap<String, Held>> {
     let mut seen = std::collections::HashMap::new();
     let storable: Vec<&str> = keys
         .iter()
@@ -167,7 +177,14 @@ pub fn seen_keys(
             }
         };
         for row in rows {
-            seen.insert(row.get(0), row.get(1));
+            let status: &str = row.get(2);
+            seen.insert(
+                row.get(0),
+                Held {
+                    etag: row.get(1),
+                    failed: status == "failed",
+                },
+            );
         }
     }
     Ok(seen)

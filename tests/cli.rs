@@ -1,0 +1,216 @@
+//! What a user sees of the binaries' arguments: help that matches what
+//! parses, invalid values refused with status 2, `--psql` arguments.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::*;
+
+const BINARIES: &[(&str, &str)] = &[
+    ("ingest", env!("CARGO_BIN_EXE_ingest")),
+    ("bucket", env!("CARGO_BIN_EXE_bucket")),
+    ("compare", env!("CARGO_BIN_EXE_compare")),
+];
+
+fn run(bin: &str, args: &[&str]) -> Output {
+    Command::new(bin)
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The subcommands listed under `Commands:` in a help text.
+fn subcommands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+/// Each `--flag` with the values its help lists as possible.
+fn possible_values(help: &str) -> Vec<(String, Vec<String>)> {
+    let mut found = Vec::new();
+    let mut flag = None;
+    let joined = help.replace("\n          ", " ");
+    for line in joined.lines() {
+        let t = line.trim_start();
+        if t.starts_with('-') {
+            flag = t
+                .split([',', ' ', '='])
+                .find(|w| w.starts_with("--"))
+                .map(str::to_string);
+        }
+        // Values with descriptions are listed as `Possible values: - name: what`.
+        if let (Some(f), Some(at)) = (&flag, line.find("Possible values:")) {
+            let names = line[at..]
+                .split(" - ")
+                .skip(1)
+                .filter_map(|item| item.split(':').next())
+                .map(|n| n.trim().to_string())
+                .collect();
+            found.push((f.clone(), names));
+        }
+        if let (Some(f), Some(at)) = (&flag, line.find("[possible values: ")) {
+            let rest = &line[at + "[possible values: ".len()..];
+            let list = &rest[..rest.find(']').unwrap()];
+            found.push((
+                f.clone(),
+                list.split(", ").map(|v| v.trim().to_string()).collect(),
+            ));
+        }
+    }
+    found
+}
+
+#[test]
+fn every_possible_value_listed_in_help_parses() {
+    let mut checked = 0;
+    for (name, bin) in BINARIES {
+        let top = run(bin, &["--help"]);
+        assert!(top.status.success(), "{name} --help");
+        let top = text(&top.stdout);
+        let mut commands: Vec<Vec<String>> = vec![vec![]];
+        commands.extend(subcommands(&top).into_iter().map(|c| vec![c]));
+        for cmd in commands {
+            let mut args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+            args.push("--help");
+            let out = run(bin, &args);
+            assert!(
+                out.status.success(),
+                "{name} {args:?}: {}",
+                text(&out.stderr)
+            );
+            for (flag, values) in possible_values(&text(&out.stdout)) {
+                for v in &values {
+                    let mut a: Vec<&str> = cmd.iter().map(String::as_str).collect();
+                    a.extend([flag.as_str(), v, "--help"]);
+                    let out = run(bin, &a);
+                    assert!(
+                        out.status.success(),
+                        "{name} {a:?} is listed in help but refused: {}",
+                        text(&out.stderr)
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked >= 8, "only {checked} values found in help");
+    // The walk would see a refusal: a value not listed is refused.
+    let out = run(
+        env!("CARGO_BIN_EXE_ingest"),
+        &["--model", "bogus", "--help"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
+#[test]
+fn help_lists_models_defaults_and_short_flags() {
+    let help = text(&run(env!("CARGO_BIN_EXE_ingest"), &["--help"]).stdout);
+    for want in [
+        "[possible values: sync, async-fetch, async, threads]",
+        "-b, --bucket",
+        "-m, --model",
+        "-w, --watch",
+        "-j, --json",
+        "-v, --verbose",
+        "-q, --quiet",
+        "HTTP client:",
+        "Execution model:",
+        "bucketbench/postgres",
+    ] {
+        assert!(help.contains(want), "ingest --help lacks {want:?}:\n{help}");
+    }
+    let upload = text(&run(env!("CARGO_BIN_EXE_bucket"), &["upload", "--help"]).stdout);
+    assert!(
+        !upload.contains("--suffix") && !upload.contains("--manifest"),
+        "{upload}"
+    );
+    let serve = text(&run(env!("CARGO_BIN_EXE_bucket"), &["serve", "--help"]).stdout);
+    assert!(serve.contains("[default: 60]"), "{serve}");
+}
+
+#[test]
+fn zero_and_negative_values_are_refused_with_status_2() {
+    let ingest = env!("CARGO_BIN_EXE_ingest");
+    for (flag, value) in [
+        ("--concurrency", "0"),
+        ("--threads", "0"),
+        ("--connections", "-1"),
+        ("--attempts", "0"),
+        ("--attempts", "-3"),
+        ("--interval", "-5"),
+        ("--interval", "0"),
+        ("--download-timeout", "-1"),
+    ] {
+        let out = run(ingest, &["--bucket", "http://127.0.0.1:9/", flag, value]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {err}");
+        assert!(
+            err.contains(&format!("invalid value '{value}' for '{flag}")),
+            "{flag} {value}: {err}"
+        );
+    }
+    let out = run(
+        env!("CARGO_BIN_EXE_bucket"),
+        &["serve", "--error-rate", "1.5"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
+#[test]
+fn psql_passes_what_follows_it_to_psql() {
+    let db = fresh_db();
+    let bindir = bucketbench::db::embedded::find_bindir().unwrap();
+    let path = format!(
+        "{}:{}",
+        bindir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_ingest"))
+        .env("PATH", path)
+        .args([
+            "--database-url",
+            &db,
+            "--psql",
+            "-At",
+            "-c",
+            "select 4000 + 242",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "4242");
+}
+
+#[test]
+fn completions_are_generated_for_each_shell() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        for (bin, args) in [
+            (env!("CARGO_BIN_EXE_ingest"), vec!["--completions", shell]),
+            (env!("CARGO_BIN_EXE_bucket"), vec!["completions", shell]),
+        ] {
+            let out = run(bin, &args);
+            assert!(
+                out.status.success(),
+                "{bin} {args:?}: {}",
+                text(&out.stderr)
+            );
+            let script = text(&out.stdout);
+            assert!(
+                script.contains("--bucket") || script.contains("serve"),
+                "{bin} {shell}: {script}"
+            );
+        }
+    }
+}
