@@ -98,6 +98,8 @@ fn hostile_server() -> String {
 }
 
 /// Runs `ingest` and returns its summary and peak RSS in MB.
+// Reaped with `wait4` below, for its rusage, which `Child::wait` cannot give.
+#[allow(clippy::zombie_processes)]
 fn run_measured(bucket: &str, db: &str, model: &str) -> (serde_json::Value, f64) {
     let child = Command::new(env!("CARGO_BIN_EXE_ingest"))
         .args([

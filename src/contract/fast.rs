@@ -497,7 +497,7 @@ impl<'de> Visitor<'de> for RecordSeed {
         let Some(Val::Str(Cow::Borrowed(ty))) = Val::classify(ty) else {
             return Ok(Item::Pending);
         };
-        Ok(fields.into_item(ty).unwrap_or(Item::Pending))
+        Ok(fields.take_item(ty).unwrap_or(Item::Pending))
     }
 }
 
@@ -726,7 +726,7 @@ impl<'a> Fields<'a> {
         self.slots[key as usize].take()
     }
 
-    fn into_item(&mut self, ty: &str) -> Option<Item<'a>> {
+    fn take_item(&mut self, ty: &str) -> Option<Item<'a>> {
         use FieldKey as K;
         Some(match ty {
             "song" => Item::Song(SongRow {

@@ -829,8 +829,7 @@ fn init_staged(
             "initdb failed for {}: {}",
             data_dir.display(),
             err.lines()
-                .filter(|l| !l.trim().is_empty())
-                .last()
+                .rfind(|l| !l.trim().is_empty())
                 .unwrap_or("no output")
         );
     }
