@@ -138,7 +138,9 @@ impl clap::ValueEnum for Model {
     }
 
     fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
-        Some(clap::builder::PossibleValue::new(self.name()))
+        // Help lists the models proper; the ceilings (which `compare`
+        // measures on its own) and the test model parse but stay unlisted.
+        Some(clap::builder::PossibleValue::new(self.name()).hide(!Self::MODELS.contains(self)))
     }
 }
 
