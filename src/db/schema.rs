@@ -28,7 +28,12 @@ pub fn migrate_to(client: &mut postgres::Client, version: Option<i32>) -> anyhow
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .context("taking the migration lock")?;
-    let mut runner = embedded::migrations::runner();
+    // Grouped: every pending migration and its history row in ONE
+    // transaction. Ungrouped, refinery commits a migration and then, in a
+    // second transaction, its history row, so a process killed between the
+    // two leaves V2 applied but unrecorded, and every later run fails
+    // re-applying it (tests/reliability.rs kills ingest at such moments).
+    let mut runner = embedded::migrations::runner().set_grouped(true);
     if let Some(v) = version {
         runner = runner.set_target(refinery::Target::Version(v));
     }
