@@ -81,6 +81,13 @@ impl<'a> Retrier<'a> {
     pub(crate) fn begin(&mut self) {
         self.attempt += 1;
         self.stats.add(&self.stats.requests, 1);
+        // Every request at trace level, its URL shown without secrets (the
+        // HTTP clients' own request logs are capped below trace for that reason).
+        tracing::trace!(
+            url = super::location::shown(self.url),
+            attempt = self.attempt,
+            "request"
+        );
     }
 
     /// After a failed attempt: how long to wait before the next one, or the
