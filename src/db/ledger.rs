@@ -237,11 +237,6 @@ pub enum WriteResult {
     Unrecorded(String),
 }
 
-/// The listed keys (already found in the ledger) that are recorded
-/// `failed`: the ones a pass may try again.
-pub const FAILED_AMONG: &str =
-    "SELECT key FROM processed_files WHERE key = ANY($1) AND status = 'failed'";
-
 /// Forgets a `failed` outcome so the key can be tried again through the
 /// normal claim. Only `failed` rows: a failed file has no data rows, so
 /// nothing else refers to it, and a key another worker has loaded since

@@ -19,7 +19,7 @@ use crate::bucket::BucketLocation;
 use crate::cli::{self, ClientArgs, KnobArgs, NetArgs, S3Args, SpecArgs};
 use crate::db::{EmbeddedPostgres, Flavor, WriteStrategy};
 use crate::models::{Label, Model};
-use crate::sim::{Conditions, SimBucket};
+use crate::sim::SimBucket;
 use crate::{pass, secret};
 
 /// What to compare, how often, on which bucket and database, and where the
@@ -96,19 +96,6 @@ pub struct CompareArgs {
     pub database_url: Option<String>,
 }
 
-/// Network conditions of the default run: an S3 bucket in another region.
-/// S3 answers small GETs in tens of milliseconds; a cross-region round trip
-/// adds tens more, so 60 ms to first byte with 20 ms of jitter. AWS sizes
-/// one connection at 85–90 MB/s in-region; across regions a single TCP
-/// stream gets less, so 100 Mbit/s per connection.
-const DEFAULT_NETWORK: Conditions = Conditions {
-    latency_ms: 60.0,
-    jitter_ms: 20.0,
-    bandwidth_mbps: 100.0,
-    error_rate: 0.0,
-    stall_rate: 0.0,
-};
-
 /// Returns whether every run was verified (and, with
 /// `--fail-on-regression`, none regressed against the baseline).
 pub fn run(mut args: CompareArgs) -> anyhow::Result<bool> {
@@ -121,7 +108,7 @@ pub fn run(mut args: CompareArgs) -> anyhow::Result<bool> {
     args.db_tls.apply();
     anyhow::ensure!(args.runs >= 1, "--runs must be at least 1");
     let spec = args.spec.spec();
-    let conditions = args.net.conditions(DEFAULT_NETWORK);
+    let conditions = args.net.conditions(crate::cli::DEFAULT_NETWORK);
     let out = args
         .out
         .clone()
