@@ -263,6 +263,12 @@ pub fn exit_with(e: anyhow::Error) -> ! {
     std::process::exit(1);
 }
 
+/// Prints `bin`'s completion script for `shell` on stdout (`--completions`,
+/// `bucket completions`).
+pub fn print_completions<A: clap::CommandFactory>(shell: clap_complete::Shell, bin: &str) {
+    clap_complete::generate(shell, &mut A::command(), bin, &mut std::io::stdout());
+}
+
 /// Which simulated bucket to generate.
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Simulated bucket")]

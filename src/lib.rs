@@ -17,6 +17,8 @@ pub mod error;
 #[cfg(feature = "io")]
 pub mod harness;
 #[cfg(feature = "io")]
+pub mod ingest;
+#[cfg(feature = "io")]
 pub mod models;
 #[cfg(feature = "io")]
 pub mod pass;

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod bucket;
+pub mod command;
 pub mod expected;
 pub mod generator;
 pub mod listing;

@@ -1,0 +1,233 @@
+//! The `ingest` command: its arguments, the database it runs on (the given
+//! URL or the embedded server), `--psql`, and the pass loop of `--watch`.
+//! The pass itself is [`crate::pass`]; `src/bin/ingest.rs` parses and dispatches.
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+
+use crate::bucket::BucketLocation;
+use crate::cli::{self, ClientArgs, KnobArgs, S3Args};
+use crate::db::{EmbeddedPostgres, Flavor, embedded};
+use crate::models::Model;
+use crate::pass::{PassConfig, PassOptions, run_pass_with};
+use crate::secret;
+
+/// Loads the JSON files of a bucket into PostgreSQL, each key exactly once.
+///
+/// Short flags: -b bucket, -m model, -w watch, -i interval, -j json,
+/// -v/-q more or fewer logs.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+pub struct Args {
+    /// Bucket: a base URL (manifest mode: `<URL>/files_list.data` lists the
+    /// keys) or `s3://BUCKET[/PREFIX]` (S3 API mode).
+    #[arg(short, long, required_unless_present_any = ["psql", "completions"])]
+    bucket: Option<String>,
+    /// Execution model.
+    #[arg(short, long, value_enum, default_value_t = Model::Sync)]
+    model: Model,
+    /// Repeat passes until interrupted.
+    #[arg(short, long)]
+    watch: bool,
+    /// Seconds between the start of one pass and the next, with --watch.
+    #[arg(short, long, default_value_t = 60.0, allow_negative_numbers = true, value_parser = cli::positive_f64)]
+    interval: f64,
+    /// Print each pass's summary as one JSON object on stdout.
+    #[arg(short, long)]
+    json: bool,
+    /// Try every key the ledger records as failed again, changed or not
+    /// (a failed key whose object changed is always tried again). With
+    /// --watch, on the first pass only.
+    #[arg(long)]
+    retry_failed: bool,
+    #[command(flatten)]
+    verbosity: cli::Verbosity,
+    /// Print a completion script for this shell on stdout and exit
+    /// (`ingest --completions bash > /etc/bash_completion.d/ingest`).
+    #[arg(long, value_name = "SHELL", help_heading = "Output")]
+    completions: Option<clap_complete::Shell>,
+    /// PostgreSQL URL. Without it, a private server runs from the installed
+    /// binaries with its data in --data-dir.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        help_heading = "Database"
+    )]
+    database_url: Option<String>,
+    /// Data directory of the embedded PostgreSQL, kept between runs
+    /// [default: $XDG_DATA_HOME/bucketbench/postgres, else
+    /// ~/.local/share/bucketbench/postgres; as root
+    /// /var/lib/bucketbench/postgres].
+    #[arg(long, help_heading = "Database")]
+    data_dir: Option<PathBuf>,
+    /// Open psql on the database instead of ingesting; what follows is
+    /// passed to psql (`--psql -c 'select 1'`), so put it last.
+    #[arg(long, num_args = 0.., allow_hyphen_values = true, value_name = "PSQL_ARGS", help_heading = "Database")]
+    psql: Option<Vec<String>>,
+    #[command(flatten)]
+    db_tls: cli::DbTlsArgs,
+    #[command(flatten)]
+    s3: S3Args,
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(flatten)]
+    knobs: KnobArgs,
+}
+
+impl Args {
+    /// The shell `--completions` asked a script for, if any.
+    pub fn completions(&self) -> Option<clap_complete::Shell> {
+        self.completions
+    }
+
+    /// Sets up logging at the level `-v`/`-q` ask for.
+    pub fn init_logging(&self) {
+        self.verbosity.init_logging();
+    }
+}
+
+/// Whether informational lines (the data directory, spinners) are shown.
+fn chatty(args: &Args) -> bool {
+    !args.verbosity.quiet
+}
+
+/// Runs `ingest`: `--psql`, one pass, or passes on a timer (`--watch`).
+pub fn run(args: Args) -> anyhow::Result<()> {
+    args.db_tls.apply();
+    let model = args.model.ingestor();
+    // A bad bucket URL should fail before a database is started for nothing.
+    let bucket = match &args.bucket {
+        Some(b) if args.psql.is_none() => Some(BucketLocation::parse_with(b, &args.s3.options())?),
+        _ => None,
+    };
+    let cfg_client = args.client.config();
+    let mut server = None;
+    let database_url = match &args.database_url {
+        Some(url) => url.clone(),
+        None => {
+            // An unreachable bucket is found (its retries said as they
+            // happen) before seconds go into starting a server for nothing.
+            // A daemon (--watch) starts anyway: the bucket may come back.
+            if let (Some(b), false) = (&bucket, args.watch) {
+                probe_bucket(b, &cfg_client)?;
+            }
+            let data_dir = match &args.data_dir {
+                Some(d) => d.clone(),
+                None => embedded::default_data_dir()?,
+            };
+            let spinner = (chatty(&args) && std::io::stderr().is_terminal())
+                .then(|| crate::pass::spinner("starting the embedded PostgreSQL"));
+            let started = EmbeddedPostgres::start(Flavor::Persistent(data_dir))
+                .context("starting the embedded PostgreSQL");
+            if let Some(s) = spinner {
+                s.finish_and_clear();
+            }
+            let pg = started?;
+            if chatty(&args) {
+                eprintln!(
+                    "using the embedded PostgreSQL in {} (port {})",
+                    pg.data_dir().display(),
+                    pg.port()
+                );
+            }
+            let url = pg.default_url();
+            server = Some(pg);
+            url
+        }
+    };
+    if let Some(psql_args) = &args.psql {
+        return open_psql(&database_url, server.as_ref(), psql_args);
+    }
+    let cfg = PassConfig {
+        bucket: bucket.expect("--bucket is required without --psql"),
+        database_url,
+        client: cfg_client,
+        knobs: args.knobs.knobs(),
+        progress: !args.json && chatty(&args) && std::io::stderr().is_terminal(),
+    };
+    let mut opts = PassOptions {
+        retry_failed: args.retry_failed,
+    };
+    tracing::info!(database = %secret::redact_url(&cfg.database_url), "starting");
+    loop {
+        let started = std::time::Instant::now();
+        match run_pass_with(&cfg, model.as_ref(), &opts) {
+            Ok(summary) => {
+                // Reasons quote the errors of HTTP clients, which may
+                // quote a URL: the one redaction, on everything printed.
+                let text = if args.json {
+                    serde_json::to_string(&summary)?
+                } else if args.watch {
+                    summary.render_timestamped(chrono::Local::now())
+                } else {
+                    summary.render()
+                };
+                println!("{}", secret::redact_text(&text));
+            }
+            // A daemon outlives a blip: report it and try again next time.
+            Err(e) if args.watch => eprintln!(
+                "error: pass failed, retrying next interval: {}",
+                secret::redact_text(&crate::error::chain(&*e))
+            ),
+            Err(e) => return Err(e),
+        }
+        if !args.watch {
+            break;
+        }
+        opts.retry_failed = false;
+        let wait = Duration::from_secs_f64(args.interval).saturating_sub(started.elapsed());
+        std::thread::sleep(wait);
+    }
+    drop(server);
+    Ok(())
+}
+
+/// Lists the bucket's first page and stops: the bucket answers, or the
+/// run fails with the listing's error.
+fn probe_bucket(
+    bucket: &BucketLocation,
+    client: &crate::bucket::ClientConfig,
+) -> anyhow::Result<()> {
+    let stats = std::sync::Arc::new(crate::bucket::NetStats::default());
+    let lister = crate::bucket::sync_client::SyncClient::new(client.clone(), stats)?;
+    let mut answered = false;
+    let listed = crate::bucket::list::list(&lister, bucket, &mut |_| {
+        answered = true;
+        anyhow::bail!("probe: stop after the first page")
+    });
+    match listed {
+        Err(e) if !answered => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Runs `psql` on the database, passing the password in the environment so
+/// it never shows in the process list.
+fn open_psql(url: &str, server: Option<&EmbeddedPostgres>, extra: &[String]) -> anyhow::Result<()> {
+    let psql = server
+        .map(|s| s.bindir().join("psql"))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("psql"));
+    let parsed = url::Url::parse(url).context("parsing the database URL")?;
+    let mut cmd = std::process::Command::new(psql);
+    cmd.arg("-h")
+        .arg(parsed.host_str().unwrap_or("127.0.0.1"))
+        .arg("-p")
+        .arg(parsed.port().unwrap_or(5432).to_string())
+        .arg("-U")
+        .arg(parsed.username())
+        .arg("-d")
+        .arg(parsed.path().trim_start_matches('/'))
+        .args(extra);
+    if let Some(pw) = parsed.password() {
+        cmd.env("PGPASSWORD", pw);
+    }
+    let status = cmd.status().context("running psql")?;
+    anyhow::ensure!(status.success(), "psql exited with {status}");
+    Ok(())
+}

@@ -1,0 +1,337 @@
+//! The `bucket` command: serve a generated bucket on loopback (with the
+//! network fidelity flags), upload it to an S3 API, or write it to disk.
+//! `src/bin/bucket.rs` parses and dispatches.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::cli::{self, NetArgs, S3Args, SpecArgs};
+use crate::sim::network::S3_GET_RATE_PER_PREFIX;
+use crate::sim::{
+    Conditions, LatencyShape, NetworkPreset, ServeOptions, SimAuth, SimBucket, TlsVersion,
+};
+
+/// A seeded, realistic S3-like bucket for tests and benchmarks.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    verbosity: cli::Verbosity,
+}
+
+impl Args {
+    /// Sets up logging at the level `-v`/`-q` ask for.
+    pub fn init_logging(&self) {
+        self.verbosity.init_logging();
+    }
+}
+
+/// S3 API options of `upload` (the listing options of [`S3Args`],
+/// `--suffix` and `--manifest`, mean nothing when writing).
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "S3 API")]
+struct UploadS3Args {
+    /// S3 endpoint for S3-compatible stores (MinIO, Ceph, R2, moto); default
+    /// AWS_ENDPOINT_URL, then AWS itself.
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// Region; default AWS_REGION, then AWS_DEFAULT_REGION, then us-east-1.
+    #[arg(long)]
+    region: Option<String>,
+    /// Path-style URLs even on AWS (always used for custom endpoints).
+    #[arg(long)]
+    path_style: bool,
+}
+
+impl UploadS3Args {
+    fn s3(&self) -> S3Args {
+        S3Args {
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            path_style: self.path_style,
+            ..S3Args::default()
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve a generated bucket on loopback (manifest mode and an S3 subset).
+    /// Prints the base URL as the first line, then serves until killed.
+    Serve {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// Address to listen on (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        addr: SocketAddr,
+        #[command(flatten)]
+        net: NetArgs,
+        #[command(flatten)]
+        fidelity: FidelityArgs,
+        /// Every this many seconds, add new files and delete old ones.
+        #[arg(long, help_heading = "Churn", allow_negative_numbers = true, value_parser = cli::positive_f64)]
+        churn_every: Option<f64>,
+        /// Files added per churn step.
+        #[arg(long, default_value_t = 2, help_heading = "Churn")]
+        churn_add: usize,
+        /// Files deleted per churn step.
+        #[arg(long, default_value_t = 1, help_heading = "Churn")]
+        churn_delete: usize,
+        /// Write the expected load result (for the current listing) here.
+        #[arg(long)]
+        expected: Option<PathBuf>,
+        /// Bucket name in S3 paths (the base URL ends with it).
+        #[arg(long, default_value = crate::sim::server::BUCKET)]
+        bucket_name: String,
+        /// Check SigV4 signatures against AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY
+        /// (from the environment) and refuse anonymous requests.
+        #[arg(long)]
+        require_auth: bool,
+        /// With --require-auth, still let anonymous requests read (a public bucket).
+        #[arg(long, requires = "require_auth")]
+        public_read: bool,
+    },
+    /// Upload a generated bucket to an S3 API (moto, MinIO, AWS) with the
+    /// credentials in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY.
+    Upload {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// Destination, s3://BUCKET[/PREFIX] (created if missing).
+        to: String,
+        #[command(flatten)]
+        s3: UploadS3Args,
+        /// Also write the expected result here.
+        #[arg(long)]
+        expected: Option<PathBuf>,
+    },
+    /// Print a completion script for this shell on stdout
+    /// (`bucket completions bash > /etc/bash_completion.d/bucket`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the objects, `files_list.data` and `expected.json` to a directory.
+    Generate {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write the expected result here.
+        #[arg(long)]
+        expected: Option<PathBuf>,
+    },
+}
+
+/// How closely the served bucket behaves like S3 over a real network.
+/// A preset sets everything; the flags override its parts.
+#[derive(clap::Args, Debug)]
+struct FidelityArgs {
+    /// Network between the client and the bucket (see docs/network.md):
+    /// first-byte latency distribution, bandwidth, RTT, TLS version and rate
+    /// limit. `custom`: only the individual flags.
+    #[arg(long, value_enum, default_value = "custom")]
+    network: NetworkPreset,
+    /// Serve HTTPS with a CA made for this run (its PEM path is printed on
+    /// stderr; clients verify with `--ca-file`).
+    #[arg(long)]
+    tls: bool,
+    /// TLS version (default: the preset's, 1.3): 1.2 costs a new connection
+    /// one more round trip.
+    #[arg(long, value_enum, requires = "tls")]
+    tls_version: Option<TlsVersion>,
+    /// Also write the CA's PEM here.
+    #[arg(long, requires = "tls")]
+    ca_out: Option<PathBuf>,
+    /// Round-trip time in ms: a new connection's first response waits 1 RTT
+    /// (TCP) plus the TLS handshake's (1 for TLS 1.3, 2 for 1.2).
+    #[arg(long)]
+    rtt_ms: Option<f64>,
+    /// Median first-byte latency in ms of a log-normal distribution (with
+    /// --latency-p99-ms); replaces --latency-ms/--jitter-ms.
+    #[arg(long, requires = "latency_p99_ms", conflicts_with_all = ["latency_ms", "jitter_ms"])]
+    latency_median_ms: Option<f64>,
+    /// 99th percentile first-byte latency in ms (with --latency-median-ms).
+    #[arg(long, requires = "latency_median_ms")]
+    latency_p99_ms: Option<f64>,
+    /// Seed of the latency draws (same seed, same sequence of delays).
+    #[arg(long, default_value_t = 0)]
+    latency_seed: u64,
+    /// GET/HEAD requests per second per prefix before `503 SlowDown`
+    /// (0: no limit). Default: the preset's; 5,500 (S3's) for custom.
+    #[arg(long)]
+    get_rate_limit: Option<f64>,
+}
+
+impl FidelityArgs {
+    /// The conditions and network model: the preset, then the flags.
+    fn settings(&self, net: &NetArgs) -> anyhow::Result<(Conditions, crate::sim::NetworkModel)> {
+        let base = Conditions {
+            error_rate: net.error_rate.clamp(0.0, 1.0),
+            stall_rate: net.stall_rate.clamp(0.0, 1.0),
+            // `custom` starts from compare's default network.
+            ..cli::DEFAULT_NETWORK
+        };
+        let (preset_conditions, mut model) = self.network.apply(base, self.tls);
+        let conditions = net.conditions(preset_conditions);
+        if net.latency_ms.is_some() || net.jitter_ms.is_some() {
+            model.latency = LatencyShape::Custom;
+        }
+        if let (Some(median_ms), Some(p99_ms)) = (self.latency_median_ms, self.latency_p99_ms) {
+            anyhow::ensure!(
+                median_ms >= 0.0 && p99_ms >= median_ms,
+                "--latency-p99-ms ({p99_ms}) must be at least --latency-median-ms ({median_ms}), both >= 0"
+            );
+            model.latency = LatencyShape::LogNormal { median_ms, p99_ms };
+        }
+        if let Some(rtt) = self.rtt_ms {
+            anyhow::ensure!(rtt >= 0.0, "--rtt-ms must be >= 0, got {rtt}");
+            model.rtt_ms = rtt;
+        }
+        if let Some(v) = self.tls_version {
+            model.tls = Some(v);
+        }
+        model.get_rate_per_prefix = match (self.get_rate_limit, self.network) {
+            (Some(r), _) => r.max(0.0),
+            (None, NetworkPreset::Custom) => S3_GET_RATE_PER_PREFIX,
+            (None, _) => model.get_rate_per_prefix,
+        };
+        model.seed = self.latency_seed;
+        Ok((conditions, model))
+    }
+}
+
+/// Runs one `bucket` subcommand.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    match args.command {
+        Command::Completions { shell } => {
+            cli::print_completions::<Args>(shell, "bucket");
+            Ok(())
+        }
+        Command::Upload {
+            spec,
+            to,
+            s3,
+            expected,
+        } => {
+            let to = crate::bucket::BucketLocation::parse_with(&to, &s3.s3().options())?;
+            let bucket = SimBucket::generate(spec.spec());
+            let n = crate::sim::upload::upload(&bucket, &to)?;
+            if let Some(p) = expected {
+                bucket.write_expected(&p)?;
+            }
+            eprintln!("uploaded {n} objects to {}", to.describe());
+            Ok(())
+        }
+        Command::Generate {
+            spec,
+            out,
+            expected,
+        } => {
+            let bucket = SimBucket::generate(spec.spec());
+            bucket.write_to_dir(&out)?;
+            if let Some(p) = expected {
+                bucket.write_expected(&p)?;
+            }
+            let e = bucket.expected();
+            eprintln!(
+                "wrote {} objects to {} ({} songs, {} movies, {} apps, {} rejected, {} skipped expected)",
+                bucket.store().len(),
+                out.display(),
+                e.songs,
+                e.movies,
+                e.apps,
+                e.rejected,
+                e.skipped
+            );
+            Ok(())
+        }
+        Command::Serve {
+            spec,
+            addr,
+            net,
+            fidelity,
+            churn_every,
+            churn_add,
+            churn_delete,
+            expected,
+            bucket_name,
+            require_auth,
+            public_read,
+        } => {
+            let auth = if require_auth {
+                let creds = rusty_s3::Credentials::from_env()
+                    .ok_or_else(|| anyhow::anyhow!("--require-auth needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment"))?;
+                Some(SimAuth {
+                    access_key: creds.key().to_string(),
+                    secret_key: creds.secret().to_string(),
+                    public_read,
+                })
+            } else {
+                None
+            };
+            let bucket = SimBucket::generate(spec.spec());
+            if let Some(p) = &expected {
+                bucket.write_expected(p)?;
+            }
+            let options = ServeOptions {
+                bucket: bucket_name.clone(),
+                auth,
+            };
+            let (conditions, model) = fidelity.settings(&net)?;
+            let server = bucket.serve_network(conditions, addr, options, model)?;
+            // The CA first: a client may connect as soon as it reads the URL.
+            if let Some(ca) = server.ca_file() {
+                if let Some(out) = &fidelity.ca_out {
+                    server.write_ca_file(out)?;
+                    eprintln!("ca-file: {}", out.display());
+                } else {
+                    eprintln!("ca-file: {}", ca.display());
+                }
+            }
+            println!("{}", server.base_url());
+            std::io::stdout().flush()?;
+            eprintln!(
+                "network: {}",
+                serde_json::to_string(server.model()).unwrap_or_default()
+            );
+            eprintln!(
+                "serving {} objects; manifest at {}/files_list.data; S3 endpoint {} bucket {}",
+                bucket.store().len(),
+                server.base_url(),
+                server.endpoint(),
+                bucket_name
+            );
+            let _churn = churn_every.map(|secs| {
+                let every = Duration::from_secs_f64(secs.max(0.01));
+                bucket.start_churn(every, churn_add, churn_delete)
+            });
+            // Stop cleanly on Ctrl-C/SIGTERM, so the server's CA directory
+            // is removed with it.
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = stop.clone();
+            ctrlc::set_handler(move || flag.store(true, std::sync::atomic::Ordering::Relaxed))?;
+            // Keep `--expected` current while churning.
+            let mut ticks = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(200));
+                ticks += 1;
+                if let (Some(p), Some(_), 0) = (&expected, churn_every, ticks % 5) {
+                    bucket.write_expected(p)?;
+                }
+            }
+            let s = server.stats();
+            eprintln!(
+                "served {} requests on {} connections ({} TLS handshakes, {} resumed), {} throttled",
+                s.requests, s.connections, s.tls_handshakes, s.tls_resumed, s.throttled
+            );
+            Ok(())
+        }
+    }
+}
