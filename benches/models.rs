@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bucketbench::bucket::{BucketLocation, ClientConfig};
 use bucketbench::db::{EmbeddedPostgres, Flavor};
 use bucketbench::harness::runner::empty_database;
-use bucketbench::models::{self, Knobs};
+use bucketbench::models::{Knobs, Model};
 use bucketbench::pass::{PassConfig, prepare_database, run_pass};
 use bucketbench::sim::{Conditions, ProfileName, SimBucket, Spec};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -37,9 +37,9 @@ fn models_end_to_end(c: &mut Criterion) {
     };
     let mut group = c.benchmark_group("models_small_20ms");
     group.throughput(Throughput::Elements(bucket.expected().rows()));
-    for name in models::NAMES {
-        let model = models::by_name(name).unwrap();
-        group.bench_function(*name, |b| {
+    for m in Model::MODELS {
+        let model = m.ingestor();
+        group.bench_function(m.name(), |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {

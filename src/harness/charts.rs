@@ -1083,25 +1083,19 @@ mod tests {
 
     #[test]
     fn every_series_gets_its_own_colour() {
-        let labels: Vec<String> = [
-            "sync",
-            "async-fetch",
-            "async",
-            "threads",
-            "fetch-only",
-            "load-only",
-            "mystery",
-            "another",
-        ]
-        .map(String::from)
-        .to_vec();
+        let labels: Vec<String> = Model::MODELS
+            .iter()
+            .chain(&Model::CEILINGS)
+            .map(|m| m.to_string())
+            .chain(["mystery", "another"].map(String::from))
+            .collect();
         let styles = series_styles(&labels);
         for (i, a) in styles.iter().enumerate() {
             for b in &styles[i + 1..] {
                 assert_ne!(a.0, b.0, "{labels:?} share a colour: {styles:?}");
             }
         }
-        let matrix: Vec<String> = ["sync", "async-fetch", "async", "threads"]
+        let matrix: Vec<String> = Model::MODELS
             .iter()
             .flat_map(|m| ["insert", "batch", "copy"].map(|w| format!("{m}+{w}")))
             .collect();

@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use super::baseline::change_text;
 use super::json::{BaselineReport, Comparison, ModelStats};
 use super::stats::ChangeVerdict;
+use crate::models::Model;
 
 /// Escapes text for HTML and SVG (content and attribute values).
 pub fn esc(s: &str) -> String {
@@ -110,9 +111,13 @@ pub fn render(c: &Comparison) -> String {
         &format!(
             "Bars: median; whiskers: min–max; dots: each measured run.{}",
             if c.models.iter().any(|m| m.is_ceiling) {
-                " Ceilings (fetch-only, load-only) are pale: limits, not contenders."
+                format!(
+                    " Ceilings ({}, {}) are pale: limits, not contenders.",
+                    Model::FetchOnly,
+                    Model::LoadOnly
+                )
             } else {
-                ""
+                String::new()
             }
         ),
     );
@@ -142,7 +147,11 @@ pub fn render(c: &Comparison) -> String {
             "ceiling",
             "Ceilings and efficiency",
             &t,
-            "Efficiency: the ceiling (the larger of fetch-only and load-only) over the model's median. Network bound: the analytic time for the listing and the GETs at this model's requests in flight.",
+            &format!(
+                "Efficiency: the ceiling (the larger of {} and {}) over the model's median. Network bound: the analytic time for the listing and the GETs at this model's requests in flight.",
+                Model::FetchOnly,
+                Model::LoadOnly
+            ),
         );
     }
     if let Some(b) = &c.baseline {
@@ -554,9 +563,11 @@ fn ceiling_table(c: &Comparison) -> Option<String> {
     if let Some(cl) = ceiling {
         let _ = write!(
             s,
-            "<p>Ceiling: <b>{}</b> (fetch-only {}: the network and parsing alone; load-only {}: the writes alone).</p>",
+            "<p>Ceiling: <b>{}</b> ({} {}: the network and parsing alone; {} {}: the writes alone).</p>",
             secs(cl.secs),
+            Model::FetchOnly,
             secs(cl.fetch_only_secs),
+            Model::LoadOnly,
             secs(cl.load_only_secs)
         );
     }

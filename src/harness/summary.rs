@@ -109,8 +109,9 @@ pub fn efficiency(summaries: &[ModelSummary]) -> String {
     let Some((ceiling, fetch, load)) = ceiling(summaries) else {
         return String::new();
     };
+    let (fetch_only, load_only) = (Model::FetchOnly, Model::LoadOnly);
     let mut s = format!(
-        "Ceiling: {ceiling:.2} s (fetch-only {fetch:.2} s: the network and parsing alone; load-only {load:.2} s: the writes alone).\n\n| model | median | × ceiling | efficiency |\n|---|---:|---:|---:|\n"
+        "Ceiling: {ceiling:.2} s ({fetch_only} {fetch:.2} s: the network and parsing alone; {load_only} {load:.2} s: the writes alone).\n\n| model | median | × ceiling | efficiency |\n|---|---:|---:|---:|\n"
     );
     for m in models_only(summaries) {
         s.push_str(&format!(

@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use super::charts::{LineChart, Series, XScale, line_chart, series_styles};
 use super::comparison::{self, CompareArgs};
 use super::{export, unique};
-use crate::models::Label;
+use crate::models::{Label, Model};
 
 /// One model's result at one value of the swept parameter.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -224,7 +224,11 @@ fn chart(path: &Path, points: &[Point], param: &str) -> anyhow::Result<()> {
             series,
             ceiling: (!ceiling.is_empty()).then(|| {
                 (
-                    "ceiling: the slower of\nfetch-only and load-only".to_string(),
+                    format!(
+                        "ceiling: the slower of\n{} and {}",
+                        Model::FetchOnly,
+                        Model::LoadOnly
+                    ),
                     ceiling,
                 )
             }),

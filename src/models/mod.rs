@@ -86,19 +86,6 @@ pub trait Ingestor: Send + Sync {
     fn load(&self, job: &Job<'_>, todo: Todo) -> anyhow::Result<()>;
 }
 
-/// Every model's name, in the order reports list them.
-pub const NAMES: &[&str] = &[
-    Model::MODELS[0].name(),
-    Model::MODELS[1].name(),
-    Model::MODELS[2].name(),
-    Model::MODELS[3].name(),
-];
-
-/// Looks a model up by name.
-pub fn by_name(name: &str) -> anyhow::Result<Box<dyn Ingestor>> {
-    Ok(name.parse::<Model>()?.ingestor())
-}
-
 /// What to do with one fetched key: write a plan, or nothing more. A plan
 /// holds its file's share of the byte budget until it is dropped, after
 /// its write.
