@@ -88,7 +88,7 @@ async fn attempt(
     pool: &deadpool_postgres::Pool,
     plans: &[&WritePlan],
 ) -> anyhow::Result<GroupAttempt> {
-    let (mut lost, mut contended) = (0, 0);
+    let mut retries = super::Retries::default();
     loop {
         let result = match pool.get().await {
             Ok(mut client) => write_group(&mut client, plans).await,
@@ -106,27 +106,12 @@ async fn attempt(
         } else {
             super::classify(&e)
         };
-        match fault {
-            super::WriteFault::ConnectionLost => {
-                lost += 1;
-                let Some(delay) = super::reconnect_delay(lost) else {
-                    return Err(e);
-                };
-                tracing::warn!(
-                    "database connection lost ({}); reconnecting",
-                    crate::error::chain(&*e)
-                );
-                tokio::time::sleep(delay).await;
-            }
-            super::WriteFault::Retry => {
-                contended += 1;
-                match super::contention_delay(contended, rand::random()) {
-                    Some(delay) => tokio::time::sleep(delay).await,
-                    None => return Ok(GroupAttempt::Busy),
-                }
-            }
-            super::WriteFault::Busy => return Ok(GroupAttempt::Busy),
-            super::WriteFault::Refused(reason) => return Ok(GroupAttempt::Refused(reason)),
+        match retries.next(fault, &e) {
+            // The pool drops closed clients: the next `get` connects afresh.
+            super::Next::Retry(delay) => tokio::time::sleep(delay).await,
+            super::Next::Unreachable => return Err(e),
+            super::Next::Busy => return Ok(GroupAttempt::Busy),
+            super::Next::Refused(reason) => return Ok(GroupAttempt::Refused(reason)),
         }
     }
 }

@@ -165,3 +165,52 @@ pub fn contention_delay(attempt: u32, jitter: f64) -> Option<std::time::Duration
         std::time::Duration::from_millis(base + (base as f64 * jitter.clamp(0.0, 1.0)) as u64)
     })
 }
+
+#[cfg(feature = "io")]
+/// What a writer does after a failed attempt at a transaction.
+pub(crate) enum Next {
+    /// Wait, then try again; after a lost connection, on a fresh one.
+    Retry(std::time::Duration),
+    /// Still unreachable after the reconnect attempts: give the error up.
+    Unreachable,
+    /// Another worker holds the claim, or the deadlocks did not stop.
+    Busy,
+    /// PostgreSQL refused the data (see [`WriteFault::Refused`]).
+    Refused(String),
+}
+
+#[cfg(feature = "io")]
+/// The retry policy both writers' loops share: lost connections retried
+/// with [`reconnect_delay`], deadlocks and serialization failures with
+/// [`contention_delay`], each up to its bound.
+#[derive(Default)]
+pub(crate) struct Retries {
+    lost: u32,
+    contended: u32,
+}
+
+#[cfg(feature = "io")]
+impl Retries {
+    /// The next step after attempt error `e`, classified as `fault`.
+    pub(crate) fn next(&mut self, fault: WriteFault, e: &anyhow::Error) -> Next {
+        match fault {
+            WriteFault::ConnectionLost => {
+                self.lost += 1;
+                let Some(delay) = reconnect_delay(self.lost) else {
+                    return Next::Unreachable;
+                };
+                tracing::warn!(
+                    "database connection lost ({}); reconnecting",
+                    crate::error::chain(&**e)
+                );
+                Next::Retry(delay)
+            }
+            WriteFault::Retry => {
+                self.contended += 1;
+                contention_delay(self.contended, rand::random()).map_or(Next::Busy, Next::Retry)
+            }
+            WriteFault::Busy => Next::Busy,
+            WriteFault::Refused(reason) => Next::Refused(reason),
+        }
+    }
+}

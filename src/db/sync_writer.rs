@@ -51,7 +51,7 @@ enum Attempt {
 /// reports a claim that timed out on a lock as busy. Only a database still
 /// unreachable after the reconnect attempts is an error.
 fn attempt(client: &mut postgres::Client, url: &str, plan: &WritePlan) -> anyhow::Result<Attempt> {
-    let (mut lost, mut contended) = (0, 0);
+    let mut retries = super::Retries::default();
     loop {
         let e = match write_file(client, plan) {
             Ok(r) => return Ok(Attempt::Done(r)),
@@ -62,35 +62,24 @@ fn attempt(client: &mut postgres::Client, url: &str, plan: &WritePlan) -> anyhow
         } else {
             super::classify(&e)
         };
-        match fault {
-            super::WriteFault::ConnectionLost => {
-                lost += 1;
-                let Some(delay) = super::reconnect_delay(lost) else {
-                    return Err(e);
-                };
-                tracing::warn!(
-                    "database connection lost ({}); reconnecting",
-                    crate::error::chain(&*e)
-                );
+        let lost = fault == super::WriteFault::ConnectionLost;
+        match retries.next(fault, &e) {
+            super::Next::Retry(delay) => {
+                if !lost {
+                    tracing::debug!(
+                        "{}: {}; retrying",
+                        crate::report::short_key(&plan.key),
+                        crate::error::chain(&*e)
+                    );
+                }
                 std::thread::sleep(delay);
-                if let Ok(c) = super::connect_sync(url) {
+                if lost && let Ok(c) = super::connect_sync(url) {
                     *client = c;
                 }
             }
-            super::WriteFault::Retry => {
-                contended += 1;
-                let Some(delay) = super::contention_delay(contended, rand::random()) else {
-                    return Ok(Attempt::Done(WriteResult::Busy));
-                };
-                tracing::debug!(
-                    "{}: {}; retrying",
-                    crate::report::short_key(&plan.key),
-                    crate::error::chain(&*e)
-                );
-                std::thread::sleep(delay);
-            }
-            super::WriteFault::Busy => return Ok(Attempt::Done(WriteResult::Busy)),
-            super::WriteFault::Refused(reason) => return Ok(Attempt::Refused(reason)),
+            super::Next::Unreachable => return Err(e),
+            super::Next::Busy => return Ok(Attempt::Done(WriteResult::Busy)),
+            super::Next::Refused(reason) => return Ok(Attempt::Refused(reason)),
         }
     }
 }
