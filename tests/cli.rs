@@ -7,18 +7,11 @@ use std::process::{Command, Output};
 
 use common::*;
 
-const BINARIES: &[(&str, &str)] = &[
-    ("ingest", env!("CARGO_BIN_EXE_ingest")),
-    ("bucket", env!("CARGO_BIN_EXE_bucket")),
-    ("compare", env!("CARGO_BIN_EXE_compare")),
-];
+const BINARIES: &[(&str, fn() -> Command)] =
+    &[("ingest", ingest), ("bucket", bucket), ("compare", compare)];
 
-fn run(bin: &str, args: &[&str]) -> Output {
-    Command::new(bin)
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .output()
-        .unwrap()
+fn run(mut bin: Command, args: &[&str]) -> Output {
+    bin.args(args).output().unwrap()
 }
 
 fn text(b: &[u8]) -> String {
@@ -76,7 +69,7 @@ fn possible_values(help: &str) -> Vec<(String, Vec<String>)> {
 fn every_possible_value_listed_in_help_parses() {
     let mut checked = 0;
     for (name, bin) in BINARIES {
-        let top = run(bin, &["--help"]);
+        let top = run(bin(), &["--help"]);
         assert!(top.status.success(), "{name} --help");
         let top = text(&top.stdout);
         let mut commands: Vec<Vec<String>> = vec![vec![]];
@@ -84,7 +77,7 @@ fn every_possible_value_listed_in_help_parses() {
         for cmd in commands {
             let mut args: Vec<&str> = cmd.iter().map(String::as_str).collect();
             args.push("--help");
-            let out = run(bin, &args);
+            let out = run(bin(), &args);
             assert!(
                 out.status.success(),
                 "{name} {args:?}: {}",
@@ -94,7 +87,7 @@ fn every_possible_value_listed_in_help_parses() {
                 for v in &values {
                     let mut a: Vec<&str> = cmd.iter().map(String::as_str).collect();
                     a.extend([flag.as_str(), v, "--help"]);
-                    let out = run(bin, &a);
+                    let out = run(bin(), &a);
                     assert!(
                         out.status.success(),
                         "{name} {a:?} is listed in help but refused: {}",
@@ -107,16 +100,13 @@ fn every_possible_value_listed_in_help_parses() {
     }
     assert!(checked >= 8, "only {checked} values found in help");
     // The walk would see a refusal: a value not listed is refused.
-    let out = run(
-        env!("CARGO_BIN_EXE_ingest"),
-        &["--model", "bogus", "--help"],
-    );
+    let out = run(ingest(), &["--model", "bogus", "--help"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }
 
 #[test]
 fn help_lists_models_defaults_and_short_flags() {
-    let help = text(&run(env!("CARGO_BIN_EXE_ingest"), &["--help"]).stdout);
+    let help = text(&run(ingest(), &["--help"]).stdout);
     for want in [
         "[possible values: sync, async-fetch, async, threads]",
         "-b, --bucket",
@@ -131,18 +121,17 @@ fn help_lists_models_defaults_and_short_flags() {
     ] {
         assert!(help.contains(want), "ingest --help lacks {want:?}:\n{help}");
     }
-    let upload = text(&run(env!("CARGO_BIN_EXE_bucket"), &["upload", "--help"]).stdout);
+    let upload = text(&run(bucket(), &["upload", "--help"]).stdout);
     assert!(
         !upload.contains("--suffix") && !upload.contains("--manifest"),
         "{upload}"
     );
-    let serve = text(&run(env!("CARGO_BIN_EXE_bucket"), &["serve", "--help"]).stdout);
+    let serve = text(&run(bucket(), &["serve", "--help"]).stdout);
     assert!(serve.contains("[default: 60]"), "{serve}");
 }
 
 #[test]
 fn zero_and_negative_values_are_refused_with_status_2() {
-    let ingest = env!("CARGO_BIN_EXE_ingest");
     for (flag, value) in [
         ("--concurrency", "0"),
         ("--threads", "0"),
@@ -153,7 +142,7 @@ fn zero_and_negative_values_are_refused_with_status_2() {
         ("--interval", "0"),
         ("--download-timeout", "-1"),
     ] {
-        let out = run(ingest, &["--bucket", "http://127.0.0.1:9/", flag, value]);
+        let out = run(ingest(), &["--bucket", "http://127.0.0.1:9/", flag, value]);
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{flag} {value}: {err}");
         assert!(
@@ -161,10 +150,7 @@ fn zero_and_negative_values_are_refused_with_status_2() {
             "{flag} {value}: {err}"
         );
     }
-    let out = run(
-        env!("CARGO_BIN_EXE_bucket"),
-        &["serve", "--error-rate", "1.5"],
-    );
+    let out = run(bucket(), &["serve", "--error-rate", "1.5"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }
 
@@ -177,7 +163,7 @@ fn psql_passes_what_follows_it_to_psql() {
         bindir.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_ingest"))
+    let out = ingest()
         .env("PATH", path)
         .args([
             "--database-url",
@@ -196,11 +182,15 @@ fn psql_passes_what_follows_it_to_psql() {
 #[test]
 fn completions_are_generated_for_each_shell() {
     for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
-        for (bin, args) in [
-            (env!("CARGO_BIN_EXE_ingest"), vec!["--completions", shell]),
-            (env!("CARGO_BIN_EXE_bucket"), vec!["completions", shell]),
+        for (bin, make, args) in [
+            (
+                "ingest",
+                ingest as fn() -> Command,
+                vec!["--completions", shell],
+            ),
+            ("bucket", bucket, vec!["completions", shell]),
         ] {
-            let out = run(bin, &args);
+            let out = run(make(), &args);
             assert!(
                 out.status.success(),
                 "{bin} {args:?}: {}",

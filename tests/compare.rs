@@ -4,12 +4,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::*;
 
-fn compare(out: &Path, db: &str, extra: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_compare"))
+fn run_compare(out: &Path, db: &str, extra: &[&str]) -> std::process::Output {
+    compare()
         .env("DATABASE_URL", db)
         .args([
             "--profile",
@@ -31,7 +30,7 @@ fn compare(out: &Path, db: &str, extra: &[&str]) -> std::process::Output {
 /// Runs `compare` and fails the test, with its output, unless it succeeded;
 /// returns its stdout.
 fn compare_ok(out: &Path, db: &str, extra: &[&str]) -> String {
-    let run = compare(out, db, extra);
+    let run = run_compare(out, db, extra);
     let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
     assert!(
         run.status.success(),
@@ -39,12 +38,6 @@ fn compare_ok(out: &Path, db: &str, extra: &[&str]) -> String {
         String::from_utf8_lossy(&run.stderr)
     );
     stdout
-}
-
-fn csv_rows(path: &Path) -> (Vec<String>, Vec<csv::StringRecord>) {
-    let mut r = csv::Reader::from_path(path).unwrap();
-    let headers = r.headers().unwrap().iter().map(str::to_string).collect();
-    (headers, r.records().map(Result::unwrap).collect())
 }
 
 fn png_size(path: &Path) -> (u32, u32) {
@@ -66,9 +59,9 @@ fn compare_on_tiny_writes_every_output() {
     assert!(stdout.contains("| model | runs | median"), "{stdout}");
     assert!(stdout.contains("every run verified"), "{stdout}");
 
-    let (headers, runs) = csv_rows(&dir.path().join("runs.csv"));
+    let runs = Csv::read(&dir.path().join("runs.csv"));
     assert_eq!(
-        headers,
+        runs.headers,
         [
             "model",
             "write",
@@ -87,18 +80,23 @@ fn compare_on_tiny_writes_every_output() {
         ]
     );
     assert_eq!(
-        runs.len(),
+        runs.rows.len(),
         6 * 3,
         "4 models and the 2 ceilings (on by default) × (1 warm-up + 2 runs)"
     );
-    assert!(runs.iter().all(|r| &r[12] == "true"));
-    assert!(runs.iter().all(|r| &r[1] == "copy"));
-    assert!(runs.iter().all(|r| r[3].parse::<f64>().unwrap() > 0.0
-        && r[10].parse::<f64>().unwrap() > 0.0
-        && r[11].parse::<f64>().unwrap() > 1.0));
-    assert_eq!(runs.iter().filter(|r| &r[2] == "warmup").count(), 6);
+    let runs = &runs.rows;
+    assert!(runs.iter().all(|r| r["verified"] == "true"));
+    assert!(runs.iter().all(|r| r["write"] == "copy"));
+    assert!(
+        runs.iter()
+            .all(|r| r["wall_seconds"].parse::<f64>().unwrap() > 0.0
+                && r["cpu_seconds"].parse::<f64>().unwrap() > 0.0
+                && r["peak_rss_mb"].parse::<f64>().unwrap() > 1.0)
+    );
+    assert_eq!(runs.iter().filter(|r| r["run"] == "warmup").count(), 6);
 
-    let (headers, summary) = csv_rows(&dir.path().join("summary.csv"));
+    let summary = Csv::read(&dir.path().join("summary.csv"));
+    let headers = &summary.headers;
     for col in [
         "model",
         "runs",
@@ -119,7 +117,7 @@ fn compare_on_tiny_writes_every_output() {
             "summary.csv lacks {col}: {headers:?}"
         );
     }
-    let models: Vec<&str> = summary.iter().map(|r| r.get(0).unwrap()).collect();
+    let models: Vec<&str> = summary.column("model");
     assert_eq!(
         models,
         [
@@ -131,13 +129,13 @@ fn compare_on_tiny_writes_every_output() {
             "load-only"
         ]
     );
-    assert!(summary.iter().all(|r| &r[1] == "2"));
-    assert_eq!(&summary[0][8], "1.000", "sync is the reference");
+    let summary = &summary.rows;
+    assert!(summary.iter().all(|r| r["runs"] == "2"));
+    assert_eq!(summary[0]["speedup"], "1.000", "sync is the reference");
     // Every model that fetches has a network bound; the writes alone do not.
-    let bound = headers.iter().position(|h| h == "bound_s").unwrap();
-    for r in &summary {
-        let has_bound = r[bound].parse::<f64>().is_ok_and(|b| b > 0.0);
-        assert_eq!(has_bound, &r[0] != "load-only", "{r:?}");
+    for r in summary {
+        let has_bound = r["bound_s"].parse::<f64>().is_ok_and(|b| b > 0.0);
+        assert_eq!(has_bound, r["model"] != "load-only", "{r:?}");
     }
 
     let md = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
@@ -186,14 +184,14 @@ fn compare_on_tiny_writes_every_output() {
     assert_eq!(c["environment"]["bucket"]["profile"], "tiny");
     let models = c["models"].as_array().unwrap();
     assert_eq!(models.len(), 6);
-    for (m, row) in models.iter().zip(&summary) {
-        assert_eq!(m["model"], row[0]);
-        let median: f64 = row[2].parse().unwrap();
+    for (m, row) in models.iter().zip(summary) {
+        assert_eq!(m["model"], row["model"]);
+        let median: f64 = row["median_s"].parse().unwrap();
         assert!((m["median_secs"].as_f64().unwrap() - median).abs() < 1e-4);
         let ratio = &m["speedup"]["ratio_of_means"];
-        assert!((ratio.as_f64().unwrap() - row[8].parse::<f64>().unwrap()).abs() < 1e-3);
+        assert!((ratio.as_f64().unwrap() - row["speedup"].parse::<f64>().unwrap()).abs() < 1e-3);
         assert!(m["speedup"]["ratio_of_medians"].as_f64().unwrap() > 0.0);
-        assert_eq!(m["is_ceiling"], row[0].ends_with("-only"));
+        assert_eq!(m["is_ceiling"], row["model"].ends_with("-only"));
     }
     assert!(c["ceiling"]["secs"].as_f64().unwrap() > 0.0);
     let verdict = c["verdict"]["text"].as_str().unwrap();
@@ -213,11 +211,7 @@ fn compare_on_tiny_writes_every_output() {
     ] {
         std::fs::remove_file(dir.path().join(f)).unwrap();
     }
-    let replot = Command::new(env!("CARGO_BIN_EXE_compare"))
-        .arg("--replot")
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let replot = compare().arg("--replot").arg(dir.path()).output().unwrap();
     assert!(
         replot.status.success(),
         "{}",
@@ -242,7 +236,7 @@ fn json(path: &Path) -> serde_json::Value {
 }
 
 fn replot(dir: &Path, extra: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_compare"))
+    compare()
         .arg("--replot")
         .arg(dir)
         .args(extra)
@@ -297,7 +291,7 @@ fn a_saved_baseline_is_compared_with_and_a_forced_regression_fails() {
     std::fs::write(&fast_path, serde_json::to_vec(&fast).unwrap()).unwrap();
     let exported = dir.path().join("elsewhere/export.json");
     std::fs::create_dir_all(exported.parent().unwrap()).unwrap();
-    let run = compare(
+    let run = run_compare(
         dir.path(),
         &db,
         &[
@@ -380,7 +374,7 @@ fn a_saved_baseline_is_compared_with_and_a_forced_regression_fails() {
     assert_eq!(stdout.matches(" no change\n").count(), 2, "{stdout}");
 
     // A baseline that does not exist fails at once, before any run.
-    let out = compare(dir.path(), &db, &["--baseline", "missing"]);
+    let out = run_compare(dir.path(), &db, &["--baseline", "missing"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -394,7 +388,7 @@ fn a_saved_baseline_is_compared_with_and_a_forced_regression_fails() {
 fn a_model_that_drops_a_file_fails_verification_and_compare_exits_non_zero() {
     let dir = tempfile::tempdir().unwrap();
     let db = fresh_db();
-    let out = compare(
+    let out = run_compare(
         dir.path(),
         &db,
         &[
@@ -412,17 +406,20 @@ fn a_model_that_drops_a_file_fails_verification_and_compare_exits_non_zero() {
         stderr.contains("runs loaded something other than the expected result"),
         "{stderr}"
     );
-    let (_, runs) = csv_rows(&dir.path().join("runs.csv"));
-    let broken: Vec<_> = runs.iter().filter(|r| &r[0] == "test-drop-one").collect();
+    let runs = Csv::read(&dir.path().join("runs.csv")).rows;
+    let broken: Vec<_> = runs
+        .iter()
+        .filter(|r| r["model"] == "test-drop-one")
+        .collect();
     assert_eq!(broken.len(), 1);
-    assert_eq!(&broken[0][12], "false");
+    assert_eq!(broken[0]["verified"], "false");
     assert!(
-        broken[0][13].contains("ledger rows (files): expected"),
+        broken[0]["problems"].contains("ledger rows (files): expected"),
         "{:?}",
-        &broken[0][13]
+        broken[0]["problems"]
     );
-    let sync: Vec<_> = runs.iter().filter(|r| &r[0] == "sync").collect();
-    assert_eq!(&sync[0][12], "true");
+    let sync: Vec<_> = runs.iter().filter(|r| r["model"] == "sync").collect();
+    assert_eq!(sync[0]["verified"], "true");
 }
 
 #[test]
@@ -452,10 +449,10 @@ fn ceilings_are_measured_beside_the_models_with_an_efficiency_table() {
     ] {
         assert!(md.contains(row), "summary.md lacks {row}: {md}");
     }
-    let (_, runs) = csv_rows(&dir.path().join("runs.csv"));
-    let load_only: Vec<_> = runs.iter().filter(|r| &r[0] == "load-only").collect();
+    let runs = Csv::read(&dir.path().join("runs.csv")).rows;
+    let load_only: Vec<_> = runs.iter().filter(|r| r["model"] == "load-only").collect();
     assert_eq!(
-        &load_only[0][12], "true",
+        load_only[0]["verified"], "true",
         "load-only loads everything and is verified"
     );
 }
@@ -480,11 +477,10 @@ fn several_workers_per_run_share_the_bucket_through_the_ledger() {
             "--no-ceilings",
         ],
     );
-    let (_, runs) = csv_rows(&dir.path().join("runs.csv"));
-    for r in &runs {
-        assert_eq!(&r[12], "true", "{r:?}");
+    for r in &Csv::read(&dir.path().join("runs.csv")).rows {
+        assert_eq!(r["verified"], "true", "{r:?}");
         assert_eq!(
-            &r[4], "5",
+            r["files"], "5",
             "three workers loaded the five tiny files once between them: {r:?}"
         );
     }

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 
 /// Every row of a table, as text, in a stable order.
@@ -41,10 +39,8 @@ fn compare_on_a_database_with_a_real_ledger_leaves_it_untouched() {
         bucketbench::sim::ProfileName::Tiny,
         21,
     ));
-    let server = bucket
-        .serve(Default::default(), "127.0.0.1:0".parse().unwrap())
-        .unwrap();
-    let ingest = Command::new(env!("CARGO_BIN_EXE_ingest"))
+    let server = bucket.serve(Default::default(), any_port()).unwrap();
+    let ingest = ingest()
         .args(["--bucket", &server.base_url(), "--database-url", &db])
         .output()
         .unwrap();
@@ -58,7 +54,7 @@ fn compare_on_a_database_with_a_real_ledger_leaves_it_untouched() {
     assert!(before[4].len() >= 5, "ingest loaded too little: {before:?}");
 
     let out = tempfile::tempdir().unwrap();
-    let compare = Command::new(env!("CARGO_BIN_EXE_compare"))
+    let compare = compare()
         .args([
             "--profile",
             "tiny",
@@ -89,15 +85,10 @@ fn compare_on_a_database_with_a_real_ledger_leaves_it_untouched() {
         assert_eq!(b, a, "compare changed {t}");
     }
     // Its own schema is gone, and it left nothing anywhere else.
-    let schemas: Vec<String> = c
-        .query(
-            "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'bucketbench_compare%'",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let schemas: Vec<String> = column(
+        &mut c,
+        "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'bucketbench_compare%'",
+    );
     assert!(schemas.is_empty(), "left behind: {schemas:?}");
     assert_eq!(
         count(
@@ -114,7 +105,7 @@ fn compare_on_a_database_with_a_real_ledger_leaves_it_untouched() {
 fn compare_drops_its_schema_when_it_fails() {
     let db = fresh_db();
     let out = tempfile::tempdir().unwrap();
-    let compare = Command::new(env!("CARGO_BIN_EXE_compare"))
+    let compare = compare()
         .args(["--bucket", "http://127.0.0.1:1", "--models", "sync"])
         .args(["--runs", "1", "--warmup", "0", "--attempts", "1", "--out"])
         .arg(out.path())

@@ -3,18 +3,20 @@
 //! directory the next run accepts, and two processes started together on
 //! one fresh directory both succeed.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+
+use common::any_port;
 use std::time::{Duration, Instant};
 
 use bucketbench::sim::{ProfileName, SimBucket, SimServer, Spec};
 
 fn bucket() -> (SimBucket, SimServer) {
     let bucket = SimBucket::generate(Spec::new(ProfileName::Tiny, 11));
-    let server = bucket
-        .serve(Default::default(), "127.0.0.1:0".parse().unwrap())
-        .unwrap();
+    let server = bucket.serve(Default::default(), any_port()).unwrap();
     (bucket, server)
 }
 
@@ -26,10 +28,9 @@ fn reachable_tempdir() -> tempfile::TempDir {
 }
 
 fn ingest(server: &SimServer, data_dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ingest"));
+    let mut cmd = common::ingest();
     cmd.args(["--bucket", &server.base_url(), "--json", "--data-dir"])
         .arg(data_dir)
-        .env_remove("DATABASE_URL")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

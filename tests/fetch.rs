@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bucketbench::bucket::async_client::AsyncClient;
 use bucketbench::bucket::sync_client::SyncClient;
 use bucketbench::bucket::{BucketLocation, ClientConfig, FetchError, Fetched, NetStats};
-use bucketbench::models;
+use bucketbench::models::Model;
 use bucketbench::pass::{PassConfig, PassOptions, run_pass, run_pass_with};
 use bucketbench::sim::Object;
 use bucketbench::sim::server::BUCKET;
@@ -263,7 +263,7 @@ fn a_trickling_object_is_a_fetch_error_and_loads_once_the_server_is_fixed() {
             },
         );
         let cfg = quick_config(&server.base_url(), &db);
-        let m = models::by_name(model).unwrap();
+        let m = model.parse::<Model>().unwrap().ingestor();
         let t = Instant::now();
         let s = run_pass(&cfg, m.as_ref()).unwrap();
         assert!(
@@ -358,7 +358,7 @@ fn a_truncated_response_is_a_fetch_error_not_a_failed_file_and_loads_next_pass()
             },
         );
         let cfg = quick_config(&server.base_url(), &db);
-        let m = models::by_name(model).unwrap();
+        let m = model.parse::<Model>().unwrap().ingestor();
         let s = run_pass(&cfg, m.as_ref()).unwrap();
         assert_eq!(s.fetch_errors.len(), 1, "{model}: {s:?}");
         assert_eq!(s.fetch_errors[0].key, "half.json");
@@ -415,7 +415,7 @@ fn an_html_page_for_a_manifest_fails_the_pass_in_one_line_and_writes_nothing() {
     for manifest in [page, tags_only] {
         let db = fresh_db();
         let server = serve(store_with(&[("first.json", &song_array(1))], manifest));
-        let m = models::by_name("sync").unwrap();
+        let m = Model::Sync.ingestor();
         let err = run_pass(&config(&server.base_url(), &db), m.as_ref()).unwrap_err();
         let line = bucketbench::error::chain(&*err);
         assert!(line.contains("not a manifest"), "{line}");
@@ -435,7 +435,7 @@ fn an_html_page_for_a_manifest_fails_the_pass_in_one_line_and_writes_nothing() {
         },
     );
     let db = fresh_db();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ingest"))
+    let out = ingest()
         .args(["--bucket", &raw.base_url(), "--database-url", &db])
         .env_remove("DATABASE_URL")
         .output()
@@ -512,7 +512,7 @@ fn a_failed_file_is_retried_when_its_object_changes_or_with_retry_failed() {
         (0, 0, 1),
         "{again:?}"
     );
-    let m = models::by_name("sync").unwrap();
+    let m = Model::Sync.ingestor();
     let cfg = config(&server.base_url(), &db);
     let forced = run_pass_with(&cfg, m.as_ref(), &PassOptions { retry_failed: true }).unwrap();
     assert_eq!(forced.retried, ["bad.json"], "{forced:?}");
@@ -528,14 +528,10 @@ fn a_failed_file_is_retried_when_its_object_changes_or_with_retry_failed() {
     assert_eq!((fixed.loaded, fixed.songs), (1, 4), "{fixed:?}");
     assert_eq!(fixed.retried, ["bad.json"]);
     assert!(fixed.etag_changed.is_empty());
-    let status: String = connect(&db)
-        .query_one(
-            "SELECT status FROM processed_files WHERE key = 'bad.json'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    assert_eq!(status, "loaded");
+    assert_eq!(
+        ledger(&mut connect(&db)),
+        [("bad.json".to_string(), "loaded".to_string())]
+    );
 }
 
 #[test]
@@ -553,7 +549,7 @@ fn s3_mode_retries_a_failed_file_whose_etag_changed() {
     .unwrap();
     let mut cfg = config(&server.base_url(), &db);
     cfg.bucket = bucket;
-    let m = models::by_name("async").unwrap();
+    let m = Model::Async.ingestor();
     assert_eq!(run_pass(&cfg, m.as_ref()).unwrap().failed.len(), 1);
     store.put(
         "bad.json",
@@ -579,7 +575,7 @@ fn s3_mode_with_a_manifest_reports_a_changed_object() {
         },
     )
     .unwrap();
-    let m = models::by_name("sync").unwrap();
+    let m = Model::Sync.ingestor();
     assert_eq!(run_pass(&cfg, m.as_ref()).unwrap().loaded, 1);
     store.put(
         "a.json",

@@ -4,9 +4,10 @@
 //! SlowDown`, and the named network presets of `bucket serve`. Real HTTP(S)
 //! over loopback with the project's own clients.
 
+mod common;
+
 use std::io::{BufRead as _, Read as _, Write as _};
-use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,10 +19,7 @@ use bucketbench::sim::{
     Conditions, LatencyShape, NetworkModel, NetworkPreset, Object, ServeOptions, SimServer, Store,
     TlsVersion,
 };
-
-fn any_port() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
-}
+use common::any_port;
 
 fn small_store(n: usize, prefix: &str) -> Store {
     let store = Store::new();
@@ -332,7 +330,7 @@ fn bucket_serve_takes_a_network_preset_and_serves_https() {
             let _ = self.0.wait();
         }
     }
-    let child = Command::new(env!("CARGO_BIN_EXE_bucket"))
+    let child = common::bucket()
         .args(["serve", "--profile", "tiny", "--addr", "127.0.0.1:0"])
         .args(["--network", "same-region", "--tls", "--tls-version", "1.2"])
         .arg("--ca-out")

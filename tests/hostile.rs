@@ -6,9 +6,9 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use bucketbench::models;
+use bucketbench::models::Model;
 use common::*;
 
 const LIMIT: u64 = 1_000_000;
@@ -101,7 +101,7 @@ fn hostile_server() -> String {
 // Reaped with `wait4` below, for its rusage, which `Child::wait` cannot give.
 #[allow(clippy::zombie_processes)]
 fn run_measured(bucket: &str, db: &str, model: &str) -> (serde_json::Value, f64) {
-    let child = Command::new(env!("CARGO_BIN_EXE_ingest"))
+    let child = ingest()
         .args([
             "--bucket",
             bucket,
@@ -142,7 +142,7 @@ fn run_measured(bucket: &str, db: &str, model: &str) -> (serde_json::Value, f64)
 #[test]
 fn endless_and_bomb_bodies_are_refused_while_streaming_and_memory_stays_flat() {
     let url = hostile_server();
-    for model in models::NAMES {
+    for model in Model::MODELS.map(Model::name) {
         let db = fresh_db();
         let (summary, rss_mb) = run_measured(&url, &db, model);
         assert_eq!(summary["loaded"], 1, "{model}: {summary}");
@@ -157,15 +157,8 @@ fn endless_and_bomb_bodies_are_refused_while_streaming_and_memory_stays_flat() {
                 "{model}: {f}"
             );
         }
-        let mut c = connect(&db);
-        let rows: Vec<(String, String)> = c
-            .query("SELECT key, status FROM processed_files ORDER BY key", &[])
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
         assert_eq!(
-            rows,
+            ledger(&mut connect(&db)),
             [
                 ("big.json".into(), "failed".into()),
                 ("bomb.json".into(), "failed".into()),
@@ -196,20 +189,12 @@ fn unstorable_text_odd_encodings_and_odd_keys_are_handled_per_record_and_per_fil
     let manifest: String = files.iter().map(|(k, _)| format!("{k}\n")).collect();
     let store = store_with(&files, &manifest);
     let server = serve(store);
-    for model in models::NAMES {
+    for model in Model::MODELS.map(Model::name) {
         let db = fresh_db();
         let s = pass(&server.base_url(), &db, model);
         assert_eq!(s.listed, 7, "{model}");
         let mut c = connect(&db);
-        let ledger: Vec<(String, String, Option<String>)> = c
-            .query(
-                "SELECT key, status, reason FROM processed_files ORDER BY key",
-                &[],
-            )
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect();
+        let ledger = ledger_with_reasons(&mut c);
         let status = |k: &str| {
             ledger
                 .iter()
@@ -236,12 +221,7 @@ fn unstorable_text_odd_encodings_and_odd_keys_are_handled_per_record_and_per_fil
             assert_eq!(st, "failed", "{model}: {dotted}");
             assert!(reason.contains("path segment"), "{reason}");
         }
-        let titles: Vec<String> = c
-            .query("SELECT title FROM songs ORDER BY title", &[])
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let titles: Vec<String> = column(&mut c, "SELECT title FROM songs ORDER BY title");
         assert_eq!(titles, ["after", "bom", "good", "odd key"], "{model}");
         let rejected: Vec<(String, String, serde_json::Value)> = c
             .query("SELECT source_key, reason, raw FROM rejected_records ORDER BY source_key, record_index", &[])

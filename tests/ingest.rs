@@ -238,22 +238,12 @@ fn a_second_pass_loads_only_new_files_and_vanished_files_keep_their_rows() {
     );
 
     let mut c = connect(&db);
-    let titles: Vec<String> = c
-        .query("SELECT title FROM songs ORDER BY title", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let titles: Vec<String> = column(&mut c, "SELECT title FROM songs ORDER BY title");
     assert_eq!(titles, ["a", "b", "c"], "b keeps its rows");
-    let seen: Vec<(String, bool)> = c
-        .query(
-            "SELECT key, last_seen_at > processed_at FROM processed_files ORDER BY key",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let seen: Vec<(String, bool)> = pairs(
+        &mut c,
+        "SELECT key, last_seen_at > processed_at FROM processed_files ORDER BY key",
+    );
     assert_eq!(
         seen,
         [
@@ -285,15 +275,7 @@ fn failed_files_are_recorded_with_their_reason_and_load_nothing() {
     let s = pass(&server.base_url(), &db, "sync");
     assert_eq!((s.loaded, s.failed.len(), s.songs), (2, 2, 1));
     let mut c = connect(&db);
-    let rows: Vec<(String, String, Option<String>)> = c
-        .query(
-            "SELECT key, status, reason FROM processed_files ORDER BY key",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
+    let rows = ledger_with_reasons(&mut c);
     assert_eq!(rows[0], ("empty.json".into(), "loaded".into(), None));
     assert_eq!(
         (rows[1].0.as_str(), rows[1].1.as_str()),
@@ -385,16 +367,10 @@ fn a_crlf_manifest_with_blanks_duplicates_and_spaces_loads_each_key_once() {
     );
 }
 
-fn ingest() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ingest"));
-    cmd.env_remove("DATABASE_URL").env("RUST_LOG", "warn");
-    cmd
-}
-
-#[test]
-fn two_ingest_processes_at_once_load_every_key_exactly_once() {
-    let db = fresh_db();
-    let bodies: Vec<(String, Vec<u8>)> = (0..40)
+/// A bucket of `n` one-song files (`k000.json`, ...), each GET answered
+/// after `latency_ms`.
+fn song_files(n: usize, latency_ms: f64) -> bucketbench::sim::SimServer {
+    let bodies: Vec<(String, Vec<u8>)> = (0..n)
         .map(|i| (format!("k{i:03}.json"), song_file(&format!("s{i}"))))
         .collect();
     let files: Vec<(&str, &[u8])> = bodies
@@ -402,13 +378,26 @@ fn two_ingest_processes_at_once_load_every_key_exactly_once() {
         .map(|(k, b)| (k.as_str(), b.as_slice()))
         .collect();
     let manifest: String = bodies.iter().map(|(k, _)| format!("{k}\n")).collect();
-    let server = serve_with(
+    serve_with(
         store_with(&files, &manifest),
         bucketbench::sim::Conditions {
-            latency_ms: 5.0,
+            latency_ms,
             ..Default::default()
         },
-    );
+    )
+}
+
+/// `ingest`, warnings and errors only.
+fn ingest() -> Command {
+    let mut cmd = common::ingest();
+    cmd.env("RUST_LOG", "warn");
+    cmd
+}
+
+#[test]
+fn two_ingest_processes_at_once_load_every_key_exactly_once() {
+    let db = fresh_db();
+    let server = song_files(40, 5.0);
     let children: Vec<_> = (0..2)
         .map(|_| {
             ingest()
@@ -446,11 +435,7 @@ fn two_ingest_processes_at_once_load_every_key_exactly_once() {
 #[test]
 fn an_unreachable_database_exits_non_zero_with_one_clear_line() {
     let server = serve(store_with(&[], ""));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let url = format!("postgres://u:hunter2secret@127.0.0.1:{port}/db");
     let out = ingest()
         .args(["--bucket", &server.base_url(), "--database-url", &url])
@@ -470,11 +455,7 @@ fn an_unreachable_database_exits_non_zero_with_one_clear_line() {
 #[test]
 fn an_unreachable_bucket_exits_non_zero_with_one_clear_line() {
     let db = fresh_db();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let out = ingest()
         .args([
             "--bucket",
@@ -512,11 +493,7 @@ fn root_data_dir() -> (tempfile::TempDir, std::path::PathBuf) {
 #[test]
 fn an_unreachable_bucket_is_found_before_the_embedded_server_starts() {
     let (_dir, data) = root_data_dir();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let out = ingest()
         .env(bucketbench::db::embedded::ROOT_DATA_DIR_ENV, &data)
         .env("XDG_DATA_HOME", &data)
@@ -592,21 +569,7 @@ unsafe extern "C" {
 fn ctrl_c_prints_one_line_and_exits_130() {
     use std::io::BufRead as _;
     let (_dir, data) = root_data_dir();
-    let bodies: Vec<(String, Vec<u8>)> = (0..200)
-        .map(|i| (format!("k{i:03}.json"), song_file(&format!("s{i}"))))
-        .collect();
-    let files: Vec<(&str, &[u8])> = bodies
-        .iter()
-        .map(|(k, b)| (k.as_str(), b.as_slice()))
-        .collect();
-    let manifest: String = bodies.iter().map(|(k, _)| format!("{k}\n")).collect();
-    let server = serve_with(
-        store_with(&files, &manifest),
-        bucketbench::sim::Conditions {
-            latency_ms: 200.0,
-            ..Default::default()
-        },
-    );
+    let server = song_files(200, 200.0);
     let mut child = ingest()
         .env(bucketbench::db::embedded::ROOT_DATA_DIR_ENV, &data)
         .env("XDG_DATA_HOME", &data)

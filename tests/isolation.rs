@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bucketbench::db::{WriteStrategy, schema, sync_writer};
-use bucketbench::models;
+use bucketbench::models::Model;
 use bucketbench::pass::{prepare_database, run_pass};
 use bucketbench::report::PassSummary;
 use bucketbench::sim::{ProfileName, SimBucket, Spec};
@@ -26,7 +26,7 @@ fn run(bucket: &str, db: &str, model: &str, write: WriteStrategy, per_tx: usize)
     let mut cfg = config(bucket, db);
     cfg.knobs.write = write;
     cfg.knobs.files_per_transaction = per_tx;
-    run_pass(&cfg, models::by_name(model).unwrap().as_ref())
+    run_pass(&cfg, model.parse::<Model>().unwrap().ingestor().as_ref())
         .unwrap_or_else(|e| panic!("{model}/{}: pass failed: {e:#}", write.as_str()))
 }
 
@@ -327,15 +327,10 @@ fn a_v1_database_upgrades_in_place_with_its_rows_and_ledger() {
         ),
         2
     );
-    let titles: Vec<(String, String)> = c
-        .query(
-            "SELECT source_key, title FROM songs ORDER BY source_key",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let titles: Vec<(String, String)> = pairs(
+        &mut c,
+        "SELECT source_key, title FROM songs ORDER BY source_key",
+    );
     assert_eq!(
         titles,
         [
@@ -513,7 +508,7 @@ fn a_sigstopped_worker_delays_another_by_a_bounded_time() {
     let srv = serve(store_with(&refs, &manifest));
     let db = fresh_db();
     prepare_database(&db).unwrap();
-    let mut a = std::process::Command::new(env!("CARGO_BIN_EXE_ingest"))
+    let mut a = ingest()
         .args([
             "--bucket",
             &srv.base_url(),

@@ -11,7 +11,7 @@ mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::process::Command;
+
 use std::sync::OnceLock;
 
 use bucketbench::bucket::budget;
@@ -196,8 +196,7 @@ fn serve_large_objects() -> SimServer {
 fn ingest_large(model: &str) -> PassSummary {
     let server = serve_large_objects();
     let db = fresh_db();
-    let out = Command::new(env!("CARGO_BIN_EXE_ingest"))
-        .env_remove("DATABASE_URL")
+    let out = ingest()
         .env("RUST_LOG", "warn")
         .args(["--bucket", &server.base_url(), "--database-url", &db])
         .args(["--model", model, "--json"])

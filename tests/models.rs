@@ -2,17 +2,15 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
+use bucketbench::models::Model;
 use bucketbench::sim::{Conditions, ProfileName, SimBucket, Spec, verify};
 use common::*;
 
 fn check(model: &str, profile: ProfileName, conditions: Conditions) {
     let bucket = SimBucket::generate(Spec::new(profile, 11));
-    let server = bucket
-        .serve(conditions, SocketAddr::from(([127, 0, 0, 1], 0)))
-        .unwrap();
+    let server = bucket.serve(conditions, any_port()).unwrap();
     let db = fresh_db();
     let s = pass(&server.base_url(), &db, model);
     assert_eq!(s.model, model);
@@ -25,12 +23,10 @@ fn check(model: &str, profile: ProfileName, conditions: Conditions) {
     assert_eq!(s.missing.len(), want.missing_keys.len());
     let diffs = verify(&mut connect(&db), &want).unwrap();
     assert!(diffs.is_empty(), "{model} on {profile:?}: {diffs:#?}");
-    let models: Vec<String> = connect(&db)
-        .query("SELECT DISTINCT model FROM processed_files", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let models: Vec<String> = column(
+        &mut connect(&db),
+        "SELECT DISTINCT model FROM processed_files",
+    );
     assert_eq!(models, [model], "the ledger names the model");
     // A second pass finds nothing new.
     let again = pass(&server.base_url(), &db, model);
@@ -71,17 +67,15 @@ fn async_models_survive_injected_errors() {
                     error_rate: 0.2,
                     ..Default::default()
                 },
-                SocketAddr::from(([127, 0, 0, 1], 0)),
+                any_port(),
             )
             .unwrap();
         let db = fresh_db();
         let mut cfg = config(&server.base_url(), &db);
         cfg.client.retry.max_attempts = 8;
-        let s = bucketbench::pass::run_pass(
-            &cfg,
-            bucketbench::models::by_name(model).unwrap().as_ref(),
-        )
-        .unwrap();
+        let s =
+            bucketbench::pass::run_pass(&cfg, model.parse::<Model>().unwrap().ingestor().as_ref())
+                .unwrap();
         // Random at 20 %: a pass of 21 requests may draw none, so the
         // check is that every error the server injected was retried.
         let injected = server.stats.injected_errors.load(Ordering::Relaxed);
@@ -99,10 +93,7 @@ fn async_models_survive_injected_errors() {
 
 #[test]
 fn an_unknown_model_is_a_clear_error() {
-    let err = bucketbench::models::by_name("turbo")
-        .err()
-        .unwrap()
-        .to_string();
+    let err = "turbo".parse::<Model>().unwrap_err().to_string();
     assert!(err.contains("sync, async-fetch, async, threads"), "{err}");
 }
 
@@ -110,9 +101,7 @@ fn an_unknown_model_is_a_clear_error() {
 fn every_write_strategy_loads_exactly_the_expected_result() {
     use bucketbench::db::WriteStrategy;
     let bucket = SimBucket::generate(Spec::new(ProfileName::Messy, 17));
-    let server = bucket
-        .serve(Conditions::default(), SocketAddr::from(([127, 0, 0, 1], 0)))
-        .unwrap();
+    let server = bucket.serve(Conditions::default(), any_port()).unwrap();
     for (model, write) in [
         ("sync", WriteStrategy::Insert),
         ("async", WriteStrategy::Insert),
@@ -122,7 +111,7 @@ fn every_write_strategy_loads_exactly_the_expected_result() {
         let db = fresh_db();
         let mut cfg = config(&server.base_url(), &db);
         cfg.knobs.write = write;
-        bucketbench::pass::run_pass(&cfg, bucketbench::models::by_name(model).unwrap().as_ref())
+        bucketbench::pass::run_pass(&cfg, model.parse::<Model>().unwrap().ingestor().as_ref())
             .unwrap();
         let diffs = verify(&mut connect(&db), &bucket.expected()).unwrap();
         assert!(diffs.is_empty(), "{model} with {write:?}: {diffs:#?}");

@@ -4,21 +4,16 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bucketbench::db::{EmbeddedPostgres, Flavor};
-use bucketbench::models;
+use bucketbench::models::Model;
 use bucketbench::sim::{Conditions, ProfileName, SimBucket, Spec, verify};
 use common::*;
 
-fn any_port() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
-}
-
 fn ingest(bucket: &str, db: &str, model: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ingest"));
+    let mut cmd = common::ingest();
     cmd.args(["--bucket", bucket, "--model", model, "--json"])
         .env("DATABASE_URL", db)
         .env("RUST_LOG", "error")
@@ -76,7 +71,7 @@ fn crash_and_rerun(kills: u64) {
         } else {
             (&small, small_srv.base_url())
         };
-        let model = models::NAMES[i as usize % models::NAMES.len()];
+        let model = Model::MODELS[i as usize % Model::MODELS.len()].name();
         let db = fresh_db();
         let want = bucket.expected();
         let mut child = ingest(&url, &db, model).spawn().unwrap();
@@ -131,9 +126,9 @@ fn four_workers_with_mixed_models_load_each_key_exactly_once() {
         .unwrap();
     let db = fresh_db();
     // Migrations are applied under an advisory lock, so starting together is fine.
-    let children: Vec<Child> = models::NAMES
+    let children: Vec<Child> = Model::MODELS
         .iter()
-        .map(|m| ingest(&server.base_url(), &db, m).spawn().unwrap())
+        .map(|m| ingest(&server.base_url(), &db, m.name()).spawn().unwrap())
         .collect();
     let mut loaded = 0;
     for c in children {
@@ -153,15 +148,10 @@ fn four_workers_with_mixed_models_load_each_key_exactly_once() {
     );
     let diffs = verify(&mut connect(&db), &want).unwrap();
     assert!(diffs.is_empty(), "{diffs:#?}");
-    let by_model: Vec<(String, i64)> = connect(&db)
-        .query(
-            "SELECT model, count(*) FROM processed_files GROUP BY model ORDER BY model",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let by_model: Vec<(String, i64)> = pairs(
+        &mut connect(&db),
+        "SELECT model, count(*) FROM processed_files GROUP BY model ORDER BY model",
+    );
     assert_eq!(
         by_model.iter().map(|(_, n)| n).sum::<i64>() as u64,
         want.files,
@@ -187,7 +177,7 @@ fn errors_and_stalls_reach_the_exact_result_within_two_passes() {
         let mut cfg = config(&server.base_url(), &db);
         cfg.client.first_byte_timeout = Duration::from_millis(500);
         cfg.client.retry.max_attempts = 4;
-        let m = models::by_name(model).unwrap();
+        let m = model.parse::<Model>().unwrap().ingestor();
         let mut retries = 0;
         let mut passes = 0;
         loop {
@@ -223,7 +213,7 @@ fn a_database_restart_mid_pass_is_survived_or_reported_in_one_line() {
             any_port(),
         )
         .unwrap();
-    for (i, model) in models::NAMES.iter().enumerate() {
+    for (i, model) in Model::MODELS.map(Model::name).iter().enumerate() {
         let db = pg.create_database(&format!("restart{i}")).unwrap();
         let child = ingest(&server.base_url(), &db, model).spawn().unwrap();
         std::thread::sleep(Duration::from_millis(400));
@@ -272,7 +262,7 @@ fn churn_and_watch(duration: Duration) {
     let passes = tempfile::tempdir().unwrap();
     let passes_path = passes.path().join("passes.jsonl");
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ingest"))
+    let mut child = common::ingest()
         .args([
             "--bucket",
             &server.base_url(),

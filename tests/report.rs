@@ -3,9 +3,13 @@
 //! against a baseline, then checked in the DOM the browser built and in
 //! screenshots at a desktop's and a phone's width.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::{Csv, compare};
 
 const INSTALL: &str = "apt-get update && apt-get install -y chromium";
 
@@ -111,17 +115,15 @@ fn seed_copy() -> (tempfile::TempDir, PathBuf) {
     for f in ["runs.csv", "summary.csv", "summary.md", "environment.json"] {
         std::fs::copy(seed.join(f), dir.path().join(f)).unwrap();
     }
-    let mut r = csv::Reader::from_path(seed.join("runs.csv")).unwrap();
     let mut models: Vec<(String, Vec<f64>)> = Vec::new();
-    for rec in r.records() {
-        let rec = rec.unwrap();
-        if &rec[2] == "warmup" {
+    for rec in Csv::read(&seed.join("runs.csv")).rows {
+        if rec["run"] == "warmup" {
             continue;
         }
-        let t: f64 = rec[3].parse().unwrap();
-        match models.iter_mut().find(|(m, _)| m == &rec[0]) {
+        let t: f64 = rec["wall_seconds"].parse().unwrap();
+        match models.iter_mut().find(|(m, _)| m == &rec["model"]) {
             Some((_, v)) => v.push(t * 1.2),
-            None => models.push((rec[0].to_string(), vec![t * 1.2])),
+            None => models.push((rec["model"].clone(), vec![t * 1.2])),
         }
     }
     let baseline = serde_json::json!({
@@ -142,7 +144,7 @@ fn seed_copy() -> (tempfile::TempDir, PathBuf) {
 fn the_html_report_renders_in_a_browser_at_desktop_and_phone_widths() {
     chromium();
     let (dir, baseline) = seed_copy();
-    let replot = Command::new(env!("CARGO_BIN_EXE_compare"))
+    let replot = compare()
         .arg("--replot")
         .arg(dir.path())
         .arg("--baseline")

@@ -9,12 +9,10 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::Arc;
 
 use bucketbench::bucket::{BucketLocation, S3Options};
-use bucketbench::models::{self, Knobs};
+use bucketbench::models::{Knobs, Model};
 use bucketbench::pass::{PassConfig, run_pass};
 use bucketbench::report::PassSummary;
 use bucketbench::sim::{
@@ -67,7 +65,7 @@ impl TestBucket {
                 let server = bucketbench::sim::SimServer::start_with(
                     store.clone(),
                     Conditions::default(),
-                    SocketAddr::from(([127, 0, 0, 1], 0)),
+                    any_port(),
                     ServeOptions {
                         bucket: name.into(),
                         auth: Some(auth),
@@ -128,7 +126,7 @@ fn run(loc: BucketLocation, db: &str, model: &str) -> anyhow::Result<PassSummary
         },
         progress: false,
     };
-    run_pass(&cfg, models::by_name(model).unwrap().as_ref())
+    run_pass(&cfg, model.parse::<Model>().unwrap().ingestor().as_ref())
 }
 
 fn generated(profile: ProfileName) -> (SimBucket, Vec<(String, Vec<u8>)>) {
@@ -159,7 +157,7 @@ fn private_bucket_signed_every_model_loads_exactly(t: Target) {
         &objects,
         false,
     );
-    for model in models::NAMES {
+    for model in Model::MODELS.map(Model::name) {
         let db = fresh_db();
         let s = run(tb.location(true), &db, model).unwrap();
         assert_eq!(
@@ -352,7 +350,7 @@ fn sim_wrong_secret_key_is_access_denied_in_one_line() {
         false,
     );
     let db = fresh_db();
-    let out = Command::new(env!("CARGO_BIN_EXE_ingest"))
+    let out = ingest()
         .args([
             "--bucket",
             "s3://bb-wrong-secret",
@@ -398,12 +396,8 @@ fn sim_public_bucket_still_checks_signed_requests() {
 
 #[test]
 fn an_unreachable_endpoint_is_one_clear_error() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let out = Command::new(env!("CARGO_BIN_EXE_ingest"))
+    let port = free_port();
+    let out = ingest()
         .args([
             "--bucket",
             "s3://data",
@@ -436,7 +430,7 @@ fn ingest_and_compare_against_moto_with_credentials_in_the_environment() {
     create_bucket(&endpoint, "bb-binaries", false);
     put_objects(&endpoint, "bb-binaries", &objects);
     let db = fresh_db();
-    let out = Command::new(env!("CARGO_BIN_EXE_ingest"))
+    let out = ingest()
         .args([
             "--bucket",
             "s3://bb-binaries",
@@ -470,7 +464,7 @@ fn ingest_and_compare_against_moto_with_credentials_in_the_environment() {
     }
 
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_compare"))
+    let out = compare()
         .args([
             "--bucket",
             "s3://bb-binaries",
@@ -497,7 +491,7 @@ fn ingest_and_compare_against_moto_with_credentials_in_the_environment() {
         stdout.contains("every run passed the consistency check"),
         "{stdout}"
     );
-    for model in models::NAMES {
+    for model in Model::MODELS.map(Model::name) {
         assert!(stdout.contains(&format!("| {model} |")), "{stdout}");
     }
     for entry in std::fs::read_dir(dir.path()).unwrap() {

@@ -4,9 +4,9 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bucketbench::models;
+use bucketbench::models::Model;
 use common::*;
 
 const HTTPS_SERVER: &str = r#"
@@ -50,11 +50,7 @@ fn https_bucket() -> Https {
         r#"[{"type":"song","data":{"title":"over tls"}}]"#,
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let child = Command::new("python3")
         .args(["-c", HTTPS_SERVER])
         .arg(&site)
@@ -65,14 +61,7 @@ fn https_bucket() -> Https {
         .stderr(Stdio::null())
         .spawn()
         .expect("python3 is needed for this test: apt-get install -y python3");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the test HTTPS server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_port(port, Duration::from_secs(20), "the test HTTPS server");
     Https {
         child,
         url: format!("https://127.0.0.1:{port}"),
@@ -85,7 +74,7 @@ fn https_bucket() -> Https {
 fn a_self_signed_server_is_refused_by_default_and_accepted_with_its_ca() {
     let https = https_bucket();
     let db = fresh_db();
-    let out = Command::new(env!("CARGO_BIN_EXE_ingest"))
+    let out = ingest()
         .args(["--bucket", &https.url, "--attempts", "1"])
         .env("DATABASE_URL", &db)
         .output()
@@ -106,9 +95,9 @@ fn a_self_signed_server_is_refused_by_default_and_accepted_with_its_ca() {
         0
     );
 
-    for model in models::NAMES {
+    for model in Model::MODELS.map(Model::name) {
         let db = fresh_db();
-        let out = Command::new(env!("CARGO_BIN_EXE_ingest"))
+        let out = ingest()
             .args([
                 "--bucket",
                 &https.url,
@@ -157,18 +146,16 @@ fn secrets_never_reach_output_logs_or_files() {
         bucketbench::sim::ProfileName::Tiny,
         3,
     ));
-    let server = bucket
-        .serve(Default::default(), "127.0.0.1:0".parse().unwrap())
-        .unwrap();
+    let server = bucket.serve(Default::default(), any_port()).unwrap();
     let out_dir = tempfile::tempdir().unwrap();
     let runs = [
-        Command::new(env!("CARGO_BIN_EXE_ingest"))
+        ingest()
             .args(["--bucket", &server.base_url(), "--model", "async"])
             .env("DATABASE_URL", &db)
             .output()
             .unwrap(),
         // A failing run: errors must not print the password either.
-        Command::new(env!("CARGO_BIN_EXE_ingest"))
+        ingest()
             .args([
                 "--bucket",
                 &server.base_url(),
@@ -178,7 +165,7 @@ fn secrets_never_reach_output_logs_or_files() {
             ])
             .output()
             .unwrap(),
-        Command::new(env!("CARGO_BIN_EXE_compare"))
+        compare()
             .args([
                 "--profile",
                 "tiny",
@@ -210,7 +197,7 @@ fn secrets_never_reach_output_logs_or_files() {
         );
     }
     // Debug logging of an S3 pass with AWS keys in the environment.
-    let s3 = Command::new(env!("CARGO_BIN_EXE_ingest"))
+    let s3 = ingest()
         .args([
             "--bucket",
             "s3://sim",
@@ -271,11 +258,7 @@ impl Drop for FailingBucket {
 }
 
 fn failing_bucket() -> FailingBucket {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let child = Command::new("python3")
         .args(["-c", FAILING_BUCKET])
         .arg(port.to_string())
@@ -283,14 +266,7 @@ fn failing_bucket() -> FailingBucket {
         .stderr(Stdio::null())
         .spawn()
         .expect("python3 is needed for this test: apt-get install -y python3");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the test HTTP server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_port(port, Duration::from_secs(20), "the test HTTP server");
     FailingBucket { child, port }
 }
 
@@ -375,13 +351,11 @@ fn secrets_in_every_form_stay_out_of_output_logs_and_files_at_trace_level() {
         bucketbench::sim::ProfileName::Tiny,
         5,
     ));
-    let plain_bucket = tiny
-        .serve(Default::default(), "127.0.0.1:0".parse().unwrap())
-        .unwrap();
+    let plain_bucket = tiny.serve(Default::default(), any_port()).unwrap();
     let s3 = bucketbench::sim::SimServer::start_with(
         tiny.store(),
         Default::default(),
-        "127.0.0.1:0".parse().unwrap(),
+        any_port(),
         bucketbench::sim::ServeOptions {
             bucket: "sim".into(),
             auth: Some(bucketbench::sim::SimAuth {
@@ -394,18 +368,14 @@ fn secrets_in_every_form_stay_out_of_output_logs_and_files_at_trace_level() {
     .unwrap();
     let out_dir = tempfile::tempdir().unwrap();
 
-    let traced = |bin: &str| {
-        let mut cmd = Command::new(bin);
+    let traced = |mut cmd: Command| {
         cmd.env("RUST_LOG", "trace")
-            .env_remove("DATABASE_URL")
             .env("AWS_ACCESS_KEY_ID", aws_key)
             .env("AWS_SECRET_ACCESS_KEY", aws_secret)
             .env("AWS_SESSION_TOKEN", aws_token)
             .stdin(Stdio::null());
         cmd
     };
-    let ingest = env!("CARGO_BIN_EXE_ingest");
-    let compare = env!("CARGO_BIN_EXE_compare");
     // (what, expected to succeed, output)
     let mut runs: Vec<(String, bool, std::process::Output)> = Vec::new();
     for (what, db) in [
@@ -416,7 +386,7 @@ fn secrets_in_every_form_stay_out_of_output_logs_and_files_at_trace_level() {
         db_pass(
             &mut runs,
             what,
-            traced(ingest).args([
+            traced(ingest()).args([
                 "--bucket",
                 &plain_bucket.base_url(),
                 "--model",
@@ -433,7 +403,7 @@ fn secrets_in_every_form_stay_out_of_output_logs_and_files_at_trace_level() {
                 db.split('@').next_back().unwrap_or_default()
             ),
             false,
-            traced(ingest)
+            traced(ingest())
                 .args(["--bucket", &plain_bucket.base_url(), "--database-url", db])
                 .output()
                 .unwrap(),
@@ -443,7 +413,7 @@ fn secrets_in_every_form_stay_out_of_output_logs_and_files_at_trace_level() {
     // unreachable.
     let with_userinfo = format!("http://bkuser:{bucket_pw}@127.0.0.1:{}", failing.port);
     for json in [true, false] {
-        let mut cmd = traced(ingest);
+        let mut cmd = traced(ingest());
         cmd.args([
             "--bucket",
             &with_userinfo,
@@ -464,7 +434,7 @@ fn secrets_in_every_form_stay_out_of_output_logs_and_files_at_trace_level() {
     runs.push((
         "bucket userinfo, unreachable".into(),
         false,
-        traced(ingest)
+        traced(ingest())
             .args([
                 "--bucket",
                 &format!("http://bkuser:{bucket_pw}@127.0.0.1:1/b"),
@@ -478,7 +448,7 @@ fn secrets_in_every_form_stay_out_of_output_logs_and_files_at_trace_level() {
     runs.push((
         "bucket userinfo, bad port".into(),
         false,
-        traced(ingest)
+        traced(ingest())
             .args([
                 "--bucket",
                 &format!("http://bkuser:{bucket_pw}@127.0.0.1:99999/b"),
@@ -488,11 +458,11 @@ fn secrets_in_every_form_stay_out_of_output_logs_and_files_at_trace_level() {
             .unwrap(),
     ));
     // S3 mode, signed with a session token, through both HTTP clients.
-    for model in models::NAMES {
+    for model in Model::MODELS.map(Model::name) {
         runs.push((
             format!("s3 {model}"),
             true,
-            traced(ingest)
+            traced(ingest())
                 .args([
                     "--bucket",
                     "s3://sim",
@@ -521,7 +491,7 @@ fn secrets_in_every_form_stay_out_of_output_logs_and_files_at_trace_level() {
     runs.push((
         "compare s3, multi-host".into(),
         true,
-        traced(compare)
+        traced(compare())
             .args([
                 "--bucket",
                 "s3://sim",
@@ -539,7 +509,7 @@ fn secrets_in_every_form_stay_out_of_output_logs_and_files_at_trace_level() {
     runs.push((
         "compare sim, key=value".into(),
         true,
-        traced(compare)
+        traced(compare())
             .args(["--profile", "tiny", "--models", "async-fetch,threads"])
             .args(base)
             .arg(out_dir.path().join("sim"))
@@ -550,7 +520,7 @@ fn secrets_in_every_form_stay_out_of_output_logs_and_files_at_trace_level() {
     runs.push((
         "compare unreachable".into(),
         false,
-        traced(compare)
+        traced(compare())
             .args(["--profile", "tiny", "--models", "sync"])
             .args(base)
             .arg(out_dir.path().join("none"))
@@ -731,11 +701,9 @@ fn database_tls_with_sslmode_require_is_verified() {
         bucketbench::sim::ProfileName::Tiny,
         4,
     ));
-    let server = bucket
-        .serve(Default::default(), "127.0.0.1:0".parse().unwrap())
-        .unwrap();
+    let server = bucket.serve(Default::default(), any_port()).unwrap();
     let ingest = |db: &str, model: &str, ca: bool| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ingest"));
+        let mut cmd = common::ingest();
         cmd.args(["--bucket", &server.base_url(), "--model", model])
             .env("DATABASE_URL", db)
             .env_remove("PGSSLROOTCERT");
@@ -760,7 +728,7 @@ fn database_tls_with_sslmode_require_is_verified() {
         "{stderr}"
     );
     assert!(!stderr.contains("tls-pass"));
-    for model in models::NAMES {
+    for model in Model::MODELS.map(Model::name) {
         admin
             .batch_execute("DROP DATABASE IF EXISTS tlsdb WITH (FORCE)")
             .unwrap();

@@ -4,16 +4,12 @@
 mod common;
 
 use std::io::BufRead as _;
-use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bucketbench::models::Model;
 use bucketbench::sim::{Conditions, ProfileName, SimBucket, Spec, verify};
 use common::*;
-
-fn any_port() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
-}
 
 fn snapshot(b: &SimBucket) -> Vec<(String, Vec<u8>)> {
     let store = b.store();
@@ -183,9 +179,7 @@ fn retries_reach_the_exact_result_despite_a_20_percent_error_rate() {
     let db = fresh_db();
     let mut cfg = config(&server.base_url(), &db);
     cfg.client.retry.max_attempts = 8;
-    let s =
-        bucketbench::pass::run_pass(&cfg, bucketbench::models::by_name("sync").unwrap().as_ref())
-            .unwrap();
+    let s = bucketbench::pass::run_pass(&cfg, Model::Sync.ingestor().as_ref()).unwrap();
     assert!(s.retries > 0, "errors were injected, so there were retries");
     assert!(
         server
@@ -269,18 +263,10 @@ fn list_objects_v2_pages_return_every_key_once() {
     assert!(head.headers().get("etag").is_some() && head.headers().get("last-modified").is_some());
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn bucket_generate_then_a_static_web_server_loads_the_same_result() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_bucket"))
+    let out = bucket()
         .args(["generate", "--profile", "messy", "--out"])
         .arg(dir.path())
         .output()
@@ -312,10 +298,7 @@ fn bucket_generate_then_a_static_web_server_loads_the_same_result() {
         .spawn()
         .expect("python3 is needed for this test: apt-get install -y python3");
     let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_port(port, Duration::from_secs(10), "python3's http.server");
     let db = fresh_db();
     pass(&base, &db, "sync");
     let _ = http.kill();
@@ -328,7 +311,7 @@ fn bucket_generate_then_a_static_web_server_loads_the_same_result() {
 fn bucket_serve_prints_its_url_first_and_serves_the_expected_bucket() {
     let dir = tempfile::tempdir().unwrap();
     let expected_path = dir.path().join("expected.json");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bucket"))
+    let mut child = bucket()
         .args([
             "serve",
             "--profile",
@@ -351,7 +334,7 @@ fn bucket_serve_prints_its_url_first_and_serves_the_expected_bucket() {
     let url = line.trim().to_string();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     let db = fresh_db();
-    let out = Command::new(env!("CARGO_BIN_EXE_ingest"))
+    let out = ingest()
         .args(["--bucket", &url, "--database-url", &db, "--json"])
         .output()
         .unwrap();

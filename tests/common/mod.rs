@@ -1,17 +1,21 @@
 //! Test support: one throwaway PostgreSQL per test binary, a fresh database
-//! per test, and fixture buckets served over loopback HTTP by the simulated
-//! bucket server.
+//! per test, fixture buckets served over loopback HTTP by the simulated
+//! bucket server, the binaries as commands, the ledger as pairs, and CSVs
+//! read by header name.
 #![allow(dead_code)]
 
 pub mod s3;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use bucketbench::bucket::BucketLocation;
 use bucketbench::db::{EmbeddedPostgres, Flavor};
-use bucketbench::models::{self, Knobs};
+use bucketbench::models::{Knobs, Model};
 use bucketbench::pass::{PassConfig, run_pass};
 use bucketbench::report::PassSummary;
 use bucketbench::sim::{Conditions, Object, SimServer, Store};
@@ -57,8 +61,7 @@ pub fn serve(store: Store) -> SimServer {
 }
 
 pub fn serve_with(store: Store, conditions: Conditions) -> SimServer {
-    SimServer::start(store, conditions, SocketAddr::from(([127, 0, 0, 1], 0)))
-        .expect("start the simulated bucket")
+    SimServer::start(store, conditions, any_port()).expect("start the simulated bucket")
 }
 
 pub fn config(bucket: &str, db: &str) -> PassConfig {
@@ -82,11 +85,145 @@ pub fn config(bucket: &str, db: &str) -> PassConfig {
 pub fn pass(bucket: &str, db: &str, model: &str) -> PassSummary {
     run_pass(
         &config(bucket, db),
-        models::by_name(model).unwrap().as_ref(),
+        model.parse::<Model>().unwrap().ingestor().as_ref(),
     )
     .expect("pass")
 }
 
 pub fn count(db: &mut postgres::Client, sql: &str) -> i64 {
     db.query_one(sql, &[]).unwrap().get(0)
+}
+
+/// A binary of the crate with nothing inherited that changes what it does:
+/// no `DATABASE_URL` and no `RUST_LOG` from the shell running the tests (a
+/// test sets what it means).
+fn binary(path: &str) -> Command {
+    let mut cmd = Command::new(path);
+    cmd.env_remove("DATABASE_URL").env_remove("RUST_LOG");
+    cmd
+}
+
+/// The `ingest` binary (see [`binary`]).
+pub fn ingest() -> Command {
+    binary(env!("CARGO_BIN_EXE_ingest"))
+}
+
+/// The `compare` binary (see [`binary`]).
+pub fn compare() -> Command {
+    binary(env!("CARGO_BIN_EXE_compare"))
+}
+
+/// The `bucket` binary (see [`binary`]).
+pub fn bucket() -> Command {
+    binary(env!("CARGO_BIN_EXE_bucket"))
+}
+
+/// A loopback address with port 0: the server the test starts binds any
+/// free port and says which.
+pub fn any_port() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// A loopback port free a moment ago, for a process that must be told its
+/// port (or a URL where nothing listens).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind(any_port())
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits up to `within` for something to listen on loopback `port`;
+/// fails the test, naming `what`, if nothing does.
+pub fn wait_for_port(port: u16, within: std::time::Duration, what: &str) {
+    let deadline = std::time::Instant::now() + within;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not start listening within {within:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The rows of a one-column query.
+pub fn column<T>(db: &mut postgres::Client, sql: &str) -> Vec<T>
+where
+    T: for<'a> postgres::types::FromSql<'a>,
+{
+    db.query(sql, &[])
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// The rows of a two-column query, as pairs.
+pub fn pairs<A, B>(db: &mut postgres::Client, sql: &str) -> Vec<(A, B)>
+where
+    A: for<'a> postgres::types::FromSql<'a>,
+    B: for<'a> postgres::types::FromSql<'a>,
+{
+    db.query(sql, &[])
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// The ledger as (key, status) pairs, in key order.
+pub fn ledger(db: &mut postgres::Client) -> Vec<(String, String)> {
+    pairs(db, "SELECT key, status FROM processed_files ORDER BY key")
+}
+
+/// The ledger as (key, status, reason) triples, in key order.
+pub fn ledger_with_reasons(db: &mut postgres::Client) -> Vec<(String, String, Option<String>)> {
+    db.query(
+        "SELECT key, status, reason FROM processed_files ORDER BY key",
+        &[],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect()
+}
+
+/// A CSV file read by header name: its header row and its rows, each a map
+/// from column name to value.
+pub struct Csv {
+    pub headers: Vec<String>,
+    pub rows: Vec<HashMap<String, String>>,
+}
+
+impl Csv {
+    /// Reads `path`; fails the test with the path when it is not a CSV.
+    pub fn read(path: &Path) -> Csv {
+        let mut r =
+            csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let headers: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();
+        let rows = r
+            .records()
+            .map(|rec| {
+                let rec = rec.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                headers
+                    .iter()
+                    .cloned()
+                    .zip(rec.iter().map(str::to_string))
+                    .collect()
+            })
+            .collect();
+        Csv { headers, rows }
+    }
+
+    /// Every row's value in column `name`; fails the test when there is
+    /// no such column.
+    pub fn column(&self, name: &str) -> Vec<&str> {
+        assert!(
+            self.headers.iter().any(|h| h == name),
+            "no column {name:?} in {:?}",
+            self.headers
+        );
+        self.rows.iter().map(|r| r[name].as_str()).collect()
+    }
 }

@@ -5,7 +5,7 @@ use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rusty_s3::{Bucket, Credentials, S3Action as _, UrlStyle};
 
@@ -76,11 +76,7 @@ static MOTO: OnceLock<Moto> = OnceLock::new();
 pub fn moto() -> &'static Moto {
     MOTO.get_or_init(|| {
         let bin = find_moto_server();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::free_port();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut cmd = Command::new(&bin);
@@ -105,14 +101,7 @@ pub fn moto() -> &'static Moto {
         rx.recv().unwrap().unwrap_or_else(|e| {
             panic!("cannot start moto_server ({e}); install it with: {INSTALL}")
         });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not start listening within 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        super::wait_for_port(port, Duration::from_secs(60), "moto_server");
         Moto {
             endpoint: format!("http://127.0.0.1:{port}"),
         }
