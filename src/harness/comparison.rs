@@ -1,25 +1,30 @@
-//! The comparison pipeline behind `compare`: plan the schedule (models ×
-//! write strategies, warm-ups then interleaved measured runs), run it in
-//! worker processes on a schema of compare's own, summarise, and export
-//! (CSV, Markdown, `environment.json`, charts, then `comparison.json`,
-//! `report.html` and the baseline comparison through [`super::publish`]);
-//! and `--replot`, the export again from what an earlier comparison wrote.
+//! The comparison pipeline behind `compare`, in stages: [`Plan::from_args`]
+//! (the schedule of models × write strategies, warm-ups then interleaved
+//! measured runs, the labels, the output directory), [`Bench::start`] (the
+//! bucket and compare's own schema), [`execute`] (the runs, in worker
+//! processes), [`summarise`] (statistics and network bounds) and
+//! [`export`] (CSV, Markdown, `environment.json`, charts, then
+//! `comparison.json`, `report.html` and the baseline comparison through
+//! [`super::publish`]). A sweep runs them once per value; `--replot` reuses
+//! the summary and the charts on what an earlier comparison wrote.
 
 use std::io::IsTerminal as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
 use super::bound::BucketShape;
 use super::export::{self, Environment};
+use super::json::BaselineFile;
 use super::runner::{self, Run, RunSettings, Target};
 use super::scratch::Scratch;
+use super::summary::ModelSummary;
 use super::{charts, publish, summary, unique};
 use crate::bucket::BucketLocation;
 use crate::cli::{self, ClientArgs, KnobArgs, NetArgs, S3Args, SpecArgs};
 use crate::db::{EmbeddedPostgres, Flavor, WriteStrategy};
 use crate::models::{Label, Model};
-use crate::sim::SimBucket;
+use crate::sim::{Conditions, SimBucket, SimServer, Spec};
 use crate::{pass, secret};
 
 /// What to compare, how often, on which bucket and database, and where the
@@ -96,125 +101,265 @@ pub struct CompareArgs {
     pub database_url: Option<String>,
 }
 
-/// Returns whether every run was verified (and, with
-/// `--fail-on-regression`, none regressed against the baseline).
-pub fn run(mut args: CompareArgs) -> anyhow::Result<bool> {
-    // On by default: they are what explains the models' times. A matrix
-    // would run them once per write strategy, so there they are opt-in.
-    args.ceilings = !args.no_ceilings && (args.ceilings || !args.matrix);
-    if args.ceilings {
-        args.models.extend(Model::CEILINGS);
-    }
-    args.db_tls.apply();
-    anyhow::ensure!(args.runs >= 1, "--runs must be at least 1");
-    let spec = args.spec.spec();
-    let conditions = args.net.conditions(crate::cli::DEFAULT_NETWORK);
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("results").join(spec.profile.as_str()));
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let baseline = args.publish.load_baseline(&out)?;
+/// One slot of a schedule: the model, its write strategy and the run
+/// number (0 for a warm-up).
+pub type Slot = (Model, WriteStrategy, usize);
 
-    let mut _server_pg = None;
-    let database_url = match &args.database_url {
-        Some(u) => u.clone(),
-        None => {
-            let pg = EmbeddedPostgres::start(Flavor::Throwaway)
-                .context("starting a throwaway PostgreSQL")?;
-            let url = pg.default_url();
-            _server_pg = Some(pg);
-            url
+/// The models, write strategies and labels of a comparison, and the label
+/// speed ratios are relative to: what a plan decides, and what
+/// `--replot` reads back from the runs.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub matrix: bool,
+    pub models: Vec<Model>,
+    pub writes: Vec<WriteStrategy>,
+    pub labels: Vec<Label>,
+    pub reference: Option<Label>,
+}
+
+impl Layout {
+    fn new(models: Vec<Model>, writes: Vec<WriteStrategy>, matrix: bool) -> Self {
+        let labels: Vec<Label> = models
+            .iter()
+            .flat_map(|m| writes.iter().map(move |w| Label::new(*m, *w, matrix)))
+            .collect();
+        let reference = summary::reference(&labels, matrix);
+        Layout {
+            matrix,
+            models,
+            writes,
+            labels,
+            reference,
         }
-    };
-    let mut _sim_server = None;
-    let (bucket_url, expected, bucket_desc, shape) = match &args.bucket {
-        Some(url) => {
-            let loc = BucketLocation::parse_with(url, &args.s3.options())?;
-            (
-                url.clone(),
-                None,
-                serde_json::json!({ "bucket": loc.describe() }),
-                None,
-            )
+    }
+
+    /// The layout of runs an earlier comparison wrote.
+    pub fn of_runs(runs: &[Run]) -> Self {
+        let writes: Vec<WriteStrategy> = unique(runs.iter().map(|r| r.write));
+        let models: Vec<Model> = unique(runs.iter().map(|r| r.model));
+        let matrix = writes.len() > 1;
+        let labels: Vec<Label> = unique(runs.iter().map(|r| r.label(matrix)));
+        let reference = summary::reference(&labels, matrix);
+        Layout {
+            matrix,
+            models,
+            writes,
+            labels,
+            reference,
         }
-        None => {
-            let started = std::time::Instant::now();
-            let bucket = SimBucket::generate(spec.clone());
-            let server = bucket.serve(
-                conditions.clone(),
-                std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-            )?;
-            let url = server.base_url();
-            let expected = bucket.expected();
-            eprintln!(
-                "simulated bucket: {} profile, {} files, {} rows expected, generated in {:.1} s; serving at {url} with {} ms first byte (+{} ms jitter), {} Mbit/s per connection",
+    }
+}
+
+/// Everything a comparison will do, decided from its options before
+/// anything starts: the schedule, the labels, the output directory and the
+/// settings of the runs.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The options, with the ceilings resolved (added to the models when on).
+    pub args: CompareArgs,
+    pub spec: Spec,
+    /// The simulated network (unused with `--bucket`).
+    pub conditions: Conditions,
+    pub out: PathBuf,
+    pub layout: Layout,
+    /// Warm-ups first, then the measured runs interleaved model by model,
+    /// so a slow spell on a shared machine hits every model, not just one.
+    pub schedule: Vec<Slot>,
+    pub settings: RunSettings,
+    /// The charts' and `summary.md`'s title.
+    pub subtitle: String,
+}
+
+impl Plan {
+    pub fn from_args(mut args: CompareArgs) -> anyhow::Result<Plan> {
+        // On by default: they are what explains the models' times. A matrix
+        // would run them once per write strategy, so there they are opt-in.
+        args.ceilings = !args.no_ceilings && (args.ceilings || !args.matrix);
+        if args.ceilings {
+            args.models.extend(Model::CEILINGS);
+        }
+        anyhow::ensure!(args.runs >= 1, "--runs must be at least 1");
+        let spec = args.spec.spec();
+        let conditions = args.net.conditions(crate::cli::DEFAULT_NETWORK);
+        let out = args
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("results").join(spec.profile.as_str()));
+        let writes: Vec<WriteStrategy> = if args.matrix {
+            vec![
+                WriteStrategy::Insert,
+                WriteStrategy::Batch,
+                WriteStrategy::Copy,
+            ]
+        } else {
+            vec![args.knobs.write]
+        };
+        let layout = Layout::new(args.models.clone(), writes, args.matrix);
+        let combos: Vec<(Model, WriteStrategy)> = layout
+            .models
+            .iter()
+            .flat_map(|m| layout.writes.iter().map(move |w| (*m, *w)))
+            .collect();
+        let mut schedule: Vec<Slot> = Vec::new();
+        for (m, w) in &combos {
+            schedule.extend((0..args.warmup).map(|_| (*m, *w, 0)));
+        }
+        for r in 1..=args.runs {
+            schedule.extend(combos.iter().map(|(m, w)| (*m, *w, r)));
+        }
+        let settings = RunSettings {
+            knobs: args.knobs.clone(),
+            client: args.client.clone(),
+            s3: args.s3.clone(),
+            workers: args.workers.max(1),
+        };
+        let subtitle = match &args.bucket {
+            Some(_) => "your bucket".to_string(),
+            None => format!(
+                "{} profile, {} files, {:.0} ms first byte",
                 spec.profile.as_str(),
-                expected.files + expected.missing_keys.len() as u64,
-                expected.rows(),
-                started.elapsed().as_secs_f64(),
-                conditions.latency_ms,
-                conditions.jitter_ms,
-                conditions.bandwidth_mbps
-            );
-            _sim_server = Some(server);
-            let shape = BucketShape::of(&bucket);
-            (
-                url,
-                Some(expected),
-                serde_json::to_value(&spec)?,
-                Some(shape),
-            )
-        }
-    };
-
-    // Declared after the server, so dropped before it.
-    let scratch = Scratch::create(&database_url)?;
-    let mut db = pass::prepare_database(scratch.url())?;
-    let postgres_version: String = db.query_one("SHOW server_version", &[])?.get(0);
-    let target = Target {
-        bucket_url,
-        database_url: scratch.url().to_string(),
-        schema: scratch.schema().to_string(),
-        expected,
-    };
-    let settings = RunSettings {
-        knobs: args.knobs.clone(),
-        client: args.client.clone(),
-        s3: args.s3.clone(),
-        workers: args.workers.max(1),
-    };
-
-    // Warm-ups first, then the measured runs interleaved model by model, so
-    // a slow spell on a shared machine hits every model, not just one.
-    let writes: Vec<WriteStrategy> = if args.matrix {
-        vec![
-            WriteStrategy::Insert,
-            WriteStrategy::Batch,
-            WriteStrategy::Copy,
-        ]
-    } else {
-        vec![args.knobs.write]
-    };
-    let combos: Vec<(Model, WriteStrategy)> = args
-        .models
-        .iter()
-        .flat_map(|m| writes.iter().map(move |w| (*m, *w)))
-        .collect();
-    let mut schedule: Vec<(Model, WriteStrategy, usize)> = Vec::new();
-    for (m, w) in &combos {
-        schedule.extend((0..args.warmup).map(|_| (*m, *w, 0)));
+                spec.files,
+                conditions.latency_ms
+            ),
+        };
+        Ok(Plan {
+            args,
+            spec,
+            conditions,
+            out,
+            layout,
+            schedule,
+            settings,
+            subtitle,
+        })
     }
-    for r in 1..=args.runs {
-        schedule.extend(combos.iter().map(|(m, w)| (*m, *w, r)));
+}
+
+/// What the runs load from and into: the bucket (simulated, or the user's)
+/// and compare's own schema in a database (throwaway, or the user's), live
+/// for as long as this is.
+pub struct Bench {
+    // Fields drop in order: the connection and the schema before the
+    // servers they live on.
+    db: postgres::Client,
+    scratch: Scratch,
+    pub target: Target,
+    /// The simulated bucket's shape, for the network bounds.
+    pub shape: Option<BucketShape>,
+    /// What `environment.json` says of the bucket.
+    pub bucket_desc: serde_json::Value,
+    pub postgres_version: String,
+    /// The user's `--database-url`, or the throwaway server's: holds a
+    /// password, only ever shown redacted.
+    database_url: String,
+    _sim_server: Option<SimServer>,
+    _pg: Option<EmbeddedPostgres>,
+}
+
+impl Bench {
+    /// Starts the throwaway PostgreSQL and the simulated bucket the plan
+    /// asks for, and creates compare's schema.
+    pub fn start(plan: &Plan) -> anyhow::Result<Bench> {
+        let args = &plan.args;
+        args.db_tls.apply();
+        let mut pg = None;
+        let database_url = match &args.database_url {
+            Some(u) => u.clone(),
+            None => {
+                let server = EmbeddedPostgres::start(Flavor::Throwaway)
+                    .context("starting a throwaway PostgreSQL")?;
+                let url = server.default_url();
+                pg = Some(server);
+                url
+            }
+        };
+        let mut sim_server = None;
+        let (bucket_url, expected, bucket_desc, shape) = match &args.bucket {
+            Some(url) => {
+                let loc = BucketLocation::parse_with(url, &args.s3.options())?;
+                (
+                    url.clone(),
+                    None,
+                    serde_json::json!({ "bucket": loc.describe() }),
+                    None,
+                )
+            }
+            None => {
+                let (spec, conditions) = (&plan.spec, &plan.conditions);
+                let started = std::time::Instant::now();
+                let bucket = SimBucket::generate(spec.clone());
+                let server = bucket.serve(
+                    conditions.clone(),
+                    std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                )?;
+                let url = server.base_url();
+                let expected = bucket.expected();
+                eprintln!(
+                    "simulated bucket: {} profile, {} files, {} rows expected, generated in {:.1} s; serving at {url} with {} ms first byte (+{} ms jitter), {} Mbit/s per connection",
+                    spec.profile.as_str(),
+                    expected.files + expected.missing_keys.len() as u64,
+                    expected.rows(),
+                    started.elapsed().as_secs_f64(),
+                    conditions.latency_ms,
+                    conditions.jitter_ms,
+                    conditions.bandwidth_mbps
+                );
+                sim_server = Some(server);
+                let shape = BucketShape::of(&bucket);
+                (
+                    url,
+                    Some(expected),
+                    serde_json::to_value(spec)?,
+                    Some(shape),
+                )
+            }
+        };
+        let scratch = Scratch::create(&database_url)?;
+        let mut db = pass::prepare_database(scratch.url())?;
+        let postgres_version: String = db.query_one("SHOW server_version", &[])?.get(0);
+        let target = Target {
+            bucket_url,
+            database_url: scratch.url().to_string(),
+            schema: scratch.schema().to_string(),
+            expected,
+        };
+        Ok(Bench {
+            db,
+            scratch,
+            target,
+            shape,
+            bucket_desc,
+            postgres_version,
+            database_url,
+            _sim_server: sim_server,
+            _pg: pg,
+        })
     }
-    let labels: Vec<Label> = combos
-        .iter()
-        .map(|(m, w)| Label::new(*m, *w, args.matrix))
-        .collect();
-    let reference = summary::reference(&labels, args.matrix);
+
+    /// Each label's analytic network bound (`bound`), when the network is
+    /// known (a simulated bucket).
+    pub fn bounds(&self, plan: &Plan) -> Vec<(Label, f64)> {
+        let Some(shape) = &self.shape else {
+            return Vec::new();
+        };
+        let knobs = plan.settings.knobs.knobs();
+        plan.layout
+            .labels
+            .iter()
+            .filter_map(|l| {
+                let n = l.model.in_flight(&knobs, plan.settings.workers)?;
+                Some((*l, shape.secs(&plan.conditions, n)))
+            })
+            .collect()
+    }
+}
+
+/// Runs the plan's schedule on the bench, with a progress bar on a
+/// terminal; a run that loads the wrong result is reported and kept (its
+/// time is left out of the statistics).
+pub fn execute(plan: &Plan, bench: &mut Bench) -> anyhow::Result<Vec<Run>> {
     let bar = std::io::stderr().is_terminal().then(|| {
-        let b = indicatif::ProgressBar::new(schedule.len() as u64);
+        let b = indicatif::ProgressBar::new(plan.schedule.len() as u64);
         b.set_style(
             indicatif::ProgressStyle::with_template(
                 "{prefix:>22} [{bar:30}] {pos}/{len} runs  {msg}  ({elapsed})",
@@ -226,8 +371,8 @@ pub fn run(mut args: CompareArgs) -> anyhow::Result<bool> {
         b
     });
     let mut runs: Vec<Run> = Vec::new();
-    for (model, write, r) in &schedule {
-        let label = Label::new(*model, *write, args.matrix);
+    for (model, write, r) in &plan.schedule {
+        let label = Label::new(*model, *write, plan.layout.matrix);
         if let Some(b) = &bar {
             b.set_prefix(format!(
                 "{label} {}",
@@ -239,12 +384,12 @@ pub fn run(mut args: CompareArgs) -> anyhow::Result<bool> {
             ));
         }
         let run = runner::run_once(
-            &target,
-            &settings,
+            &bench.target,
+            &plan.settings,
             *model,
             *write,
             *r,
-            &mut db,
+            &mut bench.db,
             bar.as_ref(),
         )?;
         if !run.verified {
@@ -262,35 +407,45 @@ pub fn run(mut args: CompareArgs) -> anyhow::Result<bool> {
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
+    Ok(runs)
+}
 
-    let mut summaries = summary::summarize(&runs, &labels, args.matrix, reference);
-    if let Some(shape) = &shape {
-        for s in &mut summaries {
-            s.bound_secs = (s.label.model)
-                .in_flight(&settings.knobs.knobs(), settings.workers)
-                .map(|n| shape.secs(&conditions, n));
-        }
+/// Each label's statistics over its verified measured runs, speed ratios
+/// against the layout's reference, and network bounds where `bounds`
+/// gives one.
+pub fn summarise(layout: &Layout, runs: &[Run], bounds: &[(Label, f64)]) -> Vec<ModelSummary> {
+    let mut summaries = summary::summarize(runs, &layout.labels, layout.matrix, layout.reference);
+    for s in &mut summaries {
+        s.bound_secs = bounds.iter().find(|(l, _)| *l == s.label).map(|b| b.1);
     }
-    let subtitle = match &args.bucket {
-        Some(_) => "your bucket".to_string(),
-        None => format!(
-            "{} profile, {} files, {:.0} ms first byte",
-            spec.profile.as_str(),
-            spec.files,
-            conditions.latency_ms
-        ),
-    };
-    export::write_runs_csv(&out.join("runs.csv"), &runs)?;
-    export::write_summary_csv(&out.join("summary.csv"), &summaries, reference)?;
-    let table = export::summary_markdown(&summaries, reference);
+    summaries
+}
+
+/// Writes what a comparison measured (`runs.csv`, `summary.csv`,
+/// `summary.md`, `environment.json`), draws the charts and publishes
+/// (`comparison.json`, `report.html`, baselines), printing the table and
+/// the verdict. Returns whether every run was verified and none regressed
+/// beyond `--fail-on-regression`.
+pub fn export(
+    plan: &Plan,
+    bench: &Bench,
+    runs: &[Run],
+    summaries: &[ModelSummary],
+    baseline: Option<(BaselineFile, PathBuf)>,
+) -> anyhow::Result<bool> {
+    let (args, out, layout) = (&plan.args, &plan.out, &plan.layout);
+    let reference = layout.reference;
+    export::write_runs_csv(&out.join("runs.csv"), runs)?;
+    export::write_summary_csv(&out.join("summary.csv"), summaries, reference)?;
+    let table = export::summary_markdown(summaries, reference);
     let table = if args.ceilings {
-        format!("{table}\n{}", summary::efficiency(&summaries))
+        format!("{table}\n{}", summary::efficiency(summaries))
     } else {
         table
     };
     std::fs::write(
         out.join("summary.md"),
-        format!("# bucketbench compare — {subtitle}\n\n{table}"),
+        format!("# bucketbench compare — {}\n\n{table}", plan.subtitle),
     )?;
     let (cores, memory_gib, cpu_model, os) = export::machine();
     let env = Environment {
@@ -301,41 +456,29 @@ pub fn run(mut args: CompareArgs) -> anyhow::Result<bool> {
         memory_gib,
         cpu_model,
         os,
-        postgres_version,
-        bucket: bucket_desc,
+        postgres_version: bench.postgres_version.clone(),
+        bucket: bench.bucket_desc.clone(),
         network: if args.bucket.is_some() {
             serde_json::json!("real network")
         } else {
-            serde_json::to_value(&conditions)?
+            serde_json::to_value(&plan.conditions)?
         },
-        settings: serde_json::to_value(&settings)?,
+        settings: serde_json::to_value(&plan.settings)?,
         models: args.models.clone(),
         runs: args.runs,
         warmup: args.warmup,
     };
     export::write_json(&out.join("environment.json"), &env)?;
     let env = Some(serde_json::to_value(&env)?);
-    let charts_written = charts::draw_all(
-        &out,
-        &runs,
-        &summaries,
-        &labels,
-        args.matrix.then_some((&args.models[..], &writes[..])),
-        &subtitle,
-    );
-    for (name, r) in &charts_written {
-        if let Err(e) = r {
-            eprintln!("warning: {name} not drawn: {e:#}");
-        }
-    }
+    draw(out, layout, runs, summaries, &plan.subtitle);
 
     println!("{table}");
     let published = publish::publish(
-        &out,
-        &runs,
-        &summaries,
+        out,
+        runs,
+        summaries,
         reference,
-        &subtitle,
+        &plan.subtitle,
         env,
         &args.publish,
         baseline,
@@ -343,14 +486,14 @@ pub fn run(mut args: CompareArgs) -> anyhow::Result<bool> {
     if args.database_url.is_some() {
         println!(
             "database: {} (runs loaded into a schema of their own, {}, dropped on exit; no other table touched)",
-            secret::redact_url(&database_url),
-            scratch.schema()
+            secret::redact_url(&bench.database_url),
+            bench.scratch.schema()
         );
     }
     println!(
         "wrote {}/{{runs.csv, summary.csv, summary.md, environment.json, median_time.png, launches.png, throughput.png{}}}",
         out.display(),
-        if args.matrix { ", matrix.png" } else { "" }
+        if layout.matrix { ", matrix.png" } else { "" }
     );
     let failed: Vec<&Run> = runs.iter().filter(|r| !r.verified).collect();
     let verified = if failed.is_empty() && args.bucket.is_some() {
@@ -371,10 +514,56 @@ pub fn run(mut args: CompareArgs) -> anyhow::Result<bool> {
     Ok(published.passes(&args.publish) && verified)
 }
 
+/// Draws the charts into `out`, warning (not failing) for one that could
+/// not be drawn; returns the names of those drawn.
+fn draw(
+    out: &Path,
+    layout: &Layout,
+    runs: &[Run],
+    summaries: &[ModelSummary],
+    subtitle: &str,
+) -> Vec<&'static str> {
+    let mut drawn = Vec::new();
+    for (name, r) in charts::draw_all(
+        out,
+        runs,
+        summaries,
+        &layout.labels,
+        layout
+            .matrix
+            .then_some((&layout.models[..], &layout.writes[..])),
+        subtitle,
+    ) {
+        match r {
+            Ok(()) => drawn.push(name),
+            Err(e) => eprintln!("warning: {name} not drawn: {e:#}"),
+        }
+    }
+    drawn
+}
+
+/// The whole comparison: plan, start the bench, run, summarise, export.
+/// Returns whether every run was verified (and, with
+/// `--fail-on-regression`, none regressed against the baseline).
+pub fn run(args: CompareArgs) -> anyhow::Result<bool> {
+    run_plan(&Plan::from_args(args)?)
+}
+
+/// The stages after the plan (what a sweep calls for each value).
+pub fn run_plan(plan: &Plan) -> anyhow::Result<bool> {
+    let out = &plan.out;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let baseline = plan.args.publish.load_baseline(out)?;
+    let mut bench = Bench::start(plan)?;
+    let runs = execute(plan, &mut bench)?;
+    let summaries = summarise(&plan.layout, &runs, &bench.bounds(plan));
+    export(plan, &bench, &runs, &summaries, baseline)
+}
+
 /// `--replot DIR`: the charts, `comparison.json` and `report.html` again
 /// from what a comparison wrote; returns whether it passes
 /// `--fail-on-regression`.
-pub fn replot(dir: &std::path::Path, publish_args: &publish::PublishArgs) -> anyhow::Result<bool> {
+pub fn replot(dir: &Path, publish_args: &publish::PublishArgs) -> anyhow::Result<bool> {
     let baseline = publish_args.load_baseline(dir)?;
     let runs = export::read_runs_csv(&dir.join("runs.csv"))?;
     anyhow::ensure!(
@@ -382,16 +571,9 @@ pub fn replot(dir: &std::path::Path, publish_args: &publish::PublishArgs) -> any
         "{} holds no runs",
         dir.join("runs.csv").display()
     );
-    let writes: Vec<WriteStrategy> = unique(runs.iter().map(|r| r.write));
-    let models: Vec<Model> = unique(runs.iter().map(|r| r.model));
-    let matrix = writes.len() > 1;
-    let labels: Vec<Label> = unique(runs.iter().map(|r| r.label(matrix)));
-    let reference = summary::reference(&labels, matrix);
-    let mut summaries = summary::summarize(&runs, &labels, matrix, reference);
+    let layout = Layout::of_runs(&runs);
     let bounds = export::read_bounds(&dir.join("summary.csv")).unwrap_or_default();
-    for s in &mut summaries {
-        s.bound_secs = bounds.iter().find(|(l, _)| *l == s.label).map(|b| b.1);
-    }
+    let summaries = summarise(&layout, &runs, &bounds);
     // The title the comparison gave its charts: summary.md's first line.
     let subtitle = std::fs::read_to_string(dir.join("summary.md"))
         .ok()
@@ -402,18 +584,8 @@ pub fn replot(dir: &std::path::Path, publish_args: &publish::PublishArgs) -> any
                 .map(|(_, t)| t.to_string())
         })
         .unwrap_or_else(|| dir.display().to_string());
-    for (name, r) in charts::draw_all(
-        dir,
-        &runs,
-        &summaries,
-        &labels,
-        matrix.then_some((&models[..], &writes[..])),
-        &subtitle,
-    ) {
-        match r {
-            Ok(()) => println!("drew {}", dir.join(name).display()),
-            Err(e) => eprintln!("warning: {name} not drawn: {e:#}"),
-        }
+    for name in draw(dir, &layout, &runs, &summaries, &subtitle) {
+        println!("drew {}", dir.join(name).display());
     }
     let env = std::fs::read(dir.join("environment.json"))
         .ok()
@@ -422,7 +594,7 @@ pub fn replot(dir: &std::path::Path, publish_args: &publish::PublishArgs) -> any
         dir,
         &runs,
         &summaries,
-        reference,
+        layout.reference,
         &subtitle,
         env,
         publish_args,

@@ -1,5 +1,6 @@
 //! `compare --sweep PARAM=V1,V2,…`: the whole comparison repeated for each
-//! value (one call of [`super::comparison::run`] each, with its own
+//! value (one pass through the stages of [`super::comparison`] each, the
+//! options set in code, never re-read from the command line; with its own
 //! throwaway database and bucket, and always with the ceilings), then one
 //! CSV and one line chart of median time per model against the parameter,
 //! the ceiling drawn dashed beneath.
@@ -98,7 +99,7 @@ pub fn run(base: &CompareArgs) -> anyhow::Result<bool> {
             args.sweep = None;
             args.resume = false;
             args.out = Some(dir.clone());
-            match comparison::run(args) {
+            match comparison::Plan::from_args(args).and_then(|plan| comparison::run_plan(&plan)) {
                 Ok(ok) => all_ok &= ok,
                 Err(e) => {
                     eprintln!("error: sweep {param}={v}: {}", crate::error::chain(&*e));
