@@ -10,12 +10,13 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use super::bound::BucketShape;
+use super::bound::{BoundNetwork, BucketShape};
 use super::export::{self, Environment};
 use super::runner::{self, Run, RunSettings, Target};
 use super::scratch::Scratch;
 use super::{charts, publish, summary, unique};
 use crate::bucket::BucketLocation;
+use crate::cli::network::NetworkArgs;
 use crate::cli::{self, ClientArgs, KnobArgs, NetArgs, S3Args, SpecArgs};
 use crate::db::{EmbeddedPostgres, Flavor, WriteStrategy};
 use crate::models::{Label, Model};
@@ -54,10 +55,13 @@ pub struct CompareArgs {
     /// draw them as grouped bars (matrix.png).
     #[arg(long)]
     pub matrix: bool,
-    /// Repeat the comparison over a parameter: `latency=0,5,20,60,150`
-    /// (ms to first byte), `concurrency=1,4,16,64,256` (files in flight and
-    /// threads), or `files=67,670,6700`. Writes sweep_<param>.csv and .png.
-    #[arg(long)]
+    /// Repeat the comparison over a parameter, one comparison per value:
+    /// `latency=0,5,20,60,150` (fixed ms to first byte, the `custom`
+    /// network), `concurrency=1,4,16,64,256` (files in flight and threads),
+    /// `files=67,670,6700`, `workers=1,2,4` (processes at once) or
+    /// `network=local,same-region,cross-region,internet` (presets). Writes
+    /// sweep_<param>.csv and .png.
+    #[arg(long, value_name = "PARAM=V1,V2,...")]
     pub sweep: Option<String>,
     /// With --sweep, keep the values whose results are already in the
     /// output directory (continue an interrupted sweep).
@@ -65,6 +69,13 @@ pub struct CompareArgs {
     pub resume: bool,
     #[command(flatten)]
     pub net: NetArgs,
+    #[command(flatten)]
+    pub network: NetworkArgs,
+    /// Serve the simulated bucket over plain HTTP instead of HTTPS (by
+    /// default its throwaway CA is handed to the workers as --ca-file, so
+    /// certificates are verified as with a real bucket).
+    #[arg(long, help_heading = "Simulated network")]
+    pub no_tls: bool,
     #[command(flatten)]
     pub knobs: KnobArgs,
     #[command(flatten)]
@@ -108,7 +119,8 @@ pub fn run(mut args: CompareArgs) -> anyhow::Result<bool> {
     args.db_tls.apply();
     anyhow::ensure!(args.runs >= 1, "--runs must be at least 1");
     let spec = args.spec.spec();
-    let conditions = args.net.conditions(crate::cli::DEFAULT_NETWORK);
+    let preset = args.network.preset(&args.net);
+    let (conditions, model) = args.network.settings(&args.net, !args.no_tls)?;
     let out = args
         .out
         .clone()
@@ -127,7 +139,8 @@ pub fn run(mut args: CompareArgs) -> anyhow::Result<bool> {
             url
         }
     };
-    let mut _sim_server = None;
+    let mut sim_server = None;
+    let mut client = args.client.clone();
     let (bucket_url, expected, bucket_desc, shape) = match &args.bucket {
         Some(url) => {
             let loc = BucketLocation::parse_with(url, &args.s3.options())?;
@@ -141,23 +154,28 @@ pub fn run(mut args: CompareArgs) -> anyhow::Result<bool> {
         None => {
             let started = std::time::Instant::now();
             let bucket = SimBucket::generate(spec.clone());
-            let server = bucket.serve(
+            let server = bucket.serve_network(
                 conditions.clone(),
                 std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                crate::sim::ServeOptions::default(),
+                model.clone(),
             )?;
+            // The workers verify the server's certificate against the CA
+            // made for it (a file that lives as long as the server).
+            if let Some(ca) = server.ca_file() {
+                client.ca_file = Some(ca.to_path_buf());
+            }
             let url = server.base_url();
             let expected = bucket.expected();
             eprintln!(
-                "simulated bucket: {} profile, {} files, {} rows expected, generated in {:.1} s; serving at {url} with {} ms first byte (+{} ms jitter), {} Mbit/s per connection",
+                "simulated bucket: {} profile, {} files, {} rows expected, generated in {:.1} s; serving at {url}; {}",
                 spec.profile.as_str(),
                 expected.files + expected.missing_keys.len() as u64,
                 expected.rows(),
                 started.elapsed().as_secs_f64(),
-                conditions.latency_ms,
-                conditions.jitter_ms,
-                conditions.bandwidth_mbps
+                cli::network::describe(preset, &conditions, &model),
             );
-            _sim_server = Some(server);
+            sim_server = Some(server);
             let shape = BucketShape::of(&bucket);
             (
                 url,
@@ -180,7 +198,7 @@ pub fn run(mut args: CompareArgs) -> anyhow::Result<bool> {
     };
     let settings = RunSettings {
         knobs: args.knobs.clone(),
-        client: args.client.clone(),
+        client,
         s3: args.s3.clone(),
         workers: args.workers.max(1),
     };
@@ -238,7 +256,8 @@ pub fn run(mut args: CompareArgs) -> anyhow::Result<bool> {
                 }
             ));
         }
-        let run = runner::run_once(
+        let before = sim_server.as_ref().map(crate::sim::SimServer::stats);
+        let mut run = runner::run_once(
             &target,
             &settings,
             *model,
@@ -247,6 +266,9 @@ pub fn run(mut args: CompareArgs) -> anyhow::Result<bool> {
             &mut db,
             bar.as_ref(),
         )?;
+        if let (Some(server), Some(before)) = (&sim_server, before) {
+            super::netstats::record(&mut run, &before, &server.stats());
+        }
         if !run.verified {
             let line = format!("FAILED VERIFICATION: {label} run {r}: {}", run.problems);
             match &bar {
@@ -268,16 +290,16 @@ pub fn run(mut args: CompareArgs) -> anyhow::Result<bool> {
         for s in &mut summaries {
             s.bound_secs = (s.label.model)
                 .in_flight(&settings.knobs.knobs(), settings.workers)
-                .map(|n| shape.secs(&conditions, n));
+                .map(|n| shape.secs(&BoundNetwork::of(&conditions, &model), n, settings.workers));
         }
     }
     let subtitle = match &args.bucket {
         Some(_) => "your bucket".to_string(),
         None => format!(
-            "{} profile, {} files, {:.0} ms first byte",
+            "{} profile, {} files, {}",
             spec.profile.as_str(),
             spec.files,
-            conditions.latency_ms
+            super::netstats::subtitle(preset, &conditions, &model)
         ),
     };
     export::write_runs_csv(&out.join("runs.csv"), &runs)?;
@@ -306,7 +328,7 @@ pub fn run(mut args: CompareArgs) -> anyhow::Result<bool> {
         network: if args.bucket.is_some() {
             serde_json::json!("real network")
         } else {
-            serde_json::to_value(&conditions)?
+            super::netstats::environment(preset, &conditions, &model)?
         },
         settings: serde_json::to_value(&settings)?,
         models: args.models.clone(),
