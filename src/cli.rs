@@ -7,6 +7,8 @@ use std::time::Duration;
 use crate::bucket::{ClientConfig, RetryPolicy};
 use crate::models::Knobs;
 
+pub mod network;
+
 /// HTTP client options.
 #[derive(Debug, Clone, clap::Args, serde::Serialize, serde::Deserialize)]
 #[command(next_help_heading = "HTTP client")]
@@ -293,10 +295,9 @@ impl SpecArgs {
     }
 }
 
-/// Network conditions of the default run, shared by `compare` and `bucket
-/// serve`: an S3 bucket in another region. S3 answers small GETs in tens of
-/// milliseconds; a cross-region round trip adds tens more, so 60 ms to first
-/// byte with 20 ms of jitter, and 100 Mbit/s per connection.
+/// What the `custom` network preset starts from where a flag does not say
+/// otherwise (the fixed network `compare` used before the presets): 60 ms to
+/// first byte with 20 ms of jitter, and 100 Mbit/s per connection.
 pub const DEFAULT_NETWORK: crate::sim::Conditions = crate::sim::Conditions {
     latency_ms: 60.0,
     jitter_ms: 20.0,
@@ -309,14 +310,16 @@ pub const DEFAULT_NETWORK: crate::sim::Conditions = crate::sim::Conditions {
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Simulated network")]
 pub struct NetArgs {
-    /// Time to first byte, in milliseconds [default: 60].
+    /// Time to first byte, in milliseconds (fixed; replaces the preset's
+    /// distribution). [default: the preset's; 60 with custom]
     #[arg(long, allow_negative_numbers = true, value_parser = non_negative_f64)]
     pub latency_ms: Option<f64>,
-    /// Extra uniform random delay up to this many milliseconds [default: 20].
+    /// Extra uniform random delay up to this many milliseconds.
+    /// [default: the preset's; 20 with custom]
     #[arg(long, allow_negative_numbers = true, value_parser = non_negative_f64)]
     pub jitter_ms: Option<f64>,
-    /// Bandwidth per connection in megabits per second (0: unlimited)
-    /// [default: 100].
+    /// Bandwidth per connection in megabits per second (0: unlimited).
+    /// [default: the preset's; 100 with custom]
     #[arg(long, allow_negative_numbers = true, value_parser = non_negative_f64)]
     pub bandwidth_mbps: Option<f64>,
     /// Share of requests answered 500/503 or cut mid-body (0 to 1).

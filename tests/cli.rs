@@ -127,7 +127,17 @@ fn help_lists_models_defaults_and_short_flags() {
         "{upload}"
     );
     let serve = text(&run(bucket(), &["serve", "--help"]).stdout);
-    assert!(serve.contains("[default: 60]"), "{serve}");
+    // Every network default is shown: the preset and what custom falls back on.
+    for want in [
+        "[default: internet]",
+        "60 with custom]",
+        "[default: the preset's, 1.3]",
+    ] {
+        assert!(
+            serve.contains(want),
+            "bucket serve --help lacks {want:?}:\n{serve}"
+        );
+    }
 }
 
 #[test]

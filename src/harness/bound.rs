@@ -1,6 +1,7 @@
 //! The analytic lower bound: how long the simulated network alone makes a
 //! pass take with a given number of requests in flight, computed from the
-//! bucket's shape and the configured latency, jitter and bandwidth.
+//! bucket's shape and the simulated network: mean first-byte latency,
+//! bandwidth per connection, and the round trips each new connection pays.
 //!
 //! It answers "where does the time go": a model near its bound is waiting
 //! on the network and only more requests in flight can help; a model far
@@ -11,6 +12,7 @@
 use serde::Serialize;
 
 use crate::bucket::location::MANIFEST_KEY;
+use crate::sim::network::{LatencyShape, NetworkModel, TlsVersion, setup_rtts};
 use crate::sim::{Conditions, SimBucket};
 
 /// What the bound needs to know of a bucket.
@@ -45,73 +47,188 @@ impl BucketShape {
         }
     }
 
-    /// Seconds for the whole pass with `in_flight` requests at once: the
-    /// listing (which must finish before its keys can be fetched; pages
-    /// are sequential), then ⌈keys / in_flight⌉ rounds of one GET each.
+    /// Seconds for the whole pass with `in_flight` requests at once, from
+    /// `workers` processes: the listing (which must finish before its keys
+    /// can be fetched; pages are sequential) on a new connection, then
+    /// ⌈keys / in_flight⌉ rounds of one GET each.
     ///
-    /// Jitter enters at its mean, so this is the expected time of a
+    /// Connection set-up: every connection pays its handshake round trips
+    /// once, on its first request. The listing's connection pays them; a
+    /// worker with one request in flight reuses it for every GET; a worker
+    /// with several opens a connection per request in flight, all at once
+    /// after the listing, so their set-up adds one more set-up time to the
+    /// pass (they are paid in parallel). Those later connections may resume
+    /// the listing's TLS session, which saves a round trip with TLS 1.2.
+    ///
+    /// Latency enters at its mean, so this is the expected time of a
     /// network-bound pass rather than a hard minimum: a model at exactly
     /// 1.0× wastes nothing.
-    pub fn secs(&self, net: &Conditions, in_flight: usize) -> f64 {
+    pub fn secs(&self, net: &BoundNetwork, in_flight: usize, workers: usize) -> f64 {
         let in_flight = in_flight.max(1) as u64;
         let listing = if self.listing_requests == 0 {
             0.0
         } else {
-            self.listing_requests as f64
-                * request_secs(
-                    net,
-                    self.listing_bytes as f64 / self.listing_requests as f64,
-                )
+            net.setup_secs(false)
+                + self.listing_requests as f64
+                    * net.request_secs(self.listing_bytes as f64 / self.listing_requests as f64)
+        };
+        let lanes_per_worker = in_flight / workers.max(1) as u64;
+        let lanes_setup = if lanes_per_worker > 1 && self.keys > 1 {
+            net.setup_secs(true)
+        } else {
+            0.0
         };
         let rounds = self.keys.div_ceil(in_flight);
         let mean_bytes = self.object_bytes as f64 / self.keys.max(1) as f64;
-        listing + rounds as f64 * request_secs(net, mean_bytes)
+        listing + lanes_setup + rounds as f64 * net.request_secs(mean_bytes)
     }
 }
 
-/// One GET: time to first byte (latency plus mean jitter), then the body at
-/// the per-connection bandwidth.
-pub fn request_secs(net: &Conditions, bytes: f64) -> f64 {
-    let first_byte = (net.latency_ms + net.jitter_ms / 2.0) / 1000.0;
-    let body = if net.bandwidth_mbps > 0.0 {
-        bytes * 8.0 / (net.bandwidth_mbps * 1e6)
-    } else {
-        0.0
-    };
-    first_byte + body
+/// What the bound needs to know of the network.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct BoundNetwork {
+    /// The MEAN time to first byte in seconds: a model waiting on requests
+    /// one after another pays the mean per request, not the median.
+    pub first_byte_mean_secs: f64,
+    /// Bandwidth per connection (0: unlimited).
+    pub bandwidth_mbps: f64,
+    pub rtt_secs: f64,
+    pub tls: Option<TlsVersion>,
 }
+
+impl BoundNetwork {
+    /// The network the simulated bucket serves under.
+    pub fn of(conditions: &Conditions, model: &NetworkModel) -> Self {
+        BoundNetwork {
+            first_byte_mean_secs: mean_first_byte_ms(conditions, model) / 1000.0,
+            bandwidth_mbps: conditions.bandwidth_mbps,
+            rtt_secs: model.rtt_ms / 1000.0,
+            tls: model.tls,
+        }
+    }
+
+    /// One GET on an open connection: the mean time to first byte, then the
+    /// body at the per-connection bandwidth.
+    pub fn request_secs(&self, bytes: f64) -> f64 {
+        let body = if self.bandwidth_mbps > 0.0 {
+            bytes * 8.0 / (self.bandwidth_mbps * 1e6)
+        } else {
+            0.0
+        };
+        self.first_byte_mean_secs + body
+    }
+
+    /// A new connection's handshakes: TCP, plus TLS (`resumed`: from an
+    /// earlier session's ticket).
+    pub fn setup_secs(&self, resumed: bool) -> f64 {
+        f64::from(setup_rtts(self.tls, resumed)) * self.rtt_secs
+    }
+}
+
+/// The mean first-byte latency in milliseconds. A log-normal is given by
+/// its median m and 99th percentile p: σ = ln(p / m) / z₀.₉₉ (z₀.₉₉ ≈
+/// 2.326), and its mean is m·e^(σ²/2), above the median because of the
+/// long tail (for the internet preset, 150 ms median and 500 ms p99: σ ≈
+/// 0.518, mean ≈ 171 ms). The fixed shape's mean is the latency plus half
+/// the uniform jitter.
+pub fn mean_first_byte_ms(conditions: &Conditions, model: &NetworkModel) -> f64 {
+    match model.latency {
+        LatencyShape::LogNormal { median_ms, p99_ms } if median_ms > 0.0 => {
+            let sigma = (p99_ms.max(median_ms) / median_ms).ln() / Z99;
+            median_ms * (sigma * sigma / 2.0).exp()
+        }
+        LatencyShape::LogNormal { .. } => 0.0,
+        LatencyShape::Custom => conditions.latency_ms + conditions.jitter_ms / 2.0,
+    }
+}
+
+/// The standard normal's 99th percentile.
+const Z99: f64 = 2.326_347_874_040_841;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::models::{Knobs, Model};
+    use crate::sim::network::{LatencyRng, NetworkPreset};
 
-    fn net(latency_ms: f64, jitter_ms: f64, bandwidth_mbps: f64) -> Conditions {
-        Conditions {
+    fn net(latency_ms: f64, jitter_ms: f64, bandwidth_mbps: f64) -> BoundNetwork {
+        let conditions = Conditions {
             latency_ms,
             jitter_ms,
             bandwidth_mbps,
             error_rate: 0.0,
             stall_rate: 0.0,
+        };
+        BoundNetwork::of(&conditions, &NetworkModel::default())
+    }
+
+    fn shape() -> BucketShape {
+        BucketShape {
+            keys: 67,
+            object_bytes: 67 * 125_000,
+            listing_requests: 1,
+            listing_bytes: 0,
         }
     }
 
     #[test]
     fn rounds_of_requests_follow_the_files_in_flight() {
-        let shape = BucketShape {
-            keys: 67,
-            object_bytes: 67 * 125_000,
-            listing_requests: 1,
-            listing_bytes: 0,
-        };
+        let shape = shape();
         // 60 ms + 20/2 ms jitter + 125 kB at 100 Mbit/s (10 ms) = 80 ms a GET.
         let n = net(60.0, 20.0, 100.0);
-        assert!((request_secs(&n, 125_000.0) - 0.080).abs() < 1e-9);
-        let one_at_a_time = shape.secs(&n, 1);
+        assert!((n.request_secs(125_000.0) - 0.080).abs() < 1e-9);
+        let one_at_a_time = shape.secs(&n, 1, 1);
         assert!((one_at_a_time - (0.070 + 67.0 * 0.080)).abs() < 1e-9);
         // 64 in flight: two rounds, not 67/64 of one.
-        assert!((shape.secs(&n, 64) - (0.070 + 2.0 * 0.080)).abs() < 1e-9);
-        assert!((shape.secs(&n, 1000) - (0.070 + 0.080)).abs() < 1e-9);
+        assert!((shape.secs(&n, 64, 1) - (0.070 + 2.0 * 0.080)).abs() < 1e-9);
+        assert!((shape.secs(&n, 1000, 1) - (0.070 + 0.080)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn lognormal_latency_enters_at_its_mean_not_its_median() {
+        let (conditions, model) = NetworkPreset::Internet.apply(Conditions::default(), true);
+        let mean = mean_first_byte_ms(&conditions, &model);
+        // σ = ln(500/150)/2.326 = 0.5176; mean = 150·e^(σ²/2) = 171.5 ms.
+        assert!((mean - 171.5).abs() < 0.2, "{mean}");
+        // The simulator's own draws agree within 1 %.
+        let mut rng = LatencyRng::new(11);
+        let n = 200_000;
+        let drawn: f64 = (0..n)
+            .map(|_| model.latency.draw(&mut rng, 0.0, 0.0))
+            .sum::<f64>()
+            / f64::from(n);
+        assert!(
+            (drawn / mean - 1.0).abs() < 0.01,
+            "drawn {drawn}, formula {mean}"
+        );
+        // A sequential pass of 67 GETs pays 67 means: 1.4 s more than 67
+        // medians would say.
+        let b = BoundNetwork::of(&conditions, &model);
+        assert!(shape().secs(&b, 1, 1) > 67.0 * 0.1715);
+    }
+
+    #[test]
+    fn each_new_connection_pays_its_handshakes_once() {
+        let model = |tls| NetworkModel {
+            rtt_ms: 50.0,
+            tls,
+            ..NetworkModel::default()
+        };
+        let c = Conditions::default();
+        let plain = BoundNetwork::of(&c, &model(None));
+        let tls13 = BoundNetwork::of(&c, &model(Some(TlsVersion::Tls13)));
+        let tls12 = BoundNetwork::of(&c, &model(Some(TlsVersion::Tls12)));
+        let s = shape();
+        // Sequential: only the listing's connection, reused for every GET.
+        assert!((s.secs(&plain, 1, 1) - 0.050).abs() < 1e-9);
+        assert!((s.secs(&tls13, 1, 1) - 0.100).abs() < 1e-9);
+        assert!((s.secs(&tls12, 1, 1) - 0.150).abs() < 1e-9);
+        // Concurrent: the listing's set-up, then the new connections' (in
+        // parallel, so once more; TLS 1.2 resumes in one round trip).
+        assert!((s.secs(&tls13, 64, 1) - 0.200).abs() < 1e-9);
+        assert!((s.secs(&tls12, 64, 1) - 0.250).abs() < 1e-9);
+        // Four sync workers: each reuses its own listing's connection.
+        assert!((s.secs(&tls13, 4, 4) - 0.100).abs() < 1e-9);
     }
 
     #[test]

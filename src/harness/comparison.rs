@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::bound::BucketShape;
+use super::bound::{BoundNetwork, BucketShape};
 use super::export::{self, Environment};
 use super::json::BaselineFile;
 use super::runner::{self, Run, RunSettings, Target};
@@ -21,10 +21,12 @@ use super::scratch::Scratch;
 use super::summary::ModelSummary;
 use super::{charts, publish, summary, unique};
 use crate::bucket::BucketLocation;
+use crate::cli::network::NetworkArgs;
 use crate::cli::{self, ClientArgs, KnobArgs, NetArgs, S3Args, SpecArgs};
 use crate::db::{EmbeddedPostgres, Flavor, WriteStrategy};
 use crate::models::{Label, Model};
-use crate::sim::{Conditions, SimBucket, SimServer, Spec};
+use crate::sim::network::NetworkPreset;
+use crate::sim::{Conditions, NetworkModel, SimBucket, SimServer, Spec};
 use crate::{pass, secret};
 
 /// What to compare, how often, on which bucket and database, and where the
@@ -59,10 +61,13 @@ pub struct CompareArgs {
     /// draw them as grouped bars (matrix.png).
     #[arg(long)]
     pub matrix: bool,
-    /// Repeat the comparison over a parameter: `latency=0,5,20,60,150`
-    /// (ms to first byte), `concurrency=1,4,16,64,256` (files in flight and
-    /// threads), or `files=67,670,6700`. Writes sweep_<param>.csv and .png.
-    #[arg(long)]
+    /// Repeat the comparison over a parameter, one comparison per value:
+    /// `latency=0,5,20,60,150` (fixed ms to first byte, the `custom`
+    /// network), `concurrency=1,4,16,64,256` (files in flight and threads),
+    /// `files=67,670,6700`, `workers=1,2,4` (processes at once) or
+    /// `network=local,same-region,cross-region,internet` (presets). Writes
+    /// sweep_<param>.csv and .png.
+    #[arg(long, value_name = "PARAM=V1,V2,...")]
     pub sweep: Option<String>,
     /// With --sweep, keep the values whose results are already in the
     /// output directory (continue an interrupted sweep).
@@ -70,6 +75,13 @@ pub struct CompareArgs {
     pub resume: bool,
     #[command(flatten)]
     pub net: NetArgs,
+    #[command(flatten)]
+    pub network: NetworkArgs,
+    /// Serve the simulated bucket over plain HTTP instead of HTTPS (by
+    /// default its throwaway CA is handed to the workers as --ca-file, so
+    /// certificates are verified as with a real bucket).
+    #[arg(long, help_heading = "Simulated network")]
+    pub no_tls: bool,
     #[command(flatten)]
     pub knobs: KnobArgs,
     #[command(flatten)]
@@ -158,8 +170,12 @@ pub struct Plan {
     /// The options, with the ceilings resolved (added to the models when on).
     pub args: CompareArgs,
     pub spec: Spec,
-    /// The simulated network (unused with `--bucket`).
+    /// The simulated network (unused with `--bucket`): the preset, the
+    /// per-request conditions and the network model (TLS, RTT, latency
+    /// shape, rate limit).
+    pub preset: NetworkPreset,
     pub conditions: Conditions,
+    pub model: NetworkModel,
     pub out: PathBuf,
     pub layout: Layout,
     /// Warm-ups first, then the measured runs interleaved model by model,
@@ -180,7 +196,8 @@ impl Plan {
         }
         anyhow::ensure!(args.runs >= 1, "--runs must be at least 1");
         let spec = args.spec.spec();
-        let conditions = args.net.conditions(crate::cli::DEFAULT_NETWORK);
+        let preset = args.network.preset(&args.net);
+        let (conditions, model) = args.network.settings(&args.net, !args.no_tls)?;
         let out = args
             .out
             .clone()
@@ -216,16 +233,18 @@ impl Plan {
         let subtitle = match &args.bucket {
             Some(_) => "your bucket".to_string(),
             None => format!(
-                "{} profile, {} files, {:.0} ms first byte",
+                "{} profile, {} files, {}",
                 spec.profile.as_str(),
                 spec.files,
-                conditions.latency_ms
+                super::netstats::subtitle(preset, &conditions, &model)
             ),
         };
         Ok(Plan {
             args,
             spec,
+            preset,
             conditions,
+            model,
             out,
             layout,
             schedule,
@@ -244,6 +263,9 @@ pub struct Bench {
     db: postgres::Client,
     scratch: Scratch,
     pub target: Target,
+    /// The plan's run settings, with the simulated bucket's CA as the
+    /// workers' `--ca-file` when it serves HTTPS.
+    pub settings: RunSettings,
     /// The simulated bucket's shape, for the network bounds.
     pub shape: Option<BucketShape>,
     /// What `environment.json` says of the bucket.
@@ -252,7 +274,7 @@ pub struct Bench {
     /// The user's `--database-url`, or the throwaway server's: holds a
     /// password, only ever shown redacted.
     database_url: String,
-    _sim_server: Option<SimServer>,
+    sim_server: Option<SimServer>,
     _pg: Option<EmbeddedPostgres>,
 }
 
@@ -274,6 +296,7 @@ impl Bench {
             }
         };
         let mut sim_server = None;
+        let mut settings = plan.settings.clone();
         let (bucket_url, expected, bucket_desc, shape) = match &args.bucket {
             Some(url) => {
                 let loc = BucketLocation::parse_with(url, &args.s3.options())?;
@@ -288,21 +311,26 @@ impl Bench {
                 let (spec, conditions) = (&plan.spec, &plan.conditions);
                 let started = std::time::Instant::now();
                 let bucket = SimBucket::generate(spec.clone());
-                let server = bucket.serve(
+                let server = bucket.serve_network(
                     conditions.clone(),
                     std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                    crate::sim::ServeOptions::default(),
+                    plan.model.clone(),
                 )?;
+                // The workers verify the server's certificate against the CA
+                // made for it (a file that lives as long as the server).
+                if let Some(ca) = server.ca_file() {
+                    settings.client.ca_file = Some(ca.to_path_buf());
+                }
                 let url = server.base_url();
                 let expected = bucket.expected();
                 eprintln!(
-                    "simulated bucket: {} profile, {} files, {} rows expected, generated in {:.1} s; serving at {url} with {} ms first byte (+{} ms jitter), {} Mbit/s per connection",
+                    "simulated bucket: {} profile, {} files, {} rows expected, generated in {:.1} s; serving at {url}; {}",
                     spec.profile.as_str(),
                     expected.files + expected.missing_keys.len() as u64,
                     expected.rows(),
                     started.elapsed().as_secs_f64(),
-                    conditions.latency_ms,
-                    conditions.jitter_ms,
-                    conditions.bandwidth_mbps
+                    cli::network::describe(plan.preset, conditions, &plan.model),
                 );
                 sim_server = Some(server);
                 let shape = BucketShape::of(&bucket);
@@ -327,11 +355,12 @@ impl Bench {
             db,
             scratch,
             target,
+            settings,
             shape,
             bucket_desc,
             postgres_version,
             database_url,
-            _sim_server: sim_server,
+            sim_server,
             _pg: pg,
         })
     }
@@ -348,7 +377,14 @@ impl Bench {
             .iter()
             .filter_map(|l| {
                 let n = l.model.in_flight(&knobs, plan.settings.workers)?;
-                Some((*l, shape.secs(&plan.conditions, n)))
+                Some((
+                    *l,
+                    shape.secs(
+                        &BoundNetwork::of(&plan.conditions, &plan.model),
+                        n,
+                        plan.settings.workers,
+                    ),
+                ))
             })
             .collect()
     }
@@ -383,15 +419,19 @@ pub fn execute(plan: &Plan, bench: &mut Bench) -> anyhow::Result<Vec<Run>> {
                 }
             ));
         }
-        let run = runner::run_once(
+        let before = bench.sim_server.as_ref().map(SimServer::stats);
+        let mut run = runner::run_once(
             &bench.target,
-            &plan.settings,
+            &bench.settings,
             *model,
             *write,
             *r,
             &mut bench.db,
             bar.as_ref(),
         )?;
+        if let (Some(server), Some(before)) = (&bench.sim_server, before) {
+            super::netstats::record(&mut run, &before, &server.stats());
+        }
         if !run.verified {
             let line = format!("FAILED VERIFICATION: {label} run {r}: {}", run.problems);
             match &bar {
@@ -461,7 +501,7 @@ pub fn export(
         network: if args.bucket.is_some() {
             serde_json::json!("real network")
         } else {
-            serde_json::to_value(&plan.conditions)?
+            super::netstats::environment(plan.preset, &plan.conditions, &plan.model)?
         },
         settings: serde_json::to_value(&plan.settings)?,
         models: args.models.clone(),

@@ -32,10 +32,14 @@ const RUNS_COLUMNS: [&str; 14] = [
     "problems",
 ];
 
+/// The simulated bucket's counts, after [`RUNS_COLUMNS`]; read by name, and
+/// empty in files written before they were counted (or for a real bucket).
+const NET_COLUMNS: [&str; 3] = ["connections", "tls_handshakes", "throttled"];
+
 pub fn write_runs_csv(path: &Path, runs: &[Run]) -> anyhow::Result<()> {
     let mut w =
         csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
-    w.write_record(RUNS_COLUMNS)?;
+    w.write_record(RUNS_COLUMNS.iter().chain(&NET_COLUMNS))?;
     for r in runs {
         w.write_record([
             r.model.to_string(),
@@ -56,6 +60,9 @@ pub fn write_runs_csv(path: &Path, runs: &[Run]) -> anyhow::Result<()> {
             format!("{:.1}", r.peak_rss_mb),
             r.verified.to_string(),
             r.problems.clone(),
+            count(r.connections),
+            count(r.tls_handshakes),
+            count(r.throttled),
         ])?;
     }
     w.flush()?;
@@ -66,9 +73,10 @@ pub fn write_runs_csv(path: &Path, runs: &[Run]) -> anyhow::Result<()> {
 pub fn read_runs_csv(path: &Path) -> anyhow::Result<Vec<Run>> {
     let mut r =
         csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
-    let headers = r.headers()?;
+    let headers = r.headers()?.clone();
+    // Later columns are optional: files from older versions lack them.
     anyhow::ensure!(
-        headers.iter().eq(RUNS_COLUMNS),
+        headers.iter().take(RUNS_COLUMNS.len()).eq(RUNS_COLUMNS),
         "{} does not have the columns this version writes ({})",
         path.display(),
         RUNS_COLUMNS.join(", ")
@@ -79,6 +87,10 @@ pub fn read_runs_csv(path: &Path) -> anyhow::Result<Vec<Run>> {
         let f = |i: usize| rec.get(i).unwrap_or_default();
         let num = |i: usize| f(i).parse::<f64>().unwrap_or(f64::NAN);
         let int = |i: usize| f(i).parse::<u64>().unwrap_or(0);
+        let by_name = |name: &str| {
+            let i = headers.iter().position(|h| h == name)?;
+            f(i).parse::<u64>().ok()
+        };
         runs.push(Run {
             model: f(0)
                 .parse()
@@ -102,9 +114,25 @@ pub fn read_runs_csv(path: &Path) -> anyhow::Result<Vec<Run>> {
             peak_rss_mb: num(11),
             verified: f(12) == "true",
             problems: f(13).to_string(),
+            connections: by_name(NET_COLUMNS[0]),
+            tls_handshakes: by_name(NET_COLUMNS[1]),
+            throttled: by_name(NET_COLUMNS[2]),
         });
     }
     Ok(runs)
+}
+
+/// A count that may be unknown: empty when it is.
+fn count(c: Option<u64>) -> String {
+    c.map(|c| c.to_string()).unwrap_or_default()
+}
+
+/// A median that may be unknown: empty when it is.
+fn net_median(
+    net: Option<&super::netstats::NetMedians>,
+    f: fn(&super::netstats::NetMedians) -> f64,
+) -> String {
+    net.map(|n| format!("{:.1}", f(n))).unwrap_or_default()
 }
 
 /// The `bound_s` column of a `summary.csv`, by model (for `--replot`).
@@ -146,6 +174,10 @@ pub fn write_summary_csv(
         "max_peak_rss_mb",
         "bound_s",
         "x_bound",
+        "median_requests",
+        "median_connections",
+        "median_tls_handshakes",
+        "median_throttled",
     ])?;
     for s in summaries {
         let st = &s.stats;
@@ -182,6 +214,10 @@ pub fn write_summary_csv(
             s.bound_secs
                 .map(|b| format!("{:.3}", st.median / b))
                 .unwrap_or_default(),
+            net_median(s.net.as_ref(), |n| n.requests),
+            net_median(s.net.as_ref(), |n| n.connections),
+            net_median(s.net.as_ref(), |n| n.tls_handshakes),
+            net_median(s.net.as_ref(), |n| n.throttled),
         ])?;
     }
     w.flush()?;
@@ -194,10 +230,17 @@ pub fn write_summary_csv(
 pub fn summary_markdown(summaries: &[ModelSummary], reference: Option<Label>) -> String {
     let reference_name = reference.map(|r| r.to_string()).unwrap_or_default();
     let bounds = summaries.iter().any(|m| m.bound_secs.is_some());
+    let net = summaries.iter().any(|m| m.net.is_some());
     let mut s = format!(
-        "| model | runs | median | min | max | mean ± σ | rows/s | vs {reference_name} | CPU | peak RSS |{}\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|{}\n",
+        "| model | runs | median | min | max | mean ± σ | rows/s | vs {reference_name} | CPU | peak RSS |{}{}\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|{}{}\n",
         if bounds { " network bound |" } else { "" },
+        if net {
+            " requests | connections | TLS handshakes | throttled |"
+        } else {
+            ""
+        },
         if bounds { "---:|" } else { "" },
+        if net { "---:|---:|---:|---:|" } else { "" },
     );
     for m in summaries {
         let st = &m.stats;
@@ -216,13 +259,24 @@ pub fn summary_markdown(summaries: &[ModelSummary], reference: Option<Label>) ->
             (true, Some(b)) => format!(" {b:.2} s ({:.2}×) |", st.median / b),
             (true, None) => " – |".into(),
         };
+        let counts = match (net, m.net) {
+            (false, _) => String::new(),
+            (true, Some(n)) => format!(
+                " {:.0} | {:.0} | {:.0} | {:.0} |",
+                n.requests, n.connections, n.tls_handshakes, n.throttled
+            ),
+            (true, None) => " – | – | – | – |".into(),
+        };
         s.push_str(&format!(
-            "| {} | {}{} | {:.2} s | {:.2} s | {:.2} s | {:.2} ± {:.2} s | {:.0} | {} | {:.2} s | {:.0} MB |{bound}\n",
+            "| {} | {}{} | {:.2} s | {:.2} s | {:.2} s | {:.2} ± {:.2} s | {:.0} | {} | {:.2} s | {:.0} MB |{bound}{counts}\n",
             m.label, st.runs, flags, st.median, st.min, st.max, st.mean, st.stddev, m.rows_per_sec, rel, m.median_cpu_secs, m.max_peak_rss_mb
         ));
     }
     if bounds {
-        s.push_str("\nNetwork bound: the listing plus ⌈files ÷ requests in flight⌉ GETs, each at the mean time to first byte plus the body at the per-connection bandwidth (see `harness/bound.rs`); the ratio is the median over it.\n");
+        s.push_str("\nNetwork bound: the listing plus ⌈files ÷ requests in flight⌉ GETs, each at the mean time to first byte plus the body at the per-connection bandwidth, and each new connection's handshake round trips (see `harness/bound.rs`); the ratio is the median over it.\n");
+    }
+    if net {
+        s.push_str("\nRequests: sent by the workers (retries included); connections, TLS handshakes and throttled (503 SlowDown) requests: counted by the simulated bucket during each run. Medians over the verified runs.\n");
     }
     s
 }
@@ -258,7 +312,11 @@ pub fn sweep_table(points: &[Point], param: &str) -> String {
                 median.map(|t| format!("{t:.2} s")).unwrap_or_default()
             })
             .collect();
-        s.push_str(&format!("| {v} | {} |\n", cells.join(" | ")));
+        let name = points
+            .iter()
+            .find(|p| p.value == v && !p.value_name.is_empty())
+            .map_or_else(|| v.to_string(), |p| p.value_name.clone());
+        s.push_str(&format!("| {name} | {} |\n", cells.join(" | ")));
     }
     s
 }

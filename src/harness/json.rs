@@ -82,6 +82,18 @@ pub struct ModelStats {
     /// `ceiling.secs / median_secs` (0–1, higher is closer to the limit),
     /// for models proper when both ceilings ran.
     pub efficiency: Option<f64>,
+    /// Medians over the verified measured runs of the requests sent and of
+    /// what the simulated bucket counted: connections accepted, TLS
+    /// handshakes, requests refused with 503 SlowDown. `null` for a real
+    /// bucket or results recorded before they were counted.
+    #[serde(default)]
+    pub median_requests: Option<f64>,
+    #[serde(default)]
+    pub median_connections: Option<f64>,
+    #[serde(default)]
+    pub median_tls_handshakes: Option<f64>,
+    #[serde(default)]
+    pub median_throttled: Option<f64>,
 }
 
 /// How many times faster than the reference, both ways of counting.
@@ -124,6 +136,14 @@ pub struct RunRecord {
     pub peak_rss_mb: f64,
     pub verified: bool,
     pub problems: String,
+    /// What the simulated bucket counted during the run (`null`: a real
+    /// bucket, or results recorded before they were counted).
+    #[serde(default)]
+    pub connections: Option<u64>,
+    #[serde(default)]
+    pub tls_handshakes: Option<u64>,
+    #[serde(default)]
+    pub throttled: Option<u64>,
 }
 
 /// The comparison against a saved baseline.
@@ -202,6 +222,9 @@ impl From<&Run> for RunRecord {
             peak_rss_mb: r.peak_rss_mb,
             verified: r.verified,
             problems: r.problems.clone(),
+            connections: r.connections,
+            tls_handshakes: r.tls_handshakes,
+            throttled: r.throttled,
         }
     }
 }
@@ -272,6 +295,10 @@ impl Comparison {
                     bound_secs: s.bound_secs,
                     x_bound: s.bound_secs.map(|b| st.median / b),
                     efficiency: ceiling.filter(|_| !is_ceiling).map(|c| c.secs / st.median),
+                    median_requests: s.net.map(|n| n.requests),
+                    median_connections: s.net.map(|n| n.connections),
+                    median_tls_handshakes: s.net.map(|n| n.tls_handshakes),
+                    median_throttled: s.net.map(|n| n.throttled),
                 }
             })
             .collect::<Vec<_>>();

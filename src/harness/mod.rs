@@ -12,6 +12,7 @@ pub mod comparison;
 pub mod export;
 pub mod html;
 pub mod json;
+pub mod netstats;
 pub mod publish;
 pub mod runner;
 pub mod scratch;

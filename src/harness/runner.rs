@@ -85,6 +85,13 @@ pub struct Run {
     pub verified: bool,
     /// Why verification failed, if it did.
     pub problems: String,
+    /// Connections the simulated bucket accepted during the run (`None`:
+    /// a real bucket, or results written before this was counted).
+    pub connections: Option<u64>,
+    /// TLS handshakes it completed.
+    pub tls_handshakes: Option<u64>,
+    /// Requests it refused with `503 SlowDown` (its rate limit).
+    pub throttled: Option<u64>,
 }
 
 impl Run {
@@ -217,6 +224,10 @@ pub fn run_once(
         peak_rss_mb: max(&|s| s.peak_rss_mb).unwrap_or(0.0),
         verified: problems.is_empty(),
         problems: problems.join("; "),
+        // Filled in by the caller, which holds the simulated bucket.
+        connections: None,
+        tls_handshakes: None,
+        throttled: None,
     })
 }
 

@@ -26,6 +26,9 @@ pub struct ModelSummary {
     /// The analytic network bound for this model's requests in flight
     /// (`bound`), when the network is known (a simulated bucket).
     pub bound_secs: Option<f64>,
+    /// Medians of requests, connections, TLS handshakes and throttled
+    /// requests, when the simulated bucket counted them.
+    pub net: Option<super::netstats::NetMedians>,
 }
 
 /// The label speedups are relative to: `sync` (`sync+insert` in a matrix,
@@ -70,6 +73,7 @@ pub fn summarize(
                 median_cpu_secs: median(&good.iter().map(|r| r.cpu_secs).collect::<Vec<_>>()),
                 max_peak_rss_mb: good.iter().map(|r| r.peak_rss_mb).fold(0.0, f64::max),
                 bound_secs: None,
+                net: super::netstats::medians(&good),
             })
         })
         .collect();

@@ -13,6 +13,7 @@ use super::charts::{LineChart, Series, XScale, line_chart, series_styles};
 use super::comparison::{self, CompareArgs};
 use super::{export, unique};
 use crate::models::{Label, Model};
+use crate::sim::NetworkPreset;
 
 /// One model's result at one value of the swept parameter.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -28,6 +29,9 @@ pub struct Point {
     /// The analytic network bound (`bound`), empty for `load-only` and
     /// for a real bucket.
     pub bound_s: Option<f64>,
+    /// The value as given (`internet` for a network preset, whose `value`
+    /// is its median first-byte latency in ms).
+    pub value_name: String,
 }
 
 /// `base` with the swept parameter set to `value`.
@@ -46,9 +50,36 @@ fn with_value(base: &CompareArgs, param: &str, value: &str) -> anyhow::Result<Co
         }
         "files" => args.spec.files = Some(parsed()?),
         "workers" => args.workers = parsed()?,
-        other => bail!("cannot sweep {other:?}: choose latency, concurrency, files or workers"),
+        "network" => args.network.network = Some(preset(value)?),
+        other => {
+            bail!("cannot sweep {other:?}: choose latency, concurrency, files, workers or network")
+        }
     }
     Ok(args)
+}
+
+/// A named network preset (not `custom`, which is the other flags).
+fn preset(value: &str) -> anyhow::Result<NetworkPreset> {
+    match <NetworkPreset as clap::ValueEnum>::from_str(value, true) {
+        Ok(NetworkPreset::Custom) | Err(_) => bail!(
+            "--sweep network takes presets: local, same-region, cross-region, internet (not {value:?})"
+        ),
+        Ok(p) => Ok(p),
+    }
+}
+
+/// Where a value sits on the chart's x axis: the number itself, or for a
+/// network preset its median first-byte latency in ms.
+fn x_value(param: &str, value: &str) -> anyhow::Result<f64> {
+    if param == "network" {
+        let p = preset(value)?
+            .profile()
+            .context("a named preset has numbers")?;
+        return Ok(p.median_ms);
+    }
+    value
+        .parse::<f64>()
+        .with_context(|| format!("--sweep value {value:?} is not a number"))
 }
 
 /// Runs the sweep; returns whether every run of every value was verified.
@@ -68,8 +99,7 @@ pub fn run(base: &CompareArgs) -> anyhow::Result<bool> {
         "--sweep {param}= needs at least one value"
     );
     for v in &values {
-        v.parse::<f64>()
-            .with_context(|| format!("--sweep value {v:?} is not a number"))?;
+        x_value(param, v)?;
         with_value(base, param, v)?;
     }
     let out = base
@@ -107,7 +137,11 @@ pub fn run(base: &CompareArgs) -> anyhow::Result<bool> {
                 }
             }
         }
-        points.extend(read_summary(&dir.join("summary.csv"), param, v.parse()?)?);
+        let mut read = read_summary(&dir.join("summary.csv"), param, x_value(param, v)?)?;
+        for p in &mut read {
+            p.value_name = (*v).to_string();
+        }
+        points.extend(read);
     }
     let csv_path = out.join(format!("sweep_{param}.csv"));
     let mut w = csv::Writer::from_path(&csv_path)?;
@@ -157,6 +191,7 @@ fn read_summary(path: &Path, param: &str, value: f64) -> anyhow::Result<Vec<Poin
             rows_per_s: f(rps),
             peak_rss_mb: f(rss),
             bound_s: bound.and_then(|i| rec[i].parse().ok()),
+            value_name: String::new(),
         });
     }
     Ok(out)
@@ -196,6 +231,10 @@ fn chart(path: &Path, points: &[Point], param: &str) -> anyhow::Result<()> {
         "latency" => ("first-byte latency (ms)", XScale::Linear),
         "concurrency" => ("files in flight / threads (log scale)", XScale::Log),
         "workers" => ("ingest processes at once (log scale)", XScale::Log),
+        "network" => (
+            "network preset, by median first byte (ms): local 0, same-region 20, cross-region 100, internet 150",
+            XScale::Linear,
+        ),
         _ => ("files in the bucket (log scale)", XScale::Log),
     };
     let models = models(points);
@@ -235,4 +274,18 @@ fn chart(path: &Path, points: &[Point], param: &str) -> anyhow::Result<()> {
             }),
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_sweeps_take_the_named_presets_at_their_median_first_byte() {
+        assert_eq!(x_value("network", "local").unwrap(), 0.0);
+        assert_eq!(x_value("network", "internet").unwrap(), 150.0);
+        assert_eq!(x_value("latency", "60").unwrap(), 60.0);
+        assert!(x_value("network", "custom").is_err());
+        assert!(x_value("network", "moon").is_err());
+    }
 }

@@ -9,11 +9,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::cli::network::{NetworkArgs, describe};
 use crate::cli::{self, NetArgs, S3Args, SpecArgs};
-use crate::sim::network::S3_GET_RATE_PER_PREFIX;
-use crate::sim::{
-    Conditions, LatencyShape, NetworkPreset, ServeOptions, SimAuth, SimBucket, TlsVersion,
-};
+use crate::sim::{Conditions, ServeOptions, SimAuth, SimBucket};
 
 /// A seeded, realistic S3-like bucket for tests and benchmarks.
 #[derive(Parser, Debug)]
@@ -133,77 +131,21 @@ enum Command {
 /// A preset sets everything; the flags override its parts.
 #[derive(clap::Args, Debug)]
 struct FidelityArgs {
-    /// Network between the client and the bucket (see docs/network.md):
-    /// first-byte latency distribution, bandwidth, RTT, TLS version and rate
-    /// limit. `custom`: only the individual flags.
-    #[arg(long, value_enum, default_value = "custom")]
-    network: NetworkPreset,
+    #[command(flatten)]
+    network: NetworkArgs,
     /// Serve HTTPS with a CA made for this run (its PEM path is printed on
     /// stderr; clients verify with `--ca-file`).
-    #[arg(long)]
+    #[arg(long, help_heading = "Simulated network")]
     tls: bool,
-    /// TLS version (default: the preset's, 1.3): 1.2 costs a new connection
-    /// one more round trip.
-    #[arg(long, value_enum, requires = "tls")]
-    tls_version: Option<TlsVersion>,
     /// Also write the CA's PEM here.
-    #[arg(long, requires = "tls")]
+    #[arg(long, requires = "tls", help_heading = "Simulated network")]
     ca_out: Option<PathBuf>,
-    /// Round-trip time in ms: a new connection's first response waits 1 RTT
-    /// (TCP) plus the TLS handshake's (1 for TLS 1.3, 2 for 1.2).
-    #[arg(long)]
-    rtt_ms: Option<f64>,
-    /// Median first-byte latency in ms of a log-normal distribution (with
-    /// --latency-p99-ms); replaces --latency-ms/--jitter-ms.
-    #[arg(long, requires = "latency_p99_ms", conflicts_with_all = ["latency_ms", "jitter_ms"])]
-    latency_median_ms: Option<f64>,
-    /// 99th percentile first-byte latency in ms (with --latency-median-ms).
-    #[arg(long, requires = "latency_median_ms")]
-    latency_p99_ms: Option<f64>,
-    /// Seed of the latency draws (same seed, same sequence of delays).
-    #[arg(long, default_value_t = 0)]
-    latency_seed: u64,
-    /// GET/HEAD requests per second per prefix before `503 SlowDown`
-    /// (0: no limit). Default: the preset's; 5,500 (S3's) for custom.
-    #[arg(long)]
-    get_rate_limit: Option<f64>,
 }
 
 impl FidelityArgs {
     /// The conditions and network model: the preset, then the flags.
     fn settings(&self, net: &NetArgs) -> anyhow::Result<(Conditions, crate::sim::NetworkModel)> {
-        let base = Conditions {
-            error_rate: net.error_rate.clamp(0.0, 1.0),
-            stall_rate: net.stall_rate.clamp(0.0, 1.0),
-            // `custom` starts from compare's default network.
-            ..cli::DEFAULT_NETWORK
-        };
-        let (preset_conditions, mut model) = self.network.apply(base, self.tls);
-        let conditions = net.conditions(preset_conditions);
-        if net.latency_ms.is_some() || net.jitter_ms.is_some() {
-            model.latency = LatencyShape::Custom;
-        }
-        if let (Some(median_ms), Some(p99_ms)) = (self.latency_median_ms, self.latency_p99_ms) {
-            anyhow::ensure!(
-                median_ms >= 0.0 && p99_ms >= median_ms,
-                "--latency-p99-ms ({p99_ms}) must be at least --latency-median-ms ({median_ms}), both >= 0"
-            );
-            model.latency = LatencyShape::LogNormal { median_ms, p99_ms };
-        }
-        if let Some(rtt) = self.rtt_ms {
-            anyhow::ensure!(rtt >= 0.0, "--rtt-ms must be >= 0, got {rtt}");
-            model.rtt_ms = rtt;
-        }
-        if let Some(v) = self.tls_version {
-            model.tls = Some(v);
-        }
-        model.get_rate_per_prefix = match (self.get_rate_limit, self.network) {
-            (Some(r), _) => r.max(0.0),
-            (None, NetworkPreset::Custom) => S3_GET_RATE_PER_PREFIX,
-            (None, _) => model.get_rate_per_prefix,
-        };
-        model.seed = self.latency_seed;
-        Ok((conditions, model))
+        self.network.settings(net, self.tls)
     }
 }
 
@@ -285,6 +227,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 auth,
             };
             let (conditions, model) = fidelity.settings(&net)?;
+            let description = describe(fidelity.network.preset(&net), &conditions, &model);
             let server = bucket.serve_network(conditions, addr, options, model)?;
             // The CA first: a client may connect as soon as it reads the URL.
             if let Some(ca) = server.ca_file() {
@@ -297,10 +240,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
             println!("{}", server.base_url());
             std::io::stdout().flush()?;
-            eprintln!(
-                "network: {}",
-                serde_json::to_string(server.model()).unwrap_or_default()
-            );
+            eprintln!("{description}");
             eprintln!(
                 "serving {} objects; manifest at {}/files_list.data; S3 endpoint {} bucket {}",
                 bucket.store().len(),

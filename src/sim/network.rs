@@ -179,9 +179,12 @@ impl NetworkPreset {
     ///   requests under 512 KB "median latencies are often in the tens of
     ///   milliseconds range", and a GET still unanswered after 2 s is worth
     ///   retrying, so the p99 sits well under 2 s).
-    /// * First-byte latency across the internet: 100–200 ms for small
-    ///   objects (AWS's S3 performance guidance; it is also RTT plus the
-    ///   in-region service time below).
+    /// * First-byte latency across the internet: AWS publishes no figure
+    ///   (its S3 performance guidelines only advise compute in the bucket's
+    ///   region or Transfer Acceleration "to minimize latency caused by
+    ///   distance"; an earlier comment here cited 100–200 ms to AWS, which
+    ///   those pages do not say). Our estimate: the access RTT below plus a
+    ///   request and the in-region service time, median 150 ms, p99 500 ms.
     /// * RTT: within a region, AWS documents single-digit-millisecond
     ///   latency between Availability Zones (about 1 ms in practice);
     ///   between regions 60–150 ms (e.g. us-east-1 to eu-west-1 about
@@ -192,9 +195,10 @@ impl NetworkPreset {
     ///   encryption"); use `--tls-version 1.2` for PrivateLink or older
     ///   clients.
     /// * Rate limit: [`S3_GET_RATE_PER_PREFIX`].
-    /// * Bandwidth per connection: in region a single S3 connection
-    ///   reaches about 85–90 MB/s (~700 Mbit/s) (S3 performance
-    ///   guidelines, "Scale storage connections horizontally"); across
+    /// * Bandwidth per connection: in region about 85–90 MB/s (~700 Mbit/s)
+    ///   per connection, the figure often quoted from AWS's design patterns
+    ///   (its guidelines, "Scale storage connections horizontally", ask for
+    ///   many connections because one is limited); across
     ///   regions TCP's window over a long RTT caps one connection near
     ///   100 Mbit/s; on the internet the access link (tens of Mbit/s per
     ///   flow) is the cap.
