@@ -214,3 +214,34 @@ impl Retries {
         }
     }
 }
+
+#[cfg(all(test, feature = "io"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_stop_at_their_bounds() {
+        let e = anyhow::anyhow!("gone");
+        let mut r = Retries::default();
+        for _ in 0..5 {
+            assert!(matches!(
+                r.next(WriteFault::ConnectionLost, &e),
+                Next::Retry(_)
+            ));
+        }
+        assert!(matches!(
+            r.next(WriteFault::ConnectionLost, &e),
+            Next::Unreachable
+        ));
+        // Contention has a budget of its own.
+        for _ in 0..5 {
+            assert!(matches!(r.next(WriteFault::Retry, &e), Next::Retry(_)));
+        }
+        assert!(matches!(r.next(WriteFault::Retry, &e), Next::Busy));
+        assert!(matches!(r.next(WriteFault::Busy, &e), Next::Busy));
+        assert!(matches!(
+            r.next(WriteFault::Refused("no".into()), &e),
+            Next::Refused(reason) if reason == "no"
+        ));
+    }
+}
