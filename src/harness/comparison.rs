@@ -11,13 +11,14 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use super::bound::BucketShape;
+use super::durability::ServerDurability;
 use super::export::{self, Environment};
 use super::runner::{self, Run, RunSettings, Target};
 use super::scratch::Scratch;
 use super::{charts, publish, summary, unique};
 use crate::bucket::BucketLocation;
 use crate::cli::{self, ClientArgs, KnobArgs, NetArgs, S3Args, SpecArgs};
-use crate::db::{EmbeddedPostgres, Flavor, WriteStrategy};
+use crate::db::{Durability, EmbeddedPostgres, Flavor, WriteStrategy};
 use crate::models::{Label, Model};
 use crate::sim::SimBucket;
 use crate::{pass, secret};
@@ -94,6 +95,13 @@ pub struct CompareArgs {
     /// privilege on the database.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// Run compare's throwaway server (no --database-url) with fsync,
+    /// synchronous_commit and full_page_writes off: faster, but not what a
+    /// real server does (a commit no longer waits for the disk, so models
+    /// that commit each file alone look better than they would). Default:
+    /// durable, as PostgreSQL ships.
+    #[arg(long, help_heading = "Database")]
+    pub relaxed_durability: bool,
 }
 
 /// Returns whether every run was verified (and, with
@@ -120,7 +128,12 @@ pub fn run(mut args: CompareArgs) -> anyhow::Result<bool> {
     let database_url = match &args.database_url {
         Some(u) => u.clone(),
         None => {
-            let pg = EmbeddedPostgres::start(Flavor::Throwaway)
+            let durability = if args.relaxed_durability {
+                Durability::Relaxed
+            } else {
+                Durability::Full
+            };
+            let pg = EmbeddedPostgres::start(Flavor::Throwaway(durability))
                 .context("starting a throwaway PostgreSQL")?;
             let url = pg.default_url();
             _server_pg = Some(pg);
@@ -172,11 +185,13 @@ pub fn run(mut args: CompareArgs) -> anyhow::Result<bool> {
     let scratch = Scratch::create(&database_url)?;
     let mut db = pass::prepare_database(scratch.url())?;
     let postgres_version: String = db.query_one("SHOW server_version", &[])?.get(0);
+    let durability = ServerDurability::read(&mut db)?;
     let target = Target {
         bucket_url,
         database_url: scratch.url().to_string(),
         schema: scratch.schema().to_string(),
         expected,
+        checkpoint_between_runs: args.database_url.is_none(),
     };
     let settings = RunSettings {
         knobs: args.knobs.clone(),
@@ -280,6 +295,7 @@ pub fn run(mut args: CompareArgs) -> anyhow::Result<bool> {
             conditions.latency_ms
         ),
     };
+    let subtitle = format!("{subtitle}, {}", durability.describe());
     export::write_runs_csv(&out.join("runs.csv"), &runs)?;
     export::write_summary_csv(&out.join("summary.csv"), &summaries, reference)?;
     let table = export::summary_markdown(&summaries, reference);
@@ -312,6 +328,7 @@ pub fn run(mut args: CompareArgs) -> anyhow::Result<bool> {
         models: args.models.clone(),
         runs: args.runs,
         warmup: args.warmup,
+        durability,
     };
     export::write_json(&out.join("environment.json"), &env)?;
     let env = Some(serde_json::to_value(&env)?);
