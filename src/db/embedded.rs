@@ -72,7 +72,7 @@ impl Durability {
     }
 }
 
-/// WAL the server keeps made between checkpoints (`min_wal_size`): a
+/// WAL a throwaway server keeps made between checkpoints (`min_wal_size`): a
 /// checkpoint recycles used segments up to this much instead of deleting
 /// them, so later writes reuse them instead of creating and zero-filling
 /// new 16 MB files.
@@ -489,10 +489,13 @@ impl EmbeddedPostgres {
                 "unix_socket_directories=",
             ])
             .args(["-c", "max_connections=300", "-c", "shared_buffers=256MB"])
-            .args(["-c", &format!("min_wal_size={MIN_WAL_SIZE}")])
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log));
+        if throwaway {
+            // A persistent server keeps PostgreSQL's 80 MB: its disk is the user's.
+            cmd.arg("-c").arg(format!("min_wal_size={MIN_WAL_SIZE}"));
+        }
         // Durability first, so an explicit setting below wins.
         for (k, v) in durability.settings() {
             cmd.arg("-c").arg(format!("{k}={v}"));
