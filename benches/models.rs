@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bucketbench::bucket::{BucketLocation, ClientConfig};
-use bucketbench::db::{EmbeddedPostgres, Flavor};
+use bucketbench::db::{Durability, EmbeddedPostgres, Flavor};
 use bucketbench::harness::runner::empty_database;
 use bucketbench::models::{Knobs, Model};
 use bucketbench::pass::{PassConfig, prepare_database, run_pass};
@@ -14,7 +14,8 @@ use bucketbench::sim::{Conditions, ProfileName, SimBucket, Spec};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn models_end_to_end(c: &mut Criterion) {
-    let pg = EmbeddedPostgres::start(Flavor::Throwaway)
+    // Relaxed: this measures the models, not the disk.
+    let pg = EmbeddedPostgres::start(Flavor::Throwaway(Durability::Relaxed))
         .expect("PostgreSQL (apt-get install postgresql)");
     let bucket = SimBucket::generate(Spec::new(ProfileName::Small, 42));
     let server = bucket

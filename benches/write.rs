@@ -3,14 +3,15 @@
 
 use std::time::{Duration, Instant};
 
-use bucketbench::db::{EmbeddedPostgres, Flavor, WriteStrategy, sync_writer};
+use bucketbench::db::{Durability, EmbeddedPostgres, Flavor, WriteStrategy, sync_writer};
 use bucketbench::harness::runner::empty_database;
 use bucketbench::pass::prepare_database;
 use bucketbench::sim::generator::{self, ProfileName, Spec};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn write_path(c: &mut Criterion) {
-    let pg = EmbeddedPostgres::start(Flavor::Throwaway)
+    // Relaxed: this measures the write path's CPU, not the disk.
+    let pg = EmbeddedPostgres::start(Flavor::Throwaway(Durability::Relaxed))
         .expect("PostgreSQL (apt-get install postgresql)");
     let mut db = prepare_database(&pg.default_url()).unwrap();
     let spec = Spec::new(ProfileName::Seed, 42);

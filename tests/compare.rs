@@ -162,6 +162,9 @@ fn compare_on_tiny_writes_every_output() {
     }
     assert_eq!(env["bucket"]["profile"], "tiny");
     assert_eq!(env["network"]["latency_ms"], 5.0);
+    // The tests' server runs relaxed (tests/common), and the results say so.
+    assert_eq!(env["durability"]["fsync"], "off");
+    assert!(md.contains("relaxed durability"), "{md}");
     let all_files = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| std::fs::read(e.unwrap().path()).unwrap())
@@ -483,5 +486,49 @@ fn several_workers_per_run_share_the_bucket_through_the_ledger() {
             r["files"], "5",
             "three workers loaded the five tiny files once between them: {r:?}"
         );
+    }
+}
+
+/// `compare`'s own throwaway server is durable as PostgreSQL ships unless
+/// asked otherwise, and `environment.json` and the summary say which.
+#[test]
+fn the_throwaway_server_is_durable_unless_relaxed_durability_is_asked_for() {
+    for (extra, setting, words) in [
+        (None, "on", "durable commits"),
+        (Some("--relaxed-durability"), "off", "relaxed durability"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let run = compare()
+            .args([
+                "--profile",
+                "tiny",
+                "--latency-ms",
+                "0",
+                "--models",
+                "sync",
+                "--no-ceilings",
+                "--runs",
+                "1",
+                "--warmup",
+                "0",
+                "--out",
+            ])
+            .arg(dir.path())
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let env: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("environment.json")).unwrap())
+                .unwrap();
+        for key in ["fsync", "synchronous_commit", "full_page_writes"] {
+            assert_eq!(env["durability"][key], setting, "{extra:?} {key}: {env}");
+        }
+        let md = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+        assert!(md.contains(words), "{extra:?}: {md}");
     }
 }

@@ -2,7 +2,7 @@
 //! a file PostgreSQL refuses fails alone and is recorded with the reason; a
 //! stalled worker delays the others by a bounded time; the ledger's
 //! bookkeeping cannot deadlock; keys of any length load; and a database at
-//! the V1 schema upgrades in place.
+//! the V1 or V2 schema upgrades in place.
 
 mod common;
 
@@ -325,7 +325,7 @@ fn a_v1_database_upgrades_in_place_with_its_rows_and_ledger() {
             &mut c,
             "SELECT max(version)::bigint FROM refinery_schema_history"
         ),
-        2
+        LATEST_SCHEMA
     );
     let titles: Vec<(String, String)> = pairs(
         &mut c,
@@ -359,7 +359,7 @@ fn a_v1_database_upgrades_in_place_with_its_rows_and_ledger() {
         "EXPLAIN SELECT 1 FROM processed_files WHERE key = 'a.json'",
         "EXPLAIN DELETE FROM processed_files WHERE key = 'a.json' AND status = 'failed'",
         "EXPLAIN SELECT 1 FROM processed_files WHERE key = ANY('{a.json,b.json}')",
-        "EXPLAIN SELECT 1 FROM songs WHERE source_key = 'a.json'",
+        FILE_ROWS_EXPLAINED,
     ] {
         let plan: Vec<String> = c
             .query(sql, &[])
@@ -369,6 +369,158 @@ fn a_v1_database_upgrades_in_place_with_its_rows_and_ledger() {
             .collect();
         assert!(plan.iter().any(|l| l.contains("Index")), "{sql}: {plan:?}");
     }
+}
+
+/// The newest migration in `migrations/`.
+const LATEST_SCHEMA: i64 = 3;
+
+/// The documented way to find a file's rows by its key (docs/contract.md).
+const FILE_ROWS_EXPLAINED: &str = "EXPLAIN SELECT 1 FROM songs WHERE source_key = 'a.json' \
+     AND load_id = (SELECT load_id FROM processed_files WHERE key = 'a.json')";
+
+/// Every data row and ledger row, as text (but `last_seen_at`, which each
+/// pass stamps).
+fn snapshot(c: &mut postgres::Client) -> Vec<String> {
+    let mut out = Vec::new();
+    for sql in [
+        "SELECT 'songs', id::text, source_key, artist_name, title, year::text, release, ingestion_time::text FROM songs ORDER BY id",
+        "SELECT 'movies', id::text, source_key, original_title, original_language, budget::text, is_adult::text, release_date::text || original_title_normalized FROM movies ORDER BY id",
+        "SELECT 'apps', id::text, source_key, name, genre, rating::text, version, size_bytes::text || is_awesome::text FROM apps ORDER BY id",
+        "SELECT 'rejected', id::text, source_key, record_index::text, reason, raw::text, rejected_at::text, NULL FROM rejected_records ORDER BY id",
+        "SELECT 'ledger', key, etag, size_bytes::text, status, reason, \
+             concat_ws(',', songs_rows, movies_rows, apps_rows, rejected_count, skipped_count), \
+             model || processed_at::text FROM processed_files ORDER BY key",
+    ] {
+        for r in c.query(sql, &[]).unwrap() {
+            let cols: Vec<String> = (0..8)
+                .map(|i| {
+                    r.get::<_, Option<String>>(i)
+                        .unwrap_or_else(|| "NULL".into())
+                })
+                .collect();
+            out.push(cols.join("|"));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_v2_database_upgrades_to_v3_with_its_rows_ledger_and_key_lookups() {
+    let db = fresh_db();
+    let mut pg = bucketbench::db::connect_sync(&db).unwrap();
+    schema::migrate_to(&mut pg, Some(2)).unwrap();
+    let mut c = connect(&db);
+    // Two loaded files with rows in every table, a failed file, and a row
+    // whose file the ledger does not hold (deleted by hand, say).
+    c.batch_execute(
+        "INSERT INTO processed_files (key, etag, size_bytes, status, songs_rows, movies_rows, apps_rows, rejected_count, skipped_count, model, processed_at) VALUES
+             ('a.json', '\"ea\"', 10, 'loaded', 2, 1, 1, 1, 3, 'sync', '2021-06-01 10:00+00'),
+             ('b.json', '\"eb\"', 20, 'loaded', 1, 0, 1, 0, 0, 'async', '2021-06-01 11:00+00'),
+             ('bad.json', NULL, 5, 'failed', 0, 0, 0, 0, 0, 'threads', '2021-06-01 12:00+00');
+         UPDATE processed_files SET reason = 'not JSON' WHERE key = 'bad.json';
+         INSERT INTO songs (source_key, artist_name, title, year, release) VALUES
+             ('a.json', 'x', 'one', 1994, 'r'), ('a.json', NULL, 'two', NULL, NULL),
+             ('b.json', 'y', 'three', 2001, NULL), ('gone.json', NULL, 'orphan', NULL, NULL);
+         INSERT INTO movies (source_key, original_title, original_language, budget, is_adult, release_date, original_title_normalized)
+             VALUES ('a.json', 'Amélie', 'fr', 10, false, '2001-04-25', 'amélie');
+         INSERT INTO apps (source_key, name, genre, rating, version, size_bytes, is_awesome) VALUES
+             ('a.json', 'app', 'g', 4.5, '2.10', 1024, true), ('b.json', 'app2', NULL, NULL, NULL, NULL, false);
+         INSERT INTO rejected_records (source_key, record_index, reason, raw) VALUES ('a.json', 4, 'no title', '{\"type\": \"song\"}')",
+    )
+    .unwrap();
+    let before = snapshot(&mut c);
+    let max_song_id = count(&mut c, "SELECT max(id) FROM songs");
+
+    let body: &[u8] = br#"[{"type":"song","data":{"title":"new"}},{"type":"movie","data":{"original_title":"Up"}}]"#;
+    let srv = serve(store_with(
+        &[
+            ("a.json", body),
+            ("b.json", body),
+            ("bad.json", body),
+            ("c.json", body),
+        ],
+        "a.json\nb.json\nbad.json\nc.json\n",
+    ));
+    let s = pass(&srv.base_url(), &db, "async");
+    // Only the new key loads: the ledger still holds every old entry.
+    assert_eq!(
+        (s.loaded, s.already_loaded, s.failed_earlier),
+        (1, 2, 1),
+        "{s:?}"
+    );
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT max(version)::bigint FROM refinery_schema_history"
+        ),
+        LATEST_SCHEMA
+    );
+    // No row, rejected record or ledger entry was lost or changed.
+    let after = snapshot(&mut c);
+    let kept: Vec<&String> = after.iter().filter(|r| !r.contains("c.json")).collect();
+    assert_eq!(kept, before.iter().collect::<Vec<_>>());
+    assert_eq!(count(&mut c, "SELECT count(*) FROM processed_files"), 4);
+    // Old rows carry their file's ledger load_id; the orphan gets 0.
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM songs s JOIN processed_files p ON p.key = s.source_key AND p.load_id = s.load_id"
+        ),
+        4
+    );
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT load_id FROM songs WHERE source_key = 'gone.json'"
+        ),
+        0
+    );
+    for t in ["movies", "apps", "rejected_records"] {
+        assert_eq!(
+            count(
+                &mut c,
+                &format!(
+                    "SELECT count(*) FROM {t} x LEFT JOIN processed_files p ON p.key = x.source_key AND p.load_id = x.load_id WHERE p.key IS NULL"
+                )
+            ),
+            0,
+            "{t}"
+        );
+    }
+    // New rows carry their transaction's id, which their ledger row shares,
+    // and ids carry on past the old ones.
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM songs s JOIN processed_files p ON p.key = s.source_key AND p.load_id = s.load_id \
+             WHERE s.source_key = 'c.json' AND s.load_id > 0 AND s.id > (SELECT min(id) FROM songs WHERE source_key = 'b.json')"
+        ),
+        1
+    );
+    assert!(count(&mut c, "SELECT max(id) FROM songs") > max_song_id);
+    // The documented lookup finds a file's rows, through an index.
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM songs WHERE source_key = 'a.json' \
+             AND load_id = (SELECT load_id FROM processed_files WHERE key = 'a.json')"
+        ),
+        2
+    );
+    c.batch_execute("SET enable_seqscan = off").unwrap();
+    let plan: Vec<String> = c
+        .query(FILE_ROWS_EXPLAINED, &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(plan.iter().any(|l| l.contains("songs_load_id")), "{plan:?}");
+    // A second pass loads nothing.
+    let again = pass(&srv.base_url(), &db, "sync");
+    assert_eq!(
+        (again.loaded, again.already_loaded, again.failed_earlier),
+        (0, 3, 1)
+    );
 }
 
 fn plan_params(key: &str) -> Vec<Box<dyn postgres::types::ToSql + Sync>> {

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bucketbench::db::{EmbeddedPostgres, Flavor};
+use bucketbench::db::{Durability, EmbeddedPostgres, Flavor};
 use bucketbench::models::Model;
 use bucketbench::sim::{Conditions, ProfileName, SimBucket, Spec, verify};
 use common::*;
@@ -202,7 +202,8 @@ fn errors_and_stalls_reach_the_exact_result_within_two_passes() {
 
 #[test]
 fn a_database_restart_mid_pass_is_survived_or_reported_in_one_line() {
-    let mut pg = EmbeddedPostgres::start(Flavor::Throwaway).expect("PostgreSQL");
+    let mut pg =
+        EmbeddedPostgres::start(Flavor::Throwaway(Durability::Relaxed)).expect("PostgreSQL");
     let bucket = SimBucket::generate(Spec::new(ProfileName::Small, 12));
     let server = bucket
         .serve(

@@ -671,8 +671,10 @@ fn database_tls_with_sslmode_require_is_verified() {
     // The test role over TLS only; the superuser (used by the harness to
     // start and check the server) over either.
     std::fs::write(&hba, "hostssl all all 127.0.0.1/32 scram-sha-256\nhost all postgres 127.0.0.1/32 scram-sha-256\n").unwrap();
-    let probe =
-        bucketbench::db::EmbeddedPostgres::start(bucketbench::db::Flavor::Throwaway).unwrap();
+    let probe = bucketbench::db::EmbeddedPostgres::start(bucketbench::db::Flavor::Throwaway(
+        bucketbench::db::Durability::Relaxed,
+    ))
+    .unwrap();
     for f in [&crt, &key, &hba] {
         probe.give_to_server(f).unwrap();
     }
@@ -683,7 +685,7 @@ fn database_tls_with_sslmode_require_is_verified() {
         hba.display().to_string(),
     );
     let pg = bucketbench::db::EmbeddedPostgres::start_with_settings(
-        bucketbench::db::Flavor::Throwaway,
+        bucketbench::db::Flavor::Throwaway(bucketbench::db::Durability::Relaxed),
         &[
             ("ssl", "on"),
             ("ssl_cert_file", &crt_s),

@@ -20,7 +20,7 @@ pub mod sync_writer;
 pub mod tls;
 
 #[cfg(feature = "io")]
-pub use embedded::{EmbeddedPostgres, Flavor};
+pub use embedded::{Durability, EmbeddedPostgres, Flavor};
 pub use ledger::{FileOutcome, WritePlan, WriteStrategy};
 
 /// Settings every session this program opens starts with (libpq startup

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::bound::{BoundNetwork, BucketShape};
+use super::durability::ServerDurability;
 use super::export::{self, Environment};
 use super::json::BaselineFile;
 use super::runner::{self, Run, RunSettings, Target};
@@ -23,7 +24,7 @@ use super::{charts, publish, summary, unique};
 use crate::bucket::BucketLocation;
 use crate::cli::network::NetworkArgs;
 use crate::cli::{self, ClientArgs, KnobArgs, NetArgs, S3Args, SpecArgs};
-use crate::db::{EmbeddedPostgres, Flavor, WriteStrategy};
+use crate::db::{Durability, EmbeddedPostgres, Flavor, WriteStrategy};
 use crate::models::{Label, Model};
 use crate::sim::network::NetworkPreset;
 use crate::sim::{Conditions, NetworkModel, SimBucket, SimServer, Spec};
@@ -111,6 +112,13 @@ pub struct CompareArgs {
     /// privilege on the database.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// Run compare's throwaway server (no --database-url) with fsync,
+    /// synchronous_commit and full_page_writes off: faster, but not what a
+    /// real server does (a commit no longer waits for the disk, so models
+    /// that commit each file alone look better than they would). Default:
+    /// durable, as PostgreSQL ships.
+    #[arg(long, help_heading = "Database")]
+    pub relaxed_durability: bool,
 }
 
 /// One slot of a schedule: the model, its write strategy and the run
@@ -271,6 +279,10 @@ pub struct Bench {
     /// What `environment.json` says of the bucket.
     pub bucket_desc: serde_json::Value,
     pub postgres_version: String,
+    /// The server's durability settings, as it reports them.
+    pub durability: ServerDurability,
+    /// The plan's subtitle with the durability the server runs with.
+    pub subtitle: String,
     /// The user's `--database-url`, or the throwaway server's: holds a
     /// password, only ever shown redacted.
     database_url: String,
@@ -288,7 +300,12 @@ impl Bench {
         let database_url = match &args.database_url {
             Some(u) => u.clone(),
             None => {
-                let server = EmbeddedPostgres::start(Flavor::Throwaway)
+                let durability = if args.relaxed_durability {
+                    Durability::Relaxed
+                } else {
+                    Durability::Full
+                };
+                let server = EmbeddedPostgres::start(Flavor::Throwaway(durability))
                     .context("starting a throwaway PostgreSQL")?;
                 let url = server.default_url();
                 pg = Some(server);
@@ -345,11 +362,14 @@ impl Bench {
         let scratch = Scratch::create(&database_url)?;
         let mut db = pass::prepare_database(scratch.url())?;
         let postgres_version: String = db.query_one("SHOW server_version", &[])?.get(0);
+        let durability = ServerDurability::read(&mut db)?;
+        let subtitle = format!("{}, {}", plan.subtitle, durability.describe());
         let target = Target {
             bucket_url,
             database_url: scratch.url().to_string(),
             schema: scratch.schema().to_string(),
             expected,
+            checkpoint_between_runs: args.database_url.is_none(),
         };
         Ok(Bench {
             db,
@@ -359,6 +379,8 @@ impl Bench {
             shape,
             bucket_desc,
             postgres_version,
+            durability,
+            subtitle,
             database_url,
             sim_server,
             _pg: pg,
@@ -485,7 +507,7 @@ pub fn export(
     };
     std::fs::write(
         out.join("summary.md"),
-        format!("# bucketbench compare — {}\n\n{table}", plan.subtitle),
+        format!("# bucketbench compare — {}\n\n{table}", bench.subtitle),
     )?;
     let (cores, memory_gib, cpu_model, os) = export::machine();
     let env = Environment {
@@ -507,10 +529,11 @@ pub fn export(
         models: args.models.clone(),
         runs: args.runs,
         warmup: args.warmup,
+        durability: bench.durability.clone(),
     };
     export::write_json(&out.join("environment.json"), &env)?;
     let env = Some(serde_json::to_value(&env)?);
-    draw(out, layout, runs, summaries, &plan.subtitle);
+    draw(out, layout, runs, summaries, &bench.subtitle);
 
     println!("{table}");
     let published = publish::publish(
@@ -518,7 +541,7 @@ pub fn export(
         runs,
         summaries,
         reference,
-        &plan.subtitle,
+        &bench.subtitle,
         env,
         &args.publish,
         baseline,

@@ -338,6 +338,8 @@ pub struct Environment {
     pub models: Vec<crate::models::Model>,
     pub runs: usize,
     pub warmup: usize,
+    /// The server's fsync, synchronous_commit and full_page_writes.
+    pub durability: super::durability::ServerDurability,
 }
 
 pub fn machine() -> (usize, f64, String, String) {

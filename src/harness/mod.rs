@@ -9,6 +9,7 @@ pub mod baseline;
 pub mod bound;
 pub mod charts;
 pub mod comparison;
+pub mod durability;
 pub mod export;
 pub mod html;
 pub mod json;

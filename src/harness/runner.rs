@@ -39,6 +39,9 @@ pub struct Target {
     pub schema: String,
     /// The generator's expected result; `None` for a real bucket.
     pub expected: Option<Expected>,
+    /// Checkpoint before each run (compare's own server only), so each
+    /// starts from the same state: see [`super::durability::checkpoint`].
+    pub checkpoint_between_runs: bool,
 }
 
 /// How the child passes are configured: the command line's own option
@@ -125,6 +128,9 @@ pub fn run_once(
 ) -> anyhow::Result<Run> {
     super::scratch::ensure_inside(db, &target.schema)?;
     empty_database(db)?;
+    if target.checkpoint_between_runs {
+        super::durability::checkpoint(db)?;
+    }
     let exe = std::env::current_exe().context("finding the compare executable")?;
     let worker = WorkerSettings {
         model,

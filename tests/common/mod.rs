@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use bucketbench::bucket::BucketLocation;
-use bucketbench::db::{EmbeddedPostgres, Flavor};
+use bucketbench::db::{Durability, EmbeddedPostgres, Flavor};
 use bucketbench::models::{Knobs, Model};
 use bucketbench::pass::{PassConfig, run_pass};
 use bucketbench::report::PassSummary;
@@ -27,7 +27,8 @@ static NEXT_DB: AtomicU32 = AtomicU32::new(0);
 /// install command when the server binaries are missing.
 pub fn pg() -> &'static EmbeddedPostgres {
     PG.get_or_init(|| {
-        EmbeddedPostgres::start(Flavor::Throwaway)
+        // Relaxed, for speed: the tests check behaviour, not the disk.
+        EmbeddedPostgres::start(Flavor::Throwaway(Durability::Relaxed))
             .unwrap_or_else(|e| panic!("cannot start the test PostgreSQL ({e:#}); install it with `apt-get install -y postgresql`"))
     })
 }
