@@ -76,9 +76,23 @@ fn compare_on_tiny_writes_every_output() {
             "cpu_seconds",
             "peak_rss_mb",
             "verified",
-            "problems"
+            "problems",
+            "connections",
+            "tls_handshakes",
+            "throttled"
         ]
     );
+    // HTTPS by default, verified against the CA compare handed its workers:
+    // every run opened connections, each with a TLS handshake.
+    for (c, h, t) in runs
+        .column("connections")
+        .iter()
+        .zip(runs.column("tls_handshakes"))
+        .zip(runs.column("throttled"))
+        .map(|((c, h), t)| (c, h, t))
+    {
+        assert!(c.parse::<u64>().unwrap() >= 1 && h.parse::<u64>().unwrap() >= 1 && t == "0");
+    }
     assert_eq!(
         runs.rows.len(),
         6 * 3,
@@ -165,6 +179,9 @@ fn compare_on_tiny_writes_every_output() {
     // The tests' server runs relaxed (tests/common), and the results say so.
     assert_eq!(env["durability"]["fsync"], "off");
     assert!(md.contains("relaxed durability"), "{md}");
+    // A latency flag alone means the custom network.
+    assert_eq!(env["network"]["preset"], "custom");
+    assert_eq!(env["network"]["model"]["tls"], "Tls13");
     let all_files = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| std::fs::read(e.unwrap().path()).unwrap())
@@ -231,6 +248,188 @@ fn compare_on_tiny_writes_every_output() {
     assert_eq!(again["verdict"]["fastest"], c["verdict"]["fastest"]);
     assert_eq!(again["environment"], c["environment"]);
     assert!(dir.path().join("report.html").is_file());
+    assert!(again["runs"][0]["connections"].as_u64().unwrap() >= 1);
+
+    // A runs.csv written before the server's counts were recorded (its
+    // first 14 columns) still replots; the counts are then unknown.
+    let path = dir.path().join("runs.csv");
+    let mut reader = csv::Reader::from_path(&path).unwrap();
+    let mut old = csv::Writer::from_writer(Vec::new());
+    old.write_record(reader.headers().unwrap().iter().take(14))
+        .unwrap();
+    for rec in reader.records() {
+        old.write_record(rec.unwrap().iter().take(14)).unwrap();
+    }
+    std::fs::write(&path, old.into_inner().unwrap()).unwrap();
+    let replot = compare().arg("--replot").arg(dir.path()).output().unwrap();
+    assert!(
+        replot.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replot.stderr)
+    );
+    let old = json(&dir.path().join("comparison.json"));
+    assert!(
+        old["runs"][0]["connections"].is_null(),
+        "{}",
+        old["runs"][0]
+    );
+    assert!(old["models"][0]["median_connections"].is_null());
+}
+
+/// The original task's situation, small: HTTPS verified against the CA
+/// compare hands its workers, and S3's request-rate limit low enough that
+/// every run is refused some requests with 503 SlowDown and retries them.
+#[test]
+fn compare_over_https_with_throttling_verifies_and_counts_connections_handshakes_and_503s() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_db();
+    let run = compare()
+        .env("DATABASE_URL", &db)
+        .args(["--profile", "tiny", "--files", "12", "--records", "5"])
+        .args(["--runs", "1", "--warmup", "0", "--no-ceilings"])
+        // 4 GET/s (a burst of 4): each run's 13 requests are throttled
+        // past the fourth and loaded on the clients' retries.
+        .args([
+            "--network",
+            "local",
+            "--get-rate-limit",
+            "4",
+            "--attempts",
+            "10",
+        ])
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr),
+    );
+    assert!(run.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.contains("every run verified"), "{stdout}");
+    // The startup line names the preset and its numbers.
+    assert!(
+        stderr.contains("serving at https://127.0.0.1:")
+            && stderr.contains("network local: first byte 0 ms")
+            && stderr.contains("HTTPS (TLS 1.3)")
+            && stderr.contains("4 GET/s per prefix before 503 SlowDown"),
+        "{stderr}"
+    );
+    let runs = Csv::read(&dir.path().join("runs.csv")).rows;
+    let (conns, tls, throttled, requests) =
+        ("connections", "tls_handshakes", "throttled", "requests");
+    assert_eq!(runs.len(), 4, "one run of each model");
+    for r in &runs {
+        let n = |c: &str| r[c].parse::<u64>().unwrap();
+        assert_eq!(&r["verified"], "true", "{r:?}");
+        assert!(n(conns) >= 1, "{r:?}");
+        assert!(n(tls) >= 1 && n(tls) <= n(conns), "{r:?}");
+        assert!(
+            n(throttled) >= 1,
+            "the rate limit refused some requests: {r:?}"
+        );
+        assert!(
+            n(requests) >= 13 + n(throttled),
+            "each refusal was retried: {r:?}"
+        );
+    }
+    let md = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    assert!(
+        md.contains("| connections | TLS handshakes | throttled |"),
+        "{md}"
+    );
+    let headers = Csv::read(&dir.path().join("summary.csv")).headers;
+    assert!(
+        headers.iter().any(|h| h == "median_throttled"),
+        "{headers:?}"
+    );
+    let c = json(&dir.path().join("comparison.json"));
+    assert!(c["models"][0]["median_throttled"].as_f64().unwrap() >= 1.0);
+    assert_eq!(c["environment"]["network"]["preset"], "local");
+}
+
+/// `--no-tls` serves plain HTTP: no handshakes.
+#[test]
+fn compare_no_tls_serves_plain_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_db();
+    compare_ok(
+        dir.path(),
+        &db,
+        &[
+            "--no-tls",
+            "--models",
+            "sync",
+            "--runs",
+            "1",
+            "--warmup",
+            "0",
+            "--no-ceilings",
+        ],
+    );
+    let runs = Csv::read(&dir.path().join("runs.csv")).rows;
+    assert_eq!(&runs[0]["verified"], "true");
+    assert!(runs[0]["connections"].parse::<u64>().unwrap() >= 1);
+    assert_eq!(&runs[0]["tls_handshakes"], "0", "{:?}", runs[0]);
+}
+
+/// Verification is really on in compare's workers: a bucket whose
+/// certificate another CA signed is refused, and compare says why.
+#[test]
+fn compare_workers_refuse_a_certificate_not_signed_by_the_ca_they_are_given() {
+    use bucketbench::sim::{Conditions, NetworkModel, ServeOptions, SimBucket, Spec, TlsVersion};
+    let https = NetworkModel {
+        tls: Some(TlsVersion::Tls13),
+        ..NetworkModel::default()
+    };
+    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let bucket = SimBucket::generate(Spec::new(bucketbench::sim::ProfileName::Tiny, 1));
+    let served = bucket
+        .serve_network(
+            Conditions::default(),
+            any,
+            ServeOptions::default(),
+            https.clone(),
+        )
+        .unwrap();
+    // Another server, only for its CA.
+    let other = bucket
+        .serve_network(Conditions::default(), any, ServeOptions::default(), https)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_db();
+    let run = |ca: &Path| {
+        compare()
+            .env("DATABASE_URL", &db)
+            .args(["--bucket", &served.base_url(), "--models", "sync"])
+            .args([
+                "--runs",
+                "1",
+                "--warmup",
+                "0",
+                "--attempts",
+                "1",
+                "--no-ceilings",
+            ])
+            .arg("--ca-file")
+            .arg(ca)
+            .arg("--out")
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    let refused = run(other.ca_file().unwrap());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.to_lowercase().contains("certificate"), "{stderr}");
+    assert!(served.stats().tls_failures >= 1, "{:?}", served.stats());
+    // The right CA: the same command loads the bucket.
+    let ok = run(served.ca_file().unwrap());
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
 }
 
 fn json(path: &Path) -> serde_json::Value {

@@ -18,6 +18,14 @@ pub struct AsyncClient {
 
 impl AsyncClient {
     pub fn new(cfg: ClientConfig, stats: Arc<NetStats>) -> anyhow::Result<Self> {
+        // reqwest's own default provider is aws-lc-rs, whose random number
+        // generator seeds each thread from a CPU-jitter entropy source:
+        // tens of milliseconds of CPU per process before the first
+        // handshake, which `compare` charged to every HTTPS run. ring, which
+        // the database's TLS and the simulated bucket already use, reads the
+        // OS's generator. Installing it fails harmlessly when a provider is
+        // already installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut b = reqwest::Client::builder()
             .connect_timeout(cfg.connect_timeout)
             .read_timeout(cfg.read_timeout)

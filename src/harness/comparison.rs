@@ -81,7 +81,11 @@ pub struct CompareArgs {
     /// Serve the simulated bucket over plain HTTP instead of HTTPS (by
     /// default its throwaway CA is handed to the workers as --ca-file, so
     /// certificates are verified as with a real bucket).
-    #[arg(long, help_heading = "Simulated network")]
+    #[arg(
+        long,
+        help_heading = "Simulated network",
+        conflicts_with = "tls_version"
+    )]
     pub no_tls: bool,
     #[command(flatten)]
     pub knobs: KnobArgs,
