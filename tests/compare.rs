@@ -83,7 +83,10 @@ fn compare_on_tiny_writes_every_output() {
             "cpu_seconds",
             "peak_rss_mb",
             "verified",
-            "problems"
+            "problems",
+            "db_cpu_seconds",
+            "bucket_cpu_seconds",
+            "cpu_floor_seconds"
         ]
     );
     assert_eq!(
@@ -488,4 +491,92 @@ fn several_workers_per_run_share_the_bucket_through_the_ledger() {
             "three workers loaded the five tiny files once between them: {r:?}"
         );
     }
+}
+
+#[test]
+fn every_run_records_the_database_and_bucket_cpu_and_the_cpu_floor() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_db();
+    let stdout = compare_ok(
+        dir.path(),
+        &db,
+        &[
+            "--files",
+            "30",
+            "--records",
+            "100",
+            "--runs",
+            "1",
+            "--warmup",
+            "0",
+            "--models",
+            "sync,async",
+        ],
+    );
+    let (headers, runs) = csv_rows(&dir.path().join("runs.csv"));
+    let col = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("runs.csv lacks {name}: {headers:?}"))
+    };
+    let (cpu, db_cpu, bucket_cpu, floor, rows) = (
+        col("cpu_seconds"),
+        col("db_cpu_seconds"),
+        col("bucket_cpu_seconds"),
+        col("cpu_floor_seconds"),
+        col("rows"),
+    );
+    let cores = std::thread::available_parallelism().unwrap().get() as f64;
+    let num = |r: &csv::StringRecord, i: usize| -> f64 {
+        r[i].parse()
+            .unwrap_or_else(|_| panic!("column {} not a number: {r:?}", headers[i]))
+    };
+    for r in &runs {
+        let (db_s, bucket_s) = (num(r, db_cpu), num(r, bucket_cpu));
+        if &r[0] != "fetch-only" {
+            assert!(num(r, rows) > 0.0, "{r:?}");
+            assert!(
+                db_s > 0.0,
+                "a run that loads rows costs the server CPU: {r:?}"
+            );
+        }
+        if &r[0] != "load-only" {
+            assert!(
+                bucket_s > 0.0,
+                "a run that fetches costs the bucket CPU: {r:?}"
+            );
+        }
+        // Rounded to 3 decimals each in the file.
+        let expected = (num(r, cpu) + db_s + bucket_s) / cores;
+        assert!(
+            (num(r, floor) - expected).abs() < 0.003,
+            "CPU floor {} is not (client + db + bucket) / {cores} = {expected}: {r:?}",
+            num(r, floor)
+        );
+    }
+    let (headers, summary) = csv_rows(&dir.path().join("summary.csv"));
+    let binds = headers.iter().position(|h| h == "binds").unwrap();
+    let per_row = headers.iter().position(|h| h == "db_us_per_row").unwrap();
+    for s in summary
+        .iter()
+        .filter(|s| &s[0] == "sync" || &s[0] == "async")
+    {
+        assert!(["network", "CPU"].contains(&&s[binds]), "{s:?}");
+        assert!(s[per_row].parse::<f64>().unwrap() > 0.0, "{s:?}");
+    }
+    for text in ["DB µs/row", "CPU floor", "binds"] {
+        assert!(stdout.contains(text), "the table lacks {text}: {stdout}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("comparison.json")).unwrap())
+            .unwrap();
+    let sync = json["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["model"] == "sync")
+        .unwrap();
+    assert!(sync["median_db_cpu_secs"].as_f64().unwrap() > 0.0, "{sync}");
+    assert!(sync["cpu_floor_secs"].as_f64().unwrap() > 0.0, "{sync}");
 }

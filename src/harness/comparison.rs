@@ -14,7 +14,7 @@ use super::bound::BucketShape;
 use super::export::{self, Environment};
 use super::runner::{self, Run, RunSettings, Target};
 use super::scratch::Scratch;
-use super::{charts, publish, summary, unique};
+use super::{charts, cpu, publish, summary, unique};
 use crate::bucket::BucketLocation;
 use crate::cli::{self, ClientArgs, KnobArgs, NetArgs, S3Args, SpecArgs};
 use crate::db::{EmbeddedPostgres, Flavor, WriteStrategy};
@@ -172,11 +172,21 @@ pub fn run(mut args: CompareArgs) -> anyhow::Result<bool> {
     let scratch = Scratch::create(&database_url)?;
     let mut db = pass::prepare_database(scratch.url())?;
     let postgres_version: String = db.query_one("SHOW server_version", &[])?.get(0);
+    let cpu_meters = cpu::Meters {
+        postmaster: match &_server_pg {
+            Some(pg) => Some(pg.pid()),
+            None => cpu::locate_postmaster(&mut db)
+                .inspect_err(|why| eprintln!("database CPU: not measured ({why})"))
+                .ok(),
+        },
+        sim_bucket: _sim_server.is_some(),
+    };
     let target = Target {
         bucket_url,
         database_url: scratch.url().to_string(),
         schema: scratch.schema().to_string(),
         expected,
+        cpu: cpu_meters,
     };
     let settings = RunSettings {
         knobs: args.knobs.clone(),
@@ -283,10 +293,12 @@ pub fn run(mut args: CompareArgs) -> anyhow::Result<bool> {
     export::write_runs_csv(&out.join("runs.csv"), &runs)?;
     export::write_summary_csv(&out.join("summary.csv"), &summaries, reference)?;
     let table = export::summary_markdown(&summaries, reference);
-    let table = if args.ceilings {
-        format!("{table}\n{}", summary::efficiency(&summaries))
-    } else {
+    let table = format!("{table}\n{}", cpu::markdown(&summaries));
+    let efficiency = summary::efficiency(&summaries);
+    let table = if efficiency.is_empty() {
         table
+    } else {
+        format!("{table}\n{efficiency}")
     };
     std::fs::write(
         out.join("summary.md"),

@@ -14,7 +14,9 @@ use crate::db::WriteStrategy;
 use crate::models::Label;
 
 /// The columns of `runs.csv`, in order: written by [`write_runs_csv`] and
-/// required by [`read_runs_csv`], which reads them by position.
+/// required by [`read_runs_csv`], which reads them by position. Columns
+/// added later (such as [`CPU_COLUMNS`]) follow them and are read by name,
+/// so an older file still reads.
 const RUNS_COLUMNS: [&str; 14] = [
     "model",
     "write",
@@ -32,10 +34,14 @@ const RUNS_COLUMNS: [&str; 14] = [
     "problems",
 ];
 
+/// Where each run's CPU went (`harness::cpu`): empty where not measured.
+const CPU_COLUMNS: [&str; 3] = ["db_cpu_seconds", "bucket_cpu_seconds", "cpu_floor_seconds"];
+
 pub fn write_runs_csv(path: &Path, runs: &[Run]) -> anyhow::Result<()> {
     let mut w =
         csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
-    w.write_record(RUNS_COLUMNS)?;
+    let opt = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_default();
+    w.write_record(RUNS_COLUMNS.iter().chain(&CPU_COLUMNS))?;
     for r in runs {
         w.write_record([
             r.model.to_string(),
@@ -56,6 +62,9 @@ pub fn write_runs_csv(path: &Path, runs: &[Run]) -> anyhow::Result<()> {
             format!("{:.1}", r.peak_rss_mb),
             r.verified.to_string(),
             r.problems.clone(),
+            opt(r.db_cpu_secs),
+            opt(r.bucket_cpu_secs),
+            opt(r.cpu_floor_secs),
         ])?;
     }
     w.flush()?;
@@ -66,19 +75,22 @@ pub fn write_runs_csv(path: &Path, runs: &[Run]) -> anyhow::Result<()> {
 pub fn read_runs_csv(path: &Path) -> anyhow::Result<Vec<Run>> {
     let mut r =
         csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
-    let headers = r.headers()?;
+    let headers = r.headers()?.clone();
     anyhow::ensure!(
-        headers.iter().eq(RUNS_COLUMNS),
+        headers.iter().take(RUNS_COLUMNS.len()).eq(RUNS_COLUMNS),
         "{} does not have the columns this version writes ({})",
         path.display(),
         RUNS_COLUMNS.join(", ")
     );
+    let column = |name: &str| headers.iter().position(|h| h == name);
+    let [db_cpu, bucket_cpu, cpu_floor] = CPU_COLUMNS.map(column);
     let mut runs = Vec::new();
     for rec in r.records() {
         let rec = rec.with_context(|| format!("reading {}", path.display()))?;
         let f = |i: usize| rec.get(i).unwrap_or_default();
         let num = |i: usize| f(i).parse::<f64>().unwrap_or(f64::NAN);
         let int = |i: usize| f(i).parse::<u64>().unwrap_or(0);
+        let opt = |i: Option<usize>| i.and_then(|i| f(i).parse::<f64>().ok());
         runs.push(Run {
             model: f(0)
                 .parse()
@@ -102,6 +114,9 @@ pub fn read_runs_csv(path: &Path) -> anyhow::Result<Vec<Run>> {
             peak_rss_mb: num(11),
             verified: f(12) == "true",
             problems: f(13).to_string(),
+            db_cpu_secs: opt(db_cpu),
+            bucket_cpu_secs: opt(bucket_cpu),
+            cpu_floor_secs: opt(cpu_floor),
         });
     }
     Ok(runs)
@@ -146,9 +161,20 @@ pub fn write_summary_csv(
         "max_peak_rss_mb",
         "bound_s",
         "x_bound",
+        "median_db_cpu_s",
+        "median_bucket_cpu_s",
+        "cpu_floor_s",
+        "client_us_per_row",
+        "db_us_per_row",
+        "limit_s",
+        "binds",
+        "efficiency",
     ])?;
+    let fmt =
+        |v: Option<f64>, digits: usize| v.map(|v| format!("{v:.digits$}")).unwrap_or_default();
     for s in summaries {
         let st = &s.stats;
+        let limit = s.limit();
         let (ratio, err, med) = match s.speedup {
             Some(x) => (
                 format!("{:.3}", x.ratio),
@@ -182,6 +208,14 @@ pub fn write_summary_csv(
             s.bound_secs
                 .map(|b| format!("{:.3}", st.median / b))
                 .unwrap_or_default(),
+            fmt(s.cpu.db_secs, 3),
+            fmt(s.cpu.bucket_secs, 3),
+            fmt(s.cpu.floor_secs, 4),
+            fmt(s.cpu.client_us_per_row, 2),
+            fmt(s.cpu.db_us_per_row, 2),
+            fmt(limit.map(|l| l.secs), 4),
+            limit.map(|l| l.binds.to_string()).unwrap_or_default(),
+            fmt(limit.map(|l| l.efficiency(st.median)), 3),
         ])?;
     }
     w.flush()?;
@@ -337,4 +371,46 @@ pub fn git_revision() -> String {
 pub fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
     std::fs::write(path, serde_json::to_string_pretty(value)? + "\n")
         .with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_runs_csv_from_before_the_cpu_columns_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.csv");
+        std::fs::write(
+            &path,
+            format!(
+                "{}\nsync,copy,1,6.7,67,24766,40,68,0,3485930,1.2,20.5,true,\n",
+                RUNS_COLUMNS.join(",")
+            ),
+        )
+        .unwrap();
+        let runs = read_runs_csv(&path).unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].cpu_secs, 1.2);
+        assert_eq!(
+            (
+                runs[0].db_cpu_secs,
+                runs[0].bucket_cpu_secs,
+                runs[0].cpu_floor_secs
+            ),
+            (None, None, None),
+            "not measured then: none of them is guessed"
+        );
+
+        // And what this version writes reads back, an unmeasured part empty.
+        let mut run = runs[0].clone();
+        run.db_cpu_secs = None;
+        run.bucket_cpu_secs = Some(0.25);
+        run.cpu_floor_secs = Some(0.725);
+        write_runs_csv(&path, &[run]).unwrap();
+        let back = read_runs_csv(&path).unwrap();
+        assert_eq!(back[0].db_cpu_secs, None);
+        assert_eq!(back[0].bucket_cpu_secs, Some(0.25));
+        assert_eq!(back[0].cpu_floor_secs, Some(0.725));
+    }
 }

@@ -82,6 +82,26 @@ pub struct ModelStats {
     /// `ceiling.secs / median_secs` (0–1, higher is closer to the limit),
     /// for models proper when both ceilings ran.
     pub efficiency: Option<f64>,
+    /// Median CPU seconds of the database server (postmaster and its
+    /// children) during a run; `None`: not measured.
+    pub median_db_cpu_secs: Option<f64>,
+    /// Median CPU seconds of the simulated bucket's threads; `None` for a
+    /// real bucket.
+    pub median_bucket_cpu_secs: Option<f64>,
+    /// Median of the runs' CPU floors: (client + database + bucket CPU) /
+    /// cores, the least wall time a pass could take on this machine.
+    pub cpu_floor_secs: Option<f64>,
+    /// Median µs of the worker's CPU per loaded row.
+    pub client_us_per_row: Option<f64>,
+    /// Median µs of the database server's CPU per loaded row.
+    pub db_us_per_row: Option<f64>,
+    /// The larger of `bound_secs` and `cpu_floor_secs`: a bound that holds
+    /// on any machine.
+    pub limit_secs: Option<f64>,
+    /// Which of the two is `limit_secs`: `network` or `CPU`.
+    pub binds: Option<String>,
+    /// `limit_secs / median_secs` (0–1): the efficiency the tables show.
+    pub limit_efficiency: Option<f64>,
 }
 
 /// How many times faster than the reference, both ways of counting.
@@ -124,6 +144,13 @@ pub struct RunRecord {
     pub peak_rss_mb: f64,
     pub verified: bool,
     pub problems: String,
+    /// The database server's CPU seconds during the run; `None`: not
+    /// measured.
+    pub db_cpu_secs: Option<f64>,
+    /// The simulated bucket's CPU seconds; `None` for a real bucket.
+    pub bucket_cpu_secs: Option<f64>,
+    /// `(cpu_secs + db_cpu_secs + bucket_cpu_secs) / cores`.
+    pub cpu_floor_secs: Option<f64>,
 }
 
 /// The comparison against a saved baseline.
@@ -202,6 +229,9 @@ impl From<&Run> for RunRecord {
             peak_rss_mb: r.peak_rss_mb,
             verified: r.verified,
             problems: r.problems.clone(),
+            db_cpu_secs: r.db_cpu_secs,
+            bucket_cpu_secs: r.bucket_cpu_secs,
+            cpu_floor_secs: r.cpu_floor_secs,
         }
     }
 }
@@ -272,6 +302,14 @@ impl Comparison {
                     bound_secs: s.bound_secs,
                     x_bound: s.bound_secs.map(|b| st.median / b),
                     efficiency: ceiling.filter(|_| !is_ceiling).map(|c| c.secs / st.median),
+                    median_db_cpu_secs: s.cpu.db_secs,
+                    median_bucket_cpu_secs: s.cpu.bucket_secs,
+                    cpu_floor_secs: s.cpu.floor_secs,
+                    client_us_per_row: s.cpu.client_us_per_row,
+                    db_us_per_row: s.cpu.db_us_per_row,
+                    limit_secs: s.limit().map(|l| l.secs),
+                    binds: s.limit().map(|l| l.binds.to_string()),
+                    limit_efficiency: s.limit().map(|l| l.efficiency(st.median)),
                 }
             })
             .collect::<Vec<_>>();

@@ -39,6 +39,8 @@ pub struct Target {
     pub schema: String,
     /// The generator's expected result; `None` for a real bucket.
     pub expected: Option<Expected>,
+    /// What can be measured of the database server's and the bucket's CPU.
+    pub cpu: super::cpu::Meters,
 }
 
 /// How the child passes are configured: the command line's own option
@@ -85,6 +87,15 @@ pub struct Run {
     pub verified: bool,
     /// Why verification failed, if it did.
     pub problems: String,
+    /// CPU seconds of the database server (postmaster and every process
+    /// under it) while the workers ran; `None` when not measurable.
+    pub db_cpu_secs: Option<f64>,
+    /// CPU seconds of the simulated bucket's threads while the workers
+    /// ran; `None` for a real bucket.
+    pub bucket_cpu_secs: Option<f64>,
+    /// `(cpu_secs + db + bucket) / cores` ([`super::cpu::floor`]); `None`
+    /// when read from a `runs.csv` written before it existed.
+    pub cpu_floor_secs: Option<f64>,
 }
 
 impl Run {
@@ -139,6 +150,7 @@ pub fn run_once(
         .stderr(Stdio::piped());
     // Several workers at once on the same bucket and database: scale-out, as
     // separate machines would run it; the ledger coordinates them.
+    let cpu_before = target.cpu.sample();
     let workers: Vec<Worker> = (0..settings.workers.max(1))
         .map(|_| Worker::spawn(&mut cmd))
         .collect::<anyhow::Result<_>>()?;
@@ -152,6 +164,8 @@ pub fn run_once(
         .map(Worker::wait)
         .collect::<anyhow::Result<_>>()?;
     let elapsed = started.elapsed().as_secs_f64();
+    // Before verification, whose queries are the harness's, not the run's.
+    let spent = target.cpu.sample().since(&cpu_before);
     stop.store(true, Ordering::Relaxed);
     if let Some(p) = poller {
         let _ = p.join();
@@ -192,6 +206,10 @@ pub fn run_once(
     let sum = |f: &dyn Fn(&PassSummary) -> u64| summaries.iter().map(f).sum::<u64>();
     let max =
         |f: &dyn Fn(&PassSummary) -> Option<f64>| summaries.iter().filter_map(f).reduce(f64::max);
+    let cpu_secs: f64 = finished
+        .iter()
+        .map(|(_, u, _, _)| cpu(u.ru_utime) + cpu(u.ru_stime))
+        .sum();
     Ok(Run {
         model,
         write,
@@ -208,15 +226,15 @@ pub fn run_once(
         requests: sum(&|s| s.requests),
         retries: sum(&|s| s.retries),
         bytes: sum(&|s| s.bytes),
-        cpu_secs: finished
-            .iter()
-            .map(|(_, u, _, _)| cpu(u.ru_utime) + cpu(u.ru_stime))
-            .sum(),
+        cpu_secs,
         // Each worker's own VmHWM; ru_maxrss would include this process's
         // memory (see `report::peak_rss_mb`).
         peak_rss_mb: max(&|s| s.peak_rss_mb).unwrap_or(0.0),
         verified: problems.is_empty(),
         problems: problems.join("; "),
+        db_cpu_secs: spent.db,
+        bucket_cpu_secs: spent.bucket,
+        cpu_floor_secs: Some(super::cpu::floor(cpu_secs, spent, super::cpu::cores())),
     })
 }
 
