@@ -759,8 +759,10 @@ fn bar_chart(
         .chain(level.map(|l| l.value))
         .fold(f64::INFINITY, f64::min);
     // Bars spanning more than 30× (sync against async on a large bucket)
-    // would leave the fast ones invisible on a linear axis.
-    let log = bottom > 0.0 && top / bottom > 30.0;
+    // would leave the fast ones invisible on a linear axis. Stacked bars
+    // stay linear: on a log axis their parts' heights would lie.
+    let stacked = bars.iter().any(|b| !b.stack.is_empty());
+    let log = bottom > 0.0 && top / bottom > 30.0 && !stacked;
     let y = if log {
         Axis::log_auto(bottom / 3.0, top * 4.0)
     } else {
