@@ -79,7 +79,10 @@ fn compare_on_tiny_writes_every_output() {
             "problems",
             "connections",
             "tls_handshakes",
-            "throttled"
+            "throttled",
+            "db_cpu_seconds",
+            "bucket_cpu_seconds",
+            "cpu_floor_seconds"
         ]
     );
     // HTTPS by default, verified against the CA compare handed its workers:
@@ -730,4 +733,79 @@ fn the_throwaway_server_is_durable_unless_relaxed_durability_is_asked_for() {
         let md = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
         assert!(md.contains(words), "{extra:?}: {md}");
     }
+}
+
+#[test]
+fn every_run_records_the_database_and_bucket_cpu_and_the_cpu_floor() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_db();
+    let stdout = compare_ok(
+        dir.path(),
+        &db,
+        &[
+            "--files",
+            "30",
+            "--records",
+            "100",
+            "--runs",
+            "1",
+            "--warmup",
+            "0",
+            "--models",
+            "sync,async",
+        ],
+    );
+    let runs = Csv::read(&dir.path().join("runs.csv"));
+    runs.column("db_cpu_seconds");
+    let cores = std::thread::available_parallelism().unwrap().get() as f64;
+    for r in &runs.rows {
+        let num = |c: &str| -> f64 {
+            r[c].parse()
+                .unwrap_or_else(|_| panic!("column {c} not a number: {r:?}"))
+        };
+        let (db_s, bucket_s) = (num("db_cpu_seconds"), num("bucket_cpu_seconds"));
+        if r["model"] != "fetch-only" {
+            assert!(num("rows") > 0.0, "{r:?}");
+            assert!(
+                db_s > 0.0,
+                "a run that loads rows costs the server CPU: {r:?}"
+            );
+        }
+        if r["model"] != "load-only" {
+            assert!(
+                bucket_s > 0.0,
+                "a run that fetches costs the bucket CPU: {r:?}"
+            );
+        }
+        // Rounded to 3 decimals each in the file.
+        let expected = (num("cpu_seconds") + db_s + bucket_s) / cores;
+        assert!(
+            (num("cpu_floor_seconds") - expected).abs() < 0.003,
+            "CPU floor {} is not (client + db + bucket) / {cores} = {expected}: {r:?}",
+            num("cpu_floor_seconds")
+        );
+    }
+    let summary = Csv::read(&dir.path().join("summary.csv"));
+    for s in summary
+        .rows
+        .iter()
+        .filter(|s| s["model"] == "sync" || s["model"] == "async")
+    {
+        assert!(["network", "CPU"].contains(&s["binds"].as_str()), "{s:?}");
+        assert!(s["db_us_per_row"].parse::<f64>().unwrap() > 0.0, "{s:?}");
+    }
+    for text in ["DB µs/row", "CPU floor", "binds"] {
+        assert!(stdout.contains(text), "the table lacks {text}: {stdout}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("comparison.json")).unwrap())
+            .unwrap();
+    let sync = json["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["model"] == "sync")
+        .unwrap();
+    assert!(sync["median_db_cpu_secs"].as_f64().unwrap() > 0.0, "{sync}");
+    assert!(sync["cpu_floor_secs"].as_f64().unwrap() > 0.0, "{sync}");
 }

@@ -626,6 +626,11 @@ impl EmbeddedPostgres {
         self.url(DATABASE)
     }
 
+    /// The postmaster's process id (its backends are its children).
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }

@@ -96,6 +96,62 @@ pub struct BoundNetwork {
     pub tls: Option<TlsVersion>,
 }
 
+/// Which lower bound holds a model back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Binds {
+    /// The analytic network bound: the requests in flight cannot go faster.
+    Network,
+    /// The CPU floor: all the CPU the pass spent, spread over every core.
+    Cpu,
+}
+
+impl Binds {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Binds::Network => "network",
+            Binds::Cpu => "CPU",
+        }
+    }
+}
+
+impl std::fmt::Display for Binds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The least time a model's pass can take: the larger of its network bound
+/// and its CPU floor (`harness::cpu`), and which of the two it is. Both
+/// hold on any machine, unlike the measured ceilings. `None` when neither
+/// is known.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Limit {
+    pub secs: f64,
+    pub binds: Binds,
+}
+
+impl Limit {
+    pub fn of(network: Option<f64>, cpu_floor: Option<f64>) -> Option<Limit> {
+        let network = network.filter(|s| s.is_finite()).map(|secs| Limit {
+            secs,
+            binds: Binds::Network,
+        });
+        let cpu = cpu_floor.filter(|s| s.is_finite()).map(|secs| Limit {
+            secs,
+            binds: Binds::Cpu,
+        });
+        match (network, cpu) {
+            (Some(n), Some(c)) => Some(if c.secs > n.secs { c } else { n }),
+            (n, c) => n.or(c),
+        }
+    }
+
+    /// The limit over the model's median (0–1; 1 wastes nothing).
+    pub fn efficiency(&self, median_secs: f64) -> f64 {
+        self.secs / median_secs.max(1e-9)
+    }
+}
+
 impl BoundNetwork {
     /// The network the simulated bucket serves under.
     pub fn of(conditions: &Conditions, model: &NetworkModel) -> Self {
@@ -229,6 +285,19 @@ mod tests {
         assert!((s.secs(&tls12, 64, 1) - 0.250).abs() < 1e-9);
         // Four sync workers: each reuses its own listing's connection.
         assert!((s.secs(&tls13, 4, 4) - 0.100).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_larger_of_network_bound_and_cpu_floor_binds() {
+        let net = Limit::of(Some(0.4), Some(0.25)).unwrap();
+        assert_eq!((net.secs, net.binds), (0.4, Binds::Network));
+        let cpu = Limit::of(Some(0.1), Some(0.25)).unwrap();
+        assert_eq!((cpu.secs, cpu.binds), (0.25, Binds::Cpu));
+        // load-only fetches nothing: only its CPU floor bounds it.
+        assert_eq!(Limit::of(None, Some(0.3)).unwrap().binds, Binds::Cpu);
+        assert_eq!(Limit::of(None, None), None);
+        // A median of 0.5 s against a 0.25 s CPU floor: 50 % efficient.
+        assert!((cpu.efficiency(0.5) - 0.5).abs() < 1e-12);
     }
 
     #[test]

@@ -19,6 +19,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use self::text::Canvas;
+use super::cpu;
 use super::runner::Run;
 use super::summary::{ModelSummary, models_only};
 use crate::db::WriteStrategy;
@@ -661,6 +662,33 @@ struct Bar {
     note: Vec<String>,
     /// Drawn dashed across the bar: the model's analytic network bound.
     mark: Option<f64>,
+    /// Where the time went, bottom up (see [`cpu_stack`]); empty: one
+    /// plain bar of `value`.
+    stack: Vec<(f64, RGBColor)>,
+    /// Drawn solid across the bar: the CPU floor.
+    floor: Option<f64>,
+}
+
+/// The parts of a stacked bar that are the same colour on every model.
+const DB_CPU: RGBColor = RGBColor(64, 64, 64);
+const BUCKET_CPU: RGBColor = RGBColor(165, 165, 165);
+
+/// A model's median split by where its time went ([`cpu::Split`]), bottom
+/// up: client CPU in the model's colour, database CPU dark grey, bucket
+/// CPU light grey (each the part's CPU seconds over the cores, so the
+/// three reach the CPU floor), then waiting, the rest of the median, in a
+/// pale shade of the model's colour. Empty when the CPU was not recorded.
+fn cpu_stack(s: &ModelSummary, color: RGBColor) -> Vec<(f64, RGBColor)> {
+    cpu::Split::of(s)
+        .map(|p| {
+            vec![
+                (p.client, color),
+                (p.db, DB_CPU),
+                (p.bucket, BUCKET_CPU),
+                (p.waiting, shade(color, 1.75)),
+            ]
+        })
+        .unwrap_or_default()
 }
 
 /// More bars than this (a matrix's twelve) get smaller notes.
@@ -722,6 +750,7 @@ fn bar_chart(
     let top = bars
         .iter()
         .map(|b| b.range.map_or(b.value, |r| r.1))
+        .chain(bars.iter().map(|b| b.stack.iter().map(|p| p.0).sum()))
         .fold(0.0, f64::max);
     let bottom = bars
         .iter()
@@ -730,8 +759,10 @@ fn bar_chart(
         .chain(level.map(|l| l.value))
         .fold(f64::INFINITY, f64::min);
     // Bars spanning more than 30× (sync against async on a large bucket)
-    // would leave the fast ones invisible on a linear axis.
-    let log = bottom > 0.0 && top / bottom > 30.0;
+    // would leave the fast ones invisible on a linear axis. Stacked bars
+    // stay linear: on a log axis their parts' heights would lie.
+    let stacked = bars.iter().any(|b| !b.stack.is_empty());
+    let log = bottom > 0.0 && top / bottom > 30.0 && !stacked;
     let y = if log {
         Axis::log_auto(bottom / 3.0, top * 4.0)
     } else {
@@ -757,6 +788,31 @@ fn bar_chart(
             swatch: Swatch::Dashes(CEILING, 10, 2),
             text: l.legend.clone(),
         });
+    }
+    if let Some(b) = bars.iter().find(|b| !b.stack.is_empty()) {
+        legend.extend([
+            Entry {
+                swatch: Swatch::Box(b.stack[0].1),
+                text: "client CPU (the model's\ncolour; the workers)".into(),
+            },
+            Entry {
+                swatch: Swatch::Box(DB_CPU),
+                text: "database CPU".into(),
+            },
+            Entry {
+                swatch: Swatch::Box(BUCKET_CPU),
+                text: "bucket CPU (simulated)".into(),
+            },
+            Entry {
+                swatch: Swatch::Box(b.stack[3].1),
+                text: "waiting (pale): the median\nless the CPU floor".into(),
+            },
+            Entry {
+                swatch: Swatch::Dashes(BLACK, 40, 2),
+                text: "CPU floor: all the CPU\n÷ the cores; each CPU\npart is its CPU ÷ the cores"
+                    .into(),
+            },
+        ]);
     }
     legend.extend(notes.iter().map(|n| Entry {
         swatch: Swatch::Note,
@@ -792,12 +848,35 @@ fn bar_chart(
     )?;
     for (i, b) in bars.iter().enumerate() {
         let x = i as f64;
-        chart
-            .draw_series(std::iter::once(Rectangle::new(
-                [(x - BAR, floor), (x + BAR, b.value)],
-                b.color.mix(0.85).filled(),
-            )))
-            .map_err(err)?;
+        if b.stack.is_empty() {
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(x - BAR, floor), (x + BAR, b.value)],
+                    b.color.mix(0.85).filled(),
+                )))
+                .map_err(err)?;
+        }
+        let mut base = 0.0;
+        for (height, color) in &b.stack {
+            let (lo, hi) = (base, base + height);
+            base = hi;
+            if *height > 0.0 && hi > floor {
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(
+                        [(x - BAR, lo.max(floor)), (x + BAR, hi)],
+                        color.filled(),
+                    )))
+                    .map_err(err)?;
+            }
+        }
+        if let Some(f) = b.floor {
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(x - BAR * 1.15, f), (x + BAR * 1.15, f)],
+                    BLACK.stroke_width(2),
+                )))
+                .map_err(err)?;
+        }
         if let Some(m) = b.mark {
             chart
                 .draw_series(DashedLineSeries::new(
@@ -883,6 +962,8 @@ pub fn median_time_bars(
                 None => vec![format!("{:.2} s", s.stats.median)],
             },
             mark: s.bound_secs,
+            stack: cpu_stack(s, color),
+            floor: s.cpu.floor_secs,
         })
         .collect();
     let ceiling = crate::harness::summary::ceiling(summaries).map(|(c, fetch, load)| Level {
@@ -933,6 +1014,8 @@ pub fn throughput_bars(
                 vec![format!("{:.0} rows/s", s.rows_per_sec)]
             },
             mark: None,
+            stack: Vec::new(),
+            floor: None,
         })
         .collect();
     let fmt = |v: &f64| {

@@ -20,7 +20,7 @@ use super::json::BaselineFile;
 use super::runner::{self, Run, RunSettings, Target};
 use super::scratch::Scratch;
 use super::summary::ModelSummary;
-use super::{charts, publish, summary, unique};
+use super::{charts, cpu, publish, summary, unique};
 use crate::bucket::BucketLocation;
 use crate::cli::network::NetworkArgs;
 use crate::cli::{self, ClientArgs, KnobArgs, NetArgs, S3Args, SpecArgs};
@@ -374,6 +374,15 @@ impl Bench {
             schema: scratch.schema().to_string(),
             expected,
             checkpoint_between_runs: args.database_url.is_none(),
+            cpu: cpu::Meters {
+                postmaster: match &pg {
+                    Some(pg) => Some(pg.pid()),
+                    None => cpu::locate_postmaster(&mut db)
+                        .inspect_err(|why| eprintln!("database CPU: not measured ({why})"))
+                        .ok(),
+                },
+                sim_bucket: sim_server.is_some(),
+            },
         };
         Ok(Bench {
             db,
@@ -504,10 +513,12 @@ pub fn export(
     export::write_runs_csv(&out.join("runs.csv"), runs)?;
     export::write_summary_csv(&out.join("summary.csv"), summaries, reference)?;
     let table = export::summary_markdown(summaries, reference);
-    let table = if args.ceilings {
-        format!("{table}\n{}", summary::efficiency(summaries))
-    } else {
+    let table = format!("{table}\n{}", cpu::markdown(summaries));
+    let efficiency = summary::efficiency(summaries);
+    let table = if efficiency.is_empty() {
         table
+    } else {
+        format!("{table}\n{efficiency}")
     };
     std::fs::write(
         out.join("summary.md"),

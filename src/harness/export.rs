@@ -14,7 +14,9 @@ use crate::db::WriteStrategy;
 use crate::models::Label;
 
 /// The columns of `runs.csv`, in order: written by [`write_runs_csv`] and
-/// required by [`read_runs_csv`], which reads them by position.
+/// required by [`read_runs_csv`], which reads them by position. Columns
+/// added later (such as [`CPU_COLUMNS`]) follow them and are read by name,
+/// so an older file still reads.
 const RUNS_COLUMNS: [&str; 14] = [
     "model",
     "write",
@@ -35,11 +37,14 @@ const RUNS_COLUMNS: [&str; 14] = [
 /// The simulated bucket's counts, after [`RUNS_COLUMNS`]; read by name, and
 /// empty in files written before they were counted (or for a real bucket).
 const NET_COLUMNS: [&str; 3] = ["connections", "tls_handshakes", "throttled"];
+/// Where each run's CPU went (`harness::cpu`): empty where not measured.
+const CPU_COLUMNS: [&str; 3] = ["db_cpu_seconds", "bucket_cpu_seconds", "cpu_floor_seconds"];
 
 pub fn write_runs_csv(path: &Path, runs: &[Run]) -> anyhow::Result<()> {
     let mut w =
         csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
-    w.write_record(RUNS_COLUMNS.iter().chain(&NET_COLUMNS))?;
+    let opt = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_default();
+    w.write_record(RUNS_COLUMNS.iter().chain(&NET_COLUMNS).chain(&CPU_COLUMNS))?;
     for r in runs {
         w.write_record([
             r.model.to_string(),
@@ -63,6 +68,9 @@ pub fn write_runs_csv(path: &Path, runs: &[Run]) -> anyhow::Result<()> {
             count(r.connections),
             count(r.tls_handshakes),
             count(r.throttled),
+            opt(r.db_cpu_secs),
+            opt(r.bucket_cpu_secs),
+            opt(r.cpu_floor_secs),
         ])?;
     }
     w.flush()?;
@@ -81,6 +89,8 @@ pub fn read_runs_csv(path: &Path) -> anyhow::Result<Vec<Run>> {
         path.display(),
         RUNS_COLUMNS.join(", ")
     );
+    let column = |name: &str| headers.iter().position(|h| h == name);
+    let [db_cpu, bucket_cpu, cpu_floor] = CPU_COLUMNS.map(column);
     let mut runs = Vec::new();
     for rec in r.records() {
         let rec = rec.with_context(|| format!("reading {}", path.display()))?;
@@ -91,6 +101,7 @@ pub fn read_runs_csv(path: &Path) -> anyhow::Result<Vec<Run>> {
             let i = headers.iter().position(|h| h == name)?;
             f(i).parse::<u64>().ok()
         };
+        let opt = |i: Option<usize>| i.and_then(|i| f(i).parse::<f64>().ok());
         runs.push(Run {
             model: f(0)
                 .parse()
@@ -117,6 +128,9 @@ pub fn read_runs_csv(path: &Path) -> anyhow::Result<Vec<Run>> {
             connections: by_name(NET_COLUMNS[0]),
             tls_handshakes: by_name(NET_COLUMNS[1]),
             throttled: by_name(NET_COLUMNS[2]),
+            db_cpu_secs: opt(db_cpu),
+            bucket_cpu_secs: opt(bucket_cpu),
+            cpu_floor_secs: opt(cpu_floor),
         });
     }
     Ok(runs)
@@ -178,9 +192,20 @@ pub fn write_summary_csv(
         "median_connections",
         "median_tls_handshakes",
         "median_throttled",
+        "median_db_cpu_s",
+        "median_bucket_cpu_s",
+        "cpu_floor_s",
+        "client_us_per_row",
+        "db_us_per_row",
+        "limit_s",
+        "binds",
+        "efficiency",
     ])?;
+    let fmt =
+        |v: Option<f64>, digits: usize| v.map(|v| format!("{v:.digits$}")).unwrap_or_default();
     for s in summaries {
         let st = &s.stats;
+        let limit = s.limit();
         let (ratio, err, med) = match s.speedup {
             Some(x) => (
                 format!("{:.3}", x.ratio),
@@ -218,6 +243,14 @@ pub fn write_summary_csv(
             net_median(s.net.as_ref(), |n| n.connections),
             net_median(s.net.as_ref(), |n| n.tls_handshakes),
             net_median(s.net.as_ref(), |n| n.throttled),
+            fmt(s.cpu.db_secs, 3),
+            fmt(s.cpu.bucket_secs, 3),
+            fmt(s.cpu.floor_secs, 4),
+            fmt(s.cpu.client_us_per_row, 2),
+            fmt(s.cpu.db_us_per_row, 2),
+            fmt(limit.map(|l| l.secs), 4),
+            limit.map(|l| l.binds.to_string()).unwrap_or_default(),
+            fmt(limit.map(|l| l.efficiency(st.median)), 3),
         ])?;
     }
     w.flush()?;
@@ -397,4 +430,46 @@ pub fn git_revision() -> String {
 pub fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
     std::fs::write(path, serde_json::to_string_pretty(value)? + "\n")
         .with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_runs_csv_from_before_the_cpu_columns_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.csv");
+        std::fs::write(
+            &path,
+            format!(
+                "{}\nsync,copy,1,6.7,67,24766,40,68,0,3485930,1.2,20.5,true,\n",
+                RUNS_COLUMNS.join(",")
+            ),
+        )
+        .unwrap();
+        let runs = read_runs_csv(&path).unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].cpu_secs, 1.2);
+        assert_eq!(
+            (
+                runs[0].db_cpu_secs,
+                runs[0].bucket_cpu_secs,
+                runs[0].cpu_floor_secs
+            ),
+            (None, None, None),
+            "not measured then: none of them is guessed"
+        );
+
+        // And what this version writes reads back, an unmeasured part empty.
+        let mut run = runs[0].clone();
+        run.db_cpu_secs = None;
+        run.bucket_cpu_secs = Some(0.25);
+        run.cpu_floor_secs = Some(0.725);
+        write_runs_csv(&path, &[run]).unwrap();
+        let back = read_runs_csv(&path).unwrap();
+        assert_eq!(back[0].db_cpu_secs, None);
+        assert_eq!(back[0].bucket_cpu_secs, Some(0.25));
+        assert_eq!(back[0].cpu_floor_secs, Some(0.725));
+    }
 }

@@ -148,12 +148,19 @@ pub fn render(c: &Comparison) -> String {
             "Ceilings and efficiency",
             &t,
             &format!(
-                "Efficiency: the ceiling (the larger of {} and {}) over the model's median. Network bound: the analytic time for the listing and the GETs at this model's requests in flight.",
+                "Efficiency: the model's limit over its median; the limit is the larger of its network bound (the analytic time for the listing and the GETs at this model's requests in flight) and its CPU floor (all the CPU the pass spent, client, database and bucket, spread over the cores), and binds says which. Both hold on any machine; × ceiling compares with the measured ceiling (the larger of {} and {}).",
                 Model::FetchOnly,
                 Model::LoadOnly
             ),
         );
     }
+    section(
+        &mut h,
+        "cpu",
+        "Where the CPU went",
+        &cpu_table(c),
+        "Medians over the verified measured runs. Client: the worker processes. DB: the PostgreSQL server (postmaster and every process under it) while the workers ran, before verification. Bucket: the simulated bucket's threads. n/m: not measured (a server not on this machine, a real bucket). CPU floor: their sum over the cores, the least wall time the pass could take on this machine.",
+    );
     if let Some(b) = &c.baseline {
         let body = format!("{}{}", baseline_chart(b), baseline_table(b));
         section(
@@ -554,9 +561,41 @@ fn summary_table(c: &Comparison) -> String {
     )
 }
 
+fn cpu_table(c: &Comparison) -> String {
+    let measured = |v: Option<f64>| v.map(secs).unwrap_or_else(|| "n/m".into());
+    let per_row = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "–".into());
+    let rows = c.models.iter().map(|m| {
+        format!(
+            "<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            if m.is_ceiling { " class=\"ceiling\"" } else { "" },
+            swatch(&m.model),
+            secs(m.median_secs),
+            secs(m.median_cpu_secs),
+            measured(m.median_db_cpu_secs),
+            measured(m.median_bucket_cpu_secs),
+            measured(m.cpu_floor_secs),
+            per_row(m.client_us_per_row),
+            per_row(m.db_us_per_row),
+        )
+    });
+    table(
+        &[
+            "model",
+            "median",
+            "client CPU",
+            "DB CPU",
+            "bucket CPU",
+            "CPU floor",
+            "client µs/row",
+            "DB µs/row",
+        ],
+        rows,
+    )
+}
+
 fn ceiling_table(c: &Comparison) -> Option<String> {
     let ceiling = c.ceiling;
-    if ceiling.is_none() && c.models.iter().all(|m| m.bound_secs.is_none()) {
+    if ceiling.is_none() && c.models.iter().all(|m| m.limit_secs.is_none()) {
         return None;
     }
     let mut s = String::new();
@@ -573,7 +612,7 @@ fn ceiling_table(c: &Comparison) -> Option<String> {
     }
     let rows = c.models.iter().map(|m| {
         format!(
-            "<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             if m.is_ceiling {
                 " class=\"ceiling\""
             } else {
@@ -585,11 +624,14 @@ fn ceiling_table(c: &Comparison) -> Option<String> {
             m.x_bound
                 .map(|x| format!("{x:.2}×"))
                 .unwrap_or_else(|| "–".into()),
+            m.cpu_floor_secs.map(secs).unwrap_or_else(|| "–".into()),
+            m.binds.as_deref().map(esc).unwrap_or_else(|| "–".into()),
             ceiling
                 .filter(|_| !m.is_ceiling)
                 .map(|cl| format!("{:.2}×", m.median_secs / cl.secs))
                 .unwrap_or_else(|| "–".into()),
-            m.efficiency
+            m.limit_efficiency
+                .filter(|_| !m.is_ceiling)
                 .map(|e| format!("{:.0} %", 100.0 * e))
                 .unwrap_or_else(|| "–".into()),
         )
@@ -600,6 +642,8 @@ fn ceiling_table(c: &Comparison) -> Option<String> {
             "median",
             "network bound",
             "× bound",
+            "CPU floor",
+            "binds",
             "× ceiling",
             "efficiency",
         ],

@@ -94,6 +94,26 @@ pub struct ModelStats {
     pub median_tls_handshakes: Option<f64>,
     #[serde(default)]
     pub median_throttled: Option<f64>,
+    /// Median CPU seconds of the database server (postmaster and its
+    /// children) during a run; `None`: not measured.
+    pub median_db_cpu_secs: Option<f64>,
+    /// Median CPU seconds of the simulated bucket's threads; `None` for a
+    /// real bucket.
+    pub median_bucket_cpu_secs: Option<f64>,
+    /// Median of the runs' CPU floors: (client + database + bucket CPU) /
+    /// cores, the least wall time a pass could take on this machine.
+    pub cpu_floor_secs: Option<f64>,
+    /// Median µs of the worker's CPU per loaded row.
+    pub client_us_per_row: Option<f64>,
+    /// Median µs of the database server's CPU per loaded row.
+    pub db_us_per_row: Option<f64>,
+    /// The larger of `bound_secs` and `cpu_floor_secs`: a bound that holds
+    /// on any machine.
+    pub limit_secs: Option<f64>,
+    /// Which of the two is `limit_secs`: `network` or `CPU`.
+    pub binds: Option<String>,
+    /// `limit_secs / median_secs` (0–1): the efficiency the tables show.
+    pub limit_efficiency: Option<f64>,
 }
 
 /// How many times faster than the reference, both ways of counting.
@@ -144,6 +164,13 @@ pub struct RunRecord {
     pub tls_handshakes: Option<u64>,
     #[serde(default)]
     pub throttled: Option<u64>,
+    /// The database server's CPU seconds during the run; `None`: not
+    /// measured.
+    pub db_cpu_secs: Option<f64>,
+    /// The simulated bucket's CPU seconds; `None` for a real bucket.
+    pub bucket_cpu_secs: Option<f64>,
+    /// `(cpu_secs + db_cpu_secs + bucket_cpu_secs) / cores`.
+    pub cpu_floor_secs: Option<f64>,
 }
 
 /// The comparison against a saved baseline.
@@ -225,6 +252,9 @@ impl From<&Run> for RunRecord {
             connections: r.connections,
             tls_handshakes: r.tls_handshakes,
             throttled: r.throttled,
+            db_cpu_secs: r.db_cpu_secs,
+            bucket_cpu_secs: r.bucket_cpu_secs,
+            cpu_floor_secs: r.cpu_floor_secs,
         }
     }
 }
@@ -299,6 +329,14 @@ impl Comparison {
                     median_connections: s.net.map(|n| n.connections),
                     median_tls_handshakes: s.net.map(|n| n.tls_handshakes),
                     median_throttled: s.net.map(|n| n.throttled),
+                    median_db_cpu_secs: s.cpu.db_secs,
+                    median_bucket_cpu_secs: s.cpu.bucket_secs,
+                    cpu_floor_secs: s.cpu.floor_secs,
+                    client_us_per_row: s.cpu.client_us_per_row,
+                    db_us_per_row: s.cpu.db_us_per_row,
+                    limit_secs: s.limit().map(|l| l.secs),
+                    binds: s.limit().map(|l| l.binds.to_string()),
+                    limit_efficiency: s.limit().map(|l| l.efficiency(st.median)),
                 }
             })
             .collect::<Vec<_>>();

@@ -1,6 +1,7 @@
 //! The benchmarking harness: runs the models (`runner`, in a schema of
 //! its own: `scratch`), computes
-//! statistics (`stats`, `summary`, and the analytic `bound`), and presents
+//! statistics (`stats`, `summary`, the analytic `bound`, and `cpu`: where
+//! each run's CPU went and the CPU floor), and presents
 //! them (`export`, `charts`, `sweep`; `publish`: `comparison.json` from
 //! `json`, `report.html` from `html`, and `baseline` comparisons).
 //! Statistics are kept apart from presentation, as hyperfine does.
@@ -9,6 +10,7 @@ pub mod baseline;
 pub mod bound;
 pub mod charts;
 pub mod comparison;
+pub mod cpu;
 pub mod durability;
 pub mod export;
 pub mod html;

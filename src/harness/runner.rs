@@ -42,6 +42,8 @@ pub struct Target {
     /// Checkpoint before each run (compare's own server only), so each
     /// starts from the same state: see [`super::durability::checkpoint`].
     pub checkpoint_between_runs: bool,
+    /// What can be measured of the database server's and the bucket's CPU.
+    pub cpu: super::cpu::Meters,
 }
 
 /// How the child passes are configured: the command line's own option
@@ -95,6 +97,15 @@ pub struct Run {
     pub tls_handshakes: Option<u64>,
     /// Requests it refused with `503 SlowDown` (its rate limit).
     pub throttled: Option<u64>,
+    /// CPU seconds of the database server (postmaster and every process
+    /// under it) while the workers ran; `None` when not measurable.
+    pub db_cpu_secs: Option<f64>,
+    /// CPU seconds of the simulated bucket's threads while the workers
+    /// ran; `None` for a real bucket.
+    pub bucket_cpu_secs: Option<f64>,
+    /// `(cpu_secs + db + bucket) / cores` ([`super::cpu::floor`]); `None`
+    /// when read from a `runs.csv` written before it existed.
+    pub cpu_floor_secs: Option<f64>,
 }
 
 impl Run {
@@ -152,6 +163,7 @@ pub fn run_once(
         .stderr(Stdio::piped());
     // Several workers at once on the same bucket and database: scale-out, as
     // separate machines would run it; the ledger coordinates them.
+    let cpu_before = target.cpu.sample();
     let workers: Vec<Worker> = (0..settings.workers.max(1))
         .map(|_| Worker::spawn(&mut cmd))
         .collect::<anyhow::Result<_>>()?;
@@ -165,6 +177,8 @@ pub fn run_once(
         .map(Worker::wait)
         .collect::<anyhow::Result<_>>()?;
     let elapsed = started.elapsed().as_secs_f64();
+    // Before verification, whose queries are the harness's, not the run's.
+    let spent = target.cpu.sample().since(&cpu_before);
     stop.store(true, Ordering::Relaxed);
     if let Some(p) = poller {
         let _ = p.join();
@@ -205,6 +219,10 @@ pub fn run_once(
     let sum = |f: &dyn Fn(&PassSummary) -> u64| summaries.iter().map(f).sum::<u64>();
     let max =
         |f: &dyn Fn(&PassSummary) -> Option<f64>| summaries.iter().filter_map(f).reduce(f64::max);
+    let cpu_secs: f64 = finished
+        .iter()
+        .map(|(_, u, _, _)| cpu(u.ru_utime) + cpu(u.ru_stime))
+        .sum();
     Ok(Run {
         model,
         write,
@@ -221,10 +239,7 @@ pub fn run_once(
         requests: sum(&|s| s.requests),
         retries: sum(&|s| s.retries),
         bytes: sum(&|s| s.bytes),
-        cpu_secs: finished
-            .iter()
-            .map(|(_, u, _, _)| cpu(u.ru_utime) + cpu(u.ru_stime))
-            .sum(),
+        cpu_secs,
         // Each worker's own VmHWM; ru_maxrss would include this process's
         // memory (see `report::peak_rss_mb`).
         peak_rss_mb: max(&|s| s.peak_rss_mb).unwrap_or(0.0),
@@ -234,6 +249,9 @@ pub fn run_once(
         connections: None,
         tls_handshakes: None,
         throttled: None,
+        db_cpu_secs: spent.db,
+        bucket_cpu_secs: spent.bucket,
+        cpu_floor_secs: Some(super::cpu::floor(cpu_secs, spent, super::cpu::cores())),
     })
 }
 

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use super::bound::Limit;
 use super::runner::Run;
 use super::stats::{Speedup, Stats, median, speedup};
 use crate::db::WriteStrategy;
@@ -29,6 +30,8 @@ pub struct ModelSummary {
     /// Medians of requests, connections, TLS handshakes and throttled
     /// requests, when the simulated bucket counted them.
     pub net: Option<super::netstats::NetMedians>,
+    /// Where the CPU went, medians over the same runs (`harness::cpu`).
+    pub cpu: super::cpu::CpuSummary,
 }
 
 /// The label speedups are relative to: `sync` (`sync+insert` in a matrix,
@@ -74,6 +77,7 @@ pub fn summarize(
                 max_peak_rss_mb: good.iter().map(|r| r.peak_rss_mb).fold(0.0, f64::max),
                 bound_secs: None,
                 net: super::netstats::medians(&good),
+                cpu: super::cpu::CpuSummary::of(&good),
             })
         })
         .collect();
@@ -108,22 +112,51 @@ pub fn models_only(summaries: &[ModelSummary]) -> impl Iterator<Item = &ModelSum
     summaries.iter().filter(|s| !s.label.model.is_ceiling())
 }
 
-/// Each model's median against the ceiling, as Markdown lines.
+impl ModelSummary {
+    /// The larger of the network bound and the CPU floor, and which binds.
+    pub fn limit(&self) -> Option<Limit> {
+        Limit::of(self.bound_secs, self.cpu.floor_secs)
+    }
+}
+
+/// Each model's median against its limit (the larger of its network bound
+/// and its CPU floor: bounds that hold on any machine, see [`Limit`]) and,
+/// when both ceilings ran, against the measured ceiling; as Markdown.
 pub fn efficiency(summaries: &[ModelSummary]) -> String {
-    let Some((ceiling, fetch, load)) = ceiling(summaries) else {
+    let ceiling = ceiling(summaries);
+    if ceiling.is_none() && models_only(summaries).all(|m| m.limit().is_none()) {
         return String::new();
-    };
-    let (fetch_only, load_only) = (Model::FetchOnly, Model::LoadOnly);
-    let mut s = format!(
-        "Ceiling: {ceiling:.2} s ({fetch_only} {fetch:.2} s: the network and parsing alone; {load_only} {load:.2} s: the writes alone).\n\n| model | median | × ceiling | efficiency |\n|---|---:|---:|---:|\n"
-    );
-    for m in models_only(summaries) {
+    }
+    let mut s = String::new();
+    if let Some((ceiling, fetch, load)) = ceiling {
+        let (fetch_only, load_only) = (Model::FetchOnly, Model::LoadOnly);
         s.push_str(&format!(
-            "| {} | {:.2} s | {:.2}× | {:.0} % |\n",
+            "Ceiling: {ceiling:.2} s ({fetch_only} {fetch:.2} s: the network and parsing alone; {load_only} {load:.2} s: the writes alone).\n\n"
+        ));
+    }
+    s.push_str(&format!(
+        "Efficiency: the model's limit over its median; the limit is the larger of its network bound and its CPU floor (all the CPU the pass spent, client, database and bucket, spread over the cores), and binds says which.\n\n| model | median | network bound | CPU floor | binds | efficiency |{}\n|---|---:|---:|---:|---|---:|{}\n",
+        if ceiling.is_some() { " × ceiling |" } else { "" },
+        if ceiling.is_some() { "---:|" } else { "" },
+    ));
+    let secs = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.2} s"));
+    for m in models_only(summaries) {
+        let limit = m.limit();
+        s.push_str(&format!(
+            "| {} | {:.2} s | {} | {} | {} | {} |{}\n",
             m.label,
             m.stats.median,
-            m.stats.median / ceiling,
-            100.0 * ceiling / m.stats.median
+            secs(m.bound_secs),
+            secs(m.cpu.floor_secs),
+            limit.map_or("–".into(), |l| l.binds.to_string()),
+            limit.map_or("–".into(), |l| format!(
+                "{:.0} %",
+                100.0 * l.efficiency(m.stats.median)
+            )),
+            ceiling.map_or(String::new(), |(c, _, _)| format!(
+                " {:.2}× |",
+                m.stats.median / c
+            )),
         ));
     }
     s

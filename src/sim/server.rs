@@ -29,6 +29,11 @@ use super::auth::SimAuth;
 use super::network::{LatencyHistogram, LatencyRng, NetworkModel, RateLimiter};
 use super::store::Store;
 
+/// The name of every thread the server runs on (its accept loop and its
+/// tokio runtime's workers): what `compare` sums to charge the simulated
+/// bucket's CPU to it rather than to the harness.
+pub const THREAD_NAME: &str = "sim-bucket";
+
 /// Per-request network conditions.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Conditions {
@@ -204,13 +209,13 @@ impl SimServer {
         });
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
-            .name("sim-bucket".into())
+            .name(THREAD_NAME.into())
             .spawn(move || {
+                // Every thread of the server carries the one name, so the
+                // harness can tell its CPU from its own (`harness::cpu`).
                 let rt = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(2)
-                    // Named apart from the workers' runtimes, so a profile
-                    // shows what the simulated bucket itself costs.
-                    .thread_name("sim-bucket-rt")
+                    .thread_name(THREAD_NAME)
                     .enable_all()
                     .build()
                     .expect("tokio runtime");
