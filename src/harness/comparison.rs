@@ -510,7 +510,7 @@ pub fn export(
     println!("build: {}\n", build.describe());
     print!("{}", terminal::render(summaries, reference));
     if let Some(w) = build.warning() {
-        println!("{w}");
+        print!("{}", terminal::wrap(&w));
     }
     let published = publish::publish(
         out,
@@ -603,7 +603,7 @@ pub fn run_plan(plan: &Plan) -> anyhow::Result<bool> {
     completed(out, 0);
     eprintln!("results go to {}", out.display());
     if let Some(w) = Build::current().warning() {
-        eprintln!("{w}");
+        eprint!("{}", terminal::wrap(&w));
     }
     let mut bench = Bench::start(plan)?;
     let runs = execute(plan, &mut bench)?;

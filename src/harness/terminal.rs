@@ -36,7 +36,7 @@ pub fn render(summaries: &[ModelSummary], reference: Option<Label>) -> String {
 
 /// `text` broken between words into lines of at most [`WIDTH`] columns,
 /// the continuation lines indented.
-fn wrap(text: &str) -> String {
+pub fn wrap(text: &str) -> String {
     let mut out = String::new();
     let mut line = String::new();
     for word in text.split(' ') {
@@ -264,8 +264,8 @@ fn models_table(summaries: &[ModelSummary], reference: Option<Label>) -> String 
 /// What a ceiling measures.
 fn meaning(model: Model) -> &'static str {
     match model {
-        Model::FetchOnly => "the network and parsing alone, no database",
-        Model::LoadOnly => "the writes alone, no network",
+        Model::FetchOnly => "the network and parsing alone",
+        Model::LoadOnly => "the writes alone",
         _ => "",
     }
 }
@@ -290,7 +290,7 @@ fn ceilings_table(summaries: &[ModelSummary]) -> String {
     ];
     for c in &ceilings {
         let note = if slowest == Some(c.stats.median) {
-            format!("{} (the slower: the ceiling)", meaning(c.label.model))
+            format!("{} (the ceiling)", meaning(c.label.model))
         } else {
             meaning(c.label.model).to_string()
         };
