@@ -56,7 +56,33 @@ fn compare_on_tiny_writes_every_output() {
     let dir = tempfile::tempdir().unwrap();
     let db = fresh_db();
     let stdout = compare_ok(dir.path(), &db, &["--runs", "2", "--warmup", "1"]);
-    assert!(stdout.contains("| model | runs | median"), "{stdout}");
+    // The terminal gets aligned plain-text tables, the models and the
+    // ceilings apart; summary.md keeps the Markdown.
+    assert!(!stdout.contains("| model |"), "{stdout}");
+    let header = stdout
+        .lines()
+        .find(|l| l.starts_with("model "))
+        .expect(&stdout);
+    assert!(
+        header.contains("median") && header.contains("vs sync"),
+        "{stdout}"
+    );
+    let ceilings = stdout
+        .lines()
+        .find(|l| l.starts_with("ceiling "))
+        .expect(&stdout);
+    assert!(ceilings.contains("what it measures"), "{stdout}");
+    // The tables, notes and verdict lines (up to the files written) fit
+    // 100 columns.
+    assert!(
+        stdout
+            .lines()
+            .skip_while(|l| !l.starts_with("model "))
+            .take_while(|l| !l.starts_with("wrote ") && !l.starts_with("database: "))
+            .all(|l| l.chars().count() <= 100),
+        "{stdout}"
+    );
+    assert!(stdout.contains("build: "), "{stdout}");
     assert!(stdout.contains("every run verified"), "{stdout}");
 
     let runs = Csv::read(&dir.path().join("runs.csv"));
@@ -174,9 +200,12 @@ fn compare_on_tiny_writes_every_output() {
         "git_revision",
         "runs",
         "warmup",
+        "build",
     ] {
         assert!(env.get(key).is_some(), "environment.json lacks {key}");
     }
+    assert!(env["build"]["opt_level"].is_string(), "{env}");
+    assert!(env["build"]["debug_assertions"].is_boolean(), "{env}");
     assert_eq!(env["bucket"]["profile"], "tiny");
     assert_eq!(env["network"]["latency_ms"], 5.0);
     // The tests' server runs relaxed (tests/common), and the results say so.
@@ -808,4 +837,129 @@ fn every_run_records_the_database_and_bucket_cpu_and_the_cpu_floor() {
         .unwrap();
     assert!(sync["median_db_cpu_secs"].as_f64().unwrap() > 0.0, "{sync}");
     assert!(sync["cpu_floor_secs"].as_f64().unwrap() > 0.0, "{sync}");
+}
+
+/// Before the fix, a run without --out wrote into results/<profile>/, the
+/// committed reference results.
+#[test]
+fn without_out_a_run_gets_a_directory_of_its_own_and_latest_points_to_it() {
+    let cwd = tempfile::tempdir().unwrap();
+    // The committed reference results, as a clone has them.
+    let reference = cwd.path().join("results/tiny");
+    std::fs::create_dir_all(&reference).unwrap();
+    std::fs::write(reference.join("summary.md"), "reference\n").unwrap();
+    let db = fresh_db();
+    let run = compare()
+        .current_dir(cwd.path())
+        .env("DATABASE_URL", &db)
+        .args([
+            "--profile",
+            "tiny",
+            "--latency-ms",
+            "5",
+            "--models",
+            "sync,async",
+        ])
+        .args(["--runs", "1", "--warmup", "0", "--no-ceilings"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(reference.join("summary.md")).unwrap(),
+        "reference\n"
+    );
+    assert_eq!(std::fs::read_dir(&reference).unwrap().count(), 1);
+    let runs = cwd.path().join("results/runs");
+    let dirs: Vec<String> = std::fs::read_dir(&runs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "latest")
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    assert!(dirs[0].starts_with("tiny-20"), "{dirs:?}");
+    let latest = std::fs::read_link(runs.join("latest")).unwrap();
+    assert_eq!(latest, Path::new(&dirs[0]));
+    assert!(runs.join("latest/summary.csv").is_file());
+    assert!(
+        stdout.contains(&format!("wrote results/runs/{}/", dirs[0])),
+        "says where it wrote: {stdout}"
+    );
+    assert!(stdout.contains("results/runs/latest"), "{stdout}");
+    // One run each: no spread, so no ± anywhere in the terminal.
+    assert!(!stdout.contains('±'), "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("async ran ")
+            && (l.ends_with(" times faster than sync") || l.ends_with(" times slower than sync"))),
+        "{stdout}"
+    );
+}
+
+/// Signals `compare` once its first runs are kept, and checks it says so
+/// in one line and exits 130. `group`: the whole process group, as a
+/// Ctrl-C at a terminal does.
+fn interrupt(signal: i32, group: bool) {
+    use std::os::unix::process::CommandExt as _;
+    let out = tempfile::tempdir().unwrap();
+    let mut child = compare()
+        // Its own throwaway PostgreSQL: the one stopped under the workers.
+        .env_remove("DATABASE_URL")
+        .args([
+            "--profile",
+            "tiny",
+            "--latency-ms",
+            "20",
+            "--models",
+            "sync,async",
+        ])
+        .args(["--runs", "50", "--warmup", "0", "--no-ceilings", "--out"])
+        .arg(out.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let runs_csv = out.path().join("runs.csv");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while std::fs::read_to_string(&runs_csv).map_or(0, |s| s.lines().count()) < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no runs kept in 120 s"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "compare ended early");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let pid = child.id() as i32;
+    // SAFETY: signalling a child (or its group) we started.
+    unsafe { libc::kill(if group { -pid } else { pid }, signal) };
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    let kept = std::fs::read_to_string(&runs_csv).unwrap().lines().count() - 1;
+    assert_eq!(
+        last,
+        format!(
+            "interrupted: {kept} runs completed, kept in {}",
+            out.path().display()
+        ),
+        "{stderr}"
+    );
+    for noise in ["error", "FATAL", "administrator", "no message"] {
+        assert!(!stderr.contains(noise), "{noise:?} in {stderr}");
+    }
+}
+
+#[test]
+fn compare_interrupted_by_sigterm_says_what_it_kept_and_exits_130() {
+    interrupt(libc::SIGTERM, false);
+}
+
+#[test]
+fn compare_interrupted_by_ctrl_c_says_what_it_kept_and_exits_130() {
+    interrupt(libc::SIGINT, true);
 }

@@ -41,6 +41,7 @@ fn main() {
         runner::kill_workers();
         scratch::drop_live_schemas();
     });
+    embedded::on_interrupt_say(comparison::interrupted_line);
     let args = args.compare;
     if let Some(dir) = &args.replot {
         match comparison::replot(dir, &args.publish) {

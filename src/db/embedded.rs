@@ -263,6 +263,16 @@ pub fn on_interrupt(hook: fn()) {
     HOOKS.lock().unwrap_or_else(|p| p.into_inner()).push(hook);
 }
 
+/// The line printed on Ctrl-C or SIGTERM, when not plain `interrupted`
+/// (see [`on_interrupt_say`]).
+static MESSAGE: Mutex<Option<fn() -> String>> = Mutex::new(None);
+
+/// Says `line()` instead of `interrupted` on Ctrl-C or SIGTERM (`compare`
+/// says how many runs completed and where they are kept).
+pub fn on_interrupt_say(line: fn() -> String) {
+    *MESSAGE.lock().unwrap_or_else(|p| p.into_inner()) = Some(line);
+}
+
 /// Set once Ctrl-C or SIGTERM arrived (see [`interrupted`]).
 static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -309,7 +319,11 @@ pub fn install_signal_handler() {
                 let _ = fs::remove_dir_all(d);
             }
         }
-        eprintln!("interrupted");
+        let line = MESSAGE.lock().ok().and_then(|m| *m);
+        eprintln!(
+            "{}",
+            line.map_or_else(|| "interrupted".to_string(), |f| f())
+        );
         std::process::exit(130);
     });
 }

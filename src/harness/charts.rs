@@ -947,14 +947,18 @@ pub fn median_time_bars(
             value: s.stats.median,
             range: Some((s.stats.min, s.stats.max)),
             note: match &s.speedup {
-                Some(x) if crowded => vec![
+                Some(x) if crowded && x.has_error() => vec![
                     format!("{:.2} s", s.stats.median),
                     format!("{:.1}×", x.ratio),
                     format!("± {:.1}", x.error),
                 ],
+                Some(x) if crowded => vec![
+                    format!("{:.2} s", s.stats.median),
+                    format!("{}×", x.text(1)),
+                ],
                 Some(x) => vec![
                     format!("{:.2} s", s.stats.median),
-                    format!("{:.1}× ± {:.1} faster", x.ratio, x.error),
+                    format!("{}× faster", x.text(1)),
                 ],
                 None if reference.is_some_and(|r| r.label == s.label) => {
                     vec![format!("{:.2} s", s.stats.median), "baseline".into()]

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use super::binary::Build;
 use super::bound::{BoundNetwork, BucketShape};
 use super::durability::ServerDurability;
 use super::export::{self, Environment};
@@ -20,7 +21,7 @@ use super::json::BaselineFile;
 use super::runner::{self, Run, RunSettings, Target};
 use super::scratch::Scratch;
 use super::summary::ModelSummary;
-use super::{charts, cpu, publish, summary, unique};
+use super::{charts, cpu, outdir, publish, summary, terminal, unique};
 use crate::bucket::BucketLocation;
 use crate::cli::network::NetworkArgs;
 use crate::cli::{self, ClientArgs, KnobArgs, NetArgs, S3Args, SpecArgs};
@@ -99,7 +100,10 @@ pub struct CompareArgs {
     pub replot: Option<PathBuf>,
     #[command(flatten)]
     pub publish: publish::PublishArgs,
-    /// Output directory (default: results/<profile>).
+    /// Output directory. Default: a new results/runs/<profile>-<UTC time>/
+    /// (results/runs/latest points to the newest), so a run never
+    /// overwrites another's; the committed reference results are made with
+    /// --out results/seed.
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Benchmark this bucket (a base URL or s3://BUCKET[/PREFIX]) instead of
@@ -210,10 +214,13 @@ impl Plan {
         let spec = args.spec.spec();
         let preset = args.network.preset(&args.net);
         let (conditions, model) = args.network.settings(&args.net, !args.no_tls)?;
-        let out = args
-            .out
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("results").join(spec.profile.as_str()));
+        // Without --out, a directory of its own: a user's run never
+        // overwrites the committed reference results.
+        let out = match &args.out {
+            Some(dir) => dir.clone(),
+            None => outdir::fresh(Path::new(outdir::RUNS_DIR), spec.profile.as_str())?,
+        };
+        args.publish.baselines_dir = Some(outdir::baselines_base(args.out.as_deref()));
         let writes: Vec<WriteStrategy> = if args.matrix {
             vec![
                 WriteStrategy::Insert,
@@ -364,6 +371,9 @@ impl Bench {
             }
         };
         let scratch = Scratch::create(&database_url)?;
+        if pg.is_some() {
+            scratch.forget_on_interrupt();
+        }
         let mut db = pass::prepare_database(scratch.url())?;
         let postgres_version: String = db.query_one("SHOW server_version", &[])?.get(0);
         let durability = ServerDurability::read(&mut db)?;
@@ -425,6 +435,23 @@ impl Bench {
     }
 }
 
+/// The runs completed so far and where they are kept, for the line an
+/// interruption prints ([`interrupted_line`]).
+static COMPLETED: std::sync::Mutex<Option<(PathBuf, usize)>> = std::sync::Mutex::new(None);
+
+fn completed(out: &Path, n: usize) {
+    *COMPLETED.lock().unwrap_or_else(|p| p.into_inner()) = Some((out.to_path_buf(), n));
+}
+
+/// What `compare` says when interrupted: how many runs completed and
+/// where they are kept (`runs.csv`, written after each run).
+pub fn interrupted_line() -> String {
+    match &*COMPLETED.lock().unwrap_or_else(|p| p.into_inner()) {
+        Some((dir, n)) => format!("interrupted: {n} runs completed, kept in {}", dir.display()),
+        None => "interrupted: 0 runs completed".to_string(),
+    }
+}
+
 /// Runs the plan's schedule on the bench, with a progress bar on a
 /// terminal; a run that loads the wrong result is reported and kept (its
 /// time is left out of the statistics).
@@ -475,6 +502,9 @@ pub fn execute(plan: &Plan, bench: &mut Bench) -> anyhow::Result<Vec<Run>> {
             }
         }
         runs.push(run);
+        // Kept as they complete, so an interrupted comparison keeps its runs.
+        export::write_runs_csv(&plan.out.join("runs.csv"), &runs)?;
+        completed(&plan.out, runs.len());
         if let Some(b) = &bar {
             b.inc(1);
         }
@@ -545,12 +575,20 @@ pub fn export(
         runs: args.runs,
         warmup: args.warmup,
         durability: bench.durability.clone(),
+        build: Build::current(),
     };
     export::write_json(&out.join("environment.json"), &env)?;
     let env = Some(serde_json::to_value(&env)?);
     draw(out, layout, runs, summaries, &bench.subtitle);
 
-    println!("{table}");
+    let build = Build::current();
+    println!("bucketbench compare — {}", bench.subtitle);
+    println!("build: {}\n", build.describe());
+    print!("{}", terminal::render(summaries, reference));
+    print!("{}", terminal::cpu_table(summaries));
+    if let Some(w) = build.warning() {
+        print!("{}", terminal::wrap(&w));
+    }
     let published = publish::publish(
         out,
         runs,
@@ -573,6 +611,13 @@ pub fn export(
         out.display(),
         if layout.matrix { ", matrix.png" } else { "" }
     );
+    if args.out.is_none() {
+        println!(
+            "{}/{} points to these results",
+            outdir::RUNS_DIR,
+            outdir::LATEST
+        );
+    }
     let failed: Vec<&Run> = runs.iter().filter(|r| !r.verified).collect();
     let verified = if failed.is_empty() && args.bucket.is_some() {
         println!(
@@ -632,6 +677,11 @@ pub fn run_plan(plan: &Plan) -> anyhow::Result<bool> {
     let out = &plan.out;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let baseline = plan.args.publish.load_baseline(out)?;
+    completed(out, 0);
+    eprintln!("results go to {}", out.display());
+    if let Some(w) = Build::current().warning() {
+        eprint!("{}", terminal::wrap(&w));
+    }
     let mut bench = Bench::start(plan)?;
     let runs = execute(plan, &mut bench)?;
     let summaries = summarise(&plan.layout, &runs, &bench.bounds(plan));
@@ -678,5 +728,8 @@ pub fn replot(dir: &Path, publish_args: &publish::PublishArgs) -> anyhow::Result
         publish_args,
         baseline,
     )?;
+    if let Some(v) = &published.verdict {
+        println!("{v}");
+    }
     Ok(published.passes(publish_args))
 }

@@ -1,5 +1,5 @@
 //! Writes the results: `runs.csv`, `summary.csv`, `summary.md`,
-//! `environment.json`, and a sweep's table.
+//! `environment.json`.
 
 use std::path::Path;
 
@@ -8,8 +8,6 @@ use serde::Serialize;
 
 use super::runner::Run;
 use super::summary::ModelSummary;
-use super::sweep::Point;
-use super::unique;
 use crate::db::WriteStrategy;
 use crate::models::Label;
 
@@ -278,7 +276,7 @@ pub fn summary_markdown(summaries: &[ModelSummary], reference: Option<Label>) ->
     for m in summaries {
         let st = &m.stats;
         let rel = match m.speedup {
-            Some(x) => format!("{:.1}× ± {:.1}", x.ratio, x.error),
+            Some(x) => format!("{}×", x.text(1)),
             None if Some(m.label) == reference => "1.0×".into(),
             None => "–".into(),
         };
@@ -306,50 +304,10 @@ pub fn summary_markdown(summaries: &[ModelSummary], reference: Option<Label>) ->
         ));
     }
     if bounds {
-        s.push_str("\nNetwork bound: the listing plus ⌈files ÷ requests in flight⌉ GETs, each at the mean time to first byte plus the body at the per-connection bandwidth, and each new connection's handshake round trips (see `harness/bound.rs`); the ratio is the median over it.\n");
+        s.push_str("\nNetwork bound: the listing plus ⌈files ÷ requests in flight⌉ GETs, each at the mean time to first byte plus the body at the per-connection bandwidth, and each new connection's handshake round trips; the ratio is the median over it.\n");
     }
     if net {
         s.push_str("\nRequests: sent by the workers (retries included); connections, TLS handshakes and throttled (503 SlowDown) requests: counted by the simulated bucket during each run. Medians over the verified runs.\n");
-    }
-    s
-}
-
-/// The Markdown table a sweep prints: each model's median (and the
-/// ceiling's) at each value of the swept parameter.
-pub fn sweep_table(points: &[Point], param: &str) -> String {
-    use super::sweep::{ceilings, models};
-
-    let mut models: Vec<String> = models(points).iter().map(ToString::to_string).collect();
-    let ceilings = ceilings(points);
-    if !ceilings.is_empty() {
-        models.push("ceiling".into());
-    }
-    let values = unique(points.iter().map(|p| p.value));
-    let mut s = format!(
-        "| {param} | {} |\n|---:|{}\n",
-        models.join(" | "),
-        "---:|".repeat(models.len())
-    );
-    for v in values {
-        let cells: Vec<String> = models
-            .iter()
-            .map(|m| {
-                let median = if m == "ceiling" {
-                    ceilings.iter().find(|c| c.0 == v).map(|c| c.1)
-                } else {
-                    points
-                        .iter()
-                        .find(|p| p.value == v && p.model.to_string() == *m)
-                        .map(|p| p.median_s)
-                };
-                median.map(|t| format!("{t:.2} s")).unwrap_or_default()
-            })
-            .collect();
-        let name = points
-            .iter()
-            .find(|p| p.value == v && !p.value_name.is_empty())
-            .map_or_else(|| v.to_string(), |p| p.value_name.clone());
-        s.push_str(&format!("| {name} | {} |\n", cells.join(" | ")));
     }
     s
 }
@@ -373,6 +331,9 @@ pub struct Environment {
     pub warmup: usize,
     /// The server's fsync, synchronous_commit and full_page_writes.
     pub durability: super::durability::ServerDurability,
+    /// How the measuring binary was built: times from an unoptimised one
+    /// are not the models' own.
+    pub build: super::binary::Build,
 }
 
 pub fn machine() -> (usize, f64, String, String) {

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 use super::baseline::change_text;
 use super::json::{BaselineReport, Comparison, ModelStats};
-use super::stats::ChangeVerdict;
+use super::stats::{ChangeVerdict, Speedup};
 use crate::models::Model;
 
 /// Escapes text for HTML and SVG (content and attribute values).
@@ -101,6 +101,7 @@ pub fn render(c: &Comparison) -> String {
     if let Some(b) = &c.baseline {
         let _ = writeln!(h, "<p>{}</p>", baseline_summary_line(b));
     }
+    h.push_str(&build_line(c.environment.as_ref()));
     // The two charts side by side where there is room.
     h.push_str("<div class=\"pair\">\n");
     section(
@@ -130,7 +131,7 @@ pub fn render(c: &Comparison) -> String {
             "speedup",
             &format!("How many times faster than {}", esc(&c.reference)),
             &speedup_chart(c),
-            "Reference mean over each model's mean, ± the error propagated from both standard deviations (as hyperfine reports it). The summary table also gives the ratio of medians.",
+            "Reference mean over each model's mean, ± the error propagated from both standard deviations (as hyperfine reports it; no ± from a single run). The same ratio as the terminal, summary.md and the charts; comparison.json and summary.csv also keep the ratio of medians.",
         );
     }
     h.push_str("</div>\n");
@@ -434,6 +435,7 @@ fn speedup_chart(c: &Comparison) -> String {
     let bars: Vec<Bar> = c
         .models
         .iter()
+        .filter(|m| !m.is_ceiling)
         .filter_map(|m| {
             let x = m.speedup?;
             Some(Bar {
@@ -446,7 +448,7 @@ fn speedup_chart(c: &Comparison) -> String {
                     x.ratio_of_means + x.ratio_of_means_error,
                 )),
                 dots: Vec::new(),
-                text: format!("{:.2}× ± {:.2}", x.ratio_of_means, x.ratio_of_means_error),
+                text: format!("{}×", Speedup::from(x).text(2)),
             })
         })
         .collect();
@@ -513,15 +515,13 @@ fn swatch(label: &str) -> String {
 
 fn summary_table(c: &Comparison) -> String {
     let rows = c.models.iter().map(|m| {
-        let (mean_ratio, median_ratio) = match m.speedup {
-            Some(x) => (
-                format!("{:.2}× ± {:.2}", x.ratio_of_means, x.ratio_of_means_error),
-                format!("{:.2}×", x.ratio_of_medians),
-            ),
-            None => ("–".into(), "–".into()),
+        // Ceilings are limits, not contenders: no ratio.
+        let mean_ratio = match m.speedup {
+            Some(x) if !m.is_ceiling => format!("{}×", Speedup::from(x).text(2)),
+            _ => "–".into(),
         };
         format!(
-            "<tr{}><td>{}</td><td>{}{}</td><td>{}</td><td>{} ± {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.0}</td><td>{}</td><td>{:.0} MB</td></tr>",
+            "<tr{}><td>{}</td><td>{}{}</td><td>{}</td><td>{} ± {}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.0}</td><td>{}</td><td>{:.0} MB</td></tr>",
             if m.is_ceiling { " class=\"ceiling\"" } else { "" },
             swatch(&m.model),
             m.runs,
@@ -537,7 +537,6 @@ fn summary_table(c: &Comparison) -> String {
             secs(m.min_secs),
             secs(m.max_secs),
             mean_ratio,
-            median_ratio,
             m.rows_per_sec,
             secs(m.median_cpu_secs),
             m.max_peak_rss_mb
@@ -551,8 +550,7 @@ fn summary_table(c: &Comparison) -> String {
             "mean ± σ",
             "min",
             "max",
-            &format!("vs {} (means)", esc(&c.reference)),
-            "(medians)",
+            &format!("vs {}", esc(&c.reference)),
             "rows/s",
             "CPU",
             "peak RSS",
@@ -765,6 +763,25 @@ fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>)
             )),
         serde_json::Value::String(s) => out.push((prefix.to_string(), s.clone())),
         other => out.push((prefix.to_string(), other.to_string())),
+    }
+}
+
+/// The measuring binary's build (`environment.json`'s `build`), in
+/// warning colours when it was unoptimised; nothing for results written
+/// before it was recorded.
+fn build_line(env: Option<&serde_json::Value>) -> String {
+    let Some(build) = env
+        .and_then(|e| e.get("build"))
+        .and_then(|b| serde_json::from_value::<super::binary::Build>(b.clone()).ok())
+    else {
+        return String::new();
+    };
+    match build.warning() {
+        Some(w) => format!("<p class=\"warn\" id=\"build\">{}</p>\n", esc(&w)),
+        None => format!(
+            "<p id=\"build\">Measured with a {} build.</p>\n",
+            esc(&build.describe())
+        ),
     }
 }
 

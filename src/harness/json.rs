@@ -128,6 +128,17 @@ pub struct SpeedRatio {
     pub ratio_of_medians: f64,
 }
 
+impl From<SpeedRatio> for Speedup {
+    /// Back to the statistics' type, for its one way of showing a ratio.
+    fn from(x: SpeedRatio) -> Self {
+        Speedup {
+            ratio: x.ratio_of_means,
+            error: x.ratio_of_means_error,
+            median_ratio: x.ratio_of_medians,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Ceiling {
     /// The larger of the two: no model can beat it.
@@ -388,9 +399,6 @@ pub fn verdict(summaries: &[ModelSummary], reference: Option<Label>) -> Option<V
         than: slow.label.to_string(),
         ratio: x.ratio,
         error: x.error,
-        text: format!(
-            "{} ran {:.2} ± {:.2} times faster than {}",
-            fast.label, x.ratio, x.error, slow.label
-        ),
+        text: x.sentence(&fast.label.to_string(), &slow.label.to_string(), 2),
     })
 }

@@ -7,6 +7,7 @@
 //! Statistics are kept apart from presentation, as hyperfine does.
 
 pub mod baseline;
+pub mod binary;
 pub mod bound;
 pub mod charts;
 pub mod comparison;
@@ -16,12 +17,14 @@ pub mod export;
 pub mod html;
 pub mod json;
 pub mod netstats;
+pub mod outdir;
 pub mod publish;
 pub mod runner;
 pub mod scratch;
 pub mod stats;
 pub mod summary;
 pub mod sweep;
+pub mod terminal;
 pub mod worker;
 
 /// Distinct items in first-seen order (models, values, labels as runs

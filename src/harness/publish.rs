@@ -43,6 +43,10 @@ pub struct PublishArgs {
     /// more than PCT percent with an interval that excludes zero.
     #[arg(long, value_name = "PCT", requires = "baseline")]
     pub fail_on_regression: Option<f64>,
+    /// Where named baselines live (`<dir>/baselines/NAME.json`), when not
+    /// in the output directory: set by the plan, never on the command line.
+    #[arg(skip)]
+    pub baselines_dir: Option<PathBuf>,
 }
 
 impl PublishArgs {
@@ -55,7 +59,7 @@ impl PublishArgs {
         );
         self.baseline
             .as_deref()
-            .map(|n| baseline::load(out, n))
+            .map(|n| baseline::load(self.baselines_dir.as_deref().unwrap_or(out), n))
             .transpose()
     }
 }
@@ -65,6 +69,9 @@ impl PublishArgs {
 pub struct Published {
     /// Labels that regressed beyond `--fail-on-regression`.
     pub regressed: Vec<String>,
+    /// The headline verdict ("async ran … times faster than sync"), for
+    /// `--replot` to print: `compare` prints its own verdict lines.
+    pub verdict: Option<String>,
 }
 
 impl Published {
@@ -121,9 +128,6 @@ pub fn publish(
     std::fs::write(&html_path, html::render(&c))
         .with_context(|| format!("writing {}", html_path.display()))?;
 
-    if let Some(v) = &c.verdict {
-        println!("{}", v.text);
-    }
     let mut regressed = Vec::new();
     if let (Some(r), Some(_)) = (&c.baseline, &baseline) {
         print!("{}", baseline::terminal(r));
@@ -135,7 +139,8 @@ pub fn publish(
         }
     }
     if let Some(name) = &args.save_baseline {
-        let p = baseline::save(out, name, runs, title, c.environment.as_ref())?;
+        let dir = args.baselines_dir.as_deref().unwrap_or(out);
+        let p = baseline::save(dir, name, runs, title, c.environment.as_ref())?;
         println!("saved baseline {name} to {}", p.display());
     }
     println!(
@@ -147,5 +152,8 @@ pub fn publish(
             .map(|p| format!(" (and {})", p.display()))
             .unwrap_or_default()
     );
-    Ok(Published { regressed })
+    Ok(Published {
+        regressed,
+        verdict: c.verdict.as_ref().map(|v| v.text.clone()),
+    })
 }

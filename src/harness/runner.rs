@@ -7,6 +7,7 @@
 //! this process, so the child's peak RSS and CPU time are the model's own.
 
 use std::io::Read as _;
+use std::os::unix::process::CommandExt as _;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -160,7 +161,11 @@ pub fn run_once(
         .envs(crate::db::tls::ca_file().map(|p| ("PGSSLROOTCERT", p)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stderr(Stdio::piped())
+        // A process group of its own: a Ctrl-C at the terminal reaches
+        // compare alone, whose handler stops the workers; otherwise a
+        // worker killed first would be reported as a failed run.
+        .process_group(0);
     // Several workers at once on the same bucket and database: scale-out, as
     // separate machines would run it; the ledger coordinates them.
     let cpu_before = target.cpu.sample();

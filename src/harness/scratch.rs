@@ -53,6 +53,15 @@ impl Scratch {
 
     /// The connection string that lands in this schema (it holds the
     /// password: pass it on, never print it).
+    /// For a schema in a throwaway server, deleted whole on exit: nothing
+    /// to drop on Ctrl-C (the server may be stopping already, and a
+    /// warning about it would be noise).
+    pub fn forget_on_interrupt(&self) {
+        LIVE.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(_, s)| *s != self.schema);
+    }
+
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -76,6 +85,11 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
+        // Interrupted: the signal handler drops what needs dropping (a
+        // throwaway server goes whole), and says the one line that matters.
+        if crate::db::embedded::interrupted() {
+            return;
+        }
         if let Err(e) = self.drop_now() {
             eprintln!(
                 "warning: could not drop compare's schema {s} ({}); drop it with: DROP SCHEMA {s} CASCADE",

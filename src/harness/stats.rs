@@ -69,7 +69,10 @@ impl Stats {
 
 /// How many times faster `model` is than `reference` (mean over mean), with
 /// its uncertainty propagated from both standard deviations, as hyperfine
-/// reports relative speed. Also the ratio of medians, kept in the CSV and JSON exports; the charts, the tables, the verdict and the HTML report all show the mean ratio.
+/// reports relative speed: the one definition of the speed ratio, which the
+/// terminal, `summary.md`, the charts, the HTML report and the verdict all
+/// show (through [`Speedup::text`] and [`Speedup::sentence`]). The ratio of
+/// medians is kept beside it in the CSV and JSON exports only.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Speedup {
     pub ratio: f64,
@@ -77,14 +80,59 @@ pub struct Speedup {
     pub median_ratio: f64,
 }
 
+/// The speed ratio of `model` against `reference`. The error is 0 when
+/// either side has a single run: one run has no spread to propagate, and
+/// half an error would look like a whole one.
 pub fn speedup(reference: &Stats, model: &Stats) -> Speedup {
     let ratio = reference.mean / model.mean;
     let rel = |s: &Stats| if s.mean > 0.0 { s.stddev / s.mean } else { 0.0 };
-    let error = ratio * (rel(reference).powi(2) + rel(model).powi(2)).sqrt();
+    let error = if reference.runs < 2 || model.runs < 2 {
+        0.0
+    } else {
+        ratio * (rel(reference).powi(2) + rel(model).powi(2)).sqrt()
+    };
     Speedup {
         ratio,
         error,
         median_ratio: reference.median / model.median,
+    }
+}
+
+impl Speedup {
+    /// Whether there is an error to show (every side had two runs or more).
+    pub fn has_error(&self) -> bool {
+        self.error > 0.0
+    }
+
+    /// `13.1 ± 0.5`, or `13.1` with no spread to show.
+    pub fn text(&self, decimals: usize) -> String {
+        if self.has_error() {
+            format!("{:.decimals$} ± {:.decimals$}", self.ratio, self.error)
+        } else {
+            format!("{:.decimals$}", self.ratio)
+        }
+    }
+
+    /// hyperfine's wording: "`model` ran 13.1 ± 0.5 times faster than
+    /// `reference`", or "… times slower than …" below 1 (the inverse
+    /// ratio, its error scaled alike).
+    pub fn sentence(&self, model: &str, reference: &str, decimals: usize) -> String {
+        if self.ratio >= 1.0 || self.ratio <= 0.0 {
+            format!(
+                "{model} ran {} times faster than {reference}",
+                self.text(decimals)
+            )
+        } else {
+            let inverse = Speedup {
+                ratio: 1.0 / self.ratio,
+                error: self.error / (self.ratio * self.ratio),
+                median_ratio: 1.0 / self.median_ratio,
+            };
+            format!(
+                "{model} ran {} times slower than {reference}",
+                inverse.text(decimals)
+            )
+        }
     }
 }
 
@@ -224,6 +272,26 @@ mod tests {
         assert_eq!(s.ratio, 5.0);
         assert_eq!(s.median_ratio, 5.0);
         assert!((s.error - 5.0 * (2f64.sqrt() / 2.0)).abs() < 1e-9);
+        assert_eq!(
+            s.sentence("async", "sync", 1),
+            "async ran 5.0 ± 3.5 times faster than sync"
+        );
+        let back = speedup(&fast, &slow);
+        assert_eq!(
+            back.sentence("sync", "async", 1),
+            "sync ran 5.0 ± 3.5 times slower than async"
+        );
+    }
+
+    #[test]
+    fn a_single_run_has_no_error() {
+        let one = Stats::of(&[10.0]).unwrap();
+        let many = Stats::of(&[1.0, 3.0]).unwrap();
+        for x in [speedup(&one, &many), speedup(&many, &one)] {
+            assert_eq!(x.error, 0.0);
+            assert!(!x.text(1).contains('±'), "{}", x.text(1));
+        }
+        assert_eq!(speedup(&one, &Stats::of(&[2.0]).unwrap()).text(1), "5.0");
     }
 
     /// Run-to-run noise of a shared machine: a few percent either way.

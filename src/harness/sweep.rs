@@ -5,13 +5,13 @@
 //! CSV and one line chart of median time per model against the parameter,
 //! the ceiling drawn dashed beneath.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, bail};
 
 use super::charts::{LineChart, Series, XScale, line_chart, series_styles};
 use super::comparison::{self, CompareArgs};
-use super::{export, unique};
+use super::{outdir, unique};
 use crate::models::{Label, Model};
 use crate::sim::NetworkPreset;
 
@@ -102,10 +102,20 @@ pub fn run(base: &CompareArgs) -> anyhow::Result<bool> {
         x_value(param, v)?;
         with_value(base, param, v)?;
     }
-    let out = base
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("results").join(format!("{profile}-sweep-{param}")));
+    // Without --out, a directory of its own under results/runs/; --resume
+    // continues the newest sweep of this profile and parameter there.
+    let name = format!("{profile}-sweep-{param}");
+    let runs_dir = Path::new(outdir::RUNS_DIR);
+    let out = match (&base.out, resume) {
+        (Some(dir), _) => dir.clone(),
+        (None, true) => outdir::newest(runs_dir, &name).with_context(|| {
+            format!(
+                "--resume found no earlier sweep {name}-* in {}; give its directory with --out",
+                runs_dir.display()
+            )
+        })?,
+        (None, false) => outdir::fresh(runs_dir, &name)?,
+    };
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let mut points = Vec::new();
     let mut all_ok = true;
@@ -131,6 +141,10 @@ pub fn run(base: &CompareArgs) -> anyhow::Result<bool> {
             args.out = Some(dir.clone());
             match comparison::Plan::from_args(args).and_then(|plan| comparison::run_plan(&plan)) {
                 Ok(ok) => all_ok &= ok,
+                // Interrupted: the signal handler says so, in one line.
+                Err(_) if crate::db::embedded::interrupted() => {
+                    crate::db::embedded::exit_interrupted()
+                }
                 Err(e) => {
                     eprintln!("error: sweep {param}={v}: {}", crate::error::chain(&*e));
                     all_ok = false;
@@ -151,7 +165,7 @@ pub fn run(base: &CompareArgs) -> anyhow::Result<bool> {
     w.flush()?;
     let png = out.join(format!("sweep_{param}.png"));
     chart(&png, &points, param)?;
-    println!("{}", export::sweep_table(&points, param));
+    print!("{}", super::terminal::sweep(&points, param));
     println!("wrote {} and {}", csv_path.display(), png.display());
     Ok(all_ok)
 }

@@ -1,0 +1,101 @@
+//! Where a comparison's results go when no `--out` is given: a directory
+//! of its own under `results/runs/` (relative to the current directory,
+//! gitignored), named after the profile and the UTC time it started, with
+//! `results/runs/latest` a symlink to the newest. A user's run so never
+//! overwrites the committed reference results in `results/<profile>/`,
+//! which only an explicit `--out` writes.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+/// Where runs without `--out` go, relative to the current directory.
+pub const RUNS_DIR: &str = "results/runs";
+
+/// The name of the symlink to the newest run, inside [`RUNS_DIR`].
+pub const LATEST: &str = "latest";
+
+/// Creates `<runs>/<name>-<UTC timestamp>/` (with a `-2`, `-3`, … suffix
+/// when two start in the same second), points `<runs>/latest` at it, and
+/// returns it. `runs` is [`RUNS_DIR`] but in tests.
+pub fn fresh(runs: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(runs).with_context(|| format!("creating {}", runs.display()))?;
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let base = format!("{name}-{stamp}");
+    let mut n = 1;
+    let dir = loop {
+        let candidate = runs.join(if n == 1 {
+            base.clone()
+        } else {
+            format!("{base}-{n}")
+        });
+        // create_dir (not _all) fails on an existing one: no two runs share.
+        match std::fs::create_dir(&candidate) {
+            Ok(()) => break candidate,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => n += 1,
+            Err(e) => return Err(e).with_context(|| format!("creating {}", candidate.display())),
+        }
+    };
+    point_latest(runs, &dir)?;
+    Ok(dir)
+}
+
+/// Points `<runs>/latest` at `dir` (a relative symlink, replaced
+/// atomically by a rename).
+fn point_latest(runs: &Path, dir: &Path) -> anyhow::Result<()> {
+    let target = dir.file_name().context("a run directory has a name")?;
+    let tmp = runs.join(format!(".{LATEST}.{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp)
+        .and_then(|()| std::fs::rename(&tmp, runs.join(LATEST)))
+        .with_context(|| {
+            format!(
+                "pointing {} at {}",
+                runs.join(LATEST).display(),
+                dir.display()
+            )
+        })
+}
+
+/// The newest directory under `runs` whose name is `name-` and a
+/// timestamp (for `--sweep --resume` without `--out`).
+pub fn newest(runs: &Path, name: &str) -> Option<PathBuf> {
+    let prefix = format!("{name}-");
+    std::fs::read_dir(runs)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            n.strip_prefix(&prefix)
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+        })
+        // The timestamps sort as text.
+        .max()
+        .map(|n| runs.join(n))
+}
+
+/// Where named baselines live: beside the results with `--out`, else in
+/// `results/runs/` (a per-run directory would lose them).
+pub fn baselines_base(out: Option<&Path>) -> PathBuf {
+    out.map_or_else(|| PathBuf::from(RUNS_DIR), Path::to_path_buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_directories_never_collide_and_latest_follows() {
+        let tmp = tempfile::tempdir().unwrap();
+        let runs = tmp.path().join("results/runs");
+        let a = fresh(&runs, "tiny").unwrap();
+        let b = fresh(&runs, "tiny").unwrap();
+        assert_ne!(a, b);
+        assert!(a.starts_with(&runs) && b.is_dir());
+        let latest = std::fs::read_link(runs.join(LATEST)).unwrap();
+        assert_eq!(latest, Path::new(b.file_name().unwrap()));
+        assert_eq!(newest(&runs, "tiny").unwrap(), b);
+        assert_eq!(newest(&runs, "tiny-sweep-latency"), None);
+    }
+}

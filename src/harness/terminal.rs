@@ -1,0 +1,628 @@
+//! What `compare` prints when it is done, modelled on hyperfine and
+//! criterion: an aligned table of the models, the ceilings in a table of
+//! their own, then verdict lines (how much faster than the reference, which
+//! model is closest to its floor, and what limits it). Plain text for a
+//! terminal; `summary.md` keeps the Markdown tables.
+
+use super::stats::Speedup;
+use super::summary::{self, ModelSummary};
+use super::sweep::{self, Point};
+use super::unique;
+use crate::models::{Label, Model};
+
+/// The widest a line may be.
+pub const WIDTH: usize = 100;
+
+/// The efficiency footnote's marker.
+const ABOVE: &str = "¹";
+
+/// The whole report: tables, notes and verdict lines.
+pub fn render(summaries: &[ModelSummary], reference: Option<Label>) -> String {
+    let mut out = models_table(summaries, reference);
+    let ceilings = ceilings_table(summaries);
+    if !ceilings.is_empty() {
+        out.push('\n');
+        out.push_str(&ceilings);
+    }
+    let verdicts = verdicts(summaries, reference);
+    if !verdicts.is_empty() {
+        out.push('\n');
+        for v in verdicts {
+            out.push_str(&wrap(&v));
+        }
+    }
+    out
+}
+
+/// `text` broken between words into lines of at most [`WIDTH`] columns,
+/// the continuation lines indented.
+pub fn wrap(text: &str) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let len = line.chars().count();
+        if len > 0 && len + 1 + word.chars().count() > WIDTH {
+            out.push_str(&line);
+            out.push('\n');
+            line = format!("  {word}");
+        } else {
+            if len > 0 {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+    }
+    out.push_str(&line);
+    out.push('\n');
+    out
+}
+
+/// A column: its header, whether it is right-aligned, and its cells.
+struct Column {
+    header: String,
+    right: bool,
+    cells: Vec<String>,
+}
+
+impl Column {
+    fn new(header: impl Into<String>, right: bool) -> Self {
+        Column {
+            header: header.into(),
+            right,
+            cells: Vec::new(),
+        }
+    }
+
+    fn width(&self) -> usize {
+        self.cells
+            .iter()
+            .map(|c| c.chars().count())
+            .chain([self.header.chars().count()])
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// Lays the columns out two spaces apart, headers first; drops the
+/// columns named in `droppable` (in that order) while a line would be
+/// wider than [`WIDTH`].
+fn layout(mut columns: Vec<Column>, droppable: &[&str]) -> String {
+    let total = |cs: &[Column]| cs.iter().map(Column::width).sum::<usize>() + 2 * (cs.len() - 1);
+    for name in droppable {
+        if total(&columns) <= WIDTH {
+            break;
+        }
+        columns.retain(|c| c.header != *name);
+    }
+    let widths: Vec<usize> = columns.iter().map(Column::width).collect();
+    let rows = columns.first().map_or(0, |c| c.cells.len());
+    let line = |cell: &dyn Fn(&Column) -> &str| {
+        let mut s = String::new();
+        for (i, (c, w)) in columns.iter().zip(&widths).enumerate() {
+            let text = cell(c);
+            let pad = w - text.chars().count();
+            if i > 0 {
+                s.push_str("  ");
+            }
+            if c.right {
+                s.push_str(&" ".repeat(pad));
+                s.push_str(text);
+            } else {
+                s.push_str(text);
+                // No trailing blanks after the last column.
+                if i + 1 < columns.len() {
+                    s.push_str(&" ".repeat(pad));
+                }
+            }
+        }
+        s.truncate(s.trim_end().len());
+        s.push('\n');
+        s
+    };
+    let mut s = line(&|c| &c.header);
+    for r in 0..rows {
+        s.push_str(&line(&|c| &c.cells[r]));
+    }
+    s
+}
+
+fn secs(x: f64) -> String {
+    format!("{x:.2} s")
+}
+
+/// `mean ± σ`, or the mean alone from a single run.
+fn mean_sd(s: &ModelSummary) -> String {
+    if s.stats.runs < 2 {
+        secs(s.stats.mean)
+    } else {
+        format!("{:.2} ± {:.2} s", s.stats.mean, s.stats.stddev)
+    }
+}
+
+/// `mean ± σ`, or `mean` when no row has the two runs a spread needs.
+fn mean_header(rows: &[&ModelSummary]) -> &'static str {
+    if rows.iter().any(|s| s.stats.runs >= 2) {
+        "mean ± σ"
+    } else {
+        "mean"
+    }
+}
+
+/// Rows per second with thousands separated by a thin space.
+fn rate(x: f64) -> String {
+    let digits = format!("{:.0}", x.max(0.0));
+    let mut s = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            s.push(' ');
+        }
+        s.push(c);
+    }
+    s
+}
+
+/// Each model's efficiency against the ceiling (ceiling ÷ median), when
+/// both ceilings ran.
+fn efficiency(s: &ModelSummary, ceiling: Option<f64>) -> Option<f64> {
+    ceiling.map(|c| c / s.stats.median)
+}
+
+/// The models proper, one row each.
+fn models_table(summaries: &[ModelSummary], reference: Option<Label>) -> String {
+    let models: Vec<&ModelSummary> = summary::models_only(summaries).collect();
+    if models.is_empty() {
+        return String::new();
+    }
+    let reference_name = reference.map(|r| r.to_string()).unwrap_or_default();
+    let bounds = models.iter().any(|m| m.bound_secs.is_some());
+    let ceiling = summary::ceiling(summaries).map(|c| c.0);
+    let mut cols = vec![
+        Column::new("model", false),
+        Column::new("runs", true),
+        Column::new("median", true),
+        Column::new(mean_header(&models), true),
+        Column::new("rows/s", true),
+        Column::new(format!("vs {reference_name}"), true),
+        Column::new("CPU", true),
+        Column::new("RSS", true),
+    ];
+    if bounds {
+        cols.push(Column::new("× bound", true));
+    }
+    if ceiling.is_some() {
+        cols.push(Column::new("of ceiling", true));
+    }
+    let mut above = false;
+    let mut outliers = Vec::new();
+    for m in &models {
+        let st = &m.stats;
+        let mut row = vec![
+            m.label.to_string(),
+            st.runs.to_string(),
+            secs(st.median),
+            mean_sd(m),
+            rate(m.rows_per_sec),
+            match &m.speedup {
+                Some(x) => format!("{}×", x.text(1)),
+                None if Some(m.label) == reference => "1.0×".into(),
+                None => "–".into(),
+            },
+            secs(m.median_cpu_secs),
+            format!("{:.0} MB", m.max_peak_rss_mb),
+        ];
+        if bounds {
+            row.push(
+                m.bound_secs
+                    .map(|b| format!("{:.2}×", st.median / b))
+                    .unwrap_or_else(|| "–".into()),
+            );
+        }
+        if let Some(e) = efficiency(m, ceiling) {
+            let pct = format!("{:.0} %", 100.0 * e);
+            row.push(if e > 1.0 {
+                above = true;
+                format!("{pct}{ABOVE}")
+            } else {
+                pct
+            });
+        }
+        for (c, cell) in cols.iter_mut().zip(row) {
+            c.cells.push(cell);
+        }
+        if !st.outliers.is_empty() {
+            outliers.push(format!(
+                "{}: {} of its {} runs an outlier (modified z-score above 3.5)",
+                m.label,
+                st.outliers.len(),
+                st.runs
+            ));
+        }
+        if m.failed_runs > 0 {
+            outliers.push(format!(
+                "{}: {} runs failed verification and are left out",
+                m.label, m.failed_runs
+            ));
+        }
+    }
+    let mut s = layout(cols, &["CPU", "RSS"]);
+    for o in outliers {
+        s.push_str(&wrap(&o));
+    }
+    if above {
+        s.push_str(&wrap(&format!(
+            "{ABOVE} above 100 %: faster than its ceiling, which a model cannot be: the ceiling's runs were noisy; read it as at the ceiling"
+        )));
+    }
+    if bounds {
+        s.push_str(&wrap(
+            "× bound: the median over the network bound: the listing plus ⌈files ÷ requests in flight⌉ GETs, each at the mean time to first byte plus the body at the per-connection bandwidth",
+        ));
+    }
+    s
+}
+
+/// What a ceiling measures.
+fn meaning(model: Model) -> &'static str {
+    match model {
+        Model::FetchOnly => "the network and parsing alone",
+        Model::LoadOnly => "the writes alone",
+        _ => "",
+    }
+}
+
+/// Where each label's CPU went (medians over its verified runs): the
+/// worker's, the database server's and the simulated bucket's, their floor
+/// over the cores, and the limit that binds (the larger of the network
+/// bound and the CPU floor) with the efficiency against it. `n/m`: not
+/// measured (a server elsewhere, a real bucket).
+pub fn cpu_table(summaries: &[ModelSummary]) -> String {
+    if summaries.is_empty() {
+        return String::new();
+    }
+    let opt_secs = |v: Option<f64>| v.map_or_else(|| "n/m".to_string(), secs);
+    let us = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| format!("{v:.1}"));
+    let mut cols = vec![
+        Column::new("CPU", false),
+        Column::new("client", true),
+        Column::new("DB", true),
+        Column::new("bucket", true),
+        Column::new("CPU floor", true),
+        Column::new("client µs/row", true),
+        Column::new("DB µs/row", true),
+        Column::new("binds", false),
+        Column::new("efficiency", true),
+    ];
+    let mut above = false;
+    for m in summaries {
+        let limit = m.limit().filter(|_| !m.label.model.is_ceiling());
+        let eff = limit.map(|l| l.efficiency(m.stats.median));
+        above |= eff.is_some_and(|e| e > 1.0);
+        let row = [
+            m.label.to_string(),
+            secs(m.median_cpu_secs),
+            opt_secs(m.cpu.db_secs),
+            opt_secs(m.cpu.bucket_secs),
+            opt_secs(m.cpu.floor_secs),
+            us(m.cpu.client_us_per_row),
+            us(m.cpu.db_us_per_row),
+            limit.map_or_else(|| "–".to_string(), |l| l.binds.to_string()),
+            eff.map_or_else(
+                || "–".to_string(),
+                |e| format!("{:.0} %{}", 100.0 * e, if e > 1.0 { ABOVE } else { "" }),
+            ),
+        ];
+        for (col, cell) in cols.iter_mut().zip(row) {
+            col.cells.push(cell);
+        }
+    }
+    let mut out = format!("\n{}", layout(cols, &["client µs/row", "bucket"]));
+    out.push_str(&wrap(&format!(
+        "CPU floor: client + DB + bucket CPU over {} cores, the least time the pass could take on this machine; binds: the larger of that and the network bound; efficiency: that limit over the median.",
+        super::cpu::cores()
+    )));
+    if above {
+        out.push_str(&wrap(&format!(
+            "{ABOVE} above 100 %: the median beat the limit, which is measured (CPU) or modelled (network) and noisy on a shared machine."
+        )));
+    }
+    out
+}
+
+/// The ceilings (`fetch-only`, `load-only`), apart from the models and
+/// with no speed ratio: they are limits, not contenders.
+fn ceilings_table(summaries: &[ModelSummary]) -> String {
+    let ceilings: Vec<&ModelSummary> = summaries
+        .iter()
+        .filter(|s| s.label.model.is_ceiling())
+        .collect();
+    if ceilings.is_empty() {
+        return String::new();
+    }
+    let slowest = summary::ceiling(summaries).map(|c| c.0);
+    let mut cols = vec![
+        Column::new("ceiling", false),
+        Column::new("runs", true),
+        Column::new("median", true),
+        Column::new(mean_header(&ceilings), true),
+        Column::new("what it measures", false),
+    ];
+    for c in &ceilings {
+        let note = if slowest == Some(c.stats.median) {
+            format!("{} (the ceiling)", meaning(c.label.model))
+        } else {
+            meaning(c.label.model).to_string()
+        };
+        let row = [
+            c.label.to_string(),
+            c.stats.runs.to_string(),
+            secs(c.stats.median),
+            mean_sd(c),
+            note,
+        ];
+        for (col, cell) in cols.iter_mut().zip(row) {
+            col.cells.push(cell);
+        }
+    }
+    layout(cols, &[])
+}
+
+/// The verdict lines: each model against the reference (fastest first,
+/// hyperfine's wording), the model closest to its floor, and what limits
+/// it.
+fn verdicts(summaries: &[ModelSummary], reference: Option<Label>) -> Vec<String> {
+    let mut lines = Vec::new();
+    let models: Vec<&ModelSummary> = summary::models_only(summaries).collect();
+    if let Some(reference) = reference {
+        let mut ratios: Vec<(&ModelSummary, Speedup)> = models
+            .iter()
+            .filter_map(|m| Some((*m, m.speedup?)))
+            .collect();
+        ratios.sort_by(|a, b| b.1.ratio.total_cmp(&a.1.ratio));
+        for (m, x) in ratios {
+            // Two decimals, as hyperfine and `comparison.json`'s verdict.
+            lines.push(x.sentence(&m.label.to_string(), &reference.to_string(), 2));
+        }
+    }
+    // Closest to its floor: the least time over its network bound; with no
+    // bound known, the fastest.
+    let closest = models
+        .iter()
+        .filter_map(|m| Some((*m, m.stats.median / m.bound_secs?)))
+        .min_by(|a, b| a.1.total_cmp(&b.1));
+    let best = match closest {
+        Some((m, x)) => {
+            lines.push(format!(
+                "closest to its floor: {} at {x:.2}× its network bound ({:.2} s)",
+                m.label,
+                m.bound_secs.unwrap_or_default()
+            ));
+            Some((m, Some(x)))
+        }
+        None => models
+            .iter()
+            .min_by(|a, b| a.stats.median.total_cmp(&b.stats.median))
+            .map(|m| (*m, None)),
+    };
+    if let Some((m, x_bound)) = best {
+        if let Some(line) = limit(m, x_bound, summaries) {
+            lines.push(line);
+        }
+    }
+    lines
+}
+
+/// What limits `m`: the slower ceiling when both ran, else the network
+/// bound alone.
+fn limit(m: &ModelSummary, x_bound: Option<f64>, summaries: &[ModelSummary]) -> Option<String> {
+    // Near its own network bound, the network is the limit whatever the
+    // ceilings say (sync: one request in flight).
+    if let Some(x) = x_bound.filter(|x| *x < NEAR_BOUND) {
+        return Some(format!(
+            "what limits it: network bound: {} takes {x:.2}× the time its requests in flight need on this network",
+            m.label
+        ));
+    }
+    if let Some((ceiling, fetch, load)) = summary::ceiling(summaries) {
+        let (kind, which) = if load >= fetch {
+            ("database bound", Model::LoadOnly)
+        } else {
+            ("network bound", Model::FetchOnly)
+        };
+        let e = ceiling / m.stats.median;
+        let mark = if e > 1.0 { ABOVE } else { "" };
+        return Some(if e >= 0.9 {
+            format!(
+                "what limits it: {kind}: {} reaches {:.0} %{mark} of the ceiling, {which} at {ceiling:.2} s ({})",
+                m.label,
+                100.0 * e,
+                meaning(which)
+            )
+        } else {
+            format!(
+                "what limits it: the model itself: {} reaches {:.0} % of the ceiling, {which} at {ceiling:.2} s ({}); the rest is the model's own overhead",
+                m.label,
+                100.0 * e,
+                meaning(which)
+            )
+        });
+    }
+    let x = x_bound?;
+    Some(format!(
+        "what limits it: not the network alone ({x:.2}× its bound); the ceilings (on by default) tell the network from the database"
+    ))
+}
+
+/// Within this factor of its network bound, a model is network bound.
+const NEAR_BOUND: f64 = 1.25;
+
+/// A sweep's table: each model's median (and the ceiling's) at each
+/// value of the swept parameter, aligned as [`render`]'s.
+pub fn sweep(points: &[Point], param: &str) -> String {
+    let mut names: Vec<String> = sweep::models(points)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let ceilings = sweep::ceilings(points);
+    if !ceilings.is_empty() {
+        names.push("ceiling".into());
+    }
+    let values = unique(points.iter().map(|p| p.value));
+    let mut cols = vec![Column::new(param, true)];
+    cols.extend(names.iter().map(|n| Column::new(n.clone(), true)));
+    for v in values {
+        // A preset's name (`internet`) rather than the number it is
+        // charted at.
+        let name = points
+            .iter()
+            .find(|p| p.value == v && !p.value_name.is_empty())
+            .map_or_else(|| v.to_string(), |p| p.value_name.clone());
+        cols[0].cells.push(name);
+        for (col, name) in cols[1..].iter_mut().zip(&names) {
+            let median = if name == "ceiling" {
+                ceilings.iter().find(|c| c.0 == v).map(|c| c.1)
+            } else {
+                points
+                    .iter()
+                    .find(|p| p.value == v && p.model.to_string() == *name)
+                    .map(|p| p.median_s)
+            };
+            col.cells
+                .push(median.map(secs).unwrap_or_else(|| "–".into()));
+        }
+    }
+    layout(cols, &[])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::stats::{Stats, speedup};
+
+    fn summary(model: Model, times: &[f64], bound: Option<f64>) -> ModelSummary {
+        ModelSummary {
+            label: Label { model, write: None },
+            stats: Stats::of(times).unwrap(),
+            rows_per_sec: 123_456.0,
+            speedup: None,
+            failed_runs: 0,
+            median_cpu_secs: 1.5,
+            max_peak_rss_mb: 42.0,
+            bound_secs: bound,
+            net: None,
+            cpu: crate::harness::cpu::CpuSummary::default(),
+        }
+    }
+
+    /// The four models and the two ceilings, sync the reference.
+    fn sample(runs: usize) -> (Vec<ModelSummary>, Option<Label>) {
+        let t = |x: f64| {
+            vec![x; runs]
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v * (1.0 + 0.02 * i as f64))
+                .collect::<Vec<_>>()
+        };
+        let mut s = vec![
+            summary(Model::Sync, &t(13.0), Some(6.0)),
+            summary(Model::AsyncFetch, &t(2.0), Some(0.5)),
+            summary(Model::Async, &t(1.0), Some(0.5)),
+            summary(Model::Threads, &t(1.4), Some(0.6)),
+            summary(Model::FetchOnly, &t(0.6), Some(0.5)),
+            summary(Model::LoadOnly, &t(0.95), None),
+        ];
+        let base = s[0].stats.clone();
+        for m in s.iter_mut().skip(1) {
+            m.speedup = Some(speedup(&base, &m.stats));
+        }
+        let reference = Some(s[0].label);
+        (s, reference)
+    }
+
+    #[test]
+    fn the_table_is_aligned_and_fits_the_terminal() {
+        let (s, reference) = sample(5);
+        let out = render(&s, reference);
+        assert!(!out.contains('|'), "no Markdown pipes:\n{out}");
+        assert!(!out.contains(".rs"), "no source paths:\n{out}");
+        for line in out.lines() {
+            assert!(line.chars().count() <= WIDTH, "too wide: {line:?}");
+        }
+        // Every row of the models table puts its columns where the header does.
+        let table: Vec<&str> = out.lines().take(5).collect();
+        let median_end = table[0].find("median").unwrap() + "median".len();
+        for row in &table[1..] {
+            assert_eq!(row.as_bytes()[median_end - 1], b's', "{row:?} in\n{out}");
+            assert_eq!(row.as_bytes()[median_end], b' ', "{row:?} in\n{out}");
+        }
+        assert!(table[0].starts_with("model "), "{out}");
+        assert!(table[3].starts_with("async "), "{out}");
+    }
+
+    #[test]
+    fn a_model_at_its_network_bound_is_network_bound() {
+        let (mut s, reference) = sample(5);
+        s[0].bound_secs = Some(12.5);
+        let out = render(&s, reference);
+        assert!(out.contains("closest to its floor: sync at 1.08×"), "{out}");
+        assert!(out.contains("what limits it: network bound: sync"), "{out}");
+    }
+
+    #[test]
+    fn ceilings_stand_apart_with_no_speed_ratio() {
+        let (s, reference) = sample(5);
+        let out = render(&s, reference);
+        let (models, rest) = out.split_once("\nceiling ").expect(&out);
+        assert!(
+            !models.contains("fetch-only") && !models.contains("load-only"),
+            "{out}"
+        );
+        let ceilings: Vec<&str> = rest.lines().take(3).collect();
+        assert!(ceilings[1].starts_with("fetch-only") && ceilings[2].starts_with("load-only"));
+        for l in &ceilings {
+            assert!(!l.contains('×'), "a ceiling has no ratio: {l:?}");
+        }
+        assert!(ceilings[2].contains("the ceiling"), "{out}");
+    }
+
+    #[test]
+    fn verdict_lines_say_how_much_faster_and_what_limits() {
+        let (s, reference) = sample(5);
+        let out = render(&s, reference);
+        let x = s[2].speedup.unwrap();
+        let line = format!(
+            "async ran {:.2} ± {:.2} times faster than sync",
+            x.ratio, x.error
+        );
+        assert!(out.contains(&line), "{line:?} in\n{out}");
+        // Fastest first.
+        let first = out.lines().find(|l| l.contains(" ran ")).unwrap();
+        assert!(first.starts_with("async ran"), "{out}");
+        assert!(
+            out.contains("closest to its floor: async at 2.08× its network bound"),
+            "{out}"
+        );
+        assert!(out.contains("what limits it: database bound"), "{out}");
+    }
+
+    #[test]
+    fn a_single_run_shows_no_plus_minus() {
+        let (s, reference) = sample(1);
+        let out = render(&s, reference);
+        assert!(!out.contains('±'), "{out}");
+        assert!(
+            out.contains("async ran 13.00 times faster than sync"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn an_efficiency_above_the_ceiling_is_explained() {
+        let (mut s, reference) = sample(5);
+        // load-only slower than async: the ceiling's runs were noisy.
+        s[5] = summary(Model::LoadOnly, &[1.2, 1.3, 1.25], None);
+        let out = render(&s, reference);
+        let async_row = out.lines().find(|l| l.starts_with("async ")).unwrap();
+        assert!(async_row.ends_with('¹'), "{out}");
+        assert!(out.contains("¹ above 100 %"), "{out}");
+    }
+}
