@@ -298,6 +298,17 @@ const SWATCH: i32 = 40;
 const LEGEND_FONT: u32 = 18;
 const LEGEND_LINE: i32 = 23;
 
+/// The caption's font size: 26 px, smaller for a long caption (a
+/// subtitle that names the network and the durability) so that it fits the
+/// canvas instead of being cut at both ends.
+fn caption_size(caption: &str) -> u32 {
+    let room = f64::from(SIZE.0 - 2 * MARGIN);
+    (14..=26)
+        .rev()
+        .find(|&px| f64::from(text::text_size(FontStyle::Bold, f64::from(px), caption).0) <= room)
+        .unwrap_or(14)
+}
+
 /// A white canvas with the caption on top and, when `legend` has entries,
 /// the legend in a panel right of the plot; returns the plot's area.
 fn frame<'a>(path: &'a Path, caption: &str, legend: &[Entry]) -> anyhow::Result<Area<'a>> {
@@ -305,7 +316,7 @@ fn frame<'a>(path: &'a Path, caption: &str, legend: &[Entry]) -> anyhow::Result<
     root.fill(&WHITE).map_err(err)?;
     let body = root
         .margin(MARGIN / 2, 0, 0, 0)
-        .titled(caption, bold(26))
+        .titled(caption, bold(caption_size(caption)))
         .map_err(err)?;
     if legend.is_empty() {
         return Ok(body);
