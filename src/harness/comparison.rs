@@ -200,6 +200,10 @@ pub struct Plan {
     pub settings: RunSettings,
     /// The charts' and `summary.md`'s title.
     pub subtitle: String,
+    /// The source revision, read before anything is written: the runs'
+    /// own files in a committed results directory would otherwise make
+    /// every reference run look "dirty".
+    pub git_revision: String,
 }
 
 impl Plan {
@@ -269,6 +273,7 @@ impl Plan {
             schedule,
             settings,
             subtitle,
+            git_revision: export::git_revision(),
         })
     }
 }
@@ -557,7 +562,7 @@ pub fn export(
     let (cores, memory_gib, cpu_model, os) = export::machine();
     let env = Environment {
         bucketbench_version: env!("CARGO_PKG_VERSION"),
-        git_revision: export::git_revision(),
+        git_revision: plan.git_revision.clone(),
         date: chrono::Utc::now().to_rfc3339(),
         cores,
         memory_gib,
