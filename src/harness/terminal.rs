@@ -4,6 +4,7 @@
 //! model is closest to its floor, and what limits it). Plain text for a
 //! terminal; `summary.md` keeps the Markdown tables.
 
+use super::bound::Binds;
 use super::stats::Speedup;
 use super::summary::{self, ModelSummary};
 use super::sweep::{self, Point};
@@ -383,20 +384,34 @@ fn verdicts(summaries: &[ModelSummary], reference: Option<Label>) -> Vec<String>
             lines.push(x.sentence(&m.label.to_string(), &reference.to_string(), 2));
         }
     }
-    // Closest to its floor: the least time over its network bound; with no
-    // bound known, the fastest.
+    // Closest to its floor: the least time over its limit (the larger of
+    // its network bound and its CPU floor); with no limit known, the
+    // fastest.
     let closest = models
         .iter()
-        .filter_map(|m| Some((*m, m.stats.median / m.bound_secs?)))
+        .filter_map(|m| {
+            let l = m.limit()?;
+            Some((*m, m.stats.median / l.secs, l))
+        })
         .min_by(|a, b| a.1.total_cmp(&b.1));
     let best = match closest {
-        Some((m, x)) => {
+        Some((m, x, l)) => {
+            let floor = match l.binds {
+                Binds::Network => "network bound",
+                Binds::Cpu => "CPU floor",
+            };
             lines.push(format!(
-                "closest to its floor: {} at {x:.2}× its network bound ({:.2} s)",
-                m.label,
-                m.bound_secs.unwrap_or_default()
+                "closest to its floor: {} at {x:.2}× its {floor} ({:.2} s)",
+                m.label, l.secs
             ));
-            Some((m, Some(x)))
+            if l.binds == Binds::Cpu && x < NEAR_BOUND {
+                lines.push(format!(
+                    "what limits it: CPU: the pass spends {:.2} s of CPU (worker, database and bucket) per core; only less CPU per row or more cores make it faster",
+                    l.secs
+                ));
+                return lines;
+            }
+            Some((m, m.bound_secs.map(|b| m.stats.median / b)))
         }
         None => models
             .iter()
