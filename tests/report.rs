@@ -146,9 +146,11 @@ fn the_html_report_renders_in_a_browser_at_desktop_and_phone_widths() {
     let (dir, baseline) = seed_copy();
     // The verdict the reference run wrote; the replot must reach the same
     // one from its runs.csv, and the report must show it.
-    let original: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("comparison.json")).unwrap())
-            .unwrap();
+    let original: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("results/seed/comparison.json"))
+            .unwrap(),
+    )
+    .unwrap();
     let verdict = original["verdict"]["text"].as_str().unwrap().to_string();
     assert!(verdict.starts_with("async ran "), "{verdict}");
     let replot = compare()
