@@ -90,7 +90,11 @@ pub fn save(
         schema_version: SCHEMA_VERSION,
         name: display_name(name),
         saved_at: chrono::Utc::now().to_rfc3339(),
-        git_revision: super::export::git_revision(),
+        // The revision the comparison recorded before it wrote anything (its
+        // own files would make a fresh read say "-dirty").
+        git_revision: environment
+            .and_then(|e| e["git_revision"].as_str())
+            .map_or_else(super::export::git_revision, str::to_string),
         title: title.to_string(),
         environment: environment.cloned(),
         models,
