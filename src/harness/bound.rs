@@ -11,6 +11,10 @@
 
 use serde::Serialize;
 
+/// What the bound counts, in one sentence, for the notes under the tables
+/// (`summary.md` and the terminal).
+pub const EXPLAINED: &str = "the listing plus ⌈files ÷ requests in flight⌉ GETs, each at the mean time to first byte (the slowest of them when every key is sent at once) plus the body at the per-connection bandwidth, and each new connection's handshake round trips";
+
 use crate::bucket::location::MANIFEST_KEY;
 use crate::sim::network::{LatencyRng, LatencyShape, NetworkModel, TlsVersion, setup_rtts};
 use crate::sim::{Conditions, SimBucket};

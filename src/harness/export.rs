@@ -304,7 +304,10 @@ pub fn summary_markdown(summaries: &[ModelSummary], reference: Option<Label>) ->
         ));
     }
     if bounds {
-        s.push_str("\nNetwork bound: the listing plus ⌈files ÷ requests in flight⌉ GETs, each at the mean time to first byte plus the body at the per-connection bandwidth, and each new connection's handshake round trips; the ratio is the median over it.\n");
+        s.push_str(&format!(
+            "\nNetwork bound: {}; the ratio is the median over it.\n",
+            super::bound::EXPLAINED
+        ));
     }
     if net {
         s.push_str("\nRequests: sent by the workers (retries included); connections, TLS handshakes and throttled (503 SlowDown) requests: counted by the simulated bucket during each run. Medians over the verified runs.\n");
