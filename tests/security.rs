@@ -748,3 +748,38 @@ fn database_tls_with_sslmode_require_is_verified() {
         assert!(diffs.is_empty(), "{model}: {diffs:#?}");
     }
 }
+
+/// A bucket whose certificate no trusted CA signed is refused at once, by
+/// both HTTP clients: a refused certificate is permanent, so it is not
+/// retried like a network error (it used to be, five times over 12 s).
+#[test]
+fn a_refused_certificate_is_not_retried() {
+    use bucketbench::sim::{Conditions, NetworkModel, ServeOptions, SimBucket, Spec, TlsVersion};
+    let bucket = SimBucket::generate(Spec::new(bucketbench::sim::ProfileName::Tiny, 1));
+    let served = bucket
+        .serve_network(
+            Conditions::default(),
+            std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            ServeOptions::default(),
+            NetworkModel {
+                tls: Some(TlsVersion::Tls13),
+                ..NetworkModel::default()
+            },
+        )
+        .unwrap();
+    let db = fresh_db();
+    for model in [Model::Sync, Model::Async] {
+        let out = ingest()
+            .env("DATABASE_URL", &db)
+            .args(["-b", &served.base_url(), "--model", model.name()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{model}: {stderr}");
+        assert!(stderr.contains("certificate"), "{model}: {stderr}");
+        assert!(
+            !stderr.contains("attempt 1 of"),
+            "{model}: a refused certificate was retried: {stderr}"
+        );
+    }
+}

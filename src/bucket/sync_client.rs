@@ -303,6 +303,11 @@ fn classify(e: ureq::Error) -> Attempt {
         ureq::Error::BadUri(_) | ureq::Error::InvalidProxyUrl => {
             Attempt::Fail(FetchError::Client(e.to_string()))
         }
+        // A refused certificate arrives wrapped as an IO error during the
+        // handshake: it is permanent, not a network hiccup to retry.
+        ureq::Error::Io(ref io) if crate::error::is_certificate_refused(io) => {
+            Attempt::Fail(FetchError::Client(format!("TLS error: {e}")))
+        }
         other => Attempt::Retry(other.to_string()),
     }
 }
