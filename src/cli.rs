@@ -25,6 +25,10 @@ pub struct ClientArgs {
     /// connection.
     #[arg(long, default_value_t = 2.0, allow_negative_numbers = true, value_parser = positive_f64)]
     pub first_byte_timeout: f64,
+    /// Seconds to wait for the headers of a listing page or manifest
+    /// before retrying (a server builds a whole page before answering).
+    #[arg(long, default_value_t = 15.0, allow_negative_numbers = true, value_parser = positive_f64)]
+    pub list_timeout: f64,
     /// Seconds any object download may take whatever its size, headers
     /// included; larger objects get more time at --min-download-rate. A
     /// download past its deadline is retried like a stall.
@@ -45,6 +49,7 @@ impl ClientArgs {
         ClientConfig {
             max_object_bytes: self.max_object_bytes,
             first_byte_timeout: Duration::from_secs_f64(self.first_byte_timeout.max(0.001)),
+            list_timeout: Duration::from_secs_f64(self.list_timeout.max(0.001)),
             download_timeout: Duration::from_secs_f64(self.download_timeout.max(0.001)),
             min_download_rate: (self.min_download_rate.max(0.001) * 1024.0) as u64,
             retry: RetryPolicy {

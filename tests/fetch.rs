@@ -40,6 +40,8 @@ enum Reply {
     },
     /// 200 with a Content-Length, then one byte every `every`.
     Trickle { body: Vec<u8>, every: Duration },
+    /// Silence for `after`, then 200 and the whole body.
+    Late { body: Vec<u8>, after: Duration },
 }
 
 fn whole(body: &[u8]) -> Reply {
@@ -162,6 +164,15 @@ fn serve_one(mut conn: TcpStream, routes: &Mutex<HashMap<String, Reply>>) {
                 Ok(())
             })
         }
+        Some(Reply::Late { body, after }) => {
+            std::thread::sleep(after);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            conn.write_all(head.as_bytes())
+                .and_then(|_| conn.write_all(&body))
+        }
     };
     let _ = conn.flush();
     let _ = conn.shutdown(std::net::Shutdown::Both);
@@ -246,6 +257,34 @@ fn a_trickling_body_is_given_up_at_its_deadline_by_both_clients() {
         }
         assert!(took < Duration::from_secs(5), "{client} took {took:?}");
     }
+}
+
+/// A server builds a whole listing page before it answers, so a slow page
+/// (moto took over 2 s for 1000 keys on a busy CI machine) must not fail
+/// the pass the way a slow object is given up on and retried.
+#[test]
+fn a_listing_slower_than_an_objects_first_byte_timeout_still_loads() {
+    let db = fresh_db();
+    let server = RawServer::start();
+    let late = |body: &[u8]| Reply::Late {
+        body: body.to_vec(),
+        after: Duration::from_millis(1500),
+    };
+    server.set("files_list.data", late(b"late.json\nok.json\n"));
+    server.set("late.json", late(&song_array(2)));
+    server.set("ok.json", whole(&song_array(1)));
+    let mut cfg = quick_config(&server.base_url(), &db);
+    cfg.client.first_byte_timeout = Duration::from_millis(500);
+    let s = run_pass(&cfg, Model::Sync.ingestor().as_ref()).unwrap();
+    assert_eq!((s.listed, s.loaded, s.songs), (2, 1, 1), "{s:?}");
+    assert_eq!(s.fetch_errors.len(), 1, "{s:?}");
+    assert_eq!(s.fetch_errors[0].key, "late.json");
+
+    // The listing's own timeout still bounds the wait.
+    cfg.client.list_timeout = Duration::from_millis(500);
+    let err = run_pass(&cfg, Model::Sync.ingestor().as_ref()).unwrap_err();
+    let line = bucketbench::error::chain(&*err);
+    assert!(line.contains("timeout"), "{line}");
 }
 
 #[test]

@@ -176,6 +176,7 @@ fn errors_and_stalls_reach_the_exact_result_within_two_passes() {
         let db = fresh_db();
         let mut cfg = config(&server.base_url(), &db);
         cfg.client.first_byte_timeout = Duration::from_millis(500);
+        cfg.client.list_timeout = Duration::from_millis(500);
         cfg.client.retry.max_attempts = 4;
         let m = model.parse::<Model>().unwrap().ingestor();
         let mut retries = 0;

@@ -37,6 +37,12 @@ pub struct ClientConfig {
     /// S3: a small GET slower than about 2 s is worth retrying on a fresh
     /// connection.
     pub first_byte_timeout: Duration,
+    /// Time allowed until the headers of a listing page or manifest arrive.
+    /// Longer than an object's: the server builds a whole page of 1000 keys
+    /// before it answers, and S3-compatible servers (MinIO, moto, Ceph)
+    /// take seconds to do it when busy. Giving up at 2 s would fail the
+    /// whole pass on a slow page that was on its way.
+    pub list_timeout: Duration,
     /// Longest silence allowed between two reads of a body.
     pub read_timeout: Duration,
     /// The time any download may take, whatever its size: the floor of
@@ -57,6 +63,7 @@ impl Default for ClientConfig {
             max_object_bytes: 256 * 1024 * 1024,
             connect_timeout: Duration::from_secs(5),
             first_byte_timeout: Duration::from_secs(2),
+            list_timeout: Duration::from_secs(15),
             read_timeout: Duration::from_secs(10),
             download_timeout: Duration::from_secs(30),
             min_download_rate: 64 * 1024,

@@ -36,6 +36,12 @@ pub(crate) fn read_ca_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading --ca-file {}", path.display()))
 }
 
+/// A silence longer than the whole download timeout is past any deadline
+/// already.
+fn per_read(cfg: &ClientConfig) -> std::time::Duration {
+    cfg.read_timeout.min(cfg.download_timeout)
+}
+
 impl SyncClient {
     pub fn new(cfg: ClientConfig, stats: Arc<NetStats>) -> anyhow::Result<Self> {
         let mut tls = ureq::tls::TlsConfig::builder();
@@ -56,9 +62,7 @@ impl SyncClient {
             .http_status_as_error(false)
             .timeout_connect(Some(cfg.connect_timeout))
             .timeout_recv_response(Some(cfg.first_byte_timeout))
-            // A silence longer than the whole download timeout is past any
-            // deadline already.
-            .timeout_per_read(Some(cfg.read_timeout.min(cfg.download_timeout)))
+            .timeout_per_read(Some(per_read(&cfg)))
             // The threads model keeps one connection per thread alive.
             .max_idle_connections(1024)
             .max_idle_connections_per_host(1024)
@@ -84,14 +88,27 @@ impl SyncClient {
         &self.cfg
     }
 
-    /// GETs `url` with retries on transient failures only, returning any
-    /// other answer's status, Content-Type and body for the caller to
+    fn per_read(&self) -> std::time::Duration {
+        per_read(&self.cfg)
+    }
+
+    /// GETs a listing page or manifest at `url`, waiting up to
+    /// `list_timeout` for its headers, with retries on transient failures
+    /// only, returning any other answer's status, Content-Type and body for the caller to
     /// interpret (the listing turns S3's XML errors into words and refuses
     /// an HTML page for a manifest).
     pub fn get_raw(&self, url: &str) -> Result<RawResponse, FetchError> {
         self.with_retries(url, true, || {
-            let started = std::time::Instant::now();
-            let mut resp = self.agent.get(url).call().map_err(classify)?;
+            let mut resp = self
+                .agent
+                .get(url)
+                .config()
+                .timeout_recv_response(Some(self.cfg.list_timeout))
+                // ureq's per-read timeout covers the wait for headers too.
+                .timeout_per_read(Some(self.cfg.list_timeout.max(self.per_read())))
+                .build()
+                .call()
+                .map_err(classify)?;
             let status = resp.status().as_u16();
             if matches!(status, 408 | 429 | 500..=599) {
                 return Err(Attempt::Retry(format!("HTTP {status} for {}", shown(url))));
@@ -102,6 +119,9 @@ impl SyncClient {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
             let declared = declared_length(resp.headers());
+            // The headers had their own, longer wait; the body's deadline
+            // starts once they are in.
+            let started = std::time::Instant::now();
             let body =
                 self.read_body(&mut resp, url, started, declared, self.cfg.max_object_bytes)?;
             Ok(RawResponse {
