@@ -214,3 +214,46 @@ fn completions_are_generated_for_each_shell() {
         }
     }
 }
+
+/// `cargo run --bin compare` (the dev profile) hands over to the release
+/// build: it runs the Cargo that started it to build the release `compare`
+/// of this source tree, and says so. A stand-in for Cargo records what it
+/// was asked and fails, so the test sees the request and the one-line
+/// failure without spending minutes on a release build.
+#[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "a release test build has nothing to hand over"
+)]
+fn an_unoptimised_compare_started_by_cargo_builds_and_runs_the_release_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let asked = dir.path().join("asked");
+    let fake = dir.path().join("cargo");
+    std::fs::write(
+        &fake,
+        format!("#!/bin/sh\necho \"$@\" > {}\nexit 3\n", asked.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = compare()
+        .env_remove("BUCKETBENCH_MEASURE_UNOPTIMISED")
+        .env("CARGO", &fake)
+        .args(["--profile", "tiny", "--runs", "1"])
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let asked = std::fs::read_to_string(&asked).expect("compare did not run Cargo");
+    let manifest = format!("{}/Cargo.toml", env!("CARGO_MANIFEST_DIR"));
+    assert_eq!(
+        asked.trim(),
+        format!("build --release --bin compare --manifest-path {manifest}")
+    );
+    assert!(stderr.contains("building the release profile"), "{stderr}");
+    assert!(
+        stderr.contains("building the release compare failed"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 2, "{stderr}");
+}

@@ -512,12 +512,26 @@ fn a_v2_database_upgrades_to_v3_with_its_rows_ledger_and_key_lookups() {
     // use the load_id index, so only bitmap scans are left to it.
     c.batch_execute("ANALYZE songs; SET enable_seqscan = off; SET enable_indexscan = off")
         .unwrap();
-    let plan: Vec<String> = c
-        .query(FILE_ROWS_EXPLAINED, &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    // The migration's UPDATE of load_id left HOT chains the new index
+    // breaks, so PostgreSQL marks it `indcheckxmin`: no snapshot older than
+    // the index may use it. Any transaction open anywhere in the cluster
+    // (another test's, in a parallel run) holds snapshots back for a moment,
+    // so the plan is asked again until those have ended.
+    let waited = std::time::Instant::now();
+    let plan = loop {
+        let plan: Vec<String> = c
+            .query(FILE_ROWS_EXPLAINED, &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if plan.iter().any(|l| l.contains("songs_load_id"))
+            || waited.elapsed() > std::time::Duration::from_secs(60)
+        {
+            break plan;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
     assert!(plan.iter().any(|l| l.contains("songs_load_id")), "{plan:?}");
     // A second pass loads nothing.
     let again = pass(&srv.base_url(), &db, "sync");

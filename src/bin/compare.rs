@@ -43,6 +43,9 @@ fn main() {
     });
     embedded::on_interrupt_say(comparison::interrupted_line);
     let args = args.compare;
+    if args.replot.is_none() {
+        bucketbench::harness::binary::hand_over_to_release();
+    }
     if let Some(dir) = &args.replot {
         match comparison::replot(dir, &args.publish) {
             Ok(true) => std::process::exit(0),

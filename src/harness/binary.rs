@@ -1,6 +1,8 @@
 //! How the running binary was built (profile, opt-level, debug
 //! assertions): recorded in `environment.json`, the report and the
-//! terminal, with a warning when the binary is unoptimised.
+//! terminal, with a warning when the binary is unoptimised; and the hand-over
+//! by which `cargo run --bin compare` (the dev profile) measures with the
+//! release build instead.
 
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +52,71 @@ impl Build {
             )
         })
     }
+}
+
+/// Set (to anything) to measure with an unoptimised `compare` instead of
+/// handing over to the release build; the tests set it, since they check
+/// behaviour, not speed.
+pub const MEASURE_UNOPTIMISED_ENV: &str = "BUCKETBENCH_MEASURE_UNOPTIMISED";
+
+/// Why not just warn: `cargo run --bin compare` is the obvious command,
+/// and its dev profile makes every model several times slower and the
+/// CPU-bound ones most of all, so the ranking itself changes. Optimising the
+/// dev profile instead would slow every `cargo test` build for the sake of
+/// one command; building the release profile once costs a few minutes, and
+/// later runs reuse it.
+///
+/// When this binary is unoptimised and was started by Cargo (`CARGO` is set,
+/// as `cargo run` does) from this crate's source tree, builds the release
+/// `compare` with that Cargo and replaces this process with it, same
+/// arguments. Returns (to measure here, with the warning) when the hand-over
+/// does not apply; exits with one line when the release build fails.
+pub fn hand_over_to_release() {
+    let unoptimised = Build::current().unoptimised();
+    let cargo = std::env::var_os("CARGO");
+    if !unoptimised || std::env::var_os(MEASURE_UNOPTIMISED_ENV).is_some() {
+        return;
+    }
+    let Some(cargo) = cargo else { return };
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    let Some(release) = std::env::current_exe().ok().and_then(|exe| {
+        let dir = exe.parent()?.parent()?.join("release");
+        Some(dir.join(exe.file_name()?))
+    }) else {
+        return;
+    };
+    if !manifest.is_file() {
+        return;
+    }
+    eprintln!(
+        "compare: this binary is unoptimised (the dev profile); building the release profile to measure with it (set {MEASURE_UNOPTIMISED_ENV}=1 to measure this one)"
+    );
+    let status = std::process::Command::new(&cargo)
+        .args(["build", "--release", "--bin", "compare", "--manifest-path"])
+        .arg(&manifest)
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => {
+            eprintln!(
+                "error: building the release compare failed ({s}); run `cargo run --release --bin compare` to see why"
+            );
+            std::process::exit(1);
+        }
+        Err(e) => {
+            eprintln!(
+                "error: cannot run {} to build the release compare: {e}",
+                std::path::Path::new(&cargo).display()
+            );
+            std::process::exit(1);
+        }
+    }
+    use std::os::unix::process::CommandExt as _;
+    let e = std::process::Command::new(&release)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    eprintln!("error: cannot run {}: {e}", release.display());
+    std::process::exit(1);
 }
 
 #[cfg(test)]
