@@ -899,6 +899,48 @@ fn without_out_a_run_gets_a_directory_of_its_own_and_latest_points_to_it() {
     );
 }
 
+/// A comparison that fails before its first run (here, a bucket nothing
+/// answers at) leaves no empty directory behind and `latest` where it was;
+/// runs on a real bucket are named for it, not for a profile.
+#[test]
+fn a_comparison_that_fails_at_once_leaves_no_empty_run_directory() {
+    let cwd = tempfile::tempdir().unwrap();
+    let runs = cwd.path().join("results/runs");
+    let earlier = runs.join("tiny-20260101T000000Z");
+    std::fs::create_dir_all(&earlier).unwrap();
+    std::fs::write(earlier.join("runs.csv"), "kept\n").unwrap();
+    std::os::unix::fs::symlink("tiny-20260101T000000Z", runs.join("latest")).unwrap();
+    let db = fresh_db();
+    let out = compare()
+        .current_dir(cwd.path())
+        .env("DATABASE_URL", &db)
+        .args([
+            "--bucket",
+            &format!("http://127.0.0.1:{}/nothing", free_port()),
+            "--attempts",
+            "1",
+            "--runs",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("results go to results/runs/bucket-20"),
+        "{stderr}"
+    );
+    let dirs: Vec<String> = std::fs::read_dir(&runs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(dirs.len(), 2, "only the earlier run and latest: {dirs:?}");
+    assert_eq!(
+        std::fs::read_link(runs.join("latest")).unwrap(),
+        Path::new("tiny-20260101T000000Z")
+    );
+}
+
 /// Signals `compare` once its first runs are kept, and checks it says so
 /// in one line and exits 130. `group`: the whole process group, as a
 /// Ctrl-C at a terminal does.

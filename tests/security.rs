@@ -778,6 +778,10 @@ fn a_refused_certificate_is_not_retried() {
         assert!(!out.status.success(), "{model}: {stderr}");
         assert!(stderr.contains("certificate"), "{model}: {stderr}");
         assert!(
+            stderr.contains("--ca-file"),
+            "{model}: says how to trust a private CA: {stderr}"
+        );
+        assert!(
             !stderr.contains("attempt 1 of"),
             "{model}: a refused certificate was retried: {stderr}"
         );

@@ -136,7 +136,10 @@ fn classify(e: reqwest::Error) -> Attempt {
     // reqwest puts the URL in its messages; a presigned URL holds secrets.
     let e = e.without_url();
     let text = crate::error::chain(&e);
-    if e.is_builder() || crate::error::is_certificate_refused(&e) {
+    if crate::error::is_certificate_refused(&e) {
+        return Attempt::Fail(FetchError::certificate_refused(&text));
+    }
+    if e.is_builder() {
         return Attempt::Fail(FetchError::Client(text));
     }
     Attempt::Retry(text)

@@ -164,6 +164,14 @@ pub enum FetchError {
 }
 
 impl FetchError {
+    /// A TLS certificate the client refused (unknown CA, wrong name,
+    /// expired): permanent, and the fix is usually a private CA to trust.
+    pub(crate) fn certificate_refused(text: &str) -> Self {
+        FetchError::Client(format!(
+            "TLS error: {text} (the server's certificate is not trusted; for a private CA, give its PEM with --ca-file)"
+        ))
+    }
+
     /// A failure that is a property of the object itself, so retrying on
     /// the next pass would fail the same way: the ledger records it.
     pub fn is_object_fault(&self) -> bool {

@@ -326,7 +326,7 @@ fn classify(e: ureq::Error) -> Attempt {
         // A refused certificate arrives wrapped as an IO error during the
         // handshake: it is permanent, not a network hiccup to retry.
         ureq::Error::Io(ref io) if crate::error::is_certificate_refused(io) => {
-            Attempt::Fail(FetchError::Client(format!("TLS error: {e}")))
+            Attempt::Fail(FetchError::certificate_refused(&e.to_string()))
         }
         other => Attempt::Retry(other.to_string()),
     }

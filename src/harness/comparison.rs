@@ -222,7 +222,14 @@ impl Plan {
         // overwrites the committed reference results.
         let out = match &args.out {
             Some(dir) => dir.clone(),
-            None => outdir::fresh(Path::new(outdir::RUNS_DIR), spec.profile.as_str())?,
+            // A real bucket has no profile: its runs are named for it.
+            None => outdir::fresh(
+                Path::new(outdir::RUNS_DIR),
+                match args.bucket {
+                    Some(_) => "bucket",
+                    None => spec.profile.as_str(),
+                },
+            )?,
         };
         args.publish.baselines_dir = Some(outdir::baselines_base(args.out.as_deref()));
         let writes: Vec<WriteStrategy> = if args.matrix {
@@ -674,7 +681,16 @@ fn draw(
 /// Returns whether every run was verified (and, with
 /// `--fail-on-regression`, none regressed against the baseline).
 pub fn run(args: CompareArgs) -> anyhow::Result<bool> {
-    run_plan(&Plan::from_args(args)?)
+    let own_dir = args.out.is_none();
+    let plan = Plan::from_args(args)?;
+    let result = run_plan(&plan);
+    if result.is_err() && own_dir {
+        // Failed before its first run (an unreachable bucket, a database
+        // that would not start): an empty directory, and `latest` pointing
+        // at it, would only hide the previous results.
+        outdir::discard_if_empty(Path::new(outdir::RUNS_DIR), &plan.out);
+    }
+    result
 }
 
 /// The stages after the plan (what a sweep calls for each value).

@@ -57,6 +57,46 @@ fn point_latest(runs: &Path, dir: &Path) -> anyhow::Result<()> {
         })
 }
 
+/// Removes `dir` if nothing was written into it, and points `<runs>/latest`
+/// back at the newest run left (or removes it when none is). Best effort:
+/// it only tidies up after a failure already being reported.
+pub fn discard_if_empty(runs: &Path, dir: &Path) {
+    if std::fs::remove_dir(dir).is_err() {
+        return; // not empty, or already gone
+    }
+    let newest = std::fs::read_dir(runs).ok().and_then(|entries| {
+        entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            // Each name ends in its UTC start time; the newest by that.
+            .max_by(|a, b| stamp(a).cmp(stamp(b)).then(a.cmp(b)))
+    });
+    match newest {
+        Some(name) => {
+            let _ = point_latest(runs, &runs.join(name));
+        }
+        None => {
+            let _ = std::fs::remove_file(runs.join(LATEST));
+        }
+    }
+}
+
+/// The part of a run directory's name from its UTC start time on
+/// (`20261126T063000Z`, maybe `-2`): what orders runs of any name.
+fn stamp(name: &str) -> &str {
+    let b = name.as_bytes();
+    (0..b.len())
+        .find(|&i| {
+            b[i] == b'-'
+                && b.len() > i + 9
+                && b[i + 1..i + 9].iter().all(u8::is_ascii_digit)
+                && b[i + 9] == b'T'
+        })
+        .map_or(name, |i| &name[i + 1..])
+}
+
 /// The newest directory under `runs` whose name is `name-` and a
 /// timestamp (for `--sweep --resume` without `--out`).
 pub fn newest(runs: &Path, name: &str) -> Option<PathBuf> {
@@ -97,5 +137,31 @@ mod tests {
         assert_eq!(latest, Path::new(b.file_name().unwrap()));
         assert_eq!(newest(&runs, "tiny").unwrap(), b);
         assert_eq!(newest(&runs, "tiny-sweep-latency"), None);
+    }
+
+    #[test]
+    fn an_empty_run_directory_is_discarded_and_latest_points_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let runs = tmp.path().join("results/runs");
+        let kept = fresh(&runs, "tiny").unwrap();
+        std::fs::write(kept.join("runs.csv"), "x").unwrap();
+        let failed = fresh(&runs, "seed").unwrap();
+        discard_if_empty(&runs, &failed);
+        assert!(!failed.exists());
+        let latest = std::fs::read_link(runs.join(LATEST)).unwrap();
+        assert_eq!(latest, Path::new(kept.file_name().unwrap()));
+        // A directory with results in it stays, whatever happened.
+        discard_if_empty(&runs, &kept);
+        assert!(kept.join("runs.csv").is_file());
+        // The last one gone, so is the pointer.
+        let only = tempfile::tempdir().unwrap();
+        let dir = fresh(only.path(), "bucket").unwrap();
+        discard_if_empty(only.path(), &dir);
+        assert!(std::fs::symlink_metadata(only.path().join(LATEST)).is_err());
+        assert_eq!(stamp("bucket-20261126T063000Z-2"), "20261126T063000Z-2");
+        assert_eq!(
+            stamp("seed-sweep-network-20261126T063000Z"),
+            "20261126T063000Z"
+        );
     }
 }
