@@ -78,7 +78,7 @@ fn number_parts(text: &str) -> (bool, &str, &str, i64) {
 
 /// The JSON number `text` as an i64 when its value is a whole number in
 /// range, exactly.
-fn exact_integer(text: &str) -> Option<i64> {
+pub(super) fn exact_integer(text: &str) -> Option<i64> {
     let (negative, int, frac, exponent) = number_parts(text);
     let digits = format!("{int}{frac}");
     let significant = digits.trim_start_matches('0');

@@ -656,17 +656,13 @@ fn integer(v: Option<Val<'_>>) -> Coerced<i64> {
     }
 }
 
-/// What `coerce::int_from_number` gives for a number whose text is `n`.
+/// What `coerce::int_from_number` gives for a number whose text is `n`:
+/// decided on the exact decimal text, as there (through f64,
+/// `1994.0000000000000001` would pass for 1994).
 fn int_from_number_text(n: &str) -> Option<i64> {
-    if let Ok(i) = n.parse::<i64>() {
-        return Some(i);
-    }
-    let f = n.parse::<f64>().ok()?;
-    (f.is_finite()
-        && f.fract() == 0.0
-        && f >= -9.223_372_036_854_775_808e18
-        && f < 9.223_372_036_854_775_808e18)
-        .then_some(f as i64)
+    n.parse::<i64>()
+        .ok()
+        .or_else(|| super::coerce::exact_integer(n))
 }
 
 fn non_negative(v: Option<Val<'_>>) -> Coerced<i64> {
@@ -837,6 +833,9 @@ mod tests {
                 "4.5",
                 "4.49",
                 "12345678901234567890.0",
+                "1994.0000000000000001",
+                "-0.000",
+                "100.00",
             ])
             .prop_map(str::to_string),
             "\\PC{0,10}".prop_map(|s| json_string(&s)),
@@ -1003,6 +1002,18 @@ mod tests {
             let text = format!("[{}]", records.join(","));
             assert_same(&text.as_bytes()[..cut.index(text.len() + 1)])?;
         }
+    }
+
+    /// The integer columns decide on the exact decimal text, as the
+    /// reference does: through f64 these passed for whole numbers.
+    #[test]
+    fn a_fraction_too_small_for_f64_is_not_an_integer() {
+        let text = br#"[{"type":"song","data":{"title":"t","year":1994.0000000000000001}},
+            {"type":"app","data":{"name":"n","size_bytes":2.00000000000000000001}},
+            {"type":"song","data":{"title":"t","year":1994.000}}]"#;
+        assert_same(text).unwrap();
+        let f = parse_file(text).unwrap();
+        assert_eq!((f.songs.len(), f.apps.len(), f.rejected.len()), (1, 0, 2));
     }
 
     #[test]
