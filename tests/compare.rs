@@ -108,7 +108,21 @@ fn compare_on_tiny_writes_every_output() {
             "throttled",
             "db_cpu_seconds",
             "bucket_cpu_seconds",
-            "cpu_floor_seconds"
+            "cpu_floor_seconds",
+            "first_byte_count",
+            "first_byte_mean_ms",
+            "first_byte_p50_ms",
+            "first_byte_p90_ms",
+            "first_byte_p99_ms",
+            "first_byte_p999_ms",
+            "first_byte_max_ms",
+            "setup_count",
+            "setup_mean_ms",
+            "setup_p50_ms",
+            "setup_p90_ms",
+            "setup_p99_ms",
+            "setup_p999_ms",
+            "setup_max_ms"
         ]
     );
     // HTTPS by default, verified against the CA compare handed its workers:
@@ -637,7 +651,9 @@ fn a_model_that_drops_a_file_fails_verification_and_compare_exits_non_zero() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("runs loaded something other than the expected result"),
+        stderr.contains(
+            "1 run loaded something other than the expected result; its time is excluded"
+        ),
         "{stderr}"
     );
     let runs = Csv::read(&dir.path().join("runs.csv")).rows;
