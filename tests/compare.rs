@@ -108,7 +108,21 @@ fn compare_on_tiny_writes_every_output() {
             "throttled",
             "db_cpu_seconds",
             "bucket_cpu_seconds",
-            "cpu_floor_seconds"
+            "cpu_floor_seconds",
+            "first_byte_count",
+            "first_byte_mean_ms",
+            "first_byte_p50_ms",
+            "first_byte_p90_ms",
+            "first_byte_p99_ms",
+            "first_byte_p999_ms",
+            "first_byte_max_ms",
+            "setup_count",
+            "setup_mean_ms",
+            "setup_p50_ms",
+            "setup_p90_ms",
+            "setup_p99_ms",
+            "setup_p999_ms",
+            "setup_max_ms"
         ]
     );
     // HTTPS by default, verified against the CA compare handed its workers:
@@ -637,7 +651,9 @@ fn a_model_that_drops_a_file_fails_verification_and_compare_exits_non_zero() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("runs loaded something other than the expected result"),
+        stderr.contains(
+            "1 run loaded something other than the expected result; its time is excluded"
+        ),
         "{stderr}"
     );
     let runs = Csv::read(&dir.path().join("runs.csv")).rows;
@@ -1004,4 +1020,111 @@ fn compare_interrupted_by_sigterm_says_what_it_kept_and_exits_130() {
 #[test]
 fn compare_interrupted_by_ctrl_c_says_what_it_kept_and_exits_130() {
     interrupt(libc::SIGINT, true);
+}
+
+/// Each run records the first-byte delays the simulated bucket applied:
+/// with a log-normal of median 20 ms and p99 80 ms, the runs met about
+/// that; the set-up round trips (TLS 1.3 over a 4 ms RTT: 8 ms) are counted
+/// apart, once per new connection. They reach first_byte.csv, the end of
+/// runs.csv, comparison.json, summary.md, the report and first_byte.png,
+/// and `--replot` draws the chart again from runs.csv.
+#[test]
+fn each_run_records_the_first_byte_delays_the_bucket_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_db();
+    let run = compare()
+        .env("DATABASE_URL", &db)
+        .args(["--profile", "tiny", "--files", "100", "--records", "3"])
+        .args(["--models", "sync,async", "--runs", "2", "--warmup", "0"])
+        .args(["--no-ceilings", "--bandwidth-mbps", "0"])
+        .args(["--latency-median-ms", "20", "--latency-p99-ms", "80"])
+        .args(["--rtt-ms", "4", "--tls-version", "1.3"])
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let near = |v: f64, want: f64, tol: f64| (v / want - 1.0).abs() <= tol;
+
+    let fb = Csv::read(&dir.path().join("first_byte.csv"));
+    for h in [
+        "model", "run", "delay", "count", "p50_ms", "p90_ms", "p99_ms", "max_ms",
+    ] {
+        assert!(fb.headers.iter().any(|c| c == h), "{h} in {:?}", fb.headers);
+    }
+    let runs = Csv::read(&dir.path().join("runs.csv"));
+    assert_eq!(
+        fb.rows.len(),
+        2 * runs.rows.len(),
+        "first byte and set-up per run"
+    );
+    for r in &fb.rows {
+        let n = |c: &str| {
+            r[c].parse::<f64>()
+                .unwrap_or_else(|_| panic!("{c} in {r:?}"))
+        };
+        match r["delay"].as_str() {
+            "first_byte" => {
+                assert!(n("count") >= 101.0, "every GET and the listing: {r:?}");
+                assert!(near(n("p50_ms"), 20.0, 0.3), "median near 20 ms: {r:?}");
+                assert!(
+                    n("p50_ms") <= n("p90_ms") && n("p90_ms") <= n("p99_ms"),
+                    "{r:?}"
+                );
+                assert!(n("p99_ms") <= n("max_ms") && n("p99_ms") < 240.0, "{r:?}");
+            }
+            "setup" => {
+                assert!(n("count") >= 1.0, "{r:?}");
+                assert!(near(n("p50_ms"), 8.0, 0.02), "TCP + TLS 1.3: 2 RTT: {r:?}");
+            }
+            other => panic!("unknown delay {other:?}"),
+        }
+    }
+    // runs.csv: the same figures, after every column it had before.
+    let last_old = runs
+        .headers
+        .iter()
+        .position(|h| h == "cpu_floor_seconds")
+        .unwrap();
+    let p50 = runs.headers.iter().position(|h| h == "first_byte_p50_ms");
+    assert!(p50.is_some_and(|i| i > last_old), "{:?}", runs.headers);
+    for r in &runs.rows {
+        let setups: u64 = r["setup_count"].parse().unwrap();
+        let conns: u64 = r["connections"].parse().unwrap();
+        assert!(
+            setups >= 1 && setups <= conns,
+            "one per connection used: {r:?}"
+        );
+    }
+    let c = json(&dir.path().join("comparison.json"));
+    for m in c["models"].as_array().unwrap() {
+        let p50 = m["median_first_byte"]["p50_ms"].as_f64().unwrap();
+        assert!(near(p50, 20.0, 0.3), "{m}");
+        assert!(m["median_setup"]["count"].as_u64().unwrap() >= 1, "{m}");
+    }
+    assert!(c["runs"][0]["first_byte"]["p99_ms"].as_f64().is_some());
+    let md = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    assert!(
+        md.contains("| model | requests | mean | p50 | p90 | p99 |"),
+        "{md}"
+    );
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(html.contains("First-byte delays the bucket applied"));
+    assert!(
+        stdout.contains("first_byte.csv, first_byte.png"),
+        "{stdout}"
+    );
+    let chart = dir.path().join("first_byte.png");
+    assert_eq!(png_size(&chart), (1200, 720));
+
+    // --replot draws it again from runs.csv alone.
+    std::fs::remove_file(&chart).unwrap();
+    let again = replot(dir.path(), &[]);
+    assert!(again.status.success(), "{again:?}");
+    png_size(&chart);
 }

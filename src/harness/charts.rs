@@ -6,7 +6,10 @@
 //! and throughput bars. The font is compiled in (DejaVu Sans, free licence,
 //! `assets/fonts/`), so text renders on a machine with no fonts installed.
 
+mod first_byte;
 mod text;
+
+pub use first_byte::first_byte_lines;
 
 use std::ops::Range;
 use std::path::Path;
@@ -1136,7 +1139,8 @@ pub fn matrix_bars(
 }
 
 /// Every chart of a comparison, in `out`: median time, each launch,
-/// throughput, and with a matrix the grouped bars. Returns each file's name
+/// throughput, the first-byte delays met on a simulated bucket, and with a
+/// matrix the grouped bars. Returns each file's name
 /// and whether it was drawn (a chart that fails is a warning, not a lost run).
 pub fn draw_all(
     out: &Path,
@@ -1166,6 +1170,18 @@ pub fn draw_all(
             throughput_bars(&out.join("throughput.png"), summaries, subtitle),
         ),
     ];
+    if super::firstbyte::charted(runs) {
+        drawn.push((
+            "first_byte.png",
+            first_byte_lines(
+                &out.join("first_byte.png"),
+                runs,
+                labels,
+                matrix.is_some(),
+                subtitle,
+            ),
+        ));
+    }
     if let Some((models, writes)) = matrix {
         drawn.push((
             "matrix.png",

@@ -263,9 +263,9 @@ impl Plan {
         let subtitle = match &args.bucket {
             Some(_) => "your bucket".to_string(),
             None => format!(
-                "{} profile, {} files, {}",
+                "{} profile, {}, {}",
                 spec.profile.as_str(),
-                spec.files,
+                crate::report::plural(spec.files as u64, "file", "files"),
                 super::netstats::subtitle(preset, &conditions, &model)
             ),
         };
@@ -459,7 +459,11 @@ fn completed(out: &Path, n: usize) {
 /// where they are kept (`runs.csv`, written after each run).
 pub fn interrupted_line() -> String {
     match &*COMPLETED.lock().unwrap_or_else(|p| p.into_inner()) {
-        Some((dir, n)) => format!("interrupted: {n} runs completed, kept in {}", dir.display()),
+        Some((dir, n)) => format!(
+            "interrupted: {} completed, kept in {}",
+            crate::report::plural(*n as u64, "run", "runs"),
+            dir.display()
+        ),
         None => "interrupted: 0 runs completed".to_string(),
     }
 }
@@ -494,6 +498,10 @@ pub fn execute(plan: &Plan, bench: &mut Bench) -> anyhow::Result<Vec<Run>> {
             ));
         }
         let before = bench.sim_server.as_ref().map(SimServer::stats);
+        let delays_before = bench
+            .sim_server
+            .as_ref()
+            .map(|s| super::firstbyte::Snapshot::of(&s.stats));
         let mut run = runner::run_once(
             &bench.target,
             &bench.settings,
@@ -505,6 +513,10 @@ pub fn execute(plan: &Plan, bench: &mut Bench) -> anyhow::Result<Vec<Run>> {
         )?;
         if let (Some(server), Some(before)) = (&bench.sim_server, before) {
             super::netstats::record(&mut run, &before, &server.stats());
+        }
+        if let (Some(server), Some(before)) = (&bench.sim_server, &delays_before) {
+            let after = super::firstbyte::Snapshot::of(&server.stats);
+            super::firstbyte::record(&mut run, before, &after);
         }
         if !run.verified {
             let line = format!("FAILED VERIFICATION: {label} run {r}: {}", run.problems);
@@ -561,6 +573,13 @@ pub fn export(
         table
     } else {
         format!("{table}\n{efficiency}")
+    };
+    super::firstbyte::write_csv(&out.join("first_byte.csv"), runs, layout.matrix)?;
+    let delays = super::firstbyte::markdown(runs, &layout.labels, layout.matrix);
+    let table = if delays.is_empty() {
+        table
+    } else {
+        format!("{table}\n{delays}")
     };
     std::fs::write(
         out.join("summary.md"),
@@ -619,9 +638,17 @@ pub fn export(
         );
     }
     println!(
-        "wrote {}/{{runs.csv, summary.csv, summary.md, environment.json, median_time.png, launches.png, throughput.png{}}}",
+        "wrote {}/{{runs.csv, summary.csv, summary.md, environment.json, median_time.png, launches.png, throughput.png{}{}}}",
         out.display(),
-        if layout.matrix { ", matrix.png" } else { "" }
+        if layout.matrix { ", matrix.png" } else { "" },
+        match (
+            runs.iter().any(|r| r.first_byte.is_some()),
+            super::firstbyte::charted(runs)
+        ) {
+            (true, true) => ", first_byte.csv, first_byte.png",
+            (true, false) => ", first_byte.csv",
+            _ => "",
+        }
     );
     if args.out.is_none() {
         println!(
@@ -641,8 +668,13 @@ pub fn export(
         true
     } else {
         eprintln!(
-            "error: {} runs loaded something other than the expected result; their times are excluded (see runs.csv)",
-            failed.len()
+            "error: {} something other than the expected result; {} excluded (see runs.csv)",
+            crate::report::plural(failed.len() as u64, "run loaded", "runs loaded"),
+            if failed.len() == 1 {
+                "its time is"
+            } else {
+                "their times are"
+            }
         );
         false
     };

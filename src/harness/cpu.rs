@@ -164,8 +164,8 @@ pub fn markdown(summaries: &[ModelSummary]) -> String {
     let secs = |v: Option<f64>| v.map_or("n/m".to_string(), |v| format!("{v:.2} s"));
     let us = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.1}"));
     let mut s = format!(
-        "CPU: the worker's (client), the database server's and the simulated bucket's, while the pass ran; CPU floor: their sum over the {} cores, the least wall time the pass could take here.\n\n| model | median | client CPU | DB CPU | bucket CPU | CPU floor | client µs/row | DB µs/row |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
-        cores()
+        "CPU: the worker's (client), the database server's and the simulated bucket's, while the pass ran; CPU floor: their sum over the {}, the least wall time the pass could take here.\n\n| model | median | client CPU | DB CPU | bucket CPU | CPU floor | client µs/row | DB µs/row |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
+        crate::report::plural(cores() as u64, "core", "cores")
     );
     for m in summaries {
         s.push_str(&format!(

@@ -42,9 +42,17 @@ pub fn write_runs_csv(path: &Path, runs: &[Run]) -> anyhow::Result<()> {
     let mut w =
         csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
     let opt = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_default();
-    w.write_record(RUNS_COLUMNS.iter().chain(&NET_COLUMNS).chain(&CPU_COLUMNS))?;
+    let delays = super::firstbyte::runs_columns();
+    w.write_record(
+        RUNS_COLUMNS
+            .iter()
+            .chain(&NET_COLUMNS)
+            .chain(&CPU_COLUMNS)
+            .map(|c| c.to_string())
+            .chain(delays),
+    )?;
     for r in runs {
-        w.write_record([
+        let fixed = [
             r.model.to_string(),
             r.write.as_str().to_string(),
             if r.run == 0 {
@@ -69,7 +77,8 @@ pub fn write_runs_csv(path: &Path, runs: &[Run]) -> anyhow::Result<()> {
             opt(r.db_cpu_secs),
             opt(r.bucket_cpu_secs),
             opt(r.cpu_floor_secs),
-        ])?;
+        ];
+        w.write_record(fixed.into_iter().chain(super::firstbyte::runs_cells(r)))?;
     }
     w.flush()?;
     Ok(())
@@ -100,6 +109,7 @@ pub fn read_runs_csv(path: &Path) -> anyhow::Result<Vec<Run>> {
             f(i).parse::<u64>().ok()
         };
         let opt = |i: Option<usize>| i.and_then(|i| f(i).parse::<f64>().ok());
+        let (first_byte, setup) = super::firstbyte::read_runs_cells(&headers, &rec);
         runs.push(Run {
             model: f(0)
                 .parse()
@@ -129,6 +139,8 @@ pub fn read_runs_csv(path: &Path) -> anyhow::Result<Vec<Run>> {
             db_cpu_secs: opt(db_cpu),
             bucket_cpu_secs: opt(bucket_cpu),
             cpu_floor_secs: opt(cpu_floor),
+            first_byte,
+            setup,
         });
     }
     Ok(runs)
@@ -276,15 +288,13 @@ pub fn summary_markdown(summaries: &[ModelSummary], reference: Option<Label>) ->
     for m in summaries {
         let st = &m.stats;
         let rel = match m.speedup {
+            // A ceiling is a limit, not a contender: no speed ratio.
+            _ if m.label.model.is_ceiling() => "–".into(),
             Some(x) => format!("{}×", x.text(1)),
             None if Some(m.label) == reference => "1.0×".into(),
             None => "–".into(),
         };
-        let flags = if st.outliers.is_empty() {
-            String::new()
-        } else {
-            format!(" ({} outlier)", st.outliers.len())
-        };
+        let flags = super::summary::runs_note(st.outliers.len(), m.failed_runs);
         let bound = match (bounds, m.bound_secs) {
             (false, _) => String::new(),
             (true, Some(b)) => format!(" {b:.2} s ({:.2}×) |", st.median / b),
@@ -435,5 +445,78 @@ mod tests {
         assert_eq!(back[0].db_cpu_secs, None);
         assert_eq!(back[0].bucket_cpu_secs, Some(0.25));
         assert_eq!(back[0].cpu_floor_secs, Some(0.725));
+        assert_eq!((back[0].first_byte, back[0].setup), (None, None));
+
+        // The first-byte and set-up delays close each row and read back.
+        let mut run = back[0].clone();
+        let d = super::super::firstbyte::Delays {
+            count: 101,
+            mean_ms: 23.5,
+            p50_ms: 20.25,
+            p90_ms: 37.5,
+            p99_ms: 79.125,
+            p999_ms: 96.5,
+            max_ms: 96.5,
+        };
+        run.first_byte = Some(d);
+        run.setup = Some(super::super::firstbyte::Delays { count: 0, ..d });
+        write_runs_csv(&path, &[run]).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let header = text.lines().next().unwrap();
+        assert!(
+            header.ends_with("cpu_floor_seconds,first_byte_count,first_byte_mean_ms,first_byte_p50_ms,first_byte_p90_ms,first_byte_p99_ms,first_byte_p999_ms,first_byte_max_ms,setup_count,setup_mean_ms,setup_p50_ms,setup_p90_ms,setup_p99_ms,setup_p999_ms,setup_max_ms"),
+            "{header}"
+        );
+        let back = read_runs_csv(&path).unwrap();
+        assert_eq!(back[0].first_byte, Some(d));
+        assert_eq!(back[0].setup.unwrap().count, 0);
+    }
+
+    fn summary(model: crate::models::Model, times: &[f64]) -> ModelSummary {
+        ModelSummary {
+            label: Label { model, write: None },
+            stats: super::super::stats::Stats::of(times).unwrap(),
+            rows_per_sec: 1000.0,
+            speedup: None,
+            failed_runs: 0,
+            median_cpu_secs: 1.0,
+            max_peak_rss_mb: 40.0,
+            bound_secs: None,
+            net: None,
+            cpu: super::super::cpu::CpuSummary::default(),
+        }
+    }
+
+    #[test]
+    fn summary_md_gives_ceilings_no_ratio_and_counts_outliers_in_words() {
+        use crate::models::Model;
+        let mut s = vec![
+            summary(Model::Sync, &[10.0, 10.1, 10.2, 10.1, 10.0]),
+            summary(Model::Async, &[1.0, 1.01, 1.02, 1.0, 1.01]),
+            summary(Model::FetchOnly, &[0.5, 0.51, 0.5, 0.52, 0.5]),
+            summary(Model::LoadOnly, &[0.8, 0.81, 0.8, 0.82, 0.8]),
+        ];
+        let base = s[0].stats.clone();
+        for m in s.iter_mut().skip(1) {
+            m.speedup = Some(super::super::stats::speedup(&base, &m.stats));
+        }
+        s[1].stats.outliers = vec![4];
+        s[0].stats.outliers = vec![1, 3];
+        let md = summary_markdown(&s, Some(s[0].label));
+        let row = |name: &str| {
+            md.lines()
+                .find(|l| l.starts_with(&format!("| {name} |")))
+                .unwrap_or_else(|| panic!("no {name} row in\n{md}"))
+                .to_string()
+        };
+        // The ratio is the 8th cell: `| model | runs | median | min | max |
+        // mean | rows/s | vs sync |`.
+        let ratio = |name: &str| row(name).split('|').nth(8).unwrap().trim().to_string();
+        assert_eq!(ratio("fetch-only"), "–", "{md}");
+        assert_eq!(ratio("load-only"), "–", "{md}");
+        assert!(ratio("async").ends_with('×'), "{md}");
+        assert_eq!(ratio("sync"), "1.0×", "{md}");
+        assert!(row("async").contains("| 5 (1 outlier) |"), "{md}");
+        assert!(row("sync").contains("| 5 (2 outliers) |"), "{md}");
     }
 }

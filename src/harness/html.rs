@@ -162,6 +162,15 @@ pub fn render(c: &Comparison) -> String {
         &cpu_table(c),
         "Medians over the verified measured runs. Client: the worker processes. DB: the PostgreSQL server (postmaster and every process under it) while the workers ran, before verification. Bucket: the simulated bucket's threads. n/m: not measured (a server not on this machine, a real bucket). CPU floor: their sum over the cores, the least wall time the pass could take on this machine.",
     );
+    if let Some(t) = first_byte_table(c) {
+        section(
+            &mut h,
+            "first-byte",
+            "First-byte delays the bucket applied",
+            &t,
+            "Per request, the first-byte latency the simulated bucket drew and waited before answering (ms); per new connection, the set-up round trips (TCP and TLS handshakes) it charged to the first response, apart. Each figure is the median over the verified measured runs of that run's own percentile (first_byte.csv has every run; first_byte.png draws these lines).",
+        );
+    }
     if let Some(b) = &c.baseline {
         let body = format!("{}{}", baseline_chart(b), baseline_table(b));
         section(
@@ -525,12 +534,7 @@ fn summary_table(c: &Comparison) -> String {
             if m.is_ceiling { " class=\"ceiling\"" } else { "" },
             swatch(&m.model),
             m.runs,
-            match (m.outlier_runs.len(), m.failed_runs) {
-                (0, 0) => String::new(),
-                (o, 0) => format!(" ({o} outlier)"),
-                (0, f) => format!(" ({f} failed)"),
-                (o, f) => format!(" ({o} outlier, {f} failed)"),
-            },
+            crate::harness::summary::runs_note(m.outlier_runs.len(), m.failed_runs),
             secs(m.median_secs),
             secs(m.mean_secs),
             secs(m.stddev_secs),
@@ -589,6 +593,52 @@ fn cpu_table(c: &Comparison) -> String {
         ],
         rows,
     )
+}
+
+/// Each model's first-byte percentiles and set-up round trips; `None`
+/// when no model has them (a real bucket).
+fn first_byte_table(c: &Comparison) -> Option<String> {
+    if c.models.iter().all(|m| m.median_first_byte.is_none()) {
+        return None;
+    }
+    let ms = |v: f64| format!("{v:.1}");
+    let rows = c.models.iter().filter_map(|m| {
+        let f = m.median_first_byte?;
+        let (setups, each) = match m.median_setup {
+            Some(s) if s.count > 0 => (s.count.to_string(), ms(s.p50_ms)),
+            Some(_) => ("0".into(), "–".into()),
+            None => ("–".into(), "–".into()),
+        };
+        Some(format!(
+            "<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            if m.is_ceiling { " class=\"ceiling\"" } else { "" },
+            swatch(&m.model),
+            f.count,
+            ms(f.mean_ms),
+            ms(f.p50_ms),
+            ms(f.p90_ms),
+            ms(f.p99_ms),
+            ms(f.p999_ms),
+            ms(f.max_ms),
+            setups,
+            each,
+        ))
+    });
+    Some(table(
+        &[
+            "model",
+            "requests",
+            "mean ms",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "p99.9 ms",
+            "max ms",
+            "set-ups",
+            "set-up ms",
+        ],
+        rows,
+    ))
 }
 
 fn ceiling_table(c: &Comparison) -> Option<String> {
@@ -803,6 +853,8 @@ fn env_table(env: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::harness::runner::Run;
+    use crate::models::Label;
 
     #[test]
     fn escapes_markup_and_picks_round_ticks() {
@@ -815,5 +867,60 @@ mod tests {
             ticks(-12.0, 30.0),
             vec![-20.0, -10.0, 0.0, 10.0, 20.0, 30.0]
         );
+    }
+
+    fn run(model: Model, run: usize, wall_secs: f64) -> Run {
+        Run {
+            model,
+            write: crate::db::WriteStrategy::Copy,
+            run,
+            wall_secs,
+            files: 10,
+            rows: 100,
+            rejected: 0,
+            requests: 11,
+            retries: 0,
+            bytes: 1000,
+            cpu_secs: 0.1,
+            peak_rss_mb: 20.0,
+            verified: true,
+            problems: String::new(),
+            connections: None,
+            tls_handshakes: None,
+            throttled: None,
+            db_cpu_secs: None,
+            bucket_cpu_secs: None,
+            cpu_floor_secs: None,
+            first_byte: None,
+            setup: None,
+        }
+    }
+
+    #[test]
+    fn the_summary_table_counts_outliers_in_words() {
+        // One far-off run of sync among seven, two of async.
+        let sync = [1.0, 1.01, 1.02, 1.0, 1.01, 1.02, 9.0];
+        let fast = [0.5, 0.51, 0.5, 0.52, 0.5, 7.0, 8.0];
+        let runs: Vec<Run> = sync
+            .iter()
+            .enumerate()
+            .map(|(i, t)| run(Model::Sync, i + 1, *t))
+            .chain(
+                fast.iter()
+                    .enumerate()
+                    .map(|(i, t)| run(Model::Async, i + 1, *t)),
+            )
+            .collect();
+        let labels = [
+            Label::new(Model::Sync, crate::db::WriteStrategy::Copy, false),
+            Label::new(Model::Async, crate::db::WriteStrategy::Copy, false),
+        ];
+        let summaries = crate::harness::summary::summarize(&runs, &labels, false, Some(labels[0]));
+        assert_eq!(summaries[0].stats.outliers.len(), 1);
+        assert_eq!(summaries[1].stats.outliers.len(), 2);
+        let c = Comparison::build(&runs, &summaries, Some(labels[0]), "t", None);
+        let table = summary_table(&c);
+        assert!(table.contains("7 (1 outlier)"), "{table}");
+        assert!(table.contains("7 (2 outliers)"), "{table}");
     }
 }

@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::firstbyte::Delays;
 use super::runner::Run;
 use super::stats::{self, ChangeVerdict, Speedup};
 use super::summary::{self, ModelSummary};
@@ -114,6 +115,15 @@ pub struct ModelStats {
     pub binds: Option<String>,
     /// `limit_secs / median_secs` (0–1): the efficiency the tables show.
     pub limit_efficiency: Option<f64>,
+    /// The first-byte delays the simulated bucket applied (count and
+    /// percentiles in ms), each the median over the verified measured runs
+    /// of the run's own figure; `null` for a real bucket or older results.
+    #[serde(default)]
+    pub median_first_byte: Option<Delays>,
+    /// The same for the connection set-up round trips it charged (one per
+    /// new connection's first response).
+    #[serde(default)]
+    pub median_setup: Option<Delays>,
 }
 
 /// How many times faster than the reference, both ways of counting.
@@ -182,6 +192,13 @@ pub struct RunRecord {
     pub bucket_cpu_secs: Option<f64>,
     /// `(cpu_secs + db_cpu_secs + bucket_cpu_secs) / cores`.
     pub cpu_floor_secs: Option<f64>,
+    /// The first-byte delays the simulated bucket applied during the run
+    /// (`null`: a real bucket, or results recorded before they were).
+    #[serde(default)]
+    pub first_byte: Option<Delays>,
+    /// The connection set-up round trips it charged during the run.
+    #[serde(default)]
+    pub setup: Option<Delays>,
 }
 
 /// The comparison against a saved baseline.
@@ -266,6 +283,8 @@ impl From<&Run> for RunRecord {
             db_cpu_secs: r.db_cpu_secs,
             bucket_cpu_secs: r.bucket_cpu_secs,
             cpu_floor_secs: r.cpu_floor_secs,
+            first_byte: r.first_byte,
+            setup: r.setup,
         }
     }
 }
@@ -305,6 +324,7 @@ impl Comparison {
                 let name = s.label.to_string();
                 let good = measured(runs, &name, matrix);
                 let is_ceiling = s.label.model.is_ceiling();
+                let delays = super::firstbyte::medians(&good);
                 let speedup = match s.speedup {
                     Some(x) => Some(ratio(x)),
                     None if has_reference && Some(s.label) == reference => Some(SpeedRatio {
@@ -348,6 +368,8 @@ impl Comparison {
                     limit_secs: s.limit().map(|l| l.secs),
                     binds: s.limit().map(|l| l.binds.to_string()),
                     limit_efficiency: s.limit().map(|l| l.efficiency(st.median)),
+                    median_first_byte: delays.0,
+                    median_setup: delays.1,
                 }
             })
             .collect::<Vec<_>>();

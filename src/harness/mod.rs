@@ -1,7 +1,8 @@
 //! The benchmarking harness: runs the models (`runner`, in a schema of
 //! its own: `scratch`), computes
-//! statistics (`stats`, `summary`, the analytic `bound`, and `cpu`: where
-//! each run's CPU went and the CPU floor), and presents
+//! statistics (`stats`, `summary`, the analytic `bound`, `cpu`: where
+//! each run's CPU went and the CPU floor, and `firstbyte`: the delays the
+//! simulated bucket applied), and presents
 //! them (`export`, `charts`, `sweep`; `publish`: `comparison.json` from
 //! `json`, `report.html` from `html`, and `baseline` comparisons).
 //! Statistics are kept apart from presentation, as hyperfine does.
@@ -14,6 +15,7 @@ pub mod comparison;
 pub mod cpu;
 pub mod durability;
 pub mod export;
+pub mod firstbyte;
 pub mod html;
 pub mod json;
 pub mod netstats;

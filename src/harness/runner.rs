@@ -107,6 +107,11 @@ pub struct Run {
     /// `(cpu_secs + db + bucket) / cores` ([`super::cpu::floor`]); `None`
     /// when read from a `runs.csv` written before it existed.
     pub cpu_floor_secs: Option<f64>,
+    /// The first-byte delays the simulated bucket applied during the run
+    /// (`harness::firstbyte`); `None` for a real bucket or older results.
+    pub first_byte: Option<super::firstbyte::Delays>,
+    /// The connection set-up round trips it charged.
+    pub setup: Option<super::firstbyte::Delays>,
 }
 
 impl Run {
@@ -257,6 +262,8 @@ pub fn run_once(
         db_cpu_secs: spent.db,
         bucket_cpu_secs: spent.bucket,
         cpu_floor_secs: Some(super::cpu::floor(cpu_secs, spent, super::cpu::cores())),
+        first_byte: None,
+        setup: None,
     })
 }
 

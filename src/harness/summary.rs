@@ -112,6 +112,23 @@ pub fn models_only(summaries: &[ModelSummary]) -> impl Iterator<Item = &ModelSum
     summaries.iter().filter(|s| !s.label.model.is_ceiling())
 }
 
+/// What a runs cell adds after the count: ` (2 outliers)`, ` (1 outlier,
+/// 1 failed)`, or nothing; `summary.md` and `report.html` both use it.
+pub fn runs_note(outliers: usize, failed: usize) -> String {
+    let parts: Vec<String> = [
+        (outliers > 0).then(|| crate::report::plural(outliers as u64, "outlier", "outliers")),
+        (failed > 0).then(|| format!("{failed} failed")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    }
+}
+
 impl ModelSummary {
     /// The larger of the network bound and the CPU floor, and which binds.
     pub fn limit(&self) -> Option<Limit> {
@@ -160,4 +177,18 @@ pub fn efficiency(summaries: &[ModelSummary]) -> String {
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_runs_note_counts_in_the_singular_and_the_plural() {
+        assert_eq!(runs_note(0, 0), "");
+        assert_eq!(runs_note(1, 0), " (1 outlier)");
+        assert_eq!(runs_note(2, 0), " (2 outliers)");
+        assert_eq!(runs_note(0, 1), " (1 failed)");
+        assert_eq!(runs_note(3, 2), " (3 outliers, 2 failed)");
+    }
 }

@@ -10,6 +10,7 @@ use super::summary::{self, ModelSummary};
 use super::sweep::{self, Point};
 use super::unique;
 use crate::models::{Label, Model};
+use crate::report::plural;
 
 /// The widest a line may be.
 pub const WIDTH: usize = 100;
@@ -231,17 +232,25 @@ fn models_table(summaries: &[ModelSummary], reference: Option<Label>) -> String 
             c.cells.push(cell);
         }
         if !st.outliers.is_empty() {
+            let n = st.outliers.len();
             outliers.push(format!(
-                "{}: {} of its {} runs an outlier (modified z-score above 3.5)",
+                "{}: {} of its {} {} (modified z-score above 3.5)",
                 m.label,
-                st.outliers.len(),
-                st.runs
+                n,
+                st.runs,
+                if n == 1 {
+                    "runs is an outlier"
+                } else {
+                    "runs are outliers"
+                }
             ));
         }
         if m.failed_runs > 0 {
             outliers.push(format!(
-                "{}: {} runs failed verification and are left out",
-                m.label, m.failed_runs
+                "{}: {} verification and {} left out",
+                m.label,
+                plural(m.failed_runs as u64, "run failed", "runs failed"),
+                if m.failed_runs == 1 { "is" } else { "are" }
             ));
         }
     }
@@ -319,8 +328,8 @@ pub fn cpu_table(summaries: &[ModelSummary]) -> String {
     }
     let mut out = format!("\n{}", layout(cols, &["client µs/row", "bucket"]));
     out.push_str(&wrap(&format!(
-        "CPU floor: client + DB + bucket CPU over {} cores, the least time the pass could take on this machine; binds: the larger of that and the network bound; efficiency: that limit over the median.",
-        super::cpu::cores()
+        "CPU floor: client + DB + bucket CPU over {}, the least time the pass could take on this machine; binds: the larger of that and the network bound; efficiency: that limit over the median.",
+        plural(super::cpu::cores() as u64, "core", "cores")
     )));
     if above {
         out.push_str(&wrap(&format!(
@@ -668,5 +677,23 @@ mod tests {
         let async_row = out.lines().find(|l| l.starts_with("async ")).unwrap();
         assert!(async_row.ends_with('¹'), "{out}");
         assert!(out.contains("¹ above 100 %"), "{out}");
+    }
+
+    #[test]
+    fn outliers_and_failed_runs_are_counted_in_words() {
+        let (mut s, reference) = sample(5);
+        s[0].stats.outliers = vec![2];
+        s[2].stats.outliers = vec![0, 4];
+        s[1].failed_runs = 1;
+        s[3].failed_runs = 2;
+        let out = render(&s, reference);
+        for line in [
+            "sync: 1 of its 5 runs is an outlier",
+            "async: 2 of its 5 runs are outliers",
+            "async-fetch: 1 run failed verification and is left out",
+            "threads: 2 runs failed verification and are left out",
+        ] {
+            assert!(out.contains(line), "{line:?} missing from\n{out}");
+        }
     }
 }

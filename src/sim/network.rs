@@ -328,6 +328,8 @@ impl RateLimiter {
 /// memory and are within 1 %.
 pub struct LatencyHistogram {
     counts: Box<[AtomicU64]>,
+    /// The exact sum of the delays recorded, in microseconds (for a mean).
+    sum_us: AtomicU64,
 }
 
 const HIST_MIN_MS: f64 = 0.01;
@@ -338,6 +340,7 @@ impl Default for LatencyHistogram {
     fn default() -> Self {
         LatencyHistogram {
             counts: (0..HIST_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            sum_us: AtomicU64::new(0),
         }
     }
 }
@@ -360,6 +363,21 @@ impl LatencyHistogram {
 
     pub fn record(&self, ms: f64) {
         self.counts[Self::bucket(ms)].fetch_add(1, Ordering::Relaxed);
+        self.sum_us
+            .fetch_add((ms.max(0.0) * 1000.0).round() as u64, Ordering::Relaxed);
+    }
+
+    /// A copy of the counts at one instant: two of them around a run give
+    /// the delays of that run alone ([`HistogramSnapshot::since`]).
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        HistogramSnapshot {
+            counts: self
+                .counts
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .collect(),
+            sum_us: self.sum_us.load(Ordering::Relaxed),
+        }
     }
 
     pub fn count(&self) -> u64 {
@@ -386,6 +404,67 @@ impl LatencyHistogram {
             }
         }
         None
+    }
+}
+
+/// The counts of a [`LatencyHistogram`] at one instant, with the same
+/// quantiles (plain data: the harness diffs two of them per run).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HistogramSnapshot {
+    counts: Vec<u64>,
+    sum_us: u64,
+}
+
+impl HistogramSnapshot {
+    /// What was recorded after `before` (an earlier snapshot of the same
+    /// histogram).
+    pub fn since(&self, before: &HistogramSnapshot) -> HistogramSnapshot {
+        HistogramSnapshot {
+            counts: self
+                .counts
+                .iter()
+                .enumerate()
+                .map(|(i, c)| c.saturating_sub(before.counts.get(i).copied().unwrap_or(0)))
+                .collect(),
+            sum_us: self.sum_us.saturating_sub(before.sum_us),
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// The mean delay in milliseconds; `None` when empty.
+    pub fn mean(&self) -> Option<f64> {
+        let n = self.count();
+        (n > 0).then(|| self.sum_us as f64 / 1000.0 / n as f64)
+    }
+
+    /// The `q` quantile (0 to 1) in milliseconds, as
+    /// [`LatencyHistogram::quantile`]; `q = 1` is the largest delay.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let total = self.count();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Some(bucket_upper(i));
+            }
+        }
+        None
+    }
+}
+
+/// A histogram bucket's upper bound in milliseconds.
+fn bucket_upper(i: usize) -> f64 {
+    if i == 0 {
+        0.0
+    } else {
+        HIST_MIN_MS * HIST_STEP.powi(i as i32)
     }
 }
 
@@ -473,6 +552,26 @@ mod tests {
         assert!((p50 / 500.0 - 1.0).abs() < 0.011, "{p50}");
         assert!((p99 / 990.0 - 1.0).abs() < 0.011, "{p99}");
         assert_eq!(h.count(), 1000);
+    }
+
+    #[test]
+    fn a_snapshot_since_another_holds_only_what_came_between() {
+        let h = LatencyHistogram::default();
+        for _ in 0..100 {
+            h.record(1000.0);
+        }
+        let before = h.snapshot();
+        for i in 1..=100 {
+            h.record(i as f64);
+        }
+        let run = h.snapshot().since(&before);
+        assert_eq!(run.count(), 100);
+        let p50 = run.quantile(0.5).unwrap();
+        assert!((p50 / 50.0 - 1.0).abs() < 0.011, "{p50}");
+        let max = run.quantile(1.0).unwrap();
+        assert!((max / 100.0 - 1.0).abs() < 0.011, "{max}");
+        assert!((run.mean().unwrap() - 50.5).abs() < 1e-9);
+        assert_eq!(HistogramSnapshot::default().quantile(0.5), None);
     }
 
     #[test]

@@ -68,6 +68,9 @@ pub struct ServerStats {
     pub throttled: AtomicU64,
     /// The first-byte latencies drawn (set-up round trips excluded).
     pub first_byte_ms: LatencyHistogram,
+    /// The set-up round trips charged to a new connection's first
+    /// response (TCP and TLS handshakes), one entry per connection charged.
+    pub setup_ms: LatencyHistogram,
 }
 
 /// A copy of the counters at one instant.
@@ -473,6 +476,9 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         .get::<Arc<Conn>>()
         .filter(|conn| conn.setup_pending.swap(false, Ordering::Relaxed))
         .map_or(0.0, |conn| conn.setup_ms);
+    if setup > 0.0 {
+        app.stats.setup_ms.record(setup);
+    }
     let delay = first_byte + setup;
     if delay > 0.0 {
         tokio::time::sleep(Duration::from_secs_f64(delay / 1000.0)).await;

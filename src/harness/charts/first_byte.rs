@@ -1,0 +1,107 @@
+//! `first_byte.png`: the first-byte delays each model actually met on the
+//! simulated bucket, as percentile lines (p50, p90, p99, p99.9, max) on a
+//! log scale of milliseconds, one line per model, in the look of every
+//! other chart ([`super::frame`], [`super::axes`]).
+
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use super::{Axis, AxisText, Entry, Marker, Swatch, axes, err, frame, number, series_styles};
+use crate::harness::firstbyte::{self, PERCENTILES};
+use crate::harness::runner::Run;
+use crate::models::Label;
+
+/// Draws the chart into `path` from the runs' recorded delays.
+pub fn first_byte_lines(
+    path: &Path,
+    runs: &[Run],
+    labels: &[Label],
+    matrix: bool,
+    subtitle: &str,
+) -> anyhow::Result<()> {
+    let rows = firstbyte::by_label(runs, labels, matrix);
+    let names: Vec<String> = rows.iter().map(|r| r.label.to_string()).collect();
+    let series: Vec<(String, RGBColor, Marker, Vec<(f64, f64)>)> = rows
+        .iter()
+        .zip(series_styles(&names))
+        .filter_map(|(r, (color, marker))| {
+            let f = r.first_byte?;
+            let points = f
+                .percentiles()
+                .iter()
+                .enumerate()
+                .map(|(i, v)| ((i + 1) as f64, *v))
+                .filter(|p| p.1 > 0.0)
+                .collect::<Vec<_>>();
+            Some((
+                format!("{} ({} requests)", r.label, f.count),
+                color,
+                marker,
+                points,
+            ))
+        })
+        .filter(|s| !s.3.is_empty())
+        .collect();
+    anyhow::ensure!(!series.is_empty(), "no run met a first-byte delay above 0");
+    let ys = || series.iter().flat_map(|s| s.3.iter().map(|p| p.1));
+    let (lo, hi) = (
+        ys().fold(f64::INFINITY, f64::min),
+        ys().fold(0.0_f64, f64::max),
+    );
+    let y = Axis::log_auto(lo / 1.4, hi * 1.4);
+    let n = PERCENTILES.len();
+    let x = Axis::linear(0.6..n as f64 + 0.4, (1..=n).map(|i| i as f64).collect());
+    let mut legend: Vec<Entry> = series
+        .iter()
+        .map(|s| Entry {
+            swatch: Swatch::Line(s.1, s.2),
+            text: s.0.clone(),
+        })
+        .collect();
+    legend.push(Entry {
+        swatch: Swatch::Note,
+        text: "each point: the median\nover the verified runs\nof that run's percentile;\nconnection set-up round\ntrips not included".into(),
+    });
+    let area = frame(
+        path,
+        &format!("First-byte delay each model met — {subtitle}"),
+        &legend,
+    )?;
+    let x_fmt = |v: &f64| {
+        let i = v.round() as usize;
+        PERCENTILES
+            .get(i.wrapping_sub(1))
+            .map_or_else(String::new, |p| p.0.to_string())
+    };
+    let mut chart = axes(
+        &area,
+        x,
+        y,
+        &AxisText {
+            x_desc: "percentile of the run's requests",
+            y_desc: "first-byte delay, ms (log scale)",
+            x_fmt: &x_fmt,
+            y_fmt: &number,
+            x_grid: true,
+            x_lines: 1,
+        },
+    )?;
+    for (_, color, marker, points) in &series {
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(3)))
+            .map_err(err)?;
+        let fill = color.filled();
+        let pts = points.iter().copied();
+        match marker {
+            Marker::Circle => chart.draw_series(pts.map(|p| Circle::new(p, 5, fill))),
+            Marker::Triangle => chart.draw_series(pts.map(|p| TriangleMarker::new(p, 7, fill))),
+            Marker::Square => chart.draw_series(
+                pts.map(|p| EmptyElement::at(p) + Rectangle::new([(-5, -5), (5, 5)], fill)),
+            ),
+        }
+        .map_err(err)?;
+    }
+    area.present().map_err(err)?;
+    Ok(())
+}
