@@ -86,7 +86,12 @@ pub fn summarize(
         .find(|s| Some(s.label) == reference)
         .map(|s| s.stats.clone())
     {
-        for s in out.iter_mut().filter(|s| Some(s.label) != reference) {
+        // A ceiling is a limit, not a contender: it gets no speed ratio
+        // anywhere (table, CSV, JSON, report).
+        for s in out
+            .iter_mut()
+            .filter(|s| Some(s.label) != reference && !s.label.model.is_ceiling())
+        {
             s.speedup = Some(speedup(&base, &s.stats));
         }
     }

@@ -267,9 +267,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 }
             }
             let s = server.stats();
+            use crate::report::plural;
             eprintln!(
-                "served {} requests on {} connections ({} TLS handshakes, {} resumed), {} throttled",
-                s.requests, s.connections, s.tls_handshakes, s.tls_resumed, s.throttled
+                "served {} on {} ({} TLS handshakes, {} resumed), {} throttled",
+                plural(s.requests, "request", "requests"),
+                plural(s.connections, "connection", "connections"),
+                s.tls_handshakes,
+                s.tls_resumed,
+                s.throttled
             );
             Ok(())
         }
