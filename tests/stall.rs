@@ -108,6 +108,35 @@ fn wait_for_files(db: &str, at_least: i64, child: &mut Child) {
     }
 }
 
+/// The child's exit status, stdout and stderr, once it ends; killed and
+/// failed if it runs past `within` (a pass hanging on a frozen bucket).
+fn finish(
+    mut child: Child,
+    within: Duration,
+    what: &str,
+) -> (std::process::ExitStatus, String, String) {
+    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    // Read as they come, so a full pipe never blocks the child.
+    let out = std::thread::spawn(move || std::io::read_to_string(&mut out).unwrap_or_default());
+    let err = std::thread::spawn(move || std::io::read_to_string(&mut err).unwrap_or_default());
+    let deadline = Instant::now() + within;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{what}: still running after {within:?}: {}",
+                err.join().unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status, out.join().unwrap(), err.join().unwrap())
+}
+
 fn expected() -> bucketbench::sim::Expected {
     SimBucket::generate(
         Spec::new(ProfileName::Small, SEED).with_overrides(Some(FILES), Some(RECORDS)),
@@ -125,16 +154,15 @@ fn a_frozen_bucket_ends_the_pass_in_one_line_and_a_rerun_loads_the_rest() {
         wait_for_files(&db, 10, &mut child);
         server.signal(libc::SIGSTOP);
         let frozen = Instant::now();
-        let out = child.wait_with_output().unwrap();
+        let (status, stdout, stderr) = finish(child, Duration::from_secs(30), model);
         let took = frozen.elapsed();
         server.signal(libc::SIGCONT);
-        let stderr = String::from_utf8_lossy(&out.stderr);
         // Trips 3 s into the streak; the rest is waking the waits.
         assert!(
             took < Duration::from_secs(15),
             "{model}: the pass took {took:?} to end on a frozen bucket: {stderr}"
         );
-        assert_eq!(out.status.code(), Some(1), "{model}: {stderr}");
+        assert_eq!(status.code(), Some(1), "{model}: {stderr}");
         let last = stderr.lines().last().unwrap_or_default();
         assert!(
             last.starts_with("error: bucket unreachable: ")
@@ -147,8 +175,8 @@ fn a_frozen_bucket_ends_the_pass_in_one_line_and_a_rerun_loads_the_rest() {
             stderr.contains("WARN") && stderr.contains("attempt 1 of 5 failed"),
             "{model}: {stderr}"
         );
-        let summary: PassSummary = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{model}: {e}: {}", String::from_utf8_lossy(&out.stdout)));
+        let summary: PassSummary =
+            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{model}: {e}: {stdout}"));
         assert!(summary.not_attempted > 0, "{model}: {summary:?}");
         assert!(
             last.contains(&format!("; {} files not attempted", summary.not_attempted)),
@@ -169,12 +197,9 @@ fn a_frozen_bucket_ends_the_pass_in_one_line_and_a_rerun_loads_the_rest() {
             "{model}: all {loaded} loaded before the freeze"
         );
 
-        let out = ingest(&server.url, &db, model).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{model}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let rerun = ingest(&server.url, &db, model).spawn().unwrap();
+        let (status, _, stderr) = finish(rerun, Duration::from_secs(30), model);
+        assert!(status.success(), "{model}: {stderr}");
         let diffs = verify(&mut connect(&db), &want).unwrap();
         assert!(diffs.is_empty(), "{model}: {diffs:#?}");
     }
@@ -191,10 +216,9 @@ fn a_bucket_back_before_the_breaker_trips_loads_everything_in_one_pass() {
         server.signal(libc::SIGSTOP);
         std::thread::sleep(Duration::from_millis(1200));
         server.signal(libc::SIGCONT);
-        let out = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{model}: {stderr}");
-        let summary: PassSummary = serde_json::from_slice(&out.stdout).unwrap();
+        let (status, stdout, stderr) = finish(child, Duration::from_secs(30), model);
+        assert!(status.success(), "{model}: {stderr}");
+        let summary: PassSummary = serde_json::from_str(&stdout).unwrap();
         assert!(summary.retries > 0, "{model}: the freeze caused no retry");
         assert_eq!(summary.not_attempted, 0, "{model}");
         assert!(summary.fetch_errors.is_empty(), "{model}: {summary:?}");
