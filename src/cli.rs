@@ -42,6 +42,30 @@ pub struct ClientArgs {
     /// PEM file of extra root certificates to trust (TLS is always verified).
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
+    /// Seconds in which every request went unanswered (timed out, refused,
+    /// reset; any HTTP answer, even a 404 or 503, counts as an answer)
+    /// before the bucket is declared unreachable: the pass starts no more
+    /// files, ends with one line and exits 1; the files it did not attempt
+    /// are left for the next pass. Needs --unreachable-requests such
+    /// requests too.
+    #[arg(long, default_value_t = 30.0, allow_negative_numbers = true, value_parser = positive_f64)]
+    #[serde(default = "default_unreachable_after")]
+    pub unreachable_after: f64,
+    /// Unanswered requests in a row, at least, before the bucket is
+    /// declared unreachable (see --unreachable-after).
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..))]
+    #[serde(default = "default_unreachable_requests")]
+    pub unreachable_requests: u64,
+}
+
+fn default_unreachable_after() -> f64 {
+    crate::bucket::breaker::BreakerConfig::default()
+        .window
+        .as_secs_f64()
+}
+
+fn default_unreachable_requests() -> u64 {
+    crate::bucket::breaker::BreakerConfig::default().requests
 }
 
 impl ClientArgs {
@@ -57,6 +81,10 @@ impl ClientArgs {
                 ..RetryPolicy::default()
             },
             ca_file: self.ca_file.clone(),
+            breaker: crate::bucket::breaker::BreakerConfig {
+                requests: self.unreachable_requests.max(1),
+                window: Duration::from_secs_f64(self.unreachable_after.max(0.001)),
+            },
             ..ClientConfig::default()
         }
     }
@@ -248,7 +276,7 @@ impl std::io::Write for RedactingStderr {
             return Ok(buf.len());
         }
         let line = crate::secret::redact_text(&String::from_utf8_lossy(buf));
-        self.0.write_all(line.as_bytes())?;
+        crate::pass::with_bar_hidden(|| self.0.write_all(line.as_bytes()))?;
         Ok(buf.len())
     }
 

@@ -157,24 +157,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     loop {
         let started = std::time::Instant::now();
         match run_pass_with(&cfg, model.as_ref(), &opts) {
-            Ok(summary) => {
-                // Reasons quote the errors of HTTP clients, which may
-                // quote a URL: the one redaction, on everything printed.
-                let text = if args.json {
-                    serde_json::to_string(&summary)?
-                } else if args.watch {
-                    summary.render_timestamped(chrono::Local::now())
-                } else {
-                    summary.render()
-                };
-                println!("{}", secret::redact_text(&text));
+            Ok(summary) => print_summary(&summary, &args)?,
+            Err(e) => {
+                // A pass the breaker ended still says what it loaded; its
+                // one line comes last.
+                if let Some(u) = e.downcast_ref::<crate::pass::Unreachable>() {
+                    print_summary(&u.summary, &args)?;
+                }
+                // A daemon outlives a blip: report it and try again next time.
+                if !args.watch {
+                    return Err(e);
+                }
+                eprintln!(
+                    "error: pass failed, retrying next interval: {}",
+                    secret::redact_text(&crate::error::chain(&*e))
+                );
             }
-            // A daemon outlives a blip: report it and try again next time.
-            Err(e) if args.watch => eprintln!(
-                "error: pass failed, retrying next interval: {}",
-                secret::redact_text(&crate::error::chain(&*e))
-            ),
-            Err(e) => return Err(e),
         }
         if !args.watch {
             break;
@@ -184,6 +182,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         std::thread::sleep(wait);
     }
     drop(server);
+    Ok(())
+}
+
+/// Prints a pass's summary on stdout: JSON with `--json`, else text,
+/// timestamped with `--watch`.
+fn print_summary(summary: &crate::report::PassSummary, args: &Args) -> anyhow::Result<()> {
+    // Reasons quote the errors of HTTP clients, which may
+    // quote a URL: the one redaction, on everything printed.
+    let text = if args.json {
+        serde_json::to_string(summary)?
+    } else if args.watch {
+        summary.render_timestamped(chrono::Local::now())
+    } else {
+        summary.render()
+    };
+    println!("{}", secret::redact_text(&text));
     Ok(())
 }
 

@@ -61,7 +61,7 @@ pub fn run_pass_with(
         crate::bucket::budget::return_freed_memory();
     }
     let mut pg = prepare_database(&cfg.database_url)?;
-    let stats = Arc::new(NetStats::default());
+    let stats = Arc::new(NetStats::new(&cfg.client));
     let lister = SyncClient::new(cfg.client.clone(), stats.clone())?;
     let summary = PassSummary {
         model: model.name().to_string(),
@@ -132,14 +132,47 @@ pub fn run_pass_with(
         (listing.join().expect("lister thread panicked"), loaded)
     });
     loaded?;
-    listed?;
+    let trip = stats.breaker.trip();
+    // A listing cut short by the breaker is part of the same story.
+    if trip.is_none() {
+        listed?;
+    }
     let mut summary = tally.finish(started.elapsed());
     summary.requests = NetStats::get(&stats.requests);
     summary.retries = NetStats::get(&stats.retries);
     summary.bytes = NetStats::get(&stats.bytes);
     summary.peak_rss_mb = crate::report::peak_rss_mb();
-    Ok(summary)
+    match trip {
+        Some(trip) => Err(Unreachable {
+            trip,
+            summary: Box::new(summary),
+        }
+        .into()),
+        None => Ok(summary),
+    }
 }
+
+/// A pass the breaker ended (see [`crate::bucket::breaker`]): what tripped
+/// it and what the pass did until then. Files not attempted are not in the
+/// ledger, so the next pass takes them up.
+#[derive(Debug)]
+pub struct Unreachable {
+    pub trip: crate::bucket::breaker::Trip,
+    pub summary: Box<PassSummary>,
+}
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "bucket unreachable: {}; {} not attempted; rerun to continue",
+            self.trip.describe(),
+            crate::report::plural(self.summary.not_attempted, "file", "files")
+        )
+    }
+}
+
+impl std::error::Error for Unreachable {}
 
 /// What a page's keys already in the ledger call for.
 struct Verdict {
@@ -228,7 +261,8 @@ fn head_versions(
     std::thread::scope(|s| {
         for _ in 0..HEAD_CONCURRENCY.min(keys.len()) {
             s.spawn(|| {
-                loop {
+                // A bucket declared unreachable is not asked thousands of times more.
+                while !client.stats.breaker.is_open() {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(key) = keys.get(i) else { break };
                     match client.head_version(&bucket.head_url(key)) {
@@ -252,6 +286,16 @@ static SHOWN: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mute
 fn clear_shown() {
     if let Ok(Some(bar)) = SHOWN.lock().map(|b| b.clone()) {
         bar.finish_and_clear();
+    }
+}
+
+/// Runs `f` (a log line being written) with the bar drawn now, if any,
+/// taken off the screen, so lines and the bar do not overwrite each other.
+pub fn with_bar_hidden<R>(f: impl FnOnce() -> R) -> R {
+    let bar = SHOWN.try_lock().ok().and_then(|b| b.clone());
+    match bar {
+        Some(bar) if !bar.is_finished() => bar.suspend(f),
+        _ => f(),
     }
 }
 

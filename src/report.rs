@@ -33,6 +33,9 @@ pub enum FileResult {
     /// PostgreSQL refused the file and then refused to record it as failed
     /// too (a key text cannot hold); not in the ledger, reported.
     Refused(String),
+    /// Never fetched: the bucket had been declared unreachable. Not in the
+    /// ledger, so the next pass tries it.
+    NotAttempted,
 }
 
 impl FileResult {
@@ -118,6 +121,10 @@ pub struct PassSummary {
     /// This process's peak resident memory so far (VmHWM), in MB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_rss_mb: Option<f64>,
+    /// Keys handed to the model but never fetched because the bucket was
+    /// declared unreachable; not in the ledger, tried next pass.
+    #[serde(default)]
+    pub not_attempted: u64,
 }
 
 /// The process's own peak RSS (Linux `VmHWM`). `getrusage`/`wait4` cannot
@@ -151,6 +158,7 @@ impl PassSummary {
             && self.missing.is_empty()
             && self.retried.is_empty()
             && self.etag_changed.is_empty()
+            && self.not_attempted == 0
     }
 
     /// For `--watch`: one line with the time for a pass with nothing new
@@ -203,6 +211,9 @@ impl PassSummary {
                 "refused key",
                 "refused keys",
             ));
+        }
+        if self.not_attempted > 0 {
+            counts.push(format!("{} not attempted", self.not_attempted));
         }
         s.push_str(&format!(
             "{}: {}\n",
@@ -358,6 +369,7 @@ impl Tally {
                 key: key.into(),
                 reason,
             }),
+            FileResult::NotAttempted => s.not_attempted += 1,
         }
         if let Some(bar) = &self.bar {
             bar.inc(1);

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use super::breaker::Lost;
 use super::budget::Budget;
 use super::sync_client::{Attempt, admit, cut_short, declared_length, read_ca_file};
 use super::{ClientConfig, FetchError, Fetched, NetStats};
@@ -63,10 +64,13 @@ impl AsyncClient {
     pub async fn get(&self, url: &str) -> Result<Fetched, FetchError> {
         let mut retrier = super::retry::Retrier::new(&self.cfg.retry, &self.stats, url);
         loop {
-            retrier.begin();
+            retrier.begin()?;
             match self.try_get(url).await {
-                Ok(f) => return Ok(f),
-                Err(failure) => tokio::time::sleep(retrier.failed(failure)?).await,
+                Ok(f) => {
+                    retrier.succeeded();
+                    return Ok(f);
+                }
+                Err(failure) => self.stats.breaker.sleep(retrier.failed(failure)?).await,
             }
         }
     }
@@ -76,10 +80,13 @@ impl AsyncClient {
         let ttfb = self.cfg.first_byte_timeout;
         let mut resp = match tokio::time::timeout(ttfb, self.http.get(url).send()).await {
             Err(_) => {
-                return Err(Attempt::Retry(format!(
-                    "no response from {} within {ttfb:?}",
-                    super::location::shown(url)
-                )));
+                return Err(Attempt::Lost(
+                    format!(
+                        "no response from {} within {ttfb:?}",
+                        super::location::shown(url)
+                    ),
+                    Lost::TimedOut,
+                ));
             }
             Ok(r) => r.map_err(classify)?,
         };
@@ -142,5 +149,22 @@ fn classify(e: reqwest::Error) -> Attempt {
     if e.is_builder() {
         return Attempt::Fail(FetchError::Client(text));
     }
-    Attempt::Retry(text)
+    let how = if e.is_timeout() {
+        Lost::TimedOut
+    } else {
+        io_cause(&e).map_or(Lost::Broken, super::sync_client::lost_io)
+    };
+    Attempt::Lost(text, how)
+}
+
+/// The IO error beneath a reqwest error, if any (hyper wraps it).
+fn io_cause<'e>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e std::io::Error> {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        cause = c.source();
+    }
+    None
 }

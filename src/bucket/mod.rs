@@ -6,6 +6,7 @@
 //! `async_client` (reqwest) are the two HTTP shells the models use.
 
 pub mod async_client;
+pub mod breaker;
 pub mod budget;
 pub mod list;
 pub mod location;
@@ -55,6 +56,8 @@ pub struct ClientConfig {
     pub retry: RetryPolicy,
     /// Extra PEM root certificates to trust (for a private CA).
     pub ca_file: Option<std::path::PathBuf>,
+    /// When the bucket is declared unreachable and the pass stops.
+    pub breaker: breaker::BreakerConfig,
 }
 
 impl Default for ClientConfig {
@@ -69,6 +72,7 @@ impl Default for ClientConfig {
             min_download_rate: 64 * 1024,
             retry: RetryPolicy::default(),
             ca_file: None,
+            breaker: breaker::BreakerConfig::default(),
         }
     }
 }
@@ -161,6 +165,9 @@ pub enum FetchError {
     /// 5xx, timeouts, resets, refused connections: still failing after every retry.
     #[error("{0} (gave up after {1} attempts)")]
     Transient(String, u32),
+    /// Never sent: the pass's breaker had declared the bucket unreachable.
+    #[error("not attempted: the bucket is unreachable")]
+    NotAttempted,
 }
 
 impl FetchError {
@@ -179,15 +186,28 @@ impl FetchError {
     }
 }
 
-/// Network counters for a pass, shared by the workers of a model.
+/// Network counters for a pass, shared by the workers of a model, with
+/// the pass's breaker and retry log (state every client of a pass shares).
 #[derive(Debug, Default)]
 pub struct NetStats {
     pub requests: AtomicU64,
     pub retries: AtomicU64,
     pub bytes: AtomicU64,
+    /// Declares the bucket unreachable (see [`breaker`]).
+    pub breaker: breaker::Breaker,
+    /// Says retries at `warn`, at most one line a second.
+    pub(crate) retry_log: retry::RetryLog,
 }
 
 impl NetStats {
+    /// A pass's counters, with its breaker set as `cfg` says.
+    pub fn new(cfg: &ClientConfig) -> Self {
+        NetStats {
+            breaker: breaker::Breaker::new(cfg.breaker.clone()),
+            ..NetStats::default()
+        }
+    }
+
     pub fn add(&self, c: &AtomicU64, n: u64) {
         c.fetch_add(n, Ordering::Relaxed);
     }

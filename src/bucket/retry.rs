@@ -1,6 +1,8 @@
 //! Retry with exponential backoff and jitter (each wait drawn between half and all of its ceiling, AWS's scheme:
 //! spread the retries of many clients so they do not hit the bucket in
-//! lock-step).
+//! lock-step), and the retry loop both HTTP clients share: it tells the
+//! pass's breaker ([`super::breaker`]) what each attempt found, and says
+//! retries at `warn` a line a second at most.
 
 use std::time::Duration;
 
@@ -48,7 +50,8 @@ impl RetryPolicy {
 }
 
 /// One request's retry bookkeeping, shared by both HTTP clients so that
-/// they count, give up and wait alike; only the sleeping differs.
+/// they count, give up, wait and tell the pass's breaker alike; only the
+/// sleeping differs.
 pub(crate) struct Retrier<'a> {
     policy: &'a RetryPolicy,
     stats: &'a super::NetStats,
@@ -56,6 +59,9 @@ pub(crate) struct Retrier<'a> {
     attempt: u32,
     /// Say each retry at `warn` (see [`Retrier::announced`]).
     announce: bool,
+    /// The last attempt's failure, for the error when the breaker trips
+    /// during the wait after it.
+    last: Option<String>,
 }
 
 impl<'a> Retrier<'a> {
@@ -66,19 +72,30 @@ impl<'a> Retrier<'a> {
             url,
             attempt: 0,
             announce: false,
+            last: None,
         }
     }
 
-    /// Says each retry at `warn` instead of `info`: for requests nothing
-    /// else happens during (the listing), so that a bucket that does not
-    /// answer is not seconds of silence before the error.
+    /// Says every retry at `warn` instead of at most one a second: for
+    /// requests nothing else happens during (the listing), so that a
+    /// bucket that does not answer is not seconds of silence before the
+    /// error.
     pub(crate) fn announced(mut self) -> Self {
         self.announce = true;
         self
     }
 
-    /// Counts a request about to be sent.
-    pub(crate) fn begin(&mut self) {
+    /// Counts a request about to be sent; an error instead when the
+    /// pass's breaker has declared the bucket unreachable (the request
+    /// is not sent: [`super::FetchError::NotAttempted`] on a first attempt,
+    /// the last failure on a retry).
+    pub(crate) fn begin(&mut self) -> Result<(), super::FetchError> {
+        if self.stats.breaker.is_open() {
+            return Err(match self.last.take() {
+                None => super::FetchError::NotAttempted,
+                Some(why) => super::FetchError::Transient(why, self.attempt),
+            });
+        }
         self.attempt += 1;
         self.stats.add(&self.stats.requests, 1);
         // Every request at trace level, its URL shown without secrets (the
@@ -88,33 +105,107 @@ impl<'a> Retrier<'a> {
             attempt = self.attempt,
             "request"
         );
+        Ok(())
+    }
+
+    /// The attempt succeeded: the bucket answers.
+    pub(crate) fn succeeded(&self) {
+        self.stats.breaker.answered();
     }
 
     /// After a failed attempt: how long to wait before the next one, or the
-    /// final error when the attempts are used up or the failure is permanent.
+    /// final error when the attempts are used up, the failure is permanent
+    /// or the bucket has been declared unreachable.
     pub(crate) fn failed(
-        &self,
+        &mut self,
         outcome: super::sync_client::Attempt,
     ) -> Result<Duration, super::FetchError> {
-        match outcome {
-            super::sync_client::Attempt::Fail(e) => Err(e),
-            super::sync_client::Attempt::Retry(why) if self.attempt >= self.policy.max_attempts => {
-                Err(super::FetchError::Transient(why, self.attempt))
+        use super::sync_client::Attempt;
+        let why = match outcome {
+            Attempt::Fail(e) => {
+                self.stats.breaker.answered();
+                return Err(e);
             }
-            super::sync_client::Attempt::Retry(why) => {
-                self.stats.add(&self.stats.retries, 1);
-                let wait = self.policy.delay(self.attempt + 1);
-                let line = retry_line(&why, self.attempt, self.policy.max_attempts, wait);
-                let url = super::location::shown(self.url);
-                if self.announce {
-                    tracing::warn!(url, "{line}");
-                } else {
-                    tracing::info!(url, "{line}");
+            Attempt::Retry(why) => {
+                self.stats.breaker.answered();
+                why
+            }
+            Attempt::Lost(why, how) => {
+                self.stats.breaker.lost(how);
+                why
+            }
+        };
+        if self.attempt >= self.policy.max_attempts || self.stats.breaker.is_open() {
+            return Err(super::FetchError::Transient(why, self.attempt));
+        }
+        self.stats.add(&self.stats.retries, 1);
+        let wait = self.policy.delay(self.attempt + 1);
+        let line = retry_line(&why, self.attempt, self.policy.max_attempts, wait);
+        let url = super::location::shown(self.url);
+        if self.announce {
+            tracing::warn!(url, "{line}");
+        } else {
+            self.stats.retry_log.say(&line, &url);
+        }
+        self.last = Some(why);
+        Ok(wait)
+    }
+}
+
+/// Says object retries at `warn` without flooding: at most one line a
+/// second, naming how many others came since the last one; the others go
+/// to `info` (`-v` shows every retry). With 256 files in flight on a
+/// bucket that stopped answering, that is one line a second instead of
+/// hundreds.
+#[derive(Debug, Default)]
+pub(crate) struct RetryLog {
+    state: std::sync::Mutex<LogState>,
+}
+
+#[derive(Debug, Default)]
+struct LogState {
+    last_shown: Option<std::time::Instant>,
+    held_back: u64,
+}
+
+/// The shortest time between two retry lines at `warn`.
+const RETRY_LINE_EVERY: Duration = Duration::from_secs(1);
+
+impl RetryLog {
+    fn say(&self, line: &str, url: &str) {
+        let now = std::time::Instant::now();
+        let held_back = {
+            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            match s.last_shown {
+                Some(t) if now.duration_since(t) < RETRY_LINE_EVERY => {
+                    s.held_back += 1;
+                    None
                 }
-                Ok(wait)
+                Some(t) => {
+                    s.last_shown = Some(now);
+                    Some((std::mem::take(&mut s.held_back), now.duration_since(t)))
+                }
+                None => {
+                    s.last_shown = Some(now);
+                    Some((0, Duration::ZERO))
+                }
             }
+        };
+        match held_back {
+            None => tracing::info!(url, "{line}"),
+            Some((0, _)) => tracing::warn!(url, "{line}"),
+            Some((n, since)) => tracing::warn!(url, "{line} ({})", others(n, since)),
         }
     }
+}
+
+/// "and 37 other retries in the last 1.2 s (-v shows each)".
+fn others(n: u64, since: Duration) -> String {
+    format!(
+        "and {} in the last {:.1} s; -v shows each",
+        crate::report::plural(n, "other retry", "other retries"),
+        since.as_secs_f64()
+    )
 }
 
 /// What a retry says: what failed, which attempt of how many, and when
@@ -136,6 +227,20 @@ mod tests {
             retry_line("HTTP 503 for x", 2, 5, Duration::from_millis(1500)),
             "HTTP 503 for x: attempt 2 of 5 failed, next try in 1.5 s"
         );
+    }
+
+    #[test]
+    fn held_back_retries_are_counted_in_the_next_line() {
+        assert_eq!(
+            others(37, Duration::from_millis(1200)),
+            "and 37 other retries in the last 1.2 s; -v shows each"
+        );
+        let log = RetryLog::default();
+        log.say("a", "u");
+        log.say("b", "u");
+        log.say("c", "u");
+        let s = log.state.lock().unwrap();
+        assert_eq!(s.held_back, 2, "two lines within the second were held back");
     }
 
     #[test]

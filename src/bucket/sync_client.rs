@@ -4,13 +4,17 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use super::breaker::Lost;
 use super::budget::Budget;
 use super::location::shown;
 use super::{ClientConfig, FetchError, Fetched, NetStats};
 
 /// One attempt's failure, classified for the retry loop.
 pub(crate) enum Attempt {
+    /// An answer worth trying again (5xx, 429, a body too slow or cut short).
     Retry(String),
+    /// No answer: a transport failure, retried and counted by the breaker.
+    Lost(String, Lost),
     Fail(FetchError),
 }
 
@@ -143,10 +147,13 @@ impl SyncClient {
             retrier = retrier.announced();
         }
         loop {
-            retrier.begin();
+            retrier.begin()?;
             match attempt_once() {
-                Ok(f) => return Ok(f),
-                Err(failure) => std::thread::sleep(retrier.failed(failure)?),
+                Ok(f) => {
+                    retrier.succeeded();
+                    return Ok(f);
+                }
+                Err(failure) => self.stats.breaker.sleep_blocking(retrier.failed(failure)?),
             }
         }
     }
@@ -229,7 +236,7 @@ impl SyncClient {
         };
         let mut retrier = super::retry::Retrier::new(&policy, &self.stats, url);
         loop {
-            retrier.begin();
+            retrier.begin()?;
             let attempt =
                 self.agent
                     .head(url)
@@ -242,8 +249,11 @@ impl SyncClient {
                         }
                     });
             match attempt {
-                Ok(v) => return Ok(v),
-                Err(failure) => std::thread::sleep(retrier.failed(failure)?),
+                Ok(v) => {
+                    retrier.succeeded();
+                    return Ok(v);
+                }
+                Err(failure) => self.stats.breaker.sleep_blocking(retrier.failed(failure)?),
             }
         }
     }
@@ -328,6 +338,18 @@ fn classify(e: ureq::Error) -> Attempt {
         ureq::Error::Io(ref io) if crate::error::is_certificate_refused(io) => {
             Attempt::Fail(FetchError::certificate_refused(&e.to_string()))
         }
-        other => Attempt::Retry(other.to_string()),
+        ureq::Error::Timeout(_) => Attempt::Lost(e.to_string(), Lost::TimedOut),
+        ureq::Error::Io(ref io) => Attempt::Lost(e.to_string(), lost_io(io)),
+        other => Attempt::Lost(other.to_string(), Lost::Broken),
+    }
+}
+
+/// How an IO error left a request unanswered.
+pub(crate) fn lost_io(e: &std::io::Error) -> Lost {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        TimedOut | WouldBlock => Lost::TimedOut,
+        ConnectionRefused => Lost::Refused,
+        _ => Lost::Broken,
     }
 }

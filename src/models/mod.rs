@@ -129,6 +129,7 @@ pub(crate) fn step(
             e.to_string(),
             model,
         ))),
+        Err(FetchError::NotAttempted) => Step::Done(FileResult::NotAttempted),
         Err(e) => Step::Done(FileResult::FetchFailed(e.to_string())),
     }
 }

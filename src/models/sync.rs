@@ -36,6 +36,10 @@ pub(crate) fn fetch_and_write(
     obj: &ObjectRef,
     model: &str,
 ) -> anyhow::Result<FileResult> {
+    // The bucket was declared unreachable: not even the ledger is asked.
+    if job.stats.breaker.is_open() {
+        return Ok(FileResult::NotAttempted);
+    }
     if sync_writer::already_loaded(pg, &obj.key) {
         return Ok(FileResult::AlreadyLoaded);
     }

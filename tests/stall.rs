@@ -1,0 +1,228 @@
+//! A bucket that stops answering mid-pass: a real `bucket serve` process
+//! frozen with SIGSTOP. The pass must end within a bound with one line,
+//! leave the files it did not attempt out of the ledger, and a rerun once
+//! the bucket is back must load everything exactly; a bucket back before
+//! the breaker trips must not end the pass at all.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bucketbench::models::Model;
+use bucketbench::report::PassSummary;
+use bucketbench::sim::{ProfileName, SimBucket, Spec, verify};
+use common::*;
+
+const FILES: usize = 200;
+const RECORDS: usize = 20;
+const SEED: u64 = 21;
+
+/// `bucket serve` in a child process, so it can be frozen like a server
+/// that stopped answering (its kernel still accepts connections).
+struct Served {
+    child: Child,
+    url: String,
+}
+
+impl Served {
+    fn start() -> Served {
+        let mut child = common::bucket()
+            .args(["serve", "--profile", "small", "--addr", "127.0.0.1:0"])
+            .args(["--seed", &SEED.to_string()])
+            .args(["--files", &FILES.to_string()])
+            .args(["--records", &RECORDS.to_string()])
+            // Slow enough that every model's pass is under way when frozen.
+            .args([
+                "--latency-ms",
+                "40",
+                "--jitter-ms",
+                "0",
+                "--bandwidth-mbps",
+                "0",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start bucket serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("bucket serve prints its URL");
+        Served {
+            child,
+            url: line.trim().to_string(),
+        }
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        // SAFETY: signalling our own child.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.signal(libc::SIGCONT);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `ingest` with short timeouts and a breaker that trips after 3 s.
+fn ingest(url: &str, db: &str, model: &str) -> Command {
+    let mut cmd = common::ingest();
+    cmd.args(["--bucket", url, "--model", model, "--json"])
+        .args(["--concurrency", "4", "--threads", "4"])
+        .args(["--first-byte-timeout", "0.3", "--download-timeout", "2"])
+        .args(["--unreachable-after", "3", "--unreachable-requests", "3"])
+        .env("DATABASE_URL", db)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+fn ledger_count(db: &str, sql: &str) -> i64 {
+    let mut c = connect(db);
+    if count(
+        &mut c,
+        "SELECT count(*) FROM pg_tables WHERE tablename = 'processed_files'",
+    ) == 0
+    {
+        return 0;
+    }
+    count(&mut c, sql)
+}
+
+/// Waits until `at_least` files are in the ledger (the pass is under way).
+fn wait_for_files(db: &str, at_least: i64, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ledger_count(db, "SELECT count(*) FROM processed_files") < at_least {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the pass ended too soon"
+        );
+        assert!(Instant::now() < deadline, "the pass never got going");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The child's exit status, stdout and stderr, once it ends; killed and
+/// failed if it runs past `within` (a pass hanging on a frozen bucket).
+fn finish(
+    mut child: Child,
+    within: Duration,
+    what: &str,
+) -> (std::process::ExitStatus, String, String) {
+    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    // Read as they come, so a full pipe never blocks the child.
+    let out = std::thread::spawn(move || std::io::read_to_string(&mut out).unwrap_or_default());
+    let err = std::thread::spawn(move || std::io::read_to_string(&mut err).unwrap_or_default());
+    let deadline = Instant::now() + within;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{what}: still running after {within:?}: {}",
+                err.join().unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status, out.join().unwrap(), err.join().unwrap())
+}
+
+fn expected() -> bucketbench::sim::Expected {
+    SimBucket::generate(
+        Spec::new(ProfileName::Small, SEED).with_overrides(Some(FILES), Some(RECORDS)),
+    )
+    .expected()
+}
+
+#[test]
+fn a_frozen_bucket_ends_the_pass_in_one_line_and_a_rerun_loads_the_rest() {
+    let server = Served::start();
+    let want = expected();
+    for model in Model::MODELS.map(Model::name) {
+        let db = fresh_db();
+        let mut child = ingest(&server.url, &db, model).spawn().unwrap();
+        wait_for_files(&db, 10, &mut child);
+        server.signal(libc::SIGSTOP);
+        let frozen = Instant::now();
+        let (status, stdout, stderr) = finish(child, Duration::from_secs(30), model);
+        let took = frozen.elapsed();
+        server.signal(libc::SIGCONT);
+        // Trips 3 s into the streak; the rest is waking the waits.
+        assert!(
+            took < Duration::from_secs(15),
+            "{model}: the pass took {took:?} to end on a frozen bucket: {stderr}"
+        );
+        assert_eq!(status.code(), Some(1), "{model}: {stderr}");
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("error: bucket unreachable: ")
+                && last.contains("consecutive requests timed out over")
+                && last.ends_with("not attempted; rerun to continue"),
+            "{model}: last line: {last}"
+        );
+        // Retries are said at the default level, as they happen.
+        assert!(
+            stderr.contains("WARN") && stderr.contains("attempt 1 of 5 failed"),
+            "{model}: {stderr}"
+        );
+        let summary: PassSummary =
+            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{model}: {e}: {stdout}"));
+        assert!(summary.not_attempted > 0, "{model}: {summary:?}");
+        assert!(
+            last.contains(&format!("; {} files not attempted", summary.not_attempted)),
+            "{model}: {last}"
+        );
+        // Nothing the freeze touched is recorded failed: the next pass takes it up.
+        assert_eq!(
+            ledger_count(
+                &db,
+                "SELECT count(*) FROM processed_files WHERE status <> 'loaded'"
+            ),
+            0,
+            "{model}"
+        );
+        let loaded = ledger_count(&db, "SELECT count(*) FROM processed_files");
+        assert!(
+            loaded < FILES as i64,
+            "{model}: all {loaded} loaded before the freeze"
+        );
+
+        let rerun = ingest(&server.url, &db, model).spawn().unwrap();
+        let (status, _, stderr) = finish(rerun, Duration::from_secs(30), model);
+        assert!(status.success(), "{model}: {stderr}");
+        let diffs = verify(&mut connect(&db), &want).unwrap();
+        assert!(diffs.is_empty(), "{model}: {diffs:#?}");
+    }
+}
+
+#[test]
+fn a_bucket_back_before_the_breaker_trips_loads_everything_in_one_pass() {
+    let server = Served::start();
+    let want = expected();
+    for model in ["sync", "async"] {
+        let db = fresh_db();
+        let mut child = ingest(&server.url, &db, model).spawn().unwrap();
+        wait_for_files(&db, 10, &mut child);
+        server.signal(libc::SIGSTOP);
+        std::thread::sleep(Duration::from_millis(1200));
+        server.signal(libc::SIGCONT);
+        let (status, stdout, stderr) = finish(child, Duration::from_secs(30), model);
+        assert!(status.success(), "{model}: {stderr}");
+        let summary: PassSummary = serde_json::from_str(&stdout).unwrap();
+        assert!(summary.retries > 0, "{model}: the freeze caused no retry");
+        assert_eq!(summary.not_attempted, 0, "{model}");
+        assert!(summary.fetch_errors.is_empty(), "{model}: {summary:?}");
+        let diffs = verify(&mut connect(&db), &want).unwrap();
+        assert!(diffs.is_empty(), "{model}: {diffs:#?}");
+    }
+}
