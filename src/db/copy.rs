@@ -249,7 +249,7 @@ impl Table {
     }
 
     fn finish(self) -> Option<CopyBatch> {
-        (self.rows > 0).then(|| CopyBatch {
+        (self.rows > 0).then_some(CopyBatch {
             sql: self.sql,
             data: self.buf,
         })
