@@ -781,11 +781,11 @@ mod tests {
                 prop_assert_eq!(
                     copy::borrowed_batches("k\\ey", f)
                         .into_iter()
-                        .map(|b| (b.sql, String::from_utf8(b.data).unwrap()))
+                        .map(|b| (b.sql, b.data))
                         .collect::<Vec<_>>(),
                     copy::batches("k\\ey", s)
                         .into_iter()
-                        .map(|b| (b.sql, String::from_utf8(b.data).unwrap()))
+                        .map(|b| (b.sql, b.data))
                         .collect::<Vec<_>>()
                 );
                 prop_assert_eq!(&f.clone().into_parsed(), s);

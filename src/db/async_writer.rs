@@ -5,6 +5,7 @@
 use anyhow::Context;
 use futures::SinkExt as _;
 
+use super::copy;
 use super::ledger::{self, WritePlan, WriteResult};
 
 /// Writes a group of files in one transaction: their claims (pipelined, in
@@ -57,9 +58,13 @@ pub async fn write_group(
             .await
             .with_context(|| format!("starting {}", batch.sql))?;
         futures::pin_mut!(sink);
-        sink.send(bytes::Bytes::from(batch.data))
-            .await
-            .context("sending COPY data")?;
+        for chunk in [
+            bytes::Bytes::from_static(copy::HEADER),
+            bytes::Bytes::from(batch.data),
+            bytes::Bytes::from_static(copy::TRAILER),
+        ] {
+            sink.feed(chunk).await.context("sending COPY data")?;
+        }
         sink.finish()
             .await
             .with_context(|| format!("finishing {}", batch.sql))?;

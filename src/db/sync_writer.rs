@@ -5,6 +5,7 @@ use std::io::Write;
 
 use anyhow::Context;
 
+use super::copy;
 use super::ledger::{self, WritePlan, WriteResult};
 
 pub fn write_file(client: &mut postgres::Client, plan: &WritePlan) -> anyhow::Result<WriteResult> {
@@ -20,7 +21,10 @@ pub fn write_file(client: &mut postgres::Client, plan: &WritePlan) -> anyhow::Re
         let mut w = tx
             .copy_in(batch.sql)
             .with_context(|| format!("starting {}", batch.sql))?;
-        w.write_all(&batch.data).context("sending COPY data")?;
+        w.write_all(copy::HEADER)
+            .and_then(|()| w.write_all(&batch.data))
+            .and_then(|()| w.write_all(copy::TRAILER))
+            .context("sending COPY data")?;
         w.finish()
             .with_context(|| format!("finishing {}", batch.sql))?;
     }
