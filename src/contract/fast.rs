@@ -27,24 +27,15 @@ use super::normalize::normalize_title;
 use super::parse::{self, FileError, ParsedFile};
 use super::record::{App, Movie, Record, Rejected, Song};
 
-/// A text value borrowed from the file when it can be.
-///
-/// `Borrowed` holds either the content of a JSON string that had no escape
-/// (JSON forbids raw control characters in strings, so it holds no tab,
-/// newline, carriage return, NUL or backslash) or a plain JSON number
-/// token: both can go into COPY text as they are. `Owned` is a decoded
-/// escaped string, which may need COPY escaping.
+/// A text value borrowed from the file when it can be: the content of a
+/// JSON string that had no escape, or a plain JSON number token. A string
+/// with escapes is decoded into an owned one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Text<'a>(Cow<'a, str>);
 
 impl<'a> Text<'a> {
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-
-    /// Whether the text may hold a byte COPY text format must escape.
-    pub fn needs_escaping(&self) -> bool {
-        matches!(self.0, Cow::Owned(_))
     }
 
     fn into_string(self) -> String {
