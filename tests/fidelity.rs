@@ -386,7 +386,7 @@ fn bucket_serve_takes_a_network_preset_and_serves_https() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("served 1 requests on 1 connections (1 TLS handshakes"),
+        stderr.contains("served 1 request on 1 connection (1 TLS handshake, "),
         "{stderr}"
     );
 }

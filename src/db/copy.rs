@@ -325,7 +325,7 @@ fn rejected(r: &mut Table, key: &[u8], x: &Rejected) {
 /// was encoded without a server. An error says where the bytes stop
 /// making sense.
 pub fn render(sql: &str, data: &[u8]) -> Result<Vec<String>, String> {
-    let cols = columns(sql).ok_or_else(|| format!("not a COPY statement of ours: {sql}"))?;
+    let cols = columns(sql).ok_or_else(|| format!("{sql}: not a statement copy::columns knows"))?;
     let mut rest = data;
     let take = |n: usize, rest: &mut &[u8]| -> Result<Vec<u8>, String> {
         if rest.len() < n {

@@ -269,10 +269,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let s = server.stats();
             use crate::report::plural;
             eprintln!(
-                "served {} on {} ({} TLS handshakes, {} resumed), {} throttled",
+                "served {} on {} ({}, {} resumed), {} throttled",
                 plural(s.requests, "request", "requests"),
                 plural(s.connections, "connection", "connections"),
-                s.tls_handshakes,
+                plural(s.tls_handshakes, "TLS handshake", "TLS handshakes"),
                 s.tls_resumed,
                 s.throttled
             );
