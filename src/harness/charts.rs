@@ -606,21 +606,32 @@ pub(crate) fn line_chart(path: &Path, c: &LineChart<'_>) -> anyhow::Result<()> {
             .map_err(err)?;
     }
     for s in &c.series {
-        chart
-            .draw_series(LineSeries::new(s.points.clone(), s.color.stroke_width(3)))
-            .map_err(err)?;
-        let fill = s.color.filled();
-        let pts = s.points.iter().copied();
-        match s.marker {
-            Marker::Circle => chart.draw_series(pts.map(|p| Circle::new(p, 5, fill))),
-            Marker::Triangle => chart.draw_series(pts.map(|p| TriangleMarker::new(p, 7, fill))),
-            Marker::Square => chart.draw_series(
-                pts.map(|p| EmptyElement::at(p) + Rectangle::new([(-5, -5), (5, 5)], fill)),
-            ),
-        }
-        .map_err(err)?;
+        marked_line(&mut chart, &s.points, s.color, s.marker)?;
     }
     area.present().map_err(err)?;
+    Ok(())
+}
+
+/// One series of a line chart: the line, and its marker at each point.
+fn marked_line(
+    chart: &mut Chart<'_, '_>,
+    points: &[(f64, f64)],
+    color: RGBColor,
+    marker: Marker,
+) -> anyhow::Result<()> {
+    chart
+        .draw_series(LineSeries::new(points.to_vec(), color.stroke_width(3)))
+        .map_err(err)?;
+    let fill = color.filled();
+    let pts = points.iter().copied();
+    match marker {
+        Marker::Circle => chart.draw_series(pts.map(|p| Circle::new(p, 5, fill))),
+        Marker::Triangle => chart.draw_series(pts.map(|p| TriangleMarker::new(p, 7, fill))),
+        Marker::Square => chart.draw_series(
+            pts.map(|p| EmptyElement::at(p) + Rectangle::new([(-5, -5), (5, 5)], fill)),
+        ),
+    }
+    .map_err(err)?;
     Ok(())
 }
 

@@ -308,30 +308,7 @@ mod tests {
     use crate::models::Model;
 
     fn run() -> Run {
-        Run {
-            model: Model::Sync,
-            write: crate::db::WriteStrategy::Copy,
-            run: 1,
-            wall_secs: 1.0,
-            files: 1,
-            rows: 1,
-            rejected: 0,
-            requests: 1,
-            retries: 0,
-            bytes: 1,
-            cpu_secs: 0.1,
-            peak_rss_mb: 1.0,
-            verified: true,
-            problems: String::new(),
-            connections: None,
-            tls_handshakes: None,
-            throttled: None,
-            db_cpu_secs: None,
-            bucket_cpu_secs: None,
-            cpu_floor_secs: None,
-            first_byte: None,
-            setup: None,
-        }
+        Run::example(Model::Sync, 1, 1.0)
     }
 
     #[test]

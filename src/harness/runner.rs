@@ -115,6 +115,35 @@ pub struct Run {
 }
 
 impl Run {
+    /// A verified run with round figures, for tests.
+    #[cfg(test)]
+    pub(crate) fn example(model: Model, run: usize, wall_secs: f64) -> Run {
+        Run {
+            model,
+            write: crate::db::WriteStrategy::Copy,
+            run,
+            wall_secs,
+            files: 10,
+            rows: 100,
+            rejected: 0,
+            requests: 11,
+            retries: 0,
+            bytes: 1000,
+            cpu_secs: 0.1,
+            peak_rss_mb: 20.0,
+            verified: true,
+            problems: String::new(),
+            connections: None,
+            tls_handshakes: None,
+            throttled: None,
+            db_cpu_secs: None,
+            bucket_cpu_secs: None,
+            cpu_floor_secs: None,
+            first_byte: None,
+            setup: None,
+        }
+    }
+
     /// The name a run is summarised under: the model, or `model+write` in
     /// a matrix of models and write strategies.
     pub fn label(&self, matrix: bool) -> Label {

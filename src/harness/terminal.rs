@@ -388,13 +388,17 @@ fn verdicts(summaries: &[ModelSummary], reference: Option<Label>) -> Vec<String>
         // reference itself was fastest, it is measured against the
         // runner-up, which the lines below (each model against the
         // reference) would not say.
+        let mut said = None;
         if let Some(v) = super::json::verdict(summaries, Some(reference))
             .filter(|v| v.fastest == reference.to_string())
         {
             lines.push(v.text);
+            said = Some(v.than);
         }
+        // The runner-up's own line would say the headline again, reversed.
         let mut ratios: Vec<(&ModelSummary, Speedup)> = models
             .iter()
+            .filter(|m| Some(m.label.to_string()) != said)
             .filter_map(|m| Some((*m, m.speedup?)))
             .collect();
         ratios.sort_by(|a, b| b.1.ratio.total_cmp(&a.1.ratio));
@@ -578,15 +582,20 @@ mod tests {
         let mut s = vec![
             summary(Model::Sync, &t, None),
             summary(Model::Async, &t.map(|x| x * 1.5), None),
+            summary(Model::Threads, &t.map(|x| x * 2.0), None),
         ];
-        s[1].speedup = Some(speedup(&s[0].stats, &s[1].stats));
+        for i in 1..3 {
+            s[i].speedup = Some(speedup(&s[0].stats, &s[i].stats));
+        }
         let reference = Some(s[0].label);
         let out = render(&s, reference);
         let headline = crate::harness::json::verdict(&s, reference).unwrap().text;
-        assert!(headline.starts_with("sync ran "), "{headline}");
+        assert!(headline.starts_with("sync ran 1.50"), "{headline}");
         assert!(out.contains(&headline), "{headline:?} missing from\n{out}");
+        // The runner-up is not said again the other way round; the rest are.
+        assert!(!out.contains("async ran 1.50"), "{out}");
         assert!(
-            out.contains("async ran 1.50 ± 0.04 times slower than sync"),
+            out.contains("threads ran 2.00 ± 0.06 times slower than sync"),
             "{out}"
         );
     }

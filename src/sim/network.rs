@@ -387,23 +387,7 @@ impl LatencyHistogram {
     /// The `q` quantile (0 to 1) in milliseconds (the bucket's upper
     /// bound); `None` when empty.
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        let total = self.count();
-        if total == 0 {
-            return None;
-        }
-        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
-        let mut seen = 0;
-        for (i, c) in self.counts.iter().enumerate() {
-            seen += c.load(Ordering::Relaxed);
-            if seen >= rank {
-                return Some(if i == 0 {
-                    0.0
-                } else {
-                    HIST_MIN_MS * HIST_STEP.powi(i as i32)
-                });
-            }
-        }
-        None
+        self.snapshot().quantile(q)
     }
 }
 
@@ -440,8 +424,8 @@ impl HistogramSnapshot {
         (n > 0).then(|| self.sum_us as f64 / 1000.0 / n as f64)
     }
 
-    /// The `q` quantile (0 to 1) in milliseconds, as
-    /// [`LatencyHistogram::quantile`]; `q = 1` is the largest delay.
+    /// The `q` quantile (0 to 1) in milliseconds (the bucket's upper
+    /// bound); `q = 1` is the largest delay; `None` when empty.
     pub fn quantile(&self, q: f64) -> Option<f64> {
         let total = self.count();
         if total == 0 {

@@ -7,7 +7,9 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::{Axis, AxisText, Entry, Marker, Swatch, axes, err, frame, number, series_styles};
+use super::{
+    Axis, AxisText, Entry, Marker, Swatch, axes, err, frame, marked_line, number, series_styles,
+};
 use crate::harness::firstbyte::{self, PERCENTILES};
 use crate::harness::runner::Run;
 use crate::models::Label;
@@ -88,19 +90,7 @@ pub fn first_byte_lines(
         },
     )?;
     for (_, color, marker, points) in &series {
-        chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(3)))
-            .map_err(err)?;
-        let fill = color.filled();
-        let pts = points.iter().copied();
-        match marker {
-            Marker::Circle => chart.draw_series(pts.map(|p| Circle::new(p, 5, fill))),
-            Marker::Triangle => chart.draw_series(pts.map(|p| TriangleMarker::new(p, 7, fill))),
-            Marker::Square => chart.draw_series(
-                pts.map(|p| EmptyElement::at(p) + Rectangle::new([(-5, -5), (5, 5)], fill)),
-            ),
-        }
-        .map_err(err)?;
+        marked_line(&mut chart, points, *color, *marker)?;
     }
     area.present().map_err(err)?;
     Ok(())
