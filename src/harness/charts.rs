@@ -981,10 +981,7 @@ pub fn median_time_bars(
                     format!("{:.2} s", s.stats.median),
                     format!("{}×", x.text(1)),
                 ],
-                Some(x) => vec![
-                    format!("{:.2} s", s.stats.median),
-                    format!("{}× faster", x.text(1)),
-                ],
+                Some(x) => vec![format!("{:.2} s", s.stats.median), x.short(1)],
                 None if reference.is_some_and(|r| r.label == s.label) => {
                     vec![format!("{:.2} s", s.stats.median), "baseline".into()]
                 }

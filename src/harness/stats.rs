@@ -117,21 +117,32 @@ impl Speedup {
     /// `reference`", or "… times slower than …" below 1 (the inverse
     /// ratio, its error scaled alike).
     pub fn sentence(&self, model: &str, reference: &str, decimals: usize) -> String {
+        let (x, how) = self.faster_or_slower();
+        format!(
+            "{model} ran {} times {how} than {reference}",
+            x.text(decimals)
+        )
+    }
+
+    /// `2.6 ± 0.2× faster`, or for a slower model `4.3 ± 0.4× slower`
+    /// rather than `0.2 ± 0.0× faster`.
+    pub fn short(&self, decimals: usize) -> String {
+        let (x, how) = self.faster_or_slower();
+        format!("{}× {how}", x.text(decimals))
+    }
+
+    /// The ratio as a factor of at least 1, and which way it goes (the
+    /// error carried through the inverse to first order).
+    fn faster_or_slower(&self) -> (Speedup, &'static str) {
         if self.ratio >= 1.0 || self.ratio <= 0.0 {
-            format!(
-                "{model} ran {} times faster than {reference}",
-                self.text(decimals)
-            )
+            (*self, "faster")
         } else {
             let inverse = Speedup {
                 ratio: 1.0 / self.ratio,
                 error: self.error / (self.ratio * self.ratio),
                 median_ratio: 1.0 / self.median_ratio,
             };
-            format!(
-                "{model} ran {} times slower than {reference}",
-                inverse.text(decimals)
-            )
+            (inverse, "slower")
         }
     }
 }
@@ -281,6 +292,9 @@ mod tests {
             back.sentence("sync", "async", 1),
             "sync ran 5.0 ± 3.5 times slower than async"
         );
+        // The chart's label reads the same way, never "0.2× faster".
+        assert_eq!(s.short(1), "5.0 ± 3.5× faster");
+        assert_eq!(back.short(1), "5.0 ± 3.5× slower");
     }
 
     #[test]
