@@ -42,13 +42,13 @@ pub struct ClientArgs {
     /// PEM file of extra root certificates to trust (TLS is always verified).
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
-    /// Seconds in which every request went unanswered (timed out, refused,
-    /// reset; any HTTP answer, even a 404 or 503, counts as an answer)
-    /// before the bucket is declared unreachable: the pass starts no more
-    /// files, ends with one line and exits 1; the files it did not attempt
-    /// are left for the next pass. Needs --unreachable-requests such
-    /// requests too.
-    #[arg(long, default_value_t = 30.0, allow_negative_numbers = true, value_parser = positive_f64)]
+    /// Seconds in which every request went unanswered or was answered
+    /// with a server error (timed out, refused, reset, HTTP 5xx; any other
+    /// answer, a 404 or 403 included, resets the count) before the bucket
+    /// is declared unreachable: the pass starts no more files, ends with
+    /// one line and exits 1; the files it did not attempt are left for the
+    /// next pass. Needs --unreachable-requests such requests too.
+    #[arg(long, default_value_t = 15.0, allow_negative_numbers = true, value_parser = positive_f64)]
     #[serde(default = "default_unreachable_after")]
     pub unreachable_after: f64,
     /// Unanswered requests in a row, at least, before the bucket is

@@ -914,9 +914,13 @@ fn without_out_a_run_gets_a_directory_of_its_own_and_latest_points_to_it() {
     assert!(stdout.contains("results/runs/latest"), "{stdout}");
     // One run each: no spread, so no ± anywhere in the terminal.
     assert!(!stdout.contains('±'), "{stdout}");
+    // A verdict line sets the two against each other, whichever won (when
+    // sync, the reference, wins, the headline says so and is not repeated
+    // the other way round).
     assert!(
-        stdout.lines().any(|l| l.starts_with("async ran ")
-            && (l.ends_with(" times faster than sync") || l.ends_with(" times slower than sync"))),
+        stdout.lines().any(|l| (l.starts_with("async ran ")
+            && (l.ends_with(" times faster than sync") || l.ends_with(" times slower than sync")))
+            || (l.starts_with("sync ran ") && l.ends_with(" times faster than async"))),
         "{stdout}"
     );
 }

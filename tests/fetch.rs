@@ -42,6 +42,8 @@ enum Reply {
     Trickle { body: Vec<u8>, every: Duration },
     /// Silence for `after`, then 200 and the whole body.
     Late { body: Vec<u8>, after: Duration },
+    /// This status and an empty body.
+    Status(u16),
 }
 
 fn whole(body: &[u8]) -> Reply {
@@ -164,6 +166,10 @@ fn serve_one(mut conn: TcpStream, routes: &Mutex<HashMap<String, Reply>>) {
                 Ok(())
             })
         }
+        Some(Reply::Status(code)) => conn.write_all(
+            format!("HTTP/1.1 {code} Oops\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        ),
         Some(Reply::Late { body, after }) => {
             std::thread::sleep(after);
             let head = format!(
@@ -285,6 +291,39 @@ fn a_listing_slower_than_an_objects_first_byte_timeout_still_loads() {
     let err = run_pass(&cfg, Model::Sync.ingestor().as_ref()).unwrap_err();
     let line = bucketbench::error::chain(&*err);
     assert!(line.contains("timeout"), "{line}");
+}
+
+/// A bucket that answers every GET with a 5xx trips the breaker as a
+/// silent one does: before, `sync` spent all five attempts (about 11 s) on
+/// each file, and a bucket of 10,000 answering 503 held a pass for 32 hours.
+#[test]
+fn a_storm_of_server_errors_ends_the_pass_in_one_line_and_records_nothing() {
+    let db = fresh_db();
+    let server = RawServer::start();
+    let keys: Vec<String> = (0..30).map(|i| format!("f{i}.json")).collect();
+    server.set("files_list.data", whole(keys.join("\n").as_bytes()));
+    for k in &keys {
+        server.set(k, Reply::Status(503));
+    }
+    let mut cfg = quick_config(&server.base_url(), &db);
+    cfg.client.retry.max_attempts = 5;
+    cfg.client.breaker.window = Duration::from_millis(500);
+    cfg.client.breaker.requests = 4;
+    let t = Instant::now();
+    let err = run_pass(&cfg, Model::Sync.ingestor().as_ref()).unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    let line = bucketbench::error::chain(&*err);
+    assert!(
+        line.starts_with("bucket unreachable: ")
+            && line.contains("answered with a server error (HTTP 5xx)")
+            && line.ends_with("not attempted; rerun to continue"),
+        "{line}"
+    );
+    assert_eq!(
+        ledger_rows(&db),
+        0,
+        "nothing recorded: the next pass takes them up"
+    );
 }
 
 #[test]

@@ -32,6 +32,10 @@ pub enum Lost {
     Refused,
     /// The connection was reset, closed or failed otherwise.
     Broken,
+    /// The server answered, but only with 5xx: an answer that says the
+    /// bucket cannot serve. A storm of them must end a pass as surely as
+    /// silence, or `sync` retries each file for seconds, for hours.
+    ServerError,
 }
 
 impl Lost {
@@ -41,6 +45,7 @@ impl Lost {
             Lost::TimedOut => "timed out",
             Lost::Refused => "were refused",
             Lost::Broken => "failed (reset or closed)",
+            Lost::ServerError => "were answered with a server error (HTTP 5xx)",
         }
     }
 }
@@ -58,14 +63,16 @@ pub struct BreakerConfig {
 impl Default for BreakerConfig {
     /// 10 requests over 30 s. Ten is two files' worth of the default five
     /// attempts, so the `sync` model's one object stalling on every
-    /// attempt cannot trip it alone; 30 s is longer than one file's whole
-    /// retry schedule (about 21 s with the default timeouts), so a
-    /// stoppage the retries would have ridden out does not trip it, and
-    /// short enough that a stopped bucket ends the pass within a minute.
+    /// attempt cannot trip it alone. 15 s is shorter than one file's whole
+    /// retry schedule (about 21 s with the default timeouts): a stoppage
+    /// either ends within the window, and the retries ride it out, or
+    /// trips the breaker before the files in flight run out of attempts
+    /// (at 30 s, a bucket back after 21–30 s cost every file in flight a
+    /// fetch error and the pass went on as if nothing had happened).
     fn default() -> Self {
         BreakerConfig {
             requests: 10,
-            window: Duration::from_secs(30),
+            window: Duration::from_secs(15),
         }
     }
 }

@@ -114,8 +114,14 @@ impl SyncClient {
                 .call()
                 .map_err(classify)?;
             let status = resp.status().as_u16();
-            if matches!(status, 408 | 429 | 500..=599) {
+            if matches!(status, 408 | 429) {
                 return Err(Attempt::Retry(format!("HTTP {status} for {}", shown(url))));
+            }
+            if (500..=599).contains(&status) {
+                return Err(Attempt::Lost(
+                    format!("HTTP {status} for {}", shown(url)),
+                    super::breaker::Lost::ServerError,
+                ));
             }
             let content_type = resp
                 .headers()
@@ -317,7 +323,11 @@ pub(crate) fn status_failure(status: u16, url: &str) -> Option<Attempt> {
         401 | 403 => Some(Attempt::Fail(FetchError::Denied(format!(
             "HTTP {status} for {url}"
         )))),
-        408 | 429 | 500..=599 => Some(Attempt::Retry(format!("HTTP {status} for {url}"))),
+        500..=599 => Some(Attempt::Lost(
+            format!("HTTP {status} for {url}"),
+            super::breaker::Lost::ServerError,
+        )),
+        408 | 429 => Some(Attempt::Retry(format!("HTTP {status} for {url}"))),
         _ => Some(Attempt::Fail(FetchError::Client(format!(
             "HTTP {status} for {url}"
         )))),

@@ -152,9 +152,19 @@ pub fn compare(
     let mut warnings = Vec::new();
     if let (Some(old), Some(new)) = (&baseline.environment, environment) {
         for key in ["bucket", "network", "settings"] {
-            if old.get(key) != new.get(key) {
+            let mut paths = Vec::new();
+            differing(old.get(key), new.get(key), key, &mut paths);
+            if !paths.is_empty() {
+                let more = paths.len().saturating_sub(SHOWN_PATHS);
+                paths.truncate(SHOWN_PATHS);
+                let more = if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                };
                 warnings.push(format!(
-                    "the {key} differs from the baseline's: the times may not be comparable"
+                    "{} differs from the baseline's{more}: the times may not be comparable",
+                    paths.join(", ")
                 ));
             }
         }
@@ -237,8 +247,48 @@ pub fn terminal(r: &BaselineReport) -> String {
     s
 }
 
+/// Differing settings named in a warning, at most.
+const SHOWN_PATHS: usize = 4;
+
+/// The dotted paths (`settings.client.list_timeout`) where two
+/// environment values differ, leaves first: a user must know *what*
+/// changed to judge whether the times still compare.
+fn differing(
+    old: Option<&serde_json::Value>,
+    new: Option<&serde_json::Value>,
+    path: &str,
+    out: &mut Vec<String>,
+) {
+    use serde_json::Value;
+    match (old, new) {
+        (Some(Value::Object(a)), Some(Value::Object(b))) => {
+            let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                differing(a.get(k), b.get(k), &format!("{path}.{k}"), out);
+            }
+        }
+        (a, b) if a != b => out.push(path.to_string()),
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_changed_setting_is_named_by_its_path() {
+        let old = serde_json::json!({"client": {"attempts": 5}, "runs": 5});
+        let new = serde_json::json!({"client": {"attempts": 5, "list_timeout": 15.0}, "runs": 3});
+        let mut paths = Vec::new();
+        differing(Some(&old), Some(&new), "settings", &mut paths);
+        assert_eq!(paths, ["settings.client.list_timeout", "settings.runs"]);
+        let mut none = Vec::new();
+        differing(Some(&old), Some(&old), "settings", &mut none);
+        assert!(none.is_empty());
+    }
+
     use super::*;
 
     #[test]

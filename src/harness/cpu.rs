@@ -451,7 +451,9 @@ mod tests {
         // at a CPU-time limit of 1 s (so what it spends does not depend on
         // how busy the machine is) and is reaped: only the parent's cutime
         // can show it. The second spins until told, and is counted live.
-        let script = "( ulimit -t 1; while :; do :; done ); read a; \
+        // Nothing spins before the first line: the starting point is taken
+        // first (a child already spinning would hide its first ticks in it).
+        let script = "read s; ( ulimit -t 1; while :; do :; done ); read a; \
                       ( ulimit -t 10; while :; do :; done ) & read b; kill $!; wait";
         let mut parent = Command::new("sh")
             .args(["-c", script])
@@ -462,6 +464,7 @@ mod tests {
         let mut stdin = parent.stdin.take().unwrap();
         let root = parent.id() as i32;
         let start = process_tree_secs(root).expect("our own child is readable");
+        stdin.write_all(b"start\n").unwrap();
         let until = |at_least: f64| {
             let deadline = Instant::now() + Duration::from_secs(60);
             let mut seen = 0.0;
