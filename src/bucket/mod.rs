@@ -163,7 +163,7 @@ pub enum FetchError {
     #[error("{0}")]
     Client(String),
     /// 5xx, timeouts, resets, refused connections: still failing after every retry.
-    #[error("{0} (gave up after {1} attempts)")]
+    #[error("{} (gave up after {})", .0, crate::report::plural(u64::from(*.1), "attempt", "attempts"))]
     Transient(String, u32),
     /// Never sent: the pass's breaker had declared the bucket unreachable.
     #[error("not attempted: the bucket is unreachable")]

@@ -225,9 +225,11 @@ pub fn run_once(
     let mut summaries = Vec::new();
     for (status, _, stdout, stderr) in &finished {
         if !status_ok(*status) {
+            // The worker's own last line already says `error: `.
+            let last = stderr.trim().lines().last().unwrap_or("no message");
             bail!(
                 "{model} run {run} failed: {}",
-                stderr.trim().lines().last().unwrap_or("no message")
+                last.strip_prefix("error: ").unwrap_or(last)
             );
         }
         let summary: PassSummary = serde_json::from_str(stdout.trim()).with_context(|| {
