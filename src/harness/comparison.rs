@@ -545,7 +545,14 @@ pub fn execute(plan: &Plan, bench: &mut Bench) -> anyhow::Result<Vec<Run>> {
 pub fn summarise(layout: &Layout, runs: &[Run], bounds: &[(Label, f64)]) -> Vec<ModelSummary> {
     let mut summaries = summary::summarize(runs, &layout.labels, layout.matrix, layout.reference);
     for s in &mut summaries {
-        s.bound_secs = bounds.iter().find(|(l, _)| *l == s.label).map(|b| b.1);
+        // A network with no latency and no bandwidth limit (`local`) bounds
+        // nothing (a few nanoseconds of body at "unlimited" bandwidth):
+        // "× bound" would read `inf×`.
+        s.bound_secs = bounds
+            .iter()
+            .find(|(l, _)| *l == s.label)
+            .map(|b| b.1)
+            .filter(|b| *b >= 0.001);
     }
     summaries
 }
