@@ -162,8 +162,13 @@ pub fn compare(
                 } else {
                     String::new()
                 };
+                let verb = if paths.len() > 1 || more > 0 {
+                    "differ"
+                } else {
+                    "differs"
+                };
                 warnings.push(format!(
-                    "{} differs from the baseline's{more}: the times may not be comparable",
+                    "{}{more} {verb} from the baseline's: the times may not be comparable",
                     paths.join(", ")
                 ));
             }
