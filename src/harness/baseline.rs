@@ -162,7 +162,7 @@ pub fn compare(
                 } else {
                     String::new()
                 };
-                let verb = if paths.len() > 1 || more > 0 {
+                let verb = if paths.len() > 1 || !more.is_empty() {
                     "differ"
                 } else {
                     "differs"
