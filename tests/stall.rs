@@ -83,18 +83,6 @@ fn ingest(url: &str, db: &str, model: &str) -> Command {
     cmd
 }
 
-fn ledger_count(db: &str, sql: &str) -> i64 {
-    let mut c = connect(db);
-    if count(
-        &mut c,
-        "SELECT count(*) FROM pg_tables WHERE tablename = 'processed_files'",
-    ) == 0
-    {
-        return 0;
-    }
-    count(&mut c, sql)
-}
-
 /// Waits until `at_least` files are in the ledger (the pass is under way).
 fn wait_for_files(db: &str, at_least: i64, child: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(20);

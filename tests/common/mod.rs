@@ -176,6 +176,20 @@ where
         .collect()
 }
 
+/// `sql` (a count) on the ledger of `db`, or 0 while the ledger does not
+/// exist yet (a worker killed or watched before it created the schema).
+pub fn ledger_count(db: &str, sql: &str) -> i64 {
+    let mut c = connect(db);
+    if count(
+        &mut c,
+        "SELECT count(*) FROM pg_tables WHERE tablename = 'processed_files'",
+    ) == 0
+    {
+        return 0;
+    }
+    count(&mut c, sql)
+}
+
 /// The ledger as (key, status) pairs, in key order.
 pub fn ledger(db: &mut postgres::Client) -> Vec<(String, String)> {
     pairs(db, "SELECT key, status FROM processed_files ORDER BY key")
