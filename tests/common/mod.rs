@@ -179,15 +179,20 @@ where
 /// `sql` (a count) on the ledger of `db`, or 0 while the ledger does not
 /// exist yet (a worker killed or watched before it created the schema).
 pub fn ledger_count(db: &str, sql: &str) -> i64 {
-    let mut c = connect(db);
+    ledger_count_on(&mut connect(db), sql)
+}
+
+/// [`ledger_count`] on an open connection, for polling: opening one per
+/// poll can cost more than a small pass has left on a loaded machine.
+pub fn ledger_count_on(c: &mut postgres::Client, sql: &str) -> i64 {
     if count(
-        &mut c,
+        c,
         "SELECT count(*) FROM pg_tables WHERE tablename = 'processed_files'",
     ) == 0
     {
         return 0;
     }
-    count(&mut c, sql)
+    count(c, sql)
 }
 
 /// The ledger as (key, status) pairs, in key order.
