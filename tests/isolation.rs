@@ -575,31 +575,38 @@ fn a_claim_held_by_a_stalled_worker_is_reported_busy_then_loaded_later() {
     let manifest: String = files.iter().map(|(k, _)| format!("{k}\n")).collect();
     let refs: Vec<(&str, &[u8])> = files.iter().map(|(k, b)| (k.as_str(), &b[..])).collect();
     let srv = serve(store_with(&refs, &manifest));
-    for &(model, per_tx) in MODELS {
-        let db = fresh_db();
-        prepare_database(&db).unwrap();
-        // The stalled worker: its claim of f3.json inserted, never committed.
-        let mut stalled = connect(&db);
-        let mut tx = stalled.transaction().unwrap();
-        let params = plan_params("f3.json");
-        tx.execute(bucketbench::db::ledger::CLAIM, &params.refs())
-            .unwrap();
-        let started = Instant::now();
-        let s = run(&srv.base_url(), &db, model, WriteStrategy::Copy, per_tx);
-        let took = started.elapsed();
-        assert!(took < Duration::from_secs(30), "{model}: took {took:?}");
-        assert_eq!(s.busy, ["f3.json"], "{model}: {s:?}");
-        assert_eq!(s.loaded, 7, "{model}: {s:?}");
-        assert!(s.render().contains("busy: another worker holds its claim"));
-        tx.rollback().unwrap();
-        let next = run(&srv.base_url(), &db, model, WriteStrategy::Copy, per_tx);
-        assert_eq!(
-            (next.loaded, next.already_loaded),
-            (1, 7),
-            "{model}: {next:?}"
-        );
-        assert_eq!(count(&mut connect(&db), "SELECT count(*) FROM songs"), 40);
-    }
+    // Each model waits out the claim's lock timeout once: side by side, on
+    // databases of their own, so the test costs one wait, not five.
+    std::thread::scope(|scope| {
+        for &(model, per_tx) in MODELS {
+            let url = srv.base_url();
+            scope.spawn(move || {
+                let db = fresh_db();
+                prepare_database(&db).unwrap();
+                // The stalled worker: its claim of f3.json inserted, never committed.
+                let mut stalled = connect(&db);
+                let mut tx = stalled.transaction().unwrap();
+                let params = plan_params("f3.json");
+                tx.execute(bucketbench::db::ledger::CLAIM, &params.refs())
+                    .unwrap();
+                let started = Instant::now();
+                let s = run(&url, &db, model, WriteStrategy::Copy, per_tx);
+                let took = started.elapsed();
+                assert!(took < Duration::from_secs(30), "{model}: took {took:?}");
+                assert_eq!(s.busy, ["f3.json"], "{model}: {s:?}");
+                assert_eq!(s.loaded, 7, "{model}: {s:?}");
+                assert!(s.render().contains("busy: another worker holds its claim"));
+                tx.rollback().unwrap();
+                let next = run(&url, &db, model, WriteStrategy::Copy, per_tx);
+                assert_eq!(
+                    (next.loaded, next.already_loaded),
+                    (1, 7),
+                    "{model}: {next:?}"
+                );
+                assert_eq!(count(&mut connect(&db), "SELECT count(*) FROM songs"), 40);
+            });
+        }
+    });
 }
 
 #[test]
