@@ -239,46 +239,105 @@ impl PassSummary {
         if self.nothing_new() {
             s.push_str("\nnothing new to load");
         }
-        for f in &self.refused {
-            s.push_str(&format!(
-                "\nrefused key {}: {}",
-                short_key(&f.key),
-                f.reason
-            ));
-        }
-        for k in &self.retried {
-            s.push_str(&format!("\nfailed before, tried again: {k}"));
-        }
-        for f in &self.failed {
-            s.push_str(&format!(
-                "\nfailed file {}: {}",
-                short_key(&f.key),
-                f.reason
-            ));
-        }
-        for k in &self.missing {
-            s.push_str(&format!("\nmissing (404): {}", short_key(k)));
-        }
-        for f in &self.fetch_errors {
-            s.push_str(&format!(
-                "\nnot fetched, will retry next pass: {}: {}",
-                short_key(&f.key),
-                f.reason
-            ));
-        }
-        for k in &self.busy {
-            s.push_str(&format!(
-                "\nbusy: another worker holds its claim, will retry next pass: {}",
-                short_key(k)
-            ));
-        }
-        for k in &self.etag_changed {
-            s.push_str(&format!(
-                "\nchanged since loaded (not reloaded): {}",
-                short_key(k)
-            ));
-        }
+        list_reasons(
+            &mut s,
+            ("refused key", "refused keys", "refused keys"),
+            &self.refused,
+        );
+        list_keys(
+            &mut s,
+            "failed before, tried again:",
+            "retried keys",
+            &self.retried,
+        );
+        list_reasons(
+            &mut s,
+            ("failed file", "failed files", "failed files"),
+            &self.failed,
+        );
+        list_keys(&mut s, "missing (404):", "missing keys", &self.missing);
+        list_reasons(
+            &mut s,
+            (
+                "not fetched, will retry next pass:",
+                "not fetched, will retry next pass:",
+                "keys not fetched",
+            ),
+            &self.fetch_errors,
+        );
+        list_keys(
+            &mut s,
+            "busy: another worker holds its claim, will retry next pass:",
+            "busy keys",
+            &self.busy,
+        );
+        list_keys(
+            &mut s,
+            "changed since loaded (not reloaded):",
+            "changed keys",
+            &self.etag_changed,
+        );
         s
+    }
+}
+
+/// Lines given to each kind of key in the terminal summary. A pass over a
+/// bucket that went away can leave every key unfetched; the summary must
+/// still fit a screen. `--json` lists every key.
+const LINES_PER_KIND: usize = 10;
+/// Keys named on a line that stands for several with the same reason.
+const KEYS_PER_LINE: usize = 3;
+
+/// One line per key, `label key`, at most [`LINES_PER_KIND`] of them.
+fn list_keys(s: &mut String, label: &str, noun: &str, keys: &[String]) {
+    for k in keys.iter().take(LINES_PER_KIND) {
+        s.push_str(&format!("\n{label} {}", short_key(k)));
+    }
+    more(s, keys.len().saturating_sub(LINES_PER_KIND), noun);
+}
+
+/// One line per reason, naming its keys (`failed file a.json: why`, or
+/// `failed files a.json, b.json, c.json and 9 more: why` when several keys
+/// failed alike), at most [`LINES_PER_KIND`] lines.
+fn list_reasons(s: &mut String, (one, many, noun): (&str, &str, &str), items: &[KeyReason]) {
+    let mut index: std::collections::HashMap<&str, usize> = Default::default();
+    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    for f in items {
+        let i = *index.entry(f.reason.as_str()).or_insert_with(|| {
+            groups.push((f.reason.as_str(), Vec::new()));
+            groups.len() - 1
+        });
+        groups[i].1.push(&f.key);
+    }
+    for (reason, keys) in groups.iter().take(LINES_PER_KIND) {
+        if let [key] = keys[..] {
+            s.push_str(&format!("\n{one} {}: {reason}", short_key(key)));
+            continue;
+        }
+        let named: Vec<String> = keys
+            .iter()
+            .take(KEYS_PER_LINE)
+            .map(|k| short_key(k))
+            .collect();
+        let rest = keys.len().saturating_sub(KEYS_PER_LINE);
+        let rest = if rest > 0 {
+            format!(" and {rest} more")
+        } else {
+            String::new()
+        };
+        s.push_str(&format!("\n{many} {}{rest}: {reason}", named.join(", ")));
+    }
+    let hidden: usize = groups
+        .iter()
+        .skip(LINES_PER_KIND)
+        .map(|(_, k)| k.len())
+        .sum();
+    more(s, hidden, noun);
+}
+
+fn more(s: &mut String, hidden: usize, noun: &str) {
+    if hidden > 0 {
+        s.push_str(&format!("\n… and {hidden} more {noun} (every key: --json)"));
     }
 }
 
@@ -471,6 +530,62 @@ mod tests {
             ..Default::default()
         };
         assert!(two.render().contains("2 requests (0 retries)"));
+    }
+
+    #[test]
+    fn many_keys_failing_alike_share_a_line_and_the_summary_stays_short() {
+        let kr = |key: String, reason: &str| KeyReason {
+            key,
+            reason: reason.into(),
+        };
+        // A bucket that went away: 512 keys, one reason; and 14 files that
+        // each failed their own way.
+        let mut fetch_errors: Vec<KeyReason> = (0..512)
+            .map(|i| {
+                kr(
+                    format!("k/{i:04}.json"),
+                    "not attempted: the bucket is unreachable",
+                )
+            })
+            .collect();
+        fetch_errors.push(kr("odd.json".into(), "HTTP 500 after 5 attempts"));
+        let failed = (0..14)
+            .map(|i| kr(format!("f{i}.json"), &format!("not JSON at byte {i}")))
+            .collect();
+        let s = PassSummary {
+            fetch_errors,
+            failed,
+            missing: (0..12).map(|i| format!("m{i}.json")).collect(),
+            ..Default::default()
+        };
+        let text = s.render();
+        assert!(
+            text.contains(
+                "\nnot fetched, will retry next pass: k/0000.json, k/0001.json, k/0002.json and 509 more: \
+                 not attempted: the bucket is unreachable"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "\nnot fetched, will retry next pass: odd.json: HTTP 500 after 5 attempts"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nfailed file f9.json: not JSON at byte 9"),
+            "{text}"
+        );
+        assert!(!text.contains("f10.json"), "{text}");
+        assert!(
+            text.contains("\n… and 4 more failed files (every key: --json)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nmissing (404): m9.json\n… and 2 more missing keys"),
+            "{text}"
+        );
+        assert!(text.lines().count() < 40, "{text}");
     }
 
     #[test]

@@ -29,6 +29,15 @@ const SECRET_PARAMS: &[&str] = &[
     "x-amz-security-token",
     "awsaccesskeyid",
     "signature",
+    // Tokens a manifest-mode base URL may carry on every request: an
+    // Azure shared-access signature, a Google signed URL, a gateway's token.
+    "sig",
+    "x-goog-signature",
+    "x-goog-credential",
+    "token",
+    "access_token",
+    "api_key",
+    "apikey",
 ];
 
 /// Keys of a libpq `key=value` connection string whose values are secrets.

@@ -293,6 +293,28 @@ fn a_listing_slower_than_an_objects_first_byte_timeout_still_loads() {
     assert!(line.contains("timeout"), "{line}");
 }
 
+/// A base URL's query string (a shared-access token) is on every request,
+/// after the key, from both HTTP clients: the server below answers only
+/// requests that carry it exactly (and keeps it the client's way: `%2B`
+/// stays encoded).
+#[test]
+fn a_base_urls_token_is_sent_with_the_listing_and_every_object() {
+    let server = RawServer::start();
+    let token = "sv=2024&sig=abc%2Bdef";
+    server.set(
+        &format!("files_list.data?{token}"),
+        whole(b"a.json\nb.json\n"),
+    );
+    server.set(&format!("a.json?{token}"), whole(&song_array(2)));
+    server.set(&format!("b.json?{token}"), whole(&song_array(3)));
+    for model in [Model::Sync, Model::Async] {
+        let db = fresh_db();
+        let cfg = quick_config(&format!("{}?{token}", server.base_url()), &db);
+        let s = run_pass(&cfg, model.ingestor().as_ref()).unwrap();
+        assert_eq!((s.listed, s.loaded, s.songs), (2, 2, 5), "{model:?}: {s:?}");
+    }
+}
+
 /// A bucket that answers every GET with a 5xx trips the breaker as a
 /// silent one does: before, `sync` spent all five attempts (about 11 s) on
 /// each file, and a bucket of 10,000 answering 503 held a pass for 32 hours.

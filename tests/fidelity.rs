@@ -104,12 +104,29 @@ fn https_is_verified_through_the_servers_ca_and_counts_connections_and_handshake
     })));
     assert!(got.into_iter().all(|r| r.is_ok()));
 
-    let s = server.stats();
+    // reqwest may open a connection it then has no request for (one is
+    // returned to the pool as it dials): that connection's handshake ends a
+    // moment after the requests do, or fails if the client drops it first.
+    let settled = Instant::now() + Duration::from_secs(5);
+    let s = loop {
+        let s = server.stats();
+        if s.tls_handshakes + s.tls_failures == s.connections || Instant::now() > settled {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
     assert_eq!(s.requests, 20);
     assert!(s.connections >= 2, "{s:?}");
-    assert!(s.connections <= 11, "keep-alive reuses connections: {s:?}");
-    assert_eq!(s.tls_handshakes, s.connections, "{s:?}");
-    assert_eq!(s.tls_failures, 0);
+    // One for ureq, at most one per request in flight for reqwest, and
+    // that stray one.
+    assert!(s.connections <= 12, "keep-alive reuses connections: {s:?}");
+    assert_eq!(
+        s.tls_handshakes + s.tls_failures,
+        s.connections,
+        "every connection's handshake is counted: {s:?}"
+    );
+    assert!(s.tls_failures <= 1, "{s:?}");
+    let failures_before = s.tls_failures;
 
     // Without the CA the client refuses the server, and says why.
     let strict = SyncClient::new(
@@ -131,7 +148,7 @@ fn https_is_verified_through_the_servers_ca_and_counts_connections_and_handshake
         "{err}"
     );
     let deadline = Instant::now() + Duration::from_secs(5);
-    while server.stats().tls_failures == 0 {
+    while server.stats().tls_failures == failures_before {
         assert!(
             Instant::now() < deadline,
             "the refused handshake is counted"

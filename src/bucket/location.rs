@@ -67,9 +67,12 @@ impl std::fmt::Debug for S3Bucket {
 /// A bucket: manifest mode or S3 API mode.
 #[derive(Debug, Clone)]
 pub enum BucketLocation {
-    /// A base URL holding `files_list.data`.
+    /// A base URL holding `files_list.data`. A query string on it (an
+    /// access token a gateway or a shared-access URL needs) is kept on
+    /// every request, after the key: `BASE/KEY?QUERY`.
     Http {
         base: String,
+        query: Option<String>,
     },
     S3(S3Bucket),
 }
@@ -105,8 +108,16 @@ impl BucketLocation {
         if parsed.host_str().is_none() {
             bail!("bad bucket URL {:?}: no host", shown(url));
         }
+        // Split by hand, not through `parsed`: the URL is kept as the user
+        // wrote it (the url crate would re-encode parts of it).
+        let url = url.split_once('#').map_or(url, |(u, _)| u);
+        let (base, query) = match url.split_once('?') {
+            Some((b, q)) => (b, Some(q.to_string()).filter(|q| !q.is_empty())),
+            None => (url, None),
+        };
         Ok(BucketLocation::Http {
-            base: url.trim_end_matches('/').to_string(),
+            base: base.trim_end_matches('/').to_string(),
+            query,
         })
     }
 
@@ -114,7 +125,7 @@ impl BucketLocation {
     /// `s3://NAME/PREFIX`.
     pub fn describe(&self) -> String {
         match self {
-            BucketLocation::Http { base } => shown(base),
+            BucketLocation::Http { base, .. } => shown(base),
             BucketLocation::S3(b) => format!("s3://{}/{}", b.bucket.name(), b.prefix)
                 .trim_end_matches('/')
                 .to_string(),
@@ -125,7 +136,13 @@ impl BucketLocation {
     /// segment; in S3 mode presigned now when credentials are present.
     pub fn object_url(&self, key: &str) -> String {
         match self {
-            BucketLocation::Http { base } => format!("{base}/{}", utf8_percent_encode(key, KEY)),
+            BucketLocation::Http { base, query } => {
+                let key = utf8_percent_encode(key, KEY);
+                match query {
+                    Some(q) => format!("{base}/{key}?{q}"),
+                    None => format!("{base}/{key}"),
+                }
+            }
             BucketLocation::S3(b) => b
                 .bucket
                 .get_object(b.credentials.as_deref(), key)
@@ -242,6 +259,26 @@ mod tests {
         assert!(BucketLocation::parse("s3://").is_err());
         let e = BucketLocation::parse("s3://u:PW4711@b/x").unwrap_err();
         assert!(!format!("{e:#}").contains("PW4711"), "{e:#}");
+    }
+
+    #[test]
+    fn a_base_urls_query_string_follows_the_key_and_is_never_shown() {
+        let b = BucketLocation::parse("https://h/c/?sv=2024&sig=SECRET%2B1#frag").unwrap();
+        assert_eq!(
+            b.object_url("a b.json"),
+            "https://h/c/a%20b.json?sv=2024&sig=SECRET%2B1"
+        );
+        assert_eq!(
+            b.manifest_url(),
+            "https://h/c/files_list.data?sv=2024&sig=SECRET%2B1"
+        );
+        assert_eq!(b.describe(), "https://h/c");
+        let logged = crate::secret::redact_text(&format!("GET {}", b.object_url("k.json")));
+        assert!(!logged.contains("SECRET"), "{logged}");
+        assert!(logged.contains("sv=2024"), "{logged}");
+        // A bare `?` adds nothing.
+        let b = BucketLocation::parse("http://h/c?").unwrap();
+        assert_eq!(b.object_url("k"), "http://h/c/k");
     }
 
     #[test]
