@@ -298,16 +298,29 @@ fn list_keys(s: &mut String, label: &str, noun: &str, keys: &[String]) {
 
 /// One line per reason, naming its keys (`failed file a.json: why`, or
 /// `failed files a.json, b.json, c.json and 9 more: why` when several keys
-/// failed alike), at most [`LINES_PER_KIND`] lines.
+/// failed alike), the commonest reasons first, at most [`LINES_PER_KIND`]
+/// lines. A reason that names its own key's URL (`HTTP 500 for
+/// http://h/b/a.json`) is said with `<key>` in its place, so that keys that
+/// failed alike share a line and a long key is not printed twice.
 fn list_reasons(s: &mut String, (one, many, noun): (&str, &str, &str), items: &[KeyReason]) {
-    let mut index: std::collections::HashMap<&str, usize> = Default::default();
-    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = Default::default();
+    let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
     for f in items {
-        let i = *index.entry(f.reason.as_str()).or_insert_with(|| {
-            groups.push((f.reason.as_str(), Vec::new()));
-            groups.len() - 1
-        });
+        let reason = without_own_url(&f.reason, &f.key);
+        let i = match index.get(&reason) {
+            Some(&i) => i,
+            None => {
+                index.insert(reason.clone(), groups.len());
+                groups.push((reason, Vec::new()));
+                groups.len() - 1
+            }
+        };
         groups[i].1.push(&f.key);
+    }
+    // Stable: reasons as common as each other keep the order they came in.
+    groups.sort_by_key(|(_, keys)| std::cmp::Reverse(keys.len()));
+    for (_, keys) in &mut groups {
+        keys.sort_unstable();
     }
     for (reason, keys) in groups.iter().take(LINES_PER_KIND) {
         if let [key] = keys[..] {
@@ -327,12 +340,36 @@ fn list_reasons(s: &mut String, (one, many, noun): (&str, &str, &str), items: &[
         };
         s.push_str(&format!("\n{many} {}{rest}: {reason}", named.join(", ")));
     }
-    let hidden: usize = groups
-        .iter()
-        .skip(LINES_PER_KIND)
-        .map(|(_, k)| k.len())
-        .sum();
-    more(s, hidden, noun);
+    let hidden = &groups[groups.len().min(LINES_PER_KIND)..];
+    let keys: usize = hidden.iter().map(|(_, k)| k.len()).sum();
+    let reasons = match hidden.len() {
+        0 | 1 => String::new(),
+        n => format!(", for {n} other reasons"),
+    };
+    more(s, keys, &format!("{noun}{reasons}"));
+}
+
+/// `reason` with its key's place in a URL (`/<encoded key>` followed by the
+/// URL's end) said as `/<key>`.
+fn without_own_url(reason: &str, key: &str) -> String {
+    if key.is_empty() {
+        return reason.to_string();
+    }
+    let needle = format!("/{}", crate::bucket::location::encode_key(key));
+    let mut out = String::with_capacity(reason.len());
+    let mut rest = reason;
+    while let Some(i) = rest.find(&needle) {
+        let after = &rest[i + needle.len()..];
+        let ends = after
+            .chars()
+            .next()
+            .is_none_or(|c| c.is_whitespace() || matches!(c, ')' | '?' | '"' | '\'' | ',' | ';'));
+        out.push_str(&rest[..i]);
+        out.push_str(if ends { "/<key>" } else { &needle });
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 fn more(s: &mut String, hidden: usize, noun: &str) {
@@ -464,10 +501,24 @@ pub fn plural(n: u64, one: &str, many: &str) -> String {
 /// Characters of a key shown in an error or log line.
 const KEY_SHOWN: usize = 100;
 
+/// Unicode's invisible formatting characters: bidirectional embeddings,
+/// overrides and isolates, zero-width spaces and joiners, the byte-order
+/// mark.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}'
+        | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{2069}'
+        | '\u{FEFF}')
+}
+
 /// A key as an error or log line shows it: whole when short, else its first
 /// hundred characters and its length in bytes, so a 4 KB key cannot bury
 /// the message it is part of. Control characters are escaped so that a key
-/// holding a newline still yields one line.
+/// holding a newline still yields one line, and invisible formatting
+/// characters so that a key cannot pass for another.
 pub fn short_key(key: &str) -> String {
     let mut out = String::with_capacity(key.len().min(4 * KEY_SHOWN) + 24);
     for (i, c) in key.chars().enumerate() {
@@ -477,6 +528,10 @@ pub fn short_key(key: &str) -> String {
         }
         if c.is_control() {
             out.extend(c.escape_debug());
+        } else if is_invisible(c) {
+            // Bidi overrides and zero-width characters would let a key
+            // display as another (`rtl\u{202e}gnp.json` as `rtlnosj.png`).
+            out.extend(c.escape_unicode());
         } else {
             out.push(c);
         }
@@ -534,23 +589,27 @@ mod tests {
 
     #[test]
     fn many_keys_failing_alike_share_a_line_and_the_summary_stays_short() {
-        let kr = |key: String, reason: &str| KeyReason {
-            key,
-            reason: reason.into(),
-        };
-        // A bucket that went away: 512 keys, one reason; and 14 files that
-        // each failed their own way.
+        let kr = |key: String, reason: String| KeyReason { key, reason };
+        // A bucket that went away: 512 keys answered 500, each reason naming
+        // its own URL; then 5 keys whose connection closed, and one key
+        // whose 500 names another key's URL (not its own).
         let mut fetch_errors: Vec<KeyReason> = (0..512)
             .map(|i| {
-                kr(
-                    format!("k/{i:04}.json"),
-                    "not attempted: the bucket is unreachable",
-                )
+                let key = format!("k/{i:04} é.json");
+                let url = format!("http://h:1/sim/k/{i:04}%20%C3%A9.json");
+                kr(key, format!("HTTP 500 for {url} (gave up after 1 attempt)"))
             })
             .collect();
-        fetch_errors.push(kr("odd.json".into(), "HTTP 500 after 5 attempts"));
+        fetch_errors.insert(
+            3,
+            kr(
+                "odd.json".into(),
+                "HTTP 500 for http://h:1/sim/odd.json.bak".into(),
+            ),
+        );
+        fetch_errors.extend((0..5).map(|i| kr(format!("c{i}.json"), "connection closed".into())));
         let failed = (0..14)
-            .map(|i| kr(format!("f{i}.json"), &format!("not JSON at byte {i}")))
+            .map(|i| kr(format!("f{i}.json"), format!("not JSON at byte {i}")))
             .collect();
         let s = PassSummary {
             fetch_errors,
@@ -559,33 +618,40 @@ mod tests {
             ..Default::default()
         };
         let text = s.render();
-        assert!(
-            text.contains(
-                "\nnot fetched, will retry next pass: k/0000.json, k/0001.json, k/0002.json and 509 more: \
-                 not attempted: the bucket is unreachable"
-            ),
-            "{text}"
+        let lines: Vec<&str> = text.lines().collect();
+        let at = |needle: &str| {
+            lines
+                .iter()
+                .position(|l| l.contains(needle))
+                .unwrap_or_else(|| panic!("no {needle:?} in\n{text}"))
+        };
+        // The commonest reason first, its keys' URLs said once as <key>.
+        let big = at(
+            "not fetched, will retry next pass: k/0000 é.json, k/0001 é.json, k/0002 é.json \
+             and 509 more: HTTP 500 for http://h:1/sim/<key> (gave up after 1 attempt)",
         );
-        assert!(
-            text.contains(
-                "\nnot fetched, will retry next pass: odd.json: HTTP 500 after 5 attempts"
-            ),
-            "{text}"
+        let closed = at(
+            "not fetched, will retry next pass: c0.json, c1.json, c2.json and 2 more: connection closed",
         );
-        assert!(
-            text.contains("\nfailed file f9.json: not JSON at byte 9"),
-            "{text}"
+        let odd = at(
+            "not fetched, will retry next pass: odd.json: HTTP 500 for http://h:1/sim/odd.json.bak",
         );
+        assert!(big < closed && closed < odd, "{text}");
+        at("failed file f9.json: not JSON at byte 9");
         assert!(!text.contains("f10.json"), "{text}");
-        assert!(
-            text.contains("\n… and 4 more failed files (every key: --json)"),
-            "{text}"
+        at("… and 4 more failed files, for 4 other reasons (every key: --json)");
+        assert_eq!(
+            at("… and 2 more missing keys"),
+            at("missing (404): m9.json") + 1
         );
-        assert!(
-            text.contains("\nmissing (404): m9.json\n… and 2 more missing keys"),
-            "{text}"
-        );
-        assert!(text.lines().count() < 40, "{text}");
+        assert!(lines.len() < 40, "{text}");
+    }
+
+    #[test]
+    fn keys_cannot_pass_for_others() {
+        assert_eq!(short_key("rtl\u{202e}gnp.json"), "rtl\\u{202e}gnp.json");
+        assert_eq!(short_key("zw\u{200b}sp.json"), "zw\\u{200b}sp.json");
+        assert_eq!(short_key("plain é.json"), "plain é.json");
     }
 
     #[test]

@@ -484,6 +484,51 @@ fn compare_workers_refuse_a_certificate_not_signed_by_the_ca_they_are_given() {
     );
 }
 
+/// A real bucket whose objects cannot be fetched: a run that loaded
+/// nothing took no time to do the job, so it is not a measurement. Before,
+/// such runs passed the consistency check (the unfetched keys are rightly
+/// absent from the ledger) and their times were published.
+#[test]
+fn runs_that_could_not_fetch_every_file_are_not_published() {
+    let failing = failing_bucket();
+    let dir = tempfile::tempdir().unwrap();
+    let out = compare()
+        .env("DATABASE_URL", fresh_db())
+        .args([
+            "--bucket",
+            &format!("http://127.0.0.1:{}/b", failing.port),
+            "--models",
+            "sync",
+            "--runs",
+            "1",
+            "--warmup",
+            "0",
+            "--attempts",
+            "1",
+            "--no-ceilings",
+            "--out",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("every run passed"), "{stdout}");
+    assert!(
+        stderr.contains(
+            "FAILED VERIFICATION: sync run 1: 2 files not fetched (first a.json: HTTP 500"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("1 run loaded something other than"),
+        "{stderr}"
+    );
+}
+
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap())
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))

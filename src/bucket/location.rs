@@ -137,7 +137,7 @@ impl BucketLocation {
     pub fn object_url(&self, key: &str) -> String {
         match self {
             BucketLocation::Http { base, query } => {
-                let key = utf8_percent_encode(key, KEY);
+                let key = encode_key(key);
                 match query {
                     Some(q) => format!("{base}/{key}?{q}"),
                     None => format!("{base}/{key}"),
@@ -227,6 +227,12 @@ fn s3_bucket(url: &str, rest: &str, o: &S3Options) -> anyhow::Result<S3Bucket> {
         manifest: o.manifest.clone(),
         endpoint,
     })
+}
+
+/// `key` as it appears in an object's URL: percent-encoded but for RFC 3986
+/// unreserved characters and `/` (also what S3 signs).
+pub fn encode_key(key: &str) -> String {
+    utf8_percent_encode(key, KEY).to_string()
 }
 
 /// A URL fit for messages and logs: without its query string, which holds

@@ -474,17 +474,20 @@ mod tests {
             }
             seen
         };
-        let reaped = until(0.95);
+        // The limit is kept to the scheduler's clock, while /proc reports
+        // ticks scaled to it; on a loaded VM (steal time) the reaped child
+        // has been seen at 0.92 s. Not counting reaped children would show 0.
+        let reaped = until(0.85);
         stdin.write_all(b"go\n").unwrap();
-        let with_live = until(1.3);
+        let with_live = until(1.2);
         stdin.write_all(b"stop\n").unwrap();
         parent.wait().unwrap();
         assert!(
-            reaped >= 0.95,
+            reaped >= 0.85,
             "the reaped child spent 1 s, measured {reaped} s"
         );
         assert!(
-            with_live >= 1.3,
+            with_live >= 1.2,
             "the live child spins on top of the reaped 1 s, measured {with_live} s"
         );
         assert_eq!(process_tree_secs(i32::MAX), None);

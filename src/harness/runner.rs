@@ -242,7 +242,7 @@ pub fn run_once(
     }
     let summary = &summaries[0];
     // fetch-only writes nothing by design: there is nothing to verify.
-    let problems = match &target.expected {
+    let mut problems = match &target.expected {
         _ if !model.writes() => Vec::new(),
         Some(e) => verify(db, e)?,
         // Keys that never reach the ledger: gone, unfetchable, refused by
@@ -256,6 +256,19 @@ pub fn run_once(
                 - summary.refused.len() as u64,
         )?,
     };
+    // A run that could not fetch some files did less than the job: its
+    // time is not the job's. With a generator behind the bucket the missing
+    // rows already fail verification; with a real bucket only this says so.
+    let unfetched: Vec<&crate::report::KeyReason> =
+        summaries.iter().flat_map(|s| &s.fetch_errors).collect();
+    if let Some(first) = unfetched.first() {
+        problems.push(format!(
+            "{} not fetched (first {}: {})",
+            crate::report::plural(unfetched.len() as u64, "file", "files"),
+            crate::report::short_key(&first.key),
+            first.reason
+        ));
+    }
     let cpu = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     let sum = |f: &dyn Fn(&PassSummary) -> u64| summaries.iter().map(f).sum::<u64>();
     let max =

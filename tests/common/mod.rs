@@ -250,3 +250,51 @@ impl Csv {
         self.rows.iter().map(|r| r[name].as_str()).collect()
     }
 }
+
+const FAILING_BUCKET: &str = r#"
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path.split("?")[0].endswith("/files_list.data"):
+            body, status = b"a.json\nb.json\n", 200
+        else:
+            body, status = b"try later", 500
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"#;
+
+/// A manifest-mode bucket whose manifest lists two keys and whose GETs all
+/// answer 500: every file ends in the summary's fetch errors.
+pub struct FailingBucket {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl Drop for FailingBucket {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn failing_bucket() -> FailingBucket {
+    let port = free_port();
+    let child = Command::new("python3")
+        .args(["-c", FAILING_BUCKET])
+        .arg(port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 is needed for this test: apt-get install -y python3");
+    wait_for_port(
+        port,
+        std::time::Duration::from_secs(20),
+        "the test HTTP server",
+    );
+    FailingBucket { child, port }
+}
