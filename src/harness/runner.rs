@@ -261,7 +261,7 @@ pub fn run_once(
     // rows already fail verification; with a real bucket only this says so.
     let unfetched: Vec<&crate::report::KeyReason> =
         summaries.iter().flat_map(|s| &s.fetch_errors).collect();
-    if let Some(first) = unfetched.first() {
+    if let Some(first) = unfetched.iter().min_by_key(|f| &f.key) {
         problems.push(format!(
             "{} not fetched (first {}: {})",
             crate::report::plural(unfetched.len() as u64, "file", "files"),
