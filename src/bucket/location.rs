@@ -108,16 +108,13 @@ impl BucketLocation {
         if parsed.host_str().is_none() {
             bail!("bad bucket URL {:?}: no host", shown(url));
         }
-        // Split by hand, not through `parsed`: the URL is kept as the user
-        // wrote it (the url crate would re-encode parts of it).
-        let url = url.split_once('#').map_or(url, |(u, _)| u);
-        let (base, query) = match url.split_once('?') {
-            Some((b, q)) => (b, Some(q.to_string()).filter(|q| !q.is_empty())),
-            None => (url, None),
-        };
+        // The base as the user wrote it (the url crate would re-encode parts
+        // of it); the query as the url crate reads it, which escapes what
+        // may not travel raw (a space, a quote) and keeps escapes as written.
+        let base = url.split(['?', '#']).next().unwrap_or(url);
         Ok(BucketLocation::Http {
             base: base.trim_end_matches('/').to_string(),
-            query,
+            query: parsed.query().filter(|q| !q.is_empty()).map(String::from),
         })
     }
 
@@ -282,9 +279,11 @@ mod tests {
         let logged = crate::secret::redact_text(&format!("GET {}", b.object_url("k.json")));
         assert!(!logged.contains("SECRET"), "{logged}");
         assert!(logged.contains("sv=2024"), "{logged}");
-        // A bare `?` adds nothing.
+        // A bare `?` adds nothing; what may not travel raw is escaped.
         let b = BucketLocation::parse("http://h/c?").unwrap();
         assert_eq!(b.object_url("k"), "http://h/c/k");
+        let b = BucketLocation::parse("http://h/c?t=a b\"c").unwrap();
+        assert_eq!(b.object_url("k"), "http://h/c/k?t=a%20b%22c");
     }
 
     #[test]
