@@ -241,40 +241,53 @@ impl PassSummary {
         }
         list_reasons(
             &mut s,
-            ("refused key", "refused keys", "refused keys"),
+            (
+                "refused key",
+                "refused keys",
+                ("refused key", "refused keys"),
+            ),
             &self.refused,
         );
         list_keys(
             &mut s,
             "failed before, tried again:",
-            "retried keys",
+            ("retried key", "retried keys"),
             &self.retried,
         );
         list_reasons(
             &mut s,
-            ("failed file", "failed files", "failed files"),
+            (
+                "failed file",
+                "failed files",
+                ("failed file", "failed files"),
+            ),
             &self.failed,
         );
-        list_keys(&mut s, "missing (404):", "missing keys", &self.missing);
+        list_keys(
+            &mut s,
+            "missing (404):",
+            ("missing key", "missing keys"),
+            &self.missing,
+        );
         list_reasons(
             &mut s,
             (
                 "not fetched, will retry next pass:",
                 "not fetched, will retry next pass:",
-                "keys not fetched",
+                ("key not fetched", "keys not fetched"),
             ),
             &self.fetch_errors,
         );
         list_keys(
             &mut s,
             "busy: another worker holds its claim, will retry next pass:",
-            "busy keys",
+            ("busy key", "busy keys"),
             &self.busy,
         );
         list_keys(
             &mut s,
             "changed since loaded (not reloaded):",
-            "changed keys",
+            ("changed key", "changed keys"),
             &self.etag_changed,
         );
         s
@@ -288,12 +301,26 @@ const LINES_PER_KIND: usize = 10;
 /// Keys named on a line that stands for several with the same reason.
 const KEYS_PER_LINE: usize = 3;
 
-/// One line per key, `label key`, at most [`LINES_PER_KIND`] of them.
-fn list_keys(s: &mut String, label: &str, noun: &str, keys: &[String]) {
-    for k in keys.iter().take(LINES_PER_KIND) {
+/// One line per key, `label key`, in key order, at most [`LINES_PER_KIND`]
+/// of them.
+fn list_keys(s: &mut String, label: &str, noun: (&str, &str), keys: &[String]) {
+    let mut keys: Vec<&String> = keys.iter().collect();
+    keys.sort_unstable();
+    let shown = lines_shown(keys.len());
+    for k in &keys[..shown] {
         s.push_str(&format!("\n{label} {}", short_key(k)));
     }
-    more(s, keys.len().saturating_sub(LINES_PER_KIND), noun);
+    more(s, keys.len() - shown, noun, "");
+}
+
+/// How many of `n` lines to show: all when one more would only be replaced
+/// by a line saying it is hidden.
+fn lines_shown(n: usize) -> usize {
+    if n <= LINES_PER_KIND + 1 {
+        n
+    } else {
+        LINES_PER_KIND
+    }
 }
 
 /// One line per reason, naming its keys (`failed file a.json: why`, or
@@ -302,7 +329,11 @@ fn list_keys(s: &mut String, label: &str, noun: &str, keys: &[String]) {
 /// lines. A reason that names its own key's URL (`HTTP 500 for
 /// http://h/b/a.json`) is said with `<key>` in its place, so that keys that
 /// failed alike share a line and a long key is not printed twice.
-fn list_reasons(s: &mut String, (one, many, noun): (&str, &str, &str), items: &[KeyReason]) {
+fn list_reasons(
+    s: &mut String,
+    (one, many, noun): (&str, &str, (&str, &str)),
+    items: &[KeyReason],
+) {
     let mut index: std::collections::HashMap<String, usize> = Default::default();
     let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
     for f in items {
@@ -317,12 +348,14 @@ fn list_reasons(s: &mut String, (one, many, noun): (&str, &str, &str), items: &[
         };
         groups[i].1.push(&f.key);
     }
-    // Stable: reasons as common as each other keep the order they came in.
-    groups.sort_by_key(|(_, keys)| std::cmp::Reverse(keys.len()));
     for (_, keys) in &mut groups {
         keys.sort_unstable();
     }
-    for (reason, keys) in groups.iter().take(LINES_PER_KIND) {
+    // Commonest first; as common as each other, by their first key, so that
+    // the same failures always read the same.
+    groups.sort_by(|(_, a), (_, b)| b.len().cmp(&a.len()).then_with(|| a[0].cmp(b[0])));
+    let shown = lines_shown(groups.len());
+    for (reason, keys) in &groups[..shown] {
         if let [key] = keys[..] {
             s.push_str(&format!("\n{one} {}: {reason}", short_key(key)));
             continue;
@@ -340,13 +373,15 @@ fn list_reasons(s: &mut String, (one, many, noun): (&str, &str, &str), items: &[
         };
         s.push_str(&format!("\n{many} {}{rest}: {reason}", named.join(", ")));
     }
-    let hidden = &groups[groups.len().min(LINES_PER_KIND)..];
+    let hidden = &groups[shown..];
     let keys: usize = hidden.iter().map(|(_, k)| k.len()).sum();
-    let reasons = match hidden.len() {
-        0 | 1 => String::new(),
-        n => format!(", for {n} other reasons"),
-    };
-    more(s, keys, &format!("{noun}{reasons}"));
+    // More than one reason whenever any is hidden (see `lines_shown`).
+    more(
+        s,
+        keys,
+        noun,
+        &format!(", for {} other reasons", hidden.len()),
+    );
 }
 
 /// `reason` with its key's place in a URL (`/<encoded key>` followed by the
@@ -372,9 +407,12 @@ fn without_own_url(reason: &str, key: &str) -> String {
     out
 }
 
-fn more(s: &mut String, hidden: usize, noun: &str) {
+fn more(s: &mut String, hidden: usize, (one, many): (&str, &str), reasons: &str) {
     if hidden > 0 {
-        s.push_str(&format!("\n… and {hidden} more {noun} (every key: --json)"));
+        let noun = if hidden == 1 { one } else { many };
+        s.push_str(&format!(
+            "\n… and {hidden} more {noun}{reasons} (every key: --json)"
+        ));
     }
 }
 
@@ -503,7 +541,8 @@ const KEY_SHOWN: usize = 100;
 
 /// Unicode's invisible formatting characters: bidirectional embeddings,
 /// overrides and isolates, zero-width spaces and joiners, the byte-order
-/// mark.
+/// mark; and the line and paragraph separators, which some terminals and
+/// editors break a line at.
 fn is_invisible(c: char) -> bool {
     matches!(c,
         '\u{00AD}' | '\u{061C}' | '\u{180E}'
@@ -511,6 +550,7 @@ fn is_invisible(c: char) -> bool {
         | '\u{202A}'..='\u{202E}'
         | '\u{2060}'..='\u{2064}'
         | '\u{2066}'..='\u{2069}'
+        | '\u{2028}' | '\u{2029}'
         | '\u{FEFF}')
 }
 
@@ -609,12 +649,12 @@ mod tests {
         );
         fetch_errors.extend((0..5).map(|i| kr(format!("c{i}.json"), "connection closed".into())));
         let failed = (0..14)
-            .map(|i| kr(format!("f{i}.json"), format!("not JSON at byte {i}")))
+            .map(|i| kr(format!("f{i:02}.json"), format!("not JSON at byte {i}")))
             .collect();
         let s = PassSummary {
             fetch_errors,
             failed,
-            missing: (0..12).map(|i| format!("m{i}.json")).collect(),
+            missing: (0..12).rev().map(|i| format!("m{i:02}.json")).collect(),
             ..Default::default()
         };
         let text = s.render();
@@ -637,20 +677,75 @@ mod tests {
             "not fetched, will retry next pass: odd.json: HTTP 500 for http://h:1/sim/odd.json.bak",
         );
         assert!(big < closed && closed < odd, "{text}");
-        at("failed file f9.json: not JSON at byte 9");
+        at("failed file f09.json: not JSON at byte 9");
         assert!(!text.contains("f10.json"), "{text}");
         at("… and 4 more failed files, for 4 other reasons (every key: --json)");
+        // In key order, whatever order they came in.
+        assert_eq!(
+            at("missing (404): m00.json") + 9,
+            at("missing (404): m09.json")
+        );
         assert_eq!(
             at("… and 2 more missing keys"),
-            at("missing (404): m9.json") + 1
+            at("missing (404): m09.json") + 1
         );
         assert!(lines.len() < 40, "{text}");
+    }
+
+    #[test]
+    fn the_same_failures_always_read_the_same() {
+        let kr = |key: &str, reason: &str| KeyReason {
+            key: key.into(),
+            reason: reason.into(),
+        };
+        // Eleven reasons of one key each: all eleven shown (a line saying
+        // one is hidden would take the same room), ties in key order.
+        let mut items: Vec<KeyReason> = (0..11)
+            .rev()
+            .map(|i| kr(&format!("f{i:02}.json"), &format!("reason {i}")))
+            .collect();
+        let render = |items: &[KeyReason]| {
+            PassSummary {
+                failed: items.to_vec(),
+                ..Default::default()
+            }
+            .render()
+        };
+        let text = render(&items);
+        let failed: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("failed file "))
+            .collect();
+        assert_eq!(failed.len(), 11, "{text}");
+        assert_eq!(failed[0], "failed file f00.json: reason 0");
+        assert!(!text.contains("more"), "{text}");
+        items.reverse();
+        assert_eq!(
+            render(&items),
+            text,
+            "the order they came in does not matter"
+        );
+        // Hidden keys counted in the singular and the plural.
+        let s = PassSummary {
+            busy: (0..13).map(|i| format!("b{i:02}")).collect(),
+            ..Default::default()
+        };
+        assert!(
+            s.render()
+                .contains("\n… and 3 more busy keys (every key: --json)")
+        );
+        let s = PassSummary {
+            busy: (0..12).map(|i| format!("b{i:02}")).collect(),
+            ..Default::default()
+        };
+        assert!(s.render().contains("\n… and 2 more busy keys"));
     }
 
     #[test]
     fn keys_cannot_pass_for_others() {
         assert_eq!(short_key("rtl\u{202e}gnp.json"), "rtl\\u{202e}gnp.json");
         assert_eq!(short_key("zw\u{200b}sp.json"), "zw\\u{200b}sp.json");
+        assert_eq!(short_key("ls\u{2028}.json"), "ls\\u{2028}.json");
         assert_eq!(short_key("plain é.json"), "plain é.json");
     }
 

@@ -506,6 +506,9 @@ fn runs_that_could_not_fetch_every_file_are_not_published() {
             "--attempts",
             "1",
             "--no-ceilings",
+            // Each worker fails each key: still two files.
+            "--workers",
+            "2",
             "--out",
         ])
         .arg(dir.path())
@@ -526,6 +529,12 @@ fn runs_that_could_not_fetch_every_file_are_not_published() {
     assert!(
         stderr.contains("1 run loaded something other than"),
         "{stderr}"
+    );
+    // summary.md says which runs were left out, and why.
+    let md = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    assert!(
+        md.contains("| sync | 1 | 2 files not fetched (first a.json: HTTP 500"),
+        "{md}"
     );
 }
 

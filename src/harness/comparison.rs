@@ -588,6 +588,12 @@ pub fn export(
     } else {
         format!("{table}\n{delays}")
     };
+    let failed = export::failed_runs_markdown(runs, layout.matrix);
+    let table = if failed.is_empty() {
+        table
+    } else {
+        format!("{table}\n{failed}")
+    };
     std::fs::write(
         out.join("summary.md"),
         format!("# bucketbench compare — {}\n\n{table}", bench.subtitle),

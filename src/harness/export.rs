@@ -267,6 +267,29 @@ pub fn write_summary_csv(
     Ok(())
 }
 
+/// The runs left out of the statistics and why, for `summary.md`: without
+/// it a comparison whose runs all failed reads as a table with no rows.
+/// Empty when every run was verified.
+pub fn failed_runs_markdown(runs: &[Run], matrix: bool) -> String {
+    let failed: Vec<&Run> = runs.iter().filter(|r| !r.verified).collect();
+    if failed.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "Runs left out: each loaded something other than the expected result, so its time is not \
+         the job's (runs.csv keeps them, with `verified` false).\n\n| model | run | why |\n|---|---:|---|\n",
+    );
+    for r in failed {
+        s.push_str(&format!(
+            "| {} | {} | {} |\n",
+            r.label(matrix),
+            r.run,
+            r.problems.replace('|', "\\|")
+        ));
+    }
+    s
+}
+
 /// The Markdown table printed at the end and written to `summary.md`.
 /// With a known network it also gives each model's median against its
 /// analytic bound (`bound`): near 1× the model is waiting on the network.

@@ -259,14 +259,18 @@ pub fn run_once(
     // A run that could not fetch some files did less than the job: its
     // time is not the job's. With a generator behind the bucket the missing
     // rows already fail verification; with a real bucket only this says so.
-    let unfetched: Vec<&crate::report::KeyReason> =
-        summaries.iter().flat_map(|s| &s.fetch_errors).collect();
-    if let Some(first) = unfetched.iter().min_by_key(|f| &f.key) {
+    // By key: with several workers, each lists every key and may fail it.
+    let unfetched: std::collections::BTreeMap<&str, &str> = summaries
+        .iter()
+        .flat_map(|s| &s.fetch_errors)
+        .map(|f| (f.key.as_str(), f.reason.as_str()))
+        .collect();
+    if let Some((key, reason)) = unfetched.first_key_value() {
         problems.push(format!(
             "{} not fetched (first {}: {})",
             crate::report::plural(unfetched.len() as u64, "file", "files"),
-            crate::report::short_key(&first.key),
-            first.reason
+            crate::report::short_key(key),
+            reason
         ));
     }
     let cpu = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
