@@ -454,15 +454,7 @@ fn compare_workers_refuse_a_certificate_not_signed_by_the_ca_they_are_given() {
         compare()
             .env("DATABASE_URL", &db)
             .args(["--bucket", &served.base_url(), "--models", "sync"])
-            .args([
-                "--runs",
-                "1",
-                "--warmup",
-                "0",
-                "--attempts",
-                "1",
-                "--no-ceilings",
-            ])
+            .args(ONE_QUICK_RUN)
             .arg("--ca-file")
             .arg(ca)
             .arg("--out")
@@ -499,18 +491,10 @@ fn runs_that_could_not_fetch_every_file_are_not_published() {
             &format!("http://127.0.0.1:{}/b", failing.port),
             "--models",
             "sync",
-            "--runs",
-            "1",
-            "--warmup",
-            "0",
-            "--attempts",
-            "1",
-            "--no-ceilings",
-            // Each worker fails each key: still two files.
-            "--workers",
-            "2",
-            "--out",
         ])
+        .args(ONE_QUICK_RUN)
+        // Each worker fails each key: still two files.
+        .args(["--workers", "2", "--out"])
         .arg(dir.path())
         .output()
         .unwrap();
@@ -537,6 +521,18 @@ fn runs_that_could_not_fetch_every_file_are_not_published() {
         "{md}"
     );
 }
+
+/// One measured run, no warm-up, no ceilings, one attempt per request: a
+/// comparison that only has to show what it does with a bucket.
+const ONE_QUICK_RUN: &[&str] = &[
+    "--runs",
+    "1",
+    "--warmup",
+    "0",
+    "--attempts",
+    "1",
+    "--no-ceilings",
+];
 
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap())
