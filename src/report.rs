@@ -241,53 +241,40 @@ impl PassSummary {
         }
         list_reasons(
             &mut s,
-            (
-                "refused key",
-                "refused keys",
-                ("refused key", "refused keys"),
-            ),
+            ("refused key", "refused keys", "refused keys"),
             &self.refused,
         );
         list_keys(
             &mut s,
             "failed before, tried again:",
-            ("retried key", "retried keys"),
+            "retried keys",
             &self.retried,
         );
         list_reasons(
             &mut s,
-            (
-                "failed file",
-                "failed files",
-                ("failed file", "failed files"),
-            ),
+            ("failed file", "failed files", "failed files"),
             &self.failed,
         );
-        list_keys(
-            &mut s,
-            "missing (404):",
-            ("missing key", "missing keys"),
-            &self.missing,
-        );
+        list_keys(&mut s, "missing (404):", "missing keys", &self.missing);
         list_reasons(
             &mut s,
             (
                 "not fetched, will retry next pass:",
                 "not fetched, will retry next pass:",
-                ("key not fetched", "keys not fetched"),
+                "keys not fetched",
             ),
             &self.fetch_errors,
         );
         list_keys(
             &mut s,
             "busy: another worker holds its claim, will retry next pass:",
-            ("busy key", "busy keys"),
+            "busy keys",
             &self.busy,
         );
         list_keys(
             &mut s,
             "changed since loaded (not reloaded):",
-            ("changed key", "changed keys"),
+            "changed keys",
             &self.etag_changed,
         );
         s
@@ -303,7 +290,7 @@ const KEYS_PER_LINE: usize = 3;
 
 /// One line per key, `label key`, in key order, at most [`LINES_PER_KIND`]
 /// of them.
-fn list_keys(s: &mut String, label: &str, noun: (&str, &str), keys: &[String]) {
+fn list_keys(s: &mut String, label: &str, noun: &str, keys: &[String]) {
     let mut keys: Vec<&String> = keys.iter().collect();
     keys.sort_unstable();
     let shown = lines_shown(keys.len());
@@ -329,31 +316,26 @@ fn lines_shown(n: usize) -> usize {
 /// lines. A reason that names its own key's URL (`HTTP 500 for
 /// http://h/b/a.json`) is said with `<key>` in its place, so that keys that
 /// failed alike share a line and a long key is not printed twice.
-fn list_reasons(
-    s: &mut String,
-    (one, many, noun): (&str, &str, (&str, &str)),
-    items: &[KeyReason],
-) {
-    let mut index: std::collections::HashMap<String, usize> = Default::default();
-    let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
+fn list_reasons(s: &mut String, (one, many, noun): (&str, &str, &str), items: &[KeyReason]) {
+    let mut by_reason: std::collections::HashMap<String, Vec<&str>> = Default::default();
     for f in items {
-        let reason = without_own_url(&f.reason, &f.key);
-        let i = match index.get(&reason) {
-            Some(&i) => i,
-            None => {
-                index.insert(reason.clone(), groups.len());
-                groups.push((reason, Vec::new()));
-                groups.len() - 1
-            }
-        };
-        groups[i].1.push(&f.key);
+        by_reason
+            .entry(without_own_url(&f.reason, &f.key))
+            .or_default()
+            .push(&f.key);
     }
+    let mut groups: Vec<(String, Vec<&str>)> = by_reason.into_iter().collect();
     for (_, keys) in &mut groups {
         keys.sort_unstable();
     }
     // Commonest first; as common as each other, by their first key, so that
     // the same failures always read the same.
-    groups.sort_by(|(_, a), (_, b)| b.len().cmp(&a.len()).then_with(|| a[0].cmp(b[0])));
+    groups.sort_by(|(ra, a), (rb, b)| {
+        b.len()
+            .cmp(&a.len())
+            .then_with(|| a[0].cmp(b[0]))
+            .then_with(|| ra.cmp(rb))
+    });
     let shown = lines_shown(groups.len());
     for (reason, keys) in &groups[..shown] {
         if let [key] = keys[..] {
@@ -407,9 +389,10 @@ fn without_own_url(reason: &str, key: &str) -> String {
     out
 }
 
-fn more(s: &mut String, hidden: usize, (one, many): (&str, &str), reasons: &str) {
+/// The line that counts what [`lines_shown`] left out: always several keys
+/// (and, for reasons, several reasons), never one.
+fn more(s: &mut String, hidden: usize, noun: &str, reasons: &str) {
     if hidden > 0 {
-        let noun = if hidden == 1 { one } else { many };
         s.push_str(&format!(
             "\n… and {hidden} more {noun}{reasons} (every key: --json)"
         ));
