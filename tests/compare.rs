@@ -514,6 +514,13 @@ fn runs_that_could_not_fetch_every_file_are_not_published() {
         stderr.contains("1 run loaded something other than"),
         "{stderr}"
     );
+    // No chart of nothing: empty axes would only mislead.
+    assert!(
+        stdout.contains("no charts: no run was verified"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("median_time.png"), "{stdout}");
+    assert!(!dir.path().join("median_time.png").exists());
     // summary.md says which runs were left out, and why.
     let md = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
     assert!(

@@ -1158,6 +1158,11 @@ pub fn draw_all(
     matrix: Option<(&[Model], &[WriteStrategy])>,
     subtitle: &str,
 ) -> Vec<(&'static str, anyhow::Result<()>)> {
+    // Charts draw the verified runs; with none, they would be empty axes
+    // whose scale means nothing.
+    if summaries.is_empty() {
+        return Vec::new();
+    }
     let mut drawn = vec![
         (
             "median_time.png",

@@ -623,7 +623,7 @@ pub fn export(
     };
     export::write_json(&out.join("environment.json"), &env)?;
     let env = Some(serde_json::to_value(&env)?);
-    draw(out, layout, runs, summaries, &bench.subtitle);
+    let drawn = draw(out, layout, runs, summaries, &bench.subtitle);
 
     let build = Build::current();
     println!("bucketbench compare — {}", bench.subtitle);
@@ -650,19 +650,17 @@ pub fn export(
             bench.scratch.schema()
         );
     }
-    println!(
-        "wrote {}/{{runs.csv, summary.csv, summary.md, environment.json, median_time.png, launches.png, throughput.png{}{}}}",
-        out.display(),
-        if layout.matrix { ", matrix.png" } else { "" },
-        match (
-            runs.iter().any(|r| r.first_byte.is_some()),
-            super::firstbyte::charted(runs)
-        ) {
-            (true, true) => ", first_byte.csv, first_byte.png",
-            (true, false) => ", first_byte.csv",
-            _ => "",
-        }
-    );
+    // In the order they were always listed: the first-byte CSV beside its chart.
+    let mut written = vec!["runs.csv", "summary.csv", "summary.md", "environment.json"];
+    written.extend(drawn.iter().filter(|n| **n != "first_byte.png"));
+    if runs.iter().any(|r| r.first_byte.is_some()) {
+        written.push("first_byte.csv");
+    }
+    written.extend(drawn.iter().filter(|n| **n == "first_byte.png"));
+    println!("wrote {}/{{{}}}", out.display(), written.join(", "));
+    if drawn.is_empty() {
+        println!("no charts: no run was verified");
+    }
     if args.out.is_none() {
         println!(
             "{}/{} points to these results",
