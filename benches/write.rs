@@ -13,7 +13,8 @@ fn write_path(c: &mut Criterion) {
     // Relaxed: this measures the write path's CPU, not the disk.
     let pg = EmbeddedPostgres::start(Flavor::Throwaway(Durability::Relaxed))
         .expect("PostgreSQL (apt-get install postgresql)");
-    let mut db = prepare_database(&pg.default_url()).unwrap();
+    drop(prepare_database(&pg.default_url()).unwrap());
+    let mut db = sync_writer::Connection::open(&pg.default_url()).unwrap();
     let spec = Spec::new(ProfileName::Seed, 42);
     let files: Vec<_> = (0..4).map(|i| generator::file(&spec, i)).collect();
     let mut group = c.benchmark_group("write");
@@ -40,7 +41,7 @@ fn write_path(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    empty_database(&mut db).unwrap();
+                    empty_database(db.client()).unwrap();
                     let started = Instant::now();
                     for p in &plans {
                         sync_writer::write_file(&mut db, p).unwrap();

@@ -372,7 +372,7 @@ fn a_v1_database_upgrades_in_place_with_its_rows_and_ledger() {
 }
 
 /// The newest migration in `migrations/`.
-const LATEST_SCHEMA: i64 = 3;
+const LATEST_SCHEMA: i64 = 4;
 
 /// The documented way to find a file's rows by its key (docs/contract.md).
 const FILE_ROWS_EXPLAINED: &str = "EXPLAIN SELECT 1 FROM songs WHERE source_key = 'a.json' \
@@ -539,6 +539,100 @@ fn a_v2_database_upgrades_to_v3_with_its_rows_ledger_and_key_lookups() {
         (again.loaded, again.already_loaded, again.failed_earlier),
         (0, 3, 1)
     );
+}
+
+#[test]
+fn a_v3_database_upgrades_to_v4_with_its_ledger_hashes_unchanged() {
+    let db = fresh_db();
+    let mut pg = bucketbench::db::connect_sync(&db).unwrap();
+    schema::migrate_to(&mut pg, Some(3)).unwrap();
+    let mut c = connect(&db);
+    // Keys whose hashes V3's SQL function computed: ASCII, non-ASCII, and
+    // one longer than a b-tree entry could hold.
+    let long = format!("long/{}.json", "x".repeat(3000));
+    for key in ["a.json", "dossier/é—日本.json", long.as_str()] {
+        c.execute(
+            "INSERT INTO processed_files (key, status, songs_rows, model) VALUES ($1, 'loaded', 1, 'sync')",
+            &[&key],
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO songs (source_key, title) VALUES ($1, 'from v3')",
+            &[&key],
+        )
+        .unwrap();
+    }
+    let before = snapshot(&mut c);
+    let hashes = |c: &mut postgres::Client| -> Vec<(String, Vec<u8>)> {
+        c.query(
+            "SELECT key, key_sha256 FROM processed_files ORDER BY key",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+    };
+    let stored = hashes(&mut c);
+
+    let body: &[u8] = br#"[{"type":"song","data":{"title":"new"}}]"#;
+    let srv = serve(store_with(
+        &[
+            ("a.json", body),
+            ("dossier/é—日本.json", body),
+            (long.as_str(), body),
+            ("c.json", body),
+        ],
+        &format!("a.json\ndossier/é—日本.json\n{long}\nc.json\n"),
+    ));
+    let s = pass(&srv.base_url(), &db, "async");
+    // Only the new key loads: every old claim still holds.
+    assert_eq!((s.loaded, s.already_loaded), (1, 3), "{s:?}");
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT max(version)::bigint FROM refinery_schema_history"
+        ),
+        LATEST_SCHEMA
+    );
+    let language: String = c
+        .query_one(
+            "SELECT l.lanname::text FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang \
+             WHERE p.proname = 'bucketbench_key_sha256'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(language, "plpgsql");
+    // Nothing lost or changed, old hashes included; the new claim's hash is
+    // the same function of its key.
+    let after = snapshot(&mut c);
+    let kept: Vec<&String> = after.iter().filter(|r| !r.contains("c.json")).collect();
+    assert_eq!(kept, before.iter().collect::<Vec<_>>());
+    let now = hashes(&mut c);
+    assert_eq!(
+        now.iter()
+            .filter(|(k, _)| k != "c.json")
+            .cloned()
+            .collect::<Vec<_>>(),
+        stored
+    );
+    for (key, hash) in &now {
+        let expected: Vec<u8> = c
+            .query_one("SELECT sha256(convert_to($1, 'UTF8'))", &[key])
+            .unwrap()
+            .get(0);
+        assert_eq!(hash, &expected, "{key}");
+    }
+    // A claim of an old key through the new function still conflicts.
+    for key in ["a.json", long.as_str()] {
+        let claimed = c
+            .execute(bucketbench::db::ledger::CLAIM, &plan_params(key).refs())
+            .unwrap();
+        assert_eq!(claimed, 0, "{key}");
+    }
+    let again = pass(&srv.base_url(), &db, "sync");
+    assert_eq!((again.loaded, again.already_loaded), (0, 4));
 }
 
 fn plan_params(key: &str) -> Vec<Box<dyn postgres::types::ToSql + Sync>> {

@@ -229,15 +229,18 @@ pub async fn write_all(
     Ok(())
 }
 
-/// See [`ledger::LOADED`].
+/// See [`ledger::LOADED`]. Prepared once per connection: asked once per
+/// file, an unprepared query cost a second round trip and a fresh plan
+/// each time, about as much of the server's CPU as 10 of a small file's
+/// rows (docs/performance.md, "Costs per file").
 pub async fn already_loaded(pool: &deadpool_postgres::Pool, key: &str) -> bool {
-    match pool.get().await {
-        Ok(c) => c
-            .query_one(ledger::LOADED, &[&key])
-            .await
-            .is_ok_and(|r| r.get(0)),
-        Err(_) => false,
-    }
+    let Ok(c) = pool.get().await else {
+        return false;
+    };
+    let Ok(loaded) = c.prepare_cached(ledger::LOADED).await else {
+        return false;
+    };
+    c.query_one(&loaded, &[&key]).await.is_ok_and(|r| r.get(0))
 }
 
 /// A pool of `size` connections (deadpool-postgres), each session

@@ -7,7 +7,7 @@ use futures::StreamExt as _;
 use super::Model;
 use super::{Ingestor, Job, Step, Todo, fetch_steps, runtime, write_error};
 use crate::bucket::async_client::AsyncClient;
-use crate::db::{self, sync_writer};
+use crate::db::sync_writer;
 use crate::report::FileResult;
 
 pub struct AsyncFetchModel;
@@ -21,7 +21,7 @@ impl Ingestor for AsyncFetchModel {
         let rt = runtime()?;
         let http = AsyncClient::new(job.client.clone(), job.stats.clone())?
             .with_budget(job.knobs.budget());
-        let mut pg = db::connect_sync(job.database_url)?;
+        let mut pg = sync_writer::Connection::open(job.database_url)?;
         // Bounded: fetching runs at most `concurrency` files ahead of the writer.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<(String, Step)>(job.knobs.concurrency);
         std::thread::scope(|scope| {

@@ -5,7 +5,7 @@ use super::Model;
 use super::{Ingestor, Job, Step, Todo, refuse_key, step, write_error};
 use crate::bucket::ObjectRef;
 use crate::bucket::sync_client::SyncClient;
-use crate::db::{self, sync_writer};
+use crate::db::sync_writer;
 use crate::report::FileResult;
 
 pub struct SyncModel;
@@ -18,7 +18,7 @@ impl Ingestor for SyncModel {
     fn load(&self, job: &Job<'_>, mut todo: Todo) -> anyhow::Result<()> {
         let http =
             SyncClient::new(job.client.clone(), job.stats.clone())?.with_budget(job.knobs.budget());
-        let mut pg = db::connect_sync(job.database_url)?;
+        let mut pg = sync_writer::Connection::open(job.database_url)?;
         while let Some(obj) = todo.blocking_recv() {
             let result = fetch_and_write(&http, &mut pg, job, &obj, self.name())?;
             job.tally.record(&obj.key, result);
@@ -31,7 +31,7 @@ impl Ingestor for SyncModel {
 /// the `threads` model, which runs it on many threads at once.
 pub(crate) fn fetch_and_write(
     http: &SyncClient,
-    pg: &mut postgres::Client,
+    pg: &mut sync_writer::Connection,
     job: &Job<'_>,
     obj: &ObjectRef,
     model: &str,
