@@ -53,8 +53,12 @@ pub async fn write_group(
         return Ok(results);
     }
     for batch in ledger::merged_copies(&mine) {
+        let copy_in = tx
+            .prepare_cached(batch.sql)
+            .await
+            .with_context(|| format!("preparing {}", batch.sql))?;
         let sink = tx
-            .copy_in(batch.sql)
+            .copy_in(&copy_in)
             .await
             .with_context(|| format!("starting {}", batch.sql))?;
         futures::pin_mut!(sink);

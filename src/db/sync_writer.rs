@@ -10,8 +10,8 @@ use super::ledger::{self, WritePlan, WriteResult};
 
 /// A synchronous connection and the statements it has prepared.
 ///
-/// The claim, the "loaded meanwhile?" check and the `insert`/`batch`
-/// statements are sent once per file: prepared once per connection, each
+/// The claim, the "loaded meanwhile?" check, the COPY statements and the
+/// `insert`/`batch` statements are sent once per file: prepared once per connection, each
 /// costs the server a bind and an execution instead of a parse, a plan and
 /// an extra round trip (the `async` writers get the same from deadpool's
 /// statement cache), so the models differ in how they schedule IO, not in
@@ -56,6 +56,14 @@ pub fn write_file(conn: &mut Connection, plan: &WritePlan) -> anyhow::Result<Wri
                 .with_context(|| format!("preparing {}", st.sql))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let copies = plan
+        .copies
+        .iter()
+        .map(|batch| {
+            conn.prepared(batch.sql)
+                .with_context(|| format!("preparing {}", batch.sql))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let mut tx = conn
         .client
         .transaction()
@@ -67,9 +75,9 @@ pub fn write_file(conn: &mut Connection, plan: &WritePlan) -> anyhow::Result<Wri
         tx.rollback().context("rolling back")?;
         return Ok(WriteResult::AlreadyLoaded);
     }
-    for batch in &plan.copies {
+    for (batch, prepared) in plan.copies.iter().zip(&copies) {
         let mut w = tx
-            .copy_in(batch.sql)
+            .copy_in(prepared)
             .with_context(|| format!("starting {}", batch.sql))?;
         w.write_all(copy::HEADER)
             .and_then(|()| w.write_all(&batch.data))
