@@ -53,6 +53,41 @@ fn write_path(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // Per-file costs: 100 `large` files of ~140 rows, each its own
+    // transaction (claim, three COPYs, commit), as the synchronous models
+    // write them. On files this small what a file's statements cost (parse,
+    // plan, round trips) weighs as much as its rows.
+    let spec = Spec::new(ProfileName::Large, 42);
+    let plans: Vec<_> = (0..100)
+        .map(|i| {
+            let f = generator::file(&spec, i);
+            bucketbench::transform::plan(
+                &f.key,
+                None,
+                f.body.as_deref().unwrap(),
+                "bench",
+                WriteStrategy::Copy,
+            )
+        })
+        .collect();
+    let mut group = c.benchmark_group("write");
+    group.throughput(Throughput::Elements(plans.iter().map(|p| p.rows()).sum()));
+    group.bench_function("copy_100_large_files", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                empty_database(db.client()).unwrap();
+                let started = Instant::now();
+                for p in &plans {
+                    sync_writer::write_file(&mut db, p).unwrap();
+                }
+                total += started.elapsed();
+            }
+            total
+        })
+    });
+    group.finish();
 }
 
 criterion_group! {
