@@ -3,63 +3,18 @@
 
 use std::time::{Duration, Instant};
 
+use bucketbench::db::ledger::WritePlan;
 use bucketbench::db::{Durability, EmbeddedPostgres, Flavor, WriteStrategy, sync_writer};
 use bucketbench::harness::runner::empty_database;
 use bucketbench::pass::prepare_database;
 use bucketbench::sim::generator::{self, ProfileName, Spec};
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 
-fn write_path(c: &mut Criterion) {
-    // Relaxed: this measures the write path's CPU, not the disk.
-    let pg = EmbeddedPostgres::start(Flavor::Throwaway(Durability::Relaxed))
-        .expect("PostgreSQL (apt-get install postgresql)");
-    drop(prepare_database(&pg.default_url()).unwrap());
-    let mut db = sync_writer::Connection::open(&pg.default_url()).unwrap();
-    let spec = Spec::new(ProfileName::Seed, 42);
-    let files: Vec<_> = (0..4).map(|i| generator::file(&spec, i)).collect();
-    let mut group = c.benchmark_group("write");
-    for strategy in [
-        WriteStrategy::Insert,
-        WriteStrategy::Batch,
-        WriteStrategy::Copy,
-    ] {
-        let plans: Vec<_> = files
-            .iter()
-            .map(|f| {
-                bucketbench::transform::plan(
-                    &f.key,
-                    None,
-                    f.body.as_deref().unwrap(),
-                    "bench",
-                    strategy,
-                )
-            })
-            .collect();
-        let rows: u64 = plans.iter().map(|p| p.rows()).sum();
-        group.throughput(Throughput::Elements(rows));
-        group.bench_function(format!("{}_4_seed_files", strategy.as_str()), |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    empty_database(db.client()).unwrap();
-                    let started = Instant::now();
-                    for p in &plans {
-                        sync_writer::write_file(&mut db, p).unwrap();
-                    }
-                    total += started.elapsed();
-                }
-                total
-            })
-        });
-    }
-    group.finish();
-
-    // Per-file costs: 100 `large` files of ~140 rows, each its own
-    // transaction (claim, three COPYs, commit), as the synchronous models
-    // write them. On files this small what a file's statements cost (parse,
-    // plan, round trips) weighs as much as its rows.
-    let spec = Spec::new(ProfileName::Large, 42);
-    let plans: Vec<_> = (0..100)
+/// The plans of `files` generated files of `profile`, written with `strategy`.
+fn plans(profile: ProfileName, files: usize, strategy: WriteStrategy) -> Vec<WritePlan> {
+    let spec = Spec::new(profile, 42);
+    (0..files)
         .map(|i| {
             let f = generator::file(&spec, i);
             bucketbench::transform::plan(
@@ -67,26 +22,62 @@ fn write_path(c: &mut Criterion) {
                 None,
                 f.body.as_deref().unwrap(),
                 "bench",
-                WriteStrategy::Copy,
+                strategy,
             )
         })
-        .collect();
-    let mut group = c.benchmark_group("write");
+        .collect()
+}
+
+/// Times writing every plan, each file its own transaction, into an emptied
+/// database, as the synchronous models write.
+fn bench_files(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    db: &mut sync_writer::Connection,
+    plans: &[WritePlan],
+) {
     group.throughput(Throughput::Elements(plans.iter().map(|p| p.rows()).sum()));
-    group.bench_function("copy_100_large_files", |b| {
+    group.bench_function(name, |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 empty_database(db.client()).unwrap();
                 let started = Instant::now();
-                for p in &plans {
-                    sync_writer::write_file(&mut db, p).unwrap();
+                for p in plans {
+                    sync_writer::write_file(db, p).unwrap();
                 }
                 total += started.elapsed();
             }
             total
         })
     });
+}
+
+fn write_path(c: &mut Criterion) {
+    // Relaxed: this measures the write path's CPU, not the disk.
+    let pg = EmbeddedPostgres::start(Flavor::Throwaway(Durability::Relaxed))
+        .expect("PostgreSQL (apt-get install postgresql)");
+    drop(prepare_database(&pg.default_url()).unwrap());
+    let mut db = sync_writer::Connection::open(&pg.default_url()).unwrap();
+    let mut group = c.benchmark_group("write");
+    for strategy in [
+        WriteStrategy::Insert,
+        WriteStrategy::Batch,
+        WriteStrategy::Copy,
+    ] {
+        let name = format!("{}_4_seed_files", strategy.as_str());
+        bench_files(
+            &mut group,
+            &name,
+            &mut db,
+            &plans(ProfileName::Seed, 4, strategy),
+        );
+    }
+    // Per-file costs: 100 `large` files of ~140 rows. On files this small
+    // what a file's statements cost (parse, plan, round trips) weighs as
+    // much as its rows.
+    let large = plans(ProfileName::Large, 100, WriteStrategy::Copy);
+    bench_files(&mut group, "copy_100_large_files", &mut db, &large);
     group.finish();
 }
 
