@@ -34,6 +34,17 @@ impl Connection {
         &mut self.client
     }
 
+    fn prepared_all(
+        &mut self,
+        sqls: impl Iterator<Item = &'static str>,
+    ) -> anyhow::Result<Vec<postgres::Statement>> {
+        sqls.map(|sql| {
+            self.prepared(sql)
+                .with_context(|| format!("preparing {sql}"))
+        })
+        .collect()
+    }
+
     fn prepared(&mut self, sql: &'static str) -> Result<postgres::Statement, postgres::Error> {
         if let Some(st) = self.prepared.get(sql) {
             return Ok(st.clone());
@@ -48,22 +59,8 @@ pub fn write_file(conn: &mut Connection, plan: &WritePlan) -> anyhow::Result<Wri
     let claim = conn
         .prepared(ledger::CLAIM)
         .context("preparing the ledger claim")?;
-    let statements = plan
-        .statements
-        .iter()
-        .map(|st| {
-            conn.prepared(st.sql)
-                .with_context(|| format!("preparing {}", st.sql))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let copies = plan
-        .copies
-        .iter()
-        .map(|batch| {
-            conn.prepared(batch.sql)
-                .with_context(|| format!("preparing {}", batch.sql))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let statements = conn.prepared_all(plan.statements.iter().map(|st| st.sql))?;
+    let copies = conn.prepared_all(plan.copies.iter().map(|batch| batch.sql))?;
     let mut tx = conn
         .client
         .transaction()
