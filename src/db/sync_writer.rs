@@ -11,11 +11,12 @@ use super::ledger::{self, WritePlan, WriteResult};
 /// A synchronous connection and the statements it has prepared.
 ///
 /// The claim, the "loaded meanwhile?" check, the COPY statements and the
-/// `insert`/`batch` statements are sent once per file: prepared once per connection, each
-/// costs the server a bind and an execution instead of a parse, a plan and
-/// an extra round trip (the `async` writers get the same from deadpool's
-/// statement cache), so the models differ in how they schedule IO, not in
-/// what each statement costs.
+/// `insert`/`batch` statements are sent once per file. Prepared once per
+/// connection, each costs the server a bind and an execution instead of a
+/// parse, a plan and an extra round trip (the `async` writers get the same
+/// from deadpool's statement cache), so the models differ in how they
+/// schedule IO, not in what each statement costs. A reconnect starts a new
+/// `Connection`, so no statement outlives the session that prepared it.
 pub struct Connection {
     client: postgres::Client,
     prepared: std::collections::HashMap<&'static str, postgres::Statement>,
