@@ -38,6 +38,42 @@ pub fn prepare_database(url: &str) -> anyhow::Result<postgres::Client> {
     Ok(pg)
 }
 
+/// Runs `work` (a listing page's ledger bookkeeping) on the pass's own
+/// connection, reopening it when PostgreSQL dropped it (a restart, a
+/// terminated backend) with the writers' bounded backoff
+/// ([`db::reconnect_delay`], about 15 s in all). The writers reconnect on
+/// their own; without this, a restart ended the pass at the listing's next
+/// page while they carried on. The bookkeeping is safe to repeat: it marks
+/// keys seen and deletes `failed` rows to retry.
+fn reconnecting<T>(
+    pg: &mut postgres::Client,
+    url: &str,
+    mut work: impl FnMut(&mut postgres::Client) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let mut lost = 0;
+    loop {
+        let e = match work(pg) {
+            Ok(done) => return Ok(done),
+            Err(e) => e,
+        };
+        if !(pg.is_closed() || db::is_connection_lost(&e)) {
+            return Err(e);
+        }
+        lost += 1;
+        let Some(delay) = db::reconnect_delay(lost) else {
+            return Err(e);
+        };
+        tracing::warn!(
+            "database connection lost ({}); reconnecting",
+            crate::error::chain(&*e)
+        );
+        std::thread::sleep(delay);
+        if let Ok(fresh) = db::connect_sync(url) {
+            *pg = fresh;
+        }
+    }
+}
+
 /// What a pass does beyond the defaults (`ingest`'s own flags).
 #[derive(Debug, Clone, Default)]
 pub struct PassOptions {
@@ -94,9 +130,12 @@ pub fn run_pass_with(
                 );
                 let page = page.objects;
                 let keys: Vec<String> = page.iter().map(|o| o.key.clone()).collect();
-                let seen = sync_writer::seen_keys(&mut pg, &keys)
-                    .context("subtracting the ledger from the listing")?;
-                let verdict = judge(&mut pg, &lister, &cfg.bucket, &page, &seen, opts)?;
+                let (seen, verdict) = reconnecting(&mut pg, &cfg.database_url, |pg| {
+                    let seen = sync_writer::seen_keys(pg, &keys)
+                        .context("subtracting the ledger from the listing")?;
+                    let verdict = judge(pg, &lister, &cfg.bucket, &page, &seen, opts)?;
+                    Ok((seen, verdict))
+                })?;
                 let mut new: Vec<ObjectRef> = page
                     .into_iter()
                     .filter(|o| !seen.contains_key(&o.key) || verdict.retry.contains(&o.key))

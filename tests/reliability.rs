@@ -239,6 +239,63 @@ fn a_database_restart_mid_pass_is_survived_or_reported_in_one_line() {
 }
 
 #[test]
+fn a_database_restart_between_listing_pages_does_not_end_the_pass() {
+    // 3,500 keys: four listing pages of 1,000. The pass marks each page's
+    // keys in the ledger on a connection of its own before queueing them,
+    // and the queue holds two pages, so page 4 is read only after the
+    // model has taken about 1,000 keys: a connection dropped before then
+    // is found closed there. It used to end the pass while the writers
+    // reconnected.
+    let bucket =
+        SimBucket::generate(Spec::new(ProfileName::Tiny, 14).with_overrides(Some(3_500), Some(2)));
+    let server = bucket
+        .serve(
+            Conditions {
+                latency_ms: 5.0,
+                ..Default::default()
+            },
+            any_port(),
+        )
+        .unwrap();
+    let db = fresh_db();
+    let child = ingest(&server.base_url(), &db, "async").spawn().unwrap();
+    let mut c = connect(&db);
+    let waited = Instant::now();
+    while ledger_files(&mut c) < 50 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(120),
+            "no file committed in 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let dropped = c
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .unwrap()
+        .len();
+    assert!(
+        dropped >= 2,
+        "the pass's and the writers' connections: {dropped}"
+    );
+    let committed_then = ledger_files(&mut c);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the pass ended: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        committed_then < 3_000,
+        "the connections were dropped too late to test anything ({committed_then} files in)"
+    );
+    let diffs = verify(&mut connect(&db), &bucket.expected()).unwrap();
+    assert!(diffs.is_empty(), "{diffs:#?}");
+}
+
+#[test]
 fn watch_on_a_churning_bucket_loads_every_lasting_file_once() {
     churn_and_watch(Duration::from_secs(30));
 }
