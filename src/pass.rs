@@ -50,7 +50,7 @@ fn reconnecting<T>(
     url: &str,
     mut work: impl FnMut(&mut postgres::Client) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    let mut lost = 0;
+    let mut retries = db::Retries::default();
     loop {
         let e = match work(pg) {
             Ok(done) => return Ok(done),
@@ -59,14 +59,9 @@ fn reconnecting<T>(
         if !(pg.is_closed() || db::is_connection_lost(&e)) {
             return Err(e);
         }
-        lost += 1;
-        let Some(delay) = db::reconnect_delay(lost) else {
+        let db::Next::Retry(delay) = retries.next(db::WriteFault::ConnectionLost, &e) else {
             return Err(e);
         };
-        tracing::warn!(
-            "database connection lost ({}); reconnecting",
-            crate::error::chain(&*e)
-        );
         std::thread::sleep(delay);
         if let Ok(fresh) = db::connect_sync(url) {
             *pg = fresh;
