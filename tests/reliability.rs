@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bucketbench::db::{Durability, EmbeddedPostgres, Flavor};
 use bucketbench::models::Model;
-use bucketbench::sim::{Conditions, ProfileName, SimBucket, Spec, verify};
+use bucketbench::sim::{Conditions, ProfileName, SimBucket, SimServer, Spec, verify};
 use common::*;
 
 fn ingest(bucket: &str, db: &str, model: &str) -> Command {
@@ -20,6 +20,19 @@ fn ingest(bucket: &str, db: &str, model: &str) -> Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     cmd
+}
+
+/// `bucket` on loopback, each first byte `latency_ms` late.
+fn served_with_latency(bucket: &SimBucket, latency_ms: f64) -> SimServer {
+    bucket
+        .serve(
+            Conditions {
+                latency_ms,
+                ..Default::default()
+            },
+            any_port(),
+        )
+        .unwrap()
 }
 
 fn kill9(child: &mut Child) {
@@ -207,15 +220,7 @@ fn a_database_restart_mid_pass_is_survived_or_reported_in_one_line() {
     let mut pg =
         EmbeddedPostgres::start(Flavor::Throwaway(Durability::Relaxed)).expect("PostgreSQL");
     let bucket = SimBucket::generate(Spec::new(ProfileName::Small, 12));
-    let server = bucket
-        .serve(
-            Conditions {
-                latency_ms: 40.0,
-                ..Default::default()
-            },
-            any_port(),
-        )
-        .unwrap();
+    let server = served_with_latency(&bucket, 40.0);
     for (i, model) in Model::MODELS.map(Model::name).iter().enumerate() {
         let db = pg.create_database(&format!("restart{i}")).unwrap();
         let child = ingest(&server.base_url(), &db, model).spawn().unwrap();
@@ -248,15 +253,7 @@ fn a_database_restart_between_listing_pages_does_not_end_the_pass() {
     // reconnected.
     let bucket =
         SimBucket::generate(Spec::new(ProfileName::Tiny, 14).with_overrides(Some(3_500), Some(2)));
-    let server = bucket
-        .serve(
-            Conditions {
-                latency_ms: 5.0,
-                ..Default::default()
-            },
-            any_port(),
-        )
-        .unwrap();
+    let server = served_with_latency(&bucket, 5.0);
     let db = fresh_db();
     let child = ingest(&server.base_url(), &db, "async").spawn().unwrap();
     let mut c = connect(&db);
@@ -309,15 +306,7 @@ fn soak_watch_on_a_churning_bucket_for_five_minutes() {
 
 fn churn_and_watch(duration: Duration) {
     let bucket = SimBucket::generate(Spec::new(ProfileName::Tiny, 13));
-    let server = bucket
-        .serve(
-            Conditions {
-                latency_ms: 5.0,
-                ..Default::default()
-            },
-            any_port(),
-        )
-        .unwrap();
+    let server = served_with_latency(&bucket, 5.0);
     let db = fresh_db();
     let passes = tempfile::tempdir().unwrap();
     let passes_path = passes.path().join("passes.jsonl");
