@@ -573,27 +573,22 @@ pub fn export(
     let reference = layout.reference;
     export::write_runs_csv(&out.join("runs.csv"), runs)?;
     export::write_summary_csv(&out.join("summary.csv"), summaries, reference)?;
-    let table = export::summary_markdown(summaries, reference);
-    let table = format!("{table}\n{}", cpu::markdown(summaries));
-    let efficiency = summary::efficiency(summaries);
-    let table = if efficiency.is_empty() {
-        table
-    } else {
-        format!("{table}\n{efficiency}")
-    };
     super::firstbyte::write_csv(&out.join("first_byte.csv"), runs, layout.matrix)?;
-    let delays = super::firstbyte::markdown(runs, &layout.labels, layout.matrix);
-    let table = if delays.is_empty() {
-        table
-    } else {
-        format!("{table}\n{delays}")
-    };
-    let failed = export::failed_runs_markdown(runs, layout.matrix);
-    let table = if failed.is_empty() {
-        table
-    } else {
-        format!("{table}\n{failed}")
-    };
+    let mut table = format!(
+        "{}\n{}",
+        export::summary_markdown(summaries, reference),
+        cpu::markdown(summaries)
+    );
+    // The sections that only some comparisons have.
+    for section in [
+        summary::efficiency(summaries),
+        super::firstbyte::markdown(runs, &layout.labels, layout.matrix),
+        export::failed_runs_markdown(runs, layout.matrix),
+    ] {
+        if !section.is_empty() {
+            table = format!("{table}\n{section}");
+        }
+    }
     std::fs::write(
         out.join("summary.md"),
         format!("# bucketbench compare — {}\n\n{table}", bench.subtitle),
