@@ -107,14 +107,14 @@ enum Attempt {
 /// retries deadlocks and serialization failures with a bounded backoff,
 /// reports a claim that timed out on a lock as busy. Only a database still
 /// unreachable after the reconnect attempts is an error.
-fn attempt(client: &mut Connection, url: &str, plan: &WritePlan) -> anyhow::Result<Attempt> {
+fn attempt(conn: &mut Connection, url: &str, plan: &WritePlan) -> anyhow::Result<Attempt> {
     let mut retries = super::Retries::default();
     loop {
-        let e = match write_file(client, plan) {
+        let e = match write_file(conn, plan) {
             Ok(r) => return Ok(Attempt::Done(r)),
             Err(e) => e,
         };
-        let fault = if client.client.is_closed() {
+        let fault = if conn.client.is_closed() {
             super::WriteFault::ConnectionLost
         } else {
             super::classify(&e)
@@ -131,7 +131,7 @@ fn attempt(client: &mut Connection, url: &str, plan: &WritePlan) -> anyhow::Resu
                 }
                 std::thread::sleep(delay);
                 if lost && let Ok(c) = Connection::open(url) {
-                    *client = c;
+                    *conn = c;
                 }
             }
             super::Next::Unreachable => return Err(e),
@@ -147,11 +147,11 @@ fn attempt(client: &mut Connection, url: &str, plan: &WritePlan) -> anyhow::Resu
 /// transaction of its own, so it never stops the pass; see [`attempt`] for
 /// the rest. An error means the database is unreachable.
 pub fn write_with_reconnect(
-    client: &mut Connection,
+    conn: &mut Connection,
     url: &str,
     plan: &WritePlan,
 ) -> anyhow::Result<WriteResult> {
-    let reason = match attempt(client, url, plan)? {
+    let reason = match attempt(conn, url, plan)? {
         Attempt::Done(r) => return Ok(r),
         Attempt::Refused(reason) => reason,
     };
@@ -159,7 +159,7 @@ pub fn write_with_reconnect(
         "{}: {reason}; recording it as failed",
         crate::report::short_key(&plan.key)
     );
-    Ok(match attempt(client, url, &plan.as_failed(&reason))? {
+    Ok(match attempt(conn, url, &plan.as_failed(&reason))? {
         Attempt::Done(WriteResult::Committed) => WriteResult::Failed(reason),
         Attempt::Done(other) => other,
         Attempt::Refused(again) => WriteResult::Unrecorded(format!(
