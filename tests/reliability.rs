@@ -195,20 +195,33 @@ fn errors_and_stalls_reach_the_exact_result_within_two_passes() {
         let m = model.parse::<Model>().unwrap().ingestor();
         let mut retries = 0;
         let mut passes = 0;
+        // What each unfinished pass ended with, said in the assertions below
+        // so that a failure explains itself.
+        let mut seen: Vec<String> = Vec::new();
         loop {
             passes += 1;
             // The listing itself may hit an injected fault; that pass fails whole.
-            if let Ok(s) = bucketbench::pass::run_pass(&cfg, m.as_ref()) {
-                retries += s.retries;
-                if s.fetch_errors.is_empty() {
-                    break;
+            match bucketbench::pass::run_pass(&cfg, m.as_ref()) {
+                Ok(s) => {
+                    retries += s.retries;
+                    if s.fetch_errors.is_empty() {
+                        break;
+                    }
+                    seen.push(format!(
+                        "pass {passes}: {} fetch errors",
+                        s.fetch_errors.len()
+                    ));
                 }
+                Err(e) => seen.push(format!("pass {passes} failed: {e:#}")),
             }
-            assert!(passes < 2, "{model}: not complete after two passes");
+            assert!(
+                passes < 2,
+                "{model}: not complete after two passes: {seen:?}"
+            );
         }
         assert!(
             retries > 0,
-            "{model}: faults were injected, the summary must count retries"
+            "{model}: faults were injected, the summary must count retries: {seen:?}"
         );
         let diffs = verify(&mut connect(&db), &bucket.expected()).unwrap();
         assert!(diffs.is_empty(), "{model}: {diffs:#?}");
