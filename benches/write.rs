@@ -34,6 +34,7 @@ fn bench_files(
     group: &mut BenchmarkGroup<'_, WallTime>,
     name: &str,
     db: &mut sync_writer::Connection,
+    admin: &mut postgres::Client,
     plans: &[WritePlan],
 ) {
     group.throughput(Throughput::Elements(plans.iter().map(|p| p.rows()).sum()));
@@ -41,7 +42,7 @@ fn bench_files(
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                empty_database(db.client()).unwrap();
+                empty_database(admin).unwrap();
                 let started = Instant::now();
                 for p in plans {
                     sync_writer::write_file(db, p).unwrap();
@@ -58,7 +59,10 @@ fn write_path(c: &mut Criterion) {
     let pg = EmbeddedPostgres::start(Flavor::Throwaway(Durability::Relaxed))
         .expect("PostgreSQL (apt-get install postgresql)");
     drop(prepare_database(&pg.default_url()).unwrap());
-    let mut db = sync_writer::Connection::open(&pg.default_url()).unwrap();
+    let mut db =
+        sync_writer::Connection::open(&pg.default_url(), bucketbench::db::Patience::default())
+            .unwrap();
+    let mut admin = bucketbench::db::connect_sync(&pg.default_url()).unwrap();
     let mut group = c.benchmark_group("write");
     for strategy in [
         WriteStrategy::Insert,
@@ -70,6 +74,7 @@ fn write_path(c: &mut Criterion) {
             &mut group,
             &name,
             &mut db,
+            &mut admin,
             &plans(ProfileName::Seed, 4, strategy),
         );
     }
@@ -77,7 +82,13 @@ fn write_path(c: &mut Criterion) {
     // what a file's statements cost (parse, plan, round trips) weighs as
     // much as its rows.
     let large = plans(ProfileName::Large, 100, WriteStrategy::Copy);
-    bench_files(&mut group, "copy_100_large_files", &mut db, &large);
+    bench_files(
+        &mut group,
+        "copy_100_large_files",
+        &mut db,
+        &mut admin,
+        &large,
+    );
     group.finish();
 }
 

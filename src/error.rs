@@ -14,6 +14,14 @@ pub enum DbError {
     /// expired).
     #[error("{0}")]
     CertificateRefused(String),
+    /// PostgreSQL did not answer within the client's deadline
+    /// ([`crate::db::Patience`]): the connection was dropped, since a
+    /// stopped or wedged backend may never answer.
+    #[error("PostgreSQL did not answer {what} within {secs:.1} s; dropped the connection")]
+    Stalled { what: &'static str, secs: f64 },
+    /// The connection was dropped earlier (after a stall) and not reopened yet.
+    #[error("no database connection (the last one was dropped)")]
+    NoConnection,
 }
 
 /// An error and its causes on one line, each cause once: PostgreSQL errors

@@ -38,6 +38,29 @@ pub fn prepare_database(url: &str) -> anyhow::Result<postgres::Client> {
     Ok(pg)
 }
 
+/// [`prepare_database`] within `patience.base`: a server that accepts the
+/// TCP connection but never answers (a stopped postmaster, a frozen host)
+/// would otherwise hold the pass before it starts, silently. The blocking
+/// client cannot be interrupted, so it runs on a thread of its own that is
+/// left behind if the deadline passes; the pass ends with one line.
+fn prepare_database_within(url: &str, patience: db::Patience) -> anyhow::Result<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let owned = url.to_string();
+    std::thread::Builder::new()
+        .name("migrate".into())
+        .spawn(move || {
+            let _ = tx.send(prepare_database(&owned).map(drop));
+        })
+        .context("starting the migration thread")?;
+    rx.recv_timeout(patience.base).unwrap_or_else(|_| {
+        Err(anyhow::anyhow!(
+            "PostgreSQL at {} did not finish connecting and migrating within {:.1} s (a stopped server, or a long migration: raise --db-timeout)",
+            crate::secret::redact_url(url),
+            patience.base.as_secs_f64()
+        ))
+    })
+}
+
 /// Runs `work` (a listing page's ledger bookkeeping) on the pass's own
 /// connection, reopening it when PostgreSQL dropped it (a restart, a
 /// terminated backend) with the writers' bounded backoff
@@ -46,9 +69,8 @@ pub fn prepare_database(url: &str) -> anyhow::Result<postgres::Client> {
 /// page while they carried on. The bookkeeping is safe to repeat: it marks
 /// keys seen and deletes `failed` rows to retry.
 fn reconnecting<T>(
-    pg: &mut postgres::Client,
-    url: &str,
-    mut work: impl FnMut(&mut postgres::Client) -> anyhow::Result<T>,
+    pg: &mut sync_writer::Connection,
+    mut work: impl FnMut(&mut sync_writer::Connection) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     let mut retries = db::Retries::default();
     loop {
@@ -63,9 +85,7 @@ fn reconnecting<T>(
             return Err(e);
         };
         std::thread::sleep(delay);
-        if let Ok(fresh) = db::connect_sync(url) {
-            *pg = fresh;
-        }
+        let _ = pg.reopen();
     }
 }
 
@@ -91,7 +111,8 @@ pub fn run_pass_with(
     if cfg.knobs.max_bytes_in_flight > 0 {
         crate::bucket::budget::return_freed_memory();
     }
-    let mut pg = prepare_database(&cfg.database_url)?;
+    prepare_database_within(&cfg.database_url, cfg.knobs.patience)?;
+    let mut pg = sync_writer::Connection::open(&cfg.database_url, cfg.knobs.patience)?;
     let stats = Arc::new(NetStats::new(&cfg.client));
     let lister = SyncClient::new(cfg.client.clone(), stats.clone())?;
     let summary = PassSummary {
@@ -125,7 +146,7 @@ pub fn run_pass_with(
                 );
                 let page = page.objects;
                 let keys: Vec<String> = page.iter().map(|o| o.key.clone()).collect();
-                let (seen, verdict) = reconnecting(&mut pg, &cfg.database_url, |pg| {
+                let (seen, verdict) = reconnecting(&mut pg, |pg| {
                     let seen = sync_writer::seen_keys(pg, &keys)
                         .context("subtracting the ledger from the listing")?;
                     let verdict = judge(pg, &lister, &cfg.bucket, &page, &seen, opts)?;
@@ -222,7 +243,7 @@ struct Verdict {
 /// deleted and goes back to the model, where the normal claim keeps it
 /// exactly-once even if another worker retries it too.
 fn judge(
-    pg: &mut postgres::Client,
+    pg: &mut sync_writer::Connection,
     lister: &SyncClient,
     bucket: &BucketLocation,
     page: &[ObjectRef],
@@ -272,8 +293,11 @@ fn judge(
         }
     }
     for key in &verdict.retry {
-        pg.execute(ledger::DELETE_FAILED, &[key])
-            .with_context(|| format!("clearing the failed ledger row of {key} to retry it"))?;
+        let limit = pg.patience().base;
+        pg.run(limit, "clearing a failed ledger row", async |c| {
+            Ok(c.execute(ledger::DELETE_FAILED, &[key]).await?)
+        })
+        .with_context(|| format!("clearing the failed ledger row of {key} to retry it"))?;
     }
     Ok(verdict)
 }

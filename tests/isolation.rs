@@ -718,7 +718,9 @@ fn ledger_bookkeeping_never_deadlocks() {
         for t in 0..6usize {
             let (db, keys) = (&db, &keys);
             s.spawn(move || {
-                let mut pg = bucketbench::db::connect_sync(db).unwrap();
+                let mut pg =
+                    sync_writer::Connection::open(db, bucketbench::db::Patience::default())
+                        .unwrap();
                 for round in 0..40usize {
                     // A different order per thread and round: strides coprime
                     // with 3,000 give permutations.
@@ -757,7 +759,9 @@ fn every_session_starts_with_bounded_waits() {
     // Pooled connections too.
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let pool = bucketbench::db::async_writer::pool(&db, 1).unwrap();
+        let pool =
+            bucketbench::db::async_writer::pool(&db, 1, bucketbench::db::Patience::default())
+                .unwrap();
         let c = pool.get().await.unwrap();
         let v: String = c.query_one("SHOW lock_timeout", &[]).await.unwrap().get(0);
         assert_eq!(v, "5s");

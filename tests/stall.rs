@@ -2,7 +2,9 @@
 //! frozen with SIGSTOP. The pass must end within a bound with one line,
 //! leave the files it did not attempt out of the ledger, and a rerun once
 //! the bucket is back must load everything exactly; a bucket back before
-//! the breaker trips must not end the pass at all.
+//! the breaker trips must not end the pass at all. And a PostgreSQL
+//! backend stopped the same way must hold a pass no longer than
+//! `--db-timeout` allows.
 
 mod common;
 
@@ -10,6 +12,7 @@ use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bucketbench::db::{Durability, EmbeddedPostgres, Flavor};
 use bucketbench::models::Model;
 use bucketbench::report::PassSummary;
 use bucketbench::sim::{ProfileName, SimBucket, Spec, verify};
@@ -228,6 +231,132 @@ fn a_bucket_back_before_the_breaker_trips_loads_everything_in_one_pass() {
         assert!(summary.retries > 0, "{model}: the freeze caused no retry");
         assert_eq!(summary.not_attempted, 0, "{model}");
         assert!(summary.fetch_errors.is_empty(), "{model}: {summary:?}");
+        let diffs = verify(&mut connect(&db), &want).unwrap();
+        assert!(diffs.is_empty(), "{model}: {diffs:#?}");
+    }
+}
+
+/// A PostgreSQL backend frozen with SIGSTOP; resumed when dropped.
+struct StoppedBackend {
+    pid: i32,
+    at: Instant,
+}
+
+impl StoppedBackend {
+    /// Stops a backend of `db` that is inside a transaction holding claims
+    /// (it has a transaction id) while it waits for its client, as soon as
+    /// one is seen.
+    fn in_a_transaction(db: &str, child: &mut Child) -> StoppedBackend {
+        let mut c = connect(db);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let found = c
+                .query(
+                    "SELECT pid FROM pg_stat_activity \
+                     WHERE datname = current_database() AND pid <> pg_backend_pid() \
+                       AND backend_xid IS NOT NULL \
+                       AND (state = 'idle in transaction' OR wait_event = 'ClientRead')",
+                    &[],
+                )
+                .unwrap();
+            if let Some(row) = found.first() {
+                let pid: i32 = row.get(0);
+                // SAFETY: a signal to a process we are allowed to signal (root).
+                if unsafe { libc::kill(pid, libc::SIGSTOP) } == 0 {
+                    return StoppedBackend {
+                        pid,
+                        at: Instant::now(),
+                    };
+                }
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the pass ended before a backend could be stopped"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "no backend was seen in a transaction"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+impl Drop for StoppedBackend {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { libc::kill(self.pid, libc::SIGCONT) };
+    }
+}
+
+/// No server-side timeout runs in a stopped backend, and TCP keepalive sees
+/// nothing wrong (its kernel still acknowledges), so only the client can
+/// bound the wait. Each model's pass must end while the backend is still
+/// stopped: either the files of the stopped transaction are reported busy
+/// and the pass goes on, or (when the stopped backend held a lock every
+/// other session needs, such as the WAL's) the pass ends in one line. Both
+/// leave nothing recorded wrongly, and a rerun once the backend resumes
+/// loads exactly the expected result.
+#[test]
+fn a_stopped_database_backend_holds_a_pass_only_for_the_db_timeout() {
+    // A server of its own: a backend stopped while it holds the WAL stalls
+    // every session of its server, and other tests share the common one.
+    let pg = EmbeddedPostgres::start(Flavor::Throwaway(Durability::Relaxed)).unwrap_or_else(|e| {
+        panic!("cannot start PostgreSQL ({e:#}); install it with `apt-get install -y postgresql`")
+    });
+    let server = Served::start();
+    let want = expected();
+    for (i, model) in Model::MODELS.map(Model::name).into_iter().enumerate() {
+        let db = pg.create_database(&format!("stopped_{i}")).unwrap();
+        let mut child = ingest(&server.url, &db, model)
+            .args(["--db-timeout", "2"])
+            .spawn()
+            .unwrap();
+        wait_for_files(&db, 10, &mut child);
+        let stopped = StoppedBackend::in_a_transaction(&db, &mut child);
+        let (status, stdout, stderr) = finish(child, Duration::from_secs(60), model);
+        let took = stopped.at.elapsed();
+        // The rest of the pass at 40 ms a file is at most 8 s of it.
+        assert!(
+            took < Duration::from_secs(30),
+            "{model}: the pass went on {took:?} after the backend stopped: {stderr}"
+        );
+        // Whatever the stopped backend was doing, its next answer was waited
+        // for only --db-timeout, and the user was told.
+        assert!(
+            stderr.contains("PostgreSQL did not answer") && stderr.contains("within 2.0 s"),
+            "{model}: {stderr}"
+        );
+        if status.success() {
+            // Stopped mid-transaction, its files are reported busy; stopped
+            // between files, the check that found it stalled reconnected.
+            let summary: PassSummary =
+                serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{model}: {e}: {stdout}"));
+            assert_eq!(
+                summary.loaded + summary.busy.len() as u64,
+                FILES as u64,
+                "{model}: {summary:?}"
+            );
+        } else {
+            let last = stderr.lines().last().unwrap_or_default();
+            assert_eq!(status.code(), Some(1), "{model}: {stderr}");
+            assert!(
+                last.starts_with("error: ") && last.contains("PostgreSQL stopped answering"),
+                "{model}: last line: {last}"
+            );
+        }
+        drop(stopped);
+        assert_eq!(
+            ledger_count(
+                &db,
+                "SELECT count(*) FROM processed_files WHERE status <> 'loaded'"
+            ),
+            0,
+            "{model}"
+        );
+        let rerun = ingest(&server.url, &db, model).spawn().unwrap();
+        let (status, _, stderr) = finish(rerun, Duration::from_secs(60), model);
+        assert!(status.success(), "{model}: {stderr}");
         let diffs = verify(&mut connect(&db), &want).unwrap();
         assert!(diffs.is_empty(), "{model}: {diffs:#?}");
     }

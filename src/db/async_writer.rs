@@ -1,6 +1,9 @@
-//! Sends [`WritePlan`]s over `tokio-postgres` through a deadpool pool: the
-//! async twin of [`super::sync_writer`], with group commit (several files
-//! a transaction, each still whole or absent) for the `async` model.
+//! Sends [`WritePlan`]s over `tokio-postgres`: [`write_group`], the one
+//! transaction every model's writer sends (the synchronous writers call it
+//! through [`super::sync_writer::Connection`]), and the `async` model's
+//! writers on a deadpool pool, with group commit (several files a
+//! transaction, each still whole or absent). Every wait on the server is
+//! bounded by [`super::Patience`].
 
 use anyhow::Context;
 use futures::SinkExt as _;
@@ -18,7 +21,7 @@ use super::ledger::{self, WritePlan, WriteResult};
 /// all; it merely shares its commit. Claims go in key order so that two
 /// workers claiming overlapping groups cannot deadlock.
 pub async fn write_group(
-    client: &mut deadpool_postgres::Client,
+    client: &mut deadpool_postgres::ClientWrapper,
     plans: &[&WritePlan],
 ) -> anyhow::Result<Vec<WriteResult>> {
     let tx = client
@@ -95,12 +98,25 @@ pub async fn write_group(
 /// database still unreachable after the reconnect attempts is an error.
 async fn attempt(
     pool: &deadpool_postgres::Pool,
+    patience: super::Patience,
     plans: &[&WritePlan],
 ) -> anyhow::Result<GroupAttempt> {
     let mut retries = super::Retries::default();
+    let limit = patience.for_rows(plans.iter().map(|p| p.rows() as u64).sum());
     loop {
         let result = match pool.get().await {
-            Ok(mut client) => write_group(&mut client, plans).await,
+            Ok(mut client) => {
+                match super::within(limit, "a transaction", write_group(&mut client, plans)).await {
+                    Err(e) if super::is_stalled(&e) => {
+                        // Not back into the pool: its transaction may still be
+                        // open, stopped with its backend. Dropping it aborts
+                        // the connection's task and closes the socket.
+                        drop(deadpool_postgres::Object::take(client));
+                        return Ok(GroupAttempt::Stalled(e));
+                    }
+                    other => other,
+                }
+            }
             Err(e) => Err(crate::error::DbError::PoolExhausted(e.to_string()).into()),
         };
         let e = match result {
@@ -133,6 +149,11 @@ enum GroupAttempt {
     Busy,
     /// PostgreSQL refused the data (see [`super::WriteFault::Refused`]).
     Refused(String),
+    /// PostgreSQL did not finish the transaction in time; its connection was
+    /// dropped. Its claims may still be held by the stopped backend, so
+    /// retrying the files now would only wait on them: they are left for a
+    /// later pass.
+    Stalled(anyhow::Error),
 }
 
 /// Writes a group of files, isolating failures: a group that fails for any
@@ -144,9 +165,18 @@ enum GroupAttempt {
 /// database is unreachable.
 pub async fn write_with_reconnect(
     pool: &deadpool_postgres::Pool,
+    patience: super::Patience,
+    streak: &super::StallStreak,
     plans: &[&WritePlan],
 ) -> anyhow::Result<Vec<WriteResult>> {
-    let outcome = attempt(pool, plans).await?;
+    let outcome = attempt(pool, patience, plans).await?;
+    match outcome {
+        GroupAttempt::Stalled(e) => {
+            streak.stalled(e, plans.len())?;
+            return Ok(vec![WriteResult::Busy; plans.len()]);
+        }
+        _ => streak.answered(),
+    }
     if let GroupAttempt::Done(results) = outcome {
         return Ok(results);
     }
@@ -157,7 +187,7 @@ pub async fn write_with_reconnect(
         );
         let mut results = Vec::with_capacity(plans.len());
         for p in plans {
-            results.extend(Box::pin(write_with_reconnect(pool, &[*p])).await?);
+            results.extend(Box::pin(write_with_reconnect(pool, patience, streak, &[*p])).await?);
         }
         return Ok(results);
     }
@@ -171,13 +201,17 @@ pub async fn write_with_reconnect(
         crate::report::short_key(&plan.key)
     );
     let failed = plan.as_failed(&reason);
-    Ok(vec![match attempt(pool, &[&failed]).await? {
+    Ok(vec![match attempt(pool, patience, &[&failed]).await? {
         GroupAttempt::Done(r) => match r.into_iter().next() {
             Some(WriteResult::Committed) => WriteResult::Failed(reason),
             Some(other) => other,
             None => WriteResult::Busy,
         },
         GroupAttempt::Busy => WriteResult::Busy,
+        GroupAttempt::Stalled(e) => {
+            streak.stalled(e, 1)?;
+            WriteResult::Busy
+        }
         GroupAttempt::Refused(again) => WriteResult::Unrecorded(format!(
             "{reason}; recording it as failed was refused too: {again}"
         )),
@@ -191,12 +225,14 @@ pub async fn write_with_reconnect(
 /// a group to fill: under light load each goes alone.
 pub async fn write_all(
     pool: &deadpool_postgres::Pool,
+    patience: super::Patience,
     plans: tokio::sync::mpsc::Receiver<WritePlan>,
     writers: usize,
     per_tx: usize,
     done: impl Fn(WritePlan, WriteResult),
 ) -> anyhow::Result<()> {
     let plans = tokio::sync::Mutex::new(plans);
+    let streak = super::StallStreak::default();
     let writer = || async {
         loop {
             let group = {
@@ -218,7 +254,7 @@ pub async fn write_all(
                 group
             };
             let refs: Vec<&WritePlan> = group.iter().collect();
-            let results = write_with_reconnect(pool, &refs)
+            let results = write_with_reconnect(pool, patience, &streak, &refs)
                 .await
                 .map_err(|e| match &refs[..] {
                     [one] => e.context(format!("writing {}", crate::report::short_key(&one.key))),
@@ -237,19 +273,42 @@ pub async fn write_all(
 /// file, an unprepared query cost a second round trip and a fresh plan
 /// each time, about as much of the server's CPU as 10 of a small file's
 /// rows (docs/performance.md, "Costs per file").
-pub async fn already_loaded(pool: &deadpool_postgres::Pool, key: &str) -> bool {
+///
+/// A check PostgreSQL does not answer within `patience.base` drops its
+/// connection and answers "no": the write that follows decides.
+pub async fn already_loaded(
+    pool: &deadpool_postgres::Pool,
+    patience: super::Patience,
+    key: &str,
+) -> bool {
     let Ok(c) = pool.get().await else {
         return false;
     };
-    let Ok(loaded) = c.prepare_cached(ledger::LOADED).await else {
-        return false;
+    let check = async {
+        let loaded = c.prepare_cached(ledger::LOADED).await?;
+        Ok(c.query_one(&loaded, &[&key]).await?.get(0))
     };
-    c.query_one(&loaded, &[&key]).await.is_ok_and(|r| r.get(0))
+    match super::within(patience.base, "the ledger check", check).await {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            if super::warn_if_stalled(&e) {
+                drop(deadpool_postgres::Object::take(c));
+            }
+            false
+        }
+    }
 }
 
 /// A pool of `size` connections (deadpool-postgres), each session
-/// starting with [`super::SESSION_OPTIONS`].
-pub fn pool(url: &str, size: usize) -> anyhow::Result<deadpool_postgres::Pool> {
+/// starting with [`super::SESSION_OPTIONS`]. Opening a connection is
+/// bounded by `patience.base`: a server that accepts the TCP connection
+/// but never answers the startup (a stopped postmaster) would otherwise
+/// hold `get` forever.
+pub fn pool(
+    url: &str,
+    size: usize,
+    patience: super::Patience,
+) -> anyhow::Result<deadpool_postgres::Pool> {
     let cfg = super::session_config(url)?;
     let mgr = deadpool_postgres::Manager::from_config(
         cfg,
@@ -260,6 +319,7 @@ pub fn pool(url: &str, size: usize) -> anyhow::Result<deadpool_postgres::Pool> {
     );
     deadpool_postgres::Pool::builder(mgr)
         .max_size(size)
+        .create_timeout(Some(patience.base))
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()
         .context("building the connection pool")

@@ -63,21 +63,153 @@ pub fn session_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
 pub fn connect_sync(url: &str) -> anyhow::Result<postgres::Client> {
     postgres::Config::from(session_config(url)?)
         .connect(tls::connector()?)
-        .map_err(|e| {
-            let msg = format!(
-                "cannot connect to PostgreSQL at {}: {}",
-                crate::secret::redact_url(url),
-                crate::error::chain(&e)
-            );
-            if crate::error::is_certificate_refused(&e) {
-                crate::error::DbError::CertificateRefused(format!(
-                    "{msg} (trust the server's CA with --db-ca-file or PGSSLROOTCERT)"
-                ))
-                .into()
-            } else {
-                anyhow::anyhow!(msg)
-            }
-        })
+        .map_err(|e| connect_error(url, &e))
+}
+
+#[cfg(feature = "io")]
+/// A failed connection attempt in one line, the password redacted, and a
+/// refused certificate as its own type (the caller says how to trust it).
+pub fn connect_error(url: &str, e: &tokio_postgres::Error) -> anyhow::Error {
+    let msg = format!(
+        "cannot connect to PostgreSQL at {}: {}",
+        crate::secret::redact_url(url),
+        crate::error::chain(e)
+    );
+    if crate::error::is_certificate_refused(e) {
+        crate::error::DbError::CertificateRefused(format!(
+            "{msg} (trust the server's CA with --db-ca-file or PGSSLROOTCERT)"
+        ))
+        .into()
+    } else {
+        anyhow::anyhow!(msg)
+    }
+}
+
+/// How long the client waits for PostgreSQL before it calls a connection
+/// stalled, drops it and moves on (`--db-timeout`).
+///
+/// The server's own timeouts cannot bound this: a backend that is stopped
+/// (SIGSTOP, a frozen VM, a wedged disk) runs none of them, and TCP
+/// keepalive sees nothing wrong because the kernel still acknowledges. So
+/// the bound is kept on the client: `base` for any round of work (a
+/// connection, a check, a ledger page), plus [`Patience::PER_ROW`] for
+/// each row a transaction carries, so that a legitimately large file is
+/// never cut short by a server that is merely slow.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[serde(into = "f64")]
+pub struct Patience {
+    pub base: std::time::Duration,
+}
+
+impl Patience {
+    /// About ten times what a row costs PostgreSQL on the reference machine
+    /// (docs/performance.md): a 256 MiB file of ~1.8 M rows gets 90 s more.
+    pub const PER_ROW: std::time::Duration = std::time::Duration::from_micros(50);
+
+    pub fn from_secs(secs: f64) -> Self {
+        Patience {
+            base: std::time::Duration::from_secs_f64(secs.max(0.001)),
+        }
+    }
+
+    /// The deadline of a transaction carrying `rows` rows.
+    pub fn for_rows(&self, rows: u64) -> std::time::Duration {
+        self.base + Self::PER_ROW * rows.min(u32::MAX as u64) as u32
+    }
+}
+
+/// Recorded as its base, in seconds (`--db-timeout`).
+impl From<Patience> for f64 {
+    fn from(p: Patience) -> f64 {
+        p.base.as_secs_f64()
+    }
+}
+
+impl Default for Patience {
+    fn default() -> Self {
+        Patience::from_secs(30.0)
+    }
+}
+
+#[cfg(feature = "io")]
+/// Awaits `work` for at most `limit`; past it, a [`DbError::Stalled`]
+/// naming `what`. The caller must then drop the connection `work` used:
+/// its state (a half-sent statement, an open transaction) is unknown.
+///
+/// [`DbError::Stalled`]: crate::error::DbError::Stalled
+pub async fn within<T>(
+    limit: std::time::Duration,
+    what: &'static str,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+        Err(crate::error::DbError::Stalled {
+            what,
+            secs: limit.as_secs_f64(),
+        }
+        .into())
+    })
+}
+
+#[cfg(feature = "io")]
+/// Stalls in a row among a set of writers (a sync connection's, or the
+/// `async` writers of a pass together).
+///
+/// One stall is one stopped backend: its files are left for a later pass
+/// and the writer goes on with a fresh connection. A second in a row, on a
+/// fresh connection, means the server as a whole has stopped answering (a
+/// stopped backend can hold a lock every other one needs: the WAL while
+/// it commits, a buffer while it inserts), so the pass ends in one line
+/// instead of spending `--db-timeout` on each file still to come.
+#[derive(Debug, Default)]
+pub struct StallStreak(std::sync::atomic::AtomicU32);
+
+#[cfg(feature = "io")]
+impl StallStreak {
+    /// Stalls in a row that end the pass.
+    pub const LIMIT: u32 = 2;
+
+    /// A transaction finished: the server answers.
+    pub fn answered(&self) {
+        self.0.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A transaction stalled (`e`, from [`within`]): `Ok` to leave its
+    /// files for a later pass and go on, or the error that ends the pass.
+    pub fn stalled(&self, e: anyhow::Error, files: usize) -> anyhow::Result<()> {
+        let streak = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if streak >= Self::LIMIT {
+            return Err(e.context(format!(
+                "PostgreSQL stopped answering ({streak} transactions in a row; raise --db-timeout if it is merely slow)"
+            )));
+        }
+        tracing::warn!(
+            "{}; {} left for a later pass",
+            crate::error::chain(&*e),
+            crate::report::plural(files as u64, "file", "files")
+        );
+        Ok(())
+    }
+}
+
+#[cfg(feature = "io")]
+/// Says so when a check stalled (its connection is dropped and the write
+/// that follows reconnects): whether it did.
+pub fn warn_if_stalled(e: &anyhow::Error) -> bool {
+    let stalled = is_stalled(e);
+    if stalled {
+        tracing::warn!("{}; reconnecting", crate::error::chain(&**e));
+    }
+    stalled
+}
+
+#[cfg(feature = "io")]
+/// Whether `e` is a [`within`] deadline that passed.
+pub fn is_stalled(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<crate::error::DbError>(),
+        Some(crate::error::DbError::Stalled { .. })
+    )
 }
 
 #[cfg(feature = "io")]
@@ -86,7 +218,13 @@ pub fn connect_sync(url: &str) -> anyhow::Result<postgres::Client> {
 /// both safe (its transaction was rolled back with the connection) and
 /// useful.
 pub fn is_connection_lost(e: &anyhow::Error) -> bool {
-    e.chain().any(
+    use crate::error::DbError;
+    e.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<DbError>(),
+            Some(DbError::Stalled { .. } | DbError::NoConnection)
+        )
+    }) || e.chain().any(
         |cause| match cause.downcast_ref::<tokio_postgres::Error>() {
             Some(pe) => {
                 pe.is_closed()

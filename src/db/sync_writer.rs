@@ -1,97 +1,133 @@
-//! Sends a [`WritePlan`] over the synchronous `postgres` client, one
-//! transaction per file.
-
-use std::io::Write;
+//! The synchronous models' connection to PostgreSQL: one transaction per
+//! file, each call blocking its thread until the server answers or
+//! [`super::Patience`] runs out.
 
 use anyhow::Context;
 
-use super::copy;
 use super::ledger::{self, WritePlan, WriteResult};
 
-/// A synchronous connection and the statements it has prepared.
+/// A synchronous connection: a tokio-postgres client driven by a runtime
+/// of its own on the calling thread, as the `postgres` crate drives one,
+/// plus the statements it has prepared.
 ///
-/// The claim, the "loaded meanwhile?" check, the COPY statements and the
-/// `insert`/`batch` statements are sent once per file. Prepared once per
-/// connection, each costs the server a bind and an execution instead of a
-/// parse, a plan and an extra round trip (the `async` writers get the same
-/// from deadpool's statement cache), so the models differ in how they
-/// schedule IO, not in what each statement costs. A reconnect starts a new
-/// `Connection`, so no statement outlives the session that prepared it.
+/// Not the `postgres` crate itself, because a blocking call there cannot
+/// be bounded: a PostgreSQL backend that stops answering (SIGSTOP, a
+/// frozen host) held a `sync`, `async-fetch` or `threads` pass for as long
+/// as it was stopped. Here every call runs under a deadline; past it the
+/// connection is dropped (its runtime with it, which closes the socket)
+/// and the caller moves on.
+///
+/// The transaction itself is [`super::async_writer::write_group`], the one
+/// every model sends. Statements are prepared once per connection: the
+/// claim, the check, the COPY statements and the `insert`/`batch`
+/// statements, sent once per file, each cost the server a bind and an
+/// execution instead of a parse, a plan and an extra round trip, so the
+/// models differ in how they schedule IO, not in what each statement
+/// costs. A reconnect starts a new `Connection`, so no statement outlives
+/// the session that prepared it.
 pub struct Connection {
-    client: postgres::Client,
-    prepared: std::collections::HashMap<&'static str, postgres::Statement>,
+    /// Before `rt`: dropped first, aborting the connection's task.
+    client: Option<deadpool_postgres::ClientWrapper>,
+    rt: tokio::runtime::Runtime,
+    url: String,
+    patience: super::Patience,
+    /// Kept across reopening: stalls in a row on fresh connections end the pass.
+    streak: std::sync::Arc<super::StallStreak>,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the database client's runtime")
 }
 
 impl Connection {
-    pub fn open(url: &str) -> anyhow::Result<Self> {
+    /// Connects, waiting at most `patience.base` for the server to answer.
+    pub fn open(url: &str, patience: super::Patience) -> anyhow::Result<Self> {
+        let cfg = super::session_config(url)?;
+        let tls = super::tls::connector()?;
+        let rt = runtime()?;
+        let (client, connection) =
+            rt.block_on(super::within(patience.base, "the connection", async {
+                cfg.connect(tls)
+                    .await
+                    .map_err(|e| super::connect_error(url, &e))
+            }))?;
+        let task = rt.spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("database connection ended: {}", crate::error::chain(&e));
+            }
+        });
         Ok(Connection {
-            client: super::connect_sync(url)?,
-            prepared: Default::default(),
+            client: Some(deadpool_postgres::ClientWrapper::new(client, task)),
+            rt,
+            url: url.to_string(),
+            patience,
+            streak: Default::default(),
         })
     }
 
-    /// The connection itself, for statements sent once a pass.
-    pub fn client(&mut self) -> &mut postgres::Client {
-        &mut self.client
+    /// Opens a fresh connection to the same server in place of this one.
+    pub fn reopen(&mut self) -> anyhow::Result<()> {
+        let streak = self.streak.clone();
+        *self = Connection::open(&self.url, self.patience)?;
+        self.streak = streak;
+        Ok(())
     }
 
-    fn prepared_all(
+    /// The connection is gone (closed by the server, or dropped after a stall).
+    pub fn is_closed(&self) -> bool {
+        self.client.as_ref().is_none_or(|c| c.is_closed())
+    }
+
+    pub fn patience(&self) -> super::Patience {
+        self.patience
+    }
+
+    /// Runs `work` on the connection, blocking until it finishes or `limit`
+    /// passes. Past the limit the connection is dropped at once (a stopped
+    /// backend may never answer) and the error is [`super::is_stalled`];
+    /// the next call fails as a lost connection until [`Self::reopen`].
+    pub fn run<T>(
         &mut self,
-        sqls: impl Iterator<Item = &'static str>,
-    ) -> anyhow::Result<Vec<postgres::Statement>> {
-        sqls.map(|sql| {
-            self.prepared(sql)
-                .with_context(|| format!("preparing {sql}"))
-        })
-        .collect()
+        limit: std::time::Duration,
+        what: &'static str,
+        work: impl AsyncFnOnce(&mut deadpool_postgres::ClientWrapper) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let client = self
+            .client
+            .as_mut()
+            .ok_or(crate::error::DbError::NoConnection)?;
+        let result = self.rt.block_on(super::within(limit, what, work(client)));
+        if result.as_ref().is_err_and(super::is_stalled) {
+            self.client = None;
+            // Dropping the runtime drops the connection's task and so closes
+            // the socket now, not whenever this runtime next runs.
+            if let Ok(fresh) = runtime() {
+                self.rt = fresh;
+            }
+        }
+        result
     }
 
-    fn prepared(&mut self, sql: &'static str) -> Result<postgres::Statement, postgres::Error> {
-        if let Some(st) = self.prepared.get(sql) {
-            return Ok(st.clone());
-        }
-        let st = self.client.prepare(sql)?;
-        self.prepared.insert(sql, st.clone());
-        Ok(st)
+    /// Sends statements that return nothing (set-up, cleaning between runs).
+    pub fn batch_execute(&mut self, sql: &str) -> anyhow::Result<()> {
+        let limit = self.patience.base;
+        self.run(limit, "a batch of statements", async |c| {
+            Ok(c.batch_execute(sql).await?)
+        })
     }
 }
 
+/// Writes one file in one transaction: [`super::async_writer::write_group`]
+/// for a group of one, within the file's deadline.
 pub fn write_file(conn: &mut Connection, plan: &WritePlan) -> anyhow::Result<WriteResult> {
-    let claim = conn
-        .prepared(ledger::CLAIM)
-        .context("preparing the ledger claim")?;
-    let statements = conn.prepared_all(plan.statements.iter().map(|st| st.sql))?;
-    let copies = conn.prepared_all(plan.copies.iter().map(|batch| batch.sql))?;
-    let mut tx = conn
-        .client
-        .transaction()
-        .context("beginning a transaction")?;
-    let claimed = tx
-        .execute(&claim, &plan.claim_params())
-        .context("claiming the key in the ledger")?;
-    if claimed == 0 {
-        tx.rollback().context("rolling back")?;
-        return Ok(WriteResult::AlreadyLoaded);
-    }
-    for (batch, prepared) in plan.copies.iter().zip(&copies) {
-        let mut w = tx
-            .copy_in(prepared)
-            .with_context(|| format!("starting {}", batch.sql))?;
-        w.write_all(copy::HEADER)
-            .and_then(|()| w.write_all(&batch.data))
-            .and_then(|()| w.write_all(copy::TRAILER))
-            .context("sending COPY data")?;
-        w.finish()
-            .with_context(|| format!("finishing {}", batch.sql))?;
-    }
-    for (st, prepared) in plan.statements.iter().zip(&statements) {
-        for row in &st.rows {
-            tx.execute(prepared, &super::statements::refs(row))
-                .with_context(|| format!("executing {}", st.sql))?;
-        }
-    }
-    tx.commit().context("committing")?;
-    Ok(WriteResult::Committed)
+    let limit = conn.patience.for_rows(plan.rows() as u64);
+    let mut results = conn.run(limit, "a transaction", async |c| {
+        super::async_writer::write_group(c, &[plan]).await
+    })?;
+    Ok(results.pop().unwrap_or(WriteResult::AlreadyLoaded))
 }
 
 /// What one attempt at a transaction ended as, once lost connections and
@@ -107,14 +143,24 @@ enum Attempt {
 /// retries deadlocks and serialization failures with a bounded backoff,
 /// reports a claim that timed out on a lock as busy. Only a database still
 /// unreachable after the reconnect attempts is an error.
-fn attempt(conn: &mut Connection, url: &str, plan: &WritePlan) -> anyhow::Result<Attempt> {
+fn attempt(conn: &mut Connection, plan: &WritePlan) -> anyhow::Result<Attempt> {
     let mut retries = super::Retries::default();
     loop {
         let e = match write_file(conn, plan) {
-            Ok(r) => return Ok(Attempt::Done(r)),
+            Ok(r) => {
+                conn.streak.answered();
+                return Ok(Attempt::Done(r));
+            }
             Err(e) => e,
         };
-        let fault = if conn.client.is_closed() {
+        if super::is_stalled(&e) {
+            // Its claim may still be held by the stopped backend: retrying
+            // now would only wait on it. A later pass takes the file up.
+            conn.streak.stalled(e, 1)?;
+            let _ = conn.reopen();
+            return Ok(Attempt::Done(WriteResult::Busy));
+        }
+        let fault = if conn.is_closed() {
             super::WriteFault::ConnectionLost
         } else {
             super::classify(&e)
@@ -130,8 +176,8 @@ fn attempt(conn: &mut Connection, url: &str, plan: &WritePlan) -> anyhow::Result
                     );
                 }
                 std::thread::sleep(delay);
-                if lost && let Ok(c) = Connection::open(url) {
-                    *conn = c;
+                if lost {
+                    let _ = conn.reopen();
                 }
             }
             super::Next::Unreachable => return Err(e),
@@ -148,10 +194,9 @@ fn attempt(conn: &mut Connection, url: &str, plan: &WritePlan) -> anyhow::Result
 /// the rest. An error means the database is unreachable.
 pub fn write_with_reconnect(
     conn: &mut Connection,
-    url: &str,
     plan: &WritePlan,
 ) -> anyhow::Result<WriteResult> {
-    let reason = match attempt(conn, url, plan)? {
+    let reason = match attempt(conn, plan)? {
         Attempt::Done(r) => return Ok(r),
         Attempt::Refused(reason) => reason,
     };
@@ -159,7 +204,7 @@ pub fn write_with_reconnect(
         "{}: {reason}; recording it as failed",
         crate::report::short_key(&plan.key)
     );
-    Ok(match attempt(conn, url, &plan.as_failed(&reason))? {
+    Ok(match attempt(conn, &plan.as_failed(&reason))? {
         Attempt::Done(WriteResult::Committed) => WriteResult::Failed(reason),
         Attempt::Done(other) => other,
         Attempt::Refused(again) => WriteResult::Unrecorded(format!(
@@ -168,12 +213,19 @@ pub fn write_with_reconnect(
     })
 }
 
-/// See [`ledger::LOADED`]. A lost connection is not an error here: the
-/// write that follows reconnects or reports it.
+/// See [`ledger::LOADED`]. A lost connection, or a check not answered in
+/// time, is not an error here: the write that follows reconnects or
+/// reports it.
 pub fn already_loaded(conn: &mut Connection, key: &str) -> bool {
-    conn.prepared(ledger::LOADED)
-        .and_then(|loaded| conn.client.query_one(&loaded, &[&key]))
-        .is_ok_and(|r| r.get(0))
+    let limit = conn.patience.base;
+    conn.run(limit, "the ledger check", async |c| {
+        let loaded = c.prepare_cached(ledger::LOADED).await?;
+        Ok(c.query_one(&loaded, &[&key]).await?.get(0))
+    })
+    .unwrap_or_else(|e| {
+        super::warn_if_stalled(&e);
+        false
+    })
 }
 
 /// A listed key the ledger already holds.
@@ -195,7 +247,7 @@ pub struct Held {
 /// cannot deadlock; a serialization failure or deadlock from elsewhere is
 /// still retried with a bounded backoff.
 pub fn seen_keys(
-    client: &mut postgres::Client,
+    conn: &mut Connection,
     keys: &[String],
 ) -> anyhow::Result<std::collections::HashMap<String, Held>> {
     let mut seen = std::collections::HashMap::new();
@@ -206,11 +258,13 @@ pub fn seen_keys(
         .collect();
     for chunk in storable.chunks(ledger::SEEN_CHUNK) {
         let mut contended = 0;
+        let limit = conn.patience.base;
         let rows = loop {
-            match client.query(ledger::SEEN, &[&chunk]) {
+            match conn.run(limit, "a page of the ledger", async |c| {
+                Ok(c.query(ledger::SEEN, &[&chunk]).await?)
+            }) {
                 Ok(rows) => break rows,
                 Err(e) => {
-                    let e = anyhow::Error::new(e);
                     if super::classify(&e) == super::WriteFault::Retry {
                         contended += 1;
                         if let Some(delay) = super::contention_delay(contended, rand::random()) {

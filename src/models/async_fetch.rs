@@ -21,7 +21,7 @@ impl Ingestor for AsyncFetchModel {
         let rt = runtime()?;
         let http = AsyncClient::new(job.client.clone(), job.stats.clone())?
             .with_budget(job.knobs.budget());
-        let mut pg = sync_writer::Connection::open(job.database_url)?;
+        let mut pg = job.connection()?;
         // Bounded: fetching runs at most `concurrency` files ahead of the writer.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<(String, Step)>(job.knobs.concurrency);
         std::thread::scope(|scope| {
@@ -30,9 +30,8 @@ impl Ingestor for AsyncFetchModel {
                     let result = match next {
                         Step::Done(r) => r,
                         Step::Write(plan) => {
-                            let written =
-                                sync_writer::write_with_reconnect(&mut pg, job.database_url, &plan)
-                                    .map_err(|e| write_error(&key, e))?;
+                            let written = sync_writer::write_with_reconnect(&mut pg, &plan)
+                                .map_err(|e| write_error(&key, e))?;
                             FileResult::from_write(&plan, written)
                         }
                     };

@@ -73,7 +73,7 @@ impl Ingestor for LoadOnlyCeiling {
         let rt = runtime()?;
         let steps = rt.block_on(fetch_all(job, todo, Model::LoadOnly.name()))?;
         rt.block_on(async {
-            let pool = async_writer::pool(job.database_url, job.knobs.connections)?;
+            let pool = job.pool(job.knobs.connections)?;
             drop(
                 pool.get()
                     .await
@@ -94,6 +94,7 @@ impl Ingestor for LoadOnlyCeiling {
             // database can do, which is what a ceiling must measure.
             async_writer::write_all(
                 &pool,
+                job.knobs.patience,
                 rx,
                 job.knobs.connections,
                 job.knobs.files_per_transaction,

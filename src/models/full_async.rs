@@ -30,10 +30,10 @@ impl Ingestor for AsyncModel {
         // here, by key, until its group commits.
         let held: Mutex<HashMap<String, Reservation>> = Mutex::default();
         rt.block_on(async {
-            let pool = async_writer::pool(job.database_url, job.knobs.connections)?;
+            let pool = job.pool(job.knobs.connections)?;
             // One connection of its own for the cheap "loaded meanwhile?" checks,
             // so they never queue behind the writers for a pooled connection.
-            let checks = async_writer::pool(job.database_url, 1)?;
+            let checks = job.pool(1)?;
             // Fail fast, in one line, if the database is gone.
             drop(
                 pool.get()
@@ -49,10 +49,11 @@ impl Ingestor for AsyncModel {
                         let (http, checks) = (http.clone(), checks.clone());
                         let url = job.bucket.object_url(&obj.key);
                         let write = job.knobs.write;
+                        let patience = job.knobs.patience;
                         // Spawned, so parsing runs on every core, not on the
                         // task that polls the stream.
                         tokio::spawn(async move {
-                            if async_writer::already_loaded(&checks, &obj.key).await {
+                            if async_writer::already_loaded(&checks, patience, &obj.key).await {
                                 return (obj.key, Step::Done(FileResult::AlreadyLoaded));
                             }
                             let next = match refuse_key(&obj, Model::Async.name()) {
@@ -85,6 +86,7 @@ impl Ingestor for AsyncModel {
             };
             let write = async_writer::write_all(
                 &pool,
+                job.knobs.patience,
                 rx,
                 job.knobs.connections,
                 job.knobs.files_per_transaction,

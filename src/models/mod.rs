@@ -38,6 +38,9 @@ pub struct Knobs {
     /// Bytes of fetched files not yet written, all models (0: unlimited);
     /// see [`crate::bucket::budget`].
     pub max_bytes_in_flight: u64,
+    /// How long any wait on PostgreSQL may last (`--db-timeout`).
+    #[serde(rename = "db_timeout_secs")]
+    pub patience: crate::db::Patience,
 }
 
 impl Knobs {
@@ -56,6 +59,7 @@ impl Default for Knobs {
             write: crate::db::WriteStrategy::Copy,
             files_per_transaction: 32,
             max_bytes_in_flight: budget::DEFAULT_MAX_BYTES_IN_FLIGHT,
+            patience: crate::db::Patience::default(),
         }
     }
 }
@@ -68,6 +72,19 @@ pub struct Job<'a> {
     pub knobs: &'a Knobs,
     pub stats: Arc<NetStats>,
     pub tally: &'a Tally,
+}
+
+impl Job<'_> {
+    /// A synchronous connection to the pass's database, its waits bounded
+    /// by `--db-timeout`.
+    pub fn connection(&self) -> anyhow::Result<crate::db::sync_writer::Connection> {
+        crate::db::sync_writer::Connection::open(self.database_url, self.knobs.patience)
+    }
+
+    /// A pool of `size` connections to the pass's database.
+    pub fn pool(&self, size: usize) -> anyhow::Result<deadpool_postgres::Pool> {
+        crate::db::async_writer::pool(self.database_url, size, self.knobs.patience)
+    }
 }
 
 /// An execution model: fetches, transforms and loads the given objects.

@@ -18,7 +18,7 @@ impl Ingestor for SyncModel {
     fn load(&self, job: &Job<'_>, mut todo: Todo) -> anyhow::Result<()> {
         let http =
             SyncClient::new(job.client.clone(), job.stats.clone())?.with_budget(job.knobs.budget());
-        let mut pg = sync_writer::Connection::open(job.database_url)?;
+        let mut pg = job.connection()?;
         while let Some(obj) = todo.blocking_recv() {
             let result = fetch_and_write(&http, &mut pg, job, &obj, self.name())?;
             job.tally.record(&obj.key, result);
@@ -55,7 +55,7 @@ pub(crate) fn fetch_and_write(
     match next {
         Step::Done(r) => Ok(r),
         Step::Write(plan) => {
-            let written = sync_writer::write_with_reconnect(pg, job.database_url, &plan)
+            let written = sync_writer::write_with_reconnect(pg, &plan)
                 .map_err(|e| write_error(&obj.key, e))?;
             Ok(FileResult::from_write(&plan, written))
         }

@@ -9,7 +9,6 @@ use super::Model;
 use super::sync::fetch_and_write;
 use super::{Ingestor, Job, Todo};
 use crate::bucket::sync_client::SyncClient;
-use crate::db::sync_writer;
 
 pub struct ThreadsModel;
 
@@ -37,7 +36,7 @@ impl Ingestor for ThreadsModel {
         // Each pool thread opens its own connection and pulls keys from the
         // shared queue, so a slow file never holds up keys behind it.
         pool.broadcast(|_| {
-            let mut pg = match sync_writer::Connection::open(job.database_url) {
+            let mut pg = match job.connection() {
                 Ok(c) => c,
                 Err(e) => return fail(e),
             };
