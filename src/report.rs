@@ -28,7 +28,8 @@ pub enum FileResult {
     /// The GET still failed after retries; left for the next pass.
     FetchFailed(String),
     /// Another worker held the key's claim past the lock timeout (a stalled
-    /// or slow worker); left out of the ledger for a later pass.
+    /// or slow worker), or PostgreSQL did not answer its transaction within
+    /// `--db-timeout`; left out of the ledger for a later pass.
     Busy,
     /// PostgreSQL refused the file and then refused to record it as failed
     /// too (a key text cannot hold); not in the ledger, reported.
@@ -267,7 +268,7 @@ impl PassSummary {
         );
         list_keys(
             &mut s,
-            "busy: another worker holds its claim, will retry next pass:",
+            "busy: claimed by another session or not answered in time, will retry next pass:",
             "busy keys",
             &self.busy,
         );

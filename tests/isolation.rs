@@ -689,7 +689,7 @@ fn a_claim_held_by_a_stalled_worker_is_reported_busy_then_loaded_later() {
                 assert!(took < Duration::from_secs(30), "{model}: took {took:?}");
                 assert_eq!(s.busy, ["f3.json"], "{model}: {s:?}");
                 assert_eq!(s.loaded, 7, "{model}: {s:?}");
-                assert!(s.render().contains("busy: another worker holds its claim"));
+                assert!(s.render().contains("busy: claimed by another session"));
                 tx.rollback().unwrap();
                 let next = run(&url, &db, model, WriteStrategy::Copy, per_tx);
                 assert_eq!(

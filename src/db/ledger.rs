@@ -236,7 +236,8 @@ pub enum WriteResult {
     /// Another worker committed the key; nothing was written.
     AlreadyLoaded,
     /// Another worker held the key's claim past the lock timeout (or the
-    /// claim kept deadlocking); nothing was written, a later pass retries.
+    /// claim kept deadlocking, or PostgreSQL did not answer within
+    /// [`super::Patience`]); nothing was written, a later pass retries.
     Busy,
     /// PostgreSQL refused the file's data; the ledger records it as
     /// `failed` with this reason (a transaction of its own).

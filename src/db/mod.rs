@@ -18,6 +18,8 @@ pub mod statements;
 pub mod sync_writer;
 #[cfg(feature = "io")]
 pub mod tls;
+#[cfg(feature = "io")]
+pub mod transaction;
 
 #[cfg(feature = "io")]
 pub use embedded::{Durability, EmbeddedPostgres, Flavor};

@@ -17,7 +17,7 @@ use super::ledger::{self, WritePlan, WriteResult};
 /// connection is dropped (its runtime with it, which closes the socket)
 /// and the caller moves on.
 ///
-/// The transaction itself is [`super::async_writer::write_group`], the one
+/// The transaction itself is [`super::transaction::write_group`], the one
 /// every model sends. Statements are prepared once per connection: the
 /// claim, the check, the COPY statements and the `insert`/`batch`
 /// statements, sent once per file, each cost the server a bind and an
@@ -120,12 +120,12 @@ impl Connection {
     }
 }
 
-/// Writes one file in one transaction: [`super::async_writer::write_group`]
+/// Writes one file in one transaction: [`super::transaction::write_group`]
 /// for a group of one, within the file's deadline.
 pub fn write_file(conn: &mut Connection, plan: &WritePlan) -> anyhow::Result<WriteResult> {
     let limit = conn.patience.for_rows(plan.rows() as u64);
     let mut results = conn.run(limit, "a transaction", async |c| {
-        super::async_writer::write_group(c, &[plan]).await
+        super::transaction::write_group(c, &[plan]).await
     })?;
     Ok(results.pop().unwrap_or(WriteResult::AlreadyLoaded))
 }

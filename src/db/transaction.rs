@@ -1,0 +1,91 @@
+//! The one transaction every model sends: claims, COPYs (or statements),
+//! commit, for one file or a group of files. The `async` writers run it on
+//! pooled connections (`async_writer`), the blocking models through
+//! `sync_writer::Connection`, so the models differ only in how they
+//! schedule it.
+
+use anyhow::Context;
+use futures::SinkExt as _;
+
+use super::copy;
+use super::ledger::{self, WritePlan, WriteResult};
+
+/// Writes a group of files in one transaction: their claims (pipelined, in
+/// key order), one COPY per table for the rows of every file it claimed,
+/// and the commit. Returns each plan's result, in the order given.
+///
+/// Group commit: on a small file the per-transaction round trips and
+/// PostgreSQL's per-statement work cost more than its rows, so a group of
+/// 32 costs little more than one. Each file still commits whole or not at
+/// all; it merely shares its commit. Claims go in key order so that two
+/// workers claiming overlapping groups cannot deadlock.
+pub async fn write_group(
+    client: &mut deadpool_postgres::ClientWrapper,
+    plans: &[&WritePlan],
+) -> anyhow::Result<Vec<WriteResult>> {
+    let tx = client
+        .transaction()
+        .await
+        .context("beginning a transaction")?;
+    let claim = tx
+        .prepare_cached(ledger::CLAIM)
+        .await
+        .context("preparing the ledger claim")?;
+    let mut order: Vec<usize> = (0..plans.len()).collect();
+    order.sort_by(|&a, &b| plans[a].key.cmp(&plans[b].key));
+    let params: Vec<_> = order.iter().map(|&i| plans[i].claim_params()).collect();
+    // Awaited together, tokio-postgres sends them in one pipeline.
+    let claimed = futures::future::try_join_all(params.iter().map(|p| tx.execute(&claim, &p[..])))
+        .await
+        .context("claiming the keys in the ledger")?;
+    let mut results = vec![WriteResult::AlreadyLoaded; plans.len()];
+    for (&i, n) in order.iter().zip(&claimed) {
+        if *n == 1 {
+            results[i] = WriteResult::Committed;
+        }
+    }
+    let mine: Vec<&WritePlan> = plans
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| **r == WriteResult::Committed)
+        .map(|(p, _)| *p)
+        .collect();
+    if mine.is_empty() {
+        tx.rollback().await.context("rolling back")?;
+        return Ok(results);
+    }
+    for batch in ledger::merged_copies(&mine) {
+        let copy_in = tx
+            .prepare_cached(batch.sql)
+            .await
+            .with_context(|| format!("preparing {}", batch.sql))?;
+        let sink = tx
+            .copy_in(&copy_in)
+            .await
+            .with_context(|| format!("starting {}", batch.sql))?;
+        futures::pin_mut!(sink);
+        for chunk in [
+            bytes::Bytes::from_static(copy::HEADER),
+            bytes::Bytes::from(batch.data),
+            bytes::Bytes::from_static(copy::TRAILER),
+        ] {
+            sink.feed(chunk).await.context("sending COPY data")?;
+        }
+        sink.finish()
+            .await
+            .with_context(|| format!("finishing {}", batch.sql))?;
+    }
+    for st in mine.iter().flat_map(|p| &p.statements) {
+        let prepared = tx
+            .prepare_cached(st.sql)
+            .await
+            .with_context(|| format!("preparing {}", st.sql))?;
+        for row in &st.rows {
+            tx.execute(&prepared, &super::statements::refs(row))
+                .await
+                .with_context(|| format!("executing {}", st.sql))?;
+        }
+    }
+    tx.commit().await.context("committing")?;
+    Ok(results)
+}
