@@ -6,9 +6,9 @@ use anyhow::Context;
 
 use super::ledger::{self, WritePlan, WriteResult};
 
-/// A synchronous connection: a tokio-postgres client driven by a runtime
-/// of its own on the calling thread, as the `postgres` crate drives one,
-/// plus the statements it has prepared.
+/// A synchronous connection: a tokio-postgres client (with deadpool's
+/// statement cache) driven by a runtime of its own on the calling thread,
+/// as the `postgres` crate drives one.
 ///
 /// Not the `postgres` crate itself, because a blocking call there cannot
 /// be bounded: a PostgreSQL backend that stops answering (SIGSTOP, a
@@ -109,14 +109,6 @@ impl Connection {
             }
         }
         result
-    }
-
-    /// Sends statements that return nothing (set-up, cleaning between runs).
-    pub fn batch_execute(&mut self, sql: &str) -> anyhow::Result<()> {
-        let limit = self.patience.base;
-        self.run(limit, "a batch of statements", async |c| {
-            Ok(c.batch_execute(sql).await?)
-        })
     }
 }
 
