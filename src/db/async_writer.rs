@@ -18,7 +18,7 @@ async fn attempt(
     plans: &[&WritePlan],
 ) -> anyhow::Result<GroupAttempt> {
     let mut retries = super::Retries::default();
-    let limit = patience.for_rows(plans.iter().map(|p| p.rows() as u64).sum());
+    let limit = patience.for_rows(plans.iter().map(|p| p.rows()).sum());
     loop {
         let result = match pool.get().await {
             Ok(mut client) => {

@@ -115,7 +115,7 @@ impl Connection {
 /// Writes one file in one transaction: [`super::transaction::write_group`]
 /// for a group of one, within the file's deadline.
 pub fn write_file(conn: &mut Connection, plan: &WritePlan) -> anyhow::Result<WriteResult> {
-    let limit = conn.patience.for_rows(plan.rows() as u64);
+    let limit = conn.patience.for_rows(plan.rows());
     let mut results = conn.run(limit, "a transaction", async |c| {
         super::transaction::write_group(c, &[plan]).await
     })?;
