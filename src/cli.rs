@@ -119,12 +119,13 @@ pub struct KnobArgs {
     /// (512MiB, 2GiB); 0: unlimited.
     #[arg(long, default_value = "512MiB", value_parser = crate::bucket::budget::parse_bytes)]
     pub max_bytes_in_flight: u64,
-    /// Seconds PostgreSQL may take to answer before its connection is
-    /// dropped as stalled (a stopped or wedged backend answers never, and
-    /// no server-side timeout fires in it). A transaction gets 50 µs more
-    /// per row it carries. Its files are left for a later pass; the pass
-    /// goes on with a fresh connection.
-    #[arg(long, help_heading = "Database", default_value_t = crate::db::Patience::default().base.as_secs_f64(), allow_negative_numbers = true, value_parser = positive_f64)]
+    /// Seconds PostgreSQL may take to answer a round trip before the
+    /// connection is dropped as stalled (a stopped backend never answers,
+    /// and no server-side timeout runs in it); a COPY or batch gets 50 µs
+    /// more per row. The transaction's files are left busy for a later
+    /// pass and the pass goes on with a fresh connection; two stalls in a
+    /// row end the pass.
+    #[arg(long, value_name = "SECONDS", help_heading = "Database", default_value_t = crate::db::Patience::default().base.as_secs_f64(), allow_negative_numbers = true, value_parser = positive_f64)]
     #[serde(default = "default_db_timeout")]
     pub db_timeout: f64,
 }

@@ -17,11 +17,17 @@ pub enum DbError {
     /// PostgreSQL did not answer within the client's deadline
     /// ([`crate::db::Patience`]): the connection was dropped, since a
     /// stopped or wedged backend may never answer.
-    #[error("PostgreSQL did not answer {what} within {secs:.1} s; dropped the connection")]
+    #[error("PostgreSQL did not answer {what} within {} s; dropped the connection", seconds(*secs))]
     Stalled { what: &'static str, secs: f64 },
-    /// The connection was dropped earlier (after a stall) and not reopened yet.
-    #[error("no database connection (the last one was dropped)")]
-    NoConnection,
+    /// The connection was dropped (after a stall) and reopening it failed,
+    /// for this reason.
+    #[error("no database connection: {0}")]
+    NoConnection(String),
+}
+
+/// Seconds as a person writes them: `2`, `4.4`, `0.05`.
+pub fn seconds(secs: f64) -> f64 {
+    (secs * 1000.0).round() / 1000.0
 }
 
 /// An error and its causes on one line, each cause once: PostgreSQL errors

@@ -197,8 +197,13 @@ fn print_summary(summary: &crate::report::PassSummary, args: &Args) -> anyhow::R
     } else {
         summary.render()
     };
-    println!("{}", secret::redact_text(&text));
-    Ok(())
+    // `ingest | head -1`: a reader that stops early is not an error, and
+    // `println!` would panic on it (the pass has committed by now).
+    use std::io::Write as _;
+    match writeln!(std::io::stdout().lock(), "{}", secret::redact_text(&text)) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        done => done.context("printing the summary"),
+    }
 }
 
 /// Lists the bucket's first page and stops: the bucket answers, or the

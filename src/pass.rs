@@ -54,9 +54,9 @@ fn prepare_database_within(url: &str, patience: db::Patience) -> anyhow::Result<
         .context("starting the migration thread")?;
     rx.recv_timeout(patience.base).unwrap_or_else(|_| {
         Err(anyhow::anyhow!(
-            "PostgreSQL at {} did not finish connecting and migrating within {:.1} s (a stopped server, or a long migration: raise --db-timeout)",
+            "PostgreSQL at {} did not finish connecting and migrating within {} s (a stopped server, or a long migration: raise --db-timeout)",
             crate::secret::redact_url(url),
-            patience.base.as_secs_f64()
+            crate::error::seconds(patience.base.as_secs_f64())
         ))
     })
 }
@@ -81,11 +81,17 @@ fn reconnecting<T>(
         if !(pg.is_closed() || db::is_connection_lost(&e)) {
             return Err(e);
         }
-        let db::Next::Retry(delay) = retries.next(db::WriteFault::ConnectionLost, &e) else {
-            return Err(e);
-        };
-        std::thread::sleep(delay);
-        let _ = pg.reopen();
+        // A page the server did not answer counts in the stall streak, as a
+        // writer's transaction does: two in a row end the pass.
+        if db::is_stalled(&e) {
+            pg.stalled(e, 0)?;
+        } else {
+            let db::Next::Retry(delay) = retries.next(db::WriteFault::ConnectionLost, &e) else {
+                return Err(e);
+            };
+            std::thread::sleep(delay);
+        }
+        pg.reconnect()?;
     }
 }
 
@@ -294,7 +300,7 @@ fn judge(
     }
     for key in &verdict.retry {
         let limit = pg.patience().base;
-        pg.run(limit, "clearing a failed ledger row", async |c| {
+        pg.run(Some(limit), "clearing a failed ledger row", async |c| {
             Ok(c.execute(ledger::DELETE_FAILED, &[key]).await?)
         })
         .with_context(|| format!("clearing the failed ledger row of {key} to retry it"))?;

@@ -18,17 +18,10 @@ async fn attempt(
     plans: &[&WritePlan],
 ) -> anyhow::Result<GroupAttempt> {
     let mut retries = super::Retries::default();
-    let limit = patience.for_rows(plans.iter().map(|p| p.rows()).sum());
     loop {
         let result = match pool.get().await {
             Ok(mut client) => {
-                match super::within(
-                    limit,
-                    "a transaction",
-                    super::transaction::write_group(&mut client, plans),
-                )
-                .await
-                {
+                match super::transaction::write_group(&mut client, plans, patience).await {
                     Err(e) if super::is_stalled(&e) => {
                         // Not back into the pool: its transaction may still be
                         // open, stopped with its backend. Dropping it aborts
@@ -38,6 +31,17 @@ async fn attempt(
                     }
                     other => other,
                 }
+            }
+            // A connection the server accepted but never answered (a
+            // stopped postmaster) is a stall too, so it counts in the streak.
+            Err(deadpool_postgres::PoolError::Timeout(_)) => {
+                return Ok(GroupAttempt::Stalled(
+                    crate::error::DbError::Stalled {
+                        what: "a new connection",
+                        secs: patience.base.as_secs_f64(),
+                    }
+                    .into(),
+                ));
             }
             Err(e) => Err(crate::error::DbError::PoolExhausted(e.to_string()).into()),
         };
@@ -208,7 +212,7 @@ pub async fn already_loaded(
     };
     let check = async {
         let loaded = c.prepare_cached(ledger::LOADED).await?;
-        Ok(c.query_one(&loaded, &[&key]).await?.get(0))
+        Ok::<bool, anyhow::Error>(c.query_one(&loaded, &[&key]).await?.get(0))
     };
     match super::within(patience.base, "the ledger check", check).await {
         Ok(loaded) => loaded,

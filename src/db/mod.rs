@@ -93,10 +93,12 @@ pub fn connect_error(url: &str, e: &tokio_postgres::Error) -> anyhow::Error {
 /// The server's own timeouts cannot bound this: a backend that is stopped
 /// (SIGSTOP, a frozen VM, a wedged disk) runs none of them, and TCP
 /// keepalive sees nothing wrong because the kernel still acknowledges. So
-/// the bound is kept on the client: `base` for any round of work (a
-/// connection, a check, a ledger page), plus [`Patience::PER_ROW`] for
-/// each row a transaction carries, so that a legitimately large file is
-/// never cut short by a server that is merely slow.
+/// the bound is kept on the client: `base` for each round trip (a
+/// connection, a check, a ledger page, each statement of a transaction),
+/// plus [`Patience::PER_ROW`] for each row a COPY or a batch carries. The
+/// bound is per step, not per transaction, so a large file, even one
+/// written row by row, is never cut short by a server that keeps
+/// answering.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 #[serde(into = "f64")]
 pub struct Patience {
@@ -139,18 +141,19 @@ impl Default for Patience {
 /// its state (a half-sent statement, an open transaction) is unknown.
 ///
 /// [`DbError::Stalled`]: crate::error::DbError::Stalled
-pub async fn within<T>(
+pub async fn within<T, E: Into<anyhow::Error>>(
     limit: std::time::Duration,
     what: &'static str,
-    work: impl std::future::Future<Output = anyhow::Result<T>>,
+    work: impl std::future::Future<Output = Result<T, E>>,
 ) -> anyhow::Result<T> {
-    tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
-        Err(crate::error::DbError::Stalled {
+    match tokio::time::timeout(limit, work).await {
+        Ok(done) => done.map_err(Into::into),
+        Err(_) => Err(crate::error::DbError::Stalled {
             what,
             secs: limit.as_secs_f64(),
         }
-        .into())
-    })
+        .into()),
+    }
 }
 
 #[cfg(feature = "io")]
@@ -176,20 +179,24 @@ impl StallStreak {
         self.0.store(0, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// A transaction stalled (`e`, from [`within`]): `Ok` to leave its
-    /// files for a later pass and go on, or the error that ends the pass.
+    /// Something stalled (`e`, from [`within`]): a transaction, whose
+    /// `files` are left for a later pass, or a reconnection (`files` 0).
+    /// `Ok` to go on, or the error that ends the pass.
     pub fn stalled(&self, e: anyhow::Error, files: usize) -> anyhow::Result<()> {
         let streak = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         if streak >= Self::LIMIT {
             return Err(e.context(format!(
-                "PostgreSQL stopped answering ({streak} transactions in a row; raise --db-timeout if it is merely slow)"
+                "PostgreSQL stopped answering ({streak} stalls in a row; raise --db-timeout if it is merely slow)"
             )));
         }
-        tracing::warn!(
-            "{}; {} left for a later pass",
-            crate::error::chain(&*e),
-            crate::report::plural(files as u64, "file", "files")
-        );
+        match files {
+            0 => tracing::warn!("{}", crate::error::chain(&*e)),
+            n => tracing::warn!(
+                "{}; {} left for a later pass",
+                crate::error::chain(&*e),
+                crate::report::plural(n as u64, "file", "files")
+            ),
+        }
         Ok(())
     }
 }
@@ -224,7 +231,7 @@ pub fn is_connection_lost(e: &anyhow::Error) -> bool {
     e.chain().any(|cause| {
         matches!(
             cause.downcast_ref::<DbError>(),
-            Some(DbError::Stalled { .. } | DbError::NoConnection)
+            Some(DbError::Stalled { .. } | DbError::NoConnection(_))
         )
     }) || e.chain().any(
         |cause| match cause.downcast_ref::<tokio_postgres::Error>() {

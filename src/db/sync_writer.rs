@@ -33,7 +33,12 @@ pub struct Connection {
     patience: super::Patience,
     /// Kept across reopening: stalls in a row on fresh connections end the pass.
     streak: std::sync::Arc<super::StallStreak>,
+    /// Why `client` is `None`.
+    gone: String,
 }
+
+/// Why a [`Connection`] has no client, for the error that says so.
+const DROPPED: &str = "the last one was dropped";
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
@@ -65,6 +70,7 @@ impl Connection {
             url: url.to_string(),
             patience,
             streak: Default::default(),
+            gone: String::new(),
         })
     }
 
@@ -74,6 +80,30 @@ impl Connection {
         *self = Connection::open(&self.url, self.patience)?;
         self.streak = streak;
         Ok(())
+    }
+
+    /// [`Self::reopen`] after a lost or stalled connection. A reconnection
+    /// that stalls too (a stopped postmaster) counts in the stall streak,
+    /// and may end the pass; any other failure is kept, so that the next
+    /// call says why there is no connection.
+    pub fn reconnect(&mut self) -> anyhow::Result<()> {
+        match self.reopen() {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.gone = crate::error::chain(&*e);
+                self.client = None;
+                if super::is_stalled(&e) {
+                    self.streak.stalled(e, 0)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Records a stall of something sent on this connection; see
+    /// [`super::StallStreak::stalled`].
+    pub fn stalled(&self, e: anyhow::Error, files: usize) -> anyhow::Result<()> {
+        self.streak.stalled(e, files)
     }
 
     /// The connection is gone (closed by the server, or dropped after a stall).
@@ -86,22 +116,32 @@ impl Connection {
     }
 
     /// Runs `work` on the connection, blocking until it finishes or `limit`
-    /// passes. Past the limit the connection is dropped at once (a stopped
-    /// backend may never answer) and the error is [`super::is_stalled`];
-    /// the next call fails as a lost connection until [`Self::reopen`].
+    /// passes (`None`: `work` bounds its own steps with [`super::within`]).
+    /// On a stall the connection is dropped at once (a stopped backend may
+    /// never answer) and the error is [`super::is_stalled`]; the next call
+    /// fails as a lost connection until [`Self::reopen`].
     pub fn run<T>(
         &mut self,
-        limit: std::time::Duration,
+        limit: Option<std::time::Duration>,
         what: &'static str,
         work: impl AsyncFnOnce(&mut deadpool_postgres::ClientWrapper) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
-        let client = self
-            .client
-            .as_mut()
-            .ok_or(crate::error::DbError::NoConnection)?;
-        let result = self.rt.block_on(super::within(limit, what, work(client)));
+        let Some(client) = self.client.as_mut() else {
+            let why = if self.gone.is_empty() {
+                DROPPED
+            } else {
+                &self.gone
+            };
+            return Err(crate::error::DbError::NoConnection(why.to_string()).into());
+        };
+        let result = match limit {
+            Some(limit) => self.rt.block_on(super::within(limit, what, work(client))),
+            // The work bounds its own steps.
+            None => self.rt.block_on(work(client)),
+        };
         if result.as_ref().is_err_and(super::is_stalled) {
             self.client = None;
+            self.gone = DROPPED.to_string();
             // Dropping the runtime drops the connection's task and so closes
             // the socket now, not whenever this runtime next runs.
             if let Ok(fresh) = runtime() {
@@ -113,11 +153,11 @@ impl Connection {
 }
 
 /// Writes one file in one transaction: [`super::transaction::write_group`]
-/// for a group of one, within the file's deadline.
+/// for a group of one, each step within its deadline.
 pub fn write_file(conn: &mut Connection, plan: &WritePlan) -> anyhow::Result<WriteResult> {
-    let limit = conn.patience.for_rows(plan.rows());
-    let mut results = conn.run(limit, "a transaction", async |c| {
-        super::transaction::write_group(c, &[plan]).await
+    let patience = conn.patience;
+    let mut results = conn.run(None, "a transaction", async |c| {
+        super::transaction::write_group(c, &[plan], patience).await
     })?;
     Ok(results.pop().unwrap_or(WriteResult::AlreadyLoaded))
 }
@@ -148,8 +188,8 @@ fn attempt(conn: &mut Connection, plan: &WritePlan) -> anyhow::Result<Attempt> {
         if super::is_stalled(&e) {
             // Its claim may still be held by the stopped backend: retrying
             // now would only wait on it. A later pass takes the file up.
-            conn.streak.stalled(e, 1)?;
-            let _ = conn.reopen();
+            conn.stalled(e, 1)?;
+            conn.reconnect()?;
             return Ok(Attempt::Done(WriteResult::Busy));
         }
         let fault = if conn.is_closed() {
@@ -169,7 +209,7 @@ fn attempt(conn: &mut Connection, plan: &WritePlan) -> anyhow::Result<Attempt> {
                 }
                 std::thread::sleep(delay);
                 if lost {
-                    let _ = conn.reopen();
+                    conn.reconnect()?;
                 }
             }
             super::Next::Unreachable => return Err(e),
@@ -210,7 +250,7 @@ pub fn write_with_reconnect(
 /// reports it.
 pub fn already_loaded(conn: &mut Connection, key: &str) -> bool {
     let limit = conn.patience.base;
-    conn.run(limit, "the ledger check", async |c| {
+    conn.run(Some(limit), "the ledger check", async |c| {
         let loaded = c.prepare_cached(ledger::LOADED).await?;
         Ok(c.query_one(&loaded, &[&key]).await?.get(0))
     })
@@ -252,7 +292,7 @@ pub fn seen_keys(
         let mut contended = 0;
         let limit = conn.patience.base;
         let rows = loop {
-            match conn.run(limit, "a page of the ledger", async |c| {
+            match conn.run(Some(limit), "a page of the ledger", async |c| {
                 Ok(c.query(ledger::SEEN, &[&chunk]).await?)
             }) {
                 Ok(rows) => break rows,

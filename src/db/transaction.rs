@@ -19,23 +19,32 @@ use super::ledger::{self, WritePlan, WriteResult};
 /// 32 costs little more than one. Each file still commits whole or not at
 /// all; it merely shares its commit. Claims go in key order so that two
 /// workers claiming overlapping groups cannot deadlock.
+///
+/// Every round trip is bounded by `patience`: `base` for each statement,
+/// plus [`super::Patience::PER_ROW`] for each row of a COPY or a batch.
+/// The bound is per step, not per transaction, so a file of any size
+/// written row by row (`--write insert`) is never cut short while the
+/// server keeps answering; a step past its bound is [`super::is_stalled`],
+/// and the caller must drop the connection.
 pub async fn write_group(
     client: &mut deadpool_postgres::ClientWrapper,
     plans: &[&WritePlan],
+    patience: super::Patience,
 ) -> anyhow::Result<Vec<WriteResult>> {
-    let tx = client
-        .transaction()
+    use super::within;
+    let step = patience.base;
+    let tx = within(step, "the start of a transaction", client.transaction())
         .await
         .context("beginning a transaction")?;
-    let claim = tx
-        .prepare_cached(ledger::CLAIM)
+    let claim = within(step, "a statement", tx.prepare_cached(ledger::CLAIM))
         .await
         .context("preparing the ledger claim")?;
     let mut order: Vec<usize> = (0..plans.len()).collect();
     order.sort_by(|&a, &b| plans[a].key.cmp(&plans[b].key));
     let params: Vec<_> = order.iter().map(|&i| plans[i].claim_params()).collect();
     // Awaited together, tokio-postgres sends them in one pipeline.
-    let claimed = futures::future::try_join_all(params.iter().map(|p| tx.execute(&claim, &p[..])))
+    let claims = futures::future::try_join_all(params.iter().map(|p| tx.execute(&claim, &p[..])));
+    let claimed = within(step, "the ledger claims", claims)
         .await
         .context("claiming the keys in the ledger")?;
     let mut results = vec![WriteResult::AlreadyLoaded; plans.len()];
@@ -51,41 +60,50 @@ pub async fn write_group(
         .map(|(p, _)| *p)
         .collect();
     if mine.is_empty() {
-        tx.rollback().await.context("rolling back")?;
+        within(step, "a rollback", tx.rollback())
+            .await
+            .context("rolling back")?;
         return Ok(results);
     }
+    let rows = patience.for_rows(mine.iter().map(|p| p.rows()).sum());
     for batch in ledger::merged_copies(&mine) {
-        let copy_in = tx
-            .prepare_cached(batch.sql)
+        let copy_in = within(step, "a statement", tx.prepare_cached(batch.sql))
             .await
             .with_context(|| format!("preparing {}", batch.sql))?;
-        let sink = tx
-            .copy_in(&copy_in)
+        let sink = within(step, "the start of a COPY", tx.copy_in(&copy_in))
             .await
             .with_context(|| format!("starting {}", batch.sql))?;
-        futures::pin_mut!(sink);
-        for chunk in [
-            bytes::Bytes::from_static(copy::HEADER),
-            bytes::Bytes::from(batch.data),
-            bytes::Bytes::from_static(copy::TRAILER),
-        ] {
-            sink.feed(chunk).await.context("sending COPY data")?;
-        }
-        sink.finish()
-            .await
-            .with_context(|| format!("finishing {}", batch.sql))?;
+        let send = async {
+            futures::pin_mut!(sink);
+            for chunk in [
+                bytes::Bytes::from_static(copy::HEADER),
+                bytes::Bytes::from(batch.data),
+                bytes::Bytes::from_static(copy::TRAILER),
+            ] {
+                sink.feed(chunk).await.context("sending COPY data")?;
+            }
+            sink.finish()
+                .await
+                .with_context(|| format!("finishing {}", batch.sql))
+        };
+        within(rows, "a COPY", send).await?;
     }
     for st in mine.iter().flat_map(|p| &p.statements) {
-        let prepared = tx
-            .prepare_cached(st.sql)
+        let prepared = within(step, "a statement", tx.prepare_cached(st.sql))
             .await
             .with_context(|| format!("preparing {}", st.sql))?;
         for row in &st.rows {
-            tx.execute(&prepared, &super::statements::refs(row))
-                .await
-                .with_context(|| format!("executing {}", st.sql))?;
+            within(
+                rows,
+                "a statement",
+                tx.execute(&prepared, &super::statements::refs(row)),
+            )
+            .await
+            .with_context(|| format!("executing {}", st.sql))?;
         }
     }
-    tx.commit().await.context("committing")?;
+    within(step, "a commit", tx.commit())
+        .await
+        .context("committing")?;
     Ok(results)
 }
