@@ -324,7 +324,8 @@ fn a_stopped_database_backend_holds_a_pass_only_for_the_db_timeout() {
         // Whatever the stopped backend was doing, its next answer was waited
         // for only --db-timeout, and the user was told.
         assert!(
-            stderr.contains("PostgreSQL did not answer") && stderr.contains("within 2 s"),
+            // 2 s, plus 50 µs a row for a COPY.
+            stderr.contains("PostgreSQL did not answer") && stderr.contains(" within 2"),
             "{model}: {stderr}"
         );
         if status.success() {
@@ -360,4 +361,43 @@ fn a_stopped_database_backend_holds_a_pass_only_for_the_db_timeout() {
         let diffs = verify(&mut connect(&db), &want).unwrap();
         assert!(diffs.is_empty(), "{model}: {diffs:#?}");
     }
+}
+
+/// The bound is per round trip, not per transaction: a file written row by
+/// row (`--write insert`, a statement a row) takes far longer than
+/// `--db-timeout` plus 50 µs a row, yet loads whole while the server keeps
+/// answering. A bound on the whole transaction dropped such files as
+/// stalled on every pass, so they never loaded.
+#[test]
+fn a_file_written_row_by_row_is_never_cut_short_by_the_db_timeout() {
+    let bucket = SimBucket::generate(
+        Spec::new(ProfileName::Small, SEED).with_overrides(Some(2), Some(20_000)),
+    );
+    let server = bucket
+        .serve(bucketbench::sim::Conditions::default(), any_port())
+        .unwrap();
+    let db = fresh_db();
+    let mut cmd = common::ingest();
+    cmd.args(["--bucket", &server.base_url(), "--model", "sync", "--json"])
+        .args(["--write", "insert", "--db-timeout", "0.3"])
+        .env("DATABASE_URL", &db)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let started = Instant::now();
+    let (status, stdout, stderr) = finish(cmd.spawn().unwrap(), Duration::from_secs(300), "sync");
+    assert!(status.success(), "{stderr}");
+    let summary: PassSummary = serde_json::from_str(&stdout).unwrap();
+    assert_eq!((summary.loaded, summary.busy.len()), (2, 0), "{stderr}");
+    // The premise: on average, a file's transaction outlasted what a bound
+    // on the whole transaction (0.3 s + 50 µs a row) would have allowed.
+    // (A machine that inserts a row in under 50 µs would need more rows.)
+    let rows = summary.songs + summary.movies + summary.apps;
+    let per_transaction = 0.3 + (rows as f64 / 2.0) * 50e-6;
+    let took = started.elapsed().as_secs_f64();
+    assert!(
+        took / 2.0 > per_transaction,
+        "the files loaded too fast to test anything: {took:.1} s for {rows} rows"
+    );
+    let diffs = verify(&mut connect(&db), &bucket.expected()).unwrap();
+    assert!(diffs.is_empty(), "{diffs:#?}");
 }
