@@ -38,7 +38,7 @@ pub fn prepare_database(url: &str) -> anyhow::Result<postgres::Client> {
     Ok(pg)
 }
 
-/// [`prepare_database`] within `patience.base`: a server that accepts the
+/// [`prepare_database`] within `patience.startup()`: a server that accepts the
 /// TCP connection but never answers (a stopped postmaster, a frozen host)
 /// would otherwise hold the pass before it starts, silently. The blocking
 /// client cannot be interrupted, so it runs on a thread of its own that is
@@ -52,11 +52,11 @@ fn prepare_database_within(url: &str, patience: db::Patience) -> anyhow::Result<
             let _ = tx.send(prepare_database(&owned).map(drop));
         })
         .context("starting the migration thread")?;
-    rx.recv_timeout(patience.base).unwrap_or_else(|_| {
+    rx.recv_timeout(patience.startup()).unwrap_or_else(|_| {
         Err(anyhow::anyhow!(
             "PostgreSQL at {} did not finish connecting and migrating within {} s (a stopped server, or a long migration: raise --db-timeout)",
             crate::secret::redact_url(url),
-            crate::error::seconds(patience.base.as_secs_f64())
+            crate::error::seconds(patience.startup().as_secs_f64())
         ))
     })
 }

@@ -116,7 +116,14 @@ impl Patience {
         }
     }
 
-    /// The deadline of a transaction carrying `rows` rows.
+    /// The deadline of connecting and migrating at the start of a pass:
+    /// many round trips in one blocking call (refinery's), so at least
+    /// 10 s whatever `base` is.
+    pub fn startup(&self) -> std::time::Duration {
+        self.base.max(std::time::Duration::from_secs(10))
+    }
+
+    /// The deadline of a step carrying `rows` rows.
     pub fn for_rows(&self, rows: u64) -> std::time::Duration {
         self.base + Self::PER_ROW * rows.min(u32::MAX as u64) as u32
     }
