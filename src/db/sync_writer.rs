@@ -255,7 +255,13 @@ pub fn already_loaded(conn: &mut Connection, key: &str) -> bool {
         Ok(c.query_one(&loaded, &[&key]).await?.get(0))
     })
     .unwrap_or_else(|e| {
-        super::warn_if_stalled(&e);
+        // Reconnected now, so the write that follows does not first fail
+        // on the dropped connection and wait out a reconnect delay.
+        // (A reconnection that stalls too still counts in the streak; the
+        // write's own error ends the pass if it must.)
+        if super::warn_if_stalled(&e) {
+            let _ = conn.reconnect();
+        }
         false
     })
 }
