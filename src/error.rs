@@ -25,6 +25,16 @@ pub enum DbError {
     NoConnection(String),
 }
 
+impl DbError {
+    /// Nothing came back from `what` within `limit`.
+    pub fn stalled(what: &'static str, limit: std::time::Duration) -> Self {
+        DbError::Stalled {
+            what,
+            secs: limit.as_secs_f64(),
+        }
+    }
+}
+
 /// Seconds as a person writes them: `2`, `4.4`, `0.05`.
 pub fn seconds(secs: f64) -> f64 {
     (secs * 1000.0).round() / 1000.0

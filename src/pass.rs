@@ -300,8 +300,9 @@ fn judge(
     }
     for key in &verdict.retry {
         let limit = pg.patience().base;
-        pg.run(Some(limit), "clearing a failed ledger row", async |c| {
-            Ok(c.execute(ledger::DELETE_FAILED, &[key]).await?)
+        pg.run(async |c| {
+            let what = "clearing a failed ledger row";
+            db::within(limit, what, c.execute(ledger::DELETE_FAILED, &[key])).await
         })
         .with_context(|| format!("clearing the failed ledger row of {key} to retry it"))?;
     }

@@ -36,11 +36,7 @@ async fn attempt(
             // stopped postmaster) is a stall too, so it counts in the streak.
             Err(deadpool_postgres::PoolError::Timeout(_)) => {
                 return Ok(GroupAttempt::Stalled(
-                    crate::error::DbError::Stalled {
-                        what: "a new connection",
-                        secs: patience.base.as_secs_f64(),
-                    }
-                    .into(),
+                    crate::error::DbError::stalled("a new connection", patience.base).into(),
                 ));
             }
             Err(e) => Err(crate::error::DbError::PoolExhausted(e.to_string()).into()),
@@ -195,13 +191,9 @@ pub async fn write_all(
     Ok(())
 }
 
-/// See [`ledger::LOADED`]. Prepared once per connection: asked once per
-/// file, an unprepared query cost a second round trip and a fresh plan
-/// each time, about as much of the server's CPU as 10 of a small file's
-/// rows (docs/performance.md, "Costs per file").
-///
-/// A check PostgreSQL does not answer within `patience.base` drops its
-/// connection and answers "no": the write that follows decides.
+/// See [`super::transaction::is_loaded`]. A check PostgreSQL does not
+/// answer within `patience.base` drops its connection and answers "no":
+/// the write that follows decides.
 pub async fn already_loaded(
     pool: &deadpool_postgres::Pool,
     patience: super::Patience,
@@ -210,11 +202,7 @@ pub async fn already_loaded(
     let Ok(c) = pool.get().await else {
         return false;
     };
-    let check = async {
-        let loaded = c.prepare_cached(ledger::LOADED).await?;
-        Ok::<bool, anyhow::Error>(c.query_one(&loaded, &[&key]).await?.get(0))
-    };
-    match super::within(patience.base, "the ledger check", check).await {
+    match super::transaction::is_loaded(&c, key, patience.base).await {
         Ok(loaded) => loaded,
         Err(e) => {
             if super::warn_if_stalled(&e) {

@@ -155,11 +155,7 @@ pub async fn within<T, E: Into<anyhow::Error>>(
 ) -> anyhow::Result<T> {
     match tokio::time::timeout(limit, work).await {
         Ok(done) => done.map_err(Into::into),
-        Err(_) => Err(crate::error::DbError::Stalled {
-            what,
-            secs: limit.as_secs_f64(),
-        }
-        .into()),
+        Err(_) => Err(crate::error::DbError::stalled(what, limit).into()),
     }
 }
 

@@ -115,15 +115,13 @@ impl Connection {
         self.patience
     }
 
-    /// Runs `work` on the connection, blocking until it finishes or `limit`
-    /// passes (`None`: `work` bounds its own steps with [`super::within`]).
-    /// On a stall the connection is dropped at once (a stopped backend may
-    /// never answer) and the error is [`super::is_stalled`]; the next call
-    /// fails as a lost connection until [`Self::reopen`].
+    /// Runs `work` on the connection, blocking until it finishes. `work`
+    /// bounds its own waits with [`super::within`]; when one stalls, the
+    /// connection is dropped at once (a stopped backend may never answer)
+    /// and the error is [`super::is_stalled`]; the next call fails as a
+    /// lost connection until [`Self::reopen`].
     pub fn run<T>(
         &mut self,
-        limit: Option<std::time::Duration>,
-        what: &'static str,
         work: impl AsyncFnOnce(&mut deadpool_postgres::ClientWrapper) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
         let Some(client) = self.client.as_mut() else {
@@ -134,11 +132,7 @@ impl Connection {
             };
             return Err(crate::error::DbError::NoConnection(why.to_string()).into());
         };
-        let result = match limit {
-            Some(limit) => self.rt.block_on(super::within(limit, what, work(client))),
-            // The work bounds its own steps.
-            None => self.rt.block_on(work(client)),
-        };
+        let result = self.rt.block_on(work(client));
         if result.as_ref().is_err_and(super::is_stalled) {
             self.client = None;
             self.gone = DROPPED.to_string();
@@ -156,9 +150,8 @@ impl Connection {
 /// for a group of one, each step within its deadline.
 pub fn write_file(conn: &mut Connection, plan: &WritePlan) -> anyhow::Result<WriteResult> {
     let patience = conn.patience;
-    let mut results = conn.run(None, "a transaction", async |c| {
-        super::transaction::write_group(c, &[plan], patience).await
-    })?;
+    let mut results =
+        conn.run(async |c| super::transaction::write_group(c, &[plan], patience).await)?;
     Ok(results.pop().unwrap_or(WriteResult::AlreadyLoaded))
 }
 
@@ -245,25 +238,22 @@ pub fn write_with_reconnect(
     })
 }
 
-/// See [`ledger::LOADED`]. A lost connection, or a check not answered in
-/// time, is not an error here: the write that follows reconnects or
-/// reports it.
+/// See [`super::transaction::is_loaded`]. A lost connection, or a check
+/// not answered in time, is not an error here: the write that follows
+/// reconnects or reports it.
 pub fn already_loaded(conn: &mut Connection, key: &str) -> bool {
     let limit = conn.patience.base;
-    conn.run(Some(limit), "the ledger check", async |c| {
-        let loaded = c.prepare_cached(ledger::LOADED).await?;
-        Ok(c.query_one(&loaded, &[&key]).await?.get(0))
-    })
-    .unwrap_or_else(|e| {
-        // Reconnected now, so the write that follows does not first fail
-        // on the dropped connection and wait out a reconnect delay.
-        // (A reconnection that stalls too still counts in the streak; the
-        // write's own error ends the pass if it must.)
-        if super::warn_if_stalled(&e) {
-            let _ = conn.reconnect();
-        }
-        false
-    })
+    conn.run(async |c| super::transaction::is_loaded(c, key, limit).await)
+        .unwrap_or_else(|e| {
+            // Reconnected now, so the write that follows does not first fail
+            // on the dropped connection and wait out a reconnect delay.
+            // (A reconnection that stalls too still counts in the streak; the
+            // write's own error ends the pass if it must.)
+            if super::warn_if_stalled(&e) {
+                let _ = conn.reconnect();
+            }
+            false
+        })
 }
 
 /// A listed key the ledger already holds.
@@ -298,8 +288,13 @@ pub fn seen_keys(
         let mut contended = 0;
         let limit = conn.patience.base;
         let rows = loop {
-            match conn.run(Some(limit), "a page of the ledger", async |c| {
-                Ok(c.query(ledger::SEEN, &[&chunk]).await?)
+            match conn.run(async |c| {
+                super::within(
+                    limit,
+                    "a page of the ledger",
+                    c.query(ledger::SEEN, &[&chunk]),
+                )
+                .await
             }) {
                 Ok(rows) => break rows,
                 Err(e) => {

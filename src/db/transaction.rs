@@ -1,5 +1,6 @@
 //! The one transaction every model sends: claims, COPYs (or statements),
-//! commit, for one file or a group of files. The `async` writers run it on
+//! commit, for one file or a group of files; and the "loaded meanwhile?"
+//! check every model sends before fetching a file. The `async` writers run it on
 //! pooled connections (`async_writer`), the blocking models through
 //! `sync_writer::Connection`, so the models differ only in how they
 //! schedule it.
@@ -106,4 +107,19 @@ pub async fn write_group(
         .await
         .context("committing")?;
     Ok(results)
+}
+
+/// See [`ledger::LOADED`], within `limit`. Prepared once per connection:
+/// asked once per file, an unprepared query cost a second round trip and a
+/// fresh plan each time (docs/performance.md, "Costs per file").
+pub async fn is_loaded(
+    client: &deadpool_postgres::ClientWrapper,
+    key: &str,
+    limit: std::time::Duration,
+) -> anyhow::Result<bool> {
+    let check = async {
+        let loaded = client.prepare_cached(ledger::LOADED).await?;
+        Ok::<bool, anyhow::Error>(client.query_one(&loaded, &[&key]).await?.get(0))
+    };
+    super::within(limit, "the ledger check", check).await
 }
