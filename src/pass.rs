@@ -44,21 +44,17 @@ pub fn prepare_database(url: &str) -> anyhow::Result<postgres::Client> {
 /// client cannot be interrupted, so it runs on a thread of its own that is
 /// left behind if the deadline passes; the pass ends with one line.
 fn prepare_database_within(url: &str, patience: db::Patience) -> anyhow::Result<()> {
-    let (tx, rx) = std::sync::mpsc::channel();
     let owned = url.to_string();
-    std::thread::Builder::new()
-        .name("migrate".into())
-        .spawn(move || {
-            let _ = tx.send(prepare_database(&owned).map(drop));
-        })
-        .context("starting the migration thread")?;
-    rx.recv_timeout(patience.startup()).unwrap_or_else(|_| {
-        Err(anyhow::anyhow!(
+    db::watched::on_thread(patience.startup(), "the connection", move || {
+        prepare_database(&owned).map(drop)
+    })
+    .map_err(|_| {
+        anyhow::anyhow!(
             "PostgreSQL at {} did not finish connecting and migrating within {} s (a stopped server, or a long migration: raise --db-timeout)",
             crate::secret::redact_url(url),
             crate::error::seconds(patience.startup().as_secs_f64())
-        ))
-    })
+        )
+    })?
 }
 
 /// Runs `work` (a listing page's ledger bookkeeping) on the pass's own

@@ -413,3 +413,72 @@ fn a_file_written_row_by_row_is_never_cut_short_by_the_db_timeout() {
     let diffs = verify(&mut connect(&db), &bucket.expected()).unwrap();
     assert!(diffs.is_empty(), "{diffs:#?}");
 }
+
+/// `compare`'s own connection (emptying the tables between runs,
+/// verifying each run) is bounded by `--db-timeout` too: with its backend
+/// stopped while a run's workers load, the comparison goes on, on a fresh
+/// connection, instead of waiting for the backend forever.
+#[test]
+fn a_stopped_backend_under_compares_own_connection_does_not_hold_the_comparison() {
+    let db = fresh_db();
+    let out = tempfile::tempdir().unwrap();
+    let child = common::compare()
+        .env("DATABASE_URL", &db)
+        .args(["--profile", "tiny", "--models", "sync", "--runs", "2"])
+        .args(["--warmup", "0", "--no-ceilings", "--db-timeout", "2"])
+        .arg("--out")
+        .arg(out.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = child;
+    // compare's connection, idle after emptying the tables for a run.
+    let mut c = connect(&db);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let stopped = loop {
+        let found = c
+            .query(
+                "SELECT pid FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid() \
+                   AND state = 'idle' AND query LIKE 'TRUNCATE%'",
+                &[],
+            )
+            .unwrap();
+        if let Some(row) = found.first() {
+            let pid: i32 = row.get(0);
+            // SAFETY: a signal to a process we are allowed to signal (root).
+            if unsafe { libc::kill(pid, libc::SIGSTOP) } == 0 {
+                break StoppedBackend {
+                    pid,
+                    at: Instant::now(),
+                };
+            }
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "compare ended before its connection could be stopped"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "compare never emptied its tables"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let (status, _, stderr) = finish(child, Duration::from_secs(90), "compare");
+    assert!(
+        stopped.at.elapsed() < Duration::from_secs(60),
+        "compare went on {:?} after its backend stopped: {stderr}",
+        stopped.at.elapsed()
+    );
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("PostgreSQL did not answer compare's")
+            && stderr.contains("within 2")
+            && stderr.contains("trying again on a fresh connection"),
+        "{stderr}"
+    );
+    let runs = Csv::read(&out.path().join("runs.csv"));
+    assert_eq!(runs.column("verified"), ["true", "true"], "{stderr}");
+    drop(stopped);
+}

@@ -3,7 +3,9 @@
 //!
 //! `ledger` and `copy` are sans-IO (SQL text, bound parameters and COPY
 //! bytes); `sync_writer` and `async_writer` are the thin shells that send
-//! them with the `postgres` and `tokio-postgres` clients.
+//! them, each on a tokio-postgres client whose every wait is bounded;
+//! `watched` bounds the blocking `postgres` client that migrations and the
+//! harness use.
 
 #[cfg(feature = "io")]
 pub mod async_writer;
@@ -20,6 +22,8 @@ pub mod sync_writer;
 pub mod tls;
 #[cfg(feature = "io")]
 pub mod transaction;
+#[cfg(feature = "io")]
+pub mod watched;
 
 #[cfg(feature = "io")]
 pub use embedded::{Durability, EmbeddedPostgres, Flavor};

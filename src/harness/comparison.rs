@@ -10,6 +10,7 @@
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 
@@ -25,11 +26,12 @@ use super::{charts, cpu, outdir, publish, summary, terminal, unique};
 use crate::bucket::BucketLocation;
 use crate::cli::network::NetworkArgs;
 use crate::cli::{self, ClientArgs, KnobArgs, NetArgs, S3Args, SpecArgs};
+use crate::db::watched::Watched;
 use crate::db::{Durability, EmbeddedPostgres, Flavor, WriteStrategy};
 use crate::models::{Label, Model};
+use crate::secret;
 use crate::sim::network::NetworkPreset;
 use crate::sim::{Conditions, NetworkModel, SimBucket, SimServer, Spec};
-use crate::{pass, secret};
 
 /// What to compare, how often, on which bucket and database, and where the
 /// results go: `compare`'s options.
@@ -291,7 +293,7 @@ impl Plan {
 pub struct Bench {
     // Fields drop in order: the connection and the schema before the
     // servers they live on.
-    db: postgres::Client,
+    db: Watched,
     scratch: Scratch,
     pub target: Target,
     /// The plan's run settings, with the simulated bucket's CA as the
@@ -376,19 +378,25 @@ impl Bench {
                 let shape = BucketShape::of(&bucket);
                 (
                     url,
-                    Some(expected),
+                    Some(Arc::new(expected)),
                     serde_json::to_value(spec)?,
                     Some(shape),
                 )
             }
         };
-        let scratch = Scratch::create(&database_url)?;
+        let patience = crate::db::Patience::from_secs(settings.knobs.db_timeout);
+        let scratch = Scratch::create(&database_url, patience)?;
         if pg.is_some() {
             scratch.forget_on_interrupt();
         }
-        let mut db = pass::prepare_database(scratch.url())?;
-        let postgres_version: String = db.query_one("SHOW server_version", &[])?.get(0);
-        let durability = ServerDurability::read(&mut db)?;
+        let mut db = Watched::connect(scratch.url(), patience)?;
+        db.call("the migrations", patience.startup(), |c| {
+            crate::db::schema::migrate(c)
+        })?;
+        let (postgres_version, durability) = db.quick("the server's settings", |c| {
+            let version: String = c.query_one("SHOW server_version", &[])?.get(0);
+            Ok((version, ServerDurability::read(c)?))
+        })?;
         let subtitle = format!("{}, {}", plan.subtitle, durability.describe());
         let target = Target {
             bucket_url,
@@ -399,8 +407,10 @@ impl Bench {
             cpu: cpu::Meters {
                 postmaster: match &pg {
                     Some(pg) => Some(pg.pid()),
-                    None => cpu::locate_postmaster(&mut db)
-                        .inspect_err(|why| eprintln!("database CPU: not measured ({why})"))
+                    None => db
+                        .quick("the server's process id", |c| Ok(cpu::locate_postmaster(c)))
+                        .and_then(|found| found.map_err(anyhow::Error::msg))
+                        .inspect_err(|why| eprintln!("database CPU: not measured ({why:#})"))
                         .ok(),
                 },
                 sim_bucket: sim_server.is_some(),

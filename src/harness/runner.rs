@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::{ClientArgs, KnobArgs, S3Args};
 use crate::db::WriteStrategy;
+use crate::db::watched::Watched;
 use crate::models::{Label, Model};
 use crate::report::PassSummary;
 use crate::sim::{Expected, verify};
@@ -39,7 +40,7 @@ pub struct Target {
     /// The schema of compare's own that the runs load into and empty.
     pub schema: String,
     /// The generator's expected result; `None` for a real bucket.
-    pub expected: Option<Expected>,
+    pub expected: Option<Arc<Expected>>,
     /// Checkpoint before each run (compare's own server only), so each
     /// starts from the same state: see [`super::durability::checkpoint`].
     pub checkpoint_between_runs: bool,
@@ -169,13 +170,21 @@ pub fn run_once(
     model: Model,
     write: WriteStrategy,
     run: usize,
-    db: &mut postgres::Client,
+    db: &mut Watched,
     progress: Option<&indicatif::ProgressBar>,
 ) -> anyhow::Result<Run> {
-    super::scratch::ensure_inside(db, &target.schema)?;
-    empty_database(db)?;
+    let schema = target.schema.clone();
+    db.quick("compare's emptying of its tables", move |c| {
+        super::scratch::ensure_inside(c, &schema)?;
+        empty_database(c)
+    })?;
+    // Rows an earlier run left dirty, for a disk to take in.
+    let rows = target.expected.as_ref().map_or(0, |e| e.rows());
     if target.checkpoint_between_runs {
-        super::durability::checkpoint(db)?;
+        let limit = db.patience().for_rows(rows);
+        db.call("the checkpoint between runs", limit, |c| {
+            super::durability::checkpoint(c)
+        })?;
     }
     let exe = std::env::current_exe().context("finding the compare executable")?;
     let worker = WorkerSettings {
@@ -220,7 +229,12 @@ pub fn run_once(
     let spent = target.cpu.sample().since(&cpu_before);
     stop.store(true, Ordering::Relaxed);
     if let Some(p) = poller {
-        let _ = p.join();
+        // A poll the server stopped answering is left behind: the progress
+        // bar is not worth holding the comparison for.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !p.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
     let mut summaries = Vec::new();
     for (status, _, stdout, stderr) in &finished {
@@ -244,17 +258,26 @@ pub fn run_once(
     // fetch-only writes nothing by design: there is nothing to verify.
     let mut problems = match &target.expected {
         _ if !model.writes() => Vec::new(),
-        Some(e) => verify(db, e)?,
+        Some(e) => {
+            let e = e.clone();
+            let limit = db.patience().for_rows(e.rows());
+            db.call("compare's verification of the run", limit, move |c| {
+                verify(c, &e)
+            })?
+        }
         // Keys that never reach the ledger: gone, unfetchable, refused by
         // the client before a fetch, or left busy for a later pass.
-        None => verify::consistency(
-            db,
-            summary.listed
+        None => {
+            let fetchable = summary.listed
                 - summary.missing.len() as u64
                 - summary.fetch_errors.len() as u64
                 - summary.busy.len() as u64
-                - summary.refused.len() as u64,
-        )?,
+                - summary.refused.len() as u64;
+            let limit = db.patience().for_rows(summary.rows());
+            db.call("compare's verification of the run", limit, move |c| {
+                verify::consistency(c, fetchable)
+            })?
+        }
     };
     // A run that could not fetch some files did less than the job: its
     // time is not the job's. With a generator behind the bucket the missing

@@ -11,12 +11,16 @@ use std::sync::Mutex;
 
 use anyhow::Context as _;
 
+use crate::db::Patience;
+use crate::db::watched::Watched;
+
 /// Prefix of every schema `compare` creates.
 pub const PREFIX: &str = "bucketbench_compare_";
 
 /// A schema of this comparison's own, dropped on drop.
 pub struct Scratch {
     base_url: String,
+    patience: Patience,
     schema: String,
     url: String,
     dropped: bool,
@@ -24,28 +28,34 @@ pub struct Scratch {
 
 /// Schemas to drop if the process is interrupted, with the URL to reach
 /// them (see [`Scratch::create`]).
-static LIVE: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+static LIVE: Mutex<Vec<(String, String, Patience)>> = Mutex::new(Vec::new());
 
 impl Scratch {
     /// Creates `bucketbench_compare_<pid>_<random>` in the database at
-    /// `base_url`. Needs the CREATE privilege on that database.
-    pub fn create(base_url: &str) -> anyhow::Result<Self> {
+    /// `base_url`. Needs the CREATE privilege on that database. Every wait
+    /// on the server is bounded by `patience`.
+    pub fn create(base_url: &str, patience: Patience) -> anyhow::Result<Self> {
         let schema = format!(
             "{PREFIX}{}_{:08x}",
             std::process::id(),
             rand::random::<u32>()
         );
-        let mut c = crate::db::connect_sync(base_url)?;
-        c.batch_execute(&format!("CREATE SCHEMA {schema}"))
-            .with_context(|| {
-                format!("making the schema {schema} that compare benchmarks in (compare needs permission to add a schema to the database)")
-            })?;
-        LIVE.lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((base_url.to_string(), schema.clone()));
+        let create = format!("CREATE SCHEMA {schema}");
+        let context = format!(
+            "making the schema {schema} that compare benchmarks in (compare needs permission to add a schema to the database)"
+        );
+        Watched::connect(base_url, patience)?.quick("compare's new schema", move |c| {
+            c.batch_execute(&create).context(context.clone())
+        })?;
+        LIVE.lock().unwrap_or_else(|p| p.into_inner()).push((
+            base_url.to_string(),
+            schema.clone(),
+            patience,
+        ));
         Ok(Scratch {
             url: with_search_path(base_url, &schema)?,
             base_url: base_url.to_string(),
+            patience,
             schema,
             dropped: false,
         })
@@ -59,7 +69,7 @@ impl Scratch {
     pub fn forget_on_interrupt(&self) {
         LIVE.lock()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|(_, s)| *s != self.schema);
+            .retain(|(_, s, _)| *s != self.schema);
     }
 
     pub fn url(&self) -> &str {
@@ -78,8 +88,8 @@ impl Scratch {
         self.dropped = true;
         LIVE.lock()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|(_, s)| *s != self.schema);
-        drop_schema(&self.base_url, &self.schema)
+            .retain(|(_, s, _)| *s != self.schema);
+        drop_schema(&self.base_url, &self.schema, self.patience)
     }
 }
 
@@ -100,22 +110,27 @@ impl Drop for Scratch {
     }
 }
 
-fn drop_schema(base_url: &str, schema: &str) -> anyhow::Result<()> {
-    let mut c = crate::db::connect_sync(base_url)?;
+fn drop_schema(base_url: &str, schema: &str, patience: Patience) -> anyhow::Result<()> {
+    let schema = schema.to_string();
     // A worker killed mid-transaction may hold locks until its backend
-    // notices: wait for them a bounded time.
-    c.batch_execute("SET lock_timeout = '15s'")?;
-    c.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        .with_context(|| format!("dropping the schema {schema}"))?;
-    Ok(())
+    // notices: wait for them a bounded time (the server's, then ours).
+    let limit = patience.base + LOCK_WAIT;
+    Watched::connect(base_url, patience)?.call("dropping compare's schema", limit, move |c| {
+        c.batch_execute(&format!("SET lock_timeout = '{}s'", LOCK_WAIT.as_secs()))?;
+        c.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .with_context(|| format!("dropping the schema {schema}"))
+    })
 }
+
+/// How long dropping the schema waits for locks a killed worker held.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// On Ctrl-C: drops every schema still live (the binary calls this from
 /// its interrupt hook, after stopping the workers).
 pub fn drop_live_schemas() {
     let live = std::mem::take(&mut *LIVE.lock().unwrap_or_else(|p| p.into_inner()));
-    for (url, schema) in live {
-        if let Err(e) = drop_schema(&url, &schema) {
+    for (url, schema, patience) in live {
+        if let Err(e) = drop_schema(&url, &schema, patience) {
             eprintln!(
                 "warning: could not drop compare's schema {schema} ({}); drop it with: DROP SCHEMA {schema} CASCADE",
                 crate::secret::redact_text(&format!("{e:#}"))
