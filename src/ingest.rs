@@ -156,13 +156,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(database = %secret::redact_url(&cfg.database_url), "starting");
     loop {
         let started = std::time::Instant::now();
-        match run_pass_with(&cfg, model.as_ref(), &opts) {
+        let read = match run_pass_with(&cfg, model.as_ref(), &opts) {
             Ok(summary) => print_summary(&summary, &args)?,
             Err(e) => {
                 // A pass the breaker ended still says what it loaded; its
                 // one line comes last.
+                let mut read = Read::Yes;
                 if let Some(u) = e.downcast_ref::<crate::pass::Unreachable>() {
-                    print_summary(&u.summary, &args)?;
+                    read = print_summary(&u.summary, &args)?;
                 }
                 // A daemon outlives a blip: report it and try again next time.
                 if !args.watch {
@@ -172,9 +173,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     "error: pass failed, retrying next interval: {}",
                     secret::redact_text(&crate::error::chain(&*e))
                 );
+                read
             }
-        }
-        if !args.watch {
+        };
+        // `ingest --watch --json | head -1`: once the reader is gone, as
+        // `tail -f` does on SIGPIPE, the watch ends.
+        if !args.watch || read == Read::Gone {
             break;
         }
         opts.retry_failed = false;
@@ -185,9 +189,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether stdout still has a reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    Yes,
+    Gone,
+}
+
 /// Prints a pass's summary on stdout: JSON with `--json`, else text,
 /// timestamped with `--watch`.
-fn print_summary(summary: &crate::report::PassSummary, args: &Args) -> anyhow::Result<()> {
+fn print_summary(summary: &crate::report::PassSummary, args: &Args) -> anyhow::Result<Read> {
     // Reasons quote the errors of HTTP clients, which may
     // quote a URL: the one redaction, on everything printed.
     let text = if args.json {
@@ -201,8 +212,8 @@ fn print_summary(summary: &crate::report::PassSummary, args: &Args) -> anyhow::R
     // `println!` would panic on it (the pass has committed by now).
     use std::io::Write as _;
     match writeln!(std::io::stdout().lock(), "{}", secret::redact_text(&text)) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        done => done.context("printing the summary"),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Read::Gone),
+        done => done.map(|()| Read::Yes).context("printing the summary"),
     }
 }
 

@@ -76,9 +76,12 @@ pub fn redact_text(text: &str) -> String {
         // A URL in prose or JSON ends at white space or a quote; brackets
         // and commas may be part of it (multi-host URLs), and keeping them
         // in only ever hides more.
-        let end = rest[i..]
+        let mut end = rest[i..]
             .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>'))
             .map_or(rest.len(), |e| i + e);
+        if let Some(value) = rest[..end].rsplit('=').next() {
+            end -= value.len() - already_hidden(value);
+        }
         out.push_str(&rest[..start]);
         if start < i {
             out.push_str(&redact_one_url(&rest[start..end], i - start));
@@ -246,11 +249,19 @@ fn read_value(s: &str, start: usize) -> (String, usize) {
 /// Hides the value of every secret key. `whole`: `s` is meant to be one
 /// connection string, so a secret key left without `=` (`password PW`)
 /// hides the word after it too.
+/// The length of `value` that is a secret's value: all of it, unless it is
+/// one redacted already followed by prose punctuation (`at URL: cause`,
+/// redacted again as a whole), which is kept rather than hidden.
+fn already_hidden(value: &str) -> usize {
+    let kept = value.trim_end_matches([':', ',', ';', '.', ')']);
+    if kept == HIDDEN { kept.len() } else { value.len() }
+}
+
 fn redact_conninfo(s: &str, whole: bool) -> String {
     let mut spans: Vec<std::ops::Range<usize>> = conninfo_pairs(s)
         .into_iter()
         .filter(|p| SECRET_KEYS.iter().any(|k| p.key.eq_ignore_ascii_case(k)))
-        .map(|p| p.value_span)
+        .map(|p| p.value_span.start..p.value_span.start + already_hidden(&s[p.value_span]))
         .collect();
     if whole {
         let words: Vec<(usize, &str)> = s
@@ -328,6 +339,26 @@ mod tests {
             "s3://***@bucket/pre"
         );
         assert_eq!(redact_url("u:s3cret@h/db"), "u:***@h/db");
+    }
+
+    /// An error built around a redacted URL (`at URL: cause`) and redacted
+    /// again as a whole keeps its punctuation; an unredacted password that
+    /// ends in the same punctuation is still hidden whole.
+    #[test]
+    fn redacting_twice_keeps_the_prose_around_a_url() {
+        let once = format!(
+            "cannot connect to PostgreSQL at {}: refused",
+            redact_url("postgres://u@h/db?password=s3cret")
+        );
+        assert_eq!(
+            once,
+            "cannot connect to PostgreSQL at postgres://u@h/db?password=***: refused"
+        );
+        assert_eq!(redact_text(&once), once);
+        assert_eq!(
+            redact_text("at postgres://u@h/db?password=s3cret: refused"),
+            "at postgres://u@h/db?password=***: refused".replace("***:", "***")
+        );
     }
 
     #[test]
