@@ -152,6 +152,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let mut opts = PassOptions {
         retry_failed: args.retry_failed,
+        ..Default::default()
     };
     tracing::info!(database = %secret::redact_url(&cfg.database_url), "starting");
     loop {

@@ -96,6 +96,47 @@ fn reconnecting<T>(
 pub struct PassOptions {
     /// Try every key recorded `failed` again, changed or not.
     pub retry_failed: bool,
+    /// Take only this share of the new keys (see [`Shard`]).
+    pub shard: Option<Shard>,
+}
+
+/// Worker `index` of `of` passes that share a bucket without the ledger to
+/// coordinate them: `compare --workers N` running `fetch-only`, which
+/// writes nothing, so every worker would otherwise fetch every file. Each
+/// takes the keys whose hash falls to it: together, every key once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub of: usize,
+}
+
+impl Shard {
+    pub fn owns(&self, key: &str) -> bool {
+        use std::hash::{Hash as _, Hasher as _};
+        // SipHash with fixed keys: the same in every worker of one binary.
+        let mut h = std::hash::DefaultHasher::new();
+        key.hash(&mut h);
+        h.finish() % self.of as u64 == self.index as u64
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.of)
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Shard> {
+        let parsed = s
+            .split_once('/')
+            .and_then(|(i, n)| Some((i.parse().ok()?, n.parse().ok()?)));
+        match parsed {
+            Some((index, of)) if index < of => Ok(Shard { index, of }),
+            _ => anyhow::bail!("a shard is INDEX/COUNT with INDEX < COUNT, not {s:?}"),
+        }
+    }
 }
 
 /// Runs one pass with the given model.
@@ -157,6 +198,7 @@ pub fn run_pass_with(
                 let mut new: Vec<ObjectRef> = page
                     .into_iter()
                     .filter(|o| !seen.contains_key(&o.key) || verdict.retry.contains(&o.key))
+                    .filter(|o| opts.shard.is_none_or(|s| s.owns(&o.key)))
                     .collect();
                 // Each worker takes a page's keys in its own random order: workers
                 // started together on one bucket would otherwise fetch the same
@@ -412,4 +454,30 @@ fn progress_bar(model: &str) -> indicatif::ProgressBar {
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     show(&bar);
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Shard;
+
+    #[test]
+    fn shards_take_every_key_once_between_them() {
+        let shards: Vec<Shard> = ["0/3", "1/3", "2/3"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let mut taken = [0usize; 3];
+        for k in 0..3000 {
+            let key = format!("data/file_{k}.json");
+            let owners: Vec<usize> = (0..3).filter(|&i| shards[i].owns(&key)).collect();
+            assert_eq!(owners.len(), 1, "{key}: {owners:?}");
+            taken[owners[0]] += 1;
+        }
+        // Roughly even: each shard's share within 20 % of a third.
+        assert!(taken.iter().all(|&n| (800..1200).contains(&n)), "{taken:?}");
+        assert_eq!(shards[1].to_string(), "1/3");
+        for bad in ["3/3", "1", "a/b", "1/0"] {
+            assert!(bad.parse::<Shard>().is_err(), "{bad}");
+        }
+    }
 }

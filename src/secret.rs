@@ -254,7 +254,11 @@ fn read_value(s: &str, start: usize) -> (String, usize) {
 /// redacted again as a whole), which is kept rather than hidden.
 fn already_hidden(value: &str) -> usize {
     let kept = value.trim_end_matches([':', ',', ';', '.', ')']);
-    if kept == HIDDEN { kept.len() } else { value.len() }
+    if kept == HIDDEN {
+        kept.len()
+    } else {
+        value.len()
+    }
 }
 
 fn redact_conninfo(s: &str, whole: bool) -> String {

@@ -614,7 +614,15 @@ fn a_failed_file_is_retried_when_its_object_changes_or_with_retry_failed() {
     );
     let m = Model::Sync.ingestor();
     let cfg = config(&server.base_url(), &db);
-    let forced = run_pass_with(&cfg, m.as_ref(), &PassOptions { retry_failed: true }).unwrap();
+    let forced = run_pass_with(
+        &cfg,
+        m.as_ref(),
+        &PassOptions {
+            retry_failed: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(forced.retried, ["bad.json"], "{forced:?}");
     assert_eq!(forced.failed.len(), 1, "{forced:?}");
     assert_eq!(ledger_rows(&db), 1);

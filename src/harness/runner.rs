@@ -20,6 +20,7 @@ use crate::cli::{ClientArgs, KnobArgs, S3Args};
 use crate::db::WriteStrategy;
 use crate::db::watched::Watched;
 use crate::models::{Label, Model};
+use crate::pass::Shard;
 use crate::report::PassSummary;
 use crate::sim::{Expected, verify};
 
@@ -29,6 +30,11 @@ pub const WORKER: &str = "__worker";
 /// The environment variable that carries a worker's [`WorkerSettings`] as
 /// JSON: not argv, which `ps` shows to every user of the machine.
 pub const SETTINGS_ENV: &str = "BUCKETBENCH_WORKER_SETTINGS";
+
+/// The environment variable that gives a worker its [`Shard`] of the
+/// bucket, `INDEX/COUNT`, when a run's workers cannot share it through the
+/// ledger.
+pub const SHARD_ENV: &str = "BUCKETBENCH_WORKER_SHARD";
 
 /// Where the runs go.
 #[derive(Debug, Clone)]
@@ -212,8 +218,16 @@ pub fn run_once(
     // Several workers at once on the same bucket and database: scale-out, as
     // separate machines would run it; the ledger coordinates them.
     let cpu_before = target.cpu.sample();
-    let workers: Vec<Worker> = (0..settings.workers.max(1))
-        .map(|_| Worker::spawn(&mut cmd))
+    let n = settings.workers.max(1);
+    let workers: Vec<Worker> = (0..n)
+        .map(|index| {
+            // Writers share the bucket through the ledger; a model that
+            // writes none (fetch-only) splits it instead.
+            if !model.writes() && n > 1 {
+                cmd.env(SHARD_ENV, Shard { index, of: n }.to_string());
+            }
+            Worker::spawn(&mut cmd)
+        })
         .collect::<anyhow::Result<_>>()?;
     let stop = Arc::new(AtomicBool::new(false));
     let poller = progress

@@ -2,9 +2,9 @@
 
 use anyhow::Context;
 
-use super::runner::{SETTINGS_ENV, WorkerSettings};
+use super::runner::{SETTINGS_ENV, SHARD_ENV, WorkerSettings};
 use crate::bucket::BucketLocation;
-use crate::pass::{PassConfig, run_pass};
+use crate::pass::{PassConfig, PassOptions, run_pass_with};
 
 /// Runs one pass with the settings the runner put in the environment.
 pub fn main() -> ! {
@@ -22,7 +22,14 @@ pub fn main() -> ! {
             knobs: args.knobs.knobs(),
             progress: false,
         };
-        let summary = run_pass(&cfg, model.as_ref())?;
+        let opts = PassOptions {
+            shard: match std::env::var(SHARD_ENV) {
+                Ok(s) => Some(s.parse().with_context(|| format!("reading {SHARD_ENV}"))?),
+                Err(_) => None,
+            },
+            ..Default::default()
+        };
+        let summary = run_pass_with(&cfg, model.as_ref(), &opts)?;
         println!("{}", serde_json::to_string(&summary)?);
         Ok::<_, anyhow::Error>(())
     })();
