@@ -247,15 +247,26 @@ impl StoppedBackend {
     /// (it has a transaction id) while it waits for its client, as soon as
     /// one is seen.
     fn in_a_transaction(db: &str, child: &mut Child) -> StoppedBackend {
+        Self::first(
+            db,
+            "backend_xid IS NOT NULL AND (state = 'idle in transaction' OR wait_event = 'ClientRead')",
+            child,
+        )
+    }
+
+    /// Stops the first backend of `db` (other than the one asking) that
+    /// matches `condition` on `pg_stat_activity`, while `child` runs.
+    fn first(db: &str, condition: &str, child: &mut Child) -> StoppedBackend {
         let mut c = connect(db);
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let found = c
                 .query(
-                    "SELECT pid FROM pg_stat_activity \
-                     WHERE datname = current_database() AND pid <> pg_backend_pid() \
-                       AND backend_xid IS NOT NULL \
-                       AND (state = 'idle in transaction' OR wait_event = 'ClientRead')",
+                    &format!(
+                        "SELECT pid FROM pg_stat_activity \
+                         WHERE datname = current_database() AND pid <> pg_backend_pid() \
+                           AND {condition}"
+                    ),
                     &[],
                 )
                 .unwrap();
@@ -271,11 +282,11 @@ impl StoppedBackend {
             }
             assert!(
                 child.try_wait().unwrap().is_none(),
-                "the pass ended before a backend could be stopped"
+                "the child ended before a backend ({condition}) could be stopped"
             );
             assert!(
                 Instant::now() < deadline,
-                "no backend was seen in a transaction"
+                "no backend was seen with {condition}"
             );
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -422,7 +433,7 @@ fn a_file_written_row_by_row_is_never_cut_short_by_the_db_timeout() {
 fn a_stopped_backend_under_compares_own_connection_does_not_hold_the_comparison() {
     let db = fresh_db();
     let out = tempfile::tempdir().unwrap();
-    let child = common::compare()
+    let mut child = common::compare()
         .env("DATABASE_URL", &db)
         .args(["--profile", "tiny", "--models", "sync", "--runs", "2"])
         .args(["--warmup", "0", "--no-ceilings", "--db-timeout", "2"])
@@ -432,39 +443,9 @@ fn a_stopped_backend_under_compares_own_connection_does_not_hold_the_comparison(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut child = child;
     // compare's connection, idle after emptying the tables for a run.
-    let mut c = connect(&db);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let stopped = loop {
-        let found = c
-            .query(
-                "SELECT pid FROM pg_stat_activity \
-                 WHERE datname = current_database() AND pid <> pg_backend_pid() \
-                   AND state = 'idle' AND query LIKE 'TRUNCATE%'",
-                &[],
-            )
-            .unwrap();
-        if let Some(row) = found.first() {
-            let pid: i32 = row.get(0);
-            // SAFETY: a signal to a process we are allowed to signal (root).
-            if unsafe { libc::kill(pid, libc::SIGSTOP) } == 0 {
-                break StoppedBackend {
-                    pid,
-                    at: Instant::now(),
-                };
-            }
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "compare ended before its connection could be stopped"
-        );
-        assert!(
-            Instant::now() < deadline,
-            "compare never emptied its tables"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    };
+    let stopped =
+        StoppedBackend::first(&db, "state = 'idle' AND query LIKE 'TRUNCATE%'", &mut child);
     let (status, _, stderr) = finish(child, Duration::from_secs(90), "compare");
     assert!(
         stopped.at.elapsed() < Duration::from_secs(60),
