@@ -101,57 +101,69 @@ fn is_scheme(s: &str) -> bool {
 }
 
 /// Redacts the URL `s`, whose `://` is at `sep`.
+///
+/// Parsers disagree on where a URL's parts end, and a secret must be hidden
+/// as every one of them reads it: tokio-postgres and libpq end the userinfo
+/// at its first `@`, WHATWG parsers (the `url` crate) at the last `@` of the
+/// authority, and a password with an unescaped `@` ends at the last `@` of
+/// all; a query value runs to the next `&` (tokio-postgres keeps a `#` in
+/// it). So the password under each reading is marked, and so is the value of
+/// every secret parameter after any `?` or `&`, and the union is hidden.
+/// That hides more than needed when a query holds an `@`, never less.
 fn redact_one_url(s: &str, sep: usize) -> String {
     let scheme = &s[..sep];
-    let rest = &s[sep + 3..];
+    let start = sep + 3;
+    let rest = &s[start..];
     let keep_user =
         scheme.eq_ignore_ascii_case("postgres") || scheme.eq_ignore_ascii_case("postgresql");
-    let mut out = String::with_capacity(s.len());
-    out.push_str(&s[..sep + 3]);
-    // The userinfo ends at the LAST `@`: a password with an unescaped `@`,
-    // `/` or `?` must not end it early. An `@` later in the URL hides more
-    // than needed, never less.
-    let after_userinfo = match rest.rfind('@') {
-        Some(at) => {
-            let userinfo = &rest[..at];
-            match userinfo.find(':') {
-                Some(c) if keep_user => {
-                    out.push_str(&userinfo[..c]);
-                    out.push(':');
-                    out.push_str(HIDDEN);
-                }
-                None if keep_user => out.push_str(userinfo),
-                _ => out.push_str(HIDDEN),
-            }
-            out.push('@');
-            &rest[at + 1..]
+    let mut hidden: Vec<std::ops::Range<usize>> = Vec::new();
+    for at in [rest.find('@'), rest.rfind('@')].into_iter().flatten() {
+        let userinfo = &rest[..at];
+        match userinfo.find(':') {
+            Some(c) if keep_user => hidden.push(start + c + 1..start + at),
+            None if keep_user => {}
+            // A bucket URL's userinfo may be a token on its own.
+            _ => hidden.push(start..start + at),
         }
-        None => rest,
-    };
-    match after_userinfo.find('?') {
-        Some(q) => {
-            out.push_str(&after_userinfo[..=q]);
-            let (query, fragment) = match after_userinfo[q + 1..].find('#') {
-                Some(h) => after_userinfo[q + 1..].split_at(h),
-                None => (&after_userinfo[q + 1..], ""),
-            };
-            out.push_str(&redact_query(query));
-            out.push_str(fragment);
-        }
-        None => out.push_str(after_userinfo),
     }
-    out
+    for (i, b) in s.bytes().enumerate().skip(start) {
+        if !matches!(b, b'?' | b'&') {
+            continue;
+        }
+        let pair = &s[i + 1..];
+        let pair = &pair[..pair.find('&').unwrap_or(pair.len())];
+        if let Some((k, v)) = pair.split_once('=')
+            && !k.contains('?')
+            && is_secret_param(k)
+        {
+            let v_start = i + 1 + k.len() + 1;
+            hidden.push(v_start..v_start + already_hidden(v));
+        }
+    }
+    mask(s, hidden)
 }
 
-fn redact_query(query: &str) -> String {
-    query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((k, _)) if is_secret_param(k) => format!("{k}={HIDDEN}"),
-            _ => pair.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("&")
+/// `s` with each range (merged where they overlap or touch) replaced by
+/// [`HIDDEN`].
+fn mask(s: &str, mut hidden: Vec<std::ops::Range<usize>>) -> String {
+    hidden.retain(|r| !r.is_empty());
+    hidden.sort_by_key(|r| r.start);
+    let mut merged: Vec<std::ops::Range<usize>> = Vec::with_capacity(hidden.len());
+    for r in hidden {
+        match merged.last_mut() {
+            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+            _ => merged.push(r),
+        }
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut pos = 0;
+    for r in merged {
+        out.push_str(&s[pos..r.start]);
+        out.push_str(HIDDEN);
+        pos = r.end;
+    }
+    out.push_str(&s[pos..]);
+    out
 }
 
 fn is_secret_param(name: &str) -> bool {
@@ -281,18 +293,7 @@ fn redact_conninfo(s: &str, whole: bool) -> String {
         }
         spans.sort_by_key(|r| r.start);
     }
-    let mut out = String::with_capacity(s.len());
-    let mut pos = 0;
-    for r in spans {
-        if r.start < pos {
-            continue;
-        }
-        out.push_str(&s[pos..r.start]);
-        out.push_str(HIDDEN);
-        pos = r.end;
-    }
-    out.push_str(&s[pos..]);
-    out
+    mask(s, spans)
 }
 
 #[cfg(test)]
@@ -343,6 +344,47 @@ mod tests {
             "s3://***@bucket/pre"
         );
         assert_eq!(redact_url("u:s3cret@h/db"), "u:***@h/db");
+    }
+
+    /// Where parsers disagree on a URL's parts (an `@` in the query or in a
+    /// query's password, a `#` in a password, a `?` in the userinfo), the
+    /// secret is hidden as each reads it.
+    #[test]
+    fn hides_secrets_wherever_a_parser_may_find_them() {
+        for (url, secrets) in [
+            (
+                "postgres://u@127.0.0.1:55491/db?application_name=etl@box&password=Se%3Acr%40t*)x%3A",
+                &["Se%3A", "cr%40", "t*)x"][..],
+            ),
+            (
+                "postgres://u@127.0.0.1:55491/db?password=Se:cr@t*)x:",
+                &["Se:", "cr@", "t*)x"],
+            ),
+            (
+                "postgres://v@127.0.0.1:55491/db?password=ab#HASHLEAK",
+                &["ab#", "HASHLEAK"],
+            ),
+            (
+                "postgres://h/db?application_name=a@b&password=x9Z",
+                &["x9Z"],
+            ),
+            ("postgres://u:p?x@h/db?password=y9Z", &["p?x", "y9Z"]),
+            (
+                "postgres://u:pw9@h/db?x=1&sslpassword=k9Z#f",
+                &["pw9", "k9Z"],
+            ),
+        ] {
+            for secret in secrets {
+                hidden(url, secret);
+                let logged = redact_text(&format!("INFO starting database={url}"));
+                assert!(!logged.contains(secret), "{secret} left in {logged:?}");
+            }
+        }
+        assert_eq!(
+            redact_url("postgres://u@h/db?sslmode=require&application_name=a@b"),
+            "postgres://u@h/db?sslmode=require&application_name=a@b",
+            "nothing secret, nothing hidden"
+        );
     }
 
     /// An error built around a redacted URL (`at URL: cause`) and redacted

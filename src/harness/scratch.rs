@@ -153,8 +153,10 @@ pub fn with_search_path(url: &str, schema: &str) -> anyhow::Result<String> {
     let is_url = url.starts_with("postgres://") || url.starts_with("postgresql://");
     if is_url {
         use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
-        // The query starts at the first `?` after the userinfo.
-        let host = url.rfind('@').map_or(0, |a| a + 1);
+        // The query starts at the first `?` after the userinfo, which ends
+        // at the first `@` as tokio-postgres reads it (an `@` may follow in
+        // the query: `application_name=etl@box`).
+        let host = url.find('@').map_or(0, |a| a + 1);
         let (head, query) = match url[host..].find('?') {
             Some(q) => (&url[..host + q], &url[host + q + 1..]),
             None => (url, ""),
@@ -237,6 +239,14 @@ mod tests {
         assert_eq!(
             with_search_path("host=h options = '-c work_mem=1MB' user=u", "s1").unwrap(),
             "host=h options = '-c work_mem=1MB -c search_path=s1' user=u"
+        );
+        assert_eq!(
+            with_search_path(
+                "postgres://u@h/db?application_name=etl@box&password=a@b",
+                "s1"
+            )
+            .unwrap(),
+            "postgres://u@h/db?application_name=etl@box&password=a@b&options=%2Dc%20search%5Fpath%3Ds1"
         );
         assert!(with_search_path("host=h", "x; drop").is_err());
     }
