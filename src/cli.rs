@@ -23,16 +23,16 @@ pub struct ClientArgs {
     pub attempts: u32,
     /// Seconds to wait for response headers before retrying on a fresh
     /// connection.
-    #[arg(long, default_value_t = 2.0, allow_negative_numbers = true, value_parser = positive_f64)]
+    #[arg(long, default_value_t = 2.0, allow_negative_numbers = true, value_parser = seconds)]
     pub first_byte_timeout: f64,
     /// Seconds to wait for the headers of a listing page or manifest
     /// before retrying (a server builds a whole page before answering).
-    #[arg(long, default_value_t = 15.0, allow_negative_numbers = true, value_parser = positive_f64)]
+    #[arg(long, default_value_t = 15.0, allow_negative_numbers = true, value_parser = seconds)]
     pub list_timeout: f64,
     /// Seconds any object download may take whatever its size, headers
     /// included; larger objects get more time at --min-download-rate. A
     /// download past its deadline is retried like a stall.
-    #[arg(long, default_value_t = 30.0, allow_negative_numbers = true, value_parser = positive_f64)]
+    #[arg(long, default_value_t = 30.0, allow_negative_numbers = true, value_parser = seconds)]
     pub download_timeout: f64,
     /// Slowest average download rate, in KiB/s, allowed beyond
     /// --download-timeout: an object of N KiB must arrive within
@@ -48,7 +48,7 @@ pub struct ClientArgs {
     /// is declared unreachable: the pass starts no more files, ends with
     /// one line and exits 1; the files it did not attempt are left for the
     /// next pass. Needs --unreachable-requests such requests too.
-    #[arg(long, default_value_t = 15.0, allow_negative_numbers = true, value_parser = positive_f64)]
+    #[arg(long, default_value_t = 15.0, allow_negative_numbers = true, value_parser = seconds)]
     #[serde(default = "default_unreachable_after")]
     pub unreachable_after: f64,
     /// Unanswered requests in a row, at least, before the bucket is
@@ -125,7 +125,7 @@ pub struct KnobArgs {
     /// more per row. The transaction's files are left busy for a later
     /// pass and the pass goes on with a fresh connection; two stalls in a
     /// row end the pass.
-    #[arg(long, value_name = "SECONDS", help_heading = "Database", default_value_t = crate::db::Patience::default().base.as_secs_f64(), allow_negative_numbers = true, value_parser = positive_f64)]
+    #[arg(long, value_name = "SECONDS", help_heading = "Database", default_value_t = crate::db::Patience::default().base.as_secs_f64(), allow_negative_numbers = true, value_parser = seconds)]
     #[serde(default = "default_db_timeout")]
     pub db_timeout: f64,
 }
@@ -161,6 +161,34 @@ fn number(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(v) if v.is_finite() => Ok(v),
         _ => Err(format!("`{s}` is not a number")),
+    }
+}
+
+/// The longest wait any flag takes, in seconds (about 31 years): a
+/// `Duration` cannot hold much more than 10^19, and nothing waits this long.
+pub const MAX_SECONDS: f64 = 1e9;
+
+/// A timeout or an interval in seconds: above zero, at most [`MAX_SECONDS`].
+pub fn seconds(s: &str) -> Result<f64, String> {
+    let v = positive_f64(s)?;
+    if v <= MAX_SECONDS {
+        Ok(v)
+    } else {
+        Err(format!("must be at most {MAX_SECONDS:e} seconds"))
+    }
+}
+
+/// A simulated delay in milliseconds: zero allowed, at most
+/// [`MAX_SECONDS`] in all.
+pub fn milliseconds(s: &str) -> Result<f64, String> {
+    let v = non_negative_f64(s)?;
+    if v <= MAX_SECONDS * 1000.0 {
+        Ok(v)
+    } else {
+        Err(format!(
+            "must be at most {:e} milliseconds",
+            MAX_SECONDS * 1000.0
+        ))
     }
 }
 
@@ -359,11 +387,11 @@ pub const DEFAULT_NETWORK: crate::sim::Conditions = crate::sim::Conditions {
 pub struct NetArgs {
     /// Time to first byte, in milliseconds (fixed; replaces the preset's
     /// distribution). [default: the preset's; 60 with custom]
-    #[arg(long, allow_negative_numbers = true, value_parser = non_negative_f64)]
+    #[arg(long, allow_negative_numbers = true, value_parser = milliseconds)]
     pub latency_ms: Option<f64>,
     /// Extra uniform random delay up to this many milliseconds.
     /// [default: the preset's; 20 with custom]
-    #[arg(long, allow_negative_numbers = true, value_parser = non_negative_f64)]
+    #[arg(long, allow_negative_numbers = true, value_parser = milliseconds)]
     pub jitter_ms: Option<f64>,
     /// Bandwidth per connection in megabits per second (0: unlimited).
     /// [default: the preset's; 100 with custom]

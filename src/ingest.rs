@@ -34,7 +34,7 @@ pub struct Args {
     #[arg(short, long)]
     watch: bool,
     /// Seconds between the start of one pass and the next, with --watch.
-    #[arg(short, long, default_value_t = 60.0, allow_negative_numbers = true, value_parser = cli::positive_f64)]
+    #[arg(short, long, default_value_t = 60.0, allow_negative_numbers = true, value_parser = cli::seconds)]
     interval: f64,
     /// Print each pass's summary as one JSON object on stdout.
     #[arg(short, long)]

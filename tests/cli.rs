@@ -151,6 +151,10 @@ fn zero_and_negative_values_are_refused_with_status_2() {
         ("--interval", "-5"),
         ("--interval", "0"),
         ("--download-timeout", "-1"),
+        // Past what a Duration holds: refused, not a panic.
+        ("--db-timeout", "1e20"),
+        ("--first-byte-timeout", "1e300"),
+        ("--interval", "1e20"),
     ] {
         let out = run(ingest(), &["--bucket", "http://127.0.0.1:9/", flag, value]);
         let err = text(&out.stderr);
@@ -162,6 +166,20 @@ fn zero_and_negative_values_are_refused_with_status_2() {
     }
     let out = run(bucket(), &["serve", "--error-rate", "1.5"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let out = run(bucket(), &["serve", "--latency-ms", "1e20"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    // A swept value is checked as its flag would be, before anything runs.
+    for sweep in [
+        "latency=5,1e20",
+        "latency=-1",
+        "concurrency=4,0",
+        "workers=0",
+    ] {
+        let out = run(compare(), &["--sweep", sweep]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{sweep}: {err}");
+        assert!(err.contains("--sweep "), "{sweep}: {err}");
+    }
 }
 
 #[test]

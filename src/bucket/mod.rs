@@ -86,7 +86,10 @@ impl ClientConfig {
     pub fn download_deadline(&self, bytes: u64) -> Duration {
         let rate = self.min_download_rate.max(1) as f64;
         self.download_timeout
-            .saturating_add(Duration::from_secs_f64(bytes as f64 / rate))
+            // A hostile length (2^64 - 1) must not overflow the Duration.
+            .saturating_add(
+                Duration::try_from_secs_f64(bytes as f64 / rate).unwrap_or(Duration::MAX),
+            )
     }
 
     /// The one-line reason a download ran out of time.

@@ -3,7 +3,7 @@
 //! flags that replace or adjust it, and the one line that says what the
 //! simulated bucket injects.
 
-use super::{NetArgs, non_negative_f64};
+use super::{NetArgs, milliseconds, non_negative_f64};
 use crate::sim::Conditions;
 use crate::sim::network::{
     LatencyShape, NetworkModel, NetworkPreset, S3_GET_RATE_PER_PREFIX, TlsVersion, setup_rtts,
@@ -34,14 +34,14 @@ pub struct NetworkArgs {
     /// Round-trip time in ms: a new connection's first response waits 1 RTT
     /// (TCP) plus the TLS handshake's (1 for TLS 1.3, 2 for 1.2).
     /// [default: the preset's; 0 with custom]
-    #[arg(long, allow_negative_numbers = true, value_parser = non_negative_f64)]
+    #[arg(long, allow_negative_numbers = true, value_parser = milliseconds)]
     pub rtt_ms: Option<f64>,
     /// Median first-byte latency in ms of a log-normal distribution (with
     /// --latency-p99-ms); replaces --latency-ms/--jitter-ms.
-    #[arg(long, requires = "latency_p99_ms", conflicts_with_all = ["latency_ms", "jitter_ms"], allow_negative_numbers = true, value_parser = non_negative_f64)]
+    #[arg(long, requires = "latency_p99_ms", conflicts_with_all = ["latency_ms", "jitter_ms"], allow_negative_numbers = true, value_parser = milliseconds)]
     pub latency_median_ms: Option<f64>,
     /// 99th percentile first-byte latency in ms (with --latency-median-ms).
-    #[arg(long, requires = "latency_median_ms", allow_negative_numbers = true, value_parser = non_negative_f64)]
+    #[arg(long, requires = "latency_median_ms", allow_negative_numbers = true, value_parser = milliseconds)]
     pub latency_p99_ms: Option<f64>,
     /// Seed of the latency draws (same seed, same sequence of delays).
     #[arg(long, default_value_t = 0)]

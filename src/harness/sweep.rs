@@ -37,13 +37,17 @@ pub struct Point {
 /// `base` with the swept parameter set to `value`.
 fn with_value(base: &CompareArgs, param: &str, value: &str) -> anyhow::Result<CompareArgs> {
     let mut args = base.clone();
+    // The same checks as the flag each value stands for.
     let parsed = || {
-        value
-            .parse::<usize>()
-            .with_context(|| format!("--sweep {param} takes whole numbers, not {value:?}"))
+        crate::cli::at_least_one(value).map_err(|e| anyhow::anyhow!("--sweep {param}={value}: {e}"))
     };
     match param {
-        "latency" => args.net.latency_ms = Some(value.parse()?),
+        "latency" => {
+            args.net.latency_ms = Some(
+                crate::cli::milliseconds(value)
+                    .map_err(|e| anyhow::anyhow!("--sweep latency={value}: {e}"))?,
+            )
+        }
         "concurrency" => {
             args.knobs.concurrency = parsed()?;
             args.knobs.threads = parsed()?;

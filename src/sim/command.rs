@@ -73,7 +73,7 @@ enum Command {
         #[command(flatten)]
         fidelity: FidelityArgs,
         /// Every this many seconds, add new files and delete old ones.
-        #[arg(long, help_heading = "Churn", allow_negative_numbers = true, value_parser = cli::positive_f64)]
+        #[arg(long, help_heading = "Churn", allow_negative_numbers = true, value_parser = cli::seconds)]
         churn_every: Option<f64>,
         /// Files added per churn step.
         #[arg(long, default_value_t = 2, help_heading = "Churn")]
