@@ -425,6 +425,24 @@ fn a_file_written_row_by_row_is_never_cut_short_by_the_db_timeout() {
     assert!(diffs.is_empty(), "{diffs:#?}");
 }
 
+/// `compare` on `db` with `--db-timeout 2`, two runs of `sync` on the tiny
+/// profile.
+fn compare_two_runs(db: &str, out: &std::path::Path) -> Child {
+    common::compare()
+        .env("DATABASE_URL", db)
+        .args(["--profile", "tiny", "--models", "sync", "--runs", "2"])
+        .args(["--warmup", "0", "--no-ceilings", "--db-timeout", "2"])
+        .arg("--out")
+        .arg(out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// compare's own connection, idle after emptying the tables for a run.
+const COMPARES_OWN: &str = "state = 'idle' AND query LIKE 'TRUNCATE%'";
+
 /// `compare`'s own connection (emptying the tables between runs,
 /// verifying each run) is bounded by `--db-timeout` too: with its backend
 /// stopped while a run's workers load, the comparison goes on, on a fresh
@@ -433,19 +451,8 @@ fn a_file_written_row_by_row_is_never_cut_short_by_the_db_timeout() {
 fn a_stopped_backend_under_compares_own_connection_does_not_hold_the_comparison() {
     let db = fresh_db();
     let out = tempfile::tempdir().unwrap();
-    let mut child = common::compare()
-        .env("DATABASE_URL", &db)
-        .args(["--profile", "tiny", "--models", "sync", "--runs", "2"])
-        .args(["--warmup", "0", "--no-ceilings", "--db-timeout", "2"])
-        .arg("--out")
-        .arg(out.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // compare's connection, idle after emptying the tables for a run.
-    let stopped =
-        StoppedBackend::first(&db, "state = 'idle' AND query LIKE 'TRUNCATE%'", &mut child);
+    let mut child = compare_two_runs(&db, out.path());
+    let stopped = StoppedBackend::first(&db, COMPARES_OWN, &mut child);
     let (status, _, stderr) = finish(child, Duration::from_secs(90), "compare");
     assert!(
         stopped.at.elapsed() < Duration::from_secs(60),
@@ -462,4 +469,46 @@ fn a_stopped_backend_under_compares_own_connection_does_not_hold_the_comparison(
     let runs = Csv::read(&out.path().join("runs.csv"));
     assert_eq!(runs.column("verified"), ["true", "true"], "{stderr}");
     drop(stopped);
+}
+
+/// A backend of compare's terminated by an administrator (or lost in a
+/// restart) is reconnected the same way: the comparison goes on.
+#[test]
+fn a_terminated_backend_under_compares_own_connection_is_reconnected() {
+    let db = fresh_db();
+    let out = tempfile::tempdir().unwrap();
+    let mut child = compare_two_runs(&db, out.path());
+    let mut c = connect(&db);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let killed = c
+            .query(
+                &format!(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND pid <> pg_backend_pid() AND {COMPARES_OWN}"
+                ),
+                &[],
+            )
+            .unwrap();
+        if killed.iter().any(|r| r.get::<_, bool>(0)) {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "compare ended before its connection could be terminated"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "compare never emptied its tables"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let (status, _, stderr) = finish(child, Duration::from_secs(90), "compare");
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("trying again on a fresh connection"),
+        "{stderr}"
+    );
+    let runs = Csv::read(&out.path().join("runs.csv"));
+    assert_eq!(runs.column("verified"), ["true", "true"], "{stderr}");
 }

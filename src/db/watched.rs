@@ -37,6 +37,15 @@ pub fn on_thread<T: Send + 'static>(
         .map_err(|_| DbError::stalled(what, limit).into())
 }
 
+/// How one attempt at a call ended.
+enum Attempt<T> {
+    /// The work's own result, the connection still usable.
+    Done(anyhow::Result<T>),
+    /// No answer in time, or the server closed the connection: the
+    /// connection is gone, and the work may be tried again on a fresh one.
+    Lost(anyhow::Error),
+}
+
 /// A blocking connection whose calls are each bounded (see the module doc).
 pub struct Watched {
     /// Holds the password: never shown but redacted.
@@ -71,11 +80,12 @@ impl Watched {
 
     /// Runs `f` on the connection, waiting at most `limit`.
     ///
-    /// A call that stalls is tried once more on a fresh connection: one
-    /// stopped backend is not a stopped server, and everything the harness
-    /// sends is safe to repeat (reads, `TRUNCATE`, `CHECKPOINT`). A second
-    /// stall, or a reconnection that fails, is the error. A connection the
-    /// server closed (a restart, a terminated backend) is reopened too.
+    /// A call that stalls, or whose connection the server closed under it
+    /// (a restart, a terminated backend), is tried once more on a fresh
+    /// connection: one stopped backend is not a stopped server, and what the
+    /// harness sends this way is safe to repeat (reads, `TRUNCATE`,
+    /// `CHECKPOINT`, `DROP … IF EXISTS`). A second stall, or a reconnection
+    /// that fails, is the error.
     pub fn call<T: Send + 'static>(
         &mut self,
         what: &'static str,
@@ -83,35 +93,65 @@ impl Watched {
         f: impl Fn(&mut postgres::Client) -> anyhow::Result<T> + Send + Sync + 'static,
     ) -> anyhow::Result<T> {
         let f = Arc::new(f);
-        let mut retried = false;
-        loop {
-            let mut client = match self.client.take() {
-                Some(c) if !c.is_closed() => c,
-                _ => Self::open(&self.url, self.patience)?,
-            };
-            let g = f.clone();
-            let outcome = on_thread(limit, what, move || {
-                let r = g(&mut client);
-                (client, r)
-            });
-            match outcome {
-                Ok((client, r)) => {
-                    self.client = Some(client);
-                    return r;
-                }
-                Err(e) if !retried => {
-                    tracing::warn!(
-                        "{}; trying again on a fresh connection",
-                        crate::error::chain(&*e)
-                    );
-                    retried = true;
-                }
-                Err(e) => {
-                    return Err(e.context(
+        let g = f.clone();
+        match self.attempt(what, limit, move |c| g(c)) {
+            Attempt::Done(r) => r,
+            Attempt::Lost(e) => {
+                tracing::warn!(
+                    "{}; trying again on a fresh connection",
+                    crate::error::chain(&*e)
+                );
+                match self.attempt(what, limit, move |c| f(c)) {
+                    Attempt::Done(r) => r,
+                    Attempt::Lost(e) if super::is_stalled(&e) => Err(e.context(
                         "PostgreSQL stopped answering (twice in a row, on fresh connections; raise --db-timeout if it is merely slow)",
-                    ));
+                    )),
+                    Attempt::Lost(e) => Err(e),
                 }
             }
+        }
+    }
+
+    /// [`Self::call`] for work that is not safe to repeat (`CREATE
+    /// SCHEMA`): tried once. After a stall it may still complete later,
+    /// when the server answers.
+    pub fn call_once<T: Send + 'static>(
+        &mut self,
+        what: &'static str,
+        limit: Duration,
+        f: impl FnOnce(&mut postgres::Client) -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        match self.attempt(what, limit, f) {
+            Attempt::Done(r) => r,
+            Attempt::Lost(e) => Err(e),
+        }
+    }
+
+    fn attempt<T: Send + 'static>(
+        &mut self,
+        what: &'static str,
+        limit: Duration,
+        f: impl FnOnce(&mut postgres::Client) -> anyhow::Result<T> + Send + 'static,
+    ) -> Attempt<T> {
+        let mut client = match self.client.take() {
+            Some(c) if !c.is_closed() => c,
+            _ => match Self::open(&self.url, self.patience) {
+                Ok(c) => c,
+                // Not worth a retry: the server does not take connections.
+                Err(e) => return Attempt::Done(Err(e)),
+            },
+        };
+        let outcome = on_thread(limit, what, move || {
+            let r = f(&mut client);
+            (client, r)
+        });
+        match outcome {
+            Ok((client, Err(e))) if client.is_closed() => Attempt::Lost(e),
+            Ok((client, r)) => {
+                self.client = Some(client);
+                Attempt::Done(r)
+            }
+            Err(stalled) => Attempt::Lost(stalled),
         }
     }
 

@@ -385,9 +385,9 @@ impl Bench {
             }
         };
         let patience = crate::db::Patience::from_secs(settings.knobs.db_timeout);
-        let scratch = Scratch::create(&database_url, patience)?;
+        let mut scratch = Scratch::create(&database_url, patience)?;
         if pg.is_some() {
-            scratch.forget_on_interrupt();
+            scratch.in_throwaway_server();
         }
         let mut db = Watched::connect(scratch.url(), patience)?;
         db.call("the migrations", patience.startup(), |c| {

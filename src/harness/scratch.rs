@@ -41,12 +41,29 @@ impl Scratch {
             rand::random::<u32>()
         );
         let create = format!("CREATE SCHEMA {schema}");
-        let context = format!(
-            "making the schema {schema} that compare benchmarks in (compare needs permission to add a schema to the database)"
-        );
-        Watched::connect(base_url, patience)?.quick("compare's new schema", move |c| {
-            c.batch_execute(&create).context(context.clone())
-        })?;
+        let mut db = Watched::connect(base_url, patience)?;
+        let limit = patience.base;
+        // Not repeated after a stall: the first attempt may still commit.
+        let created = db.call_once("compare's new schema", limit, move |c| {
+            c.batch_execute(&create).map_err(|e| {
+                let denied = e.code() == Some(&postgres::error::SqlState::INSUFFICIENT_PRIVILEGE);
+                anyhow::Error::new(e).context(if denied {
+                    "compare needs permission to add a schema to the database"
+                } else {
+                    "creating it"
+                })
+            })
+        });
+        if let Err(e) = created {
+            let hint = if crate::db::is_stalled(&e) {
+                format!(
+                    " (it may still be created when the server answers: drop it with DROP SCHEMA IF EXISTS {schema} CASCADE)"
+                )
+            } else {
+                String::new()
+            };
+            anyhow::bail!("making the schema {schema} that compare benchmarks in: {e:#}{hint}");
+        }
         LIVE.lock().unwrap_or_else(|p| p.into_inner()).push((
             base_url.to_string(),
             schema.clone(),
@@ -61,17 +78,19 @@ impl Scratch {
         })
     }
 
-    /// The connection string that lands in this schema (it holds the
-    /// password: pass it on, never print it).
     /// For a schema in a throwaway server, deleted whole on exit: nothing
-    /// to drop on Ctrl-C (the server may be stopping already, and a
-    /// warning about it would be noise).
-    pub fn forget_on_interrupt(&self) {
+    /// to drop, at the end or on Ctrl-C (the server may be stopping
+    /// already, or stopped answering, and a hint to drop the schema by
+    /// hand would be noise).
+    pub fn in_throwaway_server(&mut self) {
         LIVE.lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|(_, s, _)| *s != self.schema);
+        self.dropped = true;
     }
 
+    /// The connection string that lands in this schema (it holds the
+    /// password: pass it on, never print it).
     pub fn url(&self) -> &str {
         &self.url
     }
