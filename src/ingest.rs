@@ -239,25 +239,73 @@ fn probe_bucket(
 
 /// Runs `psql` on the database, passing the password in the environment so
 /// it never shows in the process list.
+/// libpq's environment for the connection `url` names, read by the parser
+/// every other connection of this program uses (tokio-postgres): a URL or a
+/// `key=value` string, percent-decoded, with `?password=`, several hosts and
+/// the TLS mode. libpq's `sslmode=require` does not verify the server, so it
+/// becomes `verify-full` against the CA this program trusts (`--db-ca-file`,
+/// `PGSSLROOTCERT`, else the system's bundle), as this program's own
+/// connections verify it.
+fn psql_env(url: &str) -> anyhow::Result<Vec<(&'static str, std::ffi::OsString)>> {
+    use std::os::unix::ffi::OsStrExt as _;
+    use tokio_postgres::config::{Host, SslMode};
+    let cfg: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| anyhow::anyhow!("bad database URL {}: {e}", secret::redact_url(url)))?;
+    let list = |items: Vec<String>| items.join(",").into();
+    let mut env = Vec::new();
+    if !cfg.get_hosts().is_empty() {
+        let hosts = cfg.get_hosts().iter().map(|h| match h {
+            Host::Tcp(name) => name.clone(),
+            Host::Unix(path) => path.display().to_string(),
+        });
+        env.push(("PGHOST", list(hosts.collect())));
+    }
+    if !cfg.get_ports().is_empty() {
+        env.push((
+            "PGPORT",
+            list(cfg.get_ports().iter().map(u16::to_string).collect()),
+        ));
+    }
+    if let Some(user) = cfg.get_user() {
+        env.push(("PGUSER", user.into()));
+    }
+    if let Some(password) = cfg.get_password() {
+        env.push(("PGPASSWORD", std::ffi::OsStr::from_bytes(password).into()));
+    }
+    if let Some(db) = cfg.get_dbname() {
+        env.push(("PGDATABASE", db.into()));
+    }
+    if let Some(options) = cfg.get_options() {
+        env.push(("PGOPTIONS", options.into()));
+    }
+    if let Some(app) = cfg.get_application_name() {
+        env.push(("PGAPPNAME", app.into()));
+    }
+    let mode = match cfg.get_ssl_mode() {
+        SslMode::Disable => "disable",
+        SslMode::Require => {
+            let system = std::path::Path::new("/etc/ssl/certs/ca-certificates.crt");
+            if let Some(ca) =
+                crate::db::tls::ca_file().or_else(|| system.is_file().then(|| system.into()))
+            {
+                env.push(("PGSSLROOTCERT", ca.into()));
+            }
+            "verify-full"
+        }
+        _ => "prefer",
+    };
+    env.push(("PGSSLMODE", mode.into()));
+    Ok(env)
+}
+
 fn open_psql(url: &str, server: Option<&EmbeddedPostgres>, extra: &[String]) -> anyhow::Result<()> {
     let psql = server
         .map(|s| s.bindir().join("psql"))
         .filter(|p| p.is_file())
         .unwrap_or_else(|| PathBuf::from("psql"));
-    let parsed = url::Url::parse(url).context("parsing the database URL")?;
     let mut cmd = std::process::Command::new(psql);
-    cmd.arg("-h")
-        .arg(parsed.host_str().unwrap_or("127.0.0.1"))
-        .arg("-p")
-        .arg(parsed.port().unwrap_or(5432).to_string())
-        .arg("-U")
-        .arg(parsed.username())
-        .arg("-d")
-        .arg(parsed.path().trim_start_matches('/'))
-        .args(extra);
-    if let Some(pw) = parsed.password() {
-        cmd.env("PGPASSWORD", pw);
-    }
+    cmd.envs(psql_env(url)?).args(extra);
     let status = cmd.status().context("running psql")?;
     anyhow::ensure!(status.success(), "psql exited with {status}");
     Ok(())

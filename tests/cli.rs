@@ -192,7 +192,7 @@ fn psql_passes_what_follows_it_to_psql() {
         std::env::var("PATH").unwrap_or_default()
     );
     let out = ingest()
-        .env("PATH", path)
+        .env("PATH", &path)
         .args([
             "--database-url",
             &db,
@@ -205,6 +205,36 @@ fn psql_passes_what_follows_it_to_psql() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), "4242");
+    // The connection reaches psql whatever form names it: a percent-encoded
+    // password, `?password=`, a `key=value` string.
+    let cfg: tokio_postgres::Config = db.parse().unwrap();
+    let port = cfg.get_ports()[0];
+    let dbname = cfg.get_dbname().unwrap().to_string();
+    connect(&db)
+        .batch_execute("CREATE ROLE psql_u LOGIN PASSWORD 'p@ss:w/rd'")
+        .unwrap();
+    for url in [
+        format!("postgres://psql_u:p%40ss%3Aw%2Frd@127.0.0.1:{port}/{dbname}"),
+        format!("postgres://psql_u@127.0.0.1:{port}/{dbname}?password=p%40ss%3Aw%2Frd"),
+        format!("host=127.0.0.1 port={port} user=psql_u password='p@ss:w/rd' dbname={dbname}"),
+    ] {
+        let out = ingest()
+            .env("PATH", &path)
+            .env_remove("PGPASSWORD")
+            .args([
+                "--database-url",
+                &url,
+                "--psql",
+                "-At",
+                "-w",
+                "-c",
+                "select current_user",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout).trim(), "psql_u", "{}", text(&out.stderr));
+    }
 }
 
 #[test]
