@@ -100,10 +100,12 @@ pub struct PassOptions {
     pub shard: Option<Shard>,
 }
 
-/// Worker `index` of `of` passes that share a bucket without the ledger to
-/// coordinate them: `compare --workers N` running `fetch-only`, which
-/// writes nothing, so every worker would otherwise fetch every file. Each
-/// takes the keys whose hash falls to it: together, every key once.
+/// Worker `index` of `of` passes that split a bucket between them instead
+/// of sharing it through the ledger: `compare --workers N` running a
+/// ceiling (`fetch-only` keeps no ledger, so every worker would fetch every
+/// file; `load-only` would fetch every file in every worker before its
+/// timed writes). Each takes the keys whose hash falls to it: together,
+/// every key once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
     pub index: usize,

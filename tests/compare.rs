@@ -793,7 +793,7 @@ fn several_workers_per_run_share_the_bucket_through_the_ledger() {
     assert_eq!(models, ["sync", "async", "fetch-only", "load-only"]);
     for r in &runs {
         assert_eq!(r["verified"], "true", "{r:?}");
-        // fetch-only writes no ledger: its workers split the keys instead.
+        // The ceilings' workers split the keys instead of sharing them.
         assert_eq!(
             r["files"], "5",
             "three workers took the five tiny files once between them: {r:?}"

@@ -107,6 +107,9 @@ const TEMP_PREFIX: &str = "bucketbench-pg-";
 const LOCK_WAIT: Duration = Duration::from_secs(60);
 /// How long a server left running by a dead process gets to stop.
 const STALE_SERVER_WAIT: Duration = Duration::from_secs(30);
+/// How long an administrative step on our own server may take (creating a
+/// database, the start-up checkpoint).
+const ADMIN_WAIT: Duration = Duration::from_secs(60);
 /// The database bucketbench creates and uses in its own server.
 pub const DATABASE: &str = "bucketbench";
 
@@ -209,6 +212,52 @@ fn pid_alive(pid: i32) -> bool {
     pid > 0 && unsafe { libc::kill(pid, 0) } == 0
 }
 
+/// The postmaster `pid` and its children (backends, checkpointer, …), from
+/// `/proc`.
+fn server_processes(pid: i32) -> Vec<i32> {
+    let ppid = |stat: &str| -> Option<i32> {
+        // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
+        stat.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    let mut all = vec![pid];
+    if let Ok(entries) = fs::read_dir("/proc") {
+        all.extend(entries.flatten().filter_map(|e| {
+            let child: i32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = fs::read_to_string(e.path().join("stat")).ok()?;
+            (ppid(&stat)? == pid).then_some(child)
+        }));
+    }
+    all
+}
+
+/// Stops the server whose postmaster is `pid`: resumes its processes first
+/// (a stopped one, SIGSTOP or a debugger, would never act on the signal),
+/// sends `signal` (SIGINT: fast shutdown; SIGQUIT: immediate), waits up to
+/// `grace`, and past it kills what is left, so no server outlives us.
+fn stop_server(pid: i32, signal: libc::c_int, grace: Duration, exited: impl Fn() -> bool) {
+    for p in server_processes(pid) {
+        // SAFETY: signals to a postmaster we started and its children.
+        unsafe { libc::kill(p, libc::SIGCONT) };
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, signal) };
+    let deadline = Instant::now() + grace;
+    while !exited() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if !exited() {
+        for p in server_processes(pid) {
+            // SAFETY: as above; it did not stop within its grace.
+            unsafe { libc::kill(p, libc::SIGKILL) };
+        }
+    }
+}
+
 /// Removes throwaway servers whose owning process died without cleaning up
 /// (a test binary's static server is never dropped).
 fn sweep_stale_throwaways() {
@@ -306,14 +355,15 @@ pub fn install_signal_handler() {
             hook();
         }
         let servers = live().lock().map(|l| l.clone()).unwrap_or_default();
-        for (pid, _) in &servers {
-            // SAFETY: pid is a postmaster we started.
-            unsafe { libc::kill(*pid, libc::SIGINT) };
-        }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while servers.iter().any(|(pid, _)| pid_alive(*pid)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        std::thread::scope(|s| {
+            for (pid, _) in &servers {
+                s.spawn(|| {
+                    stop_server(*pid, libc::SIGINT, Duration::from_secs(20), || {
+                        !pid_alive(*pid)
+                    })
+                });
+            }
+        });
         for (_, dir) in &servers {
             if let Some(d) = dir {
                 let _ = fs::remove_dir_all(d);
@@ -577,8 +627,16 @@ impl EmbeddedPostgres {
                     self.log_tail()
                 );
             }
-            if let Ok(c) = postgres::Client::connect(&url, postgres::NoTls) {
-                drop(c);
+            // Each attempt bounded too: a postmaster that is stopped still
+            // has its socket accept connections, and never answers them.
+            let left = deadline.saturating_duration_since(Instant::now());
+            let attempt = url.clone();
+            let answered = super::watched::on_thread(
+                left.max(Duration::from_secs(1)),
+                "the connection",
+                move || postgres::Client::connect(&attempt, postgres::NoTls).map(drop),
+            );
+            if let Ok(Ok(())) = answered {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -599,15 +657,31 @@ impl EmbeddedPostgres {
     /// times, then checkpoints: the checkpoint recycles the used segments
     /// as future ones (up to `min_wal_size`) instead of deleting them.
     fn warm_wal(&self) -> anyhow::Result<()> {
-        let mut c = postgres::Client::connect(&self.url("postgres"), postgres::NoTls)?;
-        c.execute(
-            "SELECT count(*) FROM (SELECT pg_logical_emit_message(false, 'bucketbench', 'warm'), pg_switch_wal() \
-             FROM generate_series(1, $1)) s",
-            &[&WARM_SEGMENTS],
-        )
-        .and_then(|_| c.batch_execute("CHECKPOINT"))
-        .context("making the server's WAL segments")?;
-        Ok(())
+        self.admin("making the server's WAL segments", |c| {
+            c.execute(
+                "SELECT count(*) FROM (SELECT pg_logical_emit_message(false, 'bucketbench', 'warm'), pg_switch_wal() \
+                 FROM generate_series(1, $1)) s",
+                &[&WARM_SEGMENTS],
+            )?;
+            Ok(c.batch_execute("CHECKPOINT")?)
+        })
+    }
+
+    /// Runs `f` on a connection to the `postgres` database as the server's
+    /// owner, within [`ADMIN_WAIT`]: a server of ours that stops answering
+    /// (a stopped checkpointer holds a start-up CHECKPOINT) fails its start
+    /// in one line instead of holding it.
+    fn admin<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(&mut postgres::Client) -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let url = self.url("postgres");
+        super::watched::on_thread(ADMIN_WAIT, what, move || {
+            let mut c = postgres::Client::connect(&url, postgres::NoTls)?;
+            f(&mut c)
+        })?
+        .with_context(|| what)
     }
 
     /// The durability the server runs with.
@@ -616,14 +690,15 @@ impl EmbeddedPostgres {
     }
 
     fn ensure_database(&self) -> anyhow::Result<()> {
-        let mut c = postgres::Client::connect(&self.url("postgres"), postgres::NoTls)?;
-        let exists = c
-            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&DATABASE])?
-            .is_some();
-        if !exists {
-            c.batch_execute(&format!("CREATE DATABASE {DATABASE}"))?;
-        }
-        Ok(())
+        self.admin("creating the bucketbench database", |c| {
+            let exists = c
+                .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&DATABASE])?
+                .is_some();
+            if !exists {
+                c.batch_execute(&format!("CREATE DATABASE {DATABASE}"))?;
+            }
+            Ok(())
+        })
     }
 
     /// Connection URL for a database on this server. It holds the password:
@@ -664,9 +739,12 @@ impl EmbeddedPostgres {
 
     /// Creates a fresh, empty database (tests use one per test).
     pub fn create_database(&self, name: &str) -> anyhow::Result<String> {
-        let mut c = postgres::Client::connect(&self.url("postgres"), postgres::NoTls)?;
         let ident = name.replace('"', "");
-        c.batch_execute(&format!("CREATE DATABASE \"{ident}\""))?;
+        let create = format!("CREATE DATABASE \"{ident}\"");
+        self.admin(
+            "creating a database",
+            move |c| Ok(c.batch_execute(&create)?),
+        )?;
         Ok(self.url(&ident))
     }
 
@@ -704,16 +782,9 @@ impl EmbeddedPostgres {
             return;
         }
         self.stopped = true;
-        // SAFETY: pid is the postmaster we started.
-        unsafe { libc::kill(self.pid, libc::SIGINT) };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.has_exited() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if !self.has_exited() {
-            // SAFETY: as above; fast shutdown did not finish in time.
-            unsafe { libc::kill(self.pid, libc::SIGQUIT) };
-        }
+        stop_server(self.pid, libc::SIGINT, Duration::from_secs(30), || {
+            self.has_exited()
+        });
         if let Ok(mut l) = live().lock() {
             l.retain(|(p, _)| *p != self.pid);
         }

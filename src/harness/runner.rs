@@ -221,9 +221,11 @@ pub fn run_once(
     let n = settings.workers.max(1);
     let workers: Vec<Worker> = (0..n)
         .map(|index| {
-            // Writers share the bucket through the ledger; a model that
-            // writes none (fetch-only) splits it instead.
-            if !model.writes() && n > 1 {
+            // The models share the bucket through the ledger, as workers on
+            // several machines would. The ceilings split it instead:
+            // fetch-only keeps no ledger, and load-only would fetch every
+            // file in every worker before its timed writes.
+            if model.is_ceiling() && n > 1 {
                 cmd.env(SHARD_ENV, Shard { index, of: n }.to_string());
             }
             Worker::spawn(&mut cmd)
