@@ -257,39 +257,51 @@ impl StoppedBackend {
     /// Stops the first backend of `db` (other than the one asking) that
     /// matches `condition` on `pg_stat_activity`, while `child` runs.
     fn first(db: &str, condition: &str, child: &mut Child) -> StoppedBackend {
-        let mut c = connect(db);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let found = c
-                .query(
-                    &format!(
-                        "SELECT pid FROM pg_stat_activity \
-                         WHERE datname = current_database() AND pid <> pg_backend_pid() \
-                           AND {condition}"
-                    ),
-                    &[],
-                )
-                .unwrap();
-            if let Some(row) = found.first() {
-                let pid: i32 = row.get(0);
-                // SAFETY: a signal to a process we are allowed to signal (root).
-                if unsafe { libc::kill(pid, libc::SIGSTOP) } == 0 {
-                    return StoppedBackend {
-                        pid,
-                        at: Instant::now(),
-                    };
-                }
-            }
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "the child ended before a backend ({condition}) could be stopped"
-            );
-            assert!(
-                Instant::now() < deadline,
-                "no backend was seen with {condition}"
-            );
-            std::thread::sleep(Duration::from_millis(1));
+        let pid = first_backend(db, condition, child, |pid| {
+            // SAFETY: a signal to a process we are allowed to signal (root).
+            unsafe { libc::kill(pid, libc::SIGSTOP) == 0 }
+        });
+        StoppedBackend {
+            pid,
+            at: Instant::now(),
         }
+    }
+}
+
+/// Waits for a backend of `db` (other than the one asking) matching
+/// `condition` on `pg_stat_activity` while `child` runs, and does `act` to
+/// the first one for which it succeeds; returns its pid.
+fn first_backend(
+    db: &str,
+    condition: &str,
+    child: &mut Child,
+    mut act: impl FnMut(i32) -> bool,
+) -> i32 {
+    let mut c = connect(db);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let found = c
+            .query(
+                &format!(
+                    "SELECT pid FROM pg_stat_activity \
+                     WHERE datname = current_database() AND pid <> pg_backend_pid() \
+                       AND {condition}"
+                ),
+                &[],
+            )
+            .unwrap();
+        if let Some(pid) = found.iter().map(|r| r.get(0)).find(|&pid| act(pid)) {
+            return pid;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the child ended before a backend ({condition}) could be found"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "no backend was seen with {condition}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
@@ -478,31 +490,13 @@ fn a_terminated_backend_under_compares_own_connection_is_reconnected() {
     let db = fresh_db();
     let out = tempfile::tempdir().unwrap();
     let mut child = compare_two_runs(&db, out.path());
-    let mut c = connect(&db);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let killed = c
-            .query(
-                &format!(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                     WHERE datname = current_database() AND pid <> pg_backend_pid() AND {COMPARES_OWN}"
-                ),
-                &[],
-            )
-            .unwrap();
-        if killed.iter().any(|r| r.get::<_, bool>(0)) {
-            break;
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "compare ended before its connection could be terminated"
-        );
-        assert!(
-            Instant::now() < deadline,
-            "compare never emptied its tables"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    let mut admin = connect(&db);
+    first_backend(&db, COMPARES_OWN, &mut child, |pid| {
+        admin
+            .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+            .unwrap()
+            .get(0)
+    });
     let (status, _, stderr) = finish(child, Duration::from_secs(90), "compare");
     assert!(status.success(), "{stderr}");
     assert!(
