@@ -95,20 +95,20 @@ impl ClientArgs {
 #[command(next_help_heading = "Execution model")]
 pub struct KnobArgs {
     /// Files in flight in the async models.
-    #[arg(long, default_value_t = Knobs::default().concurrency, allow_negative_numbers = true, value_parser = at_least_one)]
+    #[arg(long, default_value_t = Knobs::default().concurrency, allow_negative_numbers = true, value_parser = count)]
     pub concurrency: usize,
     /// Database connections in the `async` model's pool.
-    #[arg(long, default_value_t = Knobs::default().connections, allow_negative_numbers = true, value_parser = at_least_one)]
+    #[arg(long, default_value_t = Knobs::default().connections, allow_negative_numbers = true, value_parser = count)]
     pub connections: usize,
     /// Worker threads in the `threads` model.
-    #[arg(long, default_value_t = Knobs::default().threads, allow_negative_numbers = true, value_parser = at_least_one)]
+    #[arg(long, default_value_t = Knobs::default().threads, allow_negative_numbers = true, value_parser = count)]
     pub threads: usize,
     /// How rows are written: a prepared INSERT per row, UNNEST batches, or COPY.
     #[arg(long, value_enum, default_value = "copy")]
     pub write: crate::db::WriteStrategy,
     /// Files one transaction may carry in the `async` model (group commit:
     /// each file still commits whole or not at all). 1: a transaction per file.
-    #[arg(long, default_value_t = Knobs::default().files_per_transaction, allow_negative_numbers = true, value_parser = at_least_one)]
+    #[arg(long, default_value_t = Knobs::default().files_per_transaction, allow_negative_numbers = true, value_parser = count)]
     pub files_per_transaction: usize,
     /// Memory for files fetched but not yet written, all files of every
     /// model together: each reserves 3.5 times its size (5 with `--write
@@ -149,6 +149,23 @@ impl KnobArgs {
 }
 
 /// A count of at least one (`--concurrency 0` is refused, not read as 1).
+/// The most requests, connections, threads, files per transaction or worker
+/// processes a flag may ask for: far past what helps on any machine, and
+/// below what would exhaust one (`--threads 4294967297` tried to start that
+/// many threads).
+pub const MAX_COUNT: usize = 4096;
+
+/// A count of things the program starts or holds at once: at least 1, at
+/// most [`MAX_COUNT`].
+pub fn count(s: &str) -> Result<usize, String> {
+    let n = at_least_one(s)?;
+    if n <= MAX_COUNT {
+        Ok(n)
+    } else {
+        Err(format!("must be at most {MAX_COUNT}"))
+    }
+}
+
 pub fn at_least_one(s: &str) -> Result<usize, String> {
     match s.trim().parse::<i128>() {
         Ok(n) if n >= 1 && n <= usize::MAX as i128 => Ok(n as usize),

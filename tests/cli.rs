@@ -155,6 +155,9 @@ fn zero_and_negative_values_are_refused_with_status_2() {
         ("--db-timeout", "1e20"),
         ("--first-byte-timeout", "1e300"),
         ("--interval", "1e20"),
+        // More than any machine can start or hold: refused, not attempted.
+        ("--threads", "4294967297"),
+        ("--concurrency", "100000"),
     ] {
         let out = run(ingest(), &["--bucket", "http://127.0.0.1:9/", flag, value]);
         let err = text(&out.stderr);
@@ -174,6 +177,7 @@ fn zero_and_negative_values_are_refused_with_status_2() {
         "latency=-1",
         "concurrency=4,0",
         "workers=0",
+        "workers=1,100000",
     ] {
         let out = run(compare(), &["--sweep", sweep]);
         let err = text(&out.stderr);

@@ -50,7 +50,7 @@ pub struct CompareArgs {
     pub warmup: usize,
     /// Worker processes per run, started together on the same bucket and
     /// database (scale-out; the ledger coordinates them).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = cli::count)]
     pub workers: usize,
     /// Measure the ceilings beside the models (the default, except with
     /// --matrix): fetch-only (network and parsing, no database) and

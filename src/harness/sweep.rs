@@ -39,7 +39,12 @@ fn with_value(base: &CompareArgs, param: &str, value: &str) -> anyhow::Result<Co
     let mut args = base.clone();
     // The same checks as the flag each value stands for.
     let parsed = || {
-        crate::cli::at_least_one(value).map_err(|e| anyhow::anyhow!("--sweep {param}={value}: {e}"))
+        let parse = if param == "files" {
+            crate::cli::at_least_one
+        } else {
+            crate::cli::count
+        };
+        parse(value).map_err(|e| anyhow::anyhow!("--sweep {param}={value}: {e}"))
     };
     match param {
         "latency" => {
