@@ -189,20 +189,23 @@ pub(crate) struct Pair {
 /// the next character). Words not followed by `=` are skipped: this never
 /// fails, so it can look for secrets in strings libpq would refuse.
 pub(crate) fn conninfo_pairs(s: &str) -> Vec<Pair> {
-    let b = s.as_bytes();
-    let mut pairs = Vec::new();
-    let mut i = 0;
+    // White space as tokio-postgres reads it (`char::is_whitespace`: the
+    // vertical tab, NBSP and the other Unicode spaces too): a secret must
+    // be found wherever the parser that connects would find it.
+    let at = |i: usize| s[i..].chars().next();
     let skip_ws = |mut i: usize| {
-        while i < b.len() && b[i].is_ascii_whitespace() {
-            i += 1;
+        while let Some(c) = at(i).filter(|c| c.is_whitespace()) {
+            i += c.len_utf8();
         }
         i
     };
-    while i < b.len() {
+    let mut pairs = Vec::new();
+    let mut i = 0;
+    while i < s.len() {
         i = skip_ws(i);
         let key_start = i;
-        while i < b.len() && !b[i].is_ascii_whitespace() && b[i] != b'=' {
-            i += 1;
+        while let Some(c) = at(i).filter(|&c| !c.is_whitespace() && c != '=') {
+            i += c.len_utf8();
         }
         // The key proper: the identifier ending the word (`(password` in
         // prose is the key `password`).
@@ -213,9 +216,9 @@ pub(crate) fn conninfo_pairs(s: &str) -> Vec<Pair> {
             .unwrap_or_default()
             .to_string();
         let j = skip_ws(i);
-        if j >= b.len() || b[j] != b'=' {
+        if at(j) != Some('=') {
             if i == key_start {
-                i += 1;
+                i += at(i).map_or(1, char::len_utf8);
             }
             continue;
         }
@@ -385,6 +388,24 @@ mod tests {
             "postgres://u@h/db?sslmode=require&application_name=a@b",
             "nothing secret, nothing hidden"
         );
+    }
+
+    /// tokio-postgres takes any Unicode white space around `=` and between
+    /// pairs: so must the redaction.
+    #[test]
+    fn hides_conninfo_passwords_around_unicode_spaces() {
+        for conninfo in [
+            "host=h user=u password\u{a0}=LEAK1x dbname=d",
+            "host=h user=u password=\u{b}LEAK1x dbname=d",
+            "host=h user=u password\u{2003}=\u{a0}LEAK1x",
+            "host=h\u{a0}password=LEAK1x",
+        ] {
+            hidden(conninfo, "LEAK1x");
+            let logged = redact_text(&format!(
+                "cannot connect to PostgreSQL at {conninfo}: refused"
+            ));
+            assert!(!logged.contains("LEAK1x"), "{logged:?}");
+        }
     }
 
     /// An error built around a redacted URL (`at URL: cause`) and redacted
