@@ -166,6 +166,33 @@ pub fn count(s: &str) -> Result<usize, String> {
     }
 }
 
+/// The most files a generated bucket, or records a generated file, may
+/// hold: the generator keeps each file's description in memory, and
+/// `--files 4294967297` aborted on an 800 GB allocation.
+pub const MAX_GENERATED: usize = 1_000_000;
+
+/// A generated bucket's file count or a file's record count: at least 1,
+/// at most [`MAX_GENERATED`].
+pub fn generated(s: &str) -> Result<usize, String> {
+    let n = at_least_one(s)?;
+    if n <= MAX_GENERATED {
+        Ok(n)
+    } else {
+        Err(format!("must be at most {MAX_GENERATED}"))
+    }
+}
+
+/// A bandwidth in Mbit/s: 0 (unlimited), or at least 1 kbit/s (a slower
+/// one would make a single byte's delay overflow the server's clock).
+pub fn bandwidth(s: &str) -> Result<f64, String> {
+    let v = non_negative_f64(s)?;
+    if v == 0.0 || v >= 0.001 {
+        Ok(v)
+    } else {
+        Err("must be 0 (unlimited) or at least 0.001 Mbit/s".into())
+    }
+}
+
 pub fn at_least_one(s: &str) -> Result<usize, String> {
     match s.trim().parse::<i128>() {
         Ok(n) if n >= 1 && n <= usize::MAX as i128 => Ok(n as usize),
@@ -374,10 +401,10 @@ pub struct SpecArgs {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Override the profile's file count.
-    #[arg(long, allow_negative_numbers = true, value_parser = at_least_one)]
+    #[arg(long, allow_negative_numbers = true, value_parser = generated)]
     pub files: Option<usize>,
     /// Override the profile's median records per file.
-    #[arg(long, allow_negative_numbers = true, value_parser = at_least_one)]
+    #[arg(long, allow_negative_numbers = true, value_parser = generated)]
     pub records: Option<usize>,
 }
 
@@ -412,7 +439,7 @@ pub struct NetArgs {
     pub jitter_ms: Option<f64>,
     /// Bandwidth per connection in megabits per second (0: unlimited).
     /// [default: the preset's; 100 with custom]
-    #[arg(long, allow_negative_numbers = true, value_parser = non_negative_f64)]
+    #[arg(long, allow_negative_numbers = true, value_parser = bandwidth)]
     pub bandwidth_mbps: Option<f64>,
     /// Share of requests answered 500/503 or cut mid-body (0 to 1).
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_parser = share)]

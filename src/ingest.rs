@@ -241,14 +241,15 @@ fn probe_bucket(
 /// it never shows in the process list.
 /// libpq's environment for the connection `url` names, read by the parser
 /// every other connection of this program uses (tokio-postgres): a URL or a
-/// `key=value` string, percent-decoded, with `?password=`, several hosts and
-/// the TLS mode. libpq's `sslmode=require` does not verify the server, so it
+/// `key=value` string, percent-decoded, with `?password=`, several hosts (and
+/// their `hostaddr`), the TLS mode, channel binding and the session
+/// attributes the job requires. libpq's `sslmode=require` does not verify the server, so it
 /// becomes `verify-full` against the CA this program trusts (`--db-ca-file`,
 /// `PGSSLROOTCERT`, else the system's bundle), as this program's own
 /// connections verify it.
 fn psql_env(url: &str) -> anyhow::Result<Vec<(&'static str, std::ffi::OsString)>> {
     use std::os::unix::ffi::OsStrExt as _;
-    use tokio_postgres::config::{Host, SslMode};
+    use tokio_postgres::config::{ChannelBinding, Host, SslMode, TargetSessionAttrs};
     let cfg: tokio_postgres::Config = url
         .parse()
         .map_err(|e| anyhow::anyhow!("bad database URL {}: {e}", secret::redact_url(url)))?;
@@ -260,6 +261,10 @@ fn psql_env(url: &str) -> anyhow::Result<Vec<(&'static str, std::ffi::OsString)>
             Host::Unix(path) => path.display().to_string(),
         });
         env.push(("PGHOST", list(hosts.collect())));
+    }
+    if !cfg.get_hostaddrs().is_empty() {
+        let addrs = cfg.get_hostaddrs().iter().map(|a| a.to_string());
+        env.push(("PGHOSTADDR", list(addrs.collect())));
     }
     if !cfg.get_ports().is_empty() {
         env.push((
@@ -296,6 +301,19 @@ fn psql_env(url: &str) -> anyhow::Result<Vec<(&'static str, std::ffi::OsString)>
         _ => "prefer",
     };
     env.push(("PGSSLMODE", mode.into()));
+    // What the job insists on, psql must too.
+    let binding = match cfg.get_channel_binding() {
+        ChannelBinding::Disable => "disable",
+        ChannelBinding::Require => "require",
+        _ => "prefer",
+    };
+    env.push(("PGCHANNELBINDING", binding.into()));
+    let attrs = match cfg.get_target_session_attrs() {
+        TargetSessionAttrs::ReadWrite => "read-write",
+        TargetSessionAttrs::ReadOnly => "read-only",
+        _ => "any",
+    };
+    env.push(("PGTARGETSESSIONATTRS", attrs.into()));
     Ok(env)
 }
 

@@ -40,7 +40,7 @@ fn with_value(base: &CompareArgs, param: &str, value: &str) -> anyhow::Result<Co
     // The same checks as the flag each value stands for.
     let parsed = || {
         let parse = if param == "files" {
-            crate::cli::at_least_one
+            crate::cli::generated
         } else {
             crate::cli::count
         };

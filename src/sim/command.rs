@@ -76,7 +76,7 @@ enum Command {
         #[arg(long, help_heading = "Churn", allow_negative_numbers = true, value_parser = cli::seconds)]
         churn_every: Option<f64>,
         /// Files added per churn step.
-        #[arg(long, default_value_t = 2, help_heading = "Churn")]
+        #[arg(long, default_value_t = 2, help_heading = "Churn", value_parser = cli::count)]
         churn_add: usize,
         /// Files deleted per churn step.
         #[arg(long, default_value_t = 1, help_heading = "Churn")]
