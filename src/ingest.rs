@@ -252,7 +252,7 @@ fn psql_env(url: &str) -> anyhow::Result<Vec<(&'static str, std::ffi::OsString)>
     use tokio_postgres::config::{ChannelBinding, Host, SslMode, TargetSessionAttrs};
     let cfg: tokio_postgres::Config = url
         .parse()
-        .map_err(|e| anyhow::anyhow!("bad database URL {}: {e}", secret::redact_url(url)))?;
+        .map_err(|e| anyhow::anyhow!("bad database URL {} ({e})", secret::redact_url(url)))?;
     let list = |items: Vec<String>| items.join(",").into();
     let mut env = Vec::new();
     if !cfg.get_hosts().is_empty() {

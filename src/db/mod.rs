@@ -53,9 +53,9 @@ pub const SESSION_OPTIONS: &str = "-c lock_timeout=5s -c idle_in_transaction_ses
 /// The URL as a client configuration with [`SESSION_OPTIONS`] in front of
 /// its own options.
 pub fn session_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
-    let mut cfg: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e| anyhow::anyhow!("bad database URL {}: {e}", crate::secret::redact_url(url)))?;
+    let mut cfg: tokio_postgres::Config = url.parse().map_err(|e| {
+        anyhow::anyhow!("bad database URL {} ({e})", crate::secret::redact_url(url))
+    })?;
     let options = match cfg.get_options() {
         Some(own) if !own.trim().is_empty() => format!("{SESSION_OPTIONS} {own}"),
         _ => SESSION_OPTIONS.to_string(),
@@ -77,7 +77,8 @@ pub fn connect_sync(url: &str) -> anyhow::Result<postgres::Client> {
 /// refused certificate as its own type (the caller says how to trust it).
 pub fn connect_error(url: &str, e: &tokio_postgres::Error) -> anyhow::Error {
     let msg = format!(
-        "cannot connect to PostgreSQL at {}: {}",
+        // White space after the URL: see `secret::redact_text`.
+        "cannot connect to PostgreSQL at {} ({})",
         crate::secret::redact_url(url),
         crate::error::chain(e)
     );
