@@ -158,11 +158,15 @@ pub const MAX_COUNT: usize = 4096;
 /// A count of things the program starts or holds at once: at least 1, at
 /// most [`MAX_COUNT`].
 pub fn count(s: &str) -> Result<usize, String> {
-    let n = at_least_one(s)?;
-    if n <= MAX_COUNT {
-        Ok(n)
+    at_most(at_least_one(s)?, MAX_COUNT, "")
+}
+
+/// `v`, or why it is refused: it exceeds `max` (in `unit`).
+fn at_most<T: PartialOrd + std::fmt::Display>(v: T, max: T, unit: &str) -> Result<T, String> {
+    if v <= max {
+        Ok(v)
     } else {
-        Err(format!("must be at most {MAX_COUNT}"))
+        Err(format!("must be at most {max}{unit}"))
     }
 }
 
@@ -174,12 +178,7 @@ pub const MAX_GENERATED: usize = 1_000_000;
 /// A generated bucket's file count or a file's record count: at least 1,
 /// at most [`MAX_GENERATED`].
 pub fn generated(s: &str) -> Result<usize, String> {
-    let n = at_least_one(s)?;
-    if n <= MAX_GENERATED {
-        Ok(n)
-    } else {
-        Err(format!("must be at most {MAX_GENERATED}"))
-    }
+    at_most(at_least_one(s)?, MAX_GENERATED, "")
 }
 
 /// A bandwidth in Mbit/s: 0 (unlimited), or at least 1 kbit/s (a slower
@@ -214,26 +213,13 @@ pub const MAX_SECONDS: f64 = 1e9;
 
 /// A timeout or an interval in seconds: above zero, at most [`MAX_SECONDS`].
 pub fn seconds(s: &str) -> Result<f64, String> {
-    let v = positive_f64(s)?;
-    if v <= MAX_SECONDS {
-        Ok(v)
-    } else {
-        Err(format!("must be at most {MAX_SECONDS:e} seconds"))
-    }
+    at_most(positive_f64(s)?, MAX_SECONDS, " seconds")
 }
 
 /// A simulated delay in milliseconds: zero allowed, at most
 /// [`MAX_SECONDS`] in all.
 pub fn milliseconds(s: &str) -> Result<f64, String> {
-    let v = non_negative_f64(s)?;
-    if v <= MAX_SECONDS * 1000.0 {
-        Ok(v)
-    } else {
-        Err(format!(
-            "must be at most {:e} milliseconds",
-            MAX_SECONDS * 1000.0
-        ))
-    }
+    at_most(non_negative_f64(s)?, MAX_SECONDS * 1000.0, " milliseconds")
 }
 
 /// A number of seconds or a rate that must be above zero.
