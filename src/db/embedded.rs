@@ -237,15 +237,15 @@ fn server_processes(pid: i32) -> Vec<i32> {
 
 /// Stops the server whose postmaster is `pid`: resumes its processes first
 /// (a stopped one, SIGSTOP or a debugger, would never act on the signal),
-/// sends `signal` (SIGINT: fast shutdown; SIGQUIT: immediate), waits up to
-/// `grace`, and past it kills what is left, so no server outlives us.
-fn stop_server(pid: i32, signal: libc::c_int, grace: Duration, exited: impl Fn() -> bool) {
+/// asks for a fast shutdown (SIGINT), waits up to `grace`, and past it kills
+/// what is left, so no server outlives us.
+fn stop_server(pid: i32, grace: Duration, exited: impl Fn() -> bool) {
     for p in server_processes(pid) {
         // SAFETY: signals to a postmaster we started and its children.
         unsafe { libc::kill(p, libc::SIGCONT) };
     }
     // SAFETY: as above.
-    unsafe { libc::kill(pid, signal) };
+    unsafe { libc::kill(pid, libc::SIGINT) };
     let deadline = Instant::now() + grace;
     while !exited() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
@@ -357,11 +357,7 @@ pub fn install_signal_handler() {
         let servers = live().lock().map(|l| l.clone()).unwrap_or_default();
         std::thread::scope(|s| {
             for (pid, _) in &servers {
-                s.spawn(|| {
-                    stop_server(*pid, libc::SIGINT, Duration::from_secs(20), || {
-                        !pid_alive(*pid)
-                    })
-                });
+                s.spawn(|| stop_server(*pid, Duration::from_secs(20), || !pid_alive(*pid)));
             }
         });
         for (_, dir) in &servers {
@@ -782,9 +778,7 @@ impl EmbeddedPostgres {
             return;
         }
         self.stopped = true;
-        stop_server(self.pid, libc::SIGINT, Duration::from_secs(30), || {
-            self.has_exited()
-        });
+        stop_server(self.pid, Duration::from_secs(30), || self.has_exited());
         if let Ok(mut l) = live().lock() {
             l.retain(|(p, _)| *p != self.pid);
         }

@@ -56,8 +56,8 @@ pub struct Watched {
 }
 
 impl Watched {
-    /// Connects within `patience.base` (at least the start-up bound's
-    /// floor, as a server busy starting may take seconds to accept).
+    /// Connects within `patience.startup()` (at least 10 s: a server busy
+    /// starting may take seconds to accept).
     pub fn connect(url: &str, patience: Patience) -> anyhow::Result<Self> {
         let client = Self::open(url, patience)?;
         Ok(Watched {
