@@ -91,10 +91,20 @@ pub fn hand_over_to_release() {
     eprintln!(
         "compare: this binary is unoptimised (the dev profile); building the release profile to measure with it (set {MEASURE_UNOPTIMISED_ENV}=1 to measure this one)"
     );
-    let status = std::process::Command::new(&cargo)
+    let mut build = std::process::Command::new(&cargo);
+    build
         .args(["build", "--release", "--bin", "compare", "--manifest-path"])
-        .arg(&manifest)
-        .status();
+        .arg(&manifest);
+    // What `cargo run` set for this process is not the user's environment:
+    // ring's build script reruns when OUT_DIR, CARGO_MANIFEST_DIR or
+    // CARGO_PKG_* change, so inheriting them rebuilt ring, rustls and reqwest here (two
+    // minutes), and again at the user's next plain `cargo build --release`.
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(set_by_cargo_run) {
+            build.env_remove(&name);
+        }
+    }
+    let status = build.status();
     match status {
         Ok(s) if s.success() => {}
         Ok(s) => {
@@ -119,9 +129,49 @@ pub fn hand_over_to_release() {
     std::process::exit(1);
 }
 
+/// Whether `cargo run` sets `name` for the program it runs (Cargo's
+/// "environment variables Cargo sets for crates", and `OUT_DIR` for a
+/// package with a build script), as opposed to the
+/// user's own Cargo configuration (`CARGO_HOME`, `CARGO_TARGET_DIR`,
+/// `CARGO_PROFILE_*`, ...), which a nested build must keep.
+fn set_by_cargo_run(name: &str) -> bool {
+    matches!(
+        name,
+        "CARGO"
+            | "CARGO_MANIFEST_DIR"
+            | "CARGO_MANIFEST_PATH"
+            | "CARGO_CRATE_NAME"
+            | "CARGO_BIN_NAME"
+            | "CARGO_PRIMARY_PACKAGE"
+            | "CARGO_TARGET_TMPDIR"
+            | "CARGO_RUSTC_CURRENT_DIR"
+            | "OUT_DIR"
+    ) || name.starts_with("CARGO_PKG_")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_nested_build_drops_what_cargo_run_set_and_keeps_the_users_configuration() {
+        for set in [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_PKG_NAME",
+            "CARGO_PKG_VERSION_PRE",
+            "OUT_DIR",
+        ] {
+            assert!(set_by_cargo_run(set), "{set}");
+        }
+        for own in [
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "CARGO_PROFILE_RELEASE_DEBUG",
+            "PATH",
+        ] {
+            assert!(!set_by_cargo_run(own), "{own}");
+        }
+    }
 
     #[test]
     fn an_unoptimised_build_is_warned_about() {
