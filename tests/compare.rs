@@ -1197,3 +1197,47 @@ fn each_run_records_the_first_byte_delays_the_bucket_applied() {
     assert!(again.status.success(), "{again:?}");
     png_size(&chart);
 }
+
+/// `--out` given twice: the second run, on a network with no first-byte
+/// delay, draws no `first_byte.png`; before the fix the first run's chart
+/// stayed beside results it did not describe.
+#[test]
+fn a_second_run_into_the_same_out_leaves_nothing_of_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_db();
+    let args = [
+        "--models",
+        "async",
+        "--runs",
+        "1",
+        "--warmup",
+        "0",
+        "--no-ceilings",
+    ];
+    compare_ok(dir.path(), &db, &args);
+    assert!(dir.path().join("first_byte.png").is_file());
+    let run = compare()
+        .env("DATABASE_URL", &db)
+        .args(["--profile", "tiny", "--network", "local", "--out"])
+        .arg(dir.path())
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        !dir.path().join("first_byte.png").exists(),
+        "a stale first_byte.png: {stdout}"
+    );
+    assert!(
+        stdout.contains("removed first_byte.png, left in"),
+        "{stdout}"
+    );
+    assert!(dir.path().join("median_time.png").is_file());
+    let runs = Csv::read(&dir.path().join("runs.csv"));
+    assert_eq!(runs.rows.len(), 1, "only the second run's rows");
+}

@@ -583,7 +583,8 @@ pub fn export(
     let reference = layout.reference;
     export::write_runs_csv(&out.join("runs.csv"), runs)?;
     export::write_summary_csv(&out.join("summary.csv"), summaries, reference)?;
-    super::firstbyte::write_csv(&out.join("first_byte.csv"), runs, layout.matrix)?;
+    let first_byte_csv =
+        super::firstbyte::write_csv(&out.join("first_byte.csv"), runs, layout.matrix)?;
     let mut table = format!(
         "{}\n{}",
         export::summary_markdown(summaries, reference),
@@ -658,10 +659,11 @@ pub fn export(
     // In the order they were always listed: the first-byte CSV beside its chart.
     let mut written = vec!["runs.csv", "summary.csv", "summary.md", "environment.json"];
     written.extend(drawn.iter().filter(|n| **n != "first_byte.png"));
-    if runs.iter().any(|r| r.first_byte.is_some()) {
+    if first_byte_csv {
         written.push("first_byte.csv");
     }
     written.extend(drawn.iter().filter(|n| **n == "first_byte.png"));
+    remove_stale(out, &written);
     println!("wrote {}/{{{}}}", out.display(), written.join(", "));
     if drawn.is_empty() {
         println!("no charts: no run was verified");
@@ -699,6 +701,36 @@ pub fn export(
 
 /// Draws the charts into `out`, warning (not failing) for one that could
 /// not be drawn; returns the names of those drawn.
+/// The files a comparison writes only sometimes: a chart of verified runs,
+/// the first-byte delays of a simulated bucket, the matrix.
+const OPTIONAL_OUTPUTS: [&str; 6] = [
+    "median_time.png",
+    "launches.png",
+    "throughput.png",
+    "first_byte.csv",
+    "first_byte.png",
+    "matrix.png",
+];
+
+/// Removes the optional outputs this comparison did not write from `out`:
+/// with `--out` given twice, an earlier run's `first_byte.png` stayed
+/// beside the new results it does not describe.
+fn remove_stale(out: &Path, written: &[&str]) {
+    for name in OPTIONAL_OUTPUTS.iter().filter(|n| !written.contains(n)) {
+        match std::fs::remove_file(out.join(name)) {
+            Ok(()) => println!(
+                "removed {name}, left in {} by an earlier run",
+                out.display()
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => eprintln!(
+                "warning: {name}, left in {} by an earlier run, could not be removed: {e}",
+                out.display()
+            ),
+        }
+    }
+}
+
 fn draw(
     out: &Path,
     layout: &Layout,

@@ -194,13 +194,13 @@ pub fn read_runs_cells(
 /// Writes `first_byte.csv`: one row per run and kind of delay
 /// (`first_byte`, `setup`), warm-ups included (`run` 0), with the
 /// percentiles in milliseconds. Nothing is written when no run has them (a
-/// real bucket).
-pub fn write_csv(path: &Path, runs: &[Run], matrix: bool) -> anyhow::Result<()> {
+/// real bucket); returns whether the file was written.
+pub fn write_csv(path: &Path, runs: &[Run], matrix: bool) -> anyhow::Result<bool> {
     if runs
         .iter()
         .all(|r| r.first_byte.is_none() && r.setup.is_none())
     {
-        return Ok(());
+        return Ok(false);
     }
     let mut w =
         csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
@@ -222,7 +222,7 @@ pub fn write_csv(path: &Path, runs: &[Run], matrix: bool) -> anyhow::Result<()> 
     }
     w.flush()
         .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    Ok(true)
 }
 
 /// Whether `first_byte.png` has anything to draw: a run that met a
