@@ -72,6 +72,12 @@ pub struct KeyReason {
     pub reason: String,
 }
 
+/// The line a ceiling's worker writes on stderr when the part of its pass it
+/// times begins (`load-only`: after every fetch, before the first write).
+/// `compare` reads its CPU meters then, so that the run's CPU, like its
+/// time, is the timed part's.
+pub const TIMED_PHASE_STARTS: &str = "bucketbench worker: timed phase starts";
+
 /// The end-of-pass summary (docs/contract.md, "A pass").
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct PassSummary {

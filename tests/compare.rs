@@ -768,6 +768,20 @@ fn ceilings_are_measured_beside_the_models_with_an_efficiency_table() {
         load_only[0]["verified"], "true",
         "load-only loads everything and is verified"
     );
+    // Its time is the writes alone, and so is its CPU: before, the CPU of
+    // the process start, the fetches and the parsing was charged to it, and
+    // its CPU floor (the least time the pass could take) exceeded its time.
+    let n = |r: &std::collections::HashMap<String, String>, c: &str| -> f64 {
+        r[c].parse().unwrap_or_else(|_| panic!("{c} in {r:?}"))
+    };
+    let wall = n(load_only[0], "wall_seconds");
+    let floor = n(load_only[0], "cpu_floor_seconds");
+    // /proc counts CPU in 10 ms ticks.
+    assert!(
+        floor <= wall + 0.02,
+        "load-only's CPU floor {floor} s exceeds its time {wall} s: {:?}",
+        load_only[0]
+    );
 }
 
 #[test]

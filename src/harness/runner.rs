@@ -228,7 +228,7 @@ pub fn run_once(
             if model.is_ceiling() && n > 1 {
                 cmd.env(SHARD_ENV, Shard { index, of: n }.to_string());
             }
-            Worker::spawn(&mut cmd)
+            Worker::spawn(&mut cmd, &target.cpu)
         })
         .collect::<anyhow::Result<_>>()?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -236,13 +236,20 @@ pub fn run_once(
         .cloned()
         .map(|bar| spawn_progress_poller(target.database_url.clone(), bar, stop.clone()));
     let started = Instant::now();
-    let finished: Vec<(i32, libc::rusage, String, String)> = workers
+    let finished: Vec<Finished> = workers
         .into_iter()
         .map(Worker::wait)
         .collect::<anyhow::Result<_>>()?;
     let elapsed = started.elapsed().as_secs_f64();
     // Before verification, whose queries are the harness's, not the run's.
-    let spent = target.cpu.sample().since(&cpu_before);
+    // A ceiling that times only part of its pass is charged the CPU of that
+    // part, as its time is: from the first worker's timed start.
+    let timed_from = finished
+        .iter()
+        .filter_map(|f| f.timed.as_ref())
+        .min_by_key(|t| t.at)
+        .map_or(&cpu_before, |t| &t.meters);
+    let spent = target.cpu.sample().since(timed_from);
     stop.store(true, Ordering::Relaxed);
     if let Some(p) = poller {
         // A poll the server stopped answering is left behind: the progress
@@ -253,7 +260,13 @@ pub fn run_once(
         }
     }
     let mut summaries = Vec::new();
-    for (status, _, stdout, stderr) in &finished {
+    for Finished {
+        status,
+        stdout,
+        stderr,
+        ..
+    } in &finished
+    {
         if !status_ok(*status) {
             // The worker's own last line already says `error: `.
             let last = stderr.trim().lines().last().unwrap_or("no message");
@@ -318,7 +331,11 @@ pub fn run_once(
         |f: &dyn Fn(&PassSummary) -> Option<f64>| summaries.iter().filter_map(f).reduce(f64::max);
     let cpu_secs: f64 = finished
         .iter()
-        .map(|(_, u, _, _)| cpu(u.ru_utime) + cpu(u.ru_stime))
+        .map(|f| {
+            let whole = cpu(f.usage.ru_utime) + cpu(f.usage.ru_stime);
+            let before = f.timed.as_ref().and_then(|t| t.worker_secs);
+            (whole - before.unwrap_or(0.0)).max(0.0)
+        })
         .sum();
     Ok(Run {
         model,
@@ -359,40 +376,81 @@ struct Worker {
     pid: libc::pid_t,
     _child: std::process::Child,
     out: std::thread::JoinHandle<String>,
-    err: std::thread::JoinHandle<String>,
+    err: std::thread::JoinHandle<(String, Option<TimedStart>)>,
+}
+
+/// The CPU meters read when a worker said its timed phase started
+/// ([`crate::report::TIMED_PHASE_STARTS`]).
+struct TimedStart {
+    at: Instant,
+    meters: super::cpu::Sample,
+    /// The worker's own CPU seconds so far.
+    worker_secs: Option<f64>,
+}
+
+/// A worker that has exited.
+struct Finished {
+    status: i32,
+    usage: libc::rusage,
+    stdout: String,
+    /// Without the timed-phase line.
+    stderr: String,
+    timed: Option<TimedStart>,
 }
 
 impl Worker {
-    fn spawn(cmd: &mut Command) -> anyhow::Result<Self> {
+    fn spawn(cmd: &mut Command, meters: &super::cpu::Meters) -> anyhow::Result<Self> {
         let mut child = cmd.spawn().context("starting a worker process")?;
-        live_workers().push(child.id() as libc::pid_t);
-        let drain = |mut r: Box<dyn std::io::Read + Send>| {
-            std::thread::spawn(move || {
-                let mut s = String::new();
-                let _ = r.read_to_string(&mut s);
-                s
-            })
-        };
-        let out = drain(Box::new(child.stdout.take().expect("piped")));
-        let err = drain(Box::new(child.stderr.take().expect("piped")));
+        let pid = child.id() as libc::pid_t;
+        live_workers().push(pid);
+        let mut stdout = child.stdout.take().expect("piped");
+        let out = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stdout.read_to_string(&mut s);
+            s
+        });
+        // Read line by line, to read the meters the moment the worker says
+        // its timed phase starts.
+        let stderr = std::io::BufReader::new(child.stderr.take().expect("piped"));
+        let meters = meters.clone();
+        let err = std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            let (mut s, mut timed) = (String::new(), None);
+            for line in stderr.split(b'\n').map_while(Result::ok) {
+                let line = String::from_utf8_lossy(&line);
+                if timed.is_none() && line == crate::report::TIMED_PHASE_STARTS {
+                    timed = Some(TimedStart {
+                        at: Instant::now(),
+                        meters: meters.sample(),
+                        worker_secs: super::cpu::process_tree_secs(pid),
+                    });
+                    continue;
+                }
+                s.push_str(&line);
+                s.push('\n');
+            }
+            (s, timed)
+        });
         Ok(Worker {
-            pid: child.id() as libc::pid_t,
+            pid,
             _child: child,
             out,
             err,
         })
     }
 
-    fn wait(self) -> anyhow::Result<(i32, libc::rusage, String, String)> {
+    fn wait(self) -> anyhow::Result<Finished> {
         let waited = wait_with_rusage(self.pid);
         live_workers().retain(|p| *p != self.pid);
         let (status, usage) = waited?;
-        Ok((
+        let (stderr, timed) = self.err.join().unwrap_or_default();
+        Ok(Finished {
             status,
             usage,
-            self.out.join().unwrap_or_default(),
-            self.err.join().unwrap_or_default(),
-        ))
+            stdout: self.out.join().unwrap_or_default(),
+            stderr,
+            timed,
+        })
     }
 }
 
