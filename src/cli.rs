@@ -373,7 +373,11 @@ pub fn exit_with(e: anyhow::Error) -> ! {
 /// Prints `bin`'s completion script for `shell` on stdout (`--completions`,
 /// `bucket completions`).
 pub fn print_completions<A: clap::CommandFactory>(shell: clap_complete::Shell, bin: &str) {
-    clap_complete::generate(shell, &mut A::command(), bin, &mut std::io::stdout());
+    // Into a buffer first: `generate` panics when stdout's reader has gone
+    // (`ingest --completions bash | head`).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut A::command(), bin, &mut script);
+    crate::say!("{}", String::from_utf8_lossy(&script));
 }
 
 /// Which simulated bucket to generate.

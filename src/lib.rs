@@ -7,6 +7,29 @@
 //! functions over bytes and values. [`models`] are thin shells that move
 //! bytes between the bucket, those functions and the database.
 
+/// `print!` for a binary's report on stdout, without its panic when the
+/// reader has gone (`compare | head -3`): the text is dropped and the run
+/// goes on to write its files. See [`report::stdout`].
+#[cfg(feature = "io")]
+#[macro_export]
+macro_rules! say {
+    ($($t:tt)*) => {
+        $crate::report::stdout(format_args!($($t)*))
+    };
+}
+
+/// `println!` for a binary's report on stdout; see [`say!`].
+#[cfg(feature = "io")]
+#[macro_export]
+macro_rules! sayln {
+    () => {
+        $crate::report::stdout(format_args!("\n"))
+    };
+    ($($t:tt)*) => {
+        $crate::report::stdout(format_args!("{}\n", format_args!($($t)*)))
+    };
+}
+
 #[cfg(feature = "io")]
 pub mod bucket;
 #[cfg(feature = "io")]

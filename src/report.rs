@@ -521,6 +521,16 @@ impl Tally {
     }
 }
 
+/// Writes a report to stdout ([`crate::say!`]). Every error is dropped:
+/// stdout is a copy of what the run writes to its files, and a reader that
+/// went away early (`| head`) must not cost the run those files, as
+/// `println!`'s panic did.
+pub fn stdout(text: std::fmt::Arguments) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_fmt(text).and_then(|()| out.flush());
+}
+
 /// `1 request`, `2 requests`.
 pub fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })

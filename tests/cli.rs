@@ -309,3 +309,52 @@ fn an_unoptimised_compare_started_by_cargo_builds_and_runs_the_release_one() {
     );
     assert_eq!(stderr.trim().lines().count(), 2, "{stderr}");
 }
+
+/// Runs `bin` with its stdout a pipe whose reader is already gone, as
+/// `bin | head` is once `head` has had its lines.
+fn with_reader_gone(mut bin: Command) -> Output {
+    let mut child = bin
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    child.wait_with_output().unwrap()
+}
+
+/// Before the fix, `println!` and clap_complete panicked on the closed
+/// pipe: `compare` exited 101 before writing comparison.json and
+/// report.html, `--completions` with a backtrace.
+#[test]
+fn a_reader_that_goes_away_early_costs_nothing() {
+    for (name, mut cmd) in [("ingest", ingest()), ("bucket", bucket())] {
+        match name {
+            "bucket" => cmd.args(["completions", "bash"]),
+            _ => cmd.args(["--completions", "bash"]),
+        };
+        let out = with_reader_gone(cmd);
+        assert!(
+            out.status.success(),
+            "{name} --completions: {:?}\n{}",
+            out.status,
+            text(&out.stderr)
+        );
+        assert!(!text(&out.stderr).contains("panicked"), "{name}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = compare();
+    cmd.env("DATABASE_URL", fresh_db())
+        .args(["--profile", "tiny", "--models", "async", "--runs", "1"])
+        .args(["--no-ceilings", "--network", "local", "--out"])
+        .arg(dir.path());
+    let out = with_reader_gone(cmd);
+    assert!(
+        out.status.success(),
+        "compare: {:?}\n{}",
+        out.status,
+        text(&out.stderr)
+    );
+    for f in ["runs.csv", "summary.md", "comparison.json", "report.html"] {
+        assert!(dir.path().join(f).is_file(), "{f} not written");
+    }
+}

@@ -632,12 +632,12 @@ pub fn export(
     let drawn = draw(out, layout, runs, summaries, &bench.subtitle);
 
     let build = Build::current();
-    println!("bucketbench compare — {}", bench.subtitle);
-    println!("build: {}\n", build.describe());
-    print!("{}", terminal::render(summaries, reference));
-    print!("{}", terminal::cpu_table(summaries));
+    crate::sayln!("bucketbench compare — {}", bench.subtitle);
+    crate::sayln!("build: {}\n", build.describe());
+    crate::say!("{}", terminal::render(summaries, reference));
+    crate::say!("{}", terminal::cpu_table(summaries));
     if let Some(w) = build.warning() {
-        print!("{}", terminal::wrap(&w));
+        crate::say!("{}", terminal::wrap(&w));
     }
     let published = publish::publish(
         out,
@@ -650,7 +650,7 @@ pub fn export(
         baseline,
     )?;
     if args.database_url.is_some() {
-        println!(
+        crate::sayln!(
             "database: {} (runs loaded into a schema of their own, {}, dropped on exit; no other table touched)",
             secret::redact_url(&bench.database_url),
             bench.scratch.schema()
@@ -664,12 +664,12 @@ pub fn export(
     }
     written.extend(drawn.iter().filter(|n| **n == "first_byte.png"));
     remove_stale(out, &written);
-    println!("wrote {}/{{{}}}", out.display(), written.join(", "));
+    crate::sayln!("wrote {}/{{{}}}", out.display(), written.join(", "));
     if drawn.is_empty() {
-        println!("no charts: no run was verified");
+        crate::sayln!("no charts: no run was verified");
     }
     if args.out.is_none() {
-        println!(
+        crate::sayln!(
             "{}/{} points to these results",
             outdir::RUNS_DIR,
             outdir::LATEST
@@ -677,12 +677,12 @@ pub fn export(
     }
     let failed: Vec<&Run> = runs.iter().filter(|r| !r.verified).collect();
     let verified = if failed.is_empty() && args.bucket.is_some() {
-        println!(
+        crate::sayln!(
             "every run passed the consistency check (the ledger holds every fetchable listed key and agrees with the rows); with no generator behind this bucket, no more can be checked"
         );
         true
     } else if failed.is_empty() {
-        println!("every run verified against the expected result");
+        crate::sayln!("every run verified against the expected result");
         true
     } else {
         eprintln!(
@@ -718,7 +718,7 @@ const OPTIONAL_OUTPUTS: [&str; 6] = [
 fn remove_stale(out: &Path, written: &[&str]) {
     for name in OPTIONAL_OUTPUTS.iter().filter(|n| !written.contains(n)) {
         match std::fs::remove_file(out.join(name)) {
-            Ok(()) => println!(
+            Ok(()) => crate::sayln!(
                 "removed {name}, left in {} by an earlier run",
                 out.display()
             ),
@@ -814,7 +814,7 @@ pub fn replot(dir: &Path, publish_args: &publish::PublishArgs) -> anyhow::Result
         })
         .unwrap_or_else(|| dir.display().to_string());
     for name in draw(dir, &layout, &runs, &summaries, &subtitle) {
-        println!("drew {}", dir.join(name).display());
+        crate::sayln!("drew {}", dir.join(name).display());
     }
     let env = std::fs::read(dir.join("environment.json"))
         .ok()
@@ -830,7 +830,7 @@ pub fn replot(dir: &Path, publish_args: &publish::PublishArgs) -> anyhow::Result
         baseline,
     )?;
     if let Some(v) = &published.verdict {
-        println!("{v}");
+        crate::sayln!("{v}");
     }
     Ok(published.passes(publish_args))
 }

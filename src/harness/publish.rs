@@ -130,7 +130,7 @@ pub fn publish(
 
     let mut regressed = Vec::new();
     if let (Some(r), Some(_)) = (&c.baseline, &baseline) {
-        print!("{}", baseline::terminal(r));
+        crate::say!("{}", baseline::terminal(r));
         if let Some(pct) = args.fail_on_regression {
             regressed = baseline::regressions(r, pct)
                 .into_iter()
@@ -141,9 +141,9 @@ pub fn publish(
     if let Some(name) = &args.save_baseline {
         let dir = args.baselines_dir.as_deref().unwrap_or(out);
         let p = baseline::save(dir, name, runs, title, c.environment.as_ref())?;
-        println!("saved baseline {name} to {}", p.display());
+        crate::sayln!("saved baseline {name} to {}", p.display());
     }
-    println!(
+    crate::sayln!(
         "wrote {} and {}{}",
         json_path.display(),
         html_path.display(),

@@ -174,8 +174,8 @@ pub fn run(base: &CompareArgs) -> anyhow::Result<bool> {
     w.flush()?;
     let png = out.join(format!("sweep_{param}.png"));
     chart(&png, &points, param)?;
-    print!("{}", super::terminal::sweep(&points, param));
-    println!("wrote {} and {}", csv_path.display(), png.display());
+    crate::say!("{}", super::terminal::sweep(&points, param));
+    crate::sayln!("wrote {} and {}", csv_path.display(), png.display());
     Ok(all_ok)
 }
 

@@ -238,7 +238,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     eprintln!("ca-file: {}", ca.display());
                 }
             }
-            println!("{}", server.base_url());
+            crate::sayln!("{}", server.base_url());
             std::io::stdout().flush()?;
             eprintln!("{description}");
             eprintln!(
