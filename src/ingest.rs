@@ -21,7 +21,7 @@ use crate::secret;
 /// Short flags: -b bucket, -m model, -w watch, -i interval, -j json,
 /// -v/-q more or fewer logs.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 pub struct Args {
     /// Bucket: a base URL (manifest mode: `<URL>/files_list.data` lists the
     /// keys) or `s3://BUCKET[/PREFIX]` (S3 API mode).

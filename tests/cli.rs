@@ -358,3 +358,56 @@ fn a_reader_that_goes_away_early_costs_nothing() {
         assert!(dir.path().join(f).is_file(), "{f} not written");
     }
 }
+
+/// The heading each flag is listed under in `help`.
+fn heading_of(help: &str, flag: &str) -> Option<String> {
+    let mut heading = None;
+    for line in help.lines() {
+        if !line.starts_with(' ') && line.ends_with(':') {
+            heading = Some(line.trim_end_matches(':').to_string());
+        } else if line.trim_start().starts_with(flag)
+            && line[line.find(flag).unwrap() + flag.len()..]
+                .chars()
+                .next()
+                .is_none_or(|c| c == ' ' || c == ',')
+        {
+            return heading;
+        }
+    }
+    None
+}
+
+/// Before the fix, every flag after a flattened group took that group's
+/// heading: `--out` and the baselines were listed as "HTTP client" options,
+/// `--database-url` as an "S3 API mode" one; and `compare` and `bucket`
+/// described themselves with the crate's description.
+#[test]
+fn help_lists_each_flag_under_its_own_heading_and_each_binary_says_what_it_is() {
+    let help = text(&run(compare(), &["--help"]).stdout);
+    for (flag, want) in [
+        ("--models", "Comparison"),
+        ("--runs", "Comparison"),
+        ("--profile", "Simulated bucket"),
+        ("--out", "Results"),
+        ("--replot", "Results"),
+        ("--save-baseline", "Results"),
+        ("--database-url", "Database"),
+        ("--bucket", "A real bucket"),
+        ("--endpoint", "S3 API mode"),
+        ("--ca-file", "HTTP client"),
+    ] {
+        assert_eq!(
+            heading_of(&help, flag).as_deref(),
+            Some(want),
+            "compare {flag}:\n{help}"
+        );
+    }
+    for (name, bin, first) in [
+        ("compare", compare(), "Which execution model wins"),
+        ("bucket", bucket(), "A seeded, realistic S3-like bucket"),
+        ("ingest", ingest(), "Loads the JSON files of a bucket"),
+    ] {
+        let help = text(&run(bin, &["-h"]).stdout);
+        assert!(help.starts_with(first), "{name} -h: {help}");
+    }
+}

@@ -11,7 +11,7 @@ use clap::Parser;
 
 /// Which execution model wins this IO-bound job, by how much, and why.
 #[derive(Parser, Debug)]
-#[command(version, about, args_conflicts_with_subcommands = true)]
+#[command(version, args_conflicts_with_subcommands = true)]
 struct Args {
     #[command(subcommand)]
     internal: Option<Internal>,

@@ -37,33 +37,31 @@ use crate::sim::{Conditions, NetworkModel, SimBucket, SimServer, Spec};
 /// results go: `compare`'s options.
 #[derive(clap::Args, Debug, Clone)]
 pub struct CompareArgs {
-    #[command(flatten)]
-    pub spec: SpecArgs,
     /// Models to run, comma-separated.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = Model::MODELS)]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = Model::MODELS, help_heading = "Comparison")]
     pub models: Vec<Model>,
     /// Measured runs per model.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, help_heading = "Comparison")]
     pub runs: usize,
     /// Warm-up runs per model (not measured).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, help_heading = "Comparison")]
     pub warmup: usize,
     /// Worker processes per run, started together on the same bucket and
     /// database (scale-out; the ledger coordinates them).
-    #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = cli::count)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = cli::count, help_heading = "Comparison")]
     pub workers: usize,
     /// Measure the ceilings beside the models (the default, except with
     /// --matrix): fetch-only (network and parsing, no database) and
     /// load-only (the writes alone, no network), and give each model's
     /// efficiency against the larger of the two.
-    #[arg(long, overrides_with = "no_ceilings")]
+    #[arg(long, overrides_with = "no_ceilings", help_heading = "Comparison")]
     pub ceilings: bool,
     /// Skip the ceilings (two short extra runs per round).
-    #[arg(long)]
+    #[arg(long, help_heading = "Comparison")]
     pub no_ceilings: bool,
     /// Run every model with every write strategy (insert, batch, copy) and
     /// draw them as grouped bars (matrix.png).
-    #[arg(long)]
+    #[arg(long, help_heading = "Comparison")]
     pub matrix: bool,
     /// Repeat the comparison over a parameter, one comparison per value:
     /// `latency=0,5,20,60,150` (fixed ms to first byte, the `custom`
@@ -71,12 +69,14 @@ pub struct CompareArgs {
     /// `files=67,670,6700`, `workers=1,2,4` (processes at once) or
     /// `network=local,same-region,cross-region,internet` (presets). Writes
     /// sweep_<param>.csv and .png.
-    #[arg(long, value_name = "PARAM=V1,V2,...")]
+    #[arg(long, value_name = "PARAM=V1,V2,...", help_heading = "Comparison")]
     pub sweep: Option<String>,
     /// With --sweep, keep the values whose results are already in the
     /// output directory (continue an interrupted sweep).
-    #[arg(long, requires = "sweep")]
+    #[arg(long, requires = "sweep", help_heading = "Comparison")]
     pub resume: bool,
+    #[command(flatten)]
+    pub spec: SpecArgs,
     #[command(flatten)]
     pub net: NetArgs,
     #[command(flatten)]
@@ -98,7 +98,12 @@ pub struct CompareArgs {
     pub client: ClientArgs,
     /// Redraw the charts of an earlier comparison in DIR from its runs.csv
     /// and summary.csv, without running anything.
-    #[arg(long, value_name = "DIR", conflicts_with = "sweep")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with = "sweep",
+        help_heading = "Results"
+    )]
     pub replot: Option<PathBuf>,
     #[command(flatten)]
     pub publish: publish::PublishArgs,
@@ -106,12 +111,12 @@ pub struct CompareArgs {
     /// (results/runs/latest points to the newest), so a run never
     /// overwrites another's; the committed reference results are made with
     /// --out results/seed.
-    #[arg(long)]
+    #[arg(long, help_heading = "Results")]
     pub out: Option<PathBuf>,
     /// Benchmark this bucket (a base URL or s3://BUCKET[/PREFIX]) instead of
     /// the simulated one (verification can then only check the ledger
     /// against the listing and the rows).
-    #[arg(long)]
+    #[arg(long, help_heading = "A real bucket")]
     pub bucket: Option<String>,
     #[command(flatten)]
     pub s3: S3Args,
@@ -120,7 +125,12 @@ pub struct CompareArgs {
     /// created at start and dropped at the end: tables that `ingest` filled
     /// in this database are never read or touched. Needs the CREATE
     /// privilege on the database.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        help_heading = "Database"
+    )]
     pub database_url: Option<String>,
     /// Run compare's throwaway server (no --database-url) with fsync,
     /// synchronous_commit and full_page_writes off: faster, but not what a

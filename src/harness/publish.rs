@@ -21,6 +21,7 @@ use crate::models::Label;
 pub const DEFAULT_NOISE_PCT: f64 = 5.0;
 
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Results")]
 pub struct PublishArgs {
     /// Also write comparison.json to PATH (it is always written to the
     /// output directory).

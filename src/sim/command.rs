@@ -15,7 +15,7 @@ use crate::sim::{Conditions, ServeOptions, SimAuth, SimBucket};
 
 /// A seeded, realistic S3-like bucket for tests and benchmarks.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 pub struct Args {
     #[command(subcommand)]
     command: Command,
