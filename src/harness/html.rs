@@ -680,7 +680,7 @@ fn ceiling_table(c: &Comparison) -> Option<String> {
                 .unwrap_or_else(|| "–".into()),
             m.limit_efficiency
                 .filter(|_| !m.is_ceiling)
-                .map(|e| format!("{:.0} %", 100.0 * e))
+                .map(|e| super::summary::percent(e, "¹"))
                 .unwrap_or_else(|| "–".into()),
         )
     });
@@ -697,6 +697,16 @@ fn ceiling_table(c: &Comparison) -> Option<String> {
         ],
         rows,
     ));
+    if c.models
+        .iter()
+        .any(|m| !m.is_ceiling && m.limit_efficiency.is_some_and(|e| e > 1.0))
+    {
+        let _ = write!(
+            s,
+            "<p class=\"note\">¹ {}</p>",
+            esc(super::summary::BEYOND_LIMIT)
+        );
+    }
     Some(s)
 }
 

@@ -15,8 +15,10 @@ use crate::report::plural;
 /// The widest a line may be.
 pub const WIDTH: usize = 100;
 
-/// The efficiency footnote's marker.
+/// The footnote markers: the models table's share of the ceiling, and the
+/// CPU table's efficiency (two notes, two marks).
 const ABOVE: &str = "¹";
+const BEYOND: &str = "²";
 
 /// The whole report: tables, notes and verdict lines.
 pub fn render(summaries: &[ModelSummary], reference: Option<Label>) -> String {
@@ -317,10 +319,7 @@ pub fn cpu_table(summaries: &[ModelSummary]) -> String {
             us(m.cpu.client_us_per_row),
             us(m.cpu.db_us_per_row),
             limit.map_or_else(|| "–".to_string(), |l| l.binds.to_string()),
-            eff.map_or_else(
-                || "–".to_string(),
-                |e| format!("{:.0} %{}", 100.0 * e, if e > 1.0 { ABOVE } else { "" }),
-            ),
+            eff.map_or_else(|| "–".to_string(), |e| summary::percent(e, BEYOND)),
         ];
         for (col, cell) in cols.iter_mut().zip(row) {
             col.cells.push(cell);
@@ -332,9 +331,7 @@ pub fn cpu_table(summaries: &[ModelSummary]) -> String {
         plural(super::cpu::cores() as u64, "core", "cores")
     )));
     if above {
-        out.push_str(&wrap(&format!(
-            "{ABOVE} above 100 %: the median beat the limit, which is measured (CPU) or modelled (network) and noisy on a shared machine."
-        )));
+        out.push_str(&wrap(&format!("{BEYOND} {}", summary::BEYOND_LIMIT)));
     }
     out
 }
@@ -424,8 +421,17 @@ fn verdicts(summaries: &[ModelSummary], reference: Option<Label>) -> Vec<String>
                 Binds::Cpu => "CPU floor",
             };
             lines.push(format!(
-                "closest to its floor: {} at {x:.2}× its {floor} ({:.2} s)",
-                m.label, l.secs
+                "closest to its floor: {} at {x:.2}× its {floor} ({:.2} s){}",
+                m.label,
+                l.secs,
+                if x < 1.0 {
+                    match l.binds {
+                        Binds::Network => "; below 1×: the bound is modelled from the configured first-byte distribution, and this run's draws were kinder",
+                        Binds::Cpu => "; below 1×: the CPU floor is counted in 10 ms ticks",
+                    }
+                } else {
+                    ""
+                }
             ));
             if l.binds == Binds::Cpu && x < NEAR_BOUND {
                 lines.push(format!(
@@ -686,6 +692,32 @@ mod tests {
         let async_row = out.lines().find(|l| l.starts_with("async ")).unwrap();
         assert!(async_row.ends_with('¹'), "{out}");
         assert!(out.contains("¹ above 100 %"), "{out}");
+    }
+
+    /// A median under its network bound: the CPU table marks it with its
+    /// own note (not the ceiling's), and so do summary.md and the verdict.
+    #[test]
+    fn an_efficiency_above_the_limit_is_explained_everywhere_it_shows() {
+        let (mut s, reference) = sample(5);
+        s[2] = summary(Model::Async, &[1.0, 1.0, 1.0], Some(1.05));
+        let cpu = cpu_table(&s);
+        let async_row = cpu.lines().find(|l| l.starts_with("async ")).unwrap();
+        assert!(async_row.ends_with("105 %²"), "{cpu}");
+        assert!(
+            cpu.contains("² above 100 %: the median beat its limit"),
+            "{cpu}"
+        );
+        let md = summary::efficiency(&s);
+        assert!(md.contains("| 105 %¹ |"), "{md}");
+        assert!(
+            md.contains("¹ above 100 %: the median beat its limit"),
+            "{md}"
+        );
+        let out = render(&s, reference);
+        assert!(
+            out.contains("async at 0.95× its network bound (1.05 s); below 1×"),
+            "{out}"
+        );
     }
 
     #[test]
