@@ -63,6 +63,10 @@ pub fn preset_name(preset: NetworkPreset) -> String {
 pub fn subtitle(preset: NetworkPreset, conditions: &Conditions, model: &NetworkModel) -> String {
     let first_byte = match model.latency {
         LatencyShape::LogNormal { median_ms, .. } => format!("{median_ms:.0} ms median first byte"),
+        LatencyShape::Custom if conditions.jitter_ms > 0.0 => format!(
+            "{:.0} ms first byte + up to {:.0} ms jitter",
+            conditions.latency_ms, conditions.jitter_ms
+        ),
         LatencyShape::Custom => format!("{:.0} ms first byte", conditions.latency_ms),
     };
     let scheme = if model.tls.is_some() { "HTTPS" } else { "HTTP" };
@@ -71,7 +75,9 @@ pub fn subtitle(preset: NetworkPreset, conditions: &Conditions, model: &NetworkM
 
 /// `environment.json`'s `network`: the conditions as before (so readers of
 /// `latency_ms` and the others still find them), plus the preset and the
-/// network model (latency shape, RTT, TLS, rate limit).
+/// network model (latency shape, RTT, TLS, rate limit). Under a preset's
+/// log-normal latency `latency_ms` and `jitter_ms` are not used (0): the
+/// first byte is `model.latency`, which `described` says in words.
 pub fn environment(
     preset: NetworkPreset,
     conditions: &Conditions,
@@ -80,6 +86,10 @@ pub fn environment(
     let mut v = serde_json::to_value(conditions)?;
     if let Some(o) = v.as_object_mut() {
         o.insert("preset".into(), preset_name(preset).into());
+        o.insert(
+            "described".into(),
+            subtitle(preset, conditions, model).into(),
+        );
         o.insert("model".into(), serde_json::to_value(model)?);
     }
     Ok(v)
