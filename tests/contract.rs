@@ -97,6 +97,13 @@ fn a_file_that_is_not_json_or_not_an_array_fails_whole() {
         Err(FileError::NotJson(_))
     ));
     assert!(matches!(parse_file(b""), Err(FileError::NotJson(_))));
+    // A truncated object is not JSON, and says where it ends, not that an
+    // object is not an array (serde's first complaint).
+    let truncated = br#"{"type": "song", "data": {"title": "trunc"#;
+    match parse_file(truncated) {
+        Err(FileError::NotJson(why)) => assert!(why.starts_with("EOF while parsing"), "{why}"),
+        other => panic!("{other:?}"),
+    }
     assert_eq!(
         parse_file(br#"{"type":"song"}"#),
         Err(FileError::NotArray("an object"))

@@ -73,7 +73,15 @@ pub fn parse_file(bytes: &[u8]) -> Result<ParsedFile, FileError> {
 fn top_level_error(bytes: &[u8], e: serde_json::Error) -> FileError {
     // Tell "valid JSON of the wrong shape" from "not JSON at all": the former
     // is a bucket layout problem, the latter a corrupt or foreign file.
-    if e.is_data() && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
+    // serde_json reports the shape (`invalid type: map, expected a
+    // sequence`) before it reads far enough to find a syntax error, so a
+    // truncated object was "not valid JSON" for the wrong reason.
+    let syntax = if e.is_data() {
+        serde_json::from_slice::<serde::de::IgnoredAny>(bytes).err()
+    } else {
+        None
+    };
+    if e.is_data() && syntax.is_none() {
         {
             let first = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();
             let kind = match first {
@@ -89,7 +97,7 @@ fn top_level_error(bytes: &[u8], e: serde_json::Error) -> FileError {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return FileError::NotJson("the file is empty".into());
     }
-    FileError::NotJson(e.to_string())
+    FileError::NotJson(syntax.unwrap_or(e).to_string())
 }
 
 /// Validates one record. `Ok(None)` is a well-formed record of a type this
