@@ -932,12 +932,12 @@ fn bar_panel(
             .unwrap_or_default()
     };
     let mut chart = axes(
-        &area,
+        area,
         Axis::linear(-0.5..n as f64 - 0.5, (0..n).map(|i| i as f64).collect()),
         y.clone(),
         &AxisText {
             x_desc: "execution model",
-            y_desc: &y_desc,
+            y_desc,
             x_fmt: &x_fmt,
             y_fmt,
             x_grid: false,
