@@ -311,15 +311,22 @@ fn an_unoptimised_compare_started_by_cargo_builds_and_runs_the_release_one() {
 }
 
 /// Runs `bin` with its stdout a pipe whose reader is already gone, as
-/// `bin | head` is once `head` has had its lines.
-fn with_reader_gone(mut bin: Command) -> Output {
+/// `bin | head` is once `head` has had its lines, and fails the test
+/// unless it exits 0 without a panic.
+fn with_reader_gone(what: &str, mut bin: Command) {
     let mut child = bin
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     drop(child.stdout.take());
-    child.wait_with_output().unwrap()
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && !text(&out.stderr).contains("panicked"),
+        "{what}: {:?}\n{}",
+        out.status,
+        text(&out.stderr)
+    );
 }
 
 /// Before the fix, `println!` and clap_complete panicked on the closed
@@ -332,14 +339,7 @@ fn a_reader_that_goes_away_early_costs_nothing() {
             "bucket" => cmd.args(["completions", "bash"]),
             _ => cmd.args(["--completions", "bash"]),
         };
-        let out = with_reader_gone(cmd);
-        assert!(
-            out.status.success(),
-            "{name} --completions: {:?}\n{}",
-            out.status,
-            text(&out.stderr)
-        );
-        assert!(!text(&out.stderr).contains("panicked"), "{name}");
+        with_reader_gone(name, cmd);
     }
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = compare();
@@ -347,13 +347,7 @@ fn a_reader_that_goes_away_early_costs_nothing() {
         .args(["--profile", "tiny", "--models", "async", "--runs", "1"])
         .args(["--no-ceilings", "--network", "local", "--out"])
         .arg(dir.path());
-    let out = with_reader_gone(cmd);
-    assert!(
-        out.status.success(),
-        "compare: {:?}\n{}",
-        out.status,
-        text(&out.stderr)
-    );
+    with_reader_gone("compare", cmd);
     for f in ["runs.csv", "summary.md", "comparison.json", "report.html"] {
         assert!(dir.path().join(f).is_file(), "{f} not written");
     }

@@ -30,7 +30,12 @@ fn run_compare(out: &Path, db: &str, extra: &[&str]) -> std::process::Output {
 /// Runs `compare` and fails the test, with its output, unless it succeeded;
 /// returns its stdout.
 fn compare_ok(out: &Path, db: &str, extra: &[&str]) -> String {
-    let run = run_compare(out, db, extra);
+    succeeded(run_compare(out, db, extra))
+}
+
+/// Fails the test, with its output, unless `run` succeeded; returns its
+/// stdout.
+fn succeeded(run: std::process::Output) -> String {
     let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
     assert!(
         run.status.success(),
@@ -1230,18 +1235,14 @@ fn a_second_run_into_the_same_out_leaves_nothing_of_the_first() {
     ];
     compare_ok(dir.path(), &db, &args);
     assert!(dir.path().join("first_byte.png").is_file());
-    let run = compare()
-        .env("DATABASE_URL", &db)
-        .args(["--profile", "tiny", "--network", "local", "--out"])
-        .arg(dir.path())
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "stdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&run.stderr)
+    let stdout = succeeded(
+        compare()
+            .env("DATABASE_URL", &db)
+            .args(["--profile", "tiny", "--network", "local", "--out"])
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .unwrap(),
     );
     assert!(
         !dir.path().join("first_byte.png").exists(),
