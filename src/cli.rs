@@ -363,7 +363,7 @@ pub fn exit_with(e: anyhow::Error) -> ! {
     if crate::db::embedded::interrupted() {
         crate::db::embedded::exit_interrupted();
     }
-    eprintln!(
+    crate::esayln!(
         "error: {}",
         crate::secret::redact_text(&crate::error::chain(&*e))
     );

@@ -129,7 +129,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
             let pg = started?;
             if chatty(&args) {
-                eprintln!(
+                crate::esayln!(
                     "using the embedded PostgreSQL in {} (port {})",
                     pg.data_dir().display(),
                     pg.port()
@@ -170,7 +170,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 if !args.watch {
                     return Err(e);
                 }
-                eprintln!(
+                crate::esayln!(
                     "error: pass failed, retrying next interval: {}",
                     secret::redact_text(&crate::error::chain(&*e))
                 );

@@ -30,6 +30,28 @@ macro_rules! sayln {
     };
 }
 
+/// `eprint!` without its panic when stderr's reader has gone
+/// (`compare 2>&1 | head -1`); see [`report::stderr`].
+#[cfg(feature = "io")]
+#[macro_export]
+macro_rules! esay {
+    ($($t:tt)*) => {
+        $crate::report::stderr(format_args!($($t)*))
+    };
+}
+
+/// `eprintln!` without its panic; see [`esay!`].
+#[cfg(feature = "io")]
+#[macro_export]
+macro_rules! esayln {
+    () => {
+        $crate::report::stderr(format_args!("\n"))
+    };
+    ($($t:tt)*) => {
+        $crate::report::stderr(format_args!("{}\n", format_args!($($t)*)))
+    };
+}
+
 #[cfg(feature = "io")]
 pub mod bucket;
 #[cfg(feature = "io")]

@@ -531,6 +531,14 @@ pub fn stdout(text: std::fmt::Arguments) {
     let _ = out.write_fmt(text).and_then(|()| out.flush());
 }
 
+/// Writes a line of progress or an error to stderr ([`crate::esay!`]),
+/// dropping every error: `compare 2>&1 | head -1` ended the comparison with
+/// a panic at its second line, before it wrote a file.
+pub fn stderr(text: std::fmt::Arguments) {
+    use std::io::Write as _;
+    let _ = std::io::stderr().lock().write_fmt(text);
+}
+
 /// `1 request`, `2 requests`.
 pub fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })

@@ -310,44 +310,60 @@ fn an_unoptimised_compare_started_by_cargo_builds_and_runs_the_release_one() {
     assert_eq!(stderr.trim().lines().count(), 2, "{stderr}");
 }
 
-/// Runs `bin` with its stdout a pipe whose reader is already gone, as
-/// `bin | head` is once `head` has had its lines, and fails the test
-/// unless it exits 0 without a panic.
-fn with_reader_gone(what: &str, mut bin: Command) {
-    let mut child = bin
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success() && !text(&out.stderr).contains("panicked"),
-        "{what}: {:?}\n{}",
-        out.status,
-        text(&out.stderr)
-    );
+/// Runs `bin` with its stdout, and then with both stdout and stderr, a
+/// pipe whose reader is already gone, as `bin | head` and `bin 2>&1 |
+/// head` are once `head` has had its lines, and fails the test unless it
+/// exits 0 (a panic exits 101).
+fn with_reader_gone(what: &str, bin: impl Fn() -> Command) {
+    for stderr_too in [false, true] {
+        let mut child = bin()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        if stderr_too {
+            drop(child.stderr.take());
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success() && !text(&out.stderr).contains("panicked"),
+            "{what} (stderr closed too: {stderr_too}): {:?}\n{}",
+            out.status,
+            text(&out.stderr)
+        );
+    }
 }
 
-/// Before the fix, `println!` and clap_complete panicked on the closed
-/// pipe: `compare` exited 101 before writing comparison.json and
-/// report.html, `--completions` with a backtrace.
+/// Before the fix, `println!`, `eprintln!` and clap_complete panicked on
+/// the closed pipe: `compare` exited 101 before writing comparison.json
+/// and report.html, `--completions` with a backtrace.
 #[test]
 fn a_reader_that_goes_away_early_costs_nothing() {
-    for (name, mut cmd) in [("ingest", ingest()), ("bucket", bucket())] {
-        match name {
-            "bucket" => cmd.args(["completions", "bash"]),
-            _ => cmd.args(["--completions", "bash"]),
-        };
-        with_reader_gone(name, cmd);
-    }
+    with_reader_gone("ingest", || {
+        let mut cmd = ingest();
+        cmd.args(["--completions", "bash"]);
+        cmd
+    });
+    with_reader_gone("bucket", || {
+        let mut cmd = bucket();
+        cmd.args(["completions", "bash"]);
+        cmd
+    });
+    let db = fresh_db();
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = compare();
-    cmd.env("DATABASE_URL", fresh_db())
-        .args(["--profile", "tiny", "--models", "async", "--runs", "1"])
-        .args(["--no-ceilings", "--network", "local", "--out"])
-        .arg(dir.path());
-    with_reader_gone("compare", cmd);
+    with_reader_gone("compare", || {
+        for f in std::fs::read_dir(dir.path()).unwrap() {
+            std::fs::remove_file(f.unwrap().path()).unwrap();
+        }
+        let mut cmd = compare();
+        cmd.env("DATABASE_URL", &db)
+            .args(["--profile", "tiny", "--models", "async", "--runs", "1"])
+            .args(["--no-ceilings", "--network", "local", "--out"])
+            .arg(dir.path());
+        cmd
+    });
+    // The second run's, with stderr closed too.
     for f in ["runs.csv", "summary.md", "comparison.json", "report.html"] {
         assert!(dir.path().join(f).is_file(), "{f} not written");
     }

@@ -366,7 +366,7 @@ pub fn install_signal_handler() {
             }
         }
         let line = MESSAGE.lock().ok().and_then(|m| *m);
-        eprintln!(
+        crate::esayln!(
             "{}",
             line.map_or_else(|| "interrupted".to_string(), |f| f())
         );
@@ -844,7 +844,7 @@ fn lock_data_dir(data_dir: &Path) -> anyhow::Result<fs::File> {
             );
         }
         if !said {
-            eprintln!(
+            crate::esayln!(
                 "waiting up to {} s for {holder}, which is running the embedded PostgreSQL in {}",
                 LOCK_WAIT.as_secs(),
                 data_dir.display()

@@ -88,7 +88,7 @@ pub fn hand_over_to_release() {
     if !manifest.is_file() {
         return;
     }
-    eprintln!(
+    crate::esayln!(
         "compare: this binary is unoptimised (the dev profile); building the release profile to measure with it (set {MEASURE_UNOPTIMISED_ENV}=1 to measure this one)"
     );
     let mut build = std::process::Command::new(&cargo);
@@ -108,13 +108,13 @@ pub fn hand_over_to_release() {
     match status {
         Ok(s) if s.success() => {}
         Ok(s) => {
-            eprintln!(
+            crate::esayln!(
                 "error: building the release compare failed ({s}); run `cargo run --release --bin compare` to see why"
             );
             std::process::exit(1);
         }
         Err(e) => {
-            eprintln!(
+            crate::esayln!(
                 "error: cannot run {} to build the release compare: {e}",
                 std::path::Path::new(&cargo).display()
             );
@@ -125,7 +125,7 @@ pub fn hand_over_to_release() {
     let e = std::process::Command::new(&release)
         .args(std::env::args_os().skip(1))
         .exec();
-    eprintln!("error: cannot run {}: {e}", release.display());
+    crate::esayln!("error: cannot run {}: {e}", release.display());
     std::process::exit(1);
 }
 

@@ -376,7 +376,7 @@ impl Bench {
                 }
                 let url = server.base_url();
                 let expected = bucket.expected();
-                eprintln!(
+                crate::esayln!(
                     "simulated bucket: {} profile, {} files, {} rows expected, generated in {:.1} s; serving at {url}; {}",
                     spec.profile.as_str(),
                     expected.files + expected.missing_keys.len() as u64,
@@ -420,7 +420,7 @@ impl Bench {
                     None => db
                         .quick("the server's process id", |c| Ok(cpu::locate_postmaster(c)))
                         .and_then(|found| found.map_err(anyhow::Error::msg))
-                        .inspect_err(|why| eprintln!("database CPU: not measured ({why:#})"))
+                        .inspect_err(|why| crate::esayln!("database CPU: not measured ({why:#})"))
                         .ok(),
                 },
                 sim_bucket: sim_server.is_some(),
@@ -542,7 +542,7 @@ pub fn execute(plan: &Plan, bench: &mut Bench) -> anyhow::Result<Vec<Run>> {
             let line = format!("FAILED VERIFICATION: {label} run {r}: {}", run.problems);
             match &bar {
                 Some(b) => b.println(line),
-                None => eprintln!("{line}"),
+                None => crate::esayln!("{line}"),
             }
         }
         runs.push(run);
@@ -695,7 +695,7 @@ pub fn export(
         crate::sayln!("every run verified against the expected result");
         true
     } else {
-        eprintln!(
+        crate::esayln!(
             "error: {} something other than the expected result; {} excluded (see runs.csv)",
             crate::report::plural(failed.len() as u64, "run loaded", "runs loaded"),
             if failed.len() == 1 {
@@ -733,7 +733,7 @@ fn remove_stale(out: &Path, written: &[&str]) {
                 out.display()
             ),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => eprintln!(
+            Err(e) => crate::esayln!(
                 "warning: {name}, left in {} by an earlier run, could not be removed: {e}",
                 out.display()
             ),
@@ -761,7 +761,7 @@ fn draw(
     ) {
         match r {
             Ok(()) => drawn.push(name),
-            Err(e) => eprintln!("warning: {name} not drawn: {e:#}"),
+            Err(e) => crate::esayln!("warning: {name} not drawn: {e:#}"),
         }
     }
     drawn
@@ -789,9 +789,9 @@ pub fn run_plan(plan: &Plan) -> anyhow::Result<bool> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let baseline = plan.args.publish.load_baseline(out)?;
     completed(out, 0);
-    eprintln!("results go to {}", out.display());
+    crate::esayln!("results go to {}", out.display());
     if let Some(w) = Build::current().warning() {
-        eprint!("{}", terminal::wrap(&w));
+        crate::esay!("{}", terminal::wrap(&w));
     }
     let mut bench = Bench::start(plan)?;
     let runs = execute(plan, &mut bench)?;

@@ -80,7 +80,7 @@ impl Published {
     /// not).
     pub fn passes(&self, args: &PublishArgs) -> bool {
         for m in &self.regressed {
-            eprintln!(
+            crate::esayln!(
                 "error: {m} regressed by more than {} % against baseline {} (--fail-on-regression)",
                 args.fail_on_regression.unwrap_or_default(),
                 args.baseline.as_deref().unwrap_or_default()

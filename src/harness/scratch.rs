@@ -120,7 +120,7 @@ impl Drop for Scratch {
             return;
         }
         if let Err(e) = self.drop_now() {
-            eprintln!(
+            crate::esayln!(
                 "warning: could not drop compare's schema {s} ({}); drop it with: DROP SCHEMA {s} CASCADE",
                 crate::secret::redact_text(&format!("{e:#}")),
                 s = self.schema
@@ -150,7 +150,7 @@ pub fn drop_live_schemas() {
     let live = std::mem::take(&mut *LIVE.lock().unwrap_or_else(|p| p.into_inner()));
     for (url, schema, patience) in live {
         if let Err(e) = drop_schema(&url, &schema, patience) {
-            eprintln!(
+            crate::esayln!(
                 "warning: could not drop compare's schema {schema} ({}); drop it with: DROP SCHEMA {schema} CASCADE",
                 crate::secret::redact_text(&format!("{e:#}"))
             );

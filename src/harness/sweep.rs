@@ -131,12 +131,12 @@ pub fn run(base: &CompareArgs) -> anyhow::Result<bool> {
     for v in &values {
         let dir = out.join(format!("{param}-{v}"));
         if resume && dir.join("summary.csv").is_file() {
-            eprintln!(
+            crate::esayln!(
                 "sweep {param}={v}: kept the results already in {}",
                 dir.display()
             );
         } else {
-            eprintln!(
+            crate::esayln!(
                 "sweep {param}={v}: comparing (results in {})",
                 dir.display()
             );
@@ -155,7 +155,7 @@ pub fn run(base: &CompareArgs) -> anyhow::Result<bool> {
                     crate::db::embedded::exit_interrupted()
                 }
                 Err(e) => {
-                    eprintln!("error: sweep {param}={v}: {}", crate::error::chain(&*e));
+                    crate::esayln!("error: sweep {param}={v}: {}", crate::error::chain(&*e));
                     all_ok = false;
                 }
             }

@@ -2,7 +2,6 @@
 //! network fidelity flags), upload it to an S3 API, or write it to disk.
 //! `src/bin/bucket.rs` parses and dispatches.
 
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -168,7 +167,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             if let Some(p) = expected {
                 bucket.write_expected(&p)?;
             }
-            eprintln!("uploaded {n} objects to {}", to.describe());
+            crate::esayln!("uploaded {n} objects to {}", to.describe());
             Ok(())
         }
         Command::Generate {
@@ -182,7 +181,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 bucket.write_expected(&p)?;
             }
             let e = bucket.expected();
-            eprintln!(
+            crate::esayln!(
                 "wrote {} objects to {} ({} songs, {} movies, {} apps, {} rejected, {} skipped expected)",
                 bucket.store().len(),
                 out.display(),
@@ -233,15 +232,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             if let Some(ca) = server.ca_file() {
                 if let Some(out) = &fidelity.ca_out {
                     server.write_ca_file(out)?;
-                    eprintln!("ca-file: {}", out.display());
+                    crate::esayln!("ca-file: {}", out.display());
                 } else {
-                    eprintln!("ca-file: {}", ca.display());
+                    crate::esayln!("ca-file: {}", ca.display());
                 }
             }
             crate::sayln!("{}", server.base_url());
-            std::io::stdout().flush()?;
-            eprintln!("{description}");
-            eprintln!(
+            crate::esayln!("{description}");
+            crate::esayln!(
                 "serving {} objects; manifest at {}/files_list.data; S3 endpoint {} bucket {}",
                 bucket.store().len(),
                 server.base_url(),
@@ -268,7 +266,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
             let s = server.stats();
             use crate::report::plural;
-            eprintln!(
+            crate::esayln!(
                 "served {} on {} ({}, {} resumed), {} throttled",
                 plural(s.requests, "request", "requests"),
                 plural(s.connections, "connection", "connections"),
