@@ -1235,24 +1235,54 @@ fn a_second_run_into_the_same_out_leaves_nothing_of_the_first() {
     ];
     compare_ok(dir.path(), &db, &args);
     assert!(dir.path().join("first_byte.png").is_file());
-    let stdout = succeeded(
+    let second = compare()
+        .env("DATABASE_URL", &db)
+        .args(["--profile", "tiny", "--network", "local", "--out"])
+        .arg(dir.path())
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr).into_owned();
+    succeeded(second);
+    assert!(
+        !dir.path().join("first_byte.png").exists(),
+        "a stale first_byte.png: {stderr}"
+    );
+    assert!(
+        stderr.contains("replacing the earlier comparison in"),
+        "{stderr}"
+    );
+
+    assert!(dir.path().join("median_time.png").is_file());
+    let runs = Csv::read(&dir.path().join("runs.csv"));
+    assert_eq!(runs.rows.len(), 1, "only the second run's rows");
+
+    // A comparison that cannot start leaves the earlier one as it was.
+    let failed = compare()
+        .env("DATABASE_URL", &db)
+        .args(["--bucket", "http://127.0.0.1:1", "--attempts", "1", "--out"])
+        .arg(dir.path())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!failed.status.success());
+    assert!(dir.path().join("comparison.json").is_file());
+    assert!(dir.path().join("median_time.png").is_file());
+
+    // A directory no comparison wrote keeps its files, whatever their names.
+    let own = tempfile::tempdir().unwrap();
+    std::fs::write(own.path().join("first_byte.png"), "mine").unwrap();
+    succeeded(
         compare()
             .env("DATABASE_URL", &db)
             .args(["--profile", "tiny", "--network", "local", "--out"])
-            .arg(dir.path())
+            .arg(own.path())
             .args(args)
             .output()
             .unwrap(),
     );
-    assert!(
-        !dir.path().join("first_byte.png").exists(),
-        "a stale first_byte.png: {stdout}"
+    assert_eq!(
+        std::fs::read_to_string(own.path().join("first_byte.png")).unwrap(),
+        "mine"
     );
-    assert!(
-        stdout.contains("removed first_byte.png, left in"),
-        "{stdout}"
-    );
-    assert!(dir.path().join("median_time.png").is_file());
-    let runs = Csv::read(&dir.path().join("runs.csv"));
-    assert_eq!(runs.rows.len(), 1, "only the second run's rows");
 }

@@ -546,6 +546,17 @@ pub fn execute(plan: &Plan, bench: &mut Bench) -> anyhow::Result<Vec<Run>> {
             }
         }
         runs.push(run);
+        // Only once a run has completed: a comparison that cannot start or
+        // whose first run fails (a typo in --bucket, a database that is
+        // down) leaves the earlier results as they were.
+        if runs.len() == 1 {
+            for line in clear_earlier(&plan.out) {
+                match &bar {
+                    Some(b) => b.println(line),
+                    None => crate::esayln!("{line}"),
+                }
+            }
+        }
         // Kept as they complete, so an interrupted comparison keeps its runs.
         export::write_runs_csv(&plan.out.join("runs.csv"), &runs)?;
         completed(&plan.out, runs.len());
@@ -673,7 +684,6 @@ pub fn export(
         written.push("first_byte.csv");
     }
     written.extend(drawn.iter().filter(|n| **n == "first_byte.png"));
-    remove_stale(out, &written);
     crate::sayln!("wrote {}/{{{}}}", out.display(), written.join(", "));
     if drawn.is_empty() {
         crate::sayln!("no charts: no run was verified");
@@ -709,11 +719,15 @@ pub fn export(
     Ok(published.passes(&args.publish) && verified)
 }
 
-/// Draws the charts into `out`, warning (not failing) for one that could
-/// not be drawn; returns the names of those drawn.
-/// The files a comparison writes only sometimes: a chart of verified runs,
-/// the first-byte delays of a simulated bucket, the matrix.
-const OPTIONAL_OUTPUTS: [&str; 6] = [
+/// Every file a comparison writes in its directory (`baselines/` and a
+/// sweep's per-value directories are not among them).
+const OUTPUTS: [&str; 12] = [
+    "runs.csv",
+    "summary.csv",
+    "summary.md",
+    "environment.json",
+    "comparison.json",
+    "report.html",
     "median_time.png",
     "launches.png",
     "throughput.png",
@@ -722,25 +736,47 @@ const OPTIONAL_OUTPUTS: [&str; 6] = [
     "matrix.png",
 ];
 
-/// Removes the optional outputs this comparison did not write from `out`:
-/// with `--out` given twice, an earlier run's `first_byte.png` stayed
-/// beside the new results it does not describe.
-fn remove_stale(out: &Path, written: &[&str]) {
-    for name in OPTIONAL_OUTPUTS.iter().filter(|n| !written.contains(n)) {
+/// Removes an earlier comparison's files from `out` (`--out` given again)
+/// once this one has completed its first run: a run that writes no `first_byte.png`, or fails
+/// half-way, left the earlier run's charts, summary and report beside its
+/// own files, describing another run. Only a directory a comparison wrote
+/// (its `comparison.json`, or a `runs.csv` with compare's header) is
+/// touched: a directory of the user's own keeps its files.
+/// Returns the lines to show.
+fn clear_earlier(out: &Path) -> Vec<String> {
+    let ours = out.join("comparison.json").is_file()
+        || std::fs::read_to_string(out.join("runs.csv"))
+            .is_ok_and(|t| t.starts_with("model,write,run,wall_seconds,"));
+    if !ours {
+        return Vec::new();
+    }
+    let mut lines = Vec::new();
+    let mut removed = 0;
+    for name in OUTPUTS {
         match std::fs::remove_file(out.join(name)) {
-            Ok(()) => crate::sayln!(
-                "removed {name}, left in {} by an earlier run",
-                out.display()
-            ),
+            Ok(()) => removed += 1,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => crate::esayln!(
-                "warning: {name}, left in {} by an earlier run, could not be removed: {e}",
+            Err(e) => lines.push(format!(
+                "warning: {name}, left in {} by an earlier comparison, could not be removed: {e}",
                 out.display()
-            ),
+            )),
         }
     }
+    if removed > 0 {
+        lines.insert(
+            0,
+            format!(
+                "replacing the earlier comparison in {} (its {} removed; baselines kept)",
+                out.display(),
+                crate::report::plural(removed, "file", "files")
+            ),
+        );
+    }
+    lines
 }
 
+/// Draws the charts into `out`, warning (not failing) for one that could
+/// not be drawn; returns the names of those drawn.
 fn draw(
     out: &Path,
     layout: &Layout,
