@@ -78,6 +78,31 @@ pub struct KeyReason {
 /// time, is the timed part's.
 pub const TIMED_PHASE_STARTS: &str = "bucketbench worker: timed phase starts";
 
+/// The [`TIMED_PHASE_STARTS`] line, with this process's CPU seconds so far
+/// (`getrusage`, in microseconds: `/proc` counts in 10 ms ticks, too coarse
+/// for writes that take 10 ms).
+pub fn timed_phase_line() -> String {
+    // SAFETY: rusage is plain data that getrusage fills.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    format!(
+        "{TIMED_PHASE_STARTS} after {:.6} s of CPU",
+        secs(u.ru_utime) + secs(u.ru_stime)
+    )
+}
+
+/// Reads a [`timed_phase_line`]: `None` for any other line, else the CPU
+/// seconds it gives (`None` inside when it gives none).
+pub fn read_timed_phase_line(line: &str) -> Option<Option<f64>> {
+    let rest = line.strip_prefix(TIMED_PHASE_STARTS)?;
+    Some(
+        rest.strip_prefix(" after ")
+            .and_then(|r| r.strip_suffix(" s of CPU"))
+            .and_then(|v| v.parse().ok()),
+    )
+}
+
 /// The end-of-pass summary (docs/contract.md, "A pass").
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct PassSummary {
@@ -598,6 +623,15 @@ pub fn clip(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_timed_phase_line_carries_the_workers_cpu() {
+        let line = timed_phase_line();
+        let cpu = read_timed_phase_line(&line).unwrap().unwrap();
+        assert!((0.0..1e6).contains(&cpu), "{line}");
+        assert_eq!(read_timed_phase_line(TIMED_PHASE_STARTS), Some(None));
+        assert_eq!(read_timed_phase_line("error: something"), None);
+    }
 
     #[test]
     fn short_keys_stay_whole_and_long_ones_are_cut_with_their_length() {

@@ -418,12 +418,14 @@ impl Worker {
             let (mut s, mut timed) = (String::new(), None);
             for line in stderr.split(b'\n').map_while(Result::ok) {
                 let line = String::from_utf8_lossy(&line);
-                if timed.is_none() && line == crate::report::TIMED_PHASE_STARTS {
-                    timed = Some(TimedStart {
-                        at: Instant::now(),
-                        meters: meters.sample(),
-                        worker_secs: super::cpu::process_tree_secs(pid),
-                    });
+                if let Some(worker_secs) = crate::report::read_timed_phase_line(&line) {
+                    if timed.is_none() {
+                        timed = Some(TimedStart {
+                            at: Instant::now(),
+                            meters: meters.sample(),
+                            worker_secs: worker_secs.or_else(|| super::cpu::process_tree_secs(pid)),
+                        });
+                    }
                     continue;
                 }
                 s.push_str(&line);

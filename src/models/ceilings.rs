@@ -79,7 +79,7 @@ impl Ingestor for LoadOnlyCeiling {
                     .await
                     .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {e}"))?,
             );
-            crate::esayln!("{}", crate::report::TIMED_PHASE_STARTS);
+            crate::esayln!("{}", crate::report::timed_phase_line());
             let started = Instant::now();
             let (tx, rx) = tokio::sync::mpsc::channel(steps.len().max(1));
             for (key, next) in steps {
