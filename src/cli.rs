@@ -256,10 +256,10 @@ pub fn share(s: &str) -> Result<f64, String> {
 #[derive(Debug, Clone, Default, clap::Args)]
 #[command(next_help_heading = "Output")]
 pub struct Verbosity {
-    /// More logs: -v info (each retry, each pass), -vv debug.
+    /// More logs: -v info (each retry, each step), -vv debug.
     #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "quiet")]
     pub verbose: u8,
-    /// Errors only: no warnings, no progress bar, no informational lines.
+    /// Errors only: no warnings, no progress bars, no informational lines.
     #[arg(short, long, global = true)]
     pub quiet: bool,
 }

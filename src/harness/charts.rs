@@ -880,7 +880,11 @@ fn bar_chart(
             &zoomed,
             &zy,
             level,
-            "the same, zoomed on the faster models",
+            if zoomed.len() == 1 {
+                "the same, zoomed on the faster model"
+            } else {
+                "the same, zoomed on the faster models"
+            },
             y_fmt,
             14,
             &|_| true,

@@ -168,7 +168,7 @@ pub fn render(c: &Comparison) -> String {
             "first-byte",
             "First-byte delays the bucket applied",
             &t,
-            "Per request, the first-byte latency the simulated bucket drew and waited before answering (ms); per new connection, the set-up round trips (TCP and TLS handshakes) it charged to the first response, apart. Each figure is the median over the verified measured runs of that run's own percentile (first_byte.csv has every run; first_byte.png draws these lines).",
+            "Per request, the first-byte latency the simulated bucket drew and waited before answering (ms); per new connection, the set-up round trips (TCP and TLS handshakes) it charged to the first response, apart. Each figure is the median over the verified measured runs of that run's own percentile (first_byte.csv has every run; first_byte.png, drawn when some delay was above 0, draws these lines).",
         );
     }
     if let Some(b) = &c.baseline {
