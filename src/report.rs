@@ -85,22 +85,23 @@ pub fn timed_phase_line() -> String {
     // SAFETY: rusage is plain data that getrusage fills.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    format!(
-        "{TIMED_PHASE_STARTS} after {:.6} s of CPU",
-        secs(u.ru_utime) + secs(u.ru_stime)
-    )
+    format!("{TIMED_PHASE_STARTS} after {:.6} s of CPU", cpu_secs(&u))
 }
 
-/// Reads a [`timed_phase_line`]: `None` for any other line, else the CPU
-/// seconds it gives (`None` inside when it gives none).
-pub fn read_timed_phase_line(line: &str) -> Option<Option<f64>> {
-    let rest = line.strip_prefix(TIMED_PHASE_STARTS)?;
-    Some(
-        rest.strip_prefix(" after ")
-            .and_then(|r| r.strip_suffix(" s of CPU"))
-            .and_then(|v| v.parse().ok()),
-    )
+/// User plus system CPU seconds of a `getrusage` or `wait4` reading.
+pub fn cpu_secs(u: &libc::rusage) -> f64 {
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(u.ru_utime) + secs(u.ru_stime)
+}
+
+/// Reads a [`timed_phase_line`]: the CPU seconds it gives, `None` for any
+/// other line.
+pub fn read_timed_phase_line(line: &str) -> Option<f64> {
+    line.strip_prefix(TIMED_PHASE_STARTS)?
+        .strip_prefix(" after ")?
+        .strip_suffix(" s of CPU")?
+        .parse()
+        .ok()
 }
 
 /// The end-of-pass summary (docs/contract.md, "A pass").
@@ -627,9 +628,9 @@ mod tests {
     #[test]
     fn the_timed_phase_line_carries_the_workers_cpu() {
         let line = timed_phase_line();
-        let cpu = read_timed_phase_line(&line).unwrap().unwrap();
+        let cpu = read_timed_phase_line(&line).unwrap();
         assert!((0.0..1e6).contains(&cpu), "{line}");
-        assert_eq!(read_timed_phase_line(TIMED_PHASE_STARTS), Some(None));
+        assert_eq!(read_timed_phase_line(TIMED_PHASE_STARTS), None);
         assert_eq!(read_timed_phase_line("error: something"), None);
     }
 

@@ -772,11 +772,7 @@ fn bar_chart(
     y_fmt: &dyn Fn(&f64) -> String,
 ) -> anyhow::Result<()> {
     let n = bars.len();
-    let top = bars
-        .iter()
-        .map(|b| b.range.map_or(b.value, |r| r.1))
-        .chain(bars.iter().map(|b| b.stack.iter().map(|p| p.0).sum()))
-        .fold(0.0, f64::max);
+    let top = bars.iter().map(bar_top).fold(0.0, f64::max);
     let bottom = bars
         .iter()
         .map(|b| b.range.map_or(b.value, |r| r.0))
@@ -853,17 +849,14 @@ fn bar_chart(
     // A stacked bar an eighth of the tallest or less shows no parts to read
     // (sync at 15 s beside async at 1 s): those bars are drawn again beside
     // the others, on an axis of their own.
-    let zoomed: Vec<&Bar> = bars
-        .iter()
-        .filter(|b| stacked && bar_top(b) * 8.0 < top)
-        .collect();
+    let small = |b: &Bar| stacked && bar_top(b) * 8.0 < top;
+    let zoomed: Vec<&Bar> = bars.iter().filter(|b| small(b)).collect();
     if zoomed.is_empty() || zoomed.len() == n {
         bar_panel(&area, &all, &y, level, &y_desc, y_fmt, size, &|_| true)?;
     } else {
         let (w, _) = area.dim_in_pixel();
         let (left, right) = area.split_horizontally(w as i32 * 44 / 100);
-        let big = |b: &Bar| bar_top(b) * 8.0 >= top;
-        bar_panel(&left, &all, &y, level, &y_desc, y_fmt, 14, &big)?;
+        bar_panel(&left, &all, &y, level, &y_desc, y_fmt, 14, &|b| !small(b))?;
         let ztop = zoomed
             .iter()
             .map(|b| {

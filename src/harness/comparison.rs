@@ -744,9 +744,7 @@ const OUTPUTS: [&str; 12] = [
 /// touched: a directory of the user's own keeps its files.
 /// Returns the lines to show.
 fn clear_earlier(out: &Path) -> Vec<String> {
-    let ours = out.join("comparison.json").is_file()
-        || std::fs::read_to_string(out.join("runs.csv"))
-            .is_ok_and(|t| t.starts_with("model,write,run,wall_seconds,"));
+    let ours = out.join("comparison.json").is_file() || export::is_runs_csv(&out.join("runs.csv"));
     if !ours {
         return Vec::new();
     }

@@ -38,6 +38,13 @@ const NET_COLUMNS: [&str; 3] = ["connections", "tls_handshakes", "throttled"];
 /// Where each run's CPU went (`harness::cpu`): empty where not measured.
 const CPU_COLUMNS: [&str; 3] = ["db_cpu_seconds", "bucket_cpu_seconds", "cpu_floor_seconds"];
 
+/// Whether `path` is a `runs.csv` that [`write_runs_csv`] wrote (its
+/// header starts with [`RUNS_COLUMNS`]).
+pub fn is_runs_csv(path: &Path) -> bool {
+    std::fs::read_to_string(path)
+        .is_ok_and(|t| t.starts_with(&format!("{},", RUNS_COLUMNS.join(","))))
+}
+
 pub fn write_runs_csv(path: &Path, runs: &[Run]) -> anyhow::Result<()> {
     let mut w =
         csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;

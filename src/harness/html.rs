@@ -699,7 +699,7 @@ fn ceiling_table(c: &Comparison) -> Option<String> {
     ));
     if c.models
         .iter()
-        .any(|m| !m.is_ceiling && m.limit_efficiency.is_some_and(|e| e > 1.0))
+        .any(|m| !m.is_ceiling && m.limit_efficiency.is_some_and(super::summary::beyond))
     {
         let _ = write!(
             s,

@@ -325,16 +325,15 @@ pub fn run_once(
             reason
         ));
     }
-    let cpu = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     let sum = |f: &dyn Fn(&PassSummary) -> u64| summaries.iter().map(f).sum::<u64>();
     let max =
         |f: &dyn Fn(&PassSummary) -> Option<f64>| summaries.iter().filter_map(f).reduce(f64::max);
     let cpu_secs: f64 = finished
         .iter()
         .map(|f| {
-            let whole = cpu(f.usage.ru_utime) + cpu(f.usage.ru_stime);
-            let before = f.timed.as_ref().and_then(|t| t.worker_secs);
-            (whole - before.unwrap_or(0.0)).max(0.0)
+            let whole = crate::report::cpu_secs(&f.usage);
+            let before = f.timed.as_ref().map_or(0.0, |t| t.worker_secs);
+            (whole - before).max(0.0)
         })
         .sum();
     Ok(Run {
@@ -384,8 +383,8 @@ struct Worker {
 struct TimedStart {
     at: Instant,
     meters: super::cpu::Sample,
-    /// The worker's own CPU seconds so far.
-    worker_secs: Option<f64>,
+    /// The worker's own CPU seconds so far, as it said.
+    worker_secs: f64,
 }
 
 /// A worker that has exited.
@@ -423,7 +422,7 @@ impl Worker {
                         timed = Some(TimedStart {
                             at: Instant::now(),
                             meters: meters.sample(),
-                            worker_secs: worker_secs.or_else(|| super::cpu::process_tree_secs(pid)),
+                            worker_secs,
                         });
                     }
                     continue;

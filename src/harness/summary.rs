@@ -147,10 +147,16 @@ impl ModelSummary {
 /// Why an efficiency can read above 100 %, said wherever one does.
 pub const BEYOND_LIMIT: &str = "above 100 %: the median beat its limit, which is measured (the CPU floor) or modelled from the mean first byte (the network bound) and noisy on a shared machine: read it as at the limit.";
 
+/// Whether an efficiency reads above 100 % as [`percent`] shows it (1.003
+/// shows as "100 %", which needs no note).
+pub fn beyond(efficiency: f64) -> bool {
+    (100.0 * efficiency).round() > 100.0
+}
+
 /// An efficiency as a percentage, marked with `mark` above 100 %.
 pub fn percent(efficiency: f64, mark: &str) -> String {
     let pct = format!("{:.0} %", 100.0 * efficiency);
-    if efficiency > 1.0 {
+    if beyond(efficiency) {
         format!("{pct}{mark}")
     } else {
         pct
@@ -178,7 +184,7 @@ pub fn efficiency(summaries: &[ModelSummary]) -> String {
     let mut beyond = false;
     for m in models_only(summaries) {
         let limit = m.limit();
-        beyond |= limit.is_some_and(|l| l.efficiency(m.stats.median) > 1.0);
+        beyond |= limit.is_some_and(|l| self::beyond(l.efficiency(m.stats.median)));
         s.push_str(&format!(
             "| {} | {:.2} s | {} | {} | {} | {} |{}\n",
             m.label,

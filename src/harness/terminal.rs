@@ -222,13 +222,8 @@ fn models_table(summaries: &[ModelSummary], reference: Option<Label>) -> String 
             );
         }
         if let Some(e) = efficiency(m, ceiling) {
-            let pct = format!("{:.0} %", 100.0 * e);
-            row.push(if e > 1.0 {
-                above = true;
-                format!("{pct}{ABOVE}")
-            } else {
-                pct
-            });
+            above |= summary::beyond(e);
+            row.push(summary::percent(e, ABOVE));
         }
         for (c, cell) in cols.iter_mut().zip(row) {
             c.cells.push(cell);
@@ -309,7 +304,7 @@ pub fn cpu_table(summaries: &[ModelSummary]) -> String {
     for m in summaries {
         let limit = m.limit().filter(|_| !m.label.model.is_ceiling());
         let eff = limit.map(|l| l.efficiency(m.stats.median));
-        above |= eff.is_some_and(|e| e > 1.0);
+        above |= eff.is_some_and(summary::beyond);
         let row = [
             m.label.to_string(),
             secs(m.median_cpu_secs),
@@ -424,7 +419,8 @@ fn verdicts(summaries: &[ModelSummary], reference: Option<Label>) -> Vec<String>
                 "closest to its floor: {} at {x:.2}× its {floor} ({:.2} s){}",
                 m.label,
                 l.secs,
-                if x < 1.0 {
+                // As shown: 0.996 reads "1.00×", and is not below 1×.
+                if (x * 100.0).round() < 100.0 {
                     match l.binds {
                         Binds::Network => "; below 1×: the bound is modelled from the configured first-byte distribution, and this run's draws were kinder",
                         Binds::Cpu => "; below 1×: the CPU floor is counted in 10 ms ticks",
@@ -473,19 +469,17 @@ fn limit(m: &ModelSummary, x_bound: Option<f64>, summaries: &[ModelSummary]) -> 
             ("network bound", Model::FetchOnly)
         };
         let e = ceiling / m.stats.median;
-        let mark = if e > 1.0 { ABOVE } else { "" };
+        let pct = summary::percent(e, ABOVE);
         return Some(if e >= 0.9 {
             format!(
-                "what limits it: {kind}: {} reaches {:.0} %{mark} of the ceiling, {which} at {ceiling:.2} s ({})",
+                "what limits it: {kind}: {} reaches {pct} of the ceiling, {which} at {ceiling:.2} s ({})",
                 m.label,
-                100.0 * e,
                 meaning(which)
             )
         } else {
             format!(
-                "what limits it: the model itself: {} reaches {:.0} % of the ceiling, {which} at {ceiling:.2} s ({}); the rest is the model's own overhead",
+                "what limits it: the model itself: {} reaches {pct} of the ceiling, {which} at {ceiling:.2} s ({}); the rest is the model's own overhead",
                 m.label,
-                100.0 * e,
                 meaning(which)
             )
         });
