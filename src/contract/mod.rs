@@ -13,6 +13,7 @@ mod fast;
 mod normalize;
 mod parse;
 mod record;
+mod scan;
 
 pub use coerce::numeric_fits;
 pub use fast::{
