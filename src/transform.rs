@@ -1,12 +1,13 @@
 //! The transform every model shares: from a fetched object to a write plan.
 
-use crate::contract::{ParsedFile, parse_file, parse_file_borrowed};
+use crate::contract::{ParsedFile, parse_file, parse_file_into};
 use crate::db::{FileOutcome, WritePlan, WriteStrategy, copy};
 
 /// Parses an object's bytes and plans its transaction.
 ///
-/// With COPY (the default) the rows go from the borrowed records straight
-/// into the COPY data, without an owned row in between.
+/// With COPY (the default) each record goes from the file's bytes straight
+/// into the COPY data as it is parsed, without an owned row or a list of
+/// records in between.
 pub fn plan(
     key: &str,
     etag: Option<&str>,
@@ -22,25 +23,23 @@ pub fn plan(
         };
         return WritePlan::new(key, etag, size, model, &outcome, strategy);
     }
-    let file = match parse_file_borrowed(bytes) {
-        Ok(f) => f,
-        Err(e) => {
-            let failed = FileOutcome::Failed(e.to_string());
-            return WritePlan::new(key, etag, size, model, &failed, strategy);
-        }
-    };
+    let mut tables = copy::Tables::new(key, bytes.len());
+    if let Err(e) = parse_file_into(bytes, &mut tables) {
+        let failed = FileOutcome::Failed(e.to_string());
+        return WritePlan::new(key, etag, size, model, &failed, strategy);
+    }
     // The ledger row of a loaded file with no rows, then this file's counts
     // and COPY data: the plan `WritePlan::new` makes, without the owned rows.
     let empty = FileOutcome::Parsed(ParsedFile::default());
     let mut plan = WritePlan::new(key, etag, size, model, &empty, strategy);
-    let counts = file.counts();
+    let counts = tables.counts();
     let count = |n: u64| i32::try_from(n).unwrap_or(i32::MAX);
     plan.songs = count(counts.songs);
     plan.movies = count(counts.movies);
     plan.apps = count(counts.apps);
     plan.rejected = count(counts.rejected);
     plan.skipped = count(counts.skipped);
-    plan.copies = copy::borrowed_batches(key, &file);
+    plan.copies = tables.finish();
     plan
 }
 
@@ -59,6 +58,26 @@ pub fn plan_refused(key: &str, etag: Option<&str>, reason: String, model: &str) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Plain records, then one the scan declines: the rows encoded before
+    /// it are encoded again, once.
+    #[test]
+    fn a_file_declined_part_way_plans_each_row_once() {
+        let plain = r#"{"type":"song","data":{"title":"t","year":1994}}"#;
+        let body = format!(r#"[{plain},{plain},{{"type":"song","data":{{"title":"\u0041"}}}},{plain}]"#);
+        let fast = plan("k", None, body.as_bytes(), "m", WriteStrategy::Copy);
+        let slow = crate::contract::parse_file_slow(body.as_bytes()).unwrap();
+        assert_eq!((fast.songs, slow.songs.len()), (4, 4));
+        let owned = WritePlan::new(
+            "k",
+            None,
+            body.len() as u64,
+            "m",
+            &FileOutcome::Parsed(slow),
+            WriteStrategy::Copy,
+        );
+        assert_eq!(format!("{fast:?}"), format!("{owned:?}"));
+    }
 
     /// The COPY plan from borrowed rows is the plan from owned rows.
     #[test]

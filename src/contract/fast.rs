@@ -228,34 +228,67 @@ impl AppRow<'_> {
     }
 }
 
+/// Where a parsed file's items go, in file order: a [`BorrowedFile`], or a
+/// writer of COPY rows that encodes each as it comes.
+pub trait Sink<'a> {
+    fn item(&mut self, item: Item<'a>);
+    /// Forgets every item so far: the scan declined the file part-way,
+    /// and the items start again from the first.
+    fn clear(&mut self);
+}
+
+impl<'a> Sink<'a> for BorrowedFile<'a> {
+    fn item(&mut self, item: Item<'a>) {
+        self.items.push(item);
+    }
+    fn clear(&mut self) {
+        self.items.clear();
+    }
+}
+
+/// Parses a bucket file (same contract and same results as
+/// [`super::parse::parse_file`]) into `sink`, with rows borrowing from
+/// `bytes`. A file of plain records is scanned once, each record going to
+/// the sink as soon as it is read, with no list of records in between.
+pub fn parse_file_into<'a>(bytes: &'a [u8], sink: &mut impl Sink<'a>) -> Result<(), FileError> {
+    let unmarked = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    // Validating UTF-8 once up front lets serde_json borrow raw values
+    // without validating each again. simdutf8 picks its SIMD at run time:
+    // std's validator was a tenth of the scan's time on seed's
+    // multilingual titles.
+    let file = match simdutf8::basic::from_utf8(unmarked) {
+        Ok(text) => {
+            if super::scan::each(text, |item| sink.item(item)).is_some() {
+                return Ok(());
+            }
+            sink.clear();
+            serde_json_pass(text)
+        }
+        Err(_) => None,
+    };
+    let file = match file {
+        Some(file) => file,
+        // Not a well-formed JSON array: the reference says why.
+        None => parse::parse_file(bytes).map(BorrowedFile::from_parsed)?,
+    };
+    file.items.into_iter().for_each(|item| sink.item(item));
+    Ok(())
+}
+
 /// Parses a bucket file (same contract and same results as
 /// [`super::parse::parse_file`]) with rows borrowing from `bytes`.
 pub fn parse_file_borrowed(bytes: &[u8]) -> Result<BorrowedFile<'_>, FileError> {
-    match fast_pass(bytes) {
-        Some(file) => Ok(file),
-        None => parse::parse_file(bytes).map(BorrowedFile::from_parsed),
-    }
+    // Records are a hundred bytes or more: reserve once, not per doubling.
+    let mut file = BorrowedFile {
+        items: Vec::with_capacity(bytes.len() / 128),
+    };
+    parse_file_into(bytes, &mut file)?;
+    Ok(file)
 }
 
 /// Parses a bucket file into owned rows.
 pub fn parse_file(bytes: &[u8]) -> Result<ParsedFile, FileError> {
     parse_file_borrowed(bytes).map(BorrowedFile::into_parsed)
-}
-
-/// The scan (a file of plain records), else the serde_json pass; `None`
-/// when the file is not a well-formed JSON array (the reference
-/// implementation then says why).
-fn fast_pass(bytes: &[u8]) -> Option<BorrowedFile<'_>> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    // Validating UTF-8 once up front lets serde_json borrow raw values
-    // without validating each again. simdutf8 picks its SIMD at run time:
-    // std's validator was a tenth of the scan's time on seed's
-    // multilingual titles.
-    let text = simdutf8::basic::from_utf8(bytes).ok()?;
-    if let Some(items) = super::scan::file(text) {
-        return Some(BorrowedFile { items });
-    }
-    serde_json_pass(text)
 }
 
 /// The serde_json pass over a file the scan declined.
@@ -789,16 +822,18 @@ mod tests {
         let fast = parse_file_borrowed(bytes);
         match (&slow, &fast) {
             (Ok(s), Ok(f)) => {
-                prop_assert_eq!(
-                    copy::borrowed_batches("k\\ey", f)
-                        .into_iter()
-                        .map(|b| (b.sql, b.data))
-                        .collect::<Vec<_>>(),
-                    copy::batches("k\\ey", s)
-                        .into_iter()
-                        .map(|b| (b.sql, b.data))
-                        .collect::<Vec<_>>()
-                );
+                let sent = |b: Vec<copy::CopyBatch>| -> Vec<_> {
+                    b.into_iter().map(|b| (b.sql, b.data)).collect()
+                };
+                let expected = sent(copy::batches("k\\ey", s));
+                prop_assert_eq!(&sent(copy::borrowed_batches("k\\ey", f)), &expected);
+                // Encoded as the records arrive, a declined scan's rows
+                // forgotten.
+                let mut tables = copy::Tables::new("k\\ey", bytes.len());
+                parse_file_into(bytes, &mut tables).unwrap();
+                let counts = tables.counts();
+                prop_assert_eq!(counts, f.counts());
+                prop_assert_eq!(&sent(tables.finish()), &expected);
                 prop_assert_eq!(&f.clone().into_parsed(), s);
             }
             (Err(s), Err(_)) => prop_assert_eq!(&parse_file(bytes).unwrap_err(), s),

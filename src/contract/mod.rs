@@ -17,8 +17,8 @@ mod scan;
 
 pub use coerce::numeric_fits;
 pub use fast::{
-    AppRow, BorrowedFile, Counts, Item, MovieRow, Outcome, SongRow, Text, parse_file,
-    parse_file_borrowed,
+    AppRow, BorrowedFile, Counts, Item, MovieRow, Outcome, Sink, SongRow, Text, parse_file,
+    parse_file_borrowed, parse_file_into,
 };
 pub use normalize::{normalize_title, normalize_title_into};
 pub use parse::parse_file as parse_file_slow;

@@ -24,8 +24,9 @@ use std::borrow::Cow;
 
 use super::fast::{FIELD_COUNT, Fields, Item, MAX_NESTING, PRIVATE_TOKEN, Val, field_key};
 
-/// The file's items, or `None` if any part of it is not plain.
-pub(super) fn file(text: &str) -> Option<Vec<Item<'_>>> {
+/// Hands the file's items to `f` in order; `None` if any part of the file
+/// is not plain (after some items may have gone to `f`).
+pub(super) fn each<'a>(text: &'a str, mut f: impl FnMut(Item<'a>)) -> Option<()> {
     let mut s = Scanner {
         text,
         b: text.as_bytes(),
@@ -33,15 +34,13 @@ pub(super) fn file(text: &str) -> Option<Vec<Item<'_>>> {
     };
     s.ws();
     s.byte(b'[')?;
-    // Records are a hundred bytes or more: reserve once, not per doubling.
-    let mut items = Vec::with_capacity(text.len() / 128);
     s.ws();
     if s.peek()? == b']' {
         s.i += 1;
     } else {
         loop {
             s.ws();
-            items.push(s.record()?);
+            f(s.record()?);
             s.ws();
             match s.next()? {
                 b',' => {}
@@ -51,7 +50,15 @@ pub(super) fn file(text: &str) -> Option<Vec<Item<'_>>> {
         }
     }
     s.ws();
-    (s.i == s.b.len()).then_some(items)
+    (s.i == s.b.len()).then_some(())
+}
+
+/// The file's items, or `None` if any part of it is not plain.
+#[cfg(test)]
+pub(super) fn file(text: &str) -> Option<Vec<Item<'_>>> {
+    let mut items = Vec::new();
+    each(text, |item| items.push(item))?;
+    Some(items)
 }
 
 struct Scanner<'a> {
@@ -66,6 +73,7 @@ struct Scanner<'a> {
 ///
 /// Eight bytes at a time (SWAR, as serde_json's own string scan): strings
 /// are most of a file's bytes.
+#[inline(always)]
 fn plain_run(rest: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
@@ -116,6 +124,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// A string without escapes: its content, borrowed.
+    #[inline(always)]
     fn string(&mut self) -> Option<&'a str> {
         if self.peek()? != b'"' {
             return None;

@@ -12,8 +12,8 @@
 use chrono::{Datelike, NaiveDate};
 
 use crate::contract::{
-    App, AppRow, BorrowedFile, Item, Movie, MovieRow, Outcome, ParsedFile, Record, Rejected, Song,
-    SongRow, Text, normalize_title_into,
+    App, AppRow, BorrowedFile, Counts, Item, Movie, MovieRow, Outcome, ParsedFile, Record,
+    Rejected, Sink, Song, SongRow, Text, normalize_title_into,
 };
 
 pub const SONGS: &str =
@@ -66,13 +66,13 @@ pub struct CopyBatch {
 /// The COPY batches for a parsed file, empty tables left out.
 pub fn batches(key: &str, file: &ParsedFile) -> Vec<CopyBatch> {
     let key = key_field(key);
-    let mut songs = Table::new(SONGS, file.songs.len());
+    let mut songs = Table::new(SONGS, file.songs.len() * 112);
     file.songs.iter().for_each(|s| song(&mut songs, &key, s));
-    let mut movies = Table::new(MOVIES, file.movies.len());
+    let mut movies = Table::new(MOVIES, file.movies.len() * 112);
     file.movies.iter().for_each(|m| movie(&mut movies, &key, m));
-    let mut apps = Table::new(APPS, file.apps.len());
+    let mut apps = Table::new(APPS, file.apps.len() * 112);
     file.apps.iter().for_each(|a| app(&mut apps, &key, a));
-    let mut rejects = Table::new(REJECTED, file.rejected.len());
+    let mut rejects = Table::new(REJECTED, file.rejected.len() * 112);
     file.rejected
         .iter()
         .for_each(|x| rejected(&mut rejects, &key, x));
@@ -86,48 +86,93 @@ pub fn batches(key: &str, file: &ParsedFile) -> Vec<CopyBatch> {
 /// from the rows borrowed from the file's bytes, empty tables left out.
 /// Same bytes as [`batches`] of the same file's [`ParsedFile`].
 pub fn borrowed_batches(key: &str, file: &BorrowedFile<'_>) -> Vec<CopyBatch> {
-    let key = key_field(key);
-    // Rows per table, to size each buffer once.
-    let mut n = [0usize; 4];
-    for item in &file.items {
-        let table = match item {
-            Item::Song(_) => 0,
-            Item::Movie(_) => 1,
-            Item::App(_) => 2,
-            Item::Owned(o) => match **o {
-                Outcome::Record(Record::Song(_)) => 0,
-                Outcome::Record(Record::Movie(_)) => 1,
-                Outcome::Record(Record::App(_)) => 2,
-                Outcome::Rejected(_) => 3,
-                Outcome::Skipped => continue,
-            },
-            Item::Skipped | Item::Pending => continue,
-        };
-        n[table] += 1;
-    }
-    let mut songs = Table::new(SONGS, n[0]);
-    let mut movies = Table::new(MOVIES, n[1]);
-    let mut apps = Table::new(APPS, n[2]);
-    let mut rejects = Table::new(REJECTED, n[3]);
-    for item in &file.items {
-        match item {
-            Item::Song(s) => song_row(&mut songs, &key, s),
-            Item::Movie(m) => movie_row(&mut movies, &key, m),
-            Item::App(a) => app_row(&mut apps, &key, a),
-            Item::Owned(o) => match &**o {
-                Outcome::Record(Record::Song(s)) => song(&mut songs, &key, s),
-                Outcome::Record(Record::Movie(m)) => movie(&mut movies, &key, m),
-                Outcome::Record(Record::App(a)) => app(&mut apps, &key, a),
-                Outcome::Rejected(x) => rejected(&mut rejects, &key, x),
-                Outcome::Skipped => {}
-            },
-            Item::Skipped | Item::Pending => {}
+    let mut tables = Tables::new(key, 0);
+    file.items.iter().for_each(|item| tables.push(item));
+    tables.finish()
+}
+
+/// A file's COPY data, encoded a record at a time as the parser hands
+/// them over ([`crate::contract::parse_file_into`]), with its counts.
+pub struct Tables {
+    key: Vec<u8>,
+    songs: Table,
+    movies: Table,
+    apps: Table,
+    rejects: Table,
+    skipped: u64,
+}
+
+impl Tables {
+    /// For a file of `size` bytes: each table's buffer starts at a third of
+    /// it (a row's COPY bytes are fewer than its JSON's, and a file's rows
+    /// rarely all go to one table), so it seldom grows while rows arrive.
+    pub fn new(key: &str, size: usize) -> Self {
+        Tables {
+            key: key_field(key),
+            songs: Table::new(SONGS, size / 3),
+            movies: Table::new(MOVIES, size / 3),
+            apps: Table::new(APPS, size / 3),
+            rejects: Table::new(REJECTED, 0),
+            skipped: 0,
         }
     }
-    [songs, movies, apps, rejects]
-        .into_iter()
-        .filter_map(Table::finish)
-        .collect()
+
+    fn push(&mut self, item: &Item<'_>) {
+        let key = &self.key;
+        match item {
+            Item::Song(s) => song_row(&mut self.songs, key, s),
+            Item::Movie(m) => movie_row(&mut self.movies, key, m),
+            Item::App(a) => app_row(&mut self.apps, key, a),
+            Item::Owned(o) => match &**o {
+                Outcome::Record(Record::Song(s)) => song(&mut self.songs, key, s),
+                Outcome::Record(Record::Movie(m)) => movie(&mut self.movies, key, m),
+                Outcome::Record(Record::App(a)) => app(&mut self.apps, key, a),
+                Outcome::Rejected(x) => rejected(&mut self.rejects, key, x),
+                Outcome::Skipped => self.skipped += 1,
+            },
+            Item::Skipped => self.skipped += 1,
+            Item::Pending => {}
+        }
+    }
+
+    /// Rows per table, rejected and skipped records so far.
+    pub fn counts(&self) -> Counts {
+        let n = |t: &Table| t.rows as u64;
+        Counts {
+            songs: n(&self.songs),
+            movies: n(&self.movies),
+            apps: n(&self.apps),
+            rejected: n(&self.rejects),
+            skipped: self.skipped,
+        }
+    }
+
+    /// The COPY batches, empty tables left out.
+    pub fn finish(self) -> Vec<CopyBatch> {
+        [self.songs, self.movies, self.apps, self.rejects]
+            .into_iter()
+            .filter_map(Table::finish)
+            .collect()
+    }
+}
+
+impl<'a> Sink<'a> for Tables {
+    fn item(&mut self, item: Item<'a>) {
+        self.push(&item);
+    }
+
+    fn clear(&mut self) {
+        for t in [
+            &mut self.songs,
+            &mut self.movies,
+            &mut self.apps,
+            &mut self.rejects,
+        ] {
+            t.buf.clear();
+            t.rows = 0;
+        }
+        self.skipped = 0;
+    }
 }
 
 /// The source key as a binary field (length and bytes), made once per file
@@ -158,11 +203,11 @@ struct Table {
 }
 
 impl Table {
-    fn new(sql: &'static str, rows: usize) -> Self {
+    fn new(sql: &'static str, bytes: usize) -> Self {
         let fields = columns(sql).map_or(0, |c| c.len() as i16);
         Table {
             sql,
-            buf: Vec::with_capacity(rows * 112),
+            buf: Vec::with_capacity(bytes),
             rows: 0,
             fields: fields.to_be_bytes(),
             scratch: String::new(),
