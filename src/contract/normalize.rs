@@ -56,6 +56,7 @@ pub fn normalize_title_into(title: &str, out: &mut String) {
 }
 
 /// A kept character, after the `_` of a word boundary if one is pending.
+#[inline(always)]
 fn keep(c: char, out: &mut String, pending_space: &mut bool) {
     if *pending_space {
         out.push('_');
@@ -65,6 +66,7 @@ fn keep(c: char, out: &mut String, pending_space: &mut bool) {
 }
 
 /// An ASCII character, where the Unicode tables reduce to this.
+#[inline(always)]
 fn ascii(c: u8, out: &mut String, start: usize, pending_space: &mut bool) {
     if c.is_ascii_alphanumeric() {
         keep(char::from(c.to_ascii_lowercase()), out, pending_space);
