@@ -13,6 +13,22 @@ use std::path::Path;
 use std::process::Command;
 
 fn check(bytes: &[u8]) {
+    // The fast path (the scan, the serde_json pass) plans what the
+    // reference implementation plans, byte for byte.
+    let outcome = |parsed: Result<_, bucketbench::contract::FileError>| match parsed {
+        Ok(p) => FileOutcome::Parsed(p),
+        Err(e) => FileOutcome::Failed(e.to_string()),
+    };
+    let plan = |o: &FileOutcome| {
+        WritePlan::new("fuzz.json", None, bytes.len() as u64, "fuzz", o, WriteStrategy::Copy)
+    };
+    let fast = bucketbench::transform::plan("fuzz.json", None, bytes, "fuzz", WriteStrategy::Copy);
+    let reference = plan(&outcome(bucketbench::contract::parse_file_slow(bytes)));
+    assert_eq!(format!("{fast:?}"), format!("{reference:?}"));
+    assert_eq!(
+        format!("{:?}", plan(&outcome(parse_file(bytes)))),
+        format!("{reference:?}")
+    );
     if let Ok(parsed) = parse_file(bytes) {
         let plan = WritePlan::new(
             "fuzz.json",
