@@ -760,6 +760,7 @@ impl<'a> Fields<'a> {
         self.slots[key as usize].take()
     }
 
+    #[inline]
     pub(super) fn take_item(&mut self, ty: &str) -> Option<Item<'a>> {
         use FieldKey as K;
         Some(match ty {

@@ -117,6 +117,7 @@ impl Tables {
         }
     }
 
+    #[inline]
     fn push(&mut self, item: &Item<'_>) {
         let key = &self.key;
         match item {
@@ -157,6 +158,7 @@ impl Tables {
 }
 
 impl<'a> Sink<'a> for Tables {
+    #[inline]
     fn item(&mut self, item: Item<'a>) {
         self.push(&item);
     }
