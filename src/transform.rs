@@ -64,7 +64,8 @@ mod tests {
     #[test]
     fn a_file_declined_part_way_plans_each_row_once() {
         let plain = r#"{"type":"song","data":{"title":"t","year":1994}}"#;
-        let body = format!(r#"[{plain},{plain},{{"type":"song","data":{{"title":"\u0041"}}}},{plain}]"#);
+        let body =
+            format!(r#"[{plain},{plain},{{"type":"song","data":{{"title":"\u0041"}}}},{plain}]"#);
         let fast = plan("k", None, body.as_bytes(), "m", WriteStrategy::Copy);
         let slow = crate::contract::parse_file_slow(body.as_bytes()).unwrap();
         assert_eq!((fast.songs, slow.songs.len()), (4, 4));

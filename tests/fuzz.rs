@@ -20,7 +20,14 @@ fn check(bytes: &[u8]) {
         Err(e) => FileOutcome::Failed(e.to_string()),
     };
     let plan = |o: &FileOutcome| {
-        WritePlan::new("fuzz.json", None, bytes.len() as u64, "fuzz", o, WriteStrategy::Copy)
+        WritePlan::new(
+            "fuzz.json",
+            None,
+            bytes.len() as u64,
+            "fuzz",
+            o,
+            WriteStrategy::Copy,
+        )
     };
     let fast = bucketbench::transform::plan("fuzz.json", None, bytes, "fuzz", WriteStrategy::Copy);
     let reference = plan(&outcome(bucketbench::contract::parse_file_slow(bytes)));

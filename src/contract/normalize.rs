@@ -172,7 +172,10 @@ mod tests {
     fn characters_sharing_a_memo_slot_keep_their_own_class() {
         let t = "\u{c0}\u{2c0} \u{4c0}\u{c0}.\u{2c0}\u{4c0}\u{c0} \u{130}\u{330}\u{130}";
         assert_eq!(normalize_title(t), reference(t));
-        assert_eq!(normalize_title(t), "\u{e0}\u{2c0}_\u{4cf}\u{e0}\u{2c0}\u{4cf}\u{e0}_ii");
+        assert_eq!(
+            normalize_title(t),
+            "\u{e0}\u{2c0}_\u{4cf}\u{e0}\u{2c0}\u{4cf}\u{e0}_ii"
+        );
     }
 
     #[test]

@@ -336,7 +336,9 @@ mod tests {
         for len in 0..40 {
             for stop in (0..=0x22).chain([b'\\', 0x5b, 0x5d, 0x7f, 0x80, 0xa2, 0xdc, 0xff]) {
                 for at in 0..=len {
-                    let mut b: Vec<u8> = (0..len).map(|i| fill[(i * 7 + stop as usize) % fill.len()]).collect();
+                    let mut b: Vec<u8> = (0..len)
+                        .map(|i| fill[(i * 7 + stop as usize) % fill.len()])
+                        .collect();
                     if at < len {
                         b[at] = stop;
                     }
