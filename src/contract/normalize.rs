@@ -23,6 +23,19 @@ pub fn normalize_title_into(title: &str, out: &mut String) {
         }
         return;
     }
+    if title.contains('Σ') {
+        // The one lower case that depends on its neighbours: a capital
+        // sigma ending a word is `ς`, elsewhere `σ`. `str::to_lowercase`
+        // applies that rule; a character at a time cannot.
+        for lower in title.to_lowercase().chars() {
+            match Class::of_lower(lower) {
+                Class::Keep(l) => keep(l, out, &mut pending_space),
+                Class::Space => pending_space = out.len() > start,
+                Class::Drop => {}
+            }
+        }
+        return;
+    }
     MEMO.with_borrow_mut(|memo| {
         for c in title.chars() {
             if let Ok(b) = u8::try_from(c)
@@ -149,11 +162,12 @@ mod tests {
         assert_eq!(normalize_title("a - b"), "a_b");
     }
 
-    /// The definition, one Unicode lookup per character.
+    /// The definition: the title's Unicode lower case, then a lookup per
+    /// character.
     fn reference(title: &str) -> String {
         let mut out = String::new();
         let mut pending_space = false;
-        for c in title.chars().flat_map(char::to_lowercase) {
+        for c in title.to_lowercase().chars() {
             if c.is_whitespace() {
                 pending_space = !out.is_empty();
             } else if (c.is_alphabetic() || c.is_numeric()) && !c.is_uppercase() {
@@ -165,6 +179,15 @@ mod tests {
             }
         }
         out
+    }
+
+    /// A capital sigma ending a word lowers to the final form.
+    #[test]
+    fn a_final_capital_sigma_is_a_final_sigma() {
+        assert_eq!(normalize_title("ΟΔΟΣ"), "οδος");
+        assert_eq!(normalize_title("ΣΟΦΟΣ ΣΑΣ!"), "σοφος_σας");
+        assert_eq!(normalize_title("Σ"), "σ");
+        assert_eq!(normalize_title("ΑΣ.Β"), reference("ΑΣ.Β"));
     }
 
     /// Characters that share a slot of the memo, in turns.
@@ -188,7 +211,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn ascii_fast_path_matches_the_definition(title in "(\\PC|[\\x00-\\x7f]|\u{130}|\u{212a})*") {
+        fn ascii_fast_path_matches_the_definition(title in "(\\PC|[\\x00-\\x7f]|\u{130}|\u{212a}|\u{3a3}|\u{3c3}|\u{3c2})*") {
             prop_assert_eq!(normalize_title(&title), reference(&title));
             let mut appended = String::from("prefix\t");
             normalize_title_into(&title, &mut appended);

@@ -1,7 +1,9 @@
 //! From a file's bytes to typed rows, rejected records and a skipped count.
 
-use serde_json::Value;
+use std::collections::BTreeMap;
+
 use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 
 use super::coerce::{self, Fields};
 use super::normalize::normalize_title;
@@ -48,7 +50,7 @@ pub fn parse_file(bytes: &[u8]) -> Result<ParsedFile, FileError> {
     let mut out = ParsedFile::default();
     for (index, raw) in items.iter().enumerate() {
         let index = i32::try_from(index).unwrap_or(i32::MAX);
-        match serde_json::from_str::<Value>(raw.get()) {
+        match literal_value(raw.get()) {
             Ok(value) => match parse_record(&value) {
                 Ok(Some(Record::Song(s))) => out.songs.push(s),
                 Ok(Some(Record::Movie(m))) => out.movies.push(m),
@@ -68,6 +70,39 @@ pub fn parse_file(bytes: &[u8]) -> Result<ParsedFile, FileError> {
         }
     }
     Ok(out)
+}
+
+/// A record's JSON as a `Value`, every object read as an object.
+///
+/// With `arbitrary_precision` and `raw_value`, serde_json's own `Value`
+/// reads an object whose first key is `$serde_json::private::Number` (or
+/// `...RawValue`, escaped spellings included) as a number (or as raw JSON),
+/// so such a record loaded what it does not say (an object taken for a
+/// year) or was refused for the wrong reason. Objects are read here as maps
+/// of raw values, whose keys are only keys, and assembled level by level;
+/// everything else `Value` reads itself. Duplicate keys keep the last, as
+/// `Value`'s do. Only records the fast path leaves to the reference come
+/// here, so the second look at each level costs little.
+fn literal_value(raw: &str) -> serde_json::Result<Value> {
+    match raw.as_bytes().first() {
+        Some(b'{') => {
+            let entries: BTreeMap<String, &RawValue> = serde_json::from_str(raw)?;
+            entries
+                .into_iter()
+                .map(|(k, v)| Ok((k, literal_value(v.get())?)))
+                .collect::<serde_json::Result<Map<_, _>>>()
+                .map(Value::Object)
+        }
+        Some(b'[') => {
+            let items: Vec<&RawValue> = serde_json::from_str(raw)?;
+            items
+                .into_iter()
+                .map(|v| literal_value(v.get()))
+                .collect::<serde_json::Result<Vec<_>>>()
+                .map(Value::Array)
+        }
+        _ => serde_json::from_str(raw),
+    }
 }
 
 fn top_level_error(bytes: &[u8], e: serde_json::Error) -> FileError {
@@ -204,4 +239,44 @@ fn jsonb_safe(value: Value, original: &str) -> Value {
         }
     }
     if has_nul(&value) { fix(value) } else { value }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// serde_json's private keys are keys like any other: an object stays
+    /// an object, an extra field stays ignored, `raw` keeps the record.
+    #[test]
+    fn serde_json_private_keys_are_only_keys() {
+        let file = br#"[
+            {"type":"song","data":{"title":"t","year":{"$serde_json::private::Number":"12"}}},
+            {"type":"song","data":{"title":"t","year":{"\u0024serde_json::private::Number":"12"}}},
+            {"$serde_json::private::RawValue":"{\"type\":\"song\",\"data\":{\"title\":\"x\"}}"},
+            {"type":"song","data":{"title":"t","x":{"$serde_json::private::Number":"x"}}},
+            {"$serde_json::private::RawValue":"x","type":"song","data":{"title":"x"}},
+            {"type":"zzz","data":{"$serde_json::private::Number":"5"}},
+            {"type":"song","data":{"x":{"$serde_json::private::Number":"5"}}}
+        ]"#;
+        let p = parse_file(file).unwrap();
+        let titles: Vec<&str> = p.songs.iter().map(|s| s.title.as_str()).collect();
+        assert_eq!(titles, ["t", "x"]);
+        assert_eq!(p.skipped, 1);
+        let rejected: Vec<(i32, &str)> = p
+            .rejected
+            .iter()
+            .map(|r| (r.index, r.reason.as_str()))
+            .collect();
+        assert_eq!(rejected.len(), 4, "{rejected:?}");
+        assert_eq!(rejected[0].0, 0);
+        assert!(rejected[0].1.contains("year"), "{rejected:?}");
+        assert_eq!(rejected[1].0, 1);
+        assert!(rejected[1].1.contains("year"), "{rejected:?}");
+        assert_eq!(rejected[2], (2, "record has no \"type\""));
+        assert_eq!(rejected[3].0, 6);
+        assert_eq!(
+            p.rejected[3].raw,
+            serde_json::json!({"type":"song","data":{"x":{"$serde_json::private::Number":"5"}}})
+        );
+    }
 }
