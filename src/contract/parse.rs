@@ -78,18 +78,36 @@ pub fn parse_file(bytes: &[u8]) -> Result<ParsedFile, FileError> {
 /// reads an object whose first key is `$serde_json::private::Number` (or
 /// `...RawValue`, escaped spellings included) as a number (or as raw JSON),
 /// so such a record loaded what it does not say (an object taken for a
-/// year) or was refused for the wrong reason. Objects are read here as maps
-/// of raw values, whose keys are only keys, and assembled level by level;
-/// everything else `Value` reads itself. Duplicate keys keep the last, as
-/// `Value`'s do. Only records the fast path leaves to the reference come
-/// here, so the second look at each level costs little.
+/// year) or was refused for the wrong reason. A record whose text could
+/// spell such a key (it holds `private`, or a `\u` escape) is read again
+/// here with objects as maps of raw values, whose keys are only keys;
+/// any other is `Value`'s reading, nesting limit and errors included.
 fn literal_value(raw: &str) -> serde_json::Result<Value> {
+    let parsed = serde_json::from_str::<Value>(raw);
+    if !raw.contains("private") && !raw.contains("\\u") {
+        return parsed;
+    }
+    match parsed {
+        // Too deep for `Value`: too deep here too, and the rebuild would
+        // recurse as deep as the text goes.
+        Err(e) if e.to_string().starts_with("recursion limit") => Err(e),
+        _ => rebuild(raw, 0),
+    }
+}
+
+/// [`literal_value`]'s reading, one level at a time. Duplicate keys keep
+/// the last, as `Value`'s do.
+fn rebuild(raw: &str, depth: usize) -> serde_json::Result<Value> {
+    // `Value`'s own limit; raw values are captured without one.
+    if depth > 128 {
+        return Err(serde::de::Error::custom("recursion limit exceeded"));
+    }
     match raw.as_bytes().first() {
         Some(b'{') => {
             let entries: BTreeMap<String, &RawValue> = serde_json::from_str(raw)?;
             entries
                 .into_iter()
-                .map(|(k, v)| Ok((k, literal_value(v.get())?)))
+                .map(|(k, v)| Ok((k, rebuild(v.get(), depth + 1)?)))
                 .collect::<serde_json::Result<Map<_, _>>>()
                 .map(Value::Object)
         }
@@ -97,7 +115,7 @@ fn literal_value(raw: &str) -> serde_json::Result<Value> {
             let items: Vec<&RawValue> = serde_json::from_str(raw)?;
             items
                 .into_iter()
-                .map(|v| literal_value(v.get()))
+                .map(|v| rebuild(v.get(), depth + 1))
                 .collect::<serde_json::Result<Vec<_>>>()
                 .map(Value::Array)
         }
@@ -274,6 +292,19 @@ mod tests {
         assert!(rejected[1].1.contains("year"), "{rejected:?}");
         assert_eq!(rejected[2], (2, "record has no \"type\""));
         assert_eq!(rejected[3].0, 6);
+        // Deep records that could spell such a key still stop at the
+        // nesting limit, without recursing as deep as the text.
+        let deep = format!(
+            r#"[{{"type":"song","private":{}{}}}]"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        let d = parse_file(deep.as_bytes()).unwrap();
+        assert!(
+            d.rejected[0].reason.contains("recursion limit"),
+            "{:?}",
+            d.rejected
+        );
         assert_eq!(
             p.rejected[3].raw,
             serde_json::json!({"type":"song","data":{"x":{"$serde_json::private::Number":"5"}}})
