@@ -483,3 +483,48 @@ fn invalid_utf8_fails_the_file() {
         Err(FileError::NotJson(_))
     ));
 }
+
+#[test]
+fn numbers_in_exponent_form_are_text_exactly_as_written() {
+    let f = parse_file(
+        br#"[{"type":"app","data":{"name":1E3,"version":1E-2,"genre":2.5e+10,"size_bytes":1E3}},
+            {"type":"movie","data":{"original_title:":1E3,"original_language":7e0,"budget":2E1}},
+            {"type":"song","data":{"title":1e3,"artist_name":1E3,"release":-1.5E-7,"title":2E1,"year":1.994E3}},
+            {"type":"app","data":{"name":"n","version":2.10}}]"#,
+    )
+    .unwrap();
+    assert!(f.rejected.is_empty(), "{:?}", f.rejected);
+    let a = &f.apps[0];
+    assert_eq!(
+        (
+            a.name.as_str(),
+            a.version.as_deref(),
+            a.genre.as_deref(),
+            a.size_bytes
+        ),
+        ("1E3", Some("1E-2"), Some("2.5e+10"), Some(1000))
+    );
+    assert_eq!(f.apps[1].version.as_deref(), Some("2.10"));
+    let m = &f.movies[0];
+    assert_eq!(
+        (
+            m.original_title.as_str(),
+            m.original_title_normalized.as_str()
+        ),
+        ("1E3", "1e3")
+    );
+    assert_eq!(
+        (m.original_language.as_deref(), m.budget),
+        (Some("7e0"), Some(20))
+    );
+    let s = &f.songs[0];
+    assert_eq!(
+        (
+            s.title.as_str(),
+            s.artist_name.as_deref(),
+            s.release.as_deref(),
+            s.year
+        ),
+        ("2E1", Some("1E3"), Some("-1.5E-7"), Some(1994))
+    );
+}

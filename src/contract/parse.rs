@@ -51,17 +51,19 @@ pub fn parse_file(bytes: &[u8]) -> Result<ParsedFile, FileError> {
     for (index, raw) in items.iter().enumerate() {
         let index = i32::try_from(index).unwrap_or(i32::MAX);
         match literal_value(raw.get()) {
-            Ok(value) => match parse_record(&value) {
-                Ok(Some(Record::Song(s))) => out.songs.push(s),
-                Ok(Some(Record::Movie(m))) => out.movies.push(m),
-                Ok(Some(Record::App(a))) => out.apps.push(a),
-                Ok(None) => out.skipped += 1,
-                Err(reason) => out.rejected.push(Rejected {
-                    index,
-                    reason,
-                    raw: jsonb_safe(value, raw.get()),
-                }),
-            },
+            Ok(value) => {
+                match parse_record(&value).map(|r| r.map(|r| as_written(r, &value, raw))) {
+                    Ok(Some(Record::Song(s))) => out.songs.push(s),
+                    Ok(Some(Record::Movie(m))) => out.movies.push(m),
+                    Ok(Some(Record::App(a))) => out.apps.push(a),
+                    Ok(None) => out.skipped += 1,
+                    Err(reason) => out.rejected.push(Rejected {
+                        index,
+                        reason,
+                        raw: jsonb_safe(value, raw.get()),
+                    }),
+                }
+            }
             Err(e) => out.rejected.push(Rejected {
                 index,
                 reason: format!("record is not valid JSON: {e}"),
@@ -186,15 +188,85 @@ fn song(d: &Fields) -> Result<Song, String> {
     })
 }
 
-fn movie(d: &Fields) -> Result<Movie, String> {
-    // The original task's example spells the key `original_title:`.
-    let title_key = if d.get("original_title").is_some_and(|v| !v.is_null()) {
+/// The key a movie's title is read from. The original task's example
+/// spells it `original_title:`.
+fn title_key(d: &Fields) -> &'static str {
+    if d.get("original_title").is_some_and(|v| !v.is_null()) {
         "original_title"
     } else if d.contains_key("original_title:") {
         "original_title:"
     } else {
         "original_title"
+    }
+}
+
+/// A text field takes a number as its JSON text exactly as written, but
+/// `Value` respells a number in exponent form (`1E3` as `1e+3`): such a
+/// field's text is taken from the record's own bytes instead. Records
+/// without one pay a look at their text fields.
+fn as_written(mut record: Record, value: &Value, raw: &RawValue) -> Record {
+    let Some(Value::Object(data)) = value.get("data") else {
+        return record;
     };
+    let respelled =
+        |f: &str| matches!(data.get(f), Some(Value::Number(n)) if n.to_string().contains('e'));
+    let text_fields = [
+        "artist_name",
+        "title",
+        "release",
+        "original_title",
+        "original_title:",
+        "original_language",
+        "name",
+        "genre",
+        "version",
+    ];
+    if !text_fields.into_iter().any(respelled) {
+        return record;
+    }
+    // Duplicate keys keep the last here as in `Value`, so this is the
+    // value the record was read from.
+    let fields = serde_json::from_str::<BTreeMap<String, &RawValue>>(raw.get())
+        .ok()
+        .and_then(|r| r.get("data").copied())
+        .and_then(|d| serde_json::from_str::<BTreeMap<String, &RawValue>>(d.get()).ok());
+    let Some(fields) = fields else {
+        return record;
+    };
+    let exact = |f: &str| respelled(f).then(|| fields.get(f).map(|r| r.get().to_string()))?;
+    let set = |slot: &mut Option<String>, f: &str| {
+        if let Some(t) = exact(f) {
+            *slot = Some(t);
+        }
+    };
+    match &mut record {
+        Record::Song(s) => {
+            set(&mut s.artist_name, "artist_name");
+            set(&mut s.release, "release");
+            if let Some(t) = exact("title") {
+                s.title = t;
+            }
+        }
+        Record::Movie(m) => {
+            set(&mut m.original_language, "original_language");
+            if let Some(t) = exact(title_key(data)) {
+                m.original_title_normalized = normalize_title(&t);
+                m.original_title = t;
+            }
+        }
+        Record::App(a) => {
+            set(&mut a.genre, "genre");
+            set(&mut a.version, "version");
+            if let Some(t) = exact("name") {
+                a.name = t;
+            }
+        }
+    }
+    record
+}
+
+fn movie(d: &Fields) -> Result<Movie, String> {
+    let title_key = title_key(d);
     let original_title = coerce::required_text(d, title_key)
         .map_err(|e| e.replace("original_title:", "original_title"))?;
     Ok(Movie {
