@@ -17,23 +17,19 @@ pub fn normalize_title(title: &str) -> String {
 pub fn normalize_title_into(title: &str, out: &mut String) {
     let start = out.len();
     let mut pending_space = false;
+    let mut put = |class| apply(class, out, start, &mut pending_space);
     if title.is_ascii() {
-        for c in title.bytes() {
-            ascii(c, out, start, &mut pending_space);
-        }
+        title.bytes().for_each(|c| put(ascii(c)));
         return;
     }
     if title.contains('Σ') {
         // The one lower case that depends on its neighbours: a capital
         // sigma ending a word is `ς`, elsewhere `σ`. `str::to_lowercase`
         // applies that rule; a character at a time cannot.
-        for lower in title.to_lowercase().chars() {
-            match Class::of_lower(lower) {
-                Class::Keep(l) => keep(l, out, &mut pending_space),
-                Class::Space => pending_space = out.len() > start,
-                Class::Drop => {}
-            }
-        }
+        title
+            .to_lowercase()
+            .chars()
+            .for_each(|l| put(Class::of_lower(l)));
         return;
     }
     MEMO.with_borrow_mut(|memo| {
@@ -41,7 +37,7 @@ pub fn normalize_title_into(title: &str, out: &mut String) {
             if let Ok(b) = u8::try_from(c)
                 && b.is_ascii()
             {
-                ascii(b, out, start, &mut pending_space);
+                put(ascii(b));
                 continue;
             }
             let slot = &mut memo[c as usize % MEMO_SLOTS];
@@ -50,43 +46,42 @@ pub fn normalize_title_into(title: &str, out: &mut String) {
                 _ => Class::of(c).inspect(|&class| *slot = (c, class)),
             };
             match class {
-                Some(Class::Keep(lower)) => keep(lower, out, &mut pending_space),
-                Some(Class::Space) => pending_space = out.len() > start,
-                Some(Class::Drop) => {}
+                Some(class) => put(class),
                 // Several characters in lower case (`İ` is `i̇`).
-                None => {
-                    for lower in c.to_lowercase() {
-                        match Class::of_lower(lower) {
-                            Class::Keep(l) => keep(l, out, &mut pending_space),
-                            Class::Space => pending_space = out.len() > start,
-                            Class::Drop => {}
-                        }
-                    }
-                }
+                None => c.to_lowercase().for_each(|l| put(Class::of_lower(l))),
             }
         }
     });
 }
 
-/// A kept character, after the `_` of a word boundary if one is pending.
+/// Appends what `class` says to `out`: a kept character after the `_` of
+/// a pending word boundary, or the boundary itself (never at the start).
 #[inline(always)]
-fn keep(c: char, out: &mut String, pending_space: &mut bool) {
-    if *pending_space {
-        out.push('_');
-        *pending_space = false;
+fn apply(class: Class, out: &mut String, start: usize, pending_space: &mut bool) {
+    match class {
+        Class::Keep(c) => {
+            if *pending_space {
+                out.push('_');
+                *pending_space = false;
+            }
+            out.push(c);
+        }
+        Class::Space => *pending_space = out.len() > start,
+        Class::Drop => {}
     }
-    out.push(c);
 }
 
-/// An ASCII character, where the Unicode tables reduce to this.
+/// An ASCII character's class, where the Unicode tables reduce to this.
 #[inline(always)]
-fn ascii(c: u8, out: &mut String, start: usize, pending_space: &mut bool) {
+fn ascii(c: u8) -> Class {
     if c.is_ascii_alphanumeric() {
-        keep(char::from(c.to_ascii_lowercase()), out, pending_space);
+        Class::Keep(char::from(c.to_ascii_lowercase()))
     } else if matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r') {
         // `char::is_whitespace` on ASCII (it includes the vertical tab,
         // which `u8::is_ascii_whitespace` does not).
-        *pending_space = out.len() > start;
+        Class::Space
+    } else {
+        Class::Drop
     }
 }
 
