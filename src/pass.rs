@@ -57,6 +57,26 @@ fn prepare_database_within(url: &str, patience: db::Patience) -> anyhow::Result<
     })?
 }
 
+/// Whether the database already has every migration, read on the pass's
+/// own connection ([`schema::is_current`]). Any failure (no history table
+/// yet, a stall) answers "no": migrating decides, and says why.
+fn schema_is_current(pg: &mut sync_writer::Connection) -> bool {
+    let limit = pg.patience().base;
+    pg.run(async |c| {
+        let rows = db::within(
+            limit,
+            "the schema check",
+            c.query(schema::HISTORY_QUERY, &[]),
+        )
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()
+            .map_err(anyhow::Error::from)
+    })
+    .is_ok_and(|applied| schema::is_current(&applied))
+}
+
 /// Runs `work` (a listing page's ledger bookkeeping) on the pass's own
 /// connection, reopening it when PostgreSQL dropped it (a restart, a
 /// terminated backend) with the writers' bounded backoff
@@ -156,8 +176,12 @@ pub fn run_pass_with(
     if cfg.knobs.max_bytes_in_flight > 0 {
         crate::bucket::budget::return_freed_memory();
     }
-    prepare_database_within(&cfg.database_url, cfg.knobs.patience)?;
-    let mut pg = sync_writer::Connection::open(&cfg.database_url, cfg.knobs.patience)?;
+    let patience = cfg.knobs.patience;
+    let mut pg =
+        sync_writer::Connection::open_within(&cfg.database_url, patience, patience.startup())?;
+    if !schema_is_current(&mut pg) {
+        prepare_database_within(&cfg.database_url, patience)?;
+    }
     let stats = Arc::new(NetStats::new(&cfg.client));
     let lister = SyncClient::new(cfg.client.clone(), stats.clone())?;
     let summary = PassSummary {

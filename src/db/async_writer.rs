@@ -143,8 +143,10 @@ pub async fn write_with_reconnect(
 /// Writes every plan `plans` yields with `writers` concurrent writers,
 /// each committing up to `per_tx` files (and [`ledger::GROUP_ROWS`] rows)
 /// a transaction, and hands each plan and its result to `done`. A group
-/// is whatever is waiting when a writer is free, so files never wait for
-/// a group to fill: under light load each goes alone.
+/// is what is waiting when a writer is free; when that is fewer than
+/// [`ledger::GATHER_ROWS`] rows, the writer waits for more, at most
+/// [`ledger::GATHER_WAIT`] and never past the end of the fetching, so a
+/// file waits a bounded moment for company, never for a group to fill.
 pub async fn write_all(
     pool: &deadpool_postgres::Pool,
     patience: super::Patience,
@@ -164,13 +166,23 @@ pub async fn write_all(
                 };
                 let mut rows = first.rows();
                 let mut group = vec![first];
+                let gather_until = tokio::time::Instant::now() + ledger::GATHER_WAIT;
                 while group.len() < per_tx.max(1) && rows < ledger::GROUP_ROWS {
-                    match rx.try_recv() {
-                        Ok(p) => {
+                    let next = if rows < ledger::GATHER_ROWS {
+                        // Closed (`None`) or the deadline passed: write what is here.
+                        tokio::time::timeout_at(gather_until, rx.recv())
+                            .await
+                            .ok()
+                            .flatten()
+                    } else {
+                        rx.try_recv().ok()
+                    };
+                    match next {
+                        Some(p) => {
                             rows += p.rows();
                             group.push(p);
                         }
-                        Err(_) => break,
+                        None => break,
                     }
                 }
                 group

@@ -11,6 +11,29 @@ mod embedded {
 /// Arbitrary, fixed: every bucketbench process must agree on it.
 const MIGRATION_LOCK: i64 = 0x6275_636b_6574; // "bucket"
 
+/// The migration history refinery keeps, in the order [`is_current`] reads it.
+pub const HISTORY_QUERY: &str =
+    "SELECT version, name, checksum FROM refinery_schema_history ORDER BY version";
+
+/// Whether `applied` (the rows of [`HISTORY_QUERY`]: version, name,
+/// checksum) is exactly the embedded migrations, each as written: then a
+/// pass has nothing to migrate, and needs neither the migration lock nor
+/// the blocking connection refinery runs on. A backend costs the server
+/// about as much CPU as loading a thousand rows, so a pass that checks on
+/// its own connection instead of opening one to migrate saves that every
+/// time. Anything else (an older, newer or edited history) is not current,
+/// and [`migrate`] decides, with refinery's own errors.
+pub fn is_current(applied: &[(i32, String, String)]) -> bool {
+    let runner = embedded::migrations::runner();
+    let embedded = runner.get_migrations();
+    applied.len() == embedded.len()
+        && applied.iter().zip(embedded).all(|((v, name, sum), m)| {
+            i64::from(*v) == i64::from(m.version())
+                && name == m.name()
+                && *sum == m.checksum().to_string()
+        })
+}
+
 pub fn migrate(client: &mut postgres::Client) -> anyhow::Result<()> {
     migrate_to(client, None)
 }
@@ -44,4 +67,43 @@ pub fn migrate_to(client: &mut postgres::Client, version: Option<i32>) -> anyhow
         .batch_execute("RESET lock_timeout; RESET idle_in_transaction_session_timeout")
         .context("after migrating")?;
     result.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The history refinery writes after applying every embedded migration.
+    fn applied() -> Vec<(i32, String, String)> {
+        embedded::migrations::runner()
+            .get_migrations()
+            .iter()
+            .map(|m| {
+                let version = i32::try_from(i64::from(m.version())).unwrap();
+                (version, m.name().to_string(), m.checksum().to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn only_the_exact_history_of_every_migration_is_current() {
+        let all = applied();
+        assert!(all.len() >= 4, "{all:?}");
+        assert!(is_current(&all));
+        assert!(!is_current(&[]), "a fresh database");
+        assert!(!is_current(&all[..all.len() - 1]), "one migration behind");
+        let mut newer = all.clone();
+        newer.push((
+            all.len() as i32 + 1,
+            "from_a_newer_binary".into(),
+            "1".into(),
+        ));
+        assert!(!is_current(&newer), "a newer binary migrated it");
+        let mut edited = all.clone();
+        edited[1].2 = "0".into();
+        assert!(!is_current(&edited), "a migration edited after it ran");
+        let mut renamed = all;
+        renamed[0].1 = "other".into();
+        assert!(!is_current(&renamed));
+    }
 }

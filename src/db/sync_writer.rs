@@ -50,15 +50,25 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 impl Connection {
     /// Connects, waiting at most `patience.base` for the server to answer.
     pub fn open(url: &str, patience: super::Patience) -> anyhow::Result<Self> {
+        Self::open_within(url, patience, patience.base)
+    }
+
+    /// Connects, waiting at most `limit` for the server to answer: a pass's
+    /// first connection waits [`super::Patience::startup`], since a server
+    /// busy starting may take seconds to accept.
+    pub fn open_within(
+        url: &str,
+        patience: super::Patience,
+        limit: std::time::Duration,
+    ) -> anyhow::Result<Self> {
         let cfg = super::session_config(url)?;
         let tls = super::tls::connector()?;
         let rt = runtime()?;
-        let (client, connection) =
-            rt.block_on(super::within(patience.base, "the connection", async {
-                cfg.connect(tls)
-                    .await
-                    .map_err(|e| super::connect_error(url, &e))
-            }))?;
+        let (client, connection) = rt.block_on(super::within(limit, "the connection", async {
+            cfg.connect(tls)
+                .await
+                .map_err(|e| super::connect_error(url, &e))
+        }))?;
         let task = rt.spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!("database connection ended: {}", crate::error::chain(&e));

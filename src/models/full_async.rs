@@ -1,7 +1,8 @@
 //! `async`: reqwest and tokio-postgres (through a deadpool-postgres pool),
 //! fetches and writes both concurrent and bounded. Fetched files queue for
 //! `connections` writers, each committing whatever has queued (up to
-//! `files_per_transaction`) in one transaction: group commit.
+//! `files_per_transaction`, after a bounded wait for company when little
+//! has) in one transaction: group commit.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
