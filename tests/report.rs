@@ -152,7 +152,10 @@ fn the_html_report_renders_in_a_browser_at_desktop_and_phone_widths() {
     )
     .unwrap();
     let verdict = original["verdict"]["text"].as_str().unwrap().to_string();
-    assert!(verdict.starts_with("async ran "), "{verdict}");
+    // Whichever model the run ranked first (by mean, as hyperfine ranks):
+    // on the internet preset `async` and `async-fetch` are within each
+    // other's noise, and either may lead a run.
+    assert!(verdict.contains(" times faster than sync"), "{verdict}");
     let replot = compare()
         .arg("--replot")
         .arg(dir.path())

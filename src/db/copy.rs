@@ -63,23 +63,22 @@ pub struct CopyBatch {
     pub data: Vec<u8>,
 }
 
-/// The COPY batches for a parsed file, empty tables left out.
+/// The COPY batches for a parsed file, empty tables left out: the same
+/// [`Tables`] the parser fills, fed the file's owned records.
 pub fn batches(key: &str, file: &ParsedFile) -> Vec<CopyBatch> {
-    let key = key_field(key);
-    let mut songs = Table::new(SONGS, file.songs.len() * 112);
-    file.songs.iter().for_each(|s| song(&mut songs, &key, s));
-    let mut movies = Table::new(MOVIES, file.movies.len() * 112);
-    file.movies.iter().for_each(|m| movie(&mut movies, &key, m));
-    let mut apps = Table::new(APPS, file.apps.len() * 112);
-    file.apps.iter().for_each(|a| app(&mut apps, &key, a));
-    let mut rejects = Table::new(REJECTED, file.rejected.len() * 112);
+    let mut tables = Tables::new(key, 0);
+    let t = &mut tables;
+    file.songs
+        .iter()
+        .for_each(|s| song(&mut t.songs, &t.key, s));
+    file.movies
+        .iter()
+        .for_each(|m| movie(&mut t.movies, &t.key, m));
+    file.apps.iter().for_each(|a| app(&mut t.apps, &t.key, a));
     file.rejected
         .iter()
-        .for_each(|x| rejected(&mut rejects, &key, x));
-    [songs, movies, apps, rejects]
-        .into_iter()
-        .filter_map(Table::finish)
-        .collect()
+        .for_each(|x| rejected(&mut t.rejects, &t.key, x));
+    tables.finish()
 }
 
 /// The COPY batches for a file parsed by the fast path, written straight
