@@ -45,10 +45,13 @@ pub fn prepare_database(url: &str) -> anyhow::Result<postgres::Client> {
 /// left behind if the deadline passes; the pass ends with one line.
 fn prepare_database_within(url: &str, patience: db::Patience) -> anyhow::Result<()> {
     let owned = url.to_string();
-    db::watched::on_thread(patience.startup(), "the connection", move || {
+    db::watched::on_thread(patience.startup(), "migrating", move || {
         prepare_database(&owned).map(drop)
     })
-    .map_err(|_| {
+    .map_err(|e| {
+        if !db::is_stalled(&e) {
+            return e;
+        }
         anyhow::anyhow!(
             "PostgreSQL at {} did not finish connecting and migrating within {} s (a stopped server, or a long migration: raise --db-timeout)",
             crate::secret::redact_url(url),
@@ -57,12 +60,33 @@ fn prepare_database_within(url: &str, patience: db::Patience) -> anyhow::Result<
     })?
 }
 
+/// The pass's own connection, opened within `patience.startup()`. A server
+/// that accepts the TCP connection but never answers (a stopped
+/// postmaster) is named in one line, with what to do about it.
+fn open_pass_connection(
+    url: &str,
+    patience: db::Patience,
+) -> anyhow::Result<sync_writer::Connection> {
+    sync_writer::Connection::open_within(url, patience, patience.startup()).map_err(|e| {
+        if !db::is_stalled(&e) {
+            return e;
+        }
+        anyhow::anyhow!(
+            "PostgreSQL at {} did not answer the connection within {} s (a stopped server, or one too busy to accept: raise --db-timeout)",
+            crate::secret::redact_url(url),
+            crate::error::seconds(patience.startup().as_secs_f64())
+        )
+    })
+}
+
 /// Whether the database already has every migration, read on the pass's
 /// own connection ([`schema::is_current`]). Any failure (no history table
-/// yet, a stall) answers "no": migrating decides, and says why.
-fn schema_is_current(pg: &mut sync_writer::Connection) -> bool {
+/// yet, a stall) answers "no": migrating decides, and says why. A check
+/// the server did not answer is said at once, counts in the stall streak,
+/// and the connection is reopened; an error means the streak ended the pass.
+fn schema_is_current(pg: &mut sync_writer::Connection) -> anyhow::Result<bool> {
     let limit = pg.patience().base;
-    pg.run(async |c| {
+    let applied = pg.run(async |c| {
         let rows = db::within(
             limit,
             "the schema check",
@@ -73,8 +97,17 @@ fn schema_is_current(pg: &mut sync_writer::Connection) -> bool {
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
             .collect::<Result<Vec<_>, tokio_postgres::Error>>()
             .map_err(anyhow::Error::from)
-    })
-    .is_ok_and(|applied| schema::is_current(&applied))
+    });
+    match applied {
+        Ok(applied) => Ok(schema::is_current(&applied)),
+        Err(e) => {
+            if db::warn_if_stalled(&e) {
+                pg.stalled(e, 0)?;
+                pg.reconnect()?;
+            }
+            Ok(false)
+        }
+    }
 }
 
 /// Runs `work` (a listing page's ledger bookkeeping) on the pass's own
@@ -177,9 +210,8 @@ pub fn run_pass_with(
         crate::bucket::budget::return_freed_memory();
     }
     let patience = cfg.knobs.patience;
-    let mut pg =
-        sync_writer::Connection::open_within(&cfg.database_url, patience, patience.startup())?;
-    if !schema_is_current(&mut pg) {
+    let mut pg = open_pass_connection(&cfg.database_url, patience)?;
+    if !schema_is_current(&mut pg)? {
         prepare_database_within(&cfg.database_url, patience)?;
     }
     let stats = Arc::new(NetStats::new(&cfg.client));

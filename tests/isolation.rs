@@ -340,6 +340,78 @@ fn files_arriving_one_by_one_share_transactions() {
     );
 }
 
+/// A writer never waits for company that cannot come. With a memory budget
+/// that holds one file at a time, the next file is fetched only once the
+/// one before commits, so a writer that waited out its gathering for it
+/// (`db::ledger::GATHER_WAIT`) would add that wait to every file.
+#[test]
+fn gathering_never_waits_for_files_the_budget_holds_back() {
+    let db = fresh_db();
+    let n = 80;
+    let files: Vec<(String, Vec<u8>)> = (0..n)
+        .map(|i| (format!("f{i:02}.json"), songs(&format!("f{i}"), 20)))
+        .collect();
+    let manifest: String = files.iter().map(|(k, _)| format!("{k}\n")).collect();
+    let refs: Vec<(&str, &[u8])> = files.iter().map(|(k, b)| (k.as_str(), &b[..])).collect();
+    let srv = serve(store_with(&refs, &manifest));
+    let mut cfg = config(&srv.base_url(), &db);
+    cfg.knobs.concurrency = n;
+    // The smallest budget there is: one file in flight at a time.
+    cfg.knobs.max_bytes_in_flight = 1;
+    let started = Instant::now();
+    let s = run_pass(&cfg, Model::Async.ingestor().as_ref()).unwrap();
+    let took = started.elapsed();
+    assert_eq!(s.loaded, n as u64, "{s:?}");
+    assert_eq!(
+        count(&mut connect(&db), "SELECT count(*) FROM songs"),
+        n as i64 * 20
+    );
+    // One file a group: had each group waited out its gathering, the pass
+    // would take n × GATHER_WAIT (4 s); without, a few ms a file.
+    let waited_out = bucketbench::db::ledger::GATHER_WAIT * n as u32;
+    assert!(
+        took < waited_out / 2,
+        "{took:?} for {n} files one at a time: the writers waited for files the budget held back"
+    );
+}
+
+/// `threads` opens a connection for each thread that gets a file, not for
+/// every thread: a pass of 3 new files on 32 threads fits a role allowed 6
+/// connections (the pass's own, one per file, and the migration's).
+#[test]
+fn threads_connect_only_for_the_files_they_take() {
+    let admin = fresh_db();
+    let url = url::Url::parse(&admin).unwrap();
+    let db_name = url.path().trim_start_matches('/').to_string();
+    let role = format!("few_{}", std::process::id());
+    connect(&admin)
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN PASSWORD 'few' CONNECTION LIMIT 6;
+             ALTER DATABASE \"{db_name}\" OWNER TO {role}"
+        ))
+        .unwrap();
+    let db = format!(
+        "postgres://{role}:few@{}:{}/{db_name}",
+        url.host_str().unwrap(),
+        url.port().unwrap()
+    );
+    let files: Vec<(String, Vec<u8>)> = (0..3)
+        .map(|i| (format!("f{i}.json"), songs(&format!("f{i}"), 10)))
+        .collect();
+    let manifest: String = files.iter().map(|(k, _)| format!("{k}\n")).collect();
+    let refs: Vec<(&str, &[u8])> = files.iter().map(|(k, b)| (k.as_str(), &b[..])).collect();
+    let srv = serve(store_with(&refs, &manifest));
+    let mut cfg = config(&srv.base_url(), &db);
+    cfg.knobs.threads = 32;
+    let s = run_pass(&cfg, Model::Threads.ingestor().as_ref())
+        .unwrap_or_else(|e| panic!("a pass of 3 files needs no 32 connections: {e:#}"));
+    assert_eq!(s.loaded, 3, "{s:?}");
+    assert_eq!(
+        count(&mut connect(&admin), "SELECT count(*) FROM songs"),
+        30
+    );
+}
+
 #[test]
 fn a_v1_database_upgrades_in_place_with_its_rows_and_ledger() {
     let db = fresh_db();

@@ -91,6 +91,39 @@ pub struct Budget {
     inner: Option<(Arc<Semaphore>, u32)>,
     /// See [`peak_per_body_byte`].
     per_body_byte: f64,
+    starved: Arc<Starved>,
+}
+
+/// Reservations waiting for bytes right now, and a signal each time one
+/// starts to wait: the `async` writers stop waiting for more files to
+/// share a transaction when the files they would wait for cannot be
+/// fetched until something commits ([`Budget::until_starved`]).
+#[derive(Debug, Default)]
+struct Starved {
+    waiting: std::sync::atomic::AtomicUsize,
+    began: tokio::sync::Notify,
+}
+
+/// Counts one reservation as waiting while it lives, so a reservation
+/// dropped while it waits (its task cancelled) stops counting too.
+struct Waiting<'a>(&'a Starved);
+
+impl<'a> Waiting<'a> {
+    fn new(starved: &'a Starved) -> Self {
+        starved
+            .waiting
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        starved.began.notify_waiters();
+        Waiting(starved)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0
+            .waiting
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl Default for Budget {
@@ -109,6 +142,7 @@ impl Budget {
         Budget {
             inner,
             per_body_byte: peak_per_body_byte(write),
+            starved: Arc::default(),
         }
     }
 
@@ -140,14 +174,42 @@ impl Budget {
         let Some((sem, total)) = &self.inner else {
             return Reservation::none();
         };
-        let permit = sem
-            .clone()
-            .acquire_many_owned(Self::units(*total, bytes))
-            .await
-            .expect("the budget's semaphore is never closed");
+        let units = Self::units(*total, bytes);
+        let permit = match sem.clone().try_acquire_many_owned(units) {
+            Ok(permit) => permit,
+            Err(_) => {
+                let _waiting = Waiting::new(&self.starved);
+                sem.clone()
+                    .acquire_many_owned(units)
+                    .await
+                    .expect("the budget's semaphore is never closed")
+            }
+        };
         Reservation {
             permit: Some(permit),
         }
+    }
+
+    /// Whether a file is waiting for bytes right now.
+    pub fn starved(&self) -> bool {
+        self.starved
+            .waiting
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0
+    }
+
+    /// Returns once a file is waiting for bytes: at once if one is, else
+    /// when one starts to wait (never, for an unlimited budget).
+    pub async fn until_starved(&self) {
+        let began = self.starved.began.notified();
+        tokio::pin!(began);
+        // Registered before the check, so a file that starts waiting in
+        // between still wakes this.
+        began.as_mut().enable();
+        if self.starved() {
+            return;
+        }
+        began.await;
     }
 
     /// [`Budget::reserve`] for blocking callers (the `sync` and `threads`

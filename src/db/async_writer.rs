@@ -145,14 +145,17 @@ pub async fn write_with_reconnect(
 /// a transaction, and hands each plan and its result to `done`. A group
 /// is what is waiting when a writer is free; when that is fewer than
 /// [`ledger::GATHER_ROWS`] rows, the writer waits for more, at most
-/// [`ledger::GATHER_WAIT`] and never past the end of the fetching, so a
-/// file waits a bounded moment for company, never for a group to fill.
+/// [`ledger::GATHER_WAIT`], never past the end of the fetching, and not
+/// while a fetched file waits for `budget` (the files it would wait for
+/// hold the budget until they commit, so none could come): a file waits a
+/// bounded moment for company, never for a group to fill.
 pub async fn write_all(
     pool: &deadpool_postgres::Pool,
     patience: super::Patience,
     plans: tokio::sync::mpsc::Receiver<WritePlan>,
     writers: usize,
     per_tx: usize,
+    budget: &crate::bucket::budget::Budget,
     done: impl Fn(WritePlan, WriteResult),
 ) -> anyhow::Result<()> {
     let plans = tokio::sync::Mutex::new(plans);
@@ -169,11 +172,14 @@ pub async fn write_all(
                 let gather_until = tokio::time::Instant::now() + ledger::GATHER_WAIT;
                 while group.len() < per_tx.max(1) && rows < ledger::GROUP_ROWS {
                     let next = if rows < ledger::GATHER_ROWS {
-                        // Closed (`None`) or the deadline passed: write what is here.
-                        tokio::time::timeout_at(gather_until, rx.recv())
-                            .await
-                            .ok()
-                            .flatten()
+                        tokio::select! {
+                            biased;
+                            // Closed (`None`) or the deadline passed: write what is here.
+                            next = tokio::time::timeout_at(gather_until, rx.recv()) => {
+                                next.ok().flatten()
+                            }
+                            () = budget.until_starved() => rx.try_recv().ok(),
+                        }
                     } else {
                         rx.try_recv().ok()
                     };

@@ -21,6 +21,8 @@ use crate::error::DbError;
 
 /// Runs `f` on a thread of its own and waits at most `limit` for it; past
 /// it, [`DbError::Stalled`] naming `what`, and the thread is left behind.
+/// A thread that panicked (refinery panics on a history table whose
+/// columns it cannot read) is an error saying so, not a stall.
 pub fn on_thread<T: Send + 'static>(
     limit: Duration,
     what: &'static str,
@@ -33,8 +35,12 @@ pub fn on_thread<T: Send + 'static>(
             let _ = tx.send(f());
         })
         .context("starting a database call's thread")?;
-    rx.recv_timeout(limit)
-        .map_err(|_| DbError::stalled(what, limit).into())
+    rx.recv_timeout(limit).map_err(|e| match e {
+        std::sync::mpsc::RecvTimeoutError::Timeout => DbError::stalled(what, limit).into(),
+        std::sync::mpsc::RecvTimeoutError::Disconnected => {
+            anyhow::anyhow!("{what} failed: the database client panicked (its message is above)")
+        }
+    })
 }
 
 /// How one attempt at a call ended.

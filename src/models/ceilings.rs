@@ -99,6 +99,8 @@ impl Ingestor for LoadOnlyCeiling {
                 rx,
                 job.knobs.connections,
                 job.knobs.files_per_transaction,
+                // Every plan is queued before the writes start and holds no budget.
+                &crate::bucket::budget::Budget::unlimited(),
                 |plan, w| {
                     job.tally
                         .record(&plan.key, FileResult::from_write(&plan, w))

@@ -25,8 +25,9 @@ impl Ingestor for AsyncModel {
 
     fn load(&self, job: &Job<'_>, todo: Todo) -> anyhow::Result<()> {
         let rt = runtime()?;
-        let http = AsyncClient::new(job.client.clone(), job.stats.clone())?
-            .with_budget(job.knobs.budget());
+        let budget = job.knobs.budget();
+        let http =
+            AsyncClient::new(job.client.clone(), job.stats.clone())?.with_budget(budget.clone());
         // The writers take bare plans: each plan's share of the budget waits
         // here, by key, until its group commits.
         let held: Mutex<HashMap<String, Reservation>> = Mutex::default();
@@ -91,6 +92,7 @@ impl Ingestor for AsyncModel {
                 rx,
                 job.knobs.connections,
                 job.knobs.files_per_transaction,
+                &budget,
                 |plan, written| {
                     job.tally
                         .record(&plan.key, FileResult::from_write(&plan, written));
