@@ -12,7 +12,7 @@ use bucketbench::db::{WriteStrategy, schema, sync_writer};
 use bucketbench::models::Model;
 use bucketbench::pass::{prepare_database, run_pass};
 use bucketbench::report::PassSummary;
-use bucketbench::sim::{ProfileName, SimBucket, Spec};
+use bucketbench::sim::{Conditions, ProfileName, SimBucket, SimServer, Spec};
 use common::*;
 
 fn songs(prefix: &str, n: usize) -> Vec<u8> {
@@ -20,6 +20,16 @@ fn songs(prefix: &str, n: usize) -> Vec<u8> {
         .map(|i| format!(r#"{{"type":"song","data":{{"title":"{prefix}-{i}"}}}}"#))
         .collect();
     format!("[{}]", records.join(",")).into_bytes()
+}
+
+/// A bucket of `n` files (`f00.json`, ...) of `records` songs each.
+fn serve_songs(n: usize, records: usize, conditions: Conditions) -> SimServer {
+    let files: Vec<(String, Vec<u8>)> = (0..n)
+        .map(|i| (format!("f{i:02}.json"), songs(&format!("f{i}"), records)))
+        .collect();
+    let manifest: String = files.iter().map(|(k, _)| format!("{k}\n")).collect();
+    let refs: Vec<(&str, &[u8])> = files.iter().map(|(k, b)| (k.as_str(), &b[..])).collect();
+    serve_with(store_with(&refs, &manifest), conditions)
 }
 
 fn run(bucket: &str, db: &str, model: &str, write: WriteStrategy, per_tx: usize) -> PassSummary {
@@ -304,22 +314,18 @@ fn keys_of_any_length_load_once_and_error_lines_cut_them() {
 #[test]
 fn files_arriving_one_by_one_share_transactions() {
     let db = fresh_db();
-    let files: Vec<(String, Vec<u8>)> = (0..24)
-        .map(|i| (format!("f{i:02}.json"), songs(&format!("f{i}"), 50)))
-        .collect();
-    let manifest: String = files.iter().map(|(k, _)| format!("{k}\n")).collect();
-    let refs: Vec<(&str, &[u8])> = files.iter().map(|(k, b)| (k.as_str(), &b[..])).collect();
     // First bytes spread uniformly over 20–120 ms: files land every few ms.
-    let srv = serve_with(
-        store_with(&refs, &manifest),
-        bucketbench::sim::server::Conditions {
+    let srv = serve_songs(
+        24,
+        50,
+        Conditions {
             latency_ms: 20.0,
             jitter_ms: 100.0,
             ..Default::default()
         },
     );
     let mut cfg = config(&srv.base_url(), &db);
-    cfg.knobs.concurrency = files.len();
+    cfg.knobs.concurrency = 24;
     let s = run_pass(&cfg, Model::Async.ingestor().as_ref()).unwrap();
     assert_eq!(s.loaded, 24, "{s:?}");
     let mut c = connect(&db);
@@ -348,12 +354,7 @@ fn files_arriving_one_by_one_share_transactions() {
 fn gathering_never_waits_for_files_the_budget_holds_back() {
     let db = fresh_db();
     let n = 80;
-    let files: Vec<(String, Vec<u8>)> = (0..n)
-        .map(|i| (format!("f{i:02}.json"), songs(&format!("f{i}"), 20)))
-        .collect();
-    let manifest: String = files.iter().map(|(k, _)| format!("{k}\n")).collect();
-    let refs: Vec<(&str, &[u8])> = files.iter().map(|(k, b)| (k.as_str(), &b[..])).collect();
-    let srv = serve(store_with(&refs, &manifest));
+    let srv = serve_songs(n, 20, Conditions::default());
     let mut cfg = config(&srv.base_url(), &db);
     cfg.knobs.concurrency = n;
     // The smallest budget there is: one file in flight at a time.
@@ -395,12 +396,7 @@ fn threads_connect_only_for_the_files_they_take() {
         url.host_str().unwrap(),
         url.port().unwrap()
     );
-    let files: Vec<(String, Vec<u8>)> = (0..3)
-        .map(|i| (format!("f{i}.json"), songs(&format!("f{i}"), 10)))
-        .collect();
-    let manifest: String = files.iter().map(|(k, _)| format!("{k}\n")).collect();
-    let refs: Vec<(&str, &[u8])> = files.iter().map(|(k, b)| (k.as_str(), &b[..])).collect();
-    let srv = serve(store_with(&refs, &manifest));
+    let srv = serve_songs(3, 10, Conditions::default());
     let mut cfg = config(&srv.base_url(), &db);
     cfg.knobs.threads = 32;
     let s = run_pass(&cfg, Model::Threads.ingestor().as_ref())
