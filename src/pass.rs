@@ -49,15 +49,33 @@ fn prepare_database_within(url: &str, patience: db::Patience) -> anyhow::Result<
         prepare_database(&owned).map(drop)
     })
     .map_err(|e| {
-        if !db::is_stalled(&e) {
-            return e;
-        }
-        anyhow::anyhow!(
-            "PostgreSQL at {} did not finish connecting and migrating within {} s (a stopped server, or a long migration: raise --db-timeout)",
-            crate::secret::redact_url(url),
-            crate::error::seconds(patience.startup().as_secs_f64())
+        stalled_at_start(
+            e,
+            url,
+            patience,
+            "finish connecting and migrating",
+            "a stopped server, or a long migration",
         )
     })?
+}
+
+/// A stall at a pass's start, in one line naming the server, how long it
+/// was given and what to do; any other error as it is.
+fn stalled_at_start(
+    e: anyhow::Error,
+    url: &str,
+    patience: db::Patience,
+    did_not: &str,
+    why: &str,
+) -> anyhow::Error {
+    if !db::is_stalled(&e) {
+        return e;
+    }
+    anyhow::anyhow!(
+        "PostgreSQL at {} did not {did_not} within {} s ({why}: raise --db-timeout)",
+        crate::secret::redact_url(url),
+        crate::error::seconds(patience.startup().as_secs_f64())
+    )
 }
 
 /// The pass's own connection, opened within `patience.startup()`. A server
@@ -68,13 +86,12 @@ fn open_pass_connection(
     patience: db::Patience,
 ) -> anyhow::Result<sync_writer::Connection> {
     sync_writer::Connection::open_within(url, patience, patience.startup()).map_err(|e| {
-        if !db::is_stalled(&e) {
-            return e;
-        }
-        anyhow::anyhow!(
-            "PostgreSQL at {} did not answer the connection within {} s (a stopped server, or one too busy to accept: raise --db-timeout)",
-            crate::secret::redact_url(url),
-            crate::error::seconds(patience.startup().as_secs_f64())
+        stalled_at_start(
+            e,
+            url,
+            patience,
+            "answer the connection",
+            "a stopped server, or one too busy to accept",
         )
     })
 }
