@@ -1,6 +1,8 @@
 //! Records how the crate is being built (Cargo's profile and opt-level),
 //! which `compare` reports beside its measurements: times taken with an
-//! unoptimised binary are not the models' own.
+//! unoptimised binary are not the models' own. It also makes a new or
+//! edited file in `migrations/` rebuild the crate: refinery embeds them
+//! with a macro whose inputs Cargo does not otherwise track.
 
 fn main() {
     for var in ["PROFILE", "OPT_LEVEL"] {
@@ -10,4 +12,5 @@ fn main() {
         );
     }
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=migrations");
 }

@@ -270,10 +270,15 @@ pub fn run_pass_with(
                     let verdict = judge(pg, &lister, &cfg.bucket, &page, &seen, opts)?;
                     Ok((seen, verdict))
                 })?;
+                let asked = Some(Instant::now());
                 let mut new: Vec<ObjectRef> = page
                     .into_iter()
                     .filter(|o| !seen.contains_key(&o.key) || verdict.retry.contains(&o.key))
                     .filter(|o| opts.shard.is_none_or(|s| s.owns(&o.key)))
+                    .map(|o| ObjectRef {
+                        ledger_asked: asked,
+                        ..o
+                    })
                     .collect();
                 // Each worker takes a page's keys in its own random order: workers
                 // started together on one bucket would otherwise fetch the same
@@ -303,6 +308,7 @@ pub fn run_pass_with(
             })
         });
         let loaded = model.load(&job, todo);
+        tracing::trace!("model finished");
         (listing.join().expect("lister thread panicked"), loaded)
     });
     loaded?;

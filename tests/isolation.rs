@@ -483,10 +483,14 @@ fn a_v1_database_upgrades_in_place_with_its_rows_and_ledger() {
 }
 
 /// The newest migration in `migrations/`.
-const LATEST_SCHEMA: i64 = 4;
+const LATEST_SCHEMA: i64 = 5;
 
 /// The documented way to find a file's rows by its key (docs/contract.md).
 const FILE_ROWS_EXPLAINED: &str = "EXPLAIN SELECT 1 FROM songs WHERE source_key = 'a.json' \
+     AND load_id = (SELECT load_id FROM processed_files WHERE key = 'a.json')";
+
+/// The same lookup, counting what it finds.
+const FILE_ROWS_COUNTED: &str = "SELECT count(*) FROM songs WHERE source_key = 'a.json' \
      AND load_id = (SELECT load_id FROM processed_files WHERE key = 'a.json')";
 
 /// Every data row and ledger row, as text (but `last_seen_at`, which each
@@ -610,14 +614,7 @@ fn a_v2_database_upgrades_to_v3_with_its_rows_ledger_and_key_lookups() {
     );
     assert!(count(&mut c, "SELECT max(id) FROM songs") > max_song_id);
     // The documented lookup finds a file's rows, through an index.
-    assert_eq!(
-        count(
-            &mut c,
-            "SELECT count(*) FROM songs WHERE source_key = 'a.json' \
-             AND load_id = (SELECT load_id FROM processed_files WHERE key = 'a.json')"
-        ),
-        2
-    );
+    assert_eq!(count(&mut c, FILE_ROWS_COUNTED), 2);
     // On a table this small the planner may walk the primary key instead
     // (an index scan with a filter); what is checked is that the lookup CAN
     // use the load_id index, so only bitmap scans are left to it.
@@ -744,6 +741,87 @@ fn a_v3_database_upgrades_to_v4_with_its_ledger_hashes_unchanged() {
     }
     let again = pass(&srv.base_url(), &db, "sync");
     assert_eq!((again.loaded, again.already_loaded), (0, 4));
+}
+
+#[test]
+fn a_v4_database_upgrades_to_v5_with_its_rows_and_brin_left_to_vacuum() {
+    let db = fresh_db();
+    let mut pg = bucketbench::db::connect_sync(&db).unwrap();
+    schema::migrate_to(&mut pg, Some(4)).unwrap();
+    let mut c = connect(&db);
+    c.batch_execute(
+        "INSERT INTO processed_files (key, status, songs_rows, rejected_count, model) VALUES ('a.json', 'loaded', 2, 1, 'async');
+         INSERT INTO songs (source_key, title, load_id) VALUES ('a.json', 'one', 7), ('a.json', 'two', 7);
+         INSERT INTO rejected_records (source_key, record_index, reason, raw, load_id) VALUES ('a.json', 3, 'r', '{}', 7);
+         UPDATE processed_files SET load_id = 7",
+    )
+    .unwrap();
+    let before = snapshot(&mut c);
+    let autosummarize = |c: &mut postgres::Client| -> Vec<(String, String)> {
+        c.query(
+            "SELECT relname::text, coalesce(array_to_string(reloptions, ','), '') FROM pg_class \
+             WHERE relname LIKE '%\\_load\\_id' AND relkind = 'i' ORDER BY relname",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+    };
+    assert!(
+        autosummarize(&mut c)
+            .iter()
+            .all(|(_, o)| o.contains("autosummarize=on")),
+        "V4 summarised each new range through autovacuum's work items"
+    );
+
+    let body: &[u8] = br#"[{"type":"song","data":{"title":"new"}}]"#;
+    let srv = serve(store_with(
+        &[("a.json", body), ("c.json", body)],
+        "a.json\nc.json\n",
+    ));
+    let s = pass(&srv.base_url(), &db, "async");
+    assert_eq!((s.loaded, s.already_loaded), (1, 1), "{s:?}");
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT max(version)::bigint FROM refinery_schema_history"
+        ),
+        LATEST_SCHEMA
+    );
+    // Every load_id index is left to vacuum: no work item per new range,
+    // so no log line per dropped request. Its other options are kept.
+    let options = autosummarize(&mut c);
+    assert_eq!(
+        options.iter().map(|(i, _)| i.as_str()).collect::<Vec<_>>(),
+        [
+            "apps_load_id",
+            "movies_load_id",
+            "rejected_records_load_id",
+            "songs_load_id"
+        ]
+    );
+    for (index, o) in &options {
+        assert_eq!(o, "pages_per_range=32,autosummarize=off", "{index}");
+    }
+    // Nothing lost or changed; the new file's rows are found by its key,
+    // through the BRIN index, summarised or not.
+    let after = snapshot(&mut c);
+    let kept: Vec<&String> = after.iter().filter(|r| !r.contains("c.json")).collect();
+    assert_eq!(kept, before.iter().collect::<Vec<_>>());
+    c.batch_execute("ANALYZE songs; SET enable_seqscan = off; SET enable_indexscan = off")
+        .unwrap();
+    for (key, rows) in [("a.json", 2), ("c.json", 1)] {
+        let found = FILE_ROWS_COUNTED.replace("a.json", key);
+        assert_eq!(count(&mut c, &found), rows, "{key}");
+    }
+    let plan: Vec<String> = c
+        .query(&FILE_ROWS_EXPLAINED.replace("a.json", "c.json"), &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(plan.iter().any(|l| l.contains("songs_load_id")), "{plan:?}");
 }
 
 fn plan_params(key: &str) -> Vec<Box<dyn postgres::types::ToSql + Sync>> {

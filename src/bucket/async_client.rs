@@ -90,6 +90,7 @@ impl AsyncClient {
             }
             Ok(r) => r.map_err(classify)?,
         };
+        let first_byte = started.elapsed();
         let limit = self.cfg.max_object_bytes;
         let Some(etag) = admit(resp.status().as_u16(), resp.headers(), url, limit)? else {
             return Ok(Fetched::Missing);
@@ -131,6 +132,13 @@ impl AsyncClient {
             return Err(Attempt::Retry(cut_short(url, body.len())));
         }
         held.shrink_to(self.budget.footprint(body.len() as u64));
+        tracing::trace!(
+            url = super::location::shown(url),
+            bytes = body.len(),
+            first_byte_ms = first_byte.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "fetched"
+        );
         Ok(Fetched::Object {
             bytes: body,
             etag,

@@ -48,6 +48,7 @@ pub fn list(
                         .map(|key| ObjectRef {
                             key: key.clone(),
                             etag: None,
+                            ledger_asked: None,
                         })
                         .collect(),
                     refused: refused.take().unwrap_or_default(),
@@ -143,6 +144,7 @@ fn list_objects_v2(
                 None => out.objects.push(ObjectRef {
                     key: o.key,
                     etag: o.etag,
+                    ledger_asked: None,
                 }),
             }
         }

@@ -26,6 +26,9 @@ pub struct ObjectRef {
     pub key: String,
     /// Known from a listing; manifest mode learns it from the GET.
     pub etag: Option<String>,
+    /// When the pass last asked the ledger about this key (the listing's
+    /// subtraction); `None`: never.
+    pub ledger_asked: Option<std::time::Instant>,
 }
 
 /// Client settings shared by both HTTP clients.

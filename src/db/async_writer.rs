@@ -194,12 +194,18 @@ pub async fn write_all(
                 group
             };
             let refs: Vec<&WritePlan> = group.iter().collect();
+            tracing::trace!(
+                files = refs.len(),
+                rows = refs.iter().map(|p| p.rows()).sum::<u64>(),
+                "writing a group"
+            );
             let results = write_with_reconnect(pool, patience, &streak, &refs)
                 .await
                 .map_err(|e| match &refs[..] {
                     [one] => e.context(format!("writing {}", crate::report::short_key(&one.key))),
                     _ => e,
                 })?;
+            tracing::trace!(files = group.len(), "group written");
             for (plan, r) in group.into_iter().zip(results) {
                 done(plan, r);
             }

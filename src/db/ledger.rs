@@ -41,6 +41,14 @@ pub const SEEN: &str = "WITH marked AS (\
 /// download what one of them already loaded.
 pub const LOADED: &str = "SELECT EXISTS (SELECT 1 FROM processed_files WHERE key = $1)";
 
+/// How old the listing's answer about a key may be before [`LOADED`] asks
+/// again. A pass hands most keys to its model a moment after subtracting
+/// them, and asking again then only repeats the answer: one round trip per
+/// file, in series, before the first wave of GETs. A key another worker
+/// loads within this moment still loads once (the claim decides); this
+/// worker's GET of it is wasted.
+pub const RECHECK_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Keys per `SEEN` round trip: large enough to be few, small enough that a
 /// bucket of millions of keys never builds one enormous statement.
 pub const SEEN_CHUNK: usize = 10_000;

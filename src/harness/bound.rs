@@ -13,7 +13,7 @@ use serde::Serialize;
 
 /// What the bound counts, in one sentence, for the notes under the tables
 /// (`summary.md` and the terminal).
-pub const EXPLAINED: &str = "the listing plus ⌈files ÷ requests in flight⌉ GETs, each at the mean time to first byte (the slowest of them when every key is sent at once) plus the body at the per-connection bandwidth, and each new connection's handshake round trips";
+pub const EXPLAINED: &str = "the listing plus ⌈files ÷ requests in flight⌉ GETs, each at the mean time to first byte plus the body at the per-connection bandwidth (when every key is sent at once, the slowest of them, the largest object's body included), and each new connection's handshake round trips";
 
 use crate::bucket::location::MANIFEST_KEY;
 use crate::sim::network::{LatencyRng, LatencyShape, NetworkModel, TlsVersion, setup_rtts};
@@ -26,6 +26,11 @@ pub struct BucketShape {
     pub keys: u64,
     /// Body bytes of all those objects.
     pub object_bytes: u64,
+    /// The largest of them: the one request no concurrency shortens.
+    pub largest_object_bytes: u64,
+    /// Each object's body bytes (empty: all of `object_bytes / keys`).
+    #[serde(skip)]
+    pub object_sizes: Vec<u64>,
     /// Listing requests (1 for a manifest, one per page for ListObjectsV2).
     pub listing_requests: u64,
     /// Body bytes of the listing.
@@ -38,14 +43,16 @@ impl BucketShape {
     pub fn of(bucket: &SimBucket) -> Self {
         let store = bucket.store();
         let keys = bucket.listed_keys();
-        let object_bytes = keys
+        // A listed key the store lacks is a 404: a request with no body.
+        let object_sizes: Vec<u64> = keys
             .iter()
-            .filter_map(|k| store.get(k))
-            .map(|o| o.body.len() as u64)
-            .sum();
+            .map(|k| store.get(k).map_or(0, |o| o.body.len() as u64))
+            .collect();
         BucketShape {
             keys: keys.len() as u64,
-            object_bytes,
+            object_bytes: object_sizes.iter().sum(),
+            largest_object_bytes: object_sizes.iter().copied().max().unwrap_or(0),
+            object_sizes,
             listing_requests: 1,
             listing_bytes: store.get(MANIFEST_KEY).map_or(0, |o| o.body.len() as u64),
         }
@@ -65,10 +72,13 @@ impl BucketShape {
     /// the listing's TLS session, which saves a round trip with TLS 1.2.
     ///
     /// Latency enters at its mean for rounds of requests one after another
-    /// (a lane's sum of draws), and as the expected slowest draw when every
-    /// key is requested at once (one round ends with its slowest request),
-    /// so this is the expected time of a network-bound pass rather than a
-    /// hard minimum: a model at exactly 1.0× wastes nothing.
+    /// (a lane's sum of draws), and as the expected slowest request when
+    /// every key is requested at once: one round ends with its slowest
+    /// request, first byte and body, and a bucket whose sizes have a long
+    /// tail (the generator makes one file in twenty ten times the median)
+    /// ends it with its largest object's body, which no concurrency
+    /// shortens. So this is the expected time of a network-bound pass rather
+    /// than a hard minimum: a model at exactly 1.0× wastes nothing.
     pub fn secs(&self, net: &BoundNetwork, in_flight: usize, workers: usize) -> f64 {
         let in_flight = in_flight.max(1) as u64;
         let listing = if self.listing_requests == 0 {
@@ -86,13 +96,25 @@ impl BucketShape {
         };
         let rounds = self.keys.div_ceil(in_flight);
         let mean_bytes = self.object_bytes as f64 / self.keys.max(1) as f64;
-        let gets = if rounds == 1 {
-            net.request_secs(mean_bytes) - net.first_byte_mean_secs
-                + net.slowest_first_byte_secs(self.keys)
+        let gets = if rounds == 0 {
+            0.0
+        } else if rounds == 1 {
+            net.slowest_request_secs(&self.sizes())
         } else {
-            rounds as f64 * net.request_secs(mean_bytes)
+            (rounds as f64 * net.request_secs(mean_bytes))
+                .max(net.request_secs(self.largest_object_bytes as f64))
         };
         listing + lanes_setup + gets
+    }
+
+    /// Each key's body bytes, the mean's where they were not recorded.
+    fn sizes(&self) -> std::borrow::Cow<'_, [u64]> {
+        if self.object_sizes.len() as u64 == self.keys {
+            std::borrow::Cow::Borrowed(&self.object_sizes)
+        } else {
+            let mean = self.object_bytes / self.keys.max(1);
+            std::borrow::Cow::Owned(vec![mean; self.keys as usize])
+        }
     }
 }
 
@@ -190,15 +212,25 @@ impl BoundNetwork {
     /// Estimated from the simulator's own seeded draws, so it is the same
     /// on every run and matches what the simulated bucket serves.
     pub fn slowest_first_byte_secs(&self, k: u64) -> f64 {
+        self.slowest_request_secs(&vec![0; k as usize])
+    }
+
+    /// The expected end of a round of requests sent at once, one per body
+    /// size in `sizes`: the slowest of their first bytes plus bodies, from
+    /// the same seeded draws as [`Self::slowest_first_byte_secs`].
+    pub fn slowest_request_secs(&self, sizes: &[u64]) -> f64 {
         const ROUNDS: u32 = 2_000;
-        if k <= 1 {
-            return self.first_byte_mean_secs;
+        let body = |bytes: u64| self.request_secs(bytes as f64) - self.first_byte_mean_secs;
+        if let [one] = sizes {
+            return self.request_secs(*one as f64);
         }
+        let bodies_ms: Vec<f64> = sizes.iter().map(|&b| body(b) * 1000.0).collect();
         let mut rng = LatencyRng::new(0);
         let total: f64 = (0..ROUNDS)
             .map(|_| {
-                (0..k)
-                    .map(|_| self.latency.draw(&mut rng, self.fixed_ms, self.jitter_ms))
+                bodies_ms
+                    .iter()
+                    .map(|b| self.latency.draw(&mut rng, self.fixed_ms, self.jitter_ms) + b)
                     .fold(0.0, f64::max)
             })
             .sum();
@@ -264,6 +296,8 @@ mod tests {
         BucketShape {
             keys: 67,
             object_bytes: 67 * 125_000,
+            largest_object_bytes: 125_000,
+            object_sizes: Vec::new(),
             listing_requests: 1,
             listing_bytes: 0,
         }
@@ -283,6 +317,44 @@ mod tests {
         // (60 ms + nearly all of the 20 ms jitter).
         let all = shape.secs(&n, 1000, 1) - 0.070 - 0.010;
         assert!((0.079..0.080).contains(&all), "{all}");
+    }
+
+    #[test]
+    fn a_round_sent_at_once_ends_with_its_largest_body() {
+        // The seed profile's shape: most files near the median, one ten
+        // times larger. 60 ms to first byte, no jitter, 100 Mbit/s.
+        let mut sizes = vec![200_000; 66];
+        sizes.push(1_900_000);
+        let shape = BucketShape {
+            keys: 67,
+            object_bytes: sizes.iter().sum(),
+            largest_object_bytes: 1_900_000,
+            object_sizes: sizes,
+            listing_requests: 1,
+            listing_bytes: 0,
+        };
+        let n = net(60.0, 0.0, 100.0);
+        // The listing (60 ms), then the large object: 60 ms + 152 ms of
+        // body, not the mean body (about 44 ms).
+        let all = shape.secs(&n, 1000, 1);
+        assert!((all - (0.060 + 0.060 + 0.152)).abs() < 1e-9, "{all}");
+        // Sequential GETs pay every body once, whatever their sizes.
+        let one = shape.secs(&n, 1, 1);
+        let bodies = shape.object_bytes as f64 * 8.0 / 1e8;
+        assert!(
+            (one - (0.060 + 67.0 * 0.060 + bodies)).abs() < 1e-9,
+            "{one}"
+        );
+        // Two rounds of 40 in flight: the mean lanes (2 × 80 ms) are
+        // shorter than the large object's one request, which binds.
+        let two = shape.secs(&n, 40, 1);
+        assert!((two - (0.060 + 0.060 + 0.152)).abs() < 1e-9, "{two}");
+        // Without the sizes, the mean object stands for each.
+        let unknown = BucketShape {
+            object_sizes: Vec::new(),
+            ..shape.clone()
+        };
+        assert!(unknown.secs(&n, 1000, 1) < all - 0.1);
     }
 
     #[test]

@@ -55,7 +55,9 @@ impl Ingestor for AsyncModel {
                         // Spawned, so parsing runs on every core, not on the
                         // task that polls the stream.
                         tokio::spawn(async move {
-                            if async_writer::already_loaded(&checks, patience, &obj.key).await {
+                            if super::worth_rechecking(&obj)
+                                && async_writer::already_loaded(&checks, patience, &obj.key).await
+                            {
                                 return (obj.key, Step::Done(FileResult::AlreadyLoaded));
                             }
                             let next = match refuse_key(&obj, Model::Async.name()) {

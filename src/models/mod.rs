@@ -151,6 +151,14 @@ pub(crate) fn step(
     }
 }
 
+/// Whether to ask the ledger, just before fetching `obj`, if another
+/// worker loaded it meanwhile: only when the listing's answer is older
+/// than [`crate::db::ledger::RECHECK_AFTER`] (or was never asked).
+pub(crate) fn worth_rechecking(obj: &ObjectRef) -> bool {
+    obj.ledger_asked
+        .is_none_or(|asked| asked.elapsed() >= crate::db::ledger::RECHECK_AFTER)
+}
+
 /// Keys that HTTP cannot address faithfully: clients normalize `.` and `..`
 /// path segments away, so `a/../b.json` would fetch `b.json` and load it
 /// under the wrong key. Such keys are never fetched; the ledger records

@@ -40,7 +40,7 @@ pub(crate) fn fetch_and_write(
     if job.stats.breaker.is_open() {
         return Ok(FileResult::NotAttempted);
     }
-    if sync_writer::already_loaded(pg, &obj.key) {
+    if super::worth_rechecking(obj) && sync_writer::already_loaded(pg, &obj.key) {
         return Ok(FileResult::AlreadyLoaded);
     }
     let next = match refuse_key(obj, model) {
