@@ -6,12 +6,11 @@
 -- before it through a work-item queue. That queue holds 256 items for the
 -- whole cluster and autovacuum empties it only when it visits the database
 -- (every `autovacuum_naptime`, a minute by default), so a steady load
--- fills it within a few passes: a `seed` pass starts about 60 ranges, a
--- `large` pass several hundred. From then on every new range's request is
+-- fills it within a few passes. From then on every new range's request is
 -- dropped, and PostgreSQL writes a LOG line for each one ("request for
 -- BRIN range summarization for index ... was not recorded", with its
--- context and statement) into the server's log: about 180 lines a `seed`
--- pass, for nothing.
+-- context and statement) into the server's log: 47 dropped requests and
+-- 141 log lines for each `seed` pass, measured, for nothing.
 --
 -- Without autosummarize, the ranges a load adds stay unsummarised until
 -- the next VACUUM of the table, which autovacuum runs on its own once

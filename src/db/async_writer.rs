@@ -140,19 +140,37 @@ pub async fn write_with_reconnect(
     }])
 }
 
+/// A plan waiting for a writer, and since when.
+pub struct Queued {
+    pub plan: WritePlan,
+    pub since: tokio::time::Instant,
+}
+
+impl From<WritePlan> for Queued {
+    /// Queued now.
+    fn from(plan: WritePlan) -> Self {
+        Queued {
+            plan,
+            since: tokio::time::Instant::now(),
+        }
+    }
+}
+
 /// Writes every plan `plans` yields with `writers` concurrent writers,
 /// each committing up to `per_tx` files (and [`ledger::GROUP_ROWS`] rows)
 /// a transaction, and hands each plan and its result to `done`. A group
 /// is what is waiting when a writer is free; when that is fewer than
-/// [`ledger::GATHER_ROWS`] rows, the writer waits for more, at most
-/// [`ledger::GATHER_WAIT`], never past the end of the fetching, and not
-/// while a fetched file waits for `budget` (the files it would wait for
-/// hold the budget until they commit, so none could come): a file waits a
-/// bounded moment for company, never for a group to fill.
+/// [`ledger::GATHER_ROWS`] rows, the writer waits for more until
+/// [`ledger::GATHER_WAIT`] after the first of them was queued, never past
+/// the end of the fetching, and not while a fetched file waits for
+/// `budget` (the files it would wait for hold the budget until they
+/// commit, so none could come): a file waits a bounded moment for company,
+/// never for a group to fill. The moment counts from its arrival: a file
+/// that queued behind busy writers has had its company arrive with it.
 pub async fn write_all(
     pool: &deadpool_postgres::Pool,
     patience: super::Patience,
-    plans: tokio::sync::mpsc::Receiver<WritePlan>,
+    plans: tokio::sync::mpsc::Receiver<Queued>,
     writers: usize,
     per_tx: usize,
     budget: &crate::bucket::budget::Budget,
@@ -167,9 +185,9 @@ pub async fn write_all(
                 let Some(first) = rx.recv().await else {
                     return Ok::<_, anyhow::Error>(());
                 };
-                let mut rows = first.rows();
-                let mut group = vec![first];
-                let gather_until = tokio::time::Instant::now() + ledger::GATHER_WAIT;
+                let gather_until = first.since + ledger::GATHER_WAIT;
+                let mut rows = first.plan.rows();
+                let mut group = vec![first.plan];
                 while group.len() < per_tx.max(1) && rows < ledger::GROUP_ROWS {
                     let next = if rows < ledger::GATHER_ROWS {
                         tokio::select! {
@@ -185,8 +203,8 @@ pub async fn write_all(
                     };
                     match next {
                         Some(p) => {
-                            rows += p.rows();
-                            group.push(p);
+                            rows += p.plan.rows();
+                            group.push(p.plan);
                         }
                         None => break,
                     }

@@ -86,7 +86,7 @@ impl Ingestor for LoadOnlyCeiling {
                 match next {
                     Step::Done(r) => job.tally.record(&key, r),
                     Step::Write(plan) => tx
-                        .try_send(plan.value)
+                        .try_send(plan.value.into())
                         .expect("the channel holds every step, and its receiver is alive"),
                 }
             }

@@ -80,7 +80,7 @@ impl Ingestor for AsyncModel {
                                 reservation,
                             } = planned;
                             held.lock().unwrap().insert(key, reservation);
-                            if tx.send(plan).await.is_err() {
+                            if tx.send(plan.into()).await.is_err() {
                                 break;
                             }
                         }
