@@ -410,10 +410,7 @@ fn threads_connect_only_for_the_files_they_take() {
 
 #[test]
 fn a_v1_database_upgrades_in_place_with_its_rows_and_ledger() {
-    let db = fresh_db();
-    let mut pg = bucketbench::db::connect_sync(&db).unwrap();
-    schema::migrate_to(&mut pg, Some(1)).unwrap();
-    let mut c = connect(&db);
+    let (db, mut c) = database_at(1);
     c.batch_execute(
         "INSERT INTO processed_files (key, status, songs_rows, model) VALUES ('a.json', 'loaded', 1, 'sync'), ('b.json', 'failed', 0, 'sync');
          INSERT INTO songs (source_key, title) VALUES ('a.json', 'from v1');
@@ -482,6 +479,16 @@ fn a_v1_database_upgrades_in_place_with_its_rows_and_ledger() {
     }
 }
 
+/// A fresh database migrated up to `version` (the schema a user of that
+/// release has), and a connection to it.
+fn database_at(version: i32) -> (String, postgres::Client) {
+    let db = fresh_db();
+    let mut pg = bucketbench::db::connect_sync(&db).unwrap();
+    schema::migrate_to(&mut pg, Some(version)).unwrap();
+    let c = connect(&db);
+    (db, c)
+}
+
 /// The newest migration in `migrations/`.
 const LATEST_SCHEMA: i64 = 5;
 
@@ -521,10 +528,7 @@ fn snapshot(c: &mut postgres::Client) -> Vec<String> {
 
 #[test]
 fn a_v2_database_upgrades_to_v3_with_its_rows_ledger_and_key_lookups() {
-    let db = fresh_db();
-    let mut pg = bucketbench::db::connect_sync(&db).unwrap();
-    schema::migrate_to(&mut pg, Some(2)).unwrap();
-    let mut c = connect(&db);
+    let (db, mut c) = database_at(2);
     // Two loaded files with rows in every table, a failed file, and a row
     // whose file the ledger does not hold (deleted by hand, say).
     c.batch_execute(
@@ -651,10 +655,7 @@ fn a_v2_database_upgrades_to_v3_with_its_rows_ledger_and_key_lookups() {
 
 #[test]
 fn a_v3_database_upgrades_to_v4_with_its_ledger_hashes_unchanged() {
-    let db = fresh_db();
-    let mut pg = bucketbench::db::connect_sync(&db).unwrap();
-    schema::migrate_to(&mut pg, Some(3)).unwrap();
-    let mut c = connect(&db);
+    let (db, mut c) = database_at(3);
     // Keys whose hashes V3's SQL function computed: ASCII, non-ASCII, and
     // one longer than a b-tree entry could hold.
     let long = format!("long/{}.json", "x".repeat(3000));
@@ -745,10 +746,7 @@ fn a_v3_database_upgrades_to_v4_with_its_ledger_hashes_unchanged() {
 
 #[test]
 fn a_v4_database_upgrades_to_v5_with_its_rows_and_brin_left_to_vacuum() {
-    let db = fresh_db();
-    let mut pg = bucketbench::db::connect_sync(&db).unwrap();
-    schema::migrate_to(&mut pg, Some(4)).unwrap();
-    let mut c = connect(&db);
+    let (db, mut c) = database_at(4);
     c.batch_execute(
         "INSERT INTO processed_files (key, status, songs_rows, rejected_count, model) VALUES ('a.json', 'loaded', 2, 1, 'async');
          INSERT INTO songs (source_key, title, load_id) VALUES ('a.json', 'one', 7), ('a.json', 'two', 7);
