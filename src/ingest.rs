@@ -166,8 +166,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 if let Some(u) = e.downcast_ref::<crate::pass::Unreachable>() {
                     read = print_summary(&u.summary, &args)?;
                 }
-                // A daemon outlives a blip: report it and try again next time.
-                if !args.watch {
+                // A daemon outlives a blip: report it and try again next
+                // time. A schema newer than this build is no blip.
+                if !args.watch
+                    || e.downcast_ref::<crate::db::schema::SchemaTooNew>()
+                        .is_some()
+                {
                     return Err(e);
                 }
                 crate::esayln!(

@@ -116,7 +116,10 @@ fn schema_is_current(pg: &mut sync_writer::Connection) -> anyhow::Result<bool> {
             .map_err(anyhow::Error::from)
     });
     match applied {
-        Ok(applied) => Ok(schema::is_current(&applied)),
+        Ok(applied) => match schema::too_new(&applied) {
+            Some(newer) => Err(newer.into()),
+            None => Ok(schema::is_current(&applied)),
+        },
         Err(e) => {
             if db::warn_if_stalled(&e) {
                 pg.stalled(e, 0)?;

@@ -646,6 +646,67 @@ fn watch_says_a_pass_with_nothing_new_in_one_timestamped_line() {
 }
 
 #[test]
+fn a_database_a_newer_release_migrated_is_refused_in_one_line_and_watch_stops() {
+    let db = fresh_db();
+    let server = serve(store_with(&[("a.json", &song_file("a"))], "a.json\n"));
+    let s = pass(&server.base_url(), &db, "sync");
+    assert_eq!(s.loaded, 1);
+    let mut c = connect(&db);
+    c.batch_execute(
+        "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) \
+         VALUES (9999, 'from_a_newer_release', now()::text, '1')",
+    )
+    .unwrap();
+    let before = count(&mut c, "SELECT count(*) FROM songs");
+    for watch in [false, true] {
+        let mut cmd = ingest();
+        cmd.args(["--bucket", &server.base_url(), "--database-url", &db]);
+        if watch {
+            cmd.args(["--watch", "--interval", "0.2"]);
+        }
+        // Exits, even with --watch, which retries only what may pass; a
+        // watch that keeps retrying is killed after 20 s and fails here.
+        let mut child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        let status = status.unwrap_or_else(|| panic!("watch {watch}: still running: {stderr}"));
+        assert_eq!(status.code(), Some(1), "watch {watch}: {stderr}");
+        let last = stderr.trim().lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("error: the database's schema is at migration V9999 (from_a_newer_release), newer than this bucketbench's newest"),
+            "watch {watch}: {stderr}"
+        );
+        assert!(!stderr.contains("missing from the filesystem"), "{stderr}");
+        assert!(!stderr.contains("retrying next interval"), "{stderr}");
+    }
+    // Nothing was touched.
+    assert_eq!(count(&mut c, "SELECT count(*) FROM songs"), before);
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT max(version)::bigint FROM refinery_schema_history"
+        ),
+        9999
+    );
+}
+
+#[test]
 fn the_embedded_persistent_database_keeps_the_ledger_between_runs() {
     let dir = tempfile::Builder::new()
         .prefix("bucketbench-test-data")

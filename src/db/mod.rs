@@ -194,7 +194,7 @@ impl StallStreak {
         let streak = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         if streak >= Self::LIMIT {
             return Err(e.context(format!(
-                "PostgreSQL stopped answering ({streak} stalls in a row; raise --db-timeout if it is merely slow)"
+                "PostgreSQL stopped answering ({streak} stalls in a row: a stopped server, or a stopped session holding locks this pass waits for, another worker's say; raise --db-timeout if it is merely slow)"
             )));
         }
         match files {

@@ -34,6 +34,50 @@ pub fn is_current(applied: &[(i32, String, String)]) -> bool {
         })
 }
 
+/// The database was migrated by a newer bucketbench than this one: its
+/// history holds a migration this build does not embed. Refinery would say
+/// the migration "is missing from the filesystem", which sends a user
+/// looking for a file; and nothing this build can do will change it, so
+/// `ingest --watch` stops on it instead of retrying every interval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaTooNew {
+    /// The newest migration the database has applied (version, name).
+    pub database: (i64, String),
+    /// The newest this build embeds.
+    pub latest: (i64, String),
+}
+
+impl std::fmt::Display for SchemaTooNew {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the database's schema is at migration V{} ({}), newer than this bucketbench's \
+             newest, V{} ({}): a newer release migrated it; run that release or a later one \
+             against this database",
+            self.database.0, self.database.1, self.latest.0, self.latest.1
+        )
+    }
+}
+
+impl std::error::Error for SchemaTooNew {}
+
+/// [`SchemaTooNew`] when `applied` (the rows of [`HISTORY_QUERY`]) holds a
+/// version above every embedded migration.
+pub fn too_new(applied: &[(i32, String, String)]) -> Option<SchemaTooNew> {
+    let runner = embedded::migrations::runner();
+    let latest = runner
+        .get_migrations()
+        .iter()
+        .max_by_key(|m| m.version())
+        .map(|m| (i64::from(m.version()), m.name().to_string()))?;
+    let newest = applied.iter().max_by_key(|(v, _, _)| *v)?;
+    let database = i64::from(newest.0);
+    (database > latest.0).then(|| SchemaTooNew {
+        database: (database, newest.1.clone()),
+        latest,
+    })
+}
+
 pub fn migrate(client: &mut postgres::Client) -> anyhow::Result<()> {
     migrate_to(client, None)
 }
@@ -105,5 +149,22 @@ mod tests {
         let mut renamed = all;
         renamed[0].1 = "other".into();
         assert!(!is_current(&renamed));
+    }
+
+    #[test]
+    fn only_a_history_past_the_newest_migration_is_too_new() {
+        let all = applied();
+        assert_eq!(too_new(&all), None);
+        assert_eq!(too_new(&[]), None, "a fresh database");
+        assert_eq!(too_new(&all[..1]), None, "an old database");
+        let (v, name, _) = all.last().unwrap().clone();
+        let mut newer = all;
+        newer.push((v + 1, "from_a_newer_binary".into(), "1".into()));
+        let e = too_new(&newer).expect("a newer binary migrated it");
+        assert_eq!(e.database, (i64::from(v + 1), "from_a_newer_binary".into()));
+        assert_eq!(e.latest, (i64::from(v), name));
+        let line = e.to_string();
+        assert!(line.contains("newer than this bucketbench"), "{line}");
+        assert!(!line.contains('\n'), "{line}");
     }
 }
