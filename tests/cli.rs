@@ -141,6 +141,21 @@ fn help_lists_models_defaults_and_short_flags() {
 }
 
 #[test]
+fn bucket_serve_on_a_busy_port_says_which_flag_picks_another() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = run(bucket(), &["serve", "--addr", &addr]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let last = err.trim().lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(&format!("error: cannot listen on {addr}: "))
+            && last.contains("--addr 127.0.0.1:0"),
+        "{err}"
+    );
+}
+
+#[test]
 fn zero_and_negative_values_are_refused_with_status_2() {
     for (flag, value) in [
         ("--concurrency", "0"),

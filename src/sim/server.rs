@@ -312,7 +312,15 @@ fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
     socket.set_reuse_address(true)?;
     socket
         .bind(&addr.into())
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        .map_err(|e| {
+            let hint = match e.kind() {
+                std::io::ErrorKind::AddrInUse => {
+                    " (another process has it: pick another with --addr, or --addr 127.0.0.1:0 for any free port)"
+                }
+                _ => "",
+            };
+            anyhow::anyhow!("cannot listen on {addr}: {e}{hint}")
+        })?;
     socket.listen(4096)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
