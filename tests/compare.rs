@@ -1192,6 +1192,31 @@ fn each_run_records_the_first_byte_delays_the_bucket_applied() {
             "one per connection used: {r:?}"
         );
     }
+    // Paired: in each run number both models met the same delays (the
+    // same draws, in the order their requests arrived), and the two run
+    // numbers met different ones.
+    let delays = |model: &str, run: &str| -> Vec<String> {
+        let r = runs
+            .rows
+            .iter()
+            .find(|r| r["model"] == model && r["run"] == run)
+            .unwrap_or_else(|| panic!("{model} run {run} in runs.csv"));
+        [
+            "first_byte_count",
+            "first_byte_mean_ms",
+            "first_byte_p50_ms",
+            "first_byte_p90_ms",
+            "first_byte_p99_ms",
+            "first_byte_max_ms",
+        ]
+        .iter()
+        .map(|c| r[*c].clone())
+        .collect()
+    };
+    for run in ["1", "2"] {
+        assert_eq!(delays("sync", run), delays("async", run), "run {run}");
+    }
+    assert_ne!(delays("sync", "1"), delays("sync", "2"));
     let c = json(&dir.path().join("comparison.json"));
     for m in c["models"].as_array().unwrap() {
         let p50 = m["median_first_byte"]["p50_ms"].as_f64().unwrap();

@@ -517,6 +517,9 @@ pub fn execute(plan: &Plan, bench: &mut Bench) -> anyhow::Result<Vec<Run>> {
                 }
             ));
         }
+        if let Some(server) = &bench.sim_server {
+            server.deal_latencies(*r as u64);
+        }
         let before = bench.sim_server.as_ref().map(SimServer::stats);
         let delays_before = bench
             .sim_server

@@ -59,6 +59,15 @@ impl LatencyRng {
         LatencyRng(rand_chacha::ChaCha8Rng::seed_from_u64(seed))
     }
 
+    /// The sequence of run `run` under `seed`: a stream of its own
+    /// (ChaCha's), independent of every other run's; run 0's is
+    /// [`LatencyRng::new`]'s.
+    pub fn for_run(seed: u64, run: u64) -> Self {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(run);
+        LatencyRng(rng)
+    }
+
     /// Uniform in `[0, 1)`.
     fn unit(&mut self) -> f64 {
         self.0.random::<f64>()

@@ -109,7 +109,7 @@ struct App {
     auth: Option<SimAuth>,
     stats: Arc<ServerStats>,
     model: NetworkModel,
-    rng: Mutex<LatencyRng>,
+    rng: Arc<Mutex<LatencyRng>>,
     limiter: Option<Mutex<RateLimiter>>,
     started: Instant,
 }
@@ -144,6 +144,8 @@ pub struct SimServer {
     bucket: String,
     pub stats: Arc<ServerStats>,
     model: NetworkModel,
+    /// The first-byte draws, shared with the serving tasks.
+    rng: Arc<Mutex<LatencyRng>>,
     /// Holds the CA file while the server runs.
     tls_dir: Option<tempfile::TempDir>,
     ca_file: Option<PathBuf>,
@@ -155,6 +157,16 @@ pub struct SimServer {
 pub const BUCKET: &str = "sim";
 
 impl SimServer {
+    /// Deals run `run`'s first-byte delays from here on: the sequence
+    /// [`LatencyRng::for_run`] gives for this server's seed and `run`.
+    /// `compare` deals each run number afresh before every model's run,
+    /// so the models' runs `run` meet the same delays, in the order their
+    /// requests arrive: the comparison is paired, and what differs between
+    /// two models' times in one run is theirs, not the luck of the draw.
+    pub fn deal_latencies(&self, run: u64) {
+        *self.rng.lock().unwrap() = LatencyRng::for_run(self.model.seed, run);
+    }
+
     /// Serves `store` on `addr` (port 0 for any free port) from a thread of
     /// its own, so sync callers can use it too.
     pub fn start(store: Store, conditions: Conditions, addr: SocketAddr) -> anyhow::Result<Self> {
@@ -199,13 +211,14 @@ impl SimServer {
         let bucket = options.bucket.clone();
         let limiter = (model.get_rate_per_prefix > 0.0)
             .then(|| Mutex::new(RateLimiter::new(model.get_rate_per_prefix)));
+        let rng = Arc::new(Mutex::new(LatencyRng::new(model.seed)));
         let app = Arc::new(App {
             store,
             bucket: options.bucket,
             conditions,
             auth: options.auth,
             stats: stats.clone(),
-            rng: Mutex::new(LatencyRng::new(model.seed)),
+            rng: rng.clone(),
             limiter,
             started: Instant::now(),
             model: model.clone(),
@@ -230,6 +243,7 @@ impl SimServer {
             addr,
             bucket,
             stats,
+            rng,
             model,
             tls_dir,
             ca_file,
