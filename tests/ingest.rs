@@ -666,26 +666,13 @@ fn a_database_a_newer_release_migrated_is_refused_in_one_line_and_watch_stops() 
         }
         // Exits, even with --watch, which retries only what may pass; a
         // watch that keeps retrying is killed after 20 s and fails here.
-        let mut child = cmd
-            .stdout(std::process::Stdio::null())
+        let child = cmd
+            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break Some(status);
-            }
-            if std::time::Instant::now() > deadline {
-                child.kill().unwrap();
-                child.wait().unwrap();
-                break None;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        };
-        let mut stderr = String::new();
-        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-        let status = status.unwrap_or_else(|| panic!("watch {watch}: still running: {stderr}"));
+        let what = format!("watch {watch}");
+        let (status, _, stderr) = finish(child, std::time::Duration::from_secs(20), &what);
         assert_eq!(status.code(), Some(1), "watch {watch}: {stderr}");
         let last = stderr.trim().lines().last().unwrap_or_default();
         assert!(

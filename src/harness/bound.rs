@@ -26,8 +26,6 @@ pub struct BucketShape {
     pub keys: u64,
     /// Body bytes of all those objects.
     pub object_bytes: u64,
-    /// The largest of them: the one request no concurrency shortens.
-    pub largest_object_bytes: u64,
     /// Each object's body bytes (empty: all of `object_bytes / keys`).
     #[serde(skip)]
     pub object_sizes: Vec<u64>,
@@ -51,7 +49,6 @@ impl BucketShape {
         BucketShape {
             keys: keys.len() as u64,
             object_bytes: object_sizes.iter().sum(),
-            largest_object_bytes: object_sizes.iter().copied().max().unwrap_or(0),
             object_sizes,
             listing_requests: 1,
             listing_bytes: store.get(MANIFEST_KEY).map_or(0, |o| o.body.len() as u64),
@@ -101,8 +98,9 @@ impl BucketShape {
         } else if rounds == 1 {
             net.slowest_request_secs(&self.sizes())
         } else {
-            (rounds as f64 * net.request_secs(mean_bytes))
-                .max(net.request_secs(self.largest_object_bytes as f64))
+            // No round ends before its largest request.
+            let largest = self.sizes().iter().copied().max().unwrap_or(0);
+            (rounds as f64 * net.request_secs(mean_bytes)).max(net.request_secs(largest as f64))
         };
         listing + lanes_setup + gets
     }
@@ -296,7 +294,6 @@ mod tests {
         BucketShape {
             keys: 67,
             object_bytes: 67 * 125_000,
-            largest_object_bytes: 125_000,
             object_sizes: Vec::new(),
             listing_requests: 1,
             listing_bytes: 0,
@@ -328,7 +325,6 @@ mod tests {
         let shape = BucketShape {
             keys: 67,
             object_bytes: sizes.iter().sum(),
-            largest_object_bytes: 1_900_000,
             object_sizes: sizes,
             listing_requests: 1,
             listing_bytes: 0,

@@ -56,12 +56,12 @@ pub struct LatencyRng(rand_chacha::ChaCha8Rng);
 
 impl LatencyRng {
     pub fn new(seed: u64) -> Self {
-        LatencyRng(rand_chacha::ChaCha8Rng::seed_from_u64(seed))
+        Self::for_run(seed, 0)
     }
 
     /// The sequence of run `run` under `seed`: a stream of its own
     /// (ChaCha's), independent of every other run's; run 0's is
-    /// [`LatencyRng::new`]'s.
+    /// [`LatencyRng::new`]'s, ChaCha's default stream.
     pub fn for_run(seed: u64, run: u64) -> Self {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(run);

@@ -298,3 +298,32 @@ pub fn failing_bucket() -> FailingBucket {
     );
     FailingBucket { child, port }
 }
+
+/// The child's exit status, stdout and stderr, once it ends; killed and
+/// failed if it runs past `within` (a pass hanging on a frozen bucket).
+pub fn finish(
+    mut child: std::process::Child,
+    within: std::time::Duration,
+    what: &str,
+) -> (std::process::ExitStatus, String, String) {
+    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    // Read as they come, so a full pipe never blocks the child.
+    let out = std::thread::spawn(move || std::io::read_to_string(&mut out).unwrap_or_default());
+    let err = std::thread::spawn(move || std::io::read_to_string(&mut err).unwrap_or_default());
+    let deadline = std::time::Instant::now() + within;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{what}: still running after {within:?}: {}",
+                err.join().unwrap()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    (status, out.join().unwrap(), err.join().unwrap())
+}
