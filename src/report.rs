@@ -570,6 +570,19 @@ pub fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
+/// `88851` as `88,851`: figures a reader compares at a glance (chart labels).
+pub fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
+}
+
 /// Characters of a key shown in an error or log line.
 const KEY_SHOWN: usize = 100;
 
@@ -624,6 +637,15 @@ pub fn clip(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn figures_are_grouped_by_thousands() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(7022), "7,022");
+        assert_eq!(grouped(88851), "88,851");
+        assert_eq!(grouped(1_000_000), "1,000,000");
+    }
 
     #[test]
     fn the_timed_phase_line_carries_the_workers_cpu() {

@@ -665,7 +665,7 @@ pub fn launches_lines(
         path,
         &LineChart {
             caption: &format!("Time of each launch — {subtitle}"),
-            x_desc: "launch",
+            x_desc: "launch (warm-up runs not shown)",
             y_desc: "seconds per pass (log scale)",
             x: XScale::Launches,
             series,
@@ -1112,7 +1112,10 @@ pub fn throughput_bars(
             note: if crowded {
                 vec![format!("{:.0}k", s.rows_per_sec / 1000.0), "rows/s".into()]
             } else {
-                vec![format!("{:.0} rows/s", s.rows_per_sec)]
+                vec![format!(
+                    "{} rows/s",
+                    crate::report::grouped(s.rows_per_sec.round() as u64)
+                )]
             },
             mark: None,
             stack: Vec::new(),

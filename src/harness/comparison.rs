@@ -591,6 +591,38 @@ pub fn summarise(layout: &Layout, runs: &[Run], bounds: &[(Label, f64)]) -> Vec<
     summaries
 }
 
+/// Writes `summary.md`: the tables of `summaries` and `runs` under a title
+/// naming `subtitle` (which `--replot` reads back from its first line).
+fn write_summary_md(
+    out: &Path,
+    layout: &Layout,
+    runs: &[Run],
+    summaries: &[ModelSummary],
+    subtitle: &str,
+) -> anyhow::Result<()> {
+    let reference = layout.reference;
+    let mut table = format!(
+        "{}\n{}",
+        export::summary_markdown(summaries, reference),
+        cpu::markdown(summaries)
+    );
+    // The sections that only some comparisons have.
+    for section in [
+        summary::efficiency(summaries, reference),
+        super::firstbyte::markdown(runs, &layout.labels, layout.matrix),
+        export::failed_runs_markdown(runs, layout.matrix),
+    ] {
+        if !section.is_empty() {
+            table = format!("{table}\n{section}");
+        }
+    }
+    std::fs::write(
+        out.join("summary.md"),
+        format!("# bucketbench compare — {subtitle}\n\n{table}"),
+    )
+    .with_context(|| format!("writing {}", out.join("summary.md").display()))
+}
+
 /// Writes what a comparison measured (`runs.csv`, `summary.csv`,
 /// `summary.md`, `environment.json`), draws the charts and publishes
 /// (`comparison.json`, `report.html`, baselines), printing the table and
@@ -609,25 +641,7 @@ pub fn export(
     export::write_summary_csv(&out.join("summary.csv"), summaries, reference)?;
     let first_byte_csv =
         super::firstbyte::write_csv(&out.join("first_byte.csv"), runs, layout.matrix)?;
-    let mut table = format!(
-        "{}\n{}",
-        export::summary_markdown(summaries, reference),
-        cpu::markdown(summaries)
-    );
-    // The sections that only some comparisons have.
-    for section in [
-        summary::efficiency(summaries),
-        super::firstbyte::markdown(runs, &layout.labels, layout.matrix),
-        export::failed_runs_markdown(runs, layout.matrix),
-    ] {
-        if !section.is_empty() {
-            table = format!("{table}\n{section}");
-        }
-    }
-    std::fs::write(
-        out.join("summary.md"),
-        format!("# bucketbench compare — {}\n\n{table}", bench.subtitle),
-    )?;
+    write_summary_md(out, layout, runs, summaries, &bench.subtitle)?;
     let (cores, memory_gib, cpu_model, os) = export::machine();
     let env = Environment {
         bucketbench_version: env!("CARGO_PKG_VERSION"),
@@ -860,6 +874,10 @@ pub fn replot(dir: &Path, publish_args: &publish::PublishArgs) -> anyhow::Result
                 .map(|(_, t)| t.to_string())
         })
         .unwrap_or_else(|| dir.display().to_string());
+    // summary.md too: its tables come from the same runs and bounds, and
+    // would otherwise keep an older release's layout beside new charts.
+    write_summary_md(dir, &layout, &runs, &summaries, &subtitle)?;
+    crate::sayln!("wrote {}", dir.join("summary.md").display());
     for name in draw(dir, &layout, &runs, &summaries, &subtitle) {
         crate::sayln!("drew {}", dir.join(name).display());
     }

@@ -67,7 +67,7 @@ pub fn write_runs_csv(path: &Path, runs: &[Run]) -> anyhow::Result<()> {
             } else {
                 r.run.to_string()
             },
-            format!("{:.4}", r.wall_secs),
+            format!("{:.6}", r.wall_secs),
             r.files.to_string(),
             r.rows.to_string(),
             r.rejected.to_string(),

@@ -41,6 +41,17 @@ pub const PERCENTILES: [(&str, f64); 5] = [
     ("max", 1.0),
 ];
 
+/// Whether `count` samples tell quantile `q` apart from their maximum:
+/// at least one sample must lie above it.
+pub fn resolves(count: u64, q: f64) -> bool {
+    q >= 1.0 || count as f64 * (1.0 - q) >= 1.0 - 1e-9
+}
+
+/// A resolved percentile for a table, "–" for one the samples cannot tell.
+pub fn cell(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".to_string(), |v| format!("{v:.1}"))
+}
+
 impl Delays {
     /// The summary of `h`; `None` when it holds nothing.
     pub fn of(h: &HistogramSnapshot) -> Option<Delays> {
@@ -54,6 +65,15 @@ impl Delays {
             p999_ms: q(0.999),
             max_ms: q(1.0),
         })
+    }
+
+    /// The percentiles in [`PERCENTILES`]' order, `None` for those the
+    /// run's requests are too few to tell from the maximum (p99 needs 100
+    /// requests, p99.9 a thousand): with 68 requests, "p99" and "p99.9"
+    /// would only repeat the slowest one.
+    pub fn resolved(&self) -> [Option<f64>; 5] {
+        let all = self.percentiles();
+        std::array::from_fn(|i| resolves(self.count, PERCENTILES[i].1).then_some(all[i]))
     }
 
     /// The percentiles in [`PERCENTILES`]' order.
@@ -276,7 +296,7 @@ pub fn markdown(runs: &[Run], labels: &[Label], matrix: bool) -> String {
         return String::new();
     }
     let mut s = String::from(
-        "First-byte delays the simulated bucket applied (ms; medians over the verified runs of each run's percentiles), and the connection set-up round trips it charged (TCP and TLS handshakes, once per new connection).\n\n| model | requests | mean | p50 | p90 | p99 | p99.9 | max | set-ups | set-up each |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "First-byte delays the simulated bucket applied (ms; medians over the verified runs of each run's percentiles), and the connection set-up round trips it charged (TCP and TLS handshakes, once per new connection). A percentile is shown only when a run has enough requests to tell it from the slowest (p99: 100, p99.9: 1000).\n\n| model | requests | mean | p50 | p90 | p99 | p99.9 | max | set-ups | set-up each |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         let Some(f) = r.first_byte else { continue };
@@ -285,18 +305,10 @@ pub fn markdown(runs: &[Run], labels: &[Label], matrix: bool) -> String {
             Some(_) => ("0".into(), "–".into()),
             None => ("–".into(), "–".into()),
         };
+        let p = f.resolved().map(cell);
         s.push_str(&format!(
-            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} |\n",
-            r.label,
-            f.count,
-            f.mean_ms,
-            f.p50_ms,
-            f.p90_ms,
-            f.p99_ms,
-            f.p999_ms,
-            f.max_ms,
-            setup.0,
-            setup.1
+            "| {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} |\n",
+            r.label, f.count, f.mean_ms, p[0], p[1], p[2], p[3], p[4], setup.0, setup.1
         ));
     }
     s
@@ -336,5 +348,29 @@ mod tests {
         record(&mut run, &after, &after);
         assert_eq!(run.first_byte, None);
         assert_eq!(run.setup.unwrap().count, 0);
+    }
+
+    #[test]
+    fn percentiles_the_requests_cannot_resolve_are_left_out() {
+        let d = |count| Delays {
+            count,
+            mean_ms: 150.0,
+            p50_ms: 140.0,
+            p90_ms: 280.0,
+            p99_ms: 700.0,
+            p999_ms: 700.0,
+            max_ms: 700.0,
+        };
+        // 68 requests: p99 and p99.9 would repeat the slowest.
+        assert_eq!(
+            d(68).resolved(),
+            [Some(140.0), Some(280.0), None, None, Some(700.0)]
+        );
+        assert_eq!(d(100).resolved()[2], Some(700.0));
+        assert_eq!(d(999).resolved()[3], None);
+        assert_eq!(d(1000).resolved()[3], Some(700.0));
+        assert_eq!(d(9).resolved()[1], None);
+        assert_eq!(cell(None), "–");
+        assert_eq!(cell(Some(282.54)), "282.5");
     }
 }

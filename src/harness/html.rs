@@ -149,9 +149,10 @@ pub fn render(c: &Comparison) -> String {
             "Ceilings and efficiency",
             &t,
             &format!(
-                "Efficiency: the model's limit over its median; the limit is the larger of its network bound (the analytic time for the listing and the GETs at this model's requests in flight) and its CPU floor (all the CPU the pass spent, client, database and bucket, spread over the cores), and binds says which. Both hold on any machine; × ceiling compares with the measured ceiling (the larger of {} and {}).",
+                "Efficiency: the model's limit over its median; the limit is the larger of its network bound (the analytic time for the listing and the GETs at this model's requests in flight) and its CPU floor (all the CPU the pass spent, client, database and bucket, spread over the cores), and binds says which. Both hold on any machine; × ceiling compares with the measured ceiling (the larger of {} and {}). At its limit: how many times faster than {}'s median the model would be at its limit, the most it could show here.",
                 Model::FetchOnly,
-                Model::LoadOnly
+                Model::LoadOnly,
+                esc(&c.reference)
             ),
         );
     }
@@ -609,17 +610,18 @@ fn first_byte_table(c: &Comparison) -> Option<String> {
             Some(_) => ("0".into(), "–".into()),
             None => ("–".into(), "–".into()),
         };
+        let p = f.resolved().map(crate::harness::firstbyte::cell);
         Some(format!(
             "<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             if m.is_ceiling { " class=\"ceiling\"" } else { "" },
             swatch(&m.model),
             f.count,
             ms(f.mean_ms),
-            ms(f.p50_ms),
-            ms(f.p90_ms),
-            ms(f.p99_ms),
-            ms(f.p999_ms),
-            ms(f.max_ms),
+            p[0],
+            p[1],
+            p[2],
+            p[3],
+            p[4],
             setups,
             each,
         ))
@@ -658,9 +660,16 @@ fn ceiling_table(c: &Comparison) -> Option<String> {
             secs(cl.load_only_secs)
         );
     }
+    // The reference's median over each model's limit (see
+    // `ModelSummary::at_limit_vs`): the most the model could show here.
+    let reference = c
+        .models
+        .iter()
+        .find(|m| m.model == c.reference)
+        .map(|r| r.median_secs);
     let rows = c.models.iter().map(|m| {
         format!(
-            "<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             if m.is_ceiling {
                 " class=\"ceiling\""
             } else {
@@ -682,6 +691,11 @@ fn ceiling_table(c: &Comparison) -> Option<String> {
                 .filter(|_| !m.is_ceiling)
                 .map(|e| super::summary::percent(e, "¹"))
                 .unwrap_or_else(|| "–".into()),
+            reference
+                .zip(m.limit_secs)
+                .filter(|_| !m.is_ceiling)
+                .map(|(r, l)| format!("{:.1}×", r / l))
+                .unwrap_or_else(|| "–".into()),
         )
     });
     s.push_str(&table(
@@ -694,6 +708,7 @@ fn ceiling_table(c: &Comparison) -> Option<String> {
             "binds",
             "× ceiling",
             "efficiency",
+            "at its limit",
         ],
         rows,
     ));

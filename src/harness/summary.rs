@@ -135,6 +135,15 @@ pub fn runs_note(outliers: usize, failed: usize) -> String {
 }
 
 impl ModelSummary {
+    /// How many times faster than `reference`'s median this model would run
+    /// at its limit: the most it could show on this network and machine.
+    /// A ratio the model is asked to reach above this is out of reach of
+    /// scheduling; only a faster network, fewer requests in a row or less
+    /// CPU can raise it.
+    pub fn at_limit_vs(&self, reference: &ModelSummary) -> Option<f64> {
+        Some(reference.stats.median / self.limit()?.secs)
+    }
+
     /// The larger of the network bound and the CPU floor, and which binds.
     pub fn limit(&self) -> Option<Limit> {
         Limit::of(self.bound_secs, self.cpu.floor_secs)
@@ -163,8 +172,9 @@ pub fn percent(efficiency: f64, mark: &str) -> String {
     }
 }
 
-pub fn efficiency(summaries: &[ModelSummary]) -> String {
+pub fn efficiency(summaries: &[ModelSummary], reference: Option<Label>) -> String {
     let ceiling = ceiling(summaries);
+    let reference = reference.and_then(|r| summaries.iter().find(|s| s.label == r));
     if ceiling.is_none() && models_only(summaries).all(|m| m.limit().is_none()) {
         return String::new();
     }
@@ -176,8 +186,14 @@ pub fn efficiency(summaries: &[ModelSummary]) -> String {
         ));
     }
     s.push_str(&format!(
-        "Efficiency: the model's limit over its median; the limit is the larger of its network bound and its CPU floor (all the CPU the pass spent, client, database and bucket, spread over the cores), and binds says which.\n\n| model | median | network bound | CPU floor | binds | efficiency |{}\n|---|---:|---:|---:|---|---:|{}\n",
+        "Efficiency: the model's limit over its median; the limit is the larger of its network bound and its CPU floor (all the CPU the pass spent, client, database and bucket, spread over the cores), and binds says which.{}\n\n| model | median | network bound | CPU floor | binds | efficiency |{}{}\n|---|---:|---:|---:|---|---:|{}{}\n",
+        reference.map_or(String::new(), |r| format!(
+            " At its limit: how many times faster than {}'s median the model would be at its limit, the most it could show here.",
+            r.label
+        )),
+        if reference.is_some() { " at its limit |" } else { "" },
         if ceiling.is_some() { " × ceiling |" } else { "" },
+        if reference.is_some() { "---:|" } else { "" },
         if ceiling.is_some() { "---:|" } else { "" },
     ));
     let secs = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.2} s"));
@@ -186,13 +202,17 @@ pub fn efficiency(summaries: &[ModelSummary]) -> String {
         let limit = m.limit();
         beyond |= limit.is_some_and(|l| self::beyond(l.efficiency(m.stats.median)));
         s.push_str(&format!(
-            "| {} | {:.2} s | {} | {} | {} | {} |{}\n",
+            "| {} | {:.2} s | {} | {} | {} | {} |{}{}\n",
             m.label,
             m.stats.median,
             secs(m.bound_secs),
             secs(m.cpu.floor_secs),
             limit.map_or("–".into(), |l| l.binds.to_string()),
             limit.map_or("–".into(), |l| percent(l.efficiency(m.stats.median), "¹")),
+            reference.map_or(String::new(), |r| format!(
+                " {} |",
+                m.at_limit_vs(r).map_or("–".into(), |x| format!("{x:.1}×"))
+            )),
             ceiling.map_or(String::new(), |(c, _, _)| format!(
                 " {:.2}× |",
                 m.stats.median / c

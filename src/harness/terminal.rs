@@ -394,9 +394,12 @@ fn verdicts(summaries: &[ModelSummary], reference: Option<Label>) -> Vec<String>
             .filter_map(|m| Some((*m, m.speedup?)))
             .collect();
         ratios.sort_by(|a, b| b.1.ratio.total_cmp(&a.1.ratio));
-        for (m, x) in ratios {
+        for (m, x) in &ratios {
             // Two decimals, as hyperfine and `comparison.json`'s verdict.
             lines.push(x.sentence(&m.label.to_string(), &reference.to_string(), 2));
+        }
+        if let Some(line) = at_limits(&models, reference) {
+            lines.push(line);
         }
     }
     // Closest to its floor: the least time over its limit (the larger of
@@ -449,6 +452,31 @@ fn verdicts(summaries: &[ModelSummary], reference: Option<Label>) -> Vec<String>
         }
     }
     lines
+}
+
+/// "their limits allow: async 14.9×, … faster than sync": the reference's
+/// median over each model's limit, the most each model could show against
+/// it on this network and machine, so that a ratio asked of a model can be read against what its
+/// bounds allow. `None` when no model has a limit.
+fn at_limits(models: &[&ModelSummary], reference: Label) -> Option<String> {
+    let r = models.iter().find(|m| m.label == reference)?;
+    let mut at: Vec<(&ModelSummary, f64)> = models
+        .iter()
+        .filter(|m| m.label != reference)
+        .filter_map(|m| Some((*m, m.at_limit_vs(r)?)))
+        .collect();
+    if at.is_empty() {
+        return None;
+    }
+    at.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let list: Vec<String> = at
+        .iter()
+        .map(|(m, x)| format!("{} {x:.1}×", m.label))
+        .collect();
+    Some(format!(
+        "their limits allow: {} faster than {reference}",
+        list.join(", ")
+    ))
 }
 
 /// What limits `m`: the slower ceiling when both ran, else the network
@@ -664,6 +692,18 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("what limits it: database bound"), "{out}");
+        // sync's median (13.52 s) over each model's limit (0.5 and 0.6 s):
+        // the most each could show.
+        let at = out
+            .lines()
+            .find(|l| l.starts_with("their limits allow: "))
+            .unwrap_or_else(|| panic!("no at-limit line in\n{out}"));
+        assert!(at.contains("async 27.0×"), "{at}");
+        assert!(at.ends_with("threads 22.5× faster than sync"), "{at}");
+        let md = summary::efficiency(&s, reference);
+        assert!(md.contains(" at its limit |"), "{md}");
+        let async_row = md.lines().find(|l| l.starts_with("| async |")).unwrap();
+        assert!(async_row.contains("| 27.0× |"), "{async_row}");
     }
 
     #[test]
@@ -701,7 +741,7 @@ mod tests {
             cpu.contains("² above 100 %: the median beat its limit"),
             "{cpu}"
         );
-        let md = summary::efficiency(&s);
+        let md = summary::efficiency(&s, reference);
         assert!(md.contains("| 105 %¹ |"), "{md}");
         assert!(
             md.contains("¹ above 100 %: the median beat its limit"),

@@ -1,5 +1,6 @@
 //! `first_byte.png`: the first-byte delays each model actually met on the
-//! simulated bucket, as percentile lines (p50, p90, p99, p99.9, max) on a
+//! simulated bucket, as percentile lines (p50, p90, p99, p99.9, max; those the requests
+//! are too few to resolve left out) on a
 //! log scale of milliseconds, one line per model, in the look of every
 //! other chart ([`super::frame`], [`super::axes`]).
 
@@ -30,10 +31,10 @@ pub fn first_byte_lines(
         .filter_map(|(r, (color, marker))| {
             let f = r.first_byte?;
             let points = f
-                .percentiles()
+                .resolved()
                 .iter()
                 .enumerate()
-                .map(|(i, v)| ((i + 1) as f64, *v))
+                .filter_map(|(i, v)| Some(((i + 1) as f64, (*v)?)))
                 .filter(|p| p.1 > 0.0)
                 .collect::<Vec<_>>();
             Some((
@@ -63,7 +64,7 @@ pub fn first_byte_lines(
         .collect();
     legend.push(Entry {
         swatch: Swatch::Note,
-        text: "each point: the median\nover the verified runs\nof that run's percentile;\nconnection set-up round\ntrips not included".into(),
+        text: "each point: the median\nover the verified runs\nof that run's percentile,\nwhere its requests tell it\nfrom the slowest (p99:\n100, p99.9: 1000);\nconnection set-up round\ntrips not included".into(),
     });
     let area = frame(
         path,
