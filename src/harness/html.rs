@@ -694,7 +694,7 @@ fn ceiling_table(c: &Comparison) -> Option<String> {
             reference
                 .zip(m.limit_secs)
                 .filter(|_| !m.is_ceiling)
-                .map(|(r, l)| format!("{:.1}×", r / l))
+                .map(|(r, l)| super::summary::times(r / l))
                 .unwrap_or_else(|| "–".into()),
         )
     });

@@ -156,6 +156,16 @@ impl ModelSummary {
 /// Why an efficiency can read above 100 %, said wherever one does.
 pub const BEYOND_LIMIT: &str = "above 100 %: the median beat its limit, which is measured (the CPU floor) or modelled from the mean first byte (the network bound) and noisy on a shared machine: read it as at the limit.";
 
+/// A ratio as "14.9×", or "0.14×" below 1 (where one decimal would
+/// round a model ten times slower down to nothing).
+pub fn times(x: f64) -> String {
+    if x < 1.0 {
+        format!("{x:.2}×")
+    } else {
+        format!("{x:.1}×")
+    }
+}
+
 /// Whether an efficiency reads above 100 % as [`percent`] shows it (1.003
 /// shows as "100 %", which needs no note).
 pub fn beyond(efficiency: f64) -> bool {
@@ -211,7 +221,7 @@ pub fn efficiency(summaries: &[ModelSummary], reference: Option<Label>) -> Strin
             limit.map_or("–".into(), |l| percent(l.efficiency(m.stats.median), "¹")),
             reference.map_or(String::new(), |r| format!(
                 " {} |",
-                m.at_limit_vs(r).map_or("–".into(), |x| format!("{x:.1}×"))
+                m.at_limit_vs(r).map_or("–".into(), times)
             )),
             ceiling.map_or(String::new(), |(c, _, _)| format!(
                 " {:.2}× |",

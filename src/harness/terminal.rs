@@ -471,10 +471,16 @@ fn at_limits(models: &[&ModelSummary], reference: Label) -> Option<String> {
     at.sort_by(|a, b| b.1.total_cmp(&a.1));
     let list: Vec<String> = at
         .iter()
-        .map(|(m, x)| format!("{} {x:.1}×", m.label))
+        .map(|(m, x)| {
+            if *x >= 1.0 {
+                format!("{} {x:.1}× faster", m.label)
+            } else {
+                format!("{} {:.1}× slower", m.label, 1.0 / x)
+            }
+        })
         .collect();
     Some(format!(
-        "their limits allow: {} faster than {reference}",
+        "their limits allow: {} than {reference}",
         list.join(", ")
     ))
 }
@@ -698,8 +704,13 @@ mod tests {
             .lines()
             .find(|l| l.starts_with("their limits allow: "))
             .unwrap_or_else(|| panic!("no at-limit line in\n{out}"));
-        assert!(at.contains("async 27.0×"), "{at}");
         assert!(at.ends_with("threads 22.5× faster than sync"), "{at}");
+        assert!(at.contains("async 27.0× faster, "), "{at}");
+        // Against a faster reference, a model slower even at its limit
+        // says so, not "0.1× faster".
+        let fast = s[2].label;
+        let against_async = verdicts(&s, Some(fast)).join("\n");
+        assert!(against_async.contains("sync 5.8× slower"), "{against_async}");
         let md = summary::efficiency(&s, reference);
         assert!(md.contains(" at its limit |"), "{md}");
         let async_row = md.lines().find(|l| l.starts_with("| async |")).unwrap();
