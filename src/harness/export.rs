@@ -343,6 +343,11 @@ pub fn summary_markdown(summaries: &[ModelSummary], reference: Option<Label>) ->
             m.label, st.runs, flags, st.median, st.min, st.max, st.mean, st.stddev, m.rows_per_sec, rel, m.median_cpu_secs, m.max_peak_rss_mb
         ));
     }
+    for m in summaries {
+        if let Some(d) = super::summary::from_draws(&m.outliers_from_draws) {
+            s.push_str(&format!("\nOutliers of {}: {d}.\n", m.label));
+        }
+    }
     if bounds {
         s.push_str(&format!(
             "\nNetwork bound: {}; the ratio is the median over it.\n",
@@ -514,6 +519,7 @@ mod tests {
             bound_secs: None,
             net: None,
             cpu: super::super::cpu::CpuSummary::default(),
+            outliers_from_draws: Vec::new(),
         }
     }
 

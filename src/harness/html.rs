@@ -93,6 +93,9 @@ pub fn render(c: &Comparison) -> String {
                 "<p class=\"verdict\" id=\"verdict\">{}</p>",
                 esc(&v.text)
             );
+            if let Some(tie) = &v.within_noise {
+                let _ = writeln!(h, "<p class=\"note\" id=\"tie\">{}.</p>", esc(tie));
+            }
         }
         None => h.push_str(
             "<p class=\"verdict\" id=\"verdict\">One model: nothing to compare it with.</p>\n",

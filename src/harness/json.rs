@@ -50,6 +50,11 @@ pub struct Verdict {
     pub ratio: f64,
     pub error: f64,
     pub text: String,
+    /// When the two fastest models proper are within each other's noise:
+    /// the sentence that says so (the ranking between them is a coin toss
+    /// on another run). `None` in results written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within_noise: Option<String>,
 }
 
 /// One label's statistics over its verified measured runs (seconds).
@@ -422,5 +427,28 @@ pub fn verdict(summaries: &[ModelSummary], reference: Option<Label>) -> Option<V
         ratio: x.ratio,
         error: x.error,
         text: x.sentence(&fast.label.to_string(), &slow.label.to_string(), 2),
+        within_noise: within_noise(&contenders),
+    })
+}
+
+/// "async and async-fetch are within each other's noise: …" when the
+/// fastest model proper is not faster than the runner-up by more than the
+/// error of the ratio (the means' spreads propagated as the verdict's).
+/// The errors treat the models' runs as independent; with paired draws
+/// they are correlated, so this errs towards calling a tie.
+pub fn within_noise(contenders: &[&ModelSummary]) -> Option<String> {
+    let mut by_mean: Vec<&&ModelSummary> = contenders.iter().collect();
+    by_mean.sort_by(|a, b| a.stats.mean.total_cmp(&b.stats.mean));
+    let [first, second, ..] = by_mean[..] else {
+        return None;
+    };
+    let x = stats::speedup(&second.stats, &first.stats);
+    (x.has_error() && x.ratio - x.error <= 1.0).then(|| {
+        format!(
+            "{} and {} are within each other's noise: {}, and the spread allows either order",
+            first.label,
+            second.label,
+            x.sentence(&first.label.to_string(), &second.label.to_string(), 2)
+        )
     })
 }

@@ -155,6 +155,9 @@ pub fn publish(
     );
     Ok(Published {
         regressed,
-        verdict: c.verdict.as_ref().map(|v| v.text.clone()),
+        verdict: c.verdict.as_ref().map(|v| match &v.within_noise {
+            Some(tie) => format!("{}\n{tie}", v.text),
+            None => v.text.clone(),
+        }),
     })
 }

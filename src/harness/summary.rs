@@ -32,6 +32,10 @@ pub struct ModelSummary {
     pub net: Option<super::netstats::NetMedians>,
     /// Where the CPU went, medians over the same runs (`harness::cpu`).
     pub cpu: super::cpu::CpuSummary,
+    /// The run numbers of `stats.outliers` that drew the most extreme
+    /// first-byte delays of the model's runs: the paired draws, which
+    /// every model met alike, made them so, not the machine.
+    pub outliers_from_draws: Vec<usize>,
 }
 
 /// The label speedups are relative to: `sync` (`sync+insert` in a matrix,
@@ -78,9 +82,13 @@ pub fn summarize(
                 bound_secs: None,
                 net: super::netstats::medians(&good),
                 cpu: super::cpu::CpuSummary::of(&good),
+                outliers_from_draws: Vec::new(),
             })
         })
         .collect();
+    for s in &mut out {
+        s.outliers_from_draws = outliers_from_draws(runs, s, matrix);
+    }
     if let Some(base) = out
         .iter()
         .find(|s| Some(s.label) == reference)
@@ -96,6 +104,62 @@ pub fn summarize(
         }
     }
     out
+}
+
+/// Which of `s`'s outliers its first-byte draws explain: a slow outlier
+/// that drew the slowest delays of the model's runs (the highest mean,
+/// which a model with one request in flight pays in full, or the highest
+/// maximum, which one that sends every key at once waits for), or a fast
+/// one that drew the kindest. `compare` deals every model the same draws
+/// in a run, so such a run is the network's luck, not the machine's.
+fn outliers_from_draws(runs: &[Run], s: &ModelSummary, matrix: bool) -> Vec<usize> {
+    let own: Vec<&Run> = runs
+        .iter()
+        .filter(|r| r.label(matrix) == s.label && r.run > 0 && r.verified)
+        .collect();
+    let drawn: Vec<(f64, f64)> = own
+        .iter()
+        .filter_map(|r| r.first_byte.map(|f| (f.mean_ms, f.max_ms)))
+        .collect();
+    if drawn.len() != own.len() {
+        return Vec::new();
+    }
+    let extreme = |pick: fn(f64, f64) -> f64, of: fn(&(f64, f64)) -> f64| {
+        drawn.iter().map(of).reduce(pick).unwrap_or(f64::NAN)
+    };
+    s.stats
+        .outliers
+        .iter()
+        .filter_map(|&i| Some((own.get(i)?, drawn.get(i)?)))
+        .filter(|(r, (mean, max))| {
+            if r.wall_secs > s.stats.median {
+                *mean == extreme(f64::max, |d| d.0) || *max == extreme(f64::max, |d| d.1)
+            } else {
+                *mean == extreme(f64::min, |d| d.0) || *max == extreme(f64::min, |d| d.1)
+            }
+        })
+        .map(|(r, _)| r.run)
+        .collect()
+}
+
+/// "run 2 drew the most extreme first-byte delays …", for the outliers the
+/// paired draws explain (`ModelSummary::outliers_from_draws`); `None` when
+/// there are none.
+pub fn from_draws(runs: &[usize]) -> Option<String> {
+    let which = match runs {
+        [] => return None,
+        [k] => format!("run {k}"),
+        ks => format!(
+            "runs {}",
+            ks.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    Some(format!(
+        "{which} drew the most extreme first-byte delays of its runs, which every model met alike: the network's luck, not the machine"
+    ))
 }
 
 /// The ceiling, when both were measured: the larger median of
@@ -238,6 +302,48 @@ pub fn efficiency(summaries: &[ModelSummary], reference: Option<Label>) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The reference run's sync: run 2 (15.24 s) is an outlier, and it drew
+    /// the highest mean first byte of the five.
+    #[test]
+    fn an_outlier_that_drew_the_slowest_first_bytes_is_put_down_to_the_draws() {
+        use crate::harness::firstbyte::Delays;
+        let runs_with = |means: [f64; 5]| -> Vec<Run> {
+            [14.11, 15.24, 14.35, 13.41, 14.18]
+                .iter()
+                .zip(means)
+                .enumerate()
+                .map(|(i, (&t, mean_ms))| {
+                    let mut r = Run::example(Model::Sync, i + 1, t);
+                    r.first_byte = Some(Delays {
+                        count: 68,
+                        mean_ms,
+                        p50_ms: 145.0,
+                        p90_ms: 280.0,
+                        p99_ms: 700.0,
+                        p999_ms: 700.0,
+                        max_ms: 4.0 * mean_ms,
+                    });
+                    r
+                })
+                .collect()
+        };
+        let labels = [Label::new(Model::Sync, WriteStrategy::Copy, false)];
+        let summarized = |runs: &[Run]| summarize(runs, &labels, false, None).remove(0);
+        let paired = runs_with([163.3, 179.8, 167.5, 153.2, 165.1]);
+        let s = summarized(&paired);
+        assert_eq!(s.stats.outliers, vec![1], "{:?}", s.stats);
+        assert_eq!(s.outliers_from_draws, vec![2]);
+        assert!(
+            from_draws(&s.outliers_from_draws)
+                .unwrap()
+                .starts_with("run 2 drew")
+        );
+        // The same times with run 2's draws in the middle: the machine's.
+        let unexplained = runs_with([163.3, 160.0, 167.5, 153.2, 165.1]);
+        assert!(summarized(&unexplained).outliers_from_draws.is_empty());
+        assert_eq!(from_draws(&[]), None);
+    }
 
     #[test]
     fn a_runs_note_counts_in_the_singular_and_the_plural() {

@@ -231,7 +231,7 @@ fn models_table(summaries: &[ModelSummary], reference: Option<Label>) -> String 
         if !st.outliers.is_empty() {
             let n = st.outliers.len();
             outliers.push(format!(
-                "{}: {} of its {} {} (modified z-score above 3.5)",
+                "{}: {} of its {} {} (modified z-score above 3.5){}",
                 m.label,
                 n,
                 st.runs,
@@ -239,7 +239,9 @@ fn models_table(summaries: &[ModelSummary], reference: Option<Label>) -> String 
                     "runs is an outlier"
                 } else {
                     "runs are outliers"
-                }
+                },
+                summary::from_draws(&m.outliers_from_draws)
+                    .map_or(String::new(), |d| format!("; {d}"))
             ));
         }
         if m.failed_runs > 0 {
@@ -398,13 +400,24 @@ fn verdicts(summaries: &[ModelSummary], reference: Option<Label>) -> Vec<String>
             // Two decimals, as hyperfine and `comparison.json`'s verdict.
             lines.push(x.sentence(&m.label.to_string(), &reference.to_string(), 2));
         }
+        if let Some(line) = super::json::within_noise(&models) {
+            lines.push(line);
+        }
         if let Some(line) = at_limits(&models, reference) {
             lines.push(line);
         }
     }
-    // Closest to its floor: the least time over its limit (the larger of
-    // its network bound and its CPU floor); with no limit known, the
-    // fastest.
+    // What limits the fastest model (the one the lines above rank first),
+    // judged by the same limit as the efficiency table's `binds`.
+    let fastest = models
+        .iter()
+        .min_by(|a, b| a.stats.mean.total_cmp(&b.stats.mean))
+        .copied();
+    if let Some(line) = fastest.and_then(|m| what_limits(m, summaries)) {
+        lines.push(line);
+    }
+    // Another model nearer its own limit is worth naming (sync, sitting at
+    // its slow bound): it shows what the network alone costs.
     let closest = models
         .iter()
         .filter_map(|m| {
@@ -412,46 +425,96 @@ fn verdicts(summaries: &[ModelSummary], reference: Option<Label>) -> Vec<String>
             Some((*m, m.stats.median / l.secs, l))
         })
         .min_by(|a, b| a.1.total_cmp(&b.1));
-    let best = match closest {
-        Some((m, x, l)) => {
-            let floor = match l.binds {
-                Binds::Network => "network bound",
-                Binds::Cpu => "CPU floor",
-            };
-            lines.push(format!(
-                "closest to its floor: {} at {x:.2}× its {floor} ({:.2} s){}",
-                m.label,
-                l.secs,
-                // As shown: 0.996 reads "1.00×", and is not below 1×.
-                if (x * 100.0).round() < 100.0 {
-                    match l.binds {
-                        Binds::Network => "; below 1×: the bound is modelled from the configured first-byte distribution, and this run's draws were kinder",
-                        Binds::Cpu => "; below 1×: the CPU floor is counted in 10 ms ticks",
-                    }
-                } else {
-                    ""
-                }
-            ));
-            if l.binds == Binds::Cpu && x < NEAR_BOUND {
-                lines.push(format!(
-                    "what limits it: CPU: the pass spends {:.2} s of CPU (worker, database and bucket) per core; only less CPU per row or more cores make it faster",
-                    l.secs
-                ));
-                return lines;
-            }
-            Some((m, m.bound_secs.map(|b| m.stats.median / b)))
-        }
-        None => models
-            .iter()
-            .min_by(|a, b| a.stats.median.total_cmp(&b.stats.median))
-            .map(|m| (*m, None)),
-    };
-    if let Some((m, x_bound)) = best {
-        if let Some(line) = limit(m, x_bound, summaries) {
-            lines.push(line);
-        }
+    if let Some((m, x, l)) = closest.filter(|c| Some(c.0.label) != fastest.map(|f| f.label)) {
+        lines.push(format!(
+            "closest to its floor: {} at {x:.2}× its {} ({:.2} s){}",
+            m.label,
+            floor_name(l.binds),
+            l.secs,
+            below_one(x, l.binds)
+        ));
     }
     lines
+}
+
+fn floor_name(binds: Binds) -> &'static str {
+    match binds {
+        Binds::Network => "network bound",
+        Binds::Cpu => "CPU floor",
+    }
+}
+
+/// Why a time can read below its limit, for a ratio that shows under 1×
+/// (0.996 shows as "1.00×" and needs nothing).
+fn below_one(x: f64, binds: Binds) -> &'static str {
+    if (x * 100.0).round() >= 100.0 {
+        return "";
+    }
+    match binds {
+        Binds::Network => {
+            "; below 1×: the bound is modelled from the configured first-byte distribution, and this run's draws were kinder"
+        }
+        Binds::Cpu => "; below 1×: the CPU floor is counted in 10 ms ticks",
+    }
+}
+
+/// What limits `m`, by its own limit (the larger of its network bound and
+/// its CPU floor, as the efficiency table's `binds`): near it, that limit;
+/// far above it, the ceilings say whether the network or the database
+/// holds it back, or its own overhead.
+fn what_limits(m: &ModelSummary, summaries: &[ModelSummary]) -> Option<String> {
+    let name = m.label;
+    let limit = m.limit();
+    if let Some(l) = limit {
+        let x = m.stats.median / l.secs;
+        if x < NEAR_BOUND {
+            let below = below_one(x, l.binds);
+            return Some(match l.binds {
+                Binds::Network => format!(
+                    "what limits {name}: the network: it takes {x:.2}× its network bound ({:.2} s), the time its requests in flight need on this network{below}",
+                    l.secs
+                ),
+                Binds::Cpu => format!(
+                    "what limits {name}: CPU: it takes {x:.2}× its CPU floor (the pass spends {:.2} s of CPU, worker, database and bucket, per core); only less CPU per row or more cores make it faster{below}",
+                    l.secs
+                ),
+            });
+        }
+    }
+    let far = limit.map_or(String::new(), |l| {
+        format!(
+            "it takes {:.2}× its {} ({:.2} s) and ",
+            m.stats.median / l.secs,
+            floor_name(l.binds),
+            l.secs
+        )
+    });
+    if let Some((ceiling, fetch, load)) = summary::ceiling(summaries) {
+        let (kind, which) = if load >= fetch {
+            ("the database", Model::LoadOnly)
+        } else {
+            ("the network", Model::FetchOnly)
+        };
+        let e = ceiling / m.stats.median;
+        let pct = summary::percent(e, ABOVE);
+        return Some(if e >= 0.9 {
+            format!(
+                "what limits {name}: {kind}: {far}reaches {pct} of the ceiling, {which} at {ceiling:.2} s ({})",
+                meaning(which)
+            )
+        } else {
+            format!(
+                "what limits {name}: its own overhead: {far}reaches {pct} of the ceiling, {which} at {ceiling:.2} s ({}); the rest is the model's own",
+                meaning(which)
+            )
+        });
+    }
+    let l = limit?;
+    Some(format!(
+        "what limits {name}: not its {} alone ({:.2}× it); the ceilings (on by default) tell the network from the database",
+        floor_name(l.binds),
+        m.stats.median / l.secs
+    ))
 }
 
 /// "their limits allow: async 14.9×, … faster than sync": the reference's
@@ -485,46 +548,7 @@ fn at_limits(models: &[&ModelSummary], reference: Label) -> Option<String> {
     ))
 }
 
-/// What limits `m`: the slower ceiling when both ran, else the network
-/// bound alone.
-fn limit(m: &ModelSummary, x_bound: Option<f64>, summaries: &[ModelSummary]) -> Option<String> {
-    // Near its own network bound, the network is the limit whatever the
-    // ceilings say (sync: one request in flight).
-    if let Some(x) = x_bound.filter(|x| *x < NEAR_BOUND) {
-        return Some(format!(
-            "what limits it: network bound: {} takes {x:.2}× the time its requests in flight need on this network",
-            m.label
-        ));
-    }
-    if let Some((ceiling, fetch, load)) = summary::ceiling(summaries) {
-        let (kind, which) = if load >= fetch {
-            ("database bound", Model::LoadOnly)
-        } else {
-            ("network bound", Model::FetchOnly)
-        };
-        let e = ceiling / m.stats.median;
-        let pct = summary::percent(e, ABOVE);
-        return Some(if e >= 0.9 {
-            format!(
-                "what limits it: {kind}: {} reaches {pct} of the ceiling, {which} at {ceiling:.2} s ({})",
-                m.label,
-                meaning(which)
-            )
-        } else {
-            format!(
-                "what limits it: the model itself: {} reaches {pct} of the ceiling, {which} at {ceiling:.2} s ({}); the rest is the model's own overhead",
-                m.label,
-                meaning(which)
-            )
-        });
-    }
-    let x = x_bound?;
-    Some(format!(
-        "what limits it: not the network alone ({x:.2}× its bound); the ceilings (on by default) tell the network from the database"
-    ))
-}
-
-/// Within this factor of its network bound, a model is network bound.
+/// Within this factor of its limit, a model is held by that limit.
 const NEAR_BOUND: f64 = 1.25;
 
 /// A sweep's table: each model's median (and the ceiling's) at each
@@ -582,6 +606,7 @@ mod tests {
             bound_secs: bound,
             net: None,
             cpu: crate::harness::cpu::CpuSummary::default(),
+            outliers_from_draws: Vec::new(),
         }
     }
 
@@ -659,8 +684,16 @@ mod tests {
         let (mut s, reference) = sample(5);
         s[0].bound_secs = Some(12.5);
         let out = render(&s, reference);
+        // Named as the model nearest its floor, though not the fastest...
         assert!(out.contains("closest to its floor: sync at 1.08×"), "{out}");
-        assert!(out.contains("what limits it: network bound: sync"), "{out}");
+        // ...and held by the network, as the efficiency table says.
+        let line = what_limits(&s[0], &s).unwrap();
+        assert!(
+            line.starts_with(
+                "what limits sync: the network: it takes 1.08× its network bound (12.50 s)"
+            ),
+            "{line}"
+        );
     }
 
     #[test]
@@ -693,11 +726,23 @@ mod tests {
         // Fastest first.
         let first = out.lines().find(|l| l.contains(" ran ")).unwrap();
         assert!(first.starts_with("async ran"), "{out}");
+        // The fastest is far above its limit: the ceilings say the database
+        // holds it back. Being also the nearest its floor, it is not named
+        // twice.
         assert!(
-            out.contains("closest to its floor: async at 2.08× its network bound"),
+            out.contains("what limits async: the database: it takes 2.08× its network bound (0.50 s) and reaches 95 % of the"),
             "{out}"
         );
-        assert!(out.contains("what limits it: database bound"), "{out}");
+        assert!(!out.contains("closest to its floor"), "{out}");
+        // Twice as fast as the runner-up: a clear order, no tie to report.
+        assert!(!out.contains("within each other's noise"), "{out}");
+        let mut close = s.clone();
+        close[1] = summary(Model::AsyncFetch, &[1.06, 1.0, 1.1, 1.02, 1.08], Some(0.5));
+        let tie = verdicts(&close, reference).join("\n");
+        assert!(
+            tie.contains("async and async-fetch are within each other's noise: async ran 1.01 ± 0.05 times faster than async-fetch"),
+            "{tie}"
+        );
         // sync's median (13.52 s) over each model's limit (0.5 and 0.6 s):
         // the most each could show.
         let at = out
@@ -710,7 +755,10 @@ mod tests {
         // says so, not "0.1× faster".
         let fast = s[2].label;
         let against_async = verdicts(&s, Some(fast)).join("\n");
-        assert!(against_async.contains("sync 5.8× slower"), "{against_async}");
+        assert!(
+            against_async.contains("sync 5.8× slower"),
+            "{against_async}"
+        );
         let md = summary::efficiency(&s, reference);
         assert!(md.contains(" at its limit |"), "{md}");
         let async_row = md.lines().find(|l| l.starts_with("| async |")).unwrap();
@@ -760,9 +808,12 @@ mod tests {
         );
         let out = render(&s, reference);
         assert!(
-            out.contains("async at 0.95× its network bound (1.05 s); below 1×"),
+            out.contains(
+                "what limits async: the network: it takes 0.95× its network bound (1.05 s)"
+            ),
             "{out}"
         );
+        assert!(out.contains("; below 1×: the bound is modelled"), "{out}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `first_byte.png`: the first-byte delays each model actually met on the
-//! simulated bucket, as percentile lines (p50, p90, p99, p99.9, max; those the requests
-//! are too few to resolve left out) on a
-//! log scale of milliseconds, one line per model, in the look of every
+//! simulated bucket, as percentile lines (p50, p90, p99, p99.9, max; those
+//! the requests are too few to resolve left off the axis) on a log scale
+//! of milliseconds: one line per model, or one for all when they met the
+//! same draws, in the look of every
 //! other chart ([`super::frame`], [`super::axes`]).
 
 use std::path::Path;
@@ -24,17 +25,26 @@ pub fn first_byte_lines(
     subtitle: &str,
 ) -> anyhow::Result<()> {
     let rows = firstbyte::by_label(runs, labels, matrix);
+    // The percentiles some model's requests resolve; the others would only
+    // repeat the slowest request, so they get no tick at all.
+    let shown: Vec<usize> = (0..PERCENTILES.len())
+        .filter(|&i| {
+            rows.iter()
+                .filter_map(|r| r.first_byte)
+                .any(|f| f.resolved()[i].is_some())
+        })
+        .collect();
     let names: Vec<String> = rows.iter().map(|r| r.label.to_string()).collect();
-    let series: Vec<(String, RGBColor, Marker, Vec<(f64, f64)>)> = rows
+    let mut series: Vec<(String, RGBColor, Marker, Vec<(f64, f64)>)> = rows
         .iter()
         .zip(series_styles(&names))
         .filter_map(|(r, (color, marker))| {
             let f = r.first_byte?;
-            let points = f
-                .resolved()
+            let resolved = f.resolved();
+            let points = shown
                 .iter()
                 .enumerate()
-                .filter_map(|(i, v)| Some(((i + 1) as f64, (*v)?)))
+                .filter_map(|(x, &i)| Some(((x + 1) as f64, resolved[i]?)))
                 .filter(|p| p.1 > 0.0)
                 .collect::<Vec<_>>();
             Some((
@@ -47,13 +57,31 @@ pub fn first_byte_lines(
         .filter(|s| !s.3.is_empty())
         .collect();
     anyhow::ensure!(!series.is_empty(), "no run met a first-byte delay above 0");
+    // `compare` deals every model the same draws: one line says so, where
+    // six drawn over each other would show only the last.
+    let counts: Vec<u64> = rows
+        .iter()
+        .filter_map(|r| r.first_byte.map(|f| f.count))
+        .collect();
+    if series.len() > 1
+        && series.iter().all(|s| s.3 == series[0].3)
+        && counts.iter().all(|c| *c == counts[0])
+    {
+        let (_, color, marker, points) = series.swap_remove(0);
+        series = vec![(
+            format!("every model ({} requests,\nthe same draws)", counts[0]),
+            color,
+            marker,
+            points,
+        )];
+    }
     let ys = || series.iter().flat_map(|s| s.3.iter().map(|p| p.1));
     let (lo, hi) = (
         ys().fold(f64::INFINITY, f64::min),
         ys().fold(0.0_f64, f64::max),
     );
     let y = Axis::log_auto(lo / 1.4, hi * 1.4);
-    let n = PERCENTILES.len();
+    let n = shown.len();
     let x = Axis::linear(0.6..n as f64 + 0.4, (1..=n).map(|i| i as f64).collect());
     let mut legend: Vec<Entry> = series
         .iter()
@@ -64,7 +92,7 @@ pub fn first_byte_lines(
         .collect();
     legend.push(Entry {
         swatch: Swatch::Note,
-        text: "each point: the median\nover the verified runs\nof that run's percentile,\nwhere its requests tell it\nfrom the slowest (p99:\n100, p99.9: 1000);\nconnection set-up round\ntrips not included".into(),
+        text: "each point: the median\nover the verified runs\nof that run's percentile;\np99 and p99.9 only where\n100 and 1000 requests\ntell them from the max;\nconnection set-up round\ntrips not included".into(),
     });
     let area = frame(
         path,
@@ -72,10 +100,10 @@ pub fn first_byte_lines(
         &legend,
     )?;
     let x_fmt = |v: &f64| {
-        let i = v.round() as usize;
-        PERCENTILES
-            .get(i.wrapping_sub(1))
-            .map_or_else(String::new, |p| p.0.to_string())
+        let x = v.round() as usize;
+        shown
+            .get(x.wrapping_sub(1))
+            .map_or_else(String::new, |&i| PERCENTILES[i].0.to_string())
     };
     let mut chart = axes(
         &area,
