@@ -242,3 +242,119 @@ fn unstorable_text_odd_encodings_and_odd_keys_are_handled_per_record_and_per_fil
         );
     }
 }
+
+/// An S3-compatible store that answers every ListObjectsV2 page with the
+/// same continuation token (or a fresh token and no keys, `empty`): a
+/// client that trusts it lists forever.
+fn looping_listing_server(empty: bool) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let (contents, token) = if empty {
+                    (String::new(), format!("T{n}"))
+                } else {
+                    (
+                        "<Contents><Key>a.json</Key><ETag>\"e\"</ETag><Size>2</Size><LastModified>2024-01-01T00:00:00.000Z</LastModified><StorageClass>STANDARD</StorageClass></Contents>".to_string(),
+                        "SAME".to_string(),
+                    )
+                };
+                let body = format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?><ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Name>loop</Name><Prefix></Prefix><KeyCount>1</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>true</IsTruncated>{contents}<NextContinuationToken>{token}</NextContinuationToken></ListBucketResult>"
+                );
+                let _ = stream.write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                );
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// Found by an adversary: a store that repeats its continuation token made
+/// `ingest` list forever (902 pages in 40 s, no output). Now the pass ends
+/// in one line, as it does on a store that pages on without keys.
+#[test]
+fn a_listing_that_never_ends_is_given_up_in_one_line() {
+    let db = fresh_db();
+    for (empty, says) in [
+        (false, "the server gave the same continuation token twice"),
+        (true, "100 pages in a row held no key"),
+    ] {
+        let endpoint = looping_listing_server(empty);
+        let child = ingest()
+            .args([
+                "--bucket",
+                "s3://loop",
+                "--endpoint",
+                &endpoint,
+                "-m",
+                "async",
+            ])
+            .args(["--database-url", &db])
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (status, _, err) = finish(child, std::time::Duration::from_secs(60), "ingest");
+        assert_eq!(status.code(), Some(1), "{err}");
+        let error: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(error.len(), 1, "{err}");
+        assert!(error[0].contains(says), "{err}");
+        assert!(error[0].contains("s3://loop"), "{err}");
+    }
+}
+
+/// Found by an adversary: `bucket upload` to an endpoint that accepts the
+/// connection and never answers waited forever, silently. Now every wait
+/// of the upload is bounded and it ends in one line naming the endpoint.
+#[test]
+fn an_upload_to_an_endpoint_that_never_answers_ends_in_one_line() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    // Accepts, reads nothing, answers nothing; holds each connection open.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    let child = bucket()
+        .args([
+            "upload",
+            "--profile",
+            "tiny",
+            "s3://blackhole",
+            "--endpoint",
+            &endpoint,
+        ])
+        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+        .env(
+            "AWS_SECRET_ACCESS_KEY",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let within = bucketbench::sim::upload::UPLOAD_ANSWER + std::time::Duration::from_secs(30);
+    let (status, _, err) = finish(child, within, "bucket upload");
+    assert_eq!(status.code(), Some(1), "{err}");
+    let error: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(error.len(), 1, "{err}");
+    assert!(error[0].contains(&endpoint), "{err}");
+    assert!(!err.contains("wJalrXUtnFEMI"), "{err}");
+}

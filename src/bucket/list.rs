@@ -12,6 +12,10 @@ use super::manifest::{Manifest, RefusedKey, key_fault, parse_manifest};
 use super::sync_client::{RawResponse, SyncClient};
 use super::{FetchError, ObjectRef};
 
+/// Keyless pages in a row after which a listing that still asks for more
+/// is given up on (S3 itself may send a few, never this many).
+const MAX_EMPTY_PAGES: u32 = 100;
+
 /// Keys per page handed on: S3's own page size.
 pub const PAGE: usize = 1000;
 
@@ -105,6 +109,10 @@ fn list_objects_v2(
 ) -> anyhow::Result<()> {
     let loc = BucketLocation::S3(b.clone());
     let mut token: Option<String> = None;
+    // A server that hands back a token it gave before would be listed
+    // again and again, forever; so would one that pages on without keys.
+    let mut seen_tokens = std::collections::HashSet::new();
+    let mut empty_pages = 0u32;
     loop {
         let url = {
             let mut action = ListObjectsV2::new(&b.bucket, b.credentials.as_deref());
@@ -133,6 +141,7 @@ fn list_objects_v2(
             )
         })?;
         let mut out = Page::default();
+        let keyless = page.contents.is_empty();
         for o in page.contents {
             if !o.key.ends_with(&b.suffix) {
                 continue;
@@ -150,7 +159,22 @@ fn list_objects_v2(
         }
         on_page(out)?;
         match page.next_continuation_token {
-            Some(t) => token = Some(t),
+            Some(t) => {
+                if !seen_tokens.insert(t.clone()) {
+                    bail!(
+                        "cannot list {}: the server gave the same continuation token twice, so the listing would never end; is it a faulty S3-compatible store?",
+                        loc.describe()
+                    );
+                }
+                empty_pages = if keyless { empty_pages + 1 } else { 0 };
+                if empty_pages >= MAX_EMPTY_PAGES {
+                    bail!(
+                        "cannot list {}: {MAX_EMPTY_PAGES} pages in a row held no key and still asked for more; is it a faulty S3-compatible store?",
+                        loc.describe()
+                    );
+                }
+                token = Some(t);
+            }
             None => return Ok(()),
         }
     }

@@ -11,6 +11,10 @@ use crate::bucket::BucketLocation;
 
 const TTL: Duration = Duration::from_secs(3600);
 
+/// How long a PUT may wait for its answer once its body is sent (an S3
+/// store answers a small PUT in well under a second).
+pub const UPLOAD_ANSWER: Duration = Duration::from_secs(15);
+
 /// Creates the bucket if needed and puts every object, eight at a time.
 /// Returns the number of objects written.
 pub fn upload(bucket: &SimBucket, to: &BucketLocation) -> anyhow::Result<usize> {
@@ -20,8 +24,14 @@ pub fn upload(bucket: &SimBucket, to: &BucketLocation) -> anyhow::Result<usize> 
     let Some(creds) = b.credentials.as_deref() else {
         bail!("uploading needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment");
     };
+    // Every wait bounded: an endpoint that accepts connections and never
+    // answers must end the upload with an error, not hang it.
     let agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
+        .timeout_connect(Some(Duration::from_secs(10)))
+        .timeout_send_body(Some(Duration::from_secs(60)))
+        .timeout_recv_response(Some(UPLOAD_ANSWER))
+        .timeout_recv_body(Some(Duration::from_secs(60)))
         .build()
         .new_agent();
     let url = b.bucket.create_bucket(creds).sign(TTL);
