@@ -170,6 +170,30 @@ fn at_most<T: PartialOrd + std::fmt::Display>(v: T, max: T, unit: &str) -> Resul
     }
 }
 
+/// The most measured (or warm-up) runs a comparison may ask for: days of
+/// runs on `seed`, and far below what the runs' bookkeeping can hold
+/// (`--warmup 4294967296` aborted on a 64 GB allocation).
+pub const MAX_RUNS: usize = 10_000;
+
+/// Measured runs per model: at least 1, at most [`MAX_RUNS`].
+pub fn runs(s: &str) -> Result<usize, String> {
+    at_most(at_least_one(s)?, MAX_RUNS, "")
+}
+
+/// Warm-up runs per model: 0 to [`MAX_RUNS`].
+pub fn warmups(s: &str) -> Result<usize, String> {
+    if s.trim() == "0" {
+        return Ok(0);
+    }
+    runs(s).map_err(|e| {
+        if e == "must be at least 1" {
+            "must be 0 or more".to_string()
+        } else {
+            e
+        }
+    })
+}
+
 /// The most files a generated bucket, or records a generated file, may
 /// hold: the generator keeps each file's description in memory, and
 /// `--files 4294967297` aborted on an 800 GB allocation.
@@ -398,9 +422,27 @@ pub struct SpecArgs {
     pub records: Option<usize>,
 }
 
+/// The most records a generated bucket may hold in all (files × records
+/// per file): about 3 GB of JSON, which the simulated bucket holds in
+/// memory. Each of `--files` and `--records` alone is capped at
+/// [`MAX_GENERATED`], but their product was not, and `--files 1000000
+/// --records 1000000` grew until the allocator failed.
+pub const MAX_GENERATED_RECORDS: usize = 20_000_000;
+
 impl SpecArgs {
-    pub fn spec(&self) -> crate::sim::Spec {
-        crate::sim::Spec::new(self.profile, self.seed).with_overrides(self.files, self.records)
+    /// The bucket these flags describe, or why it is refused: too large to
+    /// hold in memory.
+    pub fn spec(&self) -> anyhow::Result<crate::sim::Spec> {
+        let spec =
+            crate::sim::Spec::new(self.profile, self.seed).with_overrides(self.files, self.records);
+        let total = spec.files.saturating_mul(spec.records);
+        anyhow::ensure!(
+            total <= MAX_GENERATED_RECORDS,
+            "a bucket of {} files × {} records ({total} records) is more than the {MAX_GENERATED_RECORDS} records a generated bucket may hold (it is held in memory); lower --files or --records",
+            spec.files,
+            spec.records
+        );
+        Ok(spec)
     }
 }
 

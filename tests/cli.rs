@@ -186,6 +186,48 @@ fn zero_and_negative_values_are_refused_with_status_2() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     let out = run(bucket(), &["serve", "--latency-ms", "1e20"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    // Counts past what a comparison can hold: refused before anything
+    // runs, not an abort on a 64 GB allocation (found by an adversary).
+    for (flag, value) in [
+        ("--runs", "0"),
+        ("--runs", "99999999999"),
+        ("--warmup", "4294967296"),
+        ("--warmup", "-1"),
+    ] {
+        let out = run(compare(), &[flag, value]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {err}");
+        assert!(
+            err.contains(&format!("invalid value '{value}' for '{flag}")),
+            "{flag} {value}: {err}"
+        );
+    }
+    // Each of --files and --records is within its cap; together they are
+    // more than a generated bucket may hold in memory.
+    let generate = || {
+        let mut b = bucket();
+        b.args(["generate", "--out", "/nonexistent/x"]);
+        b
+    };
+    for mut bin in [generate(), compare()] {
+        let out = bin
+            .args([
+                "--profile",
+                "tiny",
+                "--files",
+                "1000000",
+                "--records",
+                "1000000",
+            ])
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("is more than the 20000000 records a generated bucket may hold"),
+            "{err}"
+        );
+    }
     // A swept value is checked as its flag would be, before anything runs.
     for sweep in [
         "latency=5,1e20",

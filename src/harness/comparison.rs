@@ -41,10 +41,10 @@ pub struct CompareArgs {
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = Model::MODELS, help_heading = "Comparison")]
     pub models: Vec<Model>,
     /// Measured runs per model.
-    #[arg(long, default_value_t = 5, help_heading = "Comparison")]
+    #[arg(long, default_value_t = 5, allow_negative_numbers = true, value_parser = cli::runs, help_heading = "Comparison")]
     pub runs: usize,
     /// Warm-up runs per model (not measured).
-    #[arg(long, default_value_t = 1, help_heading = "Comparison")]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = cli::warmups, help_heading = "Comparison")]
     pub warmup: usize,
     /// Worker processes per run, started together on the same bucket and
     /// database (scale-out; the ledger coordinates them).
@@ -227,7 +227,7 @@ impl Plan {
             args.models.extend(Model::CEILINGS);
         }
         anyhow::ensure!(args.runs >= 1, "--runs must be at least 1");
-        let spec = args.spec.spec();
+        let spec = args.spec.spec()?;
         let preset = args.network.preset(&args.net);
         let (conditions, model) = args.network.settings(&args.net, !args.no_tls)?;
         // Without --out, a directory of its own: a user's run never

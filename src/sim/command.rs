@@ -162,7 +162,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             expected,
         } => {
             let to = crate::bucket::BucketLocation::parse_with(&to, &s3.s3().options())?;
-            let bucket = SimBucket::generate(spec.spec());
+            let bucket = SimBucket::generate(spec.spec()?);
             let n = crate::sim::upload::upload(&bucket, &to)?;
             if let Some(p) = expected {
                 bucket.write_expected(&p)?;
@@ -175,7 +175,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             out,
             expected,
         } => {
-            let bucket = SimBucket::generate(spec.spec());
+            let bucket = SimBucket::generate(spec.spec()?);
             bucket.write_to_dir(&out)?;
             if let Some(p) = expected {
                 bucket.write_expected(&p)?;
@@ -217,7 +217,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             } else {
                 None
             };
-            let bucket = SimBucket::generate(spec.spec());
+            let bucket = SimBucket::generate(spec.spec()?);
             if let Some(p) = &expected {
                 bucket.write_expected(p)?;
             }
