@@ -712,10 +712,57 @@ fn a_saved_baseline_is_compared_with_and_a_forced_regression_fails() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("save one first with --save-baseline missing"),
+        stderr.contains(
+            "no such baseline there; a comparison saves one with --save-baseline missing"
+        ),
         "{stderr}"
     );
     assert!(!stderr.contains("simulated bucket"), "{stderr}");
+
+    // Found by an adversary: a saved baseline or an exported JSON would
+    // overwrite any file, the comparison's own runs.csv included.
+    let runs_csv = dir.path().join("runs.csv");
+    let before = std::fs::read(&runs_csv).unwrap();
+    for flag in ["--save-baseline", "--export-json"] {
+        let out = replot(dir.path(), &[flag, runs_csv.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{flag}: {stderr}");
+        assert!(stderr.contains("it exists and is not"), "{flag}: {stderr}");
+        assert_eq!(std::fs::read(&runs_csv).unwrap(), before, "{flag}");
+    }
+    // A baseline holding times no run takes is refused in one line, not
+    // turned into "NaN %" that passes --fail-on-regression.
+    let damaged = dir.path().join("damaged.json");
+    let mut b = json(&dir.path().join("baselines/same.json"));
+    b["models"][0]["wall_secs"] = serde_json::json!([1e308, -1.0]);
+    std::fs::write(&damaged, serde_json::to_vec(&b).unwrap()).unwrap();
+    let out = replot(
+        dir.path(),
+        &[
+            "--baseline",
+            damaged.to_str().unwrap(),
+            "--fail-on-regression",
+            "10",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("which no run takes"), "{stderr}");
+    // So is a runs.csv with a time that is not one.
+    let text = String::from_utf8(before.clone()).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut cells: Vec<String> = lines[1].split(',').map(str::to_string).collect();
+    cells[3] = "NaN".into();
+    lines[1] = cells.join(",");
+    std::fs::write(&runs_csv, lines.join("\n") + "\n").unwrap();
+    let out = replot(dir.path(), &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("line 2: wall_seconds \"NaN\" is not a time"),
+        "{stderr}"
+    );
+    std::fs::write(&runs_csv, &before).unwrap();
 }
 
 #[test]

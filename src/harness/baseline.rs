@@ -46,8 +46,9 @@ pub fn load(out: &Path, name: &str) -> anyhow::Result<(BaselineFile, PathBuf)> {
     let path = path_for(out, name)?;
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(
-            "reading baseline {name:?} ({}); save one first with --save-baseline {name}",
-            path.display()
+            "reading baseline {name:?} ({}): no such baseline there; a comparison saves one with --save-baseline {name} (without --out, in {}/baselines/), or give the file's path",
+            path.display(),
+            super::outdir::RUNS_DIR
         )
     })?;
     let version: serde_json::Value = serde_json::from_str(&text)
@@ -55,12 +56,50 @@ pub fn load(out: &Path, name: &str) -> anyhow::Result<(BaselineFile, PathBuf)> {
     let found = version.get("schema_version").and_then(|v| v.as_u64());
     anyhow::ensure!(
         found == Some(u64::from(SCHEMA_VERSION)),
-        "baseline {} has schema_version {found:?}; this version reads {SCHEMA_VERSION} (save the baseline again)",
-        path.display()
+        "baseline {} has schema_version {}; this version reads {SCHEMA_VERSION} (save the baseline again)",
+        path.display(),
+        found.map_or_else(|| "none".to_string(), |v| v.to_string())
     );
     let file: BaselineFile = serde_json::from_value(version)
         .with_context(|| format!("baseline {} has an unexpected shape", path.display()))?;
+    for m in &file.models {
+        anyhow::ensure!(
+            m.wall_secs.len() <= crate::cli::MAX_RUNS,
+            "baseline {}: {} holds {} runs, more than a comparison makes ({})",
+            path.display(),
+            m.model,
+            m.wall_secs.len(),
+            crate::cli::MAX_RUNS
+        );
+        if let Some(bad) = m.wall_secs.iter().find(|t| !(t.is_finite() && **t > 0.0)) {
+            anyhow::bail!(
+                "baseline {}: {} holds a time of {bad} s, which no run takes (a damaged or hand-edited file?)",
+                path.display(),
+                m.model
+            );
+        }
+    }
     Ok((file, path))
+}
+
+/// Refuses to write `what` over an existing file that is not one of its
+/// kind (a JSON object with a `schema_version`): `--save-baseline
+/// DIR/runs.csv` replaced the comparison's own runs with a baseline.
+pub fn may_overwrite(path: &Path, what: &str) -> anyhow::Result<()> {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    let ours = meta.is_file()
+        && std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|v| v.get("schema_version").is_some());
+    anyhow::ensure!(
+        ours,
+        "will not write {what} to {}: it exists and is not {what} bucketbench wrote (give another path)",
+        path.display()
+    );
+    Ok(())
 }
 
 /// Saves the verified measured wall times of every label in `runs` as
@@ -73,6 +112,7 @@ pub fn save(
     environment: Option<&serde_json::Value>,
 ) -> anyhow::Result<PathBuf> {
     let path = path_for(out, name)?;
+    may_overwrite(&path, "a baseline")?;
     let matrix = is_matrix(runs);
     let labels = super::unique(runs.iter().map(|r| r.label(matrix).to_string()));
     let models = labels

@@ -854,6 +854,15 @@ pub fn run_plan(plan: &Plan) -> anyhow::Result<bool> {
 /// from what a comparison wrote; returns whether it passes
 /// `--fail-on-regression`.
 pub fn replot(dir: &Path, publish_args: &publish::PublishArgs) -> anyhow::Result<bool> {
+    // A comparison's own run directory (results/runs/<run>) keeps its
+    // named baselines beside the other runs, where it saved them.
+    let publish_args = &publish::PublishArgs {
+        baselines_dir: publish_args
+            .baselines_dir
+            .clone()
+            .or_else(|| outdir::shared_baselines(dir)),
+        ..publish_args.clone()
+    };
     let baseline = publish_args.load_baseline(dir)?;
     let runs = export::read_runs_csv(&dir.join("runs.csv"))?;
     anyhow::ensure!(

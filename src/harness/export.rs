@@ -117,6 +117,29 @@ pub fn read_runs_csv(path: &Path) -> anyhow::Result<Vec<Run>> {
         };
         let opt = |i: Option<usize>| i.and_then(|i| f(i).parse::<f64>().ok());
         let (first_byte, setup) = super::firstbyte::read_runs_cells(&headers, &rec);
+        // A hand-edited or damaged file must not turn into a NaN verdict
+        // or a negative speed-up: the time and the run number are checked.
+        let line = rec.position().map_or(0, |p| p.line());
+        let wall_secs = num(3);
+        anyhow::ensure!(
+            wall_secs.is_finite() && wall_secs >= 0.0,
+            "{} line {line}: wall_seconds {:?} is not a time in seconds (a finite number, 0 or more)",
+            path.display(),
+            f(3)
+        );
+        let run = match f(2) {
+            "warmup" => 0,
+            n => n
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .with_context(|| {
+                    format!(
+                        "{} line {line}: run {n:?} is neither `warmup` nor a run number",
+                        path.display()
+                    )
+                })?,
+        };
         runs.push(Run {
             model: f(0)
                 .parse()
@@ -128,8 +151,8 @@ pub fn read_runs_csv(path: &Path) -> anyhow::Result<Vec<Run>> {
                     f(1)
                 )
             })?,
-            run: f(2).parse().unwrap_or(0),
-            wall_secs: num(3),
+            run,
+            wall_secs,
             files: int(4),
             rows: int(5),
             rejected: int(6),

@@ -121,9 +121,33 @@ pub fn baselines_base(out: Option<&Path>) -> PathBuf {
     out.map_or_else(|| PathBuf::from(RUNS_DIR), Path::to_path_buf)
 }
 
+/// For a directory `compare` made under `results/runs/` (its parent holds
+/// the `latest` link), that parent: where that comparison kept its named
+/// baselines. `None` for a directory given with `--out`.
+pub fn shared_baselines(dir: &Path) -> Option<PathBuf> {
+    let parent = dir.parent()?;
+    std::fs::symlink_metadata(parent.join(LATEST))
+        .is_ok_and(|m| m.file_type().is_symlink())
+        .then(|| parent.to_path_buf())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run directory `compare` made keeps its named baselines with the
+    /// other runs', so `--replot` there finds what the run saved.
+    #[test]
+    fn a_run_directory_shares_its_baselines_with_the_other_runs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let runs = tmp.path().join("results/runs");
+        let a = fresh(&runs, "tiny").unwrap();
+        assert_eq!(shared_baselines(&a), Some(runs.clone()));
+        // A directory given with --out keeps its own.
+        let out = tmp.path().join("mine");
+        std::fs::create_dir_all(&out).unwrap();
+        assert_eq!(shared_baselines(&out), None);
+    }
 
     #[test]
     fn fresh_directories_never_collide_and_latest_follows() {

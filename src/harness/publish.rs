@@ -55,9 +55,21 @@ impl PublishArgs {
     /// at once rather than after the comparison.
     pub fn load_baseline(&self, out: &Path) -> anyhow::Result<Option<(BaselineFile, PathBuf)>> {
         anyhow::ensure!(
-            self.noise_threshold >= 0.0 && self.fail_on_regression.is_none_or(|p| p >= 0.0),
+            self.noise_threshold.is_finite()
+                && self.noise_threshold >= 0.0
+                && self
+                    .fail_on_regression
+                    .is_none_or(|p| p.is_finite() && p >= 0.0),
             "--noise-threshold and --fail-on-regression take a percentage, 0 or more"
         );
+        // Checked now, not after the charts and reports are rewritten.
+        let dir = self.baselines_dir.as_deref().unwrap_or(out);
+        if let Some(name) = &self.save_baseline {
+            baseline::may_overwrite(&baseline::path_for(dir, name)?, "a baseline")?;
+        }
+        if let Some(p) = &self.export_json {
+            baseline::may_overwrite(p, "a comparison")?;
+        }
         self.baseline
             .as_deref()
             .map(|n| baseline::load(self.baselines_dir.as_deref().unwrap_or(out), n))
@@ -123,6 +135,7 @@ pub fn publish(
     };
     export::write_json(&json_path, &c)?;
     if let Some(p) = &args.export_json {
+        baseline::may_overwrite(p, "a comparison")?;
         export::write_json(p, &c).with_context(|| "--export-json")?;
     }
     let html_path = out.join("report.html");
