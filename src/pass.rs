@@ -234,8 +234,13 @@ pub fn run_pass_with(
     if !schema_is_current(&mut pg)? {
         prepare_database_within(&cfg.database_url, patience)?;
     }
-    let stats = Arc::new(NetStats::new(&cfg.client));
-    let lister = SyncClient::new(cfg.client.clone(), stats.clone())?;
+    // A bucket reached over TLS stays on TLS: no redirect to http.
+    let client = ClientConfig {
+        https_only: cfg.bucket.is_https(),
+        ..cfg.client.clone()
+    };
+    let stats = Arc::new(NetStats::new(&client));
+    let lister = SyncClient::new(client.clone(), stats.clone())?;
     let summary = PassSummary {
         model: model.name().to_string(),
         ..Default::default()
@@ -246,7 +251,7 @@ pub fn run_pass_with(
     let job = Job {
         bucket: &cfg.bucket,
         database_url: &cfg.database_url,
-        client: &cfg.client,
+        client: &client,
         knobs: &cfg.knobs,
         stats: stats.clone(),
         tally: &tally,

@@ -15,7 +15,8 @@ const LIMIT: u64 = 1_000_000;
 
 /// A deliberately hostile HTTP/1.1 server: `big.json` streams chunks
 /// forever (no Content-Length), `bomb.json` is 64 MB of zeros gzipped to
-/// ~64 kB, `ok.json` is a normal file.
+/// ~64 kB, `ok.json` is a normal file; under `/p206/`, the manifest lists
+/// `part.json`, answered with 206 Partial Content.
 fn hostile_server() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -54,12 +55,27 @@ fn hostile_server() -> String {
                     let _ = stream.write_all(body);
                 };
                 match path.rsplit('/').next().unwrap_or("") {
+                    "files_list.data" if path.starts_with("/p206/") => {
+                        send(&mut stream, "text/plain", "", b"ok.json\npart.json\n")
+                    }
                     "files_list.data" => send(
                         &mut stream,
                         "text/plain",
                         "",
                         b"ok.json\nbig.json\nbomb.json\n",
                     ),
+                    // A part nobody asked for (a misbehaving proxy): the
+                    // first 20 bytes of a file, as 206 Partial Content.
+                    "part.json" => {
+                        let body = br#"[{"type":"song","da"#;
+                        let head = format!(
+                            "HTTP/1.1 206 Partial Content\r\nContent-Type: application/json\r\nContent-Range: bytes 0-{}/100\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            body.len() - 1,
+                            body.len()
+                        );
+                        let _ = stream.write_all(head.as_bytes());
+                        let _ = stream.write_all(body);
+                    }
                     "ok.json" => send(
                         &mut stream,
                         "application/json",
@@ -357,4 +373,41 @@ fn an_upload_to_an_endpoint_that_never_answers_ends_in_one_line() {
     assert_eq!(error.len(), 1, "{err}");
     assert!(error[0].contains(&endpoint), "{err}");
     assert!(!err.contains("wJalrXUtnFEMI"), "{err}");
+}
+
+/// Found by an adversary: a 206 Partial Content answer to a GET for the
+/// whole object was parsed as the file, which was then recorded as failed
+/// for good ("not valid JSON"). It is a fetch error now: retried, never
+/// recorded, so the next pass tries the file again.
+#[test]
+fn a_part_nobody_asked_for_is_a_fetch_error_not_the_file() {
+    let url = format!("{}/p206", hostile_server());
+    for model in Model::MODELS.map(Model::name) {
+        let db = fresh_db();
+        let out = ingest()
+            .args([
+                "--bucket",
+                &url,
+                "--model",
+                model,
+                "--json",
+                "--attempts",
+                "2",
+            ])
+            .env("DATABASE_URL", &db)
+            .output()
+            .unwrap();
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{model}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+        assert_eq!(summary["loaded"], 1, "{model}: {summary}");
+        assert!(
+            summary.to_string().contains("HTTP 206 Partial Content"),
+            "{model}: {summary}"
+        );
+        assert_eq!(
+            ledger(&mut connect(&db)),
+            [("ok.json".into(), "loaded".into())],
+            "{model}: part.json must stay unrecorded"
+        );
+    }
 }

@@ -777,3 +777,116 @@ fn a_refused_certificate_is_not_retried() {
         );
     }
 }
+
+const REDIRECTING_HTTPS_SERVER: &str = r#"
+import http.server, ssl, sys
+plain = sys.argv[2]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path.endswith("files_list.data"):
+            body = b"a.json\n"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        else:
+            self.send_response(302)
+            self.send_header("Location", "http://127.0.0.1:" + plain + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+    def log_message(self, *a):
+        pass
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[3], sys.argv[4])
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H)
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+srv.serve_forever()
+"#;
+
+/// Found by an adversary: an https bucket that redirected each object to
+/// plain http had every file loaded over plain HTTP, without a word. A
+/// bucket reached over TLS now stays on TLS: the redirect is refused and
+/// the file left for a later pass, in every model.
+#[test]
+fn a_redirect_from_https_to_plain_http_is_refused() {
+    let plain = https_bucket(); // only for its directory and certificate
+    let site = plain._dir.path().join("site");
+    let plain_port = free_port();
+    let _plain_server = KillOnDrop(
+        Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &plain_port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .current_dir(&site)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 is needed for this test: apt-get install -y python3"),
+    );
+    wait_for_port(plain_port, Duration::from_secs(20), "the plain HTTP server");
+    let port = free_port();
+    let dir = plain._dir.path();
+    let _redirecting = KillOnDrop(
+        Command::new("python3")
+            .args(["-c", REDIRECTING_HTTPS_SERVER])
+            .arg(port.to_string())
+            .arg(plain_port.to_string())
+            .arg(dir.join("cert.pem"))
+            .arg(dir.join("key.pem"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 is needed for this test: apt-get install -y python3"),
+    );
+    wait_for_port(
+        port,
+        Duration::from_secs(20),
+        "the redirecting HTTPS server",
+    );
+    for model in Model::MODELS.map(Model::name) {
+        let db = fresh_db();
+        let out = ingest()
+            .args([
+                "--bucket",
+                &format!("https://127.0.0.1:{port}"),
+                "--model",
+                model,
+            ])
+            .arg("--ca-file")
+            .arg(&plain.ca)
+            .args(["--json", "--attempts", "1"])
+            .env("DATABASE_URL", &db)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let summary: serde_json::Value = serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|e| panic!("{model}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+        assert_eq!(summary["loaded"], 0, "{model}: {summary}");
+        assert!(
+            summary["fetch_errors"]
+                .to_string()
+                .contains("refused a redirect to plain HTTP"),
+            "{model}: {summary}"
+        );
+        assert_eq!(
+            count(&mut connect(&db), "select count(*) from songs"),
+            0,
+            "{model}: a row came over plain HTTP"
+        );
+    }
+}
+
+/// A server process stopped when the test ends, failed or not (a leaked
+/// one holds the test's inherited file descriptors open).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -31,6 +31,7 @@ impl AsyncClient {
             .connect_timeout(cfg.connect_timeout)
             .read_timeout(cfg.read_timeout)
             .pool_max_idle_per_host(1024)
+            .https_only(cfg.https_only)
             .user_agent(concat!("bucketbench/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = &cfg.ca_file {
             let pem = read_ca_file(path)?;
@@ -156,6 +157,11 @@ fn classify(e: reqwest::Error) -> Attempt {
     }
     if e.is_builder() {
         return Attempt::Fail(FetchError::Client(text));
+    }
+    if e.is_redirect() && text.contains("URL scheme is not allowed") {
+        return Attempt::Fail(FetchError::Client(
+            super::sync_client::REFUSED_PLAIN_REDIRECT.to_string(),
+        ));
     }
     let how = if e.is_timeout() {
         Lost::TimedOut

@@ -161,6 +161,15 @@ impl BucketLocation {
         }
     }
 
+    /// Whether the bucket is reached over TLS (its URL or S3 endpoint is
+    /// https).
+    pub fn is_https(&self) -> bool {
+        match self {
+            BucketLocation::Http { base, .. } => base.to_ascii_lowercase().starts_with("https://"),
+            BucketLocation::S3(b) => b.endpoint.to_ascii_lowercase().starts_with("https://"),
+        }
+    }
+
     pub fn manifest_url(&self) -> String {
         match self {
             BucketLocation::S3(b) => self.object_url(b.manifest.as_deref().unwrap_or(MANIFEST_KEY)),
@@ -242,12 +251,38 @@ pub fn shown(url: &str) -> String {
     if let Some(q) = r[host..].find('?') {
         r.truncate(host + q);
     }
+    // A line is a line: a URL of kilobytes (a long key) is cut, as keys
+    // are in error lines.
+    const SHOWN: usize = 300;
+    if r.len() > SHOWN {
+        let cut = (0..=SHOWN)
+            .rev()
+            .find(|&i| r.is_char_boundary(i))
+            .unwrap_or(0);
+        let len = r.len();
+        r.truncate(cut);
+        r.push_str(&format!("… ({len} bytes)"));
+    }
     r
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_url_is_shown_cut_to_one_line() {
+        let url = format!("http://h/{}?sig=secret", "é".repeat(5000));
+        let s = shown(&url);
+        assert!(s.len() < 400, "{}", s.len());
+        assert!(s.starts_with("http://h/é"), "{s}");
+        assert!(
+            s.ends_with(&format!("… ({} bytes)", url.find('?').unwrap())),
+            "{s}"
+        );
+        assert!(!s.contains("secret"));
+        assert_eq!(shown("http://h/a.json?x=1"), "http://h/a.json");
+    }
 
     #[test]
     fn encodes_keys() {

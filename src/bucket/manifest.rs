@@ -11,7 +11,14 @@ pub enum KeyFault {
     Nul,
     /// Bytes that are not UTF-8.
     InvalidUtf8,
+    /// Longer than any S3 key may be ([`MAX_KEY_BYTES`]).
+    TooLong,
 }
+
+/// The longest key S3 stores, in bytes of UTF-8 (Amazon S3 User Guide,
+/// "Naming Amazon S3 objects"). A longer line in a manifest names no
+/// object; one of 10 MB made every retry warning 10 MB long.
+pub const MAX_KEY_BYTES: usize = 1024;
 
 impl std::fmt::Display for KeyFault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -19,6 +26,9 @@ impl std::fmt::Display for KeyFault {
             KeyFault::Nul => "key holds a NUL byte, which the ledger cannot store; not fetched",
             KeyFault::InvalidUtf8 => {
                 "key is not valid UTF-8, which the ledger cannot store; not fetched"
+            }
+            KeyFault::TooLong => {
+                "key is longer than the 1024 bytes an S3 key may have; not fetched"
             }
         })
     }
@@ -52,7 +62,13 @@ pub struct Manifest {
 
 /// The key a text key is refused for, if any (a NUL byte).
 pub fn key_fault(key: &str) -> Option<KeyFault> {
-    key.contains('\0').then_some(KeyFault::Nul)
+    if key.contains('\0') {
+        Some(KeyFault::Nul)
+    } else if key.len() > MAX_KEY_BYTES {
+        Some(KeyFault::TooLong)
+    } else {
+        None
+    }
 }
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -185,6 +201,19 @@ mod tests {
         }
         // One NUL inside a key is that key's fault alone.
         assert_eq!(keys(b"ok.json\nbad\0key.json\n"), ["ok.json"]);
+    }
+
+    /// A key longer than S3 allows names no object: refused on its own,
+    /// not retried on every pass (an adversary's 10 MB line was).
+    #[test]
+    fn a_key_longer_than_s3_allows_is_refused_alone() {
+        let longest = "k".repeat(MAX_KEY_BYTES);
+        let longer = "k".repeat(MAX_KEY_BYTES + 1);
+        let m = parse_manifest(format!("ok.json\n{longest}\n{longer}\n").as_bytes()).unwrap();
+        assert_eq!(m.keys, ["ok.json".to_string(), longest]);
+        assert_eq!(m.refused.len(), 1);
+        assert_eq!(m.refused[0].fault, KeyFault::TooLong);
+        assert!(KeyFault::TooLong.to_string().contains("1024 bytes"));
     }
 
     #[test]

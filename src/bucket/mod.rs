@@ -61,6 +61,10 @@ pub struct ClientConfig {
     pub ca_file: Option<std::path::PathBuf>,
     /// When the bucket is declared unreachable and the pass stops.
     pub breaker: breaker::BreakerConfig,
+    /// Refuse plain-HTTP URLs, redirects included: set for a bucket given
+    /// as https, so that a redirect cannot take the rest of a download off
+    /// TLS.
+    pub https_only: bool,
 }
 
 impl Default for ClientConfig {
@@ -76,6 +80,7 @@ impl Default for ClientConfig {
             retry: RetryPolicy::default(),
             ca_file: None,
             breaker: breaker::BreakerConfig::default(),
+            https_only: false,
         }
     }
 }

@@ -72,6 +72,7 @@ impl SyncClient {
             .max_idle_connections_per_host(1024)
             .user_agent(concat!("bucketbench/", env!("CARGO_PKG_VERSION")))
             .tls_config(tls.build())
+            .https_only(cfg.https_only)
             .build()
             .into();
         Ok(SyncClient {
@@ -295,6 +296,15 @@ pub(crate) fn admit(
     if status == 404 {
         return Ok(None);
     }
+    // Every GET asks for the whole object: a part of it (a misbehaving
+    // proxy or cache) is not the file, and parsing it would record the
+    // file as failed for good. Retried, like any answer not worth keeping.
+    if status == 206 {
+        return Err(Attempt::Retry(format!(
+            "HTTP 206 Partial Content for {}, which asked for the whole object",
+            shown(url)
+        )));
+    }
     let declared = declared_length(headers);
     if declared.is_some_and(|n| n > limit) {
         return Err(Attempt::Fail(FetchError::TooLarge { limit }));
@@ -334,8 +344,16 @@ pub(crate) fn status_failure(status: u16, url: &str) -> Option<Attempt> {
     }
 }
 
+/// Why a redirect off TLS was not followed (see `ClientConfig::https_only`).
+pub(crate) const REFUSED_PLAIN_REDIRECT: &str =
+    "refused a redirect to plain HTTP: the bucket is reached over TLS, so its objects must be too";
+
 fn classify(e: ureq::Error) -> Attempt {
     match e {
+        ureq::Error::RequireHttpsOnly(url) => Attempt::Fail(FetchError::Client(format!(
+            "{REFUSED_PLAIN_REDIRECT} ({})",
+            shown(&url)
+        ))),
         ureq::Error::BodyExceedsLimit(limit) => Attempt::Fail(FetchError::TooLarge { limit }),
         ureq::Error::Tls(_) | ureq::Error::Rustls(_) => {
             Attempt::Fail(FetchError::Client(format!("TLS error: {e}")))
