@@ -1379,3 +1379,51 @@ fn a_second_run_into_the_same_out_leaves_nothing_of_the_first() {
         "mine"
     );
 }
+
+/// A sweep runs a comparison per value and charts them together. Found by
+/// an adversary: `--resume` kept values measured with other settings (a
+/// tiny bucket charted under a seed sweep), and `--no-ceilings` was
+/// ignored under `--sweep`.
+#[test]
+fn a_sweep_honours_no_ceilings_and_resumes_only_its_own_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_db();
+    let sweep = |extra: &[&str]| {
+        run_compare(
+            dir.path(),
+            &db,
+            &[
+                &["--models", "sync,async", "--runs", "1", "--warmup", "0"][..],
+                &["--no-ceilings", "--sweep", "concurrency=1,2"][..],
+                extra,
+            ]
+            .concat(),
+        )
+    };
+    succeeded(sweep(&[]));
+    let csv = std::fs::read_to_string(dir.path().join("sweep_concurrency.csv")).unwrap();
+    assert!(csv.contains("async"), "{csv}");
+    assert!(!csv.contains("fetch-only"), "--no-ceilings: {csv}");
+    png_size(&dir.path().join("sweep_concurrency.png"));
+    // The same settings: both values kept, nothing run again.
+    let again = sweep(&["--resume"]);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.matches("kept the results already in").count(),
+        2,
+        "{stderr}"
+    );
+    // Other settings: refused, and the kept results are left as they were.
+    let other = sweep(&["--resume", "--files-per-transaction", "8"]);
+    let stderr = String::from_utf8_lossy(&other.stderr);
+    assert_eq!(other.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("was measured with other settings than this sweep's"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("sweep_concurrency.csv")).unwrap(),
+        csv
+    );
+}

@@ -130,7 +130,25 @@ pub fn run(base: &CompareArgs) -> anyhow::Result<bool> {
     let mut all_ok = true;
     for v in &values {
         let dir = out.join(format!("{param}-{v}"));
+        let mut args = with_value(base, param, v)?;
+        // The ceilings are what each value's chart line is drawn against;
+        // they cost two short runs, and --no-ceilings leaves them out.
+        args.ceilings = !base.no_ceilings;
+        args.sweep = None;
+        args.resume = false;
+        args.out = Some(dir.clone());
+        let settings = fingerprint(&args);
+        let settings_path = dir.join(SETTINGS_FILE);
         if resume && dir.join("summary.csv").is_file() {
+            // Results measured with other settings would be charted as if
+            // they were this sweep's.
+            if let Ok(kept) = std::fs::read_to_string(&settings_path) {
+                anyhow::ensure!(
+                    kept == settings,
+                    "--resume: {} was measured with other settings than this sweep's (profile, network, models, runs or knobs differ); run without --resume, or give another --out",
+                    dir.display()
+                );
+            }
             crate::esayln!(
                 "sweep {param}={v}: kept the results already in {}",
                 dir.display()
@@ -140,16 +158,12 @@ pub fn run(base: &CompareArgs) -> anyhow::Result<bool> {
                 "sweep {param}={v}: comparing (results in {})",
                 dir.display()
             );
-            // The ceilings are what each value's chart line is drawn
-            // against; they cost two short runs.
-            let mut args = with_value(base, param, v)?;
-            args.ceilings = true;
-            args.no_ceilings = false;
-            args.sweep = None;
-            args.resume = false;
-            args.out = Some(dir.clone());
             match comparison::Plan::from_args(args).and_then(|plan| comparison::run_plan(&plan)) {
-                Ok(ok) => all_ok &= ok,
+                Ok(ok) => {
+                    all_ok &= ok;
+                    std::fs::write(&settings_path, &settings)
+                        .with_context(|| format!("writing {}", settings_path.display()))?;
+                }
                 // Interrupted: the signal handler says so, in one line.
                 Err(_) if crate::db::embedded::interrupted() => {
                     crate::db::embedded::exit_interrupted()
@@ -177,6 +191,33 @@ pub fn run(base: &CompareArgs) -> anyhow::Result<bool> {
     crate::say!("{}", super::terminal::sweep(&points, param));
     crate::sayln!("wrote {} and {}", csv_path.display(), png.display());
     Ok(all_ok)
+}
+
+/// Where a sweep value's directory records the settings it was measured
+/// with, for `--resume` to compare.
+const SETTINGS_FILE: &str = "sweep_settings.txt";
+
+/// The settings of one value's comparison that decide what it measures,
+/// as text: the bucket, network, models, runs and knobs, never the
+/// database URL (which may hold a password) nor where results go.
+fn fingerprint(a: &CompareArgs) -> String {
+    format!(
+        "models {:?}\nruns {} warmup {} workers {} ceilings {} matrix {}\nspec {:?}\nnet {:?}\nnetwork {:?}\nno_tls {}\nknobs {:?}\nclient {:?}\nbucket {:?}\nrelaxed_durability {}\n",
+        a.models,
+        a.runs,
+        a.warmup,
+        a.workers,
+        a.ceilings,
+        a.matrix,
+        a.spec,
+        a.net,
+        a.network,
+        a.no_tls,
+        a.knobs,
+        a.client,
+        a.bucket.as_deref().map(crate::bucket::location::shown),
+        a.relaxed_durability,
+    )
 }
 
 fn read_summary(path: &Path, param: &str, value: f64) -> anyhow::Result<Vec<Point>> {
