@@ -121,6 +121,15 @@ fn help_lists_models_defaults_and_short_flags() {
     ] {
         assert!(help.contains(want), "ingest --help lacks {want:?}:\n{help}");
     }
+    // A list flag's default as it is typed: comma-separated, all four models.
+    let compare_help = text(&run(compare(), &["--help"]).stdout);
+    let default = bucketbench::models::Model::MODELS
+        .map(|m| m.name())
+        .join(",");
+    assert!(
+        compare_help.contains(&format!("[default: {default}]")),
+        "compare --help:\n{compare_help}"
+    );
     let upload = text(&run(bucket(), &["upload", "--help"]).stdout);
     assert!(
         !upload.contains("--suffix") && !upload.contains("--manifest"),

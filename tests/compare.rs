@@ -1158,7 +1158,8 @@ fn interrupt(signal: i32, group: bool) {
     assert_eq!(
         last,
         format!(
-            "interrupted: {kept} runs completed, kept in {}",
+            "interrupted: {kept} runs completed, kept in {} (compare --replot {} makes their tables and charts)",
+            out.path().display(),
             out.path().display()
         ),
         "{stderr}"

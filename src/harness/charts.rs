@@ -1056,9 +1056,11 @@ pub fn median_time_bars(
                     format!("{:.2} s", s.stats.median),
                     format!("{}×", x.text(1)),
                 ],
-                Some(x) => vec![format!("{:.2} s", s.stats.median), x.short(1)],
+                Some(x) => vec![format!("{:.2} s", s.stats.median), x.short(x.decimals())],
+                // "reference", not "baseline": --baseline names a saved
+                // comparison, another thing.
                 None if reference.is_some_and(|r| r.label == s.label) => {
-                    vec![format!("{:.2} s", s.stats.median), "baseline".into()]
+                    vec![format!("{:.2} s", s.stats.median), "reference".into()]
                 }
                 None => vec![format!("{:.2} s", s.stats.median)],
             },

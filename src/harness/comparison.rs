@@ -35,10 +35,14 @@ use crate::sim::{Conditions, NetworkModel, SimBucket, SimServer, Spec};
 
 /// What to compare, how often, on which bucket and database, and where the
 /// results go: `compare`'s options.
+/// `--models`' default as the flag takes it (comma-separated, so that
+/// `--help` shows what to type): [`Model::MODELS`].
+const MODELS_DEFAULT: &str = "sync,async-fetch,async,threads";
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct CompareArgs {
     /// Models to run, comma-separated.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = Model::MODELS, help_heading = "Comparison")]
+    #[arg(long, value_enum, value_delimiter = ',', default_value = MODELS_DEFAULT, help_heading = "Comparison")]
     pub models: Vec<Model>,
     /// Measured runs per model.
     #[arg(long, default_value_t = 5, allow_negative_numbers = true, value_parser = cli::runs, help_heading = "Comparison")]
@@ -96,8 +100,9 @@ pub struct CompareArgs {
     pub db_tls: cli::DbTlsArgs,
     #[command(flatten)]
     pub client: ClientArgs,
-    /// Redraw the charts of an earlier comparison in DIR from its runs.csv
-    /// and summary.csv, without running anything.
+    /// Redo the outputs of an earlier comparison in DIR from its runs.csv
+    /// and summary.csv, without running anything: the charts, summary.md,
+    /// comparison.json and report.html, and the report printed again.
     #[arg(
         long,
         value_name = "DIR",
@@ -479,9 +484,11 @@ fn completed(out: &Path, n: usize) {
 /// where they are kept (`runs.csv`, written after each run).
 pub fn interrupted_line() -> String {
     match &*COMPLETED.lock().unwrap_or_else(|p| p.into_inner()) {
+        Some((dir, 0)) => format!("interrupted: 0 runs completed ({})", dir.display()),
         Some((dir, n)) => format!(
-            "interrupted: {} completed, kept in {}",
+            "interrupted: {} completed, kept in {} (compare --replot {} makes their tables and charts)",
             crate::report::plural(*n as u64, "run", "runs"),
+            dir.display(),
             dir.display()
         ),
         None => "interrupted: 0 runs completed".to_string(),
@@ -591,6 +598,26 @@ pub fn summarise(layout: &Layout, runs: &[Run], bounds: &[(Label, f64)]) -> Vec<
     summaries
 }
 
+/// The terminal report: the title, the build it was measured with (not
+/// known to `--replot`), the tables and the verdict lines.
+fn print_report(
+    subtitle: &str,
+    build: Option<&Build>,
+    summaries: &[ModelSummary],
+    reference: Option<Label>,
+) {
+    crate::say!(
+        "{}",
+        terminal::wrap(&format!("bucketbench compare — {subtitle}"))
+    );
+    if let Some(build) = build {
+        crate::sayln!("build: {}", build.describe());
+    }
+    crate::sayln!();
+    crate::say!("{}", terminal::render(summaries, reference));
+    crate::say!("{}", terminal::cpu_table(summaries));
+}
+
 /// Writes `summary.md`: the tables of `summaries` and `runs` under a title
 /// naming `subtitle` (which `--replot` reads back from its first line).
 fn write_summary_md(
@@ -670,10 +697,7 @@ pub fn export(
     let drawn = draw(out, layout, runs, summaries, &bench.subtitle);
 
     let build = Build::current();
-    crate::sayln!("bucketbench compare — {}", bench.subtitle);
-    crate::sayln!("build: {}\n", build.describe());
-    crate::say!("{}", terminal::render(summaries, reference));
-    crate::say!("{}", terminal::cpu_table(summaries));
+    print_report(&bench.subtitle, Some(&build), summaries, reference);
     if let Some(w) = build.warning() {
         crate::say!("{}", terminal::wrap(&w));
     }
@@ -701,7 +725,14 @@ pub fn export(
         written.push("first_byte.csv");
     }
     written.extend(drawn.iter().filter(|n| **n == "first_byte.png"));
-    crate::sayln!("wrote {}/{{{}}}", out.display(), written.join(", "));
+    crate::say!(
+        "{}",
+        terminal::wrap(&format!(
+            "wrote {}/{{{}}}",
+            out.display(),
+            written.join(", ")
+        ))
+    );
     if drawn.is_empty() {
         crate::sayln!("no charts: no run was verified");
     }
@@ -893,6 +924,8 @@ pub fn replot(dir: &Path, publish_args: &publish::PublishArgs) -> anyhow::Result
     let env = std::fs::read(dir.join("environment.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
+    // The report the comparison printed, from the same figures.
+    print_report(&subtitle, None, &summaries, layout.reference);
     let published = publish::publish(
         dir,
         &runs,
@@ -903,8 +936,5 @@ pub fn replot(dir: &Path, publish_args: &publish::PublishArgs) -> anyhow::Result
         publish_args,
         baseline,
     )?;
-    if let Some(v) = &published.verdict {
-        crate::sayln!("{v}");
-    }
     Ok(published.passes(publish_args))
 }

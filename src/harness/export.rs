@@ -343,7 +343,7 @@ pub fn summary_markdown(summaries: &[ModelSummary], reference: Option<Label>) ->
         let rel = match m.speedup {
             // A ceiling is a limit, not a contender: no speed ratio.
             _ if m.label.model.is_ceiling() => "–".into(),
-            Some(x) => format!("{}×", x.text(1)),
+            Some(x) => format!("{}×", x.text(x.decimals())),
             None if Some(m.label) == reference => "1.0×".into(),
             None => "–".into(),
         };
@@ -435,7 +435,9 @@ pub fn machine() -> (usize, f64, String, String) {
     let os = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| format!("Linux {}", s.trim()))
         .unwrap_or_else(|_| std::env::consts::OS.into());
-    (cores, mem_kb / 1024.0 / 1024.0, cpu, os)
+    // Two decimals: a figure to read, not 23.540576934814453.
+    let gib = (mem_kb / 1024.0 / 1024.0 * 100.0).round() / 100.0;
+    (cores, gib, cpu, os)
 }
 
 pub fn git_revision() -> String {

@@ -201,7 +201,7 @@ pub fn render(c: &Comparison) -> String {
         "runs",
         "Every run",
         &runs_table(c),
-        "Run 0 is a warm-up, not in the statistics.",
+        "Warm-up runs (marked warm-up) are not in the statistics.",
     );
     if let Some(env) = &c.environment {
         section(

@@ -104,6 +104,17 @@ impl Speedup {
         self.error > 0.0
     }
 
+    /// Decimals a table shows the ratio with: one, or two near 1× (where
+    /// "1.0 ± 0.0×" would hide a 3 % difference the verdict line names).
+    pub fn decimals(&self) -> usize {
+        let factor = if self.ratio > 0.0 {
+            self.ratio.max(1.0 / self.ratio)
+        } else {
+            f64::INFINITY
+        };
+        if factor < 1.1 { 2 } else { 1 }
+    }
+
     /// `13.1 ± 0.5`, or `13.1` with no spread to show.
     pub fn text(&self, decimals: usize) -> String {
         if self.has_error() {

@@ -207,7 +207,7 @@ fn models_table(summaries: &[ModelSummary], reference: Option<Label>) -> String 
             mean_sd(m),
             rate(m.rows_per_sec),
             match &m.speedup {
-                Some(x) => format!("{}×", x.text(1)),
+                Some(x) => format!("{}×", x.text(x.decimals())),
                 None if Some(m.label) == reference => "1.0×".into(),
                 None => "–".into(),
             },
