@@ -54,7 +54,26 @@ fn hostile_server() -> String {
                     let _ = stream.write_all(head.as_bytes());
                     let _ = stream.write_all(body);
                 };
-                match path.rsplit('/').next().unwrap_or("") {
+                let name = path.rsplit('/').next().unwrap_or("");
+                if path.starts_with("/garbage/") && name != "files_list.data" {
+                    // Not HTTP at all: the same on every attempt.
+                    let _ = stream.write_all(b"HTTP/9.9 what\r\n\r\n");
+                    return;
+                }
+                if path.starts_with("/loop/") && name != "files_list.data" {
+                    let _ = stream.write_all(
+                        format!("HTTP/1.1 302 Found\r\nLocation: {path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
+                    );
+                    return;
+                }
+                match name {
+                    "files_list.data" if path.starts_with("/garbage/") => {
+                        let keys: String = (0..40).map(|i| format!("g{i}.json\n")).collect();
+                        send(&mut stream, "text/plain", "", keys.as_bytes())
+                    }
+                    "files_list.data" if path.starts_with("/loop/") => {
+                        send(&mut stream, "text/plain", "", b"a.json\n")
+                    }
                     "files_list.data" if path.starts_with("/p206/") => {
                         send(&mut stream, "text/plain", "", b"ok.json\npart.json\n")
                     }
@@ -408,6 +427,59 @@ fn a_part_nobody_asked_for_is_a_fetch_error_not_the_file() {
             ledger(&mut connect(&db)),
             [("ok.json".into(), "loaded".into())],
             "{model}: part.json must stay unrecorded"
+        );
+    }
+}
+
+/// Found by an adversary: a bucket that answers with something that is
+/// not HTTP ended the pass blaming a connection "reset or closed", and a
+/// redirect loop was retried five times a file as if the bucket were
+/// down. Now the breaker's line says what the server sent, and a redirect
+/// loop is one attempt and a fetch error.
+#[test]
+fn answers_that_are_not_http_and_redirect_loops_are_named_for_what_they_are() {
+    let base = hostile_server();
+    for model in Model::MODELS.map(Model::name) {
+        let db = fresh_db();
+        let out = ingest()
+            .args(["--bucket", &format!("{base}/garbage"), "--model", model])
+            .args([
+                "--attempts",
+                "3",
+                "--unreachable-requests",
+                "3",
+                "--unreachable-after",
+                "0.3",
+            ])
+            .env("DATABASE_URL", &db)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{model}: {err}");
+        assert!(
+            err.contains("were answered with something that is not HTTP"),
+            "{model}: {err}"
+        );
+        assert!(!err.contains("reset or closed"), "{model}: {err}");
+
+        let out = ingest()
+            .args([
+                "--bucket",
+                &format!("{base}/loop"),
+                "--model",
+                model,
+                "--json",
+            ])
+            .env("DATABASE_URL", &db)
+            .output()
+            .unwrap();
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{model}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+        assert_eq!(summary["retries"], 0, "{model}: {summary}");
+        let errors = summary["fetch_errors"].to_string();
+        assert!(
+            errors.contains("a.json") && errors.contains("redirect"),
+            "{model}: {summary}"
         );
     }
 }

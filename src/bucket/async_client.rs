@@ -163,12 +163,32 @@ fn classify(e: reqwest::Error) -> Attempt {
             super::sync_client::REFUSED_PLAIN_REDIRECT.to_string(),
         ));
     }
+    // A redirect loop, or one to a scheme no client follows, comes back
+    // the same on every attempt: not an outage.
+    if e.is_redirect() {
+        return Attempt::Fail(FetchError::Client(text));
+    }
     let how = if e.is_timeout() {
         Lost::TimedOut
+    } else if hyper_cause(&e).is_some_and(|h| h.is_parse() || h.is_parse_too_large()) {
+        Lost::Garbled
     } else {
         io_cause(&e).map_or(Lost::Broken, super::sync_client::lost_io)
     };
     Attempt::Lost(text, how)
+}
+
+/// The hyper error beneath a reqwest error, if any: it tells an answer
+/// that is not HTTP from a connection that failed.
+fn hyper_cause<'e>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e hyper::Error> {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(h) = c.downcast_ref::<hyper::Error>() {
+            return Some(h);
+        }
+        cause = c.source();
+    }
+    None
 }
 
 /// The IO error beneath a reqwest error, if any (hyper wraps it).

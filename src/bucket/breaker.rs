@@ -32,6 +32,9 @@ pub enum Lost {
     Refused,
     /// The connection was reset, closed or failed otherwise.
     Broken,
+    /// The server answered with something that is not HTTP (a bad status
+    /// line, malformed or oversized headers, a broken chunked body).
+    Garbled,
     /// The server answered, but only with 5xx: an answer that says the
     /// bucket cannot serve. A storm of them must end a pass as surely as
     /// silence, or `sync` retries each file for seconds, for hours.
@@ -45,6 +48,9 @@ impl Lost {
             Lost::TimedOut => "timed out",
             Lost::Refused => "were refused",
             Lost::Broken => "failed (reset or closed)",
+            Lost::Garbled => {
+                "were answered with something that is not HTTP (a bad status line, headers or body framing)"
+            }
             Lost::ServerError => "were answered with a server error (HTTP 5xx)",
         }
     }

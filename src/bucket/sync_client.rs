@@ -366,6 +366,13 @@ fn classify(e: ureq::Error) -> Attempt {
         ureq::Error::Io(ref io) if crate::error::is_certificate_refused(io) => {
             Attempt::Fail(FetchError::certificate_refused(&e.to_string()))
         }
+        // The same answer comes back on every attempt: not an outage.
+        ureq::Error::TooManyRedirects | ureq::Error::RedirectFailed => {
+            Attempt::Fail(FetchError::Client(e.to_string()))
+        }
+        ureq::Error::Protocol(_) | ureq::Error::LargeResponseHeader(..) => {
+            Attempt::Lost(e.to_string(), Lost::Garbled)
+        }
         ureq::Error::Timeout(_) => Attempt::Lost(e.to_string(), Lost::TimedOut),
         ureq::Error::Io(ref io) => Attempt::Lost(e.to_string(), lost_io(io)),
         other => Attempt::Lost(other.to_string(), Lost::Broken),
