@@ -321,7 +321,11 @@ fn chart(path: &Path, points: &[Point], param: &str) -> anyhow::Result<()> {
     line_chart(
         path,
         &LineChart {
-            caption: &format!("Median pass time as {param} grows"),
+            caption: &if param == "network" {
+                "Median pass time on each network preset".to_string()
+            } else {
+                format!("Median pass time as {param} grows")
+            },
             x_desc,
             y_desc: "median seconds per pass (log scale)",
             x,
