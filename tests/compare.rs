@@ -723,8 +723,15 @@ fn a_saved_baseline_is_compared_with_and_a_forced_regression_fails() {
     // overwrite any file, the comparison's own runs.csv included.
     let runs_csv = dir.path().join("runs.csv");
     let before = std::fs::read(&runs_csv).unwrap();
-    for flag in ["--save-baseline", "--export-json"] {
-        let out = replot(dir.path(), &[flag, runs_csv.to_str().unwrap()]);
+    let comparison = dir.path().join("comparison.json");
+    for (flag, path) in [
+        ("--save-baseline", &runs_csv),
+        ("--export-json", &runs_csv),
+        // Nor a baseline over a comparison, or a comparison over a baseline.
+        ("--save-baseline", &comparison),
+        ("--export-json", &dir.path().join("baselines/same.json")),
+    ] {
+        let out = replot(dir.path(), &[flag, path.to_str().unwrap()]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{flag}: {stderr}");
         assert!(stderr.contains("it exists and is not"), "{flag}: {stderr}");
@@ -759,7 +766,7 @@ fn a_saved_baseline_is_compared_with_and_a_forced_regression_fails() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("line 2: wall_seconds \"NaN\" is not a time"),
+        stderr.contains("line 2: wall_seconds \"NaN\" is not the time of a run"),
         "{stderr}"
     );
     std::fs::write(&runs_csv, &before).unwrap();
@@ -1415,6 +1422,15 @@ fn a_sweep_honours_no_ceilings_and_resumes_only_its_own_settings() {
         2,
         "{stderr}"
     );
+    // A value that records no settings (an older release's): refused too.
+    let settings = dir.path().join("concurrency-2/sweep_settings.txt");
+    let kept = std::fs::read(&settings).unwrap();
+    std::fs::remove_file(&settings).unwrap();
+    let unknown = sweep(&["--resume"]);
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert_eq!(unknown.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("does not record the settings"), "{stderr}");
+    std::fs::write(&settings, kept).unwrap();
     // Other settings: refused, and the kept results are left as they were.
     let other = sweep(&["--resume", "--files-per-transaction", "8"]);
     let stderr = String::from_utf8_lossy(&other.stderr);

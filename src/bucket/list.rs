@@ -113,6 +113,9 @@ fn list_objects_v2(
     // again and again, forever; so would one that pages on without keys.
     let mut seen_tokens = std::collections::HashSet::new();
     let mut empty_pages = 0u32;
+    // S3 lists keys in ascending order, page after page: a page that goes
+    // back to a key at or before the last one is a listing starting over.
+    let mut last_key: Option<String> = None;
     loop {
         let url = {
             let mut action = ListObjectsV2::new(&b.bucket, b.credentials.as_deref());
@@ -142,6 +145,19 @@ fn list_objects_v2(
         })?;
         let mut out = Page::default();
         let keyless = page.contents.is_empty();
+        if let (Some(last), Some(first)) = (&last_key, page.contents.first()) {
+            if first.key.as_str() <= last.as_str() {
+                bail!(
+                    "cannot list {}: a page went back to key {} after {}, but S3 lists keys in ascending order, so the listing would never end; is it a faulty S3-compatible store?",
+                    loc.describe(),
+                    crate::report::short_key(&first.key),
+                    crate::report::short_key(last)
+                );
+            }
+        }
+        if let Some(o) = page.contents.last() {
+            last_key = Some(o.key.clone());
+        }
         for o in page.contents {
             if !o.key.ends_with(&b.suffix) {
                 continue;

@@ -11,14 +11,17 @@ pub enum KeyFault {
     Nul,
     /// Bytes that are not UTF-8.
     InvalidUtf8,
-    /// Longer than any S3 key may be ([`MAX_KEY_BYTES`]).
+    /// Longer than a request line can carry ([`MAX_KEY_BYTES`]).
     TooLong,
 }
 
-/// The longest key S3 stores, in bytes of UTF-8 (Amazon S3 User Guide,
-/// "Naming Amazon S3 objects"). A longer line in a manifest names no
-/// object; one of 10 MB made every retry warning 10 MB long.
-pub const MAX_KEY_BYTES: usize = 1024;
+/// The longest key fetched, in bytes of UTF-8. S3 itself stores keys of
+/// at most 1024 bytes, but a manifest may name objects on any HTTP
+/// server, so longer keys load; well past this, the percent-encoded key (up
+/// to three times as long) would exceed the 64 KiB an HTTP client sends in
+/// a request line, and every attempt would fail. A 10 MB
+/// manifest line was retried on every pass, each retry warning 10 MB long.
+pub const MAX_KEY_BYTES: usize = 16 * 1024;
 
 impl std::fmt::Display for KeyFault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -28,7 +31,7 @@ impl std::fmt::Display for KeyFault {
                 "key is not valid UTF-8, which the ledger cannot store; not fetched"
             }
             KeyFault::TooLong => {
-                "key is longer than the 1024 bytes an S3 key may have; not fetched"
+                "key is longer than 16384 bytes, more than a request line can carry once percent-encoded; not fetched"
             }
         })
     }
@@ -203,8 +206,8 @@ mod tests {
         assert_eq!(keys(b"ok.json\nbad\0key.json\n"), ["ok.json"]);
     }
 
-    /// A key longer than S3 allows names no object: refused on its own,
-    /// not retried on every pass (an adversary's 10 MB line was).
+    /// A key longer than a request can carry is refused on its own, not
+    /// retried on every pass (an adversary's 10 MB line was).
     #[test]
     fn a_key_longer_than_s3_allows_is_refused_alone() {
         let longest = "k".repeat(MAX_KEY_BYTES);
@@ -213,7 +216,7 @@ mod tests {
         assert_eq!(m.keys, ["ok.json".to_string(), longest]);
         assert_eq!(m.refused.len(), 1);
         assert_eq!(m.refused[0].fault, KeyFault::TooLong);
-        assert!(KeyFault::TooLong.to_string().contains("1024 bytes"));
+        assert!(KeyFault::TooLong.to_string().contains("16384 bytes"));
     }
 
     #[test]

@@ -118,6 +118,14 @@ impl SyncClient {
             if matches!(status, 408 | 429) {
                 return Err(Attempt::Retry(format!("HTTP {status} for {}", shown(url))));
             }
+            // Part of a listing is not the listing: its cut last line would
+            // be taken for a key, and the keys after it silently lost.
+            if status == 206 {
+                return Err(Attempt::Retry(format!(
+                    "HTTP 206 Partial Content for {}, which asked for the whole listing",
+                    shown(url)
+                )));
+            }
             if (500..=599).contains(&status) {
                 return Err(Attempt::Lost(
                     format!("HTTP {status} for {}", shown(url)),

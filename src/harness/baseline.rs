@@ -71,7 +71,11 @@ pub fn load(out: &Path, name: &str) -> anyhow::Result<(BaselineFile, PathBuf)> {
             m.wall_secs.len(),
             crate::cli::MAX_RUNS
         );
-        if let Some(bad) = m.wall_secs.iter().find(|t| !(t.is_finite() && **t > 0.0)) {
+        if let Some(bad) = m
+            .wall_secs
+            .iter()
+            .find(|t| !(**t > 0.0 && **t <= super::export::MAX_RUN_SECS))
+        {
             anyhow::bail!(
                 "baseline {}: {} holds a time of {bad} s, which no run takes (a damaged or hand-edited file?)",
                 path.display(),
@@ -82,18 +86,24 @@ pub fn load(out: &Path, name: &str) -> anyhow::Result<(BaselineFile, PathBuf)> {
     Ok((file, path))
 }
 
-/// Refuses to write `what` over an existing file that is not one of its
-/// kind (a JSON object with a `schema_version`): `--save-baseline
-/// DIR/runs.csv` replaced the comparison's own runs with a baseline.
+/// Refuses to write `what` ("a baseline" or "a comparison") over an
+/// existing file that is not one of its kind: `--save-baseline
+/// DIR/runs.csv` replaced the comparison's own runs with a baseline, and
+/// `--save-baseline DIR/comparison.json` its comparison.
 pub fn may_overwrite(path: &Path, what: &str) -> anyhow::Result<()> {
     let Ok(meta) = std::fs::metadata(path) else {
         return Ok(());
     };
+    // A baseline is told from a comparison by its `saved_at`: neither may
+    // replace the other.
+    let baseline = what == "a baseline";
     let ours = meta.is_file()
         && std::fs::read(path)
             .ok()
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .is_some_and(|v| v.get("schema_version").is_some());
+            .is_some_and(|v| {
+                v.get("schema_version").is_some() && v.get("saved_at").is_some() == baseline
+            });
     anyhow::ensure!(
         ours,
         "will not write {what} to {}: it exists and is not {what} bucketbench wrote (give another path)",

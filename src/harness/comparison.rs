@@ -904,6 +904,11 @@ pub fn replot(dir: &Path, publish_args: &publish::PublishArgs) -> anyhow::Result
     let layout = Layout::of_runs(&runs);
     let bounds = export::read_bounds(&dir.join("summary.csv")).unwrap_or_default();
     let summaries = summarise(&layout, &runs, &bounds);
+    anyhow::ensure!(
+        !summaries.is_empty(),
+        "{} holds no verified measured run (warm-ups and runs that failed verification are left out): nothing to summarise",
+        dir.join("runs.csv").display()
+    );
     // The title the comparison gave its charts: summary.md's first line.
     let subtitle = std::fs::read_to_string(dir.join("summary.md"))
         .ok()

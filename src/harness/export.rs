@@ -122,8 +122,8 @@ pub fn read_runs_csv(path: &Path) -> anyhow::Result<Vec<Run>> {
         let line = rec.position().map_or(0, |p| p.line());
         let wall_secs = num(3);
         anyhow::ensure!(
-            wall_secs.is_finite() && wall_secs >= 0.0,
-            "{} line {line}: wall_seconds {:?} is not a time in seconds (a finite number, 0 or more)",
+            wall_secs > 0.0 && wall_secs <= MAX_RUN_SECS,
+            "{} line {line}: wall_seconds {:?} is not the time of a run (more than 0 and at most {MAX_RUN_SECS} s)",
             path.display(),
             f(3)
         );
@@ -175,6 +175,10 @@ pub fn read_runs_csv(path: &Path) -> anyhow::Result<Vec<Run>> {
     }
     Ok(runs)
 }
+
+/// The longest run a results file may hold, in seconds (a year): past
+/// it, a time is damage, and 1e308 turned into "± inf" statistics.
+pub const MAX_RUN_SECS: f64 = 365.0 * 24.0 * 3600.0;
 
 /// A count that may be unknown: empty when it is.
 fn count(c: Option<u64>) -> String {

@@ -443,7 +443,9 @@ pub fn within_noise(contenders: &[&ModelSummary]) -> Option<String> {
         return None;
     };
     let x = stats::speedup(&second.stats, &first.stats);
-    (x.has_error() && x.ratio - x.error <= 1.0).then(|| {
+    // Equal as shown (no spread to judge by, or identical times) is a tie too.
+    let equal = (x.ratio * 100.0).round() <= 100.0;
+    ((x.has_error() && x.ratio - x.error <= 1.0) || equal).then(|| {
         format!(
             "{} and {} are within each other's noise: {}, and the spread allows either order",
             first.label,

@@ -123,8 +123,13 @@ pub fn baselines_base(out: Option<&Path>) -> PathBuf {
 
 /// For a directory `compare` made under `results/runs/` (its parent holds
 /// the `latest` link), that parent: where that comparison kept its named
-/// baselines. `None` for a directory given with `--out`.
+/// baselines. `None` for a directory given with `--out`, or one holding
+/// baselines of its own.
 pub fn shared_baselines(dir: &Path) -> Option<PathBuf> {
+    // A directory given with --out under results/runs/ kept its own.
+    if dir.join("baselines").is_dir() {
+        return None;
+    }
     let parent = dir.parent()?;
     std::fs::symlink_metadata(parent.join(LATEST))
         .is_ok_and(|m| m.file_type().is_symlink())
@@ -147,6 +152,10 @@ mod tests {
         let out = tmp.path().join("mine");
         std::fs::create_dir_all(&out).unwrap();
         assert_eq!(shared_baselines(&out), None);
+        // So does one under results/runs/ that saved its own (--out there).
+        let own = runs.join("mine");
+        std::fs::create_dir_all(own.join("baselines")).unwrap();
+        assert_eq!(shared_baselines(&own), None);
     }
 
     #[test]

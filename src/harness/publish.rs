@@ -136,6 +136,11 @@ pub fn publish(
     export::write_json(&json_path, &c)?;
     if let Some(p) = &args.export_json {
         baseline::may_overwrite(p, "a comparison")?;
+        // As --save-baseline does: the directory is made if need be.
+        if let Some(parent) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("--export-json: creating {}", parent.display()))?;
+        }
         export::write_json(p, &c).with_context(|| "--export-json")?;
     }
     let html_path = out.join("report.html");

@@ -124,21 +124,32 @@ fn outliers_from_draws(runs: &[Run], s: &ModelSummary, matrix: bool) -> Vec<usiz
     if drawn.len() != own.len() {
         return Vec::new();
     }
-    let extreme = |pick: fn(f64, f64) -> f64, of: fn(&(f64, f64)) -> f64| {
-        drawn.iter().map(of).reduce(pick).unwrap_or(f64::NAN)
+    // The run's figure beyond every other run's: a tie (every run drew
+    // the same, as on a fixed latency) explains nothing.
+    let beyond_all = |i: usize, of: fn(&(f64, f64)) -> f64, slow: bool| {
+        drawn
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .all(|(_, d)| {
+                if slow {
+                    of(&drawn[i]) > of(d)
+                } else {
+                    of(&drawn[i]) < of(d)
+                }
+            })
     };
     s.stats
         .outliers
         .iter()
-        .filter_map(|&i| Some((own.get(i)?, drawn.get(i)?)))
-        .filter(|(r, (mean, max))| {
-            if r.wall_secs > s.stats.median {
-                *mean == extreme(f64::max, |d| d.0) || *max == extreme(f64::max, |d| d.1)
-            } else {
-                *mean == extreme(f64::min, |d| d.0) || *max == extreme(f64::min, |d| d.1)
-            }
+        .filter_map(|&i| Some((i, own.get(i)?)))
+        .filter(|(i, r)| {
+            let slow = r.wall_secs > s.stats.median;
+            i < &drawn.len()
+                && drawn.len() > 1
+                && (beyond_all(*i, |d| d.0, slow) || beyond_all(*i, |d| d.1, slow))
         })
-        .map(|(r, _)| r.run)
+        .map(|(_, r)| r.run)
         .collect()
 }
 
@@ -342,6 +353,9 @@ mod tests {
         // The same times with run 2's draws in the middle: the machine's.
         let unexplained = runs_with([163.3, 160.0, 167.5, 153.2, 165.1]);
         assert!(summarized(&unexplained).outliers_from_draws.is_empty());
+        // Every run drew the same (a fixed latency): nothing to explain.
+        let fixed = runs_with([160.0; 5]);
+        assert!(summarized(&fixed).outliers_from_draws.is_empty());
         assert_eq!(from_draws(&[]), None);
     }
 

@@ -142,13 +142,17 @@ pub fn run(base: &CompareArgs) -> anyhow::Result<bool> {
         if resume && dir.join("summary.csv").is_file() {
             // Results measured with other settings would be charted as if
             // they were this sweep's.
-            if let Ok(kept) = std::fs::read_to_string(&settings_path) {
-                anyhow::ensure!(
-                    kept == settings,
-                    "--resume: {} was measured with other settings than this sweep's (profile, network, models, runs or knobs differ); run without --resume, or give another --out",
+            let kept = std::fs::read_to_string(&settings_path).with_context(|| {
+                format!(
+                    "--resume: {} does not record the settings it was measured with (an older release's sweep, or not a sweep value); run without --resume, or give another --out",
                     dir.display()
-                );
-            }
+                )
+            })?;
+            anyhow::ensure!(
+                kept == settings,
+                "--resume: {} was measured with other settings than this sweep's (profile, network, models, runs or knobs differ); run without --resume, or give another --out",
+                dir.display()
+            );
             crate::esayln!(
                 "sweep {param}={v}: kept the results already in {}",
                 dir.display()
