@@ -169,11 +169,14 @@ pub struct Limit {
 
 impl Limit {
     pub fn of(network: Option<f64>, cpu_floor: Option<f64>) -> Option<Limit> {
-        let network = network.filter(|s| s.is_finite()).map(|secs| Limit {
+        // A limit of 0 s (a CPU floor nothing was charged to) limits
+        // nothing, and a ratio over it would read "inf×".
+        let known = |s: &f64| s.is_finite() && *s > 0.0;
+        let network = network.filter(known).map(|secs| Limit {
             secs,
             binds: Binds::Network,
         });
-        let cpu = cpu_floor.filter(|s| s.is_finite()).map(|secs| Limit {
+        let cpu = cpu_floor.filter(known).map(|secs| Limit {
             secs,
             binds: Binds::Cpu,
         });
@@ -424,6 +427,12 @@ mod tests {
         // load-only fetches nothing: only its CPU floor bounds it.
         assert_eq!(Limit::of(None, Some(0.3)).unwrap().binds, Binds::Cpu);
         assert_eq!(Limit::of(None, None), None);
+        // A floor of 0 s is no limit (no "inf×" over it).
+        assert_eq!(Limit::of(None, Some(0.0)), None);
+        assert_eq!(
+            Limit::of(Some(0.2), Some(0.0)).unwrap().binds,
+            Binds::Network
+        );
         // A median of 0.5 s against a 0.25 s CPU floor: 50 % efficient.
         assert!((cpu.efficiency(0.5) - 0.5).abs() < 1e-12);
     }
