@@ -86,17 +86,36 @@ pub fn load(out: &Path, name: &str) -> anyhow::Result<(BaselineFile, PathBuf)> {
     Ok((file, path))
 }
 
-/// Refuses to write `what` ("a baseline" or "a comparison") over an
-/// existing file that is not one of its kind: `--save-baseline
-/// DIR/runs.csv` replaced the comparison's own runs with a baseline, and
-/// `--save-baseline DIR/comparison.json` its comparison.
-pub fn may_overwrite(path: &Path, what: &str) -> anyhow::Result<()> {
+/// The JSON files a comparison writes where a user points it, which must
+/// not replace each other (nor anything else).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// `--save-baseline`.
+    Baseline,
+    /// `--export-json`.
+    Comparison,
+}
+
+impl std::fmt::Display for Written {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Written::Baseline => "a baseline",
+            Written::Comparison => "a comparison",
+        })
+    }
+}
+
+/// Refuses to write `what` over an existing file that is not one of its
+/// kind: `--save-baseline DIR/runs.csv` replaced the comparison's own runs
+/// with a baseline, and `--save-baseline DIR/comparison.json` its
+/// comparison.
+pub fn may_overwrite(path: &Path, what: Written) -> anyhow::Result<()> {
     let Ok(meta) = std::fs::metadata(path) else {
         return Ok(());
     };
     // A baseline is told from a comparison by its `saved_at`: neither may
     // replace the other.
-    let baseline = what == "a baseline";
+    let baseline = what == Written::Baseline;
     let ours = meta.is_file()
         && std::fs::read(path)
             .ok()
@@ -122,7 +141,7 @@ pub fn save(
     environment: Option<&serde_json::Value>,
 ) -> anyhow::Result<PathBuf> {
     let path = path_for(out, name)?;
-    may_overwrite(&path, "a baseline")?;
+    may_overwrite(&path, Written::Baseline)?;
     let matrix = is_matrix(runs);
     let labels = super::unique(runs.iter().map(|r| r.label(matrix).to_string()));
     let models = labels

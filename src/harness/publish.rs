@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use super::baseline::{self, Written};
 use super::json::{BaselineFile, Comparison};
 use super::runner::Run;
 use super::summary::ModelSummary;
-use super::{baseline, export, html};
+use super::{export, html};
 use crate::models::Label;
 
 /// The noise threshold's default, in percent. criterion's 2 % suits
@@ -65,10 +66,10 @@ impl PublishArgs {
         // Checked now, not after the charts and reports are rewritten.
         let dir = self.baselines_dir.as_deref().unwrap_or(out);
         if let Some(name) = &self.save_baseline {
-            baseline::may_overwrite(&baseline::path_for(dir, name)?, "a baseline")?;
+            baseline::may_overwrite(&baseline::path_for(dir, name)?, Written::Baseline)?;
         }
         if let Some(p) = &self.export_json {
-            baseline::may_overwrite(p, "a comparison")?;
+            baseline::may_overwrite(p, Written::Comparison)?;
         }
         self.baseline
             .as_deref()
@@ -135,7 +136,7 @@ pub fn publish(
     };
     export::write_json(&json_path, &c)?;
     if let Some(p) = &args.export_json {
-        baseline::may_overwrite(p, "a comparison")?;
+        baseline::may_overwrite(p, Written::Comparison)?;
         // As --save-baseline does: the directory is made if need be.
         if let Some(parent) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)

@@ -73,7 +73,6 @@ pub fn summarize(
                 .collect();
             Some(ModelSummary {
                 label: *m,
-                stats,
                 rows_per_sec: median(&rates),
                 speedup: None,
                 failed_runs: measured.len() - good.len(),
@@ -82,13 +81,11 @@ pub fn summarize(
                 bound_secs: None,
                 net: super::netstats::medians(&good),
                 cpu: super::cpu::CpuSummary::of(&good),
-                outliers_from_draws: Vec::new(),
+                outliers_from_draws: outliers_from_draws(&good, &stats),
+                stats,
             })
         })
         .collect();
-    for s in &mut out {
-        s.outliers_from_draws = outliers_from_draws(runs, s, matrix);
-    }
     if let Some(base) = out
         .iter()
         .find(|s| Some(s.label) == reference)
@@ -112,16 +109,12 @@ pub fn summarize(
 /// maximum, which one that sends every key at once waits for), or a fast
 /// one that drew the kindest. `compare` deals every model the same draws
 /// in a run, so such a run is the network's luck, not the machine's.
-fn outliers_from_draws(runs: &[Run], s: &ModelSummary, matrix: bool) -> Vec<usize> {
-    let own: Vec<&Run> = runs
-        .iter()
-        .filter(|r| r.label(matrix) == s.label && r.run > 0 && r.verified)
-        .collect();
-    let drawn: Vec<(f64, f64)> = own
+fn outliers_from_draws(good: &[&Run], stats: &Stats) -> Vec<usize> {
+    let drawn: Vec<(f64, f64)> = good
         .iter()
         .filter_map(|r| r.first_byte.map(|f| (f.mean_ms, f.max_ms)))
         .collect();
-    if drawn.len() != own.len() {
+    if drawn.len() != good.len() || drawn.len() < 2 {
         return Vec::new();
     }
     // The run's figure beyond every other run's: a tie (every run drew
@@ -139,15 +132,13 @@ fn outliers_from_draws(runs: &[Run], s: &ModelSummary, matrix: bool) -> Vec<usiz
                 }
             })
     };
-    s.stats
+    stats
         .outliers
         .iter()
-        .filter_map(|&i| Some((i, own.get(i)?)))
+        .filter_map(|&i| Some((i, good.get(i)?)))
         .filter(|(i, r)| {
-            let slow = r.wall_secs > s.stats.median;
-            i < &drawn.len()
-                && drawn.len() > 1
-                && (beyond_all(*i, |d| d.0, slow) || beyond_all(*i, |d| d.1, slow))
+            let slow = r.wall_secs > stats.median;
+            beyond_all(*i, |d| d.0, slow) || beyond_all(*i, |d| d.1, slow)
         })
         .map(|(_, r)| r.run)
         .collect()
