@@ -14,7 +14,8 @@ pub mod network;
 #[command(next_help_heading = "HTTP client")]
 pub struct ClientArgs {
     /// Largest object to download, in bytes; larger ones are refused while
-    /// streaming and recorded as failed.
+    /// streaming and recorded as failed. Also bounds the manifest and each
+    /// listing page.
     #[arg(long, default_value_t = 256 * 1024 * 1024)]
     pub max_object_bytes: u64,
     /// Attempts per request, the first included (5xx, timeouts and resets

@@ -244,12 +244,20 @@ fn zero_and_negative_values_are_refused_with_status_2() {
         "concurrency=4,0",
         "workers=0",
         "workers=1,100000",
+        "workers=1,2,1",
+        "latency=20,20.0",
+        "network=local,LOCAL",
     ] {
         let out = run(compare(), &["--sweep", sweep]);
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{sweep}: {err}");
         assert!(err.contains("--sweep "), "{sweep}: {err}");
     }
+    let out = run(compare(), &["--sweep", "workers=1,2,1"]);
+    assert_eq!(
+        text(&out.stderr).trim_end(),
+        "error: --sweep workers lists the same value twice (1 and 1); give each once"
+    );
 }
 
 #[test]

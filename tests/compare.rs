@@ -1137,7 +1137,8 @@ fn interrupt(signal: i32, group: bool) {
             "--models",
             "sync,async",
         ])
-        .args(["--runs", "50", "--warmup", "0", "--no-ceilings", "--out"])
+        // A warm-up each: kept in runs.csv, but not counted as measured.
+        .args(["--runs", "50", "--warmup", "1", "--no-ceilings", "--out"])
         .arg(out.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -1146,7 +1147,7 @@ fn interrupt(signal: i32, group: bool) {
         .unwrap();
     let runs_csv = out.path().join("runs.csv");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while std::fs::read_to_string(&runs_csv).map_or(0, |s| s.lines().count()) < 3 {
+    while std::fs::read_to_string(&runs_csv).map_or(0, |s| s.lines().count()) < 5 {
         assert!(
             std::time::Instant::now() < deadline,
             "no runs kept in 120 s"
@@ -1161,11 +1162,12 @@ fn interrupt(signal: i32, group: bool) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(130), "{stderr}");
     let last = stderr.lines().last().unwrap_or_default();
-    let kept = std::fs::read_to_string(&runs_csv).unwrap().lines().count() - 1;
+    // The header and the two warm-ups are not measured runs.
+    let kept = std::fs::read_to_string(&runs_csv).unwrap().lines().count() - 3;
     assert_eq!(
         last,
         format!(
-            "interrupted: {kept} runs completed, kept in {} (compare --replot {} makes their tables and charts)",
+            "interrupted: {kept} measured runs completed (and 2 warm-ups), kept in {} (compare --replot {} makes their tables and charts)",
             out.path().display(),
             out.path().display()
         ),

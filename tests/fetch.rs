@@ -693,3 +693,50 @@ fn s3_mode_with_a_manifest_reports_a_changed_object() {
     assert_eq!(s.etag_changed, ["a.json"], "{s:?}");
     assert_eq!(s.loaded, 0);
 }
+
+/// `--max-object-bytes` bounds every download, the manifest and each
+/// listing page included; when that is what is too large, the message says
+/// so, not "object", and not that the endpoint cannot be reached.
+#[test]
+fn a_manifest_or_listing_page_over_the_size_limit_is_named_as_such() {
+    let db = fresh_db();
+    let keys: String = (0..40).map(|i| format!("file-{i:04}.json\n")).collect();
+    let files: Vec<(String, Vec<u8>)> = (0..40)
+        .map(|i| (format!("file-{i:04}.json"), song_array(1)))
+        .collect();
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(k, b)| (k.as_str(), b.as_slice()))
+        .collect();
+    let server = serve(store_with(&refs, &keys));
+    let mut cfg = config(&server.base_url(), &db);
+    cfg.client.max_object_bytes = 200;
+    let m = Model::Sync.ingestor();
+    let err = format!("{:#}", run_pass(&cfg, m.as_ref()).unwrap_err());
+    assert_eq!(
+        err,
+        format!(
+            "cannot list bucket {}: its manifest is larger than the 200-byte limit --max-object-bytes sets on every download (raise it)",
+            server.base_url()
+        )
+    );
+    cfg.bucket = BucketLocation::parse_with(
+        &format!("s3://{BUCKET}"),
+        &bucketbench::bucket::S3Options {
+            endpoint: Some(server.endpoint()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let err = format!("{:#}", run_pass(&cfg, m.as_ref()).unwrap_err());
+    assert!(
+        err.starts_with(&format!("cannot list bucket {BUCKET} at ")),
+        "{err}"
+    );
+    assert!(
+        err.ends_with(": a listing page is larger than the 200-byte limit --max-object-bytes sets on every download (raise it)"),
+        "{err}"
+    );
+    // Nothing was claimed or recorded: the files wait for a pass that can list them.
+    assert_eq!(ledger(&mut connect(&db)), []);
+}

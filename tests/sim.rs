@@ -316,8 +316,9 @@ fn bucket_serve_prints_its_url_first_and_serves_the_expected_bucket() {
             "serve",
             "--profile",
             "tiny",
+            // Every interface: the URL printed must still be one to connect to.
             "--addr",
-            "127.0.0.1:0",
+            "0.0.0.0:0",
             "--latency-ms",
             "5",
             "--expected",

@@ -197,6 +197,20 @@ fn list_objects_v2(
 }
 
 fn unreachable(loc: &BucketLocation, e: &FetchError) -> anyhow::Error {
+    // The limit is on every download: the endpoint was reached, and what
+    // was too large is the listing, not an object.
+    if let FetchError::TooLarge { limit } = e {
+        let (what, bucket) = match loc {
+            BucketLocation::S3(b) => (
+                "a listing page",
+                format!("{} at {}", b.bucket.name(), b.endpoint),
+            ),
+            BucketLocation::Http { .. } => ("its manifest", loc.describe()),
+        };
+        return anyhow::anyhow!(
+            "cannot list bucket {bucket}: {what} is larger than the {limit}-byte limit --max-object-bytes sets on every download (raise it)"
+        );
+    }
     match loc {
         BucketLocation::S3(b) => anyhow::anyhow!(
             "cannot reach the S3 endpoint {} for bucket {}: {e}",

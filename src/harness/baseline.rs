@@ -44,13 +44,15 @@ fn display_name(name: &str) -> String {
 /// Reads baseline `name` (see [`path_for`]).
 pub fn load(out: &Path, name: &str) -> anyhow::Result<(BaselineFile, PathBuf)> {
     let path = path_for(out, name)?;
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
+    if !path.exists() {
+        anyhow::bail!(
             "reading baseline {name:?} ({}): no such baseline there; a comparison saves one with --save-baseline {name} (without --out, in {}/baselines/), or give the file's path",
             path.display(),
             super::outdir::RUNS_DIR
-        )
-    })?;
+        );
+    }
+    let text = String::from_utf8(super::export::read_result_file(&path)?)
+        .with_context(|| format!("baseline {} is not JSON (not UTF-8)", path.display()))?;
     let version: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("baseline {} is not JSON", path.display()))?;
     let found = version.get("schema_version").and_then(|v| v.as_u64());

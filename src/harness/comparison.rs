@@ -472,26 +472,42 @@ impl Bench {
     }
 }
 
-/// The runs completed so far and where they are kept, for the line an
-/// interruption prints ([`interrupted_line`]).
-static COMPLETED: std::sync::Mutex<Option<(PathBuf, usize)>> = std::sync::Mutex::new(None);
+/// The runs completed so far (measured, warm-up) and where they are
+/// kept, for the line an interruption prints ([`interrupted_line`]).
+static COMPLETED: std::sync::Mutex<Option<(PathBuf, usize, usize)>> = std::sync::Mutex::new(None);
 
-fn completed(out: &Path, n: usize) {
-    *COMPLETED.lock().unwrap_or_else(|p| p.into_inner()) = Some((out.to_path_buf(), n));
+fn completed(out: &Path, runs: &[Run]) {
+    let measured = runs.iter().filter(|r| r.run > 0).count();
+    *COMPLETED.lock().unwrap_or_else(|p| p.into_inner()) =
+        Some((out.to_path_buf(), measured, runs.len() - measured));
 }
 
 /// What `compare` says when interrupted: how many runs completed and
-/// where they are kept (`runs.csv`, written after each run).
+/// where they are kept (`runs.csv`, written after each run). Warm-ups are
+/// counted apart: they are kept but measure nothing.
 pub fn interrupted_line() -> String {
-    match &*COMPLETED.lock().unwrap_or_else(|p| p.into_inner()) {
-        Some((dir, 0)) => format!("interrupted: 0 runs completed ({})", dir.display()),
-        Some((dir, n)) => format!(
-            "interrupted: {} completed, kept in {} (compare --replot {} makes their tables and charts)",
-            crate::report::plural(*n as u64, "run", "runs"),
+    let guard = COMPLETED.lock().unwrap_or_else(|p| p.into_inner());
+    let Some((dir, measured, warmups)) = &*guard else {
+        return "interrupted: 0 runs completed".to_string();
+    };
+    let warm = match warmups {
+        0 => String::new(),
+        n => format!(
+            " (and {})",
+            crate::report::plural(*n as u64, "warm-up", "warm-ups")
+        ),
+    };
+    match measured {
+        0 => format!(
+            "interrupted: 0 measured runs completed{warm} ({})",
+            dir.display()
+        ),
+        n => format!(
+            "interrupted: {} completed{warm}, kept in {} (compare --replot {} makes their tables and charts)",
+            crate::report::plural(*n as u64, "measured run", "measured runs"),
             dir.display(),
             dir.display()
         ),
-        None => "interrupted: 0 runs completed".to_string(),
     }
 }
 
@@ -569,7 +585,7 @@ pub fn execute(plan: &Plan, bench: &mut Bench) -> anyhow::Result<Vec<Run>> {
         }
         // Kept as they complete, so an interrupted comparison keeps its runs.
         export::write_runs_csv(&plan.out.join("runs.csv"), &runs)?;
-        completed(&plan.out, runs.len());
+        completed(&plan.out, &runs);
         if let Some(b) = &bar {
             b.inc(1);
         }
@@ -869,8 +885,9 @@ pub fn run(args: CompareArgs) -> anyhow::Result<bool> {
 pub fn run_plan(plan: &Plan) -> anyhow::Result<bool> {
     let out = &plan.out;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    outdir::check_writable(out)?;
     let baseline = plan.args.publish.load_baseline(out)?;
-    completed(out, 0);
+    completed(out, &[]);
     crate::esayln!("results go to {}", out.display());
     if let Some(w) = Build::current().warning() {
         crate::esay!("{}", terminal::wrap(&w));
@@ -879,6 +896,25 @@ pub fn run_plan(plan: &Plan) -> anyhow::Result<bool> {
     let runs = execute(plan, &mut bench)?;
     let summaries = summarise(&plan.layout, &runs, &bench.bounds(plan));
     export(plan, &bench, &runs, &summaries, baseline)
+}
+
+/// The `environment.json` a comparison wrote, for the report; without it
+/// (an older comparison, or damaged) the report leaves out the machine and
+/// the database's settings, and says why in one line.
+fn read_environment(dir: &Path) -> Option<serde_json::Value> {
+    let path = dir.join("environment.json");
+    if !path.exists() {
+        return None;
+    }
+    match export::read_result_file(&path).and_then(|b| {
+        serde_json::from_slice(&b).with_context(|| format!("{} is not JSON", path.display()))
+    }) {
+        Ok(env) => Some(env),
+        Err(e) => {
+            tracing::warn!("{e:#}: the report leaves out the machine and the database's settings");
+            None
+        }
+    }
 }
 
 /// `--replot DIR`: the charts, `comparison.json` and `report.html` again
@@ -910,8 +946,9 @@ pub fn replot(dir: &Path, publish_args: &publish::PublishArgs) -> anyhow::Result
         dir.join("runs.csv").display()
     );
     // The title the comparison gave its charts: summary.md's first line.
-    let subtitle = std::fs::read_to_string(dir.join("summary.md"))
+    let subtitle = export::read_result_file(&dir.join("summary.md"))
         .ok()
+        .and_then(|md| String::from_utf8(md).ok())
         .and_then(|md| {
             md.lines()
                 .next()?
@@ -926,9 +963,7 @@ pub fn replot(dir: &Path, publish_args: &publish::PublishArgs) -> anyhow::Result
     for name in draw(dir, &layout, &runs, &summaries, &subtitle) {
         crate::sayln!("drew {}", dir.join(name).display());
     }
-    let env = std::fs::read(dir.join("environment.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
+    let env = read_environment(dir);
     // The report the comparison printed, from the same figures.
     print_report(&subtitle, None, &summaries, layout.reference);
     let published = publish::publish(

@@ -38,11 +38,47 @@ const NET_COLUMNS: [&str; 3] = ["connections", "tls_handshakes", "throttled"];
 /// Where each run's CPU went (`harness::cpu`): empty where not measured.
 const CPU_COLUMNS: [&str; 3] = ["db_cpu_seconds", "bucket_cpu_seconds", "cpu_floor_seconds"];
 
+/// The largest results file read back (`runs.csv`, a baseline, …): far
+/// more than 10,000 runs of every model write, and it keeps a device or a
+/// runaway file given by mistake (`/dev/zero`) from being read whole.
+pub const MAX_RESULT_FILE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Reads a results file whole, refusing, in one line, what is not a
+/// regular file or is larger than [`MAX_RESULT_FILE_BYTES`].
+pub fn read_result_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    anyhow::ensure!(
+        meta.is_file(),
+        "{} is not a regular file: results are read from the files a comparison wrote",
+        path.display()
+    );
+    let too_big = || {
+        anyhow::anyhow!(
+            "{} is larger than the {} MiB a results file may be: not one this tool wrote",
+            path.display(),
+            MAX_RESULT_FILE_BYTES >> 20
+        )
+    };
+    if meta.len() > MAX_RESULT_FILE_BYTES {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_RESULT_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .with_context(|| format!("reading {}", path.display()))?;
+    // It may have grown since its size was read.
+    if bytes.len() as u64 > MAX_RESULT_FILE_BYTES {
+        return Err(too_big());
+    }
+    Ok(bytes)
+}
+
 /// Whether `path` is a `runs.csv` that [`write_runs_csv`] wrote (its
 /// header starts with [`RUNS_COLUMNS`]).
 pub fn is_runs_csv(path: &Path) -> bool {
-    std::fs::read_to_string(path)
-        .is_ok_and(|t| t.starts_with(&format!("{},", RUNS_COLUMNS.join(","))))
+    read_result_file(path)
+        .is_ok_and(|t| t.starts_with(format!("{},", RUNS_COLUMNS.join(",")).as_bytes()))
 }
 
 pub fn write_runs_csv(path: &Path, runs: &[Run]) -> anyhow::Result<()> {
@@ -93,8 +129,8 @@ pub fn write_runs_csv(path: &Path, runs: &[Run]) -> anyhow::Result<()> {
 
 /// Reads back a `runs.csv` written by [`write_runs_csv`] (for `--replot`).
 pub fn read_runs_csv(path: &Path) -> anyhow::Result<Vec<Run>> {
-    let mut r =
-        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = read_result_file(path)?;
+    let mut r = csv::Reader::from_reader(bytes.as_slice());
     let headers = r.headers()?.clone();
     // Later columns are optional: files from older versions lack them.
     anyhow::ensure!(
@@ -195,8 +231,8 @@ fn net_median(
 
 /// The `bound_s` column of a `summary.csv`, by model (for `--replot`).
 pub fn read_bounds(path: &Path) -> anyhow::Result<Vec<(Label, f64)>> {
-    let mut r =
-        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = read_result_file(path)?;
+    let mut r = csv::Reader::from_reader(bytes.as_slice());
     let h = r.headers()?.clone();
     let Some(col) = h.iter().position(|c| c == "bound_s") else {
         return Ok(Vec::new());
@@ -473,6 +509,32 @@ pub fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A device or a runaway file given as a result is refused in one
+    /// line, not read until memory runs out.
+    #[test]
+    fn what_is_not_a_results_file_is_refused_before_it_is_read() {
+        let err = format!("{:#}", read_runs_csv(Path::new("/dev/zero")).unwrap_err());
+        assert_eq!(
+            err,
+            "/dev/zero is not a regular file: results are read from the files a comparison wrote"
+        );
+        assert!(!is_runs_csv(Path::new("/dev/zero")));
+        let dir = tempfile::tempdir().unwrap();
+        let huge = dir.path().join("runs.csv");
+        // Sparse: no disk is spent on it.
+        std::fs::File::create(&huge)
+            .unwrap()
+            .set_len(MAX_RESULT_FILE_BYTES + 1)
+            .unwrap();
+        let err = format!("{:#}", read_runs_csv(&huge).unwrap_err());
+        assert!(
+            err.ends_with(
+                "is larger than the 256 MiB a results file may be: not one this tool wrote"
+            ),
+            "{err}"
+        );
+    }
 
     #[test]
     fn a_runs_csv_from_before_the_cpu_columns_still_reads() {

@@ -36,8 +36,32 @@ pub fn fresh(runs: &Path, name: &str) -> anyhow::Result<PathBuf> {
             Err(e) => return Err(e).with_context(|| format!("creating {}", candidate.display())),
         }
     };
-    point_latest(runs, &dir)?;
+    // `latest` is a convenience: a real directory a user made under that
+    // name (or a read-only link) must not cost them the run.
+    if let Err(e) = point_latest(runs, &dir) {
+        tracing::warn!("{e:#}; the results still go to {}", dir.display());
+    }
     Ok(dir)
+}
+
+/// Fails, in one line, when nothing can be written into `dir` (a read-only
+/// mount, a directory of someone else's): found before the first run, not
+/// after it when its `runs.csv` cannot be kept.
+pub fn check_writable(dir: &Path) -> anyhow::Result<()> {
+    let probe = dir.join(format!(".bucketbench-probe-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&probe)
+        .with_context(|| {
+            format!(
+                "cannot write into {} (give --out a directory you can write)",
+                dir.display()
+            )
+        })?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
 }
 
 /// Points `<runs>/latest` at `dir` (a relative symlink, replaced
@@ -156,6 +180,36 @@ mod tests {
         let own = runs.join("mine");
         std::fs::create_dir_all(own.join("baselines")).unwrap();
         assert_eq!(shared_baselines(&own), None);
+    }
+
+    #[test]
+    fn a_directory_nothing_can_be_written_into_is_found_before_any_run() {
+        let tmp = tempfile::tempdir().unwrap();
+        check_writable(tmp.path()).unwrap();
+        assert_eq!(
+            std::fs::read_dir(tmp.path()).unwrap().count(),
+            0,
+            "the probe is removed"
+        );
+        // Not even root may create a file in procfs.
+        let err = format!("{:#}", check_writable(Path::new("/proc/self")).unwrap_err());
+        assert!(
+            err.starts_with("cannot write into /proc/self (give --out"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_real_directory_named_latest_does_not_cost_the_run() {
+        let tmp = tempfile::tempdir().unwrap();
+        let runs = tmp.path().join("runs");
+        std::fs::create_dir_all(runs.join(LATEST).join("mine")).unwrap();
+        let dir = fresh(&runs, "seed").unwrap();
+        assert!(dir.is_dir());
+        assert!(
+            runs.join(LATEST).join("mine").is_dir(),
+            "the user's directory is left alone"
+        );
     }
 
     #[test]

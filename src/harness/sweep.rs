@@ -107,9 +107,16 @@ pub fn run(base: &CompareArgs) -> anyhow::Result<bool> {
         !values.is_empty(),
         "--sweep {param}= needs at least one value"
     );
+    let mut xs: Vec<(f64, &str)> = Vec::new();
     for v in &values {
-        x_value(param, v)?;
+        let x = x_value(param, v)?;
         with_value(base, param, v)?;
+        // Two values at one point of the chart would measure the same
+        // thing twice and draw one over the other.
+        if let Some((_, first)) = xs.iter().find(|(seen, _)| *seen == x) {
+            bail!("--sweep {param} lists the same value twice ({first} and {v}); give each once");
+        }
+        xs.push((x, v));
     }
     // Without --out, a directory of its own under results/runs/; --resume
     // continues the newest sweep of this profile and parameter there.

@@ -206,7 +206,16 @@ impl SimServer {
         let ca_file = tls.as_ref().map(|t| t.ca_file.clone());
         let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.config));
         let std_listener = bind(addr)?;
-        let addr = std_listener.local_addr()?;
+        let mut addr = std_listener.local_addr()?;
+        // Bound to every interface (0.0.0.0, ::): the URLs it prints must
+        // still be ones a client can connect to, and its certificate names
+        // the loopback addresses.
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr.ip() {
+                std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
         let stats = Arc::new(ServerStats::default());
         let bucket = options.bucket.clone();
         let limiter = (model.get_rate_per_prefix > 0.0)
