@@ -277,7 +277,8 @@ pub fn share(s: &str) -> Result<f64, String> {
     }
 }
 
-/// `-v`/`-q`: how much is logged when `RUST_LOG` does not say.
+/// `-v`/`-q`: how much is logged. Given, they override `RUST_LOG` (a flag
+/// typed is the later word); without them `RUST_LOG` decides, `warn` when unset.
 #[derive(Debug, Clone, Default, clap::Args)]
 #[command(next_help_heading = "Output")]
 pub struct Verbosity {
