@@ -38,27 +38,31 @@ pub fn list(
         _ => {
             let Manifest { keys, refused } = manifest_keys(client, loc)?;
             let mut refused = Some(refused);
-            let mut chunks = keys.chunks(PAGE).peekable();
-            if chunks.peek().is_none() {
-                return on_page(Page {
-                    objects: Vec::new(),
-                    refused: refused.take().unwrap_or_default(),
-                });
+            // Keys move into their pages, never copied: a page handed on
+            // is memory the manifest no longer holds.
+            let mut keys = keys.into_iter().peekable();
+            loop {
+                let objects: Vec<ObjectRef> = keys
+                    .by_ref()
+                    .take(PAGE)
+                    .map(|key| ObjectRef {
+                        key,
+                        etag: None,
+                        ledger_asked: None,
+                    })
+                    .collect();
+                let last = keys.peek().is_none();
+                // An empty manifest still hands on one page: its refused keys.
+                if !objects.is_empty() || refused.is_some() {
+                    on_page(Page {
+                        objects,
+                        refused: refused.take().unwrap_or_default(),
+                    })?;
+                }
+                if last {
+                    return Ok(());
+                }
             }
-            for chunk in chunks {
-                on_page(Page {
-                    objects: chunk
-                        .iter()
-                        .map(|key| ObjectRef {
-                            key: key.clone(),
-                            etag: None,
-                            ledger_asked: None,
-                        })
-                        .collect(),
-                    refused: refused.take().unwrap_or_default(),
-                })?;
-            }
-            Ok(())
         }
     }
 }
