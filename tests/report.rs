@@ -152,7 +152,7 @@ fn the_html_report_renders_in_a_browser_at_desktop_and_phone_widths() {
     )
     .unwrap();
     let verdict = original["verdict"]["text"].as_str().unwrap().to_string();
-    // Whichever model the run ranked first (by mean, as hyperfine ranks):
+    // Whichever model the run ranked first (by median, as the bars show):
     // on the internet preset `async` and `async-fetch` are within each
     // other's noise, and either may lead a run.
     assert!(verdict.contains(" times faster than sync"), "{verdict}");

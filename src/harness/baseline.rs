@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::json::{
-    BaselineChange, BaselineFile, BaselineReport, BaselineSamples, SCHEMA_VERSION, is_matrix,
-    measured,
+    BASELINE_SCHEMA_VERSION, BaselineChange, BaselineFile, BaselineReport, BaselineSamples,
+    is_matrix, measured,
 };
 use super::runner::Run;
 use super::stats::{self, ChangeVerdict, MedianChange};
@@ -57,8 +57,8 @@ pub fn load(out: &Path, name: &str) -> anyhow::Result<(BaselineFile, PathBuf)> {
         .with_context(|| format!("baseline {} is not JSON", path.display()))?;
     let found = version.get("schema_version").and_then(|v| v.as_u64());
     anyhow::ensure!(
-        found == Some(u64::from(SCHEMA_VERSION)),
-        "baseline {} has schema_version {}; this version reads {SCHEMA_VERSION} (save the baseline again)",
+        found == Some(u64::from(BASELINE_SCHEMA_VERSION)),
+        "baseline {} has schema_version {}; this version reads {BASELINE_SCHEMA_VERSION} (save the baseline again)",
         path.display(),
         found.map_or_else(|| "none".to_string(), |v| v.to_string())
     );
@@ -158,7 +158,7 @@ pub fn save(
         .filter(|s| !s.wall_secs.is_empty())
         .collect();
     let file = BaselineFile {
-        schema_version: SCHEMA_VERSION,
+        schema_version: BASELINE_SCHEMA_VERSION,
         name: display_name(name),
         saved_at: chrono::Utc::now().to_rfc3339(),
         // The revision the comparison recorded before it wrote anything (its

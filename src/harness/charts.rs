@@ -1026,8 +1026,8 @@ fn bar_panel(
 
 /// Median time per model as bars, min–max error bars, each model's speed
 /// relative to the reference written on its bar. The ratio is the one
-/// `summary.md` and `summary.csv` lead with (`Speedup::ratio`, mean over
-/// mean ± its propagated error), so chart and table never disagree.
+/// `summary.md` and `summary.csv` lead with (`Speedup::ratio`, median over
+/// median ± its propagated robust error), so chart and table never disagree.
 pub fn median_time_bars(
     path: &Path,
     summaries: &[ModelSummary],
@@ -1078,7 +1078,7 @@ pub fn median_time_bars(
     let notes: Vec<String> = reference
         .map(|r| {
             format!(
-                "bar: median of the runs\n“× faster”: {}'s mean time\nover the model's (± from\nboth spreads), as in\nsummary.md",
+                "bar: median of the runs\n“× faster”: {}'s median\nover the model's (± from\nboth spreads), as in\nsummary.md",
                 r.label
             )
         })

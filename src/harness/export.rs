@@ -84,7 +84,10 @@ pub fn is_runs_csv(path: &Path) -> bool {
 pub fn write_runs_csv(path: &Path, runs: &[Run]) -> anyhow::Result<()> {
     let mut w =
         csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
-    let opt = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_default();
+    // Every measure as measured (the shortest text that reads back to the
+    // same f64): `--replot` then reaches exactly the figures the comparison
+    // printed, where rounded cells had moved them in the last digit.
+    let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
     let delays = super::firstbyte::runs_columns();
     w.write_record(
         RUNS_COLUMNS
@@ -103,15 +106,15 @@ pub fn write_runs_csv(path: &Path, runs: &[Run]) -> anyhow::Result<()> {
             } else {
                 r.run.to_string()
             },
-            format!("{:.6}", r.wall_secs),
+            r.wall_secs.to_string(),
             r.files.to_string(),
             r.rows.to_string(),
             r.rejected.to_string(),
             r.requests.to_string(),
             r.retries.to_string(),
             r.bytes.to_string(),
-            format!("{:.3}", r.cpu_secs),
-            format!("{:.1}", r.peak_rss_mb),
+            r.cpu_secs.to_string(),
+            r.peak_rss_mb.to_string(),
             r.verified.to_string(),
             r.problems.clone(),
             count(r.connections),
@@ -261,7 +264,8 @@ pub fn write_summary_csv(
         "rows_per_s",
         "speedup",
         "speedup_error",
-        "speedup_of_medians",
+        "speedup_of_means",
+        "speedup_of_means_error",
         "outlier_runs",
         "failed_runs",
         "median_cpu_s",
@@ -286,14 +290,12 @@ pub fn write_summary_csv(
     for s in summaries {
         let st = &s.stats;
         let limit = s.limit();
-        let (ratio, err, med) = match s.speedup {
-            Some(x) => (
-                format!("{:.3}", x.ratio),
-                format!("{:.3}", x.error),
-                format!("{:.3}", x.median_ratio),
-            ),
-            None if Some(s.label) == reference => ("1.000".into(), "0.000".into(), "1.000".into()),
-            None => (String::new(), String::new(), String::new()),
+        let [ratio, err, mean_ratio, mean_err] = match s.speedup {
+            Some(x) => [x.ratio, x.error, x.mean_ratio, x.mean_error].map(|v| format!("{v:.3}")),
+            None if Some(s.label) == reference => {
+                ["1.000", "0.000", "1.000", "0.000"].map(String::from)
+            }
+            None => Default::default(),
         };
         w.write_record([
             s.label.to_string(),
@@ -306,7 +308,8 @@ pub fn write_summary_csv(
             format!("{:.0}", s.rows_per_sec),
             ratio,
             err,
-            med,
+            mean_ratio,
+            mean_err,
             st.outliers
                 .iter()
                 .map(|i| (i + 1).to_string())
@@ -315,7 +318,8 @@ pub fn write_summary_csv(
             s.failed_runs.to_string(),
             format!("{:.3}", s.median_cpu_secs),
             format!("{:.1}", s.max_peak_rss_mb),
-            s.bound_secs.map(|b| format!("{b:.4}")).unwrap_or_default(),
+            // As computed: `--replot` reads it back for `× bound`.
+            s.bound_secs.map(|b| b.to_string()).unwrap_or_default(),
             s.bound_secs
                 .map(|b| format!("{:.3}", st.median / b))
                 .unwrap_or_default(),

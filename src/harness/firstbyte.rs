@@ -108,13 +108,14 @@ impl Delays {
     fn cells(d: Option<&Delays>) -> [String; 7] {
         match d {
             Some(d) => [
+                // As measured, so `--replot` reads back the same figures.
                 d.count.to_string(),
-                format!("{:.3}", d.mean_ms),
-                format!("{:.3}", d.p50_ms),
-                format!("{:.3}", d.p90_ms),
-                format!("{:.3}", d.p99_ms),
-                format!("{:.3}", d.p999_ms),
-                format!("{:.3}", d.max_ms),
+                d.mean_ms.to_string(),
+                d.p50_ms.to_string(),
+                d.p90_ms.to_string(),
+                d.p99_ms.to_string(),
+                d.p999_ms.to_string(),
+                d.max_ms.to_string(),
             ],
             None => Default::default(),
         }

@@ -134,7 +134,7 @@ pub fn render(c: &Comparison) -> String {
             "speedup",
             &format!("How many times faster than {}", esc(&c.reference)),
             &speedup_chart(c),
-            "Reference mean over each model's mean, ± the error propagated from both standard deviations (as hyperfine reports it; no ± from a single run). The same ratio as the terminal, summary.md and the charts; comparison.json and summary.csv also keep the ratio of medians.",
+            "Reference median over each model's median, ± the error propagated from both robust standard deviations (1.4826 × the median absolute deviation; no ± from a single run). The same ratio as the terminal, summary.md and the charts, and what models are ranked by; comparison.json and summary.csv also keep the ratio of means, as hyperfine reports it.",
         );
     }
     h.push_str("</div>\n");
@@ -455,10 +455,10 @@ fn speedup_chart(c: &Comparison) -> String {
                 label: m.model.clone(),
                 color: color(&m.model),
                 pale: m.is_ceiling,
-                value: x.ratio_of_means,
+                value: x.ratio_of_medians,
                 whisker: Some((
-                    x.ratio_of_means - x.ratio_of_means_error,
-                    x.ratio_of_means + x.ratio_of_means_error,
+                    x.ratio_of_medians - x.ratio_of_medians_error,
+                    x.ratio_of_medians + x.ratio_of_medians_error,
                 )),
                 dots: Vec::new(),
                 text: format!("{}×", Speedup::from(x).text(2)),
@@ -529,7 +529,7 @@ fn swatch(label: &str) -> String {
 fn summary_table(c: &Comparison) -> String {
     let rows = c.models.iter().map(|m| {
         // Ceilings are limits, not contenders: no ratio.
-        let mean_ratio = match m.speedup {
+        let ratio = match m.speedup {
             Some(x) if !m.is_ceiling => format!("{}×", Speedup::from(x).text(2)),
             _ => "–".into(),
         };
@@ -544,7 +544,7 @@ fn summary_table(c: &Comparison) -> String {
             secs(m.stddev_secs),
             secs(m.min_secs),
             secs(m.max_secs),
-            mean_ratio,
+            ratio,
             m.rows_per_sec,
             secs(m.median_cpu_secs),
             m.max_peak_rss_mb

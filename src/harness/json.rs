@@ -11,9 +11,16 @@ use super::stats::{self, ChangeVerdict, Speedup};
 use super::summary::{self, ModelSummary};
 use crate::models::Label;
 
-/// Bumped on any change that renames, removes or retypes a field; adding
-/// a field does not bump it (readers must ignore fields they do not know).
-pub const SCHEMA_VERSION: u32 = 1;
+/// `comparison.json`'s version: bumped on any change that renames,
+/// removes, retypes or gives a field another meaning; adding a field does
+/// not bump it (readers must ignore fields they do not know). 2: the
+/// verdict's `ratio` and `error` are the ratio of medians and its robust
+/// error (1: of means), and `speedup` gained `ratio_of_medians_error`.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// A baseline file's version, apart from `comparison.json`'s: a baseline
+/// holds raw wall times, whose meaning has not changed.
+pub const BASELINE_SCHEMA_VERSION: u32 = 1;
 
 /// Everything one comparison measured: `comparison.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -41,7 +48,8 @@ pub struct Comparison {
 }
 
 /// "`fastest` ran `ratio` ± `error` times faster than `than`", the
-/// ratio of means with its propagated error (the headline definition).
+/// ratio of medians with its propagated robust error (the headline
+/// definition, [`stats::speedup`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Verdict {
     pub fastest: String,
@@ -134,22 +142,30 @@ pub struct ModelStats {
 /// How many times faster than the reference, both ways of counting.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct SpeedRatio {
-    /// Reference mean over this mean: the headline figure (the verdict,
-    /// the tables, `summary.md`), as hyperfine reports it.
-    pub ratio_of_means: f64,
-    /// Its standard error, propagated from both standard deviations.
-    pub ratio_of_means_error: f64,
-    /// Reference median over this median: robust to outliers, no error.
+    /// Reference median over this median: the headline figure (the
+    /// verdict, the tables, the charts, `summary.md`), and what models are
+    /// ranked by.
     pub ratio_of_medians: f64,
+    /// Its error, propagated from both sides' robust standard deviations
+    /// (1.4826 × the median absolute deviation); 0 with a single run.
+    #[serde(default)]
+    pub ratio_of_medians_error: f64,
+    /// Reference mean over this mean, as hyperfine reports it.
+    pub ratio_of_means: f64,
+    /// Its error, propagated from both standard deviations.
+    pub ratio_of_means_error: f64,
 }
 
 impl From<SpeedRatio> for Speedup {
     /// Back to the statistics' type, for its one way of showing a ratio.
     fn from(x: SpeedRatio) -> Self {
         Speedup {
-            ratio: x.ratio_of_means,
-            error: x.ratio_of_means_error,
-            median_ratio: x.ratio_of_medians,
+            ratio: x.ratio_of_medians,
+            error: x.ratio_of_medians_error,
+            // Two runs a side leave some spread in one of the two.
+            spread: x.ratio_of_medians_error > 0.0 || x.ratio_of_means_error > 0.0,
+            mean_ratio: x.ratio_of_means,
+            mean_error: x.ratio_of_means_error,
         }
     }
 }
@@ -333,9 +349,10 @@ impl Comparison {
                 let speedup = match s.speedup {
                     Some(x) => Some(ratio(x)),
                     None if has_reference && Some(s.label) == reference => Some(SpeedRatio {
+                        ratio_of_medians: 1.0,
+                        ratio_of_medians_error: 0.0,
                         ratio_of_means: 1.0,
                         ratio_of_means_error: 0.0,
-                        ratio_of_medians: 1.0,
                     }),
                     None => None,
                 };
@@ -395,13 +412,14 @@ impl Comparison {
 
 fn ratio(x: Speedup) -> SpeedRatio {
     SpeedRatio {
-        ratio_of_means: x.ratio,
-        ratio_of_means_error: x.error,
-        ratio_of_medians: x.median_ratio,
+        ratio_of_medians: x.ratio,
+        ratio_of_medians_error: x.error,
+        ratio_of_means: x.mean_ratio,
+        ratio_of_means_error: x.mean_error,
     }
 }
 
-/// The fastest model proper (by mean, the headline's measure) against the
+/// The fastest model proper (by median, the headline's measure) against the
 /// reference; when the reference is itself the fastest, against the
 /// runner-up.
 pub fn verdict(summaries: &[ModelSummary], reference: Option<Label>) -> Option<Verdict> {
@@ -409,13 +427,13 @@ pub fn verdict(summaries: &[ModelSummary], reference: Option<Label>) -> Option<V
     let contenders: Vec<&ModelSummary> = summary::models_only(summaries).collect();
     let fastest = contenders
         .iter()
-        .min_by(|a, b| a.stats.mean.total_cmp(&b.stats.mean))?;
+        .min_by(|a, b| a.stats.median.total_cmp(&b.stats.median))?;
     let base = contenders.iter().find(|s| s.label == reference)?;
     let (fast, slow) = if fastest.label == reference {
         let runner_up = contenders
             .iter()
             .filter(|s| s.label != reference)
-            .min_by(|a, b| a.stats.mean.total_cmp(&b.stats.mean))?;
+            .min_by(|a, b| a.stats.median.total_cmp(&b.stats.median))?;
         (*fastest, *runner_up)
     } else {
         (*fastest, *base)
@@ -433,13 +451,13 @@ pub fn verdict(summaries: &[ModelSummary], reference: Option<Label>) -> Option<V
 
 /// "async and async-fetch are within each other's noise: …" when the
 /// fastest model proper is not faster than the runner-up by more than the
-/// error of the ratio (the means' spreads propagated as the verdict's).
+/// error of the ratio (the robust spreads propagated as the verdict's).
 /// The errors treat the models' runs as independent; with paired draws
 /// they are correlated, so this errs towards calling a tie.
 pub fn within_noise(contenders: &[&ModelSummary]) -> Option<String> {
-    let mut by_mean: Vec<&&ModelSummary> = contenders.iter().collect();
-    by_mean.sort_by(|a, b| a.stats.mean.total_cmp(&b.stats.mean));
-    let [first, second, ..] = by_mean[..] else {
+    let mut by_median: Vec<&&ModelSummary> = contenders.iter().collect();
+    by_median.sort_by(|a, b| a.stats.median.total_cmp(&b.stats.median));
+    let [first, second, ..] = by_median[..] else {
         return None;
     };
     let x = stats::speedup(&second.stats, &first.stats);

@@ -12,6 +12,10 @@ pub struct Stats {
     pub mean: f64,
     /// Sample standard deviation (n − 1); 0 for a single run.
     pub stddev: f64,
+    /// Median absolute deviation from the median (unscaled): the spread
+    /// the speed ratio's error is taken from, robust to the outliers a
+    /// shared machine produces.
+    pub mad: f64,
     /// Indexes (into the input) of runs whose modified z-score exceeds 3.5
     /// (Iglewicz and Hoaglin): robust to the outliers it looks for.
     pub outliers: Vec<usize>,
@@ -62,46 +66,71 @@ impl Stats {
             max: xs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
             mean,
             stddev,
+            mad,
             outliers,
         })
     }
 }
 
-/// How many times faster `model` is than `reference` (mean over mean), with
-/// its uncertainty propagated from both standard deviations, as hyperfine
-/// reports relative speed: the one definition of the speed ratio, which the
+/// How many times faster `model` is than `reference`: the reference's
+/// median over the model's, the one definition of the speed ratio, which the
 /// terminal, `summary.md`, the charts, the HTML report and the verdict all
-/// show (through [`Speedup::text`] and [`Speedup::sentence`]). The ratio of
-/// medians is kept beside it in the CSV and JSON exports only.
+/// show (through [`Speedup::text`] and [`Speedup::sentence`]), and by which
+/// models are ranked. Medians, as the tables and bars show them: a ratio of
+/// means ranked a model whose median was faster as slower, on the strength
+/// of one outlying run. The error is propagated, as hyperfine propagates
+/// standard deviations, from each side's robust standard deviation (1.4826
+/// × MAD). The ratio of means and its error are kept beside it in the CSV
+/// and JSON exports.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Speedup {
     pub ratio: f64,
     pub error: f64,
-    pub median_ratio: f64,
+    /// Both sides had two runs or more: there is a spread to show (which
+    /// may be 0, when most runs took the same time).
+    pub spread: bool,
+    pub mean_ratio: f64,
+    pub mean_error: f64,
 }
 
-/// The speed ratio of `model` against `reference`. The error is 0 when
+/// The standard deviation a normal sample with this MAD would have.
+const MAD_TO_SD: f64 = 1.4826;
+
+/// The speed ratio of `model` against `reference`. There is no error when
 /// either side has a single run: one run has no spread to propagate, and
 /// half an error would look like a whole one.
 pub fn speedup(reference: &Stats, model: &Stats) -> Speedup {
-    let ratio = reference.mean / model.mean;
-    let rel = |s: &Stats| if s.mean > 0.0 { s.stddev / s.mean } else { 0.0 };
-    let error = if reference.runs < 2 || model.runs < 2 {
-        0.0
-    } else {
-        ratio * (rel(reference).powi(2) + rel(model).powi(2)).sqrt()
+    let spread = reference.runs >= 2 && model.runs >= 2;
+    let propagated = |ratio: f64, rel: &dyn Fn(&Stats) -> f64| {
+        if spread {
+            ratio * (rel(reference).powi(2) + rel(model).powi(2)).sqrt()
+        } else {
+            0.0
+        }
     };
+    let ratio = reference.median / model.median;
+    let mean_ratio = reference.mean / model.mean;
     Speedup {
         ratio,
-        error,
-        median_ratio: reference.median / model.median,
+        error: propagated(ratio, &|s| {
+            if s.median > 0.0 {
+                MAD_TO_SD * s.mad / s.median
+            } else {
+                0.0
+            }
+        }),
+        spread,
+        mean_ratio,
+        mean_error: propagated(mean_ratio, &|s| {
+            if s.mean > 0.0 { s.stddev / s.mean } else { 0.0 }
+        }),
     }
 }
 
 impl Speedup {
     /// Whether there is an error to show (every side had two runs or more).
     pub fn has_error(&self) -> bool {
-        self.error > 0.0
+        self.spread
     }
 
     /// Decimals a table shows the ratio with: one, or two near 1× (where
@@ -151,7 +180,9 @@ impl Speedup {
             let inverse = Speedup {
                 ratio: 1.0 / self.ratio,
                 error: self.error / (self.ratio * self.ratio),
-                median_ratio: 1.0 / self.median_ratio,
+                spread: self.spread,
+                mean_ratio: 1.0 / self.mean_ratio,
+                mean_error: self.mean_error / (self.mean_ratio * self.mean_ratio),
             };
             (inverse, "slower")
         }
@@ -292,20 +323,45 @@ mod tests {
         let fast = Stats::of(&[1.0, 3.0]).unwrap();
         let s = speedup(&slow, &fast);
         assert_eq!(s.ratio, 5.0);
-        assert_eq!(s.median_ratio, 5.0);
-        assert!((s.error - 5.0 * (2f64.sqrt() / 2.0)).abs() < 1e-9);
+        assert_eq!(s.mean_ratio, 5.0);
+        // MAD 1 around a median of 2: a robust σ of 1.4826, 74 % of it.
+        assert!((s.error - 5.0 * 1.4826 / 2.0).abs() < 1e-9);
+        assert!((s.mean_error - 5.0 * (2f64.sqrt() / 2.0)).abs() < 1e-9);
         assert_eq!(
             s.sentence("async", "sync", 1),
-            "async ran 5.0 ± 3.5 times faster than sync"
+            "async ran 5.0 ± 3.7 times faster than sync"
         );
         let back = speedup(&fast, &slow);
         assert_eq!(
             back.sentence("sync", "async", 1),
-            "sync ran 5.0 ± 3.5 times slower than async"
+            "sync ran 5.0 ± 3.7 times slower than async"
         );
         // The chart's label reads the same way, never "0.2× faster".
-        assert_eq!(s.short(1), "5.0 ± 3.5× faster");
-        assert_eq!(back.short(1), "5.0 ± 3.5× slower");
+        assert_eq!(s.short(1), "5.0 ± 3.7× faster");
+        assert_eq!(back.short(1), "5.0 ± 3.7× slower");
+    }
+
+    /// One slow run moves the mean, not the median: the model whose median
+    /// (its bar) is faster is not called slower (a new user's `local` run
+    /// had "threads ran 1.00 ± 0.14 times slower than sync" beside a
+    /// shorter bar).
+    #[test]
+    fn one_outlying_run_does_not_turn_a_faster_median_into_slower() {
+        let sync = Stats::of(&[0.300, 0.301, 0.299, 0.302, 0.300]).unwrap();
+        let threads = Stats::of(&[0.400, 0.280, 0.279, 0.281, 0.280]).unwrap();
+        assert!(
+            threads.mean > sync.mean,
+            "the mean alone would rank threads slower"
+        );
+        let x = speedup(&sync, &threads);
+        assert!(x.ratio > 1.07 && x.ratio < 1.08, "{x:?}");
+        assert_eq!(
+            x.sentence("threads", "sync", 2),
+            "threads ran 1.07 ± 0.01 times faster than sync"
+        );
+        // Most runs alike: a spread of 0 is still a spread, shown.
+        let same = Stats::of(&[1.0, 1.0, 1.0, 2.0]).unwrap();
+        assert_eq!(speedup(&same, &same).text(1), "1.0 ± 0.0");
     }
 
     #[test]
