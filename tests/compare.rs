@@ -278,6 +278,19 @@ fn compare_on_tiny_writes_every_output() {
     let verdict = c["verdict"]["text"].as_str().unwrap();
     assert!(verdict.contains(" times faster than "), "{verdict}");
     assert!(stdout.contains(verdict), "{stdout}");
+    // The why travels with the verdict: in the JSON, summary.md and the
+    // report, as the terminal printed it.
+    let why = c["verdict"]["why"].as_array().unwrap();
+    assert!(!why.is_empty(), "{c}");
+    let md = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    assert!(md.contains(&format!("- {verdict}\n")), "{md}");
+    for line in why.iter().map(|l| l.as_str().unwrap()) {
+        assert!(md.contains(&format!("- {line}\n")), "{line:?} in\n{md}");
+        assert!(
+            stdout.replace("\n  ", " ").contains(line),
+            "{line:?} in\n{stdout}"
+        );
+    }
     let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
     assert!(html.contains(verdict) && html.contains("<svg"), "{html}");
 

@@ -192,6 +192,7 @@ fn the_html_report_renders_in_a_browser_at_desktop_and_phone_widths() {
         "the verdict is missing from the DOM"
     );
     for id in [
+        "why",
         "chart-times",
         "chart-speedup",
         "chart-baseline",

@@ -221,6 +221,8 @@ pub struct Plan {
     /// own files in a committed results directory would otherwise make
     /// every reference run look "dirty".
     pub git_revision: String,
+    /// The load average before anything of the comparison's own ran.
+    pub load_at_start: Option<f64>,
 }
 
 impl Plan {
@@ -298,6 +300,7 @@ impl Plan {
             settings,
             subtitle,
             git_revision: export::git_revision(),
+            load_at_start: export::load_average(),
         })
     }
 }
@@ -610,6 +613,7 @@ pub fn summarise(layout: &Layout, runs: &[Run], bounds: &[(Label, f64)]) -> Vec<
             .find(|(l, _)| *l == s.label)
             .map(|b| b.1)
             .filter(|b| *b >= 0.001);
+        s.keep_draws_if_network_bound();
     }
     summaries
 }
@@ -644,8 +648,19 @@ fn write_summary_md(
     subtitle: &str,
 ) -> anyhow::Result<()> {
     let reference = layout.reference;
+    // The verdict first, as the terminal ends with it: who won, by how
+    // much, and why.
+    let verdict: String = terminal::verdict_lines(summaries, reference)
+        .iter()
+        .map(|l| format!("- {l}\n"))
+        .collect();
     let mut table = format!(
-        "{}\n{}",
+        "{}{}\n{}",
+        if verdict.is_empty() {
+            String::new()
+        } else {
+            format!("{verdict}\n")
+        },
         export::summary_markdown(summaries, reference),
         cpu::markdown(summaries)
     );
@@ -707,6 +722,7 @@ pub fn export(
         warmup: args.warmup,
         durability: bench.durability.clone(),
         build: Build::current(),
+        load_average_at_start: plan.load_at_start,
     };
     export::write_json(&out.join("environment.json"), &env)?;
     let env = Some(serde_json::to_value(&env)?);
@@ -890,6 +906,13 @@ pub fn run_plan(plan: &Plan) -> anyhow::Result<bool> {
     completed(out, &[]);
     crate::esayln!("results go to {}", out.display());
     if let Some(w) = Build::current().warning() {
+        crate::esay!("{}", terminal::wrap(&w));
+    }
+    let cores = export::machine().0;
+    if let Some(w) = plan
+        .load_at_start
+        .and_then(|l| export::busy_warning(l, cores))
+    {
         crate::esay!("{}", terminal::wrap(&w));
     }
     let mut bench = Bench::start(plan)?;

@@ -449,6 +449,30 @@ pub struct Environment {
     /// How the measuring binary was built: times from an unoptimised one
     /// are not the models' own.
     pub build: super::binary::Build,
+    /// The machine's load average over the minute before the comparison
+    /// started its servers (`/proc/loadavg`): what else was running.
+    pub load_average_at_start: Option<f64>,
+}
+
+/// The load average over the last minute, where the system gives one.
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// A warning when the machine was busy before the comparison began: other
+/// work then competes with the models for the cores, and their times vary
+/// more (with outliers) than the models alone would make them.
+pub fn busy_warning(load: f64, cores: usize) -> Option<String> {
+    (load > 0.75 * cores as f64).then(|| {
+        format!(
+            "WARNING: the machine was busy before the comparison began (a load average of {load:.2} over the last minute, on {cores} cores): other work competes with the models, so their times vary more than on a quiet machine"
+        )
+    })
 }
 
 pub fn machine() -> (usize, f64, String, String) {
@@ -513,6 +537,21 @@ pub fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_busy_machine_is_said_before_the_runs() {
+        let w = busy_warning(2.45, 2).unwrap();
+        assert!(
+            w.contains("a load average of 2.45 over the last minute, on 2 cores"),
+            "{w}"
+        );
+        assert_eq!(busy_warning(0.3, 2), None);
+        assert_eq!(
+            busy_warning(1.5, 2),
+            None,
+            "three quarters of the cores is not yet busy"
+        );
+    }
 
     /// A device or a runaway file given as a result is refused in one
     /// line, not read until memory runs out.

@@ -96,6 +96,14 @@ pub fn render(c: &Comparison) -> String {
             if let Some(tie) = &v.within_noise {
                 let _ = writeln!(h, "<p class=\"note\" id=\"tie\">{}.</p>", esc(tie));
             }
+            if !v.why.is_empty() {
+                let items: String = v
+                    .why
+                    .iter()
+                    .map(|l| format!("<li>{}</li>", esc(l)))
+                    .collect();
+                let _ = writeln!(h, "<ul class=\"note\" id=\"why\">{items}</ul>");
+            }
         }
         None => h.push_str(
             "<p class=\"verdict\" id=\"verdict\">One model: nothing to compare it with.</p>\n",
@@ -848,6 +856,18 @@ fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>)
 /// warning colours when it was unoptimised; nothing for results written
 /// before it was recorded.
 fn build_line(env: Option<&serde_json::Value>) -> String {
+    let busy = env
+        .and_then(|e| {
+            let load = e.get("load_average_at_start")?.as_f64()?;
+            let cores = e.get("cores")?.as_u64()?;
+            super::export::busy_warning(load, cores as usize)
+        })
+        .map(|w| format!("<p class=\"warn\" id=\"busy\">{}</p>\n", esc(&w)))
+        .unwrap_or_default();
+    busy + &measured_with(env)
+}
+
+fn measured_with(env: Option<&serde_json::Value>) -> String {
     let Some(build) = env
         .and_then(|e| e.get("build"))
         .and_then(|b| serde_json::from_value::<super::binary::Build>(b.clone()).ok())

@@ -63,6 +63,12 @@ pub struct Verdict {
     /// on another run). `None` in results written before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub within_noise: Option<String>,
+    /// Why: what the models' limits allow against the reference, what
+    /// limits the fastest, and which model sits closest to its own floor
+    /// (the lines `compare` prints after the ratios). Empty when nothing
+    /// bounds the models (a real bucket without CPU figures).
+    #[serde(default)]
+    pub why: Vec<String>,
 }
 
 /// One label's statistics over its verified measured runs (seconds).
@@ -446,6 +452,7 @@ pub fn verdict(summaries: &[ModelSummary], reference: Option<Label>) -> Option<V
         error: x.error,
         text: x.sentence(&fast.label.to_string(), &slow.label.to_string(), 2),
         within_noise: within_noise(&contenders),
+        why: super::terminal::why(summaries, Some(reference)),
     })
 }
 

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::bound::Limit;
+use super::bound::{Binds, Limit};
 use super::runner::Run;
 use super::stats::{Speedup, Stats, median, speedup};
 use crate::db::WriteStrategy;
@@ -81,7 +81,7 @@ pub fn summarize(
                 bound_secs: None,
                 net: super::netstats::medians(&good),
                 cpu: super::cpu::CpuSummary::of(&good),
-                outliers_from_draws: outliers_from_draws(&good, &stats),
+                outliers_from_draws: outliers_from_draws(&good, &stats, m.model == Model::Sync),
                 stats,
             })
         })
@@ -103,45 +103,48 @@ pub fn summarize(
     out
 }
 
-/// Which of `s`'s outliers its first-byte draws explain: a slow outlier
-/// that drew the slowest delays of the model's runs (the highest mean,
-/// which a model with one request in flight pays in full, or the highest
-/// maximum, which one that sends every key at once waits for), or a fast
-/// one that drew the kindest. `compare` deals every model the same draws
-/// in a run, so such a run is the network's luck, not the machine's.
-fn outliers_from_draws(good: &[&Run], stats: &Stats) -> Vec<usize> {
-    let drawn: Vec<(f64, f64)> = good
+/// The outliers its first-byte draws explain, when they explain them all:
+/// each slow outlier drew the slowest delays of the model's runs, each fast
+/// one the kindest. The measure is the one the model waits for: the mean,
+/// which a model with one request in flight (`sync`) pays in full, or the
+/// maximum, which one that sends many keys at once waits for. `compare`
+/// deals every model the same draws in a run, so such a run is the
+/// network's luck, not the machine's. An outlier the draws do not explain
+/// is the machine's, and then none is put down to the draws: the same noise
+/// may have moved them all. [`ModelSummary::keep_draws_if_network_bound`]
+/// drops the claim for a model the network does not bind.
+fn outliers_from_draws(good: &[&Run], stats: &Stats, one_in_flight: bool) -> Vec<usize> {
+    let drawn: Vec<f64> = good
         .iter()
-        .filter_map(|r| r.first_byte.map(|f| (f.mean_ms, f.max_ms)))
+        .filter_map(|r| {
+            r.first_byte
+                .map(|f| if one_in_flight { f.mean_ms } else { f.max_ms })
+        })
         .collect();
-    if drawn.len() != good.len() || drawn.len() < 2 {
+    if drawn.len() != good.len() || drawn.len() < 2 || stats.outliers.is_empty() {
         return Vec::new();
     }
     // The run's figure beyond every other run's: a tie (every run drew
     // the same, as on a fixed latency) explains nothing.
-    let beyond_all = |i: usize, of: fn(&(f64, f64)) -> f64, slow: bool| {
+    let beyond_all = |i: usize, slow: bool| {
         drawn
             .iter()
             .enumerate()
             .filter(|(j, _)| *j != i)
-            .all(|(_, d)| {
-                if slow {
-                    of(&drawn[i]) > of(d)
-                } else {
-                    of(&drawn[i]) < of(d)
-                }
-            })
+            .all(|(_, &d)| if slow { drawn[i] > d } else { drawn[i] < d })
     };
-    stats
+    let explained: Vec<usize> = stats
         .outliers
         .iter()
         .filter_map(|&i| Some((i, good.get(i)?)))
-        .filter(|(i, r)| {
-            let slow = r.wall_secs > stats.median;
-            beyond_all(*i, |d| d.0, slow) || beyond_all(*i, |d| d.1, slow)
-        })
+        .filter(|(i, r)| beyond_all(*i, r.wall_secs > stats.median))
         .map(|(_, r)| r.run)
-        .collect()
+        .collect();
+    if explained.len() == stats.outliers.len() {
+        explained
+    } else {
+        Vec::new()
+    }
 }
 
 /// "run 2 drew the most extreme first-byte delays …", for the outliers the
@@ -213,6 +216,15 @@ impl ModelSummary {
     /// The larger of the network bound and the CPU floor, and which binds.
     pub fn limit(&self) -> Option<Limit> {
         Limit::of(self.bound_secs, self.cpu.floor_secs)
+    }
+
+    /// Keeps outliers put down to the first-byte draws only for a model the
+    /// network binds: a CPU-bound model's time does not follow its draws,
+    /// and a slow run of it is the machine's (called once the bounds are in).
+    pub fn keep_draws_if_network_bound(&mut self) {
+        if self.limit().map(|l| l.binds) != Some(Binds::Network) {
+            self.outliers_from_draws.clear();
+        }
     }
 }
 
@@ -348,6 +360,52 @@ mod tests {
         let fixed = runs_with([160.0; 5]);
         assert!(summarized(&fixed).outliers_from_draws.is_empty());
         assert_eq!(from_draws(&[]), None);
+        // Network-bound, the claim stands; bound by the CPU, it is dropped.
+        let mut bound = s.clone();
+        bound.bound_secs = Some(14.0);
+        bound.keep_draws_if_network_bound();
+        assert_eq!(bound.outliers_from_draws, vec![2]);
+        let mut cpu_bound = s.clone();
+        cpu_bound.bound_secs = Some(1.0);
+        cpu_bound.cpu.floor_secs = Some(13.0);
+        cpu_bound.keep_draws_if_network_bound();
+        assert!(cpu_bound.outliers_from_draws.is_empty());
+    }
+
+    /// A new user's `same-region` run: two of `async`'s five runs were
+    /// outliers, and the draws explained only one (the other had drawn the
+    /// kindest delays): the machine was busy, and nothing is put down to
+    /// the network.
+    #[test]
+    fn outliers_are_put_down_to_the_draws_only_when_the_draws_explain_them_all() {
+        use crate::harness::firstbyte::Delays;
+        let runs: Vec<Run> = [0.342, 0.374, 0.342, 0.343, 0.377]
+            .iter()
+            // Run 2 drew the slowest; run 5, as slow a run, the kindest.
+            .zip([120.0, 140.0, 130.0, 110.0, 100.0])
+            .enumerate()
+            .map(|(i, (&t, max_ms))| {
+                let mut r = Run::example(Model::Async, i + 1, t);
+                r.first_byte = Some(Delays {
+                    count: 68,
+                    mean_ms: 40.0,
+                    p50_ms: 35.0,
+                    p90_ms: 80.0,
+                    p99_ms: max_ms,
+                    p999_ms: max_ms,
+                    max_ms,
+                });
+                r
+            })
+            .collect();
+        let labels = [Label::new(Model::Async, WriteStrategy::Copy, false)];
+        let s = summarize(&runs, &labels, false, None).remove(0);
+        assert_eq!(s.stats.outliers, vec![1, 4], "{:?}", s.stats);
+        assert!(
+            s.outliers_from_draws.is_empty(),
+            "{:?}",
+            s.outliers_from_draws
+        );
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub fn render(summaries: &[ModelSummary], reference: Option<Label>) -> String {
         out.push('\n');
         out.push_str(&ceilings);
     }
-    let verdicts = verdicts(summaries, reference);
+    let verdicts = verdict_lines(summaries, reference);
     if !verdicts.is_empty() {
         out.push('\n');
         for v in verdicts {
@@ -372,9 +372,8 @@ fn ceilings_table(summaries: &[ModelSummary]) -> String {
 }
 
 /// The verdict lines: each model against the reference (fastest first,
-/// hyperfine's wording), the model closest to its floor, and what limits
-/// it.
-fn verdicts(summaries: &[ModelSummary], reference: Option<Label>) -> Vec<String> {
+/// hyperfine's wording), a tie when there is one, then [`why`].
+pub fn verdict_lines(summaries: &[ModelSummary], reference: Option<Label>) -> Vec<String> {
     let mut lines = Vec::new();
     let models: Vec<&ModelSummary> = summary::models_only(summaries).collect();
     if let Some(reference) = reference {
@@ -403,9 +402,20 @@ fn verdicts(summaries: &[ModelSummary], reference: Option<Label>) -> Vec<String>
         if let Some(line) = super::json::within_noise(&models) {
             lines.push(line);
         }
-        if let Some(line) = at_limits(&models, reference) {
-            lines.push(line);
-        }
+    }
+    lines.extend(why(summaries, reference));
+    lines
+}
+
+/// Why the models ran as fast as they did: what their limits allow against
+/// the reference, what limits the fastest, and which model sits closest to
+/// its own floor. Printed after the ratios, and kept in `comparison.json`,
+/// `summary.md` and the report, so the "why" travels with the "how much".
+pub fn why(summaries: &[ModelSummary], reference: Option<Label>) -> Vec<String> {
+    let mut lines = Vec::new();
+    let models: Vec<&ModelSummary> = summary::models_only(summaries).collect();
+    if let Some(line) = reference.and_then(|r| at_limits(&models, r)) {
+        lines.push(line);
     }
     // What limits the fastest model (the one the lines above rank first),
     // judged by the same limit as the efficiency table's `binds`.
@@ -738,7 +748,7 @@ mod tests {
         assert!(!out.contains("within each other's noise"), "{out}");
         let mut close = s.clone();
         close[1] = summary(Model::AsyncFetch, &[1.06, 1.0, 1.1, 1.02, 1.08], Some(0.5));
-        let tie = verdicts(&close, reference).join("\n");
+        let tie = verdict_lines(&close, reference).join("\n");
         assert!(
             tie.contains("async and async-fetch are within each other's noise: async ran 1.02 ± 0.06 times faster than async-fetch"),
             "{tie}"
@@ -754,7 +764,7 @@ mod tests {
         // Against a faster reference, a model slower even at its limit
         // says so, not "0.1× faster".
         let fast = s[2].label;
-        let against_async = verdicts(&s, Some(fast)).join("\n");
+        let against_async = verdict_lines(&s, Some(fast)).join("\n");
         assert!(
             against_async.contains("sync 5.8× slower"),
             "{against_async}"
