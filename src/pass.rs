@@ -540,6 +540,9 @@ fn progress_bar(model: &str) -> indicatif::ProgressBar {
         .progress_chars("=> "),
     );
     bar.set_prefix(model.to_string());
+    // Until the first file is done, what the pass is doing (an empty
+    // message read ", ," beside an empty bar).
+    bar.set_message("0 rows, listing the bucket");
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     show(&bar);
     bar

@@ -440,7 +440,7 @@ fn compare_over_https_with_throttling_verifies_and_counts_connections_handshakes
 fn compare_no_tls_serves_plain_http() {
     let dir = tempfile::tempdir().unwrap();
     let db = fresh_db();
-    compare_ok(
+    let out = run_compare(
         dir.path(),
         &db,
         &[
@@ -450,10 +450,20 @@ fn compare_no_tls_serves_plain_http() {
             "--runs",
             "1",
             "--warmup",
-            "0",
+            "1",
             "--no-ceilings",
         ],
     );
+    // Without a terminal, no bar: a line a run says how far it has got.
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let progress: Vec<&str> = stderr.lines().filter(|l| l.starts_with('[')).collect();
+    assert_eq!(progress.len(), 2, "{stderr}");
+    assert!(progress[0].starts_with("[1/2] sync warm-up: "), "{stderr}");
+    assert!(
+        progress[1].starts_with("[2/2] sync run 1: ") && progress[1].ends_with(" s"),
+        "{stderr}"
+    );
+    succeeded(out);
     let runs = Csv::read(&dir.path().join("runs.csv")).rows;
     assert_eq!(&runs[0]["verified"], "true");
     assert!(runs[0]["connections"].parse::<u64>().unwrap() >= 1);

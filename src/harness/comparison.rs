@@ -560,10 +560,16 @@ pub fn execute(plan: &Plan, bench: &mut Bench) -> anyhow::Result<Vec<Run>> {
             &mut bench.db,
             bar.as_ref(),
         )?;
-        if let (Some(server), Some(before)) = (&bench.sim_server, before) {
+        // load-only fetches every file before its timed part begins: what
+        // the bucket counted and delayed then is not in its time, and is
+        // left out rather than shown beside it.
+        let timed_network = model.in_flight(&plan.settings.knobs.knobs(), 1).is_some();
+        if let (Some(server), Some(before), true) = (&bench.sim_server, before, timed_network) {
             super::netstats::record(&mut run, &before, &server.stats());
         }
-        if let (Some(server), Some(before)) = (&bench.sim_server, &delays_before) {
+        if let (Some(server), Some(before), true) =
+            (&bench.sim_server, &delays_before, timed_network)
+        {
             let after = super::firstbyte::Snapshot::of(&server.stats);
             super::firstbyte::record(&mut run, before, &after);
         }
@@ -573,6 +579,20 @@ pub fn execute(plan: &Plan, bench: &mut Bench) -> anyhow::Result<Vec<Run>> {
                 Some(b) => b.println(line),
                 None => crate::esayln!("{line}"),
             }
+        } else if bar.is_none() {
+            // Without a terminal (CI, `| tee`) there is no bar: a line a
+            // run, so minutes of runs do not pass in silence.
+            crate::esayln!(
+                "[{}/{}] {label} {}: {:.2} s",
+                runs.len() + 1,
+                plan.schedule.len(),
+                if *r == 0 {
+                    "warm-up".to_string()
+                } else {
+                    format!("run {r}")
+                },
+                run.wall_secs
+            );
         }
         runs.push(run);
         // Only once a run has completed: a comparison that cannot start or

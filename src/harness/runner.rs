@@ -501,6 +501,9 @@ fn spawn_progress_poller(
     bar: indicatif::ProgressBar,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
+    // The previous run's count would otherwise stand beside this run's
+    // label until the first poll (or for good, if it cannot connect).
+    bar.set_message("");
     std::thread::spawn(move || {
         let Ok(mut c) = crate::db::connect_sync(&url) else {
             return;

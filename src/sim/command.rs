@@ -239,9 +239,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
             crate::sayln!("{}", server.base_url());
             crate::esayln!("{description}");
+            // Files as every other output counts them: the manifest apart.
+            let files = bucket
+                .store()
+                .keys()
+                .iter()
+                .filter(|k| k.as_str() != super::store::MANIFEST_KEY)
+                .count();
             crate::esayln!(
-                "serving {} objects; manifest at {}/files_list.data; S3 endpoint {} bucket {}",
-                bucket.store().len(),
+                "serving the {} profile, {}; manifest at {}/files_list.data; S3 endpoint {} bucket {}",
+                bucket.spec().profile.as_str(),
+                crate::report::plural(files as u64, "file", "files"),
                 server.base_url(),
                 server.endpoint(),
                 bucket_name
