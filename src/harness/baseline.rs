@@ -245,6 +245,9 @@ pub fn compare(
             }
         }
     }
+    if let Some(w) = too_wide(&models, noise_threshold_pct) {
+        warnings.push(w);
+    }
     BaselineReport {
         name: baseline.name.clone(),
         path: path.display().to_string(),
@@ -267,6 +270,30 @@ fn change_of(c: &BaselineChange) -> MedianChange {
         change_pct: c.change_pct,
         ci_pct: c.ci_low_pct.zip(c.ci_high_pct),
     }
+}
+
+/// When "no change" means only "too few runs to tell": the labels found
+/// unchanged whose interval reaches further than the threshold either
+/// way, so a change of the threshold's size would have read "no change"
+/// too. Five runs a side on a long-tailed network leave intervals of tens
+/// of per cent.
+fn too_wide(models: &[BaselineChange], threshold_pct: f64) -> Option<String> {
+    let wide: Vec<(&str, f64)> = models
+        .iter()
+        .filter(|c| c.verdict == ChangeVerdict::NoChange)
+        .filter_map(|c| {
+            let (lo, hi) = c.ci_low_pct.zip(c.ci_high_pct)?;
+            let reach = (c.change_pct - lo).max(hi - c.change_pct);
+            (reach > threshold_pct).then_some((c.model.as_str(), reach))
+        })
+        .collect();
+    let widest = wide.iter().map(|w| w.1).fold(0.0, f64::max);
+    (!wide.is_empty()).then(|| {
+        format!(
+            "the intervals of {} reach up to {widest:.0} % from their change, wider than the {threshold_pct} % threshold: \"no change\" there means a change of that size cannot be told from the noise; more runs a side (--runs) narrow them",
+            wide.iter().map(|w| w.0).collect::<Vec<_>>().join(", ")
+        )
+    })
 }
 
 /// The labels whose median regressed by more than `pct` percent with an
@@ -352,6 +379,33 @@ fn differing(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn no_change_within_an_interval_wider_than_the_threshold_says_so() {
+        let change = |model: &str, lo: f64, hi: f64, verdict| BaselineChange {
+            model: model.into(),
+            baseline_runs: 5,
+            runs: 5,
+            baseline_median_secs: 1.141,
+            median_secs: 1.141,
+            change_pct: 0.0,
+            ci_low_pct: Some(lo),
+            ci_high_pct: Some(hi),
+            verdict,
+        };
+        let tight = [change("sync", -2.0, 3.0, ChangeVerdict::NoChange)];
+        assert_eq!(too_wide(&tight, 5.0), None);
+        let wide = [
+            change("sync", -2.0, 3.0, ChangeVerdict::NoChange),
+            change("async", -13.2, 54.6, ChangeVerdict::NoChange),
+            change("threads", 20.0, 60.0, ChangeVerdict::Regressed),
+        ];
+        let w = too_wide(&wide, 5.0).unwrap();
+        assert!(
+            w.starts_with("the intervals of async reach up to 55 % from their change, wider than the 5 % threshold"),
+            "{w}"
+        );
+    }
 
     #[test]
     fn a_changed_setting_is_named_by_its_path() {
