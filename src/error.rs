@@ -23,6 +23,13 @@ pub enum DbError {
     /// for this reason.
     #[error("no database connection: {0}")]
     NoConnection(String),
+    /// The server refused a COPY before taking its data (a lock timeout, a
+    /// permission): tokio-postgres sent a second Sync with it, and the
+    /// extra ReadyForQuery that answers it would be read as the answer to
+    /// the next statement ("unexpected message from server",
+    /// rust-postgres#789). The connection must be dropped, not reused.
+    #[error("the connection cannot be reused after a refused COPY")]
+    Desynced,
 }
 
 impl DbError {

@@ -302,7 +302,17 @@ fn psql_env(url: &str) -> anyhow::Result<Vec<(&'static str, std::ffi::OsString)>
             }
             "verify-full"
         }
-        _ => "prefer",
+        // The job's default: TLS when the server offers it, verified.
+        // psql's `prefer` would take any certificate, so a server that
+        // offers TLS gets psql's verify-full, one that does not plain
+        // text, as the job's own connection does.
+        _ if offers_tls(&cfg) => {
+            if let Some(ca) = crate::db::tls::ca_file() {
+                env.push(("PGSSLROOTCERT", ca.into()));
+            }
+            "verify-full"
+        }
+        _ => "disable",
     };
     env.push(("PGSSLMODE", mode.into()));
     // What the job insists on, psql must too.
@@ -319,6 +329,30 @@ fn psql_env(url: &str) -> anyhow::Result<Vec<(&'static str, std::ffi::OsString)>
     };
     env.push(("PGTARGETSESSIONATTRS", attrs.into()));
     Ok(env)
+}
+
+/// Whether the first TCP host of `cfg` that answers offers TLS: the
+/// protocol's SSLRequest, answered `S` or `N` before any credential is
+/// sent. A Unix socket, or no answer within 2 s, is "no".
+fn offers_tls(cfg: &tokio_postgres::Config) -> bool {
+    use std::io::{Read as _, Write as _};
+    use tokio_postgres::config::Host;
+    let wait = std::time::Duration::from_secs(2);
+    let ports = cfg.get_ports();
+    cfg.get_hosts().iter().enumerate().find_map(|(i, h)| {
+        let Host::Tcp(name) = h else { return None };
+        let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(&(name.as_str(), port))
+            .ok()?
+            .next()?;
+        let mut s = std::net::TcpStream::connect_timeout(&addr, wait).ok()?;
+        s.set_read_timeout(Some(wait)).ok()?;
+        // Length 8, then the SSLRequest code 80877103.
+        s.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]).ok()?;
+        let mut answer = [0u8; 1];
+        s.read_exact(&mut answer).ok()?;
+        Some(answer[0] == b'S')
+    }) == Some(true)
 }
 
 fn open_psql(url: &str, server: Option<&EmbeddedPostgres>, extra: &[String]) -> anyhow::Result<()> {

@@ -740,3 +740,23 @@ fn a_manifest_or_listing_page_over_the_size_limit_is_named_as_such() {
     // Nothing was claimed or recorded: the files wait for a pass that can list them.
     assert_eq!(ledger(&mut connect(&db)), []);
 }
+
+/// A base URL one directory off (the simulated bucket serves under
+/// `/sim`) says where the manifest was looked for and what the URL names.
+#[test]
+fn a_bucket_url_without_a_manifest_says_what_the_url_must_name() {
+    let db = fresh_db();
+    let server = serve(store_with(&[("a.json", &song_array(1))], "a.json\n"));
+    let wrong = server.endpoint();
+    let cfg = config(&wrong, &db);
+    let err = format!(
+        "{:#}",
+        run_pass(&cfg, Model::Sync.ingestor().as_ref()).unwrap_err()
+    );
+    assert_eq!(
+        err,
+        format!(
+            "cannot list bucket {wrong}: {wrong}/files_list.data answered 404 (no files_list.data there: the bucket URL is the directory that holds it, such as the one `bucket serve` prints)"
+        )
+    );
+}

@@ -1027,3 +1027,175 @@ fn a_sigstopped_worker_delays_another_by_a_bounded_time() {
     assert_eq!(count(&mut c, "SELECT count(*) FROM songs"), 100_030);
     assert_eq!(count(&mut c, "SELECT count(*) FROM processed_files"), 7);
 }
+
+/// The connection URL with this session setting, after the program's own
+/// (the URL's `options` win over `SESSION_OPTIONS`).
+fn with_option(db: &str, option: &str) -> String {
+    format!("{db}?options=-c%20{}", option.replace('=', "%3D"))
+}
+
+/// A table lock held past the lock timeout refuses a COPY before it takes
+/// its data. tokio-postgres then leaves an extra answer on the connection
+/// (rust-postgres#789), and reusing it made the next file's first statement
+/// fail with "unexpected message from server", recorded as the file's
+/// failure for good (found by an adversary holding `LOCK TABLE … IN SHARE
+/// MODE` during a pass). Now the files are busy, nothing is recorded as
+/// failed, and the next pass loads them.
+#[test]
+fn a_copy_refused_at_its_start_leaves_its_files_busy_and_its_connection_unused() {
+    let server = serve_songs(3, 5, Conditions::default());
+    for model in ["sync", "async", "threads", "async-fetch"] {
+        let db = fresh_db();
+        prepare_database(&db).unwrap();
+        let mut holder = connect(&db);
+        let mut tx = holder.transaction().unwrap();
+        tx.batch_execute("LOCK TABLE songs IN SHARE MODE").unwrap();
+        let url = with_option(&db, "lock_timeout=200ms");
+        let mut cfg = config(&server.base_url(), &url);
+        cfg.knobs.files_per_transaction = 1;
+        let m: Model = model.parse().unwrap();
+        let s = run_pass(&cfg, m.ingestor().as_ref()).unwrap_or_else(|e| panic!("{model}: {e:#}"));
+        assert_eq!(s.loaded, 0, "{model}: {s:?}");
+        assert!(s.failed.is_empty(), "{model}: {:?}", s.failed);
+        assert_eq!(s.busy.len(), 3, "{model}: {s:?}");
+        tx.rollback().unwrap();
+        let s = run_pass(&cfg, m.ingestor().as_ref()).unwrap();
+        assert_eq!((s.loaded, s.failed.len()), (3, 0), "{model}: {s:?}");
+        assert_eq!(
+            count(
+                &mut connect(&db),
+                "SELECT count(*) FROM processed_files WHERE status = 'loaded'"
+            ),
+            3,
+            "{model}"
+        );
+    }
+}
+
+/// What each SQLSTATE means for a file, from errors a real server raises:
+/// a cancelled statement (statement_timeout, pg_cancel_backend) is
+/// retried, never recorded as the file's failure; a lock timeout is busy;
+/// a missing privilege refuses every file alike and ends the pass; a bad
+/// value is the data's own fault.
+#[test]
+fn each_sqlstate_is_classified_by_what_it_says_about_the_file() {
+    use bucketbench::db::{WriteFault, classify};
+    let db = fresh_db();
+    prepare_database(&db).unwrap();
+    let mut c = connect(&db);
+    let fault = |c: &mut postgres::Client, sql: &str| {
+        let e = c.batch_execute(sql).unwrap_err();
+        let _ = c.batch_execute("ROLLBACK");
+        classify(&anyhow::Error::new(e))
+    };
+    assert_eq!(
+        fault(&mut c, "SET statement_timeout = '10ms'; SELECT pg_sleep(1)"),
+        WriteFault::Retry
+    );
+    c.batch_execute("RESET statement_timeout").unwrap();
+    assert_eq!(
+        fault(&mut c, "BEGIN; SELECT 1/0"),
+        WriteFault::Refused("PostgreSQL refused it (22012): division by zero".into())
+    );
+    let mut holder = connect(&db);
+    let mut tx = holder.transaction().unwrap();
+    tx.batch_execute("LOCK TABLE songs IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    assert_eq!(
+        fault(
+            &mut c,
+            "SET lock_timeout = '50ms'; SELECT count(*) FROM songs"
+        ),
+        WriteFault::Busy
+    );
+    tx.rollback().unwrap();
+    c.batch_execute(
+        "CREATE ROLE bb_reader LOGIN; GRANT SELECT ON ALL TABLES IN SCHEMA public TO bb_reader",
+    )
+    .unwrap();
+    c.batch_execute("SET ROLE bb_reader").unwrap();
+    assert_eq!(
+        fault(&mut c, "INSERT INTO songs DEFAULT VALUES"),
+        WriteFault::Fatal(
+            "PostgreSQL refuses every write (42501): permission denied for table songs".into()
+        )
+    );
+    c.batch_execute("RESET ROLE; DROP OWNED BY bb_reader; DROP ROLE bb_reader")
+        .unwrap();
+}
+
+/// A role that may not write a table refuses every file alike: the pass
+/// ends in one line naming it, and no file is recorded as failed (an
+/// adversary found every file of three passes stored as failed, with a
+/// reason that was not the real one).
+#[test]
+fn a_missing_privilege_ends_the_pass_in_one_line_and_fails_no_file() {
+    let server = serve_songs(2, 3, Conditions::default());
+    let db = fresh_db();
+    prepare_database(&db).unwrap();
+    let mut admin = connect(&db);
+    let role = format!("bb_nosongs_{}", std::process::id());
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN PASSWORD 'pw'; \
+             GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}; \
+             GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}; \
+             REVOKE INSERT ON songs FROM {role}"
+        ))
+        .unwrap();
+    let host = db.rsplit_once('@').unwrap().1;
+    let url = format!("postgres://{role}:pw@{host}");
+    for model in ["sync", "async"] {
+        let out = ingest()
+            .args(["--bucket", &server.base_url(), "--model", model])
+            .env("DATABASE_URL", &url)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{model}: {stderr}");
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("error: ")
+                && last.contains(
+                    "PostgreSQL refuses every write (42501): permission denied for table songs"
+                ),
+            "{model}: {stderr}"
+        );
+        assert_eq!(
+            count(
+                &mut admin,
+                "SELECT count(*) FROM processed_files WHERE status = 'failed'"
+            ),
+            0,
+            "{model}: {stderr}"
+        );
+    }
+    admin
+        .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+        .unwrap();
+}
+
+/// A database that cannot hold every script is refused before anything
+/// is written, in one line (an adversary saw every file of a LATIN1
+/// database refused whole for one title each).
+#[test]
+fn a_database_that_is_not_utf8_is_refused_in_one_line() {
+    let mut admin = connect(&pg().url("postgres"));
+    let name = format!("latin1_{}", std::process::id());
+    admin
+        .batch_execute(&format!(
+            "CREATE DATABASE {name} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+        ))
+        .unwrap();
+    let err = match prepare_database(&pg().url(&name)) {
+        Ok(_) => panic!("a LATIN1 database was taken"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert_eq!(
+        err,
+        "the database's encoding is LATIN1; bucketbench loads text of any script and needs a UTF8 database (CREATE DATABASE … ENCODING 'UTF8' TEMPLATE template0)"
+    );
+    admin
+        .batch_execute(&format!("DROP DATABASE {name}"))
+        .unwrap();
+}

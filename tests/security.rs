@@ -737,6 +737,44 @@ fn database_tls_with_sslmode_require_is_verified() {
             bucketbench::sim::verify(&mut connect(&pg.url("tlsdb")), &bucket.expected()).unwrap();
         assert!(diffs.is_empty(), "{model}: {diffs:#?}");
     }
+    // `--psql` holds psql to what the job holds itself to: on the default
+    // URL (no sslmode), a server offering TLS is verified, never taken on
+    // trust (psql's own default, `prefer`, would take any certificate).
+    let bindir = bucketbench::db::embedded::find_bindir().unwrap();
+    let path = format!(
+        "{}:{}",
+        bindir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let psql = |ca: bool| {
+        let mut cmd = common::ingest();
+        cmd.env("PATH", &path)
+            .env("DATABASE_URL", &url)
+            .env_remove("PGSSLROOTCERT")
+            .env("HOME", dir.path());
+        if ca {
+            cmd.arg("--db-ca-file").arg(&crt);
+        }
+        cmd.args([
+            "--psql",
+            "-tAc",
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        ]);
+        cmd.output().unwrap()
+    };
+    let unverified = psql(false);
+    assert!(
+        !unverified.status.success(),
+        "psql took an unverified certificate: {}",
+        String::from_utf8_lossy(&unverified.stdout)
+    );
+    let verified = psql(true);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&verified.stdout).trim(), "t");
 }
 
 /// A bucket whose certificate no trusted CA signed is refused at once, by

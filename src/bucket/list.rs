@@ -94,7 +94,7 @@ fn manifest_keys(client: &SyncClient, loc: &BucketLocation) -> anyhow::Result<Ma
         }
         (_, BucketLocation::S3(b)) => Err(s3_error(b, status, &body)),
         (404, _) => bail!(
-            "cannot list bucket {}: {} answered 404 (no files_list.data there)",
+            "cannot list bucket {}: {} answered 404 (no files_list.data there: the bucket URL is the directory that holds it, such as the one `bucket serve` prints)",
             loc.describe(),
             shown(&url)
         ),

@@ -194,6 +194,14 @@ fn s3_bucket(url: &str, rest: &str, o: &S3Options) -> anyhow::Result<S3Bucket> {
             shown(url)
         );
     }
+    // A query string is not part of a bucket name (a presigned URL pasted
+    // whole): neither used, nor shown, since it may hold a signature.
+    if name.contains(['?', '#']) {
+        bail!(
+            "bad bucket URL {:?}: an s3:// URL takes no query string (expected s3://BUCKET[/PREFIX]; requests are signed from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
+            shown(url)
+        );
+    }
     let region = o
         .region
         .clone()
@@ -295,6 +303,13 @@ mod tests {
         assert!(BucketLocation::parse("ftp://x").is_err());
         assert!(BucketLocation::parse("not a url").is_err());
         assert!(BucketLocation::parse("s3://").is_err());
+        let e = BucketLocation::parse("s3://sim?X-Amz-Signature=SIG4711&X-Amz-Credential=K")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !e.contains("SIG4711") && e.contains("takes no query string"),
+            "{e}"
+        );
         let e = BucketLocation::parse("s3://u:PW4711@b/x").unwrap_err();
         assert!(!format!("{e:#}").contains("PW4711"), "{e:#}");
     }

@@ -29,6 +29,12 @@ async fn attempt(
                         drop(deadpool_postgres::Object::take(client));
                         return Ok(GroupAttempt::Stalled(e));
                     }
+                    Err(e) if super::is_unusable(&e) => {
+                        // Its protocol state is lost: back in the pool, it
+                        // would fail the next group's first statement.
+                        drop(deadpool_postgres::Object::take(client));
+                        Err(e)
+                    }
                     other => other,
                 }
             }
@@ -59,6 +65,7 @@ async fn attempt(
             super::Next::Unreachable => return Err(e),
             super::Next::Busy => return Ok(GroupAttempt::Busy),
             super::Next::Refused(reason) => return Ok(GroupAttempt::Refused(reason)),
+            super::Next::Fatal(reason) => return Err(e.context(reason)),
         }
     }
 }

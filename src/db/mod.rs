@@ -230,6 +230,27 @@ pub fn is_stalled(e: &anyhow::Error) -> bool {
 }
 
 #[cfg(feature = "io")]
+/// Whether the connection `e` came from must be dropped rather than used
+/// again: it stalled ([`is_stalled`]), or its protocol state is lost (a
+/// refused COPY, [`crate::error::DbError::Desynced`], or the client library
+/// saying so: "unexpected message from server" has no other cause).
+pub fn is_unusable(e: &anyhow::Error) -> bool {
+    is_stalled(e)
+        || e.chain().any(|c| {
+            matches!(
+                c.downcast_ref::<crate::error::DbError>(),
+                Some(crate::error::DbError::Desynced)
+            ) || c
+                .downcast_ref::<tokio_postgres::Error>()
+                .is_some_and(|pe| pe.as_db_error().is_none() && pe.to_string() == UNEXPECTED)
+        })
+}
+
+/// What tokio-postgres says when an answer does not fit the request it
+/// was waiting for: the connection, not the data, is at fault.
+const UNEXPECTED: &str = "unexpected message from server";
+
+#[cfg(feature = "io")]
 /// Whether an error means the database connection is gone (server
 /// restarted, network dropped), so reconnecting and retrying the file is
 /// both safe (its transaction was rolled back with the connection) and
@@ -277,6 +298,10 @@ pub enum WriteFault {
     /// 54, XX, ...). Retrying it unchanged would fail again. The reason is
     /// one line, without the server's DETAIL (which can quote whole rows).
     Refused(String),
+    /// The server refuses every write, whatever the file (a privilege, a
+    /// full disk): the pass ends with this one line, and the files are
+    /// left for a pass after it is fixed.
+    Fatal(String),
 }
 
 #[cfg(feature = "io")]
@@ -288,26 +313,55 @@ pub fn classify(e: &anyhow::Error) -> WriteFault {
         .chain()
         .find_map(|c| c.downcast_ref::<tokio_postgres::Error>())
         .and_then(|pe| pe.as_db_error());
+    use tokio_postgres::error::SqlState;
+    let said = |d: &tokio_postgres::error::DbError| {
+        crate::report::clip(
+            &format!("({}): {}", d.code().code(), d.message().replace('\n', " ")),
+            300,
+        )
+    };
     match db {
-        Some(d) if d.code() == &tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE => {
-            WriteFault::Busy
-        }
+        Some(d) if d.code() == &SqlState::LOCK_NOT_AVAILABLE => WriteFault::Busy,
+        // Nothing about the data: a deadlock, a serialization failure, a
+        // statement cancelled (statement_timeout, pg_cancel_backend), or a
+        // statement run after one of those in the same transaction.
         Some(d)
-            if d.code() == &tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED
-                || d.code() == &tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE =>
+            if [
+                SqlState::T_R_DEADLOCK_DETECTED,
+                SqlState::T_R_SERIALIZATION_FAILURE,
+                SqlState::QUERY_CANCELED,
+                SqlState::IN_FAILED_SQL_TRANSACTION,
+            ]
+            .contains(d.code()) =>
         {
             WriteFault::Retry
         }
-        Some(d) => WriteFault::Refused(crate::report::clip(
-            &format!(
-                "PostgreSQL refused it ({}): {}",
-                d.code().code(),
-                d.message().replace('\n', " ")
-            ),
-            300,
-        )),
+        // What no file could get past: the server's configuration or state.
+        Some(d) if cannot_write_anything(d.code()) => {
+            WriteFault::Fatal(format!("PostgreSQL refuses every write {}", said(d)))
+        }
+        Some(d) => WriteFault::Refused(format!("PostgreSQL refused it {}", said(d))),
+        None if is_unusable(e) => WriteFault::ConnectionLost,
         None => WriteFault::Refused(crate::report::clip(&crate::error::chain(&**e), 300)),
     }
+}
+
+/// SQLSTATEs that say nothing about a file and would refuse every other
+/// one too: recording each file as failed would only bury the one reason.
+/// Privileges (42501), a read-only transaction (25006), a full disk or
+/// memory or too many connections (class 53), a table or column dropped
+/// under the pass (42P01, 42703), the database gone (3D000).
+fn cannot_write_anything(code: &tokio_postgres::error::SqlState) -> bool {
+    use tokio_postgres::error::SqlState;
+    code.code().starts_with("53")
+        || [
+            SqlState::INSUFFICIENT_PRIVILEGE,
+            SqlState::READ_ONLY_SQL_TRANSACTION,
+            SqlState::UNDEFINED_TABLE,
+            SqlState::UNDEFINED_COLUMN,
+            SqlState::INVALID_CATALOG_NAME,
+        ]
+        .contains(code)
 }
 
 /// Waits before retry `attempt` (1-based) of a transaction that hit a
@@ -332,6 +386,8 @@ pub(crate) enum Next {
     Busy,
     /// PostgreSQL refused the data (see [`WriteFault::Refused`]).
     Refused(String),
+    /// PostgreSQL refuses every write (see [`WriteFault::Fatal`]).
+    Fatal(String),
 }
 
 #[cfg(feature = "io")]
@@ -366,6 +422,7 @@ impl Retries {
             }
             WriteFault::Busy => Next::Busy,
             WriteFault::Refused(reason) => Next::Refused(reason),
+            WriteFault::Fatal(reason) => Next::Fatal(reason),
         }
     }
 }

@@ -86,12 +86,24 @@ pub fn migrate(client: &mut postgres::Client) -> anyhow::Result<()> {
 /// version to build a database at an older schema and prove the newer
 /// migrations upgrade it in place.
 pub fn migrate_to(client: &mut postgres::Client, version: Option<i32>) -> anyhow::Result<()> {
+    check_encoding(client)?;
     // Sessions start with a short lock timeout (see `SESSION_OPTIONS`), but
     // waiting here for another worker's migration, or a migration waiting for
-    // a table lock, is expected and as long as the migration takes.
+    // a table lock, is expected: as long as a migration takes, and bounded
+    // all the same. A client that gives up (its deadline, see
+    // `Patience::startup`) must not leave its backend waiting for the lock
+    // for good: the wait ends on the server after `MIGRATION_WAIT`, and a
+    // backend whose client has gone notices within seconds (PostgreSQL 14+;
+    // older servers ignore the setting). A worker stopped in the middle of
+    // its migration is idle in its transaction, and the session's 60 s
+    // idle-in-transaction timeout frees the lock it holds.
     client
-        .batch_execute("SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0")
+        .batch_execute(&format!(
+            "SET lock_timeout = '{}s'",
+            MIGRATION_WAIT.as_secs()
+        ))
         .context("preparing to migrate")?;
+    let _ = client.batch_execute("SET client_connection_check_interval = '2s'");
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .context("taking the migration lock")?;
@@ -108,9 +120,31 @@ pub fn migrate_to(client: &mut postgres::Client, version: Option<i32>) -> anyhow
     let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]);
     // Back to the session's own settings.
     client
-        .batch_execute("RESET lock_timeout; RESET idle_in_transaction_session_timeout")
+        .batch_execute("RESET lock_timeout")
         .context("after migrating")?;
+    let _ = client.batch_execute("RESET client_connection_check_interval");
     result.map(|_| ())
+}
+
+/// The longest the server waits, in a migration, for the migration lock
+/// or a table's lock: twice the default deadline a pass gives itself to
+/// connect and migrate.
+pub const MIGRATION_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Refuses a database whose encoding is not UTF-8, in one line: its text
+/// columns cannot hold every script a file may carry, and each file with
+/// one such title would be refused whole (22P05), where the contract
+/// refuses only the record a column cannot hold.
+fn check_encoding(client: &mut postgres::Client) -> anyhow::Result<()> {
+    let encoding: String = client
+        .query_one("SELECT pg_encoding_to_char(encoding) FROM pg_database WHERE datname = current_database()", &[])
+        .context("reading the database's encoding")?
+        .get(0);
+    anyhow::ensure!(
+        encoding == "UTF8",
+        "the database's encoding is {encoding}; bucketbench loads text of any script and needs a UTF8 database (CREATE DATABASE … ENCODING 'UTF8' TEMPLATE template0)"
+    );
+    Ok(())
 }
 
 #[cfg(test)]

@@ -40,6 +40,10 @@ pub struct Connection {
 /// Why a [`Connection`] has no client, for the error that says so.
 const DROPPED: &str = "the last one was dropped";
 
+/// Why the connection is closed after a refused COPY (see
+/// [`crate::error::DbError::Desynced`]).
+const DESYNCED: &str = "the last one was dropped after a refused COPY";
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -143,6 +147,17 @@ impl Connection {
             return Err(crate::error::DbError::NoConnection(why.to_string()).into());
         };
         let result = self.rt.block_on(work(client));
+        if result.as_ref().is_err_and(super::is_unusable)
+            && !result.as_ref().is_err_and(super::is_stalled)
+        {
+            // Its protocol state is lost (a refused COPY): reopened before
+            // the next use, never reused.
+            self.client = None;
+            self.gone = DESYNCED.to_string();
+            if let Ok(fresh) = runtime() {
+                self.rt = fresh;
+            }
+        }
         if result.as_ref().is_err_and(super::is_stalled) {
             self.client = None;
             self.gone = DROPPED.to_string();
@@ -195,13 +210,24 @@ fn attempt(conn: &mut Connection, plan: &WritePlan) -> anyhow::Result<Attempt> {
             conn.reconnect()?;
             return Ok(Attempt::Done(WriteResult::Busy));
         }
-        let fault = if conn.is_closed() {
-            super::WriteFault::ConnectionLost
-        } else {
-            super::classify(&e)
+        // What the server said decides, even when the connection went with
+        // it (dropped after a refused COPY); a closed connection with
+        // nothing else to go by is lost.
+        let fault = match super::classify(&e) {
+            f @ (super::WriteFault::Busy
+            | super::WriteFault::Retry
+            | super::WriteFault::Fatal(_)) => f,
+            _ if conn.is_closed() => super::WriteFault::ConnectionLost,
+            f => f,
         };
         let lost = fault == super::WriteFault::ConnectionLost;
-        match retries.next(fault, &e) {
+        let next = retries.next(fault, &e);
+        // Whatever comes next uses the connection: the retry, the failed
+        // file's record, the next file.
+        if !lost && conn.is_closed() && !matches!(next, super::Next::Fatal(_)) {
+            conn.reconnect()?;
+        }
+        match next {
             super::Next::Retry(delay) => {
                 if !lost {
                     tracing::debug!(
@@ -218,6 +244,7 @@ fn attempt(conn: &mut Connection, plan: &WritePlan) -> anyhow::Result<Attempt> {
             super::Next::Unreachable => return Err(e),
             super::Next::Busy => return Ok(Attempt::Done(WriteResult::Busy)),
             super::Next::Refused(reason) => return Ok(Attempt::Refused(reason)),
+            super::Next::Fatal(reason) => return Err(e.context(reason)),
         }
     }
 }

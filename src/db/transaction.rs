@@ -73,7 +73,15 @@ pub async fn write_group(
             .with_context(|| format!("preparing {}", batch.sql))?;
         let sink = within(step, "the start of a COPY", tx.copy_in(&copy_in))
             .await
-            .with_context(|| format!("starting {}", batch.sql))?;
+            .with_context(|| format!("starting {}", batch.sql))
+            .map_err(|e| {
+                // The server's own error stays in the chain, for classify.
+                if super::is_stalled(&e) {
+                    e
+                } else {
+                    e.context(crate::error::DbError::Desynced)
+                }
+            })?;
         let send = async {
             futures::pin_mut!(sink);
             for chunk in [
