@@ -331,6 +331,7 @@ pub fn classify(e: &anyhow::Error) -> WriteFault {
                 SqlState::T_R_SERIALIZATION_FAILURE,
                 SqlState::QUERY_CANCELED,
                 SqlState::IN_FAILED_SQL_TRANSACTION,
+                SqlState::TOO_MANY_CONNECTIONS,
             ]
             .contains(d.code()) =>
         {
@@ -348,20 +349,23 @@ pub fn classify(e: &anyhow::Error) -> WriteFault {
 
 /// SQLSTATEs that say nothing about a file and would refuse every other
 /// one too: recording each file as failed would only bury the one reason.
-/// Privileges (42501), a read-only transaction (25006), a full disk or
-/// memory or too many connections (class 53), a table or column dropped
-/// under the pass (42P01, 42703), the database gone (3D000).
+/// Privileges (42501), a read-only transaction (25006), a full disk
+/// (53100) or a configured limit (53400), a table or column dropped under
+/// the pass (42P01, 42703), the database gone (3D000). Not the rest of
+/// class 53: out of memory (53200) may be one huge file's own, and too
+/// many connections (53300) passes when others disconnect.
 fn cannot_write_anything(code: &tokio_postgres::error::SqlState) -> bool {
     use tokio_postgres::error::SqlState;
-    code.code().starts_with("53")
-        || [
-            SqlState::INSUFFICIENT_PRIVILEGE,
-            SqlState::READ_ONLY_SQL_TRANSACTION,
-            SqlState::UNDEFINED_TABLE,
-            SqlState::UNDEFINED_COLUMN,
-            SqlState::INVALID_CATALOG_NAME,
-        ]
-        .contains(code)
+    [
+        SqlState::INSUFFICIENT_PRIVILEGE,
+        SqlState::READ_ONLY_SQL_TRANSACTION,
+        SqlState::DISK_FULL,
+        SqlState::CONFIGURATION_LIMIT_EXCEEDED,
+        SqlState::UNDEFINED_TABLE,
+        SqlState::UNDEFINED_COLUMN,
+        SqlState::INVALID_CATALOG_NAME,
+    ]
+    .contains(code)
 }
 
 /// Waits before retry `attempt` (1-based) of a transaction that hit a

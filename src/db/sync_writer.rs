@@ -147,20 +147,18 @@ impl Connection {
             return Err(crate::error::DbError::NoConnection(why.to_string()).into());
         };
         let result = self.rt.block_on(work(client));
-        if result.as_ref().is_err_and(super::is_unusable)
-            && !result.as_ref().is_err_and(super::is_stalled)
+        if let Err(e) = &result
+            && super::is_unusable(e)
         {
-            // Its protocol state is lost (a refused COPY): reopened before
-            // the next use, never reused.
             self.client = None;
-            self.gone = DESYNCED.to_string();
-            if let Ok(fresh) = runtime() {
-                self.rt = fresh;
+            // Stalled, or its protocol state lost (a refused COPY): either
+            // way reopened before the next use, never reused.
+            self.gone = if super::is_stalled(e) {
+                DROPPED
+            } else {
+                DESYNCED
             }
-        }
-        if result.as_ref().is_err_and(super::is_stalled) {
-            self.client = None;
-            self.gone = DROPPED.to_string();
+            .to_string();
             // Dropping the runtime drops the connection's task and so closes
             // the socket now, not whenever this runtime next runs.
             if let Ok(fresh) = runtime() {
