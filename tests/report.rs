@@ -194,6 +194,7 @@ fn the_html_report_renders_in_a_browser_at_desktop_and_phone_widths() {
     for id in [
         "why",
         "chart-times",
+        "chart-times-zoomed",
         "chart-speedup",
         "chart-baseline",
         "summary",
@@ -204,7 +205,11 @@ fn the_html_report_renders_in_a_browser_at_desktop_and_phone_widths() {
     ] {
         assert!(dom.contains(&format!("id=\"{id}\"")), "the DOM lacks #{id}");
     }
-    assert_eq!(dom.matches("<svg").count(), 3, "three inline SVG charts");
+    assert_eq!(
+        dom.matches("<svg").count(),
+        4,
+        "four inline SVG charts: times, the faster models zoomed, speed ratios, the baseline"
+    );
     assert!(dom.matches("<table").count() >= 5, "the tables");
     assert!(
         dom.matches("<tr>").count() + dom.matches("<tr class").count() >= 30 + 6,

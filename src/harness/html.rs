@@ -133,6 +133,15 @@ pub fn render(c: &Comparison) -> String {
             }
         ),
     );
+    if let Some(small) = zoomed(c) {
+        section(
+            &mut h,
+            "times-zoomed",
+            "Wall time of the faster models",
+            &time_chart_of(c, &small, "times-zoomed"),
+            "The same, on an axis of their own: beside the slowest they would be slivers.",
+        );
+    }
     if c.models
         .iter()
         .any(|m| m.model != c.reference && m.speedup.is_some())
@@ -435,9 +444,25 @@ fn measured_times<'a>(c: &'a Comparison, m: &'a ModelStats) -> impl Iterator<Ite
         .map(|r| r.wall_secs)
 }
 
-fn time_chart(c: &Comparison) -> String {
-    let bars: Vec<Bar> = c
+/// The models whose median is an eighth of the slowest's or less, when
+/// some are not: beside a bar that long they are slivers, so they get a
+/// chart of their own (as `median_time.png` zooms on them).
+fn zoomed(c: &Comparison) -> Option<Vec<&ModelStats>> {
+    let tallest = c.models.iter().map(|m| m.median_secs).fold(0.0, f64::max);
+    let small: Vec<&ModelStats> = c
         .models
+        .iter()
+        .filter(|m| m.median_secs <= tallest / 8.0)
+        .collect();
+    (!small.is_empty() && small.len() < c.models.len()).then_some(small)
+}
+
+fn time_chart(c: &Comparison) -> String {
+    time_chart_of(c, &c.models.iter().collect::<Vec<_>>(), "times")
+}
+
+fn time_chart_of(c: &Comparison, models: &[&ModelStats], name: &str) -> String {
+    let bars: Vec<Bar> = models
         .iter()
         .map(|m| Bar {
             label: m.model.clone(),
@@ -449,7 +474,7 @@ fn time_chart(c: &Comparison) -> String {
             text: format!("{} median", secs(m.median_secs)),
         })
         .collect();
-    bar_chart("times", &bars, " s", "wall time, seconds", None)
+    bar_chart(name, &bars, " s", "wall time, seconds", None)
 }
 
 fn speedup_chart(c: &Comparison) -> String {
