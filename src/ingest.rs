@@ -303,16 +303,20 @@ fn psql_env(url: &str) -> anyhow::Result<Vec<(&'static str, std::ffi::OsString)>
             "verify-full"
         }
         // The job's default: TLS when the server offers it, verified.
-        // psql's `prefer` would take any certificate, so a server that
-        // offers TLS gets psql's verify-full, one that does not plain
-        // text, as the job's own connection does.
-        _ if offers_tls(&cfg) => {
-            if let Some(ca) = crate::db::tls::ca_file() {
+        // psql's `prefer` would take any certificate, so psql gets
+        // verify-full, with the roots the job trusts, unless the server
+        // itself says it has no TLS (as the job's own connection then
+        // goes on in plain text). No answer is not a "no".
+        _ if refuses_tls(&cfg) => "disable",
+        _ => {
+            let system = std::path::Path::new("/etc/ssl/certs/ca-certificates.crt");
+            if let Some(ca) =
+                crate::db::tls::ca_file().or_else(|| system.is_file().then(|| system.into()))
+            {
                 env.push(("PGSSLROOTCERT", ca.into()));
             }
             "verify-full"
         }
-        _ => "disable",
     };
     env.push(("PGSSLMODE", mode.into()));
     // What the job insists on, psql must too.
@@ -331,28 +335,61 @@ fn psql_env(url: &str) -> anyhow::Result<Vec<(&'static str, std::ffi::OsString)>
     Ok(env)
 }
 
-/// Whether the first TCP host of `cfg` that answers offers TLS: the
-/// protocol's SSLRequest, answered `S` or `N` before any credential is
-/// sent. A Unix socket, or no answer within 2 s, is "no".
-fn offers_tls(cfg: &tokio_postgres::Config) -> bool {
+/// Whether the server `cfg` names says, when asked, that it has no TLS:
+/// the protocol's SSLRequest, answered `N`, before any credential is sent.
+/// Every address is asked (a host's `hostaddr` when given, as libpq
+/// connects, else every address its name resolves to); a Unix socket has
+/// no TLS. Any address that answers `S`, or none answering within 2 s,
+/// makes it "no": psql then insists on TLS, and fails rather than send a
+/// password in plain text to a server that offers TLS.
+fn refuses_tls(cfg: &tokio_postgres::Config) -> bool {
     use std::io::{Read as _, Write as _};
     use tokio_postgres::config::Host;
     let wait = std::time::Duration::from_secs(2);
     let ports = cfg.get_ports();
-    cfg.get_hosts().iter().enumerate().find_map(|(i, h)| {
-        let Host::Tcp(name) = h else { return None };
-        let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
-        let addr = std::net::ToSocketAddrs::to_socket_addrs(&(name.as_str(), port))
-            .ok()?
-            .next()?;
-        let mut s = std::net::TcpStream::connect_timeout(&addr, wait).ok()?;
+    let port = |i: usize| ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+    let mut addrs: Vec<std::net::SocketAddr> = Vec::new();
+    let mut sockets = 0;
+    for (i, h) in cfg.get_hosts().iter().enumerate() {
+        match cfg.get_hostaddrs().get(i) {
+            Some(ip) => addrs.push((*ip, port(i)).into()),
+            None => match h {
+                Host::Tcp(name) => {
+                    match std::net::ToSocketAddrs::to_socket_addrs(&(name.as_str(), port(i))) {
+                        Ok(resolved) => addrs.extend(resolved),
+                        // Unresolvable: psql will fail on it either way.
+                        Err(_) => return false,
+                    }
+                }
+                Host::Unix(_) => sockets += 1,
+            },
+        }
+    }
+    if cfg.get_hosts().is_empty() {
+        addrs.extend(
+            cfg.get_hostaddrs()
+                .iter()
+                .enumerate()
+                .map(|(i, ip)| std::net::SocketAddr::from((*ip, port(i)))),
+        );
+    }
+    let answer = |addr: &std::net::SocketAddr| -> Option<u8> {
+        let mut s = std::net::TcpStream::connect_timeout(addr, wait).ok()?;
         s.set_read_timeout(Some(wait)).ok()?;
         // Length 8, then the SSLRequest code 80877103.
         s.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]).ok()?;
-        let mut answer = [0u8; 1];
-        s.read_exact(&mut answer).ok()?;
-        Some(answer[0] == b'S')
-    }) == Some(true)
+        let mut byte = [0u8; 1];
+        s.read_exact(&mut byte).ok()?;
+        Some(byte[0])
+    };
+    // Only Unix sockets (libpq's default when no host is given) carry no TLS.
+    if addrs.is_empty() {
+        return sockets > 0 || cfg.get_hosts().is_empty();
+    }
+    // A dead host among several says nothing (libpq goes on to the next);
+    // but one that answers `S`, or none answering at all, is not a "no".
+    let answers: Vec<u8> = addrs.iter().filter_map(answer).collect();
+    !answers.is_empty() && answers.iter().all(|&a| a == b'N')
 }
 
 fn open_psql(url: &str, server: Option<&EmbeddedPostgres>, extra: &[String]) -> anyhow::Result<()> {

@@ -1122,6 +1122,32 @@ fn each_sqlstate_is_classified_by_what_it_says_about_the_file() {
     );
     c.batch_execute("RESET ROLE; DROP OWNED BY bb_reader; DROP ROLE bb_reader")
         .unwrap();
+    // Row-level security: a COPY into such a table is refused for every
+    // file alike (and says what writes rows instead); a row its policy
+    // rejects is the file's own fault.
+    c.batch_execute(
+        "CREATE ROLE bb_rls LOGIN; GRANT ALL ON ALL TABLES IN SCHEMA public TO bb_rls; \
+         GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO bb_rls; \
+         ALTER TABLE songs ENABLE ROW LEVEL SECURITY; \
+         CREATE POLICY early ON songs USING (true) WITH CHECK (year IS NULL OR year < 2005); \
+         SET ROLE bb_rls",
+    )
+    .unwrap();
+    assert_eq!(
+        fault(&mut c, "COPY songs (source_key, load_id) FROM STDIN"),
+        WriteFault::Fatal(
+            "PostgreSQL refuses every write (0A000): COPY FROM not supported with row-level security (--write batch sends rows without COPY)".into()
+        )
+    );
+    assert!(matches!(
+        fault(&mut c, "INSERT INTO songs (source_key, load_id, title, year) VALUES ('k', 1, 't', 2020)"),
+        WriteFault::Refused(r) if r.starts_with("PostgreSQL refused it (42501): new row violates row-level security policy")
+    ));
+    c.batch_execute(
+        "RESET ROLE; DROP POLICY early ON songs; ALTER TABLE songs DISABLE ROW LEVEL SECURITY; \
+         DROP OWNED BY bb_rls; DROP ROLE bb_rls",
+    )
+    .unwrap();
 }
 
 /// A role that may not write a table refuses every file alike: the pass

@@ -775,6 +775,42 @@ fn database_tls_with_sslmode_require_is_verified() {
         String::from_utf8_lossy(&verified.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&verified.stdout).trim(), "t");
+    // An address given apart from the name (`hostaddr`), as libpq takes
+    // it: psql is held to TLS there too, not sent in plain text because
+    // the name itself does not resolve.
+    let admin_url = pg.url("postgres");
+    let password = admin_url
+        .split_once("postgres:")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .unwrap()
+        .0;
+    let conninfo = format!(
+        "host=nosuch.invalid hostaddr=127.0.0.1 port={} user=postgres password={password} dbname=postgres",
+        pg.port()
+    );
+    let out = common::ingest()
+        .env("PATH", &path)
+        .env("DATABASE_URL", &conninfo)
+        .env_remove("PGSSLROOTCERT")
+        .env("HOME", dir.path())
+        .arg("--db-ca-file")
+        .arg(&crt)
+        .args([
+            "--psql",
+            "-tAc",
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        ])
+        .output()
+        .unwrap();
+    assert_ne!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "f",
+        "psql went in plain text to a server that offers TLS"
+    );
+    assert!(
+        !out.status.success(),
+        "the certificate does not name nosuch.invalid"
+    );
 }
 
 /// A bucket whose certificate no trusted CA signed is refused at once, by

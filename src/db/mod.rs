@@ -337,10 +337,25 @@ pub fn classify(e: &anyhow::Error) -> WriteFault {
         {
             WriteFault::Retry
         }
-        // What no file could get past: the server's configuration or state.
-        Some(d) if cannot_write_anything(d.code()) => {
-            WriteFault::Fatal(format!("PostgreSQL refuses every write {}", said(d)))
+        // A row-level security policy's check is about the row: the file's.
+        Some(d)
+            if d.code() == &SqlState::INSUFFICIENT_PRIVILEGE
+                && d.message()
+                    .starts_with("new row violates row-level security policy") =>
+        {
+            WriteFault::Refused(format!("PostgreSQL refused it {}", said(d)))
         }
+        // What no file could get past: the server's configuration or state.
+        Some(d) if cannot_write_anything(d.code()) => WriteFault::Fatal(format!(
+            "PostgreSQL refuses every write {}{}",
+            said(d),
+            // A table under row-level security takes no COPY, but rows.
+            if d.code() == &SqlState::FEATURE_NOT_SUPPORTED && d.message().contains("COPY") {
+                " (--write batch sends rows without COPY)"
+            } else {
+                ""
+            }
+        )),
         Some(d) => WriteFault::Refused(format!("PostgreSQL refused it {}", said(d))),
         None if is_unusable(e) => WriteFault::ConnectionLost,
         None => WriteFault::Refused(crate::report::clip(&crate::error::chain(&**e), 300)),
@@ -351,7 +366,8 @@ pub fn classify(e: &anyhow::Error) -> WriteFault {
 /// one too: recording each file as failed would only bury the one reason.
 /// Privileges (42501), a read-only transaction (25006), a full disk
 /// (53100) or a configured limit (53400), a table or column dropped under
-/// the pass (42P01, 42703), the database gone (3D000). Not the rest of
+/// the pass (42P01, 42703), the database gone (3D000), a feature the server
+/// will not use (0A000: COPY into a table under row-level security). Not the rest of
 /// class 53: out of memory (53200) may be one huge file's own, and too
 /// many connections (53300) passes when others disconnect.
 fn cannot_write_anything(code: &tokio_postgres::error::SqlState) -> bool {
@@ -364,6 +380,7 @@ fn cannot_write_anything(code: &tokio_postgres::error::SqlState) -> bool {
         SqlState::UNDEFINED_TABLE,
         SqlState::UNDEFINED_COLUMN,
         SqlState::INVALID_CATALOG_NAME,
+        SqlState::FEATURE_NOT_SUPPORTED,
     ]
     .contains(code)
 }

@@ -522,7 +522,7 @@ pub fn execute(plan: &Plan, bench: &mut Bench) -> anyhow::Result<Vec<Run>> {
         let b = indicatif::ProgressBar::new(plan.schedule.len() as u64);
         b.set_style(
             indicatif::ProgressStyle::with_template(
-                "{prefix:>22} [{bar:30}] {pos}/{len} runs  {msg}  ({elapsed})",
+                "{prefix:>22} [{bar:30}] {pos}/{len} runs  {msg}  ({elapsed}, about {eta} left)",
             )
             .expect("template")
             .progress_chars("=> "),
