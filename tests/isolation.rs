@@ -1225,3 +1225,37 @@ fn a_database_that_is_not_utf8_is_refused_in_one_line() {
         .batch_execute(&format!("DROP DATABASE {name}"))
         .unwrap();
 }
+
+/// More threads than the role may open connections: the threads the
+/// server turns away hand their files to those it let in, and the pass
+/// loads everything (an adversary saw it end in one line, 4 of 67 files
+/// loaded, where `async` finished).
+#[test]
+fn threads_turned_away_by_a_connection_limit_leave_their_files_to_the_others() {
+    let server = serve_songs(12, 3, Conditions::default());
+    let db = fresh_db();
+    prepare_database(&db).unwrap();
+    let mut admin = connect(&db);
+    let role = format!("bb_lim_{}", std::process::id());
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN PASSWORD 'pw' CONNECTION LIMIT 3; \
+             GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}; \
+             GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}"
+        ))
+        .unwrap();
+    let host = db.rsplit_once('@').unwrap().1;
+    let url = format!("postgres://{role}:pw@{host}");
+    let mut cfg = config(&server.base_url(), &url);
+    cfg.knobs.threads = 8;
+    let s = run_pass(&cfg, Model::Threads.ingestor().as_ref())
+        .unwrap_or_else(|e| panic!("threads: {e:#}"));
+    assert_eq!(
+        (s.loaded, s.failed.len(), s.busy.len()),
+        (12, 0, 0),
+        "{s:?}"
+    );
+    admin
+        .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+        .unwrap();
+}

@@ -3,7 +3,7 @@
 //! without async: as many files in flight as threads.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use super::Model;
 use super::sync::fetch_and_write;
@@ -39,17 +39,71 @@ impl Ingestor for ThreadsModel {
         // starts as many PostgreSQL backends as it has files, not one per
         // thread. Each backend costs the server ~6 ms of CPU and counts
         // against `max_connections`.
+        //
+        // A thread the server turns away (too many connections for the
+        // role or the server) while others have theirs hands its file to
+        // them and stops: the pass goes on with the connections it has. Only
+        // when no thread has one does a connection error end the pass.
+        let spare: Mutex<Vec<crate::bucket::ObjectRef>> = Mutex::new(Vec::new());
+        let connected = AtomicUsize::new(0);
+        let connecting = AtomicUsize::new(0);
+        let turned_away = AtomicUsize::new(0);
         pool.broadcast(|_| {
             let mut pg = None;
             while !stop.load(Ordering::Relaxed) {
-                let Some(obj) = todo.lock().unwrap().blocking_recv() else {
-                    break;
+                let next = spare.lock().unwrap().pop();
+                let obj = match next {
+                    Some(obj) => obj,
+                    None => {
+                        // Counted before the key leaves the queue, so a
+                        // connected thread never finishes while a key may
+                        // still come back to the spare list.
+                        if pg.is_none() {
+                            connecting.fetch_add(1, Ordering::SeqCst);
+                        }
+                        let got = todo.lock().unwrap().blocking_recv();
+                        match got {
+                            Some(obj) => obj,
+                            None => {
+                                if pg.is_none() {
+                                    connecting.fetch_sub(1, Ordering::SeqCst);
+                                    break;
+                                }
+                                // The queue is done: what others hand back
+                                // is still to do.
+                                if connecting.load(Ordering::SeqCst) == 0
+                                    && spare.lock().unwrap().is_empty()
+                                {
+                                    break;
+                                }
+                                std::thread::sleep(std::time::Duration::from_millis(10));
+                                continue;
+                            }
+                        }
+                    }
                 };
                 let pg = match &mut pg {
                     Some(c) => c,
-                    None => match job.connection() {
-                        Ok(c) => pg.insert(c),
-                        Err(e) => return fail(e),
+                    None => match open(job, &connected) {
+                        Ok(c) => {
+                            connecting.fetch_sub(1, Ordering::SeqCst);
+                            pg.insert(c)
+                        }
+                        Err(e) if connected.load(Ordering::SeqCst) > 0 => {
+                            if turned_away.fetch_add(1, Ordering::SeqCst) == 0 {
+                                tracing::warn!(
+                                    "a thread could not open its database connection ({}); the pass goes on with the threads that have one",
+                                    crate::error::chain(&*e)
+                                );
+                            }
+                            spare.lock().unwrap().push(obj);
+                            connecting.fetch_sub(1, Ordering::SeqCst);
+                            return;
+                        }
+                        Err(e) => {
+                            connecting.fetch_sub(1, Ordering::SeqCst);
+                            return fail(e);
+                        }
                     },
                 };
                 match fetch_and_write(&http, pg, job, &obj, Model::Threads.name()) {
@@ -61,6 +115,33 @@ impl Ingestor for ThreadsModel {
         match first_error.into_inner().unwrap() {
             Some(e) => Err(e),
             None => Ok(()),
+        }
+    }
+}
+
+/// This thread's connection. Refused while no other thread has one yet
+/// (they may all be starting at once), it is tried again with the
+/// reconnect backoff; refused while others have theirs, the refusal is
+/// the caller's to handle.
+fn open(
+    job: &Job<'_>,
+    connected: &AtomicUsize,
+) -> anyhow::Result<crate::db::sync_writer::Connection> {
+    let mut attempt = 0;
+    loop {
+        match job.connection() {
+            Ok(c) => {
+                connected.fetch_add(1, Ordering::SeqCst);
+                return Ok(c);
+            }
+            Err(e) if connected.load(Ordering::SeqCst) > 0 => return Err(e),
+            Err(e) => {
+                attempt += 1;
+                match crate::db::reconnect_delay(attempt) {
+                    Some(wait) if !crate::db::is_stalled(&e) => std::thread::sleep(wait),
+                    _ => return Err(e),
+                }
+            }
         }
     }
 }
