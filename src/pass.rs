@@ -525,24 +525,24 @@ pub fn rate(n: f64, unit: &str) -> String {
 }
 
 fn progress_bar(model: &str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} files, {msg}, {files_per_sec} (ETA {eta}, {elapsed})",
-        )
-        .expect("valid template")
-        .with_key(
-            "files_per_sec",
-            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                let _ = w.write_str(&rate(state.per_sec(), "files"));
-            },
-        )
-        .progress_chars("=> "),
-    );
-    bar.set_prefix(model.to_string());
-    // Until the first file is done, what the pass is doing (an empty
-    // message read ", ," beside an empty bar).
-    bar.set_message("0 rows, listing the bucket");
+    let style = indicatif::ProgressStyle::with_template(
+        "{prefix} [{bar:30}] {pos}/{len} files, {msg}, {files_per_sec} (ETA {eta}, {elapsed})",
+    )
+    .expect("valid template")
+    .with_key(
+        "files_per_sec",
+        |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = w.write_str(&rate(state.per_sec(), "files"));
+        },
+    )
+    .progress_chars("=> ");
+    // Built whole before its first frame: set one by one, the first frame
+    // drawn read "0/0 files, , " beside an empty bar. Until the first file
+    // is done, the message says what the pass is doing.
+    let bar = indicatif::ProgressBar::new(0)
+        .with_style(style)
+        .with_prefix(model.to_string())
+        .with_message("0 rows, listing the bucket");
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     show(&bar);
     bar

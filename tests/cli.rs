@@ -253,6 +253,39 @@ fn zero_and_negative_values_are_refused_with_status_2() {
         assert_eq!(out.status.code(), Some(1), "{sweep}: {err}");
         assert!(err.contains("--sweep "), "{sweep}: {err}");
     }
+    // A path the results cannot go to is found before any run, not after.
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let out = compare()
+        .args([
+            "--profile",
+            "tiny",
+            "--export-json",
+            "/proc/nope/x.json",
+            "--out",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.lines()
+            .last()
+            .unwrap_or_default()
+            .starts_with("error: --export-json: creating /proc/nope"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{err}"
+    );
+    assert!(!dir.path().join("runs.csv").exists());
+    let out = run(compare(), &["--models", "sync,async,sync"]);
+    assert_eq!(
+        text(&out.stderr).trim_end(),
+        "error: --models lists sync twice; give each model once"
+    );
     let out = run(compare(), &["--sweep", "workers=1,2,1"]);
     assert_eq!(
         text(&out.stderr).trim_end(),

@@ -194,9 +194,11 @@ fn s3_bucket(url: &str, rest: &str, o: &S3Options) -> anyhow::Result<S3Bucket> {
             shown(url)
         );
     }
-    // A query string is not part of a bucket name (a presigned URL pasted
-    // whole): neither used, nor shown, since it may hold a signature.
-    if name.contains(['?', '#']) {
+    // A query string is not part of a bucket name or a prefix (a presigned
+    // URL pasted whole): neither used, nor shown, since it may hold a
+    // signature. A prefix holding a literal `?` is not supported: listing
+    // under it would silently find nothing.
+    if rest.contains(['?', '#']) {
         bail!(
             "bad bucket URL {:?}: an s3:// URL takes no query string (expected s3://BUCKET[/PREFIX]; requests are signed from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
             shown(url)
@@ -304,6 +306,13 @@ mod tests {
         assert!(BucketLocation::parse("not a url").is_err());
         assert!(BucketLocation::parse("s3://").is_err());
         let e = BucketLocation::parse("s3://sim?X-Amz-Signature=SIG4711&X-Amz-Credential=K")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !e.contains("SIG4711") && e.contains("takes no query string"),
+            "{e}"
+        );
+        let e = BucketLocation::parse("s3://sim/2021?X-Amz-Signature=SIG4711")
             .unwrap_err()
             .to_string();
         assert!(

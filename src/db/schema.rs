@@ -118,12 +118,22 @@ pub fn migrate_to(client: &mut postgres::Client, version: Option<i32>) -> anyhow
     }
     let result = runner.run(client).context("applying migrations/");
     let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]);
+    // The migration's own error first: a session the server ended (a
+    // worker stopped past the idle timeout) fails the reset too, and that
+    // line would hide why.
+    result.map_err(|e| {
+        if client.is_closed() {
+            e.context("the session ended while migrating (a worker stopped for over a minute inside its migration is cut off by the server); run the pass again")
+        } else {
+            e
+        }
+    })?;
     // Back to the session's own settings.
     client
         .batch_execute("RESET lock_timeout")
         .context("after migrating")?;
     let _ = client.batch_execute("RESET client_connection_check_interval");
-    result.map(|_| ())
+    Ok(())
 }
 
 /// The longest the server waits, in a migration, for the migration lock

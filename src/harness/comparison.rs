@@ -230,8 +230,20 @@ impl Plan {
         // On by default: they are what explains the models' times. A matrix
         // would run them once per write strategy, so there they are opt-in.
         args.ceilings = !args.no_ceilings && (args.ceilings || !args.matrix);
+        // A model twice would be measured twice under one label, its runs
+        // mixed, and the two rows compared with each other.
+        for (i, m) in args.models.iter().enumerate() {
+            anyhow::ensure!(
+                !args.models[..i].contains(m),
+                "--models lists {m} twice; give each model once"
+            );
+        }
         if args.ceilings {
-            args.models.extend(Model::CEILINGS);
+            for c in Model::CEILINGS {
+                if !args.models.contains(&c) {
+                    args.models.push(c);
+                }
+            }
         }
         anyhow::ensure!(args.runs >= 1, "--runs must be at least 1");
         let spec = args.spec.spec()?;
@@ -666,13 +678,20 @@ fn write_summary_md(
     runs: &[Run],
     summaries: &[ModelSummary],
     subtitle: &str,
+    busy: Option<&str>,
 ) -> anyhow::Result<()> {
     let reference = layout.reference;
     // The verdict first, as the terminal ends with it: who won, by how
-    // much, and why.
-    let verdict: String = terminal::verdict_lines(summaries, reference)
-        .iter()
-        .map(|l| format!("- {l}\n"))
+    // much, and why; after a warning that the machine was busy, which
+    // qualifies every figure.
+    let verdict: String = busy
+        .map(|w| format!("**{w}**\n\n"))
+        .into_iter()
+        .chain(
+            terminal::verdict_lines(summaries, reference)
+                .iter()
+                .map(|l| format!("- {l}\n")),
+        )
         .collect();
     let mut table = format!(
         "{}{}\n{}",
@@ -719,8 +738,18 @@ pub fn export(
     export::write_summary_csv(&out.join("summary.csv"), summaries, reference)?;
     let first_byte_csv =
         super::firstbyte::write_csv(&out.join("first_byte.csv"), runs, layout.matrix)?;
-    write_summary_md(out, layout, runs, summaries, &bench.subtitle)?;
     let (cores, memory_gib, cpu_model, os) = export::machine();
+    let busy = plan
+        .load_at_start
+        .and_then(|l| export::busy_warning(l, cores));
+    write_summary_md(
+        out,
+        layout,
+        runs,
+        summaries,
+        &bench.subtitle,
+        busy.as_deref(),
+    )?;
     let env = Environment {
         bucketbench_version: env!("CARGO_PKG_VERSION"),
         git_revision: plan.git_revision.clone(),
@@ -788,7 +817,7 @@ pub fn export(
     if drawn.is_empty() {
         crate::sayln!("no charts: no run was verified");
     }
-    if args.out.is_none() {
+    if args.out.is_none() && outdir::latest_is(Path::new(outdir::RUNS_DIR), out) {
         crate::sayln!(
             "{}/{} points to these results",
             outdir::RUNS_DIR,
@@ -921,7 +950,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<bool> {
 pub fn run_plan(plan: &Plan) -> anyhow::Result<bool> {
     let out = &plan.out;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    outdir::check_writable(out)?;
+    outdir::check_writable(out, "--out")?;
     let baseline = plan.args.publish.load_baseline(out)?;
     completed(out, &[]);
     crate::esayln!("results go to {}", out.display());
@@ -981,7 +1010,14 @@ pub fn replot(dir: &Path, publish_args: &publish::PublishArgs) -> anyhow::Result
         dir.join("runs.csv").display()
     );
     let layout = Layout::of_runs(&runs);
-    let bounds = export::read_bounds(&dir.join("summary.csv")).unwrap_or_default();
+    // The network bounds are computed when the comparison runs, from the
+    // simulated network; summary.csv is where they are kept.
+    let bounds = export::read_bounds(&dir.join("summary.csv")).unwrap_or_else(|e| {
+        tracing::warn!(
+            "{e:#}: the network bounds are left out (the × bound column, efficiencies and what limits each model)"
+        );
+        Vec::new()
+    });
     let summaries = summarise(&layout, &runs, &bounds);
     anyhow::ensure!(
         !summaries.is_empty(),
@@ -1001,12 +1037,17 @@ pub fn replot(dir: &Path, publish_args: &publish::PublishArgs) -> anyhow::Result
         .unwrap_or_else(|| dir.display().to_string());
     // summary.md too: its tables come from the same runs and bounds, and
     // would otherwise keep an older release's layout beside new charts.
-    write_summary_md(dir, &layout, &runs, &summaries, &subtitle)?;
+    let env = read_environment(dir);
+    // Said again, as the comparison said it: it qualifies every figure.
+    let busy = env.as_ref().and_then(export::busy_warning_of);
+    if let Some(w) = &busy {
+        crate::esay!("{}", terminal::wrap(w));
+    }
+    write_summary_md(dir, &layout, &runs, &summaries, &subtitle, busy.as_deref())?;
     crate::sayln!("wrote {}", dir.join("summary.md").display());
     for name in draw(dir, &layout, &runs, &summaries, &subtitle) {
         crate::sayln!("drew {}", dir.join(name).display());
     }
-    let env = read_environment(dir);
     // The report the comparison printed, from the same figures.
     print_report(&subtitle, None, &summaries, layout.reference);
     let published = publish::publish(

@@ -464,6 +464,14 @@ pub fn load_average() -> Option<f64> {
         .ok()
 }
 
+/// [`busy_warning`] from a comparison's `environment.json`.
+pub fn busy_warning_of(env: &serde_json::Value) -> Option<String> {
+    busy_warning(
+        env.get("load_average_at_start")?.as_f64()?,
+        env.get("cores")?.as_u64()? as usize,
+    )
+}
+
 /// A warning when the machine was busy before the comparison began: other
 /// work then competes with the models for the cores, and their times vary
 /// more (with outliers) than the models alone would make them.

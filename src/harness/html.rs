@@ -96,18 +96,27 @@ pub fn render(c: &Comparison) -> String {
             if let Some(tie) = &v.within_noise {
                 let _ = writeln!(h, "<p class=\"note\" id=\"tie\">{}.</p>", esc(tie));
             }
-            if !v.why.is_empty() {
-                let items: String = v
-                    .why
-                    .iter()
-                    .map(|l| format!("<li>{}</li>", esc(l)))
-                    .collect();
-                let _ = writeln!(h, "<ul class=\"note\" id=\"why\">{items}</ul>");
-            }
         }
-        None => h.push_str(
-            "<p class=\"verdict\" id=\"verdict\">One model: nothing to compare it with.</p>\n",
-        ),
+        None => {
+            let contenders = c.models.iter().filter(|m| !m.is_ceiling).count();
+            let _ = writeln!(
+                h,
+                "<p class=\"verdict\" id=\"verdict\">{}</p>",
+                if contenders == 0 {
+                    "No model has a verified run: nothing to compare (see the runs below)."
+                } else {
+                    "One model: nothing to compare it with."
+                }
+            );
+        }
+    }
+    if !c.why.is_empty() {
+        let items: String = c
+            .why
+            .iter()
+            .map(|l| format!("<li>{}</li>", esc(l)))
+            .collect();
+        let _ = writeln!(h, "<ul class=\"note\" id=\"why\">{items}</ul>");
     }
     if let Some(b) = &c.baseline {
         let _ = writeln!(h, "<p>{}</p>", baseline_summary_line(b));
@@ -882,11 +891,7 @@ fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>)
 /// before it was recorded.
 fn build_line(env: Option<&serde_json::Value>) -> String {
     let busy = env
-        .and_then(|e| {
-            let load = e.get("load_average_at_start")?.as_f64()?;
-            let cores = e.get("cores")?.as_u64()?;
-            super::export::busy_warning(load, cores as usize)
-        })
+        .and_then(super::export::busy_warning_of)
         .map(|w| format!("<p class=\"warn\" id=\"busy\">{}</p>\n", esc(&w)))
         .unwrap_or_default();
     busy + &measured_with(env)

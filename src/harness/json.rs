@@ -15,7 +15,8 @@ use crate::models::Label;
 /// removes, retypes or gives a field another meaning; adding a field does
 /// not bump it (readers must ignore fields they do not know). 2: the
 /// verdict's `ratio` and `error` are the ratio of medians and its robust
-/// error (1: of means), and `speedup` gained `ratio_of_medians_error`.
+/// error (1: of means), `speedup` gained `ratio_of_medians_error`, and
+/// `why` holds the lines that say what limits the models.
 pub const SCHEMA_VERSION: u32 = 2;
 
 /// A baseline file's version, apart from `comparison.json`'s: a baseline
@@ -34,6 +35,13 @@ pub struct Comparison {
     pub reference: String,
     /// The fastest model against the reference; `None` with one model.
     pub verdict: Option<Verdict>,
+    /// Why the models ran as fast as they did: what their limits allow
+    /// against the reference, what limits the fastest, and which model
+    /// sits closest to its own floor (the lines `compare` prints after the
+    /// ratios; with a single model too). Empty when nothing bounds the
+    /// models (a real bucket without CPU figures).
+    #[serde(default)]
+    pub why: Vec<String>,
     /// One entry per label (model, or `model+write` in a matrix) with at
     /// least one verified measured run, in the order they ran.
     pub models: Vec<ModelStats>,
@@ -63,12 +71,6 @@ pub struct Verdict {
     /// on another run). `None` in results written before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub within_noise: Option<String>,
-    /// Why: what the models' limits allow against the reference, what
-    /// limits the fastest, and which model sits closest to its own floor
-    /// (the lines `compare` prints after the ratios). Empty when nothing
-    /// bounds the models (a real bucket without CPU figures).
-    #[serde(default)]
-    pub why: Vec<String>,
 }
 
 /// One label's statistics over its verified measured runs (seconds).
@@ -407,6 +409,7 @@ impl Comparison {
             title: title.to_string(),
             reference: reference.map(|r| r.to_string()).unwrap_or_default(),
             verdict: verdict(summaries, reference),
+            why: super::terminal::why(summaries, reference),
             models,
             ceiling,
             baseline: None,
@@ -452,7 +455,6 @@ pub fn verdict(summaries: &[ModelSummary], reference: Option<Label>) -> Option<V
         error: x.error,
         text: x.sentence(&fast.label.to_string(), &slow.label.to_string(), 2),
         within_noise: within_noise(&contenders),
-        why: super::terminal::why(summaries, Some(reference)),
     })
 }
 
@@ -470,12 +472,20 @@ pub fn within_noise(contenders: &[&ModelSummary]) -> Option<String> {
     let x = stats::speedup(&second.stats, &first.stats);
     // Equal as shown (no spread to judge by, or identical times) is a tie too.
     let equal = (x.ratio * 100.0).round() <= 100.0;
-    ((x.has_error() && x.ratio - x.error <= 1.0) || equal).then(|| {
+    let sentence = x.sentence(&first.label.to_string(), &second.label.to_string(), 2);
+    if !x.has_error() {
+        // One run a side: no spread to judge by, only equal times.
+        return equal.then(|| {
+            format!(
+                "{} and {} took the same time: {sentence}, and one run each cannot order them",
+                first.label, second.label
+            )
+        });
+    }
+    (x.ratio - x.error <= 1.0 || equal).then(|| {
         format!(
-            "{} and {} are within each other's noise: {}, and the spread allows either order",
-            first.label,
-            second.label,
-            x.sentence(&first.label.to_string(), &second.label.to_string(), 2)
+            "{} and {} are within each other's noise: {sentence}, and the spread allows either order",
+            first.label, second.label,
         )
     })
 }

@@ -15,6 +15,12 @@ pub const RUNS_DIR: &str = "results/runs";
 /// The name of the symlink to the newest run, inside [`RUNS_DIR`].
 pub const LATEST: &str = "latest";
 
+/// Whether `<runs>/latest` is the link to `dir`.
+pub fn latest_is(runs: &Path, dir: &Path) -> bool {
+    std::fs::read_link(runs.join(LATEST))
+        .is_ok_and(|target| Some(target.as_os_str()) == dir.file_name())
+}
+
 /// Creates `<runs>/<name>-<UTC timestamp>/` (with a `-2`, `-3`, … suffix
 /// when two start in the same second), points `<runs>/latest` at it, and
 /// returns it. `runs` is [`RUNS_DIR`] but in tests.
@@ -47,7 +53,7 @@ pub fn fresh(runs: &Path, name: &str) -> anyhow::Result<PathBuf> {
 /// Fails, in one line, when nothing can be written into `dir` (a read-only
 /// mount, a directory of someone else's): found before the first run, not
 /// after it when its `runs.csv` cannot be kept.
-pub fn check_writable(dir: &Path) -> anyhow::Result<()> {
+pub fn check_writable(dir: &Path, flag: &str) -> anyhow::Result<()> {
     let probe = dir.join(format!(".bucketbench-probe-{}", std::process::id()));
     std::fs::OpenOptions::new()
         .write(true)
@@ -56,7 +62,7 @@ pub fn check_writable(dir: &Path) -> anyhow::Result<()> {
         .open(&probe)
         .with_context(|| {
             format!(
-                "cannot write into {} (give --out a directory you can write)",
+                "cannot write into {} (give {flag} a place you can write)",
                 dir.display()
             )
         })?;
@@ -68,6 +74,18 @@ pub fn check_writable(dir: &Path) -> anyhow::Result<()> {
 /// atomically by a rename).
 fn point_latest(runs: &Path, dir: &Path) -> anyhow::Result<()> {
     let target = dir.file_name().context("a run directory has a name")?;
+    let link = runs.join(LATEST);
+    // Only a link this tool made is replaced: a file or directory of the
+    // user's by that name is theirs.
+    if link
+        .symlink_metadata()
+        .is_ok_and(|m| !m.file_type().is_symlink())
+    {
+        anyhow::bail!(
+            "{} is not the link to the newest run but a file or directory of its own, left alone",
+            link.display()
+        );
+    }
     let tmp = runs.join(format!(".{LATEST}.{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     std::os::unix::fs::symlink(target, &tmp)
@@ -185,14 +203,17 @@ mod tests {
     #[test]
     fn a_directory_nothing_can_be_written_into_is_found_before_any_run() {
         let tmp = tempfile::tempdir().unwrap();
-        check_writable(tmp.path()).unwrap();
+        check_writable(tmp.path(), "--out").unwrap();
         assert_eq!(
             std::fs::read_dir(tmp.path()).unwrap().count(),
             0,
             "the probe is removed"
         );
         // Not even root may create a file in procfs.
-        let err = format!("{:#}", check_writable(Path::new("/proc/self")).unwrap_err());
+        let err = format!(
+            "{:#}",
+            check_writable(Path::new("/proc/self"), "--out").unwrap_err()
+        );
         assert!(
             err.starts_with("cannot write into /proc/self (give --out"),
             "{err}"
@@ -200,7 +221,7 @@ mod tests {
     }
 
     #[test]
-    fn a_real_directory_named_latest_does_not_cost_the_run() {
+    fn a_real_directory_or_file_named_latest_does_not_cost_the_run_and_is_kept() {
         let tmp = tempfile::tempdir().unwrap();
         let runs = tmp.path().join("runs");
         std::fs::create_dir_all(runs.join(LATEST).join("mine")).unwrap();
@@ -210,6 +231,16 @@ mod tests {
             runs.join(LATEST).join("mine").is_dir(),
             "the user's directory is left alone"
         );
+        assert!(!latest_is(&runs, &dir));
+        let other = tmp.path().join("other");
+        std::fs::create_dir_all(&other).unwrap();
+        std::fs::write(other.join(LATEST), "important").unwrap();
+        let dir = fresh(&other, "seed").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(other.join(LATEST)).unwrap(),
+            "important"
+        );
+        assert!(!latest_is(&other, &dir));
     }
 
     #[test]

@@ -65,11 +65,23 @@ impl PublishArgs {
         );
         // Checked now, not after the charts and reports are rewritten.
         let dir = self.baselines_dir.as_deref().unwrap_or(out);
+        // The directories are made and tried now too: a path that cannot
+        // be written would otherwise fail only after every run.
+        let writable = |path: &Path, flag: &str| -> anyhow::Result<()> {
+            let parent = path.parent().filter(|d| !d.as_os_str().is_empty());
+            let parent = parent.unwrap_or(Path::new("."));
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("{flag}: creating {}", parent.display()))?;
+            super::outdir::check_writable(parent, flag)
+        };
         if let Some(name) = &self.save_baseline {
-            baseline::may_overwrite(&baseline::path_for(dir, name)?, Written::Baseline)?;
+            let path = baseline::path_for(dir, name)?;
+            baseline::may_overwrite(&path, Written::Baseline)?;
+            writable(&path, "--save-baseline")?;
         }
         if let Some(p) = &self.export_json {
             baseline::may_overwrite(p, Written::Comparison)?;
+            writable(p, "--export-json")?;
         }
         self.baseline
             .as_deref()
