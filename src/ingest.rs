@@ -254,6 +254,12 @@ fn probe_bucket(
 fn psql_env(url: &str) -> anyhow::Result<Vec<(&'static str, std::ffi::OsString)>> {
     use std::os::unix::ffi::OsStrExt as _;
     use tokio_postgres::config::{ChannelBinding, Host, SslMode, TargetSessionAttrs};
+    // libpq's verify modes and root file, as the job's own connections take them.
+    let (url, root) = crate::db::libpq_tls(url);
+    if let Some(root) = root {
+        crate::db::tls::set_ca_file(&root);
+    }
+    let url = url.as_str();
     let cfg: tokio_postgres::Config = url
         .parse()
         .map_err(|e| anyhow::anyhow!("bad database URL {} ({e})", secret::redact_url(url)))?;

@@ -737,6 +737,18 @@ fn database_tls_with_sslmode_require_is_verified() {
             bucketbench::sim::verify(&mut connect(&pg.url("tlsdb")), &bucket.expected()).unwrap();
         assert!(diffs.is_empty(), "{model}: {diffs:#?}");
     }
+    // libpq's own spelling, as cloud providers document it: the strictest
+    // mode and a root file in the URL, no flag.
+    let libpq = ingest(
+        &format!("{url}?sslmode=verify-full&sslrootcert={}", crt.display()),
+        "sync",
+        false,
+    );
+    assert!(
+        libpq.status.success(),
+        "{}",
+        String::from_utf8_lossy(&libpq.stderr)
+    );
     // `--psql` holds psql to what the job holds itself to: on the default
     // URL (no sslmode), a server offering TLS is verified, never taken on
     // trust (psql's own default, `prefer`, would take any certificate).

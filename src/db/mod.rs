@@ -49,10 +49,81 @@ pub use ledger::{FileOutcome, WritePlan, WriteStrategy};
 pub const SESSION_OPTIONS: &str = "-c lock_timeout=5s -c idle_in_transaction_session_timeout=60s \
     -c tcp_keepalives_idle=60 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=6";
 
+/// libpq's stricter TLS settings, which tokio-postgres does not parse
+/// (`sslmode=verify-full` read as "invalid connection string"): the URL
+/// with `sslmode=verify-full` or `verify-ca` as `require` (which verifies
+/// the certificate here, name included) and `sslrootcert` taken out, and
+/// that root file. In a URL's query or a `key=value` string (unquoted
+/// values).
+#[cfg(feature = "io")]
+pub fn libpq_tls(url: &str) -> (String, Option<std::path::PathBuf>) {
+    let mut root = None;
+    let mut keep = |key: &str, value: &str| -> Option<String> {
+        match (key, value) {
+            ("sslrootcert", v) => {
+                root = Some(std::path::PathBuf::from(v));
+                None
+            }
+            ("sslmode", "verify-full" | "verify-ca") => Some("require".to_string()),
+            (_, v) => Some(v.to_string()),
+        }
+    };
+    let rewritten = if url.contains("://") {
+        match url.split_once('?') {
+            Some((base, query)) => {
+                let pairs: Vec<String> = query
+                    .split('&')
+                    .filter_map(|pair| match pair.split_once('=') {
+                        Some((k, v)) => {
+                            let value = percent_encoding::percent_decode_str(v).decode_utf8_lossy();
+                            keep(k, &value).map(|nv| {
+                                if nv == value {
+                                    pair.to_string()
+                                } else {
+                                    format!("{k}={nv}")
+                                }
+                            })
+                        }
+                        None => Some(pair.to_string()),
+                    })
+                    .collect();
+                if pairs.is_empty() {
+                    base.to_string()
+                } else {
+                    format!("{base}?{}", pairs.join("&"))
+                }
+            }
+            None => url.to_string(),
+        }
+    } else {
+        url.split(' ')
+            .filter_map(|word| match word.split_once('=') {
+                Some((k, v)) if !v.starts_with('\'') => keep(k.trim(), v).map(|nv| {
+                    if nv == v {
+                        word.to_string()
+                    } else {
+                        format!("{k}={nv}")
+                    }
+                }),
+                _ => Some(word.to_string()),
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    (rewritten, root)
+}
+
 #[cfg(feature = "io")]
 /// The URL as a client configuration with [`SESSION_OPTIONS`] in front of
-/// its own options.
+/// its own options. libpq's `sslmode=verify-full`, `verify-ca` and
+/// `sslrootcert` are taken as [`libpq_tls`] says (the root file as
+/// `--db-ca-file` when that is not given).
 pub fn session_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
+    let (url, root) = libpq_tls(url);
+    if let Some(root) = root {
+        tls::set_ca_file(&root);
+    }
+    let url = url.as_str();
     let mut cfg: tokio_postgres::Config = url.parse().map_err(|e| {
         anyhow::anyhow!("bad database URL {} ({e})", crate::secret::redact_url(url))
     })?;
@@ -248,6 +319,7 @@ pub fn is_unusable(e: &anyhow::Error) -> bool {
 
 /// What tokio-postgres says when an answer does not fit the request it
 /// was waiting for: the connection, not the data, is at fault.
+#[cfg(feature = "io")]
 const UNEXPECTED: &str = "unexpected message from server";
 
 #[cfg(feature = "io")]
@@ -370,6 +442,7 @@ pub fn classify(e: &anyhow::Error) -> WriteFault {
 /// will not use (0A000: COPY into a table under row-level security). Not the rest of
 /// class 53: out of memory (53200) may be one huge file's own, and too
 /// many connections (53300) passes when others disconnect.
+#[cfg(feature = "io")]
 fn cannot_write_anything(code: &tokio_postgres::error::SqlState) -> bool {
     use tokio_postgres::error::SqlState;
     [
@@ -476,5 +549,45 @@ mod tests {
             r.next(WriteFault::Refused("no".into()), &e),
             Next::Refused(reason) if reason == "no"
         ));
+    }
+}
+
+#[cfg(all(test, feature = "io"))]
+mod libpq_tests {
+    use super::libpq_tls;
+
+    /// What cloud providers tell users to write: libpq's strict modes and a
+    /// root file, in a URL or a `key=value` string.
+    #[test]
+    fn libpq_verify_modes_and_root_files_are_taken() {
+        let (url, root) = libpq_tls(
+            "postgres://u:p@db.example.com/app?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&application_name=x",
+        );
+        assert_eq!(
+            url,
+            "postgres://u:p@db.example.com/app?sslmode=require&application_name=x"
+        );
+        assert_eq!(root.as_deref(), Some(std::path::Path::new("/etc/ca.pem")));
+        let (url, root) =
+            libpq_tls("host=db user=u sslmode=verify-ca sslrootcert=/ca.pem dbname=app");
+        assert_eq!(url, "host=db user=u sslmode=require dbname=app");
+        assert_eq!(root.as_deref(), Some(std::path::Path::new("/ca.pem")));
+        for same in [
+            "postgres://u@h/db",
+            "postgres://u@h/db?sslmode=disable",
+            "host=h sslmode=prefer",
+        ] {
+            assert_eq!(libpq_tls(same), (same.to_string(), None));
+        }
+        for url in [
+            "postgres://u@h/db?sslmode=verify-full",
+            "host=h port=5432 sslmode=verify-ca",
+        ] {
+            let (rewritten, _) = libpq_tls(url);
+            assert!(
+                rewritten.parse::<tokio_postgres::Config>().is_ok(),
+                "{rewritten}"
+            );
+        }
     }
 }
