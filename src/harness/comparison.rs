@@ -514,7 +514,7 @@ pub fn interrupted_line() -> String {
     };
     match measured {
         0 => format!(
-            "interrupted: 0 measured runs completed{warm} ({})",
+            "interrupted: 0 measured runs completed{warm}, nothing to summarise in {}",
             dir.display()
         ),
         n => format!(
@@ -523,6 +523,15 @@ pub fn interrupted_line() -> String {
             dir.display(),
             dir.display()
         ),
+    }
+}
+
+/// `warm-up` for run 0, else `run N`.
+fn run_name(r: usize) -> String {
+    if r == 0 {
+        "warm-up".to_string()
+    } else {
+        format!("run {r}")
     }
 }
 
@@ -546,14 +555,7 @@ pub fn execute(plan: &Plan, bench: &mut Bench) -> anyhow::Result<Vec<Run>> {
     for (model, write, r) in &plan.schedule {
         let label = Label::new(*model, *write, plan.layout.matrix);
         if let Some(b) = &bar {
-            b.set_prefix(format!(
-                "{label} {}",
-                if *r == 0 {
-                    "warm-up".to_string()
-                } else {
-                    format!("run {r}")
-                }
-            ));
+            b.set_prefix(format!("{label} {}", run_name(*r)));
         }
         if let Some(server) = &bench.sim_server {
             server.deal_latencies(*r as u64);
@@ -598,11 +600,7 @@ pub fn execute(plan: &Plan, bench: &mut Bench) -> anyhow::Result<Vec<Run>> {
                 "[{}/{}] {label} {}: {:.2} s",
                 runs.len() + 1,
                 plan.schedule.len(),
-                if *r == 0 {
-                    "warm-up".to_string()
-                } else {
-                    format!("run {r}")
-                },
+                run_name(*r),
                 run.wall_secs
             );
         }
