@@ -264,6 +264,12 @@ fn psql_env(url: &str) -> anyhow::Result<Vec<(&'static str, std::ffi::OsString)>
         .parse()
         .map_err(|e| anyhow::anyhow!("bad database URL {} ({e})", secret::redact_url(url)))?;
     let list = |items: Vec<String>| items.join(",").into();
+    // As the job's own connection: a URL must name where to connect.
+    anyhow::ensure!(
+        !cfg.get_hosts().is_empty() || !cfg.get_hostaddrs().is_empty(),
+        "the database URL {} names no host (give host= or postgres://HOST/…)",
+        secret::redact_url(url)
+    );
     let mut env = Vec::new();
     if !cfg.get_hosts().is_empty() {
         let hosts = cfg.get_hosts().iter().map(|h| match h {
@@ -404,6 +410,15 @@ fn open_psql(url: &str, server: Option<&EmbeddedPostgres>, extra: &[String]) -> 
         .filter(|p| p.is_file())
         .unwrap_or_else(|| PathBuf::from("psql"));
     let mut cmd = std::process::Command::new(psql);
+    // psql reads libpq's variables from the environment too: a PGHOST or
+    // PGHOSTADDR left in the shell would send it (and the password) to a
+    // server other than the one the URL names and the TLS check asked. Only
+    // what the URL says goes through.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("PG") {
+            cmd.env_remove(name);
+        }
+    }
     cmd.envs(psql_env(url)?).args(extra);
     let status = cmd.status().context("running psql")?;
     anyhow::ensure!(status.success(), "psql exited with {status}");

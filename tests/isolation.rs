@@ -1259,3 +1259,77 @@ fn threads_turned_away_by_a_connection_limit_leave_their_files_to_the_others() {
         .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
         .unwrap();
 }
+
+/// A thread whose connection is killed mid-pass, and which cannot get
+/// another (the role's limit is reached), hands its file to the threads
+/// still connected instead of ending the pass (an adversary saw "no
+/// database connection" end it at 904 of 1500 files).
+#[test]
+fn a_thread_that_loses_its_connection_for_good_leaves_its_files_to_the_others() {
+    let server = serve_songs(
+        30,
+        3,
+        Conditions {
+            latency_ms: 100.0,
+            ..Default::default()
+        },
+    );
+    let db = fresh_db();
+    prepare_database(&db).unwrap();
+    let mut admin = connect(&db);
+    let role = format!("bb_drop_{}", std::process::id());
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN PASSWORD 'pw'; \
+             GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}; \
+             GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}"
+        ))
+        .unwrap();
+    let host = db.rsplit_once('@').unwrap().1;
+    let url = format!("postgres://{role}:pw@{host}");
+    let killer_db = db.clone();
+    let killer_role = role.clone();
+    let killer = std::thread::spawn(move || {
+        let mut c = connect(&killer_db);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        // Once a worker thread has written, its connection is killed and
+        // no new one is allowed while another of the role's is open: it
+        // cannot come back (a limit binds new connections only).
+        while Instant::now() < deadline {
+            // The newest of three or more (the pass's own, then the
+            // threads'): a thread's, once files are being written.
+            let killed: i64 = c
+                .query_one(
+                    &format!(
+                        "WITH r AS (SELECT pid, backend_start FROM pg_stat_activity WHERE usename = '{killer_role}'), \
+                         w AS (SELECT pid FROM r WHERE (SELECT count(*) FROM r) >= 3 \
+                               AND EXISTS (SELECT 1 FROM processed_files) \
+                               ORDER BY backend_start DESC LIMIT 1) \
+                         SELECT count(*) FROM w, pg_terminate_backend(w.pid) t WHERE t"
+                    ),
+                    &[],
+                )
+                .map(|r| r.get(0))
+                .unwrap_or(0);
+            if killed > 0 {
+                c.batch_execute(&format!("ALTER ROLE {killer_role} CONNECTION LIMIT 1"))
+                    .unwrap();
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    });
+    let mut cfg = config(&server.base_url(), &url);
+    cfg.knobs.threads = 3;
+    let s = run_pass(&cfg, Model::Threads.ingestor().as_ref())
+        .unwrap_or_else(|e| panic!("threads: {e:#}"));
+    assert!(
+        killer.join().unwrap(),
+        "no worker connection was seen to kill"
+    );
+    assert_eq!((s.loaded, s.failed.len()), (30, 0), "{s:?}");
+    admin
+        .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+        .unwrap();
+}

@@ -763,7 +763,11 @@ fn database_tls_with_sslmode_require_is_verified() {
         cmd.env("PATH", &path)
             .env("DATABASE_URL", &url)
             .env_remove("PGSSLROOTCERT")
-            .env("HOME", dir.path());
+            .env("HOME", dir.path())
+            // libpq variables left in the shell must not redirect psql (a
+            // PGHOSTADDR would send the password elsewhere).
+            .env("PGHOSTADDR", "127.0.0.2")
+            .env("PGSERVICE", "nosuch");
         if ca {
             cmd.arg("--db-ca-file").arg(&crt);
         }

@@ -60,6 +60,8 @@ pub fn libpq_tls(url: &str) -> (String, Option<std::path::PathBuf>) {
     let mut root = None;
     let mut keep = |key: &str, value: &str| -> Option<String> {
         match (key, value) {
+            // libpq 16's "the system's roots": trusted already (Mozilla's).
+            ("sslrootcert", "system") => None,
             ("sslrootcert", v) => {
                 root = Some(std::path::PathBuf::from(v));
                 None
@@ -579,6 +581,11 @@ mod libpq_tests {
         ] {
             assert_eq!(libpq_tls(same), (same.to_string(), None));
         }
+        // libpq 16's "the system's roots", which the client trusts already.
+        assert_eq!(
+            libpq_tls("postgres://u@h/db?sslrootcert=system&sslmode=verify-full"),
+            ("postgres://u@h/db?sslmode=require".to_string(), None)
+        );
         for url in [
             "postgres://u@h/db?sslmode=verify-full",
             "host=h port=5432 sslmode=verify-ca",

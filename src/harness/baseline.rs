@@ -316,14 +316,19 @@ pub fn change_text(c: &BaselineChange) -> String {
 
 /// The comparison as the terminal shows it.
 pub fn terminal(r: &BaselineReport) -> String {
-    let mut s = format!(
-        "Against baseline {} (saved {}, revision {}): change in median, {:.0} % bootstrap interval, noise threshold {} %\n",
+    let mut s = super::terminal::wrap(&format!(
+        "Against baseline {} (saved {}, revision {}): change in median, {:.0} % bootstrap interval, noise threshold {} %",
         r.name,
         r.saved_at.get(..19).unwrap_or(&r.saved_at),
         r.git_revision,
         100.0 * r.confidence,
         r.noise_threshold_pct
-    );
+    ));
+    // First, before any verdict: a baseline measured with other settings
+    // makes every line below doubtful.
+    for w in &r.warnings {
+        s.push_str(&super::terminal::wrap(&format!("  warning: {w}")));
+    }
     let width = r.models.iter().map(|c| c.model.len()).max().unwrap_or(0);
     for c in &r.models {
         s.push_str(&format!(
@@ -343,9 +348,6 @@ pub fn terminal(r: &BaselineReport) -> String {
     }
     for m in &r.only_in_this_run {
         s.push_str(&format!("  {m}: not in the baseline, not compared\n"));
-    }
-    for w in &r.warnings {
-        s.push_str(&format!("  warning: {w}\n"));
     }
     s
 }

@@ -88,10 +88,16 @@ pub fn render(c: &Comparison) -> String {
     );
     match &c.verdict {
         Some(v) => {
+            // A tie is the headline: one name in large type would say more
+            // than the runs do.
+            let headline = match &v.tied_with {
+                Some(other) => format!("{} and {other} tie for fastest: {}", v.fastest, v.text),
+                None => v.text.clone(),
+            };
             let _ = writeln!(
                 h,
                 "<p class=\"verdict\" id=\"verdict\">{}</p>",
-                esc(&v.text)
+                esc(&headline)
             );
             if let Some(tie) = &v.within_noise {
                 let _ = writeln!(h, "<p class=\"note\" id=\"tie\">{}.</p>", esc(tie));
@@ -463,7 +469,9 @@ fn zoomed(c: &Comparison) -> Option<Vec<&ModelStats>> {
         .iter()
         .filter(|m| m.median_secs <= tallest / 8.0)
         .collect();
-    (!small.is_empty() && small.len() < c.models.len()).then_some(small)
+    // As median_time.png: only when a model proper is a sliver; a ceiling
+    // alone (load-only, the writes) is no reason to zoom.
+    (small.iter().any(|m| !m.is_ceiling) && small.len() < c.models.len()).then_some(small)
 }
 
 fn time_chart(c: &Comparison) -> String {

@@ -71,6 +71,10 @@ pub struct Verdict {
     /// on another run). `None` in results written before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub within_noise: Option<String>,
+    /// The model `fastest` ties with, when `within_noise` says so: the
+    /// headline then names both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tied_with: Option<String>,
 }
 
 /// One label's statistics over its verified measured runs (seconds).
@@ -455,6 +459,11 @@ pub fn verdict(summaries: &[ModelSummary], reference: Option<Label>) -> Option<V
         error: x.error,
         text: x.sentence(&fast.label.to_string(), &slow.label.to_string(), 2),
         within_noise: within_noise(&contenders),
+        tied_with: within_noise(&contenders).and_then(|_| {
+            let mut by_median: Vec<&&ModelSummary> = contenders.iter().collect();
+            by_median.sort_by(|a, b| a.stats.median.total_cmp(&b.stats.median));
+            Some(by_median.get(1)?.label.to_string())
+        }),
     })
 }
 

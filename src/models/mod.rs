@@ -181,11 +181,9 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// every other write error per file: only a database still unreachable
 /// after the reconnect attempts gets here), its key cut short.
 pub(crate) fn write_error(key: &str, e: anyhow::Error) -> anyhow::Error {
-    anyhow::anyhow!(
-        "writing {}: {}",
-        crate::report::short_key(key),
-        crate::error::chain(&*e)
-    )
+    // Context, not a new error: what the error is (a lost connection, a
+    // stall) must stay readable to the model that decides what comes next.
+    e.context(format!("writing {}", crate::report::short_key(key)))
 }
 
 /// Test-only (the `test-models` feature): `sync` that silently skips the

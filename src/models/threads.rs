@@ -41,74 +41,80 @@ impl Ingestor for ThreadsModel {
         // against `max_connections`.
         //
         // A thread the server turns away (too many connections for the
-        // role or the server) while others have theirs hands its file to
-        // them and stops: the pass goes on with the connections it has. Only
-        // when no thread has one does a connection error end the pass.
+        // role or the server), or whose connection is lost for good, while
+        // others have theirs hands its file to them and stops: the pass
+        // goes on with the connections it has. Only when no other thread
+        // has one does a connection error end the pass.
+        //
+        // `in_hand` counts the files threads hold: a thread with a
+        // connection leaves only when the queue is done and no file can
+        // still come back to the spare list.
         let spare: Mutex<Vec<crate::bucket::ObjectRef>> = Mutex::new(Vec::new());
         let connected = AtomicUsize::new(0);
-        let connecting = AtomicUsize::new(0);
-        let turned_away = AtomicUsize::new(0);
+        let in_hand = AtomicUsize::new(0);
+        let handed_over = AtomicUsize::new(0);
+        let hand_over = |obj: crate::bucket::ObjectRef, e: &anyhow::Error| {
+            if handed_over.fetch_add(1, Ordering::SeqCst) == 0 {
+                tracing::warn!(
+                    "a thread has no database connection ({}); the pass goes on with the threads that have one",
+                    crate::error::chain(&**e)
+                );
+            }
+            spare.lock().unwrap().push(obj);
+            in_hand.fetch_sub(1, Ordering::SeqCst);
+        };
         pool.broadcast(|_| {
             let mut pg = None;
             while !stop.load(Ordering::Relaxed) {
+                // Counted before the file is taken, so no thread finishes
+                // while it may still be handed back.
+                in_hand.fetch_add(1, Ordering::SeqCst);
                 let next = spare.lock().unwrap().pop();
-                let obj = match next {
-                    Some(obj) => obj,
-                    None => {
-                        // Counted before the key leaves the queue, so a
-                        // connected thread never finishes while a key may
-                        // still come back to the spare list.
-                        if pg.is_none() {
-                            connecting.fetch_add(1, Ordering::SeqCst);
-                        }
-                        let got = todo.lock().unwrap().blocking_recv();
-                        match got {
-                            Some(obj) => obj,
-                            None => {
-                                if pg.is_none() {
-                                    connecting.fetch_sub(1, Ordering::SeqCst);
-                                    break;
-                                }
-                                // The queue is done: what others hand back
-                                // is still to do.
-                                if connecting.load(Ordering::SeqCst) == 0
-                                    && spare.lock().unwrap().is_empty()
-                                {
-                                    break;
-                                }
-                                std::thread::sleep(std::time::Duration::from_millis(10));
-                                continue;
-                            }
-                        }
+                let next = match next {
+                    Some(obj) => Some(obj),
+                    None => todo.lock().unwrap().blocking_recv(),
+                };
+                let Some(obj) = next else {
+                    in_hand.fetch_sub(1, Ordering::SeqCst);
+                    // The queue is done: what others hand back is still to do.
+                    if pg.is_none()
+                        || (in_hand.load(Ordering::SeqCst) == 0 && spare.lock().unwrap().is_empty())
+                    {
+                        break;
                     }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    continue;
                 };
                 let pg = match &mut pg {
                     Some(c) => c,
                     None => match open(job, &connected) {
-                        Ok(c) => {
-                            connecting.fetch_sub(1, Ordering::SeqCst);
-                            pg.insert(c)
-                        }
+                        Ok(c) => pg.insert(c),
                         Err(e) if connected.load(Ordering::SeqCst) > 0 => {
-                            if turned_away.fetch_add(1, Ordering::SeqCst) == 0 {
-                                tracing::warn!(
-                                    "a thread could not open its database connection ({}); the pass goes on with the threads that have one",
-                                    crate::error::chain(&*e)
-                                );
-                            }
-                            spare.lock().unwrap().push(obj);
-                            connecting.fetch_sub(1, Ordering::SeqCst);
-                            return;
+                            return hand_over(obj, &e);
                         }
                         Err(e) => {
-                            connecting.fetch_sub(1, Ordering::SeqCst);
+                            in_hand.fetch_sub(1, Ordering::SeqCst);
                             return fail(e);
                         }
                     },
                 };
                 match fetch_and_write(&http, pg, job, &obj, Model::Threads.name()) {
-                    Ok(r) => job.tally.record(&obj.key, r),
-                    Err(e) => return fail(e),
+                    Ok(r) => {
+                        job.tally.record(&obj.key, r);
+                        in_hand.fetch_sub(1, Ordering::SeqCst);
+                    }
+                    // Its transaction rolled back with the connection: the
+                    // file is as untouched as one never taken.
+                    Err(e)
+                        if crate::db::is_connection_lost(&e)
+                            && connected.fetch_sub(1, Ordering::SeqCst) > 1 =>
+                    {
+                        return hand_over(obj, &e);
+                    }
+                    Err(e) => {
+                        in_hand.fetch_sub(1, Ordering::SeqCst);
+                        return fail(e);
+                    }
                 }
             }
         });
