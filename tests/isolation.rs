@@ -1150,6 +1150,31 @@ fn each_sqlstate_is_classified_by_what_it_says_about_the_file() {
     .unwrap();
 }
 
+/// A login role named `prefix_<pid>`, password `pw`, `attributes` added
+/// (`CONNECTION LIMIT 3`), with every privilege on the pass's tables and
+/// sequences, then `after` run (`{role}` stands for its name); the role and
+/// a URL of the database `db` as it.
+fn role_on(
+    admin: &mut postgres::Client,
+    db: &str,
+    prefix: &str,
+    attributes: &str,
+    after: &str,
+) -> (String, String) {
+    let role = format!("{prefix}_{}", std::process::id());
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN PASSWORD 'pw' {attributes}; \
+             GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}; \
+             GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}; {}",
+            after.replace("{role}", &role)
+        ))
+        .unwrap();
+    let host = db.rsplit_once('@').unwrap().1;
+    let url = format!("postgres://{role}:pw@{host}");
+    (role, url)
+}
+
 /// A role that may not write a table refuses every file alike: the pass
 /// ends in one line naming it, and no file is recorded as failed (an
 /// adversary found every file of three passes stored as failed, with a
@@ -1160,17 +1185,13 @@ fn a_missing_privilege_ends_the_pass_in_one_line_and_fails_no_file() {
     let db = fresh_db();
     prepare_database(&db).unwrap();
     let mut admin = connect(&db);
-    let role = format!("bb_nosongs_{}", std::process::id());
-    admin
-        .batch_execute(&format!(
-            "CREATE ROLE {role} LOGIN PASSWORD 'pw'; \
-             GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}; \
-             GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}; \
-             REVOKE INSERT ON songs FROM {role}"
-        ))
-        .unwrap();
-    let host = db.rsplit_once('@').unwrap().1;
-    let url = format!("postgres://{role}:pw@{host}");
+    let (role, url) = role_on(
+        &mut admin,
+        &db,
+        "bb_nosongs",
+        "",
+        "REVOKE INSERT ON songs FROM {role}",
+    );
     for model in ["sync", "async"] {
         let out = ingest()
             .args(["--bucket", &server.base_url(), "--model", model])
@@ -1236,16 +1257,7 @@ fn threads_turned_away_by_a_connection_limit_leave_their_files_to_the_others() {
     let db = fresh_db();
     prepare_database(&db).unwrap();
     let mut admin = connect(&db);
-    let role = format!("bb_lim_{}", std::process::id());
-    admin
-        .batch_execute(&format!(
-            "CREATE ROLE {role} LOGIN PASSWORD 'pw' CONNECTION LIMIT 3; \
-             GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}; \
-             GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}"
-        ))
-        .unwrap();
-    let host = db.rsplit_once('@').unwrap().1;
-    let url = format!("postgres://{role}:pw@{host}");
+    let (role, url) = role_on(&mut admin, &db, "bb_lim", "CONNECTION LIMIT 3", "");
     let mut cfg = config(&server.base_url(), &url);
     cfg.knobs.threads = 8;
     let s = run_pass(&cfg, Model::Threads.ingestor().as_ref())
@@ -1277,16 +1289,7 @@ fn a_thread_that_loses_its_connection_for_good_leaves_its_files_to_the_others() 
     let db = fresh_db();
     prepare_database(&db).unwrap();
     let mut admin = connect(&db);
-    let role = format!("bb_drop_{}", std::process::id());
-    admin
-        .batch_execute(&format!(
-            "CREATE ROLE {role} LOGIN PASSWORD 'pw'; \
-             GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}; \
-             GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}"
-        ))
-        .unwrap();
-    let host = db.rsplit_once('@').unwrap().1;
-    let url = format!("postgres://{role}:pw@{host}");
+    let (role, url) = role_on(&mut admin, &db, "bb_drop", "", "");
     let killer_db = db.clone();
     let killer_role = role.clone();
     let killer = std::thread::spawn(move || {
