@@ -103,22 +103,36 @@ fn open_pass_connection(
 /// and the connection is reopened; an error means the streak ended the pass.
 fn schema_is_current(pg: &mut sync_writer::Connection) -> anyhow::Result<bool> {
     let limit = pg.patience().base;
-    let applied = pg.run(async |c| {
-        let rows = db::within(
+    // The tables' columns in the same round trip (pipelined): a column
+    // altered by hand is found before any file is refused for it.
+    let read = pg.run(async |c| {
+        let (history, columns) = db::within(
             limit,
             "the schema check",
-            c.query(schema::HISTORY_QUERY, &[]),
+            futures::future::try_join(
+                c.query(schema::HISTORY_QUERY, &[]),
+                c.query(schema::COLUMNS_QUERY, &[]),
+            ),
         )
         .await?;
-        rows.iter()
+        let applied = history
+            .iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-            .collect::<Result<Vec<_>, tokio_postgres::Error>>()
-            .map_err(anyhow::Error::from)
+            .collect::<Result<Vec<(i32, String, String)>, tokio_postgres::Error>>()?;
+        let columns = columns
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect::<Result<Vec<(String, String, String)>, tokio_postgres::Error>>()?;
+        Ok::<_, anyhow::Error>((applied, columns))
     });
-    match applied {
-        Ok(applied) => match schema::too_new(&applied) {
+    match read {
+        Ok((applied, columns)) => match schema::too_new(&applied) {
             Some(newer) => Err(newer.into()),
-            None => Ok(schema::is_current(&applied)),
+            None if schema::is_current(&applied) => match schema::altered_columns(&columns) {
+                Some(altered) => Err(anyhow::anyhow!(altered)),
+                None => Ok(true),
+            },
+            None => Ok(false),
         },
         Err(e) => {
             if db::warn_if_stalled(&e) {

@@ -1336,3 +1336,33 @@ fn a_thread_that_loses_its_connection_for_good_leaves_its_files_to_the_others() 
         .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
         .unwrap();
 }
+
+/// A column the loads write, altered by hand after the migrations made
+/// it, is found before any file is written: the binary rows would
+/// otherwise be refused one file at a time, for good, each blamed on its
+/// data (an adversary saw all 67 files failed with "invalid byte sequence
+/// for encoding UTF8: 0x00" after `year` was made `text`).
+#[test]
+fn a_column_altered_by_hand_is_found_before_any_file_fails() {
+    let server = serve_songs(2, 3, Conditions::default());
+    let db = fresh_db();
+    prepare_database(&db).unwrap();
+    let mut admin = connect(&db);
+    admin
+        .batch_execute(
+            "ALTER TABLE songs ALTER COLUMN year TYPE text; ALTER TABLE apps DROP COLUMN genre",
+        )
+        .unwrap();
+    let err = match run_pass(
+        &config(&server.base_url(), &db),
+        Model::Async.ingestor().as_ref(),
+    ) {
+        Ok(s) => panic!("the pass went on: {s:?}"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert_eq!(
+        err,
+        "the tables were altered after the migrations made them (songs.year is text, not int4, apps.genre is gone): every file would be refused; restore the columns, or load into a database of its own"
+    );
+    assert_eq!(count(&mut admin, "SELECT count(*) FROM processed_files"), 0);
+}

@@ -41,6 +41,41 @@ pub enum Column {
     Jsonb,
 }
 
+impl Column {
+    /// The type PostgreSQL names (`information_schema.columns.udt_name`)
+    /// that a column sent as this must have.
+    pub fn udt_name(self) -> &'static str {
+        match self {
+            Column::Text => "text",
+            Column::Int4 => "int4",
+            Column::Int8 => "int8",
+            Column::Float8 => "float8",
+            Column::Bool => "bool",
+            Column::Date => "date",
+            Column::Jsonb => "jsonb",
+        }
+    }
+}
+
+/// Every column the COPY statements write, as (table, column, type): what
+/// a table must still have, whatever was done to it by hand, for the
+/// binary rows to be taken. Read from the statements themselves, so the
+/// list cannot drift from what is sent.
+pub fn written_columns() -> Vec<(&'static str, &'static str, &'static str)> {
+    [SONGS, MOVIES, APPS, REJECTED]
+        .into_iter()
+        .flat_map(|sql| {
+            let rest = sql.strip_prefix("COPY ").unwrap_or(sql);
+            let (table, rest) = rest.split_once(" (").unwrap_or((rest, ""));
+            let names = rest.split_once(')').map_or("", |(names, _)| names);
+            names
+                .split(", ")
+                .zip(columns(sql).unwrap_or(&[]))
+                .map(move |(name, ty)| (table, name, ty.udt_name()))
+        })
+        .collect()
+}
+
 /// The columns of each COPY statement, in order.
 pub fn columns(sql: &str) -> Option<&'static [Column]> {
     use Column::*;
@@ -461,6 +496,15 @@ fn escaped_text(v: &[u8]) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_written_column_has_its_type() {
+        let cols = written_columns();
+        assert_eq!(cols.len(), 5 + 7 + 7 + 4);
+        assert!(cols.contains(&("songs", "year", "int4")));
+        assert!(cols.contains(&("movies", "release_date", "date")));
+        assert!(cols.contains(&("rejected_records", "raw", "jsonb")));
+    }
 
     #[test]
     fn header_is_the_binary_signature() {

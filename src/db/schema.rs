@@ -15,6 +15,38 @@ const MIGRATION_LOCK: i64 = 0x6275_636b_6574; // "bucket"
 pub const HISTORY_QUERY: &str =
     "SELECT version, name, checksum FROM refinery_schema_history ORDER BY version";
 
+/// The columns of the tables the loads write, as the database has them
+/// now (table, column, type), for [`altered_columns`].
+pub const COLUMNS_QUERY: &str = "SELECT table_name::text, column_name::text, udt_name::text \
+     FROM information_schema.columns WHERE table_schema = current_schema() \
+     AND table_name IN ('songs', 'movies', 'apps', 'rejected_records')";
+
+/// What was altered by hand in a migrated database, in one line, when a
+/// column the loads write is gone or has another type: every file would
+/// otherwise be refused, one by one and for good, and the binary rows
+/// blamed (`year` made `text` read as "invalid byte sequence … 0x00").
+/// `found` is [`COLUMNS_QUERY`]'s rows.
+pub fn altered_columns(found: &[(String, String, String)]) -> Option<String> {
+    let problems: Vec<String> = crate::db::copy::written_columns()
+        .into_iter()
+        .filter_map(|(table, column, udt)| {
+            match found.iter().find(|(t, c, _)| t == table && c == column) {
+                None => Some(format!("{table}.{column} is gone")),
+                Some((_, _, had)) if had != udt => {
+                    Some(format!("{table}.{column} is {had}, not {udt}"))
+                }
+                Some(_) => None,
+            }
+        })
+        .collect();
+    (!problems.is_empty()).then(|| {
+        format!(
+            "the tables were altered after the migrations made them ({}): every file would be refused; restore the columns, or load into a database of its own",
+            problems.join(", ")
+        )
+    })
+}
+
 /// Whether `applied` (the rows of [`HISTORY_QUERY`]: version, name,
 /// checksum) is exactly the embedded migrations, each as written: then a
 /// pass has nothing to migrate, and needs neither the migration lock nor
