@@ -226,6 +226,14 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The busy-machine warning, when the load before the comparison began
+    /// calls for one: said before the runs and kept in `summary.md`.
+    pub fn busy(&self) -> Option<String> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.load_at_start
+            .and_then(|load| export::busy_warning(load, cores))
+    }
+
     pub fn from_args(mut args: CompareArgs) -> anyhow::Result<Plan> {
         // On by default: they are what explains the models' times. A matrix
         // would run them once per write strategy, so there they are opt-in.
@@ -737,16 +745,13 @@ pub fn export(
     let first_byte_csv =
         super::firstbyte::write_csv(&out.join("first_byte.csv"), runs, layout.matrix)?;
     let (cores, memory_gib, cpu_model, os) = export::machine();
-    let busy = plan
-        .load_at_start
-        .and_then(|l| export::busy_warning(l, cores));
     write_summary_md(
         out,
         layout,
         runs,
         summaries,
         &bench.subtitle,
-        busy.as_deref(),
+        plan.busy().as_deref(),
     )?;
     let env = Environment {
         bucketbench_version: env!("CARGO_PKG_VERSION"),
@@ -955,11 +960,7 @@ pub fn run_plan(plan: &Plan) -> anyhow::Result<bool> {
     if let Some(w) = Build::current().warning() {
         crate::esay!("{}", terminal::wrap(&w));
     }
-    let cores = export::machine().0;
-    if let Some(w) = plan
-        .load_at_start
-        .and_then(|l| export::busy_warning(l, cores))
-    {
+    if let Some(w) = plan.busy() {
         crate::esay!("{}", terminal::wrap(&w));
     }
     let mut bench = Bench::start(plan)?;

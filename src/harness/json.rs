@@ -452,18 +452,15 @@ pub fn verdict(summaries: &[ModelSummary], reference: Option<Label>) -> Option<V
         (*fastest, *base)
     };
     let x = stats::speedup(&slow.stats, &fast.stats);
+    let tie = tie(&contenders);
     Some(Verdict {
         fastest: fast.label.to_string(),
         than: slow.label.to_string(),
         ratio: x.ratio,
         error: x.error,
         text: x.sentence(&fast.label.to_string(), &slow.label.to_string(), 2),
-        within_noise: within_noise(&contenders),
-        tied_with: within_noise(&contenders).and_then(|_| {
-            let mut by_median: Vec<&&ModelSummary> = contenders.iter().collect();
-            by_median.sort_by(|a, b| a.stats.median.total_cmp(&b.stats.median));
-            Some(by_median.get(1)?.label.to_string())
-        }),
+        within_noise: tie.as_ref().map(|t| t.0.clone()),
+        tied_with: tie.map(|t| t.1.to_string()),
     })
 }
 
@@ -473,6 +470,11 @@ pub fn verdict(summaries: &[ModelSummary], reference: Option<Label>) -> Option<V
 /// The errors treat the models' runs as independent; with paired draws
 /// they are correlated, so this errs towards calling a tie.
 pub fn within_noise(contenders: &[&ModelSummary]) -> Option<String> {
+    tie(contenders).map(|t| t.0)
+}
+
+/// [`within_noise`]'s sentence, and the runner-up the fastest ties with.
+fn tie(contenders: &[&ModelSummary]) -> Option<(String, Label)> {
     let mut by_median: Vec<&&ModelSummary> = contenders.iter().collect();
     by_median.sort_by(|a, b| a.stats.median.total_cmp(&b.stats.median));
     let [first, second, ..] = by_median[..] else {
@@ -485,16 +487,18 @@ pub fn within_noise(contenders: &[&ModelSummary]) -> Option<String> {
     if !x.has_error() {
         // One run a side: no spread to judge by, only equal times.
         return equal.then(|| {
-            format!(
+            let line = format!(
                 "{} and {} took the same time: {sentence}, and one run each cannot order them",
                 first.label, second.label
-            )
+            );
+            (line, second.label)
         });
     }
     (x.ratio - x.error <= 1.0 || equal).then(|| {
-        format!(
+        let line = format!(
             "{} and {} are within each other's noise: {sentence}, and the spread allows either order",
             first.label, second.label,
-        )
+        );
+        (line, second.label)
     })
 }
