@@ -34,7 +34,7 @@ fn models_end_to_end(c: &mut Criterion) {
         database_url: url.clone(),
         client: ClientConfig::default(),
         knobs: Knobs::default(),
-        progress: false,
+        progress: Default::default(),
     };
     let mut group = c.benchmark_group("models_small_20ms");
     group.throughput(Throughput::Elements(bucket.expected().rows()));

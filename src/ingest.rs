@@ -148,7 +148,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         database_url,
         client: cfg_client,
         knobs: args.knobs.knobs(),
-        progress: !args.json && chatty(&args) && std::io::stderr().is_terminal(),
+        progress: crate::pass::Progress::for_stderr(!args.json && chatty(&args)),
     };
     let mut opts = PassOptions {
         retry_failed: args.retry_failed,

@@ -17,7 +17,7 @@ use crate::bucket::sync_client::SyncClient;
 use crate::bucket::{BucketLocation, ClientConfig, NetStats, ObjectRef};
 use crate::db::{self, ledger, schema, sync_writer};
 use crate::models::{Ingestor, Job, Knobs};
-use crate::report::{KeyReason, PassSummary, Tally};
+use crate::report::{KeyReason, PassSummary, Shown, Tally};
 
 /// What a pass runs against.
 #[derive(Debug, Clone)]
@@ -26,8 +26,32 @@ pub struct PassConfig {
     pub database_url: String,
     pub client: ClientConfig,
     pub knobs: Knobs,
-    /// Show a progress bar (only on a terminal).
-    pub progress: bool,
+    /// How the pass shows its progress.
+    pub progress: Progress,
+}
+
+/// How a pass shows its progress as it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Progress {
+    /// Nothing: `--json`, `-q`, and `compare`'s workers, whose harness
+    /// shows its own.
+    #[default]
+    Off,
+    /// A bar redrawn in place, for a terminal.
+    Bar,
+    /// A line every ten seconds, for a log file or a pipe.
+    Lines,
+}
+
+impl Progress {
+    /// A bar on a terminal, lines elsewhere, nothing when `wanted` is false.
+    pub fn for_stderr(wanted: bool) -> Progress {
+        match (wanted, std::io::IsTerminal::is_terminal(&std::io::stderr())) {
+            (false, _) => Progress::Off,
+            (true, true) => Progress::Bar,
+            (true, false) => Progress::Lines,
+        }
+    }
 }
 
 /// Connects and applies migrations: the first thing every pass does, so a
@@ -115,15 +139,10 @@ fn schema_is_current(pg: &mut sync_writer::Connection) -> anyhow::Result<bool> {
             ),
         )
         .await?;
-        let applied = history
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-            .collect::<Result<Vec<(i32, String, String)>, tokio_postgres::Error>>()?;
-        let columns = columns
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-            .collect::<Result<Vec<(String, String, String)>, tokio_postgres::Error>>()?;
-        Ok::<_, anyhow::Error>((applied, columns))
+        Ok::<_, anyhow::Error>((
+            triples::<i32, String, String>(&history)?,
+            triples::<String, String, String>(&columns)?,
+        ))
     });
     match read {
         Ok((applied, columns)) => match schema::too_new(&applied) {
@@ -142,6 +161,19 @@ fn schema_is_current(pg: &mut sync_writer::Connection) -> anyhow::Result<bool> {
             Ok(false)
         }
     }
+}
+
+/// Each row's first three columns, typed: both queries of the schema check
+/// answer in threes.
+fn triples<A, B, C>(rows: &[tokio_postgres::Row]) -> Result<Vec<(A, B, C)>, tokio_postgres::Error>
+where
+    A: for<'a> tokio_postgres::types::FromSql<'a>,
+    B: for<'a> tokio_postgres::types::FromSql<'a>,
+    C: for<'a> tokio_postgres::types::FromSql<'a>,
+{
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect()
 }
 
 /// Runs `work` (a listing page's ledger bookkeeping) on the pass's own
@@ -259,8 +291,13 @@ pub fn run_pass_with(
         model: model.name().to_string(),
         ..Default::default()
     };
-    let bar = cfg.progress.then(|| progress_bar(model.name()));
-    let tally = Tally::new(summary, bar);
+    let listed_all = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let shown = match cfg.progress {
+        Progress::Off => Shown::Nothing,
+        Progress::Bar => Shown::Bar(progress_bar(model.name(), listed_all.clone())),
+        Progress::Lines => Shown::lines(model.name()),
+    };
+    let tally = Tally::new(summary, shown, listed_all);
     let (tx, todo) = tokio::sync::mpsc::channel::<ObjectRef>(2 * PAGE);
     let job = Job {
         bucket: &cfg.bucket,
@@ -328,6 +365,7 @@ pub fn run_pass_with(
                 }
                 Ok(())
             })
+            .inspect(|()| tally.listing_ended())
         });
         let loaded = model.load(&job, todo);
         tracing::trace!("model finished");
@@ -538,15 +576,31 @@ pub fn rate(n: f64, unit: &str) -> String {
     format!("{n:.digits$} {unit}/s")
 }
 
-fn progress_bar(model: &str) -> indicatif::ProgressBar {
+/// The pass's bar; `listed_all` is set when the listing has ended, and
+/// until then the bar gives no estimate of the time left: the total it
+/// would be estimated on is only what has been listed so far.
+fn progress_bar(
+    model: &str,
+    listed_all: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> indicatif::ProgressBar {
     let style = indicatif::ProgressStyle::with_template(
-        "{prefix} [{bar:30}] {pos}/{len} files, {msg}, {files_per_sec} (ETA {eta}, {elapsed})",
+        "{prefix} [{bar:30}] {pos}/{len} files, {msg}, {files_per_sec} ({time_left}, {elapsed})",
     )
     .expect("valid template")
     .with_key(
         "files_per_sec",
         |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
             let _ = w.write_str(&rate(state.per_sec(), "files"));
+        },
+    )
+    .with_key(
+        "time_left",
+        move |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = if listed_all.load(std::sync::atomic::Ordering::Relaxed) {
+                write!(w, "ETA {:#}", indicatif::HumanDuration(state.eta()))
+            } else {
+                w.write_str("listing")
+            };
         },
     )
     .progress_chars("=> ");

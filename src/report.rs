@@ -432,18 +432,77 @@ fn more(s: &mut String, hidden: usize, noun: &str, reasons: &str) {
     }
 }
 
-/// Collects file results from any number of workers and drives the
-/// progress bar.
+/// How a pass's progress is shown as it goes.
+pub enum Shown {
+    Nothing,
+    /// Redrawn in place (stderr is a terminal).
+    Bar(indicatif::ProgressBar),
+    /// A line every [`LINE_EVERY`] (stderr is a file or a pipe: a cron
+    /// job's log, CI), where a bar draws nothing and a long pass would
+    /// otherwise say nothing until it ends.
+    Lines {
+        model: String,
+        started: std::time::Instant,
+        next: Mutex<std::time::Instant>,
+    },
+}
+
+/// How often [`Shown::Lines`] prints: a pass shorter than this prints no
+/// progress line at all, only its summary.
+pub const LINE_EVERY: Duration = Duration::from_secs(10);
+
+impl Shown {
+    pub fn lines(model: &str) -> Shown {
+        let started = std::time::Instant::now();
+        Shown::Lines {
+            model: model.to_string(),
+            started,
+            next: Mutex::new(started + LINE_EVERY),
+        }
+    }
+}
+
+/// Collects file results from any number of workers and shows the pass's
+/// progress.
 pub struct Tally {
     summary: Mutex<PassSummary>,
-    bar: Option<indicatif::ProgressBar>,
+    shown: Shown,
+    /// Keys handed to the model so far, and those it has finished with.
+    queued: std::sync::atomic::AtomicU64,
+    recorded: std::sync::atomic::AtomicU64,
+    /// Set when the listing has ended: until then the count of files to do
+    /// grows page by page, and an estimate of the time left would be a
+    /// guess on a total not yet known.
+    listed_all: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Tally {
-    pub fn new(summary: PassSummary, bar: Option<indicatif::ProgressBar>) -> Self {
+    /// `listed_all` is the flag [`Tally::listing_ended`] sets, shared
+    /// with a bar that hides its estimate until the total is known.
+    pub fn new(
+        summary: PassSummary,
+        shown: Shown,
+        listed_all: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Self {
         Tally {
             summary: Mutex::new(summary),
-            bar,
+            shown,
+            queued: Default::default(),
+            recorded: Default::default(),
+            listed_all,
+        }
+    }
+
+    /// Notes that every page has been listed: the count of files is final.
+    pub fn listing_ended(&self) {
+        self.listed_all
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn bar(&self) -> Option<&indicatif::ProgressBar> {
+        match &self.shown {
+            Shown::Bar(bar) => Some(bar),
+            _ => None,
         }
     }
 
@@ -463,7 +522,9 @@ impl Tally {
         s.already_loaded += already;
         s.failed_earlier += failed_earlier;
         s.etag_changed.extend(etag_changed);
-        if let Some(bar) = &self.bar {
+        self.queued
+            .fetch_add(new, std::sync::atomic::Ordering::Relaxed);
+        if let Some(bar) = self.bar() {
             bar.inc_length(new);
         }
     }
@@ -521,14 +582,40 @@ impl Tally {
             }),
             FileResult::NotAttempted => s.not_attempted += 1,
         }
-        if let Some(bar) = &self.bar {
-            bar.inc(1);
-            let secs = bar.elapsed().as_secs_f64().max(0.001);
-            bar.set_message(format!(
-                "{} rows, {}",
-                s.rows(),
-                crate::pass::rate(s.rows() as f64 / secs, "rows")
-            ));
+        let recorded = 1 + self
+            .recorded
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match &self.shown {
+            Shown::Nothing => {}
+            Shown::Bar(bar) => {
+                bar.inc(1);
+                let secs = bar.elapsed().as_secs_f64().max(0.001);
+                bar.set_message(format!(
+                    "{} rows, {}",
+                    s.rows(),
+                    crate::pass::rate(s.rows() as f64 / secs, "rows")
+                ));
+            }
+            Shown::Lines {
+                model,
+                started,
+                next,
+            } => {
+                let now = std::time::Instant::now();
+                let mut next = next.lock().unwrap();
+                if now >= *next {
+                    *next = now + LINE_EVERY;
+                    let line = progress_line(
+                        model,
+                        recorded,
+                        self.queued.load(std::sync::atomic::Ordering::Relaxed),
+                        self.listed_all.load(std::sync::atomic::Ordering::Relaxed),
+                        s.rows(),
+                        now - *started,
+                    );
+                    crate::esayln!("{line}");
+                }
+            }
         }
     }
 
@@ -538,13 +625,36 @@ impl Tally {
     }
 
     pub fn finish(self, elapsed: Duration) -> PassSummary {
-        if let Some(bar) = &self.bar {
+        if let Some(bar) = self.bar() {
             bar.finish_and_clear();
         }
         let mut s = self.summary.into_inner().unwrap();
         s.elapsed_secs = elapsed.as_secs_f64();
         s
     }
+}
+
+/// One line of [`Shown::Lines`]: `async: 1,234/10,000 files, 56,789 rows,
+/// 41.2 files/s, 30 s elapsed`; while the listing goes on, the count of
+/// files is the listed so far, and says so.
+fn progress_line(
+    model: &str,
+    done: u64,
+    queued: u64,
+    listed_all: bool,
+    rows: u64,
+    elapsed: Duration,
+) -> String {
+    let secs = elapsed.as_secs_f64().max(0.001);
+    format!(
+        "{model}: {}/{} files{}, {} rows, {}, {:.0} s elapsed",
+        grouped(done),
+        grouped(queued),
+        if listed_all { "" } else { " listed so far" },
+        grouped(rows),
+        crate::pass::rate(done as f64 / secs, "files"),
+        elapsed.as_secs_f64()
+    )
 }
 
 /// Writes a report to stdout ([`crate::say!`]). Every error is dropped:
@@ -637,6 +747,28 @@ pub fn clip(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_progress_line_says_when_the_count_of_files_is_not_final() {
+        let line = super::progress_line(
+            "async",
+            1234,
+            10_000,
+            true,
+            56_789,
+            std::time::Duration::from_secs(30),
+        );
+        assert_eq!(
+            line,
+            "async: 1,234/10,000 files, 56,789 rows, 41.1 files/s, 30 s elapsed"
+        );
+        let listing =
+            super::progress_line("sync", 3, 1000, false, 0, std::time::Duration::from_secs(10));
+        assert!(
+            listing.starts_with("sync: 3/1,000 files listed so far, 0 rows, 0.30 files/s"),
+            "{listing}"
+        );
+    }
 
     #[test]
     fn figures_are_grouped_by_thousands() {

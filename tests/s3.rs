@@ -124,7 +124,7 @@ fn run(loc: BucketLocation, db: &str, model: &str) -> anyhow::Result<PassSummary
             threads: 8,
             ..Knobs::default()
         },
-        progress: false,
+        progress: Default::default(),
     };
     run_pass(&cfg, model.parse::<Model>().unwrap().ingestor().as_ref())
 }

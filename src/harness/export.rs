@@ -283,7 +283,7 @@ pub fn write_summary_csv(
         "db_us_per_row",
         "limit_s",
         "binds",
-        "efficiency",
+        "limit_efficiency",
     ])?;
     let fmt =
         |v: Option<f64>, digits: usize| v.map(|v| format!("{v:.digits$}")).unwrap_or_default();

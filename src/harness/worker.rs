@@ -20,7 +20,7 @@ pub fn main() -> ! {
             database_url,
             client: args.client.config(),
             knobs: args.knobs.knobs(),
-            progress: false,
+            progress: Default::default(),
         };
         let opts = PassOptions {
             shard: match std::env::var(SHARD_ENV) {

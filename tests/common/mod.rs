@@ -79,7 +79,7 @@ pub fn config(bucket: &str, db: &str) -> PassConfig {
             threads: 4,
             ..Knobs::default()
         },
-        progress: false,
+        progress: Default::default(),
     }
 }
 
