@@ -762,8 +762,14 @@ mod tests {
             line,
             "async: 1,234/10,000 files, 56,789 rows, 41.1 files/s, 30 s elapsed"
         );
-        let listing =
-            super::progress_line("sync", 3, 1000, false, 0, std::time::Duration::from_secs(10));
+        let listing = super::progress_line(
+            "sync",
+            3,
+            1000,
+            false,
+            0,
+            std::time::Duration::from_secs(10),
+        );
         assert!(
             listing.starts_with("sync: 3/1,000 files listed so far, 0 rows, 0.30 files/s"),
             "{listing}"

@@ -315,6 +315,11 @@ fn compare_on_tiny_writes_every_output() {
     let md = std::fs::read_to_string(&md_path).unwrap();
     let title = md.lines().next().unwrap().to_string();
     std::fs::write(&md_path, format!("{title}\n\nan older layout\n")).unwrap();
+    // summary.csv likewise, in an older release's columns (the bounds are
+    // read from it, so they stay).
+    let csv_path = dir.path().join("summary.csv");
+    let csv = std::fs::read_to_string(&csv_path).unwrap();
+    std::fs::write(&csv_path, csv.replace(",limit_efficiency", ",efficiency")).unwrap();
     let replot = compare().arg("--replot").arg(dir.path()).output().unwrap();
     assert!(
         replot.status.success(),
@@ -325,6 +330,11 @@ fn compare_on_tiny_writes_every_output() {
     // title, to the last digit: runs.csv keeps every measure as measured.
     let again_md = std::fs::read_to_string(&md_path).unwrap();
     assert_eq!(again_md, md, "summary.md after --replot");
+    assert_eq!(
+        std::fs::read_to_string(&csv_path).unwrap(),
+        csv,
+        "summary.csv after --replot"
+    );
     for png in ["median_time.png", "launches.png", "throughput.png"] {
         assert_eq!(
             png_size(&dir.path().join(png)),

@@ -408,26 +408,52 @@ fn frame<'a>(path: &'a Path, caption: &str, legend: &[Entry]) -> anyhow::Result<
 
 // ---------------------------------------------------------------- colours
 
-/// A point's shape, so series stay apart where colours are close.
+/// A point's shape, so series stay apart where colours are close, or
+/// where lines coincide (`async`, `async-fetch` and `fetch-only` wait for
+/// the same draws of the network and often lie on top of one another).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Marker {
     Circle,
     Triangle,
     Square,
+    Diamond,
+    /// Hollow, so what it is drawn over still shows through.
+    Ring,
 }
 
+/// The points of a diamond around the origin, in pixels.
+const DIAMOND: [(i32, i32); 4] = [(0, -7), (7, 0), (0, 7), (-7, 0)];
+
 impl Marker {
+    /// Each model's own shape, for charts of models (not of write
+    /// strategies, which take [`series_styles`]' shapes).
+    fn of(model: Model) -> Marker {
+        match model {
+            Model::Sync | Model::LoadOnly => Marker::Circle,
+            Model::AsyncFetch => Marker::Triangle,
+            Model::Async => Marker::Square,
+            Model::Threads => Marker::Diamond,
+            Model::FetchOnly => Marker::Ring,
+            #[cfg(feature = "test-models")]
+            Model::TestDropOne => Marker::Circle,
+        }
+    }
+
     fn draw_px(self, area: &Area<'_>, at: (i32, i32), color: RGBColor) -> anyhow::Result<()> {
+        let element = EmptyElement::at(at) + self.element(color);
+        area.draw(&element).map_err(err)
+    }
+
+    /// The marker around the origin, to be placed with `EmptyElement::at`.
+    fn element<DB: DrawingBackend>(self, color: RGBColor) -> DynElement<'static, DB, (i32, i32)> {
         let fill = color.filled();
         match self {
-            Marker::Circle => area.draw(&Circle::new(at, 5, fill)),
-            Marker::Triangle => area.draw(&TriangleMarker::new(at, 7, fill)),
-            Marker::Square => area.draw(&Rectangle::new(
-                [(at.0 - 5, at.1 - 5), (at.0 + 5, at.1 + 5)],
-                fill,
-            )),
+            Marker::Circle => Circle::new((0, 0), 5, fill).into_dyn(),
+            Marker::Triangle => TriangleMarker::new((0, 0), 7, fill).into_dyn(),
+            Marker::Square => Rectangle::new([(-5, -5), (5, 5)], fill).into_dyn(),
+            Marker::Diamond => Polygon::new(DIAMOND.to_vec(), fill).into_dyn(),
+            Marker::Ring => Circle::new((0, 0), 6, color.stroke_width(2)).into_dyn(),
         }
-        .map_err(err)
     }
 }
 
@@ -482,10 +508,11 @@ pub(crate) fn series_styles(labels: &[String]) -> Vec<(RGBColor, Marker)> {
             // A label that names no model (a test's, a future one's) gets
             // a spare colour.
             let label = label.parse::<Label>().ok();
-            let (factor, marker) = match label.and_then(|l| l.write) {
-                Some(WriteStrategy::Insert) => (0.65, Marker::Square),
-                Some(WriteStrategy::Copy) => (1.45, Marker::Triangle),
-                _ => (1.0, Marker::Circle),
+            let (factor, marker) = match label.map(|l| (l.model, l.write)) {
+                Some((_, Some(WriteStrategy::Insert))) => (0.65, Marker::Square),
+                Some((_, Some(WriteStrategy::Copy))) => (1.45, Marker::Triangle),
+                Some((_, Some(WriteStrategy::Batch))) | None => (1.0, Marker::Circle),
+                Some((model, None)) => (1.0, Marker::of(model)),
             };
             let mut color = label.map(|l| shade(known_color(l.model), factor));
             while color.is_none_or(|c| used.contains(&c)) {
@@ -622,16 +649,13 @@ fn marked_line(
     chart
         .draw_series(LineSeries::new(points.to_vec(), color.stroke_width(3)))
         .map_err(err)?;
-    let fill = color.filled();
-    let pts = points.iter().copied();
-    match marker {
-        Marker::Circle => chart.draw_series(pts.map(|p| Circle::new(p, 5, fill))),
-        Marker::Triangle => chart.draw_series(pts.map(|p| TriangleMarker::new(p, 7, fill))),
-        Marker::Square => chart.draw_series(
-            pts.map(|p| EmptyElement::at(p) + Rectangle::new([(-5, -5), (5, 5)], fill)),
-        ),
-    }
-    .map_err(err)?;
+    chart
+        .draw_series(
+            points
+                .iter()
+                .map(|&p| EmptyElement::at(p) + marker.element(color)),
+        )
+        .map_err(err)?;
     Ok(())
 }
 

@@ -361,7 +361,16 @@ impl Bench {
         args.db_tls.apply();
         let mut pg = None;
         let database_url = match &args.database_url {
-            Some(u) => u.clone(),
+            Some(u) => {
+                // Said first: a DATABASE_URL exported for `ingest` is
+                // taken too, and a user who expected the throwaway
+                // server should know before minutes of runs.
+                crate::esayln!(
+                    "benchmarking against {} (--database-url or DATABASE_URL), not a throwaway server",
+                    secret::redact_url(u)
+                );
+                u.clone()
+            }
             None => {
                 let durability = if args.relaxed_durability {
                     Durability::Relaxed
@@ -988,8 +997,8 @@ fn read_environment(dir: &Path) -> Option<serde_json::Value> {
     }
 }
 
-/// `--replot DIR`: the charts, `comparison.json` and `report.html` again
-/// from what a comparison wrote; returns whether it passes
+/// `--replot DIR`: the summaries, charts, `comparison.json` and
+/// `report.html` again from what a comparison wrote; returns whether it passes
 /// `--fail-on-regression`.
 pub fn replot(dir: &Path, publish_args: &publish::PublishArgs) -> anyhow::Result<bool> {
     // A comparison's own run directory (results/runs/<run>) keeps its
@@ -1042,6 +1051,11 @@ pub fn replot(dir: &Path, publish_args: &publish::PublishArgs) -> anyhow::Result
     if let Some(w) = &busy {
         crate::esay!("{}", terminal::wrap(w));
     }
+    // summary.csv likewise: a column renamed or added since the comparison
+    // ran would otherwise stay in the old layout. The bounds it gave are
+    // written back as read.
+    export::write_summary_csv(&dir.join("summary.csv"), &summaries, layout.reference)?;
+    crate::sayln!("wrote {}", dir.join("summary.csv").display());
     write_summary_md(dir, &layout, &runs, &summaries, &subtitle, busy.as_deref())?;
     crate::sayln!("wrote {}", dir.join("summary.md").display());
     for name in draw(dir, &layout, &runs, &summaries, &subtitle) {

@@ -516,25 +516,11 @@ pub fn machine() -> (usize, f64, String, String) {
     (cores, gib, cpu, os)
 }
 
+/// The git revision the binary was built from (`build.rs`), `-dirty` when
+/// the checkout had uncommitted changes; not the directory it runs in,
+/// which may be another checkout or none.
 pub fn git_revision() -> String {
-    let rev = std::process::Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success());
-    let dirty = std::process::Command::new("git")
-        .args(["status", "--porcelain", "--untracked-files=no"])
-        .output()
-        .ok()
-        .is_some_and(|o| !o.stdout.is_empty());
-    match rev {
-        Some(o) => format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout).trim(),
-            if dirty { "-dirty" } else { "" }
-        ),
-        None => "unknown".into(),
-    }
+    env!("BUCKETBENCH_GIT_REVISION").to_string()
 }
 
 pub fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
