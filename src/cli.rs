@@ -31,21 +31,25 @@ pub struct ClientArgs {
     #[arg(long, default_value_t = 15.0, allow_negative_numbers = true, value_parser = seconds)]
     pub list_timeout: f64,
     /// Seconds any object download may take whatever its size, headers
-    /// included; larger objects get more time at --min-download-rate. A
-    /// download past its deadline is retried like a stall.
+    /// included; each byte that arrives buys more time at --min-download-rate.
+    /// A download past its deadline is retried like a stall.
     #[arg(long, default_value_t = 30.0, allow_negative_numbers = true, value_parser = seconds)]
     pub download_timeout: f64,
     /// Slowest average download rate, in KiB/s, allowed beyond
-    /// --download-timeout: an object of N KiB must arrive within
-    /// download-timeout + N / min-download-rate seconds.
+    /// --download-timeout: a download may have run download-timeout + N /
+    /// min-download-rate seconds once N KiB of it have arrived (what
+    /// arrived, not what the server announced).
     #[arg(long, default_value_t = 64.0, allow_negative_numbers = true, value_parser = positive_f64)]
     pub min_download_rate: f64,
-    /// PEM file of extra root certificates to trust (TLS is always verified).
+    /// PEM file of the root certificates to trust instead of the built-in ones, as curl's
+    /// --cacert and the AWS CLI's --ca-bundle do (TLS is always verified).
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
     /// Seconds in which every request went unanswered or was answered
-    /// with a server error (timed out, refused, reset, HTTP 5xx; any other
-    /// answer, a 404 or 403 included, resets the count) before the bucket
+    /// with a server error (timed out, refused, reset, HTTP 5xx, a body
+    /// slower than --min-download-rate; any other answer, a 404 or 403
+    /// included, resets the count; the change check's HEADs count apart,
+    /// and only against themselves) before the bucket
     /// is declared unreachable: the pass starts no more files, ends with
     /// one line and exits 1; the files it did not attempt are left for the
     /// next pass. Needs --unreachable-requests such requests too.

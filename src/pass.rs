@@ -491,35 +491,81 @@ fn judge(
 /// HEAD requests in flight at once when checking a manifest's known keys.
 const HEAD_CONCURRENCY: usize = 8;
 
+/// Failed HEADs in a row after which the change check stops for the pass:
+/// a server that refuses HEAD (405, 501) or ignores it would otherwise be
+/// asked about every loaded key, every pass, a warning each.
+const HEAD_GIVE_UP: u64 = 16;
+
 /// The current version of each key, by HEAD, a few at a time. A key whose
 /// HEAD fails or names no version is left out (taken as unchanged this
-/// pass) with a warning: a change check never fails or holds up a pass
-/// beyond the client's bounded timeouts and two attempts.
+/// pass): a change check never fails or holds up a pass beyond the
+/// client's bounded timeouts and two attempts. Its HEADs have a breaker of
+/// their own: a bucket that refuses HEAD still serves GET, so their
+/// failures must not declare it unreachable and stop the pass's new files.
+/// The failures are said in one line, not one per key.
 fn head_versions(
     client: &SyncClient,
     bucket: &BucketLocation,
     keys: &[&str],
 ) -> HashMap<String, String> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+    let checker = client.detached(crate::bucket::breaker::BreakerConfig {
+        requests: HEAD_GIVE_UP,
+        window: std::time::Duration::ZERO,
+    });
+    let next = AtomicUsize::new(0);
+    let in_a_row = AtomicU64::new(0);
+    let failed = AtomicU64::new(0);
+    let first_failure = std::sync::Mutex::new(None::<String>);
     let found = std::sync::Mutex::new(HashMap::new());
     std::thread::scope(|s| {
         for _ in 0..HEAD_CONCURRENCY.min(keys.len()) {
             s.spawn(|| {
-                // A bucket declared unreachable is not asked thousands of times more.
-                while !client.stats.breaker.is_open() {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                while !checker.stats.breaker.is_open() && in_a_row.load(Relaxed) < HEAD_GIVE_UP {
+                    let i = next.fetch_add(1, Relaxed);
                     let Some(key) = keys.get(i) else { break };
-                    match client.head_version(&bucket.head_url(key)) {
-                        Ok(Some(v)) => {
-                            found.lock().unwrap().insert(key.to_string(), v);
+                    match checker.head_version(&bucket.head_url(key)) {
+                        Ok(v) => {
+                            in_a_row.store(0, Relaxed);
+                            if let Some(v) = v {
+                                found.lock().unwrap().insert(key.to_string(), v);
+                            }
                         }
-                        Ok(None) => {}
-                        Err(e) => tracing::warn!(key, error = %e, "cannot tell whether the object changed; taken as unchanged this pass"),
+                        Err(e) => {
+                            in_a_row.fetch_add(1, Relaxed);
+                            failed.fetch_add(1, Relaxed);
+                            first_failure.lock().unwrap().get_or_insert_with(|| {
+                                format!("{}: {e}", crate::report::short_key(key))
+                            });
+                        }
                     }
                 }
             });
         }
     });
+    for (ours, theirs) in [
+        (&client.stats.requests, &checker.stats.requests),
+        (&client.stats.retries, &checker.stats.retries),
+        (&client.stats.bytes, &checker.stats.bytes),
+    ] {
+        client.stats.add(ours, NetStats::get(theirs));
+    }
+    let failed = failed.into_inner();
+    if failed > 0 {
+        let unasked = keys.len().saturating_sub(next.into_inner().min(keys.len()));
+        let stopped = if unasked > 0 {
+            format!(
+                "; the check stopped after {HEAD_GIVE_UP} failures in a row, and {unasked} more loaded keys were not asked"
+            )
+        } else {
+            String::new()
+        };
+        tracing::warn!(
+            "cannot tell whether {} changed (HEAD failed; first: {}){stopped}: taken as unchanged this pass",
+            crate::report::plural(failed, "loaded object", "loaded objects"),
+            first_failure.into_inner().unwrap().unwrap_or_default(),
+        );
+    }
     found.into_inner().unwrap()
 }
 

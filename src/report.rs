@@ -717,12 +717,20 @@ fn is_invisible(c: char) -> bool {
 /// holding a newline still yields one line, and invisible formatting
 /// characters so that a key cannot pass for another.
 pub fn short_key(key: &str) -> String {
-    let mut out = String::with_capacity(key.len().min(4 * KEY_SHOWN) + 24);
-    for (i, c) in key.chars().enumerate() {
-        if i == KEY_SHOWN {
-            out.push_str(&format!("… ({} bytes)", key.len()));
-            return out;
-        }
+    match key.char_indices().nth(KEY_SHOWN) {
+        None => printable(key),
+        Some((at, _)) => format!("{}… ({} bytes)", printable(&key[..at]), key.len()),
+    }
+}
+
+/// Text from outside (a key, a server's error message) made safe to print:
+/// control characters escaped, so that it stays one line and cannot move
+/// the cursor, clear the screen or retitle the terminal (a carriage return
+/// would let it overwrite the start of its own line), and invisible
+/// formatting characters escaped, so that it cannot pass for other text.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
         if c.is_control() {
             out.extend(c.escape_debug());
         } else if is_invisible(c) {

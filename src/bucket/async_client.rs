@@ -32,6 +32,10 @@ impl AsyncClient {
             .read_timeout(cfg.read_timeout)
             .pool_max_idle_per_host(1024)
             .https_only(cfg.https_only)
+            // reqwest sends the URL it was redirected from as a Referer,
+            // query string and all: a presigned URL's signature and session
+            // token, to whatever host the redirect names.
+            .referer(false)
             .user_agent(concat!("bucketbench/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = &cfg.ca_file {
             let pem = read_ca_file(path)?;
@@ -107,18 +111,14 @@ impl AsyncClient {
         let mut body = Vec::with_capacity(declared.unwrap_or(0).min(limit) as usize);
         loop {
             let received = body.len() as u64;
-            let deadline = started
-                + self
-                    .cfg
-                    .download_deadline(declared.unwrap_or(0).max(received));
+            let deadline = started + self.cfg.download_deadline(received);
             let chunk = match tokio::time::timeout_at(deadline, resp.chunk()).await {
                 Err(_) => {
-                    return Err(Attempt::Retry(self.cfg.too_slow(
-                        url,
-                        received,
-                        declared,
-                        started.elapsed(),
-                    )));
+                    return Err(Attempt::Lost(
+                        self.cfg
+                            .too_slow(url, received, declared, started.elapsed()),
+                        Lost::TooSlow,
+                    ));
                 }
                 Ok(c) => c.map_err(classify)?,
             };

@@ -35,6 +35,10 @@ pub enum Lost {
     /// The server answered with something that is not HTTP (a bad status
     /// line, malformed or oversized headers, a broken chunked body).
     Garbled,
+    /// The headers came, but the body arrived slower than the minimum
+    /// rate: a bucket that trickles every object serves nothing, and must
+    /// end a pass as surely as one that is silent.
+    TooSlow,
     /// The server answered, but only with 5xx: an answer that says the
     /// bucket cannot serve. A storm of them must end a pass as surely as
     /// silence, or `sync` retries each file for seconds, for hours.
@@ -46,6 +50,7 @@ impl Lost {
     fn verb(self) -> &'static str {
         match self {
             Lost::TimedOut => "timed out",
+            Lost::TooSlow => "sent their bodies slower than --min-download-rate",
             Lost::Refused => "were refused",
             Lost::Broken => "failed (reset or closed)",
             Lost::Garbled => {
@@ -152,6 +157,10 @@ pub struct Breaker {
     tripped: Condvar,
     /// Wakes async backoff sleeps when it trips.
     notify: tokio::sync::Notify,
+    /// Trips without a word: a breaker of requests whose caller reports
+    /// the outcome itself (the change check's HEADs), where "bucket
+    /// unreachable; starting no more files" would not be true.
+    quiet: bool,
 }
 
 impl Breaker {
@@ -159,6 +168,14 @@ impl Breaker {
         Breaker {
             cfg,
             ..Breaker::default()
+        }
+    }
+
+    /// A breaker that trips as [`Breaker::new`]'s does, without saying so.
+    pub fn quiet(cfg: BreakerConfig) -> Self {
+        Breaker {
+            quiet: true,
+            ..Breaker::new(cfg)
         }
     }
 
@@ -197,10 +214,12 @@ impl Breaker {
             return;
         }
         if let Some(trip) = state.0.lost(how, Instant::now(), &self.cfg) {
-            tracing::warn!(
-                "bucket unreachable: {}; starting no more files (see --unreachable-after)",
-                trip.describe()
-            );
+            if !self.quiet {
+                tracing::warn!(
+                    "bucket unreachable: {}; starting no more files (see --unreachable-after)",
+                    trip.describe()
+                );
+            }
             state.1 = Some(trip);
             self.open.store(true, Ordering::Release);
             drop(state);

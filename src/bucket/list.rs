@@ -9,7 +9,7 @@ use rusty_s3::actions::ListObjectsV2;
 
 use super::location::{BucketLocation, S3Bucket, shown};
 use super::manifest::{Manifest, RefusedKey, key_fault, parse_manifest};
-use super::sync_client::{RawResponse, SyncClient};
+use super::sync_client::{RawResponse, Redirects, SyncClient};
 use super::{FetchError, ObjectRef};
 
 /// Keyless pages in a row after which a listing that still asks for more
@@ -67,13 +67,24 @@ pub fn list(
     }
 }
 
+/// S3 answers with its errors, redirects included; a manifest on a plain
+/// web server may be behind a redirect.
+fn redirects_of(loc: &BucketLocation) -> Redirects {
+    match loc {
+        BucketLocation::S3(_) => Redirects::Answer,
+        _ => Redirects::Follow,
+    }
+}
+
 fn manifest_keys(client: &SyncClient, loc: &BucketLocation) -> anyhow::Result<Manifest> {
     let url = loc.manifest_url();
     let RawResponse {
         status,
         content_type,
         body,
-    } = client.get_raw(&url).map_err(|e| unreachable(loc, &e))?;
+    } = client
+        .get_raw(&url, redirects_of(loc))
+        .map_err(|e| unreachable(loc, &e))?;
     match (status, loc) {
         (200..=299, _) => {
             let html = content_type
@@ -134,8 +145,9 @@ fn list_objects_v2(
                 .sign(std::time::Duration::from_secs(3600))
                 .to_string()
         };
-        let RawResponse { status, body, .. } =
-            client.get_raw(&url).map_err(|e| unreachable(&loc, &e))?;
+        let RawResponse { status, body, .. } = client
+            .get_raw(&url, Redirects::Answer)
+            .map_err(|e| unreachable(&loc, &e))?;
         if !(200..300).contains(&status) {
             return Err(s3_error(b, status, &body));
         }
@@ -237,8 +249,14 @@ fn xml_tag<'a>(body: &'a str, tag: &str) -> Option<&'a str> {
 /// An S3 error answer in words, one line, with what to check.
 pub fn s3_error(b: &S3Bucket, status: u16, body: &[u8]) -> anyhow::Error {
     let body = String::from_utf8_lossy(body);
-    let code = xml_tag(&body, "Code").unwrap_or("");
-    let message = xml_tag(&body, "Message").unwrap_or("");
+    // The server's words are shown escaped and clipped: a hostile one's
+    // escape sequences or carriage return would otherwise reach the
+    // terminal live, and rewrite the line that reports it.
+    let said = |tag| {
+        crate::report::printable(&crate::report::clip(xml_tag(&body, tag).unwrap_or(""), 300))
+    };
+    let (code, message) = (said("Code"), said("Message"));
+    let code = code.as_str();
     let name = b.bucket.name();
     match (status, code) {
         (_, "NoSuchBucket") => anyhow::anyhow!("bucket {name} does not exist at {}", b.endpoint),
@@ -305,6 +323,15 @@ mod tests {
         b.credentials =
             creds.then(|| std::sync::Arc::new(rusty_s3::Credentials::new("AKIDEXAMPLE", "secret")));
         b
+    }
+
+    #[test]
+    fn s3_errors_are_shown_escaped() {
+        let hostile = b"<Error><Code>Weird\x1b[2J</Code><Message>\x1b]0;PWNED\x07\rfake: all good</Message></Error>";
+        let shown = s3_error(&bucket(true), 400, hostile).to_string();
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert!(shown.contains(r"Weird\u{1b}[2J"), "{shown}");
+        assert!(shown.contains(r"\rfake: all good"), "{shown}");
     }
 
     #[test]

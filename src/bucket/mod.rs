@@ -57,7 +57,9 @@ pub struct ClientConfig {
     /// and retried, since a per-read timeout never fires on a trickle.
     pub min_download_rate: u64,
     pub retry: RetryPolicy,
-    /// Extra PEM root certificates to trust (for a private CA).
+    /// PEM root certificates trusted instead of the built-in roots (a
+    /// private CA): the bucket, and any host it redirects to, must chain
+    /// to one of them.
     pub ca_file: Option<std::path::PathBuf>,
     /// When the bucket is declared unreachable and the pass stops.
     pub breaker: breaker::BreakerConfig,
@@ -86,17 +88,17 @@ impl Default for ClientConfig {
 }
 
 impl ClientConfig {
-    /// The total time a download of `bytes` may take, headers included:
-    /// the floor plus the size at the minimum rate. `bytes` is the declared
-    /// length or, for a body without one, what has arrived so far, so the
-    /// deadline of an unannounced body grows only as fast as the minimum
-    /// rate allows.
-    pub fn download_deadline(&self, bytes: u64) -> Duration {
+    /// How long a download may have run, headers included, once `received`
+    /// bytes of it have arrived: the floor plus those bytes at the minimum
+    /// rate. The deadline grows only with what arrives, never with what the
+    /// server announces: a `Content-Length` of 256 MiB sent a byte every
+    /// few seconds had bought over an hour an attempt.
+    pub fn download_deadline(&self, received: u64) -> Duration {
         let rate = self.min_download_rate.max(1) as f64;
         self.download_timeout
             // A hostile length (2^64 - 1) must not overflow the Duration.
             .saturating_add(
-                Duration::try_from_secs_f64(bytes as f64 / rate).unwrap_or(Duration::MAX),
+                Duration::try_from_secs_f64(received as f64 / rate).unwrap_or(Duration::MAX),
             )
     }
 
@@ -110,11 +112,10 @@ impl ClientConfig {
     ) -> String {
         let of = declared.map_or(String::new(), |n| format!(" of {n}"));
         format!(
-            "download of {} too slow: {received}{of} bytes in {:.1} s, past its {:.1} s deadline ({:.0} s plus the size at {} bytes/s; see --download-timeout, --min-download-rate)",
+            "download of {} too slow: {received}{of} bytes in {:.1} s, past its {:.1} s deadline ({:.0} s plus what arrived at {} bytes/s; see --download-timeout, --min-download-rate)",
             location::shown(url),
             elapsed.as_secs_f64(),
-            self.download_deadline(declared.unwrap_or(0).max(received))
-                .as_secs_f64(),
+            self.download_deadline(received).as_secs_f64(),
             self.download_timeout.as_secs_f64(),
             self.min_download_rate,
         )

@@ -160,6 +160,9 @@ impl<'a> Retrier<'a> {
 #[derive(Debug, Default)]
 pub(crate) struct RetryLog {
     state: std::sync::Mutex<LogState>,
+    /// Every retry at `info` only: for requests whose caller sums up
+    /// their failures in a line of its own (the change check's HEADs).
+    quiet: bool,
 }
 
 #[derive(Debug, Default)]
@@ -172,7 +175,19 @@ struct LogState {
 const RETRY_LINE_EVERY: Duration = Duration::from_secs(1);
 
 impl RetryLog {
+    /// A log that says every retry at `info` only (see `quiet`).
+    pub(crate) fn quiet() -> Self {
+        RetryLog {
+            quiet: true,
+            ..RetryLog::default()
+        }
+    }
+
     fn say(&self, line: &str, url: &str) {
+        if self.quiet {
+            tracing::info!(url, "{line}");
+            return;
+        }
         let now = std::time::Instant::now();
         let held_back = {
             let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());

@@ -11,11 +11,20 @@ use super::{ClientConfig, FetchError, Fetched, NetStats};
 
 /// One attempt's failure, classified for the retry loop.
 pub(crate) enum Attempt {
-    /// An answer worth trying again (5xx, 429, a body too slow or cut short).
+    /// An answer worth trying again (5xx, 429, a body cut short).
     Retry(String),
     /// No answer: a transport failure, retried and counted by the breaker.
     Lost(String, Lost),
     Fail(FetchError),
+}
+
+/// Whether [`SyncClient::get_raw`] follows a redirect or answers with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redirects {
+    /// A manifest may sit behind a redirect (a CDN, a moved site).
+    Follow,
+    /// S3's answers are read as they come: its 301 is an error in XML.
+    Answer,
 }
 
 /// An answer [`SyncClient::get_raw`] leaves to its caller to interpret.
@@ -101,13 +110,18 @@ impl SyncClient {
     /// `list_timeout` for its headers, with retries on transient failures
     /// only, returning any other answer's status, Content-Type and body for the caller to
     /// interpret (the listing turns S3's XML errors into words and refuses
-    /// an HTML page for a manifest).
-    pub fn get_raw(&self, url: &str) -> Result<RawResponse, FetchError> {
+    /// an HTML page for a manifest). `redirects` says whether a redirect is
+    /// followed or answered: S3 says a bucket is in another region with a
+    /// 301 that names no `Location`, which a followed redirect turns into a
+    /// protocol error retried five times, with the words lost.
+    pub fn get_raw(&self, url: &str, redirects: Redirects) -> Result<RawResponse, FetchError> {
         self.with_retries(url, true, || {
-            let mut resp = self
-                .agent
-                .get(url)
-                .config()
+            let request = self.agent.get(url).config();
+            let request = match redirects {
+                Redirects::Follow => request,
+                Redirects::Answer => request.max_redirects(0).max_redirects_will_error(false),
+            };
+            let mut resp = request
                 .timeout_recv_response(Some(self.cfg.list_timeout))
                 // ureq's per-read timeout covers the wait for headers too.
                 .timeout_per_read(Some(self.cfg.list_timeout.max(self.per_read())))
@@ -200,13 +214,10 @@ impl SyncClient {
             bytes.extend_from_slice(&buf[..n]);
             let received = bytes.len() as u64;
             let elapsed = started.elapsed();
-            if elapsed
-                > self
-                    .cfg
-                    .download_deadline(declared.unwrap_or(0).max(received))
-            {
-                return Err(Attempt::Retry(
+            if elapsed > self.cfg.download_deadline(received) {
+                return Err(Attempt::Lost(
                     self.cfg.too_slow(url, received, declared, elapsed),
+                    Lost::TooSlow,
                 ));
             }
         }
@@ -239,6 +250,26 @@ impl SyncClient {
         }
         held.shrink_to(self.budget.footprint(bytes.len() as u64));
         Ok(Fetched::Object { bytes, etag, held })
+    }
+
+    /// The same client (its connections and settings) with counters and a
+    /// breaker of its own, which `breaker` configures: for requests whose
+    /// failures must not declare the bucket unreachable for the pass (the
+    /// change check's HEADs: a server that refuses HEAD still serves GET).
+    pub fn detached(&self, breaker: super::breaker::BreakerConfig) -> SyncClient {
+        SyncClient {
+            agent: self.agent.clone(),
+            cfg: ClientConfig {
+                breaker: breaker.clone(),
+                ..self.cfg.clone()
+            },
+            stats: Arc::new(NetStats {
+                breaker: super::breaker::Breaker::quiet(breaker),
+                retry_log: super::retry::RetryLog::quiet(),
+                ..NetStats::default()
+            }),
+            budget: self.budget.clone(),
+        }
     }
 
     /// The object's current version (ETag, else Last-Modified) from a HEAD,

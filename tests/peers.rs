@@ -1,0 +1,347 @@
+//! Hostile peers on the HTTP side, each a raw HTTP/1.1 server on loopback
+//! that answers as the attack needs: a redirect to another host (which must
+//! learn nothing of the first URL), a body that trickles behind a huge
+//! announced length, a bucket that refuses HEAD, S3's wrong-region answer
+//! with no `Location`. What a user would check: what loaded, what was
+//! said, and that every wait ended.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// One request as the peer saw it: its method, path and header lines
+/// (lower-cased names).
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    path: String,
+    headers: Vec<String>,
+}
+
+/// What the peer does with a request.
+enum Reply {
+    /// A whole answer.
+    Full {
+        status: &'static str,
+        headers: Vec<String>,
+        body: Vec<u8>,
+    },
+    /// Headers announcing `declared` bytes, then a byte a second until the
+    /// client hangs up.
+    Trickle { declared: u64 },
+}
+
+fn ok(body: &[u8], etag: &str) -> Reply {
+    Reply::Full {
+        status: "200 OK",
+        headers: vec![format!("ETag: \"{etag}\"")],
+        body: body.to_vec(),
+    }
+}
+
+/// Starts a peer answering with `route`; returns its base URL and the
+/// requests it has seen.
+fn peer(route: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> (String, Arc<Mutex<Vec<Seen>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let route = Arc::new(route);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let (route, log) = (route.clone(), log.clone());
+            std::thread::spawn(move || serve_connection(stream, &*route, &log));
+        }
+    });
+    (base, seen)
+}
+
+fn serve_connection(mut stream: TcpStream, route: &dyn Fn(&Seen) -> Reply, log: &Mutex<Vec<Seen>>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    loop {
+        let mut first = String::new();
+        if reader.read_line(&mut first).map_or(true, |n| n == 0) {
+            return;
+        }
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).map_or(true, |n| n == 0) {
+                return;
+            }
+            let line = line.trim_end().to_string();
+            if line.is_empty() {
+                break;
+            }
+            headers.push(line.to_ascii_lowercase());
+        }
+        let mut words = first.split_whitespace();
+        let seen = Seen {
+            method: words.next().unwrap_or("").to_string(),
+            path: words.next().unwrap_or("/").to_string(),
+            headers,
+        };
+        log.lock().unwrap().push(seen.clone());
+        match route(&seen) {
+            Reply::Full {
+                status,
+                headers,
+                body,
+            } => {
+                let mut head = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\n", body.len());
+                for h in headers {
+                    head.push_str(&h);
+                    head.push_str("\r\n");
+                }
+                head.push_str("\r\n");
+                let body = if seen.method == "HEAD" {
+                    &[][..]
+                } else {
+                    &body
+                };
+                if stream
+                    .write_all(head.as_bytes())
+                    .and_then(|()| stream.write_all(body))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Reply::Trickle { declared } => {
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {declared}\r\n\r\n[");
+                if stream.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                while stream.write_all(b" ").is_ok() {
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                return;
+            }
+        }
+    }
+}
+
+const RECORD: &[u8] = br#"[{"type":"song","data":{"title":"Peer","year":1994}}]"#;
+
+fn name(path: &str) -> &str {
+    let path = path.split('?').next().unwrap_or(path);
+    path.rsplit('/').next().unwrap_or("")
+}
+
+/// reqwest sent the URL it was redirected from as a `Referer`, query
+/// string and all (a presigned URL's signature and session token), to the
+/// host the redirect named. No model may tell another host anything of
+/// the first URL.
+#[test]
+fn a_redirect_to_another_host_learns_nothing_of_the_first_url() {
+    let (elsewhere, seen_elsewhere) = peer(|s| ok(RECORD, &format!("e-{}", name(&s.path))));
+    let (bucket, _) = peer(move |s| match name(&s.path) {
+        "files_list.data" => ok(b"a.json\n", "m"),
+        key => Reply::Full {
+            status: "307 Temporary Redirect",
+            headers: vec![format!("Location: {elsewhere}/moved/{key}")],
+            body: Vec::new(),
+        },
+    });
+    for model in ["sync", "async-fetch", "async", "threads"] {
+        let db = fresh_db();
+        let url = format!("{bucket}/b?X-Amz-Signature=secret-sig-{model}&token=secret-token");
+        let s = pass(&url, &db, model);
+        assert_eq!(s.loaded, 1, "{model}: the redirected object loads: {s:?}");
+        let seen = seen_elsewhere.lock().unwrap().clone();
+        let told: Vec<&String> = seen
+            .iter()
+            .flat_map(|r| &r.headers)
+            .filter(|h| h.starts_with("referer") || h.contains("secret"))
+            .collect();
+        assert!(
+            told.is_empty(),
+            "{model}: the other host was told of the first URL: {told:?}"
+        );
+        assert!(
+            seen.iter().all(|r| !r.path.contains("secret")),
+            "{model}: {seen:?}"
+        );
+    }
+}
+
+/// A trickle behind a `Content-Length` of 256 MiB had bought over an hour
+/// an attempt (the deadline grew with the announced size), and a bucket
+/// trickling every object was never declared unreachable: each too-slow
+/// body counted as an answer. Only bytes received buy time now, and a
+/// streak of too-slow bodies trips the breaker like a streak of silences.
+#[test]
+fn a_trickle_behind_a_huge_content_length_is_cut_at_the_floor() {
+    let (bucket, seen) = peer(|s| match name(&s.path) {
+        "files_list.data" => ok(
+            (0..8)
+                .map(|i| format!("t{i}.json\n"))
+                .collect::<String>()
+                .as_bytes(),
+            "m",
+        ),
+        _ => Reply::Trickle {
+            declared: 268_435_455,
+        },
+    });
+    let db = fresh_db();
+    let started = Instant::now();
+    let out = ingest()
+        .args([
+            "--bucket",
+            &bucket,
+            "--database-url",
+            &db,
+            "--model",
+            "sync",
+        ])
+        .args(["--download-timeout", "2", "--attempts", "1"])
+        .args(["--unreachable-requests", "3", "--unreachable-after", "1"])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("bucket unreachable") && stderr.contains("slower than --min-download-rate"),
+        "the pass ends saying why: {stderr}"
+    );
+    // Three bodies of a byte a second, each cut about 2 s in, then the
+    // breaker: far from the hours the announced length had bought.
+    assert!(took < Duration::from_secs(60), "took {took:?}: {stderr}");
+    let gets = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.path.contains("/t"))
+        .count();
+    assert!(
+        gets < 8,
+        "the breaker stopped the pass before every key: {gets} GETs"
+    );
+    let mut c = connect(&db);
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM processed_files"),
+        0,
+        "a slow bucket fails no file: they are left for the next pass"
+    );
+}
+
+/// A server that refuses HEAD (501, as some S3-compatible stores do) made
+/// every change check fail; the failures tripped the pass's breaker, and
+/// every later pass ended "bucket unreachable" with its new files never
+/// loaded, though GET worked. The checks have a breaker of their own now,
+/// and their failures are said in one line, not one per loaded key.
+#[test]
+fn a_bucket_that_refuses_head_still_loads_its_new_files() {
+    let keys: Vec<String> = (0..40).map(|i| format!("k{i:02}.json")).collect();
+    let with_new = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let listed = {
+        let (keys, with_new) = (keys.clone(), with_new.clone());
+        move || {
+            let mut m: String = keys.iter().map(|k| format!("{k}\n")).collect();
+            if with_new.load(std::sync::atomic::Ordering::SeqCst) {
+                m.push_str("new.json\n");
+            }
+            m
+        }
+    };
+    let (bucket, _) = peer(move |s| match (s.method.as_str(), name(&s.path)) {
+        (_, "files_list.data") => ok(listed().as_bytes(), "m"),
+        ("HEAD", _) => Reply::Full {
+            status: "501 Not Implemented",
+            headers: Vec::new(),
+            body: Vec::new(),
+        },
+        (_, key) => ok(RECORD, key),
+    });
+    let db = fresh_db();
+    let run = || {
+        ingest()
+            .args([
+                "--bucket",
+                &bucket,
+                "--database-url",
+                &db,
+                "--model",
+                "async",
+            ])
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    with_new.store(true, std::sync::atomic::Ordering::SeqCst);
+    let second = run();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(second.status.success(), "the pass completes: {stderr}");
+    assert!(!stderr.contains("unreachable"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert!(stdout.contains("1 loaded"), "the new file loads: {stdout}");
+    let said: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("cannot tell whether"))
+        .collect();
+    assert_eq!(said.len(), 1, "one line for the failed checks: {stderr}");
+    assert!(
+        said[0].contains("HTTP 501") || said[0].contains("501"),
+        "{}",
+        said[0]
+    );
+    let mut c = connect(&db);
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM processed_files WHERE status = 'loaded'"
+        ),
+        41
+    );
+}
+
+/// S3 says a bucket lives in another region with a 301 that names no
+/// `Location`. Followed as a redirect, it was a protocol error retried five
+/// times and reported as "cannot reach the S3 endpoint", the region never
+/// named.
+#[test]
+fn s3s_wrong_region_answer_is_said_in_one_line_without_retries() {
+    let (endpoint, seen) = peer(|_| {
+        Reply::Full {
+        status: "301 Moved Permanently",
+        headers: vec!["Content-Type: application/xml".into()],
+        body: b"<?xml version=\"1.0\"?><Error><Code>PermanentRedirect</Code><Message>The bucket you are attempting to access must be addressed using the specified endpoint.</Message></Error>".to_vec(),
+    }
+    });
+    let db = fresh_db();
+    let out = ingest()
+        .args([
+            "--bucket",
+            "s3://far-away",
+            "--endpoint",
+            &endpoint,
+            "--database-url",
+            &db,
+        ])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_REGION", "eu-west-1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("bucket far-away is not in region eu-west-1")
+            && stderr.contains("--region"),
+        "{stderr}"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 1, "an answer is not retried");
+}
