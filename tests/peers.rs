@@ -127,6 +127,13 @@ fn serve_connection(mut stream: TcpStream, route: &dyn Fn(&Seen) -> Reply, log: 
     }
 }
 
+/// `ingest` on this bucket and database with this model.
+fn ingest_with(bucket: &str, db: &str, model: &str) -> std::process::Command {
+    let mut cmd = ingest();
+    cmd.args(["--bucket", bucket, "--database-url", db, "--model", model]);
+    cmd
+}
+
 const RECORD: &[u8] = br#"[{"type":"song","data":{"title":"Peer","year":1994}}]"#;
 
 fn name(path: &str) -> &str {
@@ -192,15 +199,7 @@ fn a_trickle_behind_a_huge_content_length_is_cut_at_the_floor() {
     });
     let db = fresh_db();
     let started = Instant::now();
-    let out = ingest()
-        .args([
-            "--bucket",
-            &bucket,
-            "--database-url",
-            &db,
-            "--model",
-            "sync",
-        ])
+    let out = ingest_with(&bucket, &db, "sync")
         .args(["--download-timeout", "2", "--attempts", "1"])
         .args(["--unreachable-requests", "3", "--unreachable-after", "1"])
         .output()
@@ -262,19 +261,7 @@ fn a_bucket_that_refuses_head_still_loads_its_new_files() {
         (_, key) => ok(RECORD, key),
     });
     let db = fresh_db();
-    let run = || {
-        ingest()
-            .args([
-                "--bucket",
-                &bucket,
-                "--database-url",
-                &db,
-                "--model",
-                "async",
-            ])
-            .output()
-            .unwrap()
-    };
+    let run = || ingest_with(&bucket, &db, "async").output().unwrap();
     let first = run();
     assert!(
         first.status.success(),
