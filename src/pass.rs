@@ -521,7 +521,12 @@ fn head_versions(
     std::thread::scope(|s| {
         for _ in 0..HEAD_CONCURRENCY.min(keys.len()) {
             s.spawn(|| {
-                while !checker.stats.breaker.is_open() && in_a_row.load(Relaxed) < HEAD_GIVE_UP {
+                // The pass's breaker too: once the bucket is declared
+                // unreachable, it is not asked about thousands of keys more.
+                while !checker.stats.breaker.is_open()
+                    && !client.stats.breaker.is_open()
+                    && in_a_row.load(Relaxed) < HEAD_GIVE_UP
+                {
                     let i = next.fetch_add(1, Relaxed);
                     let Some(key) = keys.get(i) else { break };
                     match checker.head_version(&bucket.head_url(key)) {
@@ -555,7 +560,7 @@ fn head_versions(
         let unasked = keys.len().saturating_sub(next.into_inner().min(keys.len()));
         let stopped = if unasked > 0 {
             format!(
-                "; the check stopped after {HEAD_GIVE_UP} failures in a row, and {unasked} more loaded keys were not asked"
+                "; the check stopped after repeated failures, and {unasked} more loaded keys were not asked"
             )
         } else {
             String::new()

@@ -108,15 +108,18 @@ impl AsyncClient {
             .budget
             .reserve(self.budget.footprint(declared.unwrap_or(limit).min(limit)))
             .await;
+        // The body's clock starts once its memory is granted: a file that
+        // waited its turn behind others' bodies is not a slow download.
+        let body_started = tokio::time::Instant::now();
         let mut body = Vec::with_capacity(declared.unwrap_or(0).min(limit) as usize);
         loop {
             let received = body.len() as u64;
-            let deadline = started + self.cfg.download_deadline(received);
+            let deadline = body_started + self.cfg.download_deadline(received);
             let chunk = match tokio::time::timeout_at(deadline, resp.chunk()).await {
                 Err(_) => {
                     return Err(Attempt::Lost(
                         self.cfg
-                            .too_slow(url, received, declared, started.elapsed()),
+                            .too_slow(url, received, declared, body_started.elapsed()),
                         Lost::TooSlow,
                     ));
                 }

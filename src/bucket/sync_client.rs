@@ -231,7 +231,6 @@ impl SyncClient {
     }
 
     fn try_get(&self, url: &str) -> Result<Fetched, Attempt> {
-        let started = std::time::Instant::now();
         let mut resp = self.agent.get(url).call().map_err(classify)?;
         let limit = self.cfg.max_object_bytes;
         let Some(etag) = admit(resp.status().as_u16(), resp.headers(), url, limit)? else {
@@ -244,7 +243,9 @@ impl SyncClient {
         let mut held = self
             .budget
             .reserve_blocking(self.budget.footprint(declared.unwrap_or(limit).min(limit)));
-        let bytes = self.read_body(&mut resp, url, started, declared, limit)?;
+        // The body's clock starts once its memory is granted: a file that
+        // waited its turn behind others' bodies is not a slow download.
+        let bytes = self.read_body(&mut resp, url, std::time::Instant::now(), declared, limit)?;
         if close_delimited && super::json_cut_short(&bytes) {
             return Err(Attempt::Retry(cut_short(url, bytes.len())));
         }
