@@ -34,6 +34,8 @@ enum Reply {
     /// Headers announcing `declared` bytes, then a byte a second until the
     /// client hangs up.
     Trickle { declared: u64 },
+    /// A whole body, sent at a steady `per_sec` bytes a second.
+    Paced { body: Vec<u8>, per_sec: usize },
 }
 
 fn ok(body: &[u8], etag: &str) -> Reply {
@@ -111,6 +113,18 @@ fn serve_connection(mut stream: TcpStream, route: &dyn Fn(&Seen) -> Reply, log: 
                     .is_err()
                 {
                     return;
+                }
+            }
+            Reply::Paced { body, per_sec } => {
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                if stream.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                for piece in body.chunks(per_sec / 10) {
+                    if stream.write_all(piece).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
                 }
             }
             Reply::Trickle { declared } => {
@@ -331,4 +345,45 @@ fn s3s_wrong_region_answer_is_said_in_one_line_without_retries() {
         "{stderr}"
     );
     assert_eq!(seen.lock().unwrap().len(), 1, "an answer is not retried");
+}
+
+/// Once only bytes received bought download time, a file that waited for
+/// its memory (`--max-bytes-in-flight`) longer than `--download-timeout`
+/// was cut as too slow on its first chunk, though the bucket was healthy.
+/// The clock starts when the memory is granted.
+#[test]
+fn a_file_that_waits_for_memory_is_not_a_slow_download() {
+    // Four files of 1 MB, each sent at 512 KB/s (about 2 s), with memory
+    // for one at a time: the last waits about 6 s, far past the 1 s floor.
+    let body: Vec<u8> = {
+        let record = br#"{"type":"song","data":{"title":"Paced","year":1994}},"#;
+        let mut b = b"[".to_vec();
+        while b.len() < 1_000_000 {
+            b.extend_from_slice(record);
+        }
+        b.pop();
+        b.push(b']');
+        b
+    };
+    let (bucket, _) = peer(move |s| match name(&s.path) {
+        "files_list.data" => ok(b"p0.json\np1.json\np2.json\np3.json\n", "m"),
+        _ => Reply::Paced {
+            body: body.clone(),
+            per_sec: 512 * 1024,
+        },
+    });
+    for model in ["async", "threads"] {
+        let db = fresh_db();
+        let out = ingest_with(&bucket, &db, model)
+            .args(["--max-bytes-in-flight", "4MiB", "--download-timeout", "1"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{model}: {stderr}");
+        assert!(
+            stdout.contains("4 loaded") && stdout.contains("(0 retries)"),
+            "{model}: every file loads at its first attempt: {stdout}{stderr}"
+        );
+    }
 }
