@@ -287,6 +287,7 @@ pub fn run_pass_with(
     };
     let stats = Arc::new(NetStats::new(&client));
     let lister = SyncClient::new(client.clone(), stats.clone())?;
+    let heads = HeadCheck::new(&lister);
     let summary = PassSummary {
         model: model.name().to_string(),
         ..Default::default()
@@ -326,7 +327,7 @@ pub fn run_pass_with(
                 let (seen, verdict) = reconnecting(&mut pg, |pg| {
                     let seen = sync_writer::seen_keys(pg, &keys)
                         .context("subtracting the ledger from the listing")?;
-                    let verdict = judge(pg, &lister, &cfg.bucket, &page, &seen, opts)?;
+                    let verdict = judge(pg, &lister, &heads, &cfg.bucket, &page, &seen, opts)?;
                     Ok((seen, verdict))
                 })?;
                 let asked = Some(Instant::now());
@@ -430,6 +431,7 @@ struct Verdict {
 fn judge(
     pg: &mut sync_writer::Connection,
     lister: &SyncClient,
+    heads: &HeadCheck,
     bucket: &BucketLocation,
     page: &[ObjectRef],
     seen: &HashMap<String, sync_writer::Held>,
@@ -461,7 +463,7 @@ fn judge(
             .filter(|k| seen.get(*k).is_some_and(|h| h.etag.is_some()))
             .filter(|k| !(opts.retry_failed && failed.contains(*k)))
             .collect();
-        head_versions(lister, bucket, &to_check)
+        head_versions(lister, heads, bucket, &to_check)
     };
     for o in page {
         let Some(held) = seen.get(&o.key) else {
@@ -496,25 +498,54 @@ const HEAD_CONCURRENCY: usize = 8;
 /// asked about every loaded key, every pass, a warning each.
 const HEAD_GIVE_UP: u64 = 16;
 
+/// The change check's HEADs over a whole pass: a client with a breaker of
+/// its own (a bucket that refuses HEAD still serves GET, so their failures
+/// must not declare it unreachable and stop the pass's new files), and the
+/// failures in a row, counted across listing pages, so that a store that
+/// refuses or ignores HEAD is given up on once a pass, not once a page.
+struct HeadCheck {
+    client: SyncClient,
+    in_a_row: std::sync::atomic::AtomicU64,
+}
+
+impl HeadCheck {
+    fn new(lister: &SyncClient) -> Self {
+        HeadCheck {
+            client: lister.detached(crate::bucket::breaker::BreakerConfig {
+                requests: HEAD_GIVE_UP,
+                window: std::time::Duration::ZERO,
+            }),
+            in_a_row: Default::default(),
+        }
+    }
+
+    /// Whether the check has given up for this pass.
+    fn stopped(&self) -> bool {
+        self.client.stats.breaker.is_open()
+            || self.in_a_row.load(std::sync::atomic::Ordering::Relaxed) >= HEAD_GIVE_UP
+    }
+}
+
 /// The current version of each key, by HEAD, a few at a time. A key whose
 /// HEAD fails or names no version is left out (taken as unchanged this
 /// pass): a change check never fails or holds up a pass beyond the
-/// client's bounded timeouts and two attempts. Its HEADs have a breaker of
-/// their own: a bucket that refuses HEAD still serves GET, so their
-/// failures must not declare it unreachable and stop the pass's new files.
-/// The failures are said in one line, not one per key.
+/// client's bounded timeouts and two attempts, and stops for the pass
+/// after [`HEAD_GIVE_UP`] failures in a row or when the pass's own breaker
+/// opens. The failures are said in one line, not one per key.
 fn head_versions(
     client: &SyncClient,
+    check: &HeadCheck,
     bucket: &BucketLocation,
     keys: &[&str],
 ) -> HashMap<String, String> {
     use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-    let checker = client.detached(crate::bucket::breaker::BreakerConfig {
-        requests: HEAD_GIVE_UP,
-        window: std::time::Duration::ZERO,
-    });
+    if check.stopped() {
+        // Said when it stopped; the later pages' keys are taken as unchanged.
+        return HashMap::new();
+    }
+    let counters = |s: &NetStats| [&s.requests, &s.retries, &s.bytes].map(NetStats::get);
+    let before = counters(&check.client.stats);
     let next = AtomicUsize::new(0);
-    let in_a_row = AtomicU64::new(0);
     let failed = AtomicU64::new(0);
     let first_failure = std::sync::Mutex::new(None::<String>);
     let found = std::sync::Mutex::new(HashMap::new());
@@ -523,21 +554,18 @@ fn head_versions(
             s.spawn(|| {
                 // The pass's breaker too: once the bucket is declared
                 // unreachable, it is not asked about thousands of keys more.
-                while !checker.stats.breaker.is_open()
-                    && !client.stats.breaker.is_open()
-                    && in_a_row.load(Relaxed) < HEAD_GIVE_UP
-                {
+                while !check.stopped() && !client.stats.breaker.is_open() {
                     let i = next.fetch_add(1, Relaxed);
                     let Some(key) = keys.get(i) else { break };
-                    match checker.head_version(&bucket.head_url(key)) {
+                    match check.client.head_version(&bucket.head_url(key)) {
                         Ok(v) => {
-                            in_a_row.store(0, Relaxed);
+                            check.in_a_row.store(0, Relaxed);
                             if let Some(v) = v {
                                 found.lock().unwrap().insert(key.to_string(), v);
                             }
                         }
                         Err(e) => {
-                            in_a_row.fetch_add(1, Relaxed);
+                            check.in_a_row.fetch_add(1, Relaxed);
                             failed.fetch_add(1, Relaxed);
                             first_failure.lock().unwrap().get_or_insert_with(|| {
                                 format!("{}: {e}", crate::report::short_key(key))
@@ -548,19 +576,23 @@ fn head_versions(
             });
         }
     });
-    for (ours, theirs) in [
-        (&client.stats.requests, &checker.stats.requests),
-        (&client.stats.retries, &checker.stats.retries),
-        (&client.stats.bytes, &checker.stats.bytes),
-    ] {
-        client.stats.add(ours, NetStats::get(theirs));
+    let after = counters(&check.client.stats);
+    for (ours, (b, a)) in [
+        &client.stats.requests,
+        &client.stats.retries,
+        &client.stats.bytes,
+    ]
+    .into_iter()
+    .zip(before.into_iter().zip(after))
+    {
+        client.stats.add(ours, a - b);
     }
     let failed = failed.into_inner();
     if failed > 0 {
-        let unasked = keys.len().saturating_sub(next.into_inner().min(keys.len()));
-        let stopped = if unasked > 0 {
+        let stopped = if check.stopped() {
+            let unasked = keys.len().saturating_sub(next.into_inner().min(keys.len()));
             format!(
-                "; the check stopped after repeated failures, and {unasked} more loaded keys were not asked"
+                "; the check stopped for this pass after repeated failures ({unasked} more loaded keys on this page, and those on later pages, not asked)"
             )
         } else {
             String::new()

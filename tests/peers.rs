@@ -250,10 +250,12 @@ fn a_trickle_behind_a_huge_content_length_is_cut_at_the_floor() {
 /// every change check fail; the failures tripped the pass's breaker, and
 /// every later pass ended "bucket unreachable" with its new files never
 /// loaded, though GET worked. The checks have a breaker of their own now,
-/// and their failures are said in one line, not one per loaded key.
+/// and their failures are said in one line a pass, not one per loaded key.
 #[test]
 fn a_bucket_that_refuses_head_still_loads_its_new_files() {
-    let keys: Vec<String> = (0..40).map(|i| format!("k{i:02}.json")).collect();
+    // Three listing pages of loaded keys: the check gives up once a pass,
+    // not once a page.
+    let keys: Vec<String> = (0..2500).map(|i| format!("k{i:04}.json")).collect();
     let with_new = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let listed = {
         let (keys, with_new) = (keys.clone(), with_new.clone());
@@ -305,7 +307,7 @@ fn a_bucket_that_refuses_head_still_loads_its_new_files() {
             &mut c,
             "SELECT count(*) FROM processed_files WHERE status = 'loaded'"
         ),
-        41
+        2501
     );
 }
 
