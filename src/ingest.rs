@@ -207,7 +207,7 @@ fn print_summary(summary: &crate::report::PassSummary, args: &Args) -> anyhow::R
     // Reasons quote the errors of HTTP clients, which may
     // quote a URL: the one redaction, on everything printed.
     let text = if args.json {
-        serde_json::to_string(summary)?
+        crate::report::terminal_json(summary)?
     } else if args.watch {
         summary.render_timestamped(chrono::Local::now())
     } else {

@@ -368,7 +368,21 @@ pub fn run_pass_with(
             })
             .inspect(|()| tally.listing_ended())
         });
+        // The progress lines' clock, stopped when the model ends (the
+        // sender dropped).
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        if cfg.progress == Progress::Lines {
+            let tally = &tally;
+            s.spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(crate::report::LINE_EVERY)
+                {
+                    tally.tick();
+                }
+            });
+        }
         let loaded = model.load(&job, todo);
+        drop(stop);
         tracing::trace!("model finished");
         (listing.join().expect("lister thread panicked"), loaded)
     });

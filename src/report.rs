@@ -439,11 +439,12 @@ pub enum Shown {
     Bar(indicatif::ProgressBar),
     /// A line every [`LINE_EVERY`] (stderr is a file or a pipe: a cron
     /// job's log, CI), where a bar draws nothing and a long pass would
-    /// otherwise say nothing until it ends.
+    /// otherwise say nothing until it ends. The pass's clock prints them
+    /// ([`Tally::tick`]), not the files' completions: a stalled pass is
+    /// when a log most needs them.
     Lines {
         model: String,
         started: std::time::Instant,
-        next: Mutex<std::time::Instant>,
     },
 }
 
@@ -453,11 +454,9 @@ pub const LINE_EVERY: Duration = Duration::from_secs(10);
 
 impl Shown {
     pub fn lines(model: &str) -> Shown {
-        let started = std::time::Instant::now();
         Shown::Lines {
             model: model.to_string(),
-            started,
-            next: Mutex::new(started + LINE_EVERY),
+            started: std::time::Instant::now(),
         }
     }
 }
@@ -582,8 +581,7 @@ impl Tally {
             }),
             FileResult::NotAttempted => s.not_attempted += 1,
         }
-        let recorded = 1 + self
-            .recorded
+        self.recorded
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match &self.shown {
             Shown::Nothing => {}
@@ -596,27 +594,26 @@ impl Tally {
                     crate::pass::rate(s.rows() as f64 / secs, "rows")
                 ));
             }
-            Shown::Lines {
-                model,
-                started,
-                next,
-            } => {
-                let now = std::time::Instant::now();
-                let mut next = next.lock().unwrap();
-                if now >= *next {
-                    *next = now + LINE_EVERY;
-                    let line = progress_line(
-                        model,
-                        recorded,
-                        self.queued.load(std::sync::atomic::Ordering::Relaxed),
-                        self.listed_all.load(std::sync::atomic::Ordering::Relaxed),
-                        s.rows(),
-                        now - *started,
-                    );
-                    crate::esayln!("{line}");
-                }
-            }
+            Shown::Lines { .. } => {}
         }
+    }
+
+    /// Prints a progress line now, if progress is shown as lines: the
+    /// pass calls it every [`LINE_EVERY`].
+    pub fn tick(&self) {
+        let Shown::Lines { model, started } = &self.shown else {
+            return;
+        };
+        let rows = self.summary.lock().unwrap().rows();
+        let line = progress_line(
+            model,
+            self.recorded.load(std::sync::atomic::Ordering::Relaxed),
+            self.queued.load(std::sync::atomic::Ordering::Relaxed),
+            self.listed_all.load(std::sync::atomic::Ordering::Relaxed),
+            rows,
+            started.elapsed(),
+        );
+        crate::esayln!("{line}");
     }
 
     /// Notes the time of the measured phase (see [`PassSummary::timed_secs`]).
@@ -744,6 +741,38 @@ pub fn printable(s: &str) -> String {
     out
 }
 
+/// JSON made safe for a terminal: besides what JSON itself escapes, C1
+/// controls (U+0080–U+009F: U+009B is a one-byte CSI to many terminals)
+/// and invisible formatting characters are written as `\uXXXX`. The text
+/// reads back the same; printed raw, a key could have driven the terminal
+/// or passed for another, as [`short_key`] prevents in the text output.
+pub fn terminal_json(value: &impl Serialize) -> serde_json::Result<String> {
+    struct TerminalSafe;
+    impl serde_json::ser::Formatter for TerminalSafe {
+        fn write_string_fragment<W>(&mut self, w: &mut W, fragment: &str) -> std::io::Result<()>
+        where
+            W: ?Sized + std::io::Write,
+        {
+            let mut plain = 0;
+            for (i, c) in fragment.char_indices() {
+                if c.is_control() || is_invisible(c) {
+                    w.write_all(&fragment.as_bytes()[plain..i])?;
+                    // Every such character is in the Basic Multilingual Plane.
+                    write!(w, "\\u{:04x}", u32::from(c))?;
+                    plain = i + c.len_utf8();
+                }
+            }
+            w.write_all(&fragment.as_bytes()[plain..])
+        }
+    }
+    let mut out = Vec::new();
+    value.serialize(&mut serde_json::Serializer::with_formatter(
+        &mut out,
+        TerminalSafe,
+    ))?;
+    Ok(String::from_utf8(out).expect("serde_json writes UTF-8"))
+}
+
 /// `s` cut to `max` characters, with an ellipsis when cut.
 pub fn clip(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
@@ -755,6 +784,15 @@ pub fn clip(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_for_a_terminal_escapes_c1_controls_and_invisible_characters() {
+        let key = "c\u{9b}2J\u{202e}gnp.json\tok é";
+        let json = terminal_json(&serde_json::json!({ "key": key })).unwrap();
+        assert_eq!(json, r#"{"key":"c\u009b2J\u202egnp.json\tok é"}"#);
+        let back: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(back["key"], key, "the same text when read back");
+    }
 
     #[test]
     fn a_progress_line_says_when_the_count_of_files_is_not_final() {

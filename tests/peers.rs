@@ -389,3 +389,55 @@ fn a_file_that_waits_for_memory_is_not_a_slow_download() {
         );
     }
 }
+
+/// Other 3xx answers to an S3 listing say what they are: AWS's wrong-region
+/// 301 with `x-amz-bucket-region` names the bucket's real region, and a
+/// redirect with a `Location` (a proxy moving http to https) names where it
+/// points, instead of the wrong-region advice or a bare "HTTP 302".
+#[test]
+fn s3_redirects_name_the_region_or_where_they_point() {
+    let cases: [(&str, Vec<String>, &str); 3] = [
+        (
+            "301 Moved Permanently",
+            vec!["x-amz-bucket-region: ap-south-1".into()],
+            "bucket far-away is in region ap-south-1, not eu-west-1 (set --region ap-south-1",
+        ),
+        (
+            "301 Moved Permanently",
+            vec!["Location: https://127.0.0.1:1/far-away?list-type=2".into()],
+            "with a redirect to https://127.0.0.1:1/far-away",
+        ),
+        (
+            "302 Found",
+            vec!["Location: https://elsewhere.example/far-away".into()],
+            "answered HTTP 302 with a redirect to https://elsewhere.example/far-away",
+        ),
+    ];
+    for (status, headers, said) in cases {
+        let (endpoint, seen) = peer(move |_| Reply::Full {
+            status,
+            headers: headers.clone(),
+            body: Vec::new(),
+        });
+        let db = fresh_db();
+        let out = ingest()
+            .args(["--bucket", "s3://far-away", "--endpoint", &endpoint])
+            .args(["--database-url", &db])
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env("AWS_REGION", "eu-west-1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{status}: {stderr}");
+        assert!(
+            stderr.contains(said),
+            "{status}: expected {said:?} in {stderr}"
+        );
+        assert_eq!(
+            seen.lock().unwrap().len(),
+            1,
+            "{status}: not followed, not retried"
+        );
+    }
+}

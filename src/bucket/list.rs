@@ -78,22 +78,20 @@ fn redirects_of(loc: &BucketLocation) -> Redirects {
 
 fn manifest_keys(client: &SyncClient, loc: &BucketLocation) -> anyhow::Result<Manifest> {
     let url = loc.manifest_url();
-    let RawResponse {
-        status,
-        content_type,
-        body,
-    } = client
+    let raw = client
         .get_raw(&url, redirects_of(loc))
         .map_err(|e| unreachable(loc, &e))?;
+    let (status, body) = (raw.status, &raw.body);
     match (status, loc) {
         (200..=299, _) => {
-            let html = content_type
+            let html = raw
+                .content_type
                 .as_deref()
                 .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("text/html"));
             let parsed = if html {
                 Err("it is an HTML page (Content-Type text/html), not a list of keys".to_string())
             } else {
-                parse_manifest(&body)
+                parse_manifest(body)
             };
             parsed.map_err(|why| {
                 anyhow::anyhow!(
@@ -103,7 +101,7 @@ fn manifest_keys(client: &SyncClient, loc: &BucketLocation) -> anyhow::Result<Ma
                 )
             })
         }
-        (_, BucketLocation::S3(b)) => Err(s3_error(b, status, &body)),
+        (_, BucketLocation::S3(b)) => Err(s3_answer_error(b, &raw)),
         (404, _) => bail!(
             "cannot list bucket {}: {} answered 404 (no files_list.data there: the bucket URL is the directory that holds it, such as the one `bucket serve` prints)",
             loc.describe(),
@@ -145,12 +143,13 @@ fn list_objects_v2(
                 .sign(std::time::Duration::from_secs(3600))
                 .to_string()
         };
-        let RawResponse { status, body, .. } = client
+        let raw = client
             .get_raw(&url, Redirects::Answer)
             .map_err(|e| unreachable(&loc, &e))?;
-        if !(200..300).contains(&status) {
-            return Err(s3_error(b, status, &body));
+        if !(200..300).contains(&raw.status) {
+            return Err(s3_answer_error(b, &raw));
         }
+        let body = raw.body;
         let text =
             std::str::from_utf8(&body).context("ListObjectsV2 answered with invalid UTF-8")?;
         let page = ListObjectsV2::parse_response(text).map_err(|e| {
@@ -247,6 +246,37 @@ fn xml_tag<'a>(body: &'a str, tag: &str) -> Option<&'a str> {
 }
 
 /// An S3 error answer in words, one line, with what to check.
+/// An S3 answer other than success, in words, with what its headers add:
+/// the bucket's real region (`x-amz-bucket-region`, which AWS sends with
+/// its wrong-region answers), or where a redirect points (a listing is
+/// never followed across one: S3's own errors come as 3xx too).
+fn s3_answer_error(b: &S3Bucket, raw: &RawResponse) -> anyhow::Error {
+    let said = |v: &str| crate::report::printable(&crate::report::clip(v, 100));
+    let name = b.bucket.name();
+    if let Some(region) = raw
+        .bucket_region
+        .as_deref()
+        .filter(|r| *r != b.bucket.region())
+    {
+        if matches!(raw.status, 301 | 400 | 403) {
+            let region = said(region);
+            return anyhow::anyhow!(
+                "bucket {name} is in region {region}, not {} (set --region {region} or AWS_REGION={region})",
+                b.bucket.region()
+            );
+        }
+    }
+    if let (300..=399, Some(to)) = (raw.status, raw.location.as_deref()) {
+        return anyhow::anyhow!(
+            "the S3 endpoint {} answered HTTP {} with a redirect to {}; S3 requests are not followed across redirects: give the endpoint it names with --endpoint",
+            b.endpoint,
+            raw.status,
+            said(&shown(to))
+        );
+    }
+    s3_error(b, raw.status, &raw.body)
+}
+
 pub fn s3_error(b: &S3Bucket, status: u16, body: &[u8]) -> anyhow::Error {
     let body = String::from_utf8_lossy(body);
     // The server's words are shown escaped and clipped: a hostile one's
@@ -300,7 +330,20 @@ pub fn s3_error(b: &S3Bucket, status: u16, body: &[u8]) -> anyhow::Error {
                 format!(" {code}")
             }
         ),
-        _ => anyhow::anyhow!("listing bucket {name} failed: HTTP {status} {code} {message}"),
+        _ => {
+            let words: Vec<&str> = [code, message.as_str()]
+                .into_iter()
+                .filter(|w| !w.is_empty())
+                .collect();
+            anyhow::anyhow!(
+                "listing bucket {name} failed: HTTP {status}{}",
+                if words.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {}", words.join(": "))
+                }
+            )
+        }
     }
 }
 

@@ -32,6 +32,11 @@ pub struct RawResponse {
     pub status: u16,
     pub content_type: Option<String>,
     pub body: Vec<u8>,
+    /// Where a redirect points (`Location`), when it is not followed.
+    pub location: Option<String>,
+    /// The region S3 says the bucket is in (`x-amz-bucket-region`), sent
+    /// with its wrong-region answers.
+    pub bucket_region: Option<String>,
 }
 
 /// A ureq agent with bucketbench's timeouts, TLS roots and retry policy.
@@ -146,11 +151,15 @@ impl SyncClient {
                     super::breaker::Lost::ServerError,
                 ));
             }
-            let content_type = resp
-                .headers()
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
+            let header = |name: &str| {
+                resp.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            let content_type = header("content-type");
+            let location = header("location");
+            let bucket_region = header("x-amz-bucket-region");
             let declared = declared_length(resp.headers());
             // The headers had their own, longer wait; the body's deadline
             // starts once they are in.
@@ -161,6 +170,8 @@ impl SyncClient {
                 status,
                 content_type,
                 body,
+                location,
+                bucket_region,
             })
         })
     }
