@@ -34,6 +34,9 @@ enum Reply {
     /// Headers announcing `declared` bytes, then a byte a second until the
     /// client hangs up.
     Trickle { declared: u64 },
+    /// `Content-Encoding: gzip` with no length: `prefix` at once (a gzip
+    /// stream that inflates to far more), then a byte a second.
+    GzipTrickle { prefix: Vec<u8> },
     /// A whole body, sent at a steady `per_sec` bytes a second.
     Paced { body: Vec<u8>, per_sec: usize },
 }
@@ -114,6 +117,20 @@ fn serve_connection(mut stream: TcpStream, route: &dyn Fn(&Seen) -> Reply, log: 
                 {
                     return;
                 }
+            }
+            Reply::GzipTrickle { prefix } => {
+                let head = "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nConnection: close\r\n\r\n";
+                if stream
+                    .write_all(head.as_bytes())
+                    .and_then(|()| stream.write_all(&prefix))
+                    .is_err()
+                {
+                    return;
+                }
+                while stream.write_all(b"\0").is_ok() {
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                return;
             }
             Reply::Paced { body, per_sec } => {
                 let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
@@ -438,6 +455,54 @@ fn s3_redirects_name_the_region_or_where_they_point() {
             seen.lock().unwrap().len(),
             1,
             "{status}: not followed, not retried"
+        );
+    }
+}
+
+/// The deadline counted the bytes after the HTTP library had inflated them:
+/// 20 KB of gzip that inflates to 20 MiB bought the trickle after it over
+/// five minutes an attempt (an hour with the default size limit). The
+/// clients inflate gzip themselves now, once the body is in, and the
+/// deadline counts the bytes that crossed the wire.
+#[test]
+fn a_gzip_trickle_buys_no_time_with_what_it_inflates_to() {
+    let prefix = {
+        use std::io::Write as _;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(b"[").unwrap();
+        let spaces = vec![b' '; 1 << 20];
+        for _ in 0..20 {
+            enc.write_all(&spaces).unwrap();
+        }
+        enc.flush().unwrap();
+        enc.get_ref().clone()
+    };
+    assert!(prefix.len() < 100_000, "{} bytes on the wire", prefix.len());
+    let (bucket, _) = peer(move |s| match name(&s.path) {
+        "files_list.data" => ok(b"g0.json\ng1.json\ng2.json\ng3.json\n", "m"),
+        _ => Reply::GzipTrickle {
+            prefix: prefix.clone(),
+        },
+    });
+    for model in ["sync", "async"] {
+        let db = fresh_db();
+        let started = Instant::now();
+        let out = ingest_with(&bucket, &db, model)
+            .args(["--download-timeout", "2", "--attempts", "1"])
+            .args(["--unreachable-requests", "3", "--unreachable-after", "1"])
+            .output()
+            .unwrap();
+        let took = started.elapsed();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("slower than --min-download-rate"),
+            "{model}: {stderr}"
+        );
+        // Each body cut about 2 s in (20 MiB inflated would have bought
+        // 320 s more), then the breaker.
+        assert!(
+            took < Duration::from_secs(40),
+            "{model} took {took:?}: {stderr}"
         );
     }
 }

@@ -83,7 +83,11 @@ impl AsyncClient {
     async fn try_get(&self, url: &str) -> Result<Fetched, Attempt> {
         let started = tokio::time::Instant::now();
         let ttfb = self.cfg.first_byte_timeout;
-        let mut resp = match tokio::time::timeout(ttfb, self.http.get(url).send()).await {
+        let request = self
+            .http
+            .get(url)
+            .header(reqwest::header::ACCEPT_ENCODING, "gzip");
+        let mut resp = match tokio::time::timeout(ttfb, request.send()).await {
             Err(_) => {
                 return Err(Attempt::Lost(
                     format!(
@@ -102,11 +106,15 @@ impl AsyncClient {
         };
         let declared = declared_length(resp.headers());
         let close_delimited = super::close_delimited(resp.headers());
+        let encoding = super::Encoding::of(resp.headers());
         // Held before the body is read; a body of unknown length may be as
         // large as the limit until it is in.
         let mut held = self
             .budget
-            .reserve(self.budget.footprint(declared.unwrap_or(limit).min(limit)))
+            .reserve(
+                self.budget
+                    .footprint(encoding.expected(declared).unwrap_or(limit).min(limit)),
+            )
             .await;
         // The body's clock starts once its memory is granted: a file that
         // waited its turn behind others' bodies is not a slow download.
@@ -132,6 +140,7 @@ impl AsyncClient {
             body.extend_from_slice(&chunk);
         }
         self.stats.add(&self.stats.bytes, body.len() as u64);
+        let body = encoding.decode(body, url, limit)?;
         if close_delimited && super::json_cut_short(&body) {
             return Err(Attempt::Retry(cut_short(url, body.len())));
         }

@@ -136,6 +136,75 @@ pub fn json_cut_short(body: &[u8]) -> bool {
     }
 }
 
+/// How a response's body is encoded (`Content-Encoding`). The clients
+/// decode gzip themselves, after the body is in, rather than letting the
+/// HTTP libraries do it as it streams: the download deadline must count
+/// the bytes that crossed the wire. Counted after inflating, 200 KB of
+/// gzip that inflates to 200 MiB bought the trickle after it an hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    Identity,
+    Gzip,
+    /// Anything else (deflate, br, made up): passed on as it came, so a
+    /// body nobody asked to be so encoded fails as the malformed file it is.
+    Other,
+}
+
+impl Encoding {
+    pub(crate) fn of(headers: &ureq::http::HeaderMap) -> Encoding {
+        match headers
+            .get("content-encoding")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("" | "identity") => Encoding::Identity,
+            Some("gzip" | "x-gzip") => Encoding::Gzip,
+            Some(_) => Encoding::Other,
+        }
+    }
+
+    /// The body's size to reserve memory for: what was declared, unless
+    /// it is compressed, when only the limit bounds what it inflates to.
+    pub(crate) fn expected(self, declared: Option<u64>) -> Option<u64> {
+        match self {
+            Encoding::Gzip => None,
+            _ => declared,
+        }
+    }
+
+    /// The body as the object holds it: gzip inflated to at most `limit`
+    /// bytes (a bomb is refused as too large, however small on the wire);
+    /// anything else as it came.
+    pub(crate) fn decode(
+        self,
+        body: Vec<u8>,
+        url: &str,
+        limit: u64,
+    ) -> Result<Vec<u8>, sync_client::Attempt> {
+        use std::io::Read as _;
+        if self != Encoding::Gzip {
+            return Ok(body);
+        }
+        let mut out = Vec::with_capacity(body.len().saturating_mul(4));
+        flate2::read::MultiGzDecoder::new(body.as_slice())
+            .take(limit.saturating_add(1))
+            .read_to_end(&mut out)
+            // A gzip stream cut short or garbled: the server's fault, or
+            // the network's, not the object's, so tried again.
+            .map_err(|e| {
+                sync_client::Attempt::Retry(format!(
+                    "gzip body of {} does not inflate: {e}",
+                    location::shown(url)
+                ))
+            })?;
+        if out.len() as u64 > limit {
+            return Err(sync_client::Attempt::Fail(FetchError::TooLarge { limit }));
+        }
+        Ok(out)
+    }
+}
+
 /// Whether a response's body is delimited by the connection closing: no
 /// Content-Length and no chunked transfer coding.
 pub(crate) fn close_delimited(headers: &ureq::http::HeaderMap) -> bool {

@@ -121,7 +121,11 @@ impl SyncClient {
     /// protocol error retried five times, with the words lost.
     pub fn get_raw(&self, url: &str, redirects: Redirects) -> Result<RawResponse, FetchError> {
         self.with_retries(url, true, || {
-            let request = self.agent.get(url).config();
+            let request = self
+                .agent
+                .get(url)
+                .header("accept-encoding", "gzip")
+                .config();
             let request = match redirects {
                 Redirects::Follow => request,
                 Redirects::Answer => request.max_redirects(0).max_redirects_will_error(false),
@@ -161,11 +165,13 @@ impl SyncClient {
             let location = header("location");
             let bucket_region = header("x-amz-bucket-region");
             let declared = declared_length(resp.headers());
+            let encoding = super::Encoding::of(resp.headers());
             // The headers had their own, longer wait; the body's deadline
             // starts once they are in.
             let started = std::time::Instant::now();
-            let body =
-                self.read_body(&mut resp, url, started, declared, self.cfg.max_object_bytes)?;
+            let limit = self.cfg.max_object_bytes;
+            let body = self.read_body(&mut resp, url, started, declared, limit)?;
+            let body = encoding.decode(body, url, limit)?;
             Ok(RawResponse {
                 status,
                 content_type,
@@ -242,21 +248,29 @@ impl SyncClient {
     }
 
     fn try_get(&self, url: &str) -> Result<Fetched, Attempt> {
-        let mut resp = self.agent.get(url).call().map_err(classify)?;
+        let mut resp = self
+            .agent
+            .get(url)
+            .header("accept-encoding", "gzip")
+            .call()
+            .map_err(classify)?;
         let limit = self.cfg.max_object_bytes;
         let Some(etag) = admit(resp.status().as_u16(), resp.headers(), url, limit)? else {
             return Ok(Fetched::Missing);
         };
         let declared = declared_length(resp.headers());
         let close_delimited = super::close_delimited(resp.headers());
+        let encoding = super::Encoding::of(resp.headers());
         // Held before the body is read; a body of unknown length may be as
         // large as the limit until it is in.
-        let mut held = self
-            .budget
-            .reserve_blocking(self.budget.footprint(declared.unwrap_or(limit).min(limit)));
+        let mut held = self.budget.reserve_blocking(
+            self.budget
+                .footprint(encoding.expected(declared).unwrap_or(limit).min(limit)),
+        );
         // The body's clock starts once its memory is granted: a file that
         // waited its turn behind others' bodies is not a slow download.
         let bytes = self.read_body(&mut resp, url, std::time::Instant::now(), declared, limit)?;
+        let bytes = encoding.decode(bytes, url, limit)?;
         if close_delimited && super::json_cut_short(&bytes) {
             return Err(Attempt::Retry(cut_short(url, bytes.len())));
         }
