@@ -328,6 +328,23 @@ fn a_bucket_that_refuses_head_still_loads_its_new_files() {
     );
 }
 
+/// `ingest` listing `s3://far-away` at `endpoint`, anonymously, configured
+/// for eu-west-1: its exit status and what it said.
+fn list_far_away(endpoint: &str) -> (Option<i32>, String) {
+    let out = ingest()
+        .args(["--bucket", "s3://far-away", "--endpoint", endpoint])
+        .args(["--database-url", &fresh_db()])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_REGION", "eu-west-1")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// S3 says a bucket lives in another region with a 301 that names no
 /// `Location`. Followed as a redirect, it was a protocol error retried five
 /// times and reported as "cannot reach the S3 endpoint", the region never
@@ -341,23 +358,8 @@ fn s3s_wrong_region_answer_is_said_in_one_line_without_retries() {
         body: b"<?xml version=\"1.0\"?><Error><Code>PermanentRedirect</Code><Message>The bucket you are attempting to access must be addressed using the specified endpoint.</Message></Error>".to_vec(),
     }
     });
-    let db = fresh_db();
-    let out = ingest()
-        .args([
-            "--bucket",
-            "s3://far-away",
-            "--endpoint",
-            &endpoint,
-            "--database-url",
-            &db,
-        ])
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .env("AWS_REGION", "eu-west-1")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (code, stderr) = list_far_away(&endpoint);
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains("bucket far-away is not in region eu-west-1")
             && stderr.contains("--region"),
@@ -436,17 +438,8 @@ fn s3_redirects_name_the_region_or_where_they_point() {
             headers: headers.clone(),
             body: Vec::new(),
         });
-        let db = fresh_db();
-        let out = ingest()
-            .args(["--bucket", "s3://far-away", "--endpoint", &endpoint])
-            .args(["--database-url", &db])
-            .env_remove("AWS_ACCESS_KEY_ID")
-            .env_remove("AWS_SECRET_ACCESS_KEY")
-            .env("AWS_REGION", "eu-west-1")
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{status}: {stderr}");
+        let (code, stderr) = list_far_away(&endpoint);
+        assert_eq!(code, Some(1), "{status}: {stderr}");
         assert!(
             stderr.contains(said),
             "{status}: expected {said:?} in {stderr}"
