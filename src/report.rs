@@ -699,13 +699,17 @@ const KEY_SHOWN: usize = 100;
 /// editors break a line at.
 fn is_invisible(c: char) -> bool {
     matches!(c,
-        '\u{00AD}' | '\u{061C}' | '\u{180E}'
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{180E}'
+        | '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}'
         | '\u{200B}'..='\u{200F}'
         | '\u{202A}'..='\u{202E}'
-        | '\u{2060}'..='\u{2064}'
-        | '\u{2066}'..='\u{2069}'
+        | '\u{2060}'..='\u{206F}'
         | '\u{2028}' | '\u{2029}'
-        | '\u{FEFF}')
+        | '\u{FE00}'..='\u{FE0F}'
+        | '\u{FEFF}'
+        | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{E0000}'..='\u{E007F}'
+        | '\u{E0100}'..='\u{E01EF}')
 }
 
 /// A key as an error or log line shows it: whole when short, else its first
@@ -757,8 +761,11 @@ pub fn terminal_json(value: &impl Serialize) -> serde_json::Result<String> {
             for (i, c) in fragment.char_indices() {
                 if c.is_control() || is_invisible(c) {
                     w.write_all(&fragment.as_bytes()[plain..i])?;
-                    // Every such character is in the Basic Multilingual Plane.
-                    write!(w, "\\u{:04x}", u32::from(c))?;
+                    // JSON's escapes are UTF-16 units: a surrogate pair for
+                    // the tag characters beyond the Basic Multilingual Plane.
+                    for unit in c.encode_utf16(&mut [0; 2]) {
+                        write!(w, "\\u{unit:04x}")?;
+                    }
                     plain = i + c.len_utf8();
                 }
             }
@@ -787,9 +794,12 @@ mod tests {
 
     #[test]
     fn json_for_a_terminal_escapes_c1_controls_and_invisible_characters() {
-        let key = "c\u{9b}2J\u{202e}gnp.json\tok é";
+        let key = "c\u{9b}2J\u{202e}gnp.json\tok é a\u{E0061}.json";
         let json = terminal_json(&serde_json::json!({ "key": key })).unwrap();
-        assert_eq!(json, r#"{"key":"c\u009b2J\u202egnp.json\tok é"}"#);
+        assert_eq!(
+            json,
+            r#"{"key":"c\u009b2J\u202egnp.json\tok é a\udb40\udc61.json"}"#
+        );
         let back: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(back["key"], key, "the same text when read back");
     }

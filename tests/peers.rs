@@ -499,3 +499,28 @@ fn a_gzip_trickle_buys_no_time_with_what_it_inflates_to() {
         );
     }
 }
+
+/// A server that gives the gzip version of an object an ETag of its own
+/// (Apache's `-gzip`, nginx's weak ETag) answers a HEAD without
+/// `Accept-Encoding` with the plain version's. The GET asked for gzip and
+/// the HEAD did not, so every loaded object read as changed, every pass.
+#[test]
+fn the_change_check_asks_for_the_same_version_as_the_get() {
+    let (bucket, _) = peer(|s| {
+        let gzip = s
+            .headers
+            .iter()
+            .any(|h| h.starts_with("accept-encoding:") && h.contains("gzip"));
+        match name(&s.path) {
+            "files_list.data" => ok(b"v0.json\nv1.json\n", "m"),
+            key => ok(RECORD, &format!("{key}{}", if gzip { "-gzip" } else { "" })),
+        }
+    });
+    let db = fresh_db();
+    for pass in 1..=2 {
+        let out = ingest_with(&bucket, &db, "sync").output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "pass {pass}: {stdout}");
+        assert!(!stdout.contains("changed"), "pass {pass}: {stdout}");
+    }
+}

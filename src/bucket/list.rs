@@ -253,9 +253,17 @@ fn xml_tag<'a>(body: &'a str, tag: &str) -> Option<&'a str> {
 fn s3_answer_error(b: &S3Bucket, raw: &RawResponse) -> anyhow::Error {
     let said = |v: &str| crate::report::printable(&crate::report::clip(v, 100));
     let name = b.bucket.name();
+    // Only what looks like a region is named, and put in the command it
+    // suggests: a header is the server's to fill.
+    let region_like = |r: &&str| {
+        (1..=32).contains(&r.len())
+            && r.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+    };
     if let Some(region) = raw
         .bucket_region
         .as_deref()
+        .filter(region_like)
         .filter(|r| *r != b.bucket.region())
     {
         if matches!(raw.status, 301 | 400 | 403) {

@@ -255,10 +255,23 @@ pub fn encode_key(key: &str) -> String {
 /// the access key ID, the signature and any session token of a presigned
 /// request, and without any userinfo (see [`crate::secret::redact_url`]).
 pub fn shown(url: &str) -> String {
+    // An `@` after the first `?` or `#` is a password holding a `?`
+    // (`u:p?w@host/k`) or a query holding an `@` (`?u=me@x&session=…`).
+    // The redaction below takes all before the last `@` for userinfo, so in
+    // the second case it would show the query after it: a "host" holding
+    // `=` or `&` is the query's, and then all but the scheme is hidden.
+    if let (Some(q), Some(at)) = (url.find(['?', '#']), url.rfind('@')) {
+        let after = &url[at + 1..];
+        let host = &after[..after.find(['/', '?', '#']).unwrap_or(after.len())];
+        if q < at && host.contains(['=', '&']) {
+            let scheme = url.find("://").map_or(0, |i| i + 3);
+            return format!("{}***", &url[..scheme]);
+        }
+    }
     // Redacted first: a password may hold an unescaped `?`.
     let mut r = crate::secret::redact_url(url);
     let host = r.rfind('@').map_or(0, |a| a + 1);
-    if let Some(q) = r[host..].find('?') {
+    if let Some(q) = r[host..].find(['?', '#']) {
         r.truncate(host + q);
     }
     // A line is a line: a URL of kilobytes (a long key) is cut, as keys
@@ -292,6 +305,16 @@ mod tests {
         );
         assert!(!s.contains("secret"));
         assert_eq!(shown("http://h/a.json?x=1"), "http://h/a.json");
+        assert_eq!(
+            shown("https://e.example/bk#access_token=SECRET"),
+            "https://e.example/bk"
+        );
+        let at_in_query = shown("http://h:1/bk?list-type=2&u=me@x&session=SECRET");
+        assert!(!at_in_query.contains("SECRET"), "{at_in_query}");
+        assert_eq!(
+            shown("http://user:pw@h/a.json?sig=SECRET"),
+            "http://***@h/a.json"
+        );
     }
 
     #[test]

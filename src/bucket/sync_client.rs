@@ -309,17 +309,21 @@ impl SyncClient {
         let mut retrier = super::retry::Retrier::new(&policy, &self.stats, url);
         loop {
             retrier.begin()?;
-            let attempt =
-                self.agent
-                    .head(url)
-                    .call()
-                    .map_err(classify)
-                    .and_then(|resp| {
-                        match admit(resp.status().as_u16(), resp.headers(), url, u64::MAX)? {
-                            None => Ok(None),
-                            Some(version) => Ok(version),
-                        }
-                    });
+            let attempt = self
+                .agent
+                .head(url)
+                // As the GET asked: a server that gives the gzip
+                // version its own ETag (nginx's weak one, Apache's
+                // `-gzip`) would otherwise call every object changed.
+                .header("accept-encoding", "gzip")
+                .call()
+                .map_err(classify)
+                .and_then(|resp| {
+                    match admit(resp.status().as_u16(), resp.headers(), url, u64::MAX)? {
+                        None => Ok(None),
+                        Some(version) => Ok(version),
+                    }
+                });
             match attempt {
                 Ok(v) => {
                     retrier.succeeded();
