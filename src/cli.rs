@@ -120,8 +120,10 @@ pub struct KnobArgs {
     /// insert`: body, parsed records and rows to send) before its body is
     /// read, then keeps its rows' share until it commits. A larger file
     /// still goes, alone; one without a Content-Length reserves as if it
-    /// were --max-object-bytes until it is in. Bytes, or with a unit
-    /// (512MiB, 2GiB); 0: unlimited.
+    /// were --max-object-bytes until it is in; a gzip body reserves its
+    /// size on the wire while it streams, then the size its gzip trailer
+    /// states to inflate. Bytes, or with a unit (512MiB, 2GiB); 0:
+    /// unlimited.
     #[arg(long, default_value = "512MiB", value_parser = crate::bucket::budget::parse_bytes)]
     pub max_bytes_in_flight: u64,
     /// Seconds PostgreSQL may take to answer a round trip before the
