@@ -184,6 +184,19 @@ fn paced(stream: &mut TcpStream, body: &[u8], per_sec: usize, extra: &str) -> bo
     true
 }
 
+/// `ingest` that gives up on a download 2 s in, tries each once, and calls
+/// the bucket unreachable after 3 such failures in a row: what it printed,
+/// and how long it took.
+fn impatient(bucket: &str, db: &str, model: &str) -> (std::process::Output, Duration) {
+    let started = Instant::now();
+    let out = ingest_with(bucket, db, model)
+        .args(["--download-timeout", "2", "--attempts", "1"])
+        .args(["--unreachable-requests", "3", "--unreachable-after", "1"])
+        .output()
+        .unwrap();
+    (out, started.elapsed())
+}
+
 const RECORD: &[u8] = br#"[{"type":"song","data":{"title":"Peer","year":1994}}]"#;
 
 fn name(path: &str) -> &str {
@@ -248,13 +261,7 @@ fn a_trickle_behind_a_huge_content_length_is_cut_at_the_floor() {
         },
     });
     let db = fresh_db();
-    let started = Instant::now();
-    let out = ingest_with(&bucket, &db, "sync")
-        .args(["--download-timeout", "2", "--attempts", "1"])
-        .args(["--unreachable-requests", "3", "--unreachable-after", "1"])
-        .output()
-        .unwrap();
-    let took = started.elapsed();
+    let (out, took) = impatient(&bucket, &db, "sync");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -497,14 +504,7 @@ fn a_gzip_trickle_buys_no_time_with_what_it_inflates_to() {
         },
     });
     for model in ["sync", "async"] {
-        let db = fresh_db();
-        let started = Instant::now();
-        let out = ingest_with(&bucket, &db, model)
-            .args(["--download-timeout", "2", "--attempts", "1"])
-            .args(["--unreachable-requests", "3", "--unreachable-after", "1"])
-            .output()
-            .unwrap();
-        let took = started.elapsed();
+        let (out, took) = impatient(&bucket, &fresh_db(), model);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             stderr.contains("slower than --min-download-rate"),
