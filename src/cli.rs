@@ -13,10 +13,10 @@ pub mod network;
 #[derive(Debug, Clone, clap::Args, serde::Serialize, serde::Deserialize)]
 #[command(next_help_heading = "HTTP client")]
 pub struct ClientArgs {
-    /// Largest object to download, in bytes; larger ones are refused while
-    /// streaming and recorded as failed. Also bounds the manifest and each
-    /// listing page.
-    #[arg(long, default_value_t = 256 * 1024 * 1024)]
+    /// Largest object to download, in bytes or with a unit (64MiB, 1GiB);
+    /// larger ones are refused while streaming and recorded as failed. Also
+    /// bounds the manifest and each listing page.
+    #[arg(long, default_value = "256MiB", value_parser = crate::bucket::budget::parse_bytes)]
     pub max_object_bytes: u64,
     /// Attempts per request, the first included (5xx, timeouts and resets
     /// are retried with exponential backoff and jitter).
@@ -120,10 +120,8 @@ pub struct KnobArgs {
     /// insert`: body, parsed records and rows to send) before its body is
     /// read, then keeps its rows' share until it commits. A larger file
     /// still goes, alone; one without a Content-Length reserves as if it
-    /// were --max-object-bytes until it is in; a gzip body reserves its
-    /// size on the wire while it streams, then the size its gzip trailer
-    /// states to inflate. Bytes, or with a unit (512MiB, 2GiB); 0:
-    /// unlimited.
+    /// were --max-object-bytes until it is in. Bytes, or with a unit
+    /// (512MiB, 2GiB); 0: unlimited.
     #[arg(long, default_value = "512MiB", value_parser = crate::bucket::budget::parse_bytes)]
     pub max_bytes_in_flight: u64,
     /// Seconds PostgreSQL may take to answer a round trip before the

@@ -37,8 +37,6 @@ enum Reply {
     /// `Content-Encoding: gzip` with no length: `prefix` at once (a gzip
     /// stream that inflates to far more), then a byte a second.
     GzipTrickle { prefix: Vec<u8> },
-    /// A gzip body with its length, sent at a steady `per_sec` bytes a second.
-    PacedGzip { body: Vec<u8>, per_sec: usize },
     /// A whole body, sent at a steady `per_sec` bytes a second.
     Paced { body: Vec<u8>, per_sec: usize },
 }
@@ -135,12 +133,7 @@ fn serve_connection(mut stream: TcpStream, route: &dyn Fn(&Seen) -> Reply, log: 
                 return;
             }
             Reply::Paced { body, per_sec } => {
-                if !paced(&mut stream, &body, per_sec, "") {
-                    return;
-                }
-            }
-            Reply::PacedGzip { body, per_sec } => {
-                if !paced(&mut stream, &body, per_sec, "Content-Encoding: gzip\r\n") {
+                if !paced(&mut stream, &body, per_sec) {
                     return;
                 }
             }
@@ -165,13 +158,10 @@ fn ingest_with(bucket: &str, db: &str, model: &str) -> std::process::Command {
     cmd
 }
 
-/// Sends `body` with its length and `extra` headers at `per_sec` bytes a
-/// second; false when the client hung up.
-fn paced(stream: &mut TcpStream, body: &[u8], per_sec: usize, extra: &str) -> bool {
-    let head = format!(
-        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{extra}\r\n",
-        body.len()
-    );
+/// Sends `body` with its length at `per_sec` bytes a second; false when
+/// the client hung up.
+fn paced(stream: &mut TcpStream, body: &[u8], per_sec: usize) -> bool {
+    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
     if stream.write_all(head.as_bytes()).is_err() {
         return false;
     }
@@ -542,74 +532,4 @@ fn the_change_check_asks_for_the_same_version_as_the_get() {
         assert!(out.status.success(), "pass {pass}: {stdout}");
         assert!(!stdout.contains("changed"), "pass {pass}: {stdout}");
     }
-}
-
-/// A gzip body's inflated size is unknown until it is in, and it used to
-/// reserve memory as a body of unknown size: the whole budget, so every
-/// other file waited behind a slow gzip object. It reserves its wire size
-/// while it streams now, and the size its trailer states once it is in.
-#[test]
-fn a_slow_gzip_object_holds_back_no_other_file() {
-    use std::io::Write as _;
-    let big = {
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        enc.write_all(b"[").unwrap();
-        for i in 0..20_000 {
-            if i > 0 {
-                enc.write_all(b",").unwrap();
-            }
-            write!(
-                enc,
-                r#"{{"type":"song","data":{{"title":"Gz {i}","year":1994}}}}"#
-            )
-            .unwrap();
-        }
-        enc.write_all(b"]").unwrap();
-        enc.finish().unwrap()
-    };
-    // Sent over about 8 s, while the small files could all load.
-    let per_sec = (big.len() / 8).max(1000);
-    let small: String = (0..20).map(|i| format!("s{i:02}.json\n")).collect();
-    let (bucket, _) = peer(move |s| match name(&s.path) {
-        "files_list.data" => ok(format!("big.json\n{small}").as_bytes(), "m"),
-        "big.json" => Reply::PacedGzip {
-            body: big.clone(),
-            per_sec,
-        },
-        key => ok(RECORD, key),
-    });
-    let db = fresh_db();
-    let mut child = ingest_with(&bucket, &db, "async")
-        .args(["--min-download-rate", "1"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut c = connect(&db);
-    let mut small_before_big = false;
-    while child.try_wait().unwrap().is_none() {
-        let mut loaded = |like: &str| {
-            c.query_one(
-                "SELECT count(*) FROM processed_files WHERE key LIKE $1 AND status = 'loaded'",
-                &[&like],
-            )
-            .map_or(0, |r| r.get::<_, i64>(0))
-        };
-        if loaded("s%") == 20 && loaded("big%") == 0 {
-            small_before_big = true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(child.wait().unwrap().success());
-    assert!(
-        small_before_big,
-        "the small files loaded while the gzip object was still arriving"
-    );
-    assert_eq!(
-        count(
-            &mut c,
-            "SELECT count(*) FROM processed_files WHERE status = 'loaded'"
-        ),
-        21
-    );
 }

@@ -111,7 +111,10 @@ impl AsyncClient {
         // large as the limit until it is in.
         let mut held = self
             .budget
-            .reserve(self.budget.footprint(declared.unwrap_or(limit).min(limit)))
+            .reserve(
+                self.budget
+                    .footprint(encoding.expected(declared).unwrap_or(limit).min(limit)),
+            )
             .await;
         // The body's clock starts once its memory is granted: a file that
         // waited its turn behind others' bodies is not a slow download.
@@ -137,21 +140,7 @@ impl AsyncClient {
             body.extend_from_slice(&chunk);
         }
         self.stats.add(&self.stats.bytes, body.len() as u64);
-        let body = match encoding {
-            super::Encoding::Gzip => {
-                let mut whole = None;
-                for cap in super::Encoding::gzip_caps(&body, limit) {
-                    drop(held);
-                    held = self.budget.reserve(self.budget.footprint(cap)).await;
-                    whole = super::Encoding::inflate(&body, url, cap)?;
-                    if whole.is_some() {
-                        break;
-                    }
-                }
-                whole.ok_or(Attempt::Fail(FetchError::TooLarge { limit }))?
-            }
-            _ => body,
-        };
+        let body = encoding.decode(body, url, limit)?;
         if close_delimited && super::json_cut_short(&body) {
             return Err(Attempt::Retry(cut_short(url, body.len())));
         }

@@ -164,25 +164,12 @@ impl Encoding {
         }
     }
 
-    /// The sizes to try inflating a gzip body to, each under a memory
-    /// reservation of its own, taken after the one before is given back
-    /// (the budget's rule: nothing held across a wait for more). First
-    /// what its trailer states (ISIZE, RFC 1952: the last member's size,
-    /// mod 2^32), then, if it inflates beyond that (several members, or a
-    /// trailer that lies), the limit. Reserving the limit up front, as a
-    /// body of unknown size, had every other file wait behind each gzip
-    /// body.
-    pub(crate) fn gzip_caps(body: &[u8], limit: u64) -> Vec<u64> {
-        let stated = body
-            .len()
-            .checked_sub(4)
-            .and_then(|at| body[at..].try_into().ok())
-            .map_or(limit, |isize: [u8; 4]| u64::from(u32::from_le_bytes(isize)))
-            .min(limit);
-        if stated < limit {
-            vec![stated, limit]
-        } else {
-            vec![limit]
+    /// The body's size to reserve memory for: what was declared, unless
+    /// it is compressed, when only the limit bounds what it inflates to.
+    pub(crate) fn expected(self, declared: Option<u64>) -> Option<u64> {
+        match self {
+            Encoding::Gzip => None,
+            _ => declared,
         }
     }
 
@@ -195,23 +182,13 @@ impl Encoding {
         url: &str,
         limit: u64,
     ) -> Result<Vec<u8>, sync_client::Attempt> {
+        use std::io::Read as _;
         if self != Encoding::Gzip {
             return Ok(body);
         }
-        Encoding::inflate(&body, url, limit)?
-            .ok_or(sync_client::Attempt::Fail(FetchError::TooLarge { limit }))
-    }
-
-    /// A gzip `body` inflated, if it comes to at most `cap` bytes.
-    pub(crate) fn inflate(
-        body: &[u8],
-        url: &str,
-        cap: u64,
-    ) -> Result<Option<Vec<u8>>, sync_client::Attempt> {
-        use std::io::Read as _;
-        let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(cap as usize + 1));
-        flate2::read::MultiGzDecoder::new(body)
-            .take(cap.saturating_add(1))
+        let mut out = Vec::with_capacity(body.len().saturating_mul(4));
+        flate2::read::MultiGzDecoder::new(body.as_slice())
+            .take(limit.saturating_add(1))
             .read_to_end(&mut out)
             // A gzip stream cut short or garbled: the server's fault, or
             // the network's, not the object's, so tried again.
@@ -221,7 +198,10 @@ impl Encoding {
                     location::shown(url)
                 ))
             })?;
-        Ok((out.len() as u64 <= cap).then_some(out))
+        if out.len() as u64 > limit {
+            return Err(sync_client::Attempt::Fail(FetchError::TooLarge { limit }));
+        }
+        Ok(out)
     }
 }
 

@@ -263,27 +263,14 @@ impl SyncClient {
         let encoding = super::Encoding::of(resp.headers());
         // Held before the body is read; a body of unknown length may be as
         // large as the limit until it is in.
-        let mut held = self
-            .budget
-            .reserve_blocking(self.budget.footprint(declared.unwrap_or(limit).min(limit)));
+        let mut held = self.budget.reserve_blocking(
+            self.budget
+                .footprint(encoding.expected(declared).unwrap_or(limit).min(limit)),
+        );
         // The body's clock starts once its memory is granted: a file that
         // waited its turn behind others' bodies is not a slow download.
         let bytes = self.read_body(&mut resp, url, std::time::Instant::now(), declared, limit)?;
-        let bytes = match encoding {
-            super::Encoding::Gzip => {
-                let mut whole = None;
-                for cap in super::Encoding::gzip_caps(&bytes, limit) {
-                    drop(held);
-                    held = self.budget.reserve_blocking(self.budget.footprint(cap));
-                    whole = super::Encoding::inflate(&bytes, url, cap)?;
-                    if whole.is_some() {
-                        break;
-                    }
-                }
-                whole.ok_or(Attempt::Fail(FetchError::TooLarge { limit }))?
-            }
-            _ => bytes,
-        };
+        let bytes = encoding.decode(bytes, url, limit)?;
         if close_delimited && super::json_cut_short(&bytes) {
             return Err(Attempt::Retry(cut_short(url, bytes.len())));
         }
