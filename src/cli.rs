@@ -61,6 +61,19 @@ pub struct ClientArgs {
     #[arg(long, default_value_t = 10, allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..))]
     #[serde(default = "default_unreachable_requests")]
     pub unreachable_requests: u64,
+    /// At most N byte-range requests beside an object's GET, on more
+    /// connections, for a large body that would take longer to arrive on
+    /// one connection than another request takes to answer (decided from
+    /// the body's first bytes; needs Accept-Ranges and a strong ETag, which
+    /// each part must match). 0: one GET per object. The `sync` model never
+    /// splits: it makes one request at a time.
+    #[arg(long, default_value_t = crate::bucket::parts::DEFAULT_PARTS, value_parser = clap::value_parser!(u64).range(0..=16))]
+    #[serde(default = "default_ranged_parts")]
+    pub ranged_parts: u64,
+}
+
+fn default_ranged_parts() -> u64 {
+    crate::bucket::parts::DEFAULT_PARTS
 }
 
 fn default_unreachable_after() -> f64 {
@@ -90,6 +103,7 @@ impl ClientArgs {
                 requests: self.unreachable_requests.max(1),
                 window: Duration::from_secs_f64(self.unreachable_after.max(0.001)),
             },
+            ranged_parts: self.ranged_parts,
             ..ClientConfig::default()
         }
     }

@@ -37,8 +37,16 @@ enum Reply {
     /// `Content-Encoding: gzip` with no length: `prefix` at once (a gzip
     /// stream that inflates to far more), then a byte a second.
     GzipTrickle { prefix: Vec<u8> },
-    /// A whole body, sent at a steady `per_sec` bytes a second.
-    Paced { body: Vec<u8>, per_sec: usize },
+    /// A whole body, sent at a steady `per_sec` bytes a second, with
+    /// this status and these headers besides its length.
+    Paced {
+        status: &'static str,
+        headers: Vec<String>,
+        body: Vec<u8>,
+        per_sec: usize,
+    },
+    /// No answer for a minute, then the connection closes.
+    Silent,
 }
 
 fn ok(body: &[u8], etag: &str) -> Reply {
@@ -132,10 +140,19 @@ fn serve_connection(mut stream: TcpStream, route: &dyn Fn(&Seen) -> Reply, log: 
                 }
                 return;
             }
-            Reply::Paced { body, per_sec } => {
-                if !paced(&mut stream, &body, per_sec) {
+            Reply::Paced {
+                status,
+                headers,
+                body,
+                per_sec,
+            } => {
+                if !paced(&mut stream, status, &headers, &body, per_sec) {
                     return;
                 }
+            }
+            Reply::Silent => {
+                std::thread::sleep(Duration::from_secs(60));
+                return;
             }
             Reply::Trickle { declared } => {
                 let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {declared}\r\n\r\n[");
@@ -160,8 +177,19 @@ fn ingest_with(bucket: &str, db: &str, model: &str) -> std::process::Command {
 
 /// Sends `body` with its length at `per_sec` bytes a second; false when
 /// the client hung up.
-fn paced(stream: &mut TcpStream, body: &[u8], per_sec: usize) -> bool {
-    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+fn paced(
+    stream: &mut TcpStream,
+    status: &str,
+    headers: &[String],
+    body: &[u8],
+    per_sec: usize,
+) -> bool {
+    let mut head = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\n", body.len());
+    for h in headers {
+        head.push_str(h);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
     if stream.write_all(head.as_bytes()).is_err() {
         return false;
     }
@@ -405,6 +433,8 @@ fn a_file_that_waits_for_memory_is_not_a_slow_download() {
     let (bucket, _) = peer(move |s| match name(&s.path) {
         "files_list.data" => ok(b"p0.json\np1.json\np2.json\np3.json\n", "m"),
         _ => Reply::Paced {
+            status: "200 OK",
+            headers: Vec::new(),
             body: body.clone(),
             per_sec: 512 * 1024,
         },
@@ -531,5 +561,214 @@ fn the_change_check_asks_for_the_same_version_as_the_get() {
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "pass {pass}: {stdout}");
         assert!(!stdout.contains("changed"), "pass {pass}: {stdout}");
+    }
+}
+
+/// A JSON array of songs titled `{tag}-0`, `{tag}-1`, … of at least
+/// `bytes` bytes, and how many songs it holds.
+fn songs(tag: &str, bytes: usize) -> (Vec<u8>, i64) {
+    let mut b = b"[".to_vec();
+    let mut n = 0;
+    while b.len() < bytes {
+        b.extend_from_slice(
+            format!(r#"{{"type":"song","data":{{"title":"{tag}-{n:07}","year":1994}}}},"#)
+                .as_bytes(),
+        );
+        n += 1;
+    }
+    b.pop();
+    b.push(b']');
+    (b, n)
+}
+
+/// The titles loaded, by the tag before their dash, and how many of each.
+fn titles_by_tag(db: &str) -> Vec<(String, i64)> {
+    pairs(
+        &mut connect(db),
+        "SELECT split_part(title, '-', 1), count(*) FROM songs GROUP BY 1 ORDER BY 1",
+    )
+}
+
+/// A peer that serves `body` as one object `big.json` at 256 KB/s, with
+/// `Accept-Ranges` and a strong ETag, and answers a range request as
+/// `range` says.
+fn ranged_peer(
+    body: Vec<u8>,
+    range: impl Fn(&Seen, &[u8]) -> Reply + Send + Sync + 'static,
+) -> (String, Arc<Mutex<Vec<Seen>>>) {
+    peer(move |s| match name(&s.path) {
+        "files_list.data" => ok(b"big.json\n", "m"),
+        _ if s.headers.iter().any(|h| h.starts_with("range:")) => range(s, &body),
+        _ => Reply::Paced {
+            status: "200 OK",
+            headers: vec!["Accept-Ranges: bytes".into(), "ETag: \"v1\"".into()],
+            body: body.clone(),
+            per_sec: 256 * 1024,
+        },
+    })
+}
+
+/// The `first-last` of a request's `Range: bytes=first-last`.
+fn asked_range(s: &Seen) -> (usize, usize) {
+    let h = s
+        .headers
+        .iter()
+        .find_map(|h| h.strip_prefix("range: bytes="))
+        .unwrap();
+    let (a, b) = h.split_once('-').unwrap();
+    (a.trim().parse().unwrap(), b.trim().parse().unwrap())
+}
+
+fn range_requests(seen: &Mutex<Vec<Seen>>) -> usize {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.headers.iter().any(|h| h.starts_with("range:")))
+        .count()
+}
+
+/// On a slow connection a large object's rest is fetched in byte ranges
+/// over more connections by every model with several requests in flight;
+/// `sync`, one request at a time, never sends one, nor does anyone with
+/// `--ranged-parts 0`. Whatever the split, the rows are the object's, once.
+#[test]
+fn a_large_slow_object_is_fetched_in_parts_by_the_concurrent_models_only() {
+    let (big, n) = songs("big", 1_000_000);
+    let (small, m) = songs("small", 20_000);
+    let server = serve_with(
+        store_with(
+            &[("big.json", &big), ("small.json", &small)],
+            "big.json\nsmall.json\n",
+        ),
+        bucketbench::sim::Conditions {
+            latency_ms: 20.0,
+            bandwidth_mbps: 4.0,
+            ..Default::default()
+        },
+    );
+    for (model, parts, split) in [
+        ("sync", 4, false),
+        ("async-fetch", 4, true),
+        ("async", 4, true),
+        ("threads", 4, true),
+        ("async", 0, false),
+        ("threads", 0, false),
+    ] {
+        let db = fresh_db();
+        let mut cfg = config(&server.base_url(), &db);
+        cfg.client.ranged_parts = parts;
+        let before = server.stats().requests;
+        let s = bucketbench::pass::run_pass(
+            &cfg,
+            model
+                .parse::<bucketbench::models::Model>()
+                .unwrap()
+                .ingestor()
+                .as_ref(),
+        )
+        .unwrap();
+        let sent = server.stats().requests - before;
+        assert_eq!(s.loaded, 2, "{model}: {s:?}");
+        assert_eq!(s.requests, sent, "{model}: every request counted");
+        if split {
+            assert!(
+                sent > 3,
+                "{model}: the large body came in parts ({sent} requests)"
+            );
+        } else {
+            assert_eq!(sent, 3, "{model} --ranged-parts {parts}: one GET an object");
+        }
+        assert_eq!(
+            titles_by_tag(&db),
+            vec![("big".to_string(), n), ("small".to_string(), m)],
+            "{model}: each song once"
+        );
+    }
+}
+
+/// A store that says it serves ranges but answers each with the whole
+/// object (200): nothing of it is joined, and the object loads once from
+/// its own GET.
+#[test]
+fn a_store_that_answers_ranges_whole_loads_each_object_once() {
+    let (big, n) = songs("v1", 1_000_000);
+    let (bucket, seen) = ranged_peer(big, |_, body| Reply::Paced {
+        status: "200 OK",
+        headers: vec!["ETag: \"v1\"".into()],
+        body: body.to_vec(),
+        per_sec: 256 * 1024,
+    });
+    for model in ["async", "threads"] {
+        let db = fresh_db();
+        let before = range_requests(&seen);
+        let s = pass(&bucket, &db, model);
+        assert_eq!(s.loaded, 1, "{model}: {s:?}");
+        assert!(
+            range_requests(&seen) > before,
+            "{model}: ranges were asked for"
+        );
+        assert_eq!(titles_by_tag(&db), vec![("v1".to_string(), n)], "{model}");
+    }
+}
+
+/// The object is replaced between its GET and its parts, on a store that
+/// ignores `If-Match` and answers each range from the new version, same
+/// size and all. A part of another version is never joined to the first:
+/// the rows are all the first version's, once.
+#[test]
+fn an_object_replaced_between_its_get_and_its_parts_loads_as_one_version() {
+    let (v1, n) = songs("v1", 1_000_000);
+    let (mut v2, _) = songs("v2", 1_000_000);
+    v2.resize(v1.len(), b' ');
+    let (bucket, seen) = ranged_peer(v1.clone(), move |s, _| {
+        let (first, last) = asked_range(s);
+        Reply::Paced {
+            status: "206 Partial Content",
+            headers: vec![
+                "ETag: \"v2\"".into(),
+                format!("Content-Range: bytes {first}-{last}/{}", v2.len()),
+            ],
+            body: v2[first..=last].to_vec(),
+            per_sec: 256 * 1024,
+        }
+    });
+    for model in ["async", "threads"] {
+        let db = fresh_db();
+        let before = range_requests(&seen);
+        let s = pass(&bucket, &db, model);
+        assert_eq!(s.loaded, 1, "{model}: {s:?}");
+        assert!(
+            range_requests(&seen) > before,
+            "{model}: ranges were asked for"
+        );
+        assert_eq!(titles_by_tag(&db), vec![("v1".to_string(), n)], "{model}");
+    }
+}
+
+/// Ranges that are never answered hold the object back no longer than its
+/// own GET: the first connection reads on, and the pass ends when it has
+/// the body, not when the parts give up (30 s here).
+#[test]
+fn parts_that_never_answer_hold_the_object_back_no_longer_than_its_get() {
+    let (big, n) = songs("v1", 1_000_000);
+    let (bucket, seen) = ranged_peer(big, |_, _| Reply::Silent);
+    for model in ["async", "threads"] {
+        let db = fresh_db();
+        let before = range_requests(&seen);
+        let started = Instant::now();
+        let out = ingest_with(&bucket, &db, model)
+            .args(["--first-byte-timeout", "30", "--download-timeout", "60"])
+            .output()
+            .unwrap();
+        let took = started.elapsed();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{model}: {stderr}");
+        assert!(
+            range_requests(&seen) > before,
+            "{model}: ranges were asked for"
+        );
+        // The GET alone takes about 4 s at 256 KB/s.
+        assert!(took < Duration::from_secs(15), "{model}: took {took:?}");
+        assert_eq!(titles_by_tag(&db), vec![("v1".to_string(), n)], "{model}");
     }
 }

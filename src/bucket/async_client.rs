@@ -101,9 +101,14 @@ impl AsyncClient {
         };
         let first_byte = started.elapsed();
         let limit = self.cfg.max_object_bytes;
-        let Some(etag) = admit(resp.status().as_u16(), resp.headers(), url, limit)? else {
+        let status = resp.status().as_u16();
+        let Some(etag) = admit(status, resp.headers(), url, limit)? else {
             return Ok(Fetched::Missing);
         };
+        let mut splittable = super::parts::splittable(status, resp.headers())
+            .filter(|_| self.cfg.ranged_parts > 0)
+            .zip(declared_length(resp.headers()));
+        let mut parts: Option<Parts> = None;
         let declared = declared_length(resp.headers());
         let close_delimited = super::close_delimited(resp.headers());
         let encoding = super::Encoding::of(resp.headers());
@@ -122,8 +127,55 @@ impl AsyncClient {
         let mut body = Vec::with_capacity(declared.unwrap_or(0).min(limit) as usize);
         loop {
             let received = body.len() as u64;
+            if let Some((tag, total)) = &splittable
+                && let Some(split) = super::parts::plan(
+                    self.cfg.ranged_parts,
+                    *total,
+                    received,
+                    body_started.elapsed(),
+                    first_byte,
+                )
+            {
+                tracing::trace!(
+                    url = super::location::shown(url),
+                    keep = split.keep,
+                    parts = split.parts.len(),
+                    "splitting"
+                );
+                parts = Some(self.spawn_parts(url, tag, *total, split));
+                splittable = None;
+            }
             let deadline = body_started + self.cfg.download_deadline(received);
-            let chunk = match tokio::time::timeout_at(deadline, resp.chunk()).await {
+            let next = tokio::time::timeout_at(deadline, resp.chunk());
+            // Once this connection has its share, the parts decide; it
+            // reads on meanwhile, so a part that fails or stalls costs
+            // nothing the single GET would not have taken.
+            let chunk = match parts.as_mut().filter(|p| received >= p.keep) {
+                Some(p) => tokio::select! {
+                    joined = p.join() => match joined {
+                        Ok(tails) => {
+                            body.truncate(p.keep as usize);
+                            for t in tails {
+                                body.extend_from_slice(&t);
+                            }
+                            // The rest of this connection's body is not
+                            // wanted: dropping the response closes it.
+                            break;
+                        }
+                        Err(why) => {
+                            tracing::debug!(
+                                url = super::location::shown(url),
+                                "fetching in parts abandoned, reading on: {why}"
+                            );
+                            parts = None;
+                            continue;
+                        }
+                    },
+                    c = next => c,
+                },
+                None => next.await,
+            };
+            let chunk = match chunk {
                 Err(_) => {
                     return Err(Attempt::Lost(
                         self.cfg
@@ -139,6 +191,7 @@ impl AsyncClient {
             }
             body.extend_from_slice(&chunk);
         }
+        drop(resp);
         self.stats.add(&self.stats.bytes, body.len() as u64);
         let body = encoding.decode(body, url, limit)?;
         if close_delimited && super::json_cut_short(&body) {
@@ -157,6 +210,121 @@ impl AsyncClient {
             etag,
             held,
         })
+    }
+}
+
+impl AsyncClient {
+    /// Starts one request per range of `split`, each for that part of the
+    /// version tagged `etag`.
+    fn spawn_parts(&self, url: &str, etag: &str, total: u64, split: super::parts::Split) -> Parts {
+        let tasks = split
+            .parts
+            .into_iter()
+            .map(|(first, last)| {
+                let (client, url, etag) = (self.clone(), url.to_string(), etag.to_string());
+                tokio::spawn(async move { client.get_part(&url, &etag, first, last, total).await })
+            })
+            .collect();
+        Parts {
+            keep: split.keep,
+            tasks,
+            done: Vec::new(),
+        }
+    }
+
+    /// One range of an object, under the same first-byte, download and
+    /// size limits as a whole GET; any failure is said in one line (the
+    /// caller falls back on the body it is still reading, so it is never
+    /// retried here).
+    async fn get_part(
+        &self,
+        url: &str,
+        etag: &str,
+        first: u64,
+        last: u64,
+        total: u64,
+    ) -> Result<Vec<u8>, String> {
+        self.stats.add(&self.stats.requests, 1);
+        let started = tokio::time::Instant::now();
+        let request = self
+            .http
+            .get(url)
+            .header(reqwest::header::RANGE, format!("bytes={first}-{last}"))
+            .header(reqwest::header::IF_MATCH, etag);
+        let ttfb = self.cfg.first_byte_timeout;
+        let mut resp = tokio::time::timeout(ttfb, request.send())
+            .await
+            .map_err(|_| format!("no answer within {ttfb:?}"))?
+            .map_err(|e| crate::error::chain(&e.without_url()))?;
+        super::parts::check_part(
+            resp.status().as_u16(),
+            resp.headers(),
+            etag,
+            (first, last, total),
+        )?;
+        let want = last - first + 1;
+        let mut body = Vec::with_capacity(want as usize);
+        let body_started = tokio::time::Instant::now();
+        while let Some(chunk) = {
+            let deadline = body_started + self.cfg.download_deadline(body.len() as u64);
+            tokio::time::timeout_at(deadline, resp.chunk())
+                .await
+                .map_err(|_| "too slow".to_string())?
+                .map_err(|e| crate::error::chain(&e.without_url()))?
+        } {
+            if (body.len() + chunk.len()) as u64 > want {
+                return Err(format!("more than the {want} bytes asked for"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if body.len() as u64 != want {
+            return Err(format!("{} of the {want} bytes asked for", body.len()));
+        }
+        tracing::trace!(
+            url = super::location::shown(url),
+            first,
+            last,
+            total_ms = started.elapsed().as_millis() as u64,
+            "fetched part"
+        );
+        Ok(body)
+    }
+}
+
+/// The extra requests of an object being fetched in parts. Dropped, it
+/// cancels them: a GET that failed for another reason leaves none behind.
+struct Parts {
+    /// Bytes the first connection delivers; the parts hold the rest.
+    keep: u64,
+    tasks: Vec<tokio::task::JoinHandle<Result<Vec<u8>, String>>>,
+    /// What each task gave, kept as it comes: [`Parts::join`] is raced
+    /// against the first connection's next read and may be cancelled.
+    done: Vec<Option<Vec<u8>>>,
+}
+
+impl Parts {
+    /// The parts' bytes in order, or why one of them is not to be had.
+    /// Cancel-safe: a part that finished is not awaited twice.
+    async fn join(&mut self) -> Result<Vec<Vec<u8>>, String> {
+        self.done.resize(self.tasks.len(), None);
+        for (task, done) in self.tasks.iter_mut().zip(&mut self.done) {
+            if done.is_none() {
+                *done = Some(task.await.map_err(|e| e.to_string())??);
+            }
+        }
+        Ok(self
+            .done
+            .iter_mut()
+            .map(|d| d.take().unwrap_or_default())
+            .collect())
+    }
+}
+
+impl Drop for Parts {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 

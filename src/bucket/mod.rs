@@ -11,6 +11,7 @@ pub mod budget;
 pub mod list;
 pub mod location;
 pub mod manifest;
+pub mod parts;
 pub mod retry;
 pub mod sync_client;
 
@@ -67,6 +68,12 @@ pub struct ClientConfig {
     /// as https, so that a redirect cannot take the rest of a download off
     /// TLS.
     pub https_only: bool,
+    /// At most this many byte-range requests beside an object's GET, to
+    /// fetch the rest of a large body over more connections when it would
+    /// take longer on one than another request takes to answer (see
+    /// [`parts`]); 0: one GET per object. The `sync` model sets 0: it
+    /// makes one request at a time.
+    pub ranged_parts: u64,
 }
 
 impl Default for ClientConfig {
@@ -83,6 +90,7 @@ impl Default for ClientConfig {
             ca_file: None,
             breaker: breaker::BreakerConfig::default(),
             https_only: false,
+            ranged_parts: parts::DEFAULT_PARTS,
         }
     }
 }

@@ -242,22 +242,186 @@ impl SyncClient {
         Ok(bytes)
     }
 
+    /// [`Self::read_body`] for an object that may be fetched in parts
+    /// ([`super::parts`]): once the first bytes show the split pays, the
+    /// rest is asked for in byte ranges on threads of their own, and this
+    /// connection reads on until they are all in (or it has the whole
+    /// body itself: a part that fails or stalls costs nothing the single
+    /// GET would not have taken).
+    fn read_in_parts(
+        &self,
+        resp: &mut ureq::http::Response<ureq::Body>,
+        url: &str,
+        etag: &str,
+        total: u64,
+        first_byte: std::time::Duration,
+        limit: u64,
+    ) -> Result<Vec<u8>, Attempt> {
+        let started = std::time::Instant::now();
+        let mut reader = resp.body_mut().with_config().limit(limit).reader();
+        let mut bytes = Vec::with_capacity(total.min(limit) as usize);
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut planned = false;
+        let mut parts: Option<SyncParts> = None;
+        loop {
+            let received = bytes.len() as u64;
+            if !planned
+                && let Some(split) = super::parts::plan(
+                    self.cfg.ranged_parts,
+                    total,
+                    received,
+                    started.elapsed(),
+                    first_byte,
+                )
+            {
+                planned = true;
+                tracing::trace!(
+                    url = super::location::shown(url),
+                    keep = split.keep,
+                    parts = split.parts.len(),
+                    "splitting"
+                );
+                parts = Some(self.spawn_parts(url, etag, total, split));
+            }
+            if let Some(p) = parts.as_mut().filter(|p| received >= p.keep) {
+                match p.poll() {
+                    Ok(Some(tails)) => {
+                        bytes.truncate(p.keep as usize);
+                        for t in tails {
+                            bytes.extend_from_slice(&t);
+                        }
+                        break;
+                    }
+                    Ok(None) => {}
+                    Err(why) => {
+                        tracing::debug!(
+                            url = super::location::shown(url),
+                            "fetching in parts abandoned, reading on: {why}"
+                        );
+                        parts = None;
+                    }
+                }
+            }
+            let n = std::io::Read::read(&mut reader, &mut buf)
+                .map_err(|e| classify(ureq::Error::from(e)))?;
+            if n == 0 {
+                break;
+            }
+            bytes.extend_from_slice(&buf[..n]);
+            let received = bytes.len() as u64;
+            let elapsed = started.elapsed();
+            if elapsed > self.cfg.download_deadline(received) {
+                return Err(Attempt::Lost(
+                    self.cfg.too_slow(url, received, Some(total), elapsed),
+                    Lost::TooSlow,
+                ));
+            }
+        }
+        self.stats.add(&self.stats.bytes, bytes.len() as u64);
+        Ok(bytes)
+    }
+
+    /// Starts one thread per range of `split`, each asking for that part
+    /// of the version tagged `etag`. A thread whose part is no longer
+    /// wanted finishes its request alone, bounded by the same timeouts.
+    fn spawn_parts(
+        &self,
+        url: &str,
+        etag: &str,
+        total: u64,
+        split: super::parts::Split,
+    ) -> SyncParts {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let n = split.parts.len();
+        for (i, (first, last)) in split.parts.into_iter().enumerate() {
+            let (client, url, etag, sender) =
+                (self.clone(), url.to_string(), etag.to_string(), tx.clone());
+            let spawned = std::thread::Builder::new()
+                .name("bucket-part".into())
+                .spawn(move || {
+                    let _ = sender.send((i, client.get_part(&url, &etag, first, last, total)));
+                });
+            if let Err(e) = spawned {
+                let _ = tx.send((i, Err(format!("no thread for a part: {e}"))));
+            }
+        }
+        SyncParts {
+            keep: split.keep,
+            rx,
+            done: vec![None; n],
+        }
+    }
+
+    /// One range of an object, under the same first-byte, download and
+    /// size limits as a whole GET; any failure is said in one line.
+    fn get_part(
+        &self,
+        url: &str,
+        etag: &str,
+        first: u64,
+        last: u64,
+        total: u64,
+    ) -> Result<Vec<u8>, String> {
+        self.stats.add(&self.stats.requests, 1);
+        let mut resp = self
+            .agent
+            .get(url)
+            .header("range", format!("bytes={first}-{last}"))
+            .header("if-match", etag)
+            .call()
+            .map_err(|e| crate::error::chain(&e))?;
+        super::parts::check_part(
+            resp.status().as_u16(),
+            resp.headers(),
+            etag,
+            (first, last, total),
+        )?;
+        let want = last - first + 1;
+        let started = std::time::Instant::now();
+        let mut reader = resp.body_mut().with_config().limit(want + 1).reader();
+        let mut bytes = Vec::with_capacity(want as usize);
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = std::io::Read::read(&mut reader, &mut buf).map_err(|e| e.to_string())?;
+            if n == 0 {
+                break;
+            }
+            bytes.extend_from_slice(&buf[..n]);
+            if bytes.len() as u64 > want {
+                return Err(format!("more than the {want} bytes asked for"));
+            }
+            if started.elapsed() > self.cfg.download_deadline(bytes.len() as u64) {
+                return Err("too slow".into());
+            }
+        }
+        if bytes.len() as u64 != want {
+            return Err(format!("{} of the {want} bytes asked for", bytes.len()));
+        }
+        Ok(bytes)
+    }
+
     /// GETs one object with retries, reading at most `max_object_bytes`.
     pub fn get(&self, url: &str) -> Result<Fetched, FetchError> {
         self.with_retries(url, false, || self.try_get(url))
     }
 
     fn try_get(&self, url: &str) -> Result<Fetched, Attempt> {
+        let sent = std::time::Instant::now();
         let mut resp = self
             .agent
             .get(url)
             .header("accept-encoding", "gzip")
             .call()
             .map_err(classify)?;
+        let first_byte = sent.elapsed();
         let limit = self.cfg.max_object_bytes;
-        let Some(etag) = admit(resp.status().as_u16(), resp.headers(), url, limit)? else {
+        let status = resp.status().as_u16();
+        let Some(etag) = admit(status, resp.headers(), url, limit)? else {
             return Ok(Fetched::Missing);
         };
+        let splittable = super::parts::splittable(status, resp.headers())
+            .filter(|_| self.cfg.ranged_parts > 0)
+            .zip(declared_length(resp.headers()));
         let declared = declared_length(resp.headers());
         let close_delimited = super::close_delimited(resp.headers());
         let encoding = super::Encoding::of(resp.headers());
@@ -269,7 +433,12 @@ impl SyncClient {
         );
         // The body's clock starts once its memory is granted: a file that
         // waited its turn behind others' bodies is not a slow download.
-        let bytes = self.read_body(&mut resp, url, std::time::Instant::now(), declared, limit)?;
+        let bytes = match splittable {
+            Some((tag, total)) => {
+                self.read_in_parts(&mut resp, url, &tag, total, first_byte, limit)?
+            }
+            None => self.read_body(&mut resp, url, std::time::Instant::now(), declared, limit)?,
+        };
         let bytes = encoding.decode(bytes, url, limit)?;
         if close_delimited && super::json_cut_short(&bytes) {
             return Err(Attempt::Retry(cut_short(url, bytes.len())));
@@ -332,6 +501,43 @@ impl SyncClient {
                 Err(failure) => self.stats.breaker.sleep_blocking(retrier.failed(failure)?),
             }
         }
+    }
+}
+
+/// The byte ranges of an object being fetched in parts, as their threads
+/// hand them in.
+struct SyncParts {
+    /// Bytes the first connection delivers; the parts hold the rest.
+    keep: u64,
+    rx: std::sync::mpsc::Receiver<(usize, Result<Vec<u8>, String>)>,
+    done: Vec<Option<Vec<u8>>>,
+}
+
+impl SyncParts {
+    /// Every part's bytes in order once all are in, `None` while some are
+    /// out, or why one is not to be had.
+    fn poll(&mut self) -> Result<Option<Vec<Vec<u8>>>, String> {
+        loop {
+            match self.rx.try_recv() {
+                Ok((i, r)) => self.done[i] = Some(r?),
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    if self.done.iter().any(Option::is_none) {
+                        return Err("a part's thread ended without its bytes".into());
+                    }
+                    break;
+                }
+            }
+        }
+        if self.done.iter().any(Option::is_none) {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.done
+                .iter_mut()
+                .map(|d| d.take().unwrap_or_default())
+                .collect(),
+        ))
     }
 }
 

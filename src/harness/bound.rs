@@ -78,12 +78,14 @@ impl BucketShape {
     /// than a hard minimum: a model at exactly 1.0× wastes nothing.
     pub fn secs(&self, net: &BoundNetwork, in_flight: usize, workers: usize) -> f64 {
         let in_flight = in_flight.max(1) as u64;
+        // The listing is read whole, by one request a page.
+        let whole = net.with_ranged_parts(0);
         let listing = if self.listing_requests == 0 {
             0.0
         } else {
             net.setup_secs(false)
                 + self.listing_requests as f64
-                    * net.request_secs(self.listing_bytes as f64 / self.listing_requests as f64)
+                    * whole.request_secs(self.listing_bytes as f64 / self.listing_requests as f64)
         };
         let lanes_per_worker = in_flight / workers.max(1) as u64;
         let lanes_setup = if lanes_per_worker > 1 && self.keys > 1 {
@@ -131,6 +133,10 @@ pub struct BoundNetwork {
     pub latency: LatencyShape,
     pub fixed_ms: f64,
     pub jitter_ms: f64,
+    /// Byte-range requests the model may send beside an object's GET
+    /// (`--ranged-parts`; 0 for a model with one request at a time): a
+    /// large body's rest then arrives over more connections.
+    pub ranged_parts: u64,
 }
 
 /// Which lower bound holds a model back.
@@ -203,7 +209,38 @@ impl BoundNetwork {
             latency: model.latency,
             fixed_ms: conditions.latency_ms,
             jitter_ms: conditions.jitter_ms,
+            ranged_parts: 0,
         }
+    }
+
+    /// The same network, for a model that fetches a large body's rest in
+    /// up to `parts` byte ranges beside its GET.
+    pub fn with_ranged_parts(self, parts: u64) -> Self {
+        BoundNetwork {
+            ranged_parts: parts,
+            ..self
+        }
+    }
+
+    /// The seconds from a GET's first byte (after `first_byte_ms`) to its
+    /// body's last: at the per-connection bandwidth, or as the client's
+    /// own split plan fetches it in parts whose slowest first byte is
+    /// `parts_first_byte_ms`.
+    fn body_secs(&self, bytes: f64, first_byte_ms: f64, parts_first_byte_ms: f64) -> f64 {
+        if self.bandwidth_mbps <= 0.0 {
+            return 0.0;
+        }
+        if self.ranged_parts == 0 {
+            return bytes * 8.0 / (self.bandwidth_mbps * 1e6);
+        }
+        let ms = |v: f64| std::time::Duration::from_secs_f64(v.max(0.0) / 1000.0);
+        crate::bucket::parts::expected_body_secs(
+            self.ranged_parts,
+            bytes as u64,
+            self.bandwidth_mbps * 1e6 / 8.0,
+            ms(first_byte_ms),
+            ms(parts_first_byte_ms),
+        )
     }
 
     /// The expected first byte of the slowest of `k` requests sent at
@@ -213,25 +250,39 @@ impl BoundNetwork {
     /// Estimated from the simulator's own seeded draws, so it is the same
     /// on every run and matches what the simulated bucket serves.
     pub fn slowest_first_byte_secs(&self, k: u64) -> f64 {
-        self.slowest_request_secs(&vec![0; k as usize])
+        self.with_ranged_parts(0)
+            .slowest_request_secs(&vec![0; k as usize])
     }
 
     /// The expected end of a round of requests sent at once, one per body
     /// size in `sizes`: the slowest of their first bytes plus bodies, from
     /// the same seeded draws as [`Self::slowest_first_byte_secs`].
+    ///
+    /// For a model that fetches in ranges, an object the client would
+    /// split is counted as its split ends, with its parts' first bytes
+    /// drawn too (the slowest of them counts).
     pub fn slowest_request_secs(&self, sizes: &[u64]) -> f64 {
         const ROUNDS: u32 = 2_000;
-        let body = |bytes: u64| self.request_secs(bytes as f64) - self.first_byte_mean_secs;
         if let [one] = sizes {
             return self.request_secs(*one as f64);
         }
-        let bodies_ms: Vec<f64> = sizes.iter().map(|&b| body(b) * 1000.0).collect();
-        let mut rng = LatencyRng::new(0);
+        // The parts' draws come from a stream of their own, so that every
+        // model's GETs meet the same first bytes.
+        let (mut rng, mut parts_rng) = (LatencyRng::new(0), LatencyRng::new(1));
         let total: f64 = (0..ROUNDS)
             .map(|_| {
-                bodies_ms
+                sizes
                     .iter()
-                    .map(|b| self.latency.draw(&mut rng, self.fixed_ms, self.jitter_ms) + b)
+                    .map(|&b| {
+                        let first = self.latency.draw(&mut rng, self.fixed_ms, self.jitter_ms);
+                        let parts = (0..self.ranged_parts)
+                            .map(|_| {
+                                self.latency
+                                    .draw(&mut parts_rng, self.fixed_ms, self.jitter_ms)
+                            })
+                            .fold(0.0, f64::max);
+                        first + self.body_secs(b as f64, first, parts) * 1000.0
+                    })
                     .fold(0.0, f64::max)
             })
             .sum();
@@ -239,14 +290,11 @@ impl BoundNetwork {
     }
 
     /// One GET on an open connection: the mean time to first byte, then the
-    /// body at the per-connection bandwidth.
+    /// body at the per-connection bandwidth (or in parts, every first byte
+    /// at the mean).
     pub fn request_secs(&self, bytes: f64) -> f64 {
-        let body = if self.bandwidth_mbps > 0.0 {
-            bytes * 8.0 / (self.bandwidth_mbps * 1e6)
-        } else {
-            0.0
-        };
-        self.first_byte_mean_secs + body
+        let mean_ms = self.first_byte_mean_secs * 1000.0;
+        self.first_byte_mean_secs + self.body_secs(bytes, mean_ms, mean_ms)
     }
 
     /// A new connection's handshakes: TCP, plus TLS (`resumed`: from an
@@ -291,6 +339,36 @@ mod tests {
             stall_rate: 0.0,
         };
         BoundNetwork::of(&conditions, &NetworkModel::default())
+    }
+
+    #[test]
+    fn a_model_that_fetches_in_ranges_is_bounded_by_its_largest_object_split() {
+        let n = net(60.0, 20.0, 100.0);
+        let with = |sizes: Vec<u64>| BucketShape {
+            keys: sizes.len() as u64,
+            object_bytes: sizes.iter().sum(),
+            object_sizes: sizes,
+            listing_requests: 1,
+            listing_bytes: 2_000,
+        };
+        let mut sizes = vec![150_000; 66];
+        sizes.push(1_900_000);
+        let long_tail = with(sizes);
+        let whole = long_tail.secs(&n, 67, 1);
+        let split = long_tail.secs(&n.with_ranged_parts(4), 67, 1);
+        // The 1.9 MB body is 152 ms at 100 Mbit/s; split, the pass ends
+        // with the small files' slowest or the parts.
+        assert!(split < whole - 0.04, "{split} vs {whole}");
+        assert!(
+            split > 0.080 + 0.012,
+            "a first byte and a body at least: {split}"
+        );
+        // Small objects are never split: the same bound either way.
+        let even = with(vec![150_000; 67]);
+        assert_eq!(
+            even.secs(&n, 67, 1),
+            even.secs(&n.with_ranged_parts(4), 67, 1)
+        );
     }
 
     fn shape() -> BucketShape {

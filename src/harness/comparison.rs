@@ -494,7 +494,13 @@ impl Bench {
                 Some((
                     *l,
                     shape.secs(
-                        &BoundNetwork::of(&plan.conditions, &plan.model),
+                        &BoundNetwork::of(&plan.conditions, &plan.model).with_ranged_parts(
+                            if l.model.concurrent_requests() {
+                                plan.settings.client.ranged_parts
+                            } else {
+                                0
+                            },
+                        ),
                         n,
                         plan.settings.workers,
                     ),

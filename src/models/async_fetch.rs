@@ -19,7 +19,7 @@ impl Ingestor for AsyncFetchModel {
 
     fn load(&self, job: &Job<'_>, todo: Todo) -> anyhow::Result<()> {
         let rt = runtime()?;
-        let http = AsyncClient::new(job.client.clone(), job.stats.clone())?
+        let http = AsyncClient::new(job.client_for(self.model()), job.stats.clone())?
             .with_budget(job.knobs.budget());
         let mut pg = job.connection()?;
         // Bounded: fetching runs at most `concurrency` files ahead of the writer.

@@ -25,8 +25,8 @@ async fn fetch_all(
     todo: Todo,
     model: &'static str,
 ) -> anyhow::Result<Vec<(String, Step)>> {
-    let http =
-        AsyncClient::new(job.client.clone(), job.stats.clone())?.with_budget(job.knobs.budget());
+    let http = AsyncClient::new(job.client_for(Model::FetchOnly), job.stats.clone())?
+        .with_budget(job.knobs.budget());
     let mut out = Vec::new();
     let mut fetched = fetch_steps(job, &http, todo, model);
     while let Some(done) = fetched.next().await {

@@ -26,8 +26,8 @@ impl Ingestor for AsyncModel {
     fn load(&self, job: &Job<'_>, todo: Todo) -> anyhow::Result<()> {
         let rt = runtime()?;
         let budget = job.knobs.budget();
-        let http =
-            AsyncClient::new(job.client.clone(), job.stats.clone())?.with_budget(budget.clone());
+        let http = AsyncClient::new(job.client_for(self.model()), job.stats.clone())?
+            .with_budget(budget.clone());
         // The writers take bare plans: each plan's share of the budget waits
         // here, by key, until its group commits.
         let held: Mutex<HashMap<String, Reservation>> = Mutex::default();

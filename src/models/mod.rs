@@ -81,6 +81,19 @@ impl Job<'_> {
         crate::db::sync_writer::Connection::open(self.database_url, self.knobs.patience)
     }
 
+    /// The bucket client's settings as `model` uses them: a model that
+    /// makes one request at a time sends no byte ranges beside it.
+    pub fn client_for(&self, model: Model) -> ClientConfig {
+        ClientConfig {
+            ranged_parts: if model.concurrent_requests() {
+                self.client.ranged_parts
+            } else {
+                0
+            },
+            ..self.client.clone()
+        }
+    }
+
     /// A pool of `size` connections to the pass's database.
     pub fn pool(&self, size: usize) -> anyhow::Result<deadpool_postgres::Pool> {
         crate::db::async_writer::pool(self.database_url, size, self.knobs.patience)

@@ -80,6 +80,19 @@ impl Model {
         Some(per_worker * workers.max(1))
     }
 
+    /// Whether the model has several requests in flight, and so may fetch
+    /// a large object's rest in byte ranges beside its GET
+    /// ([`crate::bucket::parts`]); `sync`'s one request at a time is what
+    /// it stands for.
+    pub fn concurrent_requests(self) -> bool {
+        match self {
+            Model::AsyncFetch | Model::Async | Model::Threads | Model::FetchOnly => true,
+            Model::Sync | Model::LoadOnly => false,
+            #[cfg(feature = "test-models")]
+            Model::TestDropOne => false,
+        }
+    }
+
     /// The model's colour in every chart and in `report.html`, as RGB: the
     /// one place it is set (`harness::charts::series_styles` shades it per
     /// write strategy and keeps every series distinct).

@@ -16,8 +16,8 @@ impl Ingestor for SyncModel {
     }
 
     fn load(&self, job: &Job<'_>, mut todo: Todo) -> anyhow::Result<()> {
-        let http =
-            SyncClient::new(job.client.clone(), job.stats.clone())?.with_budget(job.knobs.budget());
+        let http = SyncClient::new(job.client_for(Model::Sync), job.stats.clone())?
+            .with_budget(job.knobs.budget());
         let mut pg = job.connection()?;
         while let Some(obj) = todo.blocking_recv() {
             let result = fetch_and_write(&http, &mut pg, job, &obj, self.name())?;

@@ -24,8 +24,8 @@ impl Ingestor for ThreadsModel {
             .thread_name(|i| format!("ingest-{i}"))
             .build()?;
         // One budget for every thread.
-        let http =
-            SyncClient::new(job.client.clone(), job.stats.clone())?.with_budget(job.knobs.budget());
+        let http = SyncClient::new(job.client_for(self.model()), job.stats.clone())?
+            .with_budget(job.knobs.budget());
         let todo = Mutex::new(todo);
         let stop = AtomicBool::new(false);
         let first_error = Mutex::new(None);

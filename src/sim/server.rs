@@ -597,9 +597,52 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
             &key,
         );
     };
-    let builder = Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_LENGTH, obj.body.len())
+    if let Some(wanted) = req.headers().get(header::IF_MATCH) {
+        // S3 compares the quoted ETag; `*` matches any existing object.
+        let wanted = wanted.to_str().unwrap_or("");
+        if wanted.trim() != "*" && !wanted.split(',').any(|t| t.trim() == obj.etag) {
+            return s3_error(
+                StatusCode::PRECONDITION_FAILED,
+                "PreconditionFailed",
+                "At least one of the pre-conditions you specified did not hold",
+                &key,
+            );
+        }
+    }
+    let total = obj.body.len() as u64;
+    let range = match req.headers().get(header::RANGE) {
+        Some(v) if *req.method() == Method::GET => {
+            match ByteRange::parse(v.to_str().unwrap_or(""), total) {
+                Ok(r) => r,
+                Err(()) => {
+                    let mut resp = s3_error(
+                        StatusCode::RANGE_NOT_SATISFIABLE,
+                        "InvalidRange",
+                        "The requested range is not satisfiable",
+                        &key,
+                    );
+                    resp.headers_mut().insert(
+                        header::CONTENT_RANGE,
+                        HeaderValue::from_str(&format!("bytes */{total}")).expect("ascii"),
+                    );
+                    return resp;
+                }
+            }
+        }
+        _ => None,
+    };
+    let body = match range {
+        Some(ByteRange { first, last }) => obj.body.slice(first as usize..=last as usize),
+        None => obj.body,
+    };
+    let mut builder = Response::builder()
+        .status(if range.is_some() {
+            StatusCode::PARTIAL_CONTENT
+        } else {
+            StatusCode::OK
+        })
+        .header(header::CONTENT_LENGTH, body.len())
+        .header(header::ACCEPT_RANGES, "bytes")
         .header(
             header::ETAG,
             HeaderValue::from_str(&obj.etag).expect("hex etag"),
@@ -609,12 +652,18 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
             super::listing::http_date(&obj.last_modified),
         )
         .header(header::CONTENT_TYPE, "application/json");
+    if let Some(ByteRange { first, last }) = range {
+        builder = builder.header(
+            header::CONTENT_RANGE,
+            format!("bytes {first}-{last}/{total}"),
+        );
+    }
     match *req.method() {
         Method::HEAD => builder.body(Body::empty()).expect("valid response"),
         Method::GET => {
-            let cut = injected_error.then_some(obj.body.len() / 2);
+            let cut = injected_error.then_some(body.len() / 2);
             builder
-                .body(paced_body(obj.body, c.bandwidth_mbps, cut))
+                .body(paced_body(body, c.bandwidth_mbps, cut))
                 .expect("valid response")
         }
         _ => s3_error(
@@ -623,6 +672,56 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
             "The specified method is not allowed against this resource.",
             &path,
         ),
+    }
+}
+
+/// One byte range of an object, both ends inclusive, as a `Range` header
+/// asks for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ByteRange {
+    first: u64,
+    last: u64,
+}
+
+impl ByteRange {
+    /// `bytes=A-B`, `bytes=A-` or `bytes=-N` of an object of `total` bytes.
+    /// `Ok(None)`: answer the whole object, as S3 does for a header it does
+    /// not take (several ranges, another unit, garbage). `Err`: nothing of
+    /// the object is in the range (416).
+    fn parse(header: &str, total: u64) -> Result<Option<ByteRange>, ()> {
+        let Some(spec) = header.trim().strip_prefix("bytes=") else {
+            return Ok(None);
+        };
+        if spec.contains(',') {
+            return Ok(None);
+        }
+        let Some((a, b)) = spec.split_once('-') else {
+            return Ok(None);
+        };
+        let (a, b) = (a.trim(), b.trim());
+        let number = |s: &str| s.parse::<u64>().ok();
+        let (first, last) = match (a.is_empty(), b.is_empty()) {
+            (true, false) => match number(b) {
+                Some(0) => return Err(()),
+                Some(n) => (total.saturating_sub(n), total.saturating_sub(1)),
+                None => return Ok(None),
+            },
+            (false, true) => match number(a) {
+                Some(first) => (first, total.saturating_sub(1)),
+                None => return Ok(None),
+            },
+            (false, false) => match (number(a), number(b)) {
+                (Some(first), Some(last)) if first <= last => {
+                    (first, last.min(total.saturating_sub(1)))
+                }
+                _ => return Ok(None),
+            },
+            (true, true) => return Ok(None),
+        };
+        if total == 0 || first >= total {
+            return Err(());
+        }
+        Ok(Some(ByteRange { first, last }))
     }
 }
 
@@ -677,4 +776,34 @@ fn async_stream(
             Some((Ok(body.slice(sent..end)), end))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ByteRange;
+
+    #[test]
+    fn a_range_header_is_read_as_s3_reads_it() {
+        let r = |first, last| Ok(Some(ByteRange { first, last }));
+        assert_eq!(ByteRange::parse("bytes=0-9", 100), r(0, 9));
+        assert_eq!(ByteRange::parse("bytes=90-", 100), r(90, 99));
+        assert_eq!(ByteRange::parse("bytes=-10", 100), r(90, 99));
+        assert_eq!(
+            ByteRange::parse("bytes=50-500", 100),
+            r(50, 99),
+            "clipped at the end"
+        );
+        assert_eq!(ByteRange::parse("bytes=100-", 100), Err(()), "past the end");
+        assert_eq!(ByteRange::parse("bytes=-0", 100), Err(()));
+        // What S3 does not take is answered whole.
+        for ignored in [
+            "bytes=0-1,5-6",
+            "items=0-9",
+            "bytes=9-0",
+            "bytes=x-y",
+            "bytes=-",
+        ] {
+            assert_eq!(ByteRange::parse(ignored, 100), Ok(None), "{ignored}");
+        }
+    }
 }
