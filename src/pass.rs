@@ -276,10 +276,6 @@ pub fn run_pass_with(
         crate::bucket::budget::return_freed_memory();
     }
     let patience = cfg.knobs.patience;
-    let mut pg = open_pass_connection(&cfg.database_url, patience)?;
-    if !schema_is_current(&mut pg)? {
-        prepare_database_within(&cfg.database_url, patience)?;
-    }
     // A bucket reached over TLS stays on TLS: no redirect to http.
     let client = ClientConfig {
         https_only: cfg.bucket.is_https(),
@@ -287,6 +283,11 @@ pub fn run_pass_with(
     };
     let stats = Arc::new(NetStats::new(&client));
     let lister = SyncClient::new(client.clone(), stats.clone())?;
+    let (pages, listing) = list_ahead(&lister, &cfg.bucket)?;
+    let mut pg = open_pass_connection(&cfg.database_url, patience)?;
+    if !schema_is_current(&mut pg)? {
+        prepare_database_within(&cfg.database_url, patience)?;
+    }
     let heads = HeadCheck::new(&lister);
     let summary = PassSummary {
         model: model.name().to_string(),
@@ -309,10 +310,10 @@ pub fn run_pass_with(
         tally: &tally,
     };
     let (listed, loaded) = std::thread::scope(|s| {
-        let listing = s.spawn(|| {
+        let judging = s.spawn(|| {
             // Owned by this thread, so the model's stream ends when listing does.
             let tx = tx;
-            list::list(&lister, &cfg.bucket, &mut |page| {
+            for page in pages {
                 tally.refused(
                     page.refused
                         .into_iter()
@@ -359,14 +360,17 @@ pub fn run_pass_with(
                 );
                 tally.retried(verdict.retry.into_iter().collect());
                 for obj in new {
-                    // The model stopped (it failed): its error is the one to report.
+                    // The model stopped (it failed): its error is the one to
+                    // report. The listing stops at its next page.
                     if tx.blocking_send(obj).is_err() {
                         return Ok(());
                     }
                 }
-                Ok(())
-            })
-            .inspect(|()| tally.listing_ended())
+            }
+            listing
+                .join()
+                .expect("listing thread panicked")
+                .inspect(|()| tally.listing_ended())
         });
         // The progress lines' clock, stopped when the model ends (the
         // sender dropped).
@@ -384,7 +388,7 @@ pub fn run_pass_with(
         let loaded = model.load(&job, todo);
         drop(stop);
         tracing::trace!("model finished");
-        (listing.join().expect("lister thread panicked"), loaded)
+        (judging.join().expect("judging thread panicked"), loaded)
     });
     loaded?;
     let trip = stats.breaker.trip();
@@ -405,6 +409,34 @@ pub fn run_pass_with(
         .into()),
         None => Ok(summary),
     }
+}
+
+/// Starts the listing on a thread of its own, a page ahead of the pass:
+/// its first request goes out while the pass connects to the database and
+/// checks the schema, and each next page is asked for while the ledger
+/// subtracts the last. The thread is not scoped: a pass that fails (its
+/// database unreachable, its model stopped) returns at once, and the
+/// listing ends at its next page, its request bounded by its own timeouts.
+#[allow(clippy::type_complexity)]
+fn list_ahead(
+    lister: &SyncClient,
+    bucket: &BucketLocation,
+) -> anyhow::Result<(
+    std::sync::mpsc::Receiver<list::Page>,
+    std::thread::JoinHandle<anyhow::Result<()>>,
+)> {
+    let (send, pages) = std::sync::mpsc::sync_channel::<list::Page>(1);
+    let (lister, bucket) = (lister.clone(), bucket.clone());
+    let listing = std::thread::Builder::new()
+        .name("listing".into())
+        .spawn(move || {
+            list::list(&lister, &bucket, &mut |page| {
+                send.send(page)
+                    .map_err(|_| anyhow::anyhow!("the pass ended before its listing"))
+            })
+        })
+        .context("starting the listing's thread")?;
+    Ok((pages, listing))
 }
 
 /// A pass the breaker ended (see [`crate::bucket::breaker`]): what tripped
