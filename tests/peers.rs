@@ -47,6 +47,14 @@ enum Reply {
     },
     /// No answer for a minute, then the connection closes.
     Silent,
+    /// `body`'s length declared and its first `after` bytes sent at
+    /// `per_sec`, then the connection closed: a body cut short.
+    Cut {
+        headers: Vec<String>,
+        body: Vec<u8>,
+        per_sec: usize,
+        after: usize,
+    },
 }
 
 fn ok(body: &[u8], etag: &str) -> Reply {
@@ -152,6 +160,29 @@ fn serve_connection(mut stream: TcpStream, route: &dyn Fn(&Seen) -> Reply, log: 
             }
             Reply::Silent => {
                 std::thread::sleep(Duration::from_secs(60));
+                return;
+            }
+            Reply::Cut {
+                headers,
+                body,
+                per_sec,
+                after,
+            } => {
+                let mut head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n", body.len());
+                for h in headers {
+                    head.push_str(&h);
+                    head.push_str("\r\n");
+                }
+                head.push_str("\r\n");
+                if stream.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                for piece in body[..after].chunks((per_sec / 10).max(1)) {
+                    if stream.write_all(piece).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
                 return;
             }
             Reply::Trickle { declared } => {
@@ -769,6 +800,46 @@ fn parts_that_never_answer_hold_the_object_back_no_longer_than_its_get() {
         );
         // The GET alone takes about 4 s at 256 KB/s.
         assert!(took < Duration::from_secs(15), "{model}: took {took:?}");
+        assert_eq!(titles_by_tag(&db), vec![("v1".to_string(), n)], "{model}");
+    }
+}
+
+/// The first connection is cut after it has delivered its share, while
+/// the parts bring the rest: the object is whole without a retry.
+#[test]
+fn a_first_connection_cut_past_its_share_is_made_whole_by_the_parts() {
+    let (big, n) = songs("v1", 1_000_000);
+    let ranged = big.clone();
+    let (bucket, seen) = peer(move |s| match name(&s.path) {
+        "files_list.data" => ok(b"big.json\n", "m"),
+        _ if s.headers.iter().any(|h| h.starts_with("range:")) => {
+            let (first, last) = asked_range(s);
+            Reply::Paced {
+                status: "206 Partial Content",
+                headers: vec![
+                    "ETag: \"v1\"".into(),
+                    format!("Content-Range: bytes {first}-{last}/{}", ranged.len()),
+                ],
+                body: ranged[first..=last].to_vec(),
+                per_sec: 256 * 1024,
+            }
+        }
+        _ => Reply::Cut {
+            headers: vec!["Accept-Ranges: bytes".into(), "ETag: \"v1\"".into()],
+            body: big.clone(),
+            per_sec: 256 * 1024,
+            after: 800_000,
+        },
+    });
+    for model in ["async", "threads"] {
+        let db = fresh_db();
+        let before = range_requests(&seen);
+        let s = pass(&bucket, &db, model);
+        assert_eq!((s.loaded, s.retries), (1, 0), "{model}: {s:?}");
+        assert!(
+            range_requests(&seen) > before,
+            "{model}: ranges were asked for"
+        );
         assert_eq!(titles_by_tag(&db), vec![("v1".to_string(), n)], "{model}");
     }
 }

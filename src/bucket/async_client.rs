@@ -154,10 +154,7 @@ impl AsyncClient {
                 Some(p) => tokio::select! {
                     joined = p.join() => match joined {
                         Ok(tails) => {
-                            body.truncate(p.keep as usize);
-                            for t in tails {
-                                body.extend_from_slice(&t);
-                            }
+                            super::parts::assemble(&mut body, p.keep, tails);
                             // The rest of this connection's body is not
                             // wanted: dropping the response closes it.
                             break;
@@ -175,15 +172,28 @@ impl AsyncClient {
                 },
                 None => next.await,
             };
-            let chunk = match chunk {
-                Err(_) => {
-                    return Err(Attempt::Lost(
-                        self.cfg
-                            .too_slow(url, received, declared, body_started.elapsed()),
-                        Lost::TooSlow,
-                    ));
+            let failed = match chunk {
+                Ok(Ok(c)) => Ok(c),
+                Ok(Err(e)) => Err(classify(e)),
+                Err(_) => Err(Attempt::Lost(
+                    self.cfg
+                        .too_slow(url, received, declared, body_started.elapsed()),
+                    Lost::TooSlow,
+                )),
+            };
+            let chunk = match failed {
+                Ok(c) => c,
+                Err(failed) => {
+                    // This connection failed past its share: the parts may
+                    // still make the object whole.
+                    if let Some(p) = parts.as_mut().filter(|p| received >= p.keep)
+                        && let Ok(tails) = p.join().await
+                    {
+                        super::parts::assemble(&mut body, p.keep, tails);
+                        break;
+                    }
+                    return Err(failed);
                 }
-                Ok(c) => c.map_err(classify)?,
             };
             let Some(chunk) = chunk else { break };
             if (body.len() + chunk.len()) as u64 > limit {

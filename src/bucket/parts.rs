@@ -102,6 +102,15 @@ pub(crate) fn plan(
     })
 }
 
+/// The object whole: the first connection's share of `body` (it may have
+/// read on past it) followed by the parts in order.
+pub(crate) fn assemble(body: &mut Vec<u8>, keep: u64, parts: Vec<Vec<u8>>) {
+    body.truncate(keep as usize);
+    for part in parts {
+        body.extend_from_slice(&part);
+    }
+}
+
 /// The time from an object's first byte to its last, in seconds, when its
 /// body of `total` bytes arrives at `rate` bytes a second on every
 /// connection: what [`plan`] makes of it, given that its GET's first byte

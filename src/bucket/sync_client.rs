@@ -286,10 +286,7 @@ impl SyncClient {
             if let Some(p) = parts.as_mut().filter(|p| received >= p.keep) {
                 match p.poll() {
                     Ok(Some(tails)) => {
-                        bytes.truncate(p.keep as usize);
-                        for t in tails {
-                            bytes.extend_from_slice(&t);
-                        }
+                        super::parts::assemble(&mut bytes, p.keep, tails);
                         break;
                     }
                     Ok(None) => {}
@@ -302,19 +299,33 @@ impl SyncClient {
                     }
                 }
             }
-            let n = std::io::Read::read(&mut reader, &mut buf)
-                .map_err(|e| classify(ureq::Error::from(e)))?;
-            if n == 0 {
-                break;
-            }
-            bytes.extend_from_slice(&buf[..n]);
-            let received = bytes.len() as u64;
-            let elapsed = started.elapsed();
-            if elapsed > self.cfg.download_deadline(received) {
-                return Err(Attempt::Lost(
-                    self.cfg.too_slow(url, received, Some(total), elapsed),
-                    Lost::TooSlow,
-                ));
+            let read = std::io::Read::read(&mut reader, &mut buf)
+                .map_err(|e| classify(ureq::Error::from(e)))
+                .and_then(|n| {
+                    let elapsed = started.elapsed();
+                    let received = bytes.len() as u64 + n as u64;
+                    if elapsed > self.cfg.download_deadline(received) {
+                        return Err(Attempt::Lost(
+                            self.cfg.too_slow(url, received, Some(total), elapsed),
+                            Lost::TooSlow,
+                        ));
+                    }
+                    Ok(n)
+                });
+            match read {
+                Ok(0) => break,
+                Ok(n) => bytes.extend_from_slice(&buf[..n]),
+                Err(failed) => {
+                    // This connection failed past its share: the parts may
+                    // still make the object whole.
+                    if let Some(p) = parts.as_mut().filter(|p| received >= p.keep)
+                        && let Ok(tails) = p.wait()
+                    {
+                        super::parts::assemble(&mut bytes, p.keep, tails);
+                        break;
+                    }
+                    return Err(failed);
+                }
             }
         }
         self.stats.add(&self.stats.bytes, bytes.len() as u64);
@@ -333,13 +344,20 @@ impl SyncClient {
     ) -> SyncParts {
         let (tx, rx) = std::sync::mpsc::channel();
         let n = split.parts.len();
+        let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
         for (i, (first, last)) in split.parts.into_iter().enumerate() {
-            let (client, url, etag, sender) =
-                (self.clone(), url.to_string(), etag.to_string(), tx.clone());
+            let (client, url, etag, sender, cancelled) = (
+                self.clone(),
+                url.to_string(),
+                etag.to_string(),
+                tx.clone(),
+                cancelled.clone(),
+            );
             let spawned = std::thread::Builder::new()
                 .name("bucket-part".into())
                 .spawn(move || {
-                    let _ = sender.send((i, client.get_part(&url, &etag, first, last, total)));
+                    let part = client.get_part(&url, &etag, (first, last, total), &cancelled);
+                    let _ = sender.send((i, part));
                 });
             if let Err(e) = spawned {
                 let _ = tx.send((i, Err(format!("no thread for a part: {e}"))));
@@ -349,18 +367,21 @@ impl SyncClient {
             keep: split.keep,
             rx,
             done: vec![None; n],
+            cancelled,
         }
     }
 
     /// One range of an object, under the same first-byte, download and
-    /// size limits as a whole GET; any failure is said in one line.
+    /// size limits as a whole GET; any failure is said in one line. It
+    /// stops at its next read once `cancelled` is set (the object is in
+    /// without it): ureq cannot abort a request, and a part left to run to
+    /// its own deadline would hold a thread and its bytes outside the budget.
     fn get_part(
         &self,
         url: &str,
         etag: &str,
-        first: u64,
-        last: u64,
-        total: u64,
+        (first, last, total): (u64, u64, u64),
+        cancelled: &std::sync::atomic::AtomicBool,
     ) -> Result<Vec<u8>, String> {
         self.stats.add(&self.stats.requests, 1);
         let mut resp = self
@@ -369,7 +390,7 @@ impl SyncClient {
             .header("range", format!("bytes={first}-{last}"))
             .header("if-match", etag)
             .call()
-            .map_err(|e| crate::error::chain(&e))?;
+            .map_err(said)?;
         super::parts::check_part(
             resp.status().as_u16(),
             resp.headers(),
@@ -382,7 +403,11 @@ impl SyncClient {
         let mut bytes = Vec::with_capacity(want as usize);
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let n = std::io::Read::read(&mut reader, &mut buf).map_err(|e| e.to_string())?;
+            if cancelled.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err("no longer wanted".into());
+            }
+            let n = std::io::Read::read(&mut reader, &mut buf)
+                .map_err(|e| said(ureq::Error::from(e)))?;
             if n == 0 {
                 break;
             }
@@ -505,12 +530,45 @@ impl SyncClient {
 }
 
 /// The byte ranges of an object being fetched in parts, as their threads
-/// hand them in.
+/// hand them in. Dropped, it tells the threads still reading to stop.
 struct SyncParts {
     /// Bytes the first connection delivers; the parts hold the rest.
     keep: u64,
     rx: std::sync::mpsc::Receiver<(usize, Result<Vec<u8>, String>)>,
     done: Vec<Option<Vec<u8>>>,
+    cancelled: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl SyncParts {
+    /// [`SyncParts::poll`] until every part is in or one has failed: each
+    /// part's wait is bounded by its own timeouts.
+    fn wait(&mut self) -> Result<Vec<Vec<u8>>, String> {
+        loop {
+            if let Some(all) = self.poll()? {
+                return Ok(all);
+            }
+            match self.rx.recv() {
+                Ok((i, r)) => self.done[i] = Some(r?),
+                Err(_) => return Err("a part's thread ended without its bytes".into()),
+            }
+        }
+    }
+}
+
+impl Drop for SyncParts {
+    fn drop(&mut self) {
+        self.cancelled
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A ureq error in one line, as the retry loop would say it: a URL in it
+/// (a redirect refused for leaving TLS) is shown without its secrets.
+fn said(e: ureq::Error) -> String {
+    match classify(e) {
+        Attempt::Retry(why) | Attempt::Lost(why, _) => why,
+        Attempt::Fail(f) => f.to_string(),
+    }
 }
 
 impl SyncParts {
