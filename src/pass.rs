@@ -398,6 +398,7 @@ pub fn run_pass_with(
     }
     let mut summary = tally.finish(started.elapsed());
     summary.requests = NetStats::get(&stats.requests);
+    summary.ranged = NetStats::get(&stats.ranged);
     summary.retries = NetStats::get(&stats.retries);
     summary.bytes = NetStats::get(&stats.bytes);
     summary.peak_rss_mb = crate::report::peak_rss_mb();

@@ -144,6 +144,10 @@ pub struct PassSummary {
     pub rejected: u64,
     pub skipped: u64,
     pub requests: u64,
+    /// Of `requests`, the byte ranges asked for beside an object's GET
+    /// (`--ranged-parts`).
+    #[serde(default)]
+    pub ranged: u64,
     pub retries: u64,
     pub bytes: u64,
     pub elapsed_secs: f64,
@@ -261,8 +265,12 @@ impl PassSummary {
             plural(self.rejected, "rejected record", "rejected records"),
             self.skipped
         ));
+        let ranged = match self.ranged {
+            0 => String::new(),
+            n => format!("{} beside GETs, ", plural(n, "byte range", "byte ranges")),
+        };
         s.push_str(&format!(
-            "{} ({}), {:.1} MB in {:.2} s with model {}",
+            "{} ({ranged}{}), {:.1} MB in {:.2} s with model {}",
             plural(self.requests, "request", "requests"),
             plural(self.retries, "retry", "retries"),
             self.bytes as f64 / 1e6,

@@ -255,6 +255,7 @@ impl AsyncClient {
         total: u64,
     ) -> Result<Vec<u8>, String> {
         self.stats.add(&self.stats.requests, 1);
+        self.stats.add(&self.stats.ranged, 1);
         let started = tokio::time::Instant::now();
         let request = self
             .http

@@ -280,6 +280,8 @@ impl FetchError {
 #[derive(Debug, Default)]
 pub struct NetStats {
     pub requests: AtomicU64,
+    /// Of `requests`, byte ranges asked for beside an object's GET.
+    pub ranged: AtomicU64,
     pub retries: AtomicU64,
     pub bytes: AtomicU64,
     /// Declares the bucket unreachable (see [`breaker`]).

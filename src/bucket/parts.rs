@@ -27,6 +27,13 @@ const PROBE_TIME: Duration = Duration::from_millis(10);
 pub const DEFAULT_PARTS: u64 = 4;
 /// No part smaller than this: below it the request is most of the cost.
 const MIN_PART: u64 = 64 * 1024;
+/// No object smaller than this is split, however slow its connection
+/// seems: a rate read while every core is busy (parsing, writing) is the
+/// CPU's, not the network's, and more requests would only add to it.
+/// Transfer managers split only far larger objects (8 MiB by default).
+pub const MIN_OBJECT: u64 = 1024 * 1024;
+/// Nor when the split would save less than this.
+const MIN_SAVING: Duration = Duration::from_millis(20);
 
 /// How the rest of a body is shared out: the first connection keeps
 /// `keep` bytes from the start, and each range (both ends inclusive) is
@@ -67,7 +74,12 @@ pub(crate) fn plan(
     elapsed: Duration,
     first_byte: Duration,
 ) -> Option<Split> {
-    if max_parts == 0 || received < PROBE_BYTES || elapsed < PROBE_TIME || received >= total {
+    if max_parts == 0
+        || total < MIN_OBJECT
+        || received < PROBE_BYTES
+        || elapsed < PROBE_TIME
+        || received >= total
+    {
         return None;
     }
     let rate = received as f64 / elapsed.as_secs_f64();
@@ -80,7 +92,7 @@ pub(crate) fn plan(
     // often later than this request's (the slowest of k draws), and four
     // parts then still save 0.4 of a first byte.
     let alone = remaining / rate;
-    if alone <= 1.5 * fb {
+    if alone <= 1.5 * fb || alone - (fb + alone) / 2.0 < MIN_SAVING.as_secs_f64() {
         return None;
     }
     (1..=max_parts).rev().find_map(|k| {
@@ -197,6 +209,11 @@ mod tests {
 
     #[test]
     fn a_small_or_fast_body_is_not_split() {
+        // Under 1 MiB, however slow: on a busy machine the rate is the CPU's.
+        assert_eq!(plan(4, 900_000, 40_000, 100 * MS, MS), None);
+        // A fast connection: 1 ms first bytes, 20 ms to go; the split would
+        // save under 20 ms.
+        assert_eq!(plan(4, 2_000_000, 200_000, 2 * MS, MS), None);
         // 200 KB at 12.5 MB/s: 16 ms to go against a 70 ms first byte.
         assert_eq!(plan(4, 200_000, 40_000, 3 * MS + PROBE_TIME, 70 * MS), None);
         // 1.3 first bytes to go: the parts' slowest first byte would eat
@@ -257,8 +274,9 @@ mod tests {
 
     #[test]
     fn parts_are_never_tiny() {
-        // Three first bytes to go, but four parts would be under 64 KiB.
-        let s = plan(4, 600_000, 150_000, 10 * MS, 10 * MS).expect("split");
+        // Nearly five first bytes to go, but four parts would be under
+        // 64 KiB.
+        let s = plan(4, 1_100_000, 700_000, 100 * MS, 12 * MS).expect("split");
         assert_eq!(s.parts.len(), 3, "{s:?}");
         for (a, b) in &s.parts {
             assert!(b - a + 1 >= MIN_PART, "{s:?}");

@@ -384,6 +384,7 @@ impl SyncClient {
         cancelled: &std::sync::atomic::AtomicBool,
     ) -> Result<Vec<u8>, String> {
         self.stats.add(&self.stats.requests, 1);
+        self.stats.add(&self.stats.ranged, 1);
         let mut resp = self
             .agent
             .get(url)

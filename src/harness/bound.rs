@@ -13,7 +13,7 @@ use serde::Serialize;
 
 /// What the bound counts, in one sentence, for the notes under the tables
 /// (`summary.md` and the terminal).
-pub const EXPLAINED: &str = "the listing plus ⌈files ÷ requests in flight⌉ GETs, each at the mean time to first byte plus the body at the per-connection bandwidth (when every key is sent at once, the slowest of them, the largest object's body included), and each new connection's handshake round trips";
+pub const EXPLAINED: &str = "the listing plus ⌈files ÷ requests in flight⌉ GETs, each at the mean time to first byte plus the body at the per-connection bandwidth (when every key is sent at once, the slowest of them, the largest object's body included, as the model's byte ranges would fetch it), and each new connection's handshake round trips";
 
 use crate::bucket::location::MANIFEST_KEY;
 use crate::sim::network::{LatencyRng, LatencyShape, NetworkModel, TlsVersion, setup_rtts};

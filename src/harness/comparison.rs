@@ -495,11 +495,8 @@ impl Bench {
                     *l,
                     shape.secs(
                         &BoundNetwork::of(&plan.conditions, &plan.model).with_ranged_parts(
-                            if l.model.concurrent_requests() {
-                                plan.settings.client.ranged_parts
-                            } else {
-                                0
-                            },
+                            l.model
+                                .ranged_parts(&knobs, plan.settings.client.ranged_parts),
                         ),
                         n,
                         plan.settings.workers,

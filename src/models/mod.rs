@@ -81,15 +81,11 @@ impl Job<'_> {
         crate::db::sync_writer::Connection::open(self.database_url, self.knobs.patience)
     }
 
-    /// The bucket client's settings as `model` uses them: a model that
-    /// makes one request at a time sends no byte ranges beside it.
+    /// The bucket client's settings as `model` uses them (its byte ranges:
+    /// [`Model::ranged_parts`]).
     pub fn client_for(&self, model: Model) -> ClientConfig {
         ClientConfig {
-            ranged_parts: if model.concurrent_requests() {
-                self.client.ranged_parts
-            } else {
-                0
-            },
+            ranged_parts: model.ranged_parts(self.knobs, self.client.ranged_parts),
             ..self.client.clone()
         }
     }

@@ -93,6 +93,19 @@ impl Model {
         }
     }
 
+    /// The byte ranges the model may ask for beside one object's GET:
+    /// `configured` (`--ranged-parts`), but none for a model with one
+    /// request at a time, and never more than its own requests in flight
+    /// less the GET (a user who lowers `--concurrency` or `--threads` to
+    /// spare a shared bucket is not sent more).
+    pub fn ranged_parts(self, knobs: &super::Knobs, configured: u64) -> u64 {
+        if !self.concurrent_requests() {
+            return 0;
+        }
+        let in_flight = self.in_flight(knobs, 1).unwrap_or(1) as u64;
+        configured.min(in_flight.saturating_sub(1))
+    }
+
     /// The model's colour in every chart and in `report.html`, as RGB: the
     /// one place it is set (`harness::charts::series_styles` shades it per
     /// write strategy and keeps every series distinct).
@@ -229,6 +242,21 @@ impl FromStr for Label {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_ranges_never_exceed_a_models_own_requests_in_flight() {
+        let knobs = super::super::Knobs {
+            concurrency: 1,
+            threads: 3,
+            ..Default::default()
+        };
+        assert_eq!(Model::Sync.ranged_parts(&knobs, 4), 0);
+        assert_eq!(Model::LoadOnly.ranged_parts(&knobs, 4), 0);
+        assert_eq!(Model::Async.ranged_parts(&knobs, 4), 0, "--concurrency 1");
+        assert_eq!(Model::Threads.ranged_parts(&knobs, 4), 2, "--threads 3");
+        assert_eq!(Model::FetchOnly.ranged_parts(&Default::default(), 4), 4);
+        assert_eq!(Model::AsyncFetch.ranged_parts(&Default::default(), 0), 0);
+    }
 
     #[test]
     fn labels_print_and_parse_back() {

@@ -109,7 +109,7 @@ struct App {
     auth: Option<SimAuth>,
     stats: Arc<ServerStats>,
     model: NetworkModel,
-    rng: Arc<Mutex<LatencyRng>>,
+    rng: Arc<Mutex<Draws>>,
     limiter: Option<Mutex<RateLimiter>>,
     started: Instant,
 }
@@ -145,7 +145,7 @@ pub struct SimServer {
     pub stats: Arc<ServerStats>,
     model: NetworkModel,
     /// The first-byte draws, shared with the serving tasks.
-    rng: Arc<Mutex<LatencyRng>>,
+    rng: Arc<Mutex<Draws>>,
     /// Holds the CA file while the server runs.
     tls_dir: Option<tempfile::TempDir>,
     ca_file: Option<PathBuf>,
@@ -164,7 +164,7 @@ impl SimServer {
     /// requests arrive: the comparison is paired, and what differs between
     /// two models' times in one run is theirs, not the luck of the draw.
     pub fn deal_latencies(&self, run: u64) {
-        *self.rng.lock().unwrap() = LatencyRng::for_run(self.model.seed, run);
+        *self.rng.lock().unwrap() = Draws::for_run(self.model.seed, run);
     }
 
     /// Serves `store` on `addr` (port 0 for any free port) from a thread of
@@ -220,7 +220,7 @@ impl SimServer {
         let bucket = options.bucket.clone();
         let limiter = (model.get_rate_per_prefix > 0.0)
             .then(|| Mutex::new(RateLimiter::new(model.get_rate_per_prefix)));
-        let rng = Arc::new(Mutex::new(LatencyRng::new(model.seed)));
+        let rng = Arc::new(Mutex::new(Draws::for_run(model.seed, 0)));
         let app = Arc::new(App {
             store,
             bucket: options.bucket,
@@ -498,8 +498,13 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         _ => false,
     };
     let first_byte = {
-        let mut rng = app.rng.lock().unwrap();
-        app.model.latency.draw(&mut rng, c.latency_ms, c.jitter_ms)
+        let mut draws = app.rng.lock().unwrap();
+        let rng = if req.headers().contains_key(header::RANGE) {
+            &mut draws.ranges
+        } else {
+            &mut draws.whole
+        };
+        app.model.latency.draw(rng, c.latency_ms, c.jitter_ms)
     };
     app.stats.first_byte_ms.record(first_byte);
     let setup = req
@@ -672,6 +677,26 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
             "The specified method is not allowed against this resource.",
             &path,
         ),
+    }
+}
+
+/// The first-byte draws of a run: one sequence for whole requests, one for
+/// byte-range requests. A model that fetches a large body in parts takes
+/// its parts' delays from the second, so the GETs of every model's run
+/// *k* still meet the same delays in the same order (the pairing
+/// `compare` relies on), however many parts each model asked for.
+struct Draws {
+    whole: LatencyRng,
+    ranges: LatencyRng,
+}
+
+impl Draws {
+    fn for_run(seed: u64, run: u64) -> Self {
+        Draws {
+            whole: LatencyRng::for_run(seed, run),
+            // Another seed's stream k: independent of every run's own.
+            ranges: LatencyRng::for_run(seed ^ 0x9e37_79b9_7f4a_7c15, run),
+        }
     }
 }
 
