@@ -217,6 +217,9 @@ pub struct PassOptions {
     pub retry_failed: bool,
     /// Take only this share of the new keys (see [`Shard`]).
     pub shard: Option<Shard>,
+    /// Say when the first object's body is in
+    /// ([`crate::report::FIRST_BODY_IN`]; a `compare` worker).
+    pub say_first_body: bool,
 }
 
 /// Worker `index` of `of` passes that split a bucket between them instead
@@ -282,6 +285,10 @@ pub fn run_pass_with(
         ..cfg.client.clone()
     };
     let stats = Arc::new(NetStats::new(&client));
+    stats
+        .say_first_body
+        .store(opts.say_first_body, std::sync::atomic::Ordering::Relaxed);
+    let _ = stats.pass_started.set(started);
     let lister = SyncClient::new(client.clone(), stats.clone())?;
     let (pages, listing) = list_ahead(&lister, &cfg.bucket)?;
     let mut pg = open_pass_connection(&cfg.database_url, patience)?;

@@ -78,14 +78,31 @@ pub struct KeyReason {
 /// time, is the timed part's.
 pub const TIMED_PHASE_STARTS: &str = "bucketbench worker: timed phase starts";
 
+/// The line a `compare` worker writes on stderr when the first object's
+/// body is in: nothing can be parsed or written before it, so the pass
+/// cannot end before that moment plus the CPU spent after it over the
+/// cores (`compare`'s arrival floor; it reads its CPU meters then).
+pub const FIRST_BODY_IN: &str = "bucketbench worker: first body in";
+
 /// The [`TIMED_PHASE_STARTS`] line, with this process's CPU seconds so far
 /// (`getrusage`, in microseconds: `/proc` counts in 10 ms ticks, too coarse
 /// for writes that take 10 ms).
 pub fn timed_phase_line() -> String {
+    worker_line(TIMED_PHASE_STARTS)
+}
+
+/// The [`FIRST_BODY_IN`] line: how far into the pass (`secs`, on the
+/// pass's own clock, as its time is measured), with this process's CPU
+/// seconds so far.
+pub fn first_body_line(secs: f64) -> String {
+    worker_line(&format!("{FIRST_BODY_IN} at {secs:.6} s into the pass"))
+}
+
+fn worker_line(what: &str) -> String {
     // SAFETY: rusage is plain data that getrusage fills.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    format!("{TIMED_PHASE_STARTS} after {:.6} s of CPU", cpu_secs(&u))
+    format!("{what} after {:.6} s of CPU", cpu_secs(&u))
 }
 
 /// User plus system CPU seconds of a `getrusage` or `wait4` reading.
@@ -97,7 +114,20 @@ pub fn cpu_secs(u: &libc::rusage) -> f64 {
 /// Reads a [`timed_phase_line`]: the CPU seconds it gives, `None` for any
 /// other line.
 pub fn read_timed_phase_line(line: &str) -> Option<f64> {
-    line.strip_prefix(TIMED_PHASE_STARTS)?
+    read_worker_line(TIMED_PHASE_STARTS, line)
+}
+
+/// Reads a [`first_body_line`]: the seconds into the pass and the CPU
+/// seconds it gives, `None` for any other line.
+pub fn read_first_body_line(line: &str) -> Option<(f64, f64)> {
+    let rest = line.strip_prefix(FIRST_BODY_IN)?.strip_prefix(" at ")?;
+    let (secs, rest) = rest.split_once(" s into the pass")?;
+    let cpu = read_worker_line("", rest)?;
+    Some((secs.parse().ok()?, cpu))
+}
+
+fn read_worker_line(what: &str, line: &str) -> Option<f64> {
+    line.strip_prefix(what)?
         .strip_prefix(" after ")?
         .strip_suffix(" s of CPU")?
         .parse()
@@ -856,6 +886,16 @@ mod tests {
         assert!((0.0..1e6).contains(&cpu), "{line}");
         assert_eq!(read_timed_phase_line(TIMED_PHASE_STARTS), None);
         assert_eq!(read_timed_phase_line("error: something"), None);
+        let first = first_body_line(0.25);
+        let (at, cpu) = read_first_body_line(&first).unwrap();
+        assert_eq!(at, 0.25, "{first}");
+        assert!((0.0..1e6).contains(&cpu), "{first}");
+        assert_eq!(
+            read_first_body_line(&line),
+            None,
+            "one line is not the other"
+        );
+        assert_eq!(read_timed_phase_line(&first), None);
     }
 
     #[test]

@@ -208,6 +208,7 @@ impl AsyncClient {
             return Err(Attempt::Retry(cut_short(url, body.len())));
         }
         held.shrink_to(self.budget.footprint(body.len() as u64));
+        self.stats.body_in();
         tracing::trace!(
             url = super::location::shown(url),
             bytes = body.len(),

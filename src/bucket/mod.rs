@@ -288,6 +288,12 @@ pub struct NetStats {
     pub breaker: breaker::Breaker,
     /// Says retries at `warn`, at most one line a second.
     pub(crate) retry_log: retry::RetryLog,
+    /// Whether to say when the first object's body is in (a `compare`
+    /// worker: [`crate::report::FIRST_BODY_IN`]), and whether it was said.
+    pub say_first_body: std::sync::atomic::AtomicBool,
+    first_body: std::sync::OnceLock<()>,
+    /// When the pass began, for the time the first body is said at.
+    pub pass_started: std::sync::OnceLock<std::time::Instant>,
 }
 
 impl NetStats {
@@ -296,6 +302,19 @@ impl NetStats {
         NetStats {
             breaker: breaker::Breaker::new(cfg.breaker.clone()),
             ..NetStats::default()
+        }
+    }
+
+    /// An object's body is in, whole: the first one is said when asked.
+    pub(crate) fn body_in(&self) {
+        if self.say_first_body.load(Ordering::Relaxed) {
+            self.first_body.get_or_init(|| {
+                let secs = self
+                    .pass_started
+                    .get()
+                    .map_or(0.0, |t| t.elapsed().as_secs_f64());
+                crate::esayln!("{}", crate::report::first_body_line(secs));
+            });
         }
     }
 

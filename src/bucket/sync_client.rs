@@ -470,6 +470,7 @@ impl SyncClient {
             return Err(Attempt::Retry(cut_short(url, bytes.len())));
         }
         held.shrink_to(self.budget.footprint(bytes.len() as u64));
+        self.stats.body_in();
         Ok(Fetched::Object { bytes, etag, held })
     }
 

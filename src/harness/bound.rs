@@ -146,6 +146,10 @@ pub enum Binds {
     Network,
     /// The CPU floor: all the CPU the pass spent, spread over every core.
     Cpu,
+    /// The arrival floor: the first object's body came in, then the CPU
+    /// spent after it, spread over every core (`cpu::arrival_floor`): a
+    /// burst of work after a wait.
+    Arrival,
 }
 
 impl Binds {
@@ -153,6 +157,7 @@ impl Binds {
         match self {
             Binds::Network => "network",
             Binds::Cpu => "CPU",
+            Binds::Arrival => "arrival",
         }
     }
 }
@@ -174,22 +179,25 @@ pub struct Limit {
 }
 
 impl Limit {
-    pub fn of(network: Option<f64>, cpu_floor: Option<f64>) -> Option<Limit> {
+    /// The largest of the network bound, the CPU floor and the arrival
+    /// floor, each where known.
+    pub fn of(
+        network: Option<f64>,
+        cpu_floor: Option<f64>,
+        arrival_floor: Option<f64>,
+    ) -> Option<Limit> {
         // A limit of 0 s (a CPU floor nothing was charged to) limits
         // nothing, and a ratio over it would read "inf×".
         let known = |s: &f64| s.is_finite() && *s > 0.0;
-        let network = network.filter(known).map(|secs| Limit {
-            secs,
-            binds: Binds::Network,
-        });
-        let cpu = cpu_floor.filter(known).map(|secs| Limit {
-            secs,
-            binds: Binds::Cpu,
-        });
-        match (network, cpu) {
-            (Some(n), Some(c)) => Some(if c.secs > n.secs { c } else { n }),
-            (n, c) => n.or(c),
-        }
+        [
+            (network, Binds::Network),
+            (cpu_floor, Binds::Cpu),
+            (arrival_floor, Binds::Arrival),
+        ]
+        .into_iter()
+        .filter_map(|(secs, binds)| secs.filter(known).map(|secs| Limit { secs, binds }))
+        // The first of equals: the network before the CPU.
+        .reduce(|a, b| if b.secs > a.secs { b } else { a })
     }
 
     /// The limit over the model's median (0–1; 1 wastes nothing).
@@ -497,18 +505,25 @@ mod tests {
     }
 
     #[test]
-    fn the_larger_of_network_bound_and_cpu_floor_binds() {
-        let net = Limit::of(Some(0.4), Some(0.25)).unwrap();
+    fn the_largest_of_network_bound_cpu_floor_and_arrival_floor_binds() {
+        let net = Limit::of(Some(0.4), Some(0.25), None).unwrap();
         assert_eq!((net.secs, net.binds), (0.4, Binds::Network));
-        let cpu = Limit::of(Some(0.1), Some(0.25)).unwrap();
+        let cpu = Limit::of(Some(0.1), Some(0.25), None).unwrap();
         assert_eq!((cpu.secs, cpu.binds), (0.25, Binds::Cpu));
-        // load-only fetches nothing: only its CPU floor bounds it.
-        assert_eq!(Limit::of(None, Some(0.3)).unwrap().binds, Binds::Cpu);
-        assert_eq!(Limit::of(None, None), None);
-        // A floor of 0 s is no limit (no "inf×" over it).
-        assert_eq!(Limit::of(None, Some(0.0)), None);
+        // A burst of CPU after the first bodies: the arrival floor binds.
+        let burst = Limit::of(Some(0.24), Some(0.16), Some(0.30)).unwrap();
+        assert_eq!((burst.secs, burst.binds), (0.30, Binds::Arrival));
         assert_eq!(
-            Limit::of(Some(0.2), Some(0.0)).unwrap().binds,
+            Limit::of(Some(0.9), Some(0.16), Some(0.30)).unwrap().binds,
+            Binds::Network
+        );
+        // load-only fetches nothing: only its CPU floor bounds it.
+        assert_eq!(Limit::of(None, Some(0.3), None).unwrap().binds, Binds::Cpu);
+        assert_eq!(Limit::of(None, None, None), None);
+        // A floor of 0 s is no limit (no "inf×" over it).
+        assert_eq!(Limit::of(None, Some(0.0), None), None);
+        assert_eq!(
+            Limit::of(Some(0.2), Some(0.0), None).unwrap().binds,
             Binds::Network
         );
         // A median of 0.5 s against a 0.25 s CPU floor: 50 % efficient.

@@ -83,6 +83,19 @@ pub fn floor(client: f64, spent: Spent, cores: usize) -> f64 {
     (client + spent.db.unwrap_or(0.0) + spent.bucket.unwrap_or(0.0)) / cores.max(1) as f64
 }
 
+/// The least wall time a pass could take once its first object's body
+/// came in at `first_body_secs`: nothing can be parsed or written before
+/// it, so all the CPU spent after it (the worker's `worker_after`, the
+/// database's and the bucket's `after`) must fit into the time after it,
+/// on every core. Above the [`floor`] when a burst of work follows a wait:
+/// on two cores, a pass that waits 0.15 s for its first bodies and then
+/// needs 0.3 s of CPU cannot end before 0.3 s, though its CPU floor says
+/// 0.15. The CPU read before the first body is left out, so it stays a
+/// floor.
+pub fn arrival_floor(first_body_secs: f64, worker_after: f64, after: Spent, cores: usize) -> f64 {
+    first_body_secs + floor(worker_after, after, cores)
+}
+
 /// Microseconds of CPU per loaded row; `None` for a run that loaded none.
 pub fn us_per_row(secs: f64, rows: u64) -> Option<f64> {
     (rows > 0 && secs.is_finite()).then(|| secs * 1e6 / rows as f64)
@@ -96,6 +109,8 @@ pub struct CpuSummary {
     pub bucket_secs: Option<f64>,
     /// Median of the runs' CPU floors.
     pub floor_secs: Option<f64>,
+    /// Median of the runs' arrival floors ([`arrival_floor`]).
+    pub arrival_floor_secs: Option<f64>,
     /// Median over the runs of the worker's CPU per loaded row.
     pub client_us_per_row: Option<f64>,
     /// Median over the runs of the database server's CPU per loaded row.
@@ -114,6 +129,7 @@ impl CpuSummary {
             db_secs: median_of(runs.iter().map(|r| r.db_cpu_secs)),
             bucket_secs: median_of(runs.iter().map(|r| r.bucket_cpu_secs)),
             floor_secs: median_of(runs.iter().map(|r| r.cpu_floor_secs)),
+            arrival_floor_secs: median_of(runs.iter().map(|r| r.arrival_floor_secs)),
             client_us_per_row: median_of(runs.iter().map(|r| us_per_row(r.cpu_secs, r.rows))),
             db_us_per_row: median_of(
                 runs.iter()

@@ -36,7 +36,12 @@ const RUNS_COLUMNS: [&str; 14] = [
 /// empty in files written before they were counted (or for a real bucket).
 const NET_COLUMNS: [&str; 3] = ["connections", "tls_handshakes", "throttled"];
 /// Where each run's CPU went (`harness::cpu`): empty where not measured.
-const CPU_COLUMNS: [&str; 3] = ["db_cpu_seconds", "bucket_cpu_seconds", "cpu_floor_seconds"];
+const CPU_COLUMNS: [&str; 4] = [
+    "db_cpu_seconds",
+    "bucket_cpu_seconds",
+    "cpu_floor_seconds",
+    "arrival_floor_seconds",
+];
 
 /// The largest results file read back (`runs.csv`, a baseline, …): far
 /// more than 10,000 runs of every model write, and it keeps a device or a
@@ -123,6 +128,7 @@ pub fn write_runs_csv(path: &Path, runs: &[Run]) -> anyhow::Result<()> {
             opt(r.db_cpu_secs),
             opt(r.bucket_cpu_secs),
             opt(r.cpu_floor_secs),
+            opt(r.arrival_floor_secs),
         ];
         w.write_record(fixed.into_iter().chain(super::firstbyte::runs_cells(r)))?;
     }
@@ -143,7 +149,7 @@ pub fn read_runs_csv(path: &Path) -> anyhow::Result<Vec<Run>> {
         RUNS_COLUMNS.join(", ")
     );
     let column = |name: &str| headers.iter().position(|h| h == name);
-    let [db_cpu, bucket_cpu, cpu_floor] = CPU_COLUMNS.map(column);
+    let [db_cpu, bucket_cpu, cpu_floor, arrival_floor] = CPU_COLUMNS.map(column);
     let mut runs = Vec::new();
     for rec in r.records() {
         let rec = rec.with_context(|| format!("reading {}", path.display()))?;
@@ -208,6 +214,7 @@ pub fn read_runs_csv(path: &Path) -> anyhow::Result<Vec<Run>> {
             db_cpu_secs: opt(db_cpu),
             bucket_cpu_secs: opt(bucket_cpu),
             cpu_floor_secs: opt(cpu_floor),
+            arrival_floor_secs: opt(arrival_floor),
             first_byte,
             setup,
         });
@@ -279,6 +286,7 @@ pub fn write_summary_csv(
         "median_db_cpu_s",
         "median_bucket_cpu_s",
         "cpu_floor_s",
+        "arrival_floor_s",
         "client_us_per_row",
         "db_us_per_row",
         "limit_s",
@@ -330,6 +338,7 @@ pub fn write_summary_csv(
             fmt(s.cpu.db_secs, 3),
             fmt(s.cpu.bucket_secs, 3),
             fmt(s.cpu.floor_secs, 4),
+            fmt(s.cpu.arrival_floor_secs, 4),
             fmt(s.cpu.client_us_per_row, 2),
             fmt(s.cpu.db_us_per_row, 2),
             fmt(limit.map(|l| l.secs), 4),
@@ -627,7 +636,7 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let header = text.lines().next().unwrap();
         assert!(
-            header.ends_with("cpu_floor_seconds,first_byte_count,first_byte_mean_ms,first_byte_p50_ms,first_byte_p90_ms,first_byte_p99_ms,first_byte_p999_ms,first_byte_max_ms,setup_count,setup_mean_ms,setup_p50_ms,setup_p90_ms,setup_p99_ms,setup_p999_ms,setup_max_ms"),
+            header.ends_with("cpu_floor_seconds,arrival_floor_seconds,first_byte_count,first_byte_mean_ms,first_byte_p50_ms,first_byte_p90_ms,first_byte_p99_ms,first_byte_p999_ms,first_byte_max_ms,setup_count,setup_mean_ms,setup_p50_ms,setup_p90_ms,setup_p99_ms,setup_p999_ms,setup_max_ms"),
             "{header}"
         );
         let back = read_runs_csv(&path).unwrap();

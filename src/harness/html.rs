@@ -184,7 +184,7 @@ pub fn render(c: &Comparison) -> String {
             "Ceilings and efficiency",
             &t,
             &format!(
-                "Efficiency: the model's limit over its median; the limit is the larger of its network bound (the analytic time for the listing and the GETs at this model's requests in flight) and its CPU floor (all the CPU the pass spent, client, database and bucket, spread over the cores), and binds says which. Both hold on any machine; × ceiling compares with the measured ceiling (the larger of {} and {}). At its limit: how many times faster than {}'s median the model would be at its limit, the most it could show here.",
+                "Efficiency: the model's limit over its median; the limit is the largest of its network bound (the analytic time for the listing and the GETs at this model's requests in flight), its CPU floor (all the CPU the pass spent, client, database and bucket, spread over the cores) and its arrival floor (when its first object's body came in, plus the CPU spent after it over the cores: nothing is parsed or written before it), and binds says which. All hold on any machine; × ceiling compares with the measured ceiling (the larger of {} and {}). At its limit: how many times faster than {}'s median the model would be at its limit, the most it could show here.",
                 Model::FetchOnly,
                 Model::LoadOnly,
                 esc(&c.reference)
@@ -722,7 +722,7 @@ fn ceiling_table(c: &Comparison) -> Option<String> {
         .map(|r| r.median_secs);
     let rows = c.models.iter().map(|m| {
         format!(
-            "<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             if m.is_ceiling {
                 " class=\"ceiling\""
             } else {
@@ -735,6 +735,7 @@ fn ceiling_table(c: &Comparison) -> Option<String> {
                 .map(|x| format!("{x:.2}×"))
                 .unwrap_or_else(|| "–".into()),
             m.cpu_floor_secs.map(secs).unwrap_or_else(|| "–".into()),
+            m.arrival_floor_secs.map(secs).unwrap_or_else(|| "–".into()),
             m.binds.as_deref().map(esc).unwrap_or_else(|| "–".into()),
             ceiling
                 .filter(|_| !m.is_ceiling)
@@ -758,6 +759,7 @@ fn ceiling_table(c: &Comparison) -> Option<String> {
             "network bound",
             "× bound",
             "CPU floor",
+            "arrival floor",
             "binds",
             "× ceiling",
             "efficiency",

@@ -129,14 +129,18 @@ pub struct ModelStats {
     /// Median of the runs' CPU floors: (client + database + bucket CPU) /
     /// cores, the least wall time a pass could take on this machine.
     pub cpu_floor_secs: Option<f64>,
+    /// Median of the runs' arrival floors: when the first object's body
+    /// came in, plus the CPU spent after it over the cores.
+    #[serde(default)]
+    pub arrival_floor_secs: Option<f64>,
     /// Median µs of the worker's CPU per loaded row.
     pub client_us_per_row: Option<f64>,
     /// Median µs of the database server's CPU per loaded row.
     pub db_us_per_row: Option<f64>,
-    /// The larger of `bound_secs` and `cpu_floor_secs`: a bound that holds
-    /// on any machine.
+    /// The largest of `bound_secs`, `cpu_floor_secs` and
+    /// `arrival_floor_secs`: a bound that holds on any machine.
     pub limit_secs: Option<f64>,
-    /// Which of the two is `limit_secs`: `network` or `CPU`.
+    /// Which of the three is `limit_secs`: `network`, `CPU` or `arrival`.
     pub binds: Option<String>,
     /// `limit_secs / median_secs` (0–1): the efficiency the tables show.
     pub limit_efficiency: Option<f64>,
@@ -225,6 +229,10 @@ pub struct RunRecord {
     pub bucket_cpu_secs: Option<f64>,
     /// `(cpu_secs + db_cpu_secs + bucket_cpu_secs) / cores`.
     pub cpu_floor_secs: Option<f64>,
+    /// When the first object's body came in, plus the CPU spent after it
+    /// over the cores; `None` where not measured.
+    #[serde(default)]
+    pub arrival_floor_secs: Option<f64>,
     /// The first-byte delays the simulated bucket applied during the run
     /// (`null`: a real bucket, or results recorded before they were).
     #[serde(default)]
@@ -316,6 +324,7 @@ impl From<&Run> for RunRecord {
             db_cpu_secs: r.db_cpu_secs,
             bucket_cpu_secs: r.bucket_cpu_secs,
             cpu_floor_secs: r.cpu_floor_secs,
+            arrival_floor_secs: r.arrival_floor_secs,
             first_byte: r.first_byte,
             setup: r.setup,
         }
@@ -397,6 +406,7 @@ impl Comparison {
                     median_db_cpu_secs: s.cpu.db_secs,
                     median_bucket_cpu_secs: s.cpu.bucket_secs,
                     cpu_floor_secs: s.cpu.floor_secs,
+                    arrival_floor_secs: s.cpu.arrival_floor_secs,
                     client_us_per_row: s.cpu.client_us_per_row,
                     db_us_per_row: s.cpu.db_us_per_row,
                     limit_secs: s.limit().map(|l| l.secs),

@@ -114,6 +114,10 @@ pub struct Run {
     /// `(cpu_secs + db + bucket) / cores` ([`super::cpu::floor`]); `None`
     /// when read from a `runs.csv` written before it existed.
     pub cpu_floor_secs: Option<f64>,
+    /// When the first object's body came in, plus all the CPU spent after
+    /// it over the cores ([`super::cpu::arrival_floor`]); `None` where not
+    /// measured.
+    pub arrival_floor_secs: Option<f64>,
     /// The first-byte delays the simulated bucket applied during the run
     /// (`harness::firstbyte`); `None` for a real bucket or older results.
     pub first_byte: Option<super::firstbyte::Delays>,
@@ -146,6 +150,7 @@ impl Run {
             db_cpu_secs: None,
             bucket_cpu_secs: None,
             cpu_floor_secs: None,
+            arrival_floor_secs: None,
             first_byte: None,
             setup: None,
         }
@@ -249,7 +254,9 @@ pub fn run_once(
         .filter_map(|f| f.timed.as_ref())
         .min_by_key(|t| t.at)
         .map_or(&cpu_before, |t| &t.meters);
-    let spent = target.cpu.sample().since(timed_from);
+    let end = target.cpu.sample();
+    let spent = end.since(timed_from);
+    let arrival_floor_secs = arrival_floor(&finished, &end);
     stop.store(true, Ordering::Relaxed);
     if let Some(p) = poller {
         // A poll the server stopped answering is left behind: the progress
@@ -365,9 +372,29 @@ pub fn run_once(
         db_cpu_secs: spent.db,
         bucket_cpu_secs: spent.bucket,
         cpu_floor_secs: Some(super::cpu::floor(cpu_secs, spent, super::cpu::cores())),
+        arrival_floor_secs,
         first_byte: None,
         setup: None,
     })
+}
+
+/// The arrival floor of a run of one worker that timed its whole pass
+/// ([`super::cpu::arrival_floor`]): `None` for a ceiling that times only
+/// part of its pass, for several workers (each on a clock of its own), or
+/// when no object's body came in.
+fn arrival_floor(finished: &[Finished], end: &super::cpu::Sample) -> Option<f64> {
+    let [one] = finished else { return None };
+    if one.timed.is_some() {
+        return None;
+    }
+    let first = one.first_body.as_ref()?;
+    let worker_after = (crate::report::cpu_secs(&one.usage) - first.worker_secs).max(0.0);
+    Some(super::cpu::arrival_floor(
+        first.pass_secs,
+        worker_after,
+        end.since(&first.meters),
+        super::cpu::cores(),
+    ))
 }
 
 /// A running worker process and the threads draining its output.
@@ -375,7 +402,7 @@ struct Worker {
     pid: libc::pid_t,
     _child: std::process::Child,
     out: std::thread::JoinHandle<String>,
-    err: std::thread::JoinHandle<(String, Option<TimedStart>)>,
+    err: std::thread::JoinHandle<(String, Option<TimedStart>, Option<FirstBody>)>,
 }
 
 /// The CPU meters read when a worker said its timed phase started
@@ -387,14 +414,25 @@ struct TimedStart {
     worker_secs: f64,
 }
 
+/// The CPU meters read when a worker said its first object's body was in
+/// ([`crate::report::FIRST_BODY_IN`]).
+struct FirstBody {
+    /// Seconds into the worker's pass, on the clock its time is measured by.
+    pass_secs: f64,
+    meters: super::cpu::Sample,
+    /// The worker's own CPU seconds so far, as it said.
+    worker_secs: f64,
+}
+
 /// A worker that has exited.
 struct Finished {
     status: i32,
     usage: libc::rusage,
     stdout: String,
-    /// Without the timed-phase line.
+    /// Without the timed-phase and first-body lines.
     stderr: String,
     timed: Option<TimedStart>,
+    first_body: Option<FirstBody>,
 }
 
 impl Worker {
@@ -414,7 +452,7 @@ impl Worker {
         let meters = meters.clone();
         let err = std::thread::spawn(move || {
             use std::io::BufRead as _;
-            let (mut s, mut timed) = (String::new(), None);
+            let (mut s, mut timed, mut first_body) = (String::new(), None, None);
             for line in stderr.split(b'\n').map_while(Result::ok) {
                 let line = String::from_utf8_lossy(&line);
                 if let Some(worker_secs) = crate::report::read_timed_phase_line(&line) {
@@ -427,10 +465,20 @@ impl Worker {
                     }
                     continue;
                 }
+                if let Some((pass_secs, worker_secs)) = crate::report::read_first_body_line(&line) {
+                    if first_body.is_none() {
+                        first_body = Some(FirstBody {
+                            pass_secs,
+                            meters: meters.sample(),
+                            worker_secs,
+                        });
+                    }
+                    continue;
+                }
                 s.push_str(&line);
                 s.push('\n');
             }
-            (s, timed)
+            (s, timed, first_body)
         });
         Ok(Worker {
             pid,
@@ -444,13 +492,14 @@ impl Worker {
         let waited = wait_with_rusage(self.pid);
         live_workers().retain(|p| *p != self.pid);
         let (status, usage) = waited?;
-        let (stderr, timed) = self.err.join().unwrap_or_default();
+        let (stderr, timed, first_body) = self.err.join().unwrap_or_default();
         Ok(Finished {
             status,
             usage,
             stdout: self.out.join().unwrap_or_default(),
             stderr,
             timed,
+            first_body,
         })
     }
 }

@@ -213,9 +213,14 @@ impl ModelSummary {
         Some(reference.stats.median / self.limit()?.secs)
     }
 
-    /// The larger of the network bound and the CPU floor, and which binds.
+    /// The largest of the network bound, the CPU floor and the arrival
+    /// floor, and which binds.
     pub fn limit(&self) -> Option<Limit> {
-        Limit::of(self.bound_secs, self.cpu.floor_secs)
+        Limit::of(
+            self.bound_secs,
+            self.cpu.floor_secs,
+            self.cpu.arrival_floor_secs,
+        )
     }
 
     /// Keeps outliers put down to the first-byte draws only for a model the
@@ -274,7 +279,7 @@ pub fn efficiency(summaries: &[ModelSummary], reference: Option<Label>) -> Strin
         ));
     }
     s.push_str(&format!(
-        "Efficiency: the model's limit over its median; the limit is the larger of its network bound and its CPU floor (all the CPU the pass spent, client, database and bucket, spread over the cores), and binds says which.{}\n\n| model | median | network bound | CPU floor | binds | efficiency |{}{}\n|---|---:|---:|---:|---|---:|{}{}\n",
+        "Efficiency: the model's limit over its median; the limit is the largest of its network bound, its CPU floor (all the CPU the pass spent, client, database and bucket, spread over the cores) and its arrival floor (when its first object's body came in, plus the CPU spent after it over the cores: nothing is parsed or written before it), and binds says which.{}\n\n| model | median | network bound | CPU floor | arrival floor | binds | efficiency |{}{}\n|---|---:|---:|---:|---:|---|---:|{}{}\n",
         reference.map_or(String::new(), |r| format!(
             " At its limit: how many times faster than {}'s median the model would be at its limit, the most it could show here.",
             r.label
@@ -290,11 +295,12 @@ pub fn efficiency(summaries: &[ModelSummary], reference: Option<Label>) -> Strin
         let limit = m.limit();
         beyond |= limit.is_some_and(|l| self::beyond(l.efficiency(m.stats.median)));
         s.push_str(&format!(
-            "| {} | {:.2} s | {} | {} | {} | {} |{}{}\n",
+            "| {} | {:.2} s | {} | {} | {} | {} | {} |{}{}\n",
             m.label,
             m.stats.median,
             secs(m.bound_secs),
             secs(m.cpu.floor_secs),
+            secs(m.cpu.arrival_floor_secs),
             limit.map_or("–".into(), |l| l.binds.to_string()),
             limit.map_or("–".into(), |l| percent(l.efficiency(m.stats.median), "¹")),
             reference.map_or(String::new(), |r| format!(

@@ -282,8 +282,9 @@ fn meaning(model: Model) -> &'static str {
 
 /// Where each label's CPU went (medians over its verified runs): the
 /// worker's, the database server's and the simulated bucket's, their floor
-/// over the cores, and the limit that binds (the larger of the network
-/// bound and the CPU floor) with the efficiency against it. `n/m`: not
+/// over the cores, the arrival floor, and the limit that binds (the
+/// largest of the network bound and the two floors) with the efficiency
+/// against it. `n/m`: not
 /// measured (a server elsewhere, a real bucket).
 pub fn cpu_table(summaries: &[ModelSummary]) -> String {
     if summaries.is_empty() {
@@ -297,6 +298,7 @@ pub fn cpu_table(summaries: &[ModelSummary]) -> String {
         Column::new("DB", true),
         Column::new("bucket", true),
         Column::new("CPU floor", true),
+        Column::new("arrival floor", true),
         Column::new("client µs/row", true),
         Column::new("DB µs/row", true),
         Column::new("binds", false),
@@ -313,6 +315,9 @@ pub fn cpu_table(summaries: &[ModelSummary]) -> String {
             opt_secs(m.cpu.db_secs),
             opt_secs(m.cpu.bucket_secs),
             opt_secs(m.cpu.floor_secs),
+            m.cpu
+                .arrival_floor_secs
+                .map_or_else(|| "–".to_string(), secs),
             us(m.cpu.client_us_per_row),
             us(m.cpu.db_us_per_row),
             limit.map_or_else(|| "–".to_string(), |l| l.binds.to_string()),
@@ -322,10 +327,10 @@ pub fn cpu_table(summaries: &[ModelSummary]) -> String {
             col.cells.push(cell);
         }
     }
-    let mut out = format!("\n{}", layout(cols, &["client µs/row", "bucket"]));
+    let mut out = format!("\n{}", layout(cols, &["bucket", "client µs/row"]));
     out.push_str(&wrap(&format!(
-        "CPU floor: client + DB + bucket CPU over {}, the least time the pass could take on this machine; binds: the larger of that and the network bound; efficiency: that limit over the median.",
-        plural(super::cpu::cores() as u64, "core", "cores")
+        "CPU floor: client + DB + bucket CPU over {cores}, the least time the pass could take on this machine; arrival floor: when the first object's body came in, plus the CPU spent after it over {cores} (nothing is parsed or written before it); binds: the largest of those and the network bound; efficiency: that limit over the median.",
+        cores = plural(super::cpu::cores() as u64, "core", "cores")
     )));
     if above {
         out.push_str(&wrap(&format!("{BEYOND} {}", summary::BEYOND_LIMIT)));
@@ -451,6 +456,7 @@ fn floor_name(binds: Binds) -> &'static str {
     match binds {
         Binds::Network => "network bound",
         Binds::Cpu => "CPU floor",
+        Binds::Arrival => "arrival floor",
     }
 }
 
@@ -464,7 +470,7 @@ fn below_one(x: f64, binds: Binds) -> &'static str {
         Binds::Network => {
             "; below 1×: the bound is modelled from the configured first-byte distribution, and this run's draws were kinder"
         }
-        Binds::Cpu => "; below 1×: the CPU floor is counted in 10 ms ticks",
+        Binds::Cpu | Binds::Arrival => "; below 1×: the CPU floor is counted in 10 ms ticks",
     }
 }
 
@@ -486,6 +492,10 @@ fn what_limits(m: &ModelSummary, summaries: &[ModelSummary]) -> Option<String> {
                 ),
                 Binds::Cpu => format!(
                     "what limits {name}: CPU: it takes {x:.2}× its CPU floor (the pass spends {:.2} s of CPU, worker, database and bucket, per core); only less CPU per row or more cores make it faster{below}",
+                    l.secs
+                ),
+                Binds::Arrival => format!(
+                    "what limits {name}: CPU once the first bodies are in: it takes {x:.2}× its arrival floor ({:.2} s: the first object's body came in, then the CPU spent after it, worker, database and bucket, per core); only less CPU per row or more cores make it faster{below}",
                     l.secs
                 ),
             });

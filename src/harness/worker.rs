@@ -27,6 +27,7 @@ pub fn main() -> ! {
                 Ok(s) => Some(s.parse().with_context(|| format!("reading {SHARD_ENV}"))?),
                 Err(_) => None,
             },
+            say_first_body: true,
             ..Default::default()
         };
         let summary = run_pass_with(&cfg, model.as_ref(), &opts)?;
