@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
@@ -290,11 +290,13 @@ pub fn run_pass_with(
         .store(opts.say_first_body, std::sync::atomic::Ordering::Relaxed);
     let _ = stats.pass_started.set(started);
     let lister = SyncClient::new(client.clone(), stats.clone())?;
-    let (pages, listing) = list_ahead(&lister, &cfg.bucket)?;
+    // The database first: one that is gone is said in one line, before the
+    // bucket is asked anything.
     let mut pg = open_pass_connection(&cfg.database_url, patience)?;
     if !schema_is_current(&mut pg)? {
         prepare_database_within(&cfg.database_url, patience)?;
     }
+    let (pages, listing) = list_ahead(&lister, &cfg.bucket)?;
     let heads = HeadCheck::new(&lister);
     let summary = PassSummary {
         model: model.name().to_string(),
@@ -319,8 +321,19 @@ pub fn run_pass_with(
     let (listed, loaded) = std::thread::scope(|s| {
         let judging = s.spawn(|| {
             // Owned by this thread, so the model's stream ends when listing does.
-            let tx = tx;
-            for page in pages {
+            let (tx, pages) = (tx, pages);
+            loop {
+                // A model that stopped (its receiver dropped) waits for no
+                // page still on its way: a hanging listing must not hold
+                // the pass's error back.
+                let page = match pages.recv_timeout(Duration::from_millis(50)) {
+                    Ok(page) => page,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) if tx.is_closed() => {
+                        return Ok(());
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                };
                 tally.refused(
                     page.refused
                         .into_iter()
@@ -420,11 +433,10 @@ pub fn run_pass_with(
 }
 
 /// Starts the listing on a thread of its own, a page ahead of the pass:
-/// its first request goes out while the pass connects to the database and
-/// checks the schema, and each next page is asked for while the ledger
-/// subtracts the last. The thread is not scoped: a pass that fails (its
-/// database unreachable, its model stopped) returns at once, and the
-/// listing ends at its next page, its request bounded by its own timeouts.
+/// each next page is asked for while the ledger subtracts the last. The
+/// thread is not scoped: a pass whose model stopped returns without
+/// waiting for a page still on its way, and the listing ends at its next
+/// page, its request bounded by its own timeouts.
 #[allow(clippy::type_complexity)]
 fn list_ahead(
     lister: &SyncClient,

@@ -48,12 +48,14 @@ enum Reply {
     /// No answer for a minute, then the connection closes.
     Silent,
     /// `body`'s length declared and its first `after` bytes sent at
-    /// `per_sec`, then the connection closed: a body cut short.
+    /// `per_sec`, then the connection closed (a body cut short) or, with
+    /// `hold`, kept open in silence for a minute (a stalled one).
     Cut {
         headers: Vec<String>,
         body: Vec<u8>,
         per_sec: usize,
         after: usize,
+        hold: bool,
     },
 }
 
@@ -167,6 +169,7 @@ fn serve_connection(mut stream: TcpStream, route: &dyn Fn(&Seen) -> Reply, log: 
                 body,
                 per_sec,
                 after,
+                hold,
             } => {
                 let mut head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n", body.len());
                 for h in headers {
@@ -182,6 +185,9 @@ fn serve_connection(mut stream: TcpStream, route: &dyn Fn(&Seen) -> Reply, log: 
                         return;
                     }
                     std::thread::sleep(Duration::from_millis(100));
+                }
+                if hold {
+                    std::thread::sleep(Duration::from_secs(60));
                 }
                 return;
             }
@@ -805,11 +811,10 @@ fn parts_that_never_answer_hold_the_object_back_no_longer_than_its_get() {
     }
 }
 
-/// The first connection is cut after it has delivered its share (about
-/// 340 KB here) and before the slower parts are in: the parts make the
-/// object whole, without a retry.
-#[test]
-fn a_first_connection_cut_past_its_share_is_made_whole_by_the_parts() {
+/// A peer whose first connection delivers 600 KB of a 1.5 MB object (its
+/// share, about 340 KB, and more) and then fails, closing (`hold` false) or
+/// falling silent (`hold` true), while the parts, slower, bring the rest.
+fn failing_first_connection(hold: bool) -> (String, Arc<Mutex<Vec<Seen>>>, i64) {
     let (big, n) = songs("v1", 1_500_000);
     let ranged = big.clone();
     let (bucket, seen) = peer(move |s| match name(&s.path) {
@@ -831,8 +836,18 @@ fn a_first_connection_cut_past_its_share_is_made_whole_by_the_parts() {
             body: big.clone(),
             per_sec: 256 * 1024,
             after: 600_000,
+            hold,
         },
     });
+    (bucket, seen, n)
+}
+
+/// The first connection is cut after it has delivered its share and
+/// before the slower parts are in: the parts make the object whole,
+/// without a retry.
+#[test]
+fn a_first_connection_cut_past_its_share_is_made_whole_by_the_parts() {
+    let (bucket, seen, n) = failing_first_connection(false);
     for model in ["async", "threads"] {
         let db = fresh_db();
         let before = range_requests(&seen);
@@ -842,6 +857,28 @@ fn a_first_connection_cut_past_its_share_is_made_whole_by_the_parts() {
             range_requests(&seen) > before,
             "{model}: ranges were asked for"
         );
+        assert_eq!(titles_by_tag(&db), vec![("v1".to_string(), n)], "{model}");
+    }
+}
+
+/// The same connection falls silent instead: the parts, once in, end the
+/// wait; no model waits out the silence (a read may wait 10 s) or retries.
+#[test]
+fn a_first_connection_stalled_past_its_share_is_made_whole_by_the_parts() {
+    let (bucket, seen, n) = failing_first_connection(true);
+    for model in ["async", "threads"] {
+        let db = fresh_db();
+        let before = range_requests(&seen);
+        let started = Instant::now();
+        let s = pass(&bucket, &db, model);
+        let took = started.elapsed();
+        assert_eq!((s.loaded, s.retries), (1, 0), "{model}: {s:?}");
+        assert!(
+            range_requests(&seen) > before,
+            "{model}: ranges were asked for"
+        );
+        // The parts take about 6 s at 48 KB/s; the silence would add 10.
+        assert!(took < Duration::from_secs(10), "{model}: took {took:?}");
         assert_eq!(titles_by_tag(&db), vec![("v1".to_string(), n)], "{model}");
     }
 }

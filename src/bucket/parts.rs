@@ -177,6 +177,18 @@ pub(crate) fn check_part(
     if status != 206 {
         return Err(format!("the range request was answered HTTP {status}"));
     }
+    // Bytes of an encoded body are not the object's: the GET's were plain.
+    if let Some(enc) = headers
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"))
+    {
+        return Err(format!(
+            "the part came encoded ({}), the object plain",
+            crate::report::printable(enc)
+        ));
+    }
     let tag = headers
         .get("etag")
         .and_then(|v| v.to_str().ok())
@@ -318,5 +330,7 @@ mod tests {
             "another version's size"
         );
         assert!(check_part(206, &h, tag, (0, 9, 100)).is_err());
+        h.insert("content-encoding", "gzip".parse().unwrap());
+        assert!(check_part(206, &h, tag, (10, 19, 100)).is_err(), "encoded");
     }
 }

@@ -284,12 +284,30 @@ impl SyncClient {
                 parts = Some(self.spawn_parts(url, etag, total, split));
             }
             if let Some(p) = parts.as_mut().filter(|p| received >= p.keep) {
-                match p.poll() {
+                // This connection has its share: wait for the parts rather
+                // than for its next read, which a stalled connection would
+                // hold for the whole per-read timeout. Bounded by twice what
+                // the rest would take here at its rate so far (a first byte
+                // at least): parts that trickle are given up, and this
+                // connection, waiting meanwhile, reads on.
+                let rate = received as f64 / started.elapsed().as_secs_f64().max(1e-3);
+                let rest = std::time::Duration::from_secs_f64(
+                    2.0 * (total - received) as f64 / rate.max(1.0),
+                );
+                let waited =
+                    p.wait_until(std::time::Instant::now() + rest.max(self.cfg.first_byte_timeout));
+                match waited {
                     Ok(Some(tails)) => {
                         super::parts::assemble(&mut bytes, p.keep, tails);
                         break;
                     }
-                    Ok(None) => {}
+                    Ok(None) => {
+                        tracing::debug!(
+                            url = super::location::shown(url),
+                            "fetching in parts abandoned, reading on: the parts are slower than this connection"
+                        );
+                        parts = None;
+                    }
                     Err(why) => {
                         tracing::debug!(
                             url = super::location::shown(url),
@@ -423,6 +441,13 @@ impl SyncClient {
         if bytes.len() as u64 != want {
             return Err(format!("{} of the {want} bytes asked for", bytes.len()));
         }
+        tracing::trace!(
+            url = super::location::shown(url),
+            first,
+            last,
+            total_ms = started.elapsed().as_millis() as u64,
+            "fetched part"
+        );
         Ok(bytes)
     }
 
@@ -552,6 +577,27 @@ impl SyncParts {
             match self.rx.recv() {
                 Ok((i, r)) => self.done[i] = Some(r?),
                 Err(_) => return Err("a part's thread ended without its bytes".into()),
+            }
+        }
+    }
+
+    /// [`SyncParts::wait`] until `deadline` at most: `None` if some part is
+    /// still out then.
+    fn wait_until(&mut self, deadline: std::time::Instant) -> Result<Option<Vec<Vec<u8>>>, String> {
+        loop {
+            if let Some(all) = self.poll()? {
+                return Ok(Some(all));
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            match self.rx.recv_timeout(left) {
+                Ok((i, r)) => self.done[i] = Some(r?),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => return Ok(None),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err("a part's thread ended without its bytes".into());
+                }
             }
         }
     }

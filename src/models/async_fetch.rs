@@ -41,8 +41,15 @@ impl Ingestor for AsyncFetchModel {
             });
             rt.block_on(async {
                 let mut fetched = fetch_steps(job, &http, todo, Model::AsyncFetch.name());
-                while let Some(done) = fetched.next().await {
-                    // A closed channel means the writer failed; its error is returned below.
+                loop {
+                    // A closed channel means the writer failed; its error is
+                    // returned below. Watched while waiting too: a hanging
+                    // listing page must not hold that error back.
+                    let done = tokio::select! {
+                        done = fetched.next() => done,
+                        () = tx.closed() => break,
+                    };
+                    let Some(done) = done else { break };
                     if tx.send(done?).await.is_err() {
                         break;
                     }

@@ -101,9 +101,10 @@ impl Ingestor for AsyncModel {
                     held.lock().unwrap().remove(&plan.key);
                 },
             );
-            let (fetched, written) = tokio::join!(fetch, write);
-            written?;
-            fetched
+            // A writer's failure (the database gone) ends the fetching at
+            // once: it would otherwise wait for keys a hanging listing page
+            // has yet to send.
+            futures::future::try_join(fetch, write).await.map(|_| ())
         })
     }
 }

@@ -72,7 +72,7 @@ impl Ingestor for ThreadsModel {
                 let next = spare.lock().unwrap().pop();
                 let next = match next {
                     Some(obj) => Some(obj),
-                    None => todo.lock().unwrap().blocking_recv(),
+                    None => next_key(&todo, &stop),
                 };
                 let Some(obj) = next else {
                     in_hand.fetch_sub(1, Ordering::SeqCst);
@@ -147,6 +147,26 @@ fn open(
                     Some(wait) if !crate::db::is_stalled(&e) => std::thread::sleep(wait),
                     _ => return Err(e),
                 }
+            }
+        }
+    }
+}
+
+/// The next key, `None` once the listing is done or the pass has stopped
+/// (a thread failed). Not `blocking_recv`, which a hanging listing page
+/// would hold past a failure that has already ended the pass: the thread
+/// holding the queue looks every millisecond, the others wait for it.
+fn next_key(todo: &Mutex<Todo>, stop: &AtomicBool) -> Option<crate::bucket::ObjectRef> {
+    let mut rx = todo.lock().unwrap();
+    loop {
+        match rx.try_recv() {
+            Ok(obj) => return Some(obj),
+            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => return None,
+            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
+                if stop.load(Ordering::Relaxed) {
+                    return None;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
             }
         }
     }
