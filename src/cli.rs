@@ -61,12 +61,14 @@ pub struct ClientArgs {
     #[arg(long, default_value_t = 10, allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..))]
     #[serde(default = "default_unreachable_requests")]
     pub unreachable_requests: u64,
-    /// At most N byte-range requests beside an object's GET, on more
-    /// connections, for a large body that would take longer to arrive on
-    /// one connection than another request takes to answer (decided from
-    /// the body's first bytes; needs Accept-Ranges and a strong ETag, which
-    /// each part must match). 0: one GET per object. The `sync` model never
-    /// splits: it makes one request at a time.
+    /// At most N byte-range requests (0 to 16) beside an object's GET, on
+    /// more connections: for an object of 1 MiB or more whose rest, at the
+    /// rate its first bytes came, would take longer than one and a half of
+    /// its first byte's wait, when splitting saves 20 ms or more. Each is a
+    /// request (billed on S3) and may open a connection. Needs
+    /// Accept-Ranges and a strong ETag, which every part must match. 0: one
+    /// GET per object. Never more than the model's own requests in flight
+    /// less one (--concurrency, --threads); `sync` never splits.
     #[arg(long, default_value_t = crate::bucket::parts::DEFAULT_PARTS, value_parser = clap::value_parser!(u64).range(0..=16))]
     #[serde(default = "default_ranged_parts")]
     pub ranged_parts: u64,
