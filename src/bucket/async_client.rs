@@ -160,10 +160,7 @@ impl AsyncClient {
                             break;
                         }
                         Err(why) => {
-                            tracing::debug!(
-                                url = super::location::shown(url),
-                                "fetching in parts abandoned, reading on: {why}"
-                            );
+                            super::parts::abandoned(url, &why);
                             parts = None;
                             continue;
                         }

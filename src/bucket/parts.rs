@@ -114,6 +114,15 @@ pub(crate) fn plan(
     })
 }
 
+/// Says, at debug level, why an object's parts were given up: the first
+/// connection reads on.
+pub(crate) fn abandoned(url: &str, why: &str) {
+    tracing::debug!(
+        url = super::location::shown(url),
+        "fetching in parts abandoned, reading on: {why}"
+    );
+}
+
 /// The object whole: the first connection's share of `body` (it may have
 /// read on past it) followed by the parts in order.
 pub(crate) fn assemble(body: &mut Vec<u8>, keep: u64, parts: Vec<Vec<u8>>) {

@@ -302,17 +302,11 @@ impl SyncClient {
                         break;
                     }
                     Ok(None) => {
-                        tracing::debug!(
-                            url = super::location::shown(url),
-                            "fetching in parts abandoned, reading on: the parts are slower than this connection"
-                        );
+                        super::parts::abandoned(url, "the parts are slower than this connection");
                         parts = None;
                     }
                     Err(why) => {
-                        tracing::debug!(
-                            url = super::location::shown(url),
-                            "fetching in parts abandoned, reading on: {why}"
-                        );
+                        super::parts::abandoned(url, &why);
                         parts = None;
                     }
                 }

@@ -716,7 +716,13 @@ struct Bar {
     stack: Vec<(f64, RGBColor)>,
     /// Drawn solid across the bar: the CPU floor.
     floor: Option<f64>,
+    /// Drawn dotted across the bar: the arrival floor (the first body in,
+    /// then the CPU after it over the cores).
+    arrival: Option<f64>,
 }
+
+/// The arrival floor's colour.
+const ARRIVAL: RGBColor = RGBColor(128, 0, 160);
 
 /// The parts of a stacked bar that are the same colour on every model.
 const DB_CPU: RGBColor = RGBColor(64, 64, 64);
@@ -863,6 +869,12 @@ fn bar_chart(
             },
         ]);
     }
+    if bars.iter().any(|b| b.arrival.is_some()) {
+        legend.push(Entry {
+            swatch: Swatch::Dashes(ARRIVAL, 5, 3),
+            text: "arrival floor: the first\nbody in, then the CPU\nafter it ÷ the cores".into(),
+        });
+    }
     legend.extend(notes.iter().map(|n| Entry {
         swatch: Swatch::Note,
         text: n.clone(),
@@ -887,6 +899,7 @@ fn bar_chart(
                 bar_top(b)
                     .max(b.mark.unwrap_or(0.0))
                     .max(b.floor.unwrap_or(0.0))
+                    .max(b.arrival.unwrap_or(0.0))
             })
             .fold(0.0, f64::max);
         let hi = ztop * 1.3 + 1e-9;
@@ -1010,6 +1023,16 @@ fn bar_panel(
                 ))
                 .map_err(err)?;
         }
+        if let Some(a) = b.arrival {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(x - BAR * 1.15, a), (x + BAR * 1.15, a)],
+                    4,
+                    4,
+                    ARRIVAL.stroke_width(3),
+                ))
+                .map_err(err)?;
+        }
         if let Some((lo, hi)) = b.range {
             // An error bar: the line from fastest to slowest, capped.
             let cap = BAR / 5.0;
@@ -1091,6 +1114,7 @@ pub fn median_time_bars(
             mark: s.bound_secs,
             stack: cpu_stack(s, color),
             floor: s.cpu.floor_secs,
+            arrival: s.cpu.arrival_floor_secs,
         })
         .collect();
     let ceiling = crate::harness::summary::ceiling(summaries).map(|(c, fetch, load)| Level {
@@ -1146,6 +1170,7 @@ pub fn throughput_bars(
             mark: None,
             stack: Vec::new(),
             floor: None,
+            arrival: None,
         })
         .collect();
     let fmt = |v: &f64| {
