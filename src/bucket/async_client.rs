@@ -286,17 +286,7 @@ impl AsyncClient {
             }
             body.extend_from_slice(&chunk);
         }
-        if body.len() as u64 != want {
-            return Err(format!("{} of the {want} bytes asked for", body.len()));
-        }
-        tracing::trace!(
-            url = super::location::shown(url),
-            first,
-            last,
-            total_ms = started.elapsed().as_millis() as u64,
-            "fetched part"
-        );
-        Ok(body)
+        super::parts::received(url, (first, last), body, started.elapsed())
     }
 }
 

@@ -123,6 +123,28 @@ pub(crate) fn abandoned(url: &str, why: &str) {
     );
 }
 
+/// A part's body once its stream ended: exactly the `first..=last` asked
+/// for, or why not; said at trace level with the time it took.
+pub(crate) fn received(
+    url: &str,
+    (first, last): (u64, u64),
+    body: Vec<u8>,
+    took: Duration,
+) -> Result<Vec<u8>, String> {
+    let want = last - first + 1;
+    if body.len() as u64 != want {
+        return Err(format!("{} of the {want} bytes asked for", body.len()));
+    }
+    tracing::trace!(
+        url = super::location::shown(url),
+        first,
+        last,
+        total_ms = took.as_millis() as u64,
+        "fetched part"
+    );
+    Ok(body)
+}
+
 /// The object whole: the first connection's share of `body` (it may have
 /// read on past it) followed by the parts in order.
 pub(crate) fn assemble(body: &mut Vec<u8>, keep: u64, parts: Vec<Vec<u8>>) {

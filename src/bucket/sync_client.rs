@@ -294,8 +294,9 @@ impl SyncClient {
                 let rest = std::time::Duration::from_secs_f64(
                     2.0 * (total - received) as f64 / rate.max(1.0),
                 );
-                let waited =
-                    p.wait_until(std::time::Instant::now() + rest.max(self.cfg.first_byte_timeout));
+                let waited = p.wait(Some(
+                    std::time::Instant::now() + rest.max(self.cfg.first_byte_timeout),
+                ));
                 match waited {
                     Ok(Some(tails)) => {
                         super::parts::assemble(&mut bytes, p.keep, tails);
@@ -331,7 +332,7 @@ impl SyncClient {
                     // This connection failed past its share: the parts may
                     // still make the object whole.
                     if let Some(p) = parts.as_mut().filter(|p| received >= p.keep)
-                        && let Ok(tails) = p.wait()
+                        && let Ok(Some(tails)) = p.wait(None)
                     {
                         super::parts::assemble(&mut bytes, p.keep, tails);
                         break;
@@ -432,17 +433,7 @@ impl SyncClient {
                 return Err("too slow".into());
             }
         }
-        if bytes.len() as u64 != want {
-            return Err(format!("{} of the {want} bytes asked for", bytes.len()));
-        }
-        tracing::trace!(
-            url = super::location::shown(url),
-            first,
-            last,
-            total_ms = started.elapsed().as_millis() as u64,
-            "fetched part"
-        );
-        Ok(bytes)
+        super::parts::received(url, (first, last), bytes, started.elapsed())
     }
 
     /// GETs one object with retries, reading at most `max_object_bytes`.
@@ -561,35 +552,40 @@ struct SyncParts {
 }
 
 impl SyncParts {
-    /// [`SyncParts::poll`] until every part is in or one has failed: each
-    /// part's wait is bounded by its own timeouts.
-    fn wait(&mut self) -> Result<Vec<Vec<u8>>, String> {
+    /// Every part's bytes in order once all are in, waiting at most until
+    /// `deadline` (`None`: as long as the parts' own timeouts let them
+    /// run); `Ok(None)` if some part is still out then, or why one is not
+    /// to be had.
+    fn wait(
+        &mut self,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Option<Vec<Vec<u8>>>, String> {
+        use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
         loop {
-            if let Some(all) = self.poll()? {
-                return Ok(all);
+            if self.done.iter().all(Option::is_some) {
+                return Ok(Some(
+                    self.done
+                        .iter_mut()
+                        .map(|d| d.take().unwrap_or_default())
+                        .collect(),
+                ));
             }
-            match self.rx.recv() {
+            // What has come in first, so a part in by the deadline counts.
+            let next = match self.rx.try_recv() {
+                Ok(part) => Ok(part),
+                Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+                Err(TryRecvError::Empty) => match deadline {
+                    None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                    Some(d) => match d.saturating_duration_since(std::time::Instant::now()) {
+                        left if left.is_zero() => return Ok(None),
+                        left => self.rx.recv_timeout(left),
+                    },
+                },
+            };
+            match next {
                 Ok((i, r)) => self.done[i] = Some(r?),
-                Err(_) => return Err("a part's thread ended without its bytes".into()),
-            }
-        }
-    }
-
-    /// [`SyncParts::wait`] until `deadline` at most: `None` if some part is
-    /// still out then.
-    fn wait_until(&mut self, deadline: std::time::Instant) -> Result<Option<Vec<Vec<u8>>>, String> {
-        loop {
-            if let Some(all) = self.poll()? {
-                return Ok(Some(all));
-            }
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return Ok(None);
-            }
-            match self.rx.recv_timeout(left) {
-                Ok((i, r)) => self.done[i] = Some(r?),
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => return Ok(None),
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                Err(RecvTimeoutError::Timeout) => return Ok(None),
+                Err(RecvTimeoutError::Disconnected) => {
                     return Err("a part's thread ended without its bytes".into());
                 }
             }
@@ -610,34 +606,6 @@ fn said(e: ureq::Error) -> String {
     match classify(e) {
         Attempt::Retry(why) | Attempt::Lost(why, _) => why,
         Attempt::Fail(f) => f.to_string(),
-    }
-}
-
-impl SyncParts {
-    /// Every part's bytes in order once all are in, `None` while some are
-    /// out, or why one is not to be had.
-    fn poll(&mut self) -> Result<Option<Vec<Vec<u8>>>, String> {
-        loop {
-            match self.rx.try_recv() {
-                Ok((i, r)) => self.done[i] = Some(r?),
-                Err(std::sync::mpsc::TryRecvError::Empty) => break,
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                    if self.done.iter().any(Option::is_none) {
-                        return Err("a part's thread ended without its bytes".into());
-                    }
-                    break;
-                }
-            }
-        }
-        if self.done.iter().any(Option::is_none) {
-            return Ok(None);
-        }
-        Ok(Some(
-            self.done
-                .iter_mut()
-                .map(|d| d.take().unwrap_or_default())
-                .collect(),
-        ))
     }
 }
 
