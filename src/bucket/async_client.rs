@@ -138,6 +138,8 @@ impl AsyncClient {
             {
                 tracing::trace!(
                     url = super::location::shown(url),
+                    received,
+                    body_ms = body_started.elapsed().as_millis() as u64,
                     keep = split.keep,
                     parts = split.parts.len(),
                     "splitting"

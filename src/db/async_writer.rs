@@ -240,6 +240,39 @@ pub async fn write_all(
     Ok(())
 }
 
+/// Opens the pool's connections beside `first` (the one a pass opens to
+/// fail fast) and prepares on each what a group's write sends, all at
+/// once, while the pass still waits for the listing and the first bodies:
+/// a backend's start, its authentication and its first statements cost
+/// the same CPU either way, but here they cost it while the cores would
+/// otherwise idle, not once the bodies are in and every core is parsing
+/// and writing. Never fails: a connection that cannot be opened now is
+/// left for the writer that needs it, whose retries and errors decide.
+pub async fn warm(
+    pool: &deadpool_postgres::Pool,
+    first: deadpool_postgres::Object,
+    size: usize,
+    write: ledger::WriteStrategy,
+    patience: super::Patience,
+) {
+    let prepare = |c: deadpool_postgres::Object| async move {
+        super::transaction::prepare_ahead(&c, write, patience.base).await;
+        // Held until every connection is open, so each `get` opens a new one.
+        c
+    };
+    let more = (1..size).map(|_| async {
+        match pool.get().await {
+            Ok(c) => Some(prepare(c).await),
+            Err(e) => {
+                tracing::debug!("opening a writer's connection ahead: {e}");
+                None
+            }
+        }
+    });
+    let (_first, _more) =
+        futures::future::join(prepare(first), futures::future::join_all(more)).await;
+}
+
 /// See [`super::transaction::is_loaded`]. A check PostgreSQL does not
 /// answer within `patience.base` drops its connection and answers "no":
 /// the write that follows decides.

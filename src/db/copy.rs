@@ -91,11 +91,13 @@ pub fn columns(sql: &str) -> Option<&'static [Column]> {
 /// PostgreSQL's dates count days from 2000-01-01, chrono's from 0001-01-01.
 const PG_EPOCH_FROM_CE: i32 = 730_120;
 
-/// One COPY statement and its data.
+/// One COPY statement and its data. The data is shared, not copied, when
+/// a group's COPY sends the files' batches one after another and when a
+/// refused group's files are retried alone.
 #[derive(Debug, Clone)]
 pub struct CopyBatch {
     pub sql: &'static str,
-    pub data: Vec<u8>,
+    pub data: std::sync::Arc<Vec<u8>>,
 }
 
 /// The COPY batches for a parsed file, empty tables left out: the same
@@ -332,7 +334,7 @@ impl Table {
     fn finish(self) -> Option<CopyBatch> {
         (self.rows > 0).then_some(CopyBatch {
             sql: self.sql,
-            data: self.buf,
+            data: std::sync::Arc::new(self.buf),
         })
     }
 }
@@ -530,7 +532,7 @@ mod tests {
         want.push(title.len() as u8);
         want.extend_from_slice(title.as_bytes());
         want.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0x07, 0xca, 0, 0, 0, 1, b'r']);
-        assert_eq!(b[0].data, want);
+        assert_eq!(*b[0].data, want);
         assert_eq!(
             render(b[0].sql, &b[0].data).unwrap(),
             ["k\t\\N\ta\\tb\\\\c\\nd é\t1994\tr"]

@@ -233,18 +233,17 @@ pub const GATHER_ROWS: u64 = 10_000;
 /// when no other comes.
 pub const GATHER_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// The COPY batches of several files' plans, concatenated per table (COPY
-/// rows carry their `source_key`, so rows of many files can travel in
-/// one COPY): one COPY per table per group instead of one per file.
-pub fn merged_copies(plans: &[&WritePlan]) -> Vec<CopyBatch> {
-    let mut out: Vec<CopyBatch> = Vec::new();
+/// The COPY batches of several files' plans, gathered per table in the
+/// order given (COPY rows carry their `source_key`, so rows of many files
+/// can travel in one COPY): one COPY per table per group instead of one per
+/// file. Each file's data is sent as it is, never concatenated into a
+/// copy of its own.
+pub fn merged_copies<'a>(plans: &[&'a WritePlan]) -> Vec<(&'static str, Vec<&'a CopyBatch>)> {
+    let mut out: Vec<(&'static str, Vec<&'a CopyBatch>)> = Vec::new();
     for batch in plans.iter().flat_map(|p| &p.copies) {
-        match out.iter_mut().find(|b| b.sql == batch.sql) {
-            Some(b) => b.data.extend_from_slice(&batch.data),
-            None => out.push(CopyBatch {
-                sql: batch.sql,
-                data: batch.data.clone(),
-            }),
+        match out.iter_mut().find(|(sql, _)| *sql == batch.sql) {
+            Some((_, batches)) => batches.push(batch),
+            None => out.push((batch.sql, vec![batch])),
         }
     }
     out
@@ -297,15 +296,20 @@ mod tests {
             WriteStrategy::Copy,
         );
         let merged = merged_copies(&[&a, &b]);
-        let songs = merged.iter().find(|c| c.sql == copy::SONGS).unwrap();
-        let lines = copy::render(songs.sql, &songs.data).unwrap();
+        let (sql, songs) = merged.iter().find(|(sql, _)| *sql == copy::SONGS).unwrap();
+        // What the COPY receives: each file's rows, one after the other.
+        let sent: Vec<u8> = songs.iter().flat_map(|b| b.data.iter().copied()).collect();
+        let lines = copy::render(sql, &sent).unwrap();
         assert_eq!(lines.len(), 2);
         assert!(
             lines[0].starts_with("a.json\t") && lines[1].starts_with("b.json\t"),
             "{lines:?}"
         );
-        assert_eq!(merged.iter().filter(|c| c.sql == copy::SONGS).count(), 1);
-        assert!(merged.iter().any(|c| c.sql == copy::APPS));
-        assert!(!merged.iter().any(|c| c.sql == copy::MOVIES));
+        assert_eq!(
+            merged.iter().filter(|(sql, _)| *sql == copy::SONGS).count(),
+            1
+        );
+        assert!(merged.iter().any(|(sql, _)| *sql == copy::APPS));
+        assert!(!merged.iter().any(|(sql, _)| *sql == copy::MOVIES));
     }
 }

@@ -67,13 +67,13 @@ pub async fn write_group(
         return Ok(results);
     }
     let rows = patience.for_rows(mine.iter().map(|p| p.rows()).sum());
-    for batch in ledger::merged_copies(&mine) {
-        let copy_in = within(step, "a statement", tx.prepare_cached(batch.sql))
+    for (sql, batches) in ledger::merged_copies(&mine) {
+        let copy_in = within(step, "a statement", tx.prepare_cached(sql))
             .await
-            .with_context(|| format!("preparing {}", batch.sql))?;
+            .with_context(|| format!("preparing {sql}"))?;
         let sink = within(step, "the start of a COPY", tx.copy_in(&copy_in))
             .await
-            .with_context(|| format!("starting {}", batch.sql))
+            .with_context(|| format!("starting {sql}"))
             .map_err(|e| {
                 // The server's own error stays in the chain, for classify.
                 if super::is_stalled(&e) {
@@ -84,16 +84,16 @@ pub async fn write_group(
             })?;
         let send = async {
             futures::pin_mut!(sink);
-            for chunk in [
-                bytes::Bytes::from_static(copy::HEADER),
-                bytes::Bytes::from(batch.data),
-                bytes::Bytes::from_static(copy::TRAILER),
-            ] {
+            let data = batches.iter().flat_map(|b| sent_in_pieces(&b.data));
+            let chunks = std::iter::once(bytes::Bytes::from_static(copy::HEADER))
+                .chain(data)
+                .chain([bytes::Bytes::from_static(copy::TRAILER)]);
+            for chunk in chunks {
                 sink.feed(chunk).await.context("sending COPY data")?;
             }
             sink.finish()
                 .await
-                .with_context(|| format!("finishing {}", batch.sql))
+                .with_context(|| format!("finishing {sql}"))
         };
         within(rows, "a COPY", send).await?;
     }
@@ -115,6 +115,53 @@ pub async fn write_group(
         .await
         .context("committing")?;
     Ok(results)
+}
+
+/// The most COPY data sent in one message. tokio-postgres copies each
+/// message into its connection's write buffer, which keeps the size of the
+/// largest it has held: a group's whole table in one message made that
+/// buffer megabytes of fresh memory on every connection, each page faulted
+/// in once, where pieces of this size reuse the same few pages.
+const COPY_PIECE: usize = 64 * 1024;
+
+/// A file's COPY data as messages of at most [`COPY_PIECE`] bytes, shared
+/// with the plan (a refused group is retried file by file), not copied.
+fn sent_in_pieces(data: &std::sync::Arc<Vec<u8>>) -> impl Iterator<Item = bytes::Bytes> + '_ {
+    let whole = bytes::Bytes::from_owner(Shared(std::sync::Arc::clone(data)));
+    (0..data.len())
+        .step_by(COPY_PIECE)
+        .map(move |at| whole.slice(at..(at + COPY_PIECE).min(whole.len())))
+}
+
+/// A plan's COPY data as the owner of the [`bytes::Bytes`] that send it.
+struct Shared(std::sync::Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for Shared {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Prepares on `client` the statements a group written with `write`
+/// sends first (the claim, and for COPY each data table's COPY), each
+/// within `limit`, so a writer opened while the pass waits on the network
+/// has its statements parsed and its tables' catalog entries read before
+/// the first file arrives. A failure is left for the write to meet.
+pub async fn prepare_ahead(
+    client: &deadpool_postgres::ClientWrapper,
+    write: ledger::WriteStrategy,
+    limit: std::time::Duration,
+) {
+    let copies: &[&str] = match write {
+        ledger::WriteStrategy::Copy => &[copy::SONGS, copy::MOVIES, copy::APPS],
+        _ => &[],
+    };
+    for sql in std::iter::once(ledger::CLAIM).chain(copies.iter().copied()) {
+        if let Err(e) = super::within(limit, "a statement", client.prepare_cached(sql)).await {
+            tracing::debug!("preparing ahead: {}", crate::error::chain(&*e));
+            return;
+        }
+    }
 }
 
 /// See [`ledger::LOADED`], within `limit`. Prepared once per connection:

@@ -37,11 +37,15 @@ impl Ingestor for AsyncModel {
             // so they never queue behind the writers for a pooled connection.
             let checks = job.pool(1)?;
             // Fail fast, in one line, if the database is gone.
-            drop(
-                pool.get()
-                    .await
-                    .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {e}"))?,
-            );
+            let first = pool
+                .get()
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {e}"))?;
+            let warm = async {
+                let (size, write) = (job.knobs.connections, job.knobs.write);
+                async_writer::warm(&pool, first, size, write, job.knobs.patience).await;
+                Ok(())
+            };
             // Bounded: fetching runs at most `concurrency` files ahead of the writers.
             let (tx, rx) = tokio::sync::mpsc::channel(job.knobs.concurrency);
             let held = &held;
@@ -104,7 +108,9 @@ impl Ingestor for AsyncModel {
             // A writer's failure (the database gone) ends the fetching at
             // once: it would otherwise wait for keys a hanging listing page
             // has yet to send.
-            futures::future::try_join(fetch, write).await.map(|_| ())
+            futures::future::try_join3(warm, fetch, write)
+                .await
+                .map(|_| ())
         })
     }
 }
