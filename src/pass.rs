@@ -290,13 +290,18 @@ pub fn run_pass_with(
         .store(opts.say_first_body, std::sync::atomic::Ordering::Relaxed);
     let _ = stats.pass_started.set(started);
     let lister = SyncClient::new(client.clone(), stats.clone())?;
-    // The database first: one that is gone is said in one line, before the
-    // bucket is asked anything.
+    // The listing's first request goes out now, beside the database's
+    // connection and schema check, which take milliseconds the pass would
+    // otherwise wait before asking the bucket anything. But the database is
+    // said first: one that is gone is said in one line, and until it has
+    // answered the listing retries nothing and says nothing.
+    let held = stats.hold_retries();
+    let (pages, listing) = list_ahead(&lister, &cfg.bucket)?;
     let mut pg = open_pass_connection(&cfg.database_url, patience)?;
     if !schema_is_current(&mut pg)? {
         prepare_database_within(&cfg.database_url, patience)?;
     }
-    let (pages, listing) = list_ahead(&lister, &cfg.bucket)?;
+    held.answered();
     let heads = HeadCheck::new(&lister);
     let summary = PassSummary {
         model: model.name().to_string(),

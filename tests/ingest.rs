@@ -453,6 +453,40 @@ fn an_unreachable_database_exits_non_zero_with_one_clear_line() {
 }
 
 #[test]
+fn a_database_slow_to_fail_is_said_before_any_word_of_a_failing_bucket() {
+    // The listing's first request goes out while the database connects:
+    // here the bucket refuses it at once and the database fails only after
+    // a second and a half, and still the database's line is the only one.
+    let pg = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let db_port = pg.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in pg.incoming() {
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            drop(conn);
+        }
+    });
+    let out = ingest()
+        .args([
+            "--bucket",
+            &format!("http://127.0.0.1:{}", free_port()),
+            "--database-url",
+            &format!("postgres://u:pw@127.0.0.1:{db_port}/db"),
+            "--attempts",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].starts_with("error: cannot connect to PostgreSQL"),
+        "{err}"
+    );
+}
+
+#[test]
 fn an_unreachable_bucket_exits_non_zero_with_one_clear_line() {
     let db = fresh_db();
     let port = free_port();

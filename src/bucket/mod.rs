@@ -294,6 +294,50 @@ pub struct NetStats {
     first_body: std::sync::OnceLock<()>,
     /// When the pass began, for the time the first body is said at.
     pub pass_started: std::sync::OnceLock<std::time::Instant>,
+    /// Held while the pass's database has yet to answer: no retry is said
+    /// (nor made) until then (see [`NetStats::hold_retries`]).
+    database: Verdict,
+}
+
+/// Whether retries may go on (`Some(true)`, unless held), once known.
+#[derive(Debug)]
+struct Verdict {
+    state: std::sync::Mutex<Option<bool>>,
+    changed: std::sync::Condvar,
+}
+
+impl Default for Verdict {
+    fn default() -> Self {
+        Verdict {
+            state: std::sync::Mutex::new(Some(true)),
+            changed: std::sync::Condvar::new(),
+        }
+    }
+}
+
+/// See [`NetStats::hold_retries`].
+#[must_use = "dropped at once, it gives the held retries up"]
+pub struct Held<'a>(&'a Verdict);
+
+impl Held<'_> {
+    /// The database answered: the held retries go on.
+    pub fn answered(self) {
+        self.settle(true);
+    }
+
+    fn settle(&self, go: bool) {
+        let mut state = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.is_none() {
+            *state = Some(go);
+            self.0.changed.notify_all();
+        }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.settle(false);
+    }
 }
 
 impl NetStats {
@@ -315,6 +359,41 @@ impl NetStats {
                     .map_or(0.0, |t| t.elapsed().as_secs_f64());
                 crate::esayln!("{}", crate::report::first_body_line(secs));
             });
+        }
+    }
+
+    /// Holds every retry until the returned guard says whether the pass's
+    /// database answered: the listing's first request goes out beside the
+    /// database's connection, but a pass whose database is gone still says
+    /// so first, in one line, with no bucket warning before it. Dropped
+    /// without [`Held::answered`], the held retries give up, unsaid.
+    pub fn hold_retries(&self) -> Held<'_> {
+        *self
+            .database
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+        Held(&self.database)
+    }
+
+    /// Whether retries may go on: waits while they are held.
+    pub(crate) fn may_retry(&self) -> bool {
+        let mut state = self
+            .database
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        loop {
+            match *state {
+                Some(go) => return go,
+                None => {
+                    state = self
+                        .database
+                        .changed
+                        .wait(state)
+                        .unwrap_or_else(|p| p.into_inner())
+                }
+            }
         }
     }
 

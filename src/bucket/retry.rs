@@ -135,7 +135,10 @@ impl<'a> Retrier<'a> {
                 why
             }
         };
-        if self.attempt >= self.policy.max_attempts || self.stats.breaker.is_open() {
+        if self.attempt >= self.policy.max_attempts
+            || self.stats.breaker.is_open()
+            || !self.stats.may_retry()
+        {
             return Err(super::FetchError::Transient(why, self.attempt));
         }
         self.stats.add(&self.stats.retries, 1);

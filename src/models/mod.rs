@@ -180,10 +180,37 @@ pub(crate) fn refuse_key(obj: &ObjectRef, model: &str) -> Option<Step> {
 }
 
 /// A tokio runtime with one worker per core: the async models' scheduler.
-pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
+pub(crate) fn runtime() -> anyhow::Result<Runtime> {
+    Ok(Runtime(Some(
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?,
+    )))
+}
+
+/// A tokio runtime that, dropped, shuts down in the background: its
+/// workers drop what is left (a pass's idle HTTP and database connections,
+/// their buffers) on their own threads while the pass goes on. Waiting for
+/// them, as a plain runtime's drop does, charged the end of every `async`
+/// pass 3–5 ms of closing sockets and freeing memory after its last commit.
+pub(crate) struct Runtime(Option<tokio::runtime::Runtime>);
+
+impl std::ops::Deref for Runtime {
+    type Target = tokio::runtime::Runtime;
+
+    fn deref(&self) -> &Self::Target {
+        self.0
+            .as_ref()
+            .expect("a runtime is taken only when dropped")
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 /// Names the file a fatal database error happened on (the writers handle
