@@ -390,11 +390,21 @@ pub fn init_logging_with(level: Option<&str>) {
 /// never split between two writes.
 struct RedactingStderr(std::io::Stderr);
 
+/// Set, under its lock, when [`exit_with`] says the line that ends the run:
+/// a log line a thread still at work writes after it (the listing's, whose
+/// first request goes out beside the database's connection) is dropped, so
+/// the error stays the last line.
+static LAST_WORD: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+
 impl std::io::Write for RedactingStderr {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         // Being interrupted: the servers are stopping under the workers,
         // whose complaints would bury the one line that matters.
         if crate::db::embedded::interrupted() {
+            return Ok(buf.len());
+        }
+        let said = LAST_WORD.lock().unwrap_or_else(|p| p.into_inner());
+        if *said {
             return Ok(buf.len());
         }
         let line = crate::secret::redact_text(&String::from_utf8_lossy(buf));
@@ -413,6 +423,9 @@ pub fn exit_with(e: anyhow::Error) -> ! {
     if crate::db::embedded::interrupted() {
         crate::db::embedded::exit_interrupted();
     }
+    // Held to the exit: no log line can follow this one.
+    let mut said = LAST_WORD.lock().unwrap_or_else(|p| p.into_inner());
+    *said = true;
     crate::esayln!(
         "error: {}",
         crate::secret::redact_text(&crate::error::chain(&*e))
