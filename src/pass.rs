@@ -438,10 +438,12 @@ pub fn run_pass_with(
 }
 
 /// Starts the listing on a thread of its own, a page ahead of the pass:
-/// each next page is asked for while the ledger subtracts the last. The
-/// thread is not scoped: a pass whose model stopped returns without
-/// waiting for a page still on its way, and the listing ends at its next
-/// page, its request bounded by its own timeouts.
+/// its first request goes out while the pass connects to the database (its
+/// retries held until that answered, [`NetStats::hold_retries`]), and each
+/// next page is asked for while the ledger subtracts the last. The thread
+/// is not scoped: a pass whose database failed or whose model stopped
+/// returns without waiting for a page still on its way, and the listing
+/// ends at its next page, its request bounded by its own timeouts.
 #[allow(clippy::type_complexity)]
 fn list_ahead(
     lister: &SyncClient,

@@ -242,13 +242,13 @@ pub async fn write_all(
 
 /// Opens the pool's connections beside `first` (the one a pass opens to
 /// fail fast) and prepares on each what a group's write sends, all at
-/// once, while the pass waits for the listing and the first bodies. Not
-/// when the first key arrives: the GETs' TLS handshakes take the cores then,
-/// and backends starting beside them delayed every first byte (3 % slower a
-/// pass, measured). A backend's start,
-/// its authentication and its first statements cost the same CPU either
-/// way, but here they cost it while the cores would otherwise idle, not
-/// once the bodies are in and every core is parsing and writing. Each
+/// once, while the pass waits for the listing and the first bodies. A
+/// backend's start, its authentication and its first statements cost the
+/// same CPU either way, but here they cost it while the cores would
+/// otherwise idle, not once the bodies are in and every core is parsing
+/// and writing. Not when the first key arrives either: the GETs' TLS
+/// handshakes take the cores then, and backends starting beside them
+/// delayed every first byte (3 % slower a pass, measured). Each
 /// connection goes back to the pool as soon as it is ready, so one slow to
 /// open holds back no writer (every `get` starts its own connection at
 /// once, none waits for another's). Never fails: a connection that cannot
