@@ -13,6 +13,9 @@ use common::*;
 
 const LIMIT: u64 = 1_000_000;
 
+/// Every path asked for under `/redir/`, in order.
+static REDIR_SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
 /// A deliberately hostile HTTP/1.1 server: `big.json` streams chunks
 /// forever (no Content-Length), `bomb.json` is 64 MB of zeros gzipped to
 /// ~64 kB, `ok.json` is a normal file; under `/p206/`, the manifest lists
@@ -60,6 +63,20 @@ fn hostile_server() -> String {
                     let _ = stream.write_all(b"HTTP/9.9 what\r\n\r\n");
                     return;
                 }
+                if path.starts_with("/redir/") {
+                    REDIR_SEEN.lock().unwrap().push(path.clone());
+                    let location = match name {
+                        "file.json" => "file:///etc/passwd",
+                        "moved.json" => "real/moved.json?X-Amz-Signature=SEKRIT",
+                        _ => "",
+                    };
+                    if !location.is_empty() {
+                        let _ = stream.write_all(
+                            format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
+                        );
+                        return;
+                    }
+                }
                 if path.starts_with("/loop/") && name != "files_list.data" {
                     let _ = stream.write_all(
                         format!("HTTP/1.1 302 Found\r\nLocation: {path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
@@ -71,6 +88,15 @@ fn hostile_server() -> String {
                         let keys: String = (0..40).map(|i| format!("g{i}.json\n")).collect();
                         send(&mut stream, "text/plain", "", keys.as_bytes())
                     }
+                    "files_list.data" if path.starts_with("/redir/") => {
+                        send(&mut stream, "text/plain", "", b"file.json\nmoved.json\n")
+                    }
+                    n if path.starts_with("/redir/real/") && n.starts_with("moved.json") => send(
+                        &mut stream,
+                        "application/json",
+                        "",
+                        br#"[{"type":"song","data":{"title":"moved"}}]"#,
+                    ),
                     "files_list.data" if path.starts_with("/loop/") => {
                         send(&mut stream, "text/plain", "", b"a.json\n")
                     }
@@ -524,4 +550,57 @@ fn answers_that_are_not_http_and_redirect_loops_are_named_for_what_they_are() {
             "{model}: {summary}"
         );
     }
+}
+
+/// Found by an adversary: `sync` and `threads` (ureq) took a redirect to
+/// `file:///etc/passwd` for a path on the same host and asked the bucket
+/// for it, then called the file missing; `async` said "HTTP 302". Every
+/// model now follows the same rule: an http(s) redirect is followed (its
+/// signature never shown), any other is refused in one line that names
+/// its scheme, and nothing is asked for it.
+#[test]
+fn a_redirect_to_a_file_url_is_refused_alike_by_every_model() {
+    let base = hostile_server();
+    for model in Model::MODELS.map(Model::name) {
+        let db = fresh_db();
+        let out = ingest()
+            .args(["--bucket", &format!("{base}/redir"), "--model", model])
+            .args(["--json", "-vv"])
+            .env("DATABASE_URL", &db)
+            .env("RUST_LOG", "trace")
+            .output()
+            .unwrap();
+        let (stdout, err) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        let summary: serde_json::Value =
+            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{model}: {e}: {err}"));
+        assert_eq!(summary["loaded"], 1, "{model}: {summary}");
+        assert_eq!(
+            summary["missing"],
+            serde_json::json!([]),
+            "{model}: {summary}"
+        );
+        let errors = summary["fetch_errors"].to_string();
+        assert!(
+            errors.contains("file.json")
+                && errors.contains("redirects to a file: URL, which is not followed"),
+            "{model}: {summary}"
+        );
+        assert_eq!(
+            ledger(&mut connect(&db)),
+            [("moved.json".into(), "loaded".into())],
+            "{model}"
+        );
+        assert!(
+            !stdout.contains("SEKRIT") && !err.contains("SEKRIT"),
+            "{model}: a signature in a Location was shown: {err}"
+        );
+    }
+    let seen = REDIR_SEEN.lock().unwrap();
+    assert!(
+        seen.iter().all(|p| !p.contains("etc/passwd")),
+        "a client asked the bucket for the file: URL as a path: {seen:?}"
+    );
 }

@@ -97,7 +97,7 @@ impl AsyncClient {
                     Lost::TimedOut,
                 ));
             }
-            Ok(r) => r.map_err(classify)?,
+            Ok(r) => r.map_err(|e| classify(e, url))?,
         };
         let first_byte = started.elapsed();
         let limit = self.cfg.max_object_bytes;
@@ -173,7 +173,7 @@ impl AsyncClient {
             };
             let failed = match chunk {
                 Ok(Ok(c)) => Ok(c),
-                Ok(Err(e)) => Err(classify(e)),
+                Ok(Err(e)) => Err(classify(e, url)),
                 Err(_) => Err(Attempt::Lost(
                     self.cfg
                         .too_slow(url, received, declared, body_started.elapsed()),
@@ -329,7 +329,7 @@ impl Drop for Parts {
     }
 }
 
-fn classify(e: reqwest::Error) -> Attempt {
+fn classify(e: reqwest::Error, url: &str) -> Attempt {
     // reqwest puts the URL in its messages; a presigned URL holds secrets.
     let e = e.without_url();
     let text = crate::error::chain(&e);
@@ -345,9 +345,15 @@ fn classify(e: reqwest::Error) -> Attempt {
         ));
     }
     // A redirect loop, or one to a scheme no client follows, comes back
-    // the same on every attempt: not an outage.
+    // the same on every attempt: not an outage. reqwest stops after 10,
+    // as the blocking client does, and both say so alike.
     if e.is_redirect() {
-        return Attempt::Fail(FetchError::Client(text));
+        let said = if text.contains("too many redirects") {
+            super::sync_client::too_many_redirects(url)
+        } else {
+            text
+        };
+        return Attempt::Fail(FetchError::Client(said));
     }
     let how = if e.is_timeout() {
         Lost::TimedOut

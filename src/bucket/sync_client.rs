@@ -18,6 +18,16 @@ pub(crate) enum Attempt {
     Fail(FetchError),
 }
 
+impl Attempt {
+    /// The failure in one line, whatever its kind.
+    pub(crate) fn said(self) -> String {
+        match self {
+            Attempt::Retry(why) | Attempt::Lost(why, _) => why,
+            Attempt::Fail(f) => f.to_string(),
+        }
+    }
+}
+
 /// Whether [`SyncClient::get_raw`] follows a redirect or answers with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Redirects {
@@ -87,6 +97,9 @@ impl SyncClient {
             .user_agent(concat!("bucketbench/", env!("CARGO_PKG_VERSION")))
             .tls_config(tls.build())
             .https_only(cfg.https_only)
+            // Followed by `following`, by the rule both clients share.
+            .max_redirects(0)
+            .max_redirects_will_error(false)
             .build()
             .into();
         Ok(SyncClient {
@@ -121,22 +134,21 @@ impl SyncClient {
     /// protocol error retried five times, with the words lost.
     pub fn get_raw(&self, url: &str, redirects: Redirects) -> Result<RawResponse, FetchError> {
         self.with_retries(url, true, || {
-            let request = self
-                .agent
-                .get(url)
-                .header("accept-encoding", "gzip")
-                .config();
-            let request = match redirects {
-                Redirects::Follow => request,
-                Redirects::Answer => request.max_redirects(0).max_redirects_will_error(false),
+            let send = |at: &str| {
+                self.agent
+                    .get(at)
+                    .header("accept-encoding", "gzip")
+                    .config()
+                    .timeout_recv_response(Some(self.cfg.list_timeout))
+                    // ureq's per-read timeout covers the wait for headers too.
+                    .timeout_per_read(Some(self.cfg.list_timeout.max(self.per_read())))
+                    .build()
+                    .call()
             };
-            let mut resp = request
-                .timeout_recv_response(Some(self.cfg.list_timeout))
-                // ureq's per-read timeout covers the wait for headers too.
-                .timeout_per_read(Some(self.cfg.list_timeout.max(self.per_read())))
-                .build()
-                .call()
-                .map_err(classify)?;
+            let mut resp = match redirects {
+                Redirects::Follow => following(url, send)?,
+                Redirects::Answer => send(url).map_err(classify)?,
+            };
             let status = resp.status().as_u16();
             if matches!(status, 408 | 429) {
                 return Err(Attempt::Retry(format!("HTTP {status} for {}", shown(url))));
@@ -398,13 +410,14 @@ impl SyncClient {
     ) -> Result<Vec<u8>, String> {
         self.stats.add(&self.stats.requests, 1);
         self.stats.add(&self.stats.ranged, 1);
-        let mut resp = self
-            .agent
-            .get(url)
-            .header("range", format!("bytes={first}-{last}"))
-            .header("if-match", etag)
-            .call()
-            .map_err(said)?;
+        let mut resp = following(url, |at| {
+            self.agent
+                .get(at)
+                .header("range", format!("bytes={first}-{last}"))
+                .header("if-match", etag)
+                .call()
+        })
+        .map_err(Attempt::said)?;
         super::parts::check_part(
             resp.status().as_u16(),
             resp.headers(),
@@ -443,12 +456,9 @@ impl SyncClient {
 
     fn try_get(&self, url: &str) -> Result<Fetched, Attempt> {
         let sent = std::time::Instant::now();
-        let mut resp = self
-            .agent
-            .get(url)
-            .header("accept-encoding", "gzip")
-            .call()
-            .map_err(classify)?;
+        let mut resp = following(url, |at| {
+            self.agent.get(at).header("accept-encoding", "gzip").call()
+        })?;
         let first_byte = sent.elapsed();
         let limit = self.cfg.max_object_bytes;
         let status = resp.status().as_u16();
@@ -515,21 +525,21 @@ impl SyncClient {
         let mut retrier = super::retry::Retrier::new(&policy, &self.stats, url);
         loop {
             retrier.begin()?;
-            let attempt = self
-                .agent
-                .head(url)
-                // As the GET asked: a server that gives the gzip
-                // version its own ETag (nginx's weak one, Apache's
-                // `-gzip`) would otherwise call every object changed.
-                .header("accept-encoding", "gzip")
-                .call()
-                .map_err(classify)
-                .and_then(|resp| {
-                    match admit(resp.status().as_u16(), resp.headers(), url, u64::MAX)? {
-                        None => Ok(None),
-                        Some(version) => Ok(version),
-                    }
-                });
+            let attempt = following(url, |at| {
+                self.agent
+                    .head(at)
+                    // As the GET asked: a server that gives the gzip
+                    // version its own ETag (nginx's weak one, Apache's
+                    // `-gzip`) would otherwise call every object changed.
+                    .header("accept-encoding", "gzip")
+                    .call()
+            })
+            .and_then(|resp| {
+                match admit(resp.status().as_u16(), resp.headers(), url, u64::MAX)? {
+                    None => Ok(None),
+                    Some(version) => Ok(version),
+                }
+            });
             match attempt {
                 Ok(v) => {
                     retrier.succeeded();
@@ -603,9 +613,74 @@ impl Drop for SyncParts {
 /// A ureq error in one line, as the retry loop would say it: a URL in it
 /// (a redirect refused for leaving TLS) is shown without its secrets.
 fn said(e: ureq::Error) -> String {
-    match classify(e) {
-        Attempt::Retry(why) | Attempt::Lost(why, _) => why,
-        Attempt::Fail(f) => f.to_string(),
+    classify(e).said()
+}
+
+/// Most redirects followed for one request (ureq's and reqwest's default).
+const MAX_REDIRECTS: usize = 10;
+
+/// The response to the request `send` makes for `url`, following its
+/// redirects by [`redirect_target`]'s rule, the one the `async` client's
+/// answers are read by too. ureq's own following would take a `Location`
+/// its URI parser cannot read (`file:///etc/passwd`) for a path on the
+/// same host. Each hop is a request of its own, so ureq still refuses a
+/// plain-HTTP hop under `https_only`.
+fn following(
+    url: &str,
+    mut send: impl FnMut(&str) -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<ureq::http::Response<ureq::Body>, Attempt> {
+    let mut at = url.to_string();
+    for _ in 0..=MAX_REDIRECTS {
+        let resp = send(&at).map_err(classify)?;
+        match redirect_target(&at, resp.status().as_u16(), resp.headers())? {
+            Some(next) => at = next,
+            None => return Ok(resp),
+        }
+    }
+    Err(Attempt::Fail(FetchError::Client(too_many_redirects(url))))
+}
+
+/// What both clients say of a request redirected more than
+/// [`MAX_REDIRECTS`] times.
+pub(crate) fn too_many_redirects(url: &str) -> String {
+    format!("more than {MAX_REDIRECTS} redirects from {}", shown(url))
+}
+
+/// Where a redirect from `url` leads: `None` when the answer is not a
+/// redirect to follow (not 301, 302, 303, 307 or 308, or no `Location`),
+/// the absolute URL when it names an http or https one, and a failure,
+/// said in one line that names the scheme and never the rest of the
+/// `Location` (it may hold a signature), when it names anything else or
+/// nothing readable. Both clients read their answers by it, so a
+/// redirect to `file:` fails the same way in every model.
+pub(crate) fn redirect_target(
+    url: &str,
+    status: u16,
+    headers: &ureq::http::HeaderMap,
+) -> Result<Option<String>, Attempt> {
+    if !matches!(status, 301 | 302 | 303 | 307 | 308) {
+        return Ok(None);
+    }
+    let Some(location) = headers.get("location") else {
+        return Ok(None);
+    };
+    let refused = |why: String| {
+        Attempt::Fail(FetchError::Client(format!(
+            "HTTP {status} for {}: {why}",
+            shown(url)
+        )))
+    };
+    let target = location
+        .to_str()
+        .ok()
+        .zip(url::Url::parse(url).ok())
+        .and_then(|(location, base)| base.join(location.trim()).ok())
+        .ok_or_else(|| refused("its Location is not a URL".into()))?;
+    match target.scheme() {
+        "http" | "https" => Ok(Some(target.into())),
+        other => Err(refused(format!(
+            "it redirects to a {other}: URL, which is not followed (only http and https are)"
+        ))),
     }
 }
 
@@ -633,6 +708,8 @@ pub(crate) fn admit(
     url: &str,
     limit: u64,
 ) -> Result<Option<Option<String>>, Attempt> {
+    // A redirect the client did not follow: say why when the rule says.
+    redirect_target(url, status, headers)?;
     if let Some(fail) = status_failure(status, url) {
         return Err(fail);
     }
@@ -729,5 +806,54 @@ pub(crate) fn lost_io(e: &std::io::Error) -> Lost {
         TimedOut | WouldBlock => Lost::TimedOut,
         ConnectionRefused => Lost::Refused,
         _ => Lost::Broken,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(status: u16, location: Option<&str>) -> Result<Option<String>, String> {
+        let mut headers = ureq::http::HeaderMap::new();
+        if let Some(l) = location {
+            headers.insert("location", l.parse().unwrap());
+        }
+        redirect_target("https://h.example/b/k.json?sig=S", status, &headers).map_err(Attempt::said)
+    }
+
+    #[test]
+    fn redirects_lead_to_http_urls_only() {
+        let to = |l| target(302, Some(l));
+        assert_eq!(
+            to("other.json"),
+            Ok(Some("https://h.example/b/other.json".into()))
+        );
+        assert_eq!(
+            to("/x/y.json"),
+            Ok(Some("https://h.example/x/y.json".into()))
+        );
+        assert_eq!(
+            to("//cdn.example/y"),
+            Ok(Some("https://cdn.example/y".into()))
+        );
+        assert_eq!(
+            to("http://plain.example/y"),
+            Ok(Some("http://plain.example/y".into()))
+        );
+        let refused = to("file:///etc/passwd").unwrap_err();
+        assert!(refused.contains("redirects to a file: URL"), "{refused}");
+        assert!(
+            !refused.contains("passwd") && !refused.contains("sig=S"),
+            "{refused}"
+        );
+        assert!(
+            to("http://[::1")
+                .unwrap_err()
+                .contains("its Location is not a URL")
+        );
+        // Not a redirect to follow: the caller reads the answer as it is.
+        assert_eq!(target(302, None), Ok(None));
+        assert_eq!(target(200, Some("elsewhere")), Ok(None));
+        assert_eq!(target(304, Some("elsewhere")), Ok(None));
     }
 }
