@@ -762,8 +762,9 @@ fn progress_bar(
     .progress_chars("=> ");
     // Built whole before its first frame: set one by one, the first frame
     // drawn read "0/0 files, , " beside an empty bar. Until the first file
-    // is done, the message says what the pass is doing.
-    let bar = indicatif::ProgressBar::new(0)
+    // is done, the message says what the pass is doing. No length until
+    // keys are listed: indicatif draws a length of 0 as a full bar.
+    let bar = indicatif::ProgressBar::no_length()
         .with_style(style)
         .with_prefix(model.to_string())
         .with_message("0 rows, listing the bucket");

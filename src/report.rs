@@ -562,7 +562,9 @@ impl Tally {
         self.queued
             .fetch_add(new, std::sync::atomic::Ordering::Relaxed);
         if let Some(bar) = self.bar() {
-            bar.inc_length(new);
+            // Set, not increased: the bar starts with no length, which
+            // `inc_length` leaves alone. Serialized by the summary's lock.
+            bar.set_length(bar.length().unwrap_or(0) + new);
         }
     }
 
