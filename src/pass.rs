@@ -135,13 +135,16 @@ fn schema_is_current(pg: &mut sync_writer::Connection) -> anyhow::Result<bool> {
             "the schema check",
             futures::future::try_join(
                 c.query(schema::HISTORY_QUERY, &[]),
-                c.query(schema::COLUMNS_QUERY, &[]),
+                c.query(schema::COLUMNS_QUERY, &[&schema::columns_query_tables()]),
             ),
         )
         .await?;
         Ok::<_, anyhow::Error>((
             triples::<i32, String, String>(&history)?,
-            triples::<String, String, String>(&columns)?,
+            columns
+                .iter()
+                .map(schema::FoundColumn::from_row)
+                .collect::<Result<Vec<_>, _>>()?,
         ))
     });
     match read {
@@ -163,8 +166,8 @@ fn schema_is_current(pg: &mut sync_writer::Connection) -> anyhow::Result<bool> {
     }
 }
 
-/// Each row's first three columns, typed: both queries of the schema check
-/// answer in threes.
+/// Each row's first three columns, typed: the migration history answers
+/// in threes.
 fn triples<A, B, C>(rows: &[tokio_postgres::Row]) -> Result<Vec<(A, B, C)>, tokio_postgres::Error>
 where
     A: for<'a> tokio_postgres::types::FromSql<'a>,

@@ -1366,3 +1366,87 @@ fn a_column_altered_by_hand_is_found_before_any_file_fails() {
     );
     assert_eq!(count(&mut admin, "SELECT count(*) FROM processed_files"), 0);
 }
+
+/// Found by an adversary: the schema check looked for the tables only in
+/// the session's first schema (a schema named after the user, PostgreSQL's
+/// default `search_path`, hid intact tables in `public`), took a view, a
+/// generated column, a NOT NULL column the loads do not write and a type
+/// from another schema named `int4` for fine (every file then recorded
+/// `failed` for good), refused a domain over a domain that loads, and did
+/// not look at the ledger at all. Each case now either loads or fails
+/// before any file, in one line that names what was altered.
+#[test]
+fn odd_schemas_are_found_through_the_search_path_or_refused_in_one_line() {
+    let server = serve_songs(2, 3, Conditions::default());
+    let refused = |sql: &str, said: &str| {
+        let db = fresh_db();
+        prepare_database(&db).unwrap();
+        let mut admin = connect(&db);
+        admin.batch_execute(sql).unwrap();
+        let err = match run_pass(
+            &config(&server.base_url(), &db),
+            Model::Async.ingestor().as_ref(),
+        ) {
+            Ok(s) => panic!("{sql}: the pass went on: {s:?}"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(!err.contains('\n'), "{sql}: {err}");
+        assert!(err.contains(said), "{sql}: {err}");
+        assert_eq!(
+            count(&mut admin, "SELECT count(*) FROM processed_files"),
+            0,
+            "{sql}"
+        );
+    };
+    refused(
+        "ALTER TABLE songs RENAME TO songs_t; CREATE VIEW songs AS SELECT * FROM songs_t",
+        "(songs is a view)",
+    );
+    refused(
+        "ALTER TABLE songs DROP COLUMN year; \
+         ALTER TABLE songs ADD COLUMN year int GENERATED ALWAYS AS (1990) STORED",
+        "(songs.year is a generated column)",
+    );
+    refused(
+        "ALTER TABLE songs ADD COLUMN extra int NOT NULL",
+        "(songs.extra is NOT NULL with no default, and the loads do not write it)",
+    );
+    refused(
+        "CREATE TYPE public.int4 AS (a int, b int); \
+         ALTER TABLE songs ALTER COLUMN year TYPE public.int4 USING NULL",
+        "(songs.year is public.int4, not int4)",
+    );
+    refused(
+        "ALTER TABLE processed_files ALTER COLUMN model TYPE int USING 0",
+        "(processed_files.model is int4, not text)",
+    );
+    refused("DROP TABLE apps", "(no table apps on the search_path)");
+
+    // These load, as the statements find the tables.
+    let loads = |sql: &str| {
+        let db = fresh_db();
+        prepare_database(&db).unwrap();
+        let mut admin = connect(&db);
+        admin.batch_execute(sql).unwrap();
+        let summary = run_pass(
+            &config(&server.base_url(), &db),
+            Model::Async.ingestor().as_ref(),
+        )
+        .unwrap_or_else(|e| panic!("{sql}: {e:#}"));
+        assert_eq!(summary.loaded, 2, "{sql}: {summary:?}");
+        assert_eq!(
+            count(&mut admin, "SELECT count(*) FROM public.songs"),
+            6,
+            "{sql}"
+        );
+    };
+    loads(
+        "CREATE DOMAIN d1 AS text; CREATE DOMAIN d2 AS d1; ALTER TABLE songs ALTER COLUMN title TYPE d2",
+    );
+    // An empty schema first on the path, as a schema named after the user
+    // is on PostgreSQL's default one.
+    loads(
+        "CREATE SCHEMA early; DO $$ BEGIN EXECUTE format(\
+         'ALTER DATABASE %I SET search_path = early, public', current_database()); END $$",
+    );
+}

@@ -15,40 +15,157 @@ const MIGRATION_LOCK: i64 = 0x6275_636b_6574; // "bucket"
 pub const HISTORY_QUERY: &str =
     "SELECT version, name, checksum FROM refinery_schema_history ORDER BY version";
 
+/// The tables a pass writes: the ledger and the four the COPYs fill.
+const WRITTEN_TABLES: [&str; 5] = [
+    "processed_files",
+    "songs",
+    "movies",
+    "apps",
+    "rejected_records",
+];
+
 /// The columns of the tables the loads write, as the database has them
-/// now (table, column, type; a domain as its base type, as
-/// `information_schema.columns.udt_name` gives it), for
-/// [`altered_columns`]. Read from the catalogs, not from
-/// `information_schema`, whose views took a fresh backend milliseconds to
-/// plan: this check runs before every pass's listing.
-pub const COLUMNS_QUERY: &str = "SELECT c.relname::text, a.attname::text, \
-     coalesce(b.typname, t.typname)::text \
-     FROM pg_catalog.pg_attribute a \
-     JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
-     JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
-     LEFT JOIN pg_catalog.pg_type b ON t.typtype = 'd' AND b.oid = t.typbasetype \
-     WHERE c.relnamespace = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = current_schema()) \
-     AND c.relname IN ('songs', 'movies', 'apps', 'rejected_records') \
-     AND a.attnum > 0 AND NOT a.attisdropped";
+/// now, for [`altered_columns`]: one row per column, with the table's
+/// kind (`pg_class.relkind`), the column's type (a domain as its base
+/// type, through any number of domains; a type outside `pg_catalog`
+/// named with its schema, so a `public.int4` is not taken for `int4`),
+/// whether it is generated, and whether an insert must give it (NOT NULL
+/// with no default, identity or expression). Each table is found as the
+/// loads' own statements find it, through the session's `search_path`
+/// (`to_regclass`), not only in its first schema. Read from the
+/// catalogs, not from `information_schema`, whose views took a fresh
+/// backend milliseconds to plan: this check runs before every pass's
+/// listing.
+pub const COLUMNS_QUERY: &str = "WITH RECURSIVE cols AS ( \
+     SELECT n.name AS tab, c.relkind::text AS kind, a.attname::text AS col, a.atttypid AS typ, \
+     a.attgenerated <> '' AS generated, \
+     a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' AND a.attgenerated = '' AS required, \
+     0 AS depth \
+     FROM unnest($1::text[]) AS n(name) \
+     JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(n.name) \
+     JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+     UNION ALL \
+     SELECT tab, kind, col, t.typbasetype, generated, required, depth + 1 \
+     FROM cols JOIN pg_catalog.pg_type t ON t.oid = cols.typ \
+     WHERE t.typtype = 'd' AND depth < 32) \
+     SELECT tab, kind, col, \
+     CASE WHEN t.typnamespace = 'pg_catalog'::regnamespace THEN t.typname::text \
+     ELSE t.typnamespace::regnamespace::text || '.' || t.typname::text END, \
+     generated, required \
+     FROM cols JOIN pg_catalog.pg_type t ON t.oid = cols.typ WHERE t.typtype <> 'd'";
+
+/// [`COLUMNS_QUERY`]'s one parameter.
+pub fn columns_query_tables() -> Vec<String> {
+    WRITTEN_TABLES.iter().map(|t| t.to_string()).collect()
+}
+
+/// One row of [`COLUMNS_QUERY`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundColumn {
+    pub table: String,
+    /// `pg_class.relkind`: `r` a table, `p` partitioned, `v` a view...
+    pub kind: String,
+    pub column: String,
+    pub udt: String,
+    pub generated: bool,
+    /// NOT NULL with no default: an insert that leaves it out is refused.
+    pub required: bool,
+}
+
+impl FoundColumn {
+    pub fn from_row(row: &tokio_postgres::Row) -> Result<Self, tokio_postgres::Error> {
+        Ok(FoundColumn {
+            table: row.try_get(0)?,
+            kind: row.try_get(1)?,
+            column: row.try_get(2)?,
+            udt: row.try_get(3)?,
+            generated: row.try_get(4)?,
+            required: row.try_get(5)?,
+        })
+    }
+}
+
+/// Every column the ledger's claim writes, as (table, column, type), in
+/// [`super::ledger::CLAIM`]'s order (a unit test holds them to it).
+fn ledger_columns() -> Vec<(&'static str, &'static str, &'static str)> {
+    [
+        ("key", "text"),
+        ("etag", "text"),
+        ("size_bytes", "int8"),
+        ("status", "text"),
+        ("reason", "text"),
+        ("songs_rows", "int4"),
+        ("movies_rows", "int4"),
+        ("apps_rows", "int4"),
+        ("rejected_count", "int4"),
+        ("skipped_count", "int4"),
+        ("model", "text"),
+    ]
+    .into_iter()
+    .map(|(column, udt)| ("processed_files", column, udt))
+    .collect()
+}
+
+/// What a relation of this `pg_class.relkind` is, when the loads cannot
+/// write into it; `None` for a table (plain, partitioned or foreign).
+fn unwritable_kind(kind: &str) -> Option<&'static str> {
+    match kind {
+        "r" | "p" | "f" => None,
+        "v" => Some("a view"),
+        "m" => Some("a materialized view"),
+        "S" => Some("a sequence"),
+        "i" | "I" => Some("an index"),
+        "c" => Some("a composite type"),
+        _ => Some("not a table"),
+    }
+}
 
 /// What was altered by hand in a migrated database, in one line, when a
-/// column the loads write is gone or has another type: every file would
-/// otherwise be refused, one by one and for good, and the binary rows
-/// blamed (`year` made `text` read as "invalid byte sequence … 0x00").
-/// `found` is [`COLUMNS_QUERY`]'s rows.
-pub fn altered_columns(found: &[(String, String, String)]) -> Option<String> {
-    let problems: Vec<String> = crate::db::copy::written_columns()
+/// table the loads write is gone or is not a table, or a column they
+/// write is gone, has another type or is generated, or a column they do
+/// not write must be given: every file would otherwise be refused, one by
+/// one and for good, and the binary rows blamed (`year` made `text` read
+/// as "invalid byte sequence … 0x00"). `found` is [`COLUMNS_QUERY`]'s rows.
+pub fn altered_columns(found: &[FoundColumn]) -> Option<String> {
+    let written: Vec<(&str, &str, &str)> = ledger_columns()
         .into_iter()
-        .filter_map(|(table, column, udt)| {
-            match found.iter().find(|(t, c, _)| t == table && c == column) {
-                None => Some(format!("{table}.{column} is gone")),
-                Some((_, _, had)) if had != udt => {
-                    Some(format!("{table}.{column} is {had}, not {udt}"))
-                }
-                Some(_) => None,
-            }
-        })
+        .chain(crate::db::copy::written_columns())
         .collect();
+    let mut problems = Vec::new();
+    for table in WRITTEN_TABLES {
+        let cols: Vec<&FoundColumn> = found.iter().filter(|f| f.table == table).collect();
+        let Some(first) = cols.first() else {
+            problems.push(format!("no table {table} on the search_path"));
+            continue;
+        };
+        if let Some(what) = unwritable_kind(&first.kind) {
+            problems.push(format!("{table} is {what}"));
+            continue;
+        }
+        for &(_, column, udt) in written.iter().filter(|(t, _, _)| *t == table) {
+            match cols.iter().find(|f| f.column == column) {
+                None => problems.push(format!("{table}.{column} is gone")),
+                Some(f) if f.udt != udt => {
+                    problems.push(format!("{table}.{column} is {}, not {udt}", f.udt))
+                }
+                Some(f) if f.generated => {
+                    problems.push(format!("{table}.{column} is a generated column"))
+                }
+                Some(_) => {}
+            }
+        }
+        for f in cols.iter().filter(|f| f.required) {
+            if !written
+                .iter()
+                .any(|(t, c, _)| *t == table && *c == f.column)
+            {
+                problems.push(format!(
+                    "{table}.{} is NOT NULL with no default, and the loads do not write it",
+                    f.column
+                ));
+            }
+        }
+    }
     (!problems.is_empty()).then(|| {
         format!(
             "the tables were altered after the migrations made them ({}): every file would be refused; restore the columns, or load into a database of its own",
@@ -202,6 +319,18 @@ fn check_encoding(client: &mut postgres::Client) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ledger_columns_are_the_claims() {
+        let claim = crate::db::ledger::CLAIM;
+        let names = claim
+            .split_once('(')
+            .and_then(|(_, rest)| rest.split_once(')'))
+            .map(|(names, _)| names)
+            .unwrap();
+        let listed: Vec<&str> = ledger_columns().iter().map(|(_, c, _)| *c).collect();
+        assert_eq!(names.split(", ").collect::<Vec<_>>(), listed);
+    }
 
     /// The history refinery writes after applying every embedded migration.
     fn applied() -> Vec<(i32, String, String)> {
