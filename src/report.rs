@@ -391,7 +391,9 @@ fn list_reasons(s: &mut String, (one, many, noun): (&str, &str, &str), items: &[
     let mut by_reason: std::collections::HashMap<String, Vec<&str>> = Default::default();
     for f in items {
         by_reason
-            .entry(without_own_url(&f.reason, &f.key))
+            // A server's words (a trigger's exception) may hold an escape
+            // sequence or a carriage return: shown escaped, like a key.
+            .entry(printable(&without_own_url(&f.reason, &f.key)))
             .or_default()
             .push(&f.key);
     }
@@ -831,6 +833,28 @@ pub fn clip(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reasons_from_a_server_cannot_drive_the_terminal() {
+        let summary = PassSummary {
+            failed: vec![KeyReason {
+                key: "a.json".into(),
+                reason: "PostgreSQL refused it (P0001): a\r\tb\u{1b}[31mRED".into(),
+            }],
+            ..Default::default()
+        };
+        let text = summary.render();
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(
+            text.contains(
+                "failed file a.json: PostgreSQL refused it (P0001): a\\r\\tb\\u{1b}[31mRED"
+            ),
+            "{text}"
+        );
+    }
 
     #[test]
     fn json_for_a_terminal_escapes_c1_controls_and_invisible_characters() {

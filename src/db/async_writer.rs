@@ -45,7 +45,9 @@ async fn attempt(
                     crate::error::DbError::stalled("a new connection", patience.base).into(),
                 ));
             }
-            Err(e) => Err(crate::error::DbError::PoolExhausted(e.to_string()).into()),
+            // The server's own words are in the error's sources: deadpool and
+            // tokio-postgres print "db error" alone.
+            Err(e) => Err(crate::error::DbError::PoolExhausted(crate::error::chain(&e)).into()),
         };
         let e = match result {
             Ok(r) => return Ok(GroupAttempt::Done(r)),

@@ -390,7 +390,13 @@ pub fn classify(e: &anyhow::Error) -> WriteFault {
     use tokio_postgres::error::SqlState;
     let said = |d: &tokio_postgres::error::DbError| {
         crate::report::clip(
-            &format!("({}): {}", d.code().code(), d.message().replace('\n', " ")),
+            // One line, and nothing a terminal or psql would act on: a
+            // trigger's exception may hold any character.
+            &format!(
+                "({}): {}",
+                d.code().code(),
+                d.message().replace(char::is_control, " ")
+            ),
             300,
         )
     };
