@@ -338,7 +338,7 @@ impl PassSummary {
         );
         list_keys(
             &mut s,
-            "busy: claimed by another session or not answered in time, will retry next pass:",
+            "busy: claimed by another session, not answered in time or ending its own connection, will retry next pass:",
             "busy keys",
             &self.busy,
         );

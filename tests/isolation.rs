@@ -1450,3 +1450,53 @@ fn odd_schemas_are_found_through_the_search_path_or_refused_in_one_line() {
          'ALTER DATABASE %I SET search_path = early, public', current_database()); END $$",
     );
 }
+
+/// Found by an adversary: a file whose transaction ends its own backend (a
+/// trigger calling `pg_terminate_backend`, a value that crashes the
+/// server's process) was retried on fresh connections until the writer
+/// gave the database up as unreachable: the pass ended, and in `async`
+/// the files grouped with it never loaded, pass after pass. Now a
+/// transaction that loses a connection that was open when it began
+/// twice is given up: a group is tried file by file, the file that does
+/// it is left for the next pass (said in one line), and the rest load.
+#[test]
+fn a_file_that_ends_its_own_connection_holds_back_no_other() {
+    let mut files: Vec<(String, Vec<u8>)> = (0..4)
+        .map(|i| (format!("good{i}.json"), songs(&format!("g{i}"), 3)))
+        .collect();
+    files.push(("poison.json".into(), songs("POISON", 3)));
+    let manifest: String = files.iter().map(|(k, _)| format!("{k}\n")).collect();
+    let refs: Vec<(&str, &[u8])> = files.iter().map(|(k, b)| (k.as_str(), &b[..])).collect();
+    let server = serve_with(store_with(&refs, &manifest), Conditions::default());
+    for &(model, per_tx) in MODELS {
+        let db = fresh_db();
+        prepare_database(&db).unwrap();
+        let mut admin = connect(&db);
+        admin
+            .batch_execute(
+                "CREATE FUNCTION ends_itself() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                 BEGIN IF NEW.title LIKE 'POISON%' THEN \
+                 PERFORM pg_terminate_backend(pg_backend_pid()); END IF; RETURN NEW; END $$; \
+                 CREATE TRIGGER ends_itself BEFORE INSERT ON songs \
+                 FOR EACH ROW EXECUTE FUNCTION ends_itself()",
+            )
+            .unwrap();
+        for pass in 1..=2 {
+            let s = run(&server.base_url(), &db, model, WriteStrategy::Copy, per_tx);
+            assert_eq!(s.loaded, if pass == 1 { 4 } else { 0 }, "{model}: {s:?}");
+            assert_eq!(s.busy, ["poison.json"], "{model} pass {pass}: {s:?}");
+            assert_eq!(
+                ledger(&mut admin),
+                (0..4)
+                    .map(|i| (format!("good{i}.json"), "loaded".to_string()))
+                    .collect::<Vec<_>>(),
+                "{model} pass {pass}"
+            );
+            assert_eq!(
+                count(&mut admin, "SELECT count(*) FROM songs"),
+                12,
+                "{model}"
+            );
+        }
+    }
+}

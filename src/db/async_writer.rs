@@ -19,8 +19,10 @@ async fn attempt(
 ) -> anyhow::Result<GroupAttempt> {
     let mut retries = super::Retries::default();
     loop {
+        let mut in_transaction = false;
         let result = match pool.get().await {
             Ok(mut client) => {
+                in_transaction = true;
                 match super::transaction::write_group(&mut client, plans, patience).await {
                     Err(e) if super::is_stalled(&e) => {
                         // Not back into the pool: its transaction may still be
@@ -61,6 +63,12 @@ async fn attempt(
         } else {
             super::classify(&e)
         };
+        if fault == super::WriteFault::ConnectionLost
+            && in_transaction
+            && retries.lost_in_transaction()
+        {
+            return Ok(GroupAttempt::LosesItsConnection(crate::error::chain(&*e)));
+        }
         match retries.next(fault, &e) {
             // The pool drops closed clients: the next `get` connects afresh.
             super::Next::Retry(delay) => tokio::time::sleep(delay).await,
@@ -80,6 +88,10 @@ enum GroupAttempt {
     Busy,
     /// PostgreSQL refused the data (see [`super::WriteFault::Refused`]).
     Refused(String),
+    /// The transaction lost its connection
+    /// [`super::LOSES_ITS_CONNECTION_AFTER`] times while new ones opened:
+    /// something in it ends its backend (why: the last loss).
+    LosesItsConnection(String),
     /// PostgreSQL did not finish the transaction in time; its connection was
     /// dropped. Its claims may still be held by the stopped backend, so
     /// retrying the files now would only wait on them: they are left for a
@@ -88,7 +100,8 @@ enum GroupAttempt {
 }
 
 /// Writes a group of files, isolating failures: a group that fails for any
-/// reason but a lost connection is retried file by file, so good files
+/// reason but a lost connection (or that loses its connections itself,
+/// [`super::LOSES_ITS_CONNECTION_AFTER`]) is retried file by file, so good files
 /// commit and the failure is reported against the one file that caused it.
 /// A file PostgreSQL refuses on its own is recorded in the ledger as
 /// `failed` with the database's reason, in a transaction of its own; a file
@@ -125,6 +138,10 @@ pub async fn write_with_reconnect(
     let plan = plans[0];
     let reason = match outcome {
         GroupAttempt::Refused(reason) => reason,
+        GroupAttempt::LosesItsConnection(why) => {
+            super::left_for_next_pass(&plan.key, &why);
+            return Ok(vec![WriteResult::Busy]);
+        }
         _ => return Ok(vec![WriteResult::Busy]),
     };
     tracing::warn!(
@@ -139,6 +156,10 @@ pub async fn write_with_reconnect(
             None => WriteResult::Busy,
         },
         GroupAttempt::Busy => WriteResult::Busy,
+        GroupAttempt::LosesItsConnection(why) => {
+            super::left_for_next_pass(&plan.key, &why);
+            WriteResult::Busy
+        }
         GroupAttempt::Stalled(e) => {
             streak.stalled(e, 1)?;
             WriteResult::Busy

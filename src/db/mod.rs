@@ -477,6 +477,24 @@ pub fn contention_delay(attempt: u32, jitter: f64) -> Option<std::time::Duration
     })
 }
 
+/// Says, once, why a file's transaction is given up for this pass after it
+/// lost its connection [`LOSES_ITS_CONNECTION_AFTER`] times.
+pub(crate) fn left_for_next_pass(key: &str, why: &str) {
+    tracing::warn!(
+        "{}: its transaction lost the database connection {LOSES_ITS_CONNECTION_AFTER} times while new connections opened ({why}); left for the next pass",
+        crate::report::short_key(key)
+    );
+}
+
+/// How many times a transaction may lose a connection that was open when
+/// it began before it is taken to end its own connection (a trigger that
+/// terminates its backend, a value that crashes it): the writer then
+/// stops retrying it and, in a group, tries its files one by one, so only
+/// the file that does it is left for the next pass and the pass goes on.
+/// A database that is really gone fails the new connections instead, and
+/// the reconnect attempts decide.
+pub const LOSES_ITS_CONNECTION_AFTER: u32 = 2;
+
 #[cfg(feature = "io")]
 /// What a writer does after a failed attempt at a transaction.
 pub(crate) enum Next {
@@ -500,10 +518,21 @@ pub(crate) enum Next {
 pub(crate) struct Retries {
     lost: u32,
     contended: u32,
+    /// Connections lost while the transaction ran on them.
+    lost_in_transaction: u32,
 }
 
 #[cfg(feature = "io")]
 impl Retries {
+    /// Counts a connection lost while the transaction ran on it (one that
+    /// was open when it began); true once that has happened
+    /// [`LOSES_ITS_CONNECTION_AFTER`] times: the transaction itself ends
+    /// its connections, and retrying it would end the pass.
+    pub(crate) fn lost_in_transaction(&mut self) -> bool {
+        self.lost_in_transaction += 1;
+        self.lost_in_transaction >= LOSES_ITS_CONNECTION_AFTER
+    }
+
     /// The next step after attempt error `e`, classified as `fault`.
     pub(crate) fn next(&mut self, fault: WriteFault, e: &anyhow::Error) -> Next {
         match fault {

@@ -194,6 +194,7 @@ enum Attempt {
 fn attempt(conn: &mut Connection, plan: &WritePlan) -> anyhow::Result<Attempt> {
     let mut retries = super::Retries::default();
     loop {
+        let was_open = !conn.is_closed();
         let e = match write_file(conn, plan) {
             Ok(r) => {
                 conn.streak.answered();
@@ -219,6 +220,11 @@ fn attempt(conn: &mut Connection, plan: &WritePlan) -> anyhow::Result<Attempt> {
             f => f,
         };
         let lost = fault == super::WriteFault::ConnectionLost;
+        if lost && was_open && retries.lost_in_transaction() {
+            super::left_for_next_pass(&plan.key, &crate::error::chain(&*e));
+            conn.reconnect()?;
+            return Ok(Attempt::Done(WriteResult::Busy));
+        }
         let next = retries.next(fault, &e);
         // Whatever comes next uses the connection: the retry, the failed
         // file's record, the next file.
