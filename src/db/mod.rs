@@ -477,6 +477,7 @@ pub fn contention_delay(attempt: u32, jitter: f64) -> Option<std::time::Duration
     })
 }
 
+#[cfg(feature = "io")]
 /// Says, once, why a file's transaction is given up for this pass after it
 /// lost its connection [`LOSES_ITS_CONNECTION_AFTER`] times.
 pub(crate) fn left_for_next_pass(key: &str, why: &str) {
