@@ -824,22 +824,14 @@ mod tests {
     #[test]
     fn redirects_lead_to_http_urls_only() {
         let to = |l| target(302, Some(l));
-        assert_eq!(
-            to("other.json"),
-            Ok(Some("https://h.example/b/other.json".into()))
-        );
-        assert_eq!(
-            to("/x/y.json"),
-            Ok(Some("https://h.example/x/y.json".into()))
-        );
-        assert_eq!(
-            to("//cdn.example/y"),
-            Ok(Some("https://cdn.example/y".into()))
-        );
-        assert_eq!(
-            to("http://plain.example/y"),
-            Ok(Some("http://plain.example/y".into()))
-        );
+        for (location, followed) in [
+            ("other.json", "https://h.example/b/other.json"),
+            ("/x/y.json", "https://h.example/x/y.json"),
+            ("//cdn.example/y", "https://cdn.example/y"),
+            ("http://plain.example/y", "http://plain.example/y"),
+        ] {
+            assert_eq!(to(location), Ok(Some(followed.into())), "{location}");
+        }
         let refused = to("file:///etc/passwd").unwrap_err();
         assert!(refused.contains("redirects to a file: URL"), "{refused}");
         assert!(
