@@ -51,15 +51,23 @@ pub fn seconds(secs: f64) -> f64 {
 /// carry detail on later lines and in their source, and a one-line cause is
 /// what a user needs on the terminal.
 pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut msg = e.to_string();
-    let mut src = e.source();
+    // A marker for the writers (drop the connection), not news to a reader:
+    // beside the server's own refusal it only read as a second problem.
+    let internal = DbError::Desynced.to_string();
+    let mut msg = String::new();
+    let mut src = Some(e);
     while let Some(s) = src {
         let s_msg = s.to_string();
-        if !msg.contains(&s_msg) {
-            msg.push_str(": ");
+        if s_msg != internal && !msg.contains(&s_msg) {
+            if !msg.is_empty() {
+                msg.push_str(": ");
+            }
             msg.push_str(&s_msg);
         }
         src = s.source();
+    }
+    if msg.is_empty() {
+        msg = internal;
     }
     msg.replace('\n', " ")
 }
@@ -102,4 +110,23 @@ pub fn is_certificate_refused(e: &(dyn std::error::Error + 'static)) -> bool {
         cause = c.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chain_says_each_cause_once_and_no_internal_marker() {
+        let e = anyhow::anyhow!("db error: ERROR: permission denied for table songs")
+            .context("starting COPY songs")
+            .context(DbError::Desynced)
+            .context("writing a.json");
+        assert_eq!(
+            chain(&*e),
+            "writing a.json: starting COPY songs: db error: ERROR: permission denied for table songs"
+        );
+        let top = anyhow::anyhow!("refused").context(DbError::Desynced);
+        assert_eq!(chain(&*top), "refused");
+    }
 }
