@@ -583,6 +583,10 @@ mod tests {
         }
         assert!(matches!(r.next(WriteFault::Retry, &e), Next::Busy));
         assert!(matches!(r.next(WriteFault::Busy, &e), Next::Busy));
+        // A transaction that loses the connections it ran on is given up
+        // at the second, whatever the reconnect budget left.
+        assert!(!r.lost_in_transaction());
+        assert!(r.lost_in_transaction());
         assert!(matches!(
             r.next(WriteFault::Refused("no".into()), &e),
             Next::Refused(reason) if reason == "no"
