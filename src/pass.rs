@@ -130,30 +130,43 @@ fn schema_is_current(pg: &mut sync_writer::Connection) -> anyhow::Result<bool> {
     // The tables' columns in the same round trip (pipelined): a column
     // altered by hand is found before any file is refused for it.
     let read = pg.run(async |c| {
-        let (history, columns) = db::within(
-            limit,
-            "the schema check",
-            futures::future::try_join(
-                c.query(schema::HISTORY_QUERY, &[]),
-                c.query(schema::COLUMNS_QUERY, &[&schema::columns_query_tables()]),
-            ),
-        )
+        // Each answer on its own: a history that cannot be read means
+        // migrating decides, but columns that cannot be read on a current
+        // database mean the check cannot be made, and the pass must not
+        // write unchecked (every file would be refused for good).
+        let (history, columns) = db::within(limit, "the schema check", async {
+            Ok::<_, std::convert::Infallible>(
+                futures::future::join(
+                    c.query(schema::HISTORY_QUERY, &[]),
+                    c.query(schema::COLUMNS_QUERY, &[&schema::columns_query_tables()]),
+                )
+                .await,
+            )
+        })
         .await?;
-        Ok::<_, anyhow::Error>((
-            triples::<i32, String, String>(&history)?,
-            columns
-                .iter()
+        let applied = triples::<i32, String, String>(&history?)?;
+        let columns = columns.and_then(|rows| {
+            rows.iter()
                 .map(schema::FoundColumn::from_row)
-                .collect::<Result<Vec<_>, _>>()?,
-        ))
+                .collect::<Result<Vec<_>, _>>()
+        });
+        Ok::<_, anyhow::Error>((applied, columns))
     });
     match read {
         Ok((applied, columns)) => match schema::too_new(&applied) {
             Some(newer) => Err(newer.into()),
-            None if schema::is_current(&applied) => match schema::altered_columns(&columns) {
-                Some(altered) => Err(anyhow::anyhow!(altered)),
-                None => Ok(true),
-            },
+            None if schema::is_current(&applied) => {
+                let columns = columns.map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot read the tables' columns from the catalogs ({}): the pass would write without knowing whether the tables still take its rows",
+                        crate::error::chain(&e)
+                    )
+                })?;
+                match schema::altered_columns(&columns) {
+                    Some(altered) => Err(anyhow::anyhow!(altered)),
+                    None => Ok(true),
+                }
+            }
             None => Ok(false),
         },
         Err(e) => {

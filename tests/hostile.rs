@@ -67,7 +67,10 @@ fn hostile_server() -> String {
                     REDIR_SEEN.lock().unwrap().push(path.clone());
                     let location = match name {
                         "file.json" => "file:///etc/passwd",
+                        "ftp.json" => "ftp://elsewhere.example/ftp.json",
                         "moved.json" => "real/moved.json?X-Amz-Signature=SEKRIT",
+                        // Raw UTF-8, as some servers send it.
+                        "utf8.json" => "r\u{e9}al/moved.json",
                         _ => "",
                     };
                     if !location.is_empty() {
@@ -88,15 +91,23 @@ fn hostile_server() -> String {
                         let keys: String = (0..40).map(|i| format!("g{i}.json\n")).collect();
                         send(&mut stream, "text/plain", "", keys.as_bytes())
                     }
-                    "files_list.data" if path.starts_with("/redir/") => {
-                        send(&mut stream, "text/plain", "", b"file.json\nmoved.json\n")
-                    }
-                    n if path.starts_with("/redir/real/") && n.starts_with("moved.json") => send(
+                    "files_list.data" if path.starts_with("/redir/") => send(
                         &mut stream,
-                        "application/json",
+                        "text/plain",
                         "",
-                        br#"[{"type":"song","data":{"title":"moved"}}]"#,
+                        b"file.json\nftp.json\nmoved.json\nutf8.json\n",
                     ),
+                    n if (path.starts_with("/redir/real/")
+                        || path.starts_with("/redir/r%C3%A9al/"))
+                        && n.starts_with("moved.json") =>
+                    {
+                        send(
+                            &mut stream,
+                            "application/json",
+                            "",
+                            br#"[{"type":"song","data":{"title":"moved"}}]"#,
+                        )
+                    }
                     "files_list.data" if path.starts_with("/loop/") => {
                         send(&mut stream, "text/plain", "", b"a.json\n")
                     }
@@ -576,21 +587,28 @@ fn a_redirect_to_a_file_url_is_refused_alike_by_every_model() {
         );
         let summary: serde_json::Value =
             serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{model}: {e}: {err}"));
-        assert_eq!(summary["loaded"], 1, "{model}: {summary}");
+        assert_eq!(summary["loaded"], 2, "{model}: {summary}");
         assert_eq!(
             summary["missing"],
             serde_json::json!([]),
             "{model}: {summary}"
         );
         let errors = summary["fetch_errors"].to_string();
-        assert!(
-            errors.contains("file.json")
-                && errors.contains("redirects to a file: URL, which is not followed"),
-            "{model}: {summary}"
-        );
+        for scheme in ["file", "ftp"] {
+            assert!(
+                errors.contains(&format!("{scheme}.json"))
+                    && errors.contains(&format!(
+                        "redirects to a {scheme}: URL, which is not followed"
+                    )),
+                "{model}: {summary}"
+            );
+        }
         assert_eq!(
             ledger(&mut connect(&db)),
-            [("moved.json".into(), "loaded".into())],
+            [
+                ("moved.json".into(), "loaded".into()),
+                ("utf8.json".into(), "loaded".into())
+            ],
             "{model}"
         );
         assert!(

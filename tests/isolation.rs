@@ -1443,6 +1443,7 @@ fn odd_schemas_are_found_through_the_search_path_or_refused_in_one_line() {
     loads(
         "CREATE DOMAIN d1 AS text; CREATE DOMAIN d2 AS d1; ALTER TABLE songs ALTER COLUMN title TYPE d2",
     );
+    loads("ALTER TABLE songs ALTER COLUMN title TYPE varchar");
     // An empty schema first on the path, as a schema named after the user
     // is on PostgreSQL's default one.
     loads(

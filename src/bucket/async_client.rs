@@ -36,6 +36,9 @@ impl AsyncClient {
             // query string and all: a presigned URL's signature and session
             // token, to whatever host the redirect names.
             .referer(false)
+            // Followed by `following`, hop by hop, by the rule the blocking
+            // client follows too.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("bucketbench/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = &cfg.ca_file {
             let pem = read_ca_file(path)?;
@@ -65,6 +68,42 @@ impl AsyncClient {
         AsyncClient { budget, ..self }
     }
 
+    /// The response to the request `make` builds for `url`, following its
+    /// redirects by [`super::sync_client::redirect_target`], as the
+    /// blocking client does (reqwest's own following is off: it followed
+    /// a raw UTF-8 `Location` ureq refuses, and said other schemes in its
+    /// own words), each hop within the first-byte timeout.
+    async fn following(
+        &self,
+        url: &str,
+        make: impl Fn(&str) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, Attempt> {
+        let ttfb = self.cfg.first_byte_timeout;
+        let mut at = url.to_string();
+        for _ in 0..=super::sync_client::MAX_REDIRECTS {
+            let resp = match tokio::time::timeout(ttfb, make(&at).send()).await {
+                Err(_) => {
+                    return Err(Attempt::Lost(
+                        format!(
+                            "no response from {} within {ttfb:?}",
+                            super::location::shown(url)
+                        ),
+                        Lost::TimedOut,
+                    ));
+                }
+                Ok(r) => r.map_err(|e| classify(e, url))?,
+            };
+            match super::sync_client::redirect_target(&at, resp.status().as_u16(), resp.headers())?
+            {
+                Some(next) => at = next,
+                None => return Ok(resp),
+            }
+        }
+        Err(Attempt::Fail(FetchError::Client(
+            super::sync_client::too_many_redirects(url),
+        )))
+    }
+
     /// GETs one object with retries, reading at most `max_object_bytes`.
     pub async fn get(&self, url: &str) -> Result<Fetched, FetchError> {
         let mut retrier = super::retry::Retrier::new(&self.cfg.retry, &self.stats, url);
@@ -82,23 +121,13 @@ impl AsyncClient {
 
     async fn try_get(&self, url: &str) -> Result<Fetched, Attempt> {
         let started = tokio::time::Instant::now();
-        let ttfb = self.cfg.first_byte_timeout;
-        let request = self
-            .http
-            .get(url)
-            .header(reqwest::header::ACCEPT_ENCODING, "gzip");
-        let mut resp = match tokio::time::timeout(ttfb, request.send()).await {
-            Err(_) => {
-                return Err(Attempt::Lost(
-                    format!(
-                        "no response from {} within {ttfb:?}",
-                        super::location::shown(url)
-                    ),
-                    Lost::TimedOut,
-                ));
-            }
-            Ok(r) => r.map_err(|e| classify(e, url))?,
-        };
+        let mut resp = self
+            .following(url, |at| {
+                self.http
+                    .get(at)
+                    .header(reqwest::header::ACCEPT_ENCODING, "gzip")
+            })
+            .await?;
         let first_byte = started.elapsed();
         let limit = self.cfg.max_object_bytes;
         let status = resp.status().as_u16();
@@ -257,16 +286,15 @@ impl AsyncClient {
         self.stats.add(&self.stats.requests, 1);
         self.stats.add(&self.stats.ranged, 1);
         let started = tokio::time::Instant::now();
-        let request = self
-            .http
-            .get(url)
-            .header(reqwest::header::RANGE, format!("bytes={first}-{last}"))
-            .header(reqwest::header::IF_MATCH, etag);
-        let ttfb = self.cfg.first_byte_timeout;
-        let mut resp = tokio::time::timeout(ttfb, request.send())
+        let mut resp = self
+            .following(url, |at| {
+                self.http
+                    .get(at)
+                    .header(reqwest::header::RANGE, format!("bytes={first}-{last}"))
+                    .header(reqwest::header::IF_MATCH, etag)
+            })
             .await
-            .map_err(|_| format!("no answer within {ttfb:?}"))?
-            .map_err(|e| crate::error::chain(&e.without_url()))?;
+            .map_err(Attempt::said)?;
         super::parts::check_part(
             resp.status().as_u16(),
             resp.headers(),
@@ -330,30 +358,24 @@ impl Drop for Parts {
 }
 
 fn classify(e: reqwest::Error, url: &str) -> Attempt {
+    // The URL asked for: a redirect's target, when a hop failed.
+    let target = e.url().map(|u| u.to_string());
     // reqwest puts the URL in its messages; a presigned URL holds secrets.
     let e = e.without_url();
     let text = crate::error::chain(&e);
     if crate::error::is_certificate_refused(&e) {
         return Attempt::Fail(FetchError::certificate_refused(&text));
     }
+    // `https_only` refusing a hop to plain HTTP (`following` sends each).
+    if text.contains("URL scheme is not allowed") {
+        return Attempt::Fail(FetchError::Client(format!(
+            "{} ({})",
+            super::sync_client::REFUSED_PLAIN_REDIRECT,
+            super::location::shown(target.as_deref().unwrap_or(url))
+        )));
+    }
     if e.is_builder() {
         return Attempt::Fail(FetchError::Client(text));
-    }
-    if e.is_redirect() && text.contains("URL scheme is not allowed") {
-        return Attempt::Fail(FetchError::Client(
-            super::sync_client::REFUSED_PLAIN_REDIRECT.to_string(),
-        ));
-    }
-    // A redirect loop, or one to a scheme no client follows, comes back
-    // the same on every attempt: not an outage. reqwest stops after 10,
-    // as the blocking client does, and both say so alike.
-    if e.is_redirect() {
-        let said = if text.contains("too many redirects") {
-            super::sync_client::too_many_redirects(url)
-        } else {
-            text
-        };
-        return Attempt::Fail(FetchError::Client(said));
     }
     let how = if e.is_timeout() {
         Lost::TimedOut

@@ -617,7 +617,7 @@ fn said(e: ureq::Error) -> String {
 }
 
 /// Most redirects followed for one request (ureq's and reqwest's default).
-const MAX_REDIRECTS: usize = 10;
+pub(crate) const MAX_REDIRECTS: usize = 10;
 
 /// The response to the request `send` makes for `url`, following its
 /// redirects by [`redirect_target`]'s rule, the one the `async` client's
@@ -670,14 +670,22 @@ pub(crate) fn redirect_target(
             shown(url)
         )))
     };
-    let target = location
-        .to_str()
+    // UTF-8, not only visible ASCII: a server that sends `/réal/a.json` raw
+    // means what its percent-encoding would say.
+    let mut target = std::str::from_utf8(location.as_bytes())
         .ok()
         .zip(url::Url::parse(url).ok())
         .and_then(|(location, base)| base.join(location.trim()).ok())
         .ok_or_else(|| refused("its Location is not a URL".into()))?;
     match target.scheme() {
-        "http" | "https" => Ok(Some(target.into())),
+        "http" | "https" => {
+            // Credentials a redirect names are the redirecting server's,
+            // not the bucket's: never sent on (ureq would send them as
+            // Basic authentication, reqwest would not).
+            let _ = target.set_username("");
+            let _ = target.set_password(None);
+            Ok(Some(target.into()))
+        }
         other => Err(refused(format!(
             "it redirects to a {other}: URL, which is not followed (only http and https are)"
         ))),
@@ -829,6 +837,8 @@ mod tests {
             ("/x/y.json", "https://h.example/x/y.json"),
             ("//cdn.example/y", "https://cdn.example/y"),
             ("http://plain.example/y", "http://plain.example/y"),
+            ("/réal/a.json", "https://h.example/r%C3%A9al/a.json"),
+            ("http://u:p@cdn.example/y", "http://cdn.example/y"),
         ] {
             assert_eq!(to(location), Ok(Some(followed.into())), "{location}");
         }

@@ -22,7 +22,6 @@ async fn attempt(
         let mut in_transaction = false;
         let result = match pool.get().await {
             Ok(mut client) => {
-                in_transaction = true;
                 match super::transaction::write_group(&mut client, plans, patience).await {
                     Err(e) if super::is_stalled(&e) => {
                         // Not back into the pool: its transaction may still be
@@ -31,13 +30,18 @@ async fn attempt(
                         drop(deadpool_postgres::Object::take(client));
                         return Ok(GroupAttempt::Stalled(e));
                     }
-                    Err(e) if super::is_unusable(&e) => {
-                        // Its protocol state is lost: back in the pool, it
-                        // would fail the next group's first statement.
-                        drop(deadpool_postgres::Object::take(client));
+                    Err(e) => {
+                        in_transaction = super::transaction::began(&e);
+                        // Its protocol state is lost, or the server closed
+                        // it: back in the pool, it would fail the next
+                        // group's first statement (and a group handed a
+                        // connection already closed is not to blame).
+                        if super::is_unusable(&e) || client.is_closed() {
+                            drop(deadpool_postgres::Object::take(client));
+                        }
                         Err(e)
                     }
-                    other => other,
+                    ok => ok,
                 }
             }
             // A connection the server accepted but never answered (a

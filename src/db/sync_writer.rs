@@ -220,7 +220,7 @@ fn attempt(conn: &mut Connection, plan: &WritePlan) -> anyhow::Result<Attempt> {
             f => f,
         };
         let lost = fault == super::WriteFault::ConnectionLost;
-        if lost && was_open && retries.lost_in_transaction() {
+        if lost && was_open && super::transaction::began(&e) && retries.lost_in_transaction() {
             super::left_for_next_pass(&plan.key, &crate::error::chain(&*e));
             conn.reconnect()?;
             return Ok(Attempt::Done(WriteResult::Busy));

@@ -11,6 +11,18 @@ use futures::SinkExt as _;
 use super::copy;
 use super::ledger::{self, WritePlan, WriteResult};
 
+/// The context of a failed `BEGIN`: the connection was lost before the
+/// transaction began (a pooled connection the server had already closed),
+/// so the transaction is not to blame ([`began`]).
+const BEGINNING: &str = "beginning a transaction";
+
+/// Whether `e`, a failed [`write_group`], came after its transaction
+/// began: only then may a lost connection be the transaction's doing
+/// ([`super::LOSES_ITS_CONNECTION_AFTER`]).
+pub fn began(e: &anyhow::Error) -> bool {
+    !e.chain().any(|c| c.to_string() == BEGINNING)
+}
+
 /// Writes a group of files in one transaction: their claims (pipelined, in
 /// key order), one COPY per table for the rows of every file it claimed,
 /// and the commit. Returns each plan's result, in the order given.
@@ -36,7 +48,7 @@ pub async fn write_group(
     let step = patience.base;
     let tx = within(step, "the start of a transaction", client.transaction())
         .await
-        .context("beginning a transaction")?;
+        .context(BEGINNING)?;
     let claim = within(step, "a statement", tx.prepare_cached(ledger::CLAIM))
         .await
         .context("preparing the ledger claim")?;
