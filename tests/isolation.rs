@@ -1421,6 +1421,10 @@ fn odd_schemas_are_found_through_the_search_path_or_refused_in_one_line() {
         "(processed_files.model is int4, not text)",
     );
     refused("DROP TABLE apps", "(no table apps on the search_path)");
+    refused(
+        "ALTER TABLE processed_files DROP CONSTRAINT processed_files_pkey CASCADE",
+        "(processed_files.key_sha256 has no unique index, which the claim's ON CONFLICT needs)",
+    );
 
     // These load, as the statements find the tables.
     let loads = |sql: &str| {

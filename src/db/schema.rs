@@ -29,8 +29,9 @@ const WRITTEN_TABLES: [&str; 5] = [
 /// kind (`pg_class.relkind`), the column's type (a domain as its base
 /// type, through any number of domains; a type outside `pg_catalog`
 /// named with its schema, so a `public.int4` is not taken for `int4`),
-/// whether it is generated, and whether an insert must give it (NOT NULL
-/// with no default, identity or expression). Each table is found as the
+/// whether it is generated, whether an insert must give it (NOT NULL
+/// with no default, identity or expression), and whether a valid unique
+/// index covers it alone (the claim's `ON CONFLICT (key_sha256)`). Each table is found as the
 /// loads' own statements find it, through the session's `search_path`
 /// (`to_regclass`), not only in its first schema. Read from the
 /// catalogs, not from `information_schema`, whose views took a fresh
@@ -40,18 +41,21 @@ pub const COLUMNS_QUERY: &str = "WITH RECURSIVE cols AS ( \
      SELECT n.name AS tab, c.relkind::text AS kind, a.attname::text AS col, a.atttypid AS typ, \
      a.attgenerated <> '' AS generated, \
      a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' AND a.attgenerated = '' AS required, \
+     EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisunique \
+     AND i.indisvalid AND i.indnkeyatts = 1 AND i.indkey[0] = a.attnum \
+     AND i.indpred IS NULL AND i.indexprs IS NULL) AS unique_alone, \
      0 AS depth \
      FROM unnest($1::text[]) AS n(name) \
      JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(n.name) \
      JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
      UNION ALL \
-     SELECT tab, kind, col, t.typbasetype, generated, required, depth + 1 \
+     SELECT tab, kind, col, t.typbasetype, generated, required, unique_alone, depth + 1 \
      FROM cols JOIN pg_catalog.pg_type t ON t.oid = cols.typ \
      WHERE t.typtype = 'd' AND depth < 32) \
      SELECT tab, kind, col, \
      CASE WHEN t.typnamespace = 'pg_catalog'::regnamespace THEN t.typname::text \
      ELSE t.typnamespace::regnamespace::text || '.' || t.typname::text END, \
-     generated, required \
+     generated, required, unique_alone \
      FROM cols JOIN pg_catalog.pg_type t ON t.oid = cols.typ WHERE t.typtype <> 'd'";
 
 /// [`COLUMNS_QUERY`]'s one parameter.
@@ -70,6 +74,9 @@ pub struct FoundColumn {
     pub generated: bool,
     /// NOT NULL with no default: an insert that leaves it out is refused.
     pub required: bool,
+    /// A valid unique index on this column alone, as `ON CONFLICT (col)`
+    /// needs.
+    pub unique_alone: bool,
 }
 
 impl FoundColumn {
@@ -81,6 +88,7 @@ impl FoundColumn {
             udt: row.try_get(3)?,
             generated: row.try_get(4)?,
             required: row.try_get(5)?,
+            unique_alone: row.try_get(6)?,
         })
     }
 }
@@ -155,6 +163,18 @@ pub fn altered_columns(found: &[FoundColumn]) -> Option<String> {
                 }
                 Some(_) => {}
             }
+        }
+        // The claim's `ON CONFLICT (key_sha256)`: without the unique index
+        // every claim is refused, and nothing is ever recorded.
+        if table == "processed_files"
+            && !cols
+                .iter()
+                .any(|f| f.column == "key_sha256" && f.unique_alone)
+        {
+            problems.push(
+                "processed_files.key_sha256 has no unique index, which the claim's ON CONFLICT needs"
+                    .to_string(),
+            );
         }
         for f in cols.iter().filter(|f| f.required) {
             if !written
