@@ -36,7 +36,12 @@ async fn attempt(
                         // it: back in the pool, it would fail the next
                         // group's first statement (and a group handed a
                         // connection already closed is not to blame).
-                        if super::is_unusable(&e) || client.is_closed() {
+                        // The error may say so before the client knows
+                        // (its connection task has yet to read the close).
+                        if super::is_unusable(&e)
+                            || client.is_closed()
+                            || super::classify(&e) == super::WriteFault::ConnectionLost
+                        {
                             drop(deadpool_postgres::Object::take(client));
                         }
                         Err(e)

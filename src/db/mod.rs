@@ -521,6 +521,11 @@ pub(crate) struct Retries {
     contended: u32,
     /// Connections lost while the transaction ran on them.
     lost_in_transaction: u32,
+    /// The loss [`Retries::next`] is about to retry was the transaction's
+    /// first in its own run: said at `info`, since the transaction may be
+    /// what ends its connection, and [`left_for_next_pass`] then says it
+    /// once; a database that is gone fails the reconnections, which warn.
+    first_in_transaction: bool,
 }
 
 #[cfg(feature = "io")]
@@ -531,6 +536,7 @@ impl Retries {
     /// its connections, and retrying it would end the pass.
     pub(crate) fn lost_in_transaction(&mut self) -> bool {
         self.lost_in_transaction += 1;
+        self.first_in_transaction = self.lost_in_transaction == 1;
         self.lost_in_transaction >= LOSES_ITS_CONNECTION_AFTER
     }
 
@@ -542,10 +548,15 @@ impl Retries {
                 let Some(delay) = reconnect_delay(self.lost) else {
                     return Next::Unreachable;
                 };
-                tracing::warn!(
+                let said = format!(
                     "database connection lost ({}); reconnecting",
                     crate::error::chain(&**e)
                 );
+                if std::mem::take(&mut self.first_in_transaction) {
+                    tracing::info!("{said}");
+                } else {
+                    tracing::warn!("{said}");
+                }
                 Next::Retry(delay)
             }
             WriteFault::Retry => {
