@@ -138,7 +138,7 @@ fn schema_is_current(pg: &mut sync_writer::Connection) -> anyhow::Result<bool> {
             Ok::<_, std::convert::Infallible>(
                 futures::future::join(
                     c.query(schema::HISTORY_QUERY, &[]),
-                    c.query(schema::COLUMNS_QUERY, &[&schema::columns_query_tables()]),
+                    c.query(schema::COLUMNS_QUERY, &[&&schema::WRITTEN_TABLES[..]]),
                 )
                 .await,
             )

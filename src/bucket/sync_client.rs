@@ -434,7 +434,7 @@ impl SyncClient {
                 return Err("no longer wanted".into());
             }
             let n = std::io::Read::read(&mut reader, &mut buf)
-                .map_err(|e| said(ureq::Error::from(e)))?;
+                .map_err(|e| classify(ureq::Error::from(e)).said())?;
             if n == 0 {
                 break;
             }
@@ -610,12 +610,6 @@ impl Drop for SyncParts {
     }
 }
 
-/// A ureq error in one line, as the retry loop would say it: a URL in it
-/// (a redirect refused for leaving TLS) is shown without its secrets.
-fn said(e: ureq::Error) -> String {
-    classify(e).said()
-}
-
 /// Most redirects followed for one request (ureq's and reqwest's default).
 pub(crate) const MAX_REDIRECTS: usize = 10;
 
@@ -716,8 +710,6 @@ pub(crate) fn admit(
     url: &str,
     limit: u64,
 ) -> Result<Option<Option<String>>, Attempt> {
-    // A redirect the client did not follow: say why when the rule says.
-    redirect_target(url, status, headers)?;
     if let Some(fail) = status_failure(status, url) {
         return Err(fail);
     }

@@ -19,7 +19,6 @@ async fn attempt(
 ) -> anyhow::Result<GroupAttempt> {
     let mut retries = super::Retries::default();
     loop {
-        let mut in_transaction = false;
         let result = match pool.get().await {
             Ok(mut client) => {
                 match super::transaction::write_group(&mut client, plans, patience).await {
@@ -31,7 +30,6 @@ async fn attempt(
                         return Ok(GroupAttempt::Stalled(e));
                     }
                     Err(e) => {
-                        in_transaction = super::transaction::began(&e);
                         // Its protocol state is lost, or the server closed
                         // it: back in the pool, it would fail the next
                         // group's first statement (and a group handed a
@@ -40,7 +38,7 @@ async fn attempt(
                         // (its connection task has yet to read the close).
                         if super::is_unusable(&e)
                             || client.is_closed()
-                            || super::classify(&e) == super::WriteFault::ConnectionLost
+                            || super::is_connection_lost(&e)
                         {
                             drop(deadpool_postgres::Object::take(client));
                         }
@@ -64,16 +62,19 @@ async fn attempt(
             Ok(r) => return Ok(GroupAttempt::Done(r)),
             Err(e) => e,
         };
-        let fault = if matches!(
+        let no_connection = matches!(
             e.downcast_ref::<crate::error::DbError>(),
             Some(crate::error::DbError::PoolExhausted(_))
-        ) {
+        );
+        let fault = if no_connection {
             super::WriteFault::ConnectionLost
         } else {
             super::classify(&e)
         };
+        // Lost after its transaction began: maybe the transaction's doing.
         if fault == super::WriteFault::ConnectionLost
-            && in_transaction
+            && !no_connection
+            && super::transaction::began(&e)
             && retries.lost_in_transaction()
         {
             return Ok(GroupAttempt::LosesItsConnection(crate::error::chain(&*e)));
@@ -270,6 +271,17 @@ pub async fn write_all(
     };
     futures::future::try_join_all((0..writers.max(1)).map(|_| writer())).await?;
     Ok(())
+}
+
+/// The pool's first connection, opened to fail fast: a database that is
+/// gone ends the pass here, in one line with the server's own words
+/// (deadpool and tokio-postgres alone print "db error").
+pub async fn first_connection(
+    pool: &deadpool_postgres::Pool,
+) -> anyhow::Result<deadpool_postgres::Object> {
+    pool.get()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {}", crate::error::chain(&e)))
 }
 
 /// Opens the pool's connections beside `first` (the one a pass opens to

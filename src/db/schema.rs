@@ -15,8 +15,9 @@ const MIGRATION_LOCK: i64 = 0x6275_636b_6574; // "bucket"
 pub const HISTORY_QUERY: &str =
     "SELECT version, name, checksum FROM refinery_schema_history ORDER BY version";
 
-/// The tables a pass writes: the ledger and the four the COPYs fill.
-const WRITTEN_TABLES: [&str; 5] = [
+/// The tables a pass writes: the ledger and the four the COPYs fill
+/// ([`COLUMNS_QUERY`]'s one parameter).
+pub const WRITTEN_TABLES: [&str; 5] = [
     "processed_files",
     "songs",
     "movies",
@@ -57,11 +58,6 @@ pub const COLUMNS_QUERY: &str = "WITH RECURSIVE cols AS ( \
      ELSE t.typnamespace::regnamespace::text || '.' || t.typname::text END, \
      generated, required, unique_alone \
      FROM cols JOIN pg_catalog.pg_type t ON t.oid = cols.typ WHERE t.typtype <> 'd'";
-
-/// [`COLUMNS_QUERY`]'s one parameter.
-pub fn columns_query_tables() -> Vec<String> {
-    WRITTEN_TABLES.iter().map(|t| t.to_string()).collect()
-}
 
 /// One row of [`COLUMNS_QUERY`].
 #[derive(Debug, Clone, PartialEq, Eq)]

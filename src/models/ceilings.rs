@@ -74,9 +74,7 @@ impl Ingestor for LoadOnlyCeiling {
         let steps = rt.block_on(fetch_all(job, todo, Model::LoadOnly.name()))?;
         rt.block_on(async {
             let pool = job.pool(job.knobs.connections)?;
-            drop(pool.get().await.map_err(|e| {
-                anyhow::anyhow!("cannot connect to PostgreSQL: {}", crate::error::chain(&e))
-            })?);
+            drop(async_writer::first_connection(&pool).await?);
             crate::esayln!("{}", crate::report::timed_phase_line());
             let started = Instant::now();
             let (tx, rx) = tokio::sync::mpsc::channel(steps.len().max(1));

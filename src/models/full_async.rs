@@ -37,9 +37,7 @@ impl Ingestor for AsyncModel {
             // so they never queue behind the writers for a pooled connection.
             let checks = job.pool(1)?;
             // Fail fast, in one line, if the database is gone.
-            let first = pool.get().await.map_err(|e| {
-                anyhow::anyhow!("cannot connect to PostgreSQL: {}", crate::error::chain(&e))
-            })?;
+            let first = async_writer::first_connection(&pool).await?;
             let warm = async {
                 let (size, write) = (job.knobs.connections, job.knobs.write);
                 async_writer::warm(&pool, first, size, write, job.knobs.patience).await;
