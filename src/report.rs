@@ -23,6 +23,8 @@ pub enum FileResult {
     },
     /// Another worker claimed it first.
     AlreadyLoaded,
+    /// Another worker recorded it `failed` first.
+    FailedEarlier,
     /// Listed, but the GET answered 404.
     Missing,
     /// The GET still failed after retries; left for the next pass.
@@ -40,9 +42,19 @@ pub enum FileResult {
 }
 
 impl FileResult {
+    /// What the ledger said of a key another worker recorded before this
+    /// one fetched or claimed it.
+    pub fn recorded_elsewhere(result: WriteResult) -> Self {
+        match result {
+            WriteResult::FailedEarlier => FileResult::FailedEarlier,
+            _ => FileResult::AlreadyLoaded,
+        }
+    }
+
     pub fn from_write(plan: &WritePlan, result: WriteResult) -> Self {
         match result {
             WriteResult::AlreadyLoaded => FileResult::AlreadyLoaded,
+            WriteResult::FailedEarlier => FileResult::FailedEarlier,
             WriteResult::Busy => FileResult::Busy,
             WriteResult::Unrecorded(reason) => FileResult::Refused(reason),
             WriteResult::Failed(reason) => FileResult::Written {
@@ -143,7 +155,8 @@ pub struct PassSummary {
     /// worker during it.
     pub already_loaded: u64,
     /// In the ledger as `failed` before the pass and not tried again (see
-    /// `retried` for those that were).
+    /// `retried` for those that were), or recorded `failed` by another
+    /// worker during it.
     #[serde(default)]
     pub failed_earlier: u64,
     /// Files this pass committed with status `loaded`.
@@ -611,6 +624,7 @@ impl Tally {
                 s.skipped += skipped;
             }
             FileResult::AlreadyLoaded => s.already_loaded += 1,
+            FileResult::FailedEarlier => s.failed_earlier += 1,
             FileResult::Missing => s.missing.push(key.into()),
             FileResult::FetchFailed(reason) => s.fetch_errors.push(KeyReason {
                 key: key.into(),

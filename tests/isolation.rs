@@ -823,12 +823,21 @@ fn a_v4_database_upgrades_to_v5_with_its_rows_and_brin_left_to_vacuum() {
 }
 
 fn plan_params(key: &str) -> Vec<Box<dyn postgres::types::ToSql + Sync>> {
+    claim_params(key, "loaded", None)
+}
+
+/// A ledger claim of `key` as another worker sends it.
+fn claim_params(
+    key: &str,
+    status: &'static str,
+    reason: Option<&str>,
+) -> Vec<Box<dyn postgres::types::ToSql + Sync>> {
     vec![
         Box::new(key.to_string()),
         Box::new(None::<String>),
         Box::new(0i64),
-        Box::new("loaded"),
-        Box::new(None::<String>),
+        Box::new(status),
+        Box::new(reason.map(str::to_string)),
         Box::new(0i32),
         Box::new(0i32),
         Box::new(0i32),
@@ -885,6 +894,85 @@ fn a_claim_held_by_a_stalled_worker_is_reported_busy_then_loaded_later() {
                     "{model}: {next:?}"
                 );
                 assert_eq!(count(&mut connect(&db), "SELECT count(*) FROM songs"), 40);
+            });
+        }
+    });
+}
+
+/// Another worker records a key `failed` while this pass's claim of it
+/// waits: the pass counts it as failed earlier, as the next pass's listing
+/// does, not as loaded.
+#[test]
+fn a_key_another_worker_records_failed_meanwhile_is_not_counted_loaded() {
+    let files: Vec<(String, Vec<u8>)> = (0..6)
+        .map(|i| (format!("f{i}.json"), songs(&format!("f{i}"), 5)))
+        .collect();
+    let manifest: String = files.iter().map(|(k, _)| format!("{k}\n")).collect();
+    let refs: Vec<(&str, &[u8])> = files.iter().map(|(k, b)| (k.as_str(), &b[..])).collect();
+    let srv = serve(store_with(&refs, &manifest));
+    std::thread::scope(|scope| {
+        for &(model, per_tx) in MODELS {
+            let url = srv.base_url();
+            scope.spawn(move || {
+                let db = fresh_db();
+                prepare_database(&db).unwrap();
+                let mut other = connect(&db);
+                let mut tx = other.transaction().unwrap();
+                let params = claim_params("f2.json", "failed", Some("refused elsewhere"));
+                tx.execute(bucketbench::db::ledger::CLAIM, &params.refs())
+                    .unwrap();
+                std::thread::scope(|inner| {
+                    let pass = inner.spawn(|| run(&url, &db, model, WriteStrategy::Copy, per_tx));
+                    // Committed once this pass's claim waits on it.
+                    let mut watch = connect(&db);
+                    let started = Instant::now();
+                    while count(
+                        &mut watch,
+                        "SELECT count(*) FROM pg_stat_activity \
+                         WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                    ) == 0
+                    {
+                        assert!(
+                            started.elapsed() < Duration::from_secs(20),
+                            "{model}: no claim ever waited on the other worker's"
+                        );
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    tx.commit().unwrap();
+                    let s = pass.join().unwrap();
+                    assert_eq!(
+                        (s.loaded, s.already_loaded, s.failed_earlier),
+                        (5, 0, 1),
+                        "{model}: {s:?}"
+                    );
+                    assert!(s.busy.is_empty(), "{model}: {s:?}");
+                    assert!(
+                        s.render().contains("1 failed earlier"),
+                        "{model}: {}",
+                        s.render()
+                    );
+                });
+                let next = run(&url, &db, model, WriteStrategy::Copy, per_tx);
+                assert_eq!(
+                    (next.loaded, next.already_loaded, next.failed_earlier),
+                    (0, 5, 1),
+                    "{model}: {next:?}"
+                );
+                assert_eq!(count(&mut connect(&db), "SELECT count(*) FROM songs"), 25);
+                // The check before a fetch tells the two apart too.
+                let mut pg =
+                    sync_writer::Connection::open(&db, bucketbench::db::Patience::default())
+                        .unwrap();
+                use bucketbench::db::ledger::WriteResult;
+                assert_eq!(
+                    sync_writer::recorded(&mut pg, "f2.json"),
+                    Some(WriteResult::FailedEarlier)
+                );
+                assert_eq!(
+                    sync_writer::recorded(&mut pg, "f0.json"),
+                    Some(WriteResult::AlreadyLoaded)
+                );
+                assert_eq!(sync_writer::recorded(&mut pg, "f9.json"), None);
             });
         }
     });

@@ -317,24 +317,22 @@ pub async fn warm(
     futures::future::join(prepare(first), futures::future::join_all(more)).await;
 }
 
-/// See [`super::transaction::is_loaded`]. A check PostgreSQL does not
-/// answer within `patience.base` drops its connection and answers "no":
-/// the write that follows decides.
-pub async fn already_loaded(
+/// See [`super::transaction::recorded`]. A check PostgreSQL does not
+/// answer within `patience.base` drops its connection and answers "not
+/// recorded": the write that follows decides.
+pub async fn recorded(
     pool: &deadpool_postgres::Pool,
     patience: super::Patience,
     key: &str,
-) -> bool {
-    let Ok(c) = pool.get().await else {
-        return false;
-    };
-    match super::transaction::is_loaded(&c, key, patience.base).await {
-        Ok(loaded) => loaded,
+) -> Option<WriteResult> {
+    let c = pool.get().await.ok()?;
+    match super::transaction::recorded(&c, key, patience.base).await {
+        Ok(recorded) => recorded,
         Err(e) => {
             if super::warn_if_stalled(&e) {
                 drop(deadpool_postgres::Object::take(c));
             }
-            false
+            None
         }
     }
 }

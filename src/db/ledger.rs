@@ -36,12 +36,18 @@ pub const SEEN: &str = "WITH marked AS (\
     (SELECT key_sha256 FROM processed_files WHERE key = ANY($1) FOR UPDATE SKIP LOCKED)) \
     SELECT key, etag, status FROM processed_files WHERE key = ANY($1)";
 
-/// Whether another worker has committed the key since the listing was
-/// subtracted: checked before fetching, so workers sharing a bucket do not
-/// download what one of them already loaded.
-pub const LOADED: &str = "SELECT EXISTS (SELECT 1 FROM processed_files WHERE key = $1)";
+/// Whether another worker has recorded the key since the listing was
+/// subtracted, and as `failed` or not: checked before fetching, so workers
+/// sharing a bucket do not download what one of them already processed.
+pub const RECORDED: &str = "SELECT status = 'failed' FROM processed_files WHERE key = $1";
 
-/// How old the listing's answer about a key may be before [`LOADED`] asks
+/// Which of the keys whose claims met another worker's row that worker
+/// recorded `failed`: asked only when a claim conflicts, so that a key
+/// another worker failed is counted as failed, not as loaded.
+pub const FAILED_AMONG: &str =
+    "SELECT key FROM processed_files WHERE key = ANY($1) AND status = 'failed'";
+
+/// How old the listing's answer about a key may be before [`RECORDED`] asks
 /// again. A pass hands most keys to its model a moment after subtracting
 /// them, and asking again then only repeats the answer: one round trip per
 /// file, in series, before the first wave of GETs. A key another worker
@@ -256,6 +262,8 @@ pub enum WriteResult {
     Committed,
     /// Another worker committed the key; nothing was written.
     AlreadyLoaded,
+    /// Another worker recorded the key `failed`; nothing was written.
+    FailedEarlier,
     /// Another worker held the key's claim past the lock timeout (or the
     /// claim kept deadlocking, or PostgreSQL did not answer within
     /// [`super::Patience`]); nothing was written, a later pass retries.

@@ -279,12 +279,12 @@ pub fn write_with_reconnect(
     })
 }
 
-/// See [`super::transaction::is_loaded`]. A lost connection, or a check
+/// See [`super::transaction::recorded`]. A lost connection, or a check
 /// not answered in time, is not an error here: the write that follows
 /// reconnects or reports it.
-pub fn already_loaded(conn: &mut Connection, key: &str) -> bool {
+pub fn recorded(conn: &mut Connection, key: &str) -> Option<WriteResult> {
     let limit = conn.patience.base;
-    conn.run(async |c| super::transaction::is_loaded(c, key, limit).await)
+    conn.run(async |c| super::transaction::recorded(c, key, limit).await)
         .unwrap_or_else(|e| {
             // Reconnected now, so the write that follows does not first fail
             // on the dropped connection and wait out a reconnect delay.
@@ -293,7 +293,7 @@ pub fn already_loaded(conn: &mut Connection, key: &str) -> bool {
             if super::warn_if_stalled(&e) {
                 let _ = conn.reconnect();
             }
-            false
+            None
         })
 }
 

@@ -66,6 +66,30 @@ pub async fn write_group(
             results[i] = WriteResult::Committed;
         }
     }
+    let theirs: Vec<&str> = plans
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| **r == WriteResult::AlreadyLoaded)
+        .map(|(p, _)| p.key.as_str())
+        .collect();
+    if !theirs.is_empty() {
+        // A new snapshot: it sees the rows the claims waited on.
+        let failed = within(
+            step,
+            "a statement",
+            tx.query(ledger::FAILED_AMONG, &[&theirs]),
+        )
+        .await
+        .context("reading how other workers recorded the keys they claimed")?;
+        for row in failed {
+            let key: &str = row.get(0);
+            for (p, r) in plans.iter().zip(results.iter_mut()) {
+                if p.key == key {
+                    *r = WriteResult::FailedEarlier;
+                }
+            }
+        }
+    }
     let mine: Vec<&WritePlan> = plans
         .iter()
         .zip(&results)
@@ -176,17 +200,23 @@ pub async fn prepare_ahead(
     }
 }
 
-/// See [`ledger::LOADED`], within `limit`. Prepared once per connection:
-/// asked once per file, an unprepared query cost a second round trip and a
-/// fresh plan each time (docs/performance.md, "Costs per file").
-pub async fn is_loaded(
+/// See [`ledger::RECORDED`], within `limit`: `None` when the ledger does
+/// not hold the key, else [`WriteResult::AlreadyLoaded`] or
+/// [`WriteResult::FailedEarlier`]. Prepared once per connection: asked once
+/// per file, an unprepared query cost a second round trip and a fresh plan
+/// each time (docs/performance.md, "Costs per file").
+pub async fn recorded(
     client: &deadpool_postgres::ClientWrapper,
     key: &str,
     limit: std::time::Duration,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<Option<WriteResult>> {
     let check = async {
-        let loaded = client.prepare_cached(ledger::LOADED).await?;
-        Ok::<bool, anyhow::Error>(client.query_one(&loaded, &[&key]).await?.get(0))
+        let recorded = client.prepare_cached(ledger::RECORDED).await?;
+        let row = client.query_opt(&recorded, &[&key]).await?;
+        Ok::<_, anyhow::Error>(row.map(|r| match r.get(0) {
+            true => WriteResult::FailedEarlier,
+            false => WriteResult::AlreadyLoaded,
+        }))
     };
     super::within(limit, "the ledger check", check).await
 }

@@ -57,9 +57,11 @@ impl Ingestor for AsyncModel {
                         // task that polls the stream.
                         tokio::spawn(async move {
                             if super::worth_rechecking(&obj)
-                                && async_writer::already_loaded(&checks, patience, &obj.key).await
+                                && let Some(recorded) =
+                                    async_writer::recorded(&checks, patience, &obj.key).await
                             {
-                                return (obj.key, Step::Done(FileResult::AlreadyLoaded));
+                                let result = FileResult::recorded_elsewhere(recorded);
+                                return (obj.key, Step::Done(result));
                             }
                             let next = match refuse_key(&obj, Model::Async.name()) {
                                 Some(refused) => refused,

@@ -40,8 +40,10 @@ pub(crate) fn fetch_and_write(
     if job.stats.breaker.is_open() {
         return Ok(FileResult::NotAttempted);
     }
-    if super::worth_rechecking(obj) && sync_writer::already_loaded(pg, &obj.key) {
-        return Ok(FileResult::AlreadyLoaded);
+    if super::worth_rechecking(obj)
+        && let Some(recorded) = sync_writer::recorded(pg, &obj.key)
+    {
+        return Ok(FileResult::recorded_elsewhere(recorded));
     }
     let next = match refuse_key(obj, model) {
         Some(refused) => refused,
