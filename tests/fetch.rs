@@ -44,6 +44,45 @@ enum Reply {
     Late { body: Vec<u8>, after: Duration },
     /// This status and an empty body.
     Status(u16),
+    /// 200, `Content-Encoding: encoding` and the body's length; with
+    /// `pause`, only its first bytes until the gate opens.
+    Encoded {
+        body: Vec<u8>,
+        encoding: &'static str,
+        pause: Option<(usize, Arc<Gate>)>,
+    },
+}
+
+/// Where a reply waits for the test: it says it got there, then waits (at
+/// most 30 s) until the test opens it.
+#[derive(Default)]
+struct Gate {
+    /// (reached, open)
+    state: Mutex<(bool, bool)>,
+    changed: std::sync::Condvar,
+}
+
+impl Gate {
+    fn reach_and_wait(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.0 = true;
+        self.changed.notify_all();
+        let _ = self
+            .changed
+            .wait_timeout_while(s, Duration::from_secs(30), |s| !s.1)
+            .unwrap();
+    }
+
+    fn wait_reached(&self, limit: Duration) -> bool {
+        let s = self.state.lock().unwrap();
+        let (s, _) = self.changed.wait_timeout_while(s, limit, |s| !s.0).unwrap();
+        s.0
+    }
+
+    fn open(&self) {
+        self.state.lock().unwrap().1 = true;
+        self.changed.notify_all();
+    }
 }
 
 fn whole(body: &[u8]) -> Reply {
@@ -170,6 +209,26 @@ fn serve_one(mut conn: TcpStream, routes: &Mutex<HashMap<String, Reply>>) {
             format!("HTTP/1.1 {code} Oops\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
                 .as_bytes(),
         ),
+        Some(Reply::Encoded {
+            body,
+            encoding,
+            pause,
+        }) => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Encoding: {encoding}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let at = pause.as_ref().map_or(body.len(), |(at, _)| *at);
+            conn.write_all(head.as_bytes())
+                .and_then(|_| conn.write_all(&body[..at]))
+                .and_then(|_| conn.flush())
+                .and_then(|_| {
+                    if let Some((_, gate)) = &pause {
+                        gate.reach_and_wait();
+                    }
+                    conn.write_all(&body[at..])
+                })
+        }
         Some(Reply::Late { body, after }) => {
             std::thread::sleep(after);
             let head = format!(
@@ -759,4 +818,107 @@ fn a_bucket_url_without_a_manifest_says_what_the_url_must_name() {
             "cannot list bucket {wrong}: {wrong}/files_list.data answered 404 (no files_list.data there: the bucket URL is the directory that holds it, such as the one `bucket serve` prints)"
         )
     );
+}
+
+fn gzip(body: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(body).unwrap();
+    enc.finish().unwrap()
+}
+
+/// One GET by the client of `model` (its blocking or its async client),
+/// its bodies held against `budget`.
+fn get_within(
+    model: Model,
+    budget: &bucketbench::bucket::budget::Budget,
+    url: &str,
+) -> Result<Fetched, FetchError> {
+    let stats = Arc::new(NetStats::default());
+    let cfg = ClientConfig::default();
+    if model == Model::Sync {
+        return SyncClient::new(cfg, stats)
+            .unwrap()
+            .with_budget(budget.clone())
+            .get(url);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = AsyncClient::new(cfg, stats)
+        .unwrap()
+        .with_budget(budget.clone());
+    rt.block_on(client.get(url))
+}
+
+/// A gzip body reserves what it is on the wire and grows as it inflates.
+/// It used to reserve the most it could inflate to, the object size limit,
+/// which is all of the default budget: gzip files were read one at a time,
+/// and one whose body stalled held back every other file's.
+#[test]
+fn a_gzip_body_stalled_midway_holds_back_no_other_files_body() {
+    use bucketbench::bucket::budget::{Budget, DEFAULT_MAX_BYTES_IN_FLIGHT};
+    let (a_json, b_json) = (song_array(3000), song_array(5));
+    let (a_gz, b_gz) = (gzip(&a_json), gzip(&b_json));
+    for model in [Model::Sync, Model::Async] {
+        let srv = RawServer::start();
+        let gate = Arc::new(Gate::default());
+        let pause = Some((a_gz.len() / 2, gate.clone()));
+        srv.set(
+            "a.json",
+            Reply::Encoded {
+                body: a_gz.clone(),
+                encoding: "gzip",
+                pause,
+            },
+        );
+        srv.set(
+            "b.json",
+            Reply::Encoded {
+                body: b_gz.clone(),
+                encoding: "gzip",
+                pause: None,
+            },
+        );
+        let budget = Budget::new(
+            DEFAULT_MAX_BYTES_IN_FLIGHT,
+            bucketbench::db::WriteStrategy::Copy,
+        );
+        let (a_url, b_url) = (
+            format!("{}/a.json", srv.base_url()),
+            format!("{}/b.json", srv.base_url()),
+        );
+        std::thread::scope(|s| {
+            let a = s.spawn(|| get_within(model, &budget, &a_url));
+            assert!(
+                gate.wait_reached(Duration::from_secs(10)),
+                "{model}: a.json's body never started"
+            );
+            assert!(
+                budget.available() > Some(0),
+                "{model}: a.json, half read, holds the whole budget"
+            );
+            let (tx, rx) = std::sync::mpsc::channel();
+            let (budget, b_url) = (&budget, &b_url);
+            s.spawn(move || tx.send(get_within(model, budget, b_url)));
+            let b = rx.recv_timeout(Duration::from_secs(10));
+            gate.open();
+            match b {
+                Ok(Ok(Fetched::Object { bytes, .. })) => assert_eq!(bytes, b_json, "{model}"),
+                Ok(other) => panic!("{model}: b.json: {other:?}"),
+                Err(_) => panic!(
+                    "{model}: b.json's body waited for a.json's, stalled midway, to give back the budget"
+                ),
+            }
+            match a.join().unwrap() {
+                Ok(Fetched::Object { bytes, .. }) => assert_eq!(bytes, a_json, "{model}"),
+                other => panic!("{model}: a.json: {other:?}"),
+            }
+        });
+        assert_eq!(
+            budget.available(),
+            Some(DEFAULT_MAX_BYTES_IN_FLIGHT),
+            "{model}: the budget is whole again once both bodies are dropped"
+        );
+    }
 }

@@ -141,18 +141,16 @@ impl AsyncClient {
         let declared = declared_length(resp.headers());
         let close_delimited = super::close_delimited(resp.headers());
         let encoding = super::Encoding::of(resp.headers());
-        // Held before the body is read; a body of unknown length may be as
-        // large as the limit until it is in.
+        // Held before the body is read, and grown with it when its size was
+        // not declared.
         let mut held = self
             .budget
-            .reserve(
-                self.budget
-                    .footprint(encoding.expected(declared).unwrap_or(limit).min(limit)),
-            )
+            .reserve(self.budget.first_share(declared, limit))
             .await;
         // The body's clock starts once its memory is granted: a file that
-        // waited its turn behind others' bodies is not a slow download.
-        let body_started = tokio::time::Instant::now();
+        // waited its turn behind others' bodies is not a slow download (nor
+        // is one that waits for more while it grows).
+        let mut body_started = tokio::time::Instant::now();
         let mut body = Vec::with_capacity(declared.unwrap_or(0).min(limit) as usize);
         loop {
             let received = body.len() as u64;
@@ -228,10 +226,21 @@ impl AsyncClient {
                 return Err(Attempt::Fail(FetchError::TooLarge { limit }));
             }
             body.extend_from_slice(&chunk);
+            body_started += self.budget.grow(&mut held, body.len() as u64, limit).await;
         }
         drop(resp);
         self.stats.add(&self.stats.bytes, body.len() as u64);
-        let body = encoding.decode(body, url, limit)?;
+        let body = match encoding {
+            super::Encoding::Gzip => {
+                let mut inflating = super::Inflating::new(body, limit);
+                while !inflating.inflate(self.budget.room(&held), url)? {
+                    let len = inflating.len() + 1;
+                    self.budget.grow(&mut held, len, limit).await;
+                }
+                inflating.into_body()
+            }
+            _ => body,
+        };
         if close_delimited && super::json_cut_short(&body) {
             return Err(Attempt::Retry(cut_short(url, body.len())));
         }

@@ -13,6 +13,7 @@
 //! cannot deadlock: each is taken in one piece, then only shrinks.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -220,7 +221,79 @@ impl Budget {
         }
         futures::executor::block_on(self.reserve(bytes))
     }
+
+    /// The first reservation of a body whose size is not known before it is
+    /// read: `declared` bytes on the wire (for a gzip body, what it inflates
+    /// from), or [`UNKNOWN_BODY`] when nothing is declared; it grows as the
+    /// body does ([`Budget::grow`]). Reserving the limit instead, as it
+    /// could grow to, made every such body wait for the whole budget: one
+    /// at a time, and a stalled one held back every other file.
+    pub fn first_share(&self, declared: Option<u64>, limit: u64) -> u64 {
+        self.footprint(declared.unwrap_or(UNKNOWN_BODY).min(limit))
+    }
+
+    /// Whether `held` covers a body of `len` bytes: its footprint, or the
+    /// whole budget, which a body larger than it holds to go alone.
+    pub fn covers(&self, held: &Reservation, len: u64) -> bool {
+        match &self.inner {
+            None => true,
+            Some((_, total)) => held.units() >= Self::units(*total, self.footprint(len)),
+        }
+    }
+
+    /// The most bytes of body `held` covers (see [`Budget::covers`]).
+    pub fn room(&self, held: &Reservation) -> u64 {
+        match &self.inner {
+            None => u64::MAX,
+            Some((_, total)) if held.units() >= *total => u64::MAX,
+            Some(_) => (held.bytes() as f64 / self.per_body_byte) as u64,
+        }
+    }
+
+    /// Grows `held` to cover a body of `len` bytes, and then some: twice
+    /// `len`, at most `limit`, so a body that keeps growing asks a few
+    /// times, not once per chunk. Returns how long it waited.
+    ///
+    /// More bytes are taken at once when free. When they are not, `held` is
+    /// given back first and the whole amount waited for like a new file's:
+    /// two bodies that each waited for more while holding what they had
+    /// could wait on each other for ever. Meanwhile the body's bytes so
+    /// far are outside the budget, at most what it held.
+    pub async fn grow(&self, held: &mut Reservation, len: u64, limit: u64) -> Duration {
+        let Some((sem, total)) = &self.inner else {
+            return Duration::ZERO;
+        };
+        if self.covers(held, len) {
+            return Duration::ZERO;
+        }
+        let bytes = self.footprint(len.saturating_mul(2).min(limit).max(len));
+        let want = Self::units(*total, bytes);
+        let more = want.saturating_sub(held.units());
+        if let Ok(extra) = sem.clone().try_acquire_many_owned(more) {
+            match &mut held.permit {
+                Some(p) => p.merge(extra),
+                None => held.permit = Some(extra),
+            }
+            return Duration::ZERO;
+        }
+        let started = Instant::now();
+        held.permit = None;
+        *held = self.reserve(bytes).await;
+        started.elapsed()
+    }
+
+    /// [`Budget::grow`] for blocking callers.
+    pub fn grow_blocking(&self, held: &mut Reservation, len: u64, limit: u64) -> Duration {
+        if self.inner.is_none() {
+            return Duration::ZERO;
+        }
+        futures::executor::block_on(self.grow(held, len, limit))
+    }
 }
+
+/// What a body of unknown length reserves before its first byte (see
+/// [`Budget::first_share`]).
+pub const UNKNOWN_BODY: u64 = 1 << 20;
 
 /// Bytes held against a [`Budget`]; given back when dropped.
 #[derive(Debug, Default)]
@@ -236,9 +309,11 @@ impl Reservation {
 
     /// Bytes held.
     pub fn bytes(&self) -> u64 {
-        self.permit
-            .as_ref()
-            .map_or(0, |p| p.num_permits() as u64 * UNIT)
+        u64::from(self.units()) * UNIT
+    }
+
+    fn units(&self) -> u32 {
+        self.permit.as_ref().map_or(0, |p| p.num_permits() as u32)
     }
 
     /// Gives back all but `bytes` (rounded up to the accounting unit) at
@@ -367,6 +442,49 @@ mod tests {
         drop(first);
         let (big, small) = (big.await.unwrap(), small.await.unwrap());
         assert_eq!((big.bytes(), small.bytes()), (2 * MIB, MIB));
+    }
+
+    #[test]
+    fn a_body_grows_its_share_at_once_while_there_is_room() {
+        let b = Budget::new(100 * MIB, WriteStrategy::Copy);
+        let mut held = b.reserve_blocking(b.first_share(None, 256 * MIB));
+        assert_eq!(held.bytes(), b.footprint(MIB).div_ceil(UNIT) * UNIT);
+        assert!(b.covers(&held, MIB) && !b.covers(&held, 2 * MIB));
+        let waited = b.grow_blocking(&mut held, 3 * MIB, 256 * MIB);
+        assert_eq!(waited, Duration::ZERO);
+        // Twice what it needs now, so a growing body asks a few times only.
+        assert!(b.covers(&held, 6 * MIB) && !b.covers(&held, 7 * MIB));
+        assert_eq!(b.available(), Some(100 * MIB - held.bytes()));
+        // Past the budget: all of it, to go alone, and then no more limit.
+        b.grow_blocking(&mut held, 200 * MIB, 256 * MIB);
+        assert_eq!((held.bytes(), b.room(&held)), (100 * MIB, u64::MAX));
+    }
+
+    #[test]
+    fn two_bodies_that_outgrow_the_budget_together_do_not_wait_on_each_other() {
+        let b = Budget::new(10 * MIB, WriteStrategy::Copy);
+        let grown: Vec<u64> = std::thread::scope(|s| {
+            let bodies: Vec<_> = (0..2)
+                .map(|_| {
+                    let mut held = b.reserve_blocking(4 * MIB);
+                    let b = &b;
+                    s.spawn(move || {
+                        // Each holds 4 MiB and needs 8: waiting for it while
+                        // holding would wait for ever.
+                        b.grow_blocking(&mut held, 8 * MIB / 4, 8 * MIB / 4);
+                        let bytes = held.bytes();
+                        std::thread::sleep(Duration::from_millis(20));
+                        bytes
+                    })
+                })
+                .collect();
+            bodies.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert!(
+            grown.iter().all(|&g| g >= b.footprint(2 * MIB)),
+            "{grown:?}"
+        );
+        assert_eq!(b.available(), Some(10 * MIB));
     }
 
     #[test]

@@ -172,32 +172,57 @@ impl Encoding {
         }
     }
 
-    /// The body's size to reserve memory for: what was declared, unless
-    /// it is compressed, when only the limit bounds what it inflates to.
-    pub(crate) fn expected(self, declared: Option<u64>) -> Option<u64> {
-        match self {
-            Encoding::Gzip => None,
-            _ => declared,
-        }
-    }
-
     /// The body as the object holds it: gzip inflated to at most `limit`
     /// bytes (a bomb is refused as too large, however small on the wire);
-    /// anything else as it came.
+    /// anything else as it came. In one go, outside any budget: for
+    /// bodies a pass does not hold memory for (a listing, a manifest).
     pub(crate) fn decode(
         self,
         body: Vec<u8>,
         url: &str,
         limit: u64,
     ) -> Result<Vec<u8>, sync_client::Attempt> {
-        use std::io::Read as _;
         if self != Encoding::Gzip {
             return Ok(body);
         }
-        let mut out = Vec::with_capacity(body.len().saturating_mul(4));
-        flate2::read::MultiGzDecoder::new(body.as_slice())
-            .take(limit.saturating_add(1))
-            .read_to_end(&mut out)
+        let mut inflating = Inflating::new(body, limit);
+        inflating.inflate(u64::MAX, url)?;
+        Ok(inflating.out)
+    }
+}
+
+/// A gzip body being inflated in steps, so that the memory it grows into
+/// can be reserved as it grows ([`budget::Budget::grow`]): what a body
+/// inflates to is known only once it has.
+pub(crate) struct Inflating {
+    decoder: flate2::read::MultiGzDecoder<std::io::Cursor<Vec<u8>>>,
+    out: Vec<u8>,
+    limit: u64,
+}
+
+impl Inflating {
+    pub(crate) fn new(body: Vec<u8>, limit: u64) -> Self {
+        Inflating {
+            out: Vec::with_capacity(body.len().saturating_mul(4).min(limit as usize)),
+            decoder: flate2::read::MultiGzDecoder::new(std::io::Cursor::new(body)),
+            limit,
+        }
+    }
+
+    /// Bytes inflated so far.
+    pub(crate) fn len(&self) -> u64 {
+        self.out.len() as u64
+    }
+
+    /// Inflates until `room` bytes are out or the stream ends: `true` when
+    /// it ended (the body is [`Inflating::into_body`]).
+    pub(crate) fn inflate(&mut self, room: u64, url: &str) -> Result<bool, sync_client::Attempt> {
+        use std::io::Read as _;
+        let cap = room.min(self.limit.saturating_add(1));
+        let want = cap.saturating_sub(self.len());
+        let n = (&mut self.decoder)
+            .take(want)
+            .read_to_end(&mut self.out)
             // A gzip stream cut short or garbled: the server's fault, or
             // the network's, not the object's, so tried again.
             .map_err(|e| {
@@ -206,10 +231,16 @@ impl Encoding {
                     location::shown(url)
                 ))
             })?;
-        if out.len() as u64 > limit {
-            return Err(sync_client::Attempt::Fail(FetchError::TooLarge { limit }));
+        if self.len() > self.limit {
+            return Err(sync_client::Attempt::Fail(FetchError::TooLarge {
+                limit: self.limit,
+            }));
         }
-        Ok(out)
+        Ok((n as u64) < want)
+    }
+
+    pub(crate) fn into_body(self) -> Vec<u8> {
+        self.out
     }
 }
 

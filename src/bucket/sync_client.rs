@@ -182,7 +182,7 @@ impl SyncClient {
             // starts once they are in.
             let started = std::time::Instant::now();
             let limit = self.cfg.max_object_bytes;
-            let body = self.read_body(&mut resp, url, started, declared, limit)?;
+            let body = self.read_body(&mut resp, url, started, None, declared, limit)?;
             let body = encoding.decode(body, url, limit)?;
             Ok(RawResponse {
                 status,
@@ -220,11 +220,15 @@ impl SyncClient {
     /// (`ClientConfig::download_deadline`), counting the bytes. Objects and
     /// listings alike: a listing trickled a byte a second must not hold a
     /// pass any more than an object may.
+    /// Reads a body within its download deadline, which runs from `started`
+    /// but not while the body waits for more of the budget it holds in
+    /// `held` (none: a body outside the budget, a listing's).
     fn read_body(
         &self,
         resp: &mut ureq::http::Response<ureq::Body>,
         url: &str,
-        started: std::time::Instant,
+        mut started: std::time::Instant,
+        mut held: Option<&mut super::budget::Reservation>,
         declared: Option<u64>,
         limit: u64,
     ) -> Result<Vec<u8>, Attempt> {
@@ -242,6 +246,9 @@ impl SyncClient {
             }
             bytes.extend_from_slice(&buf[..n]);
             let received = bytes.len() as u64;
+            if let Some(held) = held.as_deref_mut() {
+                started += self.budget.grow_blocking(held, received, limit);
+            }
             let elapsed = started.elapsed();
             if elapsed > self.cfg.download_deadline(received) {
                 return Err(Attempt::Lost(
@@ -471,21 +478,34 @@ impl SyncClient {
         let declared = declared_length(resp.headers());
         let close_delimited = super::close_delimited(resp.headers());
         let encoding = super::Encoding::of(resp.headers());
-        // Held before the body is read; a body of unknown length may be as
-        // large as the limit until it is in.
-        let mut held = self.budget.reserve_blocking(
-            self.budget
-                .footprint(encoding.expected(declared).unwrap_or(limit).min(limit)),
-        );
+        // Held before the body is read, and grown with it when its size was
+        // not declared.
+        let mut held = self
+            .budget
+            .reserve_blocking(self.budget.first_share(declared, limit));
         // The body's clock starts once its memory is granted: a file that
         // waited its turn behind others' bodies is not a slow download.
         let bytes = match splittable {
             Some((tag, total)) => {
                 self.read_in_parts(&mut resp, url, &tag, total, first_byte, limit)?
             }
-            None => self.read_body(&mut resp, url, std::time::Instant::now(), declared, limit)?,
+            // The body's clock starts once its memory is granted.
+            None => {
+                let started = std::time::Instant::now();
+                self.read_body(&mut resp, url, started, Some(&mut held), declared, limit)?
+            }
         };
-        let bytes = encoding.decode(bytes, url, limit)?;
+        let bytes = match encoding {
+            super::Encoding::Gzip => {
+                let mut inflating = super::Inflating::new(bytes, limit);
+                while !inflating.inflate(self.budget.room(&held), url)? {
+                    let len = inflating.len() + 1;
+                    self.budget.grow_blocking(&mut held, len, limit);
+                }
+                inflating.into_body()
+            }
+            _ => bytes,
+        };
         if close_delimited && super::json_cut_short(&bytes) {
             return Err(Attempt::Retry(cut_short(url, bytes.len())));
         }
