@@ -106,7 +106,9 @@ pub struct Run {
     /// Requests it refused with `503 SlowDown` (its rate limit).
     pub throttled: Option<u64>,
     /// CPU seconds of the database server (postmaster and every process
-    /// under it) while the workers ran; `None` when not measurable.
+    /// under it) from the run's start until the backends of its
+    /// connections had exited (at most 3 s after the workers); `None` when
+    /// not measurable.
     pub db_cpu_secs: Option<f64>,
     /// CPU seconds of the simulated bucket's threads while the workers
     /// ran; `None` for a real bucket.
@@ -222,6 +224,7 @@ pub fn run_once(
         .process_group(0);
     // Several workers at once on the same bucket and database: scale-out, as
     // separate machines would run it; the ledger coordinates them.
+    let server_before = target.cpu.server_processes();
     let cpu_before = target.cpu.sample();
     let n = settings.workers.max(1);
     let workers: Vec<Worker> = (0..n)
@@ -266,6 +269,14 @@ pub fn run_once(
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+    // The database's CPU counts its connections' ends too, which come
+    // after the workers' (and would otherwise land in the next run's
+    // reading). The arrival floor keeps what was spent while the pass ran.
+    target.cpu.settle(&server_before, Duration::from_secs(3));
+    let spent = super::cpu::Spent {
+        db: target.cpu.sample().since(timed_from).db,
+        ..spent
+    };
     let mut summaries = Vec::new();
     for Finished {
         status,
