@@ -859,12 +859,7 @@ impl Params for Vec<Box<dyn postgres::types::ToSql + Sync>> {
 
 #[test]
 fn a_claim_held_by_a_stalled_worker_is_reported_busy_then_loaded_later() {
-    let files: Vec<(String, Vec<u8>)> = (0..8)
-        .map(|i| (format!("f{i}.json"), songs(&format!("f{i}"), 5)))
-        .collect();
-    let manifest: String = files.iter().map(|(k, _)| format!("{k}\n")).collect();
-    let refs: Vec<(&str, &[u8])> = files.iter().map(|(k, b)| (k.as_str(), &b[..])).collect();
-    let srv = serve(store_with(&refs, &manifest));
+    let srv = serve_songs(8, 5, Conditions::default());
     // Each model waits out the claim's lock timeout once: side by side, on
     // databases of their own, so the test costs one wait, not five.
     std::thread::scope(|scope| {
@@ -876,14 +871,14 @@ fn a_claim_held_by_a_stalled_worker_is_reported_busy_then_loaded_later() {
                 // The stalled worker: its claim of f3.json inserted, never committed.
                 let mut stalled = connect(&db);
                 let mut tx = stalled.transaction().unwrap();
-                let params = plan_params("f3.json");
+                let params = plan_params("f03.json");
                 tx.execute(bucketbench::db::ledger::CLAIM, &params.refs())
                     .unwrap();
                 let started = Instant::now();
                 let s = run(&url, &db, model, WriteStrategy::Copy, per_tx);
                 let took = started.elapsed();
                 assert!(took < Duration::from_secs(30), "{model}: took {took:?}");
-                assert_eq!(s.busy, ["f3.json"], "{model}: {s:?}");
+                assert_eq!(s.busy, ["f03.json"], "{model}: {s:?}");
                 assert_eq!(s.loaded, 7, "{model}: {s:?}");
                 assert!(s.render().contains("busy: claimed by another session"));
                 tx.rollback().unwrap();
@@ -904,12 +899,7 @@ fn a_claim_held_by_a_stalled_worker_is_reported_busy_then_loaded_later() {
 /// does, not as loaded.
 #[test]
 fn a_key_another_worker_records_failed_meanwhile_is_not_counted_loaded() {
-    let files: Vec<(String, Vec<u8>)> = (0..6)
-        .map(|i| (format!("f{i}.json"), songs(&format!("f{i}"), 5)))
-        .collect();
-    let manifest: String = files.iter().map(|(k, _)| format!("{k}\n")).collect();
-    let refs: Vec<(&str, &[u8])> = files.iter().map(|(k, b)| (k.as_str(), &b[..])).collect();
-    let srv = serve(store_with(&refs, &manifest));
+    let srv = serve_songs(6, 5, Conditions::default());
     std::thread::scope(|scope| {
         for &(model, per_tx) in MODELS {
             let url = srv.base_url();
@@ -918,7 +908,7 @@ fn a_key_another_worker_records_failed_meanwhile_is_not_counted_loaded() {
                 prepare_database(&db).unwrap();
                 let mut other = connect(&db);
                 let mut tx = other.transaction().unwrap();
-                let params = claim_params("f2.json", "failed", Some("refused elsewhere"));
+                let params = claim_params("f02.json", "failed", Some("refused elsewhere"));
                 tx.execute(bucketbench::db::ledger::CLAIM, &params.refs())
                     .unwrap();
                 std::thread::scope(|inner| {
@@ -965,14 +955,14 @@ fn a_key_another_worker_records_failed_meanwhile_is_not_counted_loaded() {
                         .unwrap();
                 use bucketbench::db::ledger::WriteResult;
                 assert_eq!(
-                    sync_writer::recorded(&mut pg, "f2.json"),
+                    sync_writer::recorded(&mut pg, "f02.json"),
                     Some(WriteResult::FailedEarlier)
                 );
                 assert_eq!(
-                    sync_writer::recorded(&mut pg, "f0.json"),
+                    sync_writer::recorded(&mut pg, "f00.json"),
                     Some(WriteResult::AlreadyLoaded)
                 );
-                assert_eq!(sync_writer::recorded(&mut pg, "f9.json"), None);
+                assert_eq!(sync_writer::recorded(&mut pg, "f09.json"), None);
             });
         }
     });
