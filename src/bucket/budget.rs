@@ -9,8 +9,11 @@
 //! what the plan keeps once the body and the records are dropped
 //! ([`retained`]). A request larger
 //! than the whole budget is cut to the budget: that file still goes
-//! through, alone. Nothing is held across a wait for more, so reservations
-//! cannot deadlock: each is taken in one piece, then only shrinks.
+//! through, alone. A body whose size is unknown until it is in (gzip, or
+//! no length declared) starts at what it is on the wire and grows
+//! ([`Budget::grow`]). Nothing is held across a wait for more, so
+//! reservations cannot deadlock: a reservation that must wait to grow
+//! gives back what it held first.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
