@@ -135,9 +135,11 @@ pub struct KnobArgs {
     /// model together: each reserves 3.5 times its size (5 with `--write
     /// insert`: body, parsed records and rows to send) before its body is
     /// read, then keeps its rows' share until it commits. A larger file
-    /// still goes, alone; one without a Content-Length reserves as if it
-    /// were --max-object-bytes until it is in. Bytes, or with a unit
-    /// (512MiB, 2GiB); 0: unlimited.
+    /// still goes, alone; one whose size is not known before it is in
+    /// (gzip, or no Content-Length) starts from what it is on the wire (1
+    /// MiB without a length) and grows, and is fetched again when the
+    /// budget has no room for it to grow. Bytes, or with a unit (512MiB,
+    /// 2GiB); 0: unlimited.
     #[arg(long, default_value = "512MiB", value_parser = crate::bucket::budget::parse_bytes)]
     pub max_bytes_in_flight: u64,
     /// Seconds PostgreSQL may take to answer a round trip before the

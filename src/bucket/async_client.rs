@@ -107,9 +107,10 @@ impl AsyncClient {
     /// GETs one object with retries, reading at most `max_object_bytes`.
     pub async fn get(&self, url: &str) -> Result<Fetched, FetchError> {
         let mut retrier = super::retry::Retrier::new(&self.cfg.retry, &self.stats, url);
+        let mut learnt = None;
         loop {
             retrier.begin()?;
-            match self.try_get(url).await {
+            match self.try_get(url, &mut learnt).await {
                 Ok(f) => {
                     retrier.succeeded();
                     return Ok(f);
@@ -119,7 +120,10 @@ impl AsyncClient {
         }
     }
 
-    async fn try_get(&self, url: &str) -> Result<Fetched, Attempt> {
+    /// One GET. A body that outgrows its share of the budget while none is
+    /// free is dropped ([`Attempt::Outgrew`]), and `learnt` says what the
+    /// next fetch of it reserves first.
+    async fn try_get(&self, url: &str, learnt: &mut Option<u64>) -> Result<Fetched, Attempt> {
         let started = tokio::time::Instant::now();
         let mut resp = self
             .following(url, |at| {
@@ -145,12 +149,11 @@ impl AsyncClient {
         // not declared.
         let mut held = self
             .budget
-            .reserve(self.budget.first_share(declared, limit))
+            .reserve(self.budget.first_share(declared, *learnt, limit))
             .await;
         // The body's clock starts once its memory is granted: a file that
-        // waited its turn behind others' bodies is not a slow download (nor
-        // is one that waits for more while it grows).
-        let mut body_started = tokio::time::Instant::now();
+        // waited its turn behind others' bodies is not a slow download.
+        let body_started = tokio::time::Instant::now();
         let mut body = Vec::with_capacity(declared.unwrap_or(0).min(limit) as usize);
         loop {
             let received = body.len() as u64;
@@ -226,7 +229,10 @@ impl AsyncClient {
                 return Err(Attempt::Fail(FetchError::TooLarge { limit }));
             }
             body.extend_from_slice(&chunk);
-            body_started += self.budget.grow(&mut held, body.len() as u64, limit).await;
+            if !self.budget.try_grow(&mut held, body.len() as u64, limit) {
+                *learnt = Some(body.len() as u64 * 2);
+                return Err(Attempt::Outgrew);
+            }
         }
         drop(resp);
         self.stats.add(&self.stats.bytes, body.len() as u64);
@@ -235,7 +241,10 @@ impl AsyncClient {
                 let mut inflating = super::Inflating::new(body, limit);
                 while !inflating.inflate(self.budget.room(&held), url)? {
                     let len = inflating.len() + 1;
-                    self.budget.grow(&mut held, len, limit).await;
+                    if !self.budget.try_grow(&mut held, len, limit) {
+                        *learnt = Some(len * 2);
+                        return Err(Attempt::Outgrew);
+                    }
                 }
                 inflating.into_body()
             }

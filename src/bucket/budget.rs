@@ -10,13 +10,13 @@
 //! ([`retained`]). A request larger
 //! than the whole budget is cut to the budget: that file still goes
 //! through, alone. A body whose size is unknown until it is in (gzip, or
-//! no length declared) starts at what it is on the wire and grows
-//! ([`Budget::grow`]). Nothing is held across a wait for more, so
-//! reservations cannot deadlock: a reservation that must wait to grow
-//! gives back what it held first.
+//! no length declared) starts at what it is on the wire and grows while
+//! the bytes are free ([`Budget::try_grow`]); when they are not, it is
+//! dropped and fetched again once a share of the size it showed is free.
+//! Nothing is held across a wait for more, so reservations cannot
+//! deadlock, and every byte of a body is always inside the budget.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -225,14 +225,16 @@ impl Budget {
         futures::executor::block_on(self.reserve(bytes))
     }
 
-    /// The first reservation of a body whose size is not known before it is
-    /// read: `declared` bytes on the wire (for a gzip body, what it inflates
-    /// from), or [`UNKNOWN_BODY`] when nothing is declared; it grows as the
-    /// body does ([`Budget::grow`]). Reserving the limit instead, as it
-    /// could grow to, made every such body wait for the whole budget: one
-    /// at a time, and a stalled one held back every other file.
-    pub fn first_share(&self, declared: Option<u64>, limit: u64) -> u64 {
-        self.footprint(declared.unwrap_or(UNKNOWN_BODY).min(limit))
+    /// The first reservation of a body: `declared` bytes on the wire (for a
+    /// gzip body, what it inflates from), or [`UNKNOWN_BODY`] when nothing
+    /// is declared, or what an earlier fetch of it outgrew (`learnt`); a
+    /// body whose size was not known grows as it arrives and inflates
+    /// ([`Budget::try_grow`]). Reserving the limit instead, as it could
+    /// grow to, made every such body wait for the whole budget: one at a
+    /// time, and a stalled one held back every other file.
+    pub fn first_share(&self, declared: Option<u64>, learnt: Option<u64>, limit: u64) -> u64 {
+        let size = declared.max(learnt).unwrap_or(UNKNOWN_BODY);
+        self.footprint(size.min(limit))
     }
 
     /// Whether `held` covers a body of `len` bytes: its footprint, or the
@@ -253,44 +255,40 @@ impl Budget {
         }
     }
 
-    /// Grows `held` to cover a body of `len` bytes, and then some: twice
+    /// Grows `held` to cover a body of `len` bytes, and then some (twice
     /// `len`, at most `limit`, so a body that keeps growing asks a few
-    /// times, not once per chunk. Returns how long it waited.
+    /// times, not once per chunk), if the bytes are free now; `false` when
+    /// they are not.
     ///
-    /// More bytes are taken at once when free. When they are not, `held` is
-    /// given back first and the whole amount waited for like a new file's:
-    /// two bodies that each waited for more while holding what they had
-    /// could wait on each other for ever. Meanwhile the body's bytes so
-    /// far are outside the budget, at most what it held.
-    pub async fn grow(&self, held: &mut Reservation, len: u64, limit: u64) -> Duration {
+    /// Never waits: a body that waited for more while holding what it has
+    /// could wait for ever on another doing the same, and one that gave
+    /// back what it held to wait would keep its bytes outside the budget
+    /// while other bodies took their place (60 gzip bodies inflating to
+    /// 250 MB each peaked at 4 GB under a 512 MiB budget that way). The
+    /// caller drops the body instead and fetches it again with a first
+    /// share of what it has learnt ([`Budget::first_share`]).
+    pub fn try_grow(&self, held: &mut Reservation, len: u64, limit: u64) -> bool {
         let Some((sem, total)) = &self.inner else {
-            return Duration::ZERO;
+            return true;
         };
         if self.covers(held, len) {
-            return Duration::ZERO;
+            return true;
         }
-        let bytes = self.footprint(len.saturating_mul(2).min(limit).max(len));
-        let want = Self::units(*total, bytes);
-        let more = want.saturating_sub(held.units());
-        if let Ok(extra) = sem.clone().try_acquire_many_owned(more) {
-            match &mut held.permit {
-                Some(p) => p.merge(extra),
-                None => held.permit = Some(extra),
-            }
-            return Duration::ZERO;
+        let want = Self::units(
+            *total,
+            self.footprint(len.saturating_mul(2).min(limit).max(len)),
+        );
+        let Ok(extra) = sem
+            .clone()
+            .try_acquire_many_owned(want.saturating_sub(held.units()))
+        else {
+            return false;
+        };
+        match &mut held.permit {
+            Some(p) => p.merge(extra),
+            None => held.permit = Some(extra),
         }
-        let started = Instant::now();
-        held.permit = None;
-        *held = self.reserve(bytes).await;
-        started.elapsed()
-    }
-
-    /// [`Budget::grow`] for blocking callers.
-    pub fn grow_blocking(&self, held: &mut Reservation, len: u64, limit: u64) -> Duration {
-        if self.inner.is_none() {
-            return Duration::ZERO;
-        }
-        futures::executor::block_on(self.grow(held, len, limit))
+        true
     }
 }
 
@@ -448,46 +446,27 @@ mod tests {
     }
 
     #[test]
-    fn a_body_grows_its_share_at_once_while_there_is_room() {
+    fn a_body_grows_its_share_while_the_bytes_are_free_and_never_waits() {
         let b = Budget::new(100 * MIB, WriteStrategy::Copy);
-        let mut held = b.reserve_blocking(b.first_share(None, 256 * MIB));
+        let mut held = b.reserve_blocking(b.first_share(None, None, 256 * MIB));
         assert_eq!(held.bytes(), b.footprint(MIB).div_ceil(UNIT) * UNIT);
         assert!(b.covers(&held, MIB) && !b.covers(&held, 2 * MIB));
-        let waited = b.grow_blocking(&mut held, 3 * MIB, 256 * MIB);
-        assert_eq!(waited, Duration::ZERO);
+        assert!(b.try_grow(&mut held, 3 * MIB, 256 * MIB));
         // Twice what it needs now, so a growing body asks a few times only.
         assert!(b.covers(&held, 6 * MIB) && !b.covers(&held, 7 * MIB));
         assert_eq!(b.available(), Some(100 * MIB - held.bytes()));
+        // Another file holds the rest: no room, and nothing changes.
+        let other = b.reserve_blocking(b.available().unwrap());
+        let before = held.bytes();
+        assert!(!b.try_grow(&mut held, 20 * MIB, 256 * MIB));
+        assert_eq!((held.bytes(), b.available()), (before, Some(0)));
+        drop(other);
         // Past the budget: all of it, to go alone, and then no more limit.
-        b.grow_blocking(&mut held, 200 * MIB, 256 * MIB);
+        assert!(b.try_grow(&mut held, 200 * MIB, 256 * MIB));
         assert_eq!((held.bytes(), b.room(&held)), (100 * MIB, u64::MAX));
-    }
-
-    #[test]
-    fn two_bodies_that_outgrow_the_budget_together_do_not_wait_on_each_other() {
-        let b = Budget::new(10 * MIB, WriteStrategy::Copy);
-        let grown: Vec<u64> = std::thread::scope(|s| {
-            let bodies: Vec<_> = (0..2)
-                .map(|_| {
-                    let mut held = b.reserve_blocking(4 * MIB);
-                    let b = &b;
-                    s.spawn(move || {
-                        // Each holds 4 MiB and needs 8: waiting for it while
-                        // holding would wait for ever.
-                        b.grow_blocking(&mut held, 8 * MIB / 4, 8 * MIB / 4);
-                        let bytes = held.bytes();
-                        std::thread::sleep(Duration::from_millis(20));
-                        bytes
-                    })
-                })
-                .collect();
-            bodies.into_iter().map(|t| t.join().unwrap()).collect()
-        });
-        assert!(
-            grown.iter().all(|&g| g >= b.footprint(2 * MIB)),
-            "{grown:?}"
-        );
-        assert_eq!(b.available(), Some(10 * MIB));
+        // A body fetched again starts from what it showed.
+        let learnt = b.first_share(Some(10), Some(40 * MIB), 256 * MIB);
+        assert_eq!(learnt, b.footprint(40 * MIB));
     }
 
     #[test]

@@ -134,6 +134,12 @@ impl<'a> Retrier<'a> {
                 self.stats.breaker.lost(how);
                 why
             }
+            // Fetched again at once, and not counted as an attempt.
+            Attempt::Outgrew => {
+                self.stats.breaker.answered();
+                self.attempt -= 1;
+                return Ok(Duration::ZERO);
+            }
         };
         if self.attempt >= self.policy.max_attempts
             || self.stats.breaker.is_open()

@@ -16,6 +16,10 @@ pub(crate) enum Attempt {
     /// No answer: a transport failure, retried and counted by the breaker.
     Lost(String, Lost),
     Fail(FetchError),
+    /// Not a failure: the body grew past its share of the byte budget
+    /// while none was free ([`super::budget::Budget::try_grow`]); it is
+    /// fetched again, with a first share of the size it showed.
+    Outgrew,
 }
 
 impl Attempt {
@@ -24,6 +28,7 @@ impl Attempt {
         match self {
             Attempt::Retry(why) | Attempt::Lost(why, _) => why,
             Attempt::Fail(f) => f.to_string(),
+            Attempt::Outgrew => "the body outgrew its share of --max-bytes-in-flight".into(),
         }
     }
 }
@@ -219,16 +224,16 @@ impl SyncClient {
     /// Reads a body of at most `limit` bytes within its total deadline
     /// (`ClientConfig::download_deadline`), counting the bytes. Objects and
     /// listings alike: a listing trickled a byte a second must not hold a
-    /// pass any more than an object may.
-    /// Reads a body within its download deadline, which runs from `started`
-    /// but not while the body waits for more of the budget it holds in
-    /// `held` (none: a body outside the budget, a listing's).
+    /// pass any more than an object may. With `grown`, the body grows its share of the budget as it arrives,
+    /// and when none is free it is dropped ([`Attempt::Outgrew`]), with
+    /// what the next fetch of it reserves first (none: a body outside the
+    /// budget, a listing's).
     fn read_body(
         &self,
         resp: &mut ureq::http::Response<ureq::Body>,
         url: &str,
-        mut started: std::time::Instant,
-        mut held: Option<&mut super::budget::Reservation>,
+        started: std::time::Instant,
+        mut grown: Option<(&mut super::budget::Reservation, &mut Option<u64>)>,
         declared: Option<u64>,
         limit: u64,
     ) -> Result<Vec<u8>, Attempt> {
@@ -246,8 +251,11 @@ impl SyncClient {
             }
             bytes.extend_from_slice(&buf[..n]);
             let received = bytes.len() as u64;
-            if let Some(held) = held.as_deref_mut() {
-                started += self.budget.grow_blocking(held, received, limit);
+            if let Some((held, learnt)) = grown.as_mut()
+                && !self.budget.try_grow(held, received, limit)
+            {
+                **learnt = Some(received * 2);
+                return Err(Attempt::Outgrew);
             }
             let elapsed = started.elapsed();
             if elapsed > self.cfg.download_deadline(received) {
@@ -458,10 +466,14 @@ impl SyncClient {
 
     /// GETs one object with retries, reading at most `max_object_bytes`.
     pub fn get(&self, url: &str) -> Result<Fetched, FetchError> {
-        self.with_retries(url, false, || self.try_get(url))
+        let mut learnt = None;
+        self.with_retries(url, false, || self.try_get(url, &mut learnt))
     }
 
-    fn try_get(&self, url: &str) -> Result<Fetched, Attempt> {
+    /// One GET. A body that outgrows its share of the budget while none is
+    /// free is dropped ([`Attempt::Outgrew`]), and `learnt` says what the
+    /// next fetch of it reserves first.
+    fn try_get(&self, url: &str, learnt: &mut Option<u64>) -> Result<Fetched, Attempt> {
         let sent = std::time::Instant::now();
         let mut resp = following(url, |at| {
             self.agent.get(at).header("accept-encoding", "gzip").call()
@@ -482,7 +494,7 @@ impl SyncClient {
         // not declared.
         let mut held = self
             .budget
-            .reserve_blocking(self.budget.first_share(declared, limit));
+            .reserve_blocking(self.budget.first_share(declared, *learnt, limit));
         // The body's clock starts once its memory is granted: a file that
         // waited its turn behind others' bodies is not a slow download.
         let bytes = match splittable {
@@ -492,7 +504,8 @@ impl SyncClient {
             // The body's clock starts once its memory is granted.
             None => {
                 let started = std::time::Instant::now();
-                self.read_body(&mut resp, url, started, Some(&mut held), declared, limit)?
+                let grown = Some((&mut held, &mut *learnt));
+                self.read_body(&mut resp, url, started, grown, declared, limit)?
             }
         };
         let bytes = match encoding {
@@ -500,7 +513,10 @@ impl SyncClient {
                 let mut inflating = super::Inflating::new(bytes, limit);
                 while !inflating.inflate(self.budget.room(&held), url)? {
                     let len = inflating.len() + 1;
-                    self.budget.grow_blocking(&mut held, len, limit);
+                    if !self.budget.try_grow(&mut held, len, limit) {
+                        *learnt = Some(len * 2);
+                        return Err(Attempt::Outgrew);
+                    }
                 }
                 inflating.into_body()
             }

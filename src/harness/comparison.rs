@@ -461,6 +461,7 @@ impl Bench {
                         .ok(),
                 },
                 sim_bucket: sim_server.is_some(),
+                own_server: pg.is_some(),
             },
         };
         Ok(Bench {

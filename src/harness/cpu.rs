@@ -24,6 +24,9 @@ pub struct Meters {
     pub postmaster: Option<i32>,
     /// Whether the bucket is the simulated one, served by this process.
     pub sim_bucket: bool,
+    /// Whether the server is `compare`'s own throwaway one, where every
+    /// process that starts during a run is the run's ([`Meters::settle`]).
+    pub own_server: bool,
 }
 
 /// Cumulative CPU seconds at one moment; a run's share is the difference
@@ -65,8 +68,14 @@ impl Meters {
     /// touched of shared memory) is the run's, not the next run's. 33
     /// `threads` backends spent about 0.25 s of CPU there, which fell into
     /// the next run's reading or into none.
+    ///
+    /// Only on `compare`'s own server: on one given with `--database-url`,
+    /// other clients' backends and autovacuum workers come and go too, and
+    /// waiting for them cost up to `limit` a run.
     pub fn settle(&self, before: &Option<Vec<u32>>, limit: std::time::Duration) {
-        let Some(before) = before else { return };
+        let Some(before) = before.as_ref().filter(|_| self.own_server) else {
+            return;
+        };
         let deadline = std::time::Instant::now() + limit;
         while std::time::Instant::now() < deadline {
             match self.server_processes() {
@@ -546,6 +555,7 @@ mod tests {
         let meters = Meters {
             postmaster: Some(parent.id() as i32),
             sim_bucket: false,
+            own_server: true,
         };
         let before = meters.server_processes();
         assert_eq!(before.as_deref(), Some(&[][..]));
