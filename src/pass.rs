@@ -584,7 +584,8 @@ const HEAD_CONCURRENCY: usize = 8;
 
 /// Failed HEADs in a row after which the change check stops for the pass:
 /// a server that refuses HEAD (405, 501) or ignores it would otherwise be
-/// asked about every loaded key, every pass, a warning each.
+/// asked about every loaded key, every pass, a warning each. A 403 does
+/// not count: it is that key's answer.
 const HEAD_GIVE_UP: u64 = 16;
 
 /// The change check's HEADs over a whole pass: a client with a breaker of
@@ -654,7 +655,16 @@ fn head_versions(
                             }
                         }
                         Err(e) => {
-                            check.in_a_row.fetch_add(1, Relaxed);
+                            // A 403 is this key's answer (a reader allowed
+                            // to GET it but not to HEAD it, presigned
+                            // GETs), not a store that refuses HEAD: it
+                            // must not stop the check short of the keys
+                            // after it, at the same place every pass.
+                            if matches!(e, crate::bucket::FetchError::Denied(_)) {
+                                check.in_a_row.store(0, Relaxed);
+                            } else {
+                                check.in_a_row.fetch_add(1, Relaxed);
+                            }
                             failed.fetch_add(1, Relaxed);
                             first_failure.lock().unwrap().get_or_insert_with(|| {
                                 format!("{}: {e}", crate::report::short_key(key))
