@@ -826,6 +826,20 @@ fn plan_params(key: &str) -> Vec<Box<dyn postgres::types::ToSql + Sync>> {
     claim_params(key, "loaded", None)
 }
 
+/// Another session holding its claim of `key` in a transaction it has not
+/// ended: `COMMIT` or `ROLLBACK` it.
+fn claim_held(db: &str, key: &str, status: &'static str, reason: Option<&str>) -> postgres::Client {
+    let mut other = connect(db);
+    other.batch_execute("BEGIN").unwrap();
+    other
+        .execute(
+            bucketbench::db::ledger::CLAIM,
+            &claim_params(key, status, reason).refs(),
+        )
+        .unwrap();
+    other
+}
+
 /// A ledger claim of `key` as another worker sends it.
 fn claim_params(
     key: &str,
@@ -868,12 +882,8 @@ fn a_claim_held_by_a_stalled_worker_is_reported_busy_then_loaded_later() {
             scope.spawn(move || {
                 let db = fresh_db();
                 prepare_database(&db).unwrap();
-                // The stalled worker: its claim of f3.json inserted, never committed.
-                let mut stalled = connect(&db);
-                let mut tx = stalled.transaction().unwrap();
-                let params = plan_params("f03.json");
-                tx.execute(bucketbench::db::ledger::CLAIM, &params.refs())
-                    .unwrap();
+                // The stalled worker: its claim of f03.json inserted, never committed.
+                let mut stalled = claim_held(&db, "f03.json", "loaded", None);
                 let started = Instant::now();
                 let s = run(&url, &db, model, WriteStrategy::Copy, per_tx);
                 let took = started.elapsed();
@@ -881,7 +891,7 @@ fn a_claim_held_by_a_stalled_worker_is_reported_busy_then_loaded_later() {
                 assert_eq!(s.busy, ["f03.json"], "{model}: {s:?}");
                 assert_eq!(s.loaded, 7, "{model}: {s:?}");
                 assert!(s.render().contains("busy: claimed by another session"));
-                tx.rollback().unwrap();
+                stalled.batch_execute("ROLLBACK").unwrap();
                 let next = run(&url, &db, model, WriteStrategy::Copy, per_tx);
                 assert_eq!(
                     (next.loaded, next.already_loaded),
@@ -906,11 +916,7 @@ fn a_key_another_worker_records_failed_meanwhile_is_not_counted_loaded() {
             scope.spawn(move || {
                 let db = fresh_db();
                 prepare_database(&db).unwrap();
-                let mut other = connect(&db);
-                let mut tx = other.transaction().unwrap();
-                let params = claim_params("f02.json", "failed", Some("refused elsewhere"));
-                tx.execute(bucketbench::db::ledger::CLAIM, &params.refs())
-                    .unwrap();
+                let mut other = claim_held(&db, "f02.json", "failed", Some("refused elsewhere"));
                 std::thread::scope(|inner| {
                     let pass = inner.spawn(|| run(&url, &db, model, WriteStrategy::Copy, per_tx));
                     // Committed once this pass's claim waits on it.
@@ -928,7 +934,7 @@ fn a_key_another_worker_records_failed_meanwhile_is_not_counted_loaded() {
                         );
                         std::thread::sleep(Duration::from_millis(5));
                     }
-                    tx.commit().unwrap();
+                    other.batch_execute("COMMIT").unwrap();
                     let s = pass.join().unwrap();
                     assert_eq!(
                         (s.loaded, s.already_loaded, s.failed_earlier),

@@ -229,27 +229,11 @@ impl AsyncClient {
                 return Err(Attempt::Fail(FetchError::TooLarge { limit }));
             }
             body.extend_from_slice(&chunk);
-            if !self.budget.try_grow(&mut held, body.len() as u64, limit) {
-                *learnt = Some(body.len() as u64 * 2);
-                return Err(Attempt::Outgrew);
-            }
+            super::grown(&self.budget, &mut held, body.len() as u64, limit, learnt)?;
         }
         drop(resp);
         self.stats.add(&self.stats.bytes, body.len() as u64);
-        let body = match encoding {
-            super::Encoding::Gzip => {
-                let mut inflating = super::Inflating::new(body, limit);
-                while !inflating.inflate(self.budget.room(&held), url)? {
-                    let len = inflating.len() + 1;
-                    if !self.budget.try_grow(&mut held, len, limit) {
-                        *learnt = Some(len * 2);
-                        return Err(Attempt::Outgrew);
-                    }
-                }
-                inflating.into_body()
-            }
-            _ => body,
-        };
+        let body = encoding.decode_within(body, url, limit, &self.budget, &mut held, learnt)?;
         if close_delimited && super::json_cut_short(&body) {
             return Err(Attempt::Retry(cut_short(url, body.len())));
         }

@@ -189,6 +189,44 @@ impl Encoding {
         inflating.inflate(u64::MAX, url)?;
         Ok(inflating.out)
     }
+
+    /// [`Encoding::decode`] for an object's body, which grows its share of
+    /// the budget, `held`, as it inflates ([`grown`]).
+    pub(crate) fn decode_within(
+        self,
+        body: Vec<u8>,
+        url: &str,
+        limit: u64,
+        budget: &budget::Budget,
+        held: &mut budget::Reservation,
+        learnt: &mut Option<u64>,
+    ) -> Result<Vec<u8>, sync_client::Attempt> {
+        if self != Encoding::Gzip {
+            return Ok(body);
+        }
+        let mut inflating = Inflating::new(body, limit);
+        while !inflating.inflate(budget.room(held), url)? {
+            grown(budget, held, inflating.len() + 1, limit, learnt)?;
+        }
+        Ok(inflating.into_body())
+    }
+}
+
+/// Grows `held` to cover `len` bytes of a body while the budget has room;
+/// when it has none, the body is to be dropped ([`sync_client::Attempt::Outgrew`])
+/// and `learnt` says what its next fetch reserves first.
+pub(crate) fn grown(
+    budget: &budget::Budget,
+    held: &mut budget::Reservation,
+    len: u64,
+    limit: u64,
+    learnt: &mut Option<u64>,
+) -> Result<(), sync_client::Attempt> {
+    if budget.try_grow(held, len, limit) {
+        return Ok(());
+    }
+    *learnt = Some(len.saturating_mul(2));
+    Err(sync_client::Attempt::Outgrew)
 }
 
 /// A gzip body being inflated in steps, so that the memory it grows into

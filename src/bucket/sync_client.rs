@@ -251,11 +251,8 @@ impl SyncClient {
             }
             bytes.extend_from_slice(&buf[..n]);
             let received = bytes.len() as u64;
-            if let Some((held, learnt)) = grown.as_mut()
-                && !self.budget.try_grow(held, received, limit)
-            {
-                **learnt = Some(received * 2);
-                return Err(Attempt::Outgrew);
+            if let Some((held, learnt)) = grown.as_mut() {
+                super::grown(&self.budget, held, received, limit, learnt)?;
             }
             let elapsed = started.elapsed();
             if elapsed > self.cfg.download_deadline(received) {
@@ -508,20 +505,7 @@ impl SyncClient {
                 self.read_body(&mut resp, url, started, grown, declared, limit)?
             }
         };
-        let bytes = match encoding {
-            super::Encoding::Gzip => {
-                let mut inflating = super::Inflating::new(bytes, limit);
-                while !inflating.inflate(self.budget.room(&held), url)? {
-                    let len = inflating.len() + 1;
-                    if !self.budget.try_grow(&mut held, len, limit) {
-                        *learnt = Some(len * 2);
-                        return Err(Attempt::Outgrew);
-                    }
-                }
-                inflating.into_body()
-            }
-            _ => bytes,
-        };
+        let bytes = encoding.decode_within(bytes, url, limit, &self.budget, &mut held, learnt)?;
         if close_delimited && super::json_cut_short(&bytes) {
             return Err(Attempt::Retry(cut_short(url, bytes.len())));
         }
