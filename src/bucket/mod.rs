@@ -230,7 +230,7 @@ pub(crate) fn grown(
 }
 
 /// A gzip body being inflated in steps, so that the memory it grows into
-/// can be reserved as it grows ([`budget::Budget::grow`]): what a body
+/// can be reserved as it grows ([`budget::Budget::try_grow`]): what a body
 /// inflates to is known only once it has.
 pub(crate) struct Inflating {
     decoder: flate2::read::MultiGzDecoder<std::io::Cursor<Vec<u8>>>,
