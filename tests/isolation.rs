@@ -871,36 +871,46 @@ impl Params for Vec<Box<dyn postgres::types::ToSql + Sync>> {
     }
 }
 
-#[test]
-fn a_claim_held_by_a_stalled_worker_is_reported_busy_then_loaded_later() {
-    let srv = serve_songs(8, 5, Conditions::default());
-    // Each model waits out the claim's lock timeout once: side by side, on
-    // databases of their own, so the test costs one wait, not five.
+/// Runs `check(model, files_per_transaction, database)` for every model
+/// side by side, each on a fresh database with the schema in place: a test
+/// that waits out a lock timeout in each model costs one wait, not five.
+fn each_model_side_by_side(check: impl Fn(&str, usize, &str) + Sync) {
     std::thread::scope(|scope| {
         for &(model, per_tx) in MODELS {
-            let url = srv.base_url();
+            let check = &check;
             scope.spawn(move || {
                 let db = fresh_db();
                 prepare_database(&db).unwrap();
-                // The stalled worker: its claim of f03.json inserted, never committed.
-                let mut stalled = claim_held(&db, "f03.json", "loaded", None);
-                let started = Instant::now();
-                let s = run(&url, &db, model, WriteStrategy::Copy, per_tx);
-                let took = started.elapsed();
-                assert!(took < Duration::from_secs(30), "{model}: took {took:?}");
-                assert_eq!(s.busy, ["f03.json"], "{model}: {s:?}");
-                assert_eq!(s.loaded, 7, "{model}: {s:?}");
-                assert!(s.render().contains("busy: claimed by another session"));
-                stalled.batch_execute("ROLLBACK").unwrap();
-                let next = run(&url, &db, model, WriteStrategy::Copy, per_tx);
-                assert_eq!(
-                    (next.loaded, next.already_loaded),
-                    (1, 7),
-                    "{model}: {next:?}"
-                );
-                assert_eq!(count(&mut connect(&db), "SELECT count(*) FROM songs"), 40);
+                check(model, per_tx, &db);
             });
         }
+    });
+}
+
+#[test]
+fn a_claim_held_by_a_stalled_worker_is_reported_busy_then_loaded_later() {
+    let srv = serve_songs(8, 5, Conditions::default());
+    let url = srv.base_url();
+    // Each model waits out the claim's lock timeout once: side by side, so
+    // the test costs one wait, not five.
+    each_model_side_by_side(|model, per_tx, db| {
+        // The stalled worker: its claim of f03.json inserted, never committed.
+        let mut stalled = claim_held(db, "f03.json", "loaded", None);
+        let started = Instant::now();
+        let s = run(&url, db, model, WriteStrategy::Copy, per_tx);
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(30), "{model}: took {took:?}");
+        assert_eq!(s.busy, ["f03.json"], "{model}: {s:?}");
+        assert_eq!(s.loaded, 7, "{model}: {s:?}");
+        assert!(s.render().contains("busy: claimed by another session"));
+        stalled.batch_execute("ROLLBACK").unwrap();
+        let next = run(&url, db, model, WriteStrategy::Copy, per_tx);
+        assert_eq!(
+            (next.loaded, next.already_loaded),
+            (1, 7),
+            "{model}: {next:?}"
+        );
+        assert_eq!(count(&mut connect(db), "SELECT count(*) FROM songs"), 40);
     });
 }
 
@@ -910,67 +920,60 @@ fn a_claim_held_by_a_stalled_worker_is_reported_busy_then_loaded_later() {
 #[test]
 fn a_key_another_worker_records_failed_meanwhile_is_not_counted_loaded() {
     let srv = serve_songs(6, 5, Conditions::default());
-    std::thread::scope(|scope| {
-        for &(model, per_tx) in MODELS {
-            let url = srv.base_url();
-            scope.spawn(move || {
-                let db = fresh_db();
-                prepare_database(&db).unwrap();
-                let mut other = claim_held(&db, "f02.json", "failed", Some("refused elsewhere"));
-                std::thread::scope(|inner| {
-                    let pass = inner.spawn(|| run(&url, &db, model, WriteStrategy::Copy, per_tx));
-                    // Committed once this pass's claim waits on it.
-                    let mut watch = connect(&db);
-                    let started = Instant::now();
-                    while count(
-                        &mut watch,
-                        "SELECT count(*) FROM pg_stat_activity \
+    let url = srv.base_url();
+    each_model_side_by_side(|model, per_tx, db| {
+        let mut other = claim_held(db, "f02.json", "failed", Some("refused elsewhere"));
+        std::thread::scope(|inner| {
+            let pass = inner.spawn(|| run(&url, db, model, WriteStrategy::Copy, per_tx));
+            // Committed once this pass's claim waits on it.
+            let mut watch = connect(db);
+            let started = Instant::now();
+            while count(
+                &mut watch,
+                "SELECT count(*) FROM pg_stat_activity \
                          WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                    ) == 0
-                    {
-                        assert!(
-                            started.elapsed() < Duration::from_secs(20),
-                            "{model}: no claim ever waited on the other worker's"
-                        );
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                    other.batch_execute("COMMIT").unwrap();
-                    let s = pass.join().unwrap();
-                    assert_eq!(
-                        (s.loaded, s.already_loaded, s.failed_earlier),
-                        (5, 0, 1),
-                        "{model}: {s:?}"
-                    );
-                    assert!(s.busy.is_empty(), "{model}: {s:?}");
-                    assert!(
-                        s.render().contains("1 failed earlier"),
-                        "{model}: {}",
-                        s.render()
-                    );
-                });
-                let next = run(&url, &db, model, WriteStrategy::Copy, per_tx);
-                assert_eq!(
-                    (next.loaded, next.already_loaded, next.failed_earlier),
-                    (0, 5, 1),
-                    "{model}: {next:?}"
+            ) == 0
+            {
+                assert!(
+                    started.elapsed() < Duration::from_secs(20),
+                    "{model}: no claim ever waited on the other worker's"
                 );
-                assert_eq!(count(&mut connect(&db), "SELECT count(*) FROM songs"), 25);
-                // The check before a fetch tells the two apart too.
-                let mut pg =
-                    sync_writer::Connection::open(&db, bucketbench::db::Patience::default())
-                        .unwrap();
-                use bucketbench::db::ledger::WriteResult;
-                assert_eq!(
-                    sync_writer::recorded(&mut pg, "f02.json"),
-                    Some(WriteResult::FailedEarlier)
-                );
-                assert_eq!(
-                    sync_writer::recorded(&mut pg, "f00.json"),
-                    Some(WriteResult::AlreadyLoaded)
-                );
-                assert_eq!(sync_writer::recorded(&mut pg, "f09.json"), None);
-            });
-        }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other.batch_execute("COMMIT").unwrap();
+            let s = pass.join().unwrap();
+            assert_eq!(
+                (s.loaded, s.already_loaded, s.failed_earlier),
+                (5, 0, 1),
+                "{model}: {s:?}"
+            );
+            assert!(s.busy.is_empty(), "{model}: {s:?}");
+            assert!(
+                s.render().contains("1 failed earlier"),
+                "{model}: {}",
+                s.render()
+            );
+        });
+        let next = run(&url, db, model, WriteStrategy::Copy, per_tx);
+        assert_eq!(
+            (next.loaded, next.already_loaded, next.failed_earlier),
+            (0, 5, 1),
+            "{model}: {next:?}"
+        );
+        assert_eq!(count(&mut connect(db), "SELECT count(*) FROM songs"), 25);
+        // The check before a fetch tells the two apart too.
+        let mut pg =
+            sync_writer::Connection::open(db, bucketbench::db::Patience::default()).unwrap();
+        use bucketbench::db::ledger::WriteResult;
+        assert_eq!(
+            sync_writer::recorded(&mut pg, "f02.json"),
+            Some(WriteResult::FailedEarlier)
+        );
+        assert_eq!(
+            sync_writer::recorded(&mut pg, "f00.json"),
+            Some(WriteResult::AlreadyLoaded)
+        );
+        assert_eq!(sync_writer::recorded(&mut pg, "f09.json"), None);
     });
 }
 
