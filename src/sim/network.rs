@@ -69,7 +69,7 @@ impl LatencyRng {
     }
 
     /// Uniform in `[0, 1)`.
-    fn unit(&mut self) -> f64 {
+    pub(crate) fn unit(&mut self) -> f64 {
         self.0.random::<f64>()
     }
 

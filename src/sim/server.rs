@@ -467,15 +467,19 @@ pub(crate) fn xml_escape(s: &str) -> String {
     out
 }
 
-fn chance(p: f64) -> bool {
-    use rand::RngExt as _;
-    p > 0.0 && rand::rng().random::<f64>() < p
+/// Whether a fault with probability `p` strikes this request, drawn from
+/// the server's seeded fault stream: a sequential client meets the same
+/// faults run after run, so a test of retries cannot pass a run that
+/// happened to draw none. No draw is taken when `p` is 0, so the latency
+/// draws `compare` pairs its runs on do not depend on the fault rates.
+fn chance(app: &App, p: f64) -> bool {
+    p > 0.0 && app.rng.lock().unwrap().faults.unit() < p
 }
 
 async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     app.stats.requests.fetch_add(1, Ordering::Relaxed);
     let c = &app.conditions;
-    if chance(c.stall_rate) {
+    if chance(&app, c.stall_rate) {
         app.stats.stalls.fetch_add(1, Ordering::Relaxed);
         // Long enough for any client timeout; bounded so nothing hangs forever.
         tokio::time::sleep(Duration::from_secs(30)).await;
@@ -528,11 +532,11 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
             req.uri().path(),
         );
     }
-    let injected_error = chance(c.error_rate);
+    let injected_error = chance(&app, c.error_rate);
     if injected_error {
         app.stats.injected_errors.fetch_add(1, Ordering::Relaxed);
         // A third each: 500, 503 SlowDown, and a body cut short below.
-        match rand::random::<u8>() % 3 {
+        match (app.rng.lock().unwrap().faults.unit() * 3.0) as u8 {
             0 => {
                 return s3_error(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -684,10 +688,12 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
 /// byte-range requests. A model that fetches a large body in parts takes
 /// its parts' delays from the second, so the GETs of every model's run
 /// *k* still meet the same delays in the same order (the pairing
-/// `compare` relies on), however many parts each model asked for.
+/// `compare` relies on), however many parts each model asked for. Faults
+/// (errors, stalls) draw from a third, seeded like the others.
 struct Draws {
     whole: LatencyRng,
     ranges: LatencyRng,
+    faults: LatencyRng,
 }
 
 impl Draws {
@@ -696,6 +702,7 @@ impl Draws {
             whole: LatencyRng::for_run(seed, run),
             // Another seed's stream k: independent of every run's own.
             ranges: LatencyRng::for_run(seed ^ 0x9e37_79b9_7f4a_7c15, run),
+            faults: LatencyRng::for_run(seed ^ 0x5851_f42d_4c95_7f2d, run),
         }
     }
 }
