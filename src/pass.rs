@@ -339,10 +339,32 @@ pub fn run_pass_with(
         stats: stats.clone(),
         tally: &tally,
     };
+    // The pass's connection is shared by the two threads that keep the
+    // ledger's books during the listing: the one subtracting each page
+    // from the ledger and the change check's, which clears the `failed`
+    // rows it retries. Neither holds it while it waits on anything else.
+    let pg = std::sync::Mutex::new(pg);
+    let (to_check, held_pages) = std::sync::mpsc::sync_channel::<HeldPage>(CHECK_QUEUE);
     let (listed, loaded) = std::thread::scope(|s| {
+        let checking = {
+            let (tx, pg, heads, tally) = (tx.clone(), &pg, &heads, &tally);
+            s.spawn(move || {
+                check_changes(
+                    held_pages,
+                    &tx,
+                    pg,
+                    &lister,
+                    heads,
+                    &cfg.bucket,
+                    tally,
+                    opts,
+                )
+            })
+        };
         let judging = s.spawn(|| {
-            // Owned by this thread, so the model's stream ends when listing does.
-            let (tx, pages) = (tx, pages);
+            // Owned by this thread, so the model's stream ends when listing
+            // and the change check do.
+            let (tx, pages, to_check) = (tx, pages, to_check);
             loop {
                 // A model that stopped (its receiver dropped) waits for no
                 // page still on its way: a hanging listing must not hold
@@ -366,40 +388,26 @@ pub fn run_pass_with(
                 );
                 let page = page.objects;
                 let keys: Vec<String> = page.iter().map(|o| o.key.clone()).collect();
-                let (seen, verdict) = reconnecting(&mut pg, |pg| {
-                    let seen = sync_writer::seen_keys(pg, &keys)
-                        .context("subtracting the ledger from the listing")?;
-                    let verdict = judge(pg, &lister, &heads, &cfg.bucket, &page, &seen, opts)?;
-                    Ok((seen, verdict))
+                let seen = reconnecting(&mut pg.lock().unwrap(), |pg| {
+                    sync_writer::seen_keys(pg, &keys)
+                        .context("subtracting the ledger from the listing")
                 })?;
                 let asked = Some(Instant::now());
-                let mut new: Vec<ObjectRef> = page
-                    .into_iter()
-                    .filter(|o| !seen.contains_key(&o.key) || verdict.retry.contains(&o.key))
-                    .filter(|o| opts.shard.is_none_or(|s| s.owns(&o.key)))
-                    .map(|o| ObjectRef {
-                        ledger_asked: asked,
-                        ..o
-                    })
-                    .collect();
+                let (held, unseen): (Vec<ObjectRef>, Vec<ObjectRef>) =
+                    page.into_iter().partition(|o| seen.contains_key(&o.key));
+                let mut new = to_model(unseen, asked, opts);
                 // Each worker takes a page's keys in its own random order: workers
                 // started together on one bucket would otherwise fetch the same
                 // key at the same moment, and all but one would find it claimed,
                 // so adding workers would add no speed.
                 rand::seq::SliceRandom::shuffle(new.as_mut_slice(), &mut rand::rng());
-                let failed_before = seen
-                    .iter()
-                    .filter(|(k, h)| h.failed && !verdict.retry.contains(*k))
-                    .count() as u64;
-                let already = (seen.len() - verdict.retry.len()) as u64 - failed_before;
+                let failed_before = seen.values().filter(|h| h.failed).count() as u64;
                 tally.listed(
                     keys.len() as u64,
-                    already,
+                    seen.len() as u64 - failed_before,
                     failed_before,
                     new.len() as u64,
-                    verdict.changed,
                 );
-                tally.retried(verdict.retry.into_iter().collect());
                 for obj in new {
                     // The model stopped (it failed): its error is the one to
                     // report. The listing stops at its next page.
@@ -407,7 +415,16 @@ pub fn run_pass_with(
                         return Ok(());
                     }
                 }
+                // The keys the ledger holds go to the change check, which
+                // may wait on the bucket (a HEAD each, for a manifest): the
+                // next page's new keys do not wait for it. A check that
+                // stopped on an error has it to say, below.
+                if !held.is_empty() && to_check.send(HeldPage { page: held, seen }).is_err() {
+                    break;
+                }
             }
+            drop(to_check);
+            checking.join().expect("change check panicked")?;
             listing
                 .join()
                 .expect("listing thread panicked")
@@ -504,34 +521,117 @@ impl std::fmt::Display for Unreachable {
 
 impl std::error::Error for Unreachable {}
 
+/// Pages of keys the ledger holds queued for the change check: enough that
+/// a check waiting on slow HEADs lets the listing run many pages ahead with
+/// their new keys, few enough to bound what it holds (a page is up to
+/// [`PAGE`] keys).
+const CHECK_QUEUE: usize = 64;
+
+/// A listed page's keys the ledger already holds, with what it holds for
+/// each (recorded version and status), on their way to the change check.
+struct HeldPage {
+    page: Vec<ObjectRef>,
+    seen: HashMap<String, sync_writer::Held>,
+}
+
+/// The keys of `objects` this pass hands to the model: those its shard
+/// owns, stamped with when the ledger was asked about them.
+fn to_model(objects: Vec<ObjectRef>, asked: Option<Instant>, opts: &PassOptions) -> Vec<ObjectRef> {
+    objects
+        .into_iter()
+        .filter(|o| opts.shard.is_none_or(|s| s.owns(&o.key)))
+        .map(|o| ObjectRef {
+            ledger_asked: asked,
+            ..o
+        })
+        .collect()
+}
+
+/// The change check, on a thread of its own beside the listing: for each
+/// page of keys the ledger holds, reports the loaded ones whose object
+/// changed and hands the `failed` ones to retry to the model (their rows
+/// deleted first). It ends when the listing has no more pages for it, or
+/// when the model has stopped.
+#[allow(clippy::too_many_arguments)]
+fn check_changes(
+    held_pages: std::sync::mpsc::Receiver<HeldPage>,
+    tx: &tokio::sync::mpsc::Sender<ObjectRef>,
+    pg: &std::sync::Mutex<sync_writer::Connection>,
+    lister: &SyncClient,
+    heads: &HeadCheck,
+    bucket: &BucketLocation,
+    tally: &Tally,
+    opts: &PassOptions,
+) -> anyhow::Result<()> {
+    for HeldPage { page, seen } in held_pages {
+        if tx.is_closed() {
+            return Ok(());
+        }
+        let verdict = judge(lister, heads, bucket, &page, &seen, opts);
+        tally.changed(verdict.changed);
+        if verdict.retry.is_empty() {
+            continue;
+        }
+        reconnecting(&mut pg.lock().unwrap(), |pg| {
+            clear_failed(pg, &verdict.retry)
+        })?;
+        let asked = Some(Instant::now());
+        let retry = page.into_iter().filter(|o| verdict.retry.contains(&o.key));
+        let retry = to_model(retry.collect(), asked, opts);
+        tally.retrying(verdict.retry.into_iter().collect(), retry.len() as u64);
+        for obj in retry {
+            if tx.blocking_send(obj).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the `failed` ledger rows of `keys`, so that the model's claim
+/// takes them up again (exactly once, even if another worker retries them
+/// too). Safe to repeat after a reconnection.
+fn clear_failed(
+    pg: &mut sync_writer::Connection,
+    keys: &std::collections::BTreeSet<String>,
+) -> anyhow::Result<()> {
+    for key in keys {
+        let limit = pg.patience().base;
+        pg.run(async |c| {
+            let what = "clearing a failed ledger row";
+            db::within(limit, what, c.execute(ledger::DELETE_FAILED, &[key])).await
+        })
+        .with_context(|| format!("clearing the failed ledger row of {key} to retry it"))?;
+    }
+    Ok(())
+}
+
 /// What a page's keys already in the ledger call for.
 struct Verdict {
     /// Loaded keys whose object changed since: reported, not reloaded.
     changed: Vec<String>,
-    /// `failed` keys to try again, their ledger rows already deleted.
+    /// `failed` keys to try again.
     retry: std::collections::BTreeSet<String>,
 }
 
-/// Sorts a page's keys the ledger holds (`seen`: key → recorded version and status):
-/// a loaded key whose object changed is reported; a failed key whose object
-/// changed, or any failed key with `--retry-failed`, has its `failed` row
-/// deleted and goes back to the model, where the normal claim keeps it
-/// exactly-once even if another worker retries it too.
+/// Sorts a page's keys the ledger holds (`seen`: key → recorded version and
+/// status): a loaded key whose object changed is reported; a failed key
+/// whose object changed, or any failed key with `--retry-failed`, is to be
+/// tried again.
 fn judge(
-    pg: &mut sync_writer::Connection,
     lister: &SyncClient,
     heads: &HeadCheck,
     bucket: &BucketLocation,
     page: &[ObjectRef],
     seen: &HashMap<String, sync_writer::Held>,
     opts: &PassOptions,
-) -> anyhow::Result<Verdict> {
+) -> Verdict {
     let mut verdict = Verdict {
         changed: Vec::new(),
         retry: Default::default(),
     };
     if seen.is_empty() {
-        return Ok(verdict);
+        return verdict;
     }
     let failed: HashSet<&str> = seen
         .iter()
@@ -568,19 +668,15 @@ fn judge(
             verdict.changed.push(o.key.clone());
         }
     }
-    for key in &verdict.retry {
-        let limit = pg.patience().base;
-        pg.run(async |c| {
-            let what = "clearing a failed ledger row";
-            db::within(limit, what, c.execute(ledger::DELETE_FAILED, &[key])).await
-        })
-        .with_context(|| format!("clearing the failed ledger row of {key} to retry it"))?;
-    }
-    Ok(verdict)
+    verdict
 }
 
 /// HEAD requests in flight at once when checking a manifest's known keys.
-const HEAD_CONCURRENCY: usize = 8;
+/// The check asks about every loaded key every pass, so its pace is what a
+/// quiet `--watch` pass costs: at 8 in flight, 10,000 keys answering in
+/// 0.2 s each took 158 s, longer than the default interval between passes.
+/// A HEAD has no body, and the connections are pooled.
+const HEAD_CONCURRENCY: usize = 32;
 
 /// Failed HEADs in a row after which the change check stops for the pass:
 /// a server that refuses HEAD (405, 501) or ignores it would otherwise be

@@ -559,28 +559,32 @@ impl Tally {
     }
 
     /// Notes a listed page: `listed` keys, `already` of them loaded before
-    /// and `failed_earlier` recorded failed before (and not retried),
-    /// `new` handed to the model, and keys whose ETag changed since loaded.
-    pub fn listed(
-        &self,
-        listed: u64,
-        already: u64,
-        failed_earlier: u64,
-        new: u64,
-        etag_changed: Vec<String>,
-    ) {
+    /// and `failed_earlier` recorded failed before, and `new` handed to the
+    /// model. The change check's findings come later, on their own
+    /// ([`Tally::changed`], [`Tally::retrying`]): it asks the bucket, and
+    /// the new keys do not wait for its answers.
+    pub fn listed(&self, listed: u64, already: u64, failed_earlier: u64, new: u64) {
         let mut s = self.summary.lock().unwrap();
         s.listed += listed;
         s.already_loaded += already;
         s.failed_earlier += failed_earlier;
-        s.etag_changed.extend(etag_changed);
+        self.queue(new);
+    }
+
+    /// Counts `n` more keys handed to the model.
+    fn queue(&self, n: u64) {
         self.queued
-            .fetch_add(new, std::sync::atomic::Ordering::Relaxed);
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
         if let Some(bar) = self.bar() {
             // Set, not increased: the bar starts with no length, which
             // `inc_length` leaves alone. Serialized by the summary's lock.
-            bar.set_length(bar.length().unwrap_or(0) + new);
+            bar.set_length(bar.length().unwrap_or(0) + n);
         }
+    }
+
+    /// Notes loaded keys whose object changed since they were loaded.
+    pub fn changed(&self, keys: Vec<String>) {
+        self.summary.lock().unwrap().etag_changed.extend(keys);
     }
 
     /// Notes listed keys refused before the ledger (see [`PassSummary::refused`]).
@@ -593,9 +597,14 @@ impl Tally {
         s.refused.extend(refused);
     }
 
-    /// Notes `failed` keys handed to the model again.
-    pub fn retried(&self, keys: Vec<String>) {
-        self.summary.lock().unwrap().retried.extend(keys);
+    /// Notes `failed` keys (counted as failed earlier when their page was
+    /// listed) taken up again: `queued` of them handed to the model (the
+    /// rest belong to another shard).
+    pub fn retrying(&self, keys: Vec<String>, queued: u64) {
+        let mut s = self.summary.lock().unwrap();
+        s.failed_earlier = s.failed_earlier.saturating_sub(keys.len() as u64);
+        s.retried.extend(keys);
+        self.queue(queued);
     }
 
     pub fn record(&self, key: &str, result: FileResult) {

@@ -917,3 +917,92 @@ fn forbidden_heads_do_not_stop_the_change_check_short_of_a_fixed_file() {
     assert_eq!(second.retried, ["bad.json"], "{second:?}");
     assert_eq!(second.loaded, 1, "{second:?}");
 }
+
+/// A manifest names no versions, so each pass asks the bucket, by HEAD,
+/// whether a loaded object changed. Those answers must not hold back the
+/// keys nobody has loaded yet: the check used to run before a page's new
+/// keys went to the model, so a bucket slow to answer HEAD (thousands of
+/// loaded keys, a fraction of a second each) delayed a new file by
+/// minutes. Here every HEAD waits until the new file's GET has arrived (or
+/// 10 s): the new file must be fetched while the check is still waiting,
+/// and the check must still report what changed and retry what was fixed.
+#[test]
+fn the_change_check_holds_back_no_new_key() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+    for model in ["sync", "async"] {
+        let second_pass = Arc::new(AtomicBool::new(false));
+        let new_fetched = Arc::new(AtomicBool::new(false));
+        let heads_answered_before = Arc::new(AtomicUsize::new(0));
+        let (second, fetched, answered) = (
+            second_pass.clone(),
+            new_fetched.clone(),
+            heads_answered_before.clone(),
+        );
+        let loaded: Vec<String> = (0..16).map(|i| format!("k{i:02}.json")).collect();
+        let first_manifest: String = loaded.iter().map(|k| format!("{k}\n")).collect();
+        let (bucket, _) = peer(move |s| {
+            let later = second.load(SeqCst);
+            match (name(&s.path), s.method.as_str()) {
+                ("files_list.data", _) if later => ok(
+                    format!("{first_manifest}bad.json\nnew.json\n").as_bytes(),
+                    "m2",
+                ),
+                ("files_list.data", _) => {
+                    ok(format!("{first_manifest}bad.json\n").as_bytes(), "m1")
+                }
+                (key, "HEAD") => {
+                    let waited = Instant::now();
+                    while !fetched.load(SeqCst) && waited.elapsed() < Duration::from_secs(10) {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    if !fetched.load(SeqCst) {
+                        answered.fetch_add(1, SeqCst);
+                    }
+                    match key {
+                        "k03.json" => ok(b"", "k03-v2"),
+                        "bad.json" => ok(b"", "bad-v2"),
+                        key => ok(b"", key),
+                    }
+                }
+                ("new.json", _) => {
+                    fetched.store(true, SeqCst);
+                    ok(RECORD, "new")
+                }
+                ("bad.json", _) if later => ok(RECORD, "bad-v2"),
+                ("bad.json", _) => ok(b"not json", "bad-v1"),
+                (key, _) => ok(RECORD, key),
+            }
+        });
+        let db = fresh_db();
+        let pass = || -> bucketbench::report::PassSummary {
+            let out = ingest_with(&bucket, &db, model)
+                .args(["--json", "-q", "--first-byte-timeout", "30"])
+                .output()
+                .unwrap();
+            serde_json::from_slice(&out.stdout)
+                .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+        };
+        let first = pass();
+        assert_eq!(
+            (first.loaded, first.failed.len()),
+            (16, 1),
+            "{model}: {first:?}"
+        );
+        second_pass.store(true, SeqCst);
+        let second = pass();
+        assert_eq!(
+            heads_answered_before.load(SeqCst),
+            0,
+            "{model}: HEADs of loaded keys were answered before the new key was fetched: the change check held it back"
+        );
+        assert_eq!(
+            second.loaded, 2,
+            "{model}: new.json and the fixed bad.json: {second:?}"
+        );
+        assert_eq!(second.retried, ["bad.json"], "{model}: {second:?}");
+        assert_eq!(second.etag_changed, ["k03.json"], "{model}: {second:?}");
+        assert_eq!(second.already_loaded, 16, "{model}: {second:?}");
+        assert_eq!(second.failed_earlier, 0, "{model}: {second:?}");
+        assert_eq!(second.listed, 18, "{model}: {second:?}");
+    }
+}
