@@ -420,7 +420,7 @@ impl std::io::Write for RedactingStderr {
 }
 
 /// Prints `error: <cause chain on one line>`, secrets removed, and exits
-/// non-zero (130 when the run was interrupted, like a shell).
+/// non-zero (128 + the signal when the run was interrupted, like a shell: 130 for Ctrl-C).
 pub fn exit_with(e: anyhow::Error) -> ! {
     if crate::db::embedded::interrupted() {
         crate::db::embedded::exit_interrupted();

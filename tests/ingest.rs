@@ -598,8 +598,17 @@ unsafe extern "C" {
     fn libc_geteuid() -> u32;
 }
 
+/// Ctrl-C (SIGINT) and SIGTERM each stop a pass with one line and the
+/// status a shell gives a process the signal killed (128 + its number), so
+/// a supervisor can tell a stop it asked for from a failure.
 #[test]
-fn ctrl_c_prints_one_line_and_exits_130() {
+fn ctrl_c_and_sigterm_print_one_line_and_exit_128_plus_the_signal() {
+    for (signal, status) in [("-INT", 130), ("-TERM", 143)] {
+        interrupted_by(signal, status);
+    }
+}
+
+fn interrupted_by(signal: &str, expected: i32) {
     use std::io::BufRead as _;
     let (_dir, data) = root_data_dir();
     let server = song_files(200, 200.0);
@@ -627,14 +636,14 @@ fn ctrl_c_prints_one_line_and_exits_130() {
     );
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let killed = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
     let status = child.wait().unwrap();
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-    assert_eq!(status.code(), Some(130), "{rest}");
+    assert_eq!(status.code(), Some(expected), "{signal}: {rest}");
     assert_eq!(rest, "interrupted\n");
 }
 

@@ -303,7 +303,7 @@ fn live() -> &'static Mutex<Vec<(i32, Option<PathBuf>)>> {
     LIVE.get_or_init(|| Mutex::new(Vec::new()))
 }
 
-/// Work to do first on Ctrl-C or SIGTERM (see [`on_interrupt`]).
+/// Work to do first on Ctrl-C, SIGTERM or SIGHUP (see [`on_interrupt`]).
 static HOOKS: Mutex<Vec<fn()>> = Mutex::new(Vec::new());
 
 /// Runs `hook` on Ctrl-C or SIGTERM, before the embedded servers stop
@@ -332,46 +332,73 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
 }
 
+/// The signal that interrupted the process (0: none yet).
+static SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// The status a process stopped by `signal` exits with: 128 + its number,
+/// as a shell reports a process the signal killed (130 for Ctrl-C, 143
+/// for SIGTERM, 129 for SIGHUP), so a supervisor can tell them apart.
+fn interrupted_status() -> i32 {
+    128 + match SIGNAL.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => libc::SIGINT,
+        signal => signal,
+    }
+}
+
 /// For a thread that fails while the signal handler is stopping the
 /// servers: waits for the handler to exit (bounded), so the only line
 /// printed is the handler's.
 pub fn exit_interrupted() -> ! {
     std::thread::sleep(Duration::from_secs(30));
-    std::process::exit(130);
+    std::process::exit(interrupted_status());
 }
 
-/// On Ctrl-C or SIGTERM: hold back logs, run the [`on_interrupt`] hooks
-/// (the progress bar is cleared there), stop every embedded server cleanly
-/// (fast shutdown), delete throwaway data, then print `interrupted` and
-/// exit with status 130. Binaries call this once at start.
+/// On Ctrl-C, SIGTERM or SIGHUP: hold back logs, run the [`on_interrupt`]
+/// hooks (the progress bar is cleared there), stop every embedded server
+/// cleanly (fast shutdown), delete throwaway data, then print
+/// `interrupted` and exit with 128 + the signal's number. Binaries call
+/// this once at start. The signals are taken on a thread of their own
+/// (signal-hook's iterator), so the work runs outside a signal handler.
 pub fn install_signal_handler() {
-    let _ = ctrlc::set_handler(|| {
-        if INTERRUPTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            // A second Ctrl-C while stopping: the first is already at it.
-            return;
-        }
-        let hooks = HOOKS.lock().map(|h| h.clone()).unwrap_or_default();
-        for hook in hooks {
-            hook();
-        }
-        let servers = live().lock().map(|l| l.clone()).unwrap_or_default();
-        std::thread::scope(|s| {
-            for (pid, _) in &servers {
-                s.spawn(|| stop_server(*pid, Duration::from_secs(20), || !pid_alive(*pid)));
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+        return;
+    };
+    let _ = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            // The first signal stops the process; one arriving while it
+            // stops waits here and is never taken.
+            if let Some(signal) = signals.forever().next() {
+                stop_on(signal);
             }
         });
-        for (_, dir) in &servers {
-            if let Some(d) = dir {
-                let _ = fs::remove_dir_all(d);
-            }
+}
+
+fn stop_on(signal: i32) -> ! {
+    SIGNAL.store(signal, std::sync::atomic::Ordering::SeqCst);
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+    let hooks = HOOKS.lock().map(|h| h.clone()).unwrap_or_default();
+    for hook in hooks {
+        hook();
+    }
+    let servers = live().lock().map(|l| l.clone()).unwrap_or_default();
+    std::thread::scope(|s| {
+        for (pid, _) in &servers {
+            s.spawn(|| stop_server(*pid, Duration::from_secs(20), || !pid_alive(*pid)));
         }
-        let line = MESSAGE.lock().ok().and_then(|m| *m);
-        crate::esayln!(
-            "{}",
-            line.map_or_else(|| "interrupted".to_string(), |f| f())
-        );
-        std::process::exit(130);
     });
+    for (_, dir) in &servers {
+        if let Some(d) = dir {
+            let _ = fs::remove_dir_all(d);
+        }
+    }
+    let line = MESSAGE.lock().ok().and_then(|m| *m);
+    crate::esayln!(
+        "{}",
+        line.map_or_else(|| "interrupted".to_string(), |f| f())
+    );
+    std::process::exit(interrupted_status());
 }
 
 /// Environment variable naming the data directory used when running as

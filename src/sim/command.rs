@@ -262,7 +262,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             // is removed with it.
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
             let flag = stop.clone();
-            ctrlc::set_handler(move || flag.store(true, std::sync::atomic::Ordering::Relaxed))?;
+            for signal in [
+                signal_hook::consts::SIGINT,
+                signal_hook::consts::SIGTERM,
+                signal_hook::consts::SIGHUP,
+            ] {
+                signal_hook::flag::register(signal, flag.clone())?;
+            }
             // Keep `--expected` current while churning.
             let mut ticks = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
