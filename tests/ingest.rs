@@ -768,3 +768,90 @@ fn the_embedded_persistent_database_keeps_the_ledger_between_runs() {
     drop(dir);
     assert!(!dir_path.exists());
 }
+
+/// A database URL that names no password takes libpq's: `PGPASSWORD`, then
+/// the password file (`PGPASSFILE`, else `~/.pgpass`), which is ignored,
+/// with a warning, when others can read it. With none, the error says where
+/// a password can be given. The password is never printed, even at
+/// `RUST_LOG=trace`.
+#[test]
+fn a_url_without_a_password_takes_pgpassword_or_the_password_file() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let server = song_files(3, 0.0);
+    let with_password = fresh_db();
+    let mut url = url::Url::parse(&with_password).unwrap();
+    let password = url.password().unwrap().to_string();
+    url.set_password(None).unwrap();
+    let (user, db, port) = (
+        url.username().to_string(),
+        url.path().trim_start_matches('/').to_string(),
+        url.port().unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let passfile = dir.path().join("pgpass");
+    let run = |env: &[(&str, &std::ffi::OsStr)]| {
+        let mut cmd = ingest();
+        cmd.args([
+            "--bucket",
+            &server.base_url(),
+            "--database-url",
+            url.as_str(),
+        ])
+        .args(["--model", "sync"])
+        .env_remove("PGPASSWORD")
+        .env_remove("PGPASSFILE")
+        .env("HOME", dir.path())
+        .env("RUST_LOG", "trace");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !said.contains(&password),
+            "the password was printed: {said}"
+        );
+        (out.status.code(), said)
+    };
+    // Neither: one line saying where a password goes.
+    let (code, said) = run(&[]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("PGPASSWORD") && said.contains(".pgpass"),
+        "{said}"
+    );
+    // PGPASSWORD.
+    let (code, said) = run(&[("PGPASSWORD", password.as_ref())]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("3 loaded"), "{said}");
+    // A password file, matched by host, port, database and user; a line
+    // for another database first.
+    std::fs::write(
+        &passfile,
+        format!(
+            "# mine\n127.0.0.1:{port}:other:{user}:wrong\n127.0.0.1:{port}:{db}:{user}:{password}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&passfile, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, said) = run(&[("PGPASSFILE", passfile.as_os_str())]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains("0 loaded, 3 already loaded") || said.contains("3 already loaded"),
+        "{said}"
+    );
+    // ~/.pgpass when PGPASSFILE is not set, ignored when others can read it.
+    let home_file = dir.path().join(".pgpass");
+    std::fs::copy(&passfile, &home_file).unwrap();
+    std::fs::set_permissions(&home_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, said) = run(&[]);
+    assert_eq!(code, Some(0), "{said}");
+    std::fs::set_permissions(&home_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, said) = run(&[]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("group or world access"), "{said}");
+}

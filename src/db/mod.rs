@@ -13,6 +13,7 @@ pub mod copy;
 #[cfg(feature = "io")]
 pub mod embedded;
 pub mod ledger;
+pub mod pgpass;
 #[cfg(feature = "io")]
 pub mod schema;
 pub mod statements;
@@ -119,7 +120,8 @@ pub fn libpq_tls(url: &str) -> (String, Option<std::path::PathBuf>) {
 /// The URL as a client configuration with [`SESSION_OPTIONS`] in front of
 /// its own options. libpq's `sslmode=verify-full`, `verify-ca` and
 /// `sslrootcert` are taken as [`libpq_tls`] says (the root file as
-/// `--db-ca-file` when that is not given).
+/// `--db-ca-file` when that is not given). A URL that names no password
+/// takes libpq's (`PGPASSWORD`, the password file: [`pgpass`]).
 pub fn session_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
     let (url, root) = libpq_tls(url);
     if let Some(root) = root {
@@ -134,6 +136,11 @@ pub fn session_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
         _ => SESSION_OPTIONS.to_string(),
     };
     cfg.options(options);
+    if cfg.get_password().is_none() {
+        if let Some(password) = pgpass::password_for(&cfg) {
+            cfg.password(password);
+        }
+    }
     Ok(cfg)
 }
 
@@ -155,6 +162,13 @@ pub fn connect_error(url: &str, e: &tokio_postgres::Error) -> anyhow::Error {
         crate::secret::redact_url(url),
         crate::error::chain(e)
     );
+    // tokio-postgres's words for a server that asked for a password the
+    // URL, PGPASSWORD and the password file did not give.
+    if msg.contains("password missing") {
+        return anyhow::anyhow!(
+            "{msg}: give the password in the URL, in PGPASSWORD, or in a password file (PGPASSFILE, else ~/.pgpass, mode 0600)"
+        );
+    }
     if crate::error::is_certificate_refused(e) {
         crate::error::DbError::CertificateRefused(format!(
             "{msg} (trust the server's CA with --db-ca-file or PGSSLROOTCERT)"
