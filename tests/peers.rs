@@ -47,6 +47,9 @@ enum Reply {
     },
     /// No answer for a minute, then the connection closes.
     Silent,
+    /// `body` with no length and no chunking, then the connection closed:
+    /// HTTP/1.0's framing, where a cut body looks whole.
+    CloseDelimited { body: Vec<u8> },
     /// `body`'s length declared and its first `after` bytes sent at
     /// `per_sec`, then the connection closed (a body cut short) or, with
     /// `hold`, kept open in silence for a minute (a stalled one).
@@ -162,6 +165,13 @@ fn serve_connection(mut stream: TcpStream, route: &dyn Fn(&Seen) -> Reply, log: 
             }
             Reply::Silent => {
                 std::thread::sleep(Duration::from_secs(60));
+                return;
+            }
+            Reply::CloseDelimited { body } => {
+                let head = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n";
+                let _ = stream
+                    .write_all(head.as_bytes())
+                    .and_then(|()| stream.write_all(&body));
                 return;
             }
             Reply::Cut {
@@ -1005,4 +1015,64 @@ fn the_change_check_holds_back_no_new_key() {
         assert_eq!(second.failed_earlier, 0, "{model}: {second:?}");
         assert_eq!(second.listed, 18, "{model}: {second:?}");
     }
+}
+
+/// A manifest sent without a length (closed to end it, HTTP/1.0's
+/// framing) looks whole when the connection is cut: a key cut mid-line was
+/// taken for a key (`2021/` loaded, its real key missed). A close-delimited
+/// manifest whose last line has no newline is read again, and its last
+/// line taken only when two reads agree; one that legitimately ends
+/// without a newline still loads every key.
+#[test]
+fn a_manifest_cut_mid_line_without_a_length_is_read_again() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    let whole = "a.json\nb.json\nlong-name-c.json\n";
+    let reads = Arc::new(AtomicUsize::new(0));
+    let count = reads.clone();
+    let (bucket, seen) = peer(move |s| match name(&s.path) {
+        // The first read cut mid-way through its last key.
+        "files_list.data" if count.fetch_add(1, SeqCst) == 0 => Reply::CloseDelimited {
+            body: whole.as_bytes()[..whole.len() - 8].to_vec(),
+        },
+        "files_list.data" => Reply::CloseDelimited {
+            body: whole.as_bytes().to_vec(),
+        },
+        key => ok(RECORD, key),
+    });
+    let db = fresh_db();
+    let out = ingest_with(&bucket, &db, "sync")
+        .args(["--json", "-q"])
+        .output()
+        .unwrap();
+    let summary: bucketbench::report::PassSummary = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let asked: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.method == "GET" && !s.path.ends_with("files_list.data"))
+        .map(|s| name(&s.path).to_string())
+        .collect();
+    let mut asked = asked;
+    asked.sort();
+    assert_eq!(
+        asked,
+        ["a.json", "b.json", "long-name-c.json"],
+        "the cut key was fetched, or the whole one missed"
+    );
+    assert_eq!((summary.listed, summary.loaded), (3, 3), "{summary:?}");
+    // Legitimately without a final newline, every read alike: all load.
+    let (bucket, _) = peer(move |s| match name(&s.path) {
+        "files_list.data" => Reply::CloseDelimited {
+            body: b"x.json\ny.json".to_vec(),
+        },
+        key => ok(RECORD, key),
+    });
+    let out = ingest_with(&bucket, &fresh_db(), "sync")
+        .args(["--json", "-q"])
+        .output()
+        .unwrap();
+    let summary: bucketbench::report::PassSummary = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!((summary.listed, summary.loaded), (2, 2), "{summary:?}");
 }

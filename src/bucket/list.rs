@@ -76,11 +76,50 @@ fn redirects_of(loc: &BucketLocation) -> Redirects {
     }
 }
 
+/// Reads of a manifest that may have been cut short before it is given up
+/// on (see [`whole_manifest`]).
+const MANIFEST_READS: usize = 3;
+
+/// The manifest's answer, read again when it may have been cut: sent with
+/// no length and no chunks (the connection closed to end it), a manifest
+/// cut mid-line looks whole, and its cut last line would be taken for a
+/// key. Such a manifest whose last line has no newline is read again, and
+/// taken once two reads agree (a manifest may end without a newline) or a
+/// read ends with one; one that differs every time fails the listing.
+fn whole_manifest(
+    client: &SyncClient,
+    loc: &BucketLocation,
+    url: &str,
+) -> anyhow::Result<super::sync_client::RawResponse> {
+    let mut previous: Option<Vec<u8>> = None;
+    for _ in 0..MANIFEST_READS {
+        let raw = client
+            .get_raw(url, redirects_of(loc))
+            .map_err(|e| unreachable(loc, &e))?;
+        let whole = !raw.close_delimited
+            || !(200..=299).contains(&raw.status)
+            || raw.body.is_empty()
+            || raw.body.ends_with(b"\n")
+            || previous.as_ref() == Some(&raw.body);
+        if whole {
+            return Ok(raw);
+        }
+        tracing::debug!(
+            bytes = raw.body.len(),
+            "the manifest came without a length and ends mid-line: reading it again"
+        );
+        previous = Some(raw.body);
+    }
+    bail!(
+        "cannot list bucket {}: {} came without a length and ended mid-line differently on each of {MANIFEST_READS} reads: it is being cut short; rerun (nothing was loaded)",
+        loc.describe(),
+        shown(url)
+    )
+}
+
 fn manifest_keys(client: &SyncClient, loc: &BucketLocation) -> anyhow::Result<Manifest> {
     let url = loc.manifest_url();
-    let raw = client
-        .get_raw(&url, redirects_of(loc))
-        .map_err(|e| unreachable(loc, &e))?;
+    let raw = whole_manifest(client, loc, &url)?;
     let (status, body) = (raw.status, &raw.body);
     match (status, loc) {
         (200..=299, _) => {

@@ -52,6 +52,9 @@ pub struct RawResponse {
     /// The region S3 says the bucket is in (`x-amz-bucket-region`), sent
     /// with its wrong-region answers.
     pub bucket_region: Option<String>,
+    /// Sent with neither a length nor chunks, the connection closed to end
+    /// it (HTTP/1.0's framing): a body cut short looks whole.
+    pub close_delimited: bool,
 }
 
 /// A ureq agent with bucketbench's timeouts, TLS roots and retry policy.
@@ -182,6 +185,7 @@ impl SyncClient {
             let location = header("location");
             let bucket_region = header("x-amz-bucket-region");
             let declared = declared_length(resp.headers());
+            let close_delimited = declared.is_none() && header("transfer-encoding").is_none();
             let encoding = super::Encoding::of(resp.headers());
             // The headers had their own, longer wait; the body's deadline
             // starts once they are in.
@@ -195,6 +199,7 @@ impl SyncClient {
                 body,
                 location,
                 bucket_region,
+                close_delimited,
             })
         })
     }
