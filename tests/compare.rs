@@ -1231,6 +1231,13 @@ fn interrupt(signal: i32, group: bool) {
     for noise in ["error", "FATAL", "administrator", "no message"] {
         assert!(!stderr.contains(noise), "{noise:?} in {stderr}");
     }
+    // Written before the first run: a replot of what was kept still says
+    // where it was measured.
+    let env: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("environment.json")).unwrap())
+            .unwrap();
+    assert!(env["cores"].as_u64().is_some_and(|c| c > 0), "{env}");
+    assert!(env["postgres_version"].is_string(), "{env}");
 }
 
 #[test]

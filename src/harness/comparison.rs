@@ -564,9 +564,21 @@ pub fn execute(plan: &Plan, bench: &mut Bench) -> anyhow::Result<Vec<Run>> {
         let b = indicatif::ProgressBar::new(plan.schedule.len() as u64);
         b.set_style(
             indicatif::ProgressStyle::with_template(
-                "{prefix:>22} [{bar:30}] {pos}/{len} runs  {msg}  ({elapsed}, about {eta} left)",
+                "{prefix:>22} [{bar:30}] {pos}/{len} runs  {msg}  ({elapsed}, {left})",
             )
             .expect("template")
+            // Until a run has ended there is no pace to estimate from:
+            // indicatif's estimate then reads "0s".
+            .with_key(
+                "left",
+                |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = if state.pos() == 0 {
+                        w.write_str("estimating the time left")
+                    } else {
+                        write!(w, "about {:#} left", indicatif::HumanDuration(state.eta()))
+                    };
+                },
+            )
             .progress_chars("=> "),
         );
         b.enable_steady_tick(std::time::Duration::from_millis(200));
@@ -739,34 +751,14 @@ fn write_summary_md(
     .with_context(|| format!("writing {}", out.join("summary.md").display()))
 }
 
-/// Writes what a comparison measured (`runs.csv`, `summary.csv`,
-/// `summary.md`, `environment.json`), draws the charts and publishes
-/// (`comparison.json`, `report.html`, baselines), printing the table and
-/// the verdict. Returns whether every run was verified and none regressed
-/// beyond `--fail-on-regression`.
-pub fn export(
-    plan: &Plan,
-    bench: &Bench,
-    runs: &[Run],
-    summaries: &[ModelSummary],
-    baseline: Option<(BaselineFile, PathBuf)>,
-) -> anyhow::Result<bool> {
-    let (args, out, layout) = (&plan.args, &plan.out, &plan.layout);
-    let reference = layout.reference;
-    export::write_runs_csv(&out.join("runs.csv"), runs)?;
-    export::write_summary_csv(&out.join("summary.csv"), summaries, reference)?;
-    let first_byte_csv =
-        super::firstbyte::write_csv(&out.join("first_byte.csv"), runs, layout.matrix)?;
+/// What `environment.json` records: the machine, the build, the database
+/// and the settings. All of it is known before the first run, so it is
+/// written then too: a comparison interrupted midway, replotted with
+/// `--replot`, still says where its runs were measured.
+fn environment(plan: &Plan, bench: &Bench) -> anyhow::Result<Environment> {
+    let args = &plan.args;
     let (cores, memory_gib, cpu_model, os) = export::machine();
-    write_summary_md(
-        out,
-        layout,
-        runs,
-        summaries,
-        &bench.subtitle,
-        plan.busy().as_deref(),
-    )?;
-    let env = Environment {
+    Ok(Environment {
         bucketbench_version: env!("CARGO_PKG_VERSION"),
         git_revision: plan.git_revision.clone(),
         date: chrono::Utc::now().to_rfc3339(),
@@ -788,7 +780,36 @@ pub fn export(
         durability: bench.durability.clone(),
         build: Build::current(),
         load_average_at_start: plan.load_at_start,
-    };
+    })
+}
+
+/// Writes what a comparison measured (`runs.csv`, `summary.csv`,
+/// `summary.md`, `environment.json`), draws the charts and publishes
+/// (`comparison.json`, `report.html`, baselines), printing the table and
+/// the verdict. Returns whether every run was verified and none regressed
+/// beyond `--fail-on-regression`.
+pub fn export(
+    plan: &Plan,
+    bench: &Bench,
+    runs: &[Run],
+    summaries: &[ModelSummary],
+    baseline: Option<(BaselineFile, PathBuf)>,
+) -> anyhow::Result<bool> {
+    let (args, out, layout) = (&plan.args, &plan.out, &plan.layout);
+    let reference = layout.reference;
+    export::write_runs_csv(&out.join("runs.csv"), runs)?;
+    export::write_summary_csv(&out.join("summary.csv"), summaries, reference)?;
+    let first_byte_csv =
+        super::firstbyte::write_csv(&out.join("first_byte.csv"), runs, layout.matrix)?;
+    write_summary_md(
+        out,
+        layout,
+        runs,
+        summaries,
+        &bench.subtitle,
+        plan.busy().as_deref(),
+    )?;
+    let env = environment(plan, bench)?;
     export::write_json(&out.join("environment.json"), &env)?;
     let env = Some(serde_json::to_value(&env)?);
     let drawn = draw(out, layout, runs, summaries, &bench.subtitle);
@@ -956,7 +977,11 @@ pub fn run(args: CompareArgs) -> anyhow::Result<bool> {
     if result.is_err() && own_dir {
         // Failed before its first run (an unreachable bucket, a database
         // that would not start): an empty directory, and `latest` pointing
-        // at it, would only hide the previous results.
+        // at it, would only hide the previous results. What it wrote
+        // before the runs (`environment.json`) describes none.
+        if !plan.out.join("runs.csv").exists() {
+            let _ = std::fs::remove_file(plan.out.join("environment.json"));
+        }
         outdir::discard_if_empty(Path::new(outdir::RUNS_DIR), &plan.out);
     }
     result
@@ -977,6 +1002,7 @@ pub fn run_plan(plan: &Plan) -> anyhow::Result<bool> {
         crate::esay!("{}", terminal::wrap(&w));
     }
     let mut bench = Bench::start(plan)?;
+    export::write_json(&out.join("environment.json"), &environment(plan, &bench)?)?;
     let runs = execute(plan, &mut bench)?;
     let summaries = summarise(&plan.layout, &runs, &bench.bounds(plan));
     export(plan, &bench, &runs, &summaries, baseline)

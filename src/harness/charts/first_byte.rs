@@ -1,8 +1,8 @@
 //! `first_byte.png`: the first-byte delays each model actually met on the
 //! simulated bucket, as percentile lines (p50, p90, p99, p99.9, max; those
 //! the requests are too few to resolve left off the axis) on a log scale
-//! of milliseconds: one line per model, or one for all when they met the
-//! same draws, in the look of every
+//! of milliseconds: one line per model, or one for each group of models
+//! that made the same requests and so met the same draws, in the look of every
 //! other chart ([`super::frame`], [`super::axes`]).
 
 use std::path::Path;
@@ -35,7 +35,8 @@ pub fn first_byte_lines(
         })
         .collect();
     let names: Vec<String> = rows.iter().map(|r| r.label.to_string()).collect();
-    let mut series: Vec<(String, RGBColor, Marker, Vec<(f64, f64)>)> = rows
+    // Each model's line: its label, request count, style and points.
+    let lines: Vec<Line> = rows
         .iter()
         .zip(series_styles(&names))
         .filter_map(|(r, (color, marker))| {
@@ -47,34 +48,12 @@ pub fn first_byte_lines(
                 .filter_map(|(x, &i)| Some(((x + 1) as f64, resolved[i]?)))
                 .filter(|p| p.1 > 0.0)
                 .collect::<Vec<_>>();
-            Some((
-                format!("{} ({} requests)", r.label, f.count),
-                color,
-                marker,
-                points,
-            ))
+            Some((r.label.to_string(), f.count, color, marker, points))
         })
-        .filter(|s| !s.3.is_empty())
+        .filter(|s| !s.4.is_empty())
         .collect();
-    anyhow::ensure!(!series.is_empty(), "no run met a first-byte delay above 0");
-    // `compare` deals every model the same draws: one line says so, where
-    // six drawn over each other would show only the last.
-    let counts: Vec<u64> = rows
-        .iter()
-        .filter_map(|r| r.first_byte.map(|f| f.count))
-        .collect();
-    if series.len() > 1
-        && series.iter().all(|s| s.3 == series[0].3)
-        && counts.iter().all(|c| *c == counts[0])
-    {
-        let (_, color, marker, points) = series.swap_remove(0);
-        series = vec![(
-            format!("every model ({} requests,\nthe same draws)", counts[0]),
-            color,
-            marker,
-            points,
-        )];
-    }
+    anyhow::ensure!(!lines.is_empty(), "no run met a first-byte delay above 0");
+    let series = same_draws(lines);
     let ys = || series.iter().flat_map(|s| s.3.iter().map(|p| p.1));
     let (lo, hi) = (
         ys().fold(f64::INFINITY, f64::min),
@@ -123,4 +102,78 @@ pub fn first_byte_lines(
     }
     area.present().map_err(err)?;
     Ok(())
+}
+
+/// A model's line: its label, request count, style and points.
+type Line = (String, u64, RGBColor, Marker, Vec<(f64, f64)>);
+
+/// The lines to draw, named for their legend. `compare` deals every model
+/// the same draws, so models that made the same requests met the same
+/// delays: one line for each such group, named by all of them, where lines
+/// drawn over each other would show only the last.
+fn same_draws(lines: Vec<Line>) -> Vec<(String, RGBColor, Marker, Vec<(f64, f64)>)> {
+    let mut groups: Vec<(Vec<String>, u64, RGBColor, Marker, Vec<(f64, f64)>)> = Vec::new();
+    for (label, count, color, marker, points) in lines {
+        match groups.iter_mut().find(|g| g.1 == count && g.4 == points) {
+            Some(group) => group.0.push(label),
+            None => groups.push((vec![label], count, color, marker, points)),
+        }
+    }
+    let everyone = groups.len() == 1 && groups[0].0.len() > 1;
+    groups
+        .into_iter()
+        .map(|(labels, count, color, marker, points)| {
+            let name = match labels.as_slice() {
+                [one] => format!("{one} ({count} requests)"),
+                _ if everyone => format!("every model ({count} requests,\nthe same draws)"),
+                many => format!("{} ({count} requests,\nthe same draws)", many.join(", ")),
+            };
+            (name, color, marker, points)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn models_that_met_the_same_draws_share_one_line_named_by_all() {
+        let line = |label: &str, count, ms: f64| {
+            (
+                label.to_string(),
+                count,
+                RED,
+                Marker::Circle,
+                vec![(1.0, ms), (2.0, 2.0 * ms)],
+            )
+        };
+        let names = |lines| {
+            same_draws(lines)
+                .into_iter()
+                .map(|s| s.0)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(vec![
+                line("sync", 68, 60.0),
+                line("async", 72, 61.0),
+                line("threads", 72, 61.0),
+            ]),
+            [
+                "sync (68 requests)",
+                "async, threads (72 requests,\nthe same draws)"
+            ]
+        );
+        assert_eq!(
+            names(vec![line("sync", 68, 60.0), line("async", 68, 60.0)]),
+            ["every model (68 requests,\nthe same draws)"]
+        );
+        // The same points from a different number of requests are not
+        // the same draws.
+        assert_eq!(
+            names(vec![line("sync", 68, 60.0), line("async", 69, 60.0)]).len(),
+            2
+        );
+    }
 }
