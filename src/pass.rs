@@ -567,7 +567,9 @@ fn check_changes(
         if tx.is_closed() {
             return Ok(());
         }
-        let verdict = judge(lister, heads, bucket, &page, &seen, opts);
+        // A model that stopped has no use for the rest of the answers.
+        let gone = || tx.is_closed();
+        let verdict = judge(lister, heads, bucket, &page, &seen, opts, &gone);
         tally.changed(verdict.changed);
         if verdict.retry.is_empty() {
             continue;
@@ -617,7 +619,7 @@ struct Verdict {
 /// Sorts a page's keys the ledger holds (`seen`: key → recorded version and
 /// status): a loaded key whose object changed is reported; a failed key
 /// whose object changed, or any failed key with `--retry-failed`, is to be
-/// tried again.
+/// tried again. `gone` says the model has stopped: no more HEADs are sent.
 fn judge(
     lister: &SyncClient,
     heads: &HeadCheck,
@@ -625,6 +627,7 @@ fn judge(
     page: &[ObjectRef],
     seen: &HashMap<String, sync_writer::Held>,
     opts: &PassOptions,
+    gone: &(dyn Fn() -> bool + Sync),
 ) -> Verdict {
     let mut verdict = Verdict {
         changed: Vec::new(),
@@ -652,7 +655,7 @@ fn judge(
             .filter(|k| seen.get(*k).is_some_and(|h| h.etag.is_some()))
             .filter(|k| !(opts.retry_failed && failed.contains(*k)))
             .collect();
-        head_versions(lister, heads, bucket, &to_check)
+        head_versions(lister, heads, bucket, &to_check, gone)
     };
     for o in page {
         let Some(held) = seen.get(&o.key) else {
@@ -717,12 +720,14 @@ impl HeadCheck {
 /// pass): a change check never fails or holds up a pass beyond the
 /// client's bounded timeouts and two attempts, and stops for the pass
 /// after [`HEAD_GIVE_UP`] failures in a row or when the pass's own breaker
-/// opens. The failures are said in one line, not one per key.
+/// opens, or once `gone` says the model has stopped. The failures are said
+/// in one line, not one per key.
 fn head_versions(
     client: &SyncClient,
     check: &HeadCheck,
     bucket: &BucketLocation,
     keys: &[&str],
+    gone: &(dyn Fn() -> bool + Sync),
 ) -> HashMap<String, String> {
     use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
     if check.stopped() {
@@ -740,7 +745,7 @@ fn head_versions(
             s.spawn(|| {
                 // The pass's breaker too: once the bucket is declared
                 // unreachable, it is not asked about thousands of keys more.
-                while !check.stopped() && !client.stats.breaker.is_open() {
+                while !check.stopped() && !client.stats.breaker.is_open() && !gone() {
                     let i = next.fetch_add(1, Relaxed);
                     let Some(key) = keys.get(i) else { break };
                     match check.client.head_version(&bucket.head_url(key)) {
