@@ -344,7 +344,12 @@ pub fn run_pass_with(
     // from the ledger and the change check's, which clears the `failed`
     // rows it retries. Neither holds it while it waits on anything else.
     let pg = std::sync::Mutex::new(pg);
-    let (to_check, held_pages) = std::sync::mpsc::sync_channel::<HeldPage>(CHECK_QUEUE);
+    // Unbounded, so that no new key ever waits for a HEAD: however slow the
+    // check, the listing goes on. What it can hold is bounded all the same:
+    // only a manifest's keys wait on HEADs (a listing's check needs no
+    // request and keeps up), and a manifest is read whole before its first
+    // page, so the queue never holds more keys than the manifest did.
+    let (to_check, held_pages) = std::sync::mpsc::channel::<HeldPage>();
     let (listed, loaded) = std::thread::scope(|s| {
         let checking = {
             let (tx, pg, heads, tally) = (tx.clone(), &pg, &heads, &tally);
@@ -520,12 +525,6 @@ impl std::fmt::Display for Unreachable {
 }
 
 impl std::error::Error for Unreachable {}
-
-/// Pages of keys the ledger holds queued for the change check: enough that
-/// a check waiting on slow HEADs lets the listing run many pages ahead with
-/// their new keys, few enough to bound what it holds (a page is up to
-/// [`PAGE`] keys).
-const CHECK_QUEUE: usize = 64;
 
 /// A listed page's keys the ledger already holds, with what it holds for
 /// each (recorded version and status), on their way to the change check.

@@ -48,8 +48,9 @@ enum Reply {
     /// No answer for a minute, then the connection closes.
     Silent,
     /// `body` with no length and no chunking, then the connection closed:
-    /// HTTP/1.0's framing, where a cut body looks whole.
-    CloseDelimited { body: Vec<u8> },
+    /// HTTP/1.0's framing, where a cut body looks whole. `identity`: with
+    /// `Transfer-Encoding: identity`, which frames nothing either.
+    CloseDelimited { body: Vec<u8>, identity: bool },
     /// `body`'s length declared and its first `after` bytes sent at
     /// `per_sec`, then the connection closed (a body cut short) or, with
     /// `hold`, kept open in silence for a minute (a stalled one).
@@ -167,8 +168,12 @@ fn serve_connection(mut stream: TcpStream, route: &dyn Fn(&Seen) -> Reply, log: 
                 std::thread::sleep(Duration::from_secs(60));
                 return;
             }
-            Reply::CloseDelimited { body } => {
-                let head = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n";
+            Reply::CloseDelimited { body, identity } => {
+                let head = if identity {
+                    "HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\nConnection: close\r\n\r\n"
+                } else {
+                    "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"
+                };
                 let _ = stream
                     .write_all(head.as_bytes())
                     .and_then(|()| stream.write_all(&body));
@@ -1033,9 +1038,11 @@ fn a_manifest_cut_mid_line_without_a_length_is_read_again() {
         // The first read cut mid-way through its last key.
         "files_list.data" if count.fetch_add(1, SeqCst) == 0 => Reply::CloseDelimited {
             body: whole.as_bytes()[..whole.len() - 8].to_vec(),
+            identity: true,
         },
         "files_list.data" => Reply::CloseDelimited {
             body: whole.as_bytes().to_vec(),
+            identity: false,
         },
         key => ok(RECORD, key),
     });
@@ -1065,6 +1072,7 @@ fn a_manifest_cut_mid_line_without_a_length_is_read_again() {
     let (bucket, _) = peer(move |s| match name(&s.path) {
         "files_list.data" => Reply::CloseDelimited {
             body: b"x.json\ny.json".to_vec(),
+            identity: false,
         },
         key => ok(RECORD, key),
     });

@@ -84,14 +84,16 @@ const MANIFEST_READS: usize = 3;
 /// no length and no chunks (the connection closed to end it), a manifest
 /// cut mid-line looks whole, and its cut last line would be taken for a
 /// key. Such a manifest whose last line has no newline is read again, and
-/// taken once two reads agree (a manifest may end without a newline) or a
-/// read ends with one; one that differs every time fails the listing.
+/// taken once a read ends with one or matches an earlier read (a manifest
+/// may end without a newline); one that differs every time fails the
+/// listing. A cut made at the same byte every time (a proxy's size limit)
+/// cannot be told from a manifest that ends there.
 fn whole_manifest(
     client: &SyncClient,
     loc: &BucketLocation,
     url: &str,
 ) -> anyhow::Result<super::sync_client::RawResponse> {
-    let mut previous: Option<Vec<u8>> = None;
+    let mut earlier: Vec<Vec<u8>> = Vec::new();
     for _ in 0..MANIFEST_READS {
         let raw = client
             .get_raw(url, redirects_of(loc))
@@ -100,7 +102,7 @@ fn whole_manifest(
             || !(200..=299).contains(&raw.status)
             || raw.body.is_empty()
             || raw.body.ends_with(b"\n")
-            || previous.as_ref() == Some(&raw.body);
+            || earlier.contains(&raw.body);
         if whole {
             return Ok(raw);
         }
@@ -108,7 +110,7 @@ fn whole_manifest(
             bytes = raw.body.len(),
             "the manifest came without a length and ends mid-line: reading it again"
         );
-        previous = Some(raw.body);
+        earlier.push(raw.body);
     }
     bail!(
         "cannot list bucket {}: {} came without a length and ended mid-line differently on each of {MANIFEST_READS} reads: it is being cut short; rerun (nothing was loaded)",

@@ -185,7 +185,7 @@ impl SyncClient {
             let location = header("location");
             let bucket_region = header("x-amz-bucket-region");
             let declared = declared_length(resp.headers());
-            let close_delimited = declared.is_none() && header("transfer-encoding").is_none();
+            let close_delimited = super::close_delimited(resp.headers());
             let encoding = super::Encoding::of(resp.headers());
             // The headers had their own, longer wait; the body's deadline
             // starts once they are in.

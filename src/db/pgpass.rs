@@ -9,47 +9,80 @@
 
 /// The password of the first line of a password file that matches, libpq's
 /// rules: `hostname:port:database:username:password`, each of the first
-/// four a value or `*`, `\:` and `\\` escaping a colon and a backslash,
-/// lines starting with `#` ignored.
-pub fn lookup(file: &str, host: &str, port: u16, database: &str, user: &str) -> Option<String> {
+/// four a value or `*` (a `\\*` is a literal star), `\\:` and `\\\\`
+/// escaping a colon and a backslash, lines starting with `#` ignored. Read
+/// as bytes, as libpq does: a line that is not UTF-8 (a Latin-1 password
+/// for another server) costs the other lines nothing.
+pub fn lookup(file: &[u8], host: &str, port: u16, database: &str, user: &str) -> Option<Vec<u8>> {
     let port = port.to_string();
-    file.lines()
-        .map(|line| line.strip_suffix('\r').unwrap_or(line))
-        .filter(|line| !line.trim_start().starts_with('#') && !line.trim().is_empty())
+    let wanted = [
+        host.as_bytes(),
+        port.as_bytes(),
+        database.as_bytes(),
+        user.as_bytes(),
+    ];
+    file.split(|&b| b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .filter(|line| !line.is_empty() && line[0] != b'#')
         .find_map(|line| {
             let fields = fields(line);
-            let [h, p, d, u, password] = <[String; 5]>::try_from(fields).ok()?;
-            let matches = |pattern: &str, value: &str| pattern == "*" || pattern == value;
-            (matches(&h, host) && matches(&p, &port) && matches(&d, database) && matches(&u, user))
-                .then_some(password)
+            if fields.len() != 5 {
+                return None;
+            }
+            let matches = fields[..4]
+                .iter()
+                .zip(wanted)
+                .all(|(field, value)| field.wildcard || field.text == value);
+            matches.then(|| fields[4].text.clone())
         })
+}
+
+/// One field of a line: its text with escapes removed, and whether it was
+/// a bare `*`.
+struct Field {
+    text: Vec<u8>,
+    wildcard: bool,
 }
 
 /// A line's fields split at unescaped colons, escapes removed. The
 /// password, the fifth, ends at its first unescaped colon, and what
 /// follows is ignored, as libpq reads it.
-fn fields(line: &str) -> Vec<String> {
-    let mut fields = vec![String::new()];
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => {
-                if let Some(next) = chars.next() {
-                    fields.last_mut().unwrap().push(next);
+fn fields(line: &[u8]) -> Vec<Field> {
+    let mut fields: Vec<(Vec<u8>, bool)> = vec![(Vec::new(), false)];
+    let mut bytes = line.iter();
+    while let Some(&b) = bytes.next() {
+        match b {
+            b':' if fields.len() == 5 => break,
+            b':' => fields.push((Vec::new(), false)),
+            b'\\' => {
+                if let Some(&next) = bytes.next() {
+                    let (text, escaped) = fields.last_mut().unwrap();
+                    text.push(next);
+                    *escaped = true;
                 }
             }
-            ':' if fields.len() == 5 => break,
-            ':' => fields.push(String::new()),
-            c => fields.last_mut().unwrap().push(c),
+            b => fields.last_mut().unwrap().0.push(b),
         }
     }
     fields
+        .into_iter()
+        .map(|(text, escaped)| Field {
+            wildcard: !escaped && text == b"*",
+            text,
+        })
+        .collect()
 }
 
 #[cfg(feature = "io")]
+/// The socket directory libpq matches as `localhost` (Debian's build; the
+/// upstream default, `/tmp`, too).
+const DEFAULT_SOCKET_DIRS: [&str; 3] = ["/var/run/postgresql", "/run/postgresql", "/tmp"];
+
+#[cfg(feature = "io")]
 /// The password libpq would use for `cfg` when its URL names none:
-/// `PGPASSWORD`, else the password file's first matching line. A password
-/// file others can read is ignored with a warning, as libpq does.
+/// `PGPASSWORD`, else the password file's first line matching one of the
+/// URL's hosts, in order. A password file others can read, or that is not
+/// a plain file, is ignored with a warning, as libpq does.
 pub fn password_for(cfg: &tokio_postgres::Config) -> Option<Vec<u8>> {
     if let Some(p) = std::env::var_os("PGPASSWORD").filter(|p| !p.is_empty()) {
         return Some(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec());
@@ -60,6 +93,10 @@ pub fn password_for(cfg: &tokio_postgres::Config) -> Option<Vec<u8>> {
     };
     let meta = std::fs::metadata(&file).ok()?;
     if !meta.is_file() {
+        tracing::warn!(
+            "password file {} is not a plain file and is ignored",
+            file.display()
+        );
         return None;
     }
     if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0 {
@@ -69,53 +106,81 @@ pub fn password_for(cfg: &tokio_postgres::Config) -> Option<Vec<u8>> {
         );
         return None;
     }
-    // A password file is a few lines; anything larger is not one.
-    if meta.len() > 1 << 20 {
-        return None;
-    }
-    let text = std::fs::read_to_string(&file).ok()?;
-    let host = match cfg.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-        // libpq matches a Unix socket's connections as `localhost`.
-        Some(tokio_postgres::config::Host::Unix(_)) | None => "localhost".to_string(),
-    };
-    let port = cfg.get_ports().first().copied().unwrap_or(5432);
+    let text = std::fs::read(&file).ok()?;
     let user = cfg.get_user()?;
     let database = cfg.get_dbname().unwrap_or(user);
-    lookup(&text, &host, port, database, user).map(String::into_bytes)
+    let hosts: Vec<String> = match cfg.get_hosts() {
+        [] => vec!["localhost".to_string()],
+        hosts => hosts
+            .iter()
+            .map(|h| match h {
+                tokio_postgres::config::Host::Tcp(h) => h.clone(),
+                tokio_postgres::config::Host::Unix(dir) => {
+                    let dir = dir.to_string_lossy().into_owned();
+                    if DEFAULT_SOCKET_DIRS.contains(&dir.trim_end_matches('/')) {
+                        "localhost".to_string()
+                    } else {
+                        dir
+                    }
+                }
+            })
+            .collect(),
+    };
+    let ports = cfg.get_ports();
+    hosts.iter().enumerate().find_map(|(i, host)| {
+        // One port for every host, or one each.
+        let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+        lookup(&text, host, port, database, user)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::lookup;
 
+    fn found(file: &[u8], host: &str, port: u16, db: &str, user: &str) -> Option<String> {
+        lookup(file, host, port, db, user).map(|p| String::from_utf8_lossy(&p).into_owned())
+    }
+
     #[test]
     fn the_first_matching_line_wins_with_wildcards_and_escapes() {
-        let file = "\
+        let file = b"\
 # comment: *:*:*:*:nope
 db.example:5432:app:alice:first
 *:*:app:alice:second
 *:*:*:bob:p\\:a\\\\ss:ignored
+\\*:*:*:carol:only-for-a-host-named-star
 ";
         assert_eq!(
-            lookup(file, "db.example", 5432, "app", "alice").as_deref(),
+            found(file, "db.example", 5432, "app", "alice").as_deref(),
             Some("first")
         );
         assert_eq!(
-            lookup(file, "other", 6543, "app", "alice").as_deref(),
+            found(file, "other", 6543, "app", "alice").as_deref(),
             Some("second")
         );
-        assert_eq!(lookup(file, "other", 6543, "other", "alice"), None);
-        assert_eq!(lookup(file, "h", 1, "d", "bob").as_deref(), Some("p:a\\ss"));
+        assert_eq!(found(file, "other", 6543, "other", "alice"), None);
+        assert_eq!(found(file, "h", 1, "d", "bob").as_deref(), Some("p:a\\ss"));
+        // An escaped star is a star, not a wildcard.
+        assert_eq!(found(file, "h", 1, "d", "carol"), None);
+        assert_eq!(
+            found(file, "*", 1, "d", "carol").as_deref(),
+            Some("only-for-a-host-named-star")
+        );
     }
 
     #[test]
-    fn lines_with_too_few_fields_and_crlf_endings_are_read_as_libpq_does() {
-        let file = "h:5432:d:u\r\nh:5432:d:u:pw\r\n";
-        assert_eq!(lookup(file, "h", 5432, "d", "u").as_deref(), Some("pw"));
+    fn lines_with_too_few_fields_crlf_endings_and_other_encodings_are_read_as_libpq_does() {
+        let file = b"h:5432:d:u\r\nh:5432:d:u:pw\r\n";
+        assert_eq!(found(file, "h", 5432, "d", "u").as_deref(), Some("pw"));
         assert_eq!(
-            lookup("h:5432:d:u:\n", "h", 5432, "d", "u").as_deref(),
+            found(b"h:5432:d:u:\n", "h", 5432, "d", "u").as_deref(),
             Some("")
         );
+        // A Latin-1 password on another server's line hides nothing, and a
+        // password's own bytes come back as they are.
+        let file = b"other:5432:d:u:caf\xe9\nh:5432:d:u:pw\nx:1:d:u:\xff\n";
+        assert_eq!(found(file, "h", 5432, "d", "u").as_deref(), Some("pw"));
+        assert_eq!(lookup(file, "x", 1, "d", "u"), Some(vec![0xff]));
     }
 }
