@@ -1084,3 +1084,76 @@ fn a_manifest_cut_mid_line_without_a_length_is_read_again() {
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
     assert_eq!((summary.listed, summary.loaded), (2, 2), "{summary:?}");
 }
+
+/// The same over more pages of loaded keys than the check used to queue
+/// (64 of 1,000): the listing must not wait for the check however many
+/// pages come before a new key. The ledger's rows are written directly,
+/// as a long history of passes would have left them.
+#[test]
+fn a_new_key_after_many_pages_of_loaded_keys_waits_for_no_head() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+    const LOADED: usize = 66_000;
+    let new_fetched = Arc::new(AtomicBool::new(false));
+    let heads_answered_before = Arc::new(AtomicUsize::new(0));
+    let (fetched, answered) = (new_fetched.clone(), heads_answered_before.clone());
+    let manifest: String = (0..LOADED)
+        .map(|i| format!("k{i:06}.json\n"))
+        .chain(["new.json\n".to_string()])
+        .collect();
+    let (bucket, seen) = peer(move |s| match (name(&s.path), s.method.as_str()) {
+        ("files_list.data", _) => ok(manifest.as_bytes(), "m"),
+        (key, "HEAD") => {
+            let waited = Instant::now();
+            while !fetched.load(SeqCst) && waited.elapsed() < Duration::from_secs(20) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if !fetched.load(SeqCst) {
+                answered.fetch_add(1, SeqCst);
+            }
+            ok(b"", key)
+        }
+        ("new.json", _) => {
+            fetched.store(true, SeqCst);
+            ok(RECORD, "new")
+        }
+        (key, _) => ok(RECORD, key),
+    });
+    let db = fresh_db();
+    // Migrate, then record the loaded keys as a long history would have.
+    drop(bucketbench::pass::prepare_database(&db).unwrap());
+    let mut c = connect(&db);
+    c.execute(
+        &format!(
+            "INSERT INTO processed_files (key, etag, size_bytes, status, model) \
+             SELECT format('k%s.json', lpad(i::text, 6, '0')), format('\"k%s.json\"', lpad(i::text, 6, '0')), 0, 'loaded', 'sync' \
+             FROM generate_series(0, {}) i",
+            LOADED - 1
+        ),
+        &[],
+    )
+    .unwrap();
+    let out = ingest_with(&bucket, &db, "async")
+        .args(["--json", "-q", "--first-byte-timeout", "60"])
+        .output()
+        .unwrap();
+    let summary: bucketbench::report::PassSummary = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(
+        heads_answered_before.load(SeqCst),
+        0,
+        "HEADs were answered before the new key was fetched: the check held it back"
+    );
+    assert_eq!(
+        (summary.loaded, summary.already_loaded),
+        (1, LOADED as u64),
+        "{summary:?}"
+    );
+    assert!(summary.etag_changed.is_empty(), "{summary:?}");
+    let heads = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.method == "HEAD")
+        .count();
+    assert_eq!(heads, LOADED, "every loaded key is checked");
+}
