@@ -291,8 +291,15 @@ fn psql_env(url: &str) -> anyhow::Result<Vec<(&'static str, std::ffi::OsString)>
     if let Some(user) = cfg.get_user() {
         env.push(("PGUSER", user.into()));
     }
-    if let Some(password) = cfg.get_password() {
-        env.push(("PGPASSWORD", std::ffi::OsStr::from_bytes(password).into()));
+    // The password the job's own connections would use: the URL's, else
+    // libpq's (PGPASSWORD, the password file), which psql would not see
+    // once the shell's PG variables are cleared.
+    let password = cfg
+        .get_password()
+        .map(<[u8]>::to_vec)
+        .or_else(|| crate::db::pgpass::password_for(&cfg));
+    if let Some(password) = password {
+        env.push(("PGPASSWORD", std::ffi::OsStr::from_bytes(&password).into()));
     }
     if let Some(db) = cfg.get_dbname() {
         env.push(("PGDATABASE", db.into()));
@@ -420,7 +427,8 @@ fn open_psql(url: &str, server: Option<&EmbeddedPostgres>, extra: &[String]) -> 
         }
     }
     cmd.envs(psql_env(url)?).args(extra);
-    let status = cmd.status().context("running psql")?;
+    let status =
+        crate::db::embedded::with_foreground_child(|| cmd.status()).context("running psql")?;
     anyhow::ensure!(status.success(), "psql exited with {status}");
     Ok(())
 }

@@ -528,3 +528,63 @@ fn help_lists_each_flag_under_its_own_heading_and_each_binary_says_what_it_is() 
         assert!(help.starts_with(first), "{name} -h: {help}");
     }
 }
+
+/// Ctrl-C at a terminal reaches the whole foreground group: while `--psql`
+/// runs, it is psql's to take (it cancels the running query; an
+/// interactive session goes on, `-c` ends with psql's own status), not a
+/// signal to stop `ingest` and its database (it used to print
+/// `interrupted`, stop the embedded server and exit 130). And
+/// a URL without a password hands psql the one `PGPASSWORD` gave `ingest`
+/// (psql sees none of the shell's PG variables).
+#[test]
+fn ctrl_c_in_psql_is_psqls_and_cancels_only_the_query() {
+    use std::os::unix::process::CommandExt as _;
+    let db = fresh_db();
+    let bindir = bucketbench::db::embedded::find_bindir().unwrap();
+    let path = format!(
+        "{}:{}",
+        bindir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut url = url::Url::parse(&db).unwrap();
+    let password = url.password().unwrap().to_string();
+    url.set_password(None).unwrap();
+    let child = ingest()
+        .env("PATH", &path)
+        .env("PGPASSWORD", &password)
+        .args(["--database-url", url.as_str(), "--psql", "-At", "-w"])
+        .args(["-c", "select pg_sleep(30)"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    // The query is running once the server says so.
+    let mut c = connect(&db);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while c
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE query = 'select pg_sleep(30)' AND state = 'active'",
+            &[],
+        )
+        .unwrap()
+        .get::<_, i64>(0)
+        == 0
+    {
+        assert!(std::time::Instant::now() < deadline, "psql's query never ran");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SAFETY: signalling the process group of a child we started.
+    unsafe { libc::kill(-pid, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("canceling statement"), "{stderr}");
+    assert!(!stderr.contains("interrupted"), "{stderr}");
+    // psql's status, said by ingest once psql ended: ingest lived on.
+    assert!(
+        stderr.contains("psql exited with exit status: 1"),
+        "{stderr}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+}

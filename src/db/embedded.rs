@@ -369,10 +369,29 @@ pub fn install_signal_handler() {
         .spawn(move || {
             // The first signal stops the process; one arriving while it
             // stops waits here and is never taken.
-            if let Some(signal) = signals.forever().next() {
+            for signal in signals.forever() {
+                // Ctrl-C at a terminal reaches the whole foreground
+                // group: while psql runs there, it is psql's (it cancels
+                // the query), as a shell leaves it to the command it runs.
+                if signal == SIGINT && FOREGROUND_CHILD.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue;
+                }
                 stop_on(signal);
             }
         });
+}
+
+/// Set while an interactive child (psql) runs in the foreground.
+static FOREGROUND_CHILD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Runs `f` (an interactive child, such as `--psql`) with Ctrl-C left to
+/// the child: SIGINT no longer stops this process while it runs; SIGTERM
+/// and SIGHUP still do.
+pub fn with_foreground_child<R>(f: impl FnOnce() -> R) -> R {
+    FOREGROUND_CHILD.store(true, std::sync::atomic::Ordering::SeqCst);
+    let result = f();
+    FOREGROUND_CHILD.store(false, std::sync::atomic::Ordering::SeqCst);
+    result
 }
 
 fn stop_on(signal: i32) -> ! {
