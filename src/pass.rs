@@ -428,12 +428,17 @@ pub fn run_pass_with(
                     break;
                 }
             }
+            // The listing is over (or, when the check failed, told to end
+            // at its next page): the count of files to do is final but
+            // for the failed keys the check may still retry.
+            drop(pages);
+            let listed = listing.join().expect("listing thread panicked");
+            if listed.is_ok() {
+                tally.listing_ended();
+            }
             drop(to_check);
             checking.join().expect("change check panicked")?;
-            listing
-                .join()
-                .expect("listing thread panicked")
-                .inspect(|()| tally.listing_ended())
+            listed
         });
         // The progress lines' clock, stopped when the model ends (the
         // sender dropped).
@@ -562,10 +567,31 @@ fn check_changes(
     tally: &Tally,
     opts: &PassOptions,
 ) -> anyhow::Result<()> {
+    let asks = !matches!(bucket, BucketLocation::S3(b) if b.manifest.is_none());
+    let checked = check_pages(held_pages, tx, pg, lister, heads, bucket, tally, opts, asks);
+    tally.checking(false);
+    checked
+}
+
+/// [`check_changes`]' loop; `asks`: whether the check asks the bucket
+/// (a manifest's keys, by HEAD), which the progress lines say.
+#[allow(clippy::too_many_arguments)]
+fn check_pages(
+    held_pages: std::sync::mpsc::Receiver<HeldPage>,
+    tx: &tokio::sync::mpsc::Sender<ObjectRef>,
+    pg: &std::sync::Mutex<sync_writer::Connection>,
+    lister: &SyncClient,
+    heads: &HeadCheck,
+    bucket: &BucketLocation,
+    tally: &Tally,
+    opts: &PassOptions,
+    asks: bool,
+) -> anyhow::Result<()> {
     for HeldPage { page, seen } in held_pages {
         if tx.is_closed() {
             return Ok(());
         }
+        tally.checking(asks);
         // A model that stopped has no use for the rest of the answers.
         let gone = || tx.is_closed();
         let verdict = judge(lister, heads, bucket, &page, &seen, opts, &gone);

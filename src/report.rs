@@ -526,6 +526,8 @@ pub struct Tally {
     /// grows page by page, and an estimate of the time left would be a
     /// guess on a total not yet known.
     listed_all: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Set while the change check asks the bucket about loaded keys.
+    checking: std::sync::atomic::AtomicBool,
 }
 
 impl Tally {
@@ -542,7 +544,16 @@ impl Tally {
             queued: Default::default(),
             recorded: Default::default(),
             listed_all,
+            checking: Default::default(),
         }
+    }
+
+    /// Notes whether the change check is asking the bucket (HEADs) about
+    /// loaded keys: the progress lines say so, since a pass with nothing
+    /// new may spend its time there.
+    pub fn checking(&self, on: bool) {
+        self.checking
+            .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Notes that every page has been listed: the count of files is final.
@@ -675,6 +686,7 @@ impl Tally {
             self.recorded.load(std::sync::atomic::Ordering::Relaxed),
             self.queued.load(std::sync::atomic::Ordering::Relaxed),
             self.listed_all.load(std::sync::atomic::Ordering::Relaxed),
+            self.checking.load(std::sync::atomic::Ordering::Relaxed),
             rows,
             started.elapsed(),
         );
@@ -698,24 +710,32 @@ impl Tally {
 
 /// One line of [`Shown::Lines`]: `async: 1,234/10,000 files, 56,789 rows,
 /// 41.2 files/s, 30 s elapsed`; while the listing goes on, the count of
-/// files is the listed so far, and says so.
+/// files is the listed so far, and says so; while the change check asks
+/// the bucket about loaded keys, the line says that too (a pass with
+/// nothing new may spend all of its time there).
 fn progress_line(
     model: &str,
     done: u64,
     queued: u64,
     listed_all: bool,
+    checking: bool,
     rows: u64,
     elapsed: Duration,
 ) -> String {
     let secs = elapsed.as_secs_f64().max(0.001);
     format!(
-        "{model}: {}/{} files{}, {} rows, {}, {:.0} s elapsed",
+        "{model}: {}/{} files{}, {} rows, {}, {:.0} s elapsed{}",
         grouped(done),
         grouped(queued),
         if listed_all { "" } else { " listed so far" },
         grouped(rows),
         crate::pass::rate(done as f64 / secs, "files"),
-        elapsed.as_secs_f64()
+        elapsed.as_secs_f64(),
+        if checking {
+            "; checking the loaded objects for changes"
+        } else {
+            ""
+        }
     )
 }
 
@@ -898,6 +918,7 @@ mod tests {
             1234,
             10_000,
             true,
+            false,
             56_789,
             std::time::Duration::from_secs(30),
         );
@@ -910,12 +931,27 @@ mod tests {
             3,
             1000,
             false,
+            false,
             0,
             std::time::Duration::from_secs(10),
         );
         assert!(
             listing.starts_with("sync: 3/1,000 files listed so far, 0 rows, 0.30 files/s"),
             "{listing}"
+        );
+        // A quiet pass whose time goes to the change check.
+        let checking = super::progress_line(
+            "async",
+            0,
+            0,
+            true,
+            true,
+            0,
+            std::time::Duration::from_secs(20),
+        );
+        assert_eq!(
+            checking,
+            "async: 0/0 files, 0 rows, 0.00 files/s, 20 s elapsed; checking the loaded objects for changes"
         );
     }
 
