@@ -73,6 +73,21 @@ fn interrupted_then_recovers(signal: i32, delay: Duration) {
     let mut first = ingest(&server, &data).spawn().unwrap();
     std::thread::sleep(delay);
     kill(&mut first, signal);
+    let leftovers = || -> Vec<String> {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("init") || n.contains("pwfile"))
+            .collect()
+    };
+    if signal != libc::SIGKILL {
+        // A signal it could take: it ended initdb and removed what it made.
+        assert!(
+            leftovers().is_empty(),
+            "signal {signal} after {delay:?}: {:?}",
+            leftovers()
+        );
+    }
     let started = Instant::now();
     let run = ingest(&server, &data).output().unwrap();
     let s = summary(&run);
@@ -90,12 +105,7 @@ fn interrupted_then_recovers(signal: i32, delay: Duration) {
     assert_eq!(done(&again), 0, "{again}");
     assert_eq!(again["already_loaded"].as_u64(), Some(files), "{again}");
     // Nothing of the interrupted initialisation is left beside the data.
-    let leftovers: Vec<String> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains("init") || n.contains("pwfile"))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert!(leftovers().is_empty(), "{:?}", leftovers());
 }
 
 /// Before the fix, 8 of 8 runs interrupted in their first 1.5 s left a

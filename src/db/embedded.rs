@@ -303,6 +303,49 @@ fn live() -> &'static Mutex<Vec<(i32, Option<PathBuf>)>> {
     LIVE.get_or_init(|| Mutex::new(Vec::new()))
 }
 
+/// Directories made for a server not yet running (a throwaway's, a
+/// cluster being initialised): removed on Ctrl-C or SIGTERM too, once
+/// `initdb` has been ended, so a signal during it leaves nothing behind.
+static STARTING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// The process group of the `initdb` running now, if any.
+static INITDB: Mutex<Option<i32>> = Mutex::new(None);
+
+/// Ends a running `initdb` and its bootstrap server (their group), and
+/// waits (at most 2 s) until none of them can write any more.
+fn end_initdb() {
+    let Some(group) = INITDB.lock().ok().and_then(|g| *g) else {
+        return;
+    };
+    // SAFETY: signalling a process group this process started.
+    unsafe { libc::kill(-group, libc::SIGKILL) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    // The group's leader is our child: once killed it lingers as a zombie
+    // until reaped, but a zombie writes nothing; its children are gone
+    // when only it is left, which `kill` cannot tell, so look at /proc.
+    while std::time::Instant::now() < deadline && group_writes(group) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether a process of `group` other than a zombie is alive.
+fn group_writes(group: i32) -> bool {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.filter_map(Result::ok).any(|e| {
+        let Ok(stat) = fs::read_to_string(e.path().join("stat")) else {
+            return false;
+        };
+        // Fields after the command's closing parenthesis: state, ppid, pgrp.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let mut fields = rest.split_whitespace();
+        let state = fields.next();
+        let pgrp = fields.nth(1).and_then(|p| p.parse::<i32>().ok());
+        pgrp == Some(group) && state != Some("Z")
+    })
+}
+
 /// Work to do first on Ctrl-C, SIGTERM or SIGHUP (see [`on_interrupt`]).
 static HOOKS: Mutex<Vec<fn()>> = Mutex::new(Vec::new());
 
@@ -412,6 +455,10 @@ fn stop_on(signal: i32) -> ! {
             let _ = fs::remove_dir_all(d);
         }
     }
+    end_initdb();
+    for d in STARTING.lock().map(|s| s.clone()).unwrap_or_default() {
+        let _ = fs::remove_dir_all(d);
+    }
     let line = MESSAGE.lock().ok().and_then(|m| *m);
     crate::esayln!(
         "{}",
@@ -484,6 +531,10 @@ impl EmbeddedPostgres {
                     .prefix(TEMP_PREFIX)
                     .tempdir()
                     .context("creating a temporary directory")?;
+                STARTING
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(t.path().to_path_buf());
                 fs::write(t.path().join("owner.pid"), std::process::id().to_string())?;
                 chown(t.path(), own)?;
                 let d = t.path().join("data");
@@ -530,6 +581,13 @@ impl EmbeddedPostgres {
                 .lock()
                 .unwrap()
                 .push((pid, tempdir.as_ref().map(|t| t.path().to_path_buf())));
+            if let Some(t) = &tempdir {
+                // Its server's entry removes it from here on.
+                STARTING
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .retain(|d| d != t.path());
+            }
             let mut pg = EmbeddedPostgres {
                 pid,
                 port,
@@ -985,8 +1043,11 @@ fn init_cluster(
     let stage = beside(data_dir, &format!("init-{}", std::process::id()));
     let _ = fs::remove_dir_all(&stage);
     fs::create_dir(&stage).with_context(|| format!("creating {}", stage.display()))?;
+    let starting = || STARTING.lock().unwrap_or_else(|p| p.into_inner());
+    starting().push(stage.clone());
     let result = init_staged(bindir, data_dir, &stage, own, throwaway);
     let _ = fs::remove_dir_all(&stage);
+    starting().retain(|d| *d != stage);
     result
 }
 
@@ -1033,9 +1094,18 @@ fn init_staged(
             Ok(())
         });
     }
-    let out = cmd
-        .output()
+    // A group of its own, so that a signal's handler can end initdb and the
+    // bootstrap server it runs before removing what they write.
+    cmd.process_group(0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd
+        .spawn()
         .with_context(|| format!("running {}", bindir.join("initdb").display()))?;
+    *INITDB.lock().unwrap_or_else(|p| p.into_inner()) = Some(child.id() as i32);
+    let out = child.wait_with_output();
+    *INITDB.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    let out = out.with_context(|| format!("running {}", bindir.join("initdb").display()))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         bail!(
