@@ -427,8 +427,7 @@ fn open_psql(url: &str, server: Option<&EmbeddedPostgres>, extra: &[String]) -> 
         }
     }
     cmd.envs(psql_env(url)?).args(extra);
-    let status =
-        crate::db::embedded::with_foreground_child(|| cmd.status()).context("running psql")?;
+    let status = crate::db::embedded::run_foreground(&mut cmd).context("running psql")?;
     anyhow::ensure!(status.success(), "psql exited with {status}");
     Ok(())
 }

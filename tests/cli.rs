@@ -588,3 +588,69 @@ fn ctrl_c_in_psql_is_psqls_and_cancels_only_the_query() {
     );
     assert_eq!(out.status.code(), Some(1), "{stderr}");
 }
+
+/// SIGTERM to `ingest` alone while `--psql` runs: psql ends with it, not
+/// left running behind it with its session.
+#[test]
+fn sigterm_to_ingest_ends_its_psql_too() {
+    let db = fresh_db();
+    let bindir = bucketbench::db::embedded::find_bindir().unwrap();
+    let path = format!(
+        "{}:{}",
+        bindir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut child = ingest()
+        .env("PATH", &path)
+        .args(["--database-url", &db, "--psql", "-At", "-w"])
+        .args(["-c", "select pg_sleep(30)"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let children = || -> Vec<i32> {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|tasks| {
+                tasks
+                    .filter_map(Result::ok)
+                    .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+                    .flat_map(|c| {
+                        c.split_whitespace()
+                            .filter_map(|p| p.parse().ok())
+                            .collect::<Vec<i32>>()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let psql = loop {
+        if let Some(&p) = children().first() {
+            break p;
+        }
+        assert!(std::time::Instant::now() < deadline, "psql never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: signalling a child we started.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143));
+    let gone = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    // SAFETY: probing whether a process exists.
+    while unsafe { libc::kill(psql, 0) } == 0 {
+        let state = std::fs::read_to_string(format!("/proc/{psql}/stat")).unwrap_or_default();
+        if state
+            .rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < gone,
+            "psql ({psql}) still runs after ingest ended"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -427,19 +427,36 @@ pub fn install_signal_handler() {
 /// Set while an interactive child (psql) runs in the foreground.
 static FOREGROUND_CHILD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Runs `f` (an interactive child, such as `--psql`) with Ctrl-C left to
-/// the child: SIGINT no longer stops this process while it runs; SIGTERM
-/// and SIGHUP still do.
-pub fn with_foreground_child<R>(f: impl FnOnce() -> R) -> R {
-    FOREGROUND_CHILD.store(true, std::sync::atomic::Ordering::SeqCst);
-    let result = f();
-    FOREGROUND_CHILD.store(false, std::sync::atomic::Ordering::SeqCst);
-    result
+/// That child's process id (0: none), ended with this process on SIGTERM
+/// or SIGHUP: a signal sent to this process alone must not leave it running.
+static FOREGROUND_PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// Runs `cmd` (an interactive child, such as `--psql`) to its end with
+/// Ctrl-C left to it: SIGINT no longer stops this process while it runs;
+/// SIGTERM and SIGHUP still do, and end the child first.
+pub fn run_foreground(
+    cmd: &mut std::process::Command,
+) -> std::io::Result<std::process::ExitStatus> {
+    use std::sync::atomic::Ordering::SeqCst;
+    FOREGROUND_CHILD.store(true, SeqCst);
+    let status = cmd.spawn().and_then(|mut child| {
+        FOREGROUND_PID.store(child.id() as i32, SeqCst);
+        let status = child.wait();
+        FOREGROUND_PID.store(0, SeqCst);
+        status
+    });
+    FOREGROUND_CHILD.store(false, SeqCst);
+    status
 }
 
 fn stop_on(signal: i32) -> ! {
     SIGNAL.store(signal, std::sync::atomic::Ordering::SeqCst);
     INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+    let child = FOREGROUND_PID.load(std::sync::atomic::Ordering::SeqCst);
+    if child > 0 {
+        // SAFETY: signalling a child this process started and still waits on.
+        unsafe { libc::kill(child, libc::SIGTERM) };
+    }
     let hooks = HOOKS.lock().map(|h| h.clone()).unwrap_or_default();
     for hook in hooks {
         hook();

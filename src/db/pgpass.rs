@@ -74,9 +74,9 @@ fn fields(line: &[u8]) -> Vec<Field> {
 }
 
 #[cfg(feature = "io")]
-/// The socket directory libpq matches as `localhost` (Debian's build; the
-/// upstream default, `/tmp`, too).
-const DEFAULT_SOCKET_DIRS: [&str; 3] = ["/var/run/postgresql", "/run/postgresql", "/tmp"];
+/// The socket directory libpq matches as `localhost`: exactly its build's
+/// default (Debian's); any other directory is matched as written.
+const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
 
 #[cfg(feature = "io")]
 /// The password libpq would use for `cfg` when its URL names none:
@@ -117,7 +117,7 @@ pub fn password_for(cfg: &tokio_postgres::Config) -> Option<Vec<u8>> {
                 tokio_postgres::config::Host::Tcp(h) => h.clone(),
                 tokio_postgres::config::Host::Unix(dir) => {
                     let dir = dir.to_string_lossy().into_owned();
-                    if DEFAULT_SOCKET_DIRS.contains(&dir.trim_end_matches('/')) {
+                    if dir == DEFAULT_SOCKET_DIR {
                         "localhost".to_string()
                     } else {
                         dir
