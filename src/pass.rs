@@ -567,26 +567,16 @@ fn check_changes(
     tally: &Tally,
     opts: &PassOptions,
 ) -> anyhow::Result<()> {
+    // Whether the check asks the bucket (a manifest's keys, by HEAD),
+    // which the progress lines say until the check ends, however it ends.
     let asks = !matches!(bucket, BucketLocation::S3(b) if b.manifest.is_none());
-    let checked = check_pages(held_pages, tx, pg, lister, heads, bucket, tally, opts, asks);
-    tally.checking(false);
-    checked
-}
-
-/// [`check_changes`]' loop; `asks`: whether the check asks the bucket
-/// (a manifest's keys, by HEAD), which the progress lines say.
-#[allow(clippy::too_many_arguments)]
-fn check_pages(
-    held_pages: std::sync::mpsc::Receiver<HeldPage>,
-    tx: &tokio::sync::mpsc::Sender<ObjectRef>,
-    pg: &std::sync::Mutex<sync_writer::Connection>,
-    lister: &SyncClient,
-    heads: &HeadCheck,
-    bucket: &BucketLocation,
-    tally: &Tally,
-    opts: &PassOptions,
-    asks: bool,
-) -> anyhow::Result<()> {
+    struct Said<'a>(&'a Tally);
+    impl Drop for Said<'_> {
+        fn drop(&mut self) {
+            self.0.checking(false);
+        }
+    }
+    let _said = Said(tally);
     for HeldPage { page, seen } in held_pages {
         if tx.is_closed() {
             return Ok(());

@@ -296,12 +296,7 @@ fn zero_and_negative_values_are_refused_with_status_2() {
 #[test]
 fn psql_passes_what_follows_it_to_psql() {
     let db = fresh_db();
-    let bindir = bucketbench::db::embedded::find_bindir().unwrap();
-    let path = format!(
-        "{}:{}",
-        bindir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = path_with_psql();
     let out = ingest()
         .env("PATH", &path)
         .args([
@@ -540,12 +535,7 @@ fn help_lists_each_flag_under_its_own_heading_and_each_binary_says_what_it_is() 
 fn ctrl_c_in_psql_is_psqls_and_cancels_only_the_query() {
     use std::os::unix::process::CommandExt as _;
     let db = fresh_db();
-    let bindir = bucketbench::db::embedded::find_bindir().unwrap();
-    let path = format!(
-        "{}:{}",
-        bindir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = path_with_psql();
     let mut url = url::Url::parse(&db).unwrap();
     let password = url.password().unwrap().to_string();
     url.set_password(None).unwrap();
@@ -594,12 +584,7 @@ fn ctrl_c_in_psql_is_psqls_and_cancels_only_the_query() {
 #[test]
 fn sigterm_to_ingest_ends_its_psql_too() {
     let db = fresh_db();
-    let bindir = bucketbench::db::embedded::find_bindir().unwrap();
-    let path = format!(
-        "{}:{}",
-        bindir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = path_with_psql();
     let mut child = ingest()
         .env("PATH", &path)
         .args(["--database-url", &db, "--psql", "-At", "-w"])
@@ -653,4 +638,15 @@ fn sigterm_to_ingest_ends_its_psql_too() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+/// `PATH` with the PostgreSQL server binaries' directory first, where the
+/// tests find `psql`.
+fn path_with_psql() -> String {
+    let bindir = bucketbench::db::embedded::find_bindir().unwrap();
+    format!(
+        "{}:{}",
+        bindir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
 }
