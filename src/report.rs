@@ -111,10 +111,15 @@ pub fn first_body_line(secs: f64) -> String {
 }
 
 fn worker_line(what: &str) -> String {
+    format!("{what} after {:.6} s of CPU", own_cpu_seconds())
+}
+
+/// This process's CPU seconds so far, user and system, every thread.
+pub fn own_cpu_seconds() -> f64 {
     // SAFETY: rusage is plain data that getrusage fills.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    format!("{what} after {:.6} s of CPU", cpu_secs(&u))
+    cpu_secs(&u)
 }
 
 /// User plus system CPU seconds of a `getrusage` or `wait4` reading.

@@ -223,6 +223,8 @@ pub struct Plan {
     pub git_revision: String,
     /// The load average before anything of the comparison's own ran.
     pub load_at_start: Option<f64>,
+    /// The cores other processes kept busy then ([`export::cores_busy`]).
+    pub busy_at_start: Option<f64>,
 }
 
 impl Plan {
@@ -230,8 +232,8 @@ impl Plan {
     /// calls for one: said before the runs and kept in `summary.md`.
     pub fn busy(&self) -> Option<String> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        self.load_at_start
-            .and_then(|load| export::busy_warning(load, cores))
+        self.busy_at_start
+            .and_then(|busy| export::busy_warning(busy, cores))
     }
 
     pub fn from_args(mut args: CompareArgs) -> anyhow::Result<Plan> {
@@ -321,6 +323,7 @@ impl Plan {
             subtitle,
             git_revision: export::git_revision(),
             load_at_start: export::load_average(),
+            busy_at_start: export::cores_busy(export::BUSY_SAMPLE),
         })
     }
 }
@@ -780,6 +783,7 @@ fn environment(plan: &Plan, bench: &Bench) -> anyhow::Result<Environment> {
         durability: bench.durability.clone(),
         build: Build::current(),
         load_average_at_start: plan.load_at_start,
+        cores_busy_at_start: plan.busy_at_start,
     })
 }
 

@@ -461,6 +461,10 @@ pub struct Environment {
     /// The machine's load average over the minute before the comparison
     /// started its servers (`/proc/loadavg`): what else was running.
     pub load_average_at_start: Option<f64>,
+    /// How many cores other processes kept busy in the moment before the
+    /// comparison started its servers ([`cores_busy`]): what decides the
+    /// busy warning, as the load average still holds a previous run's minute.
+    pub cores_busy_at_start: Option<f64>,
 }
 
 /// The load average over the last minute, where the system gives one.
@@ -473,18 +477,62 @@ pub fn load_average() -> Option<f64> {
         .ok()
 }
 
-/// [`busy_warning`] from a comparison's `environment.json`.
-pub fn busy_warning_of(env: &serde_json::Value) -> Option<String> {
-    busy_warning(
-        env.get("load_average_at_start")?.as_f64()?,
-        env.get("cores")?.as_u64()? as usize,
-    )
+/// How long [`cores_busy`] samples before a comparison: long enough for a
+/// few of the kernel's 10 ms ticks per core, short beside any run.
+pub const BUSY_SAMPLE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// How many cores' worth of CPU the machine spent over `window`, this
+/// process's own CPU taken out (`/proc/stat`'s busy time, steal included:
+/// a hypervisor's other guests compete as much as local work). The load
+/// average cannot say this: it decays over a minute, so right after a
+/// previous comparison it still reads that comparison's load on an idle
+/// machine.
+pub fn cores_busy(window: std::time::Duration) -> Option<f64> {
+    fn totals() -> Option<(u64, u64)> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let line = stat.lines().next()?.strip_prefix("cpu ")?;
+        let ticks: Vec<u64> = line
+            .split_whitespace()
+            .take(8)
+            .map(|t| t.parse().ok())
+            .collect::<Option<_>>()?;
+        (ticks.len() == 8).then(|| (ticks.iter().sum(), ticks[3] + ticks[4]))
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let own = crate::report::own_cpu_seconds;
+    let ((total0, idle0), own0) = (totals()?, own());
+    std::thread::sleep(window);
+    let ((total1, idle1), own1) = (totals()?, own());
+    let elapsed = total1.checked_sub(total0).filter(|&t| t > 0)? as f64;
+    let busy = (elapsed - idle1.saturating_sub(idle0) as f64) / elapsed * cores;
+    Some((busy - (own1 - own0) / window.as_secs_f64()).max(0.0))
 }
 
-/// A warning when the machine was busy before the comparison began: other
-/// work then competes with the models for the cores, and their times vary
-/// more (with outliers) than the models alone would make them.
-pub fn busy_warning(load: f64, cores: usize) -> Option<String> {
+/// [`busy_warning`] from a comparison's `environment.json`; results
+/// written before the sample was taken are judged by their load average.
+pub fn busy_warning_of(env: &serde_json::Value) -> Option<String> {
+    let cores = env.get("cores")?.as_u64()? as usize;
+    match env.get("cores_busy_at_start").and_then(|v| v.as_f64()) {
+        Some(busy) => busy_warning(busy, cores),
+        None => load_warning(env.get("load_average_at_start")?.as_f64()?, cores),
+    }
+}
+
+/// A warning when other work kept at least a quarter of the cores busy just
+/// before the comparison began: it then competes with the models for the
+/// cores, and their times vary more (with outliers) than the models alone
+/// would make them.
+pub fn busy_warning(busy: f64, cores: usize) -> Option<String> {
+    (busy >= 0.25 * cores as f64).then(|| {
+        format!(
+            "WARNING: the machine was busy before the comparison began (other processes kept {busy:.1} of its {cores} cores busy): they compete with the models, so their times vary more than on a quiet machine"
+        )
+    })
+}
+
+/// The warning results from before [`cores_busy`] carry, from the load
+/// average alone.
+fn load_warning(load: f64, cores: usize) -> Option<String> {
     (load > 0.75 * cores as f64).then(|| {
         format!(
             "WARNING: the machine was busy before the comparison began (a load average of {load:.2} over the last minute, on {cores} cores): other work competes with the models, so their times vary more than on a quiet machine"
@@ -543,16 +591,64 @@ mod tests {
 
     #[test]
     fn a_busy_machine_is_said_before_the_runs() {
-        let w = busy_warning(2.45, 2).unwrap();
+        let w = busy_warning(1.2, 2).unwrap();
+        assert!(
+            w.contains("other processes kept 1.2 of its 2 cores busy"),
+            "{w}"
+        );
+        assert_eq!(busy_warning(0.3, 2), None, "a blip is not a busy machine");
+        // Results from before the sample are judged by their load average.
+        let old = serde_json::json!({"cores": 2, "load_average_at_start": 2.45});
+        let w = busy_warning_of(&old).unwrap();
         assert!(
             w.contains("a load average of 2.45 over the last minute, on 2 cores"),
             "{w}"
         );
-        assert_eq!(busy_warning(0.3, 2), None);
+        let quiet_now = serde_json::json!({"cores": 2, "load_average_at_start": 2.45, "cores_busy_at_start": 0.1});
         assert_eq!(
-            busy_warning(1.5, 2),
+            busy_warning_of(&quiet_now),
             None,
-            "three quarters of the cores is not yet busy"
+            "a load average left by a previous run does not make an idle machine busy"
+        );
+    }
+
+    /// A process spinning on one core is seen; this process's own spinning
+    /// is not.
+    #[test]
+    fn cores_busy_sees_other_processes_and_not_this_one() {
+        let ticks = |pid: u32| -> f64 {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            let after = &stat[stat.rfind(')').unwrap() + 2..];
+            let f: Vec<f64> = after.split(' ').map(|x| x.parse().unwrap_or(0.0)).collect();
+            (f[11] + f[12]) / 100.0
+        };
+        let mut spinner = std::process::Command::new("sh")
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let before = ticks(spinner.id());
+        let busy = cores_busy(BUSY_SAMPLE).unwrap();
+        let spun = (ticks(spinner.id()) - before) / BUSY_SAMPLE.as_secs_f64();
+        spinner.kill().unwrap();
+        spinner.wait().unwrap();
+        assert!(spun > 0.3, "the spinner ran: {spun:.2} of a core");
+        assert!(
+            busy >= spun - 0.15,
+            "a process spinning on {spun:.2} of a core: {busy:.2} cores busy"
+        );
+        let spin = std::thread::spawn(|| {
+            let end =
+                std::time::Instant::now() + BUSY_SAMPLE + std::time::Duration::from_millis(100);
+            while std::time::Instant::now() < end {
+                std::hint::black_box(0u64);
+            }
+        });
+        let own = cores_busy(BUSY_SAMPLE).unwrap();
+        spin.join().unwrap();
+        assert!(
+            own < 0.6,
+            "one core of this process's own spinning is not counted: {own:.2} cores busy"
         );
     }
 
