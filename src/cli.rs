@@ -263,6 +263,11 @@ pub fn seconds(s: &str) -> Result<f64, String> {
     at_most(positive_f64(s)?, MAX_SECONDS, " seconds")
 }
 
+/// A number of seconds where zero means "none": at most [`MAX_SECONDS`].
+pub fn seconds_or_zero(s: &str) -> Result<f64, String> {
+    at_most(non_negative_f64(s)?, MAX_SECONDS, " seconds")
+}
+
 /// A simulated delay in milliseconds: zero allowed, at most
 /// [`MAX_SECONDS`] in all.
 pub fn milliseconds(s: &str) -> Result<f64, String> {

@@ -44,6 +44,12 @@ pub struct Args {
     /// --watch, on the first pass only.
     #[arg(long)]
     retry_failed: bool,
+    /// Seconds a listed key's `last_seen_at` may lag before a pass stamps
+    /// it again. 0 stamps every listed key on every pass; the default (an
+    /// hour) keeps a --watch over many keys from rewriting the whole
+    /// ledger each interval.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600.0, value_parser = cli::seconds_or_zero)]
+    seen_resolution: f64,
     #[command(flatten)]
     verbosity: cli::Verbosity,
     /// Print a completion script for this shell on stdout and exit
@@ -152,6 +158,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let mut opts = PassOptions {
         retry_failed: args.retry_failed,
+        seen_resolution: Some(Duration::from_secs_f64(args.seen_resolution)),
         ..Default::default()
     };
     tracing::info!(database = %secret::redact_url(&cfg.database_url), "starting");

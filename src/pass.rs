@@ -236,6 +236,16 @@ pub struct PassOptions {
     /// Say when the first object's body is in
     /// ([`crate::report::FIRST_BODY_IN`]; a `compare` worker).
     pub say_first_body: bool,
+    /// How far a listed key's `last_seen_at` may lag before it is stamped
+    /// again; `None` for [`crate::db::ledger::SEEN_RESOLUTION`].
+    pub seen_resolution: Option<Duration>,
+}
+
+impl PassOptions {
+    pub fn seen_resolution(&self) -> Duration {
+        self.seen_resolution
+            .unwrap_or(crate::db::ledger::SEEN_RESOLUTION)
+    }
 }
 
 /// Worker `index` of `of` passes that split a bucket between them instead
@@ -394,7 +404,7 @@ pub fn run_pass_with(
                 let page = page.objects;
                 let keys: Vec<String> = page.iter().map(|o| o.key.clone()).collect();
                 let seen = reconnecting(&mut pg.lock().unwrap(), |pg| {
-                    sync_writer::seen_keys(pg, &keys)
+                    sync_writer::seen_keys(pg, &keys, opts.seen_resolution())
                         .context("subtracting the ledger from the listing")
                 })?;
                 let asked = Some(Instant::now());

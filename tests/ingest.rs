@@ -215,6 +215,13 @@ fn a_second_pass_loads_only_new_files_and_vanished_files_keep_their_rows() {
     let server = serve(store.clone());
     let first = pass(&server.base_url(), &db, "sync");
     assert_eq!((first.loaded, first.songs), (2, 2));
+    let a_version: String = connect(&db)
+        .query_one(
+            "SELECT xmin::text FROM processed_files WHERE key = 'a.json'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
 
     // b vanishes, c appears.
     store.delete("b.json");
@@ -240,22 +247,46 @@ fn a_second_pass_loads_only_new_files_and_vanished_files_keep_their_rows() {
     let mut c = connect(&db);
     let titles: Vec<String> = column(&mut c, "SELECT title FROM songs ORDER BY title");
     assert_eq!(titles, ["a", "b", "c"], "b keeps its rows");
-    let seen: Vec<(String, bool)> = pairs(
-        &mut c,
-        "SELECT key, last_seen_at > processed_at FROM processed_files ORDER BY key",
-    );
+    // Within the hour a listing rewrites no ledger row: a --watch over many
+    // keys would otherwise rewrite the whole ledger every interval.
+    let stamped = "SELECT key, last_seen_at > processed_at FROM processed_files ORDER BY key";
+    let stamps = |c: &mut postgres::Client| -> Vec<(String, bool)> { pairs(c, stamped) };
     assert_eq!(
-        seen,
+        stamps(&mut c),
         [
-            ("a.json".into(), true),
+            ("a.json".into(), false),
             ("b.json".into(), false),
             ("c.json".into(), false)
         ],
-        "last_seen_at follows the listing"
+        "a key seen within the hour keeps its mark"
+    );
+    let version_of_a = "SELECT xmin::text FROM processed_files WHERE key = 'a.json'";
+    assert_eq!(
+        column::<String>(&mut c, version_of_a),
+        [a_version.clone()],
+        "the second listing of a.json did not rewrite its ledger row"
     );
 
-    let third = pass(&server.base_url(), &db, "sync");
+    // With no resolution, each listed key is stamped; the vanished one is not.
+    let third = bucketbench::pass::run_pass_with(
+        &config(&server.base_url(), &db),
+        bucketbench::models::Model::Sync.ingestor().as_ref(),
+        &bucketbench::pass::PassOptions {
+            seen_resolution: Some(std::time::Duration::ZERO),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!((third.loaded, third.already_loaded), (0, 2));
+    assert_eq!(
+        stamps(&mut c),
+        [
+            ("a.json".into(), true),
+            ("b.json".into(), false),
+            ("c.json".into(), true)
+        ],
+        "last_seen_at follows the listing"
+    );
     assert!(third.render().contains("nothing new to load"));
 }
 

@@ -337,6 +337,10 @@ fn churn_and_watch(duration: Duration) {
             "--interval",
             "1",
             "--json",
+            // Every pass stamps what it lists, so the marks can be checked
+            // to the second.
+            "--seen-resolution",
+            "0",
         ])
         .env("DATABASE_URL", &db)
         .stdout(std::fs::File::create(&passes_path).unwrap())

@@ -23,7 +23,25 @@ pub const CLAIM: &str = "INSERT INTO processed_files \
 
 /// Returns the listed keys the ledger holds, with their ETags, and marks
 /// them as seen now: the subtraction and the `last_seen_at` bookkeeping in
-/// one round trip.
+/// one round trip. `$1` is the page's keys, `$2` the seconds
+/// `last_seen_at` may lag before it is stamped again
+/// ([`SEEN_RESOLUTION`]).
+///
+/// The stamp is `relatime`'s rule for access times: a row is rewritten
+/// only when its mark is older than the resolution. Stamping every listed
+/// row every pass rewrote the whole ledger each `--watch` interval: on a
+/// 600,000-key ledger, 60 statements of 10,000 updated rows, each
+/// recomputing the row's key hash and writing about 560 bytes of WAL
+/// (docs/performance.md, "The ledger's bookkeeping on a quiet pass").
+///
+/// The keys are joined from `unnest($1)` rather than matched with
+/// `key = ANY($1)`: for a page of thousands of keys the planner costs
+/// `ANY` as thousands of index probes and scans the whole ledger instead,
+/// three times a statement; the join probes the hash index once a key. The
+/// stale rows are found in a `LATERAL` subquery, one probe a listed key:
+/// joined plainly, the planner reads "stamped over an hour ago" as matching
+/// almost no row and scans the ledger for them. The update finds the rows
+/// it locked by `ctid`, so it scans nothing either.
 ///
 /// The bookkeeping cannot deadlock and never waits: it locks only the rows
 /// no one else holds (`SKIP LOCKED`), so two workers marking overlapping
@@ -32,9 +50,19 @@ pub const CLAIM: &str = "INSERT INTO processed_files \
 /// next pass. The keys returned come from the statement's snapshot, locked
 /// or not, so the subtraction is whole.
 pub const SEEN: &str = "WITH marked AS (\
-    UPDATE processed_files SET last_seen_at = now() WHERE key_sha256 IN \
-    (SELECT key_sha256 FROM processed_files WHERE key = ANY($1) FOR UPDATE SKIP LOCKED)) \
-    SELECT key, etag, status FROM processed_files WHERE key = ANY($1)";
+    UPDATE processed_files SET last_seen_at = now() WHERE ctid = ANY(ARRAY(\
+    SELECT stale.ctid FROM unnest($1::text[]) AS listed(key), LATERAL (\
+    SELECT p.ctid FROM processed_files p WHERE p.key = listed.key \
+    AND p.last_seen_at < now() - make_interval(secs => $2) FOR UPDATE SKIP LOCKED) AS stale))) \
+    SELECT p.key, p.etag, p.status FROM unnest($1::text[]) AS listed(key) \
+    JOIN processed_files p ON p.key = listed.key";
+
+/// How far `last_seen_at` may lag behind the latest listing that showed
+/// the key before a pass stamps it again ([`SEEN`]), unless `ingest
+/// --seen-resolution` says otherwise: an hour, so a `--watch` every minute
+/// rewrites each ledger row once an hour instead of every pass, and a key
+/// gone from the bucket still shows within the hour.
+pub const SEEN_RESOLUTION: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Whether another worker has recorded the key since the listing was
 /// subtracted, and as `failed` or not: checked before fetching, so workers

@@ -306,9 +306,10 @@ pub struct Held {
     pub failed: bool,
 }
 
-/// Subtracts what the ledger holds from a listing, noting the keys as seen.
-/// Returns the keys already in the ledger with their stored ETags and
-/// whether they were recorded as failed.
+/// Subtracts what the ledger holds from a listing, noting the keys as seen
+/// where their `last_seen_at` lags by more than `resolution`. Returns the
+/// keys already in the ledger with their stored ETags and whether they
+/// were recorded as failed.
 ///
 /// A key holding U+0000 cannot be in the ledger (text cannot hold it) and
 /// would make PostgreSQL refuse the whole chunk, so it is left out here and
@@ -318,7 +319,9 @@ pub struct Held {
 pub fn seen_keys(
     conn: &mut Connection,
     keys: &[String],
+    resolution: std::time::Duration,
 ) -> anyhow::Result<std::collections::HashMap<String, Held>> {
+    let resolution = resolution.as_secs_f64();
     let mut seen = std::collections::HashMap::new();
     let storable: Vec<&str> = keys
         .iter()
@@ -333,7 +336,7 @@ pub fn seen_keys(
                 super::within(
                     limit,
                     "a page of the ledger",
-                    c.query(ledger::SEEN, &[&chunk]),
+                    c.query(ledger::SEEN, &[&chunk, &resolution]),
                 )
                 .await
             }) {
