@@ -263,7 +263,7 @@ fn a_second_pass_loads_only_new_files_and_vanished_files_keep_their_rows() {
     let version_of_a = "SELECT xmin::text FROM processed_files WHERE key = 'a.json'";
     assert_eq!(
         column::<String>(&mut c, version_of_a),
-        [a_version.clone()],
+        [a_version],
         "the second listing of a.json did not rewrite its ledger row"
     );
 
