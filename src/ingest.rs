@@ -48,7 +48,7 @@ pub struct Args {
     /// it again. 0 stamps every listed key on every pass; the default (an
     /// hour) keeps a --watch over many keys from rewriting the whole
     /// ledger each interval.
-    #[arg(long, value_name = "SECONDS", default_value_t = 3600.0, value_parser = cli::seconds_or_zero)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600.0, allow_negative_numbers = true, value_parser = cli::seconds_or_zero)]
     seen_resolution: f64,
     #[command(flatten)]
     verbosity: cli::Verbosity,

@@ -174,6 +174,8 @@ fn zero_and_negative_values_are_refused_with_status_2() {
         ("--attempts", "-3"),
         ("--interval", "-5"),
         ("--interval", "0"),
+        ("--seen-resolution", "-5"),
+        ("--seen-resolution", "NaN"),
         ("--download-timeout", "-1"),
         // Past what a Duration holds: refused, not a panic.
         ("--db-timeout", "1e20"),

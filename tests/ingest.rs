@@ -806,6 +806,63 @@ fn the_embedded_persistent_database_keeps_the_ledger_between_runs() {
 /// a password can be given. The password is never printed, even at
 /// `RUST_LOG=trace`.
 #[test]
+fn a_url_that_names_nothing_takes_libpqs_environment() {
+    let server = song_files(2, 0.0);
+    let db = url::Url::parse(&fresh_db()).unwrap();
+    let port = db.port().unwrap().to_string();
+    let run = |url: &str, env: &[(&str, &str)]| {
+        let mut cmd = ingest();
+        cmd.args(["--bucket", &server.base_url(), "--database-url", url])
+            .args(["--model", "sync"]);
+        for var in [
+            "PGHOST",
+            "PGPORT",
+            "PGUSER",
+            "PGDATABASE",
+            "PGPASSWORD",
+            "PGPASSFILE",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.envs(env.iter().copied());
+        let out = cmd.output().unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !said.contains(db.password().unwrap()),
+            "the password was printed: {said}"
+        );
+        (out.status.code(), said)
+    };
+    let env = [
+        ("PGHOST", db.host_str().unwrap()),
+        ("PGPORT", port.as_str()),
+        ("PGUSER", db.username()),
+        ("PGDATABASE", db.path().trim_start_matches('/')),
+        ("PGPASSWORD", db.password().unwrap()),
+    ];
+    let (code, said) = run("postgres://", &env);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("2 loaded"), "{said}");
+    // The URL's own parts win over the environment's.
+    let wrong_database = [env[0], env[1], env[2], ("PGDATABASE", "nowhere"), env[4]];
+    let url = format!("postgres:///{}", db.path().trim_start_matches('/'));
+    let (code, said) = run(&url, &wrong_database);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("2 already loaded"), "{said}");
+    // A port that is not one is said in one line.
+    let (code, said) = run("postgres://", &[("PGPORT", "54x")]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("PGPORT \"54x\" is not a port number"),
+        "{said}"
+    );
+}
+
+#[test]
 fn a_url_without_a_password_takes_pgpassword_or_the_password_file() {
     use std::os::unix::fs::PermissionsExt as _;
     let server = song_files(3, 0.0);

@@ -120,8 +120,9 @@ pub fn libpq_tls(url: &str) -> (String, Option<std::path::PathBuf>) {
 /// The URL as a client configuration with [`SESSION_OPTIONS`] in front of
 /// its own options. libpq's `sslmode=verify-full`, `verify-ca` and
 /// `sslrootcert` are taken as [`libpq_tls`] says (the root file as
-/// `--db-ca-file` when that is not given). A URL that names no password
-/// takes libpq's (`PGPASSWORD`, the password file: [`pgpass`]).
+/// `--db-ca-file` when that is not given). What the URL leaves out comes
+/// from libpq's environment ([`libpq_environment`]), and a URL that names
+/// no password takes libpq's (`PGPASSWORD`, the password file: [`pgpass`]).
 pub fn session_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
     let (url, root) = libpq_tls(url);
     if let Some(root) = root {
@@ -136,12 +137,87 @@ pub fn session_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
         _ => SESSION_OPTIONS.to_string(),
     };
     cfg.options(options);
+    libpq_environment(&mut cfg, |name| {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    })?;
     if cfg.get_password().is_none() {
         if let Some(password) = pgpass::password_for(&cfg) {
             cfg.password(password);
         }
     }
     Ok(cfg)
+}
+
+/// Where libpq looks for a server's socket when neither the URL nor
+/// `PGHOST` names a host: the directory Debian's libpq is built with.
+pub const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
+
+#[cfg(feature = "io")]
+/// Fills in what the URL leaves out as libpq (and so psql) would, so that
+/// `postgres:///mydb` or a URL without a user means here what it means to
+/// psql in the same shell: the host from `PGHOST` (a comma-separated list;
+/// a path is a socket directory), else [`DEFAULT_SOCKET_DIR`]; the port
+/// from `PGPORT`; the user from `PGUSER`, else the operating system's user
+/// (named, so that the password file can match it); the database from
+/// `PGDATABASE` (else, as in libpq, the user's name). `var` reads the
+/// environment, empty values already dropped.
+pub fn libpq_environment(
+    cfg: &mut tokio_postgres::Config,
+    var: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<()> {
+    if cfg.get_hosts().is_empty() {
+        let hosts = var("PGHOST").unwrap_or_else(|| DEFAULT_SOCKET_DIR.to_string());
+        for host in hosts.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+            cfg.host(host);
+        }
+    }
+    if cfg.get_ports().is_empty()
+        && let Some(port) = var("PGPORT")
+    {
+        let port = port
+            .trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p > 0)
+            .ok_or_else(|| anyhow::anyhow!("PGPORT {port:?} is not a port number"))?;
+        cfg.port(port);
+    }
+    if cfg.get_user().is_none()
+        && let Some(user) = var("PGUSER").or_else(os_user)
+    {
+        cfg.user(user);
+    }
+    if cfg.get_dbname().is_none()
+        && let Some(db) = var("PGDATABASE")
+    {
+        cfg.dbname(db);
+    }
+    Ok(())
+}
+
+#[cfg(feature = "io")]
+/// The effective user's login name (`getpwuid_r`), libpq's default user.
+fn os_user() -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: passwd is plain data that getpwuid_r fills, pointing into buf,
+    // which outlives every use of it here.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    let rc = unsafe {
+        libc::getpwuid_r(
+            libc::geteuid(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    if rc != 0 || found.is_null() || pwd.pw_name.is_null() {
+        return None;
+    }
+    // SAFETY: pw_name is a NUL-terminated string inside buf.
+    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+    name.to_str().ok().map(str::to_string)
 }
 
 #[cfg(feature = "io")]
@@ -587,6 +663,57 @@ impl Retries {
 #[cfg(all(test, feature = "io"))]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "io")]
+    #[test]
+    fn what_the_url_leaves_out_comes_from_libpqs_environment() {
+        use tokio_postgres::config::Host;
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let with = |url: &str, pairs: &'static [(&'static str, &'static str)]| {
+            let mut cfg: tokio_postgres::Config = url.parse().unwrap();
+            libpq_environment(&mut cfg, env(pairs)).map(|()| cfg)
+        };
+        let all: &[(&str, &str)] = &[
+            ("PGHOST", "/tmp/sockets, db.example"),
+            ("PGPORT", "5433"),
+            ("PGUSER", "etl"),
+            ("PGDATABASE", "warehouse"),
+        ];
+        let cfg = with("postgres://", all).unwrap();
+        assert_eq!(
+            cfg.get_hosts(),
+            [
+                Host::Unix("/tmp/sockets".into()),
+                Host::Tcp("db.example".into())
+            ]
+        );
+        assert_eq!(cfg.get_ports(), [5433]);
+        assert_eq!(cfg.get_user(), Some("etl"));
+        assert_eq!(cfg.get_dbname(), Some("warehouse"));
+        // The URL's own values win.
+        let cfg = with("postgres://me@h:1/mine", all).unwrap();
+        assert_eq!(cfg.get_hosts(), [Host::Tcp("h".into())]);
+        assert_eq!(cfg.get_ports(), [1]);
+        assert_eq!(cfg.get_user(), Some("me"));
+        assert_eq!(cfg.get_dbname(), Some("mine"));
+        // Nothing set: Debian's socket directory, the operating system's
+        // user, and the database left to default to the user's name.
+        let cfg = with("postgres:///mine", &[]).unwrap();
+        assert_eq!(cfg.get_hosts(), [Host::Unix(DEFAULT_SOCKET_DIR.into())]);
+        assert!(cfg.get_ports().is_empty());
+        assert_eq!(cfg.get_user(), os_user().as_deref());
+        assert!(cfg.get_user().is_some(), "the OS user has a name");
+        // A port that is not one is said, not ignored.
+        let e = with("postgres:///mine", &[("PGPORT", "54x")]).unwrap_err();
+        assert_eq!(e.to_string(), "PGPORT \"54x\" is not a port number");
+    }
 
     #[test]
     fn retries_stop_at_their_bounds() {

@@ -488,23 +488,42 @@ pub const BUSY_SAMPLE: std::time::Duration = std::time::Duration::from_millis(50
 /// previous comparison it still reads that comparison's load on an idle
 /// machine.
 pub fn cores_busy(window: std::time::Duration) -> Option<f64> {
-    fn totals() -> Option<(u64, u64)> {
+    // The machine's CPUs, counted where the ticks are: a process's own
+    // affinity or quota says nothing about the ticks of the others.
+    fn totals() -> Option<Ticks> {
         let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        let line = stat.lines().next()?.strip_prefix("cpu ")?;
+        let mut lines = stat.lines();
+        let line = lines.next()?.strip_prefix("cpu ")?;
         let ticks: Vec<u64> = line
             .split_whitespace()
             .take(8)
             .map(|t| t.parse().ok())
             .collect::<Option<_>>()?;
-        (ticks.len() == 8).then(|| (ticks.iter().sum(), ticks[3] + ticks[4]))
+        let cpus = lines
+            .take_while(|l| l.starts_with("cpu"))
+            .filter(|l| l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+            .count();
+        (ticks.len() == 8 && cpus > 0).then(|| Ticks {
+            total: ticks.iter().sum(),
+            idle: ticks[3],
+            iowait: ticks[4],
+            cpus,
+        })
     }
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    struct Ticks {
+        total: u64,
+        idle: u64,
+        iowait: u64,
+        cpus: usize,
+    }
     let own = crate::report::own_cpu_seconds;
-    let ((total0, idle0), own0) = (totals()?, own());
+    let (before, own0) = (totals()?, own());
     std::thread::sleep(window);
-    let ((total1, idle1), own1) = (totals()?, own());
-    let elapsed = total1.checked_sub(total0).filter(|&t| t > 0)? as f64;
-    let busy = (elapsed - idle1.saturating_sub(idle0) as f64) / elapsed * cores;
+    let (after, own1) = (totals()?, own());
+    let elapsed = after.total.checked_sub(before.total).filter(|&t| t > 0)? as f64;
+    // Linux's iowait count may step backwards; idle's does not.
+    let idle = after.idle.saturating_sub(before.idle) + after.iowait.saturating_sub(before.iowait);
+    let busy = (elapsed - idle as f64).max(0.0) / elapsed * after.cpus as f64;
     Some((busy - (own1 - own0) / window.as_secs_f64()).max(0.0))
 }
 
@@ -512,8 +531,9 @@ pub fn cores_busy(window: std::time::Duration) -> Option<f64> {
 /// written before the sample was taken are judged by their load average.
 pub fn busy_warning_of(env: &serde_json::Value) -> Option<String> {
     let cores = env.get("cores")?.as_u64()? as usize;
-    match env.get("cores_busy_at_start").and_then(|v| v.as_f64()) {
-        Some(busy) => busy_warning(busy, cores),
+    match env.get("cores_busy_at_start") {
+        // A sample that could not be taken tells nothing either way.
+        Some(busy) => busy_warning(busy.as_f64()?, cores),
         None => load_warning(env.get("load_average_at_start")?.as_f64()?, cores),
     }
 }
@@ -609,6 +629,12 @@ mod tests {
             busy_warning_of(&quiet_now),
             None,
             "a load average left by a previous run does not make an idle machine busy"
+        );
+        let not_sampled = serde_json::json!({"cores": 2, "load_average_at_start": 2.45, "cores_busy_at_start": null});
+        assert_eq!(
+            busy_warning_of(&not_sampled),
+            None,
+            "a replot says what the run said when no sample could be taken"
         );
     }
 
