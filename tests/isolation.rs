@@ -467,7 +467,6 @@ fn a_v1_database_upgrades_in_place_with_its_rows_and_ledger() {
         "EXPLAIN SELECT 1 FROM processed_files WHERE key = 'a.json'",
         "EXPLAIN DELETE FROM processed_files WHERE key = 'a.json' AND status = 'failed'",
         "EXPLAIN SELECT 1 FROM processed_files WHERE key = ANY('{a.json,b.json}')",
-        FILE_ROWS_EXPLAINED,
     ] {
         let plan: Vec<String> = c
             .query(sql, &[])
@@ -477,6 +476,9 @@ fn a_v1_database_upgrades_in_place_with_its_rows_and_ledger() {
             .collect();
         assert!(plan.iter().any(|l| l.contains("Index")), "{sql}: {plan:?}");
     }
+    let plan = file_rows_plan(&mut c, "a.json");
+    assert!(plan.iter().any(|l| l.contains("songs_pkey")), "{plan:?}");
+    assert_eq!(file_rows_of_a(&mut c), ["from v1"]);
 }
 
 /// A fresh database migrated up to `version` (the schema a user of that
@@ -490,15 +492,29 @@ fn database_at(version: i32) -> (String, postgres::Client) {
 }
 
 /// The newest migration in `migrations/`.
-const LATEST_SCHEMA: i64 = 5;
+const LATEST_SCHEMA: i64 = 6;
 
-/// The documented way to find a file's rows by its key (docs/contract.md).
-const FILE_ROWS_EXPLAINED: &str = "EXPLAIN SELECT 1 FROM songs WHERE source_key = 'a.json' \
-     AND load_id = (SELECT load_id FROM processed_files WHERE key = 'a.json')";
+/// The plan of the documented lookup of `key`'s songs, a line per row.
+fn file_rows_plan(c: &mut postgres::Client, key: &str) -> Vec<String> {
+    c.query(
+        &format!("EXPLAIN {}", bucketbench::db::ledger::FILE_ROWS),
+        &[&key],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
 
-/// The same lookup, counting what it finds.
-const FILE_ROWS_COUNTED: &str = "SELECT count(*) FROM songs WHERE source_key = 'a.json' \
-     AND load_id = (SELECT load_id FROM processed_files WHERE key = 'a.json')";
+/// The documented way to find a file's rows by its key (docs/contract.md,
+/// `ledger::FILE_ROWS`), for `a.json`.
+fn file_rows_of_a(c: &mut postgres::Client) -> Vec<String> {
+    c.query(bucketbench::db::ledger::FILE_ROWS, &[&"a.json"])
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>("title"))
+        .collect()
+}
 
 /// Every data row and ledger row, as text (but `last_seen_at`, which each
 /// pass stamps).
@@ -617,34 +633,15 @@ fn a_v2_database_upgrades_to_v3_with_its_rows_ledger_and_key_lookups() {
         1
     );
     assert!(count(&mut c, "SELECT max(id) FROM songs") > max_song_id);
-    // The documented lookup finds a file's rows, through an index.
-    assert_eq!(count(&mut c, FILE_ROWS_COUNTED), 2);
-    // On a table this small the planner may walk the primary key instead
-    // (an index scan with a filter); what is checked is that the lookup CAN
-    // use the load_id index, so only bitmap scans are left to it.
-    c.batch_execute("ANALYZE songs; SET enable_seqscan = off; SET enable_indexscan = off")
+    // The documented lookup finds a file's rows, walking the primary key
+    // from the first id the upgrade recorded (V6).
+    let mut titles = file_rows_of_a(&mut c);
+    titles.sort();
+    assert_eq!(titles, ["one", "two"]);
+    c.batch_execute("ANALYZE songs; SET enable_seqscan = off")
         .unwrap();
-    // The migration's UPDATE of load_id left HOT chains the new index
-    // breaks, so PostgreSQL marks it `indcheckxmin`: no snapshot older than
-    // the index may use it. Any transaction open anywhere in the cluster
-    // (another test's, in a parallel run) holds snapshots back for a moment,
-    // so the plan is asked again until those have ended.
-    let waited = std::time::Instant::now();
-    let plan = loop {
-        let plan: Vec<String> = c
-            .query(FILE_ROWS_EXPLAINED, &[])
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        if plan.iter().any(|l| l.contains("songs_load_id"))
-            || waited.elapsed() > std::time::Duration::from_secs(60)
-        {
-            break plan;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
-    assert!(plan.iter().any(|l| l.contains("songs_load_id")), "{plan:?}");
+    let plan = file_rows_plan(&mut c, "a.json");
+    assert!(plan.iter().any(|l| l.contains("songs_pkey")), "{plan:?}");
     // A second pass loads nothing.
     let again = pass(&srv.base_url(), &db, "sync");
     assert_eq!(
@@ -787,39 +784,154 @@ fn a_v4_database_upgrades_to_v5_with_its_rows_and_brin_left_to_vacuum() {
         ),
         LATEST_SCHEMA
     );
-    // Every load_id index is left to vacuum: no work item per new range,
-    // so no log line per dropped request. Its other options are kept.
-    let options = autosummarize(&mut c);
-    assert_eq!(
-        options.iter().map(|(i, _)| i.as_str()).collect::<Vec<_>>(),
-        [
-            "apps_load_id",
-            "movies_load_id",
-            "rejected_records_load_id",
-            "songs_load_id"
-        ]
-    );
-    for (index, o) in &options {
-        assert_eq!(o, "pages_per_range=32,autosummarize=off", "{index}");
-    }
-    // Nothing lost or changed; the new file's rows are found by its key,
-    // through the BRIN index, summarised or not.
+    // V5 left every load_id index to vacuum; V6 drops them, the ledger's
+    // first ids finding a file's rows instead.
+    assert_eq!(autosummarize(&mut c), []);
+    // Nothing lost or changed; each file's rows are found by its key.
     let after = snapshot(&mut c);
     let kept: Vec<&String> = after.iter().filter(|r| !r.contains("c.json")).collect();
     assert_eq!(kept, before.iter().collect::<Vec<_>>());
-    c.batch_execute("ANALYZE songs; SET enable_seqscan = off; SET enable_indexscan = off")
-        .unwrap();
     for (key, rows) in [("a.json", 2), ("c.json", 1)] {
-        let found = FILE_ROWS_COUNTED.replace("a.json", key);
-        assert_eq!(count(&mut c, &found), rows, "{key}");
+        let found = c
+            .query(bucketbench::db::ledger::FILE_ROWS, &[&key])
+            .unwrap();
+        assert_eq!(found.len(), rows, "{key}");
     }
-    let plan: Vec<String> = c
-        .query(&FILE_ROWS_EXPLAINED.replace("a.json", "c.json"), &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
+}
+
+/// What the documented lookup finds of `key` in each table, as titles (or
+/// names, or reasons), sorted; every row also checked to be the key's.
+fn file_rows_everywhere(c: &mut postgres::Client, key: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for (table, first, rows, shown) in [
+        ("songs", "songs_first_id", "songs_rows", "title"),
+        ("movies", "movies_first_id", "movies_rows", "original_title"),
+        ("apps", "apps_first_id", "apps_rows", "name"),
+        (
+            "rejected_records",
+            "rejected_first_id",
+            "rejected_count",
+            "reason",
+        ),
+    ] {
+        let sql = bucketbench::db::ledger::FILE_ROWS
+            .replace("FROM songs s", &format!("FROM {table} s"))
+            .replace("songs_first_id", first)
+            .replace("songs_rows", rows);
+        for r in c.query(&sql, &[&key]).unwrap() {
+            assert_eq!(r.get::<_, String>("source_key"), key, "{table}");
+            found.push(format!("{table}:{}", r.get::<_, String>(shown)));
+        }
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn a_v5_database_upgrades_to_v6_and_every_files_rows_are_found_without_brin() {
+    let (db, mut c) = database_at(5);
+    // Two files V5 loaded, their rows interleaved as two sessions would
+    // leave them, a failed file, and an orphan row.
+    c.batch_execute(
+        "INSERT INTO processed_files (key, status, songs_rows, movies_rows, rejected_count, model, load_id) VALUES
+             ('a.json', 'loaded', 2, 1, 1, 'async', 100), ('b.json', 'loaded', 2, 0, 0, 'async', 101);
+         INSERT INTO processed_files (key, status, reason, model, load_id) VALUES ('bad.json', 'failed', 'not JSON', 'sync', 102);
+         INSERT INTO songs (source_key, title, load_id) VALUES
+             ('a.json', 'a1', 100), ('b.json', 'b1', 101), ('a.json', 'a2', 100), ('gone.json', 'orphan', 0), ('b.json', 'b2', 101);
+         INSERT INTO movies (source_key, original_title, original_title_normalized, load_id) VALUES ('a.json', 'M', 'm', 100);
+         INSERT INTO rejected_records (source_key, record_index, reason, raw, load_id) VALUES ('a.json', 3, 'no title', '{}', 100)",
+    )
+    .unwrap();
+    let before = snapshot(&mut c);
+
+    // Many files, loaded by four writers at once, so that their sessions'
+    // identity blocks interleave.
+    let body = |i: usize| -> Vec<u8> {
+        format!(
+            r#"[{{"type":"song","data":{{"title":"s{i}"}}}},{{"type":"movie","data":{{"original_title":"m{i}"}}}},{{"type":"app","data":{{"name":"p{i}","is_awesome":false}}}},{{"type":"song","data":{{}}}},{{"type":"song","data":{{"title":"t{i}"}}}}]"#
+        )
+        .into_bytes()
+    };
+    let bodies: Vec<(String, Vec<u8>)> = (0..60)
+        .map(|i| (format!("n{i:02}.json"), body(i)))
         .collect();
-    assert!(plan.iter().any(|l| l.contains("songs_load_id")), "{plan:?}");
+    let files: Vec<(&str, &[u8])> = bodies
+        .iter()
+        .map(|(k, b)| (k.as_str(), b.as_slice()))
+        .chain([("a.json", &b"[]"[..]), ("b.json", &b"[]"[..])])
+        .collect();
+    let manifest: String = files.iter().map(|(k, _)| format!("{k}\n")).collect();
+    let srv = serve(store_with(&files, &manifest));
+    let s = pass(&srv.base_url(), &db, "async");
+    assert_eq!((s.loaded, s.already_loaded), (60, 2), "{s:?}");
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT max(version)::bigint FROM refinery_schema_history"
+        ),
+        LATEST_SCHEMA
+    );
+    // Nothing lost or changed, and no BRIN index left to pay for per row.
+    let after = snapshot(&mut c);
+    let new_file = |r: &&String| {
+        let fields: Vec<&str> = r.split('|').collect();
+        let key = if fields[0] == "ledger" {
+            fields[1]
+        } else {
+            fields[2]
+        };
+        key.len() == 8 && key.starts_with('n') && key.ends_with(".json")
+    };
+    let kept: Vec<&String> = after.iter().filter(|r| !new_file(r)).collect();
+    assert_eq!(kept, before.iter().collect::<Vec<_>>());
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid \
+             JOIN pg_am a ON a.oid = x.relam WHERE a.amname = 'brin'"
+        ),
+        0
+    );
+    // The upgrade recorded each old file's first id; the lookup finds
+    // exactly its rows, and none of the other file's.
+    assert_eq!(
+        file_rows_everywhere(&mut c, "a.json"),
+        [
+            "movies:M",
+            "rejected_records:no title",
+            "songs:a1",
+            "songs:a2"
+        ]
+    );
+    assert_eq!(
+        file_rows_everywhere(&mut c, "b.json"),
+        ["songs:b1", "songs:b2"]
+    );
+    assert_eq!(
+        file_rows_everywhere(&mut c, "bad.json"),
+        Vec::<String>::new()
+    );
+    // Every new file: exactly its rows, through the primary key.
+    for i in 0..60 {
+        let key = format!("n{i:02}.json");
+        assert_eq!(
+            file_rows_everywhere(&mut c, &key),
+            [
+                format!("apps:p{i}"),
+                format!("movies:m{i}"),
+                "rejected_records:missing required field \"title\"".to_string(),
+                format!("songs:s{i}"),
+                format!("songs:t{i}"),
+            ],
+            "{key}"
+        );
+    }
+    // On tables this small the planner may scan and sort instead; what is
+    // checked is that the lookup CAN walk the primary key.
+    c.batch_execute("ANALYZE songs; SET enable_seqscan = off")
+        .unwrap();
+    let plan = file_rows_plan(&mut c, "n07.json");
+    assert!(plan.iter().any(|l| l.contains("songs_pkey")), "{plan:?}");
 }
 
 fn plan_params(key: &str) -> Vec<Box<dyn postgres::types::ToSql + Sync>> {

@@ -17,9 +17,23 @@ use super::copy::{self, CopyBatch};
 use super::statements::{self, Prepared};
 use crate::contract::ParsedFile;
 
+/// The ledger row that claims a key. It also draws, per data table, the
+/// first identity value the file's rows can have (`*_first_id`, migration
+/// V6): drawn on the session that writes them, before any of them, and a
+/// session's values only grow, so the primary key finds the file's rows
+/// from there ([`FILE_ROWS`]) without an index of their own.
 pub const CLAIM: &str = "INSERT INTO processed_files \
-    (key, etag, size_bytes, status, reason, songs_rows, movies_rows, apps_rows, rejected_count, skipped_count, model) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (key_sha256) DO NOTHING";
+    (key, etag, size_bytes, status, reason, songs_rows, movies_rows, apps_rows, rejected_count, skipped_count, model, songs_first_id, movies_first_id, apps_first_id, rejected_first_id) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, nextval('songs_id_seq'), nextval('movies_id_seq'), nextval('apps_id_seq'), nextval('rejected_records_id_seq')) \
+    ON CONFLICT (key_sha256) DO NOTHING";
+
+/// A file's rows in `songs`, `$1` its key (docs/contract.md, "Finding a
+/// file's rows"): the primary key walked from the claim's first id, the
+/// rows of the file's transaction and key kept, stopping at the ledger's
+/// count. The other tables alike, with their own first id and count.
+pub const FILE_ROWS: &str = "SELECT s.* FROM processed_files p, LATERAL (\
+    SELECT * FROM songs s WHERE s.id >= p.songs_first_id AND s.load_id = p.load_id \
+    AND s.source_key = p.key ORDER BY s.id LIMIT p.songs_rows) s WHERE p.key = $1";
 
 /// Returns the listed keys the ledger holds, with their ETags, and marks
 /// them as seen now: the subtraction and the `last_seen_at` bookkeeping in
