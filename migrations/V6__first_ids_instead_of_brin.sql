@@ -2,10 +2,11 @@
 -- transaction could give a row (docs/performance.md, "Finding a file's rows
 -- without an index of its own"), and the BRIN indexes on `load_id` go.
 --
--- A file's claim draws `nextval` of each table's identity sequence before
--- its transaction writes any row, on the same session; a session's
--- identity values only grow, so every row of the file has an id at or
--- above that value. The primary key then finds a file's rows: walk it from
+-- A file's claim (its ledger row, inserted first in its transaction) draws
+-- `nextval` of each table's identity sequence through these columns'
+-- defaults, before the transaction writes any row, on the same session; a
+-- session's identity values only grow, so every row of the file has an id
+-- at or above that value. The primary key then finds a file's rows: walk it from
 -- the first id, keep the rows with the file's key and `load_id`, stop once
 -- the ledger's count of them is found. A BRIN insert cost PostgreSQL 15
 -- about an eighth of a COPY's instructions per row (it re-reads its range
@@ -39,6 +40,16 @@ UPDATE processed_files p SET apps_first_id = f.first_id
 UPDATE processed_files p SET rejected_first_id = f.first_id
     FROM (SELECT source_key, load_id, min(id) AS first_id FROM rejected_records GROUP BY 1, 2) f
     WHERE f.source_key = p.key AND f.load_id = p.load_id;
+
+-- Defaults, not values the claim names: a worker of the previous release
+-- still in a pass while this migration is applied claims through them too,
+-- so no ledger row is ever written without its first ids. Set after the
+-- backfill, so that the rows above keep theirs.
+ALTER TABLE processed_files
+    ALTER COLUMN songs_first_id SET DEFAULT nextval('songs_id_seq'),
+    ALTER COLUMN movies_first_id SET DEFAULT nextval('movies_id_seq'),
+    ALTER COLUMN apps_first_id SET DEFAULT nextval('apps_id_seq'),
+    ALTER COLUMN rejected_first_id SET DEFAULT nextval('rejected_records_id_seq');
 
 DROP INDEX IF EXISTS songs_load_id;
 DROP INDEX IF EXISTS movies_load_id;

@@ -267,16 +267,13 @@ fn psql_env(url: &str) -> anyhow::Result<Vec<(&'static str, std::ffi::OsString)>
         crate::db::tls::set_ca_file(&root);
     }
     let url = url.as_str();
-    let cfg: tokio_postgres::Config = url
+    let mut cfg: tokio_postgres::Config = url
         .parse()
         .map_err(|e| anyhow::anyhow!("bad database URL {} ({e})", secret::redact_url(url)))?;
+    // What the URL leaves out, as the job's own connections fill it in
+    // (psql gets the result, the shell's PG variables cleared).
+    crate::db::libpq_environment(&mut cfg)?;
     let list = |items: Vec<String>| items.join(",").into();
-    // As the job's own connection: a URL must name where to connect.
-    anyhow::ensure!(
-        !cfg.get_hosts().is_empty() || !cfg.get_hostaddrs().is_empty(),
-        "the database URL {} names no host (give host= or postgres://HOST/…)",
-        secret::redact_url(url)
-    );
     let mut env = Vec::new();
     if !cfg.get_hosts().is_empty() {
         let hosts = cfg.get_hosts().iter().map(|h| match h {

@@ -250,15 +250,17 @@ fn a_second_pass_loads_only_new_files_and_vanished_files_keep_their_rows() {
     // Within the hour a listing rewrites no ledger row: a --watch over many
     // keys would otherwise rewrite the whole ledger every interval.
     let stamped = "SELECT key, last_seen_at > processed_at FROM processed_files ORDER BY key";
-    let stamps = |c: &mut postgres::Client| -> Vec<(String, bool)> { pairs(c, stamped) };
-    assert_eq!(
-        stamps(&mut c),
-        [
-            ("a.json".into(), false),
-            ("b.json".into(), false),
-            ("c.json".into(), false)
-        ],
-        "a key seen within the hour keeps its mark"
+    let assert_stamped = |c: &mut postgres::Client, [a, b, c_]: [bool; 3], why: &str| {
+        let expected: Vec<(String, bool)> = [("a.json", a), ("b.json", b), ("c.json", c_)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        assert_eq!(pairs::<String, bool>(c, stamped), expected, "{why}");
+    };
+    assert_stamped(
+        &mut c,
+        [false; 3],
+        "a key seen within the hour keeps its mark",
     );
     let version_of_a = "SELECT xmin::text FROM processed_files WHERE key = 'a.json'";
     assert_eq!(
@@ -278,14 +280,10 @@ fn a_second_pass_loads_only_new_files_and_vanished_files_keep_their_rows() {
     )
     .unwrap();
     assert_eq!((third.loaded, third.already_loaded), (0, 2));
-    assert_eq!(
-        stamps(&mut c),
-        [
-            ("a.json".into(), true),
-            ("b.json".into(), false),
-            ("c.json".into(), true)
-        ],
-        "last_seen_at follows the listing"
+    assert_stamped(
+        &mut c,
+        [true, false, true],
+        "last_seen_at follows the listing",
     );
     assert!(third.render().contains("nothing new to load"));
 }

@@ -428,13 +428,7 @@ fn a_v1_database_upgrades_in_place_with_its_rows_and_ledger() {
         (1, 2),
         "{s:?}"
     );
-    assert_eq!(
-        count(
-            &mut c,
-            "SELECT max(version)::bigint FROM refinery_schema_history"
-        ),
-        LATEST_SCHEMA
-    );
+    assert_migrated_to_latest(&mut c);
     let titles: Vec<(String, String)> = pairs(
         &mut c,
         "SELECT source_key, title FROM songs ORDER BY source_key",
@@ -493,6 +487,17 @@ fn database_at(version: i32) -> (String, postgres::Client) {
 
 /// The newest migration in `migrations/`.
 const LATEST_SCHEMA: i64 = 6;
+
+/// The pass that met an older schema upgraded it to the newest.
+fn assert_migrated_to_latest(c: &mut postgres::Client) {
+    assert_eq!(
+        count(
+            c,
+            "SELECT max(version)::bigint FROM refinery_schema_history"
+        ),
+        LATEST_SCHEMA
+    );
+}
 
 /// The plan of the documented lookup of `key`'s songs, a line per row.
 fn file_rows_plan(c: &mut postgres::Client, key: &str) -> Vec<String> {
@@ -583,13 +588,7 @@ fn a_v2_database_upgrades_to_v3_with_its_rows_ledger_and_key_lookups() {
         (1, 2, 1),
         "{s:?}"
     );
-    assert_eq!(
-        count(
-            &mut c,
-            "SELECT max(version)::bigint FROM refinery_schema_history"
-        ),
-        LATEST_SCHEMA
-    );
+    assert_migrated_to_latest(&mut c);
     // No row, rejected record or ledger entry was lost or changed.
     let after = snapshot(&mut c);
     let kept: Vec<&String> = after.iter().filter(|r| !r.contains("c.json")).collect();
@@ -694,13 +693,7 @@ fn a_v3_database_upgrades_to_v4_with_its_ledger_hashes_unchanged() {
     let s = pass(&srv.base_url(), &db, "async");
     // Only the new key loads: every old claim still holds.
     assert_eq!((s.loaded, s.already_loaded), (1, 3), "{s:?}");
-    assert_eq!(
-        count(
-            &mut c,
-            "SELECT max(version)::bigint FROM refinery_schema_history"
-        ),
-        LATEST_SCHEMA
-    );
+    assert_migrated_to_latest(&mut c);
     let language: String = c
         .query_one(
             "SELECT l.lanname::text FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang \
@@ -777,13 +770,7 @@ fn a_v4_database_upgrades_to_v5_with_its_rows_and_brin_left_to_vacuum() {
     ));
     let s = pass(&srv.base_url(), &db, "async");
     assert_eq!((s.loaded, s.already_loaded), (1, 1), "{s:?}");
-    assert_eq!(
-        count(
-            &mut c,
-            "SELECT max(version)::bigint FROM refinery_schema_history"
-        ),
-        LATEST_SCHEMA
-    );
+    assert_migrated_to_latest(&mut c);
     // V5 left every load_id index to vacuum; V6 drops them, the ledger's
     // first ids finding a file's rows instead.
     assert_eq!(autosummarize(&mut c), []);
@@ -864,13 +851,7 @@ fn a_v5_database_upgrades_to_v6_and_every_files_rows_are_found_without_brin() {
     let srv = serve(store_with(&files, &manifest));
     let s = pass(&srv.base_url(), &db, "async");
     assert_eq!((s.loaded, s.already_loaded), (60, 2), "{s:?}");
-    assert_eq!(
-        count(
-            &mut c,
-            "SELECT max(version)::bigint FROM refinery_schema_history"
-        ),
-        LATEST_SCHEMA
-    );
+    assert_migrated_to_latest(&mut c);
     // Nothing lost or changed, and no BRIN index left to pay for per row.
     let after = snapshot(&mut c);
     let new_file = |r: &&String| {
@@ -926,6 +907,41 @@ fn a_v5_database_upgrades_to_v6_and_every_files_rows_are_found_without_brin() {
             "{key}"
         );
     }
+    // A worker of the previous release still in its pass after the upgrade
+    // claims with its own statement, which names no first id: the columns'
+    // defaults draw them, so its files are found like any other.
+    const V5_CLAIM: &str = "INSERT INTO processed_files \
+        (key, etag, size_bytes, status, reason, songs_rows, movies_rows, apps_rows, rejected_count, skipped_count, model) \
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (key_sha256) DO NOTHING";
+    let mut old_worker = connect(&db);
+    let mut tx = old_worker.transaction().unwrap();
+    let (none, two, zero, model): (Option<String>, i32, i32, &str) = (None, 2, 0, "sync");
+    tx.execute(
+        V5_CLAIM,
+        &[
+            &"old.json",
+            &none,
+            &Some(1i64),
+            &"loaded",
+            &none,
+            &two,
+            &zero,
+            &zero,
+            &zero,
+            &zero,
+            &model,
+        ],
+    )
+    .unwrap();
+    tx.batch_execute(
+        "INSERT INTO songs (source_key, title) VALUES ('old.json', 'o1'), ('old.json', 'o2')",
+    )
+    .unwrap();
+    tx.commit().unwrap();
+    assert_eq!(
+        file_rows_everywhere(&mut c, "old.json"),
+        ["songs:o1", "songs:o2"]
+    );
     // On tables this small the planner may scan and sort instead; what is
     // checked is that the lookup CAN walk the primary key.
     c.batch_execute("ANALYZE songs; SET enable_seqscan = off")
@@ -1139,6 +1155,11 @@ fn every_session_starts_with_bounded_waits() {
     };
     assert_eq!(show(&mut pg, "lock_timeout"), "5s");
     assert_eq!(show(&mut pg, "idle_in_transaction_session_timeout"), "1min");
+    assert_eq!(
+        show(&mut pg, "jit"),
+        "off",
+        "no statement here is worth compiling"
+    );
     // The URL's own options win.
     let sep = if db.contains('?') { '&' } else { '?' };
     let own = format!("{db}{sep}options=-c%20lock_timeout%3D1500");
@@ -1621,7 +1642,11 @@ fn odd_schemas_are_found_through_the_search_path_or_refused_in_one_line() {
         "ALTER TABLE processed_files ALTER COLUMN model TYPE int USING 0",
         "(processed_files.model is int4, not text)",
     );
-    refused("DROP TABLE apps", "(no table apps on the search_path)");
+    // CASCADE: the ledger's `apps_first_id` draws from the table's sequence.
+    refused(
+        "DROP TABLE apps CASCADE",
+        "(no table apps on the search_path)",
+    );
     refused(
         "ALTER TABLE processed_files DROP CONSTRAINT processed_files_pkey CASCADE",
         "(processed_files.key_sha256 has no unique index, which the claim's ON CONFLICT needs)",

@@ -17,15 +17,15 @@ use super::copy::{self, CopyBatch};
 use super::statements::{self, Prepared};
 use crate::contract::ParsedFile;
 
-/// The ledger row that claims a key. It also draws, per data table, the
-/// first identity value the file's rows can have (`*_first_id`, migration
-/// V6): drawn on the session that writes them, before any of them, and a
-/// session's values only grow, so the primary key finds the file's rows
-/// from there ([`FILE_ROWS`]) without an index of their own.
+/// The ledger row that claims a key. Its insert also draws, per data
+/// table, the first identity value the file's rows can have (the
+/// `*_first_id` columns' defaults, migration V6): drawn on the session that
+/// writes them, before any of them, and a session's values only grow, so
+/// the primary key finds the file's rows from there ([`FILE_ROWS`])
+/// without an index of their own.
 pub const CLAIM: &str = "INSERT INTO processed_files \
-    (key, etag, size_bytes, status, reason, songs_rows, movies_rows, apps_rows, rejected_count, skipped_count, model, songs_first_id, movies_first_id, apps_first_id, rejected_first_id) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, nextval('songs_id_seq'), nextval('movies_id_seq'), nextval('apps_id_seq'), nextval('rejected_records_id_seq')) \
-    ON CONFLICT (key_sha256) DO NOTHING";
+    (key, etag, size_bytes, status, reason, songs_rows, movies_rows, apps_rows, rejected_count, skipped_count, model) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (key_sha256) DO NOTHING";
 
 /// A file's rows in `songs`, `$1` its key (docs/contract.md, "Finding a
 /// file's rows"): the primary key walked from the claim's first id, the
@@ -51,11 +51,13 @@ pub const FILE_ROWS: &str = "SELECT s.* FROM processed_files p, LATERAL (\
 /// The keys are joined from `unnest($1)` rather than matched with
 /// `key = ANY($1)`: for a page of thousands of keys the planner costs
 /// `ANY` as thousands of index probes and scans the whole ledger instead,
-/// three times a statement; the join probes the hash index once a key. The
-/// stale rows are found in a `LATERAL` subquery, one probe a listed key:
-/// joined plainly, the planner reads "stamped over an hour ago" as matching
-/// almost no row and scans the ledger for them. The update finds the rows
-/// it locked by `ctid`, so it scans nothing either.
+/// three times a statement. Both the lookup and the stale rows are found in
+/// `LATERAL` subqueries the planner cannot flatten, one probe of the hash
+/// index a listed key, whatever the statistics say: joined plainly, the
+/// planner read "stamped over an hour ago" as matching almost no row and
+/// scanned the ledger for them, and on a ledger never analysed it scanned
+/// the whole ledger for every page. The update finds the rows it locked by
+/// `ctid`, so it scans nothing either.
 ///
 /// The bookkeeping cannot deadlock and never waits: it locks only the rows
 /// no one else holds (`SKIP LOCKED`), so two workers marking overlapping
@@ -68,8 +70,8 @@ pub const SEEN: &str = "WITH marked AS (\
     SELECT stale.ctid FROM unnest($1::text[]) AS listed(key), LATERAL (\
     SELECT p.ctid FROM processed_files p WHERE p.key = listed.key \
     AND p.last_seen_at < now() - make_interval(secs => $2) FOR UPDATE SKIP LOCKED) AS stale))) \
-    SELECT p.key, p.etag, p.status FROM unnest($1::text[]) AS listed(key) \
-    JOIN processed_files p ON p.key = listed.key";
+    SELECT held.key, held.etag, held.status FROM unnest($1::text[]) AS listed(key), LATERAL (\
+    SELECT p.key, p.etag, p.status FROM processed_files p WHERE p.key = listed.key OFFSET 0) AS held";
 
 /// How far `last_seen_at` may lag behind the latest listing that showed
 /// the key before a pass stamps it again ([`SEEN`]), unless `ingest

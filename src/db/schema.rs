@@ -104,10 +104,6 @@ fn ledger_columns() -> Vec<(&'static str, &'static str, &'static str)> {
         ("rejected_count", "int4"),
         ("skipped_count", "int4"),
         ("model", "text"),
-        ("songs_first_id", "int8"),
-        ("movies_first_id", "int8"),
-        ("apps_first_id", "int8"),
-        ("rejected_first_id", "int8"),
     ]
     .into_iter()
     .map(|(column, udt)| ("processed_files", column, udt))
