@@ -798,11 +798,22 @@ fn the_embedded_persistent_database_keeps_the_ledger_between_runs() {
     assert!(!dir_path.exists());
 }
 
-/// A database URL that names no password takes libpq's: `PGPASSWORD`, then
-/// the password file (`PGPASSFILE`, else `~/.pgpass`), which is ignored,
-/// with a warning, when others can read it. With none, the error says where
-/// a password can be given. The password is never printed, even at
-/// `RUST_LOG=trace`.
+/// Runs `cmd` and returns its exit status and everything it printed,
+/// having checked that `secret` is nowhere in it.
+fn run_keeping(cmd: &mut Command, secret: &str) -> (Option<i32>, String) {
+    let out = cmd.output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!said.contains(secret), "the password was printed: {said}");
+    (out.status.code(), said)
+}
+
+/// A URL that leaves out where and as whom to connect takes it from libpq's
+/// environment (`PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`), as psql does;
+/// the URL's own parts win.
 #[test]
 fn a_url_that_names_nothing_takes_libpqs_environment() {
     let server = song_files(2, 0.0);
@@ -823,17 +834,7 @@ fn a_url_that_names_nothing_takes_libpqs_environment() {
             cmd.env_remove(var);
         }
         cmd.envs(env.iter().copied());
-        let out = cmd.output().unwrap();
-        let said = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            !said.contains(db.password().unwrap()),
-            "the password was printed: {said}"
-        );
-        (out.status.code(), said)
+        run_keeping(&mut cmd, db.password().unwrap())
     };
     let env = [
         ("PGHOST", db.host_str().unwrap()),
@@ -860,6 +861,11 @@ fn a_url_that_names_nothing_takes_libpqs_environment() {
     );
 }
 
+/// A database URL that names no password takes libpq's: `PGPASSWORD`, then
+/// the password file (`PGPASSFILE`, else `~/.pgpass`), which is ignored,
+/// with a warning, when others can read it. With none, the error says where
+/// a password can be given. The password is never printed, even at
+/// `RUST_LOG=trace`.
 #[test]
 fn a_url_without_a_password_takes_pgpassword_or_the_password_file() {
     use std::os::unix::fs::PermissionsExt as _;
@@ -891,17 +897,7 @@ fn a_url_without_a_password_takes_pgpassword_or_the_password_file() {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let out = cmd.output().unwrap();
-        let said = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            !said.contains(&password),
-            "the password was printed: {said}"
-        );
-        (out.status.code(), said)
+        run_keeping(&mut cmd, &password)
     };
     // Neither: one line saying where a password goes.
     let (code, said) = run(&[]);
