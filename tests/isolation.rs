@@ -8,6 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use bucketbench::db::ledger::DataTable;
 use bucketbench::db::{WriteStrategy, schema, sync_writer};
 use bucketbench::models::Model;
 use bucketbench::pass::{prepare_database, run_pass};
@@ -502,7 +503,7 @@ fn assert_migrated_to_latest(c: &mut postgres::Client) {
 /// The plan of the documented lookup of `key`'s songs, a line per row.
 fn file_rows_plan(c: &mut postgres::Client, key: &str) -> Vec<String> {
     c.query(
-        &format!("EXPLAIN {}", bucketbench::db::ledger::FILE_ROWS),
+        &format!("EXPLAIN {}", DataTable::Songs.file_rows()),
         &[&key],
     )
     .unwrap()
@@ -512,9 +513,9 @@ fn file_rows_plan(c: &mut postgres::Client, key: &str) -> Vec<String> {
 }
 
 /// The documented way to find a file's rows by its key (docs/contract.md,
-/// `ledger::FILE_ROWS`), for `a.json`.
+/// `DataTable::file_rows`), for `a.json`.
 fn file_rows_of_a(c: &mut postgres::Client) -> Vec<String> {
-    c.query(bucketbench::db::ledger::FILE_ROWS, &[&"a.json"])
+    c.query(&DataTable::Songs.file_rows(), &[&"a.json"])
         .unwrap()
         .iter()
         .map(|r| r.get::<_, String>("title"))
@@ -779,9 +780,7 @@ fn a_v4_database_upgrades_to_v5_with_its_rows_and_brin_left_to_vacuum() {
     let kept: Vec<&String> = after.iter().filter(|r| !r.contains("c.json")).collect();
     assert_eq!(kept, before.iter().collect::<Vec<_>>());
     for (key, rows) in [("a.json", 2), ("c.json", 1)] {
-        let found = c
-            .query(bucketbench::db::ledger::FILE_ROWS, &[&key])
-            .unwrap();
+        let found = c.query(&DataTable::Songs.file_rows(), &[&key]).unwrap();
         assert_eq!(found.len(), rows, "{key}");
     }
 }
@@ -790,21 +789,14 @@ fn a_v4_database_upgrades_to_v5_with_its_rows_and_brin_left_to_vacuum() {
 /// names, or reasons), sorted; every row also checked to be the key's.
 fn file_rows_everywhere(c: &mut postgres::Client, key: &str) -> Vec<String> {
     let mut found = Vec::new();
-    for (table, first, rows, shown) in [
-        ("songs", "songs_first_id", "songs_rows", "title"),
-        ("movies", "movies_first_id", "movies_rows", "original_title"),
-        ("apps", "apps_first_id", "apps_rows", "name"),
-        (
-            "rejected_records",
-            "rejected_first_id",
-            "rejected_count",
-            "reason",
-        ),
-    ] {
-        let sql = bucketbench::db::ledger::FILE_ROWS
-            .replace("FROM songs s", &format!("FROM {table} s"))
-            .replace("songs_first_id", first)
-            .replace("songs_rows", rows);
+    for table in DataTable::ALL {
+        let shown = match table {
+            DataTable::Songs => "title",
+            DataTable::Movies => "original_title",
+            DataTable::Apps => "name",
+            DataTable::Rejected => "reason",
+        };
+        let (sql, table) = (table.file_rows(), table.name());
         for r in c.query(&sql, &[&key]).unwrap() {
             assert_eq!(r.get::<_, String>("source_key"), key, "{table}");
             found.push(format!("{table}:{}", r.get::<_, String>(shown)));

@@ -21,19 +21,68 @@ use crate::contract::ParsedFile;
 /// table, the first identity value the file's rows can have (the
 /// `*_first_id` columns' defaults, migration V6): drawn on the session that
 /// writes them, before any of them, and a session's values only grow, so
-/// the primary key finds the file's rows from there ([`FILE_ROWS`])
+/// the primary key finds the file's rows from there ([`DataTable::file_rows`])
 /// without an index of their own.
 pub const CLAIM: &str = "INSERT INTO processed_files \
     (key, etag, size_bytes, status, reason, songs_rows, movies_rows, apps_rows, rejected_count, skipped_count, model) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (key_sha256) DO NOTHING";
 
-/// A file's rows in `songs`, `$1` its key (docs/contract.md, "Finding a
-/// file's rows"): the primary key walked from the claim's first id, the
-/// rows of the file's transaction and key kept, stopping at the ledger's
-/// count. The other tables alike, with their own first id and count.
-pub const FILE_ROWS: &str = "SELECT s.* FROM processed_files p, LATERAL (\
-    SELECT * FROM songs s WHERE s.id >= p.songs_first_id AND s.load_id = p.load_id \
-    AND s.source_key = p.key ORDER BY s.id LIMIT p.songs_rows) s WHERE p.key = $1";
+/// The four tables a file's rows go to, each with the ledger columns that
+/// find its rows there: the first identity value the claim drew and the
+/// count the file's transaction recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataTable {
+    Songs,
+    Movies,
+    Apps,
+    Rejected,
+}
+
+impl DataTable {
+    pub const ALL: [DataTable; 4] = [Self::Songs, Self::Movies, Self::Apps, Self::Rejected];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Songs => "songs",
+            Self::Movies => "movies",
+            Self::Apps => "apps",
+            Self::Rejected => "rejected_records",
+        }
+    }
+
+    /// The ledger column holding the first id the file's rows here can have.
+    pub fn first_id_column(self) -> &'static str {
+        match self {
+            Self::Songs => "songs_first_id",
+            Self::Movies => "movies_first_id",
+            Self::Apps => "apps_first_id",
+            Self::Rejected => "rejected_first_id",
+        }
+    }
+
+    /// The ledger column counting the file's rows here.
+    pub fn count_column(self) -> &'static str {
+        match self {
+            Self::Songs => "songs_rows",
+            Self::Movies => "movies_rows",
+            Self::Apps => "apps_rows",
+            Self::Rejected => "rejected_count",
+        }
+    }
+
+    /// A file's rows in this table, `$1` its key (docs/contract.md,
+    /// "Finding a file's rows"): the primary key walked from the claim's
+    /// first id, the rows of the file's transaction and key kept, stopping
+    /// at the ledger's count.
+    pub fn file_rows(self) -> String {
+        let (table, first, count) = (self.name(), self.first_id_column(), self.count_column());
+        format!(
+            "SELECT t.* FROM processed_files p, LATERAL (\
+             SELECT * FROM {table} t WHERE t.id >= p.{first} AND t.load_id = p.load_id \
+             AND t.source_key = p.key ORDER BY t.id LIMIT p.{count}) t WHERE p.key = $1"
+        )
+    }
+}
 
 /// Returns the listed keys the ledger holds, with their ETags, and marks
 /// them as seen now: the subtraction and the `last_seen_at` bookkeeping in

@@ -179,20 +179,33 @@ fn libpq_environment_from(
     // A URL that gives only `hostaddr` names where to connect already.
     if cfg.get_hosts().is_empty() && cfg.get_hostaddrs().is_empty() {
         let hosts = var("PGHOST").unwrap_or_else(|| DEFAULT_SOCKET_DIR.to_string());
-        for host in hosts.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+        let named: Vec<&str> = hosts
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .collect();
+        if named.is_empty() {
+            anyhow::bail!("PGHOST {hosts:?} names no host");
+        }
+        for host in named {
             cfg.host(host);
         }
     }
+    // One port for every host or one each, as in libpq; an empty element
+    // is the default port.
     if cfg.get_ports().is_empty()
-        && let Some(port) = var("PGPORT")
+        && let Some(ports) = var("PGPORT")
     {
-        let port = port
-            .trim()
-            .parse::<u16>()
-            .ok()
-            .filter(|&p| p > 0)
-            .ok_or_else(|| anyhow::anyhow!("PGPORT {port:?} is not a port number"))?;
-        cfg.port(port);
+        for port in ports.split(',').map(str::trim) {
+            let port = if port.is_empty() {
+                5432
+            } else {
+                port.parse::<u16>().ok().filter(|&p| p > 0).ok_or_else(|| {
+                    anyhow::anyhow!("PGPORT {ports:?} is not a port number or a list of them")
+                })?
+            };
+            cfg.port(port);
+        }
     }
     if cfg.get_user().is_none()
         && let Some(user) = var("PGUSER").or_else(os_user)
@@ -246,8 +259,9 @@ pub fn connect_sync(url: &str) -> anyhow::Result<postgres::Client> {
 pub fn connect_error(url: &str, e: &tokio_postgres::Error) -> anyhow::Error {
     let msg = format!(
         // White space after the URL: see `secret::redact_text`.
-        "cannot connect to PostgreSQL at {} ({})",
+        "cannot connect to PostgreSQL at {}{} ({})",
         crate::secret::redact_url(url),
+        unnamed_target(url).map_or(String::new(), |t| format!(" on {t}")),
         crate::error::chain(e)
     );
     // tokio-postgres's words for a server that asked for a password the
@@ -265,6 +279,32 @@ pub fn connect_error(url: &str, e: &tokio_postgres::Error) -> anyhow::Error {
     } else {
         anyhow::anyhow!(msg)
     }
+}
+
+#[cfg(feature = "io")]
+/// Where a URL that names no host connects, from libpq's environment or
+/// its defaults ([`libpq_environment`]): the URL alone would not say which
+/// server refused.
+fn unnamed_target(url: &str) -> Option<String> {
+    use tokio_postgres::config::Host;
+    let mut cfg: tokio_postgres::Config = libpq_tls(url).0.parse().ok()?;
+    if !cfg.get_hosts().is_empty() || !cfg.get_hostaddrs().is_empty() {
+        return None;
+    }
+    libpq_environment(&mut cfg).ok()?;
+    let hosts: Vec<String> = cfg
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            Host::Tcp(name) => name.clone(),
+            Host::Unix(dir) => dir.display().to_string(),
+        })
+        .collect();
+    let ports: Vec<String> = match cfg.get_ports() {
+        [] => vec!["5432".into()],
+        ports => ports.iter().map(u16::to_string).collect(),
+    };
+    Some(format!("{} port {}", hosts.join(","), ports.join(",")))
 }
 
 /// How long the client waits for PostgreSQL before it calls a connection
@@ -724,7 +764,20 @@ mod tests {
         assert!(cfg.get_user().is_some(), "the OS user has a name");
         // A port that is not one is said, not ignored.
         let e = with("postgres:///mine", &[("PGPORT", "54x")]).unwrap_err();
-        assert_eq!(e.to_string(), "PGPORT \"54x\" is not a port number");
+        assert_eq!(
+            e.to_string(),
+            "PGPORT \"54x\" is not a port number or a list of them"
+        );
+        // A port for each host, an empty one the default.
+        let cfg = with(
+            "postgres:///mine",
+            &[("PGHOST", "a,b,c"), ("PGPORT", "5433,,5434")],
+        )
+        .unwrap();
+        assert_eq!(cfg.get_ports(), [5433, 5432, 5434]);
+        // A PGHOST of blanks and commas is said, not taken for no host.
+        let e = with("postgres:///mine", &[("PGHOST", " , ")]).unwrap_err();
+        assert_eq!(e.to_string(), "PGHOST \" , \" names no host");
     }
 
     #[test]

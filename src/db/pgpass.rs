@@ -74,11 +74,6 @@ fn fields(line: &[u8]) -> Vec<Field> {
 }
 
 #[cfg(feature = "io")]
-/// The socket directory libpq matches as `localhost`: exactly its build's
-/// default (Debian's); any other directory is matched as written.
-const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
-
-#[cfg(feature = "io")]
 /// The password libpq would use for `cfg` when its URL names none:
 /// `PGPASSWORD`, else the password file's first line matching one of the
 /// URL's hosts, in order. A password file others can read, or that is not
@@ -109,15 +104,19 @@ pub fn password_for(cfg: &tokio_postgres::Config) -> Option<Vec<u8>> {
     let text = std::fs::read(&file).ok()?;
     let user = cfg.get_user()?;
     let database = cfg.get_dbname().unwrap_or(user);
-    let hosts: Vec<String> = match cfg.get_hosts() {
-        [] => vec!["localhost".to_string()],
-        hosts => hosts
+    // As libpq: each host as written, except that its default socket
+    // directory (and no host at all) is matched as `localhost`; a URL that
+    // gives only `hostaddr` is matched by the addresses.
+    let hosts: Vec<String> = match (cfg.get_hosts(), cfg.get_hostaddrs()) {
+        ([], []) => vec!["localhost".to_string()],
+        ([], addrs) => addrs.iter().map(std::net::IpAddr::to_string).collect(),
+        (hosts, _) => hosts
             .iter()
             .map(|h| match h {
                 tokio_postgres::config::Host::Tcp(h) => h.clone(),
                 tokio_postgres::config::Host::Unix(dir) => {
                     let dir = dir.to_string_lossy().into_owned();
-                    if dir == DEFAULT_SOCKET_DIR {
+                    if dir == super::DEFAULT_SOCKET_DIR {
                         "localhost".to_string()
                     } else {
                         dir
