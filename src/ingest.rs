@@ -261,18 +261,10 @@ fn probe_bucket(
 fn psql_env(url: &str) -> anyhow::Result<Vec<(&'static str, std::ffi::OsString)>> {
     use std::os::unix::ffi::OsStrExt as _;
     use tokio_postgres::config::{ChannelBinding, Host, SslMode, TargetSessionAttrs};
-    // libpq's verify modes and root file, as the job's own connections take them.
-    let (url, root) = crate::db::libpq_tls(url);
-    if let Some(root) = root {
-        crate::db::tls::set_ca_file(&root);
-    }
-    let url = url.as_str();
-    let mut cfg: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e| anyhow::anyhow!("bad database URL {} ({e})", secret::redact_url(url)))?;
-    // What the URL leaves out, as the job's own connections fill it in
-    // (psql gets the result, the shell's PG variables cleared).
-    crate::db::libpq_environment(&mut cfg)?;
+    // libpq's verify modes and root file, and what the URL leaves out, as
+    // the job's own connections take them (psql gets the result, the
+    // shell's PG variables cleared).
+    let cfg = crate::db::libpq_config(url)?;
     let list = |items: Vec<String>| items.join(",").into();
     let mut env = Vec::new();
     if !cfg.get_hosts().is_empty() {
@@ -298,10 +290,18 @@ fn psql_env(url: &str) -> anyhow::Result<Vec<(&'static str, std::ffi::OsString)>
     // The password the job's own connections would use: the URL's, else
     // libpq's (PGPASSWORD, the password file), which psql would not see
     // once the shell's PG variables are cleared.
-    let password = cfg
-        .get_password()
-        .map(<[u8]>::to_vec)
-        .or_else(|| crate::db::pgpass::password_for(&cfg));
+    // With several hosts the file may hold a password for each, which
+    // psql looks up host by host when it is given the file itself.
+    let password = match cfg.get_password() {
+        Some(own) => Some(own.to_vec()),
+        None => match crate::db::pgpass::password_for(&cfg) {
+            Ok(found) => found,
+            Err(per_host) => {
+                env.push(("PGPASSFILE", per_host.file.into_os_string()));
+                None
+            }
+        },
+    };
     if let Some(password) = password {
         env.push(("PGPASSWORD", std::ffi::OsStr::from_bytes(&password).into()));
     }

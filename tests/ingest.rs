@@ -852,6 +852,17 @@ fn a_url_that_names_nothing_takes_libpqs_environment() {
     let (code, said) = run(&url, &wrong_database);
     assert_eq!(code, Some(0), "{said}");
     assert!(said.contains("2 already loaded"), "{said}");
+    // PGPORT reaches a host the URL names without a port, as in libpq
+    // (tokio-postgres's parser alone gave such a host 5432).
+    let url = format!(
+        "postgres://{}@{}/{}",
+        db.username(),
+        db.host_str().unwrap(),
+        db.path().trim_start_matches('/')
+    );
+    let (code, said) = run(&url, &[env[1], env[4]]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("2 already loaded"), "{said}");
     // A port that is not one is said in one line.
     let (code, said) = run("postgres://", &[("PGPORT", "54x")]);
     assert_eq!(code, Some(1), "{said}");
@@ -936,4 +947,29 @@ fn a_url_without_a_password_takes_pgpassword_or_the_password_file() {
     let (code, said) = run(&[]);
     assert_eq!(code, Some(1), "{said}");
     assert!(said.contains("group or world access"), "{said}");
+    // Two hosts to which the file gives different passwords: a connection
+    // sends one password to every host it tries, so this is refused in one
+    // line rather than one server being sent the other's password.
+    std::fs::write(
+        &passfile,
+        format!(
+            "127.0.0.9:{port}:*:*:other-servers-secret\n127.0.0.1:{port}:{db}:{user}:{password}\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = ingest();
+    cmd.args(["--bucket", &server.base_url(), "--model", "sync"])
+        .args(["--database-url", &format!("postgres://{user}@/{db}")])
+        .env_remove("PGPASSWORD")
+        .env("PGPASSFILE", &passfile)
+        .env("PGHOST", "127.0.0.9,127.0.0.1")
+        .env("PGPORT", port.to_string())
+        .env("RUST_LOG", "trace");
+    let (code, said) = run_keeping(&mut cmd, &password);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("answers differently for the hosts 127.0.0.9 and 127.0.0.1"),
+        "{said}"
+    );
+    assert!(!said.contains("other-servers-secret"), "{said}");
 }

@@ -129,26 +129,121 @@ pub fn libpq_tls(url: &str) -> (String, Option<std::path::PathBuf>) {
 /// from libpq's environment ([`libpq_environment`]), and a URL that names
 /// no password takes libpq's (`PGPASSWORD`, the password file: [`pgpass`]).
 pub fn session_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
-    let (url, root) = libpq_tls(url);
-    if let Some(root) = root {
-        tls::set_ca_file(&root);
-    }
-    let url = url.as_str();
-    let mut cfg: tokio_postgres::Config = url.parse().map_err(|e| {
-        anyhow::anyhow!("bad database URL {} ({e})", crate::secret::redact_url(url))
-    })?;
+    let mut cfg = libpq_config(url)?;
     let options = match cfg.get_options() {
         Some(own) if !own.trim().is_empty() => format!("{SESSION_OPTIONS} {own}"),
         _ => SESSION_OPTIONS.to_string(),
     };
     cfg.options(options);
-    libpq_environment(&mut cfg)?;
     if cfg.get_password().is_none() {
-        if let Some(password) = pgpass::password_for(&cfg) {
+        if let Some(password) = pgpass::password_for(&cfg)? {
             cfg.password(password);
         }
     }
     Ok(cfg)
+}
+
+#[cfg(feature = "io")]
+/// The URL read as libpq reads it, for the job's connections and `--psql`
+/// alike: its stricter TLS settings ([`libpq_tls`], the root file kept as
+/// the CA to trust), then what it leaves out from libpq's environment
+/// ([`libpq_environment`], and `PGPORT` for the hosts it names without a
+/// port: [`url_with_env_ports`]).
+pub fn libpq_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
+    let (tls_read, root) = libpq_tls(url);
+    if let Some(root) = root {
+        tls::set_ca_file(&root);
+    }
+    let env_port = std::env::var("PGPORT").ok().filter(|v| !v.is_empty());
+    let read = url_with_env_ports(&tls_read, env_port.as_deref())?;
+    let mut cfg: tokio_postgres::Config = read.parse().map_err(|e| {
+        anyhow::anyhow!("bad database URL {} ({e})", crate::secret::redact_url(url))
+    })?;
+    libpq_environment(&mut cfg)?;
+    Ok(cfg)
+}
+
+#[cfg(feature = "io")]
+/// `PGPORT` (one port, or one per host) given to each host a
+/// `postgres://` URL names without a port, as libpq gives it: the URL
+/// parser tokio-postgres uses puts 5432 there instead, so the variable
+/// was never read. A URL that gives any host a port, or `port=` in its
+/// query, is left as it is, as is a `key=value` string (whose missing
+/// port [`libpq_environment`] fills in).
+pub fn url_with_env_ports(url: &str, pgport: Option<&str>) -> anyhow::Result<String> {
+    let Some(pgport) = pgport else {
+        return Ok(url.to_string());
+    };
+    let lower = url.get(..13).unwrap_or(url).to_ascii_lowercase();
+    let Some(scheme_end) = ["postgresql://", "postgres://"]
+        .iter()
+        .find(|s| lower.starts_with(**s))
+        .map(|s| s.len())
+    else {
+        return Ok(url.to_string());
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let query = tail.split_once('?').map_or("", |(_, q)| q);
+    if query.split('&').any(|pair| pair.starts_with("port=")) {
+        return Ok(url.to_string());
+    }
+    let (userinfo, hosts) = match authority.rfind('@') {
+        Some(at) => authority.split_at(at + 1),
+        None => ("", authority),
+    };
+    if hosts.is_empty() {
+        return Ok(url.to_string());
+    }
+    let hosts: Vec<&str> = hosts.split(',').collect();
+    let has_port = |h: &str| {
+        if h.starts_with('[') {
+            h.contains("]:")
+        } else {
+            h.contains(':')
+        }
+    };
+    if hosts.iter().any(|h| has_port(h)) {
+        return Ok(url.to_string());
+    }
+    let ports = env_ports(pgport)?;
+    let mut with_ports = Vec::with_capacity(hosts.len());
+    for (i, host) in hosts.iter().enumerate() {
+        let port = match ports.as_slice() {
+            [one] => *one,
+            many if many.len() == hosts.len() => many[i],
+            many => anyhow::bail!(
+                "PGPORT {pgport:?} lists {} ports for {} hosts; give one port, or one for each host",
+                many.len(),
+                hosts.len()
+            ),
+        };
+        with_ports.push(format!("{host}:{port}"));
+    }
+    Ok(format!(
+        "{}{userinfo}{}{tail}",
+        &url[..scheme_end],
+        with_ports.join(",")
+    ))
+}
+
+#[cfg(feature = "io")]
+/// `PGPORT`'s ports: one, or a comma-separated list, an empty element
+/// the default port, as libpq reads it.
+fn env_ports(pgport: &str) -> anyhow::Result<Vec<u16>> {
+    pgport
+        .split(',')
+        .map(str::trim)
+        .map(|port| {
+            if port.is_empty() {
+                return Ok(5432);
+            }
+            port.parse::<u16>().ok().filter(|&p| p > 0).ok_or_else(|| {
+                anyhow::anyhow!("PGPORT {pgport:?} is not a port number or a list of them")
+            })
+        })
+        .collect()
 }
 
 /// Where libpq looks for a server's socket when neither the URL nor
@@ -176,34 +271,31 @@ fn libpq_environment_from(
     cfg: &mut tokio_postgres::Config,
     var: impl Fn(&str) -> Option<String>,
 ) -> anyhow::Result<()> {
-    // A URL that gives only `hostaddr` names where to connect already.
-    if cfg.get_hosts().is_empty() && cfg.get_hostaddrs().is_empty() {
-        let hosts = var("PGHOST").unwrap_or_else(|| DEFAULT_SOCKET_DIR.to_string());
-        let named: Vec<&str> = hosts
-            .split(',')
-            .map(str::trim)
-            .filter(|h| !h.is_empty())
-            .collect();
-        if named.is_empty() {
-            anyhow::bail!("PGHOST {hosts:?} names no host");
-        }
-        for host in named {
-            cfg.host(host);
+    // A URL that gives only `hostaddr` names where to connect already;
+    // `PGHOST` then names those addresses (for the password file and the
+    // certificate), as in libpq.
+    if cfg.get_hosts().is_empty() {
+        let given = var("PGHOST");
+        if cfg.get_hostaddrs().is_empty() || given.is_some() {
+            let hosts = given.unwrap_or_else(|| DEFAULT_SOCKET_DIR.to_string());
+            let named: Vec<&str> = hosts
+                .split(',')
+                .map(str::trim)
+                .filter(|h| !h.is_empty())
+                .collect();
+            if named.is_empty() {
+                anyhow::bail!("PGHOST {hosts:?} names no host");
+            }
+            for host in named {
+                cfg.host(host);
+            }
         }
     }
-    // One port for every host or one each, as in libpq; an empty element
-    // is the default port.
+    // One port for every host or one each, as in libpq.
     if cfg.get_ports().is_empty()
         && let Some(ports) = var("PGPORT")
     {
-        for port in ports.split(',').map(str::trim) {
-            let port = if port.is_empty() {
-                5432
-            } else {
-                port.parse::<u16>().ok().filter(|&p| p > 0).ok_or_else(|| {
-                    anyhow::anyhow!("PGPORT {ports:?} is not a port number or a list of them")
-                })?
-            };
+        for port in env_ports(&ports)? {
             cfg.port(port);
         }
     }
@@ -287,11 +379,11 @@ pub fn connect_error(url: &str, e: &tokio_postgres::Error) -> anyhow::Error {
 /// server refused.
 fn unnamed_target(url: &str) -> Option<String> {
     use tokio_postgres::config::Host;
-    let mut cfg: tokio_postgres::Config = libpq_tls(url).0.parse().ok()?;
-    if !cfg.get_hosts().is_empty() || !cfg.get_hostaddrs().is_empty() {
+    let as_written: tokio_postgres::Config = libpq_tls(url).0.parse().ok()?;
+    if !as_written.get_hosts().is_empty() || !as_written.get_hostaddrs().is_empty() {
         return None;
     }
-    libpq_environment(&mut cfg).ok()?;
+    let cfg = libpq_config(url).ok()?;
     let hosts: Vec<String> = cfg
         .get_hosts()
         .iter()
@@ -778,6 +870,46 @@ mod tests {
         // A PGHOST of blanks and commas is said, not taken for no host.
         let e = with("postgres:///mine", &[("PGHOST", " , ")]).unwrap_err();
         assert_eq!(e.to_string(), "PGHOST \" , \" names no host");
+    }
+
+    #[test]
+    fn pgport_goes_to_the_hosts_a_url_names_without_a_port() {
+        let with = |url: &str, port: &str| url_with_env_ports(url, Some(port)).unwrap();
+        assert_eq!(
+            with("postgres://u:p@db.example/app?sslmode=require", "6543"),
+            "postgres://u:p@db.example:6543/app?sslmode=require"
+        );
+        assert_eq!(
+            with("POSTGRESQL://a,[::1],%2Ftmp%2Fsock", "1,2,3"),
+            "POSTGRESQL://a:1,[::1]:2,%2Ftmp%2Fsock:3"
+        );
+        assert_eq!(with("postgres://u@a,b", ",7"), "postgres://u@a:5432,b:7");
+        // A port the URL gives, anywhere, is the URL's; no host, a
+        // key=value string or no PGPORT leave it to libpq_environment.
+        for url in [
+            "postgres://h:1/db",
+            "postgres://a,b:2/db",
+            "postgres://[::1]:3/db",
+            "postgres://h/db?port=4",
+            "postgres:///db",
+            "host=h dbname=db",
+        ] {
+            assert_eq!(with(url, "6543"), url);
+        }
+        assert_eq!(
+            url_with_env_ports("postgres://h/db", None).unwrap(),
+            "postgres://h/db"
+        );
+        let e = url_with_env_ports("postgres://a,b,c/db", Some("1,2")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "PGPORT \"1,2\" lists 2 ports for 3 hosts; give one port, or one for each host"
+        );
+        let e = url_with_env_ports("postgres://h/db", Some("x")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "PGPORT \"x\" is not a port number or a list of them"
+        );
     }
 
     #[test]

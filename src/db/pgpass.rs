@@ -75,34 +75,48 @@ fn fields(line: &[u8]) -> Vec<Field> {
 
 #[cfg(feature = "io")]
 /// The password libpq would use for `cfg` when its URL names none:
-/// `PGPASSWORD`, else the password file's first line matching one of the
-/// URL's hosts, in order. A password file others can read, or that is not
-/// a plain file, is ignored with a warning, as libpq does.
-pub fn password_for(cfg: &tokio_postgres::Config) -> Option<Vec<u8>> {
+/// `PGPASSWORD`, else the password file's line matching the URL's host.
+/// A password file others can read, or that is not a plain file, is
+/// ignored with a warning, as libpq does.
+///
+/// libpq looks the file up host by host as it tries them; a connection
+/// here holds one password for every host it tries. So with several
+/// hosts the file's answer is taken only when it is the same for each:
+/// otherwise one server's password would be sent to another, and the
+/// configuration is refused ([`PerHostPasswords`]).
+pub fn password_for(cfg: &tokio_postgres::Config) -> Result<Option<Vec<u8>>, PerHostPasswords> {
     if let Some(p) = std::env::var_os("PGPASSWORD").filter(|p| !p.is_empty()) {
-        return Some(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec());
+        return Ok(Some(
+            std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec(),
+        ));
     }
     let file = match std::env::var_os("PGPASSFILE") {
         Some(f) if !f.is_empty() => std::path::PathBuf::from(f),
-        _ => std::path::PathBuf::from(std::env::var_os("HOME")?).join(".pgpass"),
+        _ => match std::env::var_os("HOME") {
+            Some(home) => std::path::PathBuf::from(home).join(".pgpass"),
+            None => return Ok(None),
+        },
     };
-    let meta = std::fs::metadata(&file).ok()?;
+    let Ok(meta) = std::fs::metadata(&file) else {
+        return Ok(None);
+    };
     if !meta.is_file() {
         tracing::warn!(
             "password file {} is not a plain file and is ignored",
             file.display()
         );
-        return None;
+        return Ok(None);
     }
     if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0 {
         tracing::warn!(
             "password file {} has group or world access and is ignored; permissions should be u=rw (0600) or less",
             file.display()
         );
-        return None;
+        return Ok(None);
     }
-    let text = std::fs::read(&file).ok()?;
-    let user = cfg.get_user()?;
+    let (Ok(text), Some(user)) = (std::fs::read(&file), cfg.get_user()) else {
+        return Ok(None);
+    };
     let database = cfg.get_dbname().unwrap_or(user);
     // As libpq: each host as written, except that its default socket
     // directory (and no host at all) is matched as `localhost`; a URL that
@@ -126,12 +140,48 @@ pub fn password_for(cfg: &tokio_postgres::Config) -> Option<Vec<u8>> {
             .collect(),
     };
     let ports = cfg.get_ports();
-    hosts.iter().enumerate().find_map(|(i, host)| {
+    let mut found = hosts.iter().enumerate().map(|(i, host)| {
         // One port for every host, or one each.
         let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
-        lookup(&text, host, port, database, user)
-    })
+        (host, lookup(&text, host, port, database, user))
+    });
+    let Some((first_host, password)) = found.next() else {
+        return Ok(None);
+    };
+    match found.find(|(_, other)| *other != password) {
+        Some((other_host, _)) => Err(PerHostPasswords {
+            file,
+            hosts: [first_host.clone(), other_host.clone()],
+        }),
+        None => Ok(password),
+    }
 }
+
+#[cfg(feature = "io")]
+/// A password file that answers differently for two of a connection's
+/// hosts (or for one and not the other): `--psql` hands psql the file
+/// instead, which looks it up host by host.
+#[derive(Debug)]
+pub struct PerHostPasswords {
+    pub file: std::path::PathBuf,
+    pub hosts: [String; 2],
+}
+
+#[cfg(feature = "io")]
+impl std::fmt::Display for PerHostPasswords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the password file {} answers differently for the hosts {} and {}, and a connection sends one password to every host it tries: name one host, or give the password in PGPASSWORD",
+            self.file.display(),
+            self.hosts[0],
+            self.hosts[1]
+        )
+    }
+}
+
+#[cfg(feature = "io")]
+impl std::error::Error for PerHostPasswords {}
 
 #[cfg(test)]
 mod tests {
