@@ -863,6 +863,14 @@ fn a_url_that_names_nothing_takes_libpqs_environment() {
     let (code, said) = run(&url, &[env[1], env[4]]);
     assert_eq!(code, Some(0), "{said}");
     assert!(said.contains("2 already loaded"), "{said}");
+    // Ports that do not pair with the hosts are said before anything is
+    // looked up by host.
+    let (code, said) = run(
+        "postgres://",
+        &[("PGHOST", "127.0.0.1,127.0.0.1"), ("PGPORT", "1,2,3")],
+    );
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("give 3 ports for 2 hosts"), "{said}");
     // A port that is not one is said in one line.
     let (code, said) = run("postgres://", &[("PGPORT", "54x")]);
     assert_eq!(code, Some(1), "{said}");
@@ -968,7 +976,9 @@ fn a_url_without_a_password_takes_pgpassword_or_the_password_file() {
     let (code, said) = run_keeping(&mut cmd, &password);
     assert_eq!(code, Some(1), "{said}");
     assert!(
-        said.contains("answers differently for the hosts 127.0.0.9 and 127.0.0.1"),
+        said.contains(&format!(
+            "answers differently for the hosts 127.0.0.9 (port {port}) and 127.0.0.1 (port {port})"
+        )),
         "{said}"
     );
     assert!(!said.contains("other-servers-secret"), "{said}");

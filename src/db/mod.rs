@@ -160,6 +160,25 @@ pub fn libpq_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
         anyhow::anyhow!("bad database URL {} ({e})", crate::secret::redact_url(url))
     })?;
     libpq_environment(&mut cfg)?;
+    // Said here, naming where the counts come from, before anything is
+    // looked up by host (tokio-postgres says "invalid number of ports"
+    // only when it connects).
+    let (hosts, addrs, ports) = (
+        cfg.get_hosts().len(),
+        cfg.get_hostaddrs().len(),
+        cfg.get_ports().len(),
+    );
+    if hosts > 0 && addrs > 0 && hosts != addrs {
+        anyhow::bail!(
+            "the database URL and PGHOST name {hosts} hosts for {addrs} hostaddr addresses; give as many of each"
+        );
+    }
+    if ports > 1 && ports != hosts.max(addrs) {
+        anyhow::bail!(
+            "the database URL and PGPORT give {ports} ports for {} hosts; give one port, or one for each host",
+            hosts.max(addrs)
+        );
+    }
     Ok(cfg)
 }
 
@@ -174,35 +193,35 @@ pub fn url_with_env_ports(url: &str, pgport: Option<&str>) -> anyhow::Result<Str
     let Some(pgport) = pgport else {
         return Ok(url.to_string());
     };
-    let lower = url.get(..13).unwrap_or(url).to_ascii_lowercase();
-    let Some(scheme_end) = ["postgresql://", "postgres://"]
+    let Some((scheme, rest)) = ["postgresql://", "postgres://"]
         .iter()
-        .find(|s| lower.starts_with(**s))
-        .map(|s| s.len())
+        .find_map(|prefix| url.strip_prefix(prefix).map(|rest| (*prefix, rest)))
     else {
         return Ok(url.to_string());
     };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let query = tail.split_once('?').map_or("", |(_, q)| q);
-    if query.split('&').any(|pair| pair.starts_with("port=")) {
-        return Ok(url.to_string());
-    }
-    let (userinfo, hosts) = match authority.rfind('@') {
-        Some(at) => authority.split_at(at + 1),
-        None => ("", authority),
+    // Read exactly as tokio-postgres reads it (its `UrlParser`), or the
+    // port lands where it reads something else: the credentials end at
+    // the first `@` anywhere, the hosts at the next `/` or `?`, and a
+    // query key is percent-decoded.
+    let (userinfo, after) = match rest.find('@') {
+        Some(at) => rest.split_at(at + 1),
+        None => ("", rest),
     };
-    if hosts.is_empty() {
+    let (hosts, tail) = after.split_at(after.find(['/', '?']).unwrap_or(after.len()));
+    let query = tail.split_once('?').map_or("", |(_, q)| q);
+    let port_param = query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .any(|(key, _)| percent_encoding::percent_decode_str(key).decode_utf8_lossy() == "port");
+    if port_param || hosts.is_empty() {
         return Ok(url.to_string());
     }
     let hosts: Vec<&str> = hosts.split(',').collect();
-    let has_port = |h: &str| {
-        if h.starts_with('[') {
-            h.contains("]:")
-        } else {
-            h.contains(':')
-        }
+    let has_port = |h: &str| match h.strip_prefix('[') {
+        Some(bracketed) => bracketed
+            .split_once(']')
+            .is_some_and(|(_, r)| r.starts_with(':')),
+        None => h.contains(':'),
     };
     if hosts.iter().any(|h| has_port(h)) {
         return Ok(url.to_string());
@@ -221,11 +240,7 @@ pub fn url_with_env_ports(url: &str, pgport: Option<&str>) -> anyhow::Result<Str
         };
         with_ports.push(format!("{host}:{port}"));
     }
-    Ok(format!(
-        "{}{userinfo}{}{tail}",
-        &url[..scheme_end],
-        with_ports.join(",")
-    ))
+    Ok(format!("{scheme}{userinfo}{}{tail}", with_ports.join(",")))
 }
 
 #[cfg(feature = "io")]
@@ -880,10 +895,20 @@ mod tests {
             "postgres://u:p@db.example:6543/app?sslmode=require"
         );
         assert_eq!(
-            with("POSTGRESQL://a,[::1],%2Ftmp%2Fsock", "1,2,3"),
-            "POSTGRESQL://a:1,[::1]:2,%2Ftmp%2Fsock:3"
+            with("postgresql://a,[::1],%2Ftmp%2Fsock", "1,2,3"),
+            "postgresql://a:1,[::1]:2,%2Ftmp%2Fsock:3"
         );
         assert_eq!(with("postgres://u@a,b", ",7"), "postgres://u@a:5432,b:7");
+        // The credentials end at the first `@`, as tokio-postgres reads
+        // them, whatever `/`, `?` or `#` they hold.
+        assert_eq!(
+            with("postgres://c:p/w?x#y@h/db", "6543"),
+            "postgres://c:p/w?x#y@h:6543/db"
+        );
+        assert_eq!(
+            with("postgres://da/ve@h/db", "6543"),
+            "postgres://da/ve@h:6543/db"
+        );
         // A port the URL gives, anywhere, is the URL's; no host, a
         // key=value string or no PGPORT leave it to libpq_environment.
         for url in [
@@ -891,8 +916,10 @@ mod tests {
             "postgres://a,b:2/db",
             "postgres://[::1]:3/db",
             "postgres://h/db?port=4",
+            "postgres://h/db?sslmode=require&%70ort=4",
             "postgres:///db",
             "host=h dbname=db",
+            "POSTGRES://h/db",
         ] {
             assert_eq!(with(url, "6543"), url);
         }

@@ -143,7 +143,10 @@ pub fn password_for(cfg: &tokio_postgres::Config) -> Result<Option<Vec<u8>>, Per
     let mut found = hosts.iter().enumerate().map(|(i, host)| {
         // One port for every host, or one each.
         let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
-        (host, lookup(&text, host, port, database, user))
+        (
+            format!("{host} (port {port})"),
+            lookup(&text, host, port, database, user),
+        )
     });
     let Some((first_host, password)) = found.next() else {
         return Ok(None);
@@ -151,7 +154,7 @@ pub fn password_for(cfg: &tokio_postgres::Config) -> Result<Option<Vec<u8>>, Per
     match found.find(|(_, other)| *other != password) {
         Some((other_host, _)) => Err(PerHostPasswords {
             file,
-            hosts: [first_host.clone(), other_host.clone()],
+            hosts: [first_host, other_host],
         }),
         None => Ok(password),
     }
