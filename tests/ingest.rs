@@ -863,6 +863,17 @@ fn a_url_that_names_nothing_takes_libpqs_environment() {
     let (code, said) = run(&url, &[env[1], env[4]]);
     assert_eq!(code, Some(0), "{said}");
     assert!(said.contains("2 already loaded"), "{said}");
+    // A URL libpq and tokio-postgres's parser would send to different
+    // servers (tokio-postgres read the credentials up to this `@`, and
+    // connected to 127.0.0.2 with the password) is refused in one line.
+    let url = format!(
+        "postgres://{}/{}?application_name=a@127.0.0.2",
+        db.host_str().unwrap(),
+        db.path().trim_start_matches('/')
+    );
+    let (code, said) = run(&url, &env);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("an '@' after its first '/'"), "{said}");
     // Ports that do not pair with the hosts are said before anything is
     // looked up by host.
     let (code, said) = run(

@@ -147,15 +147,14 @@ pub fn session_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
 /// The URL read as libpq reads it, for the job's connections and `--psql`
 /// alike: its stricter TLS settings ([`libpq_tls`], the root file kept as
 /// the CA to trust), then what it leaves out from libpq's environment
-/// ([`libpq_environment`], and `PGPORT` for the hosts it names without a
-/// port: [`url_with_env_ports`]).
+/// ([`libpq_environment`]), the URL first read as libpq reads it
+/// ([`libpq_url`]).
 pub fn libpq_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
     let (tls_read, root) = libpq_tls(url);
     if let Some(root) = root {
         tls::set_ca_file(&root);
     }
-    let env_port = std::env::var("PGPORT").ok().filter(|v| !v.is_empty());
-    let read = url_with_env_ports(&tls_read, env_port.as_deref())?;
+    let read = libpq_url(&tls_read, env_var)?;
     let mut cfg: tokio_postgres::Config = read.parse().map_err(|e| {
         anyhow::anyhow!("bad database URL {} ({e})", crate::secret::redact_url(url))
     })?;
@@ -170,12 +169,12 @@ pub fn libpq_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
     );
     if hosts > 0 && addrs > 0 && hosts != addrs {
         anyhow::bail!(
-            "the database URL and PGHOST name {hosts} hosts for {addrs} hostaddr addresses; give as many of each"
+            "the database URL and PGHOST give {hosts} hosts for {addrs} hostaddr addresses; give as many of each"
         );
     }
     if ports > 1 && ports != hosts.max(addrs) {
         anyhow::bail!(
-            "the database URL and PGPORT give {ports} ports for {} hosts; give one port, or one for each host",
+            "the database URL, PGHOST and PGPORT give {ports} ports for {} hosts; give one port, or one for each host",
             hosts.max(addrs)
         );
     }
@@ -183,64 +182,146 @@ pub fn libpq_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
 }
 
 #[cfg(feature = "io")]
-/// `PGPORT` (one port, or one per host) given to each host a
-/// `postgres://` URL names without a port, as libpq gives it: the URL
-/// parser tokio-postgres uses puts 5432 there instead, so the variable
-/// was never read. A URL that gives any host a port, or `port=` in its
-/// query, is left as it is, as is a `key=value` string (whose missing
-/// port [`libpq_environment`] fills in).
-pub fn url_with_env_ports(url: &str, pgport: Option<&str>) -> anyhow::Result<String> {
-    let Some(pgport) = pgport else {
-        return Ok(url.to_string());
-    };
+/// A `postgres://` URL rewritten so that tokio-postgres's parser reads the
+/// server libpq (and so psql) would read, or refused where the two would
+/// send the password to different servers. `var` reads the environment
+/// (`PGHOST`, `PGPORT`), empty values already dropped. A `key=value`
+/// string, and a URL that names no host (which [`libpq_environment`]
+/// completes), are left as they are.
+///
+/// Where they differ, and what is done:
+/// * the credentials: libpq looks for the `@` before the first `/` only,
+///   tokio-postgres anywhere, so `postgres://h/db?x=a@evil` would send
+///   the password to `evil`. An `@` past the first `/` is refused;
+/// * `?host=`: libpq takes it instead of the hosts before the path,
+///   tokio-postgres as well as them. Both at once is refused;
+/// * ports: libpq gives a lone host without a port `PGPORT` (one port),
+///   and the hosts without one the query's `?port=`; an empty port
+///   (`h:`) is no port. tokio-postgres gives such a host 5432 and adds the
+///   query's ports after, so they are written into the hosts here. With
+///   several hosts libpq gives those without a port 5432, not `PGPORT`;
+/// * an empty host (`postgres://u@:6543/db`): libpq's default host
+///   (`PGHOST`, else its socket directory), where tokio-postgres looks up
+///   a host named "". Written in here when it is one host;
+/// * a `%2C` in a host: two hosts to libpq, one to tokio-postgres. Refused.
+pub fn libpq_url(url: &str, var: impl Fn(&str) -> Option<String>) -> anyhow::Result<String> {
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+    // What a host may not hold as it is inside a URL's host list.
+    const IN_HOST: &AsciiSet = &NON_ALPHANUMERIC.remove(b'.').remove(b'-').remove(b'_');
     let Some((scheme, rest)) = ["postgresql://", "postgres://"]
         .iter()
         .find_map(|prefix| url.strip_prefix(prefix).map(|rest| (*prefix, rest)))
     else {
         return Ok(url.to_string());
     };
-    // Read exactly as tokio-postgres reads it (its `UrlParser`), or the
-    // port lands where it reads something else: the credentials end at
-    // the first `@` anywhere, the hosts at the next `/` or `?`, and a
-    // query key is percent-decoded.
-    let (userinfo, after) = match rest.find('@') {
-        Some(at) => rest.split_at(at + 1),
-        None => ("", rest),
+    let (userinfo, after) = match (rest.find('@'), rest.find('/')) {
+        (Some(at), Some(slash)) if slash < at => anyhow::bail!(
+            "the database URL has an '@' after its first '/': libpq reads no user there, this client would read everything before it as one; percent-encode it (%40)"
+        ),
+        (Some(at), _) => rest.split_at(at + 1),
+        (None, _) => ("", rest),
     };
     let (hosts, tail) = after.split_at(after.find(['/', '?']).unwrap_or(after.len()));
-    let query = tail.split_once('?').map_or("", |(_, q)| q);
-    let port_param = query
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .any(|(key, _)| percent_encoding::percent_decode_str(key).decode_utf8_lossy() == "port");
-    if port_param || hosts.is_empty() {
+    if hosts.is_empty() {
         return Ok(url.to_string());
     }
-    let hosts: Vec<&str> = hosts.split(',').collect();
-    let has_port = |h: &str| match h.strip_prefix('[') {
-        Some(bracketed) => bracketed
-            .split_once(']')
-            .is_some_and(|(_, r)| r.starts_with(':')),
-        None => h.contains(':'),
+    let (path, query) = match tail.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (tail, None),
     };
-    if hosts.iter().any(|h| has_port(h)) {
-        return Ok(url.to_string());
-    }
-    let ports = env_ports(pgport)?;
-    let mut with_ports = Vec::with_capacity(hosts.len());
-    for (i, host) in hosts.iter().enumerate() {
-        let port = match ports.as_slice() {
-            [one] => *one,
-            many if many.len() == hosts.len() => many[i],
-            many => anyhow::bail!(
-                "PGPORT {pgport:?} lists {} ports for {} hosts; give one port, or one for each host",
-                many.len(),
-                hosts.len()
+    let key_of = |pair: &str| {
+        let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+        percent_decode_str(key).decode_utf8_lossy().into_owned()
+    };
+    let mut query_ports = None;
+    let mut kept = Vec::new();
+    for pair in query.into_iter().flat_map(|q| q.split('&')) {
+        match key_of(pair).as_str() {
+            "host" => anyhow::bail!(
+                "the database URL names hosts both before its path and in ?host=: libpq takes only ?host=, this client would try both; name them in one place"
             ),
-        };
-        with_ports.push(format!("{host}:{port}"));
+            "port" => {
+                let value = pair.split_once('=').map_or("", |(_, v)| v);
+                query_ports = Some(percent_decode_str(value).decode_utf8_lossy().into_owned());
+            }
+            _ => kept.push(pair),
+        }
     }
-    Ok(format!("{scheme}{userinfo}{}{tail}", with_ports.join(",")))
+    let chunks: Vec<&str> = hosts.split(',').collect();
+    if chunks
+        .iter()
+        .any(|c| c.to_ascii_lowercase().contains("%2c"))
+    {
+        anyhow::bail!(
+            "the database URL has a percent-encoded ',' in a host: libpq reads two hosts there, this client one; write the comma as it is"
+        );
+    }
+    // A port given in a host, the empty one as none.
+    let split = |chunk: &str| -> (String, Option<String>) {
+        let (host, port) = match chunk.strip_prefix('[') {
+            Some(bracketed) => match bracketed.split_once(']') {
+                Some((_, after)) => {
+                    let end = chunk.len() - after.len();
+                    (&chunk[..end], after.strip_prefix(':'))
+                }
+                None => (chunk, None),
+            },
+            None => match chunk.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (chunk, None),
+            },
+        };
+        (
+            host.to_string(),
+            port.filter(|p| !p.is_empty()).map(str::to_string),
+        )
+    };
+    let given = query_ports.as_deref().map(env_ports).transpose()?;
+    let single = chunks.len() == 1;
+    let env_port = if single { var("PGPORT") } else { None };
+    let env_port = env_port.as_deref().map(env_ports).transpose()?;
+    let mut written = Vec::with_capacity(chunks.len());
+    for (i, chunk) in chunks.iter().enumerate() {
+        let (mut host, port) = split(chunk);
+        if host.is_empty() {
+            let default = var("PGHOST").unwrap_or_else(|| DEFAULT_SOCKET_DIR.to_string());
+            if default.contains(',') {
+                anyhow::bail!(
+                    "the database URL leaves a host empty and PGHOST names several; name the host"
+                );
+            }
+            host = utf8_percent_encode(default.trim(), IN_HOST).to_string();
+        }
+        let pick = |ports: &[u16], from: &str| match ports {
+            [one] => Ok(*one),
+            many if many.len() == chunks.len() => Ok(many[i]),
+            many => Err(anyhow::anyhow!(
+                "{from} gives {} ports for {} hosts; give one port, or one for each host",
+                many.len(),
+                chunks.len()
+            )),
+        };
+        let port = match (given.as_deref(), port, env_port.as_deref()) {
+            // libpq's `?port=` replaces the ports before the path.
+            (Some(ports), _, _) => Some(pick(ports, "the database URL's ?port=")?.to_string()),
+            (None, Some(port), _) => Some(port),
+            (None, None, Some(ports)) => Some(pick(ports, "PGPORT")?.to_string()),
+            (None, None, None) => None,
+        };
+        written.push(match port {
+            Some(port) => format!("{host}:{port}"),
+            None => host,
+        });
+    }
+    let query = if kept.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", kept.join("&"))
+    };
+    Ok(format!(
+        "{scheme}{userinfo}{}{path}{query}",
+        written.join(",")
+    ))
 }
 
 #[cfg(feature = "io")]
@@ -274,9 +355,13 @@ pub const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
 /// (named, so that the password file can match it); the database from
 /// `PGDATABASE` (else, as in libpq, the user's name).
 pub fn libpq_environment(cfg: &mut tokio_postgres::Config) -> anyhow::Result<()> {
-    libpq_environment_from(cfg, |name| {
-        std::env::var(name).ok().filter(|v| !v.is_empty())
-    })
+    libpq_environment_from(cfg, env_var)
+}
+
+#[cfg(feature = "io")]
+/// A libpq variable as libpq reads it: unset and empty alike.
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 #[cfg(feature = "io")]
@@ -888,51 +973,89 @@ mod tests {
     }
 
     #[test]
-    fn pgport_goes_to_the_hosts_a_url_names_without_a_port() {
-        let with = |url: &str, port: &str| url_with_env_ports(url, Some(port)).unwrap();
+    fn a_url_is_read_as_libpq_reads_it_or_refused() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let port = |url: &str, p: &'static str| {
+            let pairs: &'static [(&'static str, &'static str)] =
+                Box::leak(Box::new([("PGPORT", p)]));
+            libpq_url(url, env(pairs)).unwrap()
+        };
+        // PGPORT reaches a lone host without a port (tokio-postgres's
+        // parser gave it 5432); an empty port is none.
         assert_eq!(
-            with("postgres://u:p@db.example/app?sslmode=require", "6543"),
+            port("postgres://u:p@db.example/app?sslmode=require", "6543"),
             "postgres://u:p@db.example:6543/app?sslmode=require"
         );
         assert_eq!(
-            with("postgresql://a,[::1],%2Ftmp%2Fsock", "1,2,3"),
-            "postgresql://a:1,[::1]:2,%2Ftmp%2Fsock:3"
-        );
-        assert_eq!(with("postgres://u@a,b", ",7"), "postgres://u@a:5432,b:7");
-        // The credentials end at the first `@`, as tokio-postgres reads
-        // them, whatever `/`, `?` or `#` they hold.
-        assert_eq!(
-            with("postgres://c:p/w?x#y@h/db", "6543"),
-            "postgres://c:p/w?x#y@h:6543/db"
+            port("postgresql://[::1]:/db", "6543"),
+            "postgresql://[::1]:6543/db"
         );
         assert_eq!(
-            with("postgres://da/ve@h/db", "6543"),
-            "postgres://da/ve@h:6543/db"
+            port("postgres://%2Ftmp%2Fs/db", "7"),
+            "postgres://%2Ftmp%2Fs:7/db"
         );
-        // A port the URL gives, anywhere, is the URL's; no host, a
-        // key=value string or no PGPORT leave it to libpq_environment.
+        // With several hosts libpq gives those without a port 5432, not PGPORT.
+        assert_eq!(port("postgres://a,b:2/db", "6543"), "postgres://a,b:2/db");
+        // The credentials end at the first `@` before the first `/`.
+        assert_eq!(
+            port("postgres://c:p?w@h/db", "1"),
+            "postgres://c:p?w@h:1/db"
+        );
+        // ?port= replaces the ports before the path, as in libpq.
+        assert_eq!(
+            port("postgres://a:1,b/db?sslmode=require&%70ort=5,6", "9"),
+            "postgres://a:5,b:6/db?sslmode=require"
+        );
+        // An empty host is libpq's default host.
+        assert_eq!(
+            libpq_url("postgres://u@:6543/db", env(&[])).unwrap(),
+            "postgres://u@%2Fvar%2Frun%2Fpostgresql:6543/db"
+        );
+        assert_eq!(
+            libpq_url("postgres://u@:6543/db", env(&[("PGHOST", "db.example")])).unwrap(),
+            "postgres://u@db.example:6543/db"
+        );
+        // Nothing to read differently: left as it is.
         for url in [
-            "postgres://h:1/db",
-            "postgres://a,b:2/db",
-            "postgres://[::1]:3/db",
-            "postgres://h/db?port=4",
-            "postgres://h/db?sslmode=require&%70ort=4",
             "postgres:///db",
+            "postgres://u@/db?host=h",
             "host=h dbname=db",
             "POSTGRES://h/db",
         ] {
-            assert_eq!(with(url, "6543"), url);
+            assert_eq!(port(url, "6543"), url);
         }
         assert_eq!(
-            url_with_env_ports("postgres://h/db", None).unwrap(),
+            libpq_url("postgres://h/db", env(&[])).unwrap(),
             "postgres://h/db"
         );
-        let e = url_with_env_ports("postgres://a,b,c/db", Some("1,2")).unwrap_err();
+        // Where libpq and tokio-postgres would reach different servers: refused.
+        for (url, said) in [
+            (
+                "postgres://h/db?application_name=a@evil",
+                "an '@' after its first '/'",
+            ),
+            (
+                "postgres://u:p@h/db?host=other",
+                "both before its path and in ?host=",
+            ),
+            ("postgres://h%2Cevil/db", "percent-encoded ','"),
+        ] {
+            let e = libpq_url(url, env(&[])).unwrap_err().to_string();
+            assert!(e.contains(said), "{url}: {e}");
+        }
+        let e = libpq_url("postgres://h/db", env(&[("PGPORT", "1,2")])).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "PGPORT \"1,2\" lists 2 ports for 3 hosts; give one port, or one for each host"
+            "PGPORT gives 2 ports for 1 hosts; give one port, or one for each host"
         );
-        let e = url_with_env_ports("postgres://h/db", Some("x")).unwrap_err();
+        let e = libpq_url("postgres://h/db", env(&[("PGPORT", "x")])).unwrap_err();
         assert_eq!(
             e.to_string(),
             "PGPORT \"x\" is not a port number or a list of them"
