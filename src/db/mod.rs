@@ -908,18 +908,24 @@ impl Retries {
 mod tests {
     use super::*;
 
+    /// An environment holding `pairs` alone, for the functions that take one.
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
+    }
+
     #[cfg(feature = "io")]
     #[test]
     fn what_the_url_leaves_out_comes_from_libpqs_environment() {
         use tokio_postgres::config::Host;
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |name: &str| {
-                pairs
-                    .iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| v.to_string())
-            }
-        };
         let with = |url: &str, pairs: &'static [(&'static str, &'static str)]| {
             let mut cfg: tokio_postgres::Config = url.parse().unwrap();
             libpq_environment_from(&mut cfg, env(pairs)).map(|()| cfg)
@@ -974,19 +980,7 @@ mod tests {
 
     #[test]
     fn a_url_is_read_as_libpq_reads_it_or_refused() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |name: &str| {
-                pairs
-                    .iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| v.to_string())
-            }
-        };
-        let port = |url: &str, p: &'static str| {
-            let pairs: &'static [(&'static str, &'static str)] =
-                Box::leak(Box::new([("PGPORT", p)]));
-            libpq_url(url, env(pairs)).unwrap()
-        };
+        let port = |url: &str, p: &str| libpq_url(url, env(&[("PGPORT", p)])).unwrap();
         // PGPORT reaches a lone host without a port (tokio-postgres's
         // parser gave it 5432); an empty port is none.
         assert_eq!(
