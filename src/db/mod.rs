@@ -147,8 +147,8 @@ pub fn session_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
 /// The URL read as libpq reads it, for the job's connections and `--psql`
 /// alike: its stricter TLS settings ([`libpq_tls`], the root file kept as
 /// the CA to trust), then what it leaves out from libpq's environment
-/// ([`libpq_environment`]), the URL first read as libpq reads it
-/// ([`libpq_url`]).
+/// ([`libpq_environment`]), once [`libpq_url`] has rewritten what
+/// tokio-postgres's parser would read differently from libpq.
 pub fn libpq_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
     let (tls_read, root) = libpq_tls(url);
     if let Some(root) = root {
@@ -158,7 +158,7 @@ pub fn libpq_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
     let mut cfg: tokio_postgres::Config = read.parse().map_err(|e| {
         anyhow::anyhow!("bad database URL {} ({e})", crate::secret::redact_url(url))
     })?;
-    libpq_environment(&mut cfg)?;
+    libpq_environment(&mut cfg, env_var)?;
     // Said here, naming where the counts come from, before anything is
     // looked up by host (tokio-postgres says "invalid number of ports"
     // only when it connects).
@@ -347,27 +347,21 @@ fn env_ports(pgport: &str) -> anyhow::Result<Vec<u16>> {
 pub const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
 
 #[cfg(feature = "io")]
-/// Fills in what the URL leaves out as libpq (and so psql) would, so that
-/// `postgres:///mydb` or a URL without a user means here what it means to
-/// psql in the same shell: the host from `PGHOST` (a comma-separated list;
-/// a path is a socket directory), else [`DEFAULT_SOCKET_DIR`]; the port
-/// from `PGPORT`; the user from `PGUSER`, else the operating system's user
-/// (named, so that the password file can match it); the database from
-/// `PGDATABASE` (else, as in libpq, the user's name).
-pub fn libpq_environment(cfg: &mut tokio_postgres::Config) -> anyhow::Result<()> {
-    libpq_environment_from(cfg, env_var)
-}
-
-#[cfg(feature = "io")]
 /// A libpq variable as libpq reads it: unset and empty alike.
 fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 #[cfg(feature = "io")]
-/// [`libpq_environment`] with `var` reading the environment, empty values
-/// already dropped.
-fn libpq_environment_from(
+/// Fills in what the URL leaves out as libpq (and so psql) would, so that
+/// `postgres:///mydb` or a URL without a user means here what it means to
+/// psql in the same shell: the host from `PGHOST` (a comma-separated list;
+/// a path is a socket directory), else [`DEFAULT_SOCKET_DIR`]; the port
+/// from `PGPORT`; the user from `PGUSER`, else the operating system's user
+/// (named, so that the password file can match it); the database from
+/// `PGDATABASE` (else, as in libpq, the user's name). `var` reads the
+/// environment ([`env_var`]; the tests give their own).
+fn libpq_environment(
     cfg: &mut tokio_postgres::Config,
     var: impl Fn(&str) -> Option<String>,
 ) -> anyhow::Result<()> {
@@ -928,7 +922,7 @@ mod tests {
         use tokio_postgres::config::Host;
         let with = |url: &str, pairs: &'static [(&'static str, &'static str)]| {
             let mut cfg: tokio_postgres::Config = url.parse().unwrap();
-            libpq_environment_from(&mut cfg, env(pairs)).map(|()| cfg)
+            libpq_environment(&mut cfg, env(pairs)).map(|()| cfg)
         };
         let all: &[(&str, &str)] = &[
             ("PGHOST", "/tmp/sockets, db.example"),
