@@ -1,7 +1,7 @@
 //! What a user sees of the binaries' arguments: help that matches what
 //! parses, invalid values refused with status 2, `--psql` arguments.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 

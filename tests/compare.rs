@@ -1,7 +1,7 @@
 //! The `compare` harness end to end: files written, charts decodable, a
 //! wrong load caught, and baselines saved, compared with and enforced.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -2,7 +2,7 @@
 //! the comparison runs in a schema of its own and leaves every table,
 //! row and ledger entry of `ingest` as it found them.
 
-mod common;
+use crate::common;
 
 use common::*;
 

@@ -3,7 +3,7 @@
 //! directory the next run accepts, and two processes started together on
 //! one fresh directory both succeed.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;

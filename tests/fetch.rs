@@ -4,7 +4,7 @@
 //! the simulated bucket, or a tiny raw TCP server where the misbehaviour is
 //! below what an HTTP framework will send.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::{Read as _, Write as _};

@@ -4,7 +4,7 @@
 //! SlowDown`, and the named network presets of `bucket serve`. Real HTTP(S)
 //! over loopback with the project's own clients.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead as _, Read as _, Write as _};
 use std::process::Stdio;

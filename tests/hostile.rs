@@ -2,7 +2,7 @@
 //! unstorable text, odd encodings and keys. The program says what happened,
 //! stores what it refused, keeps going, and its memory stays flat.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;

@@ -1,6 +1,6 @@
 //! `ingest` end to end: real PostgreSQL, real HTTP over loopback.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -4,7 +4,7 @@
 //! bookkeeping cannot deadlock; keys of any length load; and a database at
 //! the V1 or V2 schema upgrades in place.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
@@ -1173,7 +1173,7 @@ fn every_session_starts_with_bounded_waits() {
 /// transaction: another worker finishes its pass within the lock timeout,
 /// reporting that file busy, and once the server has ended the stopped
 /// session (idle in transaction for a minute) the file loads.
-/// `cargo test --test isolation -- --ignored`.
+/// `cargo test --test suite isolation:: -- --ignored`.
 #[test]
 #[ignore = "slow: waits out the idle-in-transaction timeout (about a minute)"]
 fn a_sigstopped_worker_delays_another_by_a_bounded_time() {

@@ -1,6 +1,6 @@
 //! Every execution model loads exactly the generator's expected result.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 

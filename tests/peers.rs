@@ -5,7 +5,7 @@
 //! with no `Location`. What a user would check: what loaded, what was
 //! said, and that every wait ended.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};

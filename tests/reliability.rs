@@ -1,7 +1,7 @@
 //! Exactly-once under crashes, concurrent workers, network faults, a
 //! restarted database and a churning bucket.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
@@ -51,7 +51,7 @@ fn killed_at_ten_moments_then_rerun_loads_exactly_the_expected_result() {
     crash_and_rerun(10);
 }
 
-/// Soak: `cargo test --release --test reliability -- --ignored`.
+/// Soak: `cargo test --release --test suite reliability:: -- --ignored`.
 #[test]
 #[ignore = "soak: a few minutes"]
 fn soak_killed_at_sixty_moments_then_rerun_loads_exactly_the_expected_result() {
@@ -315,7 +315,7 @@ fn watch_on_a_churning_bucket_loads_every_lasting_file_once() {
     churn_and_watch(Duration::from_secs(30));
 }
 
-/// Soak: `cargo test --release --test reliability -- --ignored`.
+/// Soak: `cargo test --release --test suite reliability:: -- --ignored`.
 #[test]
 #[ignore = "soak: five minutes"]
 fn soak_watch_on_a_churning_bucket_for_five_minutes() {

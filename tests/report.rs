@@ -3,7 +3,7 @@
 //! against a baseline, then checked in the DOM the browser built and in
 //! screenshots at a desktop's and a phone's width.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -7,7 +7,7 @@
 //! which re-signs each request with the real secret and compares, as S3
 //! does.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

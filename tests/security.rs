@@ -1,7 +1,7 @@
 //! Security: TLS verified by default (and a private CA accepted only when
 //! given), secrets never in any output or file, SQL values always bound.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;

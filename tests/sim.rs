@@ -1,7 +1,7 @@
 //! The simulated bucket: determinism, exact expected results, network
 //! conditions, churn, the S3 listing, and the `bucket` binary.
 
-mod common;
+use crate::common;
 
 use std::io::BufRead as _;
 use std::process::{Command, Stdio};

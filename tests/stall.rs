@@ -6,7 +6,7 @@
 //! backend stopped the same way must hold a pass no longer than
 //! `--db-timeout` allows.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};

@@ -1,7 +1,7 @@
-//! Test support: one throwaway PostgreSQL per test binary, a fresh database
-//! per test, fixture buckets served over loopback HTTP by the simulated
-//! bucket server, the binaries as commands, the ledger as pairs, and CSVs
-//! read by header name.
+//! Test support: one throwaway PostgreSQL per test binary (the suite's, or
+//! tests/memory.rs's), a fresh database per test, fixture buckets served
+//! over loopback HTTP by the simulated bucket server, the binaries as
+//! commands, the ledger as pairs, and CSVs read by header name.
 #![allow(dead_code)]
 
 pub mod s3;
