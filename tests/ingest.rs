@@ -874,6 +874,17 @@ fn a_url_that_names_nothing_takes_libpqs_environment() {
     let (code, said) = run(&url, &env);
     assert_eq!(code, Some(1), "{said}");
     assert!(said.contains("an '@' after its first '/'"), "{said}");
+    // ?host= alone is split at its commas, as in libpq: the first host
+    // (nothing listens on 127.0.0.9) is tried, then the second. It was
+    // looked up as one host named "127.0.0.9,127.0.0.1".
+    let url = format!(
+        "postgres:///{}?host=127.0.0.9,{}&port={port}",
+        db.path().trim_start_matches('/'),
+        db.host_str().unwrap()
+    );
+    let (code, said) = run(&url, &[env[2], env[4]]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("2 already loaded"), "{said}");
     // Ports that do not pair with the hosts are said before anything is
     // looked up by host.
     let (code, said) = run(

@@ -194,7 +194,10 @@ pub fn libpq_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
 ///   tokio-postgres anywhere, so `postgres://h/db?x=a@evil` would send
 ///   the password to `evil`. An `@` past the first `/` is refused;
 /// * `?host=`: libpq takes it instead of the hosts before the path,
-///   tokio-postgres as well as them. Both at once is refused;
+///   tokio-postgres as well as them. Both at once is refused. Alone, libpq
+///   splits it at its commas and takes the last one given, tokio-postgres
+///   reads one host from each: written as one `host=` a host, and given
+///   twice refused;
 /// * ports: libpq gives a lone host without a port `PGPORT` (one port),
 ///   and the hosts without one the query's `?port=`; an empty port
 ///   (`h:`) is no port. tokio-postgres gives such a host 5432 and adds the
@@ -222,9 +225,6 @@ pub fn libpq_url(url: &str, var: impl Fn(&str) -> Option<String>) -> anyhow::Res
         (None, _) => ("", rest),
     };
     let (hosts, tail) = after.split_at(after.find(['/', '?']).unwrap_or(after.len()));
-    if hosts.is_empty() {
-        return Ok(url.to_string());
-    }
     let (path, query) = match tail.split_once('?') {
         Some((path, query)) => (path, Some(query)),
         None => (tail, None),
@@ -233,6 +233,52 @@ pub fn libpq_url(url: &str, var: impl Fn(&str) -> Option<String>) -> anyhow::Res
         let key = pair.split_once('=').map_or(pair, |(k, _)| k);
         percent_decode_str(key).decode_utf8_lossy().into_owned()
     };
+    let value_of = |pair: &str| {
+        let value = pair.split_once('=').map_or("", |(_, v)| v);
+        percent_decode_str(value).decode_utf8_lossy().into_owned()
+    };
+    let default_host = || {
+        let default = var("PGHOST").unwrap_or_else(|| DEFAULT_SOCKET_DIR.to_string());
+        if default.contains(',') {
+            anyhow::bail!(
+                "the database URL leaves a host empty and PGHOST names several; name the host"
+            );
+        }
+        Ok(utf8_percent_encode(default.trim(), IN_HOST).to_string())
+    };
+    if hosts.is_empty() {
+        // The hosts, if any, are in the query: libpq splits `?host=` at its
+        // commas and takes the last `host=` given; tokio-postgres reads one
+        // value as one host, and every `host=` given. One pair a host.
+        let pairs: Vec<&str> = query.into_iter().flat_map(|q| q.split('&')).collect();
+        let given: Vec<&str> = pairs
+            .iter()
+            .copied()
+            .filter(|p| key_of(p) == "host")
+            .collect();
+        match given[..] {
+            [one] if value_of(one).contains(',') => {}
+            [] | [_] => return Ok(url.to_string()),
+            _ => anyhow::bail!(
+                "the database URL gives ?host= more than once: libpq takes the last, this client every one; give it once"
+            ),
+        }
+        let mut written = Vec::with_capacity(pairs.len() + 1);
+        for pair in pairs {
+            if key_of(pair) != "host" {
+                written.push(pair.to_string());
+                continue;
+            }
+            for host in value_of(pair).split(',') {
+                let host = match host {
+                    "" => default_host()?,
+                    host => utf8_percent_encode(host, IN_HOST).to_string(),
+                };
+                written.push(format!("host={host}"));
+            }
+        }
+        return Ok(format!("{scheme}{userinfo}{path}?{}", written.join("&")));
+    }
     let mut query_ports = None;
     let mut kept = Vec::new();
     for pair in query.into_iter().flat_map(|q| q.split('&')) {
@@ -240,10 +286,7 @@ pub fn libpq_url(url: &str, var: impl Fn(&str) -> Option<String>) -> anyhow::Res
             "host" => anyhow::bail!(
                 "the database URL names hosts both before its path and in ?host=: libpq takes only ?host=, this client would try both; name them in one place"
             ),
-            "port" => {
-                let value = pair.split_once('=').map_or("", |(_, v)| v);
-                query_ports = Some(percent_decode_str(value).decode_utf8_lossy().into_owned());
-            }
+            "port" => query_ports = Some(value_of(pair)),
             _ => kept.push(pair),
         }
     }
@@ -284,13 +327,7 @@ pub fn libpq_url(url: &str, var: impl Fn(&str) -> Option<String>) -> anyhow::Res
     for (i, chunk) in chunks.iter().enumerate() {
         let (mut host, port) = split(chunk);
         if host.is_empty() {
-            let default = var("PGHOST").unwrap_or_else(|| DEFAULT_SOCKET_DIR.to_string());
-            if default.contains(',') {
-                anyhow::bail!(
-                    "the database URL leaves a host empty and PGHOST names several; name the host"
-                );
-            }
-            host = utf8_percent_encode(default.trim(), IN_HOST).to_string();
+            host = default_host()?;
         }
         let pick = |ports: &[u16], from: &str| match ports {
             [one] => Ok(*one),
@@ -1023,8 +1060,18 @@ mod tests {
             libpq_url("postgres://h/db", env(&[])).unwrap(),
             "postgres://h/db"
         );
+        // ?host= alone: libpq's hosts, one pair each, as tokio-postgres reads them.
+        let url = libpq_url("postgres://u@/db?host=a,%2Ftmp&sslmode=require", env(&[])).unwrap();
+        assert_eq!(url, "postgres://u@/db?host=a&host=%2Ftmp&sslmode=require");
+        let hosts = url.parse::<tokio_postgres::Config>().unwrap();
+        assert_eq!(hosts.get_hosts().len(), 2, "{url}");
+        assert_eq!(
+            libpq_url("postgres:///db?host=a%2C", env(&[("PGHOST", "d")])).unwrap(),
+            "postgres:///db?host=a&host=d"
+        );
         // Where libpq and tokio-postgres would reach different servers: refused.
         for (url, said) in [
+            ("postgres:///db?host=a&host=b", "?host= more than once"),
             (
                 "postgres://h/db?application_name=a@evil",
                 "an '@' after its first '/'",
