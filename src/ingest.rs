@@ -161,7 +161,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         seen_resolution: Some(Duration::from_secs_f64(args.seen_resolution)),
         ..Default::default()
     };
-    tracing::info!(database = %secret::redact_url(&cfg.database_url), "starting");
+    // Debug-formatted, so a control character in the URL is escaped rather
+    // than splitting the log line.
+    tracing::info!(database = ?secret::redact_url(&cfg.database_url), "starting");
     loop {
         let started = std::time::Instant::now();
         let read = match run_pass_with(&cfg, model.as_ref(), &opts) {

@@ -885,6 +885,37 @@ fn a_url_that_names_nothing_takes_libpqs_environment() {
     let (code, said) = run(&url, &[env[2], env[4]]);
     assert_eq!(code, Some(0), "{said}");
     assert!(said.contains("2 already loaded"), "{said}");
+    // PGHOSTADDR is where libpq connects, whatever the host is named.
+    let url = format!(
+        "postgres://{}@nowhere.invalid:{port}/{}",
+        db.username(),
+        db.path().trim_start_matches('/')
+    );
+    let (code, said) = run(&url, &[("PGHOSTADDR", db.host_str().unwrap()), env[4]]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("2 already loaded"), "{said}");
+    // PGSSLMODE=require: the tests' server offers no TLS, so no connection
+    // (and no password) reaches it, as with psql.
+    let (code, said) = run(
+        "postgres://",
+        &[
+            env[0],
+            env[1],
+            env[2],
+            env[3],
+            env[4],
+            ("PGSSLMODE", "require"),
+        ],
+    );
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("TLS") || said.contains("tls"), "{said}");
+    // The service file is not read: refused in one line, not ignored.
+    let (code, said) = run(
+        "postgres://",
+        &[env[0], env[1], ("PGSERVICE", "etl"), env[4]],
+    );
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("PGSERVICE is set"), "{said}");
     // Ports that do not pair with the hosts are said before anything is
     // looked up by host.
     let (code, said) = run(

@@ -122,6 +122,22 @@ pub fn libpq_tls(url: &str) -> (String, Option<std::path::PathBuf>) {
 }
 
 #[cfg(feature = "io")]
+/// Whether a URL's query or a `key=value` string gives `key`.
+fn names_key(url: &str, key: &str) -> bool {
+    let decoded = |k: &str| percent_encoding::percent_decode_str(k).decode_utf8_lossy() == key;
+    match url.split_once("://") {
+        Some((_, rest)) => rest.split_once('?').is_some_and(|(_, query)| {
+            query
+                .split('&')
+                .any(|pair| decoded(pair.split_once('=').map_or(pair, |(k, _)| k)))
+        }),
+        None => url
+            .split_whitespace()
+            .any(|word| word.split_once('=').is_some_and(|(k, _)| k == key)),
+    }
+}
+
+#[cfg(feature = "io")]
 /// The URL as a client configuration with [`SESSION_OPTIONS`] in front of
 /// its own options. libpq's `sslmode=verify-full`, `verify-ca` and
 /// `sslrootcert` are taken as [`libpq_tls`] says (the root file as
@@ -159,6 +175,22 @@ pub fn libpq_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
         anyhow::anyhow!("bad database URL {} ({e})", crate::secret::redact_url(url))
     })?;
     libpq_environment(&mut cfg, env_var)?;
+    // PGSSLMODE, when the URL gives none, read as libpq_tls reads sslmode
+    // (the verifying modes as `require`, which verifies here): ignoring
+    // `require` would send the password to a server without TLS.
+    if !names_key(&tls_read, "sslmode")
+        && let Some(mode) = env_var("PGSSLMODE")
+    {
+        use tokio_postgres::config::SslMode;
+        cfg.ssl_mode(match mode.as_str() {
+            "disable" => SslMode::Disable,
+            "allow" | "prefer" => SslMode::Prefer,
+            "require" | "verify-ca" | "verify-full" => SslMode::Require,
+            _ => anyhow::bail!(
+                "PGSSLMODE {mode:?} is not one of disable, allow, prefer, require, verify-ca, verify-full"
+            ),
+        });
+    }
     // Said here, naming where the counts come from, before anything is
     // looked up by host (tokio-postgres says "invalid number of ports"
     // only when it connects).
@@ -169,7 +201,7 @@ pub fn libpq_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
     );
     if hosts > 0 && addrs > 0 && hosts != addrs {
         anyhow::bail!(
-            "the database URL and PGHOST give {hosts} hosts for {addrs} hostaddr addresses; give as many of each"
+            "the database URL, PGHOST and PGHOSTADDR give {hosts} hosts for {addrs} hostaddr addresses; give as many of each"
         );
     }
     if ports > 1 && ports != hosts.max(addrs) {
@@ -195,9 +227,8 @@ pub fn libpq_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
 ///   the password to `evil`. An `@` past the first `/` is refused;
 /// * `?host=`: libpq takes it instead of the hosts before the path,
 ///   tokio-postgres as well as them. Both at once is refused. Alone, libpq
-///   splits it at its commas and takes the last one given, tokio-postgres
-///   reads one host from each: written as one `host=` a host, and given
-///   twice refused;
+///   splits it at its commas, tokio-postgres reads one host: written as
+///   one `host=` a host;
 /// * ports: libpq gives a lone host without a port `PGPORT` (one port),
 ///   and the hosts without one the query's `?port=`; an empty port
 ///   (`h:`) is no port. tokio-postgres gives such a host 5432 and adds the
@@ -205,7 +236,10 @@ pub fn libpq_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
 ///   several hosts libpq gives those without a port 5432, not `PGPORT`;
 /// * an empty host (`postgres://u@:6543/db`): libpq's default host
 ///   (`PGHOST`, else its socket directory), where tokio-postgres looks up
-///   a host named "". Written in here when it is one host;
+///   a host named "". An empty host in a list, or an empty `?host=`, is
+///   the socket directory, whatever `PGHOST` says;
+/// * `host`, `hostaddr` or `port` given twice in the query: libpq takes
+///   the last, tokio-postgres adds them up. Refused;
 /// * a `%2C` in a host: two hosts to libpq, one to tokio-postgres. Refused.
 pub fn libpq_url(url: &str, var: impl Fn(&str) -> Option<String>) -> anyhow::Result<String> {
     use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
@@ -237,31 +271,26 @@ pub fn libpq_url(url: &str, var: impl Fn(&str) -> Option<String>) -> anyhow::Res
         let value = pair.split_once('=').map_or("", |(_, v)| v);
         percent_decode_str(value).decode_utf8_lossy().into_owned()
     };
-    let default_host = || {
-        let default = var("PGHOST").unwrap_or_else(|| DEFAULT_SOCKET_DIR.to_string());
-        if default.contains(',') {
+    // An empty host in a list is libpq's socket directory; only a host part
+    // left wholly empty takes PGHOST.
+    let socket_dir = || utf8_percent_encode(DEFAULT_SOCKET_DIR, IN_HOST).to_string();
+    let pairs: Vec<&str> = query.into_iter().flat_map(|q| q.split('&')).collect();
+    // libpq takes the last of a key given twice; tokio-postgres adds up
+    // hosts, addresses and ports.
+    for key in ["host", "hostaddr", "port"] {
+        if pairs.iter().filter(|p| key_of(p) == key).count() > 1 {
             anyhow::bail!(
-                "the database URL leaves a host empty and PGHOST names several; name the host"
+                "the database URL gives ?{key}= more than once: libpq takes the last, this client every one; give it once"
             );
         }
-        Ok(utf8_percent_encode(default.trim(), IN_HOST).to_string())
-    };
+    }
     if hosts.is_empty() {
         // The hosts, if any, are in the query: libpq splits `?host=` at its
-        // commas and takes the last `host=` given; tokio-postgres reads one
-        // value as one host, and every `host=` given. One pair a host.
-        let pairs: Vec<&str> = query.into_iter().flat_map(|q| q.split('&')).collect();
-        let given: Vec<&str> = pairs
-            .iter()
-            .copied()
-            .filter(|p| key_of(p) == "host")
-            .collect();
-        match given[..] {
-            [one] if value_of(one).contains(',') => {}
-            [] | [_] => return Ok(url.to_string()),
-            _ => anyhow::bail!(
-                "the database URL gives ?host= more than once: libpq takes the last, this client every one; give it once"
-            ),
+        // commas (an empty one is the socket directory); tokio-postgres
+        // reads the value as one host. One pair a host.
+        match pairs.iter().find(|p| key_of(p) == "host") {
+            Some(given) if value_of(given).contains(',') || value_of(given).is_empty() => {}
+            _ => return Ok(url.to_string()),
         }
         let mut written = Vec::with_capacity(pairs.len() + 1);
         for pair in pairs {
@@ -271,7 +300,7 @@ pub fn libpq_url(url: &str, var: impl Fn(&str) -> Option<String>) -> anyhow::Res
             }
             for host in value_of(pair).split(',') {
                 let host = match host {
-                    "" => default_host()?,
+                    "" => socket_dir(),
                     host => utf8_percent_encode(host, IN_HOST).to_string(),
                 };
                 written.push(format!("host={host}"));
@@ -281,7 +310,7 @@ pub fn libpq_url(url: &str, var: impl Fn(&str) -> Option<String>) -> anyhow::Res
     }
     let mut query_ports = None;
     let mut kept = Vec::new();
-    for pair in query.into_iter().flat_map(|q| q.split('&')) {
+    for pair in pairs {
         match key_of(pair).as_str() {
             "host" => anyhow::bail!(
                 "the database URL names hosts both before its path and in ?host=: libpq takes only ?host=, this client would try both; name them in one place"
@@ -327,7 +356,15 @@ pub fn libpq_url(url: &str, var: impl Fn(&str) -> Option<String>) -> anyhow::Res
     for (i, chunk) in chunks.iter().enumerate() {
         let (mut host, port) = split(chunk);
         if host.is_empty() {
-            host = default_host()?;
+            host = match var("PGHOST") {
+                Some(default) if single && !default.contains(',') => {
+                    utf8_percent_encode(&default, IN_HOST).to_string()
+                }
+                Some(_) if single => anyhow::bail!(
+                    "the database URL leaves its host empty and PGHOST names several; name the host"
+                ),
+                _ => socket_dir(),
+            };
         }
         let pick = |ports: &[u16], from: &str| match ports {
             [one] => Ok(*one),
@@ -396,8 +433,9 @@ fn env_var(name: &str) -> Option<String> {
 /// a path is a socket directory), else [`DEFAULT_SOCKET_DIR`]; the port
 /// from `PGPORT`; the user from `PGUSER`, else the operating system's user
 /// (named, so that the password file can match it); the database from
-/// `PGDATABASE` (else, as in libpq, the user's name). `var` reads the
-/// environment ([`env_var`]; the tests give their own).
+/// `PGDATABASE` (else, as in libpq, the user's name); the addresses from
+/// `PGHOSTADDR`. `PGSERVICE` is refused (the service file is not read).
+/// `var` reads the environment ([`env_var`]; the tests give their own).
 fn libpq_environment(
     cfg: &mut tokio_postgres::Config,
     var: impl Fn(&str) -> Option<String>,
@@ -405,20 +443,41 @@ fn libpq_environment(
     // A URL that gives only `hostaddr` names where to connect already;
     // `PGHOST` then names those addresses (for the password file and the
     // certificate), as in libpq.
+    // The connection service file would name the server instead of the
+    // environment below; it is not read here, so it is refused rather than
+    // another server reached than psql's.
+    if var("PGSERVICE").is_some() {
+        anyhow::bail!(
+            "PGSERVICE is set, and this client does not read libpq's connection service file: name the server in the URL, or unset PGSERVICE"
+        );
+    }
+    if cfg.get_hostaddrs().is_empty()
+        && let Some(addrs) = var("PGHOSTADDR")
+    {
+        for addr in addrs.split(',') {
+            let ip = addr.parse::<std::net::IpAddr>().map_err(|_| {
+                anyhow::anyhow!("PGHOSTADDR {addrs:?} is not an IP address or a list of them")
+            })?;
+            cfg.hostaddr(ip);
+        }
+    }
     if cfg.get_hosts().is_empty() {
         let given = var("PGHOST");
         if cfg.get_hostaddrs().is_empty() || given.is_some() {
             let hosts = given.unwrap_or_else(|| DEFAULT_SOCKET_DIR.to_string());
-            let named: Vec<&str> = hosts
-                .split(',')
-                .map(str::trim)
-                .filter(|h| !h.is_empty())
-                .collect();
-            if named.is_empty() {
+            let named: Vec<&str> = hosts.split(',').collect();
+            // libpq takes each as it is (an empty one is the socket
+            // directory); only blanks would be looked up as a host named
+            // " ", which is said here instead.
+            if named.iter().all(|h| h.trim().is_empty()) && named.iter().any(|h| !h.is_empty()) {
                 anyhow::bail!("PGHOST {hosts:?} names no host");
             }
             for host in named {
-                cfg.host(host);
+                cfg.host(if host.is_empty() {
+                    DEFAULT_SOCKET_DIR
+                } else {
+                    host
+                });
             }
         }
     }
@@ -962,7 +1021,7 @@ mod tests {
             libpq_environment(&mut cfg, env(pairs)).map(|()| cfg)
         };
         let all: &[(&str, &str)] = &[
-            ("PGHOST", "/tmp/sockets, db.example"),
+            ("PGHOST", "/tmp/sockets,db.example"),
             ("PGPORT", "5433"),
             ("PGUSER", "etl"),
             ("PGDATABASE", "warehouse"),
@@ -1007,6 +1066,41 @@ mod tests {
         // A PGHOST of blanks and commas is said, not taken for no host.
         let e = with("postgres:///mine", &[("PGHOST", " , ")]).unwrap_err();
         assert_eq!(e.to_string(), "PGHOST \" , \" names no host");
+        // As in libpq: each host as it is, an empty one the socket directory.
+        let cfg = with("postgres:///mine", &[("PGHOST", "a,, b")]).unwrap();
+        assert_eq!(
+            cfg.get_hosts(),
+            [
+                Host::Tcp("a".into()),
+                Host::Unix(DEFAULT_SOCKET_DIR.into()),
+                Host::Tcp(" b".into())
+            ]
+        );
+        // PGHOSTADDR where the URL gives no address; alone, no host.
+        let cfg = with("postgres:///mine", &[("PGHOSTADDR", "127.0.0.3")]).unwrap();
+        assert_eq!(
+            cfg.get_hostaddrs(),
+            ["127.0.0.3".parse::<std::net::IpAddr>().unwrap()]
+        );
+        assert!(cfg.get_hosts().is_empty());
+        let cfg = with(
+            "postgres://h/mine?hostaddr=127.0.0.4",
+            &[("PGHOSTADDR", "127.0.0.3")],
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.get_hostaddrs(),
+            ["127.0.0.4".parse::<std::net::IpAddr>().unwrap()]
+        );
+        let e = with("postgres:///mine", &[("PGHOSTADDR", "db.example")]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("PGHOSTADDR \"db.example\" is not an IP address"),
+            "{e}"
+        );
+        // The service file is not read: refused rather than ignored.
+        let e = with("postgres://h/mine", &[("PGSERVICE", "s")]).unwrap_err();
+        assert!(e.to_string().starts_with("PGSERVICE is set"), "{e}");
     }
 
     #[test]
@@ -1065,13 +1159,32 @@ mod tests {
         assert_eq!(url, "postgres://u@/db?host=a&host=%2Ftmp&sslmode=require");
         let hosts = url.parse::<tokio_postgres::Config>().unwrap();
         assert_eq!(hosts.get_hosts().len(), 2, "{url}");
+        // An empty host in a list, or an empty ?host=, is the socket
+        // directory, not PGHOST (libpq reads PGHOST only for no host at all).
+        let socket = "%2Fvar%2Frun%2Fpostgresql";
         assert_eq!(
             libpq_url("postgres:///db?host=a%2C", env(&[("PGHOST", "d")])).unwrap(),
-            "postgres:///db?host=a&host=d"
+            format!("postgres:///db?host=a&host={socket}")
+        );
+        assert_eq!(
+            libpq_url("postgres:///db?host=", env(&[("PGHOST", "d")])).unwrap(),
+            format!("postgres:///db?host={socket}")
+        );
+        assert_eq!(
+            libpq_url("postgres://u@a:1,:1/db", env(&[("PGHOST", "d")])).unwrap(),
+            format!("postgres://u@a:1,{socket}:1/db")
         );
         // Where libpq and tokio-postgres would reach different servers: refused.
         for (url, said) in [
             ("postgres:///db?host=a&host=b", "?host= more than once"),
+            (
+                "postgres:///db?host=a,b&port=1&port=2",
+                "?port= more than once",
+            ),
+            (
+                "postgres://h/db?hostaddr=1.1.1.1&%68ostaddr=1.1.1.2",
+                "?hostaddr= more than once",
+            ),
             (
                 "postgres://h/db?application_name=a@evil",
                 "an '@' after its first '/'",

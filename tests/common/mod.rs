@@ -96,13 +96,17 @@ pub fn count(db: &mut postgres::Client, sql: &str) -> i64 {
 }
 
 /// A binary of the crate with nothing inherited that changes what it does:
-/// no `DATABASE_URL` and no `RUST_LOG` from the shell running the tests (a
-/// test sets what it means), and `compare` measuring with the test build
-/// rather than building the release one (`cargo test` sets `CARGO`).
+/// no `DATABASE_URL`, `RUST_LOG` or libpq variable that redirects or
+/// refuses a URL's connection from the shell running the tests (a test sets
+/// what it means), and `compare` measuring with the test build rather than
+/// building the release one (`cargo test` sets `CARGO`).
 fn binary(path: &str) -> Command {
     let mut cmd = Command::new(path);
     cmd.env_remove("DATABASE_URL")
         .env_remove("RUST_LOG")
+        .env_remove("PGHOSTADDR")
+        .env_remove("PGSERVICE")
+        .env_remove("PGSSLMODE")
         .env("BUCKETBENCH_MEASURE_UNOPTIMISED", "1");
     cmd
 }
