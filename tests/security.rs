@@ -764,10 +764,11 @@ fn database_tls_with_sslmode_require_is_verified() {
             .env("DATABASE_URL", &url)
             .env_remove("PGSSLROOTCERT")
             .env("HOME", dir.path())
-            // libpq variables left in the shell must not redirect psql (a
-            // PGHOSTADDR would send the password elsewhere).
-            .env("PGHOSTADDR", "127.0.0.2")
-            .env("PGSERVICE", "nosuch");
+            // libpq variables left in the shell must not redirect psql
+            // away from the server the job reads from the URL (a PGHOST
+            // the URL overrides; a service file no PGSERVICE names).
+            .env("PGHOST", "127.0.0.2")
+            .env("PGSERVICEFILE", "/nonexistent/pg_service.conf");
         if ca {
             cmd.arg("--db-ca-file").arg(&crt);
         }

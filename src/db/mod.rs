@@ -76,7 +76,7 @@ pub fn libpq_tls(url: &str) -> (String, Option<std::path::PathBuf>) {
             (_, v) => Some(v.to_string()),
         }
     };
-    let rewritten = if url.contains("://") {
+    let rewritten = if is_url(url) {
         match url.split_once('?') {
             Some((base, query)) => {
                 let pairs: Vec<String> = query
@@ -104,19 +104,17 @@ pub fn libpq_tls(url: &str) -> (String, Option<std::path::PathBuf>) {
             None => url.to_string(),
         }
     } else {
-        url.split(' ')
-            .filter_map(|word| match word.split_once('=') {
-                Some((k, v)) if !v.starts_with('\'') => keep(k.trim(), v).map(|nv| {
-                    if nv == v {
-                        word.to_string()
-                    } else {
-                        format!("{k}={nv}")
-                    }
-                }),
-                _ => Some(word.to_string()),
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
+        match conninfo_pairs(url) {
+            // Rebuilt from its pairs, each value quoted, so that a quoted
+            // value holding blanks keeps its words.
+            Some(pairs) => pairs
+                .iter()
+                .filter_map(|(k, v)| keep(k, v).map(|nv| format!("{k}={}", quote_conninfo(&nv))))
+                .collect::<Vec<_>>()
+                .join(" "),
+            // Not one libpq reads: the parser says so.
+            None => url.to_string(),
+        }
     };
     (rewritten, root)
 }
@@ -125,16 +123,74 @@ pub fn libpq_tls(url: &str) -> (String, Option<std::path::PathBuf>) {
 /// Whether a URL's query or a `key=value` string gives `key`.
 fn names_key(url: &str, key: &str) -> bool {
     let decoded = |k: &str| percent_encoding::percent_decode_str(k).decode_utf8_lossy() == key;
-    match url.split_once("://") {
-        Some((_, rest)) => rest.split_once('?').is_some_and(|(_, query)| {
+    if is_url(url) {
+        url.split_once('?').is_some_and(|(_, query)| {
             query
                 .split('&')
                 .any(|pair| decoded(pair.split_once('=').map_or(pair, |(k, _)| k)))
-        }),
-        None => url
-            .split_whitespace()
-            .any(|word| word.split_once('=').is_some_and(|(k, _)| k == key)),
+        })
+    } else {
+        conninfo_pairs(url).is_some_and(|pairs| pairs.iter().any(|(k, _)| k == key))
     }
+}
+
+#[cfg(feature = "io")]
+/// A connection URL, as both libpq and tokio-postgres tell one from a
+/// `key=value` string: by its scheme, not by a `://` anywhere in it.
+pub fn is_url(s: &str) -> bool {
+    s.starts_with("postgres://") || s.starts_with("postgresql://")
+}
+
+#[cfg(feature = "io")]
+/// A libpq `key=value` string's pairs, read as libpq reads them: blanks
+/// around `=`, values in single quotes, a backslash taking the next
+/// character as it is. `None` when it is not one.
+pub fn conninfo_pairs(s: &str) -> Option<Vec<(String, String)>> {
+    let mut pairs = Vec::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.peek().is_none() {
+            return Some(pairs);
+        }
+        let mut key = String::new();
+        while let Some(c) = chars.next_if(|c| !c.is_whitespace() && *c != '=') {
+            key.push(c);
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.next() != Some('=') {
+            return None;
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut value = String::new();
+        if chars.next_if_eq(&'\'').is_some() {
+            loop {
+                match chars.next()? {
+                    '\\' => value.push(chars.next()?),
+                    '\'' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    c => value.push(c),
+                }
+            }
+        }
+        pairs.push((key, value));
+    }
+}
+
+#[cfg(feature = "io")]
+/// A value for a `key=value` string, quoted when it must be for both
+/// parsers to read it back whole.
+fn quote_conninfo(value: &str) -> String {
+    if !value.is_empty() && !value.contains(|c: char| c.is_whitespace() || c == '\'' || c == '\\') {
+        return value.to_string();
+    }
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
 #[cfg(feature = "io")]
@@ -175,22 +231,7 @@ pub fn libpq_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
         anyhow::anyhow!("bad database URL {} ({e})", crate::secret::redact_url(url))
     })?;
     libpq_environment(&mut cfg, env_var)?;
-    // PGSSLMODE, when the URL gives none, read as libpq_tls reads sslmode
-    // (the verifying modes as `require`, which verifies here): ignoring
-    // `require` would send the password to a server without TLS.
-    if !names_key(&tls_read, "sslmode")
-        && let Some(mode) = env_var("PGSSLMODE")
-    {
-        use tokio_postgres::config::SslMode;
-        cfg.ssl_mode(match mode.as_str() {
-            "disable" => SslMode::Disable,
-            "allow" | "prefer" => SslMode::Prefer,
-            "require" | "verify-ca" | "verify-full" => SslMode::Require,
-            _ => anyhow::bail!(
-                "PGSSLMODE {mode:?} is not one of disable, allow, prefer, require, verify-ca, verify-full"
-            ),
-        });
-    }
+    libpq_demands(&mut cfg, !names_key(&tls_read, "sslmode"), env_var)?;
     // Said here, naming where the counts come from, before anything is
     // looked up by host (tokio-postgres says "invalid number of ports"
     // only when it connects).
@@ -249,6 +290,17 @@ pub fn libpq_url(url: &str, var: impl Fn(&str) -> Option<String>) -> anyhow::Res
         .iter()
         .find_map(|prefix| url.strip_prefix(prefix).map(|rest| (*prefix, rest)))
     else {
+        // A `key=value` string: libpq takes the last of a key given twice,
+        // tokio-postgres adds up hosts, addresses and ports.
+        for key in ["host", "hostaddr", "port"] {
+            let given = conninfo_pairs(url)
+                .map_or(0, |pairs| pairs.iter().filter(|(k, _)| k == key).count());
+            if given > 1 {
+                anyhow::bail!(
+                    "the database connection string gives {key} more than once: libpq takes the last, this client every one; give it once"
+                );
+            }
+        }
         return Ok(url.to_string());
     };
     let (userinfo, after) = match (rest.find('@'), rest.find('/')) {
@@ -292,6 +344,8 @@ pub fn libpq_url(url: &str, var: impl Fn(&str) -> Option<String>) -> anyhow::Res
             Some(given) if value_of(given).contains(',') || value_of(given).is_empty() => {}
             _ => return Ok(url.to_string()),
         }
+        let addressed =
+            var("PGHOSTADDR").is_some() || pairs.iter().any(|p| key_of(p) == "hostaddr");
         let mut written = Vec::with_capacity(pairs.len() + 1);
         for pair in pairs {
             if key_of(pair) != "host" {
@@ -300,6 +354,11 @@ pub fn libpq_url(url: &str, var: impl Fn(&str) -> Option<String>) -> anyhow::Res
             }
             for host in value_of(pair).split(',') {
                 let host = match host {
+                    // libpq then connects to the address and looks the
+                    // password up by it; here it would be "localhost"'s.
+                    "" if addressed => anyhow::bail!(
+                        "the database URL leaves a host empty in ?host= beside a hostaddr; name every host"
+                    ),
                     "" => socket_dir(),
                     host => utf8_percent_encode(host, IN_HOST).to_string(),
                 };
@@ -329,11 +388,18 @@ pub fn libpq_url(url: &str, var: impl Fn(&str) -> Option<String>) -> anyhow::Res
         );
     }
     // A port given in a host, the empty one as none.
-    let split = |chunk: &str| -> (String, Option<String>) {
+    let split = |chunk: &str| -> anyhow::Result<(String, Option<String>)> {
         let (host, port) = match chunk.strip_prefix('[') {
             Some(bracketed) => match bracketed.split_once(']') {
                 Some((_, after)) => {
                     let end = chunk.len() - after.len();
+                    // libpq refuses anything else after the bracket; the
+                    // parser dropped it, and the port with it.
+                    if !after.is_empty() && !after.starts_with(':') {
+                        anyhow::bail!(
+                            "the database URL has {after:?} after a bracketed host, where only :port may follow"
+                        );
+                    }
                     (&chunk[..end], after.strip_prefix(':'))
                 }
                 None => (chunk, None),
@@ -343,10 +409,10 @@ pub fn libpq_url(url: &str, var: impl Fn(&str) -> Option<String>) -> anyhow::Res
                 None => (chunk, None),
             },
         };
-        (
+        Ok((
             host.to_string(),
             port.filter(|p| !p.is_empty()).map(str::to_string),
-        )
+        ))
     };
     let given = query_ports.as_deref().map(env_ports).transpose()?;
     let single = chunks.len() == 1;
@@ -354,7 +420,7 @@ pub fn libpq_url(url: &str, var: impl Fn(&str) -> Option<String>) -> anyhow::Res
     let env_port = env_port.as_deref().map(env_ports).transpose()?;
     let mut written = Vec::with_capacity(chunks.len());
     for (i, chunk) in chunks.iter().enumerate() {
-        let (mut host, port) = split(chunk);
+        let (mut host, port) = split(chunk)?;
         if host.is_empty() {
             host = match var("PGHOST") {
                 Some(default) if single && !default.contains(',') => {
@@ -500,6 +566,83 @@ fn libpq_environment(
         cfg.dbname(db);
     }
     Ok(())
+}
+
+#[cfg(feature = "io")]
+/// libpq's variables that say what a connection must insist on before it
+/// sends a password, read where the URL leaves them at their default (they
+/// only ever make it stricter then, except `PGSSLMODE=disable`, taken only
+/// when the URL gives no `sslmode`), and those this client cannot honour
+/// refused rather than ignored: ignoring `PGSSLMODE=require` sent the
+/// password to a server without TLS where psql refused.
+fn libpq_demands(
+    cfg: &mut tokio_postgres::Config,
+    no_sslmode: bool,
+    var: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<()> {
+    use tokio_postgres::config::{ChannelBinding, SslMode, TargetSessionAttrs};
+    let ssl = var("PGSSLMODE")
+        .or_else(|| (var("PGREQUIRESSL").as_deref() == Some("1")).then(|| "require".into()));
+    if let Some(mode) = ssl
+        && cfg.get_ssl_mode() == SslMode::Prefer
+    {
+        match mode.as_str() {
+            "disable" if no_sslmode => cfg.ssl_mode(SslMode::Disable),
+            "disable" | "allow" | "prefer" => cfg,
+            // libpq uses no TLS on a Unix socket whatever the mode, where
+            // tokio-postgres would ask the socket for it and fail.
+            "require" | "verify-ca" | "verify-full" if on_sockets_only(cfg) => cfg,
+            // Verified here whatever the mode (the roots: --db-ca-file).
+            "require" | "verify-ca" | "verify-full" => cfg.ssl_mode(SslMode::Require),
+            _ => anyhow::bail!(
+                "PGSSLMODE {mode:?} is not one of disable, allow, prefer, require, verify-ca, verify-full"
+            ),
+        };
+    }
+    if let Some(binding) = var("PGCHANNELBINDING")
+        && cfg.get_channel_binding() == ChannelBinding::Prefer
+    {
+        match binding.as_str() {
+            "disable" => cfg.channel_binding(ChannelBinding::Disable),
+            "prefer" => cfg,
+            "require" => cfg.channel_binding(ChannelBinding::Require),
+            _ => {
+                anyhow::bail!("PGCHANNELBINDING {binding:?} is not one of disable, prefer, require")
+            }
+        };
+    }
+    if let Some(attrs) = var("PGTARGETSESSIONATTRS")
+        && cfg.get_target_session_attrs() == TargetSessionAttrs::Any
+    {
+        match attrs.as_str() {
+            "any" => cfg,
+            "read-write" => cfg.target_session_attrs(TargetSessionAttrs::ReadWrite),
+            "read-only" => cfg.target_session_attrs(TargetSessionAttrs::ReadOnly),
+            _ => anyhow::bail!(
+                "PGTARGETSESSIONATTRS {attrs:?} is not one this client honours (any, read-write, read-only)"
+            ),
+        };
+    }
+    if var("PGGSSENCMODE").as_deref() == Some("require") {
+        anyhow::bail!(
+            "PGGSSENCMODE is require, and this client has no GSSAPI encryption: unset it, or use TLS (sslmode=require)"
+        );
+    }
+    if var("PGREQUIREPEER").is_some() {
+        anyhow::bail!(
+            "PGREQUIREPEER is set, and this client cannot check a socket's peer: unset it"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(feature = "io")]
+/// Whether every server `cfg` names is a Unix socket.
+fn on_sockets_only(cfg: &tokio_postgres::Config) -> bool {
+    use tokio_postgres::config::Host;
+    cfg.get_hostaddrs().is_empty()
+        && !cfg.get_hosts().is_empty()
+        && cfg.get_hosts().iter().all(|h| matches!(h, Host::Unix(_)))
 }
 
 #[cfg(feature = "io")]
@@ -1103,6 +1246,99 @@ mod tests {
         assert!(e.to_string().starts_with("PGSERVICE is set"), "{e}");
     }
 
+    #[cfg(feature = "io")]
+    #[test]
+    fn a_connection_string_is_read_as_libpq_reads_it() {
+        let pairs =
+            conninfo_pairs("host = h  application_name='a b\\'c sslmode=disable' port=5\\ 4")
+                .unwrap();
+        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+        assert_eq!(
+            pairs,
+            [
+                ("host", "h"),
+                ("application_name", "a b'c sslmode=disable"),
+                ("port", "5 4")
+            ]
+        );
+        assert_eq!(conninfo_pairs("host"), None);
+        assert_eq!(conninfo_pairs("a='open"), None);
+        // A quoted value's words stay in it when the TLS words are rewritten.
+        let (read, root) =
+            libpq_tls("host=h application_name='a sslrootcert=/x host=evil' sslmode=verify-full");
+        assert_eq!(
+            read,
+            "host=h application_name='a sslrootcert=/x host=evil' sslmode=require"
+        );
+        assert_eq!(root, None);
+        let cfg: tokio_postgres::Config = read.parse().unwrap();
+        assert_eq!(cfg.get_hosts().len(), 1);
+        // Given twice: libpq takes the last, tokio-postgres both. Refused.
+        let e = libpq_url("host=a host=b port=1", env(&[])).unwrap_err();
+        assert!(e.to_string().contains("gives host more than once"), "{e}");
+        // sslmode named only inside a quoted value, or a "://" in a value,
+        // is not the string's own.
+        assert!(!names_key(
+            "host=h application_name='x sslmode=disable'",
+            "sslmode"
+        ));
+        assert!(names_key(
+            "host=h application_name=https://a sslmode = require",
+            "sslmode"
+        ));
+    }
+
+    #[cfg(feature = "io")]
+    #[test]
+    fn libpqs_demands_are_kept_or_refused() {
+        use tokio_postgres::config::{ChannelBinding, SslMode, TargetSessionAttrs};
+        let with = |url: &str, no_sslmode: bool, pairs: &'static [(&'static str, &'static str)]| {
+            let mut cfg: tokio_postgres::Config = url.parse().unwrap();
+            libpq_demands(&mut cfg, no_sslmode, env(pairs)).map(|()| cfg)
+        };
+        let cfg = with("host=h", true, &[("PGSSLMODE", "verify-full")]).unwrap();
+        assert_eq!(cfg.get_ssl_mode(), SslMode::Require);
+        let cfg = with("host=h", true, &[("PGREQUIRESSL", "1")]).unwrap();
+        assert_eq!(cfg.get_ssl_mode(), SslMode::Require);
+        // No TLS on a Unix socket, in libpq whatever the mode.
+        let cfg = with("host=/tmp", true, &[("PGSSLMODE", "require")]).unwrap();
+        assert_eq!(cfg.get_ssl_mode(), SslMode::Prefer);
+        // The string's own mode wins; PGSSLMODE never weakens a given one.
+        let cfg = with("host=h sslmode=require", false, &[("PGSSLMODE", "disable")]).unwrap();
+        assert_eq!(cfg.get_ssl_mode(), SslMode::Require);
+        let cfg = with("host=h sslmode=prefer", false, &[("PGSSLMODE", "disable")]).unwrap();
+        assert_eq!(cfg.get_ssl_mode(), SslMode::Prefer);
+        let cfg = with("host=h", true, &[("PGSSLMODE", "disable")]).unwrap();
+        assert_eq!(cfg.get_ssl_mode(), SslMode::Disable);
+        let cfg = with(
+            "host=h",
+            true,
+            &[
+                ("PGCHANNELBINDING", "require"),
+                ("PGTARGETSESSIONATTRS", "read-write"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg.get_channel_binding(), ChannelBinding::Require);
+        assert_eq!(
+            cfg.get_target_session_attrs(),
+            TargetSessionAttrs::ReadWrite
+        );
+        let refused: [(&'static [(&'static str, &'static str)], &str); 4] = [
+            (&[("PGGSSENCMODE", "require")], "PGGSSENCMODE is require"),
+            (&[("PGREQUIREPEER", "postgres")], "PGREQUIREPEER is set"),
+            (
+                &[("PGTARGETSESSIONATTRS", "standby")],
+                "not one this client honours",
+            ),
+            (&[("PGSSLMODE", "on")], "PGSSLMODE \"on\" is not one of"),
+        ];
+        for (pairs, said) in refused {
+            let e = with("host=h", true, pairs).unwrap_err();
+            assert!(e.to_string().contains(said), "{e}");
+        }
+    }
+
     #[test]
     fn a_url_is_read_as_libpq_reads_it_or_refused() {
         let port = |url: &str, p: &str| libpq_url(url, env(&[("PGPORT", p)])).unwrap();
@@ -1180,6 +1416,11 @@ mod tests {
             (
                 "postgres:///db?host=a,b&port=1&port=2",
                 "?port= more than once",
+            ),
+            ("postgres://u@[::1]evil:5/db", "after a bracketed host"),
+            (
+                "postgres://u@/db?host=&hostaddr=127.0.0.3",
+                "beside a hostaddr",
             ),
             (
                 "postgres://h/db?hostaddr=1.1.1.1&%68ostaddr=1.1.1.2",
