@@ -187,8 +187,13 @@ pub(crate) struct Pair {
 /// fails, so it can look for secrets in strings libpq would refuse.
 pub(crate) fn conninfo_pairs(s: &str) -> Vec<Pair> {
     // White space as tokio-postgres reads it (`char::is_whitespace`: the
-    // vertical tab, NBSP and the other Unicode spaces too): a secret must
-    // be found wherever the parser that connects would find it.
+    // vertical tab, NBSP and the other Unicode spaces too).
+    pairs_ending_at(s, char::is_whitespace)
+}
+
+/// [`conninfo_pairs`] with values that end at `blank` (keys are found
+/// after any white space).
+fn pairs_ending_at(s: &str, blank: fn(char) -> bool) -> Vec<Pair> {
     let at = |i: usize| s[i..].chars().next();
     let skip_ws = |mut i: usize| {
         while let Some(c) = at(i).filter(|c| c.is_whitespace()) {
@@ -220,7 +225,7 @@ pub(crate) fn conninfo_pairs(s: &str) -> Vec<Pair> {
             continue;
         }
         let v = skip_ws(j + 1);
-        let (value, end) = read_value(s, v);
+        let (value, end) = read_value(s, v, blank);
         pairs.push(Pair {
             key,
             value,
@@ -233,7 +238,7 @@ pub(crate) fn conninfo_pairs(s: &str) -> Vec<Pair> {
 
 /// Reads a libpq value starting at `start`; returns it unescaped and where
 /// it ends. An unterminated quote runs to the end of the string.
-fn read_value(s: &str, start: usize) -> (String, usize) {
+fn read_value(s: &str, start: usize, blank: fn(char) -> bool) -> (String, usize) {
     let mut value = String::new();
     let mut chars = s[start..]
         .char_indices()
@@ -251,7 +256,7 @@ fn read_value(s: &str, start: usize) -> (String, usize) {
                 }
             }
             '\'' if quoted => return (value, k + 1),
-            c if !quoted && c.is_whitespace() => return (value, k),
+            c if !quoted && blank(c) => return (value, k),
             c => value.push(c),
         }
     }
@@ -262,8 +267,13 @@ fn read_value(s: &str, start: usize) -> (String, usize) {
 /// connection string, so a secret key left without `=` (`password PW`)
 /// hides the word after it too.
 fn redact_conninfo(s: &str, whole: bool) -> String {
+    // A secret must be hidden wherever either parser would find it, and as
+    // far as either reads it: tokio-postgres ends a value at any Unicode
+    // blank, libpq only at an ASCII one (a NBSP is part of its value).
+    let libpq_blank = |c: char| c.is_ascii_whitespace() || c == '\x0B';
     let mut spans: Vec<std::ops::Range<usize>> = conninfo_pairs(s)
         .into_iter()
+        .chain(pairs_ending_at(s, libpq_blank))
         .filter(|p| SECRET_KEYS.iter().any(|k| p.key.eq_ignore_ascii_case(k)))
         .map(|p| p.value_span)
         .collect();
@@ -384,6 +394,8 @@ mod tests {
             "host=h user=u password=\u{b}LEAK1x dbname=d",
             "host=h user=u password\u{2003}=\u{a0}LEAK1x",
             "host=h\u{a0}password=LEAK1x",
+            // libpq's password runs past the NBSP.
+            "host=h password=Sx1\u{a0}LEAK1x dbname=d",
         ] {
             hidden(conninfo, "LEAK1x");
             let logged = redact_text(&format!(

@@ -142,26 +142,31 @@ pub fn is_url(s: &str) -> bool {
 }
 
 #[cfg(feature = "io")]
-/// A libpq `key=value` string's pairs, read as libpq reads them: blanks
-/// around `=`, values in single quotes, a backslash taking the next
-/// character as it is. `None` when it is not one.
+/// A libpq `key=value` string's pairs, read as libpq reads them: ASCII
+/// blanks around `=`, values in single quotes, a backslash taking the next
+/// character as it is. `None` when it is not one (libpq refuses it).
 pub fn conninfo_pairs(s: &str) -> Option<Vec<(String, String)>> {
     let mut pairs = Vec::new();
     let mut chars = s.chars().peekable();
     loop {
-        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        while chars.next_if(|c| libpq_blank(*c)).is_some() {}
         if chars.peek().is_none() {
             return Some(pairs);
         }
         let mut key = String::new();
-        while let Some(c) = chars.next_if(|c| !c.is_whitespace() && *c != '=') {
+        while let Some(c) = chars.next_if(|c| !libpq_blank(*c) && *c != '=') {
             key.push(c);
         }
-        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        // libpq refuses an empty key; tokio-postgres's parser stops there
+        // and drops the rest of the string without a word.
+        if key.is_empty() {
+            return None;
+        }
+        while chars.next_if(|c| libpq_blank(*c)).is_some() {}
         if chars.next() != Some('=') {
             return None;
         }
-        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        while chars.next_if(|c| libpq_blank(*c)).is_some() {}
         let mut value = String::new();
         if chars.next_if_eq(&'\'').is_some() {
             loop {
@@ -172,7 +177,7 @@ pub fn conninfo_pairs(s: &str) -> Option<Vec<(String, String)>> {
                 }
             }
         } else {
-            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+            while let Some(c) = chars.next_if(|c| !libpq_blank(*c)) {
                 match c {
                     '\\' => value.extend(chars.next()),
                     c => value.push(c),
@@ -181,6 +186,14 @@ pub fn conninfo_pairs(s: &str) -> Option<Vec<(String, String)>> {
         }
         pairs.push((key, value));
     }
+}
+
+#[cfg(feature = "io")]
+/// White space as libpq's parser knows it (C's `isspace`): ASCII only. A
+/// Unicode blank (NBSP) is part of a value to libpq, a separator to
+/// tokio-postgres, which reads the string only once it is rebuilt.
+fn libpq_blank(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\x0B' | '\x0C' | '\r')
 }
 
 #[cfg(feature = "io")]
@@ -230,6 +243,27 @@ pub fn libpq_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
     let mut cfg: tokio_postgres::Config = read.parse().map_err(|e| {
         anyhow::anyhow!("bad database URL {} ({e})", crate::secret::redact_url(url))
     })?;
+    // libpq takes an empty host, user or database for none given (the
+    // socket directory, the login name, the user's name), where
+    // tokio-postgres takes the empty name, and the password file another
+    // line.
+    use tokio_postgres::config::Host;
+    for (given, what) in [
+        (cfg.get_user() == Some(""), "user name"),
+        (cfg.get_dbname() == Some(""), "database name"),
+        (
+            cfg.get_hosts()
+                .iter()
+                .any(|h| matches!(h, Host::Tcp(n) if n.is_empty())),
+            "host",
+        ),
+    ] {
+        if given {
+            anyhow::bail!(
+                "the database URL gives an empty {what}, which libpq reads as none given: leave it out, or name it"
+            );
+        }
+    }
     libpq_environment(&mut cfg, env_var)?;
     libpq_demands(&mut cfg, !names_key(&tls_read, "sslmode"), env_var)?;
     // Said here, naming where the counts come from, before anything is
@@ -290,11 +324,16 @@ pub fn libpq_url(url: &str, var: impl Fn(&str) -> Option<String>) -> anyhow::Res
         .iter()
         .find_map(|prefix| url.strip_prefix(prefix).map(|rest| (*prefix, rest)))
     else {
-        // A `key=value` string: libpq takes the last of a key given twice,
-        // tokio-postgres adds up hosts, addresses and ports.
+        // A `key=value` string: libpq refuses what it cannot read (where
+        // tokio-postgres may read a part), takes the last of a key given
+        // twice (tokio-postgres adds up hosts, addresses and ports).
+        let Some(pairs) = conninfo_pairs(url) else {
+            anyhow::bail!(
+                "the database URL is neither a postgres:// URL nor a key=value string as libpq reads one (an unclosed quote, a word without =, an empty key?)"
+            );
+        };
         for key in ["host", "hostaddr", "port"] {
-            let given = conninfo_pairs(url)
-                .map_or(0, |pairs| pairs.iter().filter(|(k, _)| k == key).count());
+            let given = pairs.iter().filter(|(k, _)| k == key).count();
             if given > 1 {
                 anyhow::bail!(
                     "the database connection string gives {key} more than once: libpq takes the last, this client every one; give it once"
@@ -1263,6 +1302,19 @@ mod tests {
         );
         assert_eq!(conninfo_pairs("host"), None);
         assert_eq!(conninfo_pairs("a='open"), None);
+        // An empty key: libpq refuses the string, tokio-postgres dropped
+        // what followed (here, sslmode).
+        assert_eq!(conninfo_pairs("host=h =x sslmode=require"), None);
+        // A Unicode blank is part of a value to libpq.
+        let pairs = conninfo_pairs("dbname=app\u{a0}sslmode=disable").unwrap();
+        assert_eq!(
+            pairs,
+            [("dbname".into(), "app\u{a0}sslmode=disable".into())]
+        );
+        let (read, _) = libpq_tls("host=h dbname=app\u{a0}sslmode=disable");
+        let cfg: tokio_postgres::Config = read.parse().unwrap();
+        assert_eq!(cfg.get_dbname(), Some("app\u{a0}sslmode=disable"));
+        assert_eq!(cfg.get_ssl_mode(), tokio_postgres::config::SslMode::Prefer);
         // A quoted value's words stay in it when the TLS words are rewritten.
         let (read, root) =
             libpq_tls("host=h application_name='a sslrootcert=/x host=evil' sslmode=verify-full");
@@ -1273,6 +1325,17 @@ mod tests {
         assert_eq!(root, None);
         let cfg: tokio_postgres::Config = read.parse().unwrap();
         assert_eq!(cfg.get_hosts().len(), 1);
+        // What libpq refuses, or reads as nothing given, is refused.
+        for (url, said) in [
+            ("POSTGRES://h/db", "neither a postgres:// URL nor"),
+            ("host=h user=''", "an empty user name"),
+            ("host=h dbname=", "an empty database name"),
+            ("host=h,", "an empty host"),
+            ("postgres://h/db?user=", "an empty user name"),
+        ] {
+            let e = libpq_config(url).unwrap_err();
+            assert!(e.to_string().contains(said), "{url}: {e}");
+        }
         // Given twice: libpq takes the last, tokio-postgres both. Refused.
         let e = libpq_url("host=a host=b port=1", env(&[])).unwrap_err();
         assert!(e.to_string().contains("gives host more than once"), "{e}");
@@ -1382,7 +1445,6 @@ mod tests {
             "postgres:///db",
             "postgres://u@/db?host=h",
             "host=h dbname=db",
-            "POSTGRES://h/db",
         ] {
             assert_eq!(port(url, "6543"), url);
         }
