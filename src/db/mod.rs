@@ -189,6 +189,51 @@ pub fn conninfo_pairs(s: &str) -> Option<Vec<(String, String)>> {
 }
 
 #[cfg(feature = "io")]
+/// The keys libpq 15 reads in a connection string. A key it does not know
+/// is refused, as psql refuses it: tokio-postgres reads some libpq does not
+/// (`load_balance_hosts` changes which host gets the password first), and
+/// trims Unicode blanks around a key libpq would refuse (`<NBSP>sslmode`).
+const LIBPQ_KEYS: &[&str] = &[
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "passfile",
+    "channel_binding",
+    "connect_timeout",
+    "client_encoding",
+    "options",
+    "application_name",
+    "fallback_application_name",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+    "replication",
+    "sslmode",
+    "requiressl",
+    "sslcompression",
+    "sslcert",
+    "sslkey",
+    "sslpassword",
+    "sslrootcert",
+    "sslcrl",
+    "sslcrldir",
+    "sslsni",
+    "requirepeer",
+    "ssl_min_protocol_version",
+    "ssl_max_protocol_version",
+    "gssencmode",
+    "krbsrvname",
+    "gsslib",
+    "service",
+    "target_session_attrs",
+];
+
+#[cfg(feature = "io")]
 /// White space as libpq's parser knows it (C's `isspace`): ASCII only. A
 /// Unicode blank (NBSP) is part of a value to libpq, a separator to
 /// tokio-postgres, which reads the string only once it is rebuilt.
@@ -332,6 +377,14 @@ pub fn libpq_url(url: &str, var: impl Fn(&str) -> Option<String>) -> anyhow::Res
                 "the database URL is neither a postgres:// URL nor a key=value string as libpq reads one (an unclosed quote, a word without =, an empty key?)"
             );
         };
+        if let Some((key, _)) = pairs
+            .iter()
+            .find(|(k, _)| !LIBPQ_KEYS.contains(&k.as_str()))
+        {
+            anyhow::bail!(
+                "the database connection string names {key:?}, which libpq does not know"
+            );
+        }
         for key in ["host", "hostaddr", "port"] {
             let given = pairs.iter().filter(|(k, _)| k == key).count();
             if given > 1 {
@@ -365,7 +418,18 @@ pub fn libpq_url(url: &str, var: impl Fn(&str) -> Option<String>) -> anyhow::Res
     // An empty host in a list is libpq's socket directory; only a host part
     // left wholly empty takes PGHOST.
     let socket_dir = || utf8_percent_encode(DEFAULT_SOCKET_DIR, IN_HOST).to_string();
-    let pairs: Vec<&str> = query.into_iter().flat_map(|q| q.split('&')).collect();
+    let pairs: Vec<&str> = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter(|p| !p.is_empty())
+        .collect();
+    if let Some(key) = pairs
+        .iter()
+        .map(|p| key_of(p))
+        .find(|k| !LIBPQ_KEYS.contains(&k.as_str()))
+    {
+        anyhow::bail!("the database URL's query names {key:?}, which libpq does not know");
+    }
     // libpq takes the last of a key given twice; tokio-postgres adds up
     // hosts, addresses and ports.
     for key in ["host", "hostaddr", "port"] {
@@ -665,6 +729,22 @@ fn libpq_demands(
     if var("PGGSSENCMODE").as_deref() == Some("require") {
         anyhow::bail!(
             "PGGSSENCMODE is require, and this client has no GSSAPI encryption: unset it, or use TLS (sslmode=require)"
+        );
+    }
+    // What libpq would check of the server's certificate or present of
+    // its own, which this client does not: refused rather than skipped.
+    for name in ["PGSSLCRL", "PGSSLCRLDIR", "PGSSLCERT", "PGSSLKEY"] {
+        if var(name).is_some() {
+            anyhow::bail!(
+                "{name} is set, and this client does not read it (no revocation lists, no client certificate): unset it"
+            );
+        }
+    }
+    if let Some(min) = var("PGSSLMINPROTOCOLVERSION")
+        && !matches!(min.as_str(), "TLSv1" | "TLSv1.1" | "TLSv1.2")
+    {
+        anyhow::bail!(
+            "PGSSLMINPROTOCOLVERSION is {min:?}, and this client's floor is TLS 1.2: unset it"
         );
     }
     if var("PGREQUIREPEER").is_some() {
@@ -1336,6 +1416,20 @@ mod tests {
             let e = libpq_config(url).unwrap_err();
             assert!(e.to_string().contains(said), "{url}: {e}");
         }
+        // A key libpq does not know, or knows only without a blank
+        // tokio-postgres trims, is refused.
+        for url in [
+            "host=h \u{a0}sslmode=disable",
+            "host=h load_balance_hosts=random",
+            "postgres://h/db?keepalives_retries=3",
+            "postgres://h/db?%C2%A0host=evil",
+        ] {
+            let e = libpq_url(url, env(&[])).unwrap_err();
+            assert!(
+                e.to_string().contains("which libpq does not know"),
+                "{url}: {e}"
+            );
+        }
         // Given twice: libpq takes the last, tokio-postgres both. Refused.
         let e = libpq_url("host=a host=b port=1", env(&[])).unwrap_err();
         assert!(e.to_string().contains("gives host more than once"), "{e}");
@@ -1387,7 +1481,12 @@ mod tests {
             cfg.get_target_session_attrs(),
             TargetSessionAttrs::ReadWrite
         );
-        let refused: [(&'static [(&'static str, &'static str)], &str); 4] = [
+        let refused: [(&'static [(&'static str, &'static str)], &str); 6] = [
+            (&[("PGSSLCRL", "/crl.pem")], "PGSSLCRL is set"),
+            (
+                &[("PGSSLMINPROTOCOLVERSION", "TLSv1.3")],
+                "this client's floor is TLS 1.2",
+            ),
             (&[("PGGSSENCMODE", "require")], "PGGSSENCMODE is require"),
             (&[("PGREQUIREPEER", "postgres")], "PGREQUIREPEER is set"),
             (
