@@ -1453,20 +1453,46 @@ mod tests {
             let mut cfg: tokio_postgres::Config = url.parse().unwrap();
             libpq_demands(&mut cfg, no_sslmode, env(pairs)).map(|()| cfg)
         };
-        let cfg = with("host=h", true, &[("PGSSLMODE", "verify-full")]).unwrap();
-        assert_eq!(cfg.get_ssl_mode(), SslMode::Require);
-        let cfg = with("host=h", true, &[("PGREQUIRESSL", "1")]).unwrap();
-        assert_eq!(cfg.get_ssl_mode(), SslMode::Require);
-        // No TLS on a Unix socket, in libpq whatever the mode.
-        let cfg = with("host=/tmp", true, &[("PGSSLMODE", "require")]).unwrap();
-        assert_eq!(cfg.get_ssl_mode(), SslMode::Prefer);
-        // The string's own mode wins; PGSSLMODE never weakens a given one.
-        let cfg = with("host=h sslmode=require", false, &[("PGSSLMODE", "disable")]).unwrap();
-        assert_eq!(cfg.get_ssl_mode(), SslMode::Require);
-        let cfg = with("host=h sslmode=prefer", false, &[("PGSSLMODE", "disable")]).unwrap();
-        assert_eq!(cfg.get_ssl_mode(), SslMode::Prefer);
-        let cfg = with("host=h", true, &[("PGSSLMODE", "disable")]).unwrap();
-        assert_eq!(cfg.get_ssl_mode(), SslMode::Disable);
+        type Env = &'static [(&'static str, &'static str)];
+        let modes: [(&str, bool, Env, SslMode); 6] = [
+            (
+                "host=h",
+                true,
+                &[("PGSSLMODE", "verify-full")],
+                SslMode::Require,
+            ),
+            ("host=h", true, &[("PGREQUIRESSL", "1")], SslMode::Require),
+            // No TLS on a Unix socket, in libpq whatever the mode.
+            (
+                "host=/tmp",
+                true,
+                &[("PGSSLMODE", "require")],
+                SslMode::Prefer,
+            ),
+            // The string's own mode wins; PGSSLMODE never weakens a given one.
+            (
+                "host=h sslmode=require",
+                false,
+                &[("PGSSLMODE", "disable")],
+                SslMode::Require,
+            ),
+            (
+                "host=h sslmode=prefer",
+                false,
+                &[("PGSSLMODE", "disable")],
+                SslMode::Prefer,
+            ),
+            (
+                "host=h",
+                true,
+                &[("PGSSLMODE", "disable")],
+                SslMode::Disable,
+            ),
+        ];
+        for (url, no_sslmode, pairs, want) in modes {
+            let cfg = with(url, no_sslmode, pairs).unwrap();
+            assert_eq!(cfg.get_ssl_mode(), want, "{url} {pairs:?}");
+        }
         let cfg = with(
             "host=h",
             true,
