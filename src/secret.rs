@@ -263,6 +263,14 @@ fn read_value(s: &str, start: usize, blank: fn(char) -> bool) -> (String, usize)
     (value, s.len())
 }
 
+/// White space as libpq's parser knows it (C's `isspace`): ASCII only. A
+/// Unicode blank (NBSP) is part of a value to libpq, a separator to
+/// tokio-postgres (`db::libpq_tls` rebuilds a string for it from libpq's
+/// reading).
+pub(crate) fn libpq_blank(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\x0B' | '\x0C' | '\r')
+}
+
 /// Hides the value of every secret key. `whole`: `s` is meant to be one
 /// connection string, so a secret key left without `=` (`password PW`)
 /// hides the word after it too.
@@ -270,7 +278,6 @@ fn redact_conninfo(s: &str, whole: bool) -> String {
     // A secret must be hidden wherever either parser would find it, and as
     // far as either reads it: tokio-postgres ends a value at any Unicode
     // blank, libpq only at an ASCII one (a NBSP is part of its value).
-    let libpq_blank = |c: char| c.is_ascii_whitespace() || c == '\x0B';
     let mut spans: Vec<std::ops::Range<usize>> = conninfo_pairs(s)
         .into_iter()
         .chain(pairs_ending_at(s, libpq_blank))

@@ -137,7 +137,7 @@ fn names_key(url: &str, key: &str) -> bool {
 #[cfg(feature = "io")]
 /// A connection URL, as both libpq and tokio-postgres tell one from a
 /// `key=value` string: by its scheme, not by a `://` anywhere in it.
-pub fn is_url(s: &str) -> bool {
+fn is_url(s: &str) -> bool {
     s.starts_with("postgres://") || s.starts_with("postgresql://")
 }
 
@@ -145,7 +145,8 @@ pub fn is_url(s: &str) -> bool {
 /// A libpq `key=value` string's pairs, read as libpq reads them: ASCII
 /// blanks around `=`, values in single quotes, a backslash taking the next
 /// character as it is. `None` when it is not one (libpq refuses it).
-pub fn conninfo_pairs(s: &str) -> Option<Vec<(String, String)>> {
+fn conninfo_pairs(s: &str) -> Option<Vec<(String, String)>> {
+    use crate::secret::libpq_blank;
     let mut pairs = Vec::new();
     let mut chars = s.chars().peekable();
     loop {
@@ -232,14 +233,6 @@ const LIBPQ_KEYS: &[&str] = &[
     "service",
     "target_session_attrs",
 ];
-
-#[cfg(feature = "io")]
-/// White space as libpq's parser knows it (C's `isspace`): ASCII only. A
-/// Unicode blank (NBSP) is part of a value to libpq, a separator to
-/// tokio-postgres, which reads the string only once it is rebuilt.
-fn libpq_blank(c: char) -> bool {
-    matches!(c, ' ' | '\t' | '\n' | '\x0B' | '\x0C' | '\r')
-}
 
 #[cfg(feature = "io")]
 /// A value for a `key=value` string, quoted when it must be for both
