@@ -56,8 +56,14 @@ pub struct Args {
     /// (`ingest --completions bash > /etc/bash_completion.d/ingest`).
     #[arg(long, value_name = "SHELL", help_heading = "Output")]
     completions: Option<clap_complete::Shell>,
-    /// PostgreSQL URL. Without it, a private server runs from the installed
-    /// binaries with its data in --data-dir.
+    /// PostgreSQL URL or libpq key=value string. Without it, a private server
+    /// runs from the installed binaries with its data in --data-dir. Read as
+    /// psql reads it: without a password it takes PGPASSWORD or the password
+    /// file (PGPASSFILE, else ~/.pgpass); what it leaves out comes from
+    /// PGHOST, PGHOSTADDR, PGPORT, PGUSER, PGDATABASE; PGSSLMODE,
+    /// PGCHANNELBINDING and PGTARGETSESSIONATTRS are kept; libpq variables
+    /// this client cannot honour (PGSERVICE, PGSSLCERT, ...) are refused.
+    /// See the README.
     #[arg(
         long,
         env = "DATABASE_URL",

@@ -726,11 +726,14 @@ fn libpq_demands(
     }
     // What libpq would check of the server's certificate or present of
     // its own, which this client does not: refused rather than skipped.
-    for name in ["PGSSLCRL", "PGSSLCRLDIR", "PGSSLCERT", "PGSSLKEY"] {
+    for (name, lacks) in [
+        ("PGSSLCRL", "checks no revocation list"),
+        ("PGSSLCRLDIR", "checks no revocation list"),
+        ("PGSSLCERT", "presents no client certificate"),
+        ("PGSSLKEY", "presents no client certificate"),
+    ] {
         if var(name).is_some() {
-            anyhow::bail!(
-                "{name} is set, and this client does not read it (no revocation lists, no client certificate): unset it"
-            );
+            anyhow::bail!("{name} is set, and this client {lacks}: unset it");
         }
     }
     if let Some(min) = var("PGSSLMINPROTOCOLVERSION")
