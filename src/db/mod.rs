@@ -370,22 +370,8 @@ pub fn libpq_url(url: &str, var: impl Fn(&str) -> Option<String>) -> anyhow::Res
                 "the database URL is neither a postgres:// URL nor a key=value string as libpq reads one (an unclosed quote, a word without =, an empty key?)"
             );
         };
-        if let Some((key, _)) = pairs
-            .iter()
-            .find(|(k, _)| !LIBPQ_KEYS.contains(&k.as_str()))
-        {
-            anyhow::bail!(
-                "the database connection string names {key:?}, which libpq does not know"
-            );
-        }
-        for key in ["host", "hostaddr", "port"] {
-            let given = pairs.iter().filter(|(k, _)| k == key).count();
-            if given > 1 {
-                anyhow::bail!(
-                    "the database connection string gives {key} more than once: libpq takes the last, this client every one; give it once"
-                );
-            }
-        }
+        let keys: Vec<String> = pairs.into_iter().map(|(k, _)| k).collect();
+        refuse_keys(&keys, false)?;
         return Ok(url.to_string());
     };
     let (userinfo, after) = match (rest.find('@'), rest.find('/')) {
@@ -416,22 +402,8 @@ pub fn libpq_url(url: &str, var: impl Fn(&str) -> Option<String>) -> anyhow::Res
         .flat_map(|q| q.split('&'))
         .filter(|p| !p.is_empty())
         .collect();
-    if let Some(key) = pairs
-        .iter()
-        .map(|p| key_of(p))
-        .find(|k| !LIBPQ_KEYS.contains(&k.as_str()))
-    {
-        anyhow::bail!("the database URL's query names {key:?}, which libpq does not know");
-    }
-    // libpq takes the last of a key given twice; tokio-postgres adds up
-    // hosts, addresses and ports.
-    for key in ["host", "hostaddr", "port"] {
-        if pairs.iter().filter(|p| key_of(p) == key).count() > 1 {
-            anyhow::bail!(
-                "the database URL gives ?{key}= more than once: libpq takes the last, this client every one; give it once"
-            );
-        }
-    }
+    let keys: Vec<String> = pairs.iter().map(|p| key_of(p)).collect();
+    refuse_keys(&keys, true)?;
     if hosts.is_empty() {
         // The hosts, if any, are in the query: libpq splits `?host=` at its
         // commas (an empty one is the socket directory); tokio-postgres
@@ -558,6 +530,35 @@ pub fn libpq_url(url: &str, var: impl Fn(&str) -> Option<String>) -> anyhow::Res
         "{scheme}{userinfo}{}{path}{query}",
         written.join(",")
     ))
+}
+
+#[cfg(feature = "io")]
+/// Among a connection string's keys (a URL's query, decoded, or a
+/// `key=value` string's), what libpq refuses or reads otherwise than
+/// tokio-postgres: a key it does not know, and a host, address or port
+/// given twice (libpq takes the last, tokio-postgres adds them up).
+fn refuse_keys(keys: &[String], in_query: bool) -> anyhow::Result<()> {
+    let place = if in_query {
+        "the database URL's query"
+    } else {
+        "the database connection string"
+    };
+    if let Some(key) = keys.iter().find(|k| !LIBPQ_KEYS.contains(&k.as_str())) {
+        anyhow::bail!("{place} names {key:?}, which libpq does not know");
+    }
+    for key in ["host", "hostaddr", "port"] {
+        if keys.iter().filter(|k| *k == key).count() > 1 {
+            let written = if in_query {
+                format!("?{key}=")
+            } else {
+                key.to_string()
+            };
+            anyhow::bail!(
+                "{place} gives {written} more than once: libpq takes the last, this client every one; give it once"
+            );
+        }
+    }
+    Ok(())
 }
 
 #[cfg(feature = "io")]
