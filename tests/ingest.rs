@@ -933,6 +933,86 @@ fn a_url_that_names_nothing_takes_libpqs_environment() {
     );
 }
 
+/// A URL's hosts are tried in order as libpq tries them: past a host that
+/// cannot be reached, but never past a server that answered, even with a
+/// refusal (psql 15 stops there too). tokio-postgres alone took a refused
+/// login on the first host as a reason to send the password to the next.
+/// The error names each host tried.
+#[test]
+fn hosts_are_tried_in_order_until_a_server_answers() {
+    use std::io::{Read as _, Write as _};
+    let server = song_files(2, 0.0);
+    let db = url::Url::parse(&fresh_db()).unwrap();
+    let (real, path) = (
+        format!("{}:{}", db.host_str().unwrap(), db.port().unwrap()),
+        db.path().to_string(),
+    );
+    // A server that refuses every login: it declines TLS, reads the
+    // startup message and answers with an error, as a server whose
+    // pg_hba.conf or role list says no.
+    let refusing = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let refusing_at = refusing.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in refusing.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let message = |conn: &mut std::net::TcpStream| -> Option<Vec<u8>> {
+                let mut len = [0u8; 4];
+                conn.read_exact(&mut len).ok()?;
+                let mut body = vec![0u8; u32::from_be_bytes(len) as usize - 4];
+                conn.read_exact(&mut body).ok()?;
+                Some(body)
+            };
+            // An SSLRequest (code 80877103) first, then the startup.
+            if message(&mut conn).is_some_and(|m| m == [4, 210, 22, 47]) {
+                let _ = conn.write_all(b"N");
+                let _ = message(&mut conn);
+            }
+            let fields = b"SFATAL\0C28000\0Mno pg_hba.conf entry for this test\0\0";
+            let mut reply = vec![b'E'];
+            reply.extend_from_slice(&(fields.len() as u32 + 4).to_be_bytes());
+            reply.extend_from_slice(fields);
+            let _ = conn.write_all(&reply);
+        }
+    });
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let run = |hosts: &str| {
+        let url = format!(
+            "postgres://{}:{}@{hosts}{path}",
+            db.username(),
+            db.password().unwrap()
+        );
+        let mut cmd = ingest();
+        cmd.args(["--bucket", &server.base_url(), "--database-url", &url])
+            .args(["--model", "async"]);
+        run_keeping(&mut cmd, db.password().unwrap())
+    };
+    let (code, said) = run(&format!("{refusing_at},{real}"));
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains(&format!(
+            "({} port {}: db error: FATAL: no pg_hba.conf entry for this test)",
+            refusing_at.ip(),
+            refusing_at.port()
+        )),
+        "{said}"
+    );
+    assert!(said.contains("the later hosts were not tried"), "{said}");
+    // Past a host that cannot be reached, to the next: nothing was loaded
+    // before, so the second host's server loads both files now.
+    let (code, said) = run(&format!("{closed},{real}"));
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("2 loaded"), "{said}");
+    // Every host unreachable: each is named with what it got.
+    let (code, said) = run(&format!("{closed},{closed}"));
+    assert_eq!(code, Some(1), "{said}");
+    let each = format!("{} port {}: error connecting to server", closed.ip(), closed.port());
+    assert_eq!(said.matches(&each).count(), 2, "{said}");
+}
+
 /// A database URL that names no password takes libpq's: `PGPASSWORD`, then
 /// the password file (`PGPASSFILE`, else `~/.pgpass`), which is ignored,
 /// with a warning, when others can read it. With none, the error says where

@@ -348,9 +348,9 @@ pub fn pool(
     patience: super::Patience,
 ) -> anyhow::Result<deadpool_postgres::Pool> {
     let cfg = super::session_config(url)?;
-    let mgr = deadpool_postgres::Manager::from_config(
+    let mgr = deadpool_postgres::Manager::from_connect(
         cfg,
-        super::tls::connector()?,
+        super::connect::PoolConnect(super::tls::connector()?),
         deadpool_postgres::ManagerConfig {
             recycling_method: deadpool_postgres::RecyclingMethod::Fast,
         },

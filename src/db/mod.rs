@@ -9,6 +9,8 @@
 
 #[cfg(feature = "io")]
 pub mod async_writer;
+#[cfg(feature = "io")]
+pub mod connect;
 pub mod copy;
 #[cfg(feature = "io")]
 pub mod embedded;
@@ -26,6 +28,8 @@ pub mod transaction;
 #[cfg(feature = "io")]
 pub mod watched;
 
+#[cfg(feature = "io")]
+pub use connect::{connect_error, connect_sync};
 #[cfg(feature = "io")]
 pub use embedded::{Durability, EmbeddedPostgres, Flavor};
 pub use ledger::{FileOutcome, WritePlan, WriteStrategy};
@@ -784,68 +788,6 @@ fn os_user() -> Option<String> {
     // SAFETY: pw_name is a NUL-terminated string inside buf.
     let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
     name.to_str().ok().map(str::to_string)
-}
-
-#[cfg(feature = "io")]
-/// Opens a synchronous connection, with the password kept out of the error.
-pub fn connect_sync(url: &str) -> anyhow::Result<postgres::Client> {
-    postgres::Config::from(session_config(url)?)
-        .connect(tls::connector()?)
-        .map_err(|e| connect_error(url, &e))
-}
-
-#[cfg(feature = "io")]
-/// A failed connection attempt in one line, the password redacted, and a
-/// refused certificate as its own type (the caller says how to trust it).
-pub fn connect_error(url: &str, e: &tokio_postgres::Error) -> anyhow::Error {
-    let msg = format!(
-        // White space after the URL: see `secret::redact_text`.
-        "cannot connect to PostgreSQL at {}{} ({})",
-        crate::secret::redact_url(url),
-        unnamed_target(url).map_or(String::new(), |t| format!(" on {t}")),
-        crate::error::chain(e)
-    );
-    // tokio-postgres's words for a server that asked for a password the
-    // URL, PGPASSWORD and the password file did not give.
-    if msg.contains("password missing") {
-        return anyhow::anyhow!(
-            "{msg}: give the password in the URL, in PGPASSWORD, or in a password file (PGPASSFILE, else ~/.pgpass, mode 0600)"
-        );
-    }
-    if crate::error::is_certificate_refused(e) {
-        crate::error::DbError::CertificateRefused(format!(
-            "{msg} (trust the server's CA with --db-ca-file or PGSSLROOTCERT)"
-        ))
-        .into()
-    } else {
-        anyhow::anyhow!(msg)
-    }
-}
-
-#[cfg(feature = "io")]
-/// Where a URL that names no host connects, from libpq's environment or
-/// its defaults ([`libpq_environment`]): the URL alone would not say which
-/// server refused.
-fn unnamed_target(url: &str) -> Option<String> {
-    use tokio_postgres::config::Host;
-    let as_written: tokio_postgres::Config = libpq_tls(url).0.parse().ok()?;
-    if !as_written.get_hosts().is_empty() || !as_written.get_hostaddrs().is_empty() {
-        return None;
-    }
-    let cfg = libpq_config(url).ok()?;
-    let hosts: Vec<String> = cfg
-        .get_hosts()
-        .iter()
-        .map(|h| match h {
-            Host::Tcp(name) => name.clone(),
-            Host::Unix(dir) => dir.display().to_string(),
-        })
-        .collect();
-    let ports: Vec<String> = match cfg.get_ports() {
-        [] => vec!["5432".into()],
-        ports => ports.iter().map(u16::to_string).collect(),
-    };
-    Some(format!("{} port {}", hosts.join(","), ports.join(",")))
 }
 
 /// How long the client waits for PostgreSQL before it calls a connection

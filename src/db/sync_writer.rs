@@ -69,9 +69,9 @@ impl Connection {
         let tls = super::tls::connector()?;
         let rt = runtime()?;
         let (client, connection) = rt.block_on(super::within(limit, "the connection", async {
-            cfg.connect(tls)
+            super::connect::connect(&cfg, tls)
                 .await
-                .map_err(|e| super::connect_error(url, &e))
+                .map_err(|tried| super::connect_error(url, &tried))
         }))?;
         let task = rt.spawn(async move {
             if let Err(e) = connection.await {

@@ -1,0 +1,333 @@
+//! Opening a connection as libpq opens one: a configuration's hosts are
+//! tried one at a time, in order, and the first server that answers ends
+//! the search, even when its answer is a refusal.
+//!
+//! libpq moves to the next host only when one cannot be reached, or is not
+//! the kind of server `target_session_attrs` asks for. A server that
+//! refused the login, the database or TLS ends it: the password goes no
+//! further than psql would send it, and a mistyped database name on the
+//! primary does not quietly connect to the standby. tokio-postgres alone
+//! tries every host whatever the one before said, so each host is handed
+//! to it alone. A failed connection names each host it tried.
+//!
+//! [`targets`] and [`tries_next`] are the rule (sans-IO); [`connect`],
+//! [`connect_blocking`] and [`PoolConnect`] are its three shells.
+
+use tokio_postgres::Config;
+use tokio_postgres::config::Host;
+
+/// One host of a configuration, alone, and how an error names it.
+pub struct Target {
+    pub cfg: Config,
+    pub name: String,
+}
+
+/// Each host of `cfg` (a `host`, a `hostaddr`, or both, with its port) as a
+/// configuration of its own, in the order libpq tries them. Everything
+/// else is kept: user, password, database, TLS, timeouts, session options.
+pub fn targets(cfg: &Config) -> Vec<Target> {
+    let (hosts, addrs, ports) = (cfg.get_hosts(), cfg.get_hostaddrs(), cfg.get_ports());
+    (0..hosts.len().max(addrs.len()))
+        .map(|i| {
+            let mut one = alone(cfg);
+            let mut name = String::new();
+            match hosts.get(i) {
+                Some(Host::Tcp(host)) => {
+                    one.host(host);
+                    name.push_str(host);
+                }
+                Some(Host::Unix(dir)) => {
+                    one.host_path(dir);
+                    name.push_str(&dir.display().to_string());
+                }
+                None => {}
+            }
+            if let Some(addr) = addrs.get(i) {
+                one.hostaddr(*addr);
+                name = match name.is_empty() {
+                    true => addr.to_string(),
+                    false => format!("{name} ({addr})"),
+                };
+            }
+            let port = ports.get(i).or(ports.first()).copied();
+            if let Some(port) = port {
+                one.port(port);
+            }
+            name.push_str(&format!(" port {}", port.unwrap_or(5432)));
+            Target { cfg: one, name }
+        })
+        .collect()
+}
+
+/// `cfg` without its hosts, addresses and ports: tokio-postgres's
+/// configuration can add hosts but not remove them.
+fn alone(cfg: &Config) -> Config {
+    let mut one = Config::new();
+    if let Some(user) = cfg.get_user() {
+        one.user(user);
+    }
+    if let Some(password) = cfg.get_password() {
+        one.password(password);
+    }
+    if let Some(dbname) = cfg.get_dbname() {
+        one.dbname(dbname);
+    }
+    if let Some(options) = cfg.get_options() {
+        one.options(options);
+    }
+    if let Some(name) = cfg.get_application_name() {
+        one.application_name(name);
+    }
+    if let Some(timeout) = cfg.get_connect_timeout() {
+        one.connect_timeout(*timeout);
+    }
+    if let Some(timeout) = cfg.get_tcp_user_timeout() {
+        one.tcp_user_timeout(*timeout);
+    }
+    if let Some(interval) = cfg.get_keepalives_interval() {
+        one.keepalives_interval(interval);
+    }
+    if let Some(retries) = cfg.get_keepalives_retries() {
+        one.keepalives_retries(retries);
+    }
+    one.ssl_mode(cfg.get_ssl_mode())
+        .ssl_negotiation(cfg.get_ssl_negotiation())
+        .keepalives(cfg.get_keepalives())
+        .keepalives_idle(cfg.get_keepalives_idle())
+        .target_session_attrs(cfg.get_target_session_attrs())
+        .channel_binding(cfg.get_channel_binding())
+        .load_balance_hosts(cfg.get_load_balance_hosts());
+    one
+}
+
+/// Whether libpq would try the next host after `e`: only when this one
+/// could not be reached (no route, refused, its name not found, no answer
+/// to the connect) or is not the server `target_session_attrs` asks for,
+/// which tokio-postgres reports in the same words. An error the server
+/// sent, a TLS or authentication failure, or a connection lost once the
+/// server had answered ends the search.
+pub fn tries_next(e: &tokio_postgres::Error) -> bool {
+    // tokio-postgres's `Kind::Connect`, which it does not expose otherwise.
+    e.as_db_error().is_none() && e.to_string().starts_with("error connecting to server")
+}
+
+/// The hosts a connection tried, each with what it got, in order, out of
+/// how many it had.
+pub struct Tried {
+    pub failures: Vec<(String, tokio_postgres::Error)>,
+    pub hosts: usize,
+}
+
+impl Tried {
+    /// The error the search ended on: what decides its kind (a refused
+    /// certificate, a missing password).
+    pub fn last(&self) -> &tokio_postgres::Error {
+        &self.failures.last().expect("a search tries a host").1
+    }
+
+    fn new(hosts: usize) -> Self {
+        Tried {
+            failures: Vec::with_capacity(hosts),
+            hosts,
+        }
+    }
+
+    /// Records a failure; whether to go on to the next host.
+    fn go_on(&mut self, target: Target, e: tokio_postgres::Error) -> bool {
+        let next = tries_next(&e);
+        self.failures.push((target.name, e));
+        next
+    }
+}
+
+/// Connects with tokio-postgres, host by host as libpq does.
+pub async fn connect<T>(
+    cfg: &Config,
+    tls: T,
+) -> Result<
+    (
+        tokio_postgres::Client,
+        tokio_postgres::Connection<tokio_postgres::Socket, T::Stream>,
+    ),
+    Tried,
+>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket> + Clone,
+{
+    let targets = targets(cfg);
+    let mut tried = Tried::new(targets.len());
+    for target in targets {
+        match target.cfg.connect(tls.clone()).await {
+            Ok(connected) => return Ok(connected),
+            Err(e) => {
+                if !tried.go_on(target, e) {
+                    break;
+                }
+            }
+        }
+    }
+    Err(tried)
+}
+
+/// Connects with the blocking `postgres` client, host by host as libpq does.
+pub fn connect_blocking(
+    cfg: &Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+) -> Result<postgres::Client, Tried> {
+    let targets = targets(cfg);
+    let mut tried = Tried::new(targets.len());
+    for target in targets {
+        match postgres::Config::from(target.cfg.clone()).connect(tls.clone()) {
+            Ok(client) => return Ok(client),
+            Err(e) => {
+                if !tried.go_on(target, e) {
+                    break;
+                }
+            }
+        }
+    }
+    Err(tried)
+}
+
+/// deadpool-postgres's way of opening a connection, replaced by
+/// [`connect`]'s so that a pool tries hosts as libpq does too.
+pub struct PoolConnect(pub tokio_postgres_rustls::MakeRustlsConnect);
+
+impl deadpool_postgres::Connect for PoolConnect {
+    fn connect(
+        &self,
+        cfg: &Config,
+    ) -> futures::future::BoxFuture<
+        '_,
+        Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>,
+    > {
+        let (cfg, tls) = (cfg.clone(), self.0.clone());
+        Box::pin(async move {
+            let (client, connection) = match connect(&cfg, tls).await {
+                Ok(connected) => connected,
+                Err(mut tried) => {
+                    // The pool's error carries one; the others are logged.
+                    let (_, last) = tried.failures.pop().expect("a search tries a host");
+                    for (name, e) in &tried.failures {
+                        tracing::debug!("{name}: {}", crate::error::chain(e));
+                    }
+                    return Err(last);
+                }
+            };
+            let task = tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::warn!(target: "deadpool.postgres", "Connection error: {e}");
+                }
+            });
+            Ok((client, task))
+        })
+    }
+}
+
+/// Opens a synchronous connection, with the password kept out of the error.
+pub fn connect_sync(url: &str) -> anyhow::Result<postgres::Client> {
+    connect_blocking(&super::session_config(url)?, super::tls::connector()?)
+        .map_err(|tried| connect_error(url, &tried))
+}
+
+/// A failed connection in one line, the password redacted, each host tried
+/// named with what it got (the host alone when the URL does not name it),
+/// and a refused certificate as its own type (the caller says how to trust
+/// it).
+pub fn connect_error(url: &str, tried: &Tried) -> anyhow::Error {
+    let what = match tried.failures.as_slice() {
+        [(_, e)] if tried.hosts == 1 && url_names_host(url) => {
+            format!(" ({})", crate::error::chain(e))
+        }
+        [(name, e)] if tried.hosts == 1 => format!(" on {name} ({})", crate::error::chain(e)),
+        each => {
+            let each: Vec<String> = each
+                .iter()
+                .map(|(name, e)| format!("{name}: {}", crate::error::chain(e)))
+                .collect();
+            format!(" ({})", each.join("; "))
+        }
+    };
+    let stopped = match tried.failures.len() < tried.hosts {
+        true => "; the later hosts were not tried, since a server answered (as libpq does)",
+        false => "",
+    };
+    // White space after the URL: see `secret::redact_text`.
+    let msg = format!(
+        "cannot connect to PostgreSQL at {}{what}{stopped}",
+        crate::secret::redact_url(url)
+    );
+    let e = tried.last();
+    // tokio-postgres's words for a server that asked for a password the
+    // URL, PGPASSWORD and the password file did not give.
+    if crate::error::chain(e).contains("password missing") {
+        return anyhow::anyhow!(
+            "{msg}: give the password in the URL, in PGPASSWORD, or in a password file (PGPASSFILE, else ~/.pgpass, mode 0600)"
+        );
+    }
+    if crate::error::is_certificate_refused(e) {
+        crate::error::DbError::CertificateRefused(format!(
+            "{msg} (trust the server's CA with --db-ca-file or PGSSLROOTCERT)"
+        ))
+        .into()
+    } else {
+        anyhow::anyhow!(msg)
+    }
+}
+
+/// Whether the URL itself names a host or an address: one that does not
+/// connects where libpq's environment or defaults say, which the error
+/// then names.
+fn url_names_host(url: &str) -> bool {
+    let Ok(as_written) = super::libpq_tls(url).0.parse::<Config>() else {
+        return true;
+    };
+    !as_written.get_hosts().is_empty() || !as_written.get_hostaddrs().is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_single_host_is_kept_whole() {
+        let cfg: Config = "host=db.example port=6543 user=u password=p dbname=d options='-c x=1' \
+             application_name=a sslmode=require connect_timeout=7 keepalives=0 \
+             keepalives_idle=9 target_session_attrs=read-write channel_binding=require"
+            .parse()
+            .unwrap();
+        let targets = targets(&cfg);
+        assert_eq!(targets.len(), 1);
+        assert!(targets[0].cfg == cfg, "{:?} became {:?}", cfg, targets[0].cfg);
+        assert_eq!(targets[0].name, "db.example port 6543");
+    }
+
+    #[test]
+    fn each_host_is_tried_alone_with_its_port() {
+        let cfg: Config = "host=a,/tmp/sock,c hostaddr=10.0.0.1,10.0.0.2,10.0.0.3 port=1,2,3 user=u"
+            .parse()
+            .unwrap();
+        let names: Vec<String> = targets(&cfg).into_iter().map(|t| t.name).collect();
+        assert_eq!(
+            names,
+            [
+                "a (10.0.0.1) port 1",
+                "/tmp/sock (10.0.0.2) port 2",
+                "c (10.0.0.3) port 3"
+            ]
+        );
+        for t in targets(&cfg) {
+            assert_eq!(t.cfg.get_hosts().len(), 1);
+            assert_eq!(t.cfg.get_hostaddrs().len(), 1);
+            assert_eq!(t.cfg.get_ports().len(), 1);
+            assert_eq!(t.cfg.get_user(), Some("u"));
+        }
+        // One port for every host, and none at all.
+        let cfg: Config = "host=a,b port=7 user=u".parse().unwrap();
+        let ports: Vec<&[u16]> = targets(&cfg).iter().map(|_| &[7u16][..]).collect();
+        assert!(targets(&cfg).iter().zip(ports).all(|(t, p)| t.cfg.get_ports() == p));
+        let cfg: Config = "host=a,b user=u".parse().unwrap();
+        assert_eq!(targets(&cfg)[1].name, "b port 5432");
+        assert!(targets(&cfg)[1].cfg.get_ports().is_empty());
+    }
+}
