@@ -1009,7 +1009,11 @@ fn hosts_are_tried_in_order_until_a_server_answers() {
     // Every host unreachable: each is named with what it got.
     let (code, said) = run(&format!("{closed},{closed}"));
     assert_eq!(code, Some(1), "{said}");
-    let each = format!("{} port {}: error connecting to server", closed.ip(), closed.port());
+    let each = format!(
+        "{} port {}: error connecting to server",
+        closed.ip(),
+        closed.port()
+    );
     assert_eq!(said.matches(&each).count(), 2, "{said}");
 }
 
@@ -1088,9 +1092,11 @@ fn a_url_without_a_password_takes_pgpassword_or_the_password_file() {
     let (code, said) = run(&[]);
     assert_eq!(code, Some(1), "{said}");
     assert!(said.contains("group or world access"), "{said}");
-    // Two hosts to which the file gives different passwords: a connection
-    // sends one password to every host it tries, so this is refused in one
-    // line rather than one server being sent the other's password.
+    // Two hosts to which the file gives different passwords: each host is
+    // tried with its own line's password, as libpq tries them (nothing
+    // listens on 127.0.0.9, so the second host's line is the one sent).
+    // Before, one password went to every host a connection tried, and
+    // such a file was refused.
     std::fs::write(
         &passfile,
         format!(
@@ -1099,7 +1105,7 @@ fn a_url_without_a_password_takes_pgpassword_or_the_password_file() {
     )
     .unwrap();
     let mut cmd = ingest();
-    cmd.args(["--bucket", &server.base_url(), "--model", "sync"])
+    cmd.args(["--bucket", &server.base_url(), "--model", "async"])
         .args(["--database-url", &format!("postgres://{user}@/{db}")])
         .env_remove("PGPASSWORD")
         .env("PGPASSFILE", &passfile)
@@ -1107,12 +1113,7 @@ fn a_url_without_a_password_takes_pgpassword_or_the_password_file() {
         .env("PGPORT", port.to_string())
         .env("RUST_LOG", "trace");
     let (code, said) = run_keeping(&mut cmd, &password);
-    assert_eq!(code, Some(1), "{said}");
-    assert!(
-        said.contains(&format!(
-            "answers differently for the hosts 127.0.0.9 (port {port}) and 127.0.0.1 (port {port})"
-        )),
-        "{said}"
-    );
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("3 already loaded"), "{said}");
     assert!(!said.contains("other-servers-secret"), "{said}");
 }

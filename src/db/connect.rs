@@ -10,6 +10,9 @@
 //! tries every host whatever the one before said, so each host is handed
 //! to it alone. A failed connection names each host it tried.
 //!
+//! Each host takes its own password from libpq's password file, as in
+//! libpq, when the URL gives none.
+//!
 //! [`targets`] and [`tries_next`] are the rule (sans-IO); [`connect`],
 //! [`connect_blocking`] and [`PoolConnect`] are its three shells.
 
@@ -156,8 +159,11 @@ where
 {
     let targets = targets(cfg);
     let mut tried = Tried::new(targets.len());
-    for target in targets {
-        match target.cfg.connect(tls.clone()).await {
+    for mut target in targets {
+        match with_password(std::mem::take(&mut target.cfg))
+            .connect(tls.clone())
+            .await
+        {
             Ok(connected) => return Ok(connected),
             Err(e) => {
                 if !tried.go_on(target, e) {
@@ -176,8 +182,10 @@ pub fn connect_blocking(
 ) -> Result<postgres::Client, Tried> {
     let targets = targets(cfg);
     let mut tried = Tried::new(targets.len());
-    for target in targets {
-        match postgres::Config::from(target.cfg.clone()).connect(tls.clone()) {
+    for mut target in targets {
+        match postgres::Config::from(with_password(std::mem::take(&mut target.cfg)))
+            .connect(tls.clone())
+        {
             Ok(client) => return Ok(client),
             Err(e) => {
                 if !tried.go_on(target, e) {
@@ -187,6 +195,19 @@ pub fn connect_blocking(
         }
     }
     Err(tried)
+}
+
+/// `cfg`, one host, with the password libpq would send that host when the
+/// URL gives none: `PGPASSWORD`, else the password file's line for it,
+/// looked up host by host as libpq does, so each server of a list gets its
+/// own line's password and no other.
+fn with_password(mut cfg: Config) -> Config {
+    if cfg.get_password().is_none() {
+        if let Ok(Some(password)) = super::pgpass::password_for(&cfg) {
+            cfg.password(password);
+        }
+    }
+    cfg
 }
 
 /// deadpool-postgres's way of opening a connection, replaced by
@@ -298,15 +319,21 @@ mod tests {
             .unwrap();
         let targets = targets(&cfg);
         assert_eq!(targets.len(), 1);
-        assert!(targets[0].cfg == cfg, "{:?} became {:?}", cfg, targets[0].cfg);
+        assert!(
+            targets[0].cfg == cfg,
+            "{:?} became {:?}",
+            cfg,
+            targets[0].cfg
+        );
         assert_eq!(targets[0].name, "db.example port 6543");
     }
 
     #[test]
     fn each_host_is_tried_alone_with_its_port() {
-        let cfg: Config = "host=a,/tmp/sock,c hostaddr=10.0.0.1,10.0.0.2,10.0.0.3 port=1,2,3 user=u"
-            .parse()
-            .unwrap();
+        let cfg: Config =
+            "host=a,/tmp/sock,c hostaddr=10.0.0.1,10.0.0.2,10.0.0.3 port=1,2,3 user=u"
+                .parse()
+                .unwrap();
         let names: Vec<String> = targets(&cfg).into_iter().map(|t| t.name).collect();
         assert_eq!(
             names,
@@ -325,7 +352,12 @@ mod tests {
         // One port for every host, and none at all.
         let cfg: Config = "host=a,b port=7 user=u".parse().unwrap();
         let ports: Vec<&[u16]> = targets(&cfg).iter().map(|_| &[7u16][..]).collect();
-        assert!(targets(&cfg).iter().zip(ports).all(|(t, p)| t.cfg.get_ports() == p));
+        assert!(
+            targets(&cfg)
+                .iter()
+                .zip(ports)
+                .all(|(t, p)| t.cfg.get_ports() == p)
+        );
         let cfg: Config = "host=a,b user=u".parse().unwrap();
         assert_eq!(targets(&cfg)[1].name, "b port 5432");
         assert!(targets(&cfg)[1].cfg.get_ports().is_empty());

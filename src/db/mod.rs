@@ -253,8 +253,9 @@ fn quote_conninfo(value: &str) -> String {
 /// its own options. libpq's `sslmode=verify-full`, `verify-ca` and
 /// `sslrootcert` are taken as [`libpq_tls`] says (the root file as
 /// `--db-ca-file` when that is not given). What the URL leaves out comes
-/// from libpq's environment ([`libpq_environment`]), and a URL that names
-/// no password takes libpq's (`PGPASSWORD`, the password file: [`pgpass`]).
+/// from libpq's environment ([`libpq_environment`]); a URL that names no
+/// password takes libpq's host by host as each is tried
+/// ([`connect`], [`pgpass`]).
 pub fn session_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
     let mut cfg = libpq_config(url)?;
     let options = match cfg.get_options() {
@@ -262,11 +263,6 @@ pub fn session_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
         _ => SESSION_OPTIONS.to_string(),
     };
     cfg.options(options);
-    if cfg.get_password().is_none() {
-        if let Some(password) = pgpass::password_for(&cfg)? {
-            cfg.password(password);
-        }
-    }
     Ok(cfg)
 }
 

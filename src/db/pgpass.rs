@@ -79,11 +79,15 @@ fn fields(line: &[u8]) -> Vec<Field> {
 /// A password file others can read, or that is not a plain file, is
 /// ignored with a warning, as libpq does.
 ///
-/// libpq looks the file up host by host as it tries them; a connection
-/// here holds one password for every host it tries. So with several
-/// hosts the file's answer is taken only when it is the same for each:
-/// otherwise one server's password would be sent to another, and the
-/// configuration is refused ([`PerHostPasswords`]).
+/// libpq looks the file up host by host as it tries them, and so do this
+/// program's connections ([`super::connect`] hands this one host at a
+/// time). Given several hosts at once (`--psql`, which hands psql one set
+/// of variables), the file's answer is taken only when it is the same for
+/// each: otherwise one server's password would be sent to another
+/// ([`PerHostPasswords`]; `--psql` then hands psql the file itself).
+///
+/// Each warning is given once a process: the file is read again for every
+/// connection a pool opens.
 pub fn password_for(cfg: &tokio_postgres::Config) -> Result<Option<Vec<u8>>, PerHostPasswords> {
     if let Some(p) = std::env::var_os("PGPASSWORD").filter(|p| !p.is_empty()) {
         return Ok(Some(
@@ -101,17 +105,21 @@ pub fn password_for(cfg: &tokio_postgres::Config) -> Result<Option<Vec<u8>>, Per
         return Ok(None);
     };
     if !meta.is_file() {
-        tracing::warn!(
-            "password file {} is not a plain file and is ignored",
-            file.display()
-        );
+        warn_once(|| {
+            tracing::warn!(
+                "password file {} is not a plain file and is ignored",
+                file.display()
+            )
+        });
         return Ok(None);
     }
     if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0 {
-        tracing::warn!(
-            "password file {} has group or world access and is ignored; permissions should be u=rw (0600) or less",
-            file.display()
-        );
+        warn_once(|| {
+            tracing::warn!(
+                "password file {} has group or world access and is ignored; permissions should be u=rw (0600) or less",
+                file.display()
+            )
+        });
         return Ok(None);
     }
     let (Ok(text), Some(user)) = (std::fs::read(&file), cfg.get_user()) else {
@@ -158,6 +166,13 @@ pub fn password_for(cfg: &tokio_postgres::Config) -> Result<Option<Vec<u8>>, Per
         }),
         None => Ok(password),
     }
+}
+
+#[cfg(feature = "io")]
+/// Runs `warn` the first time it is called in this process.
+fn warn_once(warn: impl FnOnce()) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(warn);
 }
 
 #[cfg(feature = "io")]
