@@ -576,12 +576,14 @@ impl S3Args {
     }
 }
 
-/// `--db-ca-file`: a PEM CA to trust for the database's TLS certificate.
+/// `--db-ca-file`: the PEM CAs to trust, alone, for the database's TLS
+/// certificate.
 #[derive(Debug, Clone, Default, clap::Args)]
 #[command(next_help_heading = "Database")]
 pub struct DbTlsArgs {
     /// PEM file of the CA that signed the PostgreSQL server's certificate
-    /// (default PGSSLROOTCERT). TLS is used whenever the server offers it
+    /// (default PGSSLROOTCERT), trusted in place of the public roots, as
+    /// libpq's sslrootcert is. TLS is used whenever the server offers it
     /// and always verified.
     #[arg(long)]
     pub db_ca_file: Option<PathBuf>,
