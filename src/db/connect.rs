@@ -40,7 +40,11 @@ pub fn targets(cfg: &Config) -> Vec<Target> {
                     name.push_str(host);
                 }
                 Some(Host::Unix(dir)) => {
-                    one.host_path(dir);
+                    // PostgreSQL answers no to TLS on a Unix socket, and
+                    // libpq does not ask there, whatever `sslmode` says
+                    // (psql connects with `sslmode=require`).
+                    one.host_path(dir)
+                        .ssl_mode(tokio_postgres::config::SslMode::Disable);
                     name.push_str(&dir.display().to_string());
                 }
                 None => {}
@@ -349,6 +353,11 @@ mod tests {
             assert_eq!(t.cfg.get_ports().len(), 1);
             assert_eq!(t.cfg.get_user(), Some("u"));
         }
+        // No TLS is asked on a Unix socket, as in libpq.
+        use tokio_postgres::config::SslMode;
+        let cfg: Config = "host=/tmp/sock,db.example sslmode=require".parse().unwrap();
+        let modes: Vec<SslMode> = targets(&cfg).iter().map(|t| t.cfg.get_ssl_mode()).collect();
+        assert_eq!(modes, [SslMode::Disable, SslMode::Require]);
         // One port for every host, and none at all.
         let cfg: Config = "host=a,b port=7 user=u".parse().unwrap();
         let ports: Vec<&[u16]> = targets(&cfg).iter().map(|_| &[7u16][..]).collect();
