@@ -979,9 +979,9 @@ fn hosts_are_tried_in_order_until_a_server_answers() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let run = |hosts: &str| {
+    let run = |hosts: &str, query: &str| {
         let url = format!(
-            "postgres://{}:{}@{hosts}{path}",
+            "postgres://{}:{}@{hosts}{path}{query}",
             db.username(),
             db.password().unwrap()
         );
@@ -990,7 +990,7 @@ fn hosts_are_tried_in_order_until_a_server_answers() {
             .args(["--model", "async"]);
         run_keeping(&mut cmd, db.password().unwrap())
     };
-    let (code, said) = run(&format!("{refusing_at},{real}"));
+    let (code, said) = run(&format!("{refusing_at},{real}"), "");
     assert_eq!(code, Some(1), "{said}");
     assert!(
         said.contains(&format!(
@@ -1003,11 +1003,20 @@ fn hosts_are_tried_in_order_until_a_server_answers() {
     assert!(said.contains("the later hosts were not tried"), "{said}");
     // Past a host that cannot be reached, to the next: nothing was loaded
     // before, so the second host's server loads both files now.
-    let (code, said) = run(&format!("{closed},{real}"));
+    let (code, said) = run(&format!("{closed},{real}"), "");
     assert_eq!(code, Some(0), "{said}");
     assert!(said.contains("2 loaded"), "{said}");
+    // A server that accepts and never answers (a stopped postmaster) is
+    // left after the URL's connect_timeout, which bounds a host's whole
+    // attempt as in libpq (tokio-postgres bounded only the TCP connect).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_at = silent.local_addr().unwrap();
+    let (code, said) = run(&format!("{silent_at},{real}"), "?connect_timeout=2");
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("2 already loaded"), "{said}");
+    drop(silent);
     // Every host unreachable: each is named with what it got.
-    let (code, said) = run(&format!("{closed},{closed}"));
+    let (code, said) = run(&format!("{closed},{closed}"), "");
     assert_eq!(code, Some(1), "{said}");
     let each = format!(
         "{} port {}: error connecting to server",

@@ -10,6 +10,9 @@
 //! tries every host whatever the one before said, so each host is handed
 //! to it alone. A failed connection names each host it tried.
 //!
+//! A URL's `connect_timeout` bounds each host's whole attempt, as in libpq
+//! (tokio-postgres bounds only its TCP connect with it).
+//!
 //! Each host takes its own password from libpq's password file, as in
 //! libpq, when the URL gives none.
 //!
@@ -109,13 +112,17 @@ fn alone(cfg: &Config) -> Config {
 
 /// Whether libpq would try the next host after `e`: only when this one
 /// could not be reached (no route, refused, its name not found, no answer
-/// to the connect) or is not the server `target_session_attrs` asks for,
+/// to the connect, or none within `connect_timeout`) or is not the server
+/// `target_session_attrs` asks for,
 /// which tokio-postgres reports in the same words. An error the server
 /// sent, a TLS or authentication failure, or a connection lost once the
 /// server had answered ends the search.
 pub fn tries_next(e: &tokio_postgres::Error) -> bool {
-    // tokio-postgres's `Kind::Connect`, which it does not expose otherwise.
-    e.as_db_error().is_none() && e.to_string().starts_with("error connecting to server")
+    // tokio-postgres's `Kind::Connect` and `Kind::Timeout` ([`no_answer`]),
+    // which it does not expose otherwise.
+    let said = e.to_string();
+    e.as_db_error().is_none()
+        && (said.starts_with("error connecting to server") || said == no_answer().to_string())
 }
 
 /// The hosts a connection tried, each with what it got, in order, out of
@@ -164,10 +171,15 @@ where
     let targets = targets(cfg);
     let mut tried = Tried::new(targets.len());
     for mut target in targets {
-        match with_password(std::mem::take(&mut target.cfg))
-            .connect(tls.clone())
-            .await
-        {
+        let one = with_password(std::mem::take(&mut target.cfg));
+        let attempt = one.connect(tls.clone());
+        let answer = match answer_within(&one) {
+            Some(limit) => tokio::time::timeout(limit, attempt)
+                .await
+                .unwrap_or_else(|_| Err(no_answer())),
+            None => attempt.await,
+        };
+        match answer {
             Ok(connected) => return Ok(connected),
             Err(e) => {
                 if !tried.go_on(target, e) {
@@ -187,9 +199,20 @@ pub fn connect_blocking(
     let targets = targets(cfg);
     let mut tried = Tried::new(targets.len());
     for mut target in targets {
-        match postgres::Config::from(with_password(std::mem::take(&mut target.cfg)))
-            .connect(tls.clone())
-        {
+        let one = with_password(std::mem::take(&mut target.cfg));
+        let limit = answer_within(&one);
+        let (one, tls) = (postgres::Config::from(one), tls.clone());
+        let answer = match limit {
+            // The blocking client cannot be interrupted: the attempt runs
+            // on a thread of its own, left behind if the server never
+            // answers.
+            Some(limit) => {
+                super::watched::on_thread(limit, "the connection", move || one.connect(tls))
+                    .unwrap_or_else(|_| Err(no_answer()))
+            }
+            None => one.connect(tls),
+        };
+        match answer {
             Ok(client) => return Ok(client),
             Err(e) => {
                 if !tried.go_on(target, e) {
@@ -199,6 +222,23 @@ pub fn connect_blocking(
         }
     }
     Err(tried)
+}
+
+/// How long one host may take to answer before the next is tried: libpq's
+/// `connect_timeout`, which bounds a host's whole attempt (its connect,
+/// TLS, authentication), at least 2 s as libpq reads it. tokio-postgres
+/// bounds only the TCP connect with it, so a server that accepts and then
+/// never answers (a stopped postmaster) held the search there.
+fn answer_within(cfg: &Config) -> Option<std::time::Duration> {
+    let given = *cfg.get_connect_timeout()?;
+    Some(given.max(std::time::Duration::from_secs(2)))
+}
+
+/// tokio-postgres's own "timeout waiting for server", for a host that did
+/// not answer within [`answer_within`] (the `postgres` crate builds its
+/// timeouts the same way).
+fn no_answer() -> tokio_postgres::Error {
+    tokio_postgres::Error::__private_api_timeout()
 }
 
 /// `cfg`, one host, with the password libpq would send that host when the
