@@ -62,8 +62,10 @@ pub struct Args {
     /// file (PGPASSFILE, else ~/.pgpass); what it leaves out comes from
     /// PGHOST, PGHOSTADDR, PGPORT, PGUSER, PGDATABASE; PGSSLMODE,
     /// PGCHANNELBINDING and PGTARGETSESSIONATTRS are kept; libpq variables
-    /// this client cannot honour (PGSERVICE, PGSSLCERT, ...) are refused.
-    /// See the README.
+    /// this client cannot honour (PGSERVICE, PGSSLCERT, ...) are refused, as
+    /// are such keys in the URL (service, sslcert, ...). Several hosts are
+    /// tried in order, each alone, and the search ends at a server that
+    /// answers, as in libpq. See the README.
     #[arg(
         long,
         env = "DATABASE_URL",

@@ -68,59 +68,150 @@ pub const SESSION_OPTIONS: &str = "-c lock_timeout=5s -c idle_in_transaction_ses
 #[cfg(feature = "io")]
 pub fn libpq_tls(url: &str) -> (String, Option<std::path::PathBuf>) {
     let mut root = None;
-    let mut keep = |key: &str, value: &str| -> Option<String> {
-        match (key, value) {
+    let Ok(rewritten) = rewrite_pairs(url, |key, value| {
+        Ok::<_, std::convert::Infallible>(match (key, value) {
             // libpq 16's "the system's roots": trusted already (Mozilla's).
             ("sslrootcert", "system") => None,
             ("sslrootcert", v) => {
                 root = Some(std::path::PathBuf::from(v));
                 None
             }
-            ("sslmode", "verify-full" | "verify-ca") => Some("require".to_string()),
-            (_, v) => Some(v.to_string()),
-        }
-    };
-    let rewritten = if is_url(url) {
-        match url.split_once('?') {
-            Some((base, query)) => {
-                let pairs: Vec<String> = query
-                    .split('&')
-                    .filter_map(|pair| match pair.split_once('=') {
-                        Some((k, v)) => {
-                            let value = percent_encoding::percent_decode_str(v).decode_utf8_lossy();
-                            keep(k, &value).map(|nv| {
-                                if nv == value {
-                                    pair.to_string()
-                                } else {
-                                    format!("{k}={nv}")
-                                }
-                            })
-                        }
-                        None => Some(pair.to_string()),
-                    })
-                    .collect();
-                if pairs.is_empty() {
-                    base.to_string()
-                } else {
-                    format!("{base}?{}", pairs.join("&"))
-                }
-            }
-            None => url.to_string(),
-        }
-    } else {
-        match conninfo_pairs(url) {
-            // Rebuilt from its pairs, each value quoted, so that a quoted
-            // value holding blanks keeps its words.
-            Some(pairs) => pairs
-                .iter()
-                .filter_map(|(k, v)| keep(k, v).map(|nv| format!("{k}={}", quote_conninfo(&nv))))
-                .collect::<Vec<_>>()
-                .join(" "),
-            // Not one libpq reads: the parser says so.
-            None => url.to_string(),
-        }
-    };
+            ("sslmode", "verify-full" | "verify-ca") => Some((key.into(), "require".into())),
+            (k, v) => Some((k.into(), v.into())),
+        })
+    });
     (rewritten, root)
+}
+
+#[cfg(feature = "io")]
+/// `url` with each pair of its query, or of its `key=value` string, passed
+/// through `f`: kept as written when `f` gives it back unchanged, rewritten
+/// when it changes it, dropped on `None`. A `key=value` string is rebuilt
+/// from its pairs, each value quoted, so that a quoted value holding blanks
+/// keeps its words; one libpq would not read is left for the parser to
+/// refuse.
+fn rewrite_pairs<E>(
+    url: &str,
+    mut f: impl FnMut(&str, &str) -> Result<Option<(String, String)>, E>,
+) -> Result<String, E> {
+    if is_url(url) {
+        let Some((base, query)) = url.split_once('?') else {
+            return Ok(url.to_string());
+        };
+        let mut pairs = Vec::new();
+        for pair in query.split('&') {
+            let Some((k, v)) = pair.split_once('=') else {
+                pairs.push(pair.to_string());
+                continue;
+            };
+            let value = percent_encoding::percent_decode_str(v).decode_utf8_lossy();
+            match f(k, &value)? {
+                Some((nk, nv)) if nk == k && nv == value => pairs.push(pair.to_string()),
+                Some((nk, nv)) => pairs.push(format!(
+                    "{nk}={}",
+                    percent_encoding::utf8_percent_encode(&nv, percent_encoding::NON_ALPHANUMERIC)
+                )),
+                None => {}
+            }
+        }
+        return Ok(match pairs.is_empty() {
+            true => base.to_string(),
+            false => format!("{base}?{}", pairs.join("&")),
+        });
+    }
+    let Some(pairs) = conninfo_pairs(url) else {
+        return Ok(url.to_string());
+    };
+    let mut kept = Vec::new();
+    for (k, v) in &pairs {
+        if let Some((nk, nv)) = f(k, v)? {
+            kept.push(format!("{nk}={}", quote_conninfo(&nv)));
+        }
+    }
+    Ok(kept.join(" "))
+}
+
+#[cfg(feature = "io")]
+/// The keys libpq reads and tokio-postgres's parser does not (it says
+/// "invalid connection string" and names none), each carried over under
+/// tokio-postgres's name or value, dropped where it changes nothing this
+/// client does, or refused in one line that names it and says why. An
+/// empty value is libpq's "not given", and dropped.
+fn libpq_only_keys(read: &str) -> anyhow::Result<String> {
+    const LIBPQ_ONLY: &[&str] = &[
+        "keepalives_count",
+        "client_encoding",
+        "gssencmode",
+        "ssl_min_protocol_version",
+        "ssl_max_protocol_version",
+        "requiressl",
+        "fallback_application_name",
+        "sslcompression",
+        "sslsni",
+        "krbsrvname",
+        "gsslib",
+        "passfile",
+        "service",
+        "requirepeer",
+        "sslcert",
+        "sslkey",
+        "sslpassword",
+        "sslcrl",
+        "sslcrldir",
+        "replication",
+    ];
+    rewrite_pairs(read, |key, v| {
+        let refuse = |why: &str| {
+            let given = match key {
+                "sslpassword" => String::new(),
+                _ => format!("={v:?}"),
+            };
+            Err(anyhow::anyhow!(
+                "the database URL gives {key}{given}: {why}"
+            ))
+        };
+        let utf8 = ["utf8", "utf-8", "unicode"]
+            .iter()
+            .any(|u| v.eq_ignore_ascii_case(u));
+        match key {
+            "keepalives_count" => Ok(Some(("keepalives_retries".into(), v.into()))),
+            // libpq's `allow` tries without TLS first; `prefer` asks for it
+            // first, never weaker.
+            "sslmode" if v == "allow" => Ok(Some((key.into(), "prefer".into()))),
+            _ if v.is_empty() && LIBPQ_ONLY.contains(&key) => Ok(None),
+            "client_encoding" if utf8 || v == "auto" => Ok(None),
+            "client_encoding" => refuse(
+                "this client's sessions are UTF8, which every server converts from; leave it out",
+            ),
+            "gssencmode" if v != "require" => Ok(None),
+            "gssencmode" => refuse("this client has no GSSAPI encryption; use sslmode=require"),
+            "ssl_min_protocol_version" if matches!(v, "TLSv1" | "TLSv1.1" | "TLSv1.2") => Ok(None),
+            "ssl_min_protocol_version" => refuse("this client's floor is TLS 1.2; leave it out"),
+            "requiressl" if v == "0" => Ok(None),
+            "requiressl" => refuse("libpq's old name; write sslmode=require"),
+            // What changes nothing here: a name the server shows when none
+            // is given, compression no TLS library offers any more, SNI
+            // (always sent), a ceiling on TLS versions, Kerberos's names.
+            "fallback_application_name"
+            | "sslcompression"
+            | "sslsni"
+            | "ssl_max_protocol_version"
+            | "krbsrvname"
+            | "gsslib" => Ok(None),
+            "passfile" => refuse("not read from the URL here; give the file as PGPASSFILE"),
+            "service" => refuse("the service file is not read; give the server in the URL"),
+            "requirepeer" => refuse("this client cannot check a socket's peer"),
+            "sslcert" | "sslkey" | "sslpassword" => {
+                refuse("this client presents no client certificate")
+            }
+            "sslcrl" | "sslcrldir" => refuse("this client checks no revocation list"),
+            "replication" => refuse("a replication connection cannot load files"),
+            "target_session_attrs" if !matches!(v, "any" | "read-write" | "read-only") => {
+                refuse("this client honours any, read-write and read-only")
+            }
+            _ => Ok(Some((key.into(), v.into()))),
+        }
+    })
 }
 
 #[cfg(feature = "io")]
@@ -277,9 +368,13 @@ pub fn libpq_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
     if let Some(root) = root {
         tls::set_ca_file(&root);
     }
-    let read = libpq_url(&tls_read, env_var)?;
+    let read = libpq_only_keys(&libpq_url(&tls_read, env_var)?)?;
     let mut cfg: tokio_postgres::Config = read.parse().map_err(|e| {
-        anyhow::anyhow!("bad database URL {} ({e})", crate::secret::redact_url(url))
+        anyhow::anyhow!(
+            "bad database URL {} ({})",
+            crate::secret::redact_url(url),
+            crate::error::chain(&e)
+        )
     })?;
     // libpq takes an empty host, user or database for none given (the
     // socket directory, the login name, the user's name), where
@@ -686,10 +781,9 @@ fn libpq_demands(
         match mode.as_str() {
             "disable" if no_sslmode => cfg.ssl_mode(SslMode::Disable),
             "disable" | "allow" | "prefer" => cfg,
-            // libpq uses no TLS on a Unix socket whatever the mode, where
-            // tokio-postgres would ask the socket for it and fail.
-            "require" | "verify-ca" | "verify-full" if on_sockets_only(cfg) => cfg,
-            // Verified here whatever the mode (the roots: --db-ca-file).
+            // Verified here whatever the mode (the roots: --db-ca-file); a
+            // Unix socket's host is tried without TLS, as in libpq
+            // (`connect::targets`).
             "require" | "verify-ca" | "verify-full" => cfg.ssl_mode(SslMode::Require),
             _ => anyhow::bail!(
                 "PGSSLMODE {mode:?} is not one of disable, allow, prefer, require, verify-ca, verify-full"
@@ -750,15 +844,6 @@ fn libpq_demands(
         );
     }
     Ok(())
-}
-
-#[cfg(feature = "io")]
-/// Whether every server `cfg` names is a Unix socket.
-fn on_sockets_only(cfg: &tokio_postgres::Config) -> bool {
-    use tokio_postgres::config::Host;
-    cfg.get_hostaddrs().is_empty()
-        && !cfg.get_hosts().is_empty()
-        && cfg.get_hosts().iter().all(|h| matches!(h, Host::Unix(_)))
 }
 
 #[cfg(feature = "io")]
@@ -1397,12 +1482,13 @@ mod tests {
                 SslMode::Require,
             ),
             ("host=h", true, &[("PGREQUIRESSL", "1")], SslMode::Require),
-            // No TLS on a Unix socket, in libpq whatever the mode.
+            // Kept for a Unix socket too: its host is then tried without
+            // TLS (`connect::targets`), as libpq does whatever the mode.
             (
                 "host=/tmp",
                 true,
                 &[("PGSSLMODE", "require")],
-                SslMode::Prefer,
+                SslMode::Require,
             ),
             // The string's own mode wins; PGSSLMODE never weakens a given one.
             (
@@ -1607,6 +1693,55 @@ mod tests {
 #[cfg(all(test, feature = "io"))]
 mod libpq_tests {
     use super::libpq_tls;
+
+    /// libpq's keys tokio-postgres's parser refused without naming them:
+    /// carried over, dropped where they change nothing here, or refused
+    /// in one line naming the key (and never an `sslpassword`'s value).
+    #[test]
+    fn keys_only_libpq_reads_are_carried_dropped_or_refused() {
+        use super::libpq_only_keys as only;
+        assert_eq!(
+            only("postgres://h/db?keepalives_count=3&sslmode=allow&application_name=a").unwrap(),
+            "postgres://h/db?keepalives_retries=3&sslmode=prefer&application_name=a"
+        );
+        assert_eq!(
+            only("host=h client_encoding=UTF8 sslcompression=1 sslsni=0 gssencmode=prefer fallback_application_name=f sslcert='' dbname='a b'").unwrap(),
+            "host=h dbname='a b'"
+        );
+        let parsed: tokio_postgres::Config =
+            only("host=h keepalives_count=4").unwrap().parse().unwrap();
+        assert_eq!(parsed.get_keepalives_retries(), Some(4));
+        for (given, said) in [
+            (
+                "host=h sslcert=/c.pem",
+                "sslcert=\"/c.pem\": this client presents no client certificate",
+            ),
+            (
+                "postgres://h/db?passfile=%2Fp",
+                "passfile=\"/p\": not read from the URL here; give the file as PGPASSFILE",
+            ),
+            (
+                "host=h client_encoding=LATIN1",
+                "client_encoding=\"LATIN1\"",
+            ),
+            (
+                "host=h target_session_attrs=primary",
+                "honours any, read-write and read-only",
+            ),
+            ("host=h gssencmode=require", "no GSSAPI encryption"),
+            (
+                "host=h ssl_min_protocol_version=TLSv1.3",
+                "floor is TLS 1.2",
+            ),
+            ("host=h service=etl", "service file is not read"),
+            ("host=h replication=1", "cannot load files"),
+        ] {
+            let e = only(given).unwrap_err().to_string();
+            assert!(e.contains(said), "{given}: {e}");
+        }
+        let e = only("host=h sslpassword=hunter2").unwrap_err().to_string();
+        assert!(e.contains("sslpassword") && !e.contains("hunter2"), "{e}");
+    }
 
     /// What cloud providers tell users to write: libpq's strict modes and a
     /// root file, in a URL or a `key=value` string.
