@@ -115,6 +115,7 @@ fn compare_on_tiny_writes_every_output() {
             "bucket_cpu_seconds",
             "cpu_floor_seconds",
             "arrival_floor_seconds",
+            "other_cpu_seconds",
             "first_byte_count",
             "first_byte_mean_ms",
             "first_byte_p50_ms",
@@ -981,6 +982,12 @@ fn the_throwaway_server_is_durable_unless_relaxed_durability_is_asked_for() {
 fn every_run_records_the_database_and_bucket_cpu_and_the_cpu_floor() {
     let dir = tempfile::tempdir().unwrap();
     let db = fresh_db();
+    // Another process spinning beside the comparison, which every run's
+    // other_cpu_seconds must show (the machine's noise, measured).
+    let mut spinner = std::process::Command::new("sh")
+        .args(["-c", "while :; do :; done"])
+        .spawn()
+        .unwrap();
     // Enough rows (~13,000) that `load-only`'s timed writes, one group
     // commit, cost the server several of /proc's 10 ms clock ticks: with
     // 2,600 rows they cost about 6 ms, which a reading may round to none.
@@ -1000,6 +1007,8 @@ fn every_run_records_the_database_and_bucket_cpu_and_the_cpu_floor() {
             "sync,async",
         ],
     );
+    spinner.kill().unwrap();
+    spinner.wait().unwrap();
     let runs = Csv::read(&dir.path().join("runs.csv"));
     runs.column("db_cpu_seconds");
     let cores = std::thread::available_parallelism().unwrap().get() as f64;
@@ -1028,6 +1037,15 @@ fn every_run_records_the_database_and_bucket_cpu_and_the_cpu_floor() {
             (num("cpu_floor_seconds") - expected).abs() < 0.003,
             "CPU floor {} is not (client + db + bucket) / {cores} = {expected}: {r:?}",
             num("cpu_floor_seconds")
+        );
+        // The spinner had a core's share of the run, or what was left of
+        // it beside the run's own work and the other tests; the workers
+        // and the server are not counted as other work.
+        let other = num("other_cpu_seconds");
+        assert!(
+            other >= 0.2 * num("wall_seconds"),
+            "other processes' CPU {other} s beside a spinner, in a run of {} s: {r:?}",
+            num("wall_seconds")
         );
         // Every model that fetches says when its first body came in; the
         // floor from there is a floor: near the run's time, not past it by

@@ -35,6 +35,10 @@ pub struct Meters {
 pub struct Sample {
     pub db: Option<f64>,
     pub bucket: Option<f64>,
+    /// The machine's busy CPU seconds ([`machine_busy_secs`]) less this
+    /// process's own (whose share, the simulated bucket's threads, is
+    /// `bucket`).
+    pub machine: Option<f64>,
 }
 
 /// CPU seconds one run cost the database server and the simulated bucket;
@@ -43,6 +47,10 @@ pub struct Sample {
 pub struct Spent {
     pub db: Option<f64>,
     pub bucket: Option<f64>,
+    /// What the whole machine spent outside this process: the workers,
+    /// the database, and whatever else ran ([`others`] takes the first two
+    /// out).
+    pub machine: Option<f64>,
 }
 
 impl Meters {
@@ -95,6 +103,7 @@ impl Meters {
                 .sim_bucket
                 .then(|| threads_named_secs(crate::sim::server::THREAD_NAME))
                 .flatten(),
+            machine: machine_busy_secs().map(|m| m - crate::report::own_cpu_seconds()),
         }
     }
 }
@@ -110,8 +119,82 @@ impl Sample {
         Spent {
             db: delta(self.db, before.db),
             bucket: delta(self.bucket, before.bucket),
+            // Ticks of several counters read at slightly different moments:
+            // a small step back is rounding, not a restart.
+            machine: self
+                .machine
+                .zip(before.machine)
+                .map(|(a, b)| (a - b).max(0.0)),
         }
     }
+}
+
+/// The CPU seconds other processes took from a run, or a hypervisor gave
+/// its other guests: what the machine spent outside `compare` less the
+/// run's workers (`client`) and its database server. The cores a run
+/// shares with them are the cores its own work waits for, so a run slower
+/// than its siblings beside the most of it is the machine's noise
+/// ([`super::summary::ModelSummary::outliers_from_machine`]). `None` where
+/// the machine's counters cannot be read. A database server that is not
+/// measured counts as other work: on this machine it is, elsewhere its CPU
+/// is not in the machine's counters.
+pub fn others(client: f64, spent: Spent) -> Option<f64> {
+    Some((spent.machine? - client - spent.db.unwrap_or(0.0)).max(0.0))
+}
+
+/// The machine's CPU ticks so far (`/proc/stat`'s first line): all of
+/// them, the idle ones and those waiting on IO; and its CPUs, counted
+/// where the ticks are (a process's own affinity or quota says nothing
+/// about the ticks of the others).
+#[derive(Debug, Clone, Copy)]
+pub struct MachineTicks {
+    pub total: u64,
+    pub idle: u64,
+    pub iowait: u64,
+    pub cpus: usize,
+}
+
+#[cfg(target_os = "linux")]
+pub fn machine_ticks() -> Option<MachineTicks> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let mut lines = stat.lines();
+    let line = lines.next()?.strip_prefix("cpu ")?;
+    // user, nice, system, idle, iowait, irq, softirq, steal: the guest
+    // columns after them are already counted in user and nice.
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .take(8)
+        .map(|t| t.parse().ok())
+        .collect::<Option<_>>()?;
+    let cpus = lines
+        .take_while(|l| l.starts_with("cpu"))
+        .filter(|l| l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .count();
+    (ticks.len() == 8 && cpus > 0).then(|| MachineTicks {
+        total: ticks.iter().sum(),
+        idle: ticks[3],
+        iowait: ticks[4],
+        cpus,
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn machine_ticks() -> Option<MachineTicks> {
+    None
+}
+
+/// CPU seconds the machine has been busy since it started: every tick
+/// that was neither idle nor waiting on IO, steal included (a hypervisor's
+/// other guests take the cores as much as local work does).
+#[cfg(target_os = "linux")]
+pub fn machine_busy_secs() -> Option<f64> {
+    let t = machine_ticks()?;
+    Some(t.total.saturating_sub(t.idle + t.iowait) as f64 * tick_secs())
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn machine_busy_secs() -> Option<f64> {
+    None
 }
 
 /// The cores this process may run on (its affinity mask and cgroup quota
@@ -159,6 +242,9 @@ pub struct CpuSummary {
     pub client_us_per_row: Option<f64>,
     /// Median over the runs of the database server's CPU per loaded row.
     pub db_us_per_row: Option<f64>,
+    /// Median of the CPU seconds other processes took during the runs
+    /// ([`others`]).
+    pub other_secs: Option<f64>,
 }
 
 /// The median of the values that were measured; `None` when none was.
@@ -179,6 +265,7 @@ impl CpuSummary {
                 runs.iter()
                     .map(|r| r.db_cpu_secs.and_then(|d| us_per_row(d, r.rows))),
             ),
+            other_secs: median_of(runs.iter().map(|r| r.other_cpu_secs)),
         }
     }
 }
@@ -467,12 +554,14 @@ mod tests {
         let spent = Spent {
             db: Some(1.5),
             bucket: Some(0.5),
+            machine: None,
         };
         assert!((floor(2.0, spent, 2) - 2.0).abs() < 1e-12);
         // An unmeasured part adds nothing: still a floor.
         let db_unknown = Spent {
             db: None,
             bucket: Some(0.5),
+            machine: None,
         };
         assert!((floor(2.0, db_unknown, 4) - 0.625).abs() < 1e-12);
         assert_eq!(us_per_row(0.5, 0), None);
@@ -484,18 +573,36 @@ mod tests {
         let before = Sample {
             db: Some(5.0),
             bucket: Some(1.0),
+            machine: Some(10.0),
         };
         let after = Sample {
             db: Some(2.0),
             bucket: Some(1.25),
+            machine: Some(12.5),
         };
+        let spent = after.since(&before);
         assert_eq!(
-            after.since(&before),
+            spent,
             Spent {
                 db: None,
-                bucket: Some(0.25)
+                bucket: Some(0.25),
+                machine: Some(2.5),
             }
         );
+        // The machine's 2.5 s less the workers' 1.5 s: the unmeasured
+        // database counts as other work.
+        assert_eq!(others(1.5, spent), Some(1.0));
+        assert_eq!(
+            others(
+                0.5,
+                Spent {
+                    db: Some(1.5),
+                    ..spent
+                }
+            ),
+            Some(0.5)
+        );
+        assert_eq!(others(3.0, spent), Some(0.0));
     }
 
     /// This thread's own CPU seconds.

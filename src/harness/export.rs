@@ -36,11 +36,12 @@ const RUNS_COLUMNS: [&str; 14] = [
 /// empty in files written before they were counted (or for a real bucket).
 const NET_COLUMNS: [&str; 3] = ["connections", "tls_handshakes", "throttled"];
 /// Where each run's CPU went (`harness::cpu`): empty where not measured.
-const CPU_COLUMNS: [&str; 4] = [
+const CPU_COLUMNS: [&str; 5] = [
     "db_cpu_seconds",
     "bucket_cpu_seconds",
     "cpu_floor_seconds",
     "arrival_floor_seconds",
+    "other_cpu_seconds",
 ];
 
 /// The largest results file read back (`runs.csv`, a baseline, …): far
@@ -129,6 +130,7 @@ pub fn write_runs_csv(path: &Path, runs: &[Run]) -> anyhow::Result<()> {
             opt(r.bucket_cpu_secs),
             opt(r.cpu_floor_secs),
             opt(r.arrival_floor_secs),
+            opt(r.other_cpu_secs),
         ];
         w.write_record(fixed.into_iter().chain(super::firstbyte::runs_cells(r)))?;
     }
@@ -149,7 +151,7 @@ pub fn read_runs_csv(path: &Path) -> anyhow::Result<Vec<Run>> {
         RUNS_COLUMNS.join(", ")
     );
     let column = |name: &str| headers.iter().position(|h| h == name);
-    let [db_cpu, bucket_cpu, cpu_floor, arrival_floor] = CPU_COLUMNS.map(column);
+    let [db_cpu, bucket_cpu, cpu_floor, arrival_floor, other_cpu] = CPU_COLUMNS.map(column);
     let mut runs = Vec::new();
     for rec in r.records() {
         let rec = rec.with_context(|| format!("reading {}", path.display()))?;
@@ -215,6 +217,7 @@ pub fn read_runs_csv(path: &Path) -> anyhow::Result<Vec<Run>> {
             bucket_cpu_secs: opt(bucket_cpu),
             cpu_floor_secs: opt(cpu_floor),
             arrival_floor_secs: opt(arrival_floor),
+            other_cpu_secs: opt(other_cpu),
             first_byte,
             setup,
         });
@@ -420,8 +423,8 @@ pub fn summary_markdown(summaries: &[ModelSummary], reference: Option<Label>) ->
         ));
     }
     for m in summaries {
-        if let Some(d) = super::summary::from_draws(&m.outliers_from_draws) {
-            s.push_str(&format!("\nOutliers of {}: {d}.\n", m.label));
+        for cause in super::summary::outlier_causes(m) {
+            s.push_str(&format!("\nOutliers of {}: {cause}.\n", m.label));
         }
     }
     if bounds {
@@ -488,34 +491,7 @@ pub const BUSY_SAMPLE: std::time::Duration = std::time::Duration::from_millis(50
 /// previous comparison it still reads that comparison's load on an idle
 /// machine.
 pub fn cores_busy(window: std::time::Duration) -> Option<f64> {
-    // The machine's CPUs, counted where the ticks are: a process's own
-    // affinity or quota says nothing about the ticks of the others.
-    fn totals() -> Option<Ticks> {
-        let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        let mut lines = stat.lines();
-        let line = lines.next()?.strip_prefix("cpu ")?;
-        let ticks: Vec<u64> = line
-            .split_whitespace()
-            .take(8)
-            .map(|t| t.parse().ok())
-            .collect::<Option<_>>()?;
-        let cpus = lines
-            .take_while(|l| l.starts_with("cpu"))
-            .filter(|l| l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
-            .count();
-        (ticks.len() == 8 && cpus > 0).then(|| Ticks {
-            total: ticks.iter().sum(),
-            idle: ticks[3],
-            iowait: ticks[4],
-            cpus,
-        })
-    }
-    struct Ticks {
-        total: u64,
-        idle: u64,
-        iowait: u64,
-        cpus: usize,
-    }
+    use super::cpu::machine_ticks as totals;
     let own = crate::report::own_cpu_seconds;
     let (before, own0) = (totals()?, own());
     std::thread::sleep(window);
@@ -754,16 +730,18 @@ mod tests {
         };
         run.first_byte = Some(d);
         run.setup = Some(super::super::firstbyte::Delays { count: 0, ..d });
+        run.other_cpu_secs = Some(0.125);
         write_runs_csv(&path, &[run]).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let header = text.lines().next().unwrap();
         assert!(
-            header.ends_with("cpu_floor_seconds,arrival_floor_seconds,first_byte_count,first_byte_mean_ms,first_byte_p50_ms,first_byte_p90_ms,first_byte_p99_ms,first_byte_p999_ms,first_byte_max_ms,setup_count,setup_mean_ms,setup_p50_ms,setup_p90_ms,setup_p99_ms,setup_p999_ms,setup_max_ms"),
+            header.ends_with("cpu_floor_seconds,arrival_floor_seconds,other_cpu_seconds,first_byte_count,first_byte_mean_ms,first_byte_p50_ms,first_byte_p90_ms,first_byte_p99_ms,first_byte_p999_ms,first_byte_max_ms,setup_count,setup_mean_ms,setup_p50_ms,setup_p90_ms,setup_p99_ms,setup_p999_ms,setup_max_ms"),
             "{header}"
         );
         let back = read_runs_csv(&path).unwrap();
         assert_eq!(back[0].first_byte, Some(d));
         assert_eq!(back[0].setup.unwrap().count, 0);
+        assert_eq!(back[0].other_cpu_secs, Some(0.125));
     }
 
     fn summary(model: crate::models::Model, times: &[f64]) -> ModelSummary {
@@ -779,6 +757,7 @@ mod tests {
             net: None,
             cpu: super::super::cpu::CpuSummary::default(),
             outliers_from_draws: Vec::new(),
+            outliers_from_machine: Vec::new(),
         }
     }
 

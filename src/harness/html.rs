@@ -170,11 +170,23 @@ pub fn render(c: &Comparison) -> String {
         );
     }
     h.push_str("</div>\n");
+    let causes: String = c
+        .models
+        .iter()
+        .flat_map(|m| m.outlier_causes.iter().map(move |cause| (&m.model, cause)))
+        .map(|(model, cause)| {
+            format!(
+                "<p class=\"note\">Outliers of {}: {}.</p>",
+                esc(model),
+                esc(cause)
+            )
+        })
+        .collect();
     section(
         &mut h,
         "summary",
         "Summary",
-        &summary_table(c),
+        &format!("{}{causes}", summary_table(c)),
         "Statistics over the verified measured runs (warm-ups and runs that failed verification excluded). Outliers: modified z-score above 3.5.",
     );
     if let Some(t) = ceiling_table(c) {

@@ -92,6 +92,11 @@ pub struct ModelStats {
     pub max_secs: f64,
     /// Run numbers (as in `runs[].run`) whose modified z-score exceeds 3.5.
     pub outlier_runs: Vec<usize>,
+    /// What the runs say made them outliers ([`super::summary::outlier_causes`]):
+    /// the network's draws, the machine's other work; empty when nothing
+    /// does, or in files written before this was recorded.
+    #[serde(default)]
+    pub outlier_causes: Vec<String>,
     /// Measured runs that failed verification (their times are excluded).
     pub failed_runs: usize,
     /// Median rows loaded per second.
@@ -233,6 +238,11 @@ pub struct RunRecord {
     /// over the cores; `None` where not measured.
     #[serde(default)]
     pub arrival_floor_secs: Option<f64>,
+    /// CPU seconds other processes on the machine (or a hypervisor's other
+    /// guests) took while the run's workers ran; `None` where not
+    /// measured, or recorded before it was.
+    #[serde(default)]
+    pub other_cpu_secs: Option<f64>,
     /// The first-byte delays the simulated bucket applied during the run
     /// (`null`: a real bucket, or results recorded before they were).
     #[serde(default)]
@@ -325,6 +335,7 @@ impl From<&Run> for RunRecord {
             bucket_cpu_secs: r.bucket_cpu_secs,
             cpu_floor_secs: r.cpu_floor_secs,
             arrival_floor_secs: r.arrival_floor_secs,
+            other_cpu_secs: r.other_cpu_secs,
             first_byte: r.first_byte,
             setup: r.setup,
         }
@@ -391,6 +402,7 @@ impl Comparison {
                         .iter()
                         .filter_map(|&i| good.get(i).map(|r| r.run))
                         .collect(),
+                    outlier_causes: super::summary::outlier_causes(s),
                     failed_runs: s.failed_runs,
                     rows_per_sec: s.rows_per_sec,
                     median_cpu_secs: s.median_cpu_secs,

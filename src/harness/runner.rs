@@ -120,6 +120,10 @@ pub struct Run {
     /// it over the cores ([`super::cpu::arrival_floor`]); `None` where not
     /// measured.
     pub arrival_floor_secs: Option<f64>,
+    /// CPU seconds other processes on the machine (or a hypervisor's
+    /// other guests) took while the run's workers ran
+    /// ([`super::cpu::others`]); `None` where not measured.
+    pub other_cpu_secs: Option<f64>,
     /// The first-byte delays the simulated bucket applied during the run
     /// (`harness::firstbyte`); `None` for a real bucket or older results.
     pub first_byte: Option<super::firstbyte::Delays>,
@@ -153,6 +157,7 @@ impl Run {
             bucket_cpu_secs: None,
             cpu_floor_secs: None,
             arrival_floor_secs: None,
+            other_cpu_secs: None,
             first_byte: None,
             setup: None,
         }
@@ -260,6 +265,9 @@ pub fn run_once(
     let end = target.cpu.sample();
     let spent = end.since(timed_from);
     let arrival_floor_secs = arrival_floor(&finished, &end);
+    // Over the window the workers ran in, before the database's
+    // connections end (which [`super::cpu::Meters::settle`] waits for).
+    let window = spent;
     stop.store(true, Ordering::Relaxed);
     if let Some(p) = poller {
         // A poll the server stopped answering is left behind: the progress
@@ -384,6 +392,7 @@ pub fn run_once(
         bucket_cpu_secs: spent.bucket,
         cpu_floor_secs: Some(super::cpu::floor(cpu_secs, spent, super::cpu::cores())),
         arrival_floor_secs,
+        other_cpu_secs: super::cpu::others(cpu_secs, window),
         first_byte: None,
         setup: None,
     })

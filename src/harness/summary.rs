@@ -36,6 +36,10 @@ pub struct ModelSummary {
     /// first-byte delays of the model's runs: the paired draws, which
     /// every model met alike, made them so, not the machine.
     pub outliers_from_draws: Vec<usize>,
+    /// The run numbers of the slow outliers that ran beside more CPU of
+    /// other processes than every run of the model that is not an outlier
+    /// (`cpu::others`), with those seconds: the machine's noise, measured.
+    pub outliers_from_machine: Vec<(usize, f64)>,
 }
 
 /// The label speedups are relative to: `sync` (`sync+insert` in a matrix,
@@ -82,6 +86,7 @@ pub fn summarize(
                 net: super::netstats::medians(&good),
                 cpu: super::cpu::CpuSummary::of(&good),
                 outliers_from_draws: outliers_from_draws(&good, &stats, m.model == Model::Sync),
+                outliers_from_machine: outliers_from_machine(&good, &stats),
                 stats,
             })
         })
@@ -145,6 +150,87 @@ fn outliers_from_draws(good: &[&Run], stats: &Stats, one_in_flight: bool) -> Vec
     } else {
         Vec::new()
     }
+}
+
+/// The slow outliers the machine's other work explains, each with the CPU
+/// seconds other processes took during it: more than during any run that
+/// is not an outlier, by at least a quarter of the time the run lost
+/// against the median (on cores a pass shares, other work of X CPU
+/// seconds can delay it by up to X) and by more than the counters' two
+/// ticks. A run with no reading explains nothing.
+fn outliers_from_machine(good: &[&Run], stats: &Stats) -> Vec<(usize, f64)> {
+    let Some(others) = good
+        .iter()
+        .map(|r| r.other_cpu_secs)
+        .collect::<Option<Vec<f64>>>()
+    else {
+        return Vec::new();
+    };
+    let typical = others
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !stats.outliers.contains(i))
+        .map(|(_, &o)| o)
+        .fold(f64::NEG_INFINITY, f64::max);
+    stats
+        .outliers
+        .iter()
+        .filter_map(|&i| Some((good.get(i)?, *others.get(i)?)))
+        .filter(|(r, other)| {
+            let lost = r.wall_secs - stats.median;
+            lost > 0.0 && *other > typical + 0.02 && other - typical >= 0.25 * lost
+        })
+        .map(|(r, other)| (r.run, other))
+        .collect()
+}
+
+/// "run 4 ran beside 0.61 s of CPU other processes took …", for the
+/// outliers the machine's other work explains
+/// (`ModelSummary::outliers_from_machine`) and the draws do not; `None`
+/// when there are none.
+pub fn from_machine(m: &ModelSummary) -> Option<String> {
+    let runs: Vec<&(usize, f64)> = m
+        .outliers_from_machine
+        .iter()
+        .filter(|(run, _)| !m.outliers_from_draws.contains(run))
+        .collect();
+    let (which, secs) = match runs.as_slice() {
+        [] => return None,
+        [(k, s)] => (format!("run {k} ran"), format!("{s:.2} s")),
+        ks => (
+            format!(
+                "runs {} ran",
+                ks.iter()
+                    .map(|(k, _)| k.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            format!(
+                "{} s",
+                ks.iter()
+                    .map(|(_, s)| format!("{s:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+    };
+    let typical = m
+        .cpu
+        .other_secs
+        .map_or(String::new(), |t| format!(" (median {t:.2} s)"));
+    Some(format!(
+        "{which} beside {secs} of CPU that other processes took from this machine's cores{typical}: the machine's noise, not the model"
+    ))
+}
+
+/// Why a model's outliers are outliers, as far as the runs say: the draws
+/// of the network, the machine's other work; empty when neither explains
+/// them.
+pub fn outlier_causes(m: &ModelSummary) -> Vec<String> {
+    [from_draws(&m.outliers_from_draws), from_machine(m)]
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// "run 2 drew the most extreme first-byte delays …", for the outliers the
@@ -412,6 +498,52 @@ mod tests {
             "{:?}",
             s.outliers_from_draws
         );
+    }
+
+    /// A slow run beside the most CPU other processes took is put down to
+    /// the machine, with the figure; one beside as little as its siblings
+    /// is not, nor is any run when the counters could not be read.
+    #[test]
+    fn slow_outliers_beside_other_work_are_put_down_to_the_machine() {
+        let runs_with = |others: [Option<f64>; 5]| -> Vec<Run> {
+            [0.342, 0.344, 0.341, 0.343, 0.52]
+                .iter()
+                .zip(others)
+                .enumerate()
+                .map(|(i, (&t, other))| {
+                    let mut r = Run::example(Model::AsyncFetch, i + 1, t);
+                    r.other_cpu_secs = other;
+                    r
+                })
+                .collect()
+        };
+        let labels = [Label::new(Model::AsyncFetch, WriteStrategy::Copy, false)];
+        let summarized = |runs: &[Run]| summarize(runs, &labels, false, None).remove(0);
+        let busy = summarized(&runs_with([0.01, 0.03, 0.0, 0.02, 0.61].map(Some)));
+        assert_eq!(busy.stats.outliers, vec![4], "{:?}", busy.stats);
+        assert_eq!(busy.outliers_from_machine, vec![(5, 0.61)]);
+        let said = outlier_causes(&busy).join("; ");
+        assert!(
+            said.starts_with("run 5 ran beside 0.61 s of CPU that other processes took")
+                && said.contains("(median 0.02 s)"),
+            "{said}"
+        );
+        // Beside no more than the others: the machine's counters do not
+        // explain it, and nothing is said.
+        let quiet = summarized(&runs_with([0.01, 0.03, 0.0, 0.02, 0.03].map(Some)));
+        assert!(quiet.outliers_from_machine.is_empty());
+        assert!(outlier_causes(&quiet).is_empty());
+        // A few ticks more than the others is no explanation of 0.18 s.
+        let ticks = summarized(&runs_with([0.01, 0.03, 0.0, 0.02, 0.07].map(Some)));
+        assert!(ticks.outliers_from_machine.is_empty());
+        let unread = summarized(&runs_with([
+            Some(0.0),
+            None,
+            Some(0.0),
+            Some(0.0),
+            Some(0.6),
+        ]));
+        assert!(unread.outliers_from_machine.is_empty());
     }
 
     #[test]

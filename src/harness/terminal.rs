@@ -240,8 +240,10 @@ fn models_table(summaries: &[ModelSummary], reference: Option<Label>) -> String 
                 } else {
                     "runs are outliers"
                 },
-                summary::from_draws(&m.outliers_from_draws)
-                    .map_or(String::new(), |d| format!("; {d}"))
+                summary::outlier_causes(m)
+                    .iter()
+                    .map(|c| format!("; {c}"))
+                    .collect::<String>()
             ));
         }
         if m.failed_runs > 0 {
@@ -651,6 +653,7 @@ mod tests {
             net: None,
             cpu: crate::harness::cpu::CpuSummary::default(),
             outliers_from_draws: Vec::new(),
+            outliers_from_machine: Vec::new(),
         }
     }
 
