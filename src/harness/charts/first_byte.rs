@@ -53,7 +53,7 @@ pub fn first_byte_lines(
         .filter(|s| !s.4.is_empty())
         .collect();
     anyhow::ensure!(!lines.is_empty(), "no run met a first-byte delay above 0");
-    let series = same_draws(lines);
+    let series = side_by_side(same_draws(lines));
     let ys = || series.iter().flat_map(|s| s.3.iter().map(|p| p.1));
     let (lo, hi) = (
         ys().fold(f64::INFINITY, f64::min),
@@ -71,7 +71,7 @@ pub fn first_byte_lines(
         .collect();
     legend.push(Entry {
         swatch: Swatch::Note,
-        text: "each point: the median\nover the verified runs\nof that run's percentile;\np99 and p99.9 only where\n100 and 1000 requests\ntell them from the max;\nconnection set-up round\ntrips not included".into(),
+        text: "each point: the median\nover the verified runs\nof that run's percentile,\nthe models side by side;\np99 and p99.9 only where\n100 and 1000 requests\ntell them from the max;\nconnection set-up round\ntrips not included".into(),
     });
     let area = frame(
         path,
@@ -133,6 +133,30 @@ fn same_draws(lines: Vec<Line>) -> Vec<(String, RGBColor, Marker, Vec<(f64, f64)
         .collect()
 }
 
+/// The lines moved apart along each percentile, the first to the left:
+/// the models' delays differ by a few per cent when they differ at all,
+/// and on one x each line would hide the ones drawn before it. Spread
+/// over at most a third of the gap between two percentiles.
+fn side_by_side(
+    series: Vec<(String, RGBColor, Marker, Vec<(f64, f64)>)>,
+) -> Vec<(String, RGBColor, Marker, Vec<(f64, f64)>)> {
+    let n = series.len();
+    let step = if n > 1 {
+        (0.33 / (n - 1) as f64).min(0.08)
+    } else {
+        0.0
+    };
+    series
+        .into_iter()
+        .enumerate()
+        .map(|(k, (name, color, marker, points))| {
+            let dx = (k as f64 - (n - 1) as f64 / 2.0) * step;
+            let moved = points.into_iter().map(|(x, y)| (x + dx, y)).collect();
+            (name, color, marker, moved)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +193,28 @@ mod tests {
             names(vec![line("sync", 68, 60.0), line("async", 68, 60.0)]),
             ["every model (68 requests,\nthe same draws)"]
         );
+        // Lines that remain are set side by side, centred on each
+        // percentile, none further than a sixth of the way to the next.
+        let xs = |n: usize| -> Vec<f64> {
+            side_by_side(
+                (0..n)
+                    .map(|k| line(&k.to_string(), 68, 60.0 + k as f64))
+                    .map(|l| (l.0, l.2, l.3, l.4))
+                    .collect(),
+            )
+            .iter()
+            .map(|s| s.3[0].0)
+            .collect()
+        };
+        assert_eq!(xs(1), [1.0]);
+        let two = xs(2);
+        assert!(
+            (two[0] - 0.96).abs() < 1e-9 && (two[1] - 1.04).abs() < 1e-9,
+            "{two:?}"
+        );
+        let ten = xs(10);
+        assert!(ten.windows(2).all(|w| w[0] < w[1]), "{ten:?}");
+        assert!(ten[0] >= 1.0 - 0.17 && ten[9] <= 1.0 + 0.17, "{ten:?}");
         // The same points from a different number of requests are not
         // the same draws.
         assert_eq!(
