@@ -69,14 +69,15 @@ pub fn prepare_database(url: &str) -> anyhow::Result<postgres::Client> {
 /// left behind if the deadline passes; the pass ends with one line.
 fn prepare_database_within(url: &str, patience: db::Patience) -> anyhow::Result<()> {
     let owned = url.to_string();
-    db::watched::on_thread(patience.startup(), "migrating", move || {
+    let limit = db::connect::startup_limit(url, patience);
+    db::watched::on_thread(limit, "migrating", move || {
         prepare_database(&owned).map(drop)
     })
     .map_err(|e| {
         stalled_at_start(
             e,
             url,
-            patience,
+            limit,
             "finish connecting and migrating",
             "a stopped server, or a long migration",
         )
@@ -88,7 +89,7 @@ fn prepare_database_within(url: &str, patience: db::Patience) -> anyhow::Result<
 fn stalled_at_start(
     e: anyhow::Error,
     url: &str,
-    patience: db::Patience,
+    limit: std::time::Duration,
     did_not: &str,
     why: &str,
 ) -> anyhow::Error {
@@ -98,7 +99,7 @@ fn stalled_at_start(
     anyhow::anyhow!(
         "PostgreSQL at {} did not {did_not} within {} s ({why}: raise --db-timeout)",
         crate::secret::redact_url(url),
-        crate::error::seconds(patience.startup().as_secs_f64())
+        crate::error::seconds(limit.as_secs_f64())
     )
 }
 
@@ -109,11 +110,12 @@ fn open_pass_connection(
     url: &str,
     patience: db::Patience,
 ) -> anyhow::Result<sync_writer::Connection> {
-    sync_writer::Connection::open_within(url, patience, patience.startup()).map_err(|e| {
+    let limit = db::connect::startup_limit(url, patience);
+    sync_writer::Connection::open_within(url, patience, limit).map_err(|e| {
         stalled_at_start(
             e,
             url,
-            patience,
+            limit,
             "answer the connection",
             "a stopped server, or one too busy to accept",
         )

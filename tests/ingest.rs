@@ -940,40 +940,15 @@ fn a_url_that_names_nothing_takes_libpqs_environment() {
 /// The error names each host tried.
 #[test]
 fn hosts_are_tried_in_order_until_a_server_answers() {
-    use std::io::{Read as _, Write as _};
     let server = song_files(2, 0.0);
     let db = url::Url::parse(&fresh_db()).unwrap();
     let (real, path) = (
         format!("{}:{}", db.host_str().unwrap(), db.port().unwrap()),
         db.path().to_string(),
     );
-    // A server that refuses every login: it declines TLS, reads the
-    // startup message and answers with an error, as a server whose
-    // pg_hba.conf or role list says no.
     let refusing = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let refusing_at = refusing.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for conn in refusing.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let message = |conn: &mut std::net::TcpStream| -> Option<Vec<u8>> {
-                let mut len = [0u8; 4];
-                conn.read_exact(&mut len).ok()?;
-                let mut body = vec![0u8; u32::from_be_bytes(len) as usize - 4];
-                conn.read_exact(&mut body).ok()?;
-                Some(body)
-            };
-            // An SSLRequest (code 80877103) first, then the startup.
-            if message(&mut conn).is_some_and(|m| m == [4, 210, 22, 47]) {
-                let _ = conn.write_all(b"N");
-                let _ = message(&mut conn);
-            }
-            let fields = b"SFATAL\0C28000\0Mno pg_hba.conf entry for this test\0\0";
-            let mut reply = vec![b'E'];
-            reply.extend_from_slice(&(fields.len() as u32 + 4).to_be_bytes());
-            reply.extend_from_slice(fields);
-            let _ = conn.write_all(&reply);
-        }
-    });
+    refuse_every_login(refusing);
     // A port nothing listens on.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -1000,7 +975,7 @@ fn hosts_are_tried_in_order_until_a_server_answers() {
         )),
         "{said}"
     );
-    assert!(said.contains("the later hosts were not tried"), "{said}");
+    assert!(said.contains("the hosts after it were not tried"), "{said}");
     // Past a host that cannot be reached, to the next: nothing was loaded
     // before, so the second host's server loads both files now.
     let (code, said) = run(&format!("{closed},{real}"), "");

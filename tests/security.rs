@@ -981,3 +981,76 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// A host name with several addresses is tried address by address as
+/// libpq tries them: past an address that cannot be reached, never past a
+/// server that answered. tokio-postgres, handed the name, tried the next
+/// address after a refused login and sent the password there too. Both
+/// the blocking client and the async one (the writers' and the pool's).
+#[test]
+fn a_name_with_several_addresses_stops_at_the_first_server_that_answers() {
+    use bucketbench::db::connect::{connect_blocking_via, connect_via};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // Two servers on one port, one address each: 127.0.0.2 refuses every
+    // login, 127.0.0.1 counts who reaches it.
+    let counting = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = counting.local_addr().unwrap().port();
+    let reached = Arc::new(AtomicUsize::new(0));
+    let seen = reached.clone();
+    std::thread::spawn(move || {
+        for conn in counting.incoming() {
+            seen.fetch_add(1, Ordering::SeqCst);
+            drop(conn);
+        }
+    });
+    let refusing = std::net::TcpListener::bind(("127.0.0.2", port))
+        .expect("127.0.0.2 is a loopback address on Linux");
+    common::refuse_every_login(refusing);
+    fn both(_: &str, _: u16) -> Vec<std::net::IpAddr> {
+        vec![[127, 0, 0, 2].into(), [127, 0, 0, 1].into()]
+    }
+    let cfg: tokio_postgres::Config =
+        format!("host=db.test port={port} user=u password=hunter2 dbname=d connect_timeout=5")
+            .parse()
+            .unwrap();
+    let tls = || bucketbench::db::tls::connector().unwrap();
+    let named = |tried: &bucketbench::db::connect::Tried| {
+        let said = format!(
+            "{:#}",
+            bucketbench::db::connect_error("postgres://u:hunter2@db.test/d", tried)
+        );
+        assert_eq!(tried.failures.len(), 1, "{said}");
+        assert!(tried.stopped_early, "{said}");
+        assert!(
+            said.contains(&format!("db.test (127.0.0.2) port {port}: db error: FATAL: no pg_hba.conf entry for this test"))
+                && said.contains("the hosts after it were not tried")
+                && !said.contains("hunter2"),
+            "{said}"
+        );
+    };
+    let Err(tried) = connect_blocking_via(&cfg, tls(), both) else {
+        panic!("a refused login connected")
+    };
+    named(&tried);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Err(tried) = runtime.block_on(connect_via(&cfg, tls(), both)) else {
+        panic!("a refused login connected")
+    };
+    named(&tried);
+    assert_eq!(
+        reached.load(Ordering::SeqCst),
+        0,
+        "the password went on to the next address"
+    );
+    // An address that cannot be reached is passed, for the next.
+    fn closed_first(_: &str, _: u16) -> Vec<std::net::IpAddr> {
+        vec![[127, 0, 0, 3].into(), [127, 0, 0, 1].into()]
+    }
+    let Err(tried) = connect_blocking_via(&cfg, tls(), closed_first) else {
+        panic!("the counting server is no PostgreSQL")
+    };
+    assert_eq!(tried.failures.len(), 2);
+    assert!(tried.failures[0].0.starts_with("db.test (127.0.0.3) port"));
+    assert_eq!(reached.load(Ordering::SeqCst), 1);
+}

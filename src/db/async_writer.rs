@@ -348,6 +348,7 @@ pub fn pool(
     patience: super::Patience,
 ) -> anyhow::Result<deadpool_postgres::Pool> {
     let cfg = super::session_config(url)?;
+    let create_timeout = super::connect::search_limit(&cfg, patience.base);
     let mgr = deadpool_postgres::Manager::from_connect(
         cfg,
         super::connect::PoolConnect(super::tls::connector()?),
@@ -357,7 +358,7 @@ pub fn pool(
     );
     deadpool_postgres::Pool::builder(mgr)
         .max_size(size)
-        .create_timeout(Some(patience.base))
+        .create_timeout(Some(create_timeout))
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()
         .context("building the connection pool")

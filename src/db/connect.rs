@@ -33,6 +33,14 @@ pub struct Target {
 /// else is kept: user, password, database, TLS, timeouts, session options.
 pub fn targets(cfg: &Config) -> Vec<Target> {
     let (hosts, addrs, ports) = (cfg.get_hosts(), cfg.get_hostaddrs(), cfg.get_ports());
+    if hosts.is_empty() && addrs.is_empty() {
+        // Never after `libpq_config`, which names the socket directory
+        // then; tokio-postgres says what is missing.
+        return vec![Target {
+            cfg: cfg.clone(),
+            name: "no host".into(),
+        }];
+    }
     (0..hosts.len().max(addrs.len()))
         .map(|i| {
             let mut one = alone(cfg);
@@ -43,11 +51,14 @@ pub fn targets(cfg: &Config) -> Vec<Target> {
                     name.push_str(host);
                 }
                 Some(Host::Unix(dir)) => {
+                    one.host_path(dir);
                     // PostgreSQL answers no to TLS on a Unix socket, and
                     // libpq does not ask there, whatever `sslmode` says
-                    // (psql connects with `sslmode=require`).
-                    one.host_path(dir)
-                        .ssl_mode(tokio_postgres::config::SslMode::Disable);
+                    // (psql connects with `sslmode=require`). With a
+                    // `hostaddr` the connection is TCP, and the mode holds.
+                    if addrs.get(i).is_none() {
+                        one.ssl_mode(tokio_postgres::config::SslMode::Disable);
+                    }
                     name.push_str(&dir.display().to_string());
                 }
                 None => {}
@@ -125,11 +136,53 @@ pub fn tries_next(e: &tokio_postgres::Error) -> bool {
         && (said.starts_with("error connecting to server") || said == no_answer().to_string())
 }
 
-/// The hosts a connection tried, each with what it got, in order, out of
-/// how many it had.
+/// A host name's addresses as targets of their own, in the order the
+/// resolver gave them (libpq tries them so, and a server answering on one
+/// ends the search there too): tokio-postgres, handed the name, would try
+/// the next address after any error, and send the password again. Each
+/// keeps the name, for TLS and the password file, with its address as
+/// `hostaddr`. A target that names no host to look up, or a name with
+/// one address or none, is left whole (tokio-postgres then says why the
+/// name does not resolve).
+pub fn each_address(target: Target, resolved: &[std::net::IpAddr]) -> Vec<Target> {
+    let named = matches!(target.cfg.get_hosts(), [Host::Tcp(_)]);
+    if !named || !target.cfg.get_hostaddrs().is_empty() || resolved.len() < 2 {
+        return vec![target];
+    }
+    let (host, port) = target
+        .name
+        .rsplit_once(" port ")
+        .unwrap_or((&target.name, ""));
+    resolved
+        .iter()
+        .map(|addr| {
+            let mut cfg = target.cfg.clone();
+            cfg.hostaddr(*addr);
+            Target {
+                cfg,
+                name: format!("{host} ({addr}) port {port}"),
+            }
+        })
+        .collect()
+}
+
+/// The name and port a target would look up, if it is one to look up.
+fn lookup_of(target: &Target) -> Option<(String, u16)> {
+    match (target.cfg.get_hosts(), target.cfg.get_hostaddrs()) {
+        ([Host::Tcp(name)], []) => Some((
+            name.clone(),
+            target.cfg.get_ports().first().copied().unwrap_or(5432),
+        )),
+        _ => None,
+    }
+}
+
+/// The hosts and addresses a connection tried, each with what it got, in
+/// order; and whether the search ended with some left untried.
+#[derive(Default)]
 pub struct Tried {
     pub failures: Vec<(String, tokio_postgres::Error)>,
-    pub hosts: usize,
+    pub stopped_early: bool,
 }
 
 impl Tried {
@@ -139,22 +192,36 @@ impl Tried {
         &self.failures.last().expect("a search tries a host").1
     }
 
-    fn new(hosts: usize) -> Self {
-        Tried {
-            failures: Vec::with_capacity(hosts),
-            hosts,
-        }
-    }
-
-    /// Records a failure; whether to go on to the next host.
-    fn go_on(&mut self, target: Target, e: tokio_postgres::Error) -> bool {
+    /// Records a failure; whether to go on to the next host or address
+    /// (`more`: whether one is left).
+    fn go_on(&mut self, target: Target, e: tokio_postgres::Error, more: bool) -> bool {
         let next = tries_next(&e);
+        self.stopped_early = !next && more;
         self.failures.push((target.name, e));
         next
     }
 }
 
-/// Connects with tokio-postgres, host by host as libpq does.
+/// How a host name becomes addresses: [`system_resolve`], or a fixed
+/// list where a test needs a name with several.
+pub type Resolve = fn(&str, u16) -> Vec<std::net::IpAddr>;
+
+/// The system's resolver (getaddrinfo, as libpq's), in its order; none
+/// when the name does not resolve (tokio-postgres, handed the name, then
+/// says why).
+pub fn system_resolve(name: &str, port: u16) -> Vec<std::net::IpAddr> {
+    use std::net::ToSocketAddrs as _;
+    let mut addrs: Vec<std::net::IpAddr> = (name, port)
+        .to_socket_addrs()
+        .map(|a| a.map(|a| a.ip()).collect())
+        .unwrap_or_default();
+    let mut seen = std::collections::HashSet::new();
+    addrs.retain(|a| seen.insert(*a));
+    addrs
+}
+
+/// Connects with tokio-postgres, host by host and address by address as
+/// libpq does.
 pub async fn connect<T>(
     cfg: &Config,
     tls: T,
@@ -168,22 +235,52 @@ pub async fn connect<T>(
 where
     T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket> + Clone,
 {
-    let targets = targets(cfg);
-    let mut tried = Tried::new(targets.len());
-    for mut target in targets {
-        let one = with_password(std::mem::take(&mut target.cfg));
-        let attempt = one.connect(tls.clone());
-        let answer = match answer_within(&one) {
-            Some(limit) => tokio::time::timeout(limit, attempt)
+    connect_via(cfg, tls, system_resolve).await
+}
+
+/// [`connect`] with names resolved by `resolve`.
+pub async fn connect_via<T>(
+    cfg: &Config,
+    tls: T,
+    resolve: Resolve,
+) -> Result<
+    (
+        tokio_postgres::Client,
+        tokio_postgres::Connection<tokio_postgres::Socket, T::Stream>,
+    ),
+    Tried,
+>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket> + Clone,
+{
+    let mut tried = Tried::default();
+    let hosts = targets(cfg);
+    let last_host = hosts.len() - 1;
+    for (h, host) in hosts.into_iter().enumerate() {
+        let resolved = match lookup_of(&host) {
+            // getaddrinfo blocks: off the runtime's threads.
+            Some((name, port)) => tokio::task::spawn_blocking(move || resolve(&name, port))
                 .await
-                .unwrap_or_else(|_| Err(no_answer())),
-            None => attempt.await,
+                .unwrap_or_default(),
+            None => Vec::new(),
         };
-        match answer {
-            Ok(connected) => return Ok(connected),
-            Err(e) => {
-                if !tried.go_on(target, e) {
-                    break;
+        let addresses = each_address(host, &resolved);
+        let last_address = addresses.len() - 1;
+        for (a, mut target) in addresses.into_iter().enumerate() {
+            let one = with_password(std::mem::take(&mut target.cfg));
+            let attempt = one.connect(tls.clone());
+            let answer = match answer_within(&one) {
+                Some(limit) => tokio::time::timeout(limit, attempt)
+                    .await
+                    .unwrap_or_else(|_| Err(no_answer())),
+                None => attempt.await,
+            };
+            match answer {
+                Ok(connected) => return Ok(connected),
+                Err(e) => {
+                    if !tried.go_on(target, e, h < last_host || a < last_address) {
+                        return Err(tried);
+                    }
                 }
             }
         }
@@ -191,37 +288,78 @@ where
     Err(tried)
 }
 
-/// Connects with the blocking `postgres` client, host by host as libpq does.
+/// Connects with the blocking `postgres` client, host by host and address
+/// by address as libpq does.
 pub fn connect_blocking(
     cfg: &Config,
     tls: tokio_postgres_rustls::MakeRustlsConnect,
 ) -> Result<postgres::Client, Tried> {
-    let targets = targets(cfg);
-    let mut tried = Tried::new(targets.len());
-    for mut target in targets {
-        let one = with_password(std::mem::take(&mut target.cfg));
-        let limit = answer_within(&one);
-        let (one, tls) = (postgres::Config::from(one), tls.clone());
-        let answer = match limit {
-            // The blocking client cannot be interrupted: the attempt runs
-            // on a thread of its own, left behind if the server never
-            // answers.
-            Some(limit) => {
-                super::watched::on_thread(limit, "the connection", move || one.connect(tls))
-                    .unwrap_or_else(|_| Err(no_answer()))
-            }
-            None => one.connect(tls),
+    connect_blocking_via(cfg, tls, system_resolve)
+}
+
+/// [`connect_blocking`] with names resolved by `resolve`.
+pub fn connect_blocking_via(
+    cfg: &Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+    resolve: Resolve,
+) -> Result<postgres::Client, Tried> {
+    let mut tried = Tried::default();
+    let hosts = targets(cfg);
+    let last_host = hosts.len() - 1;
+    for (h, host) in hosts.into_iter().enumerate() {
+        let resolved = match lookup_of(&host) {
+            Some((name, port)) => resolve(&name, port),
+            None => Vec::new(),
         };
-        match answer {
-            Ok(client) => return Ok(client),
-            Err(e) => {
-                if !tried.go_on(target, e) {
-                    break;
+        let addresses = each_address(host, &resolved);
+        let last_address = addresses.len() - 1;
+        for (a, mut target) in addresses.into_iter().enumerate() {
+            let one = with_password(std::mem::take(&mut target.cfg));
+            let limit = answer_within(&one);
+            let (one, tls) = (postgres::Config::from(one), tls.clone());
+            let answer = match limit {
+                // The blocking client cannot be interrupted: the attempt
+                // runs on a thread of its own, left behind if the server
+                // never answers.
+                Some(limit) => {
+                    super::watched::on_thread(limit, "the connection", move || one.connect(tls))
+                        .unwrap_or_else(|_| Err(no_answer()))
+                }
+                None => one.connect(tls),
+            };
+            match answer {
+                Ok(client) => return Ok(client),
+                Err(e) => {
+                    if !tried.go_on(target, e, h < last_host || a < last_address) {
+                        return Err(tried);
+                    }
                 }
             }
         }
     }
     Err(tried)
+}
+
+/// [`search_limit`] of `url` from `patience.startup()`: how long a pass's
+/// first connections may take.
+pub fn startup_limit(url: &str, patience: super::Patience) -> std::time::Duration {
+    match super::session_config(url) {
+        Ok(cfg) => search_limit(&cfg, patience.startup()),
+        // Said when it connects.
+        Err(_) => patience.startup(),
+    }
+}
+
+/// How long finding a server may take at most: `limit`, or, when the URL
+/// gives `connect_timeout`, long enough for every host to use all of it
+/// (a second more each), so that the bound on the whole search does not
+/// cut short the hosts libpq would still try.
+pub fn search_limit(cfg: &Config, limit: std::time::Duration) -> std::time::Duration {
+    let hosts = cfg.get_hosts().len().max(cfg.get_hostaddrs().len()).max(1) as u32;
+    match answer_within(cfg) {
+        Some(each) => limit.max((each + std::time::Duration::from_secs(1)) * hosts),
+        None => limit,
+    }
 }
 
 /// How long one host may take to answer before the next is tried: libpq's
@@ -242,11 +380,12 @@ fn no_answer() -> tokio_postgres::Error {
 }
 
 /// `cfg`, one host, with the password libpq would send that host when the
-/// URL gives none: `PGPASSWORD`, else the password file's line for it,
+/// URL gives none (or an empty one): `PGPASSWORD`, else the password file's line for it,
 /// looked up host by host as libpq does, so each server of a list gets its
 /// own line's password and no other.
 fn with_password(mut cfg: Config) -> Config {
-    if cfg.get_password().is_none() {
+    // An empty password is libpq's "none given" too.
+    if cfg.get_password().is_none_or(<[u8]>::is_empty) {
         if let Ok(Some(password)) = super::pgpass::password_for(&cfg) {
             cfg.password(password);
         }
@@ -300,11 +439,10 @@ pub fn connect_sync(url: &str) -> anyhow::Result<postgres::Client> {
 /// and a refused certificate as its own type (the caller says how to trust
 /// it).
 pub fn connect_error(url: &str, tried: &Tried) -> anyhow::Error {
+    let alone = tried.failures.len() == 1 && !tried.stopped_early;
     let what = match tried.failures.as_slice() {
-        [(_, e)] if tried.hosts == 1 && url_names_host(url) => {
-            format!(" ({})", crate::error::chain(e))
-        }
-        [(name, e)] if tried.hosts == 1 => format!(" on {name} ({})", crate::error::chain(e)),
+        [(_, e)] if alone && url_names_host(url) => format!(" ({})", crate::error::chain(e)),
+        [(name, e)] if alone => format!(" on {name} ({})", crate::error::chain(e)),
         each => {
             let each: Vec<String> = each
                 .iter()
@@ -313,8 +451,10 @@ pub fn connect_error(url: &str, tried: &Tried) -> anyhow::Error {
             format!(" ({})", each.join("; "))
         }
     };
-    let stopped = match tried.failures.len() < tried.hosts {
-        true => "; the later hosts were not tried, since a server answered (as libpq does)",
+    let stopped = match tried.stopped_early {
+        true => {
+            "; the hosts after it were not tried: libpq goes on only past a host it cannot reach"
+        }
         false => "",
     };
     // White space after the URL: see `secret::redact_text`.
@@ -331,10 +471,14 @@ pub fn connect_error(url: &str, tried: &Tried) -> anyhow::Error {
         );
     }
     if crate::error::is_certificate_refused(e) {
-        crate::error::DbError::CertificateRefused(format!(
-            "{msg} (trust the server's CA with --db-ca-file or PGSSLROOTCERT)"
-        ))
-        .into()
+        let hint = match super::tls::ca_file() {
+            Some(file) => format!(
+                "the CA file {} does not vouch for it: give the CA that signed the server's certificate",
+                file.display()
+            ),
+            None => "trust the server's CA with --db-ca-file or PGSSLROOTCERT".into(),
+        };
+        crate::error::DbError::CertificateRefused(format!("{msg} ({hint})")).into()
     } else {
         anyhow::anyhow!(msg)
     }
@@ -373,6 +517,35 @@ mod tests {
     }
 
     #[test]
+    fn a_name_with_several_addresses_is_tried_address_by_address() {
+        let cfg: Config = "host=db.example,/tmp/sock port=6543 user=u"
+            .parse()
+            .unwrap();
+        let two: [std::net::IpAddr; 2] = [[10, 0, 0, 1].into(), "::1".parse().unwrap()];
+        let mut hosts = targets(&cfg).into_iter();
+        let named = each_address(hosts.next().unwrap(), &two);
+        let names: Vec<&str> = named.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "db.example (10.0.0.1) port 6543",
+                "db.example (::1) port 6543"
+            ]
+        );
+        for (t, addr) in named.iter().zip(two) {
+            assert_eq!(t.cfg.get_hosts(), cfg.get_hosts()[..1].to_vec());
+            assert_eq!(t.cfg.get_hostaddrs(), [addr]);
+            assert_eq!(t.cfg.get_ports(), [6543]);
+        }
+        // A socket, a name with one address, an address given: whole.
+        assert_eq!(each_address(hosts.next().unwrap(), &two).len(), 1);
+        let one = targets(&"host=db.example".parse().unwrap()).remove(0);
+        assert_eq!(each_address(one, &two[..1])[0].name, "db.example port 5432");
+        let given = targets(&"host=db.example hostaddr=10.0.0.9".parse().unwrap()).remove(0);
+        assert_eq!(each_address(given, &two).len(), 1);
+    }
+
+    #[test]
     fn each_host_is_tried_alone_with_its_port() {
         let cfg: Config =
             "host=a,/tmp/sock,c hostaddr=10.0.0.1,10.0.0.2,10.0.0.3 port=1,2,3 user=u"
@@ -393,11 +566,16 @@ mod tests {
             assert_eq!(t.cfg.get_ports().len(), 1);
             assert_eq!(t.cfg.get_user(), Some("u"));
         }
-        // No TLS is asked on a Unix socket, as in libpq.
+        // No TLS is asked on a Unix socket, as in libpq; a socket
+        // directory beside a `hostaddr` is a TCP connection, which keeps it.
         use tokio_postgres::config::SslMode;
         let cfg: Config = "host=/tmp/sock,db.example sslmode=require".parse().unwrap();
         let modes: Vec<SslMode> = targets(&cfg).iter().map(|t| t.cfg.get_ssl_mode()).collect();
         assert_eq!(modes, [SslMode::Disable, SslMode::Require]);
+        let cfg: Config = "host=/tmp/sock hostaddr=10.0.0.1 sslmode=require"
+            .parse()
+            .unwrap();
+        assert_eq!(targets(&cfg)[0].cfg.get_ssl_mode(), SslMode::Require);
         // One port for every host, and none at all.
         let cfg: Config = "host=a,b port=7 user=u".parse().unwrap();
         let ports: Vec<&[u16]> = targets(&cfg).iter().map(|_| &[7u16][..]).collect();

@@ -104,9 +104,11 @@ fn rewrite_pairs<E>(
                 pairs.push(pair.to_string());
                 continue;
             };
+            // Both decoded, as libpq decodes them: `ssl%6Dode` is `sslmode`.
+            let key = percent_encoding::percent_decode_str(k).decode_utf8_lossy();
             let value = percent_encoding::percent_decode_str(v).decode_utf8_lossy();
-            match f(k, &value)? {
-                Some((nk, nv)) if nk == k && nv == value => pairs.push(pair.to_string()),
+            match f(&key, &value)? {
+                Some((nk, nv)) if nk == key && nv == value => pairs.push(pair.to_string()),
                 Some((nk, nv)) => pairs.push(format!(
                     "{nk}={}",
                     percent_encoding::utf8_percent_encode(&nv, percent_encoding::NON_ALPHANUMERIC)
@@ -174,7 +176,12 @@ fn libpq_only_keys(read: &str) -> anyhow::Result<String> {
             .iter()
             .any(|u| v.eq_ignore_ascii_case(u));
         match key {
-            "keepalives_count" => Ok(Some(("keepalives_retries".into(), v.into()))),
+            "keepalives_count" if v.parse::<u32>().is_err() && !v.is_empty() => {
+                refuse("not a number of probes")
+            }
+            "keepalives_count" if !v.is_empty() => {
+                Ok(Some(("keepalives_retries".into(), v.into())))
+            }
             // libpq's `allow` tries without TLS first; `prefer` asks for it
             // first, never weaker.
             "sslmode" if v == "allow" => Ok(Some((key.into(), "prefer".into()))),
@@ -692,8 +699,8 @@ fn env_var(name: &str) -> Option<String> {
 /// from `PGPORT`; the user from `PGUSER`, else the operating system's user
 /// (named, so that the password file can match it); the database from
 /// `PGDATABASE` (else, as in libpq, the user's name); the addresses from
-/// `PGHOSTADDR`. `PGSERVICE` is refused (the service file is not read).
-/// `var` reads the environment ([`env_var`]; the tests give their own).
+/// `PGHOSTADDR`; `connect_timeout` from `PGCONNECT_TIMEOUT`. `PGSERVICE`
+/// is refused (the service file is not read). `var` reads the environment ([`env_var`]; the tests give their own).
 fn libpq_environment(
     cfg: &mut tokio_postgres::Config,
     var: impl Fn(&str) -> Option<String>,
@@ -708,6 +715,17 @@ fn libpq_environment(
         anyhow::bail!(
             "PGSERVICE is set, and this client does not read libpq's connection service file: name the server in the URL, or unset PGSERVICE"
         );
+    }
+    // libpq's connect_timeout: whole seconds, 0 or less for none.
+    if cfg.get_connect_timeout().is_none()
+        && let Some(secs) = var("PGCONNECT_TIMEOUT")
+    {
+        let secs: i64 = secs.trim().parse().map_err(|_| {
+            anyhow::anyhow!("PGCONNECT_TIMEOUT {secs:?} is not a number of seconds")
+        })?;
+        if secs > 0 {
+            cfg.connect_timeout(std::time::Duration::from_secs(secs as u64));
+        }
     }
     if cfg.get_hostaddrs().is_empty()
         && let Some(addrs) = var("PGHOSTADDR")
@@ -1383,6 +1401,22 @@ mod tests {
         // The service file is not read: refused rather than ignored.
         let e = with("postgres://h/mine", &[("PGSERVICE", "s")]).unwrap_err();
         assert!(e.to_string().starts_with("PGSERVICE is set"), "{e}");
+        // PGCONNECT_TIMEOUT where the URL gives none; 0 is none.
+        let timeout = |url: &str, given: &'static [(&'static str, &'static str)]| {
+            with(url, given).map(|c| c.get_connect_timeout().copied())
+        };
+        let secs = std::time::Duration::from_secs;
+        let seven = &[("PGCONNECT_TIMEOUT", "7")];
+        assert_eq!(timeout("postgres://h/mine", seven).unwrap(), Some(secs(7)));
+        assert_eq!(
+            timeout("postgres://h/mine?connect_timeout=3", seven).unwrap(),
+            Some(secs(3))
+        );
+        let zero = &[("PGCONNECT_TIMEOUT", "0")];
+        assert_eq!(timeout("postgres://h/mine", zero).unwrap(), None);
+        let soon = &[("PGCONNECT_TIMEOUT", "soon")];
+        let e = timeout("postgres://h/mine", soon).unwrap_err();
+        assert!(e.to_string().contains("PGCONNECT_TIMEOUT \"soon\""), "{e}");
     }
 
     #[cfg(feature = "io")]
@@ -1703,6 +1737,15 @@ mod libpq_tests {
         assert_eq!(
             only("postgres://h/db?keepalives_count=3&sslmode=allow&application_name=a").unwrap(),
             "postgres://h/db?keepalives_retries=3&sslmode=prefer&application_name=a"
+        );
+        // A key written percent-encoded is the key libpq decodes.
+        let e = only("postgres://h/db?ssl%63ert=%2Fc.pem")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sslcert=\"/c.pem\""), "{e}");
+        assert_eq!(
+            only("postgres://h/db?ssl%73ni=1&a%70plication_name=a").unwrap(),
+            "postgres://h/db?a%70plication_name=a"
         );
         assert_eq!(
             only("host=h client_encoding=UTF8 sslcompression=1 sslsni=0 gssencmode=prefer fallback_application_name=f sslcert='' dbname='a b'").unwrap(),

@@ -66,6 +66,7 @@ impl Connection {
         limit: std::time::Duration,
     ) -> anyhow::Result<Self> {
         let cfg = super::session_config(url)?;
+        let limit = super::connect::search_limit(&cfg, limit);
         let tls = super::tls::connector()?;
         let rt = runtime()?;
         let (client, connection) = rt.block_on(super::within(limit, "the connection", async {

@@ -75,9 +75,11 @@ impl Watched {
 
     fn open(url: &str, patience: Patience) -> anyhow::Result<postgres::Client> {
         let owned = url.to_string();
-        on_thread(patience.startup(), "the connection", move || {
-            super::connect_sync(&owned)
-        })?
+        on_thread(
+            super::connect::startup_limit(url, patience),
+            "the connection",
+            move || super::connect_sync(&owned),
+        )?
     }
 
     pub fn patience(&self) -> Patience {

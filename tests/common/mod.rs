@@ -331,3 +331,34 @@ pub fn finish(
     };
     (status, out.join().unwrap(), err.join().unwrap())
 }
+
+/// Serves `listener` as a PostgreSQL server that refuses every login: it
+/// declines TLS, reads the startup message and answers with an error
+/// ("no pg_hba.conf entry for this test"), as a server whose pg_hba.conf
+/// or role list says no. Returns at once; the server runs on a thread.
+pub fn refuse_every_login(listener: std::net::TcpListener) {
+    use std::io::{Read as _, Write as _};
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let message = |conn: &mut std::net::TcpStream| -> Option<Vec<u8>> {
+                let mut len = [0u8; 4];
+                conn.read_exact(&mut len).ok()?;
+                let len = (u32::from_be_bytes(len) as usize).checked_sub(4)?;
+                let mut body = vec![0u8; len.min(1 << 16)];
+                conn.read_exact(&mut body).ok()?;
+                Some(body)
+            };
+            // An SSLRequest (code 80877103) first, then the startup.
+            if message(&mut conn).is_some_and(|m| m == [4, 210, 22, 47]) {
+                let _ = conn.write_all(b"N");
+                let _ = message(&mut conn);
+            }
+            let fields = b"SFATAL\0C28000\0Mno pg_hba.conf entry for this test\0\0";
+            let mut reply = vec![b'E'];
+            reply.extend_from_slice(&(fields.len() as u32 + 4).to_be_bytes());
+            reply.extend_from_slice(fields);
+            let _ = conn.write_all(&reply);
+        }
+    });
+}
