@@ -253,39 +253,29 @@ pub async fn connect_via<T>(
 where
     T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket> + Clone,
 {
-    let mut tried = Tried::default();
-    let hosts = targets(cfg);
-    let last_host = hosts.len() - 1;
-    for (h, host) in hosts.into_iter().enumerate() {
-        let resolved = match lookup_of(&host) {
-            // getaddrinfo blocks: off the runtime's threads.
-            Some((name, port)) => tokio::task::spawn_blocking(move || resolve(&name, port))
+    search(
+        cfg,
+        // getaddrinfo blocks: off the runtime's threads.
+        |name, port| async move {
+            tokio::task::spawn_blocking(move || resolve(&name, port))
                 .await
-                .unwrap_or_default(),
-            None => Vec::new(),
-        };
-        let addresses = each_address(host, &resolved);
-        let last_address = addresses.len() - 1;
-        for (a, mut target) in addresses.into_iter().enumerate() {
-            let one = with_password(std::mem::take(&mut target.cfg));
-            let attempt = one.connect(tls.clone());
-            let answer = match answer_within(&one) {
-                Some(limit) => tokio::time::timeout(limit, attempt)
-                    .await
-                    .unwrap_or_else(|_| Err(no_answer())),
-                None => attempt.await,
-            };
-            match answer {
-                Ok(connected) => return Ok(connected),
-                Err(e) => {
-                    if !tried.go_on(target, e, h < last_host || a < last_address) {
-                        return Err(tried);
-                    }
+                .unwrap_or_default()
+        },
+        |one| {
+            let tls = tls.clone();
+            async move {
+                let limit = answer_within(&one);
+                let attempt = one.connect(tls);
+                match limit {
+                    Some(limit) => tokio::time::timeout(limit, attempt)
+                        .await
+                        .unwrap_or_else(|_| Err(no_answer())),
+                    None => attempt.await,
                 }
             }
-        }
-    }
-    Err(tried)
+        },
+    )
+    .await
 }
 
 /// Connects with the blocking `postgres` client, host by host and address
@@ -303,21 +293,15 @@ pub fn connect_blocking_via(
     tls: tokio_postgres_rustls::MakeRustlsConnect,
     resolve: Resolve,
 ) -> Result<postgres::Client, Tried> {
-    let mut tried = Tried::default();
-    let hosts = targets(cfg);
-    let last_host = hosts.len() - 1;
-    for (h, host) in hosts.into_iter().enumerate() {
-        let resolved = match lookup_of(&host) {
-            Some((name, port)) => resolve(&name, port),
-            None => Vec::new(),
-        };
-        let addresses = each_address(host, &resolved);
-        let last_address = addresses.len() - 1;
-        for (a, mut target) in addresses.into_iter().enumerate() {
-            let one = with_password(std::mem::take(&mut target.cfg));
+    // Driven without a runtime: each step blocks, and the `postgres`
+    // client starts a runtime of its own, which may not run inside one.
+    futures::executor::block_on(search(
+        cfg,
+        |name, port| std::future::ready(resolve(&name, port)),
+        |one| {
             let limit = answer_within(&one);
             let (one, tls) = (postgres::Config::from(one), tls.clone());
-            let answer = match limit {
+            std::future::ready(match limit {
                 // The blocking client cannot be interrupted: the attempt
                 // runs on a thread of its own, left behind if the server
                 // never answers.
@@ -326,9 +310,37 @@ pub fn connect_blocking_via(
                         .unwrap_or_else(|_| Err(no_answer()))
                 }
                 None => one.connect(tls),
-            };
-            match answer {
-                Ok(client) => return Ok(client),
+            })
+        },
+    ))
+}
+
+/// The search both shells run: each host of `cfg` in order, each address
+/// of a host name in the order `resolve` gives them, each attempted alone
+/// with its own password ([`with_password`]) until one connects or
+/// [`tries_next`] says the search ends.
+async fn search<C, R, A>(
+    cfg: &Config,
+    mut resolve: impl FnMut(String, u16) -> R,
+    mut attempt: impl FnMut(Config) -> A,
+) -> Result<C, Tried>
+where
+    R: std::future::Future<Output = Vec<std::net::IpAddr>>,
+    A: std::future::Future<Output = Result<C, tokio_postgres::Error>>,
+{
+    let mut tried = Tried::default();
+    let hosts = targets(cfg);
+    let last_host = hosts.len() - 1;
+    for (h, host) in hosts.into_iter().enumerate() {
+        let resolved = match lookup_of(&host) {
+            Some((name, port)) => resolve(name, port).await,
+            None => Vec::new(),
+        };
+        let addresses = each_address(host, &resolved);
+        let last_address = addresses.len() - 1;
+        for (a, mut target) in addresses.into_iter().enumerate() {
+            match attempt(with_password(std::mem::take(&mut target.cfg))).await {
+                Ok(connected) => return Ok(connected),
                 Err(e) => {
                     if !tried.go_on(target, e, h < last_host || a < last_address) {
                         return Err(tried);
