@@ -65,6 +65,13 @@ pub fn targets(cfg: &Config) -> Vec<Target> {
             }
             if let Some(addr) = addrs.get(i) {
                 one.hostaddr(*addr);
+                // An address alone is the name TLS verifies (its IP
+                // address in the certificate), as libpq checks it:
+                // tokio-postgres, given no host, refused every TLS
+                // handshake ("no hostname provided").
+                if hosts.get(i).is_none() {
+                    one.host(addr.to_string());
+                }
                 name = match name.is_empty() {
                     true => addr.to_string(),
                     false => format!("{name} ({addr})"),
@@ -363,15 +370,25 @@ pub fn startup_limit(url: &str, patience: super::Patience) -> std::time::Duratio
 }
 
 /// How long finding a server may take at most: `limit`, or, when the URL
-/// gives `connect_timeout`, long enough for every host to use all of it
-/// (a second more each), so that the bound on the whole search does not
-/// cut short the hosts libpq would still try.
+/// gives `connect_timeout`, long enough for every host and every address
+/// of a host name to use all of it (a second more each), so that the bound
+/// on the whole search does not cut short the addresses libpq would still
+/// try.
 pub fn search_limit(cfg: &Config, limit: std::time::Duration) -> std::time::Duration {
-    let hosts = cfg.get_hosts().len().max(cfg.get_hostaddrs().len()).max(1) as u32;
-    match answer_within(cfg) {
-        Some(each) => limit.max((each + std::time::Duration::from_secs(1)) * hosts),
-        None => limit,
-    }
+    let Some(each) = answer_within(cfg) else {
+        return limit;
+    };
+    // Every address a name has is an attempt of its own: counted as the
+    // search will find them (a dead IPv6 address before three IPv4 ones
+    // is four attempts, each allowed all of `connect_timeout`).
+    let attempts: u32 = targets(cfg)
+        .iter()
+        .map(|t| match lookup_of(t) {
+            Some((name, port)) => system_resolve(&name, port).len().max(1) as u32,
+            None => 1,
+        })
+        .sum();
+    limit.max((each + std::time::Duration::from_secs(1)) * attempts)
 }
 
 /// How long one host may take to answer before the next is tried: libpq's
@@ -475,6 +492,13 @@ pub fn connect_error(url: &str, tried: &Tried) -> anyhow::Error {
         crate::secret::redact_url(url)
     );
     let e = tried.last();
+    // tokio-postgres's words for a TLS connection to an address whose host
+    // is a socket directory: nothing to verify the certificate against.
+    if crate::error::chain(e).contains("no hostname provided") {
+        return anyhow::anyhow!(
+            "{msg}: a socket directory beside a hostaddr gives TLS no name to verify the server by; name its host instead"
+        );
+    }
     // tokio-postgres's words for a server that asked for a password the
     // URL, PGPASSWORD and the password file did not give.
     if crate::error::chain(e).contains("password missing") {
@@ -549,6 +573,10 @@ mod tests {
             assert_eq!(t.cfg.get_hostaddrs(), [addr]);
             assert_eq!(t.cfg.get_ports(), [6543]);
         }
+        // An address alone is its own host, the name TLS verifies.
+        let alone = targets(&"hostaddr=10.0.0.1".parse().unwrap()).remove(0);
+        assert_eq!(alone.name, "10.0.0.1 port 5432");
+        assert_eq!(alone.cfg.get_hosts(), [Host::Tcp("10.0.0.1".into())]);
         // A socket, a name with one address, an address given: whole.
         assert_eq!(each_address(hosts.next().unwrap(), &two).len(), 1);
         let one = targets(&"host=db.example".parse().unwrap()).remove(0);

@@ -72,6 +72,9 @@ pub fn libpq_tls(url: &str) -> (String, Option<std::path::PathBuf>) {
         Ok::<_, std::convert::Infallible>(match (key, value) {
             // libpq 16's "the system's roots": trusted already (Mozilla's).
             ("sslrootcert", "system") => None,
+            // Empty is libpq's "not given" (tokio-postgres refuses an
+            // empty `hostaddr`, and an empty root file is no file).
+            ("sslrootcert" | "hostaddr", "") => None,
             ("sslrootcert", v) => {
                 root = Some(std::path::PathBuf::from(v));
                 None
@@ -219,6 +222,30 @@ fn libpq_only_keys(read: &str) -> anyhow::Result<String> {
             _ => Ok(Some((key.into(), v.into()))),
         }
     })
+}
+
+#[cfg(feature = "io")]
+/// libpq refuses a URL with a percent-escape that is not two hex digits,
+/// or that is a NUL, before it contacts anything; tokio-postgres's parser
+/// took `%zz` as written and sent it (in a password, to the server). Said
+/// without the URL, whose bad part may be the password.
+fn check_escapes(url: &str) -> anyhow::Result<()> {
+    if !is_url(url) {
+        return Ok(());
+    }
+    let bytes = url.as_bytes();
+    for (at, _) in url.match_indices('%') {
+        match bytes.get(at + 1..at + 3) {
+            Some(b"00") => anyhow::bail!(
+                "the database URL holds %00, which libpq refuses: no part of it may hold a NUL"
+            ),
+            Some(hex) if hex.iter().all(u8::is_ascii_hexdigit) => {}
+            _ => anyhow::bail!(
+                "the database URL holds a '%' not followed by two hex digits, which libpq refuses: write a '%' in it as %25"
+            ),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(feature = "io")]
@@ -371,6 +398,7 @@ pub fn session_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
 /// ([`libpq_environment`]), once [`libpq_url`] has rewritten what
 /// tokio-postgres's parser would read differently from libpq.
 pub fn libpq_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
+    check_escapes(url)?;
     let (tls_read, root) = libpq_tls(url);
     if let Some(root) = root {
         tls::set_ca_file(&root);
@@ -588,6 +616,8 @@ pub fn libpq_url(url: &str, var: impl Fn(&str) -> Option<String>) -> anyhow::Res
     let single = chunks.len() == 1;
     let env_port = if single { var("PGPORT") } else { None };
     let env_port = env_port.as_deref().map(env_ports).transpose()?;
+    let addressed = var("PGHOSTADDR").is_some() || kept.iter().any(|p| key_of(p) == "hostaddr");
+    let mut port_in_query = None;
     let mut written = Vec::with_capacity(chunks.len());
     for (i, chunk) in chunks.iter().enumerate() {
         let (mut host, port) = split(chunk)?;
@@ -599,6 +629,10 @@ pub fn libpq_url(url: &str, var: impl Fn(&str) -> Option<String>) -> anyhow::Res
                 Some(_) if single => anyhow::bail!(
                     "the database URL leaves its host empty and PGHOST names several; name the host"
                 ),
+                // libpq connects to the address alone: no host to default
+                // (the socket directory would leave TLS no name to verify,
+                // and the password file matched as "localhost").
+                None if single && addressed => String::new(),
                 _ => socket_dir(),
             };
         }
@@ -619,9 +653,19 @@ pub fn libpq_url(url: &str, var: impl Fn(&str) -> Option<String>) -> anyhow::Res
             (None, None, None) => None,
         };
         written.push(match port {
+            // Written in the query: tokio-postgres reads `:port` alone as
+            // an empty host.
+            Some(port) if host.is_empty() => {
+                port_in_query = Some(format!("port={port}"));
+                host
+            }
             Some(port) => format!("{host}:{port}"),
             None => host,
         });
+    }
+    let mut kept: Vec<&str> = kept;
+    if let Some(port) = &port_in_query {
+        kept.push(port);
     }
     let query = if kept.is_empty() {
         String::new()
@@ -1601,6 +1645,16 @@ mod tests {
         );
         // With several hosts libpq gives those without a port 5432, not PGPORT.
         assert_eq!(port("postgres://a,b:2/db", "6543"), "postgres://a,b:2/db");
+        // An empty host beside an address is no host: libpq connects to the
+        // address alone (the socket directory left TLS no name to verify).
+        assert_eq!(
+            libpq_url("postgres://u@:5433/db?hostaddr=10.0.0.1", env(&[])).unwrap(),
+            "postgres://u@/db?hostaddr=10.0.0.1&port=5433"
+        );
+        assert_eq!(
+            libpq_url("postgres://u@:5433/db", env(&[("PGHOSTADDR", "10.0.0.1")])).unwrap(),
+            "postgres://u@/db?port=5433"
+        );
         // The credentials end at the first `@` before the first `/`.
         assert_eq!(
             port("postgres://c:p?w@h/db", "1"),
@@ -1727,6 +1781,34 @@ mod tests {
 #[cfg(all(test, feature = "io"))]
 mod libpq_tests {
     use super::libpq_tls;
+
+    /// A bad percent-escape is refused before anything is contacted, as
+    /// libpq refuses it, without the URL (the password may be its bad
+    /// part); an empty `hostaddr` or `sslrootcert` is not given.
+    #[test]
+    fn bad_escapes_are_refused_and_empty_values_not_given() {
+        for url in [
+            "postgres://u:se%zzcret@h/d",
+            "postgres://u@h/d%2",
+            "postgres://u@h/d?application_name=%g1",
+            "postgres://u:p%00w@h/d",
+        ] {
+            let e = super::libpq_config(url).unwrap_err().to_string();
+            assert!(e.starts_with("the database URL holds "), "{url}: {e}");
+            assert!(!e.contains("cret") && !e.contains("p%00w"), "{e}");
+        }
+        assert!(super::check_escapes("postgres://u:p%25w%2Fx@h/d%C3%A9").is_ok());
+        // `%zz` in a key=value string is no escape.
+        assert!(super::check_escapes("password=se%zz host=h").is_ok());
+        assert_eq!(
+            libpq_tls("postgres://u@h/d?hostaddr=&sslrootcert=&port=5"),
+            ("postgres://u@h/d?port=5".to_string(), None)
+        );
+        assert_eq!(
+            libpq_tls("host=h hostaddr='' sslrootcert=''"),
+            ("host=h".to_string(), None)
+        );
+    }
 
     /// libpq's keys tokio-postgres's parser refused without naming them:
     /// carried over, dropped where they change nothing here, or refused
