@@ -227,18 +227,18 @@ pub fn system_resolve(name: &str, port: u16) -> Vec<std::net::IpAddr> {
     addrs
 }
 
+/// A tokio-postgres client and the connection that drives it.
+pub type Connected<T> = (
+    tokio_postgres::Client,
+    tokio_postgres::Connection<
+        tokio_postgres::Socket,
+        <T as tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>>::Stream,
+    >,
+);
+
 /// Connects with tokio-postgres, host by host and address by address as
 /// libpq does.
-pub async fn connect<T>(
-    cfg: &Config,
-    tls: T,
-) -> Result<
-    (
-        tokio_postgres::Client,
-        tokio_postgres::Connection<tokio_postgres::Socket, T::Stream>,
-    ),
-    Tried,
->
+pub async fn connect<T>(cfg: &Config, tls: T) -> Result<Connected<T>, Tried>
 where
     T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket> + Clone,
 {
@@ -246,17 +246,7 @@ where
 }
 
 /// [`connect`] with names resolved by `resolve`.
-pub async fn connect_via<T>(
-    cfg: &Config,
-    tls: T,
-    resolve: Resolve,
-) -> Result<
-    (
-        tokio_postgres::Client,
-        tokio_postgres::Connection<tokio_postgres::Socket, T::Stream>,
-    ),
-    Tried,
->
+pub async fn connect_via<T>(cfg: &Config, tls: T, resolve: Resolve) -> Result<Connected<T>, Tried>
 where
     T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket> + Clone,
 {
@@ -508,6 +498,11 @@ pub fn connect_error(url: &str, tried: &Tried) -> anyhow::Error {
     }
     if crate::error::is_certificate_refused(e) {
         let hint = match super::tls::ca_file() {
+            // rustls's words for a certificate its CA vouches for, issued
+            // to another name.
+            _ if crate::error::chain(e).contains("certificate not valid for name") => {
+                "the certificate names another server: connect by a name it carries".to_string()
+            }
             Some(file) => format!(
                 "the CA file {} does not vouch for it: give the CA that signed the server's certificate",
                 file.display()

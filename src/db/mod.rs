@@ -72,9 +72,8 @@ pub fn libpq_tls(url: &str) -> (String, Option<std::path::PathBuf>) {
         Ok::<_, std::convert::Infallible>(match (key, value) {
             // libpq 16's "the system's roots": trusted already (Mozilla's).
             ("sslrootcert", "system") => None,
-            // Empty is libpq's "not given" (tokio-postgres refuses an
-            // empty `hostaddr`, and an empty root file is no file).
-            ("sslrootcert" | "hostaddr", "") => None,
+            // Refused by `libpq_only_keys`: libpq reads it as a value.
+            ("sslrootcert", "") => Some((key.into(), String::new())),
             ("sslrootcert", v) => {
                 root = Some(std::path::PathBuf::from(v));
                 None
@@ -188,6 +187,13 @@ fn libpq_only_keys(read: &str) -> anyhow::Result<String> {
             // libpq's `allow` tries without TLS first; `prefer` asks for it
             // first, never weaker.
             "sslmode" if v == "allow" => Ok(Some((key.into(), "prefer".into()))),
+            // libpq takes an empty one as a value: the last given wins and
+            // the environment's is not read (PGHOSTADDR, PGSSLROOTCERT).
+            // Dropped, the earlier one or the environment's would be used;
+            // tokio-postgres refuses an empty address.
+            "hostaddr" | "sslrootcert" if v.is_empty() => {
+                refuse("an empty value, which libpq reads otherwise than none; leave it out")
+            }
             _ if v.is_empty() && LIBPQ_ONLY.contains(&key) => Ok(None),
             "client_encoding" if utf8 || v == "auto" => Ok(None),
             "client_encoding" => refuse(
@@ -432,6 +438,7 @@ pub fn libpq_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
             );
         }
     }
+    refuse_empty_demands(|name| std::env::var(name).ok())?;
     libpq_environment(&mut cfg, env_var)?;
     libpq_demands(&mut cfg, !names_key(&tls_read, "sslmode"), env_var)?;
     // Said here, naming where the counts come from, before anything is
@@ -612,7 +619,16 @@ pub fn libpq_url(url: &str, var: impl Fn(&str) -> Option<String>) -> anyhow::Res
             port.filter(|p| !p.is_empty()).map(str::to_string),
         ))
     };
-    let given = query_ports.as_deref().map(env_ports).transpose()?;
+    let given = query_ports
+        .as_deref()
+        .map(|ports| {
+            env_ports(ports).map_err(|_| {
+                anyhow::anyhow!(
+                    "the database URL's ?port= {ports:?} is not a port number or a list of them"
+                )
+            })
+        })
+        .transpose()?;
     let single = chunks.len() == 1;
     let env_port = if single { var("PGPORT") } else { None };
     let env_port = env_port.as_deref().map(env_ports).transpose()?;
@@ -633,6 +649,12 @@ pub fn libpq_url(url: &str, var: impl Fn(&str) -> Option<String>) -> anyhow::Res
                 // (the socket directory would leave TLS no name to verify,
                 // and the password file matched as "localhost").
                 None if single && addressed => String::new(),
+                // libpq connects to that address with no host name (TLS and
+                // the password file take the address); the socket directory
+                // here would send "localhost"'s line to it.
+                _ if addressed => anyhow::bail!(
+                    "the database URL leaves a host empty in its list beside a hostaddr; name every host"
+                ),
                 _ => socket_dir(),
             };
         }
@@ -792,6 +814,14 @@ fn libpq_environment(
             if named.iter().all(|h| h.trim().is_empty()) && named.iter().any(|h| !h.is_empty()) {
                 anyhow::bail!("PGHOST {hosts:?} names no host");
             }
+            // Beside addresses an empty one is no host name, not the
+            // socket directory (whose "localhost" line the password file
+            // would then give the address).
+            if !cfg.get_hostaddrs().is_empty() && named.iter().any(|h| h.is_empty()) {
+                anyhow::bail!(
+                    "PGHOST {hosts:?} leaves a host empty beside PGHOSTADDR's addresses; name every host"
+                );
+            }
             for host in named {
                 cfg.host(if host.is_empty() {
                     DEFAULT_SOCKET_DIR
@@ -818,6 +848,28 @@ fn libpq_environment(
         && let Some(db) = var("PGDATABASE")
     {
         cfg.dbname(db);
+    }
+    Ok(())
+}
+
+#[cfg(feature = "io")]
+/// libpq's variables that say what a connection must insist on, set but
+/// empty: libpq refuses them as values it does not know ("invalid sslmode
+/// value"), where read as unset they would let a password go in plain
+/// text (`export PGSSLMODE=$MODE` with `MODE` unset). `raw` reads the
+/// environment, empty values kept.
+fn refuse_empty_demands(raw: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+    for name in [
+        "PGSSLMODE",
+        "PGCHANNELBINDING",
+        "PGGSSENCMODE",
+        "PGTARGETSESSIONATTRS",
+    ] {
+        if raw(name).is_some_and(|v| v.is_empty()) {
+            anyhow::bail!(
+                "{name} is set but empty, which libpq refuses: unset it, or give a value"
+            );
+        }
     }
     Ok(())
 }
@@ -1784,9 +1836,9 @@ mod libpq_tests {
 
     /// A bad percent-escape is refused before anything is contacted, as
     /// libpq refuses it, without the URL (the password may be its bad
-    /// part); an empty `hostaddr` or `sslrootcert` is not given.
+    /// part); so are empty values libpq reads otherwise than this client.
     #[test]
-    fn bad_escapes_are_refused_and_empty_values_not_given() {
+    fn bad_escapes_and_ambiguous_empty_values_are_refused() {
         for url in [
             "postgres://u:se%zzcret@h/d",
             "postgres://u@h/d%2",
@@ -1800,14 +1852,58 @@ mod libpq_tests {
         assert!(super::check_escapes("postgres://u:p%25w%2Fx@h/d%C3%A9").is_ok());
         // `%zz` in a key=value string is no escape.
         assert!(super::check_escapes("password=se%zz host=h").is_ok());
-        assert_eq!(
-            libpq_tls("postgres://u@h/d?hostaddr=&sslrootcert=&port=5"),
-            ("postgres://u@h/d?port=5".to_string(), None)
+        // An empty `hostaddr` or `sslrootcert` is a value to libpq (the
+        // last wins, the environment's is not read): refused, where
+        // dropped it let an earlier address or PGHOSTADDR be used.
+        for url in [
+            "postgres://u@h/d?hostaddr=127.0.0.2&hostaddr=",
+            "host=h hostaddr=''",
+            "postgres://u@h/d?sslrootcert=",
+        ] {
+            let e = super::libpq_config(url).unwrap_err().to_string();
+            assert!(
+                e.contains("an empty value") || e.contains("?hostaddr= more than once"),
+                "{url}: {e}"
+            );
+        }
+        // Empty hosts in a list beside addresses are no host names to
+        // libpq; the socket directory would take "localhost"'s password.
+        let e = super::libpq_url("postgres://u@,/db?hostaddr=10.0.0.9,10.0.0.2", |_: &str| {
+            None
+        })
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("leaves a host empty in its list beside a hostaddr"),
+            "{e}"
         );
-        assert_eq!(
-            libpq_tls("host=h hostaddr='' sslrootcert=''"),
-            ("host=h".to_string(), None)
+        let mut cfg: tokio_postgres::Config = "user=u".parse().unwrap();
+        let e = super::libpq_environment(&mut cfg, |n: &str| match n {
+            "PGHOST" => Some(",".into()),
+            "PGHOSTADDR" => Some("10.0.0.9,10.0.0.2".into()),
+            _ => None,
+        })
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("leaves a host empty beside PGHOSTADDR"),
+            "{e}"
         );
+        // libpq refuses an empty PGSSLMODE; read as unset it let a
+        // password go in plain text.
+        let raw = |name: &'static str| move |n: &str| (n == name).then(String::new);
+        for name in [
+            "PGSSLMODE",
+            "PGCHANNELBINDING",
+            "PGGSSENCMODE",
+            "PGTARGETSESSIONATTRS",
+        ] {
+            let e = super::refuse_empty_demands(raw(name))
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(&format!("{name} is set but empty")), "{e}");
+        }
+        assert!(super::refuse_empty_demands(|_| None).is_ok());
     }
 
     /// libpq's keys tokio-postgres's parser refused without naming them:
