@@ -492,8 +492,27 @@ pub fn connect_error(url: &str, tried: &Tried) -> anyhow::Error {
     // tokio-postgres's words for a server that asked for a password the
     // URL, PGPASSWORD and the password file did not give.
     if crate::error::chain(e).contains("password missing") {
+        // A file libpq reads (a plain file only its owner can read) that
+        // answered nothing: say so, not where a password may be given.
+        let read = |f: &std::path::PathBuf| {
+            std::fs::metadata(f).is_ok_and(|m| {
+                m.is_file()
+                    && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o077 == 0
+            })
+        };
+        if let Some(file) = super::pgpass::password_file().filter(read) {
+            return anyhow::anyhow!(
+                "{msg}: no line of the password file {} matches this host, port, database and user; add one, or give the password in PGPASSWORD",
+                file.display()
+            );
+        }
         return anyhow::anyhow!(
             "{msg}: give the password in the URL, in PGPASSWORD, or in a password file (PGPASSFILE, else ~/.pgpass, mode 0600)"
+        );
+    }
+    if crate::error::chain(e).contains("Connection refused") {
+        return anyhow::anyhow!(
+            "{msg}: is a server running there and accepting TCP connections on that port?"
         );
     }
     if crate::error::is_certificate_refused(e) {

@@ -94,12 +94,8 @@ pub fn password_for(cfg: &tokio_postgres::Config) -> Result<Option<Vec<u8>>, Per
             std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec(),
         ));
     }
-    let file = match std::env::var_os("PGPASSFILE") {
-        Some(f) if !f.is_empty() => std::path::PathBuf::from(f),
-        _ => match std::env::var_os("HOME") {
-            Some(home) => std::path::PathBuf::from(home).join(".pgpass"),
-            None => return Ok(None),
-        },
+    let Some(file) = password_file() else {
+        return Ok(None);
     };
     let Ok(meta) = std::fs::metadata(&file) else {
         return Ok(None);
@@ -165,6 +161,16 @@ pub fn password_for(cfg: &tokio_postgres::Config) -> Result<Option<Vec<u8>>, Per
             hosts: [first_host, other_host],
         }),
         None => Ok(password),
+    }
+}
+
+#[cfg(feature = "io")]
+/// Where libpq looks for the password file: `PGPASSFILE`, else
+/// `~/.pgpass`.
+pub fn password_file() -> Option<std::path::PathBuf> {
+    match std::env::var_os("PGPASSFILE") {
+        Some(f) if !f.is_empty() => Some(std::path::PathBuf::from(f)),
+        _ => std::env::var_os("HOME").map(|home| std::path::PathBuf::from(home).join(".pgpass")),
     }
 }
 

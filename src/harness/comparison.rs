@@ -129,7 +129,9 @@ pub struct CompareArgs {
     /// load into a schema of compare's own (bucketbench_compare_<pid>_<id>),
     /// created at start and dropped at the end: tables that `ingest` filled
     /// in this database are never read or touched. Needs the CREATE
-    /// privilege on the database.
+    /// privilege on the database. Read as `ingest --database-url` reads it,
+    /// as psql would: PGPASSWORD or the password file when it names no
+    /// password, libpq's PG* variables for what it leaves out.
     #[arg(
         long,
         env = "DATABASE_URL",
