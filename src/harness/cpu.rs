@@ -568,6 +568,28 @@ mod tests {
         assert_eq!(us_per_row(0.5, 250_000), Some(2.0));
     }
 
+    /// The machine's busy time sees another process's CPU (a lower bound:
+    /// on a shared machine others' may show too).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_machine_meter_sees_other_processes() {
+        let meters = Meters::default();
+        let before = meters.sample();
+        let mut spinner = std::process::Command::new("sh")
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        spinner.kill().unwrap();
+        spinner.wait().unwrap();
+        let mid = meters.sample();
+        let spun = mid.since(&before).machine.unwrap();
+        assert!(
+            spun >= 0.2,
+            "a spinner for 0.4 s: the machine spent {spun:.2} s"
+        );
+    }
+
     #[test]
     fn a_backwards_counter_is_not_measured() {
         let before = Sample {
