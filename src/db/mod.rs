@@ -167,7 +167,7 @@ fn libpq_only_keys(read: &str) -> anyhow::Result<String> {
     rewrite_pairs(read, |key, v| {
         let refuse = |why: &str| {
             let given = match key {
-                "sslpassword" => String::new(),
+                "sslpassword" | "password" => String::new(),
                 _ => format!("={v:?}"),
             };
             Err(anyhow::anyhow!(
@@ -193,6 +193,11 @@ fn libpq_only_keys(read: &str) -> anyhow::Result<String> {
             // tokio-postgres refuses an empty address.
             "hostaddr" | "sslrootcert" if v.is_empty() => {
                 refuse("an empty value, which libpq reads otherwise than none; leave it out")
+            }
+            // libpq then reads no PGPASSWORD (the value is given) but the
+            // password file; this client would have sent PGPASSWORD's.
+            "password" if v.is_empty() => {
+                refuse("an empty password, which libpq reads otherwise than none; leave it out")
             }
             _ if v.is_empty() && LIBPQ_ONLY.contains(&key) => Ok(None),
             "client_encoding" if utf8 || v == "auto" => Ok(None),
@@ -434,7 +439,7 @@ pub fn libpq_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
     ] {
         if given {
             anyhow::bail!(
-                "the database URL gives an empty {what}, which libpq reads as none given: leave it out, or name it"
+                "the database URL gives an empty {what}, which libpq reads otherwise than this client: leave it out, or name it"
             );
         }
     }
@@ -853,10 +858,11 @@ fn libpq_environment(
 }
 
 #[cfg(feature = "io")]
-/// libpq's variables that say what a connection must insist on, set but
-/// empty: libpq refuses them as values it does not know ("invalid sslmode
-/// value"), where read as unset they would let a password go in plain
-/// text (`export PGSSLMODE=$MODE` with `MODE` unset). `raw` reads the
+/// libpq's variables that say what a connection must insist on (and
+/// `PGCONNECT_TIMEOUT`), set but empty: libpq refuses them as values it
+/// does not know ("invalid sslmode value"), before any password is sent,
+/// where read as unset they would let one go, in plain text for
+/// `PGSSLMODE` (`export PGSSLMODE=$MODE` with `MODE` unset). `raw` reads the
 /// environment, empty values kept.
 fn refuse_empty_demands(raw: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
     for name in [
@@ -864,6 +870,7 @@ fn refuse_empty_demands(raw: impl Fn(&str) -> Option<String>) -> anyhow::Result<
         "PGCHANNELBINDING",
         "PGGSSENCMODE",
         "PGTARGETSESSIONATTRS",
+        "PGCONNECT_TIMEOUT",
     ] {
         if raw(name).is_some_and(|v| v.is_empty()) {
             anyhow::bail!(
@@ -1859,10 +1866,14 @@ mod libpq_tests {
             "postgres://u@h/d?hostaddr=127.0.0.2&hostaddr=",
             "host=h hostaddr=''",
             "postgres://u@h/d?sslrootcert=",
+            "postgres://u@h/d?password=",
+            "host=h user=u password=''",
         ] {
             let e = super::libpq_config(url).unwrap_err().to_string();
             assert!(
-                e.contains("an empty value") || e.contains("?hostaddr= more than once"),
+                e.contains("an empty value")
+                    || e.contains("an empty password")
+                    || e.contains("?hostaddr= more than once"),
                 "{url}: {e}"
             );
         }
@@ -1897,6 +1908,7 @@ mod libpq_tests {
             "PGCHANNELBINDING",
             "PGGSSENCMODE",
             "PGTARGETSESSIONATTRS",
+            "PGCONNECT_TIMEOUT",
         ] {
             let e = super::refuse_empty_demands(raw(name))
                 .unwrap_err()

@@ -21,12 +21,20 @@ pub fn set_ca_file(path: &Path) {
     let _ = CA_FILE.set(path.to_path_buf());
 }
 
-/// The CA file in effect: the flag, else `PGSSLROOTCERT`.
+/// The CA file in effect: the flag, else `PGSSLROOTCERT`, else libpq's
+/// default root file, `~/.postgresql/root.crt`, when it exists (libpq
+/// then verifies every server against it, whatever the mode; without it,
+/// Mozilla's roots here, where libpq's `verify-full` would refuse).
 pub fn ca_file() -> Option<PathBuf> {
     CA_FILE.get().cloned().or_else(|| {
         std::env::var_os("PGSSLROOTCERT")
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
+            .or_else(|| {
+                let home = std::env::var_os("HOME").filter(|h| !h.is_empty())?;
+                let default = PathBuf::from(home).join(".postgresql/root.crt");
+                default.is_file().then_some(default)
+            })
     })
 }
 
@@ -41,8 +49,12 @@ fn roots(ca_file: Option<&Path>) -> anyhow::Result<rustls::RootCertStore> {
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         return Ok(roots);
     };
-    let pem = std::fs::read(path)
-        .with_context(|| format!("reading the database CA file {}", path.display()))?;
+    let pem = std::fs::read(path).with_context(|| {
+        format!(
+            "reading the database CA file {:?}",
+            path.display().to_string()
+        )
+    })?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
         .filter_map(Result::ok)
         .collect();
