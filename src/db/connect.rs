@@ -152,14 +152,9 @@ pub fn tries_next(e: &tokio_postgres::Error) -> bool {
 /// one address or none, is left whole (tokio-postgres then says why the
 /// name does not resolve).
 pub fn each_address(target: Target, resolved: &[std::net::IpAddr]) -> Vec<Target> {
-    let named = matches!(target.cfg.get_hosts(), [Host::Tcp(_)]);
-    if !named || !target.cfg.get_hostaddrs().is_empty() || resolved.len() < 2 {
+    let Some((host, port)) = lookup_of(&target).filter(|_| resolved.len() > 1) else {
         return vec![target];
-    }
-    let (host, port) = target
-        .name
-        .rsplit_once(" port ")
-        .unwrap_or((&target.name, ""));
+    };
     resolved
         .iter()
         .map(|addr| {
@@ -492,15 +487,9 @@ pub fn connect_error(url: &str, tried: &Tried) -> anyhow::Error {
     // tokio-postgres's words for a server that asked for a password the
     // URL, PGPASSWORD and the password file did not give.
     if crate::error::chain(e).contains("password missing") {
-        // A file libpq reads (a plain file only its owner can read) that
-        // answered nothing: say so, not where a password may be given.
-        let read = |f: &std::path::PathBuf| {
-            std::fs::metadata(f).is_ok_and(|m| {
-                m.is_file()
-                    && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o077 == 0
-            })
-        };
-        if let Some(file) = super::pgpass::password_file().filter(read) {
+        // A file libpq reads that answered nothing: say so, not where a
+        // password may be given.
+        if let Some(file) = super::pgpass::usable_password_file() {
             return anyhow::anyhow!(
                 "{msg}: no line of the password file {} matches this host, port, database and user; add one, or give the password in PGPASSWORD",
                 file.display()

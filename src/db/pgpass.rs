@@ -94,30 +94,9 @@ pub fn password_for(cfg: &tokio_postgres::Config) -> Result<Option<Vec<u8>>, Per
             std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec(),
         ));
     }
-    let Some(file) = password_file() else {
+    let Some(file) = usable_password_file() else {
         return Ok(None);
     };
-    let Ok(meta) = std::fs::metadata(&file) else {
-        return Ok(None);
-    };
-    if !meta.is_file() {
-        warn_once(|| {
-            tracing::warn!(
-                "password file {} is not a plain file and is ignored",
-                file.display()
-            )
-        });
-        return Ok(None);
-    }
-    if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0 {
-        warn_once(|| {
-            tracing::warn!(
-                "password file {} has group or world access and is ignored; permissions should be u=rw (0600) or less",
-                file.display()
-            )
-        });
-        return Ok(None);
-    }
     let (Ok(text), Some(user)) = (std::fs::read(&file), cfg.get_user()) else {
         return Ok(None);
     };
@@ -172,6 +151,34 @@ pub fn password_file() -> Option<std::path::PathBuf> {
         Some(f) if !f.is_empty() => Some(std::path::PathBuf::from(f)),
         _ => std::env::var_os("HOME").map(|home| std::path::PathBuf::from(home).join(".pgpass")),
     }
+}
+
+#[cfg(feature = "io")]
+/// The password file libpq would read ([`password_file`]): `None` when
+/// there is none, or when it is not a plain file or others can read it,
+/// which libpq ignores, with a warning (once a process).
+pub fn usable_password_file() -> Option<std::path::PathBuf> {
+    let file = password_file()?;
+    let meta = std::fs::metadata(&file).ok()?;
+    if !meta.is_file() {
+        warn_once(|| {
+            tracing::warn!(
+                "password file {} is not a plain file and is ignored",
+                file.display()
+            )
+        });
+        return None;
+    }
+    if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0 {
+        warn_once(|| {
+            tracing::warn!(
+                "password file {} has group or world access and is ignored; permissions should be u=rw (0600) or less",
+                file.display()
+            )
+        });
+        return None;
+    }
+    Some(file)
 }
 
 #[cfg(feature = "io")]
